@@ -1,0 +1,521 @@
+//! One MTA connection: reads packets, runs them through the protocol session,
+//! calls the filter, writes the replies. Everything that can go wrong here
+//! (garbage, silence, a slow or broken filter) ends in a log line and either
+//! the fail-safe reply or a clean close — never a half-written packet.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use milter_proto::{
+    Command, Event, Frame, FrameDecoder, FrameError, MilterSession, OPTNEG_MAX_PAYLOAD, Sent,
+    SessionError, Step, Verdict, classify_probe,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::ServerConfig;
+use crate::context::{Context, Modifications};
+use crate::filter::{BoxError, ConnectInfo, Envelope, Header, Milter};
+use crate::listener::Stream;
+use crate::shutdown::Shutdown;
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionEnd {
+    /// QUIT, or the MTA closed the socket between packets.
+    #[error("closed by the MTA")]
+    Closed,
+    /// The peer is not an MTA speaking the milter protocol.
+    #[error("not a milter client: first bytes look like {0}")]
+    Probe(&'static str),
+    /// Nothing arrived for the idle timeout.
+    #[error("idle for {0:?}")]
+    IdleTimeout(Duration),
+    /// A packet started but did not finish in time, or a write stalled.
+    #[error("I/O stalled for {0:?}")]
+    IoTimeout(Duration),
+    /// Framing failed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The MTA broke the protocol.
+    #[error(transparent)]
+    Protocol(#[from] SessionError),
+    /// Socket error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Shutdown.
+    #[error("server shutting down")]
+    Shutdown,
+}
+
+/// Why a filter call produced no verdict.
+#[derive(Debug)]
+enum FilterFailure {
+    Error(BoxError),
+    Panic(String),
+    Timeout(Duration),
+    Shutdown,
+    /// Writing a progress packet failed; the stream cannot be trusted.
+    Connection,
+}
+
+impl std::fmt::Display for FilterFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterFailure::Error(e) => write!(f, "filter error: {e}"),
+            FilterFailure::Panic(m) => write!(f, "filter panicked: {m}"),
+            FilterFailure::Timeout(d) => write!(f, "filter did not answer within {d:?}"),
+            FilterFailure::Shutdown => write!(f, "shutdown deadline reached"),
+            FilterFailure::Connection => write!(f, "writing a progress packet failed"),
+        }
+    }
+}
+
+/// Runs `fut` with a time limit, turning errors and panics into a failure.
+async fn guarded<T>(
+    fut: impl Future<Output = Result<T, BoxError>>,
+    limit: Duration,
+    kill: &tokio_util::sync::CancellationToken,
+) -> Result<T, FilterFailure> {
+    let call = tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind());
+    tokio::select! {
+        biased;
+        r = call => match r {
+            Err(_) => Err(FilterFailure::Timeout(limit)),
+            Ok(Err(panic)) => Err(FilterFailure::Panic(panic_message(&panic))),
+            Ok(Ok(Err(e))) => Err(FilterFailure::Error(e)),
+            Ok(Ok(Ok(v))) => Ok(v),
+        },
+        _ = kill.cancelled() => Err(FilterFailure::Shutdown),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+const PROGRESS_PACKET: [u8; 5] = [0, 0, 0, 1, b'p'];
+
+/// The state of one connection.
+pub(crate) struct Connection<F: Milter, S> {
+    filter: Arc<F>,
+    cfg: Arc<ServerConfig>,
+    stream: S,
+    id: u64,
+    shutdown: Shutdown,
+    session: MilterSession,
+    decoder: FrameDecoder,
+    buf: BytesMut,
+    conn: F::Connection,
+    msg: F::Message,
+    /// A failure at a step the MTA did not wait for; reported at the next
+    /// step it does wait for, so a broken filter cannot wave a message through.
+    deferred_failure: bool,
+}
+
+impl<F: Milter, S: Stream> Connection<F, S> {
+    pub(crate) fn new(
+        filter: Arc<F>,
+        cfg: Arc<ServerConfig>,
+        stream: S,
+        id: u64,
+        shutdown: Shutdown,
+    ) -> Self {
+        let requirements = filter.requirements();
+        Connection {
+            filter,
+            cfg,
+            stream,
+            id,
+            shutdown,
+            session: MilterSession::new(requirements),
+            decoder: FrameDecoder::new(OPTNEG_MAX_PAYLOAD),
+            buf: BytesMut::with_capacity(8 * 1024),
+            conn: F::Connection::default(),
+            msg: F::Message::default(),
+            deferred_failure: false,
+        }
+    }
+
+    /// Serves the connection to its end.
+    pub(crate) async fn run(mut self) -> ConnectionEnd {
+        let end = self.serve().await;
+        if self.session.negotiated().is_some() {
+            if self.session.in_message() {
+                self.call_abort().await;
+            }
+            self.call_close().await;
+        }
+        // Best effort: the peer may be gone already.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        end
+    }
+
+    async fn serve(&mut self) -> ConnectionEnd {
+        loop {
+            let frame = match self.next_frame().await {
+                Ok(Some(f)) => f,
+                Ok(None) => return ConnectionEnd::Closed,
+                Err(e) => return e,
+            };
+            if let Err(e) = self.handle(frame).await {
+                return e;
+            }
+            if let Err(e) = self.flush().await {
+                return e;
+            }
+            if self.session.negotiated().is_none() {
+                continue;
+            }
+            if self.shutdown.kill.is_cancelled() {
+                return ConnectionEnd::Shutdown;
+            }
+        }
+    }
+
+    async fn next_frame(&mut self) -> Result<Option<Frame>, ConnectionEnd> {
+        loop {
+            let first = self.session.awaiting_negotiation();
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(f)) => {
+                    if first && f.code != milter_proto::command::code::OPTNEG {
+                        // Rebuild the first bytes as they arrived, to name the probe.
+                        let mut head = Vec::with_capacity(16);
+                        head.extend_from_slice(&(f.payload.len() as u32 + 1).to_be_bytes());
+                        head.push(f.code);
+                        head.extend_from_slice(&f.payload[..f.payload.len().min(8)]);
+                        return Err(ConnectionEnd::Probe(classify_probe(&head)));
+                    }
+                    return Ok(Some(f));
+                }
+                Ok(None) => {}
+                // Before negotiation, an unreasonable length is a probe, not an MTA.
+                Err(_) if first => {
+                    return Err(ConnectionEnd::Probe(classify_probe(
+                        &self.buf[..self.buf.len().min(16)],
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let idle = self.buf.is_empty();
+            let limit = if idle {
+                self.cfg.idle_timeout
+            } else {
+                self.cfg.io_timeout
+            };
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(8 * 1024);
+            }
+            let may_stop = idle && !self.session.in_message();
+            let read = tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf));
+            let n = tokio::select! {
+                biased;
+                _ = self.shutdown.kill.cancelled() => return Err(ConnectionEnd::Shutdown),
+                _ = self.shutdown.stop.cancelled(), if may_stop => return Err(ConnectionEnd::Shutdown),
+                r = read => match r {
+                    Err(_) if idle => return Err(ConnectionEnd::IdleTimeout(limit)),
+                    Err(_) => return Err(ConnectionEnd::IoTimeout(limit)),
+                    Ok(r) => r?,
+                },
+            };
+            if n == 0 {
+                if first && !self.buf.is_empty() {
+                    return Err(ConnectionEnd::Probe(classify_probe(
+                        &self.buf[..self.buf.len().min(16)],
+                    )));
+                }
+                return self.decoder.decode_eof(&mut self.buf).map_err(Into::into);
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectionEnd> {
+        if self.session.output().is_empty() {
+            return Ok(());
+        }
+        let limit = self.cfg.io_timeout;
+        // Never raced against shutdown: a reply is written whole or not at all.
+        match tokio::time::timeout(limit, self.stream.write_all(self.session.output())).await {
+            Err(_) => return Err(ConnectionEnd::IoTimeout(limit)),
+            Ok(r) => r?,
+        }
+        self.session.clear_output();
+        Ok(())
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Result<(), ConnectionEnd> {
+        match self.session.receive(frame)? {
+            Event::Negotiated => {
+                let neg = self.session.negotiated().expect("just negotiated");
+                self.decoder
+                    .set_max_payload(self.cfg.max_packet.max(neg.data_size.max_payload()));
+                tracing::debug!(
+                    conn = self.id,
+                    version = neg.version,
+                    actions = ?neg.actions,
+                    protocol = ?neg.protocol,
+                    "negotiated"
+                );
+                for s in &neg.shortfalls {
+                    tracing::info!(conn = self.id, "negotiation: {s}");
+                }
+            }
+            Event::Macros => {}
+            Event::Abort { message_was_open } => {
+                if message_was_open {
+                    self.call_abort().await;
+                }
+                self.deferred_failure = false;
+            }
+            Event::Quit => return Err(ConnectionEnd::Closed),
+            Event::NewConnection { message_was_open } => {
+                if message_was_open {
+                    self.call_abort().await;
+                }
+                self.call_close().await;
+                self.conn = F::Connection::default();
+                self.msg = F::Message::default();
+                self.deferred_failure = false;
+            }
+            Event::Step {
+                step,
+                command,
+                deliver,
+                new_message,
+                aborted_previous,
+            } => {
+                if aborted_previous {
+                    self.call_abort().await;
+                }
+                if new_message {
+                    self.msg = F::Message::default();
+                    self.deferred_failure = false;
+                }
+                if deliver {
+                    self.step(step, command).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn step_limit(&self, step: Step) -> Duration {
+        if step.is_content_step() {
+            self.cfg.content_timeout
+        } else {
+            self.cfg.command_timeout
+        }
+    }
+
+    async fn step(&mut self, step: Step, command: Command) -> Result<(), ConnectionEnd> {
+        let owed = !self
+            .session
+            .negotiated()
+            .expect("steps come after negotiation")
+            .no_reply(step);
+        if self.deferred_failure && owed {
+            // The filter already failed on this message at a no-reply step.
+            self.deferred_failure = false;
+            let verdict = self.cfg.fail_safe.verdict();
+            self.session.reply(verdict)?;
+            return Ok(());
+        }
+        let limit = self.step_limit(step);
+        let outcome = if step == Step::EndOfMessage {
+            self.end_of_message(limit).await
+        } else {
+            self.call_step(step, command, limit)
+                .await
+                .map(|v| (v, Vec::new()))
+        };
+        let verdict = match outcome {
+            Ok((verdict, mods)) => {
+                let delivering = matches!(verdict, Verdict::Continue | Verdict::Accept);
+                let mut failed = false;
+                if delivering {
+                    for m in mods {
+                        if let Err(e) = self.session.modify(m) {
+                            tracing::error!(conn = self.id, %step, "modification refused: {e}");
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                if failed {
+                    // Drop any modifications already queued: a half-applied
+                    // set must not reach the MTA.
+                    self.session.clear_output();
+                    self.cfg.fail_safe.verdict()
+                } else {
+                    verdict
+                }
+            }
+            Err(FilterFailure::Shutdown) => return Err(ConnectionEnd::Shutdown),
+            Err(FilterFailure::Connection) => {
+                return Err(ConnectionEnd::IoTimeout(self.cfg.io_timeout));
+            }
+            Err(failure) => {
+                tracing::error!(
+                    conn = self.id,
+                    %step,
+                    fail_safe = ?self.cfg.fail_safe,
+                    "{failure}; answering with the fail-safe reply"
+                );
+                if matches!(failure, FilterFailure::Panic(_)) {
+                    self.msg = F::Message::default();
+                }
+                if !owed && step.is_message_step() {
+                    self.deferred_failure = true;
+                }
+                self.cfg.fail_safe.verdict()
+            }
+        };
+        let name = verdict.name();
+        match self.session.reply(verdict)? {
+            Sent::Written | Sent::NotNeeded => {}
+            Sent::Suppressed => tracing::warn!(
+                conn = self.id,
+                %step,
+                "filter answered {name} at a step negotiated as no-reply; the MTA does not read it"
+            ),
+            Sent::Downgraded => tracing::debug!(
+                conn = self.id,
+                %step,
+                "{name} is not valid at this step; sent continue"
+            ),
+        }
+        Ok(())
+    }
+
+    async fn call_step(
+        &mut self,
+        step: Step,
+        command: Command,
+        limit: Duration,
+    ) -> Result<Verdict, FilterFailure> {
+        let kill = self.shutdown.kill.clone();
+        let filter = &*self.filter;
+        let cx = Context {
+            conn: &mut self.conn,
+            msg: &mut self.msg,
+            macros: self.session.macros(),
+            negotiated: self.session.negotiated().expect("negotiated"),
+            id: self.id,
+        };
+        match command {
+            Command::Connect { hostname, address } => {
+                let info = ConnectInfo { hostname, address };
+                guarded(filter.connect(cx, &info), limit, &kill).await
+            }
+            Command::Helo(name) => guarded(filter.helo(cx, &name), limit, &kill).await,
+            Command::Mail(args) => {
+                let env = Envelope::from_args(args);
+                guarded(filter.mail(cx, &env), limit, &kill).await
+            }
+            Command::Rcpt(args) => {
+                let env = Envelope::from_args(args);
+                guarded(filter.rcpt(cx, &env), limit, &kill).await
+            }
+            Command::Data => guarded(filter.data(cx), limit, &kill).await,
+            Command::Header { name, value } => {
+                let h = Header { name, value };
+                guarded(filter.header(cx, &h), limit, &kill).await
+            }
+            Command::EndOfHeaders => guarded(filter.end_of_headers(cx), limit, &kill).await,
+            Command::Body(chunk) => guarded(filter.body(cx, chunk), limit, &kill).await,
+            Command::Unknown(cmd) => guarded(filter.unknown(cx, &cmd), limit, &kill).await,
+            other => unreachable!("{step} step with command {other:?}"),
+        }
+    }
+
+    /// End of message, with progress packets while the filter works.
+    async fn end_of_message(
+        &mut self,
+        limit: Duration,
+    ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
+        let kill = self.shutdown.kill.clone();
+        let neg = self.session.negotiated().expect("negotiated");
+        let send_progress = neg.version >= 6;
+        let mut mods = Modifications::new(neg.clone());
+        let filter = &*self.filter;
+        let cx = Context {
+            conn: &mut self.conn,
+            msg: &mut self.msg,
+            macros: self.session.macros(),
+            negotiated: neg,
+            id: self.id,
+        };
+        let interval = self.cfg.progress_interval;
+        let io_timeout = self.cfg.io_timeout;
+        let stream = &mut self.stream;
+        let verdict = {
+            let call = guarded(filter.end_of_message(cx, &mut mods), limit, &kill);
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    r = &mut call => break r,
+                    _ = tokio::time::sleep(interval), if send_progress => {
+                        let w = tokio::time::timeout(io_timeout, stream.write_all(&PROGRESS_PACKET)).await;
+                        if !matches!(w, Ok(Ok(()))) {
+                            // Possibly a partial packet: the stream is unusable.
+                            break Err(FilterFailure::Connection);
+                        }
+                    }
+                }
+            }
+        }?;
+        Ok((verdict, mods.into_requests()))
+    }
+
+    async fn call_abort(&mut self) {
+        let limit = self.cfg.command_timeout;
+        let kill = self.shutdown.kill.clone();
+        if let Some(neg) = self.session.negotiated() {
+            let cx = Context {
+                conn: &mut self.conn,
+                msg: &mut self.msg,
+                macros: self.session.macros(),
+                negotiated: neg,
+                id: self.id,
+            };
+            if let Err(e) = guarded(self.filter.abort(cx), limit, &kill).await {
+                tracing::warn!(conn = self.id, "abort handler: {e}");
+            }
+        }
+        self.msg = F::Message::default();
+        self.deferred_failure = false;
+    }
+
+    async fn call_close(&mut self) {
+        let limit = self.cfg.command_timeout;
+        // Close runs even after kill: it is the filter's chance to release resources.
+        let never = tokio_util::sync::CancellationToken::new();
+        if let Some(neg) = self.session.negotiated() {
+            let cx = Context {
+                conn: &mut self.conn,
+                msg: &mut self.msg,
+                macros: self.session.macros(),
+                negotiated: neg,
+                id: self.id,
+            };
+            if let Err(e) = guarded(
+                self.filter.close(cx),
+                limit.min(Duration::from_secs(5)),
+                &never,
+            )
+            .await
+            {
+                tracing::warn!(conn = self.id, "close handler: {e}");
+            }
+        }
+    }
+}

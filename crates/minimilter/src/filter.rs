@@ -1,0 +1,223 @@
+//! The filter API: one async method per step of the SMTP session.
+//!
+//! A filter is policy only. It never sees a socket or a packet: the runtime
+//! negotiates with the MTA, calls these methods in order, and turns their
+//! verdicts into exactly the replies the MTA expects. Every method has a
+//! default that continues, so a filter implements only the steps it declares
+//! in [`Milter::requirements`].
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use bytes::Bytes;
+use milter_proto::{ConnectAddress, Requirements, Verdict};
+
+use crate::context::{Context, Modifications};
+
+/// An error from a filter; the runtime answers with the fail-safe reply.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result of one step.
+pub type StepResult = Result<Verdict, BoxError>;
+
+/// The context type of filter `F`.
+pub type Ctx<'a, F> = Context<'a, <F as Milter>::Connection, <F as Milter>::Message>;
+
+/// The SMTP client, as the MTA describes it at connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectInfo {
+    /// The client's host name; `[addr]` if it did not resolve (Postfix).
+    pub hostname: Bytes,
+    /// The client's address.
+    pub address: ConnectAddress,
+}
+
+impl ConnectInfo {
+    /// The host name as text.
+    pub fn hostname_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.hostname)
+    }
+}
+
+/// An envelope address (MAIL FROM or RCPT TO) with its ESMTP arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The address as the MTA sent it, usually in angle brackets.
+    pub raw: Bytes,
+    /// ESMTP arguments (`SIZE=123`, `BODY=8BITMIME`, ...).
+    pub args: Vec<Bytes>,
+}
+
+impl Envelope {
+    pub(crate) fn from_args(mut args: Vec<Bytes>) -> Envelope {
+        let raw = if args.is_empty() {
+            Bytes::new()
+        } else {
+            args.remove(0)
+        };
+        Envelope { raw, args }
+    }
+
+    /// The address without angle brackets (empty for the null sender `<>`).
+    pub fn address(&self) -> Cow<'_, str> {
+        let raw: &[u8] = &self.raw;
+        let trimmed = raw.trim_ascii();
+        let inner = trimmed
+            .strip_prefix(b"<")
+            .and_then(|r| r.strip_suffix(b">"))
+            .unwrap_or(trimmed);
+        String::from_utf8_lossy(inner)
+    }
+
+    /// The arguments as text.
+    pub fn args_str(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        self.args.iter().map(|a| String::from_utf8_lossy(a))
+    }
+}
+
+/// One message header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Field name.
+    pub name: Bytes,
+    /// Field value; folded lines are joined with LF. Without
+    /// `header_leading_space` the MTA has removed one space after the colon.
+    pub value: Bytes,
+}
+
+impl Header {
+    /// The name as text.
+    pub fn name_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.name)
+    }
+
+    /// The value as text.
+    pub fn value_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.value)
+    }
+
+    /// True if the name matches, ignoring ASCII case.
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name.as_bytes())
+    }
+}
+
+/// A mail filter.
+///
+/// `Connection` is state kept for one SMTP connection (from connect until
+/// close); `Message` is state kept for one message, reset to its `Default`
+/// when a new message starts or the current one is aborted, so nothing leaks
+/// from one message to the next.
+///
+/// Methods run one at a time per connection, in protocol order. Returning an
+/// error, panicking, or taking longer than the configured step timeout makes
+/// the runtime answer that step with the fail-safe reply (tempfail by default).
+pub trait Milter: Send + Sync + 'static {
+    /// Per-connection state.
+    type Connection: Default + Send + 'static;
+    /// Per-message state.
+    type Message: Default + Send + 'static;
+
+    /// The steps, actions and macros this filter needs. The runtime asks the
+    /// MTA for exactly these (and never for what the MTA did not offer).
+    fn requirements(&self) -> Requirements;
+
+    /// The SMTP client connected.
+    fn connect(
+        &self,
+        cx: Ctx<'_, Self>,
+        info: &ConnectInfo,
+    ) -> impl Future<Output = StepResult> + Send {
+        let _ = (cx, info);
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// HELO or EHLO.
+    fn helo(&self, cx: Ctx<'_, Self>, name: &Bytes) -> impl Future<Output = StepResult> + Send {
+        let _ = (cx, name);
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// MAIL FROM.
+    fn mail(
+        &self,
+        cx: Ctx<'_, Self>,
+        sender: &Envelope,
+    ) -> impl Future<Output = StepResult> + Send {
+        let _ = (cx, sender);
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// RCPT TO. Reject or tempfail here refuses this recipient only.
+    fn rcpt(
+        &self,
+        cx: Ctx<'_, Self>,
+        recipient: &Envelope,
+    ) -> impl Future<Output = StepResult> + Send {
+        let _ = (cx, recipient);
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// DATA.
+    fn data(&self, cx: Ctx<'_, Self>) -> impl Future<Output = StepResult> + Send {
+        let _ = cx;
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// One header.
+    fn header(
+        &self,
+        cx: Ctx<'_, Self>,
+        header: &Header,
+    ) -> impl Future<Output = StepResult> + Send {
+        let _ = (cx, header);
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// End of headers.
+    fn end_of_headers(&self, cx: Ctx<'_, Self>) -> impl Future<Output = StepResult> + Send {
+        let _ = cx;
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// One body chunk (CRLF line ends, at most 64 KiB unless negotiated
+    /// larger). The chunk shares the read buffer: keeping it costs no copy.
+    fn body(&self, cx: Ctx<'_, Self>, chunk: Bytes) -> impl Future<Output = StepResult> + Send {
+        let _ = (cx, chunk);
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// End of message: the last chance to decide, and the only step where
+    /// modifications may be requested (through `mods`).
+    fn end_of_message(
+        &self,
+        cx: Ctx<'_, Self>,
+        mods: &mut Modifications,
+    ) -> impl Future<Output = StepResult> + Send {
+        let _ = (cx, mods);
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// An SMTP command the MTA did not recognise.
+    fn unknown(
+        &self,
+        cx: Ctx<'_, Self>,
+        command: &Bytes,
+    ) -> impl Future<Output = StepResult> + Send {
+        let _ = (cx, command);
+        async { Ok(Verdict::Continue) }
+    }
+
+    /// The current message ended without end of message (RSET, a new MAIL,
+    /// a rejection, a lost client). Message state is reset after this.
+    fn abort(&self, cx: Ctx<'_, Self>) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = cx;
+        async { Ok(()) }
+    }
+
+    /// The connection is ending (QUIT, disconnect, shutdown).
+    fn close(&self, cx: Ctx<'_, Self>) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = cx;
+        async { Ok(()) }
+    }
+}

@@ -1,0 +1,33 @@
+//! Serve milters (mail filters for Postfix and Sendmail) over unix and inet
+//! sockets, on tokio, on top of the sans-IO protocol core in `milter-proto`.
+//!
+//! Write a filter by implementing [`Milter`]; serve it with [`run`] (binds,
+//! handles SIGTERM/SIGINT) or [`Server::serve`]. The runtime negotiates with
+//! the MTA exactly what the filter declares in [`Milter::requirements`],
+//! calls one method per SMTP step, enforces timeouts and a connection limit,
+//! and answers with the fail-safe reply (tempfail by default) when a filter
+//! errors, panics or hangs.
+//!
+//! See `examples/keyword_milter.rs` for a complete milter in a screenful.
+
+pub mod config;
+pub mod connection;
+pub mod context;
+pub mod filter;
+pub mod listener;
+pub mod server;
+pub mod shutdown;
+pub mod spec;
+
+pub use config::{FailSafe, ServerConfig};
+pub use connection::ConnectionEnd;
+pub use context::{Context, Modifications};
+pub use filter::{BoxError, ConnectInfo, Ctx, Envelope, Header, Milter, StepResult};
+pub use listener::{ListenError, Listener, UnixSocketOptions};
+pub use server::{Server, run};
+pub use shutdown::Shutdown;
+pub use spec::{SocketSpec, SpecError};
+
+/// The protocol core, re-exported so a filter needs one dependency.
+pub use milter_proto as proto;
+pub use milter_proto::{Actions, MacroStage, Requirements, SmtpReply, Step, Steps, Verdict};

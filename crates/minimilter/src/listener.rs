@@ -1,0 +1,248 @@
+//! Binding the listening socket, with the care a unix socket needs: a stale
+//! file from a crashed run is removed, a live instance is never stolen from,
+//! and mode and ownership are set so the MTA (Postfix runs as `postfix`) can
+//! connect.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::spec::SocketSpec;
+
+/// Options for unix-domain sockets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnixSocketOptions {
+    /// File mode, e.g. `0o660`. `None` leaves what the umask gives.
+    pub mode: Option<u32>,
+    /// Owner user name or numeric id.
+    pub owner: Option<String>,
+    /// Group name or numeric id (e.g. `postfix`).
+    pub group: Option<String>,
+}
+
+/// Why a socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Another process accepts connections on this unix socket.
+    #[error("{path}: another milter is already listening on this socket")]
+    InUse {
+        /// Socket path.
+        path: PathBuf,
+    },
+    /// The path exists and is not a socket; it is left alone.
+    #[error("{path}: exists and is not a socket; refusing to remove it")]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A user or group name that does not exist.
+    #[error("unknown {kind} {name:?}")]
+    UnknownId {
+        /// "user" or "group".
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The host name did not resolve.
+    #[error("{spec}: host does not resolve to an address")]
+    NoAddress {
+        /// The socket spec.
+        spec: String,
+    },
+    /// Any other I/O error, with what was being done.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ListenError {
+    let what = what.into();
+    move |source| ListenError::Io { what, source }
+}
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix domain; the path is removed when the listener is dropped.
+    Unix(UnixListener, UnixSocketGuard),
+}
+
+/// Removes the socket file on drop, if it is still the one we created.
+#[derive(Debug)]
+pub struct UnixSocketGuard {
+    path: PathBuf,
+    ino: u64,
+}
+
+impl Drop for UnixSocketGuard {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && meta.ino() == self.ino
+            && meta.file_type().is_socket()
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// An accepted connection.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// One accepted connection and a description of the peer for logs.
+pub enum Accepted {
+    /// TCP.
+    Tcp(TcpStream, std::net::SocketAddr),
+    /// Unix domain.
+    Unix(UnixStream),
+}
+
+impl Listener {
+    /// Binds `spec`. For unix sockets, see [`UnixSocketOptions`].
+    pub async fn bind(
+        spec: &SocketSpec,
+        unix: &UnixSocketOptions,
+    ) -> Result<Listener, ListenError> {
+        match spec {
+            SocketSpec::Unix(path) => bind_unix(path, unix),
+            SocketSpec::Inet { host, port, v6 } => {
+                let host = match (host.as_str(), v6) {
+                    ("" | "*", false) => "0.0.0.0",
+                    ("" | "*", true) => "::",
+                    (h, _) => h,
+                };
+                let addrs: Vec<_> = tokio::net::lookup_host((host, *port))
+                    .await
+                    .map_err(io_err(format!("resolving {spec}")))?
+                    .filter(|a| !*v6 || a.is_ipv6())
+                    .collect();
+                let addr = addrs.first().ok_or_else(|| ListenError::NoAddress {
+                    spec: spec.to_string(),
+                })?;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(io_err(format!("binding {spec}")))?;
+                Ok(Listener::Tcp(l))
+            }
+        }
+    }
+
+    /// The address, for logs (and the port chosen for `inet:...:0` in tests).
+    pub fn local_description(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| format!("inet:{a}"))
+                .unwrap_or_else(|_| "inet:?".into()),
+            Listener::Unix(_, g) => format!("unix:{}", g.path.display()),
+        }
+    }
+
+    /// The bound TCP address, if TCP.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+
+    /// Waits for one connection.
+    pub async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, a) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok(Accepted::Tcp(s, a))
+            }
+            Listener::Unix(l, _) => Ok(Accepted::Unix(l.accept().await?.0)),
+        }
+    }
+}
+
+fn bind_unix(path: &Path, opts: &UnixSocketOptions) -> Result<Listener, ListenError> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(ListenError::InUse {
+                        path: path.to_owned(),
+                    });
+                }
+                Err(_) => {
+                    // Nobody answers: a stale socket from a previous run.
+                    tracing::info!(path = %path.display(), "removing stale socket");
+                    std::fs::remove_file(path)
+                        .map_err(io_err(format!("removing stale socket {}", path.display())))?;
+                }
+            }
+        }
+        Ok(_) => {
+            return Err(ListenError::NotASocket {
+                path: path.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(format!("inspecting {}", path.display()))(e)),
+    }
+    let listener =
+        UnixListener::bind(path).map_err(io_err(format!("binding unix:{}", path.display())))?;
+    let ino = std::fs::symlink_metadata(path)
+        .map_err(io_err(format!("inspecting {}", path.display())))?
+        .ino();
+    let guard = UnixSocketGuard {
+        path: path.to_owned(),
+        ino,
+    };
+    if let Some(mode) = opts.mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(
+            format!("setting mode {mode:o} on {}", path.display()),
+        ))?;
+    }
+    let uid = opts.owner.as_deref().map(lookup_user).transpose()?;
+    let gid = opts.group.as_deref().map(lookup_group).transpose()?;
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::chown(path, uid, gid)
+            .map_err(io_err(format!("changing owner of {}", path.display())))?;
+    }
+    Ok(Listener::Unix(listener, guard))
+}
+
+/// A user name or numeric id.
+pub fn lookup_user(name: &str) -> Result<u32, ListenError> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(u.uid.as_raw()),
+        _ => Err(ListenError::UnknownId {
+            kind: "user",
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// A group name or numeric id.
+pub fn lookup_group(name: &str) -> Result<u32, ListenError> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(ListenError::UnknownId {
+            kind: "group",
+            name: name.to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,64 @@
+//! Graceful shutdown in two phases.
+//!
+//! `stop`: no new connections; a connection idle between messages closes at
+//! once, one with a message in progress carries on until that message ends.
+//! `kill`: the grace period is over; every connection closes at the next
+//! packet boundary (never in the middle of a reply), and the MTA applies its
+//! default action to whatever was still open.
+
+use tokio_util::sync::CancellationToken;
+
+/// The two shutdown signals a connection listens to.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    pub(crate) stop: CancellationToken,
+    pub(crate) kill: CancellationToken,
+}
+
+impl Shutdown {
+    /// Signals that are never fired, unless [`Shutdown::stop`] / [`Shutdown::kill`] are called.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Begins a graceful shutdown.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Ends the grace period.
+    pub fn kill(&self) {
+        self.stop.cancel();
+        self.kill.cancel();
+    }
+
+    /// True once a graceful shutdown began.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install a SIGTERM handler: {e}");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    let mut int = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install a SIGINT handler: {e}");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
