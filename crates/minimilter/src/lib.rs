@@ -31,3 +31,8 @@ pub use spec::{SocketSpec, SpecError};
 /// The protocol core, re-exported so a filter needs one dependency.
 pub use milter_proto as proto;
 pub use milter_proto::{Actions, MacroStage, Requirements, SmtpReply, Step, Steps, Verdict};
+
+/// Compiles the README's code samples as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
