@@ -102,19 +102,15 @@ pub fn check_modification(neg: &Negotiated, modification: &Response) -> Result<(
     if !modification.is_encodable() {
         return Err(ModifyError::Nul);
     }
-    match modification {
-        Response::AddHeader { name, .. }
-        | Response::InsertHeader { name, .. }
-        | Response::ChangeHeader { name, .. } => {
-            if name.is_empty()
-                || name
-                    .iter()
-                    .any(|&b| b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
-            {
-                return Err(ModifyError::BadHeaderName);
-            }
-        }
-        _ => {}
+    if let Response::AddHeader { name, .. }
+    | Response::InsertHeader { name, .. }
+    | Response::ChangeHeader { name, .. } = modification
+        && (name.is_empty()
+            || name
+                .iter()
+                .any(|&b| b == b':' || b.is_ascii_whitespace() || b.is_ascii_control()))
+    {
+        return Err(ModifyError::BadHeaderName);
     }
     Ok(())
 }

@@ -330,8 +330,29 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             return Ok(());
         }
         let limit = self.step_limit(step);
-        let outcome = if step == Step::EndOfMessage {
-            self.end_of_message(limit).await
+        let outcome = if let Command::EndOfMessage(last_chunk) = command {
+            // libmilter treats data on `E` as a last body chunk. MTAs send it
+            // empty; for one that does not, the filter sees the chunk first,
+            // and a deciding verdict there answers end of message (one reply).
+            let wants_body = self
+                .session
+                .negotiated()
+                .is_some_and(|n| n.delivers(Step::Body));
+            let early = if wants_body && !last_chunk.is_empty() {
+                match self
+                    .call_step(Step::Body, Command::Body(last_chunk), limit)
+                    .await
+                {
+                    Ok(Verdict::Continue | Verdict::Skip) => None,
+                    other => Some(other),
+                }
+            } else {
+                None
+            };
+            match early {
+                Some(r) => r.map(|v| (v, Vec::new())),
+                None => self.end_of_message(limit).await,
+            }
         } else {
             self.call_step(step, command, limit)
                 .await

@@ -98,10 +98,11 @@ fn unique(tag: &str) -> String {
     format!(
         "{tag}-{}-{}",
         std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        Instant::now().elapsed().as_nanos()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
     )
 }
 
@@ -117,8 +118,13 @@ fn send(c: &mut SmtpClient, to: &str, subject: &str) -> Reply {
     if !r.is_positive() {
         return r;
     }
-    c.data(simple_message(from, to, subject, "Hello from the minimilter tests.\r\n"))
-        .unwrap()
+    c.data(simple_message(
+        from,
+        to,
+        subject,
+        "Hello from the minimilter tests.\r\n",
+    ))
+    .unwrap()
 }
 
 fn session(pf: &Postfix, service: &str) -> SmtpClient {
@@ -130,7 +136,12 @@ fn session(pf: &Postfix, service: &str) -> SmtpClient {
 /// Every verdict of the example milter, through Postfix, for one service.
 fn exercise(pf: &Postfix, service: &str, user: &str, milter: &MilterProcess) {
     let to = format!("{user}@example.org");
-    let ctx = |what: &str| format!("{service}: {what}\n--- milter log ---\n{}", milter.log_text());
+    let ctx = |what: &str| {
+        format!(
+            "{service}: {what}\n--- milter log ---\n{}",
+            milter.log_text()
+        )
+    };
 
     // Accepted mail is delivered with the milter's header.
     let subject = unique("hello");
@@ -148,7 +159,10 @@ fn exercise(pf: &Postfix, service: &str, user: &str, milter: &MilterProcess) {
         .lines()
         .find(|l| l.starts_with("X-Keyword-Milter: passed (queue id "))
         .unwrap_or_else(|| panic!("{}", ctx(&format!("header missing in:\n{msg}"))));
-    assert!(!tag.contains("queue id )"), "queue id macro was sent: {tag}");
+    assert!(
+        !tag.contains("queue id )"),
+        "queue id macro was sent: {tag}"
+    );
 
     // Reject carries the milter's own text.
     let r = send(&mut c, &to, &unique("[reject] spam"));

@@ -78,7 +78,10 @@ impl Milter for TestFilter {
         Ok(Verdict::Continue)
     }
 
-    async fn body(&self, _cx: Ctx<'_, Self>, _chunk: bytes::Bytes) -> StepResult {
+    async fn body(&self, _cx: Ctx<'_, Self>, chunk: bytes::Bytes) -> StepResult {
+        if chunk.windows(9).any(|w| w == b"reject-me") {
+            return Ok(Verdict::Reject(None));
+        }
         Ok(Verdict::Skip)
     }
 
@@ -321,7 +324,7 @@ async fn slow_end_of_message_sends_progress_and_big_bodies_are_chunked() {
     mta.send(Command::EndOfMessage(b(""))).await;
     let (mods, fin) = mta.until_final().await;
     assert_eq!(fin, Response::Continue);
-    assert!(mods.iter().any(|m| *m == Response::Progress));
+    assert!(mods.contains(&Response::Progress));
     let chunks: Vec<usize> = mods
         .iter()
         .filter_map(|m| match m {
@@ -627,4 +630,22 @@ async fn inet_listener_serves() {
     mta.expect_eof().await;
     stop_tx.send(()).unwrap();
     server.await.unwrap();
+}
+
+#[tokio::test]
+async fn data_on_end_of_message_is_a_last_body_chunk_with_one_reply() {
+    let (mut mta, _task) = pipe(TestFilter::default(), quick_config());
+    mta.negotiate(postfix_offer()).await;
+    start_message(&mut mta, "bob@example.org").await;
+    assert_eq!(mta.recv().await, Some(Response::Continue));
+    mta.send(Command::EndOfMessage(b("please reject-me\r\n")))
+        .await;
+    assert_eq!(mta.recv().await, Some(Response::Reject));
+    // Exactly one reply: the next message starts cleanly.
+    start_message(&mut mta, "bob@example.org").await;
+    assert_eq!(mta.recv().await, Some(Response::Continue));
+    mta.send(Command::EndOfMessage(b("fine\r\n"))).await;
+    let (mods, fin) = mta.until_final().await;
+    assert_eq!(fin, Response::Continue);
+    assert_eq!(headers(&mods).len(), 4);
 }
