@@ -172,6 +172,9 @@ impl Listener {
 
 fn bind_unix(path: &Path, opts: &UnixSocketOptions) -> Result<Listener, ListenError> {
     use std::os::unix::fs::MetadataExt;
+    // Names first: a typo must not leave a half-configured socket behind.
+    let uid = opts.owner.as_deref().map(lookup_user).transpose()?;
+    let gid = opts.group.as_deref().map(lookup_group).transpose()?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             match std::os::unix::net::UnixStream::connect(path) {
@@ -210,8 +213,6 @@ fn bind_unix(path: &Path, opts: &UnixSocketOptions) -> Result<Listener, ListenEr
             format!("setting mode {mode:o} on {}", path.display()),
         ))?;
     }
-    let uid = opts.owner.as_deref().map(lookup_user).transpose()?;
-    let gid = opts.group.as_deref().map(lookup_group).transpose()?;
     if uid.is_some() || gid.is_some() {
         std::os::unix::fs::chown(path, uid, gid)
             .map_err(io_err(format!("changing owner of {}", path.display())))?;

@@ -649,3 +649,63 @@ async fn data_on_end_of_message_is_a_last_body_chunk_with_one_reply() {
     assert_eq!(fin, Response::Continue);
     assert_eq!(headers(&mods).len(), 4);
 }
+
+#[tokio::test]
+async fn sendmail_style_specs_bind_and_serve() {
+    // inet:port@host and inet6:port@host, with a port found free a moment ago.
+    for (family, host) in [("inet", "127.0.0.1"), ("inet6", "::1")] {
+        let port = std::net::TcpListener::bind((host, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec: SocketSpec = format!("{family}:{port}@{host}").parse().unwrap();
+        let listener = Listener::bind(&spec, &Default::default()).await.unwrap();
+        let addr = listener.tcp_addr().unwrap();
+        assert_eq!(addr.port(), port);
+        assert_eq!(addr.is_ipv6(), family == "inet6");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(Server::new(TestFilter::default(), quick_config()).serve(
+            vec![listener],
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let mut mta = Mta::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        assert_eq!(mta.negotiate(postfix_offer()).await.version, 6, "{spec}");
+        stop_tx.send(()).unwrap();
+        mta.expect_eof().await;
+        server.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn unix_socket_group_is_set_and_unknown_names_are_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = temp_dir();
+    let path = dir.join("g.sock");
+    let spec = SocketSpec::Unix(path.clone());
+    let nogroup = nix::unistd::Group::from_name("nogroup")
+        .unwrap()
+        .expect("Debian has group nogroup");
+    let opts = UnixSocketOptions {
+        mode: Some(0o660),
+        group: Some("nogroup".into()),
+        ..Default::default()
+    };
+    let l = Listener::bind(&spec, &opts).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().gid(),
+        nogroup.gid.as_raw()
+    );
+    drop(l);
+    let bad = UnixSocketOptions {
+        group: Some("no-such-group-here".into()),
+        ..Default::default()
+    };
+    match Listener::bind(&spec, &bad).await {
+        Err(ListenError::UnknownId { kind: "group", .. }) => {}
+        other => panic!("expected UnknownId, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
