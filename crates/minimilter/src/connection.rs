@@ -103,6 +103,25 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// The filter's view of a step, borrowing only the fields it needs so the
+/// stream stays free for progress packets.
+fn context<'a, C, M>(
+    conn: &'a mut C,
+    msg: &'a mut M,
+    session: &'a MilterSession,
+    id: u64,
+) -> Context<'a, C, M> {
+    Context {
+        conn,
+        msg,
+        macros: session.macros(),
+        negotiated: session
+            .negotiated()
+            .expect("filter steps come after negotiation"),
+        id,
+    }
+}
+
 const PROGRESS_PACKET: [u8; 5] = [0, 0, 0, 1, b'p'];
 
 /// The state of one connection.
@@ -425,13 +444,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Result<Verdict, FilterFailure> {
         let kill = self.shutdown.kill.clone();
         let filter = &*self.filter;
-        let cx = Context {
-            conn: &mut self.conn,
-            msg: &mut self.msg,
-            macros: self.session.macros(),
-            negotiated: self.session.negotiated().expect("negotiated"),
-            id: self.id,
-        };
+        let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
         match command {
             Command::Connect { hostname, address } => {
                 let info = ConnectInfo { hostname, address };
@@ -468,13 +481,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let send_progress = neg.version >= 6;
         let mut mods = Modifications::new(neg.clone());
         let filter = &*self.filter;
-        let cx = Context {
-            conn: &mut self.conn,
-            msg: &mut self.msg,
-            macros: self.session.macros(),
-            negotiated: neg,
-            id: self.id,
-        };
+        let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
         let interval = self.cfg.progress_interval;
         let io_timeout = self.cfg.io_timeout;
         let stream = &mut self.stream;
@@ -500,14 +507,8 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     async fn call_abort(&mut self) {
         let limit = self.cfg.command_timeout;
         let kill = self.shutdown.kill.clone();
-        if let Some(neg) = self.session.negotiated() {
-            let cx = Context {
-                conn: &mut self.conn,
-                msg: &mut self.msg,
-                macros: self.session.macros(),
-                negotiated: neg,
-                id: self.id,
-            };
+        if self.session.negotiated().is_some() {
+            let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
             if let Err(e) = guarded(self.filter.abort(cx), limit, &kill).await {
                 tracing::warn!(conn = self.id, "abort handler: {e}");
             }
@@ -520,14 +521,8 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let limit = self.cfg.command_timeout;
         // Close runs even after kill: it is the filter's chance to release resources.
         let never = tokio_util::sync::CancellationToken::new();
-        if let Some(neg) = self.session.negotiated() {
-            let cx = Context {
-                conn: &mut self.conn,
-                msg: &mut self.msg,
-                macros: self.session.macros(),
-                negotiated: neg,
-                id: self.id,
-            };
+        if self.session.negotiated().is_some() {
+            let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
             if let Err(e) = guarded(
                 self.filter.close(cx),
                 limit.min(Duration::from_secs(5)),

@@ -434,6 +434,42 @@ async fn older_protocol_versions_are_served() {
     }
 }
 
+/// Serves a `TestFilter` on `listener` until the sender fires (or is dropped).
+fn spawn_server(
+    listener: Listener,
+    cfg: ServerConfig,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(Server::new(TestFilter::default(), cfg).serve(
+        vec![listener],
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    (stop_tx, server)
+}
+
+async fn unix_listener() -> (std::path::PathBuf, std::path::PathBuf, Listener) {
+    let dir = temp_dir();
+    let path = dir.join("m.sock");
+    let listener = Listener::bind(&SocketSpec::Unix(path.clone()), &Default::default())
+        .await
+        .unwrap();
+    (dir, path, listener)
+}
+
+/// A connection with a message in progress (MAIL and RCPT answered).
+async fn open_message(path: &std::path::Path) -> Mta<UnixStream> {
+    let mut mta = Mta::new(UnixStream::connect(path).await.unwrap());
+    mta.negotiate(postfix_offer()).await;
+    start_message(&mut mta, "bob@example.org").await;
+    assert_eq!(mta.recv().await, Some(Response::Continue));
+    mta
+}
+
 fn temp_dir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!(
         "minimilter-test-{}-{}",
@@ -491,22 +527,12 @@ async fn unix_socket_lifecycle() {
 
 #[tokio::test]
 async fn connection_limit_closes_the_surplus_and_recovers() {
-    let dir = temp_dir();
-    let path = dir.join("m.sock");
-    let listener = Listener::bind(&SocketSpec::Unix(path.clone()), &Default::default())
-        .await
-        .unwrap();
+    let (dir, path, listener) = unix_listener().await;
     let cfg = ServerConfig {
         max_connections: 2,
         ..quick_config()
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(Server::new(TestFilter::default(), cfg).serve(
-        vec![listener],
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (stop_tx, server) = spawn_server(listener, cfg);
     let mut a = Mta::new(UnixStream::connect(&path).await.unwrap());
     a.negotiate(postfix_offer()).await;
     let mut b2 = Mta::new(UnixStream::connect(&path).await.unwrap());
@@ -534,28 +560,15 @@ async fn connection_limit_closes_the_surplus_and_recovers() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_messages_in_progress() {
-    let dir = temp_dir();
-    let path = dir.join("m.sock");
-    let listener = Listener::bind(&SocketSpec::Unix(path.clone()), &Default::default())
-        .await
-        .unwrap();
+    let (dir, path, listener) = unix_listener().await;
     let cfg = ServerConfig {
         idle_timeout: Duration::from_secs(60),
         ..quick_config()
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(Server::new(TestFilter::default(), cfg).serve(
-        vec![listener],
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (stop_tx, server) = spawn_server(listener, cfg);
     let mut idle = Mta::new(UnixStream::connect(&path).await.unwrap());
     idle.negotiate(postfix_offer()).await;
-    let mut busy = Mta::new(UnixStream::connect(&path).await.unwrap());
-    busy.negotiate(postfix_offer()).await;
-    start_message(&mut busy, "bob@example.org").await;
-    assert_eq!(busy.recv().await, Some(Response::Continue));
+    let mut busy = open_message(&path).await;
 
     stop_tx.send(()).unwrap();
     idle.expect_eof().await;
@@ -577,27 +590,14 @@ async fn graceful_shutdown_finishes_messages_in_progress() {
 
 #[tokio::test]
 async fn shutdown_deadline_closes_stuck_messages() {
-    let dir = temp_dir();
-    let path = dir.join("m.sock");
-    let listener = Listener::bind(&SocketSpec::Unix(path.clone()), &Default::default())
-        .await
-        .unwrap();
+    let (dir, path, listener) = unix_listener().await;
     let cfg = ServerConfig {
         idle_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_millis(300),
         ..quick_config()
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(Server::new(TestFilter::default(), cfg).serve(
-        vec![listener],
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let mut busy = Mta::new(UnixStream::connect(&path).await.unwrap());
-    busy.negotiate(postfix_offer()).await;
-    start_message(&mut busy, "bob@example.org").await;
-    assert_eq!(busy.recv().await, Some(Response::Continue));
+    let (stop_tx, server) = spawn_server(listener, cfg);
+    let mut busy = open_message(&path).await;
     stop_tx.send(()).unwrap();
     // The MTA goes quiet mid-message; the deadline closes it cleanly.
     busy.expect_eof().await;
@@ -617,13 +617,7 @@ async fn inet_listener_serves() {
     });
     let listener = Listener::bind(&spec, &Default::default()).await.unwrap();
     let addr = listener.tcp_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(Server::new(TestFilter::default(), quick_config()).serve(
-        vec![listener],
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (stop_tx, server) = spawn_server(listener, quick_config());
     let mut mta = Mta::new(tokio::net::TcpStream::connect(addr).await.unwrap());
     assert_eq!(mta.negotiate(postfix_offer()).await.version, 6);
     mta.send(Command::Quit).await;
@@ -664,13 +658,7 @@ async fn sendmail_style_specs_bind_and_serve() {
         let addr = listener.tcp_addr().unwrap();
         assert_eq!(addr.port(), port);
         assert_eq!(addr.is_ipv6(), family == "inet6");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(Server::new(TestFilter::default(), quick_config()).serve(
-            vec![listener],
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+        let (stop_tx, server) = spawn_server(listener, quick_config());
         let mut mta = Mta::new(tokio::net::TcpStream::connect(addr).await.unwrap());
         assert_eq!(mta.negotiate(postfix_offer()).await.version, 6, "{spec}");
         stop_tx.send(()).unwrap();
