@@ -82,6 +82,9 @@ impl SmtpReply {
             if let Some(&b) = line.as_bytes().iter().find(|b| b.is_ascii_control()) {
                 return Err(ReplyError::ControlChar(b));
             }
+            if enhanced.is_none() {
+                check_leading_word(code, line)?;
+            }
             if i > 0 {
                 wire.extend_from_slice(b"\r\n");
             }
@@ -145,11 +148,8 @@ impl SmtpReply {
             if *code.get_or_insert(c) != c {
                 return Err(ReplyError::Malformed((*line).to_owned()));
             }
-            if let Some(word) = line.get(4..).and_then(|rest| rest.split(' ').next())
-                && word.contains('.')
-                && word.starts_with(|ch: char| ch.is_ascii_digit())
-            {
-                check_enhanced(c, word)?;
+            if let Some(rest) = line.get(4..) {
+                check_leading_word(c, rest)?;
             }
             if has_lone_percent(line) {
                 return Err(ReplyError::Malformed((*line).to_owned()));
@@ -212,6 +212,27 @@ fn check_enhanced(code: u16, e: &str) -> Result<(), ReplyError> {
         return Err(ReplyError::ClassMismatch {
             code,
             enhanced: e.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The text right after the code: Postfix reads a leading digit as the start
+/// of an enhanced status code and refuses the whole reply ("malformed reply",
+/// a milter configuration error) unless it is the code's class digit. A word
+/// that looks like an enhanced status code is checked in full.
+fn check_leading_word(code: u16, text: &str) -> Result<(), ReplyError> {
+    let word = text.split(' ').next().unwrap_or("");
+    if !word.starts_with(|ch: char| ch.is_ascii_digit()) {
+        return Ok(());
+    }
+    if word.contains('.') {
+        return check_enhanced(code, word);
+    }
+    if word.as_bytes()[0] - b'0' != (code / 100) as u8 {
+        return Err(ReplyError::ClassMismatch {
+            code,
+            enhanced: word.to_owned(),
         });
     }
     Ok(())
