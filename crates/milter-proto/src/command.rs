@@ -280,9 +280,21 @@ impl Command {
     }
 }
 
+/// Most ESMTP arguments accepted on one MAIL or RCPT. Real commands carry a
+/// handful; a packet of a million empty strings must not become a million
+/// `Bytes` (32 bytes each).
+pub const MAX_ESMTP_ARGS: usize = 64;
+
+/// Most macro pairs kept from one packet (Sendmail sends at most 50 per
+/// stage, `MAXFILTERMACROS`). Further pairs are ignored.
+pub const MAX_MACRO_PAIRS: usize = 256;
+
 fn parse_args(c: &mut Cursor, first: &'static str) -> Result<Vec<Bytes>, PayloadError> {
     let mut args = vec![c.cstr(first)?];
     while !c.is_empty() {
+        if args.len() > MAX_ESMTP_ARGS {
+            return Err(c.invalid("argument list (too many ESMTP arguments)"));
+        }
         args.push(c.cstr("ESMTP argument")?);
     }
     Ok(args)
@@ -290,18 +302,22 @@ fn parse_args(c: &mut Cursor, first: &'static str) -> Result<Vec<Bytes>, Payload
 
 /// Macro packets are parsed leniently, as libmilter does: Postfix sends them
 /// with no pairs (stage byte only), and a malformed tail must not end the
-/// session, since macros are informational. A dangling name is dropped.
+/// session, since macros are informational. A dangling name is dropped, and
+/// so are pairs with an empty name and pairs beyond [`MAX_MACRO_PAIRS`].
 fn parse_macro(mut c: Cursor) -> Command {
     let stage = c.u8("stage").unwrap_or(0);
     let mut pairs = Vec::new();
-    while !c.is_empty() {
+    while !c.is_empty() && pairs.len() < MAX_MACRO_PAIRS {
         let Ok(name) = c.cstr("macro name") else {
             break;
         };
         let Ok(value) = c.cstr("macro value") else {
             break;
         };
-        pairs.push((name, value));
+        // A pair without a name cannot be looked up; keeping it only costs memory.
+        if !name.is_empty() {
+            pairs.push((name, value));
+        }
     }
     Command::Macro { stage, pairs }
 }

@@ -9,6 +9,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+/// Most memory reserved at once for a packet still arriving.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// One packet, with its payload shared (never copied) from the read buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -88,7 +91,9 @@ impl FrameDecoder {
         }
         let total = 4 + len as usize;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            // Room for what is missing, in steps: memory follows the bytes that
+            // actually arrive, not what a (possibly hostile) length promises.
+            buf.reserve((total - buf.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         buf.advance(4);

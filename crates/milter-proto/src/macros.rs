@@ -25,6 +25,10 @@ const ORDER: [u8; 10] = [
     code::UNKNOWN,
 ];
 
+/// Most bytes of names and values kept for one stage. Real macro values are
+/// short (a certificate subject is the longest, well under 1 KiB).
+pub const MAX_STAGE_BYTES: usize = 64 * 1024;
+
 fn slot(stage: u8) -> Option<usize> {
     ORDER.iter().position(|&c| c == stage)
 }
@@ -43,9 +47,26 @@ impl MacroStore {
 
     /// Stores the macros of a `D` packet, replacing earlier ones of that stage.
     /// Packets for stages that do not exist are dropped, as libmilter does.
+    ///
+    /// Names and values are copied out of the packet: a stored macro must not
+    /// keep a whole read buffer (up to the packet limit) alive for the rest of
+    /// the connection. At most [`MAX_STAGE_BYTES`] are kept per stage.
     pub fn set(&mut self, stage: u8, pairs: Vec<(Bytes, Bytes)>) {
-        if let Some(i) = slot(stage) {
-            self.slots[i] = pairs;
+        let Some(i) = slot(stage) else {
+            return;
+        };
+        let slot = &mut self.slots[i];
+        slot.clear();
+        let mut bytes = 0;
+        for (name, value) in pairs {
+            bytes += name.len() + value.len();
+            if bytes > MAX_STAGE_BYTES {
+                break;
+            }
+            slot.push((
+                Bytes::copy_from_slice(&name),
+                Bytes::copy_from_slice(&value),
+            ));
         }
     }
 

@@ -158,12 +158,23 @@ pub enum Sent {
     Written,
     /// The MTA does not wait for a reply at this step; nothing was written.
     NotNeeded,
-    /// The verdict was not `continue` at a no-reply step: the MTA will not
-    /// read it, so it was dropped (libmilter logs "claimed not to reply").
-    Suppressed,
+    /// The verdict was not `continue` at a step the filter declared
+    /// no-reply (or the MTA does not wait for): it was kept and will answer
+    /// the next step the MTA waits for, so the decision is neither lost
+    /// (libmilter drops it) nor dependent on whether the MTA offered `NR_*`.
+    Deferred,
     /// The verdict is not valid at this step and was sent as `continue`
     /// (for example `skip` outside the body, or without `SKIP` negotiated).
     Downgraded,
+}
+
+/// How long a deferred verdict holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Until the message ends.
+    Message,
+    /// Until the connection ends (or `K`).
+    Connection,
 }
 
 /// The milter side of one connection.
@@ -175,6 +186,11 @@ pub struct MilterSession {
     optneg_allowed: bool,
     macros: MacroStore,
     message_open: bool,
+    /// An SMTP transaction is under way as far as the MTA is concerned, even
+    /// if the filter declined every step seen so far (only macros came).
+    transaction_open: bool,
+    /// A decision made where no reply could carry it, and its scope.
+    deferred: Option<(Verdict, Scope)>,
     /// The step waiting for the filter's verdict, and whether the MTA waits too.
     pending: Option<(Step, bool)>,
     closed: bool,
@@ -190,6 +206,8 @@ impl MilterSession {
             optneg_allowed: true,
             macros: MacroStore::new(),
             message_open: false,
+            transaction_open: false,
+            deferred: None,
             pending: None,
             closed: false,
             out: BytesMut::with_capacity(256),
@@ -210,6 +228,47 @@ impl MilterSession {
     /// of message or abort).
     pub fn in_message(&self) -> bool {
         self.message_open
+    }
+
+    /// True while the MTA is inside an SMTP transaction (MAIL to end of
+    /// message), judged from commands *and* macro packets: a filter that
+    /// declined MAIL and RCPT still sees their macros. Shutdown waits for this.
+    pub fn in_transaction(&self) -> bool {
+        self.transaction_open || self.message_open
+    }
+
+    /// True if the filter declared it never answers `step` (end of message
+    /// is always answered, whatever was declared).
+    pub fn promised_no_reply(&self, step: Step) -> bool {
+        step != Step::EndOfMessage && self.requirements.no_reply.contains(step.as_set())
+    }
+
+    /// A verdict kept for the next step the MTA waits for, if any.
+    pub fn deferred(&self) -> Option<&Verdict> {
+        self.deferred.as_ref().map(|(v, _)| v)
+    }
+
+    /// Keeps `verdict` to answer the next step the MTA waits for (and every
+    /// later one in the same message, or connection for connect/HELO/unknown
+    /// steps). For a runtime whose filter failed at a no-reply step. The
+    /// first deferred verdict wins.
+    pub fn defer(&mut self, step: Step, verdict: Verdict) {
+        if verdict != Verdict::Continue && self.deferred.is_none() {
+            let scope = if step.is_message_step() {
+                Scope::Message
+            } else {
+                Scope::Connection
+            };
+            self.deferred = Some((verdict, scope));
+        }
+    }
+
+    fn end_message(&mut self) {
+        self.message_open = false;
+        self.transaction_open = false;
+        if matches!(self.deferred, Some((_, Scope::Message))) {
+            self.deferred = None;
+        }
     }
 
     /// True before the first packet has been accepted.
@@ -266,12 +325,25 @@ impl MilterSession {
                 Ok(Event::Negotiated)
             }
             Command::Macro { stage, pairs } => {
+                if matches!(
+                    stage,
+                    code::MAIL
+                        | code::RCPT
+                        | code::DATA
+                        | code::HEADER
+                        | code::EOH
+                        | code::BODY
+                        | code::BODYEOB
+                ) {
+                    self.transaction_open = true;
+                }
                 self.macros.clear_after(stage);
                 self.macros.set(stage, pairs);
                 Ok(Event::Macros)
             }
             Command::Abort => {
-                let was_open = std::mem::take(&mut self.message_open);
+                let was_open = self.message_open;
+                self.end_message();
                 self.macros.clear_message();
                 Ok(Event::Abort {
                     message_was_open: was_open,
@@ -282,7 +354,9 @@ impl MilterSession {
                 Ok(Event::Quit)
             }
             Command::QuitNewConnection => {
-                let was_open = std::mem::take(&mut self.message_open);
+                let was_open = self.message_open;
+                self.end_message();
+                self.deferred = None;
                 self.macros.clear_all();
                 self.optneg_allowed = true;
                 Ok(Event::NewConnection {
@@ -302,11 +376,16 @@ impl MilterSession {
         match step {
             Step::Connect | Step::Helo => {
                 // A new HELO resets any transaction (RFC 5321 §4.1.4).
-                aborted_previous = std::mem::take(&mut self.message_open);
+                aborted_previous = self.message_open;
+                self.end_message();
             }
             Step::Mail => {
                 aborted_previous = self.message_open;
+                if aborted_previous {
+                    self.end_message();
+                }
                 self.message_open = true;
+                self.transaction_open = true;
                 new_message = true;
             }
             Step::Unknown => {}
@@ -314,6 +393,7 @@ impl MilterSession {
                 // Without MAIL (the filter declined it), the first message step opens the message.
                 if !self.message_open {
                     self.message_open = true;
+                    self.transaction_open = true;
                     new_message = true;
                 }
             }
@@ -328,10 +408,11 @@ impl MilterSession {
             self.pending = Some((step, owed));
         } else {
             if owed {
-                Response::Continue.encode(&mut self.out);
+                let verdict = self.deferred().cloned().unwrap_or_default();
+                self.encode_verdict(step, verdict);
             }
             if step == Step::EndOfMessage {
-                self.message_open = false;
+                self.end_message();
             }
         }
         Event::Step {
@@ -347,38 +428,64 @@ impl MilterSession {
     /// writes the reply the MTA expects (or none).
     pub fn reply(&mut self, verdict: Verdict) -> Result<Sent, SessionError> {
         let (step, owed) = self.pending.take().ok_or(SessionError::NoStepPending)?;
+        let promised_no_reply = self.promised_no_reply(step);
+        let mut sent = Sent::Written;
+        let quiet = !owed || promised_no_reply;
+        // Skip only means something as the answer itself.
+        let verdict = if quiet && verdict == Verdict::Skip {
+            Verdict::Continue
+        } else {
+            verdict
+        };
+        let verdict = if quiet && verdict != Verdict::Continue {
+            self.defer(step, verdict);
+            sent = Sent::Deferred;
+            Verdict::Continue
+        } else {
+            verdict
+        };
+        // A decision kept from a no-reply step answers this one.
+        let verdict = match &self.deferred {
+            Some((d, _)) if owed && !promised_no_reply => d.clone(),
+            _ => verdict,
+        };
+        if owed {
+            if self.encode_verdict(step, verdict) && sent == Sent::Written {
+                sent = Sent::Downgraded;
+            }
+        } else if sent == Sent::Written {
+            sent = Sent::NotNeeded;
+        }
         if step == Step::EndOfMessage {
-            self.message_open = false;
+            self.end_message();
         }
-        if !owed {
-            return Ok(if verdict == Verdict::Continue {
-                Sent::NotNeeded
-            } else {
-                Sent::Suppressed
-            });
-        }
+        Ok(sent)
+    }
+
+    /// Writes the reply for `verdict` at `step`; true if it had to be downgraded.
+    fn encode_verdict(&mut self, step: Step, verdict: Verdict) -> bool {
         let skip_ok = step == Step::Body
             && self
                 .negotiated
                 .as_ref()
                 .is_some_and(|n| n.protocol.contains(Protocol::SKIP));
-        let (response, sent) = match verdict {
-            Verdict::Continue => (Response::Continue, Sent::Written),
-            Verdict::Accept => (Response::Accept, Sent::Written),
-            Verdict::Discard => (Response::Discard, Sent::Written),
-            Verdict::Skip if skip_ok => (Response::Skip, Sent::Written),
-            Verdict::Skip => (Response::Continue, Sent::Downgraded),
+        let (response, downgraded) = match verdict {
+            Verdict::Continue => (Response::Continue, false),
+            Verdict::Accept => (Response::Accept, false),
+            Verdict::Discard => (Response::Discard, false),
+            Verdict::Skip if skip_ok => (Response::Skip, false),
+            Verdict::Skip => (Response::Continue, true),
             Verdict::Reject(Some(r)) if r.class() == 5 => {
-                (Response::ReplyCode(r.wire().clone()), Sent::Written)
+                (Response::ReplyCode(r.wire().clone()), false)
             }
-            Verdict::Reject(_) => (Response::Reject, Sent::Written),
+            Verdict::Reject(_) => (Response::Reject, false),
             Verdict::Tempfail(Some(r)) if r.class() == 4 => {
-                (Response::ReplyCode(r.wire().clone()), Sent::Written)
+                (Response::ReplyCode(r.wire().clone()), false)
             }
-            Verdict::Tempfail(_) => (Response::Tempfail, Sent::Written),
+            Verdict::Tempfail(_) => (Response::Tempfail, false),
         };
         response.encode(&mut self.out);
-        Ok(sent)
+        downgraded
     }
 
     fn check_eom(&self) -> Result<&Negotiated, ModifyError> {

@@ -61,11 +61,19 @@ pub struct ServerConfig {
     /// up to `header_size_limit` (100 KiB) in one packet whatever was
     /// negotiated, so this must exceed 64 KiB. Default 1 MiB.
     pub max_packet: usize,
-    /// Longest wait for the next command between packets. Must exceed the
-    /// MTA's own idle limits (Postfix `smtpd_timeout` is 300 s). Default 600 s.
+    /// Longest wait for the next command between packets. An SMTP client
+    /// can keep a session open for a long time without causing milter
+    /// traffic (NOOP, RSET, a slow DATA transfer), so this is long, like
+    /// libmilter's 7210 s; dead TCP peers are found by keepalive instead.
+    /// Default 7210 s.
     pub idle_timeout: Duration,
-    /// Longest wait for the rest of a packet once it started (slowloris), and
-    /// for a write to the MTA. Default 30 s.
+    /// Longest wait for the MTA's option negotiation after connecting. An
+    /// MTA sends it at once; a silent peer must not hold a connection slot.
+    /// Default 10 s.
+    pub negotiation_timeout: Duration,
+    /// Longest time from the first byte of a packet to its last (a peer
+    /// dripping bytes does not extend it), and longest wait for a write to
+    /// the MTA. Default 30 s.
     pub io_timeout: Duration,
     /// Longest a filter may take at connect, HELO, MAIL, RCPT, DATA and
     /// unknown commands. Postfix waits 30 s (`milter_command_timeout`). Default 25 s.
@@ -88,7 +96,8 @@ impl Default for ServerConfig {
         ServerConfig {
             max_connections: 1024,
             max_packet: 1024 * 1024,
-            idle_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(7210),
+            negotiation_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(25),
             content_timeout: Duration::from_secs(280),

@@ -136,9 +136,8 @@ pub(crate) struct Connection<F: Milter, S> {
     buf: BytesMut,
     conn: F::Connection,
     msg: F::Message,
-    /// A failure at a step the MTA did not wait for; reported at the next
-    /// step it does wait for, so a broken filter cannot wave a message through.
-    deferred_failure: bool,
+    /// When the packet now arriving must be complete (set at its first byte).
+    packet_deadline: Option<tokio::time::Instant>,
 }
 
 impl<F: Milter, S: Stream> Connection<F, S> {
@@ -161,7 +160,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             buf: BytesMut::with_capacity(8 * 1024),
             conn: F::Connection::default(),
             msg: F::Message::default(),
-            deferred_failure: false,
+            packet_deadline: None,
         }
     }
 
@@ -206,6 +205,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             let first = self.session.awaiting_negotiation();
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(f)) => {
+                    self.packet_deadline = None;
                     if first && f.code != milter_proto::command::code::OPTNEG {
                         // Rebuild the first bytes as they arrived, to name the probe.
                         let mut head = Vec::with_capacity(16);
@@ -226,23 +226,37 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 Err(e) => return Err(e.into()),
             }
             let idle = self.buf.is_empty();
-            let limit = if idle {
-                self.cfg.idle_timeout
+            let now = tokio::time::Instant::now();
+            let (deadline, timeout_end) = if first {
+                // An MTA sends its offer at once; a silent peer must not hold a slot.
+                let d = *self
+                    .packet_deadline
+                    .get_or_insert(now + self.cfg.negotiation_timeout);
+                (d, ConnectionEnd::IoTimeout(self.cfg.negotiation_timeout))
+            } else if idle {
+                self.packet_deadline = None;
+                (
+                    now + self.cfg.idle_timeout,
+                    ConnectionEnd::IdleTimeout(self.cfg.idle_timeout),
+                )
             } else {
-                self.cfg.io_timeout
+                // One deadline for the whole packet: dripping bytes does not extend it.
+                let d = *self
+                    .packet_deadline
+                    .get_or_insert(now + self.cfg.io_timeout);
+                (d, ConnectionEnd::IoTimeout(self.cfg.io_timeout))
             };
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(8 * 1024);
             }
-            let may_stop = idle && !self.session.in_message();
-            let read = tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf));
+            let may_stop = idle && !self.session.in_transaction();
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));
             let n = tokio::select! {
                 biased;
                 _ = self.shutdown.kill.cancelled() => return Err(ConnectionEnd::Shutdown),
                 _ = self.shutdown.stop.cancelled(), if may_stop => return Err(ConnectionEnd::Shutdown),
                 r = read => match r {
-                    Err(_) if idle => return Err(ConnectionEnd::IdleTimeout(limit)),
-                    Err(_) => return Err(ConnectionEnd::IoTimeout(limit)),
+                    Err(_) => return Err(timeout_end),
                     Ok(r) => r?,
                 },
             };
@@ -293,7 +307,6 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 if message_was_open {
                     self.call_abort().await;
                 }
-                self.deferred_failure = false;
             }
             Event::Quit => return Err(ConnectionEnd::Closed),
             Event::NewConnection { message_was_open } => {
@@ -303,7 +316,6 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 self.call_close().await;
                 self.conn = F::Connection::default();
                 self.msg = F::Message::default();
-                self.deferred_failure = false;
             }
             Event::Step {
                 step,
@@ -317,7 +329,6 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 }
                 if new_message {
                     self.msg = F::Message::default();
-                    self.deferred_failure = false;
                 }
                 if deliver {
                     self.step(step, command).await?;
@@ -341,11 +352,11 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             .negotiated()
             .expect("steps come after negotiation")
             .no_reply(step);
-        if self.deferred_failure && owed {
-            // The filter already failed on this message at a no-reply step.
-            self.deferred_failure = false;
-            let verdict = self.cfg.fail_safe.verdict();
-            self.session.reply(verdict)?;
+        let promised = self.session.promised_no_reply(step);
+        if owed && !promised && self.session.deferred().is_some() {
+            // A decision (or failure) from a no-reply step answers this one;
+            // the filter is not asked again.
+            self.session.reply(Verdict::Continue)?;
             return Ok(());
         }
         let limit = self.step_limit(step);
@@ -379,6 +390,12 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         };
         let verdict = match outcome {
             Ok((verdict, mods)) => {
+                // Skip at end of message means nothing more to skip: deliver.
+                let verdict = if step == Step::EndOfMessage && verdict == Verdict::Skip {
+                    Verdict::Continue
+                } else {
+                    verdict
+                };
                 let delivering = matches!(verdict, Verdict::Continue | Verdict::Accept);
                 let mut failed = false;
                 if delivering {
@@ -413,19 +430,17 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 if matches!(failure, FilterFailure::Panic(_)) {
                     self.msg = F::Message::default();
                 }
-                if !owed && step.is_message_step() {
-                    self.deferred_failure = true;
-                }
+                // At a no-reply step the session keeps it for the next reply.
                 self.cfg.fail_safe.verdict()
             }
         };
         let name = verdict.name();
         match self.session.reply(verdict)? {
             Sent::Written | Sent::NotNeeded => {}
-            Sent::Suppressed => tracing::warn!(
+            Sent::Deferred => tracing::debug!(
                 conn = self.id,
                 %step,
-                "filter answered {name} at a step negotiated as no-reply; the MTA does not read it"
+                "{name} at a no-reply step; it answers the next step the MTA waits for"
             ),
             Sent::Downgraded => tracing::debug!(
                 conn = self.id,
@@ -514,7 +529,6 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             }
         }
         self.msg = F::Message::default();
-        self.deferred_failure = false;
     }
 
     async fn call_close(&mut self) {

@@ -125,7 +125,7 @@ impl Listener {
                 let addrs: Vec<_> = tokio::net::lookup_host((host, *port))
                     .await
                     .map_err(io_err(format!("resolving {spec}")))?
-                    .filter(|a| !*v6 || a.is_ipv6())
+                    .filter(|a| a.is_ipv6() == *v6)
                     .collect();
                 let addr = addrs.first().ok_or_else(|| ListenError::NoAddress {
                     spec: spec.to_string(),
@@ -163,6 +163,13 @@ impl Listener {
             Listener::Tcp(l) => {
                 let (s, a) = l.accept().await?;
                 let _ = s.set_nodelay(true);
+                // A peer that vanished (crash, network cut) without closing is
+                // found by keepalive, not by the long idle timeout.
+                let keepalive = socket2::TcpKeepalive::new()
+                    .with_time(std::time::Duration::from_secs(120))
+                    .with_interval(std::time::Duration::from_secs(30))
+                    .with_retries(4);
+                let _ = socket2::SockRef::from(&s).set_tcp_keepalive(&keepalive);
                 Ok(Accepted::Tcp(s, a))
             }
             Listener::Unix(l, _) => Ok(Accepted::Unix(l.accept().await?.0)),

@@ -123,8 +123,8 @@ fn quick_config() -> ServerConfig {
 }
 
 /// A server on a duplex pipe; returns the MTA end and the server task.
-fn pipe(
-    filter: TestFilter,
+fn pipe<F: Milter>(
+    filter: F,
     cfg: ServerConfig,
 ) -> (
     Mta<tokio::io::DuplexStream>,
@@ -370,6 +370,48 @@ async fn a_stalled_packet_times_out() {
     let (mut mta, task) = pipe(TestFilter::default(), quick_config());
     mta.negotiate(postfix_offer()).await;
     mta.send_raw(b"\x00\x00\x00\x10").await; // a header packet that never completes
+    mta.expect_eof().await;
+    assert!(matches!(
+        task.await.unwrap(),
+        minimilter::ConnectionEnd::IoTimeout(_)
+    ));
+}
+
+#[tokio::test]
+async fn dripping_bytes_does_not_extend_the_packet_deadline() {
+    let (mut mta, task) = pipe(TestFilter::default(), quick_config());
+    mta.negotiate(postfix_offer()).await;
+    let started = std::time::Instant::now();
+    mta.send_raw(b"\x00\x00\x01\x00L").await;
+    // One byte every 100 ms, well inside the 300 ms I/O timeout each time.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tokio::io::AsyncWriteExt::write_all(&mut mta.stream, b"x")
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert!(matches!(
+        task.await.unwrap(),
+        minimilter::ConnectionEnd::IoTimeout(_)
+    ));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_closed_after_the_negotiation_timeout() {
+    let cfg = ServerConfig {
+        negotiation_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_secs(60),
+        ..quick_config()
+    };
+    let (mut mta, task) = pipe(TestFilter::default(), cfg);
     mta.expect_eof().await;
     assert!(matches!(
         task.await.unwrap(),
@@ -695,5 +737,118 @@ async fn unix_socket_group_is_set_and_unknown_names_are_refused() {
         Err(ListenError::UnknownId { kind: "group", .. }) => {}
         other => panic!("expected UnknownId, got {other:?}"),
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sees only the connect and the headers, answers neither.
+struct HeaderOnly;
+
+impl Milter for HeaderOnly {
+    type Connection = ();
+    type Message = ();
+
+    fn requirements(&self) -> Requirements {
+        Requirements {
+            steps: Steps::CONNECT | Steps::HEADER,
+            no_reply: Steps::CONNECT | Steps::HEADER,
+            actions: Actions::ADD_HEADERS,
+            ..Requirements::default()
+        }
+    }
+
+    async fn connect(&self, _cx: Ctx<'_, Self>, info: &minimilter::ConnectInfo) -> StepResult {
+        if info.hostname_str() == "fail.example" {
+            return Err("DNSBL backend down".into());
+        }
+        Ok(Verdict::Continue)
+    }
+
+    async fn end_of_message(&self, _cx: Ctx<'_, Self>, mods: &mut Modifications) -> StepResult {
+        mods.add_header("X-Seen", "yes")?;
+        Ok(Verdict::Skip)
+    }
+}
+
+fn connect_cmd(host: &str) -> Command {
+    Command::Connect {
+        hostname: b(host),
+        address: ConnectAddress::Inet {
+            port: 25,
+            addr: b("192.0.2.1"),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_failure_at_a_no_reply_connect_is_answered_at_mail() {
+    let (mut mta, _task) = pipe(HeaderOnly, quick_config());
+    let reply = mta.negotiate(postfix_offer()).await;
+    assert!(reply.protocol.contains(Protocol::NR_CONNECT));
+    assert!(reply.protocol.contains(Protocol::NO_MAIL));
+    mta.send(connect_cmd("fail.example")).await;
+    // MAIL is declined, so the MTA only sends its macros; end of message is
+    // the first step it waits for, and it carries the fail-safe tempfail.
+    mta.send(Command::Macro {
+        stage: b'M',
+        pairs: vec![(b("{mail_addr}"), b("a@b"))],
+    })
+    .await;
+    mta.send(Command::EndOfMessage(b(""))).await;
+    let (mods, fin) = mta.until_final().await;
+    assert!(mods.is_empty());
+    assert!(matches!(fin, Response::ReplyCode(t) if t.starts_with(b"451 4.3.0")));
+}
+
+#[tokio::test]
+async fn skip_at_end_of_message_still_delivers_the_modifications() {
+    let (mut mta, _task) = pipe(HeaderOnly, quick_config());
+    mta.negotiate(postfix_offer()).await;
+    mta.send(connect_cmd("ok.example")).await;
+    mta.send(Command::EndOfMessage(b(""))).await;
+    let (mods, fin) = mta.until_final().await;
+    assert_eq!(fin, Response::Continue);
+    assert_eq!(headers(&mods), vec![("X-Seen".into(), "yes".into())]);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_transaction_the_filter_only_saw_macros_of() {
+    let (dir, path, listener) = unix_listener().await;
+    let cfg = ServerConfig {
+        idle_timeout: Duration::from_secs(60),
+        ..quick_config()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::new(HeaderOnly, cfg).serve(vec![listener], async move {
+            let _ = stop_rx.await;
+        }),
+    );
+    let mut mta = Mta::new(UnixStream::connect(&path).await.unwrap());
+    mta.negotiate(postfix_offer()).await;
+    mta.send(connect_cmd("ok.example")).await;
+    mta.send(Command::Macro {
+        stage: b'M',
+        pairs: vec![(b("{mail_addr}"), b("a@b"))],
+    })
+    .await;
+    // Let the server take the packets in before shutdown begins.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop_tx.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The DATA phase goes on: headers, then end of message, still answered.
+    mta.send(Command::Header {
+        name: b("Subject"),
+        value: b("x"),
+    })
+    .await;
+    mta.send(Command::EndOfMessage(b(""))).await;
+    let (mods, fin) = mta.until_final().await;
+    assert_eq!(fin, Response::Continue);
+    assert_eq!(headers(&mods).len(), 1);
+    mta.expect_eof().await;
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
