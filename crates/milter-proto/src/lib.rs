@@ -19,6 +19,8 @@ pub mod command;
 pub mod flags;
 pub mod frame;
 pub mod macros;
+pub mod message_model;
+pub mod mta;
 pub mod negotiate;
 pub mod optneg;
 mod payload;
@@ -32,6 +34,7 @@ pub use command::{Command, ConnectAddress};
 pub use flags::{Actions, CHUNK_SIZE, DataSize, Protocol};
 pub use frame::{Frame, FrameDecoder, FrameError, classify_probe, encode_frame};
 pub use macros::MacroStore;
+pub use mta::{Answer, Dispatch, MilterOptions, MtaEvent, MtaSession, Offer, Violation};
 pub use negotiate::{
     MAX_VERSION, MIN_VERSION, Negotiated, NegotiationError, Requirements, negotiate,
 };

@@ -10,15 +10,19 @@
 //!
 //! See `examples/keyword_milter.rs` for a complete milter in a screenful.
 
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod context;
 pub mod filter;
+pub mod interop;
 pub mod listener;
 pub mod server;
 pub mod shutdown;
 pub mod spec;
+pub mod transaction;
 
+pub use client::{ClientConfig, ClientError, MilterClient, StepOutcome};
 pub use config::{FailSafe, ServerConfig};
 pub use connection::ConnectionEnd;
 pub use context::{Context, Modifications};
@@ -27,6 +31,9 @@ pub use listener::{ListenError, Listener, UnixSocketOptions};
 pub use server::{Server, run};
 pub use shutdown::Shutdown;
 pub use spec::{SocketSpec, SpecError};
+pub use transaction::{
+    Interrupted, MessageSpec, Outcome, Transcript, run_message, run_next_message,
+};
 
 /// The protocol core, re-exported so a filter needs one dependency.
 pub use milter_proto as proto;

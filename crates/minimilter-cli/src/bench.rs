@@ -1,0 +1,426 @@
+//! `minimilter bench`: load any milter the way Postfix would (one milter
+//! connection per SMTP session, several messages per session, or a new
+//! connection per message) and report throughput and latency.
+//!
+//! Bounded by design: a message count per connection and a duration cap.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use milter_proto::{Offer, Response};
+use minimilter::transaction::{Outcome, run_next_message};
+use minimilter::{ClientConfig, MessageSpec, MilterClient, SocketSpec, run_message};
+use serde_json::json;
+
+use crate::exit;
+
+/// Which verdict every message should get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Expect {
+    /// Delivered.
+    Accept,
+    /// 5xx.
+    Reject,
+    /// 4xx.
+    Tempfail,
+    /// Dropped.
+    Discard,
+    /// Any verdict is fine.
+    Any,
+}
+
+/// Options of `minimilter bench`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 if every message got the expected verdict and no error \
+occurred, 1 otherwise (2 for usage errors)."
+)]
+pub struct BenchArgs {
+    /// The milter's socket (unix:/path, inet:host:port, inet:port@host, ...).
+    pub socket: String,
+    /// Concurrent connections (SMTP sessions).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub conns: u32,
+    /// Messages per connection.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
+    /// Stop after this many seconds even if messages remain.
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// Size of the generated message body in bytes.
+    #[arg(long, default_value_t = 2048, conflicts_with = "message")]
+    pub body_bytes: usize,
+    /// Send this message file instead of a generated one.
+    #[arg(long)]
+    pub message: Option<PathBuf>,
+    /// Envelope recipients per message.
+    #[arg(
+        long = "rcpt",
+        value_name = "ADDRESS",
+        default_value = "recipient@example.org"
+    )]
+    pub rcpts: Vec<String>,
+    /// Envelope sender.
+    #[arg(long, default_value = "sender@example.com")]
+    pub from: String,
+    /// The verdict every message must get; others count as errors.
+    #[arg(long, value_enum, default_value_t = Expect::Any)]
+    pub expect: Expect,
+    /// Open a new connection (and negotiate) for every message.
+    #[arg(long)]
+    pub new_connection_per_message: bool,
+    /// Protocol version to offer (2, 3, 4 or 6).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=6))]
+    pub protocol_version: u32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on standard error.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What one connection task measured.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    negotiations_us: Vec<u64>,
+    completed: u64,
+    verdicts: BTreeMap<&'static str, u64>,
+    actions: BTreeMap<&'static str, u64>,
+    errors: BTreeMap<String, u64>,
+    unexpected: u64,
+}
+
+fn action_name(m: &Response) -> &'static str {
+    match m {
+        Response::AddHeader { .. } => "add_header",
+        Response::InsertHeader { .. } => "insert_header",
+        Response::ChangeHeader { value, .. } if value.is_empty() => "delete_header",
+        Response::ChangeHeader { .. } => "change_header",
+        Response::AddRcpt(_) | Response::AddRcptPar { .. } => "add_rcpt",
+        Response::DelRcpt(_) => "delete_rcpt",
+        Response::ChangeFrom { .. } => "change_from",
+        Response::ReplaceBody(_) => "replace_body",
+        Response::Quarantine(_) => "quarantine",
+        _ => "other",
+    }
+}
+
+fn matches_expect(o: &Outcome, e: Expect) -> bool {
+    match e {
+        Expect::Any => true,
+        Expect::Accept => matches!(o, Outcome::Accepted),
+        Expect::Reject => matches!(o, Outcome::Rejected { .. }),
+        Expect::Tempfail => matches!(o, Outcome::Tempfailed { .. } | Outcome::Shutdown { .. }),
+        Expect::Discard => matches!(o, Outcome::Discarded { .. }),
+    }
+}
+
+fn generated_message(body_bytes: usize, from: &str, to: &str) -> Bytes {
+    let mut m = format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: minimilter bench\r\nMessage-ID: <bench@minimilter.invalid>\r\n\r\n"
+    )
+    .into_bytes();
+    let line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n";
+    let mut body = 0;
+    while body < body_bytes {
+        let take = line.len().min(body_bytes - body);
+        if take < 2 {
+            m.extend_from_slice(&b"\r\n"[..take]);
+        } else {
+            m.extend_from_slice(&line[..take - 2]);
+            m.extend_from_slice(b"\r\n");
+        }
+        body += take;
+    }
+    Bytes::from(m)
+}
+
+struct Shared {
+    spec: SocketSpec,
+    cfg: ClientConfig,
+    msg: MessageSpec,
+    messages: u64,
+    new_conn: bool,
+    expect: Expect,
+    deadline: Instant,
+    stop: AtomicBool,
+    done: AtomicU64,
+}
+
+async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
+    let mut tally = Tally::default();
+    let mut client: Option<MilterClient> = None;
+    let mut msg = shared.msg.clone();
+    for i in 0..shared.messages {
+        if shared.stop.load(Ordering::Relaxed) || Instant::now() >= shared.deadline {
+            break;
+        }
+        msg.queue_id = format!("{n:05X}{i:07X}");
+        let fresh = client.is_none();
+        if fresh {
+            let started = Instant::now();
+            match MilterClient::connect(&shared.spec, shared.cfg.clone()).await {
+                Ok(c) => {
+                    tally
+                        .negotiations_us
+                        .push(started.elapsed().as_micros() as u64);
+                    client = Some(c);
+                }
+                Err(e) => {
+                    *tally.errors.entry(short_error(&e.to_string())).or_default() += 1;
+                    // Do not spin on a dead milter.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        let c = client.as_mut().expect("connected above");
+        let started = Instant::now();
+        let result = if fresh {
+            run_message(c, &msg).await
+        } else {
+            run_next_message(c, &msg).await
+        };
+        match result {
+            Ok(t) => {
+                tally
+                    .latencies_us
+                    .push(started.elapsed().as_micros() as u64);
+                tally.completed += 1;
+                shared.done.fetch_add(1, Ordering::Relaxed);
+                *tally.verdicts.entry(t.outcome.name()).or_default() += 1;
+                for step in &t.steps {
+                    for m in &step.outcome.modifications {
+                        *tally.actions.entry(action_name(m)).or_default() += 1;
+                    }
+                }
+                if !matches_expect(&t.outcome, shared.expect) {
+                    tally.unexpected += 1;
+                }
+                if t.session_ended || shared.new_conn {
+                    let c = client.take().expect("connected");
+                    if t.session_ended {
+                        c.close().await;
+                    } else {
+                        let _ = c.quit().await;
+                    }
+                }
+            }
+            Err(e) => {
+                *tally
+                    .errors
+                    .entry(short_error(&e.error.to_string()))
+                    .or_default() += 1;
+                if let Some(c) = client.take() {
+                    c.close().await;
+                }
+            }
+        }
+    }
+    if let Some(c) = client.take() {
+        let _ = c.quit().await;
+    }
+    tally
+}
+
+/// Error texts without the parts that differ per message, for counting.
+fn short_error(e: &str) -> String {
+    e.chars().take(120).collect()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs `bench`; returns the exit code.
+pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
+    let spec: SocketSpec = args.socket.parse()?;
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        bail!("--duration must be a positive number of seconds");
+    }
+    let to = args.rcpts.first().cloned().unwrap_or_default();
+    let message = match &args.message {
+        Some(p) => {
+            Bytes::from(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => generated_message(args.body_bytes, &args.from, &to),
+    };
+    let cfg = ClientConfig {
+        offer: Offer::postfix_version(args.protocol_version).context("--protocol-version")?,
+        ..ClientConfig::default()
+    };
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        spec: spec.clone(),
+        cfg,
+        msg: MessageSpec {
+            from: args.from.clone(),
+            rcpts: args.rcpts.clone(),
+            message,
+            ..MessageSpec::default()
+        },
+        messages: args.messages,
+        new_conn: args.new_connection_per_message,
+        expect: args.expect,
+        deadline: started + Duration::from_secs_f64(args.duration),
+        stop: AtomicBool::new(false),
+        done: AtomicU64::new(0),
+    });
+    let tasks: Vec<_> = (0..args.conns)
+        .map(|n| tokio::spawn(connection(shared.clone(), n)))
+        .collect();
+    let progress = (!args.quiet).then(|| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let done = shared.done.load(Ordering::Relaxed);
+                eprint!(
+                    "\r[{:>4.0}s] {done} messages, {} msg/s   ",
+                    started.elapsed().as_secs_f64(),
+                    done - last
+                );
+                last = done;
+            }
+        })
+    });
+    let mut total = Tally::default();
+    let mut per_conn = Vec::new();
+    for t in tasks {
+        let t = t.await.context("a connection task failed")?;
+        per_conn.push(t.completed);
+        total.latencies_us.extend(t.latencies_us);
+        total.negotiations_us.extend(t.negotiations_us);
+        total.completed += t.completed;
+        total.unexpected += t.unexpected;
+        for (k, v) in t.verdicts {
+            *total.verdicts.entry(k).or_default() += v;
+        }
+        for (k, v) in t.actions {
+            *total.actions.entry(k).or_default() += v;
+        }
+        for (k, v) in t.errors {
+            *total.errors.entry(k).or_default() += v;
+        }
+    }
+    let elapsed = started.elapsed();
+    shared.stop.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
+    total.latencies_us.sort_unstable();
+    let lat = &total.latencies_us;
+    let rate = total.completed as f64 / elapsed.as_secs_f64();
+    let slowest_negotiation = total.negotiations_us.iter().max().copied().unwrap_or(0);
+    let fewest = per_conn.iter().min().copied().unwrap_or(0);
+    let errors: u64 = total.errors.values().sum();
+    let ms = |us: u64| us as f64 / 1000.0;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "milter": spec.to_string(),
+                "conns": args.conns,
+                "messages_per_conn": args.messages,
+                "new_connection_per_message": args.new_connection_per_message,
+                "elapsed_s": elapsed.as_secs_f64(),
+                "messages": total.completed,
+                "msgs_per_s": rate,
+                "latency_ms": {
+                    "p50": ms(percentile(lat, 50.0)),
+                    "p90": ms(percentile(lat, 90.0)),
+                    "p99": ms(percentile(lat, 99.0)),
+                    "max": ms(lat.last().copied().unwrap_or(0)),
+                },
+                "negotiations": total.negotiations_us.len(),
+                "slowest_negotiation_ms": ms(slowest_negotiation),
+                "fewest_messages_on_a_connection": fewest,
+                "verdicts": total.verdicts,
+                "actions": total.actions,
+                "unexpected_verdicts": total.unexpected,
+                "errors": total.errors,
+            })
+        );
+    } else {
+        println!(
+            "milter {spec}: {} connections x {} messages{}",
+            args.conns,
+            args.messages,
+            if args.new_connection_per_message {
+                " (new connection per message)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "{} messages in {:.2} s: {rate:.0} msg/s",
+            total.completed,
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "latency per message: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            ms(percentile(lat, 50.0)),
+            ms(percentile(lat, 90.0)),
+            ms(percentile(lat, 99.0)),
+            ms(lat.last().copied().unwrap_or(0))
+        );
+        println!(
+            "negotiations: {}, slowest {:.3} ms; fewest messages on one connection: {fewest}",
+            total.negotiations_us.len(),
+            ms(slowest_negotiation)
+        );
+        let list = |m: &BTreeMap<&'static str, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "verdicts: {}",
+            if total.verdicts.is_empty() {
+                "none".into()
+            } else {
+                list(&total.verdicts)
+            }
+        );
+        println!(
+            "actions: {}",
+            if total.actions.is_empty() {
+                "none".into()
+            } else {
+                list(&total.actions)
+            }
+        );
+        if total.unexpected > 0 {
+            println!(
+                "unexpected verdicts (expected {:?}): {}",
+                args.expect, total.unexpected
+            );
+        }
+        println!("errors: {errors}");
+        for (e, n) in &total.errors {
+            println!("  {n} x {e}");
+        }
+    }
+    Ok(
+        if errors == 0 && total.unexpected == 0 && total.completed > 0 {
+            exit::ACCEPTED
+        } else {
+            exit::ERROR
+        },
+    )
+}

@@ -1,0 +1,373 @@
+//! `minimilter check`: one message through one milter, with a transcript.
+
+use std::io::{IsTerminal, Read};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use milter_proto::{Answer, Dispatch, Offer, Response};
+use minimilter::transaction::{Outcome, StepRecord, Transcript};
+use minimilter::{ClientConfig, ClientError, MessageSpec, MilterClient, SocketSpec};
+
+use crate::exit;
+use crate::json;
+
+/// Options of `minimilter check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The milter's socket: unix:/path, local:/path, inet:host:port,
+    /// inet:port@host or inet6:port@host.
+    pub socket: String,
+    /// The message (headers, blank line, body). Read from standard input if
+    /// omitted or `-`; a small built-in test message if standard input is a
+    /// terminal.
+    pub message: Option<PathBuf>,
+    /// Envelope sender (MAIL FROM), without angle brackets; empty for `<>`.
+    #[arg(long, default_value = "sender@example.com")]
+    pub from: String,
+    /// Envelope recipient (RCPT TO); repeat for several.
+    #[arg(
+        long = "rcpt",
+        value_name = "ADDRESS",
+        default_value = "recipient@example.org"
+    )]
+    pub rcpts: Vec<String>,
+    /// SMTP client address, IPv4 or IPv6, or `unknown`.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub client_addr: String,
+    /// SMTP client host name (Postfix sends `[address]` when it does not resolve).
+    #[arg(long)]
+    pub client_name: Option<String>,
+    /// HELO/EHLO name (default: the client name).
+    #[arg(long)]
+    pub helo: Option<String>,
+    /// A macro as NAME=VALUE, e.g. `{auth_authen}=alice` or `i=4ABC123`;
+    /// repeat for several. Sent at the stage Postfix sends it at.
+    #[arg(long = "macro", value_name = "NAME=VALUE")]
+    pub macros: Vec<String>,
+    /// Protocol version to offer, with Postfix's flags for it (2, 3, 4 or 6).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=6))]
+    pub protocol_version: u32,
+    /// Print the message as Postfix would deliver it.
+    #[arg(long)]
+    pub show_message: bool,
+    /// Print the whole result as JSON (one object) instead of a transcript.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for connecting and negotiation.
+    #[arg(long, default_value_t = 30.0)]
+    pub connect_timeout: f64,
+    /// Seconds to wait at each SMTP command step (connect ... DATA).
+    #[arg(long, default_value_t = 30.0)]
+    pub command_timeout: f64,
+    /// Seconds to wait at each content step (headers, body, end of message).
+    #[arg(long, default_value_t = 300.0)]
+    pub content_timeout: f64,
+}
+
+const SAMPLE: &str = "From: Sender <sender@example.com>\r\n\
+To: Recipient <recipient@example.org>\r\n\
+Subject: minimilter check\r\n\
+Message-ID: <check@minimilter.invalid>\r\n\
+\r\n\
+This is a test message from minimilter check.\r\n";
+
+fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
+    if !(s.is_finite() && s > 0.0) {
+        bail!("--{name} must be a positive number of seconds, got {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn read_message(path: &Option<PathBuf>) -> anyhow::Result<Bytes> {
+    match path {
+        Some(p) if p.as_os_str() != "-" => {
+            let data = std::fs::read(p)
+                .with_context(|| format!("reading message file {}", p.display()))?;
+            Ok(Bytes::from(data))
+        }
+        _ if std::io::stdin().is_terminal() => Ok(Bytes::from_static(SAMPLE.as_bytes())),
+        _ => {
+            let mut data = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .context("reading the message from standard input")?;
+            Ok(Bytes::from(data))
+        }
+    }
+}
+
+/// Builds the session description from the options.
+pub fn message_spec(args: &CheckArgs, message: Bytes) -> anyhow::Result<MessageSpec> {
+    let client_addr = if args.client_addr.eq_ignore_ascii_case("unknown") {
+        None
+    } else {
+        Some(args.client_addr.parse::<IpAddr>().with_context(|| {
+            format!("--client-addr {:?} is not an IP address", args.client_addr)
+        })?)
+    };
+    let client_name = args
+        .client_name
+        .clone()
+        .unwrap_or_else(|| match client_addr {
+            Some(a) => format!("[{a}]"),
+            None => "unknown".into(),
+        });
+    let mut macros = Vec::new();
+    for m in &args.macros {
+        let Some((name, value)) = m.split_once('=') else {
+            bail!("--macro {m:?} is not NAME=VALUE");
+        };
+        if name.is_empty() {
+            bail!("--macro {m:?} has an empty name");
+        }
+        macros.push((name.to_owned(), value.to_owned()));
+    }
+    let queue_id = macros
+        .iter()
+        .find(|(n, _)| n == "i" || n == "{i}")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| minimilter::transaction::queue_id(1));
+    Ok(MessageSpec {
+        helo: args.helo.clone().unwrap_or_else(|| client_name.clone()),
+        client_name,
+        client_addr,
+        client_port: 40000,
+        from: args.from.clone(),
+        rcpts: args.rcpts.clone(),
+        macros,
+        message,
+        queue_id,
+    })
+}
+
+/// Runs `check`; returns the exit code.
+pub async fn run(args: CheckArgs) -> anyhow::Result<u8> {
+    let spec: SocketSpec = args.socket.parse()?;
+    let message = read_message(&args.message)?;
+    let msg_spec = message_spec(&args, message)?;
+    let cfg = ClientConfig {
+        offer: Offer::postfix_version(args.protocol_version).with_context(|| {
+            format!(
+                "--protocol-version {} (use 2, 3, 4 or 6)",
+                args.protocol_version
+            )
+        })?,
+        connect_timeout: seconds("connect-timeout", args.connect_timeout)?,
+        command_timeout: seconds("command-timeout", args.command_timeout)?,
+        content_timeout: seconds("content-timeout", args.content_timeout)?,
+        ..ClientConfig::default()
+    };
+    let mut client = match MilterClient::connect(&spec, cfg).await {
+        Ok(c) => c,
+        Err(e) => return Ok(report_error(&args, &spec, None, &[], &e)),
+    };
+    let result = minimilter::run_message(&mut client, &msg_spec).await;
+    match result {
+        Ok(t) => {
+            if t.session_ended {
+                client.close().await;
+            } else {
+                let _ = client.quit().await;
+            }
+            if args.json {
+                println!(
+                    "{}",
+                    json::check(&spec, Some(&t.options), Some(&t), None, &[])
+                );
+            } else {
+                print_negotiation(&spec, &t);
+                print_steps(&t.steps);
+                print_verdict(&t);
+                if args.show_message {
+                    print_message(&t);
+                }
+            }
+            Ok(exit_code(&t.outcome))
+        }
+        Err(interrupted) => Ok(report_error(
+            &args,
+            &spec,
+            Some(client.options()),
+            &interrupted.steps,
+            &interrupted.error,
+        )),
+    }
+}
+
+fn exit_code(o: &Outcome) -> u8 {
+    match o {
+        Outcome::Accepted => exit::ACCEPTED,
+        Outcome::Rejected { .. } => exit::REJECTED,
+        Outcome::Tempfailed { .. } | Outcome::Shutdown { .. } => exit::TEMPFAILED,
+        Outcome::Discarded { .. } => exit::DISCARDED,
+    }
+}
+
+fn report_error(
+    args: &CheckArgs,
+    spec: &SocketSpec,
+    options: Option<&milter_proto::MilterOptions>,
+    steps: &[StepRecord],
+    e: &ClientError,
+) -> u8 {
+    let code = if e.is_protocol_error() {
+        exit::PROTOCOL
+    } else {
+        exit::UNREACHABLE
+    };
+    if args.json {
+        println!("{}", json::check(spec, options, None, Some(e), steps));
+    } else {
+        println!("milter {spec}");
+        print_steps(steps);
+        println!("error: {e}");
+        let what = if code == exit::PROTOCOL {
+            "protocol violation"
+        } else {
+            "milter unreachable or silent"
+        };
+        println!("verdict: none ({what}); an MTA would apply its milter_default_action");
+    }
+    code
+}
+
+fn print_negotiation(spec: &SocketSpec, t: &Transcript) {
+    let o = &t.options;
+    println!("milter {spec}: protocol version {}", o.version);
+    println!("  actions:  {}", json::flag_names(&o.actions));
+    println!("  protocol: {}", json::flag_names(&o.protocol));
+    for (stage, names) in &o.macros {
+        println!("  macros at {stage:?}: {}", names.join(" "));
+    }
+}
+
+/// One line per step: what was sent, what came back.
+fn print_steps(steps: &[StepRecord]) {
+    for s in steps {
+        let o = &s.outcome;
+        let answer = match (&o.dispatch, &o.answer) {
+            (Dispatch::NotSent, _) => "not sent (negotiated away or skipped)".to_owned(),
+            (Dispatch::NoReply, _) => "sent, no reply (negotiated)".to_owned(),
+            (_, Some(Answer::Reply(r))) => format!(
+                "{} \"{}\"",
+                o.answer.as_ref().map(Answer::name).unwrap_or("?"),
+                r.display_text().replace('\n', " / ")
+            ),
+            (_, Some(a)) => a.name().to_owned(),
+            (_, None) => "?".to_owned(),
+        };
+        let ms = o.elapsed.as_secs_f64() * 1000.0;
+        let progress = if o.progress > 0 {
+            format!(", {} progress", o.progress)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:<40} -> {answer} ({ms:.2} ms{progress})",
+            truncate(&s.detail, 40)
+        );
+        for m in &o.modifications {
+            println!("  {:<40}    + {}", "", describe(m));
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// A modification in words.
+pub fn describe(m: &Response) -> String {
+    let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    match m {
+        Response::AddHeader { name, value } => format!("add header {}: {}", s(name), s(value)),
+        Response::InsertHeader { index, name, value } => {
+            format!("insert header at {index}: {}: {}", s(name), s(value))
+        }
+        Response::ChangeHeader { index, name, value } if value.is_empty() => {
+            format!("delete header {} #{index}", s(name))
+        }
+        Response::ChangeHeader { index, name, value } => {
+            format!("change header {} #{index} to: {}", s(name), s(value))
+        }
+        Response::AddRcpt(r) => format!("add recipient {}", s(r)),
+        Response::AddRcptPar { rcpt, args } => format!(
+            "add recipient {} {}",
+            s(rcpt),
+            args.as_ref().map(s).unwrap_or_default()
+        ),
+        Response::DelRcpt(r) => format!("delete recipient {}", s(r)),
+        Response::ChangeFrom { sender, args } => format!(
+            "change sender to {} {}",
+            s(sender),
+            args.as_ref().map(s).unwrap_or_default()
+        ),
+        Response::ReplaceBody(b) => format!("replace body (chunk of {} bytes)", b.len()),
+        Response::Quarantine(r) => format!("quarantine: {}", s(r)),
+        other => format!("{other:?}"),
+    }
+}
+
+fn print_verdict(t: &Transcript) {
+    for r in &t.refused_rcpts {
+        let kind = if r.temporary {
+            "tempfailed"
+        } else {
+            "rejected"
+        };
+        match &r.reply {
+            Some(text) => println!("recipient {} {kind}: {text}", r.rcpt),
+            None => println!("recipient {} {kind}", r.rcpt),
+        }
+    }
+    for w in &t.warnings {
+        println!("warning: {w}");
+    }
+    let line = match &t.outcome {
+        Outcome::Accepted if t.quarantine.is_some() => format!(
+            "accept, but quarantined (held): {}",
+            t.quarantine.as_deref().unwrap_or_default()
+        ),
+        Outcome::Accepted => "accept (delivered)".to_owned(),
+        Outcome::Rejected { at, reply } => format!(
+            "reject at {at}: {}",
+            reply.as_deref().unwrap_or("(MTA default 5xx text)")
+        ),
+        Outcome::Tempfailed { at, reply } => format!(
+            "tempfail at {at}: {}",
+            reply.as_deref().unwrap_or("(MTA default 4xx text)")
+        ),
+        Outcome::Discarded { at } => format!("discard at {at} (accepted, not delivered)"),
+        Outcome::Shutdown { at } => format!("shutdown at {at} (the MTA answers 421 and closes)"),
+    };
+    println!("verdict: {line}");
+}
+
+fn print_message(t: &Transcript) {
+    match &t.delivered {
+        Some(m) => {
+            println!(
+                "--- envelope: from <{}> to {}",
+                m.sender,
+                m.recipients
+                    .iter()
+                    .map(|r| format!("<{}>", r.address))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            println!("--- message as delivered");
+            print!("{}", String::from_utf8_lossy(&m.render()));
+        }
+        None => println!("--- no message is delivered"),
+    }
+}

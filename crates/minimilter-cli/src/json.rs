@@ -1,0 +1,142 @@
+//! The `--json` shapes. Kept here (not as serde derives on library types) so
+//! the libraries stay free of a serialisation dependency and the JSON shape
+//! is a deliberate interface.
+
+use bytes::Bytes;
+use milter_proto::{Answer, Dispatch, MilterOptions, Response};
+use minimilter::transaction::{Outcome, StepRecord, Transcript};
+use minimilter::{ClientError, SocketSpec};
+use serde_json::{Value, json};
+
+/// `A | B | C` for a bitflags value.
+pub fn flag_names<F: bitflags::Flags + Copy>(f: &F) -> String {
+    let names: Vec<&str> = f.iter_names().map(|(n, _)| n).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(" | ")
+    }
+}
+
+fn text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn options(o: &MilterOptions) -> Value {
+    json!({
+        "version": o.version,
+        "actions": o.actions.iter_names().map(|(n, _)| n).collect::<Vec<_>>(),
+        "protocol": o.protocol.iter_names().map(|(n, _)| n).collect::<Vec<_>>(),
+        "actions_bits": o.actions.bits(),
+        "protocol_bits": o.protocol.bits(),
+        "macros": o.macros.iter().map(|(s, n)| json!({"stage": format!("{s:?}"), "names": n})).collect::<Vec<_>>(),
+    })
+}
+
+/// One modification as JSON.
+pub fn modification(m: &Response) -> Value {
+    match m {
+        Response::AddHeader { name, value } => {
+            json!({"action": "add_header", "name": text(name), "value": text(value)})
+        }
+        Response::InsertHeader { index, name, value } => {
+            json!({"action": "insert_header", "index": index, "name": text(name), "value": text(value)})
+        }
+        Response::ChangeHeader { index, name, value } if value.is_empty() => {
+            json!({"action": "delete_header", "index": index, "name": text(name)})
+        }
+        Response::ChangeHeader { index, name, value } => {
+            json!({"action": "change_header", "index": index, "name": text(name), "value": text(value)})
+        }
+        Response::AddRcpt(r) => json!({"action": "add_rcpt", "rcpt": text(r)}),
+        Response::AddRcptPar { rcpt, args } => {
+            json!({"action": "add_rcpt", "rcpt": text(rcpt), "args": args.as_ref().map(text)})
+        }
+        Response::DelRcpt(r) => json!({"action": "delete_rcpt", "rcpt": text(r)}),
+        Response::ChangeFrom { sender, args } => {
+            json!({"action": "change_from", "sender": text(sender), "args": args.as_ref().map(text)})
+        }
+        Response::ReplaceBody(b) => json!({"action": "replace_body", "bytes": b.len()}),
+        Response::Quarantine(r) => json!({"action": "quarantine", "reason": text(r)}),
+        other => json!({"action": format!("{other:?}")}),
+    }
+}
+
+fn answer(a: &Answer) -> Value {
+    match a {
+        Answer::Reply(r) => json!({"answer": a.name(), "code": r.code(), "text": r.display_text()}),
+        _ => json!({"answer": a.name()}),
+    }
+}
+
+fn step(s: &StepRecord) -> Value {
+    let o = &s.outcome;
+    json!({
+        "step": o.step.name(),
+        "detail": s.detail,
+        "sent": o.dispatch != Dispatch::NotSent,
+        "reply_expected": o.dispatch == Dispatch::AwaitAnswer,
+        "answer": o.answer.as_ref().map(answer),
+        "modifications": o.modifications.iter().map(modification).collect::<Vec<_>>(),
+        "progress": o.progress,
+        "elapsed_ms": o.elapsed.as_secs_f64() * 1000.0,
+    })
+}
+
+fn outcome(o: &Outcome) -> Value {
+    match o {
+        Outcome::Accepted => json!({"verdict": "accept"}),
+        Outcome::Rejected { at, reply } => {
+            json!({"verdict": "reject", "at": at.name(), "reply": reply})
+        }
+        Outcome::Tempfailed { at, reply } => {
+            json!({"verdict": "tempfail", "at": at.name(), "reply": reply})
+        }
+        Outcome::Discarded { at } => json!({"verdict": "discard", "at": at.name()}),
+        Outcome::Shutdown { at } => json!({"verdict": "shutdown", "at": at.name()}),
+    }
+}
+
+/// The whole `check` result.
+pub fn check(
+    spec: &SocketSpec,
+    opts: Option<&MilterOptions>,
+    t: Option<&Transcript>,
+    error: Option<&ClientError>,
+    steps_so_far: &[StepRecord],
+) -> Value {
+    let steps = t.map(|t| t.steps.as_slice()).unwrap_or(steps_so_far);
+    let mut v = json!({
+        "milter": spec.to_string(),
+        "negotiated": opts.map(options),
+        "steps": steps.iter().map(step).collect::<Vec<_>>(),
+    });
+    if let Some(t) = t {
+        let mut verdict = outcome(&t.outcome);
+        verdict["quarantine"] = json!(t.quarantine);
+        v["result"] = verdict;
+        v["refused_rcpts"] = json!(
+            t.refused_rcpts
+                .iter()
+                .map(|r| json!({"rcpt": r.rcpt, "temporary": r.temporary, "reply": r.reply}))
+                .collect::<Vec<_>>()
+        );
+        v["modifications"] = json!(t.modifications.iter().map(modification).collect::<Vec<_>>());
+        v["warnings"] = json!(t.warnings);
+        v["delivered"] = match &t.delivered {
+            Some(m) => json!({
+                "sender": m.sender,
+                "recipients": m.recipients.iter().map(|r| json!({"address": r.address, "args": r.args})).collect::<Vec<_>>(),
+                "message": String::from_utf8_lossy(&m.render()),
+            }),
+            None => Value::Null,
+        };
+    }
+    if let Some(e) = error {
+        v["result"] = json!({
+            "verdict": if e.is_protocol_error() { "protocol_error" } else { "unreachable" },
+            "error": e.to_string(),
+        });
+    }
+    v
+}

@@ -1,0 +1,61 @@
+//! `minimilter`: run a message through any milter and see what it decided
+//! (`check`), or load a milter and measure it (`bench`).
+
+mod bench;
+mod check;
+mod exit;
+mod json;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Talk to any milter (Sendmail/Postfix mail filter) the way Postfix does.
+#[derive(Parser)]
+#[command(name = "minimilter", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one message through a milter and show every step, what the
+    /// milter answered, each modification, and the verdict.
+    #[command(after_help = exit::HELP)]
+    Check(check::CheckArgs),
+    /// Load a milter with many connections and messages; report throughput,
+    /// latency percentiles, verdict counts and errors.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("minimilter: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check(args) => check::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("minimilter: {e:#}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}

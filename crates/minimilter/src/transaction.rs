@@ -1,0 +1,565 @@
+//! One SMTP session with one message, played to a milter the way Postfix
+//! plays it: the macros Postfix would send, each step in order, the message
+//! ended early on a decisive answer (with ABORT, or by closing after a
+//! connection-level one), body in 65535-byte chunks, and the modifications
+//! applied to the message as Postfix would deliver it.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use milter_proto::message_model::MessageModel;
+use milter_proto::{
+    Answer, CHUNK_SIZE, Command, ConnectAddress, Dispatch, MilterOptions, Protocol, Response, Step,
+};
+
+use crate::client::{ClientError, MilterClient, StepOutcome};
+
+/// The SMTP session and message to play.
+#[derive(Debug, Clone)]
+pub struct MessageSpec {
+    /// Client host name as the MTA resolved it (`[addr]` if unresolved).
+    pub client_name: String,
+    /// Client address; `None` sends the "unknown" family.
+    pub client_addr: Option<IpAddr>,
+    /// Client port.
+    pub client_port: u16,
+    /// HELO/EHLO argument.
+    pub helo: String,
+    /// Envelope sender, without angle brackets (empty for `<>`).
+    pub from: String,
+    /// Envelope recipients, without angle brackets.
+    pub rcpts: Vec<String>,
+    /// Extra macros, `(name, value)`; sent at the stage Postfix sends that
+    /// macro at (unknown names at connect, which keeps them in scope for the
+    /// whole connection).
+    pub macros: Vec<(String, String)>,
+    /// The message: headers, blank line, body (CRLF or LF).
+    pub message: Bytes,
+    /// Queue id to send as macro `i` (Postfix sends one from MAIL on).
+    pub queue_id: String,
+}
+
+impl Default for MessageSpec {
+    fn default() -> Self {
+        MessageSpec {
+            client_name: "localhost".into(),
+            client_addr: Some(IpAddr::from([127, 0, 0, 1])),
+            client_port: 40000,
+            helo: "localhost".into(),
+            from: "sender@example.com".into(),
+            rcpts: vec!["recipient@example.org".into()],
+            macros: Vec::new(),
+            message: Bytes::from_static(b"Subject: test\r\n\r\ntest\r\n"),
+            queue_id: "4ABCDEF0123".into(),
+        }
+    }
+}
+
+/// How the MTA would finish the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered (possibly modified; see the transcript's message).
+    Accepted,
+    /// Refused with 5xx.
+    Rejected {
+        /// Where.
+        at: Step,
+        /// The milter's own text, if it gave one.
+        reply: Option<String>,
+    },
+    /// Refused with 4xx.
+    Tempfailed {
+        /// Where.
+        at: Step,
+        /// The milter's own text, if it gave one.
+        reply: Option<String>,
+    },
+    /// Accepted and dropped.
+    Discarded {
+        /// Where.
+        at: Step,
+    },
+    /// The milter asked the MTA to close the session (421).
+    Shutdown {
+        /// Where.
+        at: Step,
+    },
+}
+
+impl Outcome {
+    /// A short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accept",
+            Outcome::Rejected { .. } => "reject",
+            Outcome::Tempfailed { .. } => "tempfail",
+            Outcome::Discarded { .. } => "discard",
+            Outcome::Shutdown { .. } => "shutdown",
+        }
+    }
+}
+
+/// A recipient refused at RCPT (the others still get the message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRcpt {
+    /// The address.
+    pub rcpt: String,
+    /// 4xx rather than 5xx.
+    pub temporary: bool,
+    /// The milter's own text, if any.
+    pub reply: Option<String>,
+}
+
+/// One step as played.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// What was sent (for example `RCPT <bob@example.org>`).
+    pub detail: String,
+    /// The milter's side of it.
+    pub outcome: StepOutcome,
+}
+
+/// Everything that happened.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    /// What the milter negotiated.
+    pub options: MilterOptions,
+    /// Steps in order.
+    pub steps: Vec<StepRecord>,
+    /// The result.
+    pub outcome: Outcome,
+    /// Recipients the milter refused at RCPT.
+    pub refused_rcpts: Vec<RefusedRcpt>,
+    /// Every modification received at end of message, in order.
+    pub modifications: Vec<Response>,
+    /// Quarantine reason, if the milter asked for one (the MTA would hold
+    /// the message).
+    pub quarantine: Option<String>,
+    /// The message as Postfix would deliver it (when accepted).
+    pub delivered: Option<MessageModel>,
+    /// What Postfix would log about modifications it ignores.
+    pub warnings: Vec<String>,
+    /// The milter decided for the whole SMTP session (any answer but
+    /// continue at connect or HELO, or shutdown): the MTA closes the milter
+    /// connection without QUIT and does not consult it again.
+    pub session_ended: bool,
+}
+
+fn reply_text(a: &Answer) -> Option<String> {
+    match a {
+        Answer::Reply(r) => Some(r.display_text()),
+        _ => None,
+    }
+}
+
+/// The outcome a decisive answer gives, or None to go on.
+fn decisive(answer: &Answer, at: Step) -> Option<Outcome> {
+    match answer {
+        Answer::Continue | Answer::Skip => None,
+        Answer::Accept => Some(Outcome::Accepted),
+        Answer::Reject => Some(Outcome::Rejected { at, reply: None }),
+        Answer::Tempfail => Some(Outcome::Tempfailed { at, reply: None }),
+        Answer::Reply(r) if r.class() == 5 => Some(Outcome::Rejected {
+            at,
+            reply: reply_text(answer),
+        }),
+        Answer::Reply(_) => Some(Outcome::Tempfailed {
+            at,
+            reply: reply_text(answer),
+        }),
+        Answer::Discard => Some(Outcome::Discarded { at }),
+        Answer::Shutdown => Some(Outcome::Shutdown { at }),
+    }
+}
+
+/// The Postfix stage of a macro, by name (`mail_params.h` defaults).
+fn macro_stage(name: &str) -> Step {
+    let bare = name.trim_start_matches('{').trim_end_matches('}');
+    match bare {
+        "tls_version" | "cipher" | "cipher_bits" | "cert_subject" | "cert_issuer" => Step::Helo,
+        "auth_type" | "auth_authen" | "auth_author" | "mail_addr" | "mail_host" | "mail_mailer" => {
+            Step::Mail
+        }
+        "rcpt_addr" | "rcpt_host" | "rcpt_mailer" => Step::Rcpt,
+        _ => Step::Connect,
+    }
+}
+
+struct Player<'a> {
+    client: &'a mut MilterClient,
+    spec: &'a MessageSpec,
+    steps: Vec<StepRecord>,
+}
+
+impl Player<'_> {
+    fn macros(&self, step: Step, extra: &[(&str, String)]) -> Vec<(String, String)> {
+        let mut m: Vec<(String, String)> = extra
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect();
+        for (n, v) in &self.spec.macros {
+            if macro_stage(n) == step {
+                m.retain(|(x, _)| x != n);
+                m.push((n.clone(), v.clone()));
+            }
+        }
+        m
+    }
+
+    async fn play(
+        &mut self,
+        detail: String,
+        macros: Vec<(String, String)>,
+        cmd: Command,
+    ) -> Result<StepOutcome, ClientError> {
+        let outcome = self.client.step(&macros, cmd).await?;
+        self.steps.push(StepRecord {
+            detail,
+            outcome: outcome.clone(),
+        });
+        Ok(outcome)
+    }
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Talking to the milter failed part-way; the steps played so far.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Interrupted {
+    /// What went wrong.
+    #[source]
+    pub error: ClientError,
+    /// The steps completed before it.
+    pub steps: Vec<StepRecord>,
+}
+
+/// Plays `spec` on a negotiated connection. After a connection-level
+/// outcome (decided at connect or HELO, or a shutdown) the caller should
+/// close the connection without QUIT, as Postfix does; otherwise the
+/// connection can carry the next message.
+pub async fn run_message(
+    client: &mut MilterClient,
+    spec: &MessageSpec,
+) -> Result<Transcript, Interrupted> {
+    run(client, spec, true).await
+}
+
+/// Plays only the message part of `spec` (MAIL to end of message): the next
+/// message of the same SMTP session, on the connection [`run_message`] used.
+pub async fn run_next_message(
+    client: &mut MilterClient,
+    spec: &MessageSpec,
+) -> Result<Transcript, Interrupted> {
+    run(client, spec, false).await
+}
+
+async fn run(
+    client: &mut MilterClient,
+    spec: &MessageSpec,
+    greet: bool,
+) -> Result<Transcript, Interrupted> {
+    let mut p = Player {
+        client,
+        spec,
+        steps: Vec::new(),
+    };
+    let mut t = Transcript {
+        options: p.client.options().clone(),
+        steps: Vec::new(),
+        outcome: Outcome::Accepted,
+        refused_rcpts: Vec::new(),
+        modifications: Vec::new(),
+        quarantine: None,
+        delivered: None,
+        warnings: Vec::new(),
+        session_ended: false,
+    };
+    let rcpts: Vec<&str> = spec.rcpts.iter().map(String::as_str).collect();
+    let mut model = MessageModel::parse(&spec.from, &rcpts, &spec.message);
+    let leading_space = p
+        .client
+        .options()
+        .protocol
+        .contains(Protocol::HEADER_LEADING_SPACE);
+    let qid = spec.queue_id.clone();
+
+    let result = play_all(&mut p, &mut t, &mut model, leading_space, &qid, greet).await;
+    t.steps = std::mem::take(&mut p.steps);
+    if let Err(error) = result {
+        return Err(Interrupted {
+            error,
+            steps: t.steps,
+        });
+    }
+    if t.outcome == Outcome::Accepted {
+        t.warnings
+            .extend(model.apply(&t.modifications, leading_space));
+        if let Some(q) = &model.quarantine {
+            t.quarantine = Some(q.clone());
+        }
+        t.delivered = Some(model);
+    }
+    Ok(t)
+}
+
+async fn play_all(
+    p: &mut Player<'_>,
+    t: &mut Transcript,
+    model: &mut MessageModel,
+    leading_space: bool,
+    qid: &str,
+    greet: bool,
+) -> Result<(), ClientError> {
+    if greet && greeting(p, t).await? {
+        return Ok(());
+    }
+    message(p, t, model, leading_space, qid).await
+}
+
+/// Connect and HELO; true if the milter decided for the whole session.
+async fn greeting(p: &mut Player<'_>, t: &mut Transcript) -> Result<bool, ClientError> {
+    let spec = p.spec;
+    // Connect.
+    let address = match spec.client_addr {
+        Some(IpAddr::V4(a)) => ConnectAddress::Inet {
+            port: spec.client_port,
+            addr: b(&a.to_string()),
+        },
+        Some(IpAddr::V6(a)) => ConnectAddress::Inet6 {
+            port: spec.client_port,
+            addr: b(&a.to_string()),
+        },
+        None => ConnectAddress::Unknown,
+    };
+    let addr_text = spec
+        .client_addr
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let m = p.macros(
+        Step::Connect,
+        &[
+            ("j", "minimilter.localdomain".into()),
+            ("{daemon_name}", "minimilter".into()),
+            ("{daemon_addr}", "127.0.0.1".into()),
+            ("v", "minimilter check".into()),
+            ("_", format!("{} [{addr_text}]", spec.client_name)),
+        ],
+    );
+    let o = p
+        .play(
+            format!("CONNECT {} [{addr_text}]", spec.client_name),
+            m,
+            Command::Connect {
+                hostname: b(&spec.client_name),
+                address,
+            },
+        )
+        .await?;
+    if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Connect)) {
+        t.outcome = outcome;
+        t.session_ended = true;
+        return Ok(true);
+    }
+    let m = p.macros(Step::Helo, &[]);
+    let o = p
+        .play(
+            format!("HELO {}", spec.helo),
+            m,
+            Command::Helo(b(&spec.helo)),
+        )
+        .await?;
+    if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Helo)) {
+        t.outcome = outcome;
+        t.session_ended = true;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// MAIL to end of message.
+async fn message(
+    p: &mut Player<'_>,
+    t: &mut Transcript,
+    model: &mut MessageModel,
+    leading_space: bool,
+    qid: &str,
+) -> Result<(), ClientError> {
+    let spec = p.spec;
+    let m = p.macros(
+        Step::Mail,
+        &[
+            ("i", qid.to_owned()),
+            ("{mail_addr}", spec.from.clone()),
+            ("{mail_mailer}", "smtp".into()),
+        ],
+    );
+    let o = p
+        .play(
+            format!("MAIL FROM:<{}>", spec.from),
+            m,
+            Command::Mail(vec![b(&format!("<{}>", spec.from))]),
+        )
+        .await?;
+    if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Mail)) {
+        return end_early(p, t, outcome).await;
+    }
+    let mut accepted_rcpts = 0;
+    for rcpt in &spec.rcpts {
+        let m = p.macros(
+            Step::Rcpt,
+            &[
+                ("i", qid.to_owned()),
+                ("{rcpt_addr}", rcpt.clone()),
+                ("{rcpt_mailer}", "smtp".into()),
+            ],
+        );
+        let o = p
+            .play(
+                format!("RCPT TO:<{rcpt}>"),
+                m,
+                Command::Rcpt(vec![b(&format!("<{rcpt}>"))]),
+            )
+            .await?;
+        match o.answer.as_ref().and_then(|a| decisive(a, Step::Rcpt)) {
+            // A refusal at RCPT refuses that recipient only.
+            Some(Outcome::Rejected { reply, .. }) => t.refused_rcpts.push(RefusedRcpt {
+                rcpt: rcpt.clone(),
+                temporary: false,
+                reply,
+            }),
+            Some(Outcome::Tempfailed { reply, .. }) => t.refused_rcpts.push(RefusedRcpt {
+                rcpt: rcpt.clone(),
+                temporary: true,
+                reply,
+            }),
+            Some(other) => return end_early(p, t, other).await,
+            None => accepted_rcpts += 1,
+        }
+    }
+    if accepted_rcpts == 0 {
+        // No valid recipients: the client never gets to DATA.
+        let last = t.refused_rcpts.last().cloned();
+        let reply = last.as_ref().and_then(|r| r.reply.clone());
+        let outcome = if last.is_some_and(|r| r.temporary) {
+            Outcome::Tempfailed {
+                at: Step::Rcpt,
+                reply,
+            }
+        } else {
+            Outcome::Rejected {
+                at: Step::Rcpt,
+                reply,
+            }
+        };
+        return end_early(p, t, outcome).await;
+    }
+    // Recipients the milter refused are not delivered to.
+    model
+        .recipients
+        .retain(|r| !t.refused_rcpts.iter().any(|x| x.rcpt == r.address));
+    let m = p.macros(Step::Data, &[("i", qid.to_owned())]);
+    let o = p.play("DATA".into(), m, Command::Data).await?;
+    if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Data)) {
+        return end_early(p, t, outcome).await;
+    }
+    for h in model.headers.clone() {
+        let (name, value) = MessageModel::milter_header(&h, leading_space);
+        let o = p
+            .play(
+                format!("HEADER {}", h.name),
+                Vec::new(),
+                Command::Header {
+                    name: Bytes::from(name),
+                    value: Bytes::from(value),
+                },
+            )
+            .await?;
+        if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Header)) {
+            return end_early(p, t, outcome).await;
+        }
+    }
+    let m = p.macros(Step::EndOfHeaders, &[("i", qid.to_owned())]);
+    let o = p
+        .play("END OF HEADERS".into(), m, Command::EndOfHeaders)
+        .await?;
+    if let Some(outcome) = o
+        .answer
+        .as_ref()
+        .and_then(|a| decisive(a, Step::EndOfHeaders))
+    {
+        return end_early(p, t, outcome).await;
+    }
+    let body = Bytes::from(model.milter_body());
+    let mut offset = 0;
+    while offset < body.len() && p.client.would_send(Step::Body) {
+        let end = (offset + CHUNK_SIZE).min(body.len());
+        let o = p
+            .play(
+                format!("BODY {} bytes", end - offset),
+                Vec::new(),
+                Command::Body(body.slice(offset..end)),
+            )
+            .await?;
+        offset = end;
+        if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Body)) {
+            return end_early(p, t, outcome).await;
+        }
+    }
+    let m = p.macros(Step::EndOfMessage, &[("i", qid.to_owned())]);
+    let o = p
+        .play(
+            "END OF MESSAGE".into(),
+            m,
+            Command::EndOfMessage(Bytes::new()),
+        )
+        .await?;
+    t.modifications = o.modifications.clone();
+    for earlier in &p.steps[..p.steps.len() - 1] {
+        // Quarantine may come at any step on Postfix.
+        for m in &earlier.outcome.modifications {
+            if let Response::Quarantine(_) = m {
+                t.modifications.insert(0, m.clone());
+            }
+        }
+    }
+    t.outcome = match o
+        .answer
+        .as_ref()
+        .and_then(|a| decisive(a, Step::EndOfMessage))
+    {
+        Some(outcome) => outcome,
+        None => Outcome::Accepted,
+    };
+    t.session_ended = matches!(t.outcome, Outcome::Shutdown { .. });
+    debug_assert!(o.dispatch == Dispatch::AwaitAnswer);
+    Ok(())
+}
+
+/// The message ended before end of message: Postfix sends ABORT (the
+/// connection stays up for the next message).
+async fn end_early(
+    p: &mut Player<'_>,
+    t: &mut Transcript,
+    outcome: Outcome,
+) -> Result<(), ClientError> {
+    if matches!(outcome, Outcome::Shutdown { .. }) {
+        t.session_ended = true;
+        t.outcome = outcome;
+        return Ok(());
+    }
+    t.outcome = outcome;
+    p.client.abort().await
+}
+
+/// A ready-made queue id, unique enough for logs (hex of a counter and time).
+pub fn queue_id(n: u64) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as u64;
+    format!("{:X}", (t << 16) ^ n)
+}
