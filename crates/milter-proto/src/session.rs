@@ -84,6 +84,9 @@ pub enum ModifyError {
     /// Not a modification (a verdict or negotiation packet).
     #[error("not a modification request")]
     NotAModification,
+    /// A quarantine without a reason.
+    #[error("quarantine needs a reason")]
+    EmptyReason,
     /// A header name that is empty or contains `:`, whitespace or controls.
     #[error("invalid header name")]
     BadHeaderName,
@@ -101,6 +104,10 @@ pub fn check_modification(neg: &Negotiated, modification: &Response) -> Result<(
     }
     if !modification.is_encodable() {
         return Err(ModifyError::Nul);
+    }
+    if matches!(modification, Response::Quarantine(r) if r.is_empty()) {
+        // libmilter refuses it too: the hold queue entry must say why.
+        return Err(ModifyError::EmptyReason);
     }
     if let Response::AddHeader { name, .. }
     | Response::InsertHeader { name, .. }

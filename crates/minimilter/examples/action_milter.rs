@@ -24,8 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--listen" => specs.push(value()?.parse::<SocketSpec>()?),
             "--socket-mode" => unix.mode = Some(u32::from_str_radix(&value()?, 8)?),
+            "--max-connections" => config.max_connections = value()?.parse()?,
             "--progress-ms" => config.progress_interval = Duration::from_millis(value()?.parse()?),
-            _ => return Err(format!("usage: action_milter [--listen SOCKET]... [--socket-mode 666] [--progress-ms N] (got {arg:?})").into()),
+            _ => return Err(format!("usage: action_milter [--listen SOCKET]... [--socket-mode 666] [--progress-ms N] [--max-connections N] (got {arg:?})").into()),
         }
     }
     if specs.is_empty() {

@@ -75,6 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let mut specs = Vec::new();
     let mut unix = UnixSocketOptions::default();
+    let mut config = ServerConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -82,12 +83,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--listen" => specs.push(value()?.parse::<SocketSpec>()?),
             "--socket-mode" => unix.mode = Some(u32::from_str_radix(&value()?, 8)?),
             "--socket-group" => unix.group = Some(value()?),
-            _ => return Err(format!("usage: keyword_milter [--listen SOCKET]... [--socket-mode 660] [--socket-group postfix] (got {arg:?})").into()),
+            "--max-connections" => config.max_connections = value()?.parse()?,
+            _ => return Err(format!("usage: keyword_milter [--listen SOCKET]... [--socket-mode 660] [--socket-group postfix] [--max-connections 1024] (got {arg:?})").into()),
         }
     }
     if specs.is_empty() {
         specs.push("inet:127.0.0.1:8891".parse()?);
     }
-    minimilter::run(KeywordMilter, &specs, &unix, ServerConfig::default()).await?;
+    minimilter::run(KeywordMilter, &specs, &unix, config).await?;
     Ok(())
 }

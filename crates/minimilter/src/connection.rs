@@ -122,6 +122,10 @@ fn context<'a, C, M>(
     }
 }
 
+/// Read buffer of a connection waiting between messages: enough for the
+/// small packets of the SMTP commands; a large packet grows it as it arrives.
+const IDLE_BUFFER: usize = 1024;
+
 const PROGRESS_PACKET: [u8; 5] = [0, 0, 0, 1, b'p'];
 
 /// The state of one connection.
@@ -157,7 +161,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             shutdown,
             session: MilterSession::new(requirements),
             decoder: FrameDecoder::new(OPTNEG_MAX_PAYLOAD),
-            buf: BytesMut::with_capacity(8 * 1024),
+            buf: BytesMut::with_capacity(IDLE_BUFFER),
             conn: F::Connection::default(),
             msg: F::Message::default(),
             packet_deadline: None,
@@ -246,8 +250,12 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                     .get_or_insert(now + self.cfg.io_timeout);
                 (d, ConnectionEnd::IoTimeout(self.cfg.io_timeout))
             };
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(8 * 1024);
+            if idle && !self.session.in_transaction() && self.buf.capacity() > 4 * IDLE_BUFFER {
+                // Between messages a connection may idle for hours; give
+                // back what a large message made the buffer grow to.
+                self.buf = BytesMut::with_capacity(IDLE_BUFFER);
+            } else if self.buf.capacity() - self.buf.len() < IDLE_BUFFER / 2 {
+                self.buf.reserve(if idle { IDLE_BUFFER } else { 16 * 1024 });
             }
             let may_stop = idle && !self.session.in_transaction();
             let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));

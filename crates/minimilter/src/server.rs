@@ -164,6 +164,16 @@ impl<F: Milter> Server<F> {
                     ConnectionEnd::Closed | ConnectionEnd::Shutdown => {
                         tracing::debug!(%peer, "connection ended: {end}")
                     }
+                    // The MTA went away (killed, restarted, its own timeout):
+                    // routine, and one line per connection would be a storm.
+                    ConnectionEnd::Io(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                        ) =>
+                    {
+                        tracing::debug!(%peer, "connection ended: {end}")
+                    }
                     ConnectionEnd::Probe(_) => tracing::warn!(%peer, "connection refused: {end}"),
                     _ => tracing::warn!(%peer, "connection ended: {end}"),
                 }
