@@ -7,7 +7,9 @@
 //! - change/delete: 1-based index among headers of that name (case-
 //!   insensitive), 0 counts as 1; a change of a missing header appends one;
 //!   a delete removes, so later indexes of that name shift;
-//! - insert: position in the whole header list, 0 = topmost; past the end appends;
+//! - insert: position in the delivered header list, where Postfix's own
+//!   `Received:` (not modelled) is index 0, so 0 and 1 are the top of the
+//!   message's headers and N goes before the N-th; past the end appends;
 //! - recipients added (with `NOTIFY`/`ORCPT` only) and deleted; the sender
 //!   changed (with `RET`/`ENVID` only); other ESMTP arguments are dropped
 //!   with a warning, as Postfix logs and ignores them;
@@ -204,7 +206,11 @@ impl MessageModel {
                     value: Self::stored_value(value, leading_space),
                 }),
                 Response::InsertHeader { index, name, value } => {
-                    let at = (*index as usize).min(self.headers.len());
+                    // Postfix counts its own Received header (which the milter
+                    // never saw, and this model does not hold) as index 0:
+                    // 0 goes above it, 1 right below it, so both are the top
+                    // of the message's own headers.
+                    let at = (*index as usize).saturating_sub(1).min(self.headers.len());
                     self.headers.insert(
                         at,
                         HeaderField {
@@ -298,6 +304,10 @@ impl MessageModel {
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&crlf(&self.body));
+        // Postfix stores the body as lines: a last line gets its end.
+        if !self.body.is_empty() && !out.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
         out
     }
 }

@@ -150,6 +150,11 @@ fn insert_and_add_positions_and_leading_space() {
                 name: b("X-End"),
                 value: b("e"),
             },
+            Response::InsertHeader {
+                index: 2,
+                name: b("X-Second"),
+                value: b("after the first of the original headers"),
+            },
             Response::AddHeader {
                 name: b("X-Fold"),
                 value: b("a\n\tb"),
@@ -158,7 +163,15 @@ fn insert_and_add_positions_and_leading_space() {
         false,
     );
     let lines = header_lines(&m);
+    // Index 0 would go above Postfix's own Received (so: the top); an index
+    // counts the headers as delivered at that moment, Received included:
+    // 2 is after Received and X-Top.
     assert_eq!(lines[0], "X-Top: t");
+    assert_eq!(
+        lines[1],
+        "X-Second: after the first of the original headers"
+    );
+    assert_eq!(lines[2], "From: a@example.com");
     assert_eq!(lines[lines.len() - 2], "X-End: e");
     assert_eq!(lines[lines.len() - 1], "X-Fold: a\r\n\tb");
     let mut exact = model();
@@ -216,6 +229,10 @@ fn body_chunks_concatenate_and_quarantine_is_truncated() {
         false,
     );
     assert_eq!(m.body, b"new\nbody\r\n");
+    // A last line without an end gets one, as Postfix stores lines.
+    let mut cut = model();
+    cut.apply(&[Response::ReplaceBody(b("no end"))], false);
+    assert!(cut.render().ends_with(b"\r\n\r\nno end\r\n"));
     assert!(m.render().ends_with(b"\r\n\r\nnew\r\nbody\r\n"));
     assert_eq!(m.quarantine.as_deref().map(str::len), Some(100));
 }

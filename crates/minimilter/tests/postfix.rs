@@ -18,7 +18,11 @@ struct MilterProcess {
 
 impl MilterProcess {
     fn start(listen: &str, log: PathBuf) -> MilterProcess {
-        let bin = example_binary();
+        MilterProcess::start_example("keyword_milter", listen, log)
+    }
+
+    fn start_example(example: &str, listen: &str, log: PathBuf) -> MilterProcess {
+        let bin = example_binary(example);
         let child = Command::new(&bin)
             .args(["--listen", listen, "--socket-mode", "666"])
             .env("RUST_LOG", "debug")
@@ -81,11 +85,11 @@ impl Drop for MilterProcess {
     }
 }
 
-/// `target/<profile>/examples/keyword_milter`, built by `cargo test`.
-fn example_binary() -> PathBuf {
+/// `target/<profile>/examples/NAME`, built by `cargo test`.
+fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("examples").join("keyword_milter");
+    let bin = profile_dir.join("examples").join(name);
     assert!(
         bin.exists(),
         "{} missing: run the tests with `cargo test` (which builds examples)",
@@ -287,4 +291,112 @@ fn postfix_negotiating_older_protocol_versions() {
             mail[0]
         );
     }
+}
+
+/// Headers Postfix adds itself, which the milter never sees: its own
+/// Received, the delivery agent's envelope headers, and the Message-Id and
+/// Date it adds to a message without them.
+const POSTFIX_OWN: [&str; 6] = [
+    "received",
+    "return-path",
+    "delivered-to",
+    "x-original-to",
+    "message-id",
+    "date",
+];
+
+fn without_postfix_headers(msg: &str) -> (Vec<String>, String) {
+    let (head, body) = msg.split_once("\n\n").unwrap_or((msg, ""));
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.push('\n');
+                last.push_str(line);
+            }
+        } else {
+            fields.push(line.to_owned());
+        }
+    }
+    fields.retain(|f| {
+        let name = f.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        !POSTFIX_OWN.contains(&name.as_str())
+    });
+    (fields, body.to_owned())
+}
+
+#[test]
+fn check_predicts_what_postfix_delivers() {
+    // The same message through the action milter twice: once behind a real
+    // Postfix, once through our client's model of Postfix. The delivered
+    // headers and body must match exactly (Postfix's own headers aside).
+    let builder = Postfix::prepare().unwrap();
+    let sock = builder.socket_path("action.sock");
+    let spec = format!("unix:{}", sock.display());
+    let logs = builder.path().to_owned();
+    let pf = builder
+        .service(SmtpService::new("smtp").with_milters(&spec))
+        .start()
+        .unwrap();
+    let milter = MilterProcess::start_example("action_milter", &spec, logs.join("milter.log"));
+    let subject = unique("model");
+    let raw = format!(
+        "From: sender@client.example\r\nTo: dave@example.org\r\nSubject: {subject}\r\n\
+         X-A: one\r\nX-A: two\r\n\
+         X-Action: add-header X-Added added value\r\n\
+         X-Action: insert-header 1 X-Inserted at one\r\n\
+         X-Action: change-header X-A 2 changed two\r\n\
+         X-Action: change-header X-Missing 1 appended\r\n\
+         X-Action: delete-header X-A 1\r\n\
+         X-Action: replace-body 300\r\n\
+         \r\nOriginal body.\r\n"
+    );
+
+    let mut c = session(&pf, "smtp");
+    assert!(c.mail("<sender@client.example>").unwrap().is_positive());
+    assert!(c.rcpt("<dave@example.org>").unwrap().is_positive());
+    let r = c.data(raw.as_bytes()).unwrap();
+    assert_eq!(r.code, 250, "{r:?}\n{}", milter.log_text());
+    c.quit().unwrap();
+    let mail = pf
+        .wait_for_delivery("dave", 1, Duration::from_secs(30))
+        .unwrap();
+    let delivered = mail
+        .iter()
+        .find(|m| m.contains(&subject))
+        .unwrap()
+        .replace("\r\n", "\n");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let predicted = rt.block_on(async {
+        let mut client =
+            minimilter::MilterClient::connect(&spec.parse().unwrap(), Default::default())
+                .await
+                .unwrap();
+        let t = minimilter::run_message(
+            &mut client,
+            &minimilter::MessageSpec {
+                from: "sender@client.example".into(),
+                rcpts: vec!["dave@example.org".into()],
+                message: bytes::Bytes::from(raw.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        String::from_utf8(t.delivered.unwrap().render())
+            .unwrap()
+            .replace("\r\n", "\n")
+    });
+    let (got_headers, got_body) = without_postfix_headers(&delivered);
+    let (want_headers, want_body) = without_postfix_headers(&predicted);
+    assert_eq!(
+        got_headers, want_headers,
+        "delivered:\n{delivered}\npredicted:\n{predicted}"
+    );
+    assert_eq!(got_body, want_body);
+    assert!(got_body.starts_with("The quick brown fox"), "{got_body}");
 }
