@@ -536,6 +536,11 @@ async fn message(
     };
     t.session_ended = matches!(t.outcome, Outcome::Shutdown { .. });
     debug_assert!(o.dispatch == Dispatch::AwaitAnswer);
+    if !t.session_ended {
+        // Postfix resets the milter after every transaction (its mail_reset
+        // sends ABORT even after end of message); milters must take it.
+        p.client.abort().await?;
+    }
     Ok(())
 }
 
