@@ -26,7 +26,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--socket-mode" => unix.mode = Some(u32::from_str_radix(&value()?, 8)?),
             "--max-connections" => config.max_connections = value()?.parse()?,
             "--progress-ms" => config.progress_interval = Duration::from_millis(value()?.parse()?),
-            _ => return Err(format!("usage: action_milter [--listen SOCKET]... [--socket-mode 666] [--progress-ms N] [--max-connections N] (got {arg:?})").into()),
+            "--step-timeout-ms" => {
+                let d = Duration::from_millis(value()?.parse()?);
+                (config.command_timeout, config.content_timeout) = (d, d);
+            }
+            "--io-timeout-ms" => config.io_timeout = Duration::from_millis(value()?.parse()?),
+            "--grace-ms" => config.shutdown_grace = Duration::from_millis(value()?.parse()?),
+            _ => return Err(format!("usage: action_milter [--listen SOCKET]... [--socket-mode 666] [--progress-ms N] [--max-connections N] [--step-timeout-ms N] [--io-timeout-ms N] [--grace-ms N] (got {arg:?})").into()),
         }
     }
     if specs.is_empty() {

@@ -17,6 +17,7 @@
 //! | `quarantine REASON...` | hold the message |
 //! | `skip-body` | answer the first body chunk with skip |
 //! | `slow MILLISECONDS` | take this long at end of message (progress is sent) |
+//! | `panic` | panic at end of message (the runtime answers with its fail-safe reply) |
 //! | `reject CODE X.Y.Z LINE|LINE...` / `tempfail CODE X.Y.Z LINE|...` | refuse with a (multi-line) reply |
 //! | `discard` / `accept` | the verdict |
 //!
@@ -119,6 +120,7 @@ impl Milter for ActionMilter {
                 "replace-body" => mods.replace_body(body_of(num(1)? as usize))?,
                 "quarantine" => mods.quarantine(&rest(1))?,
                 "slow" => tokio::time::sleep(Duration::from_millis(num(1)?.into())).await,
+                "panic" => panic!("X-Action asked the filter to panic"),
                 "reject" => verdict = Verdict::reject_with(reply(&w[1..])?),
                 "tempfail" => verdict = Verdict::tempfail_with(reply(&w[1..])?),
                 "discard" => verdict = Verdict::Discard,
