@@ -179,8 +179,7 @@ fn envelope_actions() {
         "b\r\n",
     );
     delivered(&s, "dave", &subj);
-    s.pf.wait_for_log(&format!("to=<dave@example.org>"), WAIT)
-        .unwrap();
+    s.pf.wait_for_log("to=<dave@example.org>", WAIT).unwrap();
     assert!(
         !s.pf.delivered("carol").iter().any(|m| m.contains(&subj)),
         "deleted recipient got the message"
