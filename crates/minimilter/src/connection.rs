@@ -3,13 +3,10 @@
 //! (garbage, silence, a slow or broken filter) ends in a log line and either
 //! the fail-safe reply or a clean close — never a half-written packet.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::FutureExt;
 use milter_proto::{
     Command, Event, Frame, FrameDecoder, FrameError, MilterSession, OPTNEG_MAX_PAYLOAD, Sent,
     SessionError, Step, Verdict, classify_probe,
@@ -18,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::ServerConfig;
 use crate::context::{Context, Modifications};
-use crate::filter::{BoxError, ConnectInfo, Envelope, Header, Milter};
+use crate::filter::{ConnectInfo, Envelope, Header, Milter};
+use crate::guard::{FilterFailure, guarded};
 use crate::listener::Stream;
 use crate::shutdown::Shutdown;
 
@@ -49,58 +47,6 @@ pub enum ConnectionEnd {
     /// Shutdown.
     #[error("server shutting down")]
     Shutdown,
-}
-
-/// Why a filter call produced no verdict.
-#[derive(Debug)]
-enum FilterFailure {
-    Error(BoxError),
-    Panic(String),
-    Timeout(Duration),
-    Shutdown,
-    /// Writing a progress packet failed; the stream cannot be trusted.
-    Connection,
-}
-
-impl std::fmt::Display for FilterFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FilterFailure::Error(e) => write!(f, "filter error: {e}"),
-            FilterFailure::Panic(m) => write!(f, "filter panicked: {m}"),
-            FilterFailure::Timeout(d) => write!(f, "filter did not answer within {d:?}"),
-            FilterFailure::Shutdown => write!(f, "shutdown deadline reached"),
-            FilterFailure::Connection => write!(f, "writing a progress packet failed"),
-        }
-    }
-}
-
-/// Runs `fut` with a time limit, turning errors and panics into a failure.
-async fn guarded<T>(
-    fut: impl Future<Output = Result<T, BoxError>>,
-    limit: Duration,
-    kill: &tokio_util::sync::CancellationToken,
-) -> Result<T, FilterFailure> {
-    let call = tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind());
-    tokio::select! {
-        biased;
-        r = call => match r {
-            Err(_) => Err(FilterFailure::Timeout(limit)),
-            Ok(Err(panic)) => Err(FilterFailure::Panic(panic_message(&panic))),
-            Ok(Ok(Err(e))) => Err(FilterFailure::Error(e)),
-            Ok(Ok(Ok(v))) => Ok(v),
-        },
-        _ = kill.cancelled() => Err(FilterFailure::Shutdown),
-    }
-}
-
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
 }
 
 /// The filter's view of a step, borrowing only the fields it needs so the

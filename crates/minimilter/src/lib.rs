@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod context;
 pub mod filter;
+mod guard;
 pub mod interop;
 pub mod listener;
 pub mod server;

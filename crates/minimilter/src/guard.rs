@@ -1,0 +1,64 @@
+//! Calling filter code safely: a time limit, panics caught, errors kept, and
+//! the shutdown deadline honoured. Whatever goes wrong becomes a
+//! [`FilterFailure`], which the connection turns into the fail-safe reply.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::filter::BoxError;
+
+/// Why a filter call produced no verdict.
+#[derive(Debug)]
+pub(crate) enum FilterFailure {
+    Error(BoxError),
+    Panic(String),
+    Timeout(Duration),
+    Shutdown,
+    /// Writing a progress packet failed; the stream cannot be trusted.
+    Connection,
+}
+
+impl std::fmt::Display for FilterFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterFailure::Error(e) => write!(f, "filter error: {e}"),
+            FilterFailure::Panic(m) => write!(f, "filter panicked: {m}"),
+            FilterFailure::Timeout(d) => write!(f, "filter did not answer within {d:?}"),
+            FilterFailure::Shutdown => write!(f, "shutdown deadline reached"),
+            FilterFailure::Connection => write!(f, "writing a progress packet failed"),
+        }
+    }
+}
+
+/// Runs `fut` with a time limit, turning errors and panics into a failure.
+pub(crate) async fn guarded<T>(
+    fut: impl Future<Output = Result<T, BoxError>>,
+    limit: Duration,
+    kill: &CancellationToken,
+) -> Result<T, FilterFailure> {
+    let call = tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind());
+    tokio::select! {
+        biased;
+        r = call => match r {
+            Err(_) => Err(FilterFailure::Timeout(limit)),
+            Ok(Err(panic)) => Err(FilterFailure::Panic(panic_message(&panic))),
+            Ok(Ok(Err(e))) => Err(FilterFailure::Error(e)),
+            Ok(Ok(Ok(v))) => Ok(v),
+        },
+        _ = kill.cancelled() => Err(FilterFailure::Shutdown),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
