@@ -5,27 +5,56 @@
 //! - headers as the milter sees them: one space after the colon removed
 //!   unless `HDR_LEADSPC` was negotiated; folds as LF + whitespace;
 //! - change/delete: 1-based index among headers of that name (case-
-//!   insensitive), 0 counts as 1; a change of a missing header appends one;
-//!   a delete removes, so later indexes of that name shift;
-//! - insert: position in the delivered header list, where Postfix's own
-//!   `Received:` (not modelled) is index 0, so 0 and 1 are the top of the
-//!   message's headers and N goes before the N-th; past the end appends;
-//! - recipients added (with `NOTIFY`/`ORCPT` only) and deleted; the sender
+//!   insensitive), 0 counts as 1; a change rewrites the whole header, under
+//!   the name as the milter spelt it; a change of a missing header appends
+//!   one; a delete removes, so later indexes of that name shift;
+//! - insert: position in the delivered header list, Postfix's own
+//!   `Received:` (not held here, see [`MessageModel::own_received_at`])
+//!   included: index N goes before the header at position N of that list,
+//!   so 0 is the very top and 1 right below Postfix's `Received:` (the top
+//!   of the message's own headers); past the end appends;
+//! - values a milter sends: one space put after the colon unless
+//!   `HDR_LEADSPC`; each line break becomes CRLF, and a line that does not
+//!   start with a space or tab gets a tab, so a fold stays a fold;
+//! - recipients added (with `NOTIFY`/`ORCPT` only) and deleted (every one
+//!   equal to the address, brackets and spaces removed, case counting); the sender
 //!   changed (with `RET`/`ENVID` only); other ESMTP arguments are dropped
 //!   with a warning, as Postfix logs and ignores them;
 //! - the body replaced by the concatenation of the replacement chunks;
+//! - the body as lines: LF (with one CR before it) ends a line, a CR
+//!   elsewhere is data, and a last line without an end gets one;
 //! - quarantine reasons truncated to 100 bytes.
+//!
+//! The header parsing follows Postfix's `is_header()`: a name of printable
+//! ASCII without spaces or colon, optionally followed by spaces or tabs, then
+//! the colon. The first line that is neither a header nor a continuation
+//! starts the body (Postfix puts a blank line before it when delivering).
+//!
+//! Checked against Postfix 3.7.11 (a milter sending raw modifications, the
+//! delivered Maildir files compared). Known difference from it: Postfix's
+//! smtpd turns a bare CR of the original message into a space;
+//! [`MessageModel::parse`] keeps it.
 
 use crate::response::Response;
 
 /// One header field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderField {
-    /// Field name.
+    /// Field name: the text before the colon as it appears in the message,
+    /// which may end in spaces or tabs (`Subject :`); those are not part of
+    /// the name a milter sees or matches (see [`HeaderField::field_name`]).
     pub name: String,
     /// Everything after the colon as it appears in the message, folds kept
     /// as CRLF + whitespace, without the final CRLF.
     pub value: String,
+}
+
+impl HeaderField {
+    /// The name without the spaces or tabs Postfix allows before the colon:
+    /// what a milter receives and what change/delete requests match.
+    pub fn field_name(&self) -> &str {
+        self.name.trim_end_matches([' ', '\t'])
+    }
 }
 
 /// An envelope recipient.
@@ -52,6 +81,12 @@ pub struct MessageModel {
     pub body: Vec<u8>,
     /// Quarantine (hold) reason, if a milter asked.
     pub quarantine: Option<String>,
+    /// Where Postfix's own `Received:` header, which the MTA puts on top and
+    /// never shows the milter, sits among [`headers`](Self::headers): the
+    /// number of headers above it. 0 after [`parse`](Self::parse); grows when
+    /// a milter inserts at index 0 (above it). Only insert indexes count it;
+    /// it is not rendered.
+    pub own_received_at: usize,
 }
 
 fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -70,10 +105,20 @@ fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Postfix's `is_header()`: printable ASCII other than space and colon, then
+/// optional spaces or tabs, then a colon. Returns the colon's position.
 fn is_header_start(line: &[u8]) -> Option<usize> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    let name = &line[..colon];
-    (!name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b':')).then_some(colon)
+    let label = line
+        .iter()
+        .position(|&b| !(b.is_ascii_graphic() && b != b':'))?;
+    if label == 0 {
+        return None;
+    }
+    let colon = label
+        + line[label..]
+            .iter()
+            .position(|&b| !matches!(b, b' ' | b'\t'))?;
+    (line[colon] == b':').then_some(colon)
 }
 
 fn strip_brackets(a: &str) -> &str {
@@ -84,24 +129,25 @@ fn strip_brackets(a: &str) -> &str {
 }
 
 fn same_address(a: &str, b: &str) -> bool {
-    strip_brackets(a).eq_ignore_ascii_case(strip_brackets(b))
+    // Postfix compares the internal forms with strcmp().
+    strip_brackets(a) == strip_brackets(b)
 }
 
-/// CRLF line ends; bare LF (and bare CR) become CRLF.
-fn crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
-    let mut i = 0;
-    while i < data.len() {
-        match data[i] {
-            b'\r' if data.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-                continue;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
+/// The body as Postfix stores and sends it: lines, each ended by CRLF. LF
+/// (with one CR before it) ends a line, a CR elsewhere is data, and a last
+/// line without an end gets one.
+fn body_crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32 + 2);
+    let mut rest = data;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..i];
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
+        rest = &rest[i + 1..];
+    }
+    if !rest.is_empty() {
+        out.extend_from_slice(rest);
+        out.extend_from_slice(b"\r\n");
     }
     out
 }
@@ -162,12 +208,14 @@ impl MessageModel {
             headers,
             body: raw[body_start.min(raw.len())..].to_vec(),
             quarantine: None,
+            own_received_at: 0,
         }
     }
 
-    /// The header as a milter receives it in a header packet: the name, and
-    /// the value with one leading space removed unless `leading_space`, folds
-    /// as LF + whitespace.
+    /// The header as a milter receives it in a header packet: the name
+    /// (without spaces before the colon), and the value with one leading
+    /// space (not a tab) removed unless `leading_space`, folds as LF +
+    /// whitespace.
     pub fn milter_header(h: &HeaderField, leading_space: bool) -> (Vec<u8>, Vec<u8>) {
         let value = if leading_space {
             h.value.as_str()
@@ -175,23 +223,37 @@ impl MessageModel {
             h.value.strip_prefix(' ').unwrap_or(&h.value)
         };
         (
-            h.name.as_bytes().to_vec(),
+            h.field_name().as_bytes().to_vec(),
             value.replace("\r\n", "\n").into_bytes(),
         )
     }
 
-    /// The body as body chunks carry it: CRLF line ends.
+    /// The body as body chunks carry it: lines ended by CRLF, the last one
+    /// included (as Postfix sends its stored lines).
     pub fn milter_body(&self) -> Vec<u8> {
-        crlf(&self.body)
+        body_crlf(&self.body)
     }
 
-    /// The stored form of a value a milter sent: a space added unless
-    /// `leading_space`, LF folds as CRLF.
+    /// The stored form of a value a milter sent, as Postfix writes it: a
+    /// space added unless `leading_space`; each LF ends a line (CRLF when
+    /// rendered, any CR before it kept as data, as Postfix does), and a line
+    /// after it that does not start with a space or tab gets a tab.
     fn stored_value(value: &[u8], leading_space: bool) -> String {
-        let v = String::from_utf8_lossy(value)
-            .replace("\r\n", "\n")
-            .replace('\n', "\r\n");
-        if leading_space { v } else { format!(" {v}") }
+        let text = String::from_utf8_lossy(value);
+        let mut v = String::with_capacity(text.len() + 2);
+        if !leading_space {
+            v.push(' ');
+        }
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                v.push_str("\r\n");
+                if !line.starts_with([' ', '\t']) {
+                    v.push('\t');
+                }
+            }
+            v.push_str(line);
+        }
+        v
     }
 
     /// Applies one end of message's modifications, in order. Returns what
@@ -206,11 +268,18 @@ impl MessageModel {
                     value: Self::stored_value(value, leading_space),
                 }),
                 Response::InsertHeader { index, name, value } => {
-                    // Postfix counts its own Received header (which the milter
-                    // never saw, and this model does not hold) as index 0:
-                    // 0 goes above it, 1 right below it, so both are the top
-                    // of the message's own headers.
-                    let at = (*index as usize).saturating_sub(1).min(self.headers.len());
+                    // The index counts the delivered list, Postfix's own
+                    // Received header (not held here) included: it goes
+                    // before position `index` of that list.
+                    let index = *index as usize;
+                    let r = self.own_received_at.min(self.headers.len());
+                    let at = if index <= r {
+                        // Above Postfix's Received (index 0 at first).
+                        self.own_received_at = r + 1;
+                        index
+                    } else {
+                        (index - 1).min(self.headers.len())
+                    };
                     self.headers.insert(
                         at,
                         HeaderField {
@@ -220,21 +289,30 @@ impl MessageModel {
                     );
                 }
                 Response::ChangeHeader { index, name, value } => {
+                    // Postfix's own Received header never matches: indexes
+                    // count the headers the milter was shown (and added).
                     let name = String::from_utf8_lossy(name).into_owned();
                     let wanted = (*index).max(1) as usize;
                     let pos = self
                         .headers
                         .iter()
                         .enumerate()
-                        .filter(|(_, h)| h.name.eq_ignore_ascii_case(&name))
+                        .filter(|(_, h)| h.field_name().eq_ignore_ascii_case(&name))
                         .nth(wanted - 1)
                         .map(|(i, _)| i);
                     match (pos, value.is_empty()) {
                         (Some(i), true) => {
                             self.headers.remove(i);
+                            if i < self.own_received_at {
+                                self.own_received_at -= 1;
+                            }
                         }
                         (Some(i), false) => {
-                            self.headers[i].value = Self::stored_value(value, leading_space)
+                            // Postfix writes a new header: the milter's name.
+                            self.headers[i] = HeaderField {
+                                name,
+                                value: Self::stored_value(value, leading_space),
+                            }
                         }
                         (None, true) => {}
                         (None, false) => self.headers.push(HeaderField {
@@ -293,7 +371,8 @@ impl MessageModel {
         warnings
     }
 
-    /// The message as delivered: headers, blank line, body, CRLF line ends.
+    /// The message as delivered (without Postfix's own `Received:` and the
+    /// delivery agent's headers): headers, blank line, body, CRLF line ends.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for h in &self.headers {
@@ -303,11 +382,8 @@ impl MessageModel {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&crlf(&self.body));
         // Postfix stores the body as lines: a last line gets its end.
-        if !self.body.is_empty() && !out.ends_with(b"\n") {
-            out.extend_from_slice(b"\r\n");
-        }
+        out.extend_from_slice(&body_crlf(&self.body));
         out
     }
 }

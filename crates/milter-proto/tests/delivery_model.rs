@@ -121,7 +121,7 @@ fn change_and_delete_count_per_name_from_one() {
             "To: b@example.org",
             "X-A: first",
             "Subject: hi\r\n\tthere",
-            "X-A: second",
+            "x-a: second",
             "X-Missing: appended"
         ]
     );
@@ -132,7 +132,7 @@ fn change_and_delete_count_per_name_from_one() {
         value: b(""),
     };
     m.apply(&[del.clone(), del], false);
-    assert!(!m.headers.iter().any(|h| h.name == "X-A"));
+    assert!(!m.headers.iter().any(|h| h.name.eq_ignore_ascii_case("X-A")));
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn envelope_changes_keep_only_what_postfix_keeps() {
                 rcpt: b("<d@example.org>"),
                 args: Some(b("NOTIFY=NEVER SIZE=10 ORCPT=rfc822;d@example.org")),
             },
-            Response::DelRcpt(b("<C@EXAMPLE.ORG>")),
+            Response::DelRcpt(b("<c@example.org>")),
             Response::DelRcpt(b("nobody@example.org")),
             Response::ChangeFrom {
                 sender: b("<bounce@example.com>"),

@@ -1,0 +1,23 @@
+//! `mailman-milter`: refuse posts to Mailman lists from senders who may not
+//! post, while the SMTP session is still open, so Mailman never sends its
+//! rejection or "held for approval" notice to a (likely forged) sender.
+//!
+//! Layers: [`address`] and [`recipient`] read addresses; [`list`] and
+//! [`policy`] decide like Mailman 3 (pure functions); [`backend`] is where
+//! list data comes from ([`lists_file`] for a TOML file); [`milter`] applies
+//! it all over the minimilter runtime; [`config`] is the daemon's settings.
+
+pub mod address;
+pub mod approval;
+pub mod backend;
+pub mod config;
+pub mod list;
+pub mod lists_file;
+pub mod milter;
+pub mod policy;
+pub mod recipient;
+
+pub use backend::{BackendError, ListBackend, ListIndex, SenderStatus};
+pub use lists_file::{FileBackend, ListsData, LoadError};
+pub use milter::{MailmanMilter, OnBackendError, Settings};
+pub use policy::{Decision, SenderMode};

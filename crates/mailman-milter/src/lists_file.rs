@@ -1,0 +1,326 @@
+//! The lists file: lists, members, accept patterns, bans and actions in TOML,
+//! and the [`FileBackend`] that serves it from memory and reloads it.
+//!
+//! ```toml
+//! [[list]]
+//! address = "team@lists.example.org"    # the posting address
+//! nonmember_action = "reject"           # accept | hold (default) | reject | discard
+//! refuse_hold = false                   # also refuse what Mailman would hold
+//! members = ["alice@example.org"]       # case is ignored
+//! accept_nonmembers = ["boss@example.com", "^.*@example\\.org$"]
+//! banned = ["^.*@spam\\.example$"]
+//! reject_text = "<{list}>: members only, see https://lists.example.org/"
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use crate::address::normalize;
+use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
+use crate::list::{ListPolicy, NonmemberAction, Pattern};
+
+/// A lists file that cannot be used; names the file and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct LoadError {
+    /// The file.
+    pub file: String,
+    /// What is wrong, starting with the key where one applies.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    list: Vec<RawList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawList {
+    address: String,
+    #[serde(default = "default_action")]
+    nonmember_action: NonmemberAction,
+    #[serde(default)]
+    refuse_hold: bool,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    accept_nonmembers: Vec<String>,
+    #[serde(default)]
+    banned: Vec<String>,
+    reject_text: Option<String>,
+}
+
+fn default_action() -> NonmemberAction {
+    NonmemberAction::Hold
+}
+
+/// The contents of a lists file, checked.
+#[derive(Debug, Default)]
+pub struct ListsData {
+    index: Arc<ListIndex>,
+    members: HashMap<String, HashSet<String>>,
+    bans: HashMap<String, Vec<Pattern>>,
+}
+
+impl ListsData {
+    /// Parses and checks the text of a lists file (`file` names it in errors).
+    pub fn parse(text: &str, file: &str) -> Result<ListsData, LoadError> {
+        let err = |message: String| LoadError {
+            file: file.to_owned(),
+            message,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let mut data = ListsData::default();
+        let mut index = ListIndex::new();
+        for (i, l) in raw.list.into_iter().enumerate() {
+            let key = format!("list[{i}]");
+            let address = checked_address(&l.address)
+                .ok_or_else(|| err(format!("{key}.address: {:?} is not an address", l.address)))?;
+            if index.contains_key(&address) {
+                return Err(err(format!("{key}.address: {address} is listed twice")));
+            }
+            let mut members = HashSet::new();
+            for (j, m) in l.members.iter().enumerate() {
+                let a = checked_address(m)
+                    .ok_or_else(|| err(format!("{key}.members[{j}]: {m:?} is not an address")))?;
+                members.insert(a);
+            }
+            let bans = patterns(&l.banned, &format!("{key}.banned"), false).map_err(err)?;
+            let accept = patterns(
+                &l.accept_nonmembers,
+                &format!("{key}.accept_nonmembers"),
+                true,
+            )
+            .map_err(err)?;
+            if let Some(t) = &l.reject_text {
+                crate::milter::refusal_reply(t, &address)
+                    .map_err(|e| err(format!("{key}.reject_text: {e}")))?;
+            }
+            let policy = ListPolicy {
+                address: address.clone(),
+                nonmember_action: l.nonmember_action,
+                refuse_hold: l.refuse_hold,
+                accept_nonmembers: accept,
+                has_bans: !bans.is_empty(),
+                reject_text: l.reject_text,
+            };
+            index.insert(address.clone(), Arc::new(policy));
+            data.members.insert(address.clone(), members);
+            data.bans.insert(address, bans);
+        }
+        for (address, policy) in &index {
+            for p in &policy.accept_nonmembers {
+                if let Pattern::ListMembers(other) = p
+                    && !index.contains_key(other)
+                {
+                    tracing::warn!(
+                        "{file}: list {address}: accept entry @{other} names a list not in this file; it matches nobody"
+                    );
+                }
+            }
+        }
+        data.index = Arc::new(index);
+        Ok(data)
+    }
+
+    /// Reads and parses a lists file.
+    pub fn load(path: &Path) -> Result<ListsData, LoadError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        ListsData::parse(&text, &file)
+    }
+
+    /// The lists.
+    pub fn index(&self) -> &Arc<ListIndex> {
+        &self.index
+    }
+
+    /// Status of one normalised sender on a list.
+    pub fn status(&self, list: &str, sender: &str) -> SenderStatus {
+        let is_member = |l: &str| self.members.get(l).is_some_and(|m| m.contains(sender));
+        let accepted_via = self.index.get(list).and_then(|p| {
+            p.accept_nonmembers.iter().find_map(|pat| match pat {
+                Pattern::ListMembers(other) if other != list && is_member(other) => {
+                    Some(other.clone())
+                }
+                _ => None,
+            })
+        });
+        SenderStatus {
+            member: is_member(list),
+            banned: self.bans.get(list).is_some_and(|b| {
+                b.iter()
+                    .any(|p| p.matches(sender) == crate::list::PatternMatch::Yes)
+            }),
+            accepted_via,
+        }
+    }
+
+    /// Accept patterns the regex engine could not compile, as `(list, entry, error)`.
+    pub fn unsupported_patterns(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for l in self.index.values() {
+            for p in &l.accept_nonmembers {
+                if let Pattern::Unsupported { source, error } = p {
+                    out.push((l.address.clone(), source.clone(), error.clone()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn checked_address(raw: &str) -> Option<String> {
+    let a = normalize(raw)?;
+    let (local, domain) = crate::address::split(&a);
+    (!local.is_empty() && !domain.is_empty() && !a.contains(char::is_whitespace)).then_some(a)
+}
+
+fn patterns(entries: &[String], key: &str, list_refs: bool) -> Result<Vec<Pattern>, String> {
+    let mut out = Vec::new();
+    for (j, e) in entries.iter().enumerate() {
+        let p = Pattern::parse(e);
+        if let Pattern::ListMembers(_) = &p
+            && !list_refs
+        {
+            return Err(format!(
+                "{key}[{j}]: {e:?}: @list entries are not allowed here"
+            ));
+        }
+        if let Pattern::Address(a) = &p
+            && checked_address(a).is_none()
+        {
+            return Err(format!(
+                "{key}[{j}]: {e:?} is neither an address nor a ^regex"
+            ));
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The file was read anew; this many lists.
+    Loaded(usize),
+    /// The file did not change since the last load.
+    Unchanged,
+}
+
+#[derive(Debug)]
+struct State {
+    data: Option<Arc<ListsData>>,
+    last_error: Option<LoadError>,
+    stamp: Option<(SystemTime, u64)>,
+}
+
+/// Serves a lists file from memory. Reloads keep the old data when the new
+/// file is invalid; until a first load succeeds, every question is answered
+/// with [`BackendError`] (so the milter tempfails rather than refuses).
+#[derive(Debug)]
+pub struct FileBackend {
+    path: PathBuf,
+    state: RwLock<State>,
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl FileBackend {
+    /// Loads `path`. On failure the backend still exists (answering
+    /// "unavailable") and the error is returned beside it.
+    pub fn open(path: impl Into<PathBuf>) -> (FileBackend, Option<LoadError>) {
+        let backend = FileBackend {
+            path: path.into(),
+            state: RwLock::new(State {
+                data: None,
+                last_error: None,
+                stamp: None,
+            }),
+        };
+        let error = backend.reload().err();
+        (backend, error)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file again. On error the data loaded before is kept.
+    pub fn reload(&self) -> Result<Reloaded, LoadError> {
+        let before = stamp(&self.path);
+        let result = ListsData::load(&self.path);
+        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        st.stamp = before;
+        match result {
+            Ok(data) => {
+                let n = data.index.len();
+                st.data = Some(Arc::new(data));
+                st.last_error = None;
+                Ok(Reloaded::Loaded(n))
+            }
+            Err(e) => {
+                st.last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads if the file's modification time or size changed since the
+    /// last attempt (an invalid file is reported once per change).
+    pub fn reload_if_changed(&self) -> Result<Reloaded, LoadError> {
+        let now = stamp(&self.path);
+        let last = self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stamp;
+        if now == last {
+            return Ok(Reloaded::Unchanged);
+        }
+        self.reload()
+    }
+
+    /// The data in use, if any was ever loaded.
+    pub fn data(&self) -> Result<Arc<ListsData>, BackendError> {
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        match (&st.data, &st.last_error) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Some(e)) => Err(BackendError(e.to_string())),
+            (None, None) => Err(BackendError(format!("{}: not loaded", self.path.display()))),
+        }
+    }
+}
+
+impl ListBackend for FileBackend {
+    async fn lists(&self) -> Result<Arc<ListIndex>, BackendError> {
+        Ok(self.data()?.index.clone())
+    }
+
+    async fn senders(
+        &self,
+        list: &ListPolicy,
+        senders: &[String],
+    ) -> Result<Vec<SenderStatus>, BackendError> {
+        let data = self.data()?;
+        Ok(senders
+            .iter()
+            .map(|s| data.status(&list.address, s))
+            .collect())
+    }
+}

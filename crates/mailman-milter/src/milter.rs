@@ -1,0 +1,463 @@
+//! The milter: classifies recipients at RCPT, keeps guarded lists and other
+//! recipients in separate transactions, and applies [`crate::policy`] at RCPT
+//! (`senders = "envelope"`) or at end of headers (`senders = "mailman"`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use minimilter::proto::reply::ReplyError;
+use minimilter::{
+    Ctx, Envelope, Header, MacroStage, Milter, Requirements, SmtpReply, StepResult, Steps, Verdict,
+};
+
+use crate::address::{header_addresses, normalize};
+use crate::approval::BodyScan;
+use crate::backend::{BackendError, ListBackend};
+use crate::list::ListPolicy;
+use crate::policy::{Decision, Post, SenderMode, decide, is_approval_header};
+use crate::recipient::{AddressRules, Recipient};
+
+/// The default refusal text; `{list}` is replaced by the posting address.
+pub const DEFAULT_REJECT_TEXT: &str = "<{list}>: you are not allowed to post to this list";
+
+/// What to do when the list data cannot be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBackendError {
+    /// `451 4.3.0`: the client retries later.
+    #[default]
+    Tempfail,
+    /// Let the mail through; Mailman decides.
+    Accept,
+}
+
+/// How the milter decides (everything but the list data).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whose addresses count as the sender.
+    pub senders: SenderMode,
+    /// Extensions and alias domains.
+    pub rules: AddressRules,
+    /// List data unavailable.
+    pub on_backend_error: OnBackendError,
+    /// Refusal text for lists without their own (`{list}` = posting address).
+    pub reject_text: String,
+    /// Pass posts that claim pre-approval (`Approved:` header or body line)
+    /// to Mailman, which checks the password.
+    pub pass_approved: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            senders: SenderMode::Mailman,
+            rules: AddressRules::default(),
+            on_backend_error: OnBackendError::Tempfail,
+            reject_text: DEFAULT_REJECT_TEXT.into(),
+            pass_approved: true,
+        }
+    }
+}
+
+/// The `550 5.7.1` refusal for `list` from a text template.
+pub fn refusal_reply(template: &str, list: &str) -> Result<SmtpReply, ReplyError> {
+    SmtpReply::new(550, Some("5.7.1"), &template.replace("{list}", list))
+}
+
+fn split_reply(rcpt: &str) -> SmtpReply {
+    let text = format!(
+        "<{rcpt}>: Too many recipients for this transaction; send to this recipient separately"
+    );
+    SmtpReply::new(452, Some("4.5.3"), &text)
+        .or_else(|_| SmtpReply::new(452, Some("4.5.3"), "Too many recipients"))
+        .expect("a valid fixed reply")
+}
+
+fn unavailable_reply() -> SmtpReply {
+    SmtpReply::new(
+        451,
+        Some("4.3.0"),
+        "Mailing list data temporarily unavailable; try again later",
+    )
+    .expect("a valid fixed reply")
+}
+
+/// The policy class of a transaction: its first accepted recipient's.
+#[derive(Debug, Clone)]
+enum Class {
+    /// The posting address of this guarded list.
+    List(Arc<ListPolicy>),
+    /// Anything else (other mail, list service addresses, unguarded lists).
+    Other,
+}
+
+impl Class {
+    fn same(&self, other: &Class) -> bool {
+        match (self, other) {
+            (Class::List(a), Class::List(b)) => a.address == b.address,
+            (Class::Other, Class::Other) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Per-message state.
+#[derive(Debug, Default)]
+pub struct Message {
+    envelope: Option<String>,
+    envelope_raw: String,
+    class: Option<Class>,
+    rcpts: Vec<String>,
+    from: Vec<String>,
+    reply_to: Vec<String>,
+    sender: Vec<String>,
+    approved: bool,
+    pending: Option<Pending>,
+    body_scan: BodyScan,
+}
+
+/// The mailman-milter filter over a list backend.
+pub struct MailmanMilter<B> {
+    backend: Arc<B>,
+    settings: Arc<Settings>,
+}
+
+impl<B: ListBackend> MailmanMilter<B> {
+    /// A filter deciding with `settings` from `backend`'s data.
+    pub fn new(backend: Arc<B>, settings: Settings) -> Self {
+        MailmanMilter {
+            backend,
+            settings: Arc::new(settings),
+        }
+    }
+
+    fn refusal(&self, list: &ListPolicy) -> SmtpReply {
+        let template = list
+            .reject_text
+            .as_deref()
+            .unwrap_or(&self.settings.reject_text);
+        refusal_reply(template, &list.address)
+            .or_else(|_| refusal_reply(DEFAULT_REJECT_TEXT, &list.address))
+            .expect("the default text is valid")
+    }
+
+    fn backend_failure(&self, e: &BackendError) -> Verdict {
+        match self.settings.on_backend_error {
+            OnBackendError::Tempfail => {
+                tracing::warn!("{e}; tempfail");
+                Verdict::tempfail_with(unavailable_reply())
+            }
+            OnBackendError::Accept => {
+                tracing::warn!("{e}; passing the mail to Mailman");
+                Verdict::Continue
+            }
+        }
+    }
+
+    async fn classify(&self, rcpt: &str) -> Result<Class, BackendError> {
+        let index = self.backend.lists().await?;
+        let class = match self
+            .settings
+            .rules
+            .classify(rcpt, |a| index.contains_key(a))
+        {
+            Recipient::Post(list) => match index.get(&list) {
+                Some(p) if p.is_guarded() => Class::List(p.clone()),
+                _ => Class::Other,
+            },
+            Recipient::Service { .. } | Recipient::Other => Class::Other,
+        };
+        Ok(class)
+    }
+
+    /// Decides a post to `list` by `senders`.
+    async fn judge(&self, list: &ListPolicy, senders: &[String], approved: bool) -> Judgement {
+        let status = match self.backend.senders(list, senders).await {
+            Ok(s) => s,
+            Err(e) => return Judgement::Unavailable(self.backend_failure(&e), e.to_string()),
+        };
+        let decision = decide(&Post {
+            list,
+            senders,
+            status: &status,
+            approved: approved && self.settings.pass_approved,
+        });
+        match decision {
+            Decision::Pass(r) => Judgement::Pass(r.to_string()),
+            Decision::Refuse(r) => Judgement::Refuse(self.refusal(list), r.to_string()),
+        }
+    }
+}
+
+/// A decision with its log text.
+enum Judgement {
+    Pass(String),
+    Refuse(SmtpReply, String),
+    Unavailable(Verdict, String),
+}
+
+impl Judgement {
+    /// Logs and returns the verdict (pass is `Continue`).
+    fn conclude(self, list: &str, log: &LogFields<'_>) -> Verdict {
+        match self {
+            Judgement::Pass(why) => {
+                log.emit(list, "pass", &format!("pass: {why}"));
+                Verdict::Continue
+            }
+            Judgement::Refuse(reply, why) => {
+                log.emit(list, "reject", &format!("refuse: {why}"));
+                Verdict::reject_with(reply)
+            }
+            Judgement::Unavailable(v, why) => {
+                log.emit(list, verdict_word(&v), &why);
+                v
+            }
+        }
+    }
+}
+
+/// The log's word for a verdict.
+fn verdict_word(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Continue | Verdict::Accept => "pass",
+        other => other.name(),
+    }
+}
+
+/// A refusal decided at end of headers, waiting for the body's approval line.
+#[derive(Debug)]
+struct Pending {
+    list: String,
+    reply: SmtpReply,
+    why: String,
+}
+
+/// What every decision log line carries.
+struct LogFields<'a> {
+    queue_id: String,
+    sender: &'a str,
+    rcpts: String,
+}
+
+impl LogFields<'_> {
+    fn emit(&self, list: &str, verdict: &str, reason: &str) {
+        tracing::info!(
+            queue_id = %self.queue_id,
+            sender = %self.sender,
+            rcpts = %self.rcpts,
+            list = %list,
+            verdict = %verdict,
+            reason = %reason,
+            "decision"
+        );
+    }
+}
+
+fn log_fields<'a>(
+    cx: &'a minimilter::Context<'_, (), Message>,
+    extra_rcpt: Option<&str>,
+) -> LogFields<'a> {
+    let mut rcpts = cx.msg.rcpts.clone();
+    if let Some(r) = extra_rcpt {
+        rcpts.push(r.to_owned());
+    }
+    LogFields {
+        queue_id: cx
+            .macro_str("i")
+            .map(|s| s.into_owned())
+            .unwrap_or_else(|| "-".into()),
+        sender: if cx.msg.envelope_raw.is_empty() {
+            "<>"
+        } else {
+            &cx.msg.envelope_raw
+        },
+        rcpts: rcpts.join(","),
+    }
+}
+
+impl<B: ListBackend> Milter for MailmanMilter<B> {
+    type Connection = ();
+    type Message = Message;
+
+    fn requirements(&self) -> Requirements {
+        let mut steps = Steps::MAIL | Steps::RCPT;
+        if self.settings.senders == SenderMode::Mailman {
+            steps |= Steps::HEADER | Steps::END_OF_HEADERS | Steps::BODY;
+        }
+        Requirements {
+            steps,
+            no_reply: Steps::HEADER,
+            macros: vec![
+                (MacroStage::Rcpt, "i".into()),
+                (MacroStage::EndOfHeaders, "i".into()),
+                (MacroStage::EndOfMessage, "i".into()),
+            ],
+            ..Requirements::default()
+        }
+    }
+
+    async fn mail(&self, cx: Ctx<'_, Self>, sender: &Envelope) -> StepResult {
+        let raw = sender.address().into_owned();
+        cx.msg.envelope = normalize(&raw);
+        cx.msg.envelope_raw = raw;
+        Ok(Verdict::Continue)
+    }
+
+    async fn rcpt(&self, cx: Ctx<'_, Self>, recipient: &Envelope) -> StepResult {
+        let rcpt = recipient.address().into_owned();
+        let class = match self.classify(&rcpt).await {
+            Ok(c) => c,
+            Err(e) => {
+                let v = self.backend_failure(&e);
+                log_fields(&cx, Some(&rcpt)).emit("-", verdict_word(&v), &e.to_string());
+                if v == Verdict::Continue {
+                    // Passed unjudged: keep later guarded recipients apart.
+                    cx.msg.class.get_or_insert(Class::Other);
+                    cx.msg.rcpts.push(rcpt);
+                }
+                return Ok(v);
+            }
+        };
+        if self.settings.senders == SenderMode::Envelope {
+            // Decided here, for this recipient alone: no need to split.
+            if let Class::List(list) = &class {
+                let senders: Vec<String> = cx.msg.envelope.iter().cloned().collect();
+                let v = self
+                    .judge(list, &senders, false)
+                    .await
+                    .conclude(&list.address, &log_fields(&cx, Some(&rcpt)));
+                if v != Verdict::Continue {
+                    return Ok(v);
+                }
+            }
+            cx.msg.rcpts.push(rcpt);
+            return Ok(Verdict::Continue);
+        }
+        match &cx.msg.class {
+            None => cx.msg.class = Some(class),
+            Some(first) if first.same(&class) => {}
+            Some(first) => {
+                let why = match first {
+                    Class::List(l) => format!("transaction is for guarded list {}", l.address),
+                    Class::Other => "transaction is not for a guarded list".into(),
+                };
+                log_fields(&cx, Some(&rcpt)).emit(
+                    match &class {
+                        Class::List(l) => &l.address,
+                        Class::Other => "-",
+                    },
+                    "defer",
+                    &format!("{rcpt} deferred to its own transaction: {why}"),
+                );
+                return Ok(Verdict::tempfail_with(split_reply(&rcpt)));
+            }
+        }
+        cx.msg.rcpts.push(rcpt);
+        Ok(Verdict::Continue)
+    }
+
+    async fn header(&self, cx: Ctx<'_, Self>, header: &Header) -> StepResult {
+        let name = header.name_str();
+        let target = if name.eq_ignore_ascii_case("from") {
+            Some(&mut cx.msg.from)
+        } else if name.eq_ignore_ascii_case("reply-to") {
+            Some(&mut cx.msg.reply_to)
+        } else if name.eq_ignore_ascii_case("sender") {
+            Some(&mut cx.msg.sender)
+        } else {
+            cx.msg.approved |= is_approval_header(&name);
+            None
+        };
+        if let Some(t) = target {
+            t.extend(header_addresses(&header.value_str()));
+        }
+        Ok(Verdict::Continue)
+    }
+
+    async fn end_of_headers(&self, cx: Ctx<'_, Self>) -> StepResult {
+        let Some(Class::List(list)) = cx.msg.class.clone() else {
+            tracing::debug!(rcpts = %cx.msg.rcpts.join(","), "no guarded list; pass");
+            return Ok(Verdict::Accept);
+        };
+        // Mailman 3's default `sender_headers`: from, envelope, reply-to, sender.
+        let mut senders: Vec<String> = Vec::new();
+        let m = &*cx.msg;
+        for s in m
+            .from
+            .iter()
+            .chain(m.envelope.iter())
+            .chain(&m.reply_to)
+            .chain(&m.sender)
+        {
+            if !senders.contains(s) {
+                senders.push(s.clone());
+            }
+        }
+        match self.judge(&list, &senders, cx.msg.approved).await {
+            Judgement::Refuse(reply, why) if self.settings.pass_approved => {
+                // Mailman also takes the approval from the top of the body.
+                cx.msg.pending = Some(Pending {
+                    list: list.address.clone(),
+                    reply,
+                    why,
+                });
+                Ok(Verdict::Continue)
+            }
+            j => {
+                let v = j.conclude(&list.address, &log_fields(&cx, None));
+                Ok(if v == Verdict::Continue {
+                    Verdict::Accept
+                } else {
+                    v
+                })
+            }
+        }
+    }
+
+    async fn body(&self, cx: Ctx<'_, Self>, chunk: Bytes) -> StepResult {
+        if cx.msg.pending.is_none() {
+            return Ok(Verdict::Continue);
+        }
+        if cx.msg.body_scan.feed(&chunk) {
+            return Ok(self.approved_in_body(&cx));
+        }
+        Ok(if cx.msg.body_scan.done() {
+            Verdict::Skip
+        } else {
+            Verdict::Continue
+        })
+    }
+
+    async fn end_of_message(
+        &self,
+        cx: Ctx<'_, Self>,
+        _mods: &mut minimilter::Modifications,
+    ) -> StepResult {
+        let Some(p) = cx.msg.pending.take() else {
+            return Ok(Verdict::Continue);
+        };
+        if cx.msg.body_scan.finish() {
+            cx.msg.pending = Some(p);
+            return Ok(self.approved_in_body(&cx));
+        }
+        log_fields(&cx, None).emit(&p.list, "reject", &format!("refuse: {}", p.why));
+        Ok(Verdict::reject_with(p.reply))
+    }
+}
+
+impl<B: ListBackend> MailmanMilter<B> {
+    fn approved_in_body(&self, cx: &Ctx<'_, Self>) -> Verdict {
+        let list = cx
+            .msg
+            .pending
+            .as_ref()
+            .map(|p| p.list.as_str())
+            .unwrap_or("-");
+        log_fields(cx, None).emit(
+            list,
+            "pass",
+            "pass: pre-approved (Approved: line in the body)",
+        );
+        Verdict::Accept
+    }
+}

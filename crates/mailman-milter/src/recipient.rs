@@ -1,0 +1,107 @@
+//! Which recipients are a list's posting address, the way Mailman's LMTP
+//! runner and Postfix's lookups resolve them: the full address first, then a
+//! Mailman sub-address (`-request`, `-bounces`, ...), then the same after
+//! cutting the address extension (`list+anything@`).
+
+use std::collections::HashMap;
+
+use crate::address::{normalize, split};
+
+/// Suffixes Mailman 3 (and Mailman 2's `-admin`) serves besides the posting
+/// address. Mail to them always passes: non-members use them legitimately.
+pub const SERVICE_SUFFIXES: [&str; 9] = [
+    "bounces",
+    "confirm",
+    "join",
+    "leave",
+    "owner",
+    "request",
+    "subscribe",
+    "unsubscribe",
+    "admin",
+];
+
+/// How to read recipient addresses.
+#[derive(Debug, Clone)]
+pub struct AddressRules {
+    /// Characters that start an address extension (Postfix
+    /// `recipient_delimiter`; Mailman 3 wants `+`). Empty: no extensions.
+    pub recipient_delimiters: String,
+    /// Alias domain -> the list domain it stands for (lowercase).
+    pub alias_domains: HashMap<String, String>,
+}
+
+impl Default for AddressRules {
+    fn default() -> Self {
+        AddressRules {
+            recipient_delimiters: "+".into(),
+            alias_domains: HashMap::new(),
+        }
+    }
+}
+
+/// What a recipient is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// The posting address of this list (normalised list address).
+    Post(String),
+    /// A service address of a list (`-request`, `-bounces`, ...): passes.
+    Service {
+        /// The list.
+        list: String,
+        /// The suffix.
+        suffix: String,
+    },
+    /// Not a list address.
+    Other,
+}
+
+impl AddressRules {
+    /// Classifies `rcpt` (raw or normalised) against the known posting
+    /// addresses, `is_list` answering for a normalised `local@domain`.
+    pub fn classify(&self, rcpt: &str, is_list: impl Fn(&str) -> bool) -> Recipient {
+        let Some(addr) = normalize(rcpt) else {
+            return Recipient::Other;
+        };
+        let (local, domain) = split(&addr);
+        let domain = self
+            .alias_domains
+            .get(domain)
+            .map(String::as_str)
+            .unwrap_or(domain);
+        if let Some(r) = self.classify_local(local, domain, &is_list) {
+            return r;
+        }
+        // Cut the extension at the first delimiter, as Postfix and Mailman do.
+        if let Some(pos) = local.find(|c| self.recipient_delimiters.contains(c))
+            && pos > 0
+            && let Some(r) = self.classify_local(&local[..pos], domain, &is_list)
+        {
+            return r;
+        }
+        Recipient::Other
+    }
+
+    fn classify_local(
+        &self,
+        local: &str,
+        domain: &str,
+        is_list: &impl Fn(&str) -> bool,
+    ) -> Option<Recipient> {
+        let full = format!("{local}@{domain}");
+        if is_list(&full) {
+            return Some(Recipient::Post(full));
+        }
+        let (base, suffix) = local.rsplit_once('-')?;
+        if SERVICE_SUFFIXES.contains(&suffix) {
+            let list = format!("{base}@{domain}");
+            if is_list(&list) {
+                return Some(Recipient::Service {
+                    list,
+                    suffix: suffix.to_owned(),
+                });
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,489 @@
+//! The policy without a socket: recipient classification, the posting
+//! decision rule by rule, the lists file and the configuration file.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use mailman_milter::config::Config;
+use mailman_milter::list::{NonmemberAction, Pattern, PatternMatch};
+use mailman_milter::lists_file::Reloaded;
+use mailman_milter::policy::{Decision, PassReason, Post, RefuseReason, decide};
+use mailman_milter::recipient::{AddressRules, Recipient};
+use mailman_milter::{FileBackend, ListsData, SenderMode};
+
+const LISTS: &str = r#"
+[[list]]
+address = "Team@Lists.Example.org"
+nonmember_action = "reject"
+members = ["Alice@Example.org", "bob@example.org"]
+accept_nonmembers = ["Boss@Example.com", "^[a-z]+@partner\\.example$"]
+banned = ["spam@example.net", "^.*@evil\\.example$"]
+
+[[list]]
+address = "quiet@lists.example.org"
+nonmember_action = "discard"
+members = ["alice@example.org"]
+
+[[list]]
+address = "held@lists.example.org"
+members = ["alice@example.org"]
+
+[[list]]
+address = "strict-held@lists.example.org"
+nonmember_action = "hold"
+refuse_hold = true
+
+[[list]]
+address = "open@lists.example.org"
+nonmember_action = "accept"
+
+[[list]]
+address = "fancy@lists.example.org"
+nonmember_action = "reject"
+accept_nonmembers = ["^(?=x)lookahead@"]
+
+[[list]]
+address = "team-request@lists.example.org"
+nonmember_action = "reject"
+
+[[list]]
+address = "announce@lists.example.org"
+nonmember_action = "reject"
+accept_nonmembers = ["@Team@Lists.Example.org", "@quiet@lists.example.org"]
+"#;
+
+fn data() -> ListsData {
+    ListsData::parse(LISTS, "lists.toml").unwrap()
+}
+
+fn classify(rules: &AddressRules, data: &ListsData, rcpt: &str) -> Recipient {
+    rules.classify(rcpt, |a| data.index().contains_key(a))
+}
+
+fn post(list: &str) -> Recipient {
+    Recipient::Post(list.into())
+}
+
+fn service(list: &str, suffix: &str) -> Recipient {
+    Recipient::Service {
+        list: list.into(),
+        suffix: suffix.into(),
+    }
+}
+
+/// Decides a post to `list` by `senders` with the lists file's data.
+fn judge(list: &str, senders: &[&str], approved: bool) -> Decision {
+    let d = data();
+    let policy = d.index().get(list).unwrap().clone();
+    let senders: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
+    let status: Vec<_> = senders.iter().map(|s| d.status(list, s)).collect();
+    decide(&Post {
+        list: &policy,
+        senders: &senders,
+        status: &status,
+        approved,
+    })
+}
+
+const TEAM: &str = "team@lists.example.org";
+
+#[test]
+fn the_posting_address_in_any_case_is_the_list() {
+    let (r, d) = (AddressRules::default(), data());
+    assert_eq!(classify(&r, &d, "team@lists.example.org"), post(TEAM));
+    assert_eq!(classify(&r, &d, "<TEAM@Lists.Example.ORG>"), post(TEAM));
+}
+
+#[test]
+fn an_address_extension_is_still_the_list() {
+    let (r, d) = (AddressRules::default(), data());
+    assert_eq!(
+        classify(&r, &d, "team+anything@lists.example.org"),
+        post(TEAM)
+    );
+    assert_eq!(classify(&r, &d, "team+a+b@lists.example.org"), post(TEAM));
+    // Several delimiter characters, as Postfix 2.11+ allows.
+    let multi = AddressRules {
+        recipient_delimiters: "+-".into(),
+        ..AddressRules::default()
+    };
+    assert_eq!(
+        classify(&multi, &d, "quiet-x@lists.example.org"),
+        post("quiet@lists.example.org")
+    );
+    // Without a delimiter, `team+x` is just an unknown address.
+    let none = AddressRules {
+        recipient_delimiters: String::new(),
+        ..AddressRules::default()
+    };
+    assert_eq!(
+        classify(&none, &d, "team+x@lists.example.org"),
+        Recipient::Other
+    );
+}
+
+#[test]
+fn service_addresses_always_pass() {
+    let (r, d) = (AddressRules::default(), data());
+    for suffix in [
+        "bounces",
+        "confirm",
+        "join",
+        "leave",
+        "owner",
+        "subscribe",
+        "unsubscribe",
+        "admin",
+    ] {
+        assert_eq!(
+            classify(&r, &d, &format!("team-{suffix}@lists.example.org")),
+            service(TEAM, suffix),
+            "{suffix}"
+        );
+    }
+    // VERP bounces and confirmation cookies carry an extension.
+    assert_eq!(
+        classify(&r, &d, "team-bounces+alice=example.org@lists.example.org"),
+        service(TEAM, "bounces")
+    );
+    assert_eq!(
+        classify(&r, &d, "quiet-confirm+0123abcd@lists.example.org"),
+        service("quiet@lists.example.org", "confirm")
+    );
+}
+
+#[test]
+fn a_list_whose_name_ends_like_a_suffix_is_matched_first() {
+    // Mailman's LMTP runner checks the full name before splitting a suffix.
+    let (r, d) = (AddressRules::default(), data());
+    assert_eq!(
+        classify(&r, &d, "team-request@lists.example.org"),
+        post("team-request@lists.example.org")
+    );
+}
+
+#[test]
+fn other_addresses_are_not_lists() {
+    let (r, d) = (AddressRules::default(), data());
+    for rcpt in [
+        "bob@example.org",
+        "team@example.org",
+        "team-unknown@lists.example.org",
+        "postmaster@lists.example.org",
+        "postmaster",
+        "",
+    ] {
+        assert_eq!(classify(&r, &d, rcpt), Recipient::Other, "{rcpt}");
+    }
+}
+
+#[test]
+fn alias_domains_map_to_the_list_domain() {
+    let d = data();
+    let r = AddressRules {
+        alias_domains: HashMap::from([("example.net".into(), "lists.example.org".into())]),
+        ..AddressRules::default()
+    };
+    assert_eq!(classify(&r, &d, "Team@Example.NET"), post(TEAM));
+    assert_eq!(classify(&r, &d, "team+x@example.net"), post(TEAM));
+    assert_eq!(
+        classify(&r, &d, "team-owner@example.net"),
+        service(TEAM, "owner")
+    );
+}
+
+#[test]
+fn a_member_may_post_whatever_the_case() {
+    assert_eq!(
+        judge(TEAM, &["alice@example.org"], false),
+        Decision::Pass(PassReason::Member("alice@example.org".into()))
+    );
+    // Stored as Alice@Example.org; senders arrive lowercased (address::normalize).
+    let d = data();
+    assert!(d.status(TEAM, "alice@example.org").member);
+}
+
+#[test]
+fn any_candidate_sender_being_a_member_is_enough() {
+    // From: a stranger, envelope a member (or the other way round).
+    assert_eq!(
+        judge(TEAM, &["stranger@example.com", "bob@example.org"], false),
+        Decision::Pass(PassReason::Member("bob@example.org".into()))
+    );
+}
+
+#[test]
+fn a_non_member_is_refused_on_reject_and_discard_lists() {
+    assert_eq!(
+        judge(TEAM, &["stranger@example.com"], false),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Reject))
+    );
+    assert_eq!(
+        judge("quiet@lists.example.org", &["stranger@example.com"], false),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Discard))
+    );
+}
+
+#[test]
+fn hold_and_accept_lists_are_left_to_mailman_unless_holds_are_refused() {
+    let d = data();
+    assert!(!d.index()["held@lists.example.org"].is_guarded());
+    assert!(!d.index()["open@lists.example.org"].is_guarded());
+    assert!(d.index()["strict-held@lists.example.org"].is_guarded());
+    assert_eq!(
+        judge("held@lists.example.org", &["stranger@example.com"], false),
+        Decision::Pass(PassReason::NotRefused(NonmemberAction::Hold))
+    );
+    assert_eq!(
+        judge("open@lists.example.org", &["stranger@example.com"], false),
+        Decision::Pass(PassReason::NotRefused(NonmemberAction::Accept))
+    );
+    assert_eq!(
+        judge(
+            "strict-held@lists.example.org",
+            &["stranger@example.com"],
+            false
+        ),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Hold))
+    );
+}
+
+#[test]
+fn a_plain_accept_entry_lets_a_non_member_post() {
+    assert_eq!(
+        judge(TEAM, &["boss@example.com"], false),
+        Decision::Pass(PassReason::AcceptPattern {
+            sender: "boss@example.com".into(),
+            pattern: "boss@example.com".into(),
+        })
+    );
+}
+
+#[test]
+fn a_regex_accept_entry_matches_at_the_start_like_re_match() {
+    assert!(matches!(
+        judge(TEAM, &["carol@partner.example"], false),
+        Decision::Pass(PassReason::AcceptPattern { .. })
+    ));
+    // Not end-anchored beyond the pattern's own `$`, start-anchored by `^`.
+    let p = Pattern::parse("^[a-z]+@partner\\.example");
+    assert_eq!(p.matches("carol@partner.example.net"), PatternMatch::Yes);
+    assert_eq!(p.matches("x-carol@partner.example"), PatternMatch::No);
+    // Mailman 3 matches the pattern case-sensitively against the lowercased
+    // sender: an upper-case pattern never matches.
+    assert_eq!(
+        Pattern::parse("^Carol@").matches("carol@x.example"),
+        PatternMatch::No
+    );
+    assert_eq!(
+        judge(TEAM, &["carol-2@partner.example"], false),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Reject))
+    );
+}
+
+#[test]
+fn an_at_list_accept_entry_lets_members_of_that_list_post() {
+    const ANNOUNCE: &str = "announce@lists.example.org";
+    assert_eq!(
+        judge(
+            ANNOUNCE,
+            &["stranger@example.com", "bob@example.org"],
+            false
+        ),
+        Decision::Pass(PassReason::AcceptPattern {
+            sender: "bob@example.org".into(),
+            pattern: "@team@lists.example.org".into(),
+        })
+    );
+    assert_eq!(
+        judge(ANNOUNCE, &["stranger@example.com"], false),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Reject))
+    );
+    // Not in ban lists.
+    let e = ListsData::parse(
+        "[[list]]\naddress = \"a@y.example\"\nbanned = [\"@b@y.example\"]\n",
+        "l.toml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("list[0].banned[0]"), "{e}");
+}
+
+#[test]
+fn an_accept_pattern_the_engine_cannot_compile_never_leads_to_a_refusal() {
+    let d = data();
+    assert_eq!(
+        d.unsupported_patterns()
+            .iter()
+            .map(|(l, e, _)| (l.as_str(), e.as_str()))
+            .collect::<Vec<_>>(),
+        [("fancy@lists.example.org", "^(?=x)lookahead@")]
+    );
+    assert!(matches!(
+        judge("fancy@lists.example.org", &["anyone@example.com"], false),
+        Decision::Pass(PassReason::UnsupportedPattern(_))
+    ));
+    // Without such a pattern the same sender is refused.
+    assert!(matches!(
+        judge("quiet@lists.example.org", &["anyone@example.com"], false),
+        Decision::Refuse(_)
+    ));
+}
+
+#[test]
+fn banned_senders_are_refused_even_when_members() {
+    let lists = r#"
+[[list]]
+address = "b@lists.example.org"
+nonmember_action = "hold"
+members = ["spam@example.net"]
+banned = ["spam@example.net", "^.*@evil\\.example$"]
+"#;
+    let d = ListsData::parse(lists, "b.toml").unwrap();
+    let policy = d.index()["b@lists.example.org"].clone();
+    assert!(policy.is_guarded(), "a hold list with bans is guarded");
+    for sender in ["spam@example.net", "x@evil.example"] {
+        let senders = vec![sender.to_string()];
+        let status: Vec<_> = senders
+            .iter()
+            .map(|s| d.status("b@lists.example.org", s))
+            .collect();
+        assert_eq!(
+            decide(&Post {
+                list: &policy,
+                senders: &senders,
+                status: &status,
+                approved: false
+            }),
+            Decision::Refuse(RefuseReason::Banned(sender.into()))
+        );
+    }
+    assert_eq!(
+        judge(TEAM, &["alice@example.org", "x@evil.example"], false),
+        Decision::Refuse(RefuseReason::Banned("x@evil.example".into()))
+    );
+}
+
+#[test]
+fn an_approved_header_passes_to_mailman() {
+    assert_eq!(
+        judge(TEAM, &["stranger@example.com"], true),
+        Decision::Pass(PassReason::Approved)
+    );
+    for h in ["Approved", "approve", "X-Approved", "X-APPROVE"] {
+        assert!(mailman_milter::policy::is_approval_header(h), "{h}");
+    }
+    assert!(!mailman_milter::policy::is_approval_header("Approved-By"));
+}
+
+#[test]
+fn no_sender_at_all_is_refused_on_a_guarded_list() {
+    assert_eq!(
+        judge(TEAM, &[], false),
+        Decision::Refuse(RefuseReason::NoSenders)
+    );
+}
+
+#[test]
+fn lists_file_errors_name_the_file_and_the_key() {
+    let bad = [
+        (
+            "[[list]]\naddress = \"x@y.example\"\nmembres = []\n",
+            "unknown field `membres`",
+        ),
+        (
+            "[[list]]\naddress = \"x@y.example\"\nnonmember_action = \"bounce\"\n",
+            "nonmember_action",
+        ),
+        ("[[list]]\naddress = \"nodomain\"\n", "list[0].address"),
+        (
+            "[[list]]\naddress = \"a@y.example\"\n[[list]]\naddress = \"A@Y.example\"\n",
+            "list[1].address: a@y.example is listed twice",
+        ),
+        (
+            "[[list]]\naddress = \"a@y.example\"\nmembers = [\"ok@x.example\", \"bad\"]\n",
+            "list[0].members[1]",
+        ),
+        (
+            "[[list]]\naddress = \"a@y.example\"\naccept_nonmembers = [\"nope\"]\n",
+            "list[0].accept_nonmembers[0]",
+        ),
+        (
+            "[[list]]\naddress = \"a@y.example\"\nreject_text = \"two\\nlines\"\n",
+            "list[0].reject_text",
+        ),
+    ];
+    for (text, want) in bad {
+        let e = ListsData::parse(text, "/etc/lists.toml").unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.starts_with("/etc/lists.toml: "), "{shown}");
+        assert!(shown.contains(want), "{shown} lacks {want}");
+    }
+}
+
+#[test]
+fn a_reload_keeps_the_old_data_when_the_new_file_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lists.toml");
+    std::fs::write(&path, LISTS).unwrap();
+    let (backend, err) = FileBackend::open(&path);
+    assert!(err.is_none());
+    assert_eq!(backend.reload_if_changed().unwrap(), Reloaded::Unchanged);
+    std::fs::write(&path, "[[list]]\naddress = 5\n").unwrap();
+    let e = backend.reload().unwrap_err();
+    assert!(e.to_string().contains("lists.toml"), "{e}");
+    assert_eq!(backend.data().unwrap().index().len(), 8, "old data kept");
+    std::fs::write(&path, "[[list]]\naddress = \"new@lists.example.org\"\n").unwrap();
+    // Noticed without a signal: the size (and time) changed.
+    assert_eq!(backend.reload_if_changed().unwrap(), Reloaded::Loaded(1));
+    assert_eq!(backend.reload_if_changed().unwrap(), Reloaded::Unchanged);
+    assert!(
+        backend
+            .data()
+            .unwrap()
+            .index()
+            .contains_key("new@lists.example.org")
+    );
+}
+
+#[test]
+fn an_unreadable_lists_file_makes_the_backend_unavailable_not_empty() {
+    let (backend, err) = FileBackend::open("/nonexistent/lists.toml");
+    let err = err.expect("an error");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/lists.toml: cannot read"),
+        "{err}"
+    );
+    assert!(backend.data().is_err());
+}
+
+#[test]
+fn the_configuration_has_defaults_and_rejects_unknown_keys() {
+    let c = Config::parse("", Path::new("/etc/mm.toml")).unwrap();
+    assert_eq!(c.listen, "inet:127.0.0.1:8893");
+    assert_eq!(c.senders, SenderMode::Mailman);
+    let c = Config::parse(
+        "senders = \"envelope\"\nlists = \"lists.toml\"\n[alias_domains]\n\"Example.NET\" = \"lists.example.org\"\n",
+        Path::new("/etc/mm/config.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.senders, SenderMode::Envelope);
+    assert_eq!(c.lists.as_deref(), Some(Path::new("/etc/mm/lists.toml")));
+    assert_eq!(
+        c.settings().rules.alias_domains["example.net"],
+        "lists.example.org"
+    );
+    for (text, want) in [
+        ("lissten = \"x\"\n", "unknown field `lissten`"),
+        ("senders = \"from\"\n", "senders"),
+        ("listen = \"tcp:1\"\n", "listen:"),
+        ("socket_mode = \"999\"\n", "socket_mode:"),
+        ("reject_text = \"a\\u0007b\"\n", "reject_text:"),
+        ("[alias_domains]\n\"a@b\" = \"c\"\n", "alias_domains:"),
+    ] {
+        let e = Config::parse(text, Path::new("/etc/mm.toml")).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.starts_with("/etc/mm.toml: "), "{shown}");
+        assert!(shown.contains(want), "{shown} lacks {want}");
+    }
+}

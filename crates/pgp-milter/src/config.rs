@@ -1,0 +1,271 @@
+//! The TOML configuration file: every key optional, unknown keys refused,
+//! every value checked before the daemon starts.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::policy::{
+    AddressPattern, DEFAULT_REJECT_ENCRYPTED, DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL, Policy,
+    ReplyTemplate, Require,
+};
+
+/// Where the daemon listens when neither `--listen` nor `listen` says.
+pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:8894";
+
+/// The file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    /// Socket specs (`inet:127.0.0.1:8894`, `unix:/path`).
+    pub listen: Vec<String>,
+    /// Octal mode of unix sockets, e.g. `"660"`.
+    pub socket_mode: Option<String>,
+    /// Group of unix sockets.
+    pub socket_group: Option<String>,
+    /// Simultaneous MTA connections at most.
+    pub max_connections: Option<usize>,
+    /// `"encrypted"` or `"encrypted-or-signed"`.
+    pub require: Option<Require>,
+    /// Body bytes read at most.
+    pub max_body_bytes: Option<usize>,
+    /// Pass mail from SASL-authenticated clients unchecked.
+    pub skip_authenticated: Option<bool>,
+    /// Recipient domains to enforce on; empty: all.
+    pub enforce_domains: Vec<String>,
+    /// `user@domain` or `@domain`.
+    pub exempt_senders: Vec<String>,
+    /// `user@domain` or `@domain`.
+    pub exempt_recipients: Vec<String>,
+    /// `"550 5.7.1 text with {reason}"`.
+    pub reject_reply: Option<String>,
+    /// `"451 4.3.0 text with {reason}"`.
+    pub tempfail_reply: Option<String>,
+}
+
+/// A configuration that does not load, naming the file and the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// The parser's message (it names the key and the line).
+        message: String,
+    },
+    /// A value of the right type that makes no sense.
+    #[error("{file}: key `{key}`: {message}")]
+    Value {
+        /// The file.
+        file: PathBuf,
+        /// The key.
+        key: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The checked configuration: the policy plus the daemon's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The milter policy.
+    pub policy: Policy,
+    /// Socket specs from the file (empty: use the command line or default).
+    pub listen: Vec<String>,
+    /// Unix socket mode.
+    pub socket_mode: Option<u32>,
+    /// Unix socket group.
+    pub socket_group: Option<String>,
+    /// Connection limit.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        ConfigFile::default()
+            .check(Path::new("(defaults)"))
+            .expect("the defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks `text`; `path` is named in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        file.check(path)
+    }
+}
+
+impl ConfigFile {
+    /// Checks every value.
+    pub fn check(self, path: &Path) -> Result<Config, ConfigError> {
+        let err = |key: &str, message: String| ConfigError::Value {
+            file: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        for (i, spec) in self.listen.iter().enumerate() {
+            spec.parse::<minimilter::SocketSpec>()
+                .map_err(|e| err(&format!("listen[{i}]"), e.to_string()))?;
+        }
+        let socket_mode = match &self.socket_mode {
+            None => None,
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|&v| v <= 0o777)
+                    .ok_or_else(|| err("socket_mode", format!("{m:?} is not an octal mode")))?,
+            ),
+        };
+        if self.max_connections == Some(0) {
+            return Err(err("max_connections", "must be at least 1".into()));
+        }
+        let defaults = Policy::default();
+        let max_body_bytes = self.max_body_bytes.unwrap_or(defaults.max_body_bytes);
+        if max_body_bytes < 1024 {
+            return Err(err("max_body_bytes", "must be at least 1024".into()));
+        }
+        let patterns = |key: &str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .map(|(i, s)| AddressPattern::parse(s).map_err(|m| err(&format!("{key}[{i}]"), m)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut enforce_domains = Vec::new();
+        for (i, d) in self.enforce_domains.iter().enumerate() {
+            let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+            if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
+                return Err(err(
+                    &format!("enforce_domains[{i}]"),
+                    "not a domain name".into(),
+                ));
+            }
+            enforce_domains.push(d);
+        }
+        let require = self.require.unwrap_or_default();
+        let default_reject = match require {
+            Require::Encrypted => DEFAULT_REJECT_ENCRYPTED,
+            Require::EncryptedOrSigned => DEFAULT_REJECT_SIGNED,
+        };
+        let reject_reply =
+            ReplyTemplate::parse(self.reject_reply.as_deref().unwrap_or(default_reject), 5)
+                .map_err(|m| err("reject_reply", m))?;
+        let tempfail_reply = ReplyTemplate::parse(
+            self.tempfail_reply.as_deref().unwrap_or(DEFAULT_TEMPFAIL),
+            4,
+        )
+        .map_err(|m| err("tempfail_reply", m))?;
+        let policy = Policy {
+            require,
+            max_body_bytes,
+            skip_authenticated: self
+                .skip_authenticated
+                .unwrap_or(defaults.skip_authenticated),
+            enforce_domains,
+            exempt_senders: patterns("exempt_senders", &self.exempt_senders)?,
+            exempt_recipients: patterns("exempt_recipients", &self.exempt_recipients)?,
+            reject_reply,
+            tempfail_reply,
+        };
+        Ok(Config {
+            policy,
+            listen: self.listen,
+            socket_mode,
+            socket_group: self.socket_group,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/pgp-milter.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.policy.require, Require::Encrypted);
+        assert!(c.policy.skip_authenticated);
+        assert!(c.listen.is_empty());
+    }
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            r#"
+            listen = ["unix:/run/pgp-milter.sock", "inet:127.0.0.1:8894"]
+            socket_mode = "660"
+            socket_group = "postfix"
+            max_connections = 64
+            require = "encrypted-or-signed"
+            max_body_bytes = 1048576
+            skip_authenticated = false
+            enforce_domains = ["Secure.Example"]
+            exempt_senders = ["@partner.example"]
+            exempt_recipients = ["help@secure.example"]
+            reject_reply = "554 5.7.1 Encrypt first ({reason})"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.socket_mode, Some(0o660));
+        assert_eq!(c.policy.require, Require::EncryptedOrSigned);
+        assert_eq!(c.policy.enforce_domains, ["secure.example"]);
+        assert_eq!(c.policy.max_body_bytes, 1 << 20);
+        assert!(!c.policy.skip_authenticated);
+        let r = c.policy.reject("x");
+        assert_eq!(r.name(), "reject");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let e = parse("requir = \"encrypted\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("/etc/pgp-milter.toml: "), "{e}");
+        assert!(e.contains("requir"), "{e}");
+        let e = parse("require = \"sometimes\"\n").unwrap_err().to_string();
+        assert!(e.contains("require") || e.contains("sometimes"), "{e}");
+        for (text, key) in [
+            ("reject_reply = \"451 4.7.1 no\"", "reject_reply"),
+            ("tempfail_reply = \"oops\"", "tempfail_reply"),
+            (
+                "exempt_senders = [\"ok@x.example\", \"nobody\"]",
+                "exempt_senders[1]",
+            ),
+            ("enforce_domains = [\"a b\"]", "enforce_domains[0]"),
+            ("socket_mode = \"999\"", "socket_mode"),
+            ("listen = [\"tcp:1\"]", "listen[0]"),
+            ("max_body_bytes = 10", "max_body_bytes"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("/etc/pgp-milter.toml: key `{key}`: ")),
+                "{text}: {e}"
+            );
+        }
+    }
+}

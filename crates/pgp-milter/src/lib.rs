@@ -1,0 +1,24 @@
+//! `pgp-milter`: accept only mail that really is OpenPGP, refuse the rest
+//! while the SMTP session is still open.
+//!
+//! Layers, each testable without a socket:
+//! * [`armor`] and [`packets`]: OpenPGP ASCII armor and packet framing;
+//! * [`detect`]: what a parsed MIME message is (encrypted, signed, plain);
+//! * [`policy`]: who is checked, what passes, what the refusal says;
+//! * [`config`]: the TOML file, checked at start-up;
+//! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod armor;
+pub mod config;
+pub mod detect;
+pub mod milter;
+pub mod packets;
+pub mod policy;
+
+pub use config::{Config, ConfigError, DEFAULT_LISTEN};
+pub use detect::{Detection, Form, NotPgp, detect};
+pub use milter::PgpMilter;
+pub use policy::{Decision, Policy, Require};

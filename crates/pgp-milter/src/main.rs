@@ -1,0 +1,118 @@
+//! `pgp-milter`: the daemon. Reads the configuration, then serves the milter
+//! until SIGTERM or SIGINT.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use minimilter::{ServerConfig, SocketSpec, UnixSocketOptions};
+use pgp_milter::{Config, DEFAULT_LISTEN, PgpMilter};
+use tracing::info;
+
+/// Accept only OpenPGP mail (PGP/MIME or inline, encrypted; optionally
+/// signed) and refuse the rest at SMTP time. A milter for Postfix and
+/// Sendmail.
+#[derive(Parser, Debug)]
+#[command(name = "pgp-milter", version, about)]
+struct Args {
+    /// Socket to listen on (repeatable): inet:HOST:PORT, inet6:[HOST]:PORT,
+    /// unix:PATH. Overrides `listen` in the file; default inet:127.0.0.1:8894.
+    #[arg(long, value_name = "SOCKET")]
+    listen: Vec<String>,
+    /// TOML configuration file (all keys optional; see the README).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the configuration, print a summary and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Octal mode of unix sockets (e.g. 660). Overrides `socket_mode`.
+    #[arg(long, value_name = "MODE")]
+    socket_mode: Option<String>,
+    /// Group of unix sockets (e.g. postfix). Overrides `socket_group`.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgp-milter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path).context("invalid configuration")?,
+        None => Config::default(),
+    };
+    let listen: Vec<String> = if !args.listen.is_empty() {
+        args.listen.clone()
+    } else if !config.listen.is_empty() {
+        config.listen.clone()
+    } else {
+        vec![DEFAULT_LISTEN.to_owned()]
+    };
+    let specs = listen
+        .iter()
+        .map(|s| {
+            s.parse::<SocketSpec>()
+                .with_context(|| format!("--listen {s}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mode = match &args.socket_mode {
+        Some(m) => Some(
+            u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|&v| v <= 0o777)
+                .with_context(|| format!("--socket-mode {m}: not an octal mode"))?,
+        ),
+        None => config.socket_mode,
+    };
+    let unix = UnixSocketOptions {
+        mode,
+        group: args.socket_group.clone().or(config.socket_group.clone()),
+        ..UnixSocketOptions::default()
+    };
+    let mut server = ServerConfig::default();
+    if let Some(n) = config.max_connections {
+        server.max_connections = n;
+    }
+    let policy = &config.policy;
+    if args.check_config {
+        println!("configuration OK");
+        println!("listen: {}", listen.join(" "));
+        println!("require: {:?}", policy.require);
+        println!("max_body_bytes: {}", policy.max_body_bytes);
+        println!("skip_authenticated: {}", policy.skip_authenticated);
+        println!("enforce_domains: {:?}", policy.enforce_domains);
+        println!("exempt_senders: {}", policy.exempt_senders.len());
+        println!("exempt_recipients: {}", policy.exempt_recipients.len());
+        return Ok(());
+    }
+    info!(
+        listen = %listen.join(" "),
+        require = ?policy.require,
+        max_body_bytes = policy.max_body_bytes,
+        "pgp-milter starting"
+    );
+    let milter = PgpMilter::new(config.policy);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(minimilter::run(milter, &specs, &unix, server))
+        .context("serving the milter")?;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The milter: collects the envelope and the message, asks the detector and
+//! the policy, and answers the MTA. No socket code here; the runtime in
+//! `minimilter` serves it.
+
+use bytes::Bytes;
+use minimilter::{
+    Ctx, Envelope, Header, MacroStage, Milter, Modifications, Requirements, SmtpReply, StepResult,
+    Steps, Verdict,
+};
+use tracing::{debug, info};
+
+use crate::detect::{self, Detection, NotPgp};
+use crate::policy::{Decision, Policy, RecipientClass};
+
+/// Messages larger than this are checked on a blocking thread, so one big
+/// message does not hold up the other connections' steps.
+const BLOCKING_THRESHOLD: usize = 256 * 1024;
+
+/// The OpenPGP-only milter.
+#[derive(Debug, Clone, Default)]
+pub struct PgpMilter {
+    policy: Policy,
+}
+
+impl PgpMilter {
+    /// A milter enforcing `policy`.
+    pub fn new(policy: Policy) -> PgpMilter {
+        PgpMilter { policy }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+/// What is known about the current message. Reset by the runtime for every
+/// new message and on abort, so nothing carries over.
+#[derive(Debug, Default)]
+pub struct MessageState {
+    sender: String,
+    rcpts: Vec<String>,
+    /// Why this message passes unchecked (sender or recipient exemption).
+    exempt: Option<String>,
+    /// The exemption comes from the sender: every recipient passes.
+    sender_exempt: bool,
+    /// Whether the accepted recipients are enforced (set by the first one).
+    enforced: Option<bool>,
+    /// Headers as `Name: value` CRLF lines, the blank line, then the body.
+    data: Vec<u8>,
+    body_start: Option<usize>,
+    /// Boundary of a top-level multipart: the decision can come as soon as
+    /// its closing delimiter has arrived.
+    boundary: Option<String>,
+    /// Body bytes already searched for the closing delimiter.
+    scanned: usize,
+    /// The headers alone exceeded the cap.
+    headers_overflow: bool,
+    /// Taken before end of message (proven at the body step).
+    decision: Option<Decision>,
+}
+
+impl MessageState {
+    fn body_len(&self) -> usize {
+        self.body_start.map_or(0, |s| self.data.len() - s)
+    }
+}
+
+fn verdict(d: &Decision) -> Verdict {
+    match d {
+        Decision::Accept(_) => Verdict::Accept,
+        Decision::Reject(reply, _) => Verdict::Reject(Some(reply.clone())),
+        Decision::Tempfail(reply, _) => Verdict::Tempfail(Some(reply.clone())),
+    }
+}
+
+/// The one log line per decision.
+fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
+    let queue_id = cx.macro_str("i").unwrap_or_default().into_owned();
+    info!(
+        queue_id = %if queue_id.is_empty() { "-".to_owned() } else { queue_id },
+        from = %format!("<{}>", cx.msg.sender),
+        to = %cx.msg.rcpts.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(","),
+        verdict = %d.name(),
+        reason = %d.reason(),
+        "decision"
+    );
+}
+
+/// Runs the detector, on a blocking thread for large messages.
+async fn run_detect(data: Vec<u8>) -> Detection {
+    if data.len() < BLOCKING_THRESHOLD {
+        return detect::detect(&data);
+    }
+    tokio::task::spawn_blocking(move || detect::detect(&data))
+        .await
+        .unwrap_or_else(|e| Detection::Plain(NotPgp::Internal(format!("detector task: {e}"))))
+}
+
+impl PgpMilter {
+    /// If the message passes unchecked, the decision (logged).
+    fn exempt_decision(&self, cx: &Ctx<'_, Self>) -> Option<Decision> {
+        let why = cx.msg.exempt.clone()?;
+        let d = Decision::Accept(why);
+        log_decision(cx, &d);
+        Some(d)
+    }
+
+    fn too_large(&self) -> Decision {
+        self.policy
+            .reject(&NotPgp::TooLarge(self.policy.max_body_bytes).to_string())
+    }
+}
+
+impl Milter for PgpMilter {
+    type Connection = ();
+    type Message = MessageState;
+
+    fn requirements(&self) -> Requirements {
+        Requirements {
+            // Exemptions are settled at end of headers rather than at DATA,
+            // and MAIL and headers never need an answer: fewer round trips.
+            steps: Steps::MAIL | Steps::RCPT | Steps::HEADER | Steps::END_OF_HEADERS | Steps::BODY,
+            no_reply: Steps::MAIL | Steps::HEADER,
+            macros: vec![
+                (MacroStage::Mail, "i {auth_authen}".into()),
+                (MacroStage::EndOfMessage, "i".into()),
+            ],
+            ..Requirements::default()
+        }
+    }
+
+    async fn mail(&self, cx: Ctx<'_, Self>, sender: &Envelope) -> StepResult {
+        cx.msg.sender = sender.address().into_owned();
+        let auth = cx.macro_str("{auth_authen}").map(|a| a.into_owned());
+        cx.msg.exempt = self
+            .policy
+            .sender_exemption(&cx.msg.sender, auth.as_deref());
+        cx.msg.sender_exempt = cx.msg.exempt.is_some();
+        Ok(Verdict::Continue)
+    }
+
+    async fn rcpt(&self, cx: Ctx<'_, Self>, recipient: &Envelope) -> StepResult {
+        let rcpt = recipient.address().into_owned();
+        let class = self.policy.recipient_class(&rcpt);
+        let enforced = class == RecipientClass::Enforced;
+        match cx.msg.enforced {
+            _ if cx.msg.sender_exempt => {}
+            None => {
+                cx.msg.enforced = Some(enforced);
+                if let RecipientClass::Exempt(why) = class {
+                    cx.msg.exempt = Some(why);
+                }
+            }
+            Some(e) if e == enforced => {}
+            Some(_) => {
+                // One end-of-message verdict covers every recipient: keep
+                // checked and unchecked recipients in separate transactions
+                // (the client retries a 452 recipient later, RFC 5321
+                // §4.5.3.1.10).
+                debug!(
+                    rcpt,
+                    "recipient with another policy deferred to a new transaction"
+                );
+                return Ok(Verdict::tempfail_with(SmtpReply::new(
+                    452,
+                    Some("4.5.3"),
+                    "Recipients under a different OpenPGP policy must be sent separately",
+                )?));
+            }
+        }
+        cx.msg.rcpts.push(rcpt);
+        Ok(Verdict::Continue)
+    }
+
+    async fn header(&self, cx: Ctx<'_, Self>, header: &Header) -> StepResult {
+        // Headers are kept too (for the MIME structure); the same cap bounds them.
+        if cx.msg.data.len() + header.name.len() + header.value.len() > self.policy.max_body_bytes {
+            cx.msg.headers_overflow = true;
+            return Ok(Verdict::Continue);
+        }
+        let data = &mut cx.msg.data;
+        data.extend_from_slice(&header.name);
+        data.extend_from_slice(b": ");
+        for (i, line) in header.value.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                data.extend_from_slice(b"\r\n");
+            }
+            data.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        }
+        data.extend_from_slice(b"\r\n");
+        Ok(Verdict::Continue)
+    }
+
+    async fn end_of_headers(&self, cx: Ctx<'_, Self>) -> StepResult {
+        if let Some(d) = self.exempt_decision(&cx) {
+            return Ok(verdict(&d));
+        }
+        if cx.msg.headers_overflow {
+            let d = self.too_large();
+            log_decision(&cx, &d);
+            return Ok(verdict(&d));
+        }
+        cx.msg.data.extend_from_slice(b"\r\n");
+        cx.msg.body_start = Some(cx.msg.data.len());
+        cx.msg.boundary = detect::top_boundary(&cx.msg.data);
+        Ok(Verdict::Continue)
+    }
+
+    async fn body(&self, cx: Ctx<'_, Self>, chunk: Bytes) -> StepResult {
+        if cx.msg.decision.is_some() {
+            // Proven already; the MTA did not support skipping.
+            return Ok(Verdict::Skip);
+        }
+        if cx.msg.body_start.is_none() {
+            cx.msg.body_start = Some(cx.msg.data.len());
+        }
+        if cx.msg.body_len() + chunk.len() > self.policy.max_body_bytes {
+            let d = self.too_large();
+            log_decision(&cx, &d);
+            return Ok(verdict(&d));
+        }
+        cx.msg.data.extend_from_slice(&chunk);
+        let Some(boundary) = &cx.msg.boundary else {
+            return Ok(Verdict::Continue);
+        };
+        // Search the new bytes, from the start of the line they continue
+        // (a delimiter line may span two chunks). A line already longer
+        // than a delimiter line is skipped, so the work stays linear.
+        let start = cx.msg.body_start.unwrap_or(0);
+        let done = start + cx.msg.scanned;
+        let window = done.saturating_sub(boundary.len() + 8).max(start);
+        let data = &cx.msg.data;
+        let from = match data[window..done].iter().rposition(|&b| b == b'\n') {
+            Some(i) => window + i + 1,
+            None if window == start => start,
+            None => data[done..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(data.len(), |i| done + i + 1),
+        };
+        let closed = detect::has_closing_delimiter(&cx.msg.data[from..], boundary.as_bytes());
+        cx.msg.scanned = cx.msg.body_len();
+        if !closed {
+            return Ok(Verdict::Continue);
+        }
+        // The top-level multipart is complete: only the epilogue can follow,
+        // so the decision is final now.
+        let detection = run_detect(std::mem::take(&mut cx.msg.data)).await;
+        let d = self.policy.judge(&detection);
+        if let Decision::Accept(_) = d {
+            cx.msg.decision = Some(d);
+            return Ok(Verdict::Skip);
+        }
+        log_decision(&cx, &d);
+        Ok(verdict(&d))
+    }
+
+    async fn end_of_message(&self, cx: Ctx<'_, Self>, _mods: &mut Modifications) -> StepResult {
+        if let Some(d) = self.exempt_decision(&cx) {
+            return Ok(verdict(&d));
+        }
+        let d = match cx.msg.decision.take() {
+            Some(d) => d,
+            None => {
+                let detection = run_detect(std::mem::take(&mut cx.msg.data)).await;
+                self.policy.judge(&detection)
+            }
+        };
+        log_decision(&cx, &d);
+        Ok(verdict(&d))
+    }
+}

@@ -1,0 +1,439 @@
+//! The policy: who is checked, what passes, and what the refusal says.
+//! Pure: no sockets, no I/O; the milter feeds it envelope data and
+//! detections.
+
+use minimilter::SmtpReply;
+use serde::Deserialize;
+
+use crate::detect::{Detection, NotPgp};
+
+/// What a message must be to pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Require {
+    /// Encrypted OpenPGP only.
+    #[default]
+    Encrypted,
+    /// Encrypted, or signed (PGP/MIME signed, cleartext signed, signed inline).
+    EncryptedOrSigned,
+}
+
+/// An SMTP reply with a `{reason}` placeholder in its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTemplate {
+    code: u16,
+    enhanced: Option<String>,
+    text: String,
+}
+
+impl ReplyTemplate {
+    /// Parses `"550 5.7.1 text"` (the enhanced code is optional) and checks
+    /// that it renders to a valid reply of class `class` (4 or 5).
+    pub fn parse(s: &str, class: u16) -> Result<ReplyTemplate, String> {
+        let s = s.trim();
+        let (code, rest) = s.split_once(' ').unwrap_or((s, ""));
+        let code: u16 = code
+            .parse()
+            .map_err(|_| format!("{s:?} does not start with a three-digit SMTP code"))?;
+        if code / 100 != class {
+            return Err(format!("code {code} is not a {class}xx code"));
+        }
+        let (enhanced, text) = match rest.split_once(' ') {
+            Some((e, t)) if is_enhanced(e) => (Some(e.to_owned()), t.to_owned()),
+            _ if is_enhanced(rest) => (Some(rest.to_owned()), String::new()),
+            _ => (None, rest.to_owned()),
+        };
+        let t = ReplyTemplate {
+            code,
+            enhanced,
+            text,
+        };
+        t.render("sample reason")
+            .map_err(|e| format!("not a valid SMTP reply: {e}"))?;
+        Ok(t)
+    }
+
+    /// The reply with `{reason}` replaced.
+    pub fn render(&self, reason: &str) -> Result<SmtpReply, minimilter::proto::ReplyError> {
+        SmtpReply::new(
+            self.code,
+            self.enhanced.as_deref(),
+            &self.text.replace("{reason}", reason),
+        )
+    }
+}
+
+/// Longest reason put into an SMTP reply (the log keeps the whole one).
+const MAX_REASON_IN_REPLY: usize = 160;
+
+/// A reason fit for an SMTP reply: printable ASCII only (parts of it can
+/// come from the message), and not too long.
+fn for_reply(reason: &str) -> String {
+    let mut out: String = reason
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_REASON_IN_REPLY)
+        .collect();
+    if reason.chars().count() > MAX_REASON_IN_REPLY {
+        out.push_str("...");
+    }
+    out
+}
+
+fn is_enhanced(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// An exemption entry: a whole address, or `@domain` for a whole domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressPattern {
+    /// `user@example.org` (compared without case).
+    Address(String),
+    /// `@example.org`.
+    Domain(String),
+}
+
+impl AddressPattern {
+    /// Parses one entry.
+    pub fn parse(s: &str) -> Result<AddressPattern, String> {
+        let s = s.trim().to_ascii_lowercase();
+        if let Some(domain) = s.strip_prefix('@') {
+            if domain.is_empty() || domain.contains('@') {
+                return Err(format!("{s:?} is not @domain"));
+            }
+            return Ok(AddressPattern::Domain(domain.to_owned()));
+        }
+        match s.rsplit_once('@') {
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+                Ok(AddressPattern::Address(s))
+            }
+            _ => Err(format!("{s:?} is neither user@domain nor @domain")),
+        }
+    }
+
+    /// True if `address` (without angle brackets) matches.
+    pub fn matches(&self, address: &str) -> bool {
+        let address = address.to_ascii_lowercase();
+        match self {
+            AddressPattern::Address(a) => *a == address,
+            AddressPattern::Domain(d) => domain_of(&address) == Some(d.as_str()),
+        }
+    }
+}
+
+fn domain_of(address: &str) -> Option<&str> {
+    address.rsplit_once('@').map(|(_, d)| d)
+}
+
+fn local_part(address: &str) -> &str {
+    address.rsplit_once('@').map_or(address, |(l, _)| l)
+}
+
+/// Is a recipient checked?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientClass {
+    /// Mail to it must be OpenPGP.
+    Enforced,
+    /// Mail to it passes unchecked; the text says why.
+    Exempt(String),
+}
+
+/// The final word on a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Deliver; the text says why.
+    Accept(String),
+    /// Refuse permanently with this reply; the text says why.
+    Reject(SmtpReply, String),
+    /// Refuse temporarily with this reply; the text says why.
+    Tempfail(SmtpReply, String),
+}
+
+impl Decision {
+    /// `accept`, `reject` or `tempfail`, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Accept(_) => "accept",
+            Decision::Reject(..) => "reject",
+            Decision::Tempfail(..) => "tempfail",
+        }
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &str {
+        match self {
+            Decision::Accept(r) | Decision::Reject(_, r) | Decision::Tempfail(_, r) => r,
+        }
+    }
+}
+
+/// The validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// What passes.
+    pub require: Require,
+    /// Body bytes read at most; a message not proven within them is refused.
+    pub max_body_bytes: usize,
+    /// Let mail from authenticated clients (`{auth_authen}` set) through.
+    pub skip_authenticated: bool,
+    /// Recipient domains checked (lower case); empty means all.
+    pub enforce_domains: Vec<String>,
+    /// Senders whose mail passes.
+    pub exempt_senders: Vec<AddressPattern>,
+    /// Recipients whose mail passes.
+    pub exempt_recipients: Vec<AddressPattern>,
+    /// Reply for refused mail.
+    pub reject_reply: ReplyTemplate,
+    /// Reply for internal errors.
+    pub tempfail_reply: ReplyTemplate,
+}
+
+/// Default refusal when only encrypted mail passes.
+pub const DEFAULT_REJECT_ENCRYPTED: &str =
+    "550 5.7.1 Only OpenPGP-encrypted mail is accepted here ({reason})";
+/// Default refusal when signed mail passes too.
+pub const DEFAULT_REJECT_SIGNED: &str =
+    "550 5.7.1 Only OpenPGP-encrypted or OpenPGP-signed mail is accepted here ({reason})";
+/// Default reply on internal errors.
+pub const DEFAULT_TEMPFAIL: &str =
+    "451 4.3.0 Could not check the message for OpenPGP, try again later ({reason})";
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            require: Require::Encrypted,
+            max_body_bytes: 16 << 20,
+            skip_authenticated: true,
+            enforce_domains: Vec::new(),
+            exempt_senders: Vec::new(),
+            exempt_recipients: Vec::new(),
+            reject_reply: ReplyTemplate::parse(DEFAULT_REJECT_ENCRYPTED, 5)
+                .expect("default reply is valid"),
+            tempfail_reply: ReplyTemplate::parse(DEFAULT_TEMPFAIL, 4)
+                .expect("default reply is valid"),
+        }
+    }
+}
+
+impl Policy {
+    /// Why mail from `sender` passes unchecked, if it does. `auth` is the
+    /// `{auth_authen}` macro (the SASL login name), if the MTA sent it.
+    pub fn sender_exemption(&self, sender: &str, auth: Option<&str>) -> Option<String> {
+        if self.skip_authenticated
+            && let Some(user) = auth.filter(|a| !a.is_empty())
+        {
+            return Some(format!("authenticated submission by {user}"));
+        }
+        self.exempt_senders
+            .iter()
+            .any(|p| p.matches(sender))
+            .then(|| format!("exempt sender {sender}"))
+    }
+
+    /// Whether mail to `rcpt` (without angle brackets) is checked.
+    pub fn recipient_class(&self, rcpt: &str) -> RecipientClass {
+        let local = local_part(rcpt);
+        if local.eq_ignore_ascii_case("postmaster") || local.eq_ignore_ascii_case("abuse") {
+            return RecipientClass::Exempt(format!(
+                "{rcpt} is a role address (RFC 5321, RFC 2142)"
+            ));
+        }
+        if self.exempt_recipients.iter().any(|p| p.matches(rcpt)) {
+            return RecipientClass::Exempt(format!("exempt recipient {rcpt}"));
+        }
+        if !self.enforce_domains.is_empty() {
+            let domain = domain_of(rcpt).unwrap_or("").to_ascii_lowercase();
+            if !self.enforce_domains.contains(&domain) {
+                return RecipientClass::Exempt(format!("{rcpt} is not in an enforced domain"));
+            }
+        }
+        RecipientClass::Enforced
+    }
+
+    /// The decision for a message whose recipients are enforced.
+    pub fn judge(&self, detection: &Detection) -> Decision {
+        match (detection, self.require) {
+            (Detection::Encrypted(form), _) => Decision::Accept(format!("encrypted ({form})")),
+            (Detection::Signed(form), Require::EncryptedOrSigned) => {
+                Decision::Accept(format!("signed ({form})"))
+            }
+            (Detection::Signed(form), Require::Encrypted) => {
+                self.reject(&NotPgp::SignedOnly(*form).to_string())
+            }
+            (Detection::Plain(NotPgp::Internal(why)), _) => self.tempfail(why),
+            (Detection::Plain(why), _) => self.reject(&why.to_string()),
+        }
+    }
+
+    /// A refusal naming `reason`.
+    pub fn reject(&self, reason: &str) -> Decision {
+        match self.reject_reply.render(&for_reply(reason)) {
+            Ok(reply) => Decision::Reject(reply, reason.to_owned()),
+            // The template was checked at start-up; only an odd reason
+            // (control characters) can fail: say less.
+            Err(_) => Decision::Reject(
+                self.reject_reply
+                    .render("not OpenPGP")
+                    .expect("checked at start-up"),
+                reason.to_owned(),
+            ),
+        }
+    }
+
+    /// A temporary failure naming `reason`.
+    pub fn tempfail(&self, reason: &str) -> Decision {
+        let reply = self
+            .tempfail_reply
+            .render(&for_reply(reason))
+            .or_else(|_| self.tempfail_reply.render("internal error"))
+            .expect("checked at start-up");
+        Decision::Tempfail(reply, reason.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Form;
+
+    #[test]
+    fn reply_templates_parse_and_render() {
+        let t = ReplyTemplate::parse(DEFAULT_REJECT_ENCRYPTED, 5).unwrap();
+        let r = t.render("no OpenPGP data found").unwrap();
+        assert_eq!(
+            r.to_string(),
+            "550 5.7.1 Only OpenPGP-encrypted mail is accepted here (no OpenPGP data found)"
+        );
+        assert!(ReplyTemplate::parse("451 4.3.0 later", 5).is_err());
+        assert!(ReplyTemplate::parse("hello", 5).is_err());
+        assert!(ReplyTemplate::parse("554 5.7.1 x", 5).is_ok());
+        assert!(ReplyTemplate::parse("550 Nope", 5).is_ok());
+    }
+
+    #[test]
+    fn reasons_from_the_message_are_tamed_in_replies() {
+        let p = Policy::default();
+        let long = format!(
+            "armor is truncated (no END line for BEGIN PGP {})",
+            "\u{e9}\tX".repeat(200)
+        );
+        let Decision::Reject(reply, reason) = p.reject(&long) else {
+            panic!()
+        };
+        assert_eq!(reason, long, "the log keeps the whole reason");
+        let text = reply.to_string();
+        assert!(text.len() < 300, "{text}");
+        assert!(text.is_ascii(), "{text}");
+        assert!(text.ends_with("...)"), "{text}");
+    }
+
+    #[test]
+    fn role_addresses_are_always_exempt() {
+        let p = Policy::default();
+        for r in [
+            "postmaster@example.org",
+            "Postmaster",
+            "ABUSE@example.com",
+            "abuse",
+        ] {
+            assert!(
+                matches!(p.recipient_class(r), RecipientClass::Exempt(_)),
+                "{r}"
+            );
+        }
+        assert_eq!(
+            p.recipient_class("bob@example.org"),
+            RecipientClass::Enforced
+        );
+        assert_eq!(
+            p.recipient_class("postmaster-list@example.org"),
+            RecipientClass::Enforced
+        );
+    }
+
+    #[test]
+    fn exemptions_and_enforced_domains() {
+        let p = Policy {
+            enforce_domains: vec!["secure.example".into()],
+            exempt_recipients: vec![AddressPattern::parse("Help@Secure.Example").unwrap()],
+            exempt_senders: vec![AddressPattern::parse("@partner.example").unwrap()],
+            ..Policy::default()
+        };
+        assert_eq!(
+            p.recipient_class("bob@SECURE.example"),
+            RecipientClass::Enforced
+        );
+        assert!(matches!(
+            p.recipient_class("help@secure.example"),
+            RecipientClass::Exempt(_)
+        ));
+        assert!(matches!(
+            p.recipient_class("bob@other.example"),
+            RecipientClass::Exempt(_)
+        ));
+        assert!(p.sender_exemption("x@partner.example", None).is_some());
+        assert!(p.sender_exemption("x@other.example", None).is_none());
+        assert!(p.sender_exemption("", None).is_none());
+        let auth = p.sender_exemption("x@other.example", Some("alice"));
+        assert_eq!(auth.as_deref(), Some("authenticated submission by alice"));
+        let strict = Policy {
+            skip_authenticated: false,
+            ..Policy::default()
+        };
+        assert!(
+            strict
+                .sender_exemption("x@other.example", Some("alice"))
+                .is_none()
+        );
+        assert!(AddressPattern::parse("nobody").is_err());
+        assert!(AddressPattern::parse("@").is_err());
+    }
+
+    #[test]
+    fn judge_by_requirement() {
+        let p = Policy::default();
+        assert_eq!(
+            p.judge(&Detection::Encrypted(Form::PgpMime)).name(),
+            "accept"
+        );
+        let signed = Detection::Signed(Form::Cleartext);
+        let d = p.judge(&signed);
+        let Decision::Reject(reply, reason) = &d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(reason, "signed (cleartext signature) but not encrypted");
+        assert!(
+            reply
+                .to_string()
+                .starts_with("550 5.7.1 Only OpenPGP-encrypted")
+        );
+        let lax = Policy {
+            require: Require::EncryptedOrSigned,
+            ..Policy::default()
+        };
+        assert_eq!(lax.judge(&signed).name(), "accept");
+        let d = p.judge(&Detection::Plain(NotPgp::NoOpenPgp));
+        let Decision::Reject(reply, _) = d else {
+            panic!()
+        };
+        assert_eq!(
+            reply.to_string(),
+            "550 5.7.1 Only OpenPGP-encrypted mail is accepted here (no OpenPGP data found)"
+        );
+        let d = p.judge(&Detection::Plain(NotPgp::Internal("boom".into())));
+        let Decision::Tempfail(reply, _) = d else {
+            panic!()
+        };
+        assert!(reply.to_string().starts_with("451 4.3.0 "), "{reply}");
+    }
+}

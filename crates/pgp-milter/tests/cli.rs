@@ -1,0 +1,79 @@
+//! The `pgp-milter` command line: `--check-config` and configuration errors.
+
+use std::process::Command;
+
+fn pgp_milter(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running pgp-milter");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_with_the_embedded_defaults() {
+    let (ok, out, err) = pgp_milter(&["--check-config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("configuration OK"), "{out}");
+    assert!(out.contains("listen: inet:127.0.0.1:8894"), "{out}");
+    assert!(out.contains("require: Encrypted"), "{out}");
+}
+
+#[test]
+fn check_config_reads_the_file_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgp-milter.toml");
+    std::fs::write(
+        &file,
+        "listen = [\"inet:127.0.0.1:9999\"]\nrequire = \"encrypted-or-signed\"\n\
+         enforce_domains = [\"example.org\"]\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = pgp_milter(&["--config", f, "--check-config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("listen: inet:127.0.0.1:9999"), "{out}");
+    assert!(out.contains("require: EncryptedOrSigned"), "{out}");
+    let (ok, out, err) = pgp_milter(&[
+        "--config",
+        f,
+        "--listen",
+        "unix:/tmp/x.sock",
+        "--check-config",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("listen: unix:/tmp/x.sock"), "{out}");
+}
+
+#[test]
+fn bad_configuration_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    let f = file.to_str().unwrap();
+    for (text, needle) in [
+        ("max_body = 5\n", "unknown field `max_body`"),
+        ("require = \"maybe\"\n", "maybe"),
+        ("reject_reply = \"250 ok\"\n", "key `reject_reply`"),
+        (
+            "exempt_recipients = [\"x\"]\n",
+            "key `exempt_recipients[0]`",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (ok, _, err) = pgp_milter(&["--config", f, "--check-config"]);
+        assert!(!ok, "{text} must be refused");
+        assert!(err.contains(f), "{text}: file not named: {err}");
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+    let (ok, _, err) = pgp_milter(&["--config", "/nonexistent/pgp.toml", "--check-config"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/pgp.toml"), "{err}");
+    let (ok, _, err) = pgp_milter(&["--listen", "tcp:1", "--check-config"]);
+    assert!(!ok);
+    assert!(err.contains("--listen tcp:1"), "{err}");
+}

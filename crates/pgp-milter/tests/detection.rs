@@ -1,0 +1,127 @@
+//! The detector and the policy on real GnuPG output, without any socket.
+
+mod support;
+
+use pgp_milter::policy::Require;
+use pgp_milter::{Decision, Policy, detect};
+use support::cases;
+
+#[test]
+fn every_corpus_message_is_detected_as_expected() {
+    let mut failures = Vec::new();
+    for c in cases() {
+        let d = detect(&c.message).to_string();
+        if !d.starts_with(c.detected) {
+            failures.push(format!("{}: expected {:?}, got {d:?}", c.name, c.detected));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn each_policy_passes_exactly_what_it_should() {
+    let strict = Policy::default();
+    let lax = Policy {
+        require: Require::EncryptedOrSigned,
+        ..Policy::default()
+    };
+    for c in cases() {
+        let d = detect(&c.message);
+        for (policy, expect) in [(&strict, c.passes_encrypted), (&lax, c.passes_signed)] {
+            let decision = policy.judge(&d);
+            assert_eq!(
+                matches!(decision, Decision::Accept(_)),
+                expect,
+                "{} under {:?}: {decision:?}",
+                c.name,
+                policy.require
+            );
+            if let Decision::Reject(reply, _) = &decision {
+                let text = reply.to_string();
+                assert!(
+                    text.starts_with("550 5.7.1 Only OpenPGP-encrypted"),
+                    "{text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn refusals_name_the_reason() {
+    let p = Policy::default();
+    let plain = support::plain("r", "Hello\n");
+    let Decision::Reject(reply, _) = p.judge(&detect(&plain)) else {
+        panic!("plain text must be refused")
+    };
+    assert_eq!(
+        reply.to_string(),
+        "550 5.7.1 Only OpenPGP-encrypted mail is accepted here \
+         (unencrypted content: text/plain part)"
+    );
+    let empty = support::plain("r", "\n");
+    let Decision::Reject(reply, _) = p.judge(&detect(&empty)) else {
+        panic!("an empty body must be refused")
+    };
+    assert_eq!(
+        reply.to_string(),
+        "550 5.7.1 Only OpenPGP-encrypted mail is accepted here (no OpenPGP data found)"
+    );
+}
+
+#[test]
+fn damaged_pgp_mime_structures_are_refused() {
+    let enc = &support::gpg().encrypted;
+    let good = String::from_utf8(support::pgp_mime("d", enc)).unwrap();
+    for (name, bad) in [
+        ("no Version: 1", good.replace("Version: 1", "Version: 2")),
+        (
+            "wrong second part type",
+            good.replace("application/octet-stream", "text/plain"),
+        ),
+        (
+            "third plaintext part",
+            good.replace(
+                "--enc-b0undary--",
+                "--enc-b0undary\r\nContent-Type: text/plain\r\n\r\nsurprise\r\n--enc-b0undary--",
+            ),
+        ),
+    ] {
+        let d = detect(bad.as_bytes());
+        assert!(
+            d.to_string()
+                .starts_with("invalid OpenPGP data: PGP/MIME encrypted: "),
+            "{name}: {d}"
+        );
+    }
+    // Another protocol is not PGP/MIME; its parts are then judged one by
+    // one like any multipart's (here: a control part and encrypted armor).
+    let other = good.replace(
+        "protocol=\"application/pgp-encrypted\"",
+        "protocol=\"application/pkcs7-mime\"",
+    );
+    assert_eq!(
+        detect(other.as_bytes()),
+        pgp_milter::Detection::Encrypted(pgp_milter::Form::Inline)
+    );
+}
+
+#[test]
+fn random_and_cut_inputs_never_panic() {
+    // Every prefix of a real message, and byte flips in its armor: the
+    // detector answers (usually "refused"), never panics.
+    let m = support::pgp_mime("f", &support::gpg().encrypted);
+    for cut in (0..m.len()).step_by(7) {
+        let _ = detect(&m[..cut]);
+    }
+    let mut x: u32 = 12345;
+    for _ in 0..300 {
+        let mut v = m.clone();
+        for _ in 0..4 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let i = (x as usize >> 4) % v.len();
+            v[i] = (x >> 24) as u8;
+        }
+        let _ = detect(&v);
+    }
+}

@@ -1,0 +1,367 @@
+//! The milter over the milter protocol: our MTA-side client (which plays an
+//! SMTP session the way Postfix does) against an in-process server.
+
+mod support;
+
+use bytes::Bytes;
+use minimilter::proto::{Answer, Offer, Step};
+use minimilter::transaction::{Outcome, run_next_message};
+use minimilter::{
+    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, run_message,
+};
+use pgp_milter::policy::Require;
+use pgp_milter::{PgpMilter, Policy};
+use support::{Cte, cases, gpg, inline, pgp_mime, plain};
+
+async fn client(policy: Policy, offer: Offer) -> MilterClient {
+    let (a, z) = tokio::io::duplex(1 << 20);
+    let server = Server::new(PgpMilter::new(policy), ServerConfig::default());
+    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
+    let cfg = ClientConfig {
+        offer,
+        ..ClientConfig::default()
+    };
+    MilterClient::negotiate(Box::new(a), cfg).await.unwrap()
+}
+
+fn spec(message: Vec<u8>) -> MessageSpec {
+    MessageSpec {
+        from: "alice@client.example".into(),
+        rcpts: vec!["bob@example.org".into()],
+        message: Bytes::from(message),
+        ..MessageSpec::default()
+    }
+}
+
+fn rejected_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Rejected { reply, .. } => reply.clone().unwrap_or_default(),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_whole_corpus_on_one_connection_per_policy() {
+    for require in [Require::Encrypted, Require::EncryptedOrSigned] {
+        let policy = Policy {
+            require,
+            ..Policy::default()
+        };
+        let mut c = client(policy, Offer::postfix()).await;
+        let mut first = true;
+        // Twice over, so every verdict follows every other on one
+        // connection: nothing may leak from one message to the next.
+        for round in 0..2 {
+            for case in cases() {
+                let s = spec(case.message);
+                let t = if first {
+                    first = false;
+                    run_message(&mut c, &s).await.unwrap()
+                } else {
+                    run_next_message(&mut c, &s).await.unwrap()
+                };
+                let expect = match require {
+                    Require::Encrypted => case.passes_encrypted,
+                    Require::EncryptedOrSigned => case.passes_signed,
+                };
+                assert_eq!(
+                    t.outcome == Outcome::Accepted,
+                    expect,
+                    "round {round}, {} under {require:?}: {:?}",
+                    case.name,
+                    t.outcome
+                );
+                if !expect {
+                    let text = rejected_text(&t.outcome);
+                    assert!(text.starts_with("550 5.7.1 Only OpenPGP-"), "{text}");
+                }
+            }
+        }
+        c.quit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn plain_after_encrypted_on_one_connection_is_refused() {
+    // The seed kept its body buffer across messages: one PGP message made
+    // every later one pass. Here each message is judged on its own.
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(pgp_mime("one", &gpg().encrypted)))
+        .await
+        .unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let t = run_next_message(&mut c, &spec(plain("two", "plain\n")))
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected_text(&t.outcome),
+        "550 5.7.1 Only OpenPGP-encrypted mail is accepted here \
+         (unencrypted content: text/plain part)"
+    );
+    let t = run_next_message(
+        &mut c,
+        &spec(inline("three", &gpg().encrypted, Cte::Base64, true)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    c.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn pgp_mime_is_accepted_at_the_body_and_the_rest_skipped() {
+    // A large message: the closing boundary arrives in the first chunks,
+    // the epilogue is long; with SKIP offered the MTA stops sending.
+    let mut m = pgp_mime("big", &gpg().encrypted);
+    m.extend(std::iter::repeat_n(b'x', 300_000));
+    m.extend_from_slice(b"\r\n");
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(m.clone())).await.unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let body: Vec<_> = t
+        .steps
+        .iter()
+        .filter(|r| r.outcome.step == Step::Body)
+        .collect();
+    assert_eq!(body.len(), 1, "one body chunk, then skip");
+    assert_eq!(body[0].outcome.answer, Some(Answer::Skip));
+
+    // Without SKIP (milter protocol 2) the decision waits for end of message.
+    let offer = Offer::postfix_version(2).unwrap();
+    let mut c = client(Policy::default(), offer).await;
+    let t = run_message(&mut c, &spec(m)).await.unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let body = t
+        .steps
+        .iter()
+        .filter(|r| r.outcome.step == Step::Body)
+        .count();
+    assert!(body > 1, "all chunks sent without SKIP");
+}
+
+#[tokio::test]
+async fn refused_early_when_the_structure_is_complete_and_wrong() {
+    // multipart/mixed with a plaintext part: refused at the body step, as
+    // soon as the closing boundary is in, not at end of message.
+    let m = support::mixed("mix", &["Content-Type: text/plain\r\n\r\nhello".to_owned()]);
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(m)).await.unwrap();
+    assert!(
+        matches!(t.outcome, Outcome::Rejected { at: Step::Body, .. }),
+        "{:?}",
+        t.outcome
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_refused() {
+    let policy = Policy {
+        max_body_bytes: 4096,
+        ..Policy::default()
+    };
+    let mut c = client(policy, Offer::postfix()).await;
+    // Inline armor is proven only at end of message; 5000 bytes of it
+    // exceed the cap first.
+    let mut text = gpg().encrypted.clone();
+    while text.len() < 5000 {
+        text.push_str("\n\n");
+    }
+    let t = run_message(&mut c, &spec(inline("cap", &text, Cte::SevenBit, false)))
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected_text(&t.outcome),
+        "550 5.7.1 Only OpenPGP-encrypted mail is accepted here \
+         (not proven encrypted within the first 4096 bytes)"
+    );
+    // Headers count against the cap too: refused at end of headers.
+    let mut big_headers = String::new();
+    for i in 0..100 {
+        big_headers.push_str(&format!("X-Filler-{i}: {}\r\n", "y".repeat(60)));
+    }
+    let mut m = big_headers.into_bytes();
+    m.extend(inline("hdr", &gpg().encrypted, Cte::SevenBit, false));
+    let t = run_next_message(&mut c, &spec(m)).await.unwrap();
+    assert!(
+        matches!(
+            t.outcome,
+            Outcome::Rejected {
+                at: Step::EndOfHeaders,
+                ..
+            }
+        ),
+        "{:?}",
+        t.outcome
+    );
+    // The next message, small, is judged afresh.
+    let t = run_next_message(
+        &mut c,
+        &spec(inline("ok", &gpg().encrypted, Cte::SevenBit, false)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+}
+
+#[tokio::test]
+async fn postmaster_and_abuse_always_get_plain_mail() {
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let mut first = true;
+    for rcpt in ["Postmaster", "postmaster@example.org", "ABUSE@example.org"] {
+        let s = MessageSpec {
+            rcpts: vec![rcpt.into()],
+            ..spec(plain("role", "Your server is misconfigured.\n"))
+        };
+        let t = if first {
+            first = false;
+            run_message(&mut c, &s).await.unwrap()
+        } else {
+            run_next_message(&mut c, &s).await.unwrap()
+        };
+        assert_eq!(t.outcome, Outcome::Accepted, "{rcpt}");
+    }
+    c.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn mixed_recipients_are_split_into_separate_transactions() {
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let s = MessageSpec {
+        rcpts: vec!["bob@example.org".into(), "postmaster@example.org".into()],
+        ..spec(plain("mixed", "hello\n"))
+    };
+    let t = run_message(&mut c, &s).await.unwrap();
+    assert_eq!(t.refused_rcpts.len(), 1, "{:?}", t.refused_rcpts);
+    let r = &t.refused_rcpts[0];
+    assert_eq!(r.rcpt.trim_matches(['<', '>']), "postmaster@example.org");
+    assert!(r.temporary);
+    assert!(
+        r.reply.as_deref().unwrap_or("").starts_with("452 4.5.3 "),
+        "{r:?}"
+    );
+    // Bob's copy is still checked (and refused: it is plain).
+    assert!(matches!(t.outcome, Outcome::Rejected { .. }));
+}
+
+#[tokio::test]
+async fn authenticated_submissions_are_skipped_unless_configured() {
+    let auth = |s: MessageSpec| MessageSpec {
+        macros: vec![("{auth_authen}".into(), "alice".into())],
+        ..s
+    };
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &auth(spec(plain("out", "outgoing\n"))))
+        .await
+        .unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    // Decided before the body: no body step was waited for.
+    assert!(
+        !t.steps
+            .iter()
+            .any(|r| r.outcome.step == Step::Body && r.outcome.answer.is_some()),
+        "authenticated mail is accepted before the body"
+    );
+    c.quit().await.unwrap();
+
+    let strict = Policy {
+        skip_authenticated: false,
+        ..Policy::default()
+    };
+    let mut c = client(strict, Offer::postfix()).await;
+    let t = run_message(&mut c, &auth(spec(plain("out", "outgoing\n"))))
+        .await
+        .unwrap();
+    assert!(
+        matches!(t.outcome, Outcome::Rejected { .. }),
+        "{:?}",
+        t.outcome
+    );
+}
+
+#[tokio::test]
+async fn exempt_senders_and_unenforced_domains_pass() {
+    let policy = Policy {
+        exempt_senders: vec![
+            pgp_milter::policy::AddressPattern::parse("@partner.example").unwrap(),
+        ],
+        enforce_domains: vec!["example.org".into()],
+        ..Policy::default()
+    };
+    let mut c = client(policy, Offer::postfix()).await;
+    let t = run_message(
+        &mut c,
+        &MessageSpec {
+            from: "news@partner.example".into(),
+            ..spec(plain("a", "hi\n"))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let t = run_next_message(
+        &mut c,
+        &MessageSpec {
+            rcpts: vec!["someone@elsewhere.example".into()],
+            ..spec(plain("b", "hi\n"))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let t = run_next_message(&mut c, &spec(plain("c", "hi\n")))
+        .await
+        .unwrap();
+    assert!(matches!(t.outcome, Outcome::Rejected { .. }));
+    c.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_closing_boundary_split_across_body_chunks_is_found() {
+    // Pad the preamble so that the closing delimiter straddles the end of
+    // the first 65535-byte body chunk.
+    let m = pgp_mime("split", &gpg().encrypted);
+    let body_start = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let closing = m
+        .windows(16)
+        .position(|w| w == b"--enc-b0undary--")
+        .unwrap();
+    let preamble_at = m.windows(7).position(|w| w == b"This is").unwrap();
+    let want = body_start + minimilter::proto::CHUNK_SIZE - 6;
+    let mut pad = want - closing;
+    let mut padding = String::new();
+    while pad > 0 {
+        let n = pad.min(72);
+        if n < 3 {
+            padding.push_str(&" ".repeat(n));
+            break;
+        }
+        padding.push_str(&"p".repeat(n - 2));
+        padding.push_str("\r\n");
+        pad -= n;
+    }
+    let mut padded = m[..preamble_at].to_vec();
+    padded.extend_from_slice(padding.as_bytes());
+    padded.extend_from_slice(&m[preamble_at..]);
+    let closing = padded
+        .windows(16)
+        .position(|w| w == b"--enc-b0undary--")
+        .unwrap();
+    assert_eq!(closing - body_start, minimilter::proto::CHUNK_SIZE - 6);
+    padded.extend(std::iter::repeat_n(b'e', 100_000));
+    padded.extend_from_slice(b"\r\n");
+
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(padded)).await.unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let answers: Vec<_> = t
+        .steps
+        .iter()
+        .filter(|r| r.outcome.step == Step::Body)
+        .map(|r| r.outcome.answer.clone())
+        .collect();
+    assert_eq!(
+        answers,
+        [Some(Answer::Continue), Some(Answer::Skip)],
+        "decided on the chunk that completes the delimiter"
+    );
+}

@@ -1,0 +1,581 @@
+//! A corpus of real OpenPGP mail, made by GnuPG in a throw-away home
+//! directory when the tests start, and the messages built from it.
+//!
+//! Needs `gpg` (Debian package `gnupg`); without it the tests fail with
+//! that name rather than pass silently.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+/// The recipient whose key encrypts the corpus.
+pub const RECIPIENT: &str = "bob@example.org";
+
+/// Real OpenPGP outputs of GnuPG.
+#[derive(Debug)]
+pub struct Gpg {
+    /// `gpg --encrypt --armor` to the test key.
+    pub encrypted: String,
+    /// `gpg --encrypt` (binary) to the test key.
+    pub encrypted_binary: Vec<u8>,
+    /// `gpg --symmetric --armor`.
+    pub symmetric: String,
+    /// `gpg --clearsign`.
+    pub clearsigned: String,
+    /// `gpg --detach-sign --armor` of [`SIGNED_ENTITY`].
+    pub detached_signature: String,
+    /// `gpg --store --armor`: literal data, armored, not encrypted.
+    pub literal: String,
+    /// `gpg --export --armor`.
+    pub public_key: String,
+    /// `gpg --sign --armor --compress-algo none`: one-pass signature,
+    /// literal data, signature.
+    pub signed_message: String,
+    /// `gpg --sign --armor`: the same inside a compressed packet.
+    pub signed_compressed: String,
+}
+
+/// The MIME entity the detached signature signs.
+pub const SIGNED_ENTITY: &str =
+    "Content-Type: text/plain; charset=us-ascii\r\n\r\nSigned, not sealed.\r\n";
+
+/// The corpus, made once per test binary.
+pub fn gpg() -> &'static Gpg {
+    static CORPUS: OnceLock<Gpg> = OnceLock::new();
+    CORPUS.get_or_init(make_corpus)
+}
+
+fn make_corpus() -> Gpg {
+    let ok = Command::new("gpg")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "GnuPG (`gpg`) is needed to build the test corpus: install the Debian package `gnupg` \
+         (apt-get install -y gnupg)"
+    );
+    let home = tempfile::Builder::new()
+        .prefix("pgpm-gpg-")
+        .tempdir_in("/tmp")
+        .expect("temporary GNUPGHOME");
+    let h = home.path();
+    run(
+        h,
+        &[
+            "--quick-generate-key",
+            "Bob <bob@example.org>",
+            "future-default",
+            "default",
+            "never",
+        ],
+        b"",
+    );
+    let secret = "The eagle lands at midnight.\n";
+    let to_bob = ["--trust-model", "always", "--recipient", RECIPIENT];
+    let text = |out: Vec<u8>| String::from_utf8(out).expect("armor is text");
+    let mut enc = vec!["--armor", "--encrypt"];
+    enc.extend(to_bob);
+    let mut bin = vec!["--encrypt"];
+    bin.extend(to_bob);
+    let corpus = Gpg {
+        encrypted: text(run(h, &enc, secret.as_bytes())),
+        encrypted_binary: run(h, &bin, secret.as_bytes()),
+        symmetric: text(run(
+            h,
+            &["--armor", "--symmetric", "--passphrase", "correct horse"],
+            secret.as_bytes(),
+        )),
+        clearsigned: text(run(h, &["--clearsign"], b"I said this.\n")),
+        detached_signature: text(run(
+            h,
+            &["--armor", "--detach-sign"],
+            SIGNED_ENTITY.as_bytes(),
+        )),
+        literal: text(run(h, &["--armor", "--store"], b"Not encrypted at all.\n")),
+        public_key: text(run(h, &["--armor", "--export", RECIPIENT], b"")),
+        signed_message: text(run(
+            h,
+            &["--armor", "--sign", "--compress-algo", "none"],
+            b"Signed inline.\n",
+        )),
+        signed_compressed: text(run(h, &["--armor", "--sign"], b"Signed inline.\n")),
+    };
+    // Stop the agent GnuPG started for this home before removing it.
+    let _ = Command::new("gpgconf")
+        .args(["--kill", "all"])
+        .env("GNUPGHOME", h)
+        .status();
+    corpus
+}
+
+fn run(home: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gpg")
+        .args([
+            "--batch",
+            "--quiet",
+            "--no-tty",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(args)
+        .env("GNUPGHOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting gpg");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "gpg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// CRLF line ends everywhere (the text may have LF or CRLF).
+pub fn crlf(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\n', "\r\n")
+}
+
+fn headers(subject: &str, extra: &str) -> String {
+    format!(
+        "From: alice@client.example\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\n\
+         MIME-Version: 1.0\r\n{extra}"
+    )
+}
+
+/// RFC 3156 PGP/MIME encrypted, with a preamble and an epilogue.
+pub fn pgp_mime(subject: &str, armored: &str) -> Vec<u8> {
+    crlf(&format!(
+        "{}Content-Type: multipart/encrypted;\r\n protocol=\"application/pgp-encrypted\";\r\n \
+         boundary=\"enc-b0undary\"\r\n\r\n\
+         This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n\
+         --enc-b0undary\r\nContent-Type: application/pgp-encrypted\r\n\
+         Content-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n\r\n\
+         --enc-b0undary\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
+         Content-Description: OpenPGP encrypted message\r\n\
+         Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n\
+         {armored}\r\n--enc-b0undary--\r\n\r\nepilogue\r\n",
+        headers(subject, "")
+    ))
+    .into_bytes()
+}
+
+/// RFC 3156 PGP/MIME signed.
+pub fn pgp_mime_signed(subject: &str, signature: &str) -> Vec<u8> {
+    crlf(&format!(
+        "{}Content-Type: multipart/signed; micalg=pgp-sha256;\r\n \
+         protocol=\"application/pgp-signature\"; boundary=\"sig-b\"\r\n\r\n\
+         --sig-b\r\n{SIGNED_ENTITY}\r\n--sig-b\r\n\
+         Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n\r\n\
+         {signature}\r\n--sig-b--\r\n",
+        headers(subject, "")
+    ))
+    .into_bytes()
+}
+
+/// How a text part is transfer-encoded.
+#[derive(Debug, Clone, Copy)]
+pub enum Cte {
+    /// 7bit, as is.
+    SevenBit,
+    /// quoted-printable.
+    QuotedPrintable,
+    /// base64.
+    Base64,
+}
+
+/// A single text/plain part holding `text`, encoded with `cte`; `lf` keeps
+/// the text's line ends LF (the headers stay CRLF, as the MTA sends them).
+pub fn inline(subject: &str, text: &str, cte: Cte, lf: bool) -> Vec<u8> {
+    let text = if lf {
+        text.replace("\r\n", "\n")
+    } else {
+        crlf(text)
+    };
+    let (name, body) = match cte {
+        Cte::SevenBit => ("7bit", text),
+        Cte::QuotedPrintable => ("quoted-printable", qp(&text)),
+        Cte::Base64 => ("base64", base64_lines(text.as_bytes())),
+    };
+    let mut m = headers(
+        subject,
+        &format!(
+            "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: {name}\r\n"
+        ),
+    );
+    m.push_str("\r\n");
+    m.push_str(&body);
+    m.into_bytes()
+}
+
+/// A plain message without MIME headers.
+pub fn plain(subject: &str, body: &str) -> Vec<u8> {
+    crlf(&format!(
+        "From: alice@client.example\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\n\r\n{body}"
+    ))
+    .into_bytes()
+}
+
+/// multipart/mixed with the given parts (each: headers, blank line, body).
+pub fn mixed(subject: &str, parts: &[String]) -> Vec<u8> {
+    let mut m = headers(
+        subject,
+        "Content-Type: multipart/mixed; boundary=\"mix\"\r\n\r\n",
+    );
+    for p in parts {
+        m.push_str("--mix\r\n");
+        m.push_str(&crlf(p));
+        m.push_str("\r\n");
+    }
+    m.push_str("--mix--\r\n");
+    m.into_bytes()
+}
+
+/// A base64 attachment part.
+pub fn attachment(mime: &str, filename: &str, data: &[u8]) -> String {
+    format!(
+        "Content-Type: {mime}; name=\"{filename}\"\r\n\
+         Content-Disposition: attachment; filename=\"{filename}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}",
+        base64_lines(data)
+    )
+}
+
+/// Base64 in 76-character lines, CRLF.
+pub fn base64_lines(data: &[u8]) -> String {
+    STANDARD
+        .encode(data)
+        .as_bytes()
+        .chunks(76)
+        .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+        .collect()
+}
+
+/// Quoted-printable with soft line breaks, keeping the text's line ends.
+pub fn qp(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let (content, eol) = match line.strip_suffix("\r\n") {
+            Some(c) => (c, "\r\n"),
+            None => match line.strip_suffix('\n') {
+                Some(c) => (c, "\n"),
+                None => (line, ""),
+            },
+        };
+        let mut col = 0;
+        for b in content.bytes() {
+            let enc = if b == b'=' || !(b' '..=b'~').contains(&b) {
+                format!("={b:02X}")
+            } else {
+                (b as char).to_string()
+            };
+            if col + enc.len() > 75 {
+                out.push('=');
+                out.push_str(if eol.is_empty() { "\r\n" } else { eol });
+                col = 0;
+            }
+            col += enc.len();
+            out.push_str(&enc);
+        }
+        out.push_str(eol);
+    }
+    out
+}
+
+/// Armor with extra armor headers and without its checksum line.
+pub fn with_headers_no_checksum(armored: &str) -> String {
+    let mut out = String::new();
+    for line in armored.lines() {
+        if line.len() == 5 && line.starts_with('=') {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("-----BEGIN PGP MESSAGE-----") {
+            out.push_str("Version: GopenPGP 2.7.4\nComment: https://gopenpgp.org\n");
+        }
+    }
+    out
+}
+
+/// One corpus message and what each policy must do with it.
+pub struct Case {
+    /// Short name for failure messages.
+    pub name: &'static str,
+    /// The whole message (CRLF headers).
+    pub message: Vec<u8>,
+    /// Detection, as `Detection`'s Display text starts.
+    pub detected: &'static str,
+    /// Passes with `require = "encrypted"`.
+    pub passes_encrypted: bool,
+    /// Passes with `require = "encrypted-or-signed"`.
+    pub passes_signed: bool,
+}
+
+/// Every case of the corpus.
+pub fn cases() -> Vec<Case> {
+    let g = gpg();
+    let enc = g.encrypted.as_str();
+    let case = |name, message, detected, passes_encrypted, passes_signed| Case {
+        name,
+        message,
+        detected,
+        passes_encrypted,
+        passes_signed,
+    };
+    let half = &enc[..enc.len() / 2];
+    let garbage = format!(
+        "-----BEGIN PGP MESSAGE-----\n\n{}-----END PGP MESSAGE-----\n",
+        base64_lines(b"This is just some text pretending to be OpenPGP data.")
+    );
+    let quoted: String = enc.lines().map(|l| format!("> {l}\n")).collect();
+    let signed_inside = format!("Content-Type: text/plain\r\n\r\n{}", g.clearsigned);
+    vec![
+        case(
+            "pgp/mime encrypted",
+            pgp_mime("m1", enc),
+            "encrypted (PGP/MIME)",
+            true,
+            true,
+        ),
+        case(
+            "pgp/mime encrypted, armor headers, no checksum",
+            pgp_mime("m2", &with_headers_no_checksum(enc)),
+            "encrypted (PGP/MIME)",
+            true,
+            true,
+        ),
+        case(
+            "pgp/mime symmetric",
+            pgp_mime("m3", &g.symmetric),
+            "encrypted (PGP/MIME)",
+            true,
+            true,
+        ),
+        case(
+            "inline 7bit LF",
+            inline("i1", enc, Cte::SevenBit, true),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "inline 7bit CRLF",
+            inline("i2", enc, Cte::SevenBit, false),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "inline quoted-printable",
+            inline("i3", enc, Cte::QuotedPrintable, false),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "inline quoted-printable LF",
+            inline("i3l", enc, Cte::QuotedPrintable, true),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "inline base64",
+            inline("i4", enc, Cte::Base64, false),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "inline base64 LF",
+            inline("i4l", enc, Cte::Base64, true),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "inline symmetric",
+            inline("i5", &g.symmetric, Cte::SevenBit, false),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "inline text plus binary .pgp attachment",
+            mixed(
+                "i6",
+                &[
+                    format!("Content-Type: text/plain\r\n\r\n{enc}"),
+                    attachment(
+                        "application/octet-stream",
+                        "report.pdf.pgp",
+                        &g.encrypted_binary,
+                    ),
+                ],
+            ),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "pgp/mime turned into multipart/mixed by Exchange",
+            mixed(
+                "e1",
+                &[
+                    "Content-Type: application/pgp-encrypted\r\n\
+                     Content-Disposition: attachment; filename=\"PGPMIME Versions Identification\"\r\n\r\n\
+                     Version: 1\r\n"
+                        .to_owned(),
+                    format!(
+                        "Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n{enc}"
+                    ),
+                ],
+            ),
+            "encrypted (inline PGP)",
+            true,
+            true,
+        ),
+        case(
+            "plain text containing the BEGIN line",
+            plain("p1", &format!("Hi Bob,\n\nhere it is:\n\n{enc}\nCheers\n")),
+            "unencrypted content",
+            false,
+            false,
+        ),
+        case(
+            "quoted armor in a reply",
+            plain("p2", &format!("You wrote:\n{quoted}")),
+            "unencrypted content",
+            false,
+            false,
+        ),
+        case(
+            "plain text",
+            plain("p3", "Just saying hello.\n"),
+            "unencrypted content",
+            false,
+            false,
+        ),
+        case(
+            "header line only",
+            plain("p4", "-----BEGIN PGP MESSAGE-----\n"),
+            "invalid OpenPGP data: armor is truncated",
+            false,
+            false,
+        ),
+        case(
+            "garbage armor",
+            plain("p5", &garbage),
+            "invalid OpenPGP data: byte",
+            false,
+            false,
+        ),
+        case(
+            "truncated armor",
+            plain("p6", half),
+            "invalid OpenPGP data: armor is truncated",
+            false,
+            false,
+        ),
+        case(
+            "pgp/mime with truncated armor",
+            pgp_mime("p7", half),
+            "invalid OpenPGP data: PGP/MIME encrypted: armor is truncated",
+            false,
+            false,
+        ),
+        case(
+            "literal data armored as PGP MESSAGE",
+            plain("p8", &g.literal),
+            "invalid OpenPGP data: PGP MESSAGE is not encrypted",
+            false,
+            false,
+        ),
+        case(
+            "key block alone",
+            plain("k1", &g.public_key),
+            "only an OpenPGP key",
+            false,
+            false,
+        ),
+        case(
+            "encrypted text plus a plaintext attachment",
+            mixed(
+                "x1",
+                &[
+                    format!("Content-Type: text/plain\r\n\r\n{enc}"),
+                    attachment("application/pdf", "secret.pdf", b"%PDF-1.4 not encrypted"),
+                ],
+            ),
+            "unencrypted content: application/pdf attachment",
+            false,
+            false,
+        ),
+        case(
+            "multipart/mixed cut before its closing boundary",
+            {
+                let mut m = mixed("x2", &[format!("Content-Type: text/plain\r\n\r\n{enc}")]);
+                m.truncate(m.len() - "--mix--\r\n".len());
+                m
+            },
+            "invalid OpenPGP data: multipart/mixed without its closing boundary",
+            false,
+            false,
+        ),
+        case(
+            "signed PGP MESSAGE",
+            plain("s4", &g.signed_message),
+            "signed (inline PGP)",
+            false,
+            true,
+        ),
+        case(
+            "compressed signed PGP MESSAGE (not looked into)",
+            plain("s5", &g.signed_compressed),
+            "invalid OpenPGP data: PGP MESSAGE is not encrypted: compressed",
+            false,
+            false,
+        ),
+        case(
+            "clearsigned",
+            plain("s1", &g.clearsigned),
+            "signed (cleartext signature)",
+            false,
+            true,
+        ),
+        case(
+            "pgp/mime signed",
+            pgp_mime_signed("s2", &g.detached_signature),
+            "signed (PGP/MIME)",
+            false,
+            true,
+        ),
+        case(
+            "encrypted and clearsigned parts",
+            mixed(
+                "s3",
+                &[
+                    format!("Content-Type: text/plain\r\n\r\n{enc}"),
+                    signed_inside,
+                ],
+            ),
+            "signed (cleartext signature)",
+            false,
+            true,
+        ),
+    ]
+}
