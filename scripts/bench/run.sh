@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Benchmarks three milters doing the same small job and writes docs/performance.md:
+#   minimilter  target/release/examples/action_milter (crates/minimilter/src/interop.rs)
+#   libmilter   crates/minimilter/tests/interop/libmilter/action_milter.c (Sendmail's libmilter)
+#   pymilter    scripts/bench/action_milter.py (Debian's python3-milter)
+# Load: `minimilter bench` on unix sockets (scenarios a-d), plus 10,000 idle
+# connections (scripts/bench/idle_connections.py). Raw JSON goes to target/bench/.
+#
+# Usage (as root on Debian/Ubuntu if packages are missing): scripts/bench/run.sh
+# Takes about 6 minutes. Everything runs locally: unix sockets only, every load
+# run bounded in messages and time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+STARTED=$(date +%s)
+PY=/usr/bin/python3           # Debian's python, which has python3-milter
+OUT=target/bench
+DOC=docs/performance.md
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-6}   # measured run length the counts are sized for
+CAP=${CAP:-12}                          # --duration cap of every measured run
+REPEAT=${REPEAT:-3}                     # measured runs per milter and scenario
+QUIET_WAIT=${QUIET_WAIT:-8}             # wait at most this long for an idle machine per run
+IDLE_CONNS=${IDLE_CONNS:-10000}
+
+# --- what is needed ----------------------------------------------------------
+missing=()
+[ -f /usr/include/libmilter/mfapi.h ] || missing+=(libmilter-dev)
+[ -x "$PY" ] && "$PY" -c 'import Milter' 2>/dev/null || missing+=(python3-milter)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run.sh: missing ${missing[*]}; run as root or install them" >&2
+        exit 1
+    fi
+    echo "== installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# --- build ---------------------------------------------------------------------
+echo "== building"
+cargo build --release -p minimilter -p minimilter-cli --examples --bins
+mkdir -p "$OUT"
+cc -O2 -o "$OUT/action_milter_libmilter" \
+    crates/minimilter/tests/interop/libmilter/action_milter.c -lmilter -lpthread
+RUST_MILTER=target/release/examples/action_milter
+C_MILTER=$OUT/action_milter_libmilter
+export BENCH_BIN=target/release/minimilter
+rm -f "$OUT"/run-*.json "$OUT"/idle-*.json "$OUT"/*.log
+
+# 10,000 connections need more than the usual 1024 descriptors, in the milters and
+# in the opener alike (children inherit this limit).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+
+"$PY" - "$OUT/meta.json" "$NOFILE" "$SECONDS_PER_RUN" "$CAP" "$REPEAT" "$QUIET_WAIT" <<'EOF'
+import json, os, subprocess, sys
+def cmd(*a):
+    try:
+        return subprocess.run(a, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+json.dump({
+    "nproc": cmd("nproc"),
+    "rustc": cmd("rustc", "--version"),
+    "libmilter": cmd("dpkg-query", "-W", "-f=${Version}", "libmilter1.0.1"),
+    "pymilter": cmd("dpkg-query", "-W", "-f=${Version}", "python3-milter"),
+    "python": cmd("/usr/bin/python3", "--version"),
+    "nofile": sys.argv[2],
+    "seconds": sys.argv[3],
+    "cap": sys.argv[4],
+    "repeat": sys.argv[5],
+    "quiet_wait": sys.argv[6],
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+
+# --- milters -----------------------------------------------------------------
+SOCKDIR=$(mktemp -d /tmp/minimilter-bench.XXXXXX)
+MILTER_PID=""
+SOCK=""
+
+stop_milter() {
+    if [ -n "$MILTER_PID" ]; then
+        kill "$MILTER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$MILTER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$MILTER_PID" 2>/dev/null || true
+        wait "$MILTER_PID" 2>/dev/null || true
+        MILTER_PID=""
+    fi
+    [ -z "$SOCK" ] || rm -f "$SOCK"
+}
+cleanup() {
+    stop_milter
+    rm -rf "$SOCKDIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_milter NAME: starts the milter on a fresh unix socket; sets MILTER_PID and SOCK.
+start_milter() {
+    local name=$1
+    SOCK=$SOCKDIR/$name.sock
+    rm -f "$SOCK"
+    case $name in
+    minimilter)
+        RUST_LOG=warn "$RUST_MILTER" --listen "unix:$SOCK" --socket-mode 666 \
+            --max-connections 20000 2>>"$OUT/$name.log" &
+        ;;
+    libmilter)
+        # It logs one line per callback to stderr; /dev/null keeps that cheap.
+        "$C_MILTER" -p "unix:$SOCK" 2>/dev/null &
+        ;;
+    libmilter-n)
+        "$C_MILTER" -n -p "unix:$SOCK" 2>/dev/null &
+        ;;
+    pymilter)
+        "$PY" scripts/bench/action_milter.py "unix:$SOCK" 2>>"$OUT/$name.log" &
+        ;;
+    esac
+    MILTER_PID=$!
+    for _ in $(seq 100); do
+        [ -S "$SOCK" ] && return 0
+        kill -0 "$MILTER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "run.sh: $name did not start (socket $SOCK)" >&2
+    exit 1
+}
+
+# scenario NAME ID CONNS BODY_BYTES [--new-connection-per-message]
+scenario() {
+    local name=$1 id=$2 conns=$3 body=$4
+    shift 4
+    start_milter "$name"
+    "$PY" scripts/bench/measure.py scenario --pid "$MILTER_PID" --milter "$name" \
+        --scenario "$id" --socket "unix:$SOCK" --conns "$conns" --body-bytes "$body" \
+        --seconds "$SECONDS_PER_RUN" --cap "$CAP" --repeat "$REPEAT" --quiet-wait "$QUIET_WAIT" \
+        --out "$OUT/run-$id-$name.json" "$@"
+    stop_milter
+}
+
+# Connections for the 1 MiB scenario (c); lower one if a milter cannot keep up.
+declare -A BIG_CONNS=([minimilter]=32 [libmilter]=32 [pymilter]=32)
+
+echo "== (a) 32 connections, 2 KiB body"
+for m in minimilter libmilter libmilter-n pymilter; do scenario "$m" a 32 2048; done
+echo "== (b) 1 connection, 2 KiB body"
+for m in minimilter libmilter pymilter; do scenario "$m" b 1 2048; done
+echo "== (c) 1 MiB body"
+for m in minimilter libmilter pymilter; do scenario "$m" c "${BIG_CONNS[$m]}" 1048576; done
+echo "== (d) new connection per message, 32 concurrent, 2 KiB body"
+for m in minimilter libmilter pymilter; do
+    scenario "$m" d 32 2048 --new-connection-per-message
+done
+
+echo "== (e) $IDLE_CONNS idle connections (open-file limit $NOFILE)"
+for m in minimilter libmilter pymilter; do
+    start_milter "$m"
+    sleep 0.5
+    "$PY" scripts/bench/idle_connections.py --socket "$SOCK" --pid "$MILTER_PID" \
+        --milter "$m" --count "$IDLE_CONNS" --hold 2 --deadline 120 --out "$OUT/idle-$m.json"
+    stop_milter
+done
+
+RUNTIME=$(($(date +%s) - STARTED))
+"$PY" scripts/bench/measure.py report --dir "$OUT" --out "$DOC" --runtime "$RUNTIME"
+echo "== wrote $DOC ($RUNTIME s)"
