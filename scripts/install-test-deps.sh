@@ -5,6 +5,15 @@
 #   miltertest     drives a milter without an MTA (Lua scripts)
 #   libmilter-dev  Sendmail's libmilter headers, for interop checks against the C library
 #   iproute2       `ss`, used to wait for listeners without connecting to them
+#   m4, libwrap0   build Sendmail's .cf / the one shared library Sendmail needs that is
+#                  not already present
+#   gnupg          pgp-milter's tests build their OpenPGP corpus with gpg
+#   util-linux     `unshare`, which keeps the test Sendmail's name lookups on this machine
+#   gcc            builds the libmilter reference milter
+#   sendmail       sendmail-bin, sendmail-base and sendmail-cf are *not installed* (they
+#                  conflict with postfix): they are downloaded and unpacked with dpkg -x
+#                  into $SENDMAIL_DIR (/opt/minimilter-test/sendmail), where
+#                  crates/testkit (testkit::Sendmail) runs a private Sendmail from them
 #
 # Idempotent and fast: installs only what is missing and does not touch apt otherwise.
 # Debian's default Postfix instance is configured as "No configuration" and never
@@ -22,6 +31,12 @@ command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v miltertest >/dev/null 2>&1 || missing+=(miltertest)
 [ -f /usr/include/libmilter/mfapi.h ] || missing+=(libmilter-dev)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v m4 >/dev/null 2>&1 || missing+=(m4)
+ls /lib/*/libwrap.so.0 /usr/lib/*/libwrap.so.0 >/dev/null 2>&1 || missing+=(libwrap0)
+# pgp-milter's tests build their OpenPGP corpus with GnuPG; unshare (util-linux) isolates Sendmail.
+command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps.sh: installing ${missing[*]}"
@@ -43,7 +58,37 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev and ss already present"
+    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare and cc already present"
+fi
+
+# Sendmail, unpacked (not installed) for testkit::Sendmail. The marker file is written
+# last, so an interrupted run is redone; the tree is built beside the target and renamed
+# into place, so a half-unpacked tree is never used.
+SENDMAIL_DIR=/opt/minimilter-test/sendmail
+SENDMAIL_PACKAGES=(sendmail-bin sendmail-base sendmail-cf)
+if [ -f "$SENDMAIL_DIR/.unpacked" ] &&
+    [ -x "$SENDMAIL_DIR/usr/libexec/sendmail/sendmail" ] &&
+    [ -f "$SENDMAIL_DIR/usr/share/sendmail/cf/m4/cf.m4" ]; then
+    echo "install-test-deps.sh: Sendmail already unpacked in $SENDMAIL_DIR"
+else
+    echo "install-test-deps.sh: unpacking ${SENDMAIL_PACKAGES[*]} into $SENDMAIL_DIR"
+    mkdir -p "$(dirname "$SENDMAIL_DIR")"
+    rm -rf "$(dirname "$SENDMAIL_DIR")"/.sendmail-*   # left by an interrupted run
+    work=$(mktemp -d "$(dirname "$SENDMAIL_DIR")/.sendmail-XXXXXX")
+    # apt-get download writes into the current directory; as root, because its
+    # sandbox user _apt cannot write into this root-owned directory.
+    if ! (cd "$work" && apt-get download -qq -o APT::Sandbox::User=root "${SENDMAIL_PACKAGES[@]}"); then
+        apt-get update -qq
+        (cd "$work" && apt-get download -qq -o APT::Sandbox::User=root "${SENDMAIL_PACKAGES[@]}")
+    fi
+    mkdir "$work/tree"
+    for deb in "$work"/*.deb; do
+        dpkg -x "$deb" "$work/tree"
+    done
+    (cd "$work" && ls ./*.deb) >"$work/tree/.unpacked"
+    rm -rf "$SENDMAIL_DIR"
+    mv "$work/tree" "$SENDMAIL_DIR"
+    rm -rf "$work"
 fi
 
 # The default instance (config /etc/postfix, queue /var/spool/postfix) is not used by the

@@ -36,6 +36,7 @@
 
 mod error;
 mod postfix;
+mod sendmail;
 mod smtp;
 
 use std::collections::BTreeSet;
@@ -46,6 +47,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::Error;
 pub use postfix::{DEFAULT_USERS, MAIL_DOMAIN, Postfix, PostfixBuilder, SmtpService};
+pub use sendmail::{
+    DEFAULT_MILTER_TIMEOUTS, SENDMAIL_DOMAIN, SENDMAIL_ROOT, Sendmail, SendmailBuilder,
+};
 pub use smtp::{DEFAULT_TIMEOUT, Reply, SmtpClient, Stage, send_message, simple_message};
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
