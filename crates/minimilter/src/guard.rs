@@ -40,16 +40,25 @@ pub(crate) async fn guarded<T>(
     limit: Duration,
     kill: &CancellationToken,
 ) -> Result<T, FilterFailure> {
-    let call = tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind());
-    tokio::select! {
-        biased;
-        r = call => match r {
-            Err(_) => Err(FilterFailure::Timeout(limit)),
-            Ok(Err(panic)) => Err(FilterFailure::Panic(panic_message(&panic))),
-            Ok(Ok(Err(e))) => Err(FilterFailure::Error(e)),
-            Ok(Ok(Ok(v))) => Ok(v),
-        },
-        _ = kill.cancelled() => Err(FilterFailure::Shutdown),
+    let call = AssertUnwindSafe(fut).catch_unwind();
+    tokio::pin!(call);
+    // Most filter steps finish without waiting: poll once before arming a
+    // timer and a cancellation waiter, which cost more than the step itself.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+    let outcome = match first {
+        std::task::Poll::Ready(r) => Ok(r),
+        std::task::Poll::Pending => {
+            tokio::select! {
+                biased;
+                r = tokio::time::timeout(limit, call) => r.map_err(|_| FilterFailure::Timeout(limit)),
+                _ = kill.cancelled() => Err(FilterFailure::Shutdown),
+            }
+        }
+    };
+    match outcome? {
+        Err(panic) => Err(FilterFailure::Panic(panic_message(&panic))),
+        Ok(Err(e)) => Err(FilterFailure::Error(e)),
+        Ok(Ok(v)) => Ok(v),
     }
 }
 

@@ -57,7 +57,7 @@ impl<F: Milter> Server<F> {
             self.config.clone(),
             stream,
             id,
-            shutdown,
+            shutdown.for_connection(),
         )
         .run()
         .await

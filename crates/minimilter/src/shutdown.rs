@@ -32,6 +32,16 @@ impl Shutdown {
         self.kill.cancel();
     }
 
+    /// Signals for one connection: child tokens, so that waiting on them
+    /// touches only this connection's state, never a lock shared by all
+    /// connections (cancelling the parent still reaches every child).
+    pub(crate) fn for_connection(&self) -> Shutdown {
+        Shutdown {
+            stop: self.stop.child_token(),
+            kill: self.kill.child_token(),
+        }
+    }
+
     /// True once a graceful shutdown began.
     pub fn is_stopping(&self) -> bool {
         self.stop.is_cancelled()
