@@ -10,6 +10,8 @@
 #   gnupg          pgp-milter's tests build their OpenPGP corpus with gpg
 #   util-linux     `unshare`, which keeps the test Sendmail's name lookups on this machine
 #   gcc            builds the libmilter reference milter
+#   mailman3       a real Mailman 3 core; mailman-milter's tests start a private one (own
+#                  config and var dir, REST on a free 127.0.0.1 port) and never the service
 #   sendmail       sendmail-bin, sendmail-base and sendmail-cf are *not installed* (they
 #                  conflict with postfix): they are downloaded and unpacked with dpkg -x
 #                  into $SENDMAIL_DIR (/opt/minimilter-test/sendmail), where
@@ -37,6 +39,8 @@ ls /lib/*/libwrap.so.0 /usr/lib/*/libwrap.so.0 >/dev/null 2>&1 || missing+=(libw
 command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# mailman-milter's REST backend is tested against Debian's Mailman 3 core.
+[ -x /usr/bin/mailman ] && [ -x /usr/lib/mailman3/bin/master ] || missing+=(mailman3)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps.sh: installing ${missing[*]}"
@@ -58,7 +62,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare and cc already present"
+    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare, cc and mailman3 already present"
 fi
 
 # Sendmail, unpacked (not installed) for testkit::Sendmail. The marker file is written

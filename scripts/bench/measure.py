@@ -10,8 +10,18 @@
       (utime+stime of all threads) before and after the measured run, peak RSS
       from VmHWM, the bench client's own CPU from wait4() rusage.
 
-  measure.py report --dir target/bench --out docs/performance.md --runtime SECONDS
-      Writes the Markdown report from the JSON files in --dir.
+  measure.py soak --pid PID --socket SPEC --conns 32
+                  --phase NAME:BODY_BYTES:SECONDS [--phase ...] [--interval 10] --out FILE
+      A bounded soak: the phases run one after the other, each one `minimilter bench`
+      with --duration SECONDS (and a message count far beyond what fits, so the
+      duration ends it). The milter's VmRSS, VmHWM, threads and open descriptors are
+      sampled every --interval seconds from the start of the first phase to a short
+      idle pause after the last; VmHWM is reset (/proc/PID/clear_refs) at the start of
+      each phase where the kernel allows it, so each phase has its own peak.
+
+  measure.py report --dir target/bench --out docs/performance.md [--runtime SECONDS]
+      Writes the Markdown report from the JSON files in --dir (run-*, idle-*, soak-*
+      and meta.json). Without --runtime, the runtime recorded in meta.json is used.
 
 Standard library only.
 """
@@ -158,6 +168,141 @@ def scenario(args):
 
 
 # ---------------------------------------------------------------------------
+# Soak
+# ---------------------------------------------------------------------------
+
+def proc_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def reset_hwm(pid):
+    """Resets the process's VmHWM to its current RSS (Linux >= 4.0, needs ptrace rights)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def soak(args):
+    phases = []
+    for spec in args.phase:
+        name, body, secs = spec.split(":")
+        phases.append((name, int(body), float(secs)))
+    t0 = time.monotonic()
+    started_at = datetime.datetime.now().astimezone()
+    samples = []
+
+    def sample(phase):
+        if not os.path.exists(f"/proc/{args.pid}"):
+            return None
+        s = {
+            "t_s": round(time.monotonic() - t0, 2),
+            "phase": phase,
+            "rss_kib": proc_status_kib(args.pid, "VmRSS"),
+            "hwm_kib": proc_status_kib(args.pid, "VmHWM"),
+            "threads": proc_threads(args.pid),
+            "fds": proc_fds(args.pid),
+            "cpu_s": proc_cpu_s(args.pid),
+        }
+        samples.append(s)
+        print(f"  t={s['t_s']:6.1f}s {phase:<10} VmRSS {s['rss_kib'] / 1024:7.1f} MiB "
+              f"VmHWM {s['hwm_kib'] / 1024:7.1f} MiB threads {s['threads']} fds {s['fds']}",
+              flush=True)
+        return s
+
+    sample("start")
+    next_sample = time.monotonic() + args.interval
+    results = []
+    for name, body, secs in phases:
+        hwm_reset = reset_hwm(args.pid)
+        cmd = [BENCH, "bench", args.socket, "--conns", str(args.conns),
+               "--messages", str(args.messages), "--duration", str(secs),
+               "--body-bytes", str(body), "--expect", "accept", "--json", "--quiet"]
+        print(f"== soak phase {name}: {' '.join(cmd)}", flush=True)
+        cpu0, p_started = proc_cpu_s(args.pid), time.monotonic()
+        with tempfile.TemporaryFile() as outf, tempfile.TemporaryFile() as errf:
+            p = subprocess.Popen(cmd, stdout=outf, stderr=errf)
+            # Bounded: the bench ends itself after `secs`; give it a margin, then kill it.
+            hard_deadline = p_started + secs + 60
+            while p.poll() is None:
+                now = time.monotonic()
+                if now >= hard_deadline:
+                    p.kill()
+                    p.wait()
+                    break
+                if now >= next_sample:
+                    sample(name)
+                    next_sample += args.interval
+                time.sleep(min(0.2, max(0.0, next_sample - time.monotonic())))
+            outf.seek(0)
+            errf.seek(0)
+            out, err = outf.read(), errf.read()
+        wall = time.monotonic() - p_started
+        cpu1 = proc_cpu_s(args.pid) if os.path.exists(f"/proc/{args.pid}") else cpu0
+        try:
+            result = json.loads(out)
+        except ValueError:
+            sys.stderr.write(f"bench printed no JSON (exit {p.returncode}): "
+                             f"{err.decode(errors='replace')}\n")
+            result = None
+        alive = os.path.exists(f"/proc/{args.pid}")
+        results.append({
+            "phase": name,
+            "body_bytes": body,
+            "seconds": secs,
+            "command": " ".join(cmd),
+            "bench_exit": p.returncode,
+            "bench": result,
+            "wall_s": wall,
+            "milter_cpu_s": cpu1 - cpu0,
+            "hwm_reset": hwm_reset,
+            # The phase's peak when the reset worked, else the peak since the milter started.
+            "peak_rss_kib": proc_status_kib(args.pid, "VmHWM") if alive else None,
+        })
+        b = result
+        print(f"   {name}: {b['messages'] if b else 0} msgs, {b['msgs_per_s'] if b else 0:.0f} msg/s, "
+              f"errors {sum(b['errors'].values()) + b['unexpected_verdicts'] if b else '?'}, "
+              f"exit {p.returncode}", flush=True)
+    # After the load: an idle pause, then the last samples.
+    idle_until = time.monotonic() + args.idle_after
+    while time.monotonic() < idle_until:
+        time.sleep(min(0.2, max(0.0, idle_until - time.monotonic())))
+    sample("idle after")
+    record = {
+        "milter": args.milter,
+        "date": started_at.strftime("%Y-%m-%d %H:%M %Z"),
+        "conns": args.conns,
+        "interval_s": args.interval,
+        "idle_after_s": args.idle_after,
+        "runtime_s": time.monotonic() - t0,
+        "alive_after": os.path.exists(f"/proc/{args.pid}"),
+        "command": args.command,
+        "phases": results,
+        "samples": samples,
+    }
+    with open(args.out, "w") as f:
+        json.dump(record, f, indent=1)
+
+
+def slope_kib_per_min(points):
+    """Least-squares slope of (t_s, rss_kib) points, in KiB per minute."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mr = sum(r for _, r in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return 60 * sum((t - mt) * (r - mr) for t, r in points) / var
+
+
+# ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
 
@@ -212,6 +357,15 @@ def load(d):
     return runs, idle, meta
 
 
+def load_soak(d):
+    out = {}
+    for p in sorted(glob.glob(os.path.join(d, "soak-*.json"))):
+        with open(p) as f:
+            r = json.load(f)
+        out[r["milter"]] = r
+    return out
+
+
 def errors_of(r):
     """Errors and unexpected verdicts over all measured runs of a scenario."""
     total, kinds = 0, {}
@@ -243,15 +397,29 @@ def worst_negotiation(r):
 
 def report(args):
     runs, idle, meta = load(args.dir)
+    soaks = load_soak(args.dir)
+    meta_path = os.path.join(args.dir, "meta.json")
+    if args.runtime is not None and meta:
+        # A full run: remember its date and runtime, so that a later soak-only
+        # run (which regenerates this report) keeps them.
+        meta["runtime_s"] = args.runtime
+        meta["date"] = f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+        with open(meta_path, "w") as f:
+            json.dump(meta, f, indent=1)
+    runtime = args.runtime if args.runtime is not None else meta.get("runtime_s")
     out = []
     w = out.append
     now = datetime.datetime.now().astimezone()
     w("# Performance\n")
     w("Generated by `scripts/bench/run.sh` (do not edit by hand; run the script again).\n")
-    w(f"- Date: {now:%Y-%m-%d %H:%M %Z}")
+    w(f"- Date: {meta.get('date') or f'{now:%Y-%m-%d %H:%M %Z}'}"
+      + "".join(f"; soak ({dict(MILTERS).get(m, m)}): {k['date']}" for m, k in soaks.items()))
     w(f"- Machine: {os.cpu_count()} CPUs (`nproc` {meta.get('nproc', '?')}), "
       f"{cpuinfo_model()}, Linux {platform.release()}")
-    w(f"- Command: `scripts/bench/run.sh` (total runtime {args.runtime:.0f} s)")
+    rt = f"total runtime {runtime:.0f} s" if runtime is not None else "runtime not recorded"
+    w(f"- Command: `scripts/bench/run.sh` ({rt}); the soak alone: `scripts/bench/soak.sh` "
+      "(or `scripts/bench/run.sh --soak-only`)"
+      + "".join(f", {k['runtime_s']:.0f} s" for k in soaks.values()))
     w(f"- Versions: {meta.get('rustc', '?')}; libmilter {meta.get('libmilter', '?')}; "
       f"python3-milter {meta.get('pymilter', '?')} under {meta.get('python', '?')}")
     w(f"- Open-file limit for the milters and the openers: {meta.get('nofile', '?')}")
@@ -348,6 +516,9 @@ def report(args):
               f"| {fmt(r.get('threads'))} | {r.get('notes', '')} |")
         w("")
 
+    for m, k in soaks.items():
+        soak_section(w, dict(MILTERS).get(m, m), k)
+
     obs = observations(runs, idle)
     if obs:
         w("## Observations\n")
@@ -358,11 +529,131 @@ def report(args):
     w("## Targets (minimilter)\n")
     w("| target | measured | result |")
     w("|---|---|---|")
-    for row in targets(runs, idle):
+    for row in targets(runs, idle) + soak_targets(soaks):
         w("| " + " | ".join(row) + " |")
     w("")
     with open(args.out, "w") as f:
         f.write("\n".join(out))
+
+
+def phase_samples(k, phase):
+    return [x for x in k["samples"] if x["phase"] == phase]
+
+
+def soak_stats(k, phase):
+    """first/last/max/median VmRSS (KiB) and slope (KiB/min) of a phase's samples."""
+    xs = phase_samples(k, phase)
+    if not xs:
+        return None
+    rss = [x["rss_kib"] for x in xs]
+    return {
+        "n": len(xs),
+        "first": rss[0],
+        "last": rss[-1],
+        "max": max(rss),
+        "min": min(rss),
+        "median": sorted(rss)[len(rss) // 2],
+        "slope": slope_kib_per_min([(x["t_s"], x["rss_kib"]) for x in xs]),
+        "fds_max": max((x["fds"] or 0) for x in xs),
+        "threads_max": max((x["threads"] or 0) for x in xs),
+    }
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f}" if kib is not None else "–"
+
+
+def soak_section(w, label, k):
+    phases = k["phases"]
+    w(f"## (f) Memory under load and a bounded soak: {label}\n")
+    w(f"`scripts/bench/soak.sh` ({k['date']}, {k['runtime_s']:.0f} s) starts "
+      "`target/release/examples/action_milter` fresh on a unix socket and runs these phases "
+      f"back to back, each one `minimilter bench --conns {k['conns']} --messages 10000000 "
+      "--duration SECONDS --body-bytes N --expect accept` (the duration ends each phase). "
+      f"The milter's VmRSS, VmHWM, threads and open descriptors are read from `/proc` every "
+      f"{k['interval_s']:.0f} s, and once more after {k['idle_after_s']:.0f} s idle at the end. "
+      "*Peak* is the phase's VmHWM: it is reset through `/proc/PID/clear_refs` when a phase "
+      "starts" + ("" if all(p["hwm_reset"] for p in phases) else
+                  " (the reset was refused here, so it is the peak since start)") + "; "
+      "*steady* is the median of the phase's samples; the slope is a least-squares fit of "
+      "the phase's samples. Throughput is a by-product here (other work may share the "
+      "machine during a phase); the comparisons are in (a) to (d).\n")
+    w("| phase | body | conns | seconds | messages | msgs/s | errors | peak RSS MiB "
+      "| steady RSS MiB | first / last / max sample MiB | slope KiB/min | open fds (max) "
+      "| threads |")
+    w("|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|")
+    for p in phases:
+        b = p["bench"]
+        st = soak_stats(k, p["phase"])
+        body = "1 MiB" if p["body_bytes"] == 1 << 20 else f"{p['body_bytes'] / 1024:g} KiB"
+        errs = (sum(b["errors"].values()) + b["unexpected_verdicts"]) if b else "bench failed"
+        slope = f"{st['slope']:+.1f}" if st and st["slope"] is not None else "–"
+        w(f"| {p['phase']} | {body} | {k['conns']} | {p['wall_s']:.0f} "
+          f"| {b['messages']:,} | {b['msgs_per_s']:,.0f} | {errs} | {mib(p['peak_rss_kib'])} "
+          f"| {mib(st and st['median'])} "
+          f"| {mib(st and st['first'])} / {mib(st and st['last'])} / {mib(st and st['max'])} "
+          f"| {slope} | {st['fds_max'] if st else '–'} | {st['threads_max'] if st else '–'} |"
+          if b else f"| {p['phase']} | {body} | {k['conns']} | {p['wall_s']:.0f} | – | – | {errs} "
+          f"| {mib(p['peak_rss_kib'])} | – | – | – | – | – |")
+    w("")
+    start = phase_samples(k, "start")
+    end = phase_samples(k, "idle after")
+    if start and end:
+        w(f"Before the load: {mib(start[0]['rss_kib'])} MiB, {start[0]['fds']} open descriptors; "
+          f"{k['idle_after_s']:.0f} s after the last phase: {mib(end[-1]['rss_kib'])} MiB, "
+          f"{end[-1]['fds']} open descriptors, {end[-1]['threads']} threads; the milter "
+          + ("was still running." if k.get("alive_after") else "**had exited**.") + "\n")
+    w("<details><summary>Every sample</summary>\n")
+    w("| t s | phase | VmRSS MiB | VmHWM MiB | threads | open fds |")
+    w("|---:|---|---:|---:|---:|---:|")
+    for x in k["samples"]:
+        w(f"| {x['t_s']:.0f} | {x['phase']} | {mib(x['rss_kib'])} | {mib(x['hwm_kib'])} "
+          f"| {x['threads']} | {x['fds']} |")
+    w("\n</details>\n")
+
+
+def soak_verdict(k):
+    """(flat?, text) for the soak: no growth over the long phase, and the 1 MiB
+    phase after it no bigger than before it."""
+    long = max(k["phases"], key=lambda p: p["seconds"])
+    st = soak_stats(k, long["phase"])
+    big = [p for p in k["phases"] if p["body_bytes"] >= 1 << 20]
+    if not st:
+        return False, "no samples"
+    growth = st["last"] - st["first"]
+    text = (f"{long['phase']} ({long['wall_s']:.0f} s, "
+            f"{long['bench']['messages'] if long['bench'] else 0:,} messages): VmRSS first "
+            f"{mib(st['first'])}, last {mib(st['last'])}, max {mib(st['max'])} MiB, "
+            f"slope {st['slope'] or 0:+.1f} KiB/min over {st['n']} samples")
+    flat = growth <= 1024 and st["max"] - st["min"] <= 2048
+    if len(big) >= 2 and big[0]["peak_rss_kib"] and big[-1]["peak_rss_kib"]:
+        text += (f"; 1 MiB bodies before / after it: peak {mib(big[0]['peak_rss_kib'])} / "
+                 f"{mib(big[-1]['peak_rss_kib'])} MiB")
+        flat = flat and big[-1]["peak_rss_kib"] <= big[0]["peak_rss_kib"] + 1024
+    errors = sum((sum(p["bench"]["errors"].values()) + p["bench"]["unexpected_verdicts"])
+                 if p["bench"] else 1 for p in k["phases"])
+    if errors:
+        text += f"; {errors} errors"
+    return flat and errors == 0 and k.get("alive_after", False), text
+
+
+def soak_targets(soaks):
+    rows = []
+    k = soaks.get("minimilter")
+    if not k:
+        return rows
+    big = [p for p in k["phases"] if p["body_bytes"] >= 1 << 20 and p["bench"]]
+    if big:
+        st = soak_stats(k, big[0]["phase"])
+        rows.append(["RSS under 32-connection load with 1 MiB bodies (recorded)",
+                     f"peak {mib(big[0]['peak_rss_kib'])} MiB, steady "
+                     f"{mib(st and st['median'])} MiB ({big[0]['bench']['messages']:,} messages "
+                     f"in {big[0]['wall_s']:.0f} s)", "recorded"])
+    flat, text = soak_verdict(k)
+    rows.append(["RSS flat over the 5-minute soak (growth ≤ 1 MiB, spread ≤ 2 MiB; 1 MiB "
+                 "peak after the soak ≤ before + 1 MiB; no errors)", text,
+                 "PASS" if flat else "FALLS SHORT"])
+    return rows
 
 
 def observations(runs, idle):
@@ -524,13 +815,28 @@ def main():
     s.add_argument("--quiet-wait", type=float, default=8.0,
                    help="wait at most this long for other processes to go quiet before a run")
     s.add_argument("--out", required=True)
+    k = sub.add_parser("soak")
+    k.add_argument("--pid", type=int, required=True)
+    k.add_argument("--milter", default="minimilter")
+    k.add_argument("--socket", required=True)
+    k.add_argument("--conns", type=int, default=32)
+    k.add_argument("--messages", type=int, default=10_000_000,
+                   help="messages per connection; far more than fit, so --duration ends each phase")
+    k.add_argument("--phase", action="append", required=True, metavar="NAME:BODY_BYTES:SECONDS")
+    k.add_argument("--interval", type=float, default=10.0)
+    k.add_argument("--idle-after", type=float, default=10.0)
+    k.add_argument("--command", default="scripts/bench/soak.sh",
+                   help="the command line to name in the report")
+    k.add_argument("--out", required=True)
     r = sub.add_parser("report")
     r.add_argument("--dir", required=True)
     r.add_argument("--out", required=True)
-    r.add_argument("--runtime", type=float, default=0.0)
+    r.add_argument("--runtime", type=float, default=None)
     args = ap.parse_args()
     if args.cmd == "scenario":
         scenario(args)
+    elif args.cmd == "soak":
+        soak(args)
     else:
         report(args)
 

@@ -4,13 +4,30 @@
 #   libmilter   crates/minimilter/tests/interop/libmilter/action_milter.c (Sendmail's libmilter)
 #   pymilter    scripts/bench/action_milter.py (Debian's python3-milter)
 # Load: `minimilter bench` on unix sockets (scenarios a-d), plus 10,000 idle
-# connections (scripts/bench/idle_connections.py). Raw JSON goes to target/bench/.
+# connections (scripts/bench/idle_connections.py), then the Rust milter's memory
+# under 1 MiB bodies and a bounded 5-minute soak (scripts/bench/soak.sh).
+# Raw JSON goes to target/bench/.
 #
-# Usage (as root on Debian/Ubuntu if packages are missing): scripts/bench/run.sh
-# Takes about 6 minutes. Everything runs locally: unix sockets only, every load
-# run bounded in messages and time.
+# Usage (as root on Debian/Ubuntu if packages are missing):
+#   scripts/bench/run.sh              everything, about 14 minutes
+#   scripts/bench/run.sh --no-soak    without the soak, about 6.5 minutes
+#   scripts/bench/run.sh --soak-only  only the soak (about 7.5 minutes); the other
+#                                     tables are regenerated from target/bench/
+# Everything runs locally: unix sockets only, every load run bounded in messages
+# and time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+SOAK=1
+case "${1:-}" in
+--soak-only) exec scripts/bench/soak.sh ;;
+--no-soak) SOAK="" ;;
+"") ;;
+*)
+    echo "usage: $0 [--soak-only | --no-soak]" >&2
+    exit 2
+    ;;
+esac
 
 STARTED=$(date +%s)
 PY=/usr/bin/python3           # Debian's python, which has python3-milter
@@ -48,6 +65,7 @@ RUST_MILTER=target/release/examples/action_milter
 C_MILTER=$OUT/action_milter_libmilter
 export BENCH_BIN=target/release/minimilter
 rm -f "$OUT"/run-*.json "$OUT"/idle-*.json "$OUT"/*.log
+[ -z "$SOAK" ] || rm -f "$OUT"/soak-*.json
 
 # 10,000 connections need more than the usual 1024 descriptors, in the milters and
 # in the opener alike (children inherit this limit).
@@ -165,6 +183,10 @@ for m in minimilter libmilter pymilter; do
         --milter "$m" --count "$IDLE_CONNS" --hold 2 --deadline 120 --out "$OUT/idle-$m.json"
     stop_milter
 done
+
+if [ -n "$SOAK" ]; then
+    SOAK_NO_BUILD=1 SOAK_NO_REPORT=1 scripts/bench/soak.sh
+fi
 
 RUNTIME=$(($(date +%s) - STARTED))
 "$PY" scripts/bench/measure.py report --dir "$OUT" --out "$DOC" --runtime "$RUNTIME"

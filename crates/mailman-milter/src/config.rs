@@ -10,6 +10,118 @@ use serde::Deserialize;
 use crate::milter::{DEFAULT_REJECT_TEXT, OnBackendError, Settings, refusal_reply};
 use crate::policy::SenderMode;
 use crate::recipient::AddressRules;
+use crate::rest::{self, RestConfig};
+
+/// Where list data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The lists file (`lists`).
+    #[default]
+    File,
+    /// Mailman 3's REST API (`[mailman]`).
+    Mailman,
+}
+
+/// The `[mailman]` table: how to reach Mailman 3's REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailmanSection {
+    /// Base URL with the API version.
+    pub url: String,
+    /// Basic-auth user.
+    pub user: String,
+    /// Basic-auth password (or `password_file`).
+    pub password: Option<String>,
+    /// File holding the password (first line); relative to the config file.
+    pub password_file: Option<PathBuf>,
+    /// Seconds one lookup may take in all (decimals allowed).
+    pub timeout: f64,
+    /// Seconds answers are reused; 0: no cache.
+    pub cache_ttl: f64,
+    /// Maximum number of cached membership answers.
+    pub cache_size: usize,
+}
+
+impl Default for MailmanSection {
+    fn default() -> Self {
+        MailmanSection {
+            url: rest::DEFAULT_URL.into(),
+            user: rest::DEFAULT_USER.into(),
+            password: None,
+            password_file: None,
+            timeout: rest::DEFAULT_TIMEOUT.as_secs_f64(),
+            cache_ttl: rest::DEFAULT_CACHE_TTL.as_secs_f64(),
+            cache_size: rest::DEFAULT_CACHE_SIZE,
+        }
+    }
+}
+
+impl MailmanSection {
+    /// Checks the values; the error starts with the key.
+    pub fn check(&self) -> Result<(), String> {
+        rest::check_url(&self.url).map_err(|e| format!("mailman.url: {e}"))?;
+        if self.user.is_empty() || self.user.contains(':') {
+            return Err(format!(
+                "mailman.user: {:?} cannot be a basic-auth user",
+                self.user
+            ));
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            return Err("mailman.password_file: give password or password_file, not both".into());
+        }
+        if !(self.timeout.is_finite() && self.timeout > 0.0 && self.timeout <= 300.0) {
+            return Err(format!(
+                "mailman.timeout: {} is not a number of seconds in (0, 300]",
+                self.timeout
+            ));
+        }
+        if !(self.cache_ttl.is_finite() && (0.0..=86_400.0).contains(&self.cache_ttl)) {
+            return Err(format!(
+                "mailman.cache_ttl: {} is not a number of seconds in [0, 86400]",
+                self.cache_ttl
+            ));
+        }
+        if self.cache_size > 10_000_000 {
+            return Err(format!(
+                "mailman.cache_size: {} is more than 10000000",
+                self.cache_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// The REST settings, reading `password_file` if given (the error
+    /// starts with the key).
+    pub fn rest_config(&self) -> Result<RestConfig, String> {
+        self.check()?;
+        let password = match (&self.password, &self.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f).map_err(|e| {
+                    format!("mailman.password_file: cannot read {}: {e}", f.display())
+                })?;
+                let line = text.lines().next().unwrap_or("").trim().to_owned();
+                if line.is_empty() {
+                    return Err(format!(
+                        "mailman.password_file: {} holds no password",
+                        f.display()
+                    ));
+                }
+                line
+            }
+            (None, None) => rest::DEFAULT_PASSWORD.into(),
+        };
+        Ok(RestConfig {
+            url: self.url.clone(),
+            user: self.user.clone(),
+            password,
+            timeout: std::time::Duration::from_secs_f64(self.timeout),
+            cache_ttl: std::time::Duration::from_secs_f64(self.cache_ttl),
+            cache_size: self.cache_size,
+        })
+    }
+}
 
 /// Where the milter listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:8893";
@@ -30,6 +142,10 @@ pub struct ConfigError {
 pub struct Config {
     /// Socket to listen on (`inet:HOST:PORT`, `unix:PATH`).
     pub listen: String,
+    /// `file` (the lists file) or `mailman` (the REST API).
+    pub backend: BackendKind,
+    /// The REST API, for `backend = "mailman"`.
+    pub mailman: Option<MailmanSection>,
     /// The lists file; relative paths are relative to the config file.
     pub lists: Option<PathBuf>,
     /// `mailman` (From:, envelope, Reply-To:, Sender:) or `envelope`.
@@ -56,6 +172,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: DEFAULT_LISTEN.into(),
+            backend: BackendKind::File,
+            mailman: None,
             lists: None,
             senders: SenderMode::Mailman,
             on_backend_error: OnBackendError::Tempfail,
@@ -84,6 +202,13 @@ impl Config {
             && let Some(dir) = file.parent()
         {
             config.lists = Some(dir.join(lists));
+        }
+        if let Some(m) = &mut config.mailman
+            && let Some(pf) = &m.password_file
+            && pf.is_relative()
+            && let Some(dir) = file.parent()
+        {
+            m.password_file = Some(dir.join(pf));
         }
         config.check().map_err(|message| ConfigError {
             file: name,
@@ -120,7 +245,31 @@ impl Config {
             ));
         }
         self.socket_mode_bits()?;
+        match self.backend {
+            BackendKind::File => {
+                if self.mailman.is_some() {
+                    return Err(
+                        "mailman: only used with backend = \"mailman\" (backend is \"file\")"
+                            .into(),
+                    );
+                }
+            }
+            BackendKind::Mailman => {
+                if self.lists.is_some() {
+                    return Err(
+                        "lists: not used with backend = \"mailman\" (the lists come from Mailman)"
+                            .into(),
+                    );
+                }
+                self.mailman_section().check()?;
+            }
+        }
         Ok(())
+    }
+
+    /// The `[mailman]` table, or its defaults.
+    pub fn mailman_section(&self) -> MailmanSection {
+        self.mailman.clone().unwrap_or_default()
     }
 
     /// `listen` as a socket spec.

@@ -4,7 +4,8 @@
 //!
 //! Layers: [`address`] and [`recipient`] read addresses; [`list`] and
 //! [`policy`] decide like Mailman 3 (pure functions); [`backend`] is where
-//! list data comes from ([`lists_file`] for a TOML file); [`milter`] applies
+//! list data comes from ([`lists_file`] for a TOML file, [`rest`] for
+//! Mailman 3's REST API); [`milter`] applies
 //! it all over the minimilter runtime; [`config`] is the daemon's settings.
 
 pub mod address;
@@ -16,8 +17,10 @@ pub mod lists_file;
 pub mod milter;
 pub mod policy;
 pub mod recipient;
+pub mod rest;
 
 pub use backend::{BackendError, ListBackend, ListIndex, SenderStatus};
 pub use lists_file::{FileBackend, ListsData, LoadError};
 pub use milter::{MailmanMilter, OnBackendError, Settings};
 pub use policy::{Decision, SenderMode};
+pub use rest::{RestBackend, RestConfig, RestError};

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use mailman_milter::config::Config;
+use mailman_milter::config::{BackendKind, Config};
 use mailman_milter::lists_file::Reloaded;
-use mailman_milter::{FileBackend, ListsData, MailmanMilter, SenderMode};
+use mailman_milter::{
+    FileBackend, ListBackend, ListIndex, ListsData, MailmanMilter, RestBackend, SenderMode,
+};
 use minimilter::{ServerConfig, UnixSocketOptions};
 
 /// Refuse posts to Mailman lists from senders who may not post, at SMTP time.
@@ -42,7 +44,13 @@ struct Cli {
     check_config: bool,
 }
 
-fn configure(cli: &Cli) -> anyhow::Result<(Config, PathBuf)> {
+/// Where the list data comes from, as configured.
+enum Source {
+    File(PathBuf),
+    Mailman(mailman_milter::RestConfig),
+}
+
+fn configure(cli: &Cli) -> anyhow::Result<(Config, Source)> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -64,6 +72,9 @@ fn configure(cli: &Cli) -> anyhow::Result<(Config, PathBuf)> {
         config.socket_group = cli.socket_group.clone();
     }
     if let Some(l) = &cli.lists {
+        if config.backend == BackendKind::Mailman {
+            bail!("option --lists: not used with backend = \"mailman\" in the configuration");
+        }
         config.lists = Some(l.clone());
     }
     // The file's own values were checked when it was loaded: an error here
@@ -72,17 +83,54 @@ fn configure(cli: &Cli) -> anyhow::Result<(Config, PathBuf)> {
         Some((key, why)) => anyhow::anyhow!("option --{}: {why}", key.replace('_', "-")),
         None => anyhow::anyhow!("options: {m}"),
     })?;
+    if config.backend == BackendKind::Mailman {
+        let file = cli
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(defaults)".into());
+        let rest = config
+            .mailman_section()
+            .rest_config()
+            .map_err(|m| anyhow::anyhow!("{file}: {m}"))?;
+        return Ok((config, Source::Mailman(rest)));
+    }
     let Some(lists) = config.lists.clone() else {
         bail!("no lists file: give --lists FILE, or `lists = \"FILE\"` in the configuration");
     };
-    Ok((config, lists))
+    Ok((config, Source::File(lists)))
 }
 
-fn check(lists: &std::path::Path) -> anyhow::Result<()> {
-    let data = ListsData::load(lists)?;
-    let mut names: Vec<_> = data.index().values().collect();
+fn check(source: &Source) -> anyhow::Result<()> {
+    match source {
+        Source::File(lists) => {
+            let data = ListsData::load(lists)?;
+            print_lists(&lists.display().to_string(), data.index());
+            for (list, entry, error) in data.unsupported_patterns() {
+                println!(
+                    "  warning: {list}: accept pattern {entry} cannot be evaluated here ({error}); such posts are passed to Mailman"
+                );
+            }
+            Ok(())
+        }
+        Source::Mailman(rest) => {
+            let backend = RestBackend::new(rest)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let index = runtime
+                .block_on(backend.lists())
+                .with_context(|| format!("reading the lists from {}", backend.base()))?;
+            print_lists(backend.base(), &index);
+            Ok(())
+        }
+    }
+}
+
+fn print_lists(source: &str, index: &ListIndex) {
+    let mut names: Vec<_> = index.values().collect();
     names.sort_by(|a, b| a.address.cmp(&b.address));
-    println!("{}: {} lists", lists.display(), names.len());
+    println!("{source}: {} lists", names.len());
     for l in names {
         println!(
             "  {}: non-members {}{}; {}",
@@ -100,12 +148,6 @@ fn check(lists: &std::path::Path) -> anyhow::Result<()> {
             }
         );
     }
-    for (list, entry, error) in data.unsupported_patterns() {
-        println!(
-            "  warning: {list}: accept pattern {entry} cannot be evaluated here ({error}); such posts are passed to Mailman"
-        );
-    }
-    Ok(())
 }
 
 fn watch(backend: Arc<FileBackend>, interval: Duration) {
@@ -148,8 +190,7 @@ fn watch(backend: Arc<FileBackend>, interval: Duration) {
     });
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -159,15 +200,42 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let (config, lists) = configure(&cli)?;
+    let (config, source) = configure(&cli)?;
     if cli.check_config {
-        return check(&lists);
+        return check(&source);
     }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(config, source))
+}
+
+async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     let spec = config.listen_spec().map_err(anyhow::Error::msg)?;
     let unix = UnixSocketOptions {
         mode: config.socket_mode_bits().map_err(anyhow::Error::msg)?,
         group: config.socket_group.clone(),
         ..UnixSocketOptions::default()
+    };
+    let lists = match source {
+        Source::File(lists) => lists,
+        Source::Mailman(rest) => {
+            let backend = RestBackend::new(&rest)?;
+            match backend.lists().await {
+                Ok(index) => {
+                    tracing::info!(
+                        api = backend.base(),
+                        lists = index.len(),
+                        "Mailman lists read"
+                    )
+                }
+                Err(e) => tracing::error!(
+                    "{e}; answering tempfail (on_backend_error) until the Mailman REST API answers"
+                ),
+            }
+            let milter = MailmanMilter::new(Arc::new(backend), config.settings());
+            return listen(milter, &config, spec, &unix).await;
+        }
     };
     let (backend, error) = FileBackend::open(&lists);
     match error {
@@ -187,7 +255,16 @@ async fn main() -> anyhow::Result<()> {
     let backend = Arc::new(backend);
     watch(backend.clone(), Duration::from_secs(config.reload_interval));
     let milter = MailmanMilter::new(backend, config.settings());
-    minimilter::run(milter, &[spec], &unix, ServerConfig::default())
+    listen(milter, &config, spec, &unix).await
+}
+
+async fn listen<B: ListBackend>(
+    milter: MailmanMilter<B>,
+    config: &Config,
+    spec: minimilter::SocketSpec,
+    unix: &UnixSocketOptions,
+) -> anyhow::Result<()> {
+    minimilter::run(milter, &[spec], unix, ServerConfig::default())
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     Ok(())

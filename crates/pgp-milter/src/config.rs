@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use std::sync::Arc;
+
+use crate::keyring::{Keyring, SharedKeyring};
 use crate::policy::{
-    AddressPattern, DEFAULT_REJECT_ENCRYPTED, DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL, Policy,
-    ReplyTemplate, Require,
+    AddressPattern, DEFAULT_REJECT_ENCRYPTED, DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL,
+    HiddenRecipients, Policy, ReplyTemplate, Require, UnknownRecipient,
 };
 
 /// Where the daemon listens when neither `--listen` nor `listen` says.
@@ -42,6 +45,15 @@ pub struct ConfigFile {
     pub reject_reply: Option<String>,
     /// `"451 4.3.0 text with {reason}"`.
     pub tempfail_reply: Option<String>,
+    /// Directory of ASCII-armored public keys (`*.asc`); relative paths are
+    /// relative to the configuration file's directory.
+    pub keyring_dir: Option<PathBuf>,
+    /// Encrypted mail must be encrypted to a key of an enforced recipient.
+    pub require_recipient_key: Option<bool>,
+    /// `"reject"` (default) or `"accept"`: wildcard key IDs.
+    pub hidden_recipients: Option<HiddenRecipients>,
+    /// `"reject"` (default) or `"accept"`: recipients without a key.
+    pub unknown_recipient: Option<UnknownRecipient>,
 }
 
 /// A configuration that does not load, naming the file and the key.
@@ -177,7 +189,31 @@ impl ConfigFile {
             4,
         )
         .map_err(|m| err("tempfail_reply", m))?;
+        let require_recipient_key = self.require_recipient_key.unwrap_or(false);
+        let keyring = match &self.keyring_dir {
+            None if require_recipient_key => {
+                return Err(err(
+                    "require_recipient_key",
+                    "needs `keyring_dir` (the directory of .asc public keys)".into(),
+                ));
+            }
+            None => None,
+            Some(dir) => {
+                let dir = if dir.is_relative() {
+                    path.parent().unwrap_or(Path::new("")).join(dir)
+                } else {
+                    dir.clone()
+                };
+                let keyring =
+                    Keyring::load_dir(&dir).map_err(|e| err("keyring_dir", e.to_string()))?;
+                Some(Arc::new(SharedKeyring::from_dir(keyring, dir)))
+            }
+        };
         let policy = Policy {
+            require_recipient_key,
+            keyring,
+            hidden_recipients: self.hidden_recipients.unwrap_or_default(),
+            unknown_recipient: self.unknown_recipient.unwrap_or_default(),
             require,
             max_body_bytes,
             skip_authenticated: self
@@ -260,6 +296,11 @@ mod tests {
             ("socket_mode = \"999\"", "socket_mode"),
             ("listen = [\"tcp:1\"]", "listen[0]"),
             ("max_body_bytes = 10", "max_body_bytes"),
+            ("require_recipient_key = true", "require_recipient_key"),
+            (
+                "keyring_dir = \"/nonexistent/pgp-milter-keys\"",
+                "keyring_dir",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(
@@ -267,5 +308,51 @@ mod tests {
                 "{text}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn keyring_settings() {
+        let c = parse(
+            r#"
+            hidden_recipients = "accept"
+            unknown_recipient = "accept"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.policy.hidden_recipients, HiddenRecipients::Accept);
+        assert_eq!(c.policy.unknown_recipient, UnknownRecipient::Accept);
+        assert!(!c.policy.require_recipient_key);
+        let d = parse("").unwrap();
+        assert_eq!(d.policy.hidden_recipients, HiddenRecipients::Reject);
+        assert_eq!(d.policy.unknown_recipient, UnknownRecipient::Reject);
+        let e = parse("hidden_recipients = \"maybe\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden_recipients"), "{e}");
+        // A relative keyring_dir is relative to the file's directory; an
+        // empty directory is a keyring without keys.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/README"), "not a key").unwrap();
+        let c = Config::parse(
+            "keyring_dir = \"keys\"\nrequire_recipient_key = true\n",
+            &dir.path().join("pgp-milter.toml"),
+        )
+        .unwrap();
+        assert!(c.policy.require_recipient_key);
+        assert_eq!(c.policy.keyring.unwrap().get().len(), 0);
+        // A garbage .asc: the error names the config file, the key, and the key file.
+        std::fs::write(dir.path().join("keys/bad.asc"), "garbage\n").unwrap();
+        let e = Config::parse(
+            "keyring_dir = \"keys\"",
+            &dir.path().join("pgp-milter.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key `keyring_dir`: "), "{e}");
+        assert!(
+            e.contains("bad.asc: no -----BEGIN PGP PUBLIC KEY BLOCK"),
+            "{e}"
+        );
     }
 }

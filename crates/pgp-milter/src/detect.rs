@@ -365,6 +365,65 @@ fn block(b: &Result<armor::Block, armor::ArmorError>) -> Class {
     }
 }
 
+/// The PKESK recipients of every encrypted OpenPGP message in `message`
+/// (armored or binary, in any part), one list per encrypted block; a
+/// passphrase-only block gives an empty list. Meant for a message
+/// [`detect`] found encrypted. Never panics: a panic in the parsers is an
+/// error.
+pub fn encrypted_to(message: &[u8]) -> Result<Vec<Vec<packets::KeyTarget>>, String> {
+    match catch_unwind(AssertUnwindSafe(|| encrypted_to_inner(message))) {
+        Ok(r) => r,
+        Err(_) => Err("recipient collection panicked".into()),
+    }
+}
+
+fn encrypted_to_inner(message: &[u8]) -> Result<Vec<Vec<packets::KeyTarget>>, String> {
+    let parsed = mailparse::parse_mail(message).map_err(|e| format!("unparseable MIME: {e}"))?;
+    let mut out = Vec::new();
+    collect_recipients(&parsed, 0, &mut out)?;
+    Ok(out)
+}
+
+fn collect_recipients(
+    part: &ParsedMail<'_>,
+    depth: usize,
+    out: &mut Vec<Vec<packets::KeyTarget>>,
+) -> Result<(), String> {
+    if part
+        .ctype
+        .mimetype
+        .to_ascii_lowercase()
+        .starts_with("multipart/")
+    {
+        if depth >= MAX_DEPTH {
+            return Err(format!("multiparts nested more than {MAX_DEPTH} deep"));
+        }
+        for sub in &part.subparts {
+            collect_recipients(sub, depth + 1, out)?;
+        }
+        return Ok(());
+    }
+    let body = part.get_body_raw().map_err(|e| e.to_string())?;
+    let mut one = |data: &[u8]| -> Result<(), String> {
+        if let Ok(Shape::Encrypted { .. }) = packets::shape(data) {
+            out.push(packets::recipients(data).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    };
+    if body.trim_ascii_start().starts_with(b"-----BEGIN PGP ")
+        || part.ctype.mimetype.starts_with("text/")
+    {
+        for block in armor::scan(&body).blocks.into_iter().flatten() {
+            if block.kind == Kind::Message {
+                one(&block.data)?;
+            }
+        }
+    } else {
+        one(&body)?;
+    }
+    Ok(())
+}
+
 /// True if the headers of `message` (as far as present) declare a top-level
 /// multipart; returns its boundary. Used to decide before end of message.
 pub fn top_boundary(headers: &[u8]) -> Option<String> {

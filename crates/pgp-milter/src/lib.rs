@@ -2,7 +2,9 @@
 //! while the SMTP session is still open.
 //!
 //! Layers, each testable without a socket:
-//! * [`armor`] and [`packets`]: OpenPGP ASCII armor and packet framing;
+//! * [`armor`] and [`packets`]: OpenPGP ASCII armor and packet framing,
+//!   PKESK recipients, key fingerprints;
+//! * [`keyring`]: the public keys of `keyring_dir`, by e-mail address;
 //! * [`detect`]: what a parsed MIME message is (encrypted, signed, plain);
 //! * [`policy`]: who is checked, what passes, what the refusal says;
 //! * [`config`]: the TOML file, checked at start-up;
@@ -14,11 +16,13 @@
 pub mod armor;
 pub mod config;
 pub mod detect;
+pub mod keyring;
 pub mod milter;
 pub mod packets;
 pub mod policy;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 pub use detect::{Detection, Form, NotPgp, detect};
+pub use keyring::{Keyring, KeyringError, SharedKeyring};
 pub use milter::PgpMilter;
-pub use policy::{Decision, Policy, Require};
+pub use policy::{Decision, HiddenRecipients, Policy, Require, UnknownRecipient};

@@ -4,12 +4,15 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use minimilter::{ServerConfig, SocketSpec, UnixSocketOptions};
 use pgp_milter::{Config, DEFAULT_LISTEN, PgpMilter};
-use tracing::info;
+use pgp_milter::{Keyring, SharedKeyring};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing::{error, info, warn};
 
 /// Accept only OpenPGP mail (PGP/MIME or inline, encrypted; optionally
 /// signed) and refuse the rest at SMTP time. A milter for Postfix and
@@ -98,21 +101,74 @@ fn run(args: Args) -> Result<()> {
         println!("enforce_domains: {:?}", policy.enforce_domains);
         println!("exempt_senders: {}", policy.exempt_senders.len());
         println!("exempt_recipients: {}", policy.exempt_recipients.len());
+        println!("require_recipient_key: {}", policy.require_recipient_key);
+        println!("hidden_recipients: {:?}", policy.hidden_recipients);
+        println!("unknown_recipient: {:?}", policy.unknown_recipient);
+        match policy.keyring.as_ref().map(|k| k.get()) {
+            Some(k) => println!("keyring: {}", describe_keyring(&k)),
+            None => println!("keyring: none"),
+        }
         return Ok(());
     }
+    let keyring = policy.keyring.as_ref().map(|k| k.get());
     info!(
         listen = %listen.join(" "),
         require = ?policy.require,
         max_body_bytes = policy.max_body_bytes,
+        require_recipient_key = policy.require_recipient_key,
+        keyring = %keyring.as_ref().map_or("none".into(), |k| describe_keyring(k)),
         "pgp-milter starting"
     );
+    if policy.require_recipient_key && keyring.is_some_and(|k| k.address_count() == 0) {
+        warn!("require_recipient_key is set but the keyring has no address with an encryption key");
+    }
+    let shared = policy.keyring.clone();
     let milter = PgpMilter::new(config.policy);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // SIGHUP reloads the keyring. Registered before serving, so a SIGHUP
+    // never takes the default action (terminating the daemon).
+    let hangup = {
+        let _guard = runtime.enter();
+        signal(SignalKind::hangup()).context("installing the SIGHUP handler")?
+    };
+    runtime.spawn(reload_on_hangup(hangup, shared));
     runtime
         .block_on(minimilter::run(milter, &specs, &unix, server))
         .context("serving the milter")?;
     Ok(())
+}
+
+/// `N keys (M encryption keys) from F files, A addresses`.
+fn describe_keyring(k: &Keyring) -> String {
+    format!(
+        "{} keys ({} encryption keys) from {} files, {} addresses",
+        k.len(),
+        k.encryption_key_count(),
+        k.file_count(),
+        k.address_count()
+    )
+}
+
+/// Reloads the keyring on every SIGHUP; a keyring that fails to load is
+/// logged and the old one stays in force.
+async fn reload_on_hangup(mut hangup: Signal, keyring: Option<Arc<SharedKeyring>>) {
+    while hangup.recv().await.is_some() {
+        let Some(shared) = keyring.clone() else {
+            info!("SIGHUP: no keyring_dir configured, nothing to reload");
+            continue;
+        };
+        let dir = shared
+            .dir()
+            .map_or_else(String::new, |d| d.display().to_string());
+        match tokio::task::spawn_blocking(move || shared.reload()).await {
+            Ok(Ok(k)) => info!(dir, keyring = %describe_keyring(&k), "keyring reloaded"),
+            Ok(Err(e)) => {
+                error!(dir, error = %e, "keyring reload failed; the previous keys stay in force")
+            }
+            Err(e) => error!(dir, error = %e, "keyring reload task failed"),
+        }
+    }
 }

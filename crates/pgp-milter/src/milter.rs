@@ -10,6 +10,7 @@ use minimilter::{
 use tracing::{debug, info};
 
 use crate::detect::{self, Detection, NotPgp};
+use crate::packets::KeyTarget;
 use crate::policy::{Decision, Policy, RecipientClass};
 
 /// Messages larger than this are checked on a blocking thread, so one big
@@ -87,14 +88,38 @@ fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
     );
 }
 
-/// Runs the detector, on a blocking thread for large messages.
-async fn run_detect(data: Vec<u8>) -> Detection {
-    if data.len() < BLOCKING_THRESHOLD {
-        return detect::detect(&data);
+/// What the detector found: the detection and, when asked for and the
+/// message is encrypted, the PKESK recipients of each encrypted block.
+type Found = (Detection, Option<Vec<Vec<KeyTarget>>>);
+
+fn detect_all(data: &[u8], keys: bool) -> Found {
+    let detection = detect::detect(data);
+    if !keys || !matches!(detection, Detection::Encrypted(_)) {
+        return (detection, None);
     }
-    tokio::task::spawn_blocking(move || detect::detect(&data))
+    match detect::encrypted_to(data) {
+        Ok(targets) => (detection, Some(targets)),
+        Err(e) => (
+            Detection::Plain(NotPgp::Internal(format!("collecting recipient keys: {e}"))),
+            None,
+        ),
+    }
+}
+
+/// Runs the detector, on a blocking thread for large messages; `keys`:
+/// collect the recipient key IDs too.
+async fn run_detect(data: Vec<u8>, keys: bool) -> Found {
+    if data.len() < BLOCKING_THRESHOLD {
+        return detect_all(&data, keys);
+    }
+    tokio::task::spawn_blocking(move || detect_all(&data, keys))
         .await
-        .unwrap_or_else(|e| Detection::Plain(NotPgp::Internal(format!("detector task: {e}"))))
+        .unwrap_or_else(|e| {
+            (
+                Detection::Plain(NotPgp::Internal(format!("detector task: {e}"))),
+                None,
+            )
+        })
 }
 
 impl PgpMilter {
@@ -104,6 +129,13 @@ impl PgpMilter {
         let d = Decision::Accept(why);
         log_decision(cx, &d);
         Some(d)
+    }
+
+    /// Detects and judges a whole message to `rcpts`.
+    async fn judge(&self, data: Vec<u8>, rcpts: &[String]) -> Decision {
+        let (detection, targets) = run_detect(data, self.policy.require_recipient_key).await;
+        self.policy
+            .judge_message(&detection, targets.as_deref(), rcpts)
     }
 
     fn too_large(&self) -> Decision {
@@ -246,8 +278,9 @@ impl Milter for PgpMilter {
         }
         // The top-level multipart is complete: only the epilogue can follow,
         // so the decision is final now.
-        let detection = run_detect(std::mem::take(&mut cx.msg.data)).await;
-        let d = self.policy.judge(&detection);
+        let d = self
+            .judge(std::mem::take(&mut cx.msg.data), &cx.msg.rcpts)
+            .await;
         if let Decision::Accept(_) = d {
             cx.msg.decision = Some(d);
             return Ok(Verdict::Skip);
@@ -263,8 +296,8 @@ impl Milter for PgpMilter {
         let d = match cx.msg.decision.take() {
             Some(d) => d,
             None => {
-                let detection = run_detect(std::mem::take(&mut cx.msg.data)).await;
-                self.policy.judge(&detection)
+                self.judge(std::mem::take(&mut cx.msg.data), &cx.msg.rcpts)
+                    .await
             }
         };
         log_decision(&cx, &d);

@@ -2,10 +2,38 @@
 //! Pure: no sockets, no I/O; the milter feeds it envelope data and
 //! detections.
 
+use std::sync::Arc;
+
 use minimilter::SmtpReply;
 use serde::Deserialize;
 
 use crate::detect::{Detection, NotPgp};
+use crate::keyring::{SharedKeyring, describe_targets};
+use crate::packets::KeyTarget;
+
+/// What a hidden (wildcard) recipient of an encrypted message counts for
+/// with `require_recipient_key`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HiddenRecipients {
+    /// A wildcard key ID proves nothing: it does not count as a recipient key.
+    #[default]
+    Reject,
+    /// A wildcard key ID counts as a key of every recipient (unverifiable).
+    Accept,
+}
+
+/// What happens to an enforced recipient without a key in the keyring, with
+/// `require_recipient_key`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownRecipient {
+    /// It cannot be satisfied ("no key for <rcpt> in the keyring").
+    #[default]
+    Reject,
+    /// Any encrypted message to it passes.
+    Accept,
+}
 
 /// What a message must be to pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -196,6 +224,14 @@ pub struct Policy {
     pub reject_reply: ReplyTemplate,
     /// Reply for internal errors.
     pub tempfail_reply: ReplyTemplate,
+    /// Encrypted mail must be encrypted to a key of an enforced recipient.
+    pub require_recipient_key: bool,
+    /// The public keyring (`keyring_dir`), reloadable.
+    pub keyring: Option<Arc<SharedKeyring>>,
+    /// Whether wildcard key IDs count as recipient keys.
+    pub hidden_recipients: HiddenRecipients,
+    /// What an enforced recipient without a key gets.
+    pub unknown_recipient: UnknownRecipient,
 }
 
 /// Default refusal when only encrypted mail passes.
@@ -221,6 +257,10 @@ impl Default for Policy {
                 .expect("default reply is valid"),
             tempfail_reply: ReplyTemplate::parse(DEFAULT_TEMPFAIL, 4)
                 .expect("default reply is valid"),
+            require_recipient_key: false,
+            keyring: None,
+            hidden_recipients: HiddenRecipients::Reject,
+            unknown_recipient: UnknownRecipient::Reject,
         }
     }
 }
@@ -272,6 +312,100 @@ impl Policy {
             }
             (Detection::Plain(NotPgp::Internal(why)), _) => self.tempfail(why),
             (Detection::Plain(why), _) => self.reject(&why.to_string()),
+        }
+    }
+
+    /// The decision for a message to `rcpts`, given what it is and, for an
+    /// encrypted message, the PKESK recipients of each encrypted OpenPGP
+    /// message in it (`encrypted_to`, one list per block; needed only with
+    /// `require_recipient_key`).
+    ///
+    /// With `require_recipient_key`, an encrypted message passes if at
+    /// least one enforced recipient is satisfied: every encrypted block has
+    /// a PKESK for one of that recipient's keys (or a wildcard, with
+    /// `hidden_recipients = accept`), or the recipient has no key and
+    /// `unknown_recipient = accept`. Signed mail passing under
+    /// `encrypted-or-signed` is not checked against the keyring.
+    pub fn judge_message(
+        &self,
+        detection: &Detection,
+        encrypted_to: Option<&[Vec<KeyTarget>]>,
+        rcpts: &[String],
+    ) -> Decision {
+        let decision = self.judge(detection);
+        let Detection::Encrypted(form) = detection else {
+            return decision;
+        };
+        if !self.require_recipient_key {
+            return decision;
+        }
+        let Some(keyring) = self.keyring.as_deref().map(SharedKeyring::get) else {
+            return self.tempfail("require_recipient_key without a keyring");
+        };
+        let Some(blocks) = encrypted_to.filter(|b| !b.is_empty()) else {
+            return self.tempfail("recipient keys of the encrypted message not collected");
+        };
+        if blocks.iter().any(Vec::is_empty) {
+            return self.reject(
+                "encrypted with a passphrase only (symmetric), not to a recipient's public key",
+            );
+        }
+        let enforced = rcpts
+            .iter()
+            .filter(|r| self.recipient_class(r) == RecipientClass::Enforced);
+        let mut failure: Option<String> = None;
+        for rcpt in enforced {
+            let keys = keyring.keys_for(rcpt);
+            if keys.is_empty() {
+                match self.unknown_recipient {
+                    UnknownRecipient::Accept => {
+                        return Decision::Accept(format!(
+                            "encrypted ({form}); no key for {rcpt} in the keyring \
+                             (unknown_recipient = accept)"
+                        ));
+                    }
+                    UnknownRecipient::Reject => {
+                        failure.get_or_insert_with(|| format!("no key for {rcpt} in the keyring"));
+                        continue;
+                    }
+                }
+            }
+            let hidden_ok = self.hidden_recipients == HiddenRecipients::Accept;
+            let matched = |t: &KeyTarget| match t {
+                KeyTarget::Wildcard => hidden_ok,
+                t => keys.iter().any(|k| k.key.is_target(t)),
+            };
+            match blocks.iter().find(|targets| !targets.iter().any(matched)) {
+                None => {
+                    let hidden = blocks.iter().flatten().all(|t| *t == KeyTarget::Wildcard);
+                    let to = if hidden {
+                        format!("a hidden recipient (accepted as {rcpt})")
+                    } else {
+                        format!("a key of {rcpt}")
+                    };
+                    return Decision::Accept(format!("encrypted ({form}) to {to}"));
+                }
+                Some(targets) => {
+                    failure.get_or_insert_with(|| {
+                        if targets.iter().all(|t| *t == KeyTarget::Wildcard) {
+                            format!(
+                                "encrypted to hidden recipients only (wildcard key IDs), \
+                                 which do not show a key of {rcpt}"
+                            )
+                        } else {
+                            format!(
+                                "not encrypted to a key of {rcpt} (encrypted to {})",
+                                describe_targets(targets)
+                            )
+                        }
+                    });
+                }
+            }
+        }
+        match failure {
+            Some(why) => self.reject(&why),
+            // No enforced recipient (the milter passes such mail earlier).
+            None => decision,
         }
     }
 
@@ -435,5 +569,195 @@ mod tests {
             panic!()
         };
         assert!(reply.to_string().starts_with("451 4.3.0 "), "{reply}");
+    }
+
+    mod recipient_keys {
+        use super::*;
+        use crate::keyring::{Cert, Key, Keyring};
+        use crate::packets::KeyPacket;
+
+        /// A certificate for `uid` with a signing primary key and one
+        /// encryption subkey whose key ID ends in `n`.
+        fn cert(uid: &str, n: u8) -> Cert {
+            let key = |id: u8, subkey: bool| Key {
+                packet: KeyPacket {
+                    version: 4,
+                    algorithm: if subkey { 18 } else { 22 },
+                    fingerprint: [vec![0xf0; 12], vec![id; 8]].concat(),
+                    key_id: [id; 8],
+                },
+                subkey,
+                can_encrypt: subkey,
+            };
+            Cert {
+                keys: vec![key(n + 0x80, false), key(n, true)],
+                user_ids: vec![uid.to_owned()],
+            }
+        }
+
+        fn policy() -> Policy {
+            Policy {
+                require_recipient_key: true,
+                keyring: Some(Arc::new(SharedKeyring::fixed(Keyring::from_certs(vec![
+                    cert("Bob <bob@example.org>", 1),
+                    cert("carol@Example.NET", 2),
+                ])))),
+                ..Policy::default()
+            }
+        }
+
+        fn judge(p: &Policy, blocks: &[Vec<KeyTarget>], rcpts: &[&str]) -> Decision {
+            let rcpts: Vec<String> = rcpts.iter().map(|r| r.to_string()).collect();
+            p.judge_message(&Detection::Encrypted(Form::PgpMime), Some(blocks), &rcpts)
+        }
+
+        const BOB: KeyTarget = KeyTarget::KeyId([1; 8]);
+        const CAROL: KeyTarget = KeyTarget::KeyId([2; 8]);
+        const BOB_PRIMARY: KeyTarget = KeyTarget::KeyId([0x81; 8]);
+
+        #[test]
+        fn at_least_one_enforced_recipient_must_have_a_key_targeted() {
+            let p = policy();
+            let d = judge(&p, &[vec![BOB]], &["bob@example.org"]);
+            assert_eq!(
+                d,
+                Decision::Accept("encrypted (PGP/MIME) to a key of bob@example.org".into())
+            );
+            assert_eq!(
+                judge(&p, &[vec![BOB]], &["Bob@EXAMPLE.org"]).name(),
+                "accept"
+            );
+            assert_eq!(
+                judge(&p, &[vec![CAROL, BOB]], &["carol@example.net"]).name(),
+                "accept"
+            );
+            assert_eq!(
+                judge(
+                    &p,
+                    &[vec![CAROL]],
+                    &["bob@example.org", "carol@example.net"]
+                )
+                .name(),
+                "accept"
+            );
+            let d = judge(&p, &[vec![CAROL]], &["bob@example.org"]);
+            assert_eq!(d.name(), "reject");
+            assert_eq!(
+                d.reason(),
+                "not encrypted to a key of bob@example.org (encrypted to 0202020202020202)"
+            );
+            // The signing primary key is not an encryption key.
+            assert_eq!(
+                judge(&p, &[vec![BOB_PRIMARY]], &["bob@example.org"]).name(),
+                "reject"
+            );
+            // Two encrypted blocks: both must be for the recipient.
+            assert_eq!(
+                judge(&p, &[vec![BOB], vec![CAROL]], &["bob@example.org"]).name(),
+                "reject"
+            );
+            assert_eq!(
+                judge(&p, &[vec![BOB], vec![BOB, CAROL]], &["bob@example.org"]).name(),
+                "accept"
+            );
+            // A role address is not enforced; only bob is.
+            assert_eq!(
+                judge(
+                    &p,
+                    &[vec![CAROL]],
+                    &["postmaster@example.org", "bob@example.org"]
+                )
+                .name(),
+                "reject"
+            );
+        }
+
+        #[test]
+        fn unknown_recipients() {
+            let p = policy();
+            let d = judge(&p, &[vec![BOB]], &["dave@example.org"]);
+            assert_eq!(d.reason(), "no key for dave@example.org in the keyring");
+            let Decision::Reject(reply, _) = &d else {
+                panic!()
+            };
+            assert!(
+                reply
+                    .to_string()
+                    .contains("(no key for dave@example.org in the keyring)")
+            );
+            let lax = Policy {
+                unknown_recipient: UnknownRecipient::Accept,
+                ..policy()
+            };
+            assert_eq!(
+                judge(&lax, &[vec![CAROL]], &["dave@example.org"]).name(),
+                "accept"
+            );
+            // A known recipient still needs its key.
+            assert_eq!(
+                judge(&lax, &[vec![CAROL]], &["bob@example.org"]).name(),
+                "reject"
+            );
+        }
+
+        #[test]
+        fn hidden_recipients_and_passphrases() {
+            let p = policy();
+            let d = judge(&p, &[vec![KeyTarget::Wildcard]], &["bob@example.org"]);
+            assert_eq!(d.name(), "reject");
+            assert!(
+                d.reason()
+                    .starts_with("encrypted to hidden recipients only"),
+                "{}",
+                d.reason()
+            );
+            // A hidden recipient next to bob's key: bob's key is enough.
+            assert_eq!(
+                judge(&p, &[vec![KeyTarget::Wildcard, BOB]], &["bob@example.org"]).name(),
+                "accept"
+            );
+            let lax = Policy {
+                hidden_recipients: HiddenRecipients::Accept,
+                ..policy()
+            };
+            let d = judge(&lax, &[vec![KeyTarget::Wildcard]], &["bob@example.org"]);
+            assert_eq!(
+                d,
+                Decision::Accept(
+                    "encrypted (PGP/MIME) to a hidden recipient (accepted as bob@example.org)"
+                        .into()
+                )
+            );
+            // Passphrase only: refused whatever the settings.
+            let d = judge(&lax, &[vec![]], &["bob@example.org"]);
+            assert_eq!(d.name(), "reject");
+            assert!(d.reason().contains("passphrase only"), "{}", d.reason());
+        }
+
+        #[test]
+        fn only_encrypted_mail_is_checked_against_the_keyring() {
+            let p = policy();
+            let rcpts = vec!["bob@example.org".to_owned()];
+            let plain = Detection::Plain(NotPgp::NoOpenPgp);
+            assert_eq!(p.judge_message(&plain, None, &rcpts).name(), "reject");
+            let lax = Policy {
+                require: Require::EncryptedOrSigned,
+                ..policy()
+            };
+            let signed = Detection::Signed(Form::Cleartext);
+            assert_eq!(lax.judge_message(&signed, None, &rcpts).name(), "accept");
+            // Off: no key check at all.
+            let off = Policy {
+                require_recipient_key: false,
+                ..policy()
+            };
+            let enc = Detection::Encrypted(Form::Inline);
+            assert_eq!(
+                off.judge_message(&enc, Some(&[vec![CAROL]]), &rcpts).name(),
+                "accept"
+            );
+            // Keys not collected: an internal error, tempfail.
+            assert_eq!(p.judge_message(&enc, None, &rcpts).name(), "tempfail");
+        }
     }
 }

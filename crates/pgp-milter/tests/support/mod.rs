@@ -579,3 +579,201 @@ pub fn cases() -> Vec<Case> {
         ),
     ]
 }
+
+/// The second recipient with a key in the test keyring (its User ID is
+/// written `Carol Example <Carol@Example.NET>`; an RSA key with an RSA
+/// encryption subkey).
+pub const CAROL: &str = "carol@example.net";
+/// A recipient whose key is not in the test keyring.
+pub const MALLORY: &str = "mallory@example.com";
+
+/// Keys for recipient-key tests, made by GnuPG, and messages encrypted to
+/// them.
+#[derive(Debug)]
+pub struct Keyed {
+    /// `gpg --export --armor` of Bob's key (ed25519 + cv25519 subkey).
+    pub bob_key: String,
+    /// `gpg --export --armor` of Carol's key (RSA + RSA encryption subkey).
+    pub carol_key: String,
+    /// `gpg --with-colons --fingerprint` of every key in the home
+    /// (Bob, Carol, Mallory).
+    pub colons: String,
+    /// Encrypted (armored) to Bob.
+    pub to_bob: String,
+    /// Encrypted to Carol.
+    pub to_carol: String,
+    /// Encrypted to Mallory (not in the keyring).
+    pub to_mallory: String,
+    /// Encrypted to Bob and Carol.
+    pub to_bob_and_carol: String,
+    /// `--hidden-recipient` Bob: a wildcard key ID.
+    pub hidden_bob: String,
+    /// `--hidden-recipient` Carol, `--recipient` Bob.
+    pub bob_and_hidden_carol: String,
+    /// `--throw-keyids --recipient` Bob: wildcard key IDs only.
+    pub throw_keyids_bob: String,
+    /// `--symmetric`.
+    pub symmetric: String,
+    /// Binary `--encrypt` to Bob.
+    pub to_bob_binary: Vec<u8>,
+}
+
+/// The keyed corpus, made once per test binary.
+pub fn keyed() -> &'static Keyed {
+    static KEYED: OnceLock<Keyed> = OnceLock::new();
+    KEYED.get_or_init(make_keyed)
+}
+
+fn make_keyed() -> Keyed {
+    gpg(); // checks that gpg is there, with a clear message
+    let home = tempfile::Builder::new()
+        .prefix("pgpm-keys-")
+        .tempdir_in("/tmp")
+        .expect("temporary GNUPGHOME");
+    let h = home.path();
+    let generate = |uid: &str| {
+        run(
+            h,
+            &[
+                "--quick-generate-key",
+                uid,
+                "future-default",
+                "default",
+                "never",
+            ],
+            b"",
+        );
+    };
+    generate("Bob <bob@example.org>");
+    generate("Mallory <mallory@example.com>");
+    run(
+        h,
+        &[
+            "--quick-generate-key",
+            "Carol Example <Carol@Example.NET>",
+            "rsa2048",
+            "sign,cert",
+            "never",
+        ],
+        b"",
+    );
+    let colons =
+        String::from_utf8(run(h, &["--with-colons", "--fingerprint", CAROL], b"")).unwrap();
+    let carol_fpr = colons
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("Carol's fingerprint")
+        .to_owned();
+    run(
+        h,
+        &["--quick-add-key", &carol_fpr, "rsa2048", "encr", "never"],
+        b"",
+    );
+    let text = |out: Vec<u8>| String::from_utf8(out).expect("armor is text");
+    let secret = b"For your eyes only.\n";
+    let enc = |extra: &[&str]| {
+        let mut args = vec!["--armor", "--encrypt", "--trust-model", "always"];
+        args.extend_from_slice(extra);
+        text(run(h, &args, secret))
+    };
+    let keyed = Keyed {
+        bob_key: text(run(h, &["--armor", "--export", RECIPIENT], b"")),
+        carol_key: text(run(h, &["--armor", "--export", CAROL], b"")),
+        colons: text(run(h, &["--with-colons", "--fingerprint"], b"")),
+        to_bob: enc(&["--recipient", RECIPIENT]),
+        to_carol: enc(&["--recipient", CAROL]),
+        to_mallory: enc(&["--recipient", MALLORY]),
+        to_bob_and_carol: enc(&["--recipient", RECIPIENT, "--recipient", CAROL]),
+        hidden_bob: enc(&["--hidden-recipient", RECIPIENT]),
+        bob_and_hidden_carol: enc(&["--recipient", RECIPIENT, "--hidden-recipient", CAROL]),
+        throw_keyids_bob: enc(&["--throw-keyids", "--recipient", RECIPIENT]),
+        symmetric: text(run(
+            h,
+            &["--armor", "--symmetric", "--passphrase", "correct horse"],
+            secret,
+        )),
+        to_bob_binary: run(
+            h,
+            &[
+                "--encrypt",
+                "--trust-model",
+                "always",
+                "--recipient",
+                RECIPIENT,
+            ],
+            secret,
+        ),
+    };
+    let _ = Command::new("gpgconf")
+        .args(["--kill", "all"])
+        .env("GNUPGHOME", h)
+        .status();
+    keyed
+}
+
+/// A keyring directory holding `bob.asc` and `carol.asc` (Mallory's key is
+/// not in it) plus `extra` files (name, contents).
+pub fn keyring_dir(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let k = keyed();
+    let dir = tempfile::Builder::new()
+        .prefix("pgpm-keyring-")
+        .tempdir()
+        .expect("keyring directory");
+    std::fs::write(dir.path().join("bob.asc"), &k.bob_key).unwrap();
+    std::fs::write(dir.path().join("carol.asc"), &k.carol_key).unwrap();
+    for (name, contents) in extra {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    dir
+}
+
+/// One key line of `gpg --with-colons` (`pub` or `sub`) with its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColonKey {
+    /// `pub` or `sub`.
+    pub kind: String,
+    /// Field 5: the key ID.
+    pub key_id: String,
+    /// Field 12: capabilities (`e` for encryption).
+    pub capabilities: String,
+    /// The `fpr` line's field 10.
+    pub fingerprint: String,
+    /// The User IDs of its certificate (from `uid` lines).
+    pub uids: Vec<String>,
+}
+
+/// Parses `gpg --with-colons --fingerprint` output.
+pub fn colon_keys(colons: &str) -> Vec<ColonKey> {
+    let mut out: Vec<ColonKey> = Vec::new();
+    let mut cert_start = 0;
+    for line in colons.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        match f[0] {
+            "pub" | "sub" => {
+                if f[0] == "pub" {
+                    cert_start = out.len();
+                }
+                out.push(ColonKey {
+                    kind: f[0].to_owned(),
+                    key_id: f[4].to_owned(),
+                    capabilities: f[11].to_owned(),
+                    fingerprint: String::new(),
+                    uids: Vec::new(),
+                });
+            }
+            "fpr" => {
+                if let Some(k) = out.last_mut().filter(|k| k.fingerprint.is_empty()) {
+                    k.fingerprint = f[9].to_owned();
+                }
+            }
+            "uid" => {
+                for k in &mut out[cert_start..] {
+                    k.uids.push(f[9].to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

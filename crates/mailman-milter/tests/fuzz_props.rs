@@ -1,0 +1,368 @@
+//! Property tests (the stable-toolchain stand-in for fuzzing, issue 6) of
+//! mailman-milter's address handling, recipient classification and posting
+//! decision, fed arbitrary strings and generated addresses.
+//!
+//! Invariants: nothing panics on any input; normalisation is idempotent on the
+//! addresses an MTA hands over; `list+anything@domain` is always the list,
+//! `list-<service>@domain` (with or without an extension) always a service
+//! address, in any letter case, with or without angle brackets; a recipient is
+//! only ever classified as a list it really names; and the posting decision
+//! only refuses when the list refuses non-members and no sender may post.
+//!
+//! Each property runs `CASES` cases (a few seconds in all); `PROPTEST_CASES=N`
+//! runs N instead (20,000 took 149 s here).
+
+use mailman_milter::address::{header_addresses, normalize, split};
+use mailman_milter::backend::SenderStatus;
+use mailman_milter::list::{ListPolicy, NonmemberAction, Pattern};
+use mailman_milter::policy::{Decision, PassReason, Post, RefuseReason, decide};
+use mailman_milter::recipient::{AddressRules, Recipient, SERVICE_SUFFIXES};
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+const CASES: u32 = 512;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        // `PROPTEST_CASES=100000 cargo test ...` for a longer run.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(CASES),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Arbitrary text biased towards the characters address parsing cares about.
+fn messy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        proptest::collection::vec(
+            prop_oneof![
+                Just('<'),
+                Just('>'),
+                Just('@'),
+                Just(':'),
+                Just(','),
+                Just(';'),
+                Just('"'),
+                Just('('),
+                Just(')'),
+                Just('\\'),
+                Just(' '),
+                Just('\t'),
+                Just('\r'),
+                Just('\n'),
+                Just('+'),
+                Just('-'),
+                Just('.'),
+                Just('A'),
+                Just('z'),
+                Just('\u{130}'),  // İ: lowercases to two chars
+                Just('\u{212A}'), // Kelvin sign: lowercases to ASCII k
+                any::<char>(),
+            ],
+            0..40,
+        )
+        .prop_map(|v| v.into_iter().collect()),
+    ]
+}
+
+/// A Mailman list name: lowercase ASCII, digits, `.`, `_`, `-`, no delimiter,
+/// not itself ending in a service suffix.
+fn list_local() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9._-]{0,15}".prop_filter("ends like a service address", |l| {
+        !SERVICE_SUFFIXES
+            .iter()
+            .any(|s| l.ends_with(&format!("-{s}")))
+    })
+}
+
+fn domain() -> impl Strategy<Value = String> {
+    "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\\.[a-z]{2,6}){1,2}"
+}
+
+/// Randomly upper-cases ASCII letters (`mask` picks which).
+fn recase(s: &str, mask: u64) -> String {
+    s.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if mask >> (i % 64) & 1 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// How an MTA may hand the address over: bare, in brackets, padded.
+fn wrap(addr: &str, style: u8) -> String {
+    match style % 4 {
+        0 => addr.to_owned(),
+        1 => format!("<{addr}>"),
+        2 => format!("  <{addr}>\t"),
+        _ => format!(" {addr} "),
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// No input makes any address function panic.
+    #[test]
+    fn address_functions_never_panic(s in messy()) {
+        if let Some(n) = normalize(&s) {
+            let (local, domain) = split(&n);
+            prop_assert_eq!(format!("{local}{}{domain}", if n.contains('@') { "@" } else { "" }), n.clone());
+        }
+        for a in header_addresses(&s) {
+            prop_assert!(a.contains('@'), "{a:?} from {s:?}");
+            prop_assert!(!a.is_empty());
+        }
+        let rules = AddressRules::default();
+        let _ = rules.classify(&s, |a| a == "list@example.org");
+        let _ = rules.classify(&s, |_| true);
+        let _ = Pattern::parse(&s).matches("someone@example.org");
+    }
+
+    /// Normalising a normalised address changes nothing, for every address
+    /// an MTA hands over (one pair of angle brackets at most, any case, any
+    /// padding, a source route or not).
+    #[test]
+    fn normalize_is_idempotent_on_envelope_addresses(
+        local in "[!-~&&[^<>@\"]]{1,20}",
+        dom in domain(),
+        route in proptest::option::of(domain()),
+        mask in any::<u64>(),
+        style in any::<u8>(),
+    ) {
+        let addr = match route {
+            Some(r) => format!("@{r}:{local}@{dom}"),
+            None => format!("{local}@{dom}"),
+        };
+        let raw = wrap(&recase(&addr, mask), style);
+        let once = normalize(&raw).expect("a non-empty address");
+        prop_assert_eq!(normalize(&once), Some(once.clone()), "raw {:?}", raw);
+        prop_assert_eq!(once, format!("{}@{}", local.to_lowercase(), dom));
+    }
+
+    /// Idempotence on arbitrary text, outside the one input class found not
+    /// to be idempotent (nested angle brackets or a second source route
+    /// after normalising: see `normalize_nested_brackets_is_not_idempotent`).
+    #[test]
+    fn normalize_is_idempotent_on_arbitrary_text(s in messy()) {
+        if let Some(once) = normalize(&s) {
+            if !not_normal_form(&once) {
+                prop_assert_eq!(normalize(&once), Some(once.clone()), "input {:?}", s);
+            }
+            // Lowercasing is stable: a second pass never changes the letter case.
+            let twice = normalize(&once);
+            if let Some(t) = twice {
+                prop_assert_eq!(t.to_lowercase(), t);
+            }
+        }
+    }
+
+    /// Header addresses are already normalised.
+    #[test]
+    fn header_addresses_are_fixed_points(s in messy()) {
+        for a in header_addresses(&s) {
+            if not_normal_form(&a) {
+                continue; // the known non-idempotent class, see below
+            }
+            let again = normalize(&a);
+            prop_assert_eq!(again.as_deref(), Some(a.as_str()), "from {:?}", s);
+        }
+    }
+
+    /// `list+anything@domain` is the list, whatever `anything` is and however
+    /// the address is cased or wrapped.
+    #[test]
+    fn extension_addresses_are_the_list(
+        list in list_local(),
+        dom in domain(),
+        ext in any::<String>(),
+        mask in any::<u64>(),
+        style in any::<u8>(),
+    ) {
+        let list_addr = format!("{list}@{dom}");
+        let rules = AddressRules::default();
+        let raw = wrap(&format!("{}+{ext}@{}", recase(&list, mask), recase(&dom, !mask)), style);
+        // `ext` may itself hold brackets or whitespace at the very ends, which
+        // the MTA would never hand over; keep the cases that stay one address.
+        prop_assume!(normalize(&raw).is_some_and(|n| n.ends_with(&format!("@{dom}"))
+            && n.starts_with(&format!("{list}+"))));
+        prop_assert_eq!(
+            rules.classify(&raw, |a| a == list_addr),
+            Recipient::Post(list_addr.clone()),
+            "raw {:?}", raw
+        );
+    }
+
+    /// The posting address itself, in any case and wrapping, is the list.
+    #[test]
+    fn list_address_is_case_insensitive(
+        list in list_local(),
+        dom in domain(),
+        mask in any::<u64>(),
+        style in any::<u8>(),
+    ) {
+        let list_addr = format!("{list}@{dom}");
+        let raw = wrap(&recase(&list_addr, mask), style);
+        let rules = AddressRules::default();
+        prop_assert_eq!(
+            rules.classify(&raw, |a| a == list_addr),
+            Recipient::Post(list_addr.clone())
+        );
+        // The same through an alias domain.
+        let alias = format!("alias.{dom}");
+        let rules = AddressRules {
+            alias_domains: HashMap::from([(alias.clone(), dom.clone())]),
+            ..AddressRules::default()
+        };
+        let raw = wrap(&recase(&format!("{list}@{alias}"), mask), style);
+        prop_assert_eq!(
+            rules.classify(&raw, |a| a == list_addr),
+            Recipient::Post(list_addr.clone())
+        );
+    }
+
+    /// `list-<service>@domain` and `list-<service>+ext@domain` are always the
+    /// list's service address (which passes), in any case.
+    #[test]
+    fn service_suffixes_always_pass(
+        list in list_local(),
+        dom in domain(),
+        which in 0..SERVICE_SUFFIXES.len(),
+        ext in proptest::option::of("[a-zA-Z0-9=._+-]{0,20}"),
+        mask in any::<u64>(),
+        style in any::<u8>(),
+    ) {
+        let suffix = SERVICE_SUFFIXES[which];
+        let list_addr = format!("{list}@{dom}");
+        let local = match &ext {
+            Some(e) => format!("{list}-{suffix}+{e}"),
+            None => format!("{list}-{suffix}"),
+        };
+        let raw = wrap(&recase(&format!("{local}@{dom}"), mask), style);
+        let got = AddressRules::default().classify(&raw, |a| a == list_addr);
+        prop_assert_eq!(
+            got,
+            Recipient::Service { list: list_addr.clone(), suffix: suffix.to_owned() },
+            "raw {:?}", raw
+        );
+    }
+
+    /// A recipient is classified as a list only if it names that list: its
+    /// normalised form is the list address, or the list's local part followed
+    /// by the delimiter or a service suffix, at the list's domain.
+    #[test]
+    fn only_real_list_addresses_are_lists(
+        list in list_local(),
+        dom in domain(),
+        rcpt in prop_oneof![
+            messy(),
+            // Near misses: one character off, another domain, a prefix or suffix.
+            (list_local(), domain(), "[a-z+.-]{0,3}", "[a-z+.-]{0,3}")
+                .prop_map(|(l, d, p, s)| format!("{p}{l}{s}@{d}")),
+        ],
+    ) {
+        let list_addr = format!("{list}@{dom}");
+        let got = AddressRules::default().classify(&rcpt, |a| a == list_addr);
+        let n = normalize(&rcpt).unwrap_or_default();
+        let (local, d) = split(&n);
+        let names_list = d == dom
+            && (local == list
+                || local.starts_with(&format!("{list}+"))
+                || SERVICE_SUFFIXES.iter().any(|s| {
+                    local == format!("{list}-{s}") || local.starts_with(&format!("{list}-{s}+"))
+                }));
+        match &got {
+            Recipient::Post(a) | Recipient::Service { list: a, .. } => {
+                prop_assert_eq!(a, &list_addr);
+                prop_assert!(names_list, "{rcpt:?} classified {got:?}");
+            }
+            Recipient::Other => prop_assert!(!names_list, "{rcpt:?} not classified as the list"),
+        }
+    }
+
+    /// The decision: approval passes; a ban refuses; a member passes; a
+    /// refusal for non-members only on a list that refuses them; never a
+    /// panic, whatever the senders and statuses (lengths may differ).
+    #[test]
+    fn decision_follows_mailman_order(
+        senders in proptest::collection::vec(messy(), 0..4),
+        flags in proptest::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 0..5),
+        approved in any::<bool>(),
+        action in 0u8..4,
+        refuse_hold in any::<bool>(),
+        patterns in proptest::collection::vec(messy(), 0..3),
+    ) {
+        let list = ListPolicy {
+            address: "list@example.org".into(),
+            nonmember_action: [
+                NonmemberAction::Accept,
+                NonmemberAction::Hold,
+                NonmemberAction::Reject,
+                NonmemberAction::Discard,
+            ][action as usize],
+            refuse_hold,
+            accept_nonmembers: patterns.iter().map(|p| Pattern::parse(p)).collect(),
+            has_bans: true,
+            reject_text: None,
+        };
+        let senders: Vec<String> = senders.iter().filter_map(|s| normalize(s)).collect();
+        let status: Vec<SenderStatus> = flags
+            .iter()
+            .map(|&(member, banned, via)| SenderStatus {
+                member,
+                banned,
+                accepted_via: via.then(|| "other@example.org".to_owned()),
+            })
+            .collect();
+        let n = senders.len().min(status.len());
+        let d = decide(&Post { list: &list, senders: &senders, status: &status, approved });
+        let any_banned = status[..n].iter().any(|s| s.banned);
+        let any_member = status[..n].iter().any(|s| s.member);
+        if approved {
+            prop_assert_eq!(d, Decision::Pass(PassReason::Approved));
+        } else if any_banned {
+            prop_assert!(matches!(d, Decision::Refuse(RefuseReason::Banned(_))), "{d:?}");
+        } else if any_member {
+            prop_assert!(matches!(d, Decision::Pass(PassReason::Member(_))), "{d:?}");
+        } else if let Decision::Refuse(r) = &d {
+            prop_assert!(list.refuses_nonmembers(), "{d:?} on a list that does not refuse");
+            prop_assert!(!status[..n].iter().any(|s| s.accepted_via.is_some()), "{d:?}");
+            match r {
+                RefuseReason::NoSenders => prop_assert!(senders.is_empty()),
+                RefuseReason::Nonmember(a) => prop_assert_eq!(*a, list.nonmember_action),
+                RefuseReason::Banned(_) => prop_assert!(false, "ban without a banned sender"),
+            }
+        }
+    }
+}
+
+/// The outputs of `normalize` that a second pass still changes: one pass
+/// strips one pair of angle brackets and one source route, and does not trim
+/// again after the route.
+fn not_normal_form(n: &str) -> bool {
+    n.starts_with('<') && n.ends_with('>') || n.starts_with('@') || n != n.trim()
+}
+
+/// Found by `normalize_is_idempotent_on_arbitrary_text` and
+/// `header_addresses_are_fixed_points` without their filter (see
+/// `not_normal_form`). SMTP never hands such addresses over (Postfix refuses
+/// `MAIL FROM:<<a@b>>` as a syntax error), which is why the properties
+/// exclude them; this test pins today's behaviour so a change is noticed.
+#[test]
+fn normalize_is_not_idempotent_on_nested_forms() {
+    assert_eq!(normalize("<<a@b>>").as_deref(), Some("<a@b>"));
+    assert_eq!(normalize("<a@b>").as_deref(), Some("a@b"));
+    assert_eq!(normalize("@r:@s:a@b").as_deref(), Some("@s:a@b"));
+    assert_eq!(normalize("@r: a@b").as_deref(), Some(" a@b"));
+    // A header "address" that is only an at sign, from a quoted route.
+    assert_eq!(header_addresses("@\":@"), ["@"]);
+    assert_eq!(normalize("@"), None);
+}

@@ -1,0 +1,862 @@
+//! The Mailman 3 REST backend against a small HTTP server written here (on
+//! 127.0.0.1) that answers like Mailman's API, or refuses, stalls, answers
+//! garbage or HTTP 500. Decisions are driven over the milter protocol by
+//! minimilter's `MilterClient`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mailman_milter::config::{BackendKind, Config};
+use mailman_milter::{
+    ListBackend, MailmanMilter, OnBackendError, RestBackend, RestConfig, SenderStatus, Settings,
+};
+use minimilter::proto::Step;
+use minimilter::transaction::Outcome;
+use minimilter::{
+    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, Transcript,
+    run_message,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const REFUSAL: &str =
+    "550 5.7.1 <team@lists.example.org>: you are not allowed to post to this list";
+const UNAVAILABLE: &str = "451 4.3.0 Mailing list data temporarily unavailable; try again later";
+/// Basic auth for restadmin:restpass.
+const AUTH: &str = "Basic cmVzdGFkbWluOnJlc3RwYXNz";
+/// The fake serves at most this many entries per page, whatever `count` says,
+/// so the client's paging is exercised.
+const FAKE_PAGE: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Answer like Mailman.
+    Serve,
+    /// Read the request, never answer (for 30 s).
+    Stall,
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// HTTP 500.
+    Error500,
+}
+
+struct Fake {
+    url: String,
+    mode: Arc<Mutex<Mode>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Fake {
+    async fn start(mode: Mode) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/3.1", listener.local_addr().unwrap());
+        let mode = Arc::new(Mutex::new(mode));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (m, r) = (mode.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            // Bounded: the test aborts the task on drop, and each connection
+            // is bounded in time.
+            for _ in 0..10_000 {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (m, r) = (m.clone(), r.clone());
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(30), serve(stream, m, r)).await;
+                });
+            }
+        });
+        Fake {
+            url,
+            mode,
+            requests,
+            task,
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    fn config(&self) -> RestConfig {
+        RestConfig {
+            url: self.url.clone(),
+            timeout: Duration::from_millis(800),
+            ..RestConfig::default()
+        }
+    }
+}
+
+/// Reads one request head; returns (target, authorization).
+async fn read_head(stream: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = head.split("\r\n");
+    let target = lines.next()?.split(' ').nth(1)?.to_owned();
+    let auth = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    Some((target, auth))
+}
+
+async fn serve(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, requests: Arc<Mutex<Vec<String>>>) {
+    let Some((target, auth)) = read_head(&mut stream).await else {
+        return;
+    };
+    requests.lock().unwrap().push(target.clone());
+    let mode = *mode.lock().unwrap();
+    let (status, body) = match mode {
+        Mode::Stall => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        Mode::Garbage => (
+            200,
+            "<html>Service temporarily unavailable</html>".to_owned(),
+        ),
+        Mode::Error500 => (500, "{\"title\": \"500 Internal Server Error\"}".to_owned()),
+        Mode::Serve if auth != AUTH => (401, "{\"title\": \"401 Unauthorized\"}".to_owned()),
+        Mode::Serve => match route(&target) {
+            Some(v) => (200, v.to_string()),
+            None => (404, "{\"title\": \"404 Not Found\"}".to_owned()),
+        },
+    };
+    let reason = match status {
+        200 => "OK",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        _ => "Internal Server Error",
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Mailman's paging: the slice [(page-1)*count, page*count), `entries`
+/// left out when empty; this fake also never gives more than FAKE_PAGE.
+fn page(all: Vec<Value>, query: &[(String, String)]) -> Value {
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(q, _)| q == k)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+    };
+    let total = all.len();
+    let entries: Vec<Value> = match (get("count"), get("page")) {
+        (Some(count), Some(page)) => {
+            let count = count.min(FAKE_PAGE);
+            all.into_iter()
+                .skip((page - 1) * count)
+                .take(count)
+                .collect()
+        }
+        _ => all,
+    };
+    if entries.is_empty() {
+        json!({"start": 0, "total_size": total})
+    } else {
+        json!({"start": 0, "total_size": total, "entries": entries})
+    }
+}
+
+const LISTS: &[(&str, &str, &str)] = &[
+    // (list_id, fqdn, default_nonmember_action)
+    ("team.lists.example.org", "team@lists.example.org", "reject"),
+    (
+        "friends.lists.example.org",
+        "friends@lists.example.org",
+        "hold",
+    ),
+    (
+        "quiet.lists.example.org",
+        "quiet@lists.example.org",
+        "discard",
+    ),
+];
+
+fn members(list_id: &str) -> Vec<&'static str> {
+    match list_id {
+        "team.lists.example.org" => vec![
+            "alice@example.org",
+            "carol@example.org",
+            "dave@example.org",
+            "erin@example.org",
+            "odd*name@example.org",
+        ],
+        "friends.lists.example.org" => vec!["bob@friends.example"],
+        _ => vec![],
+    }
+}
+
+fn member(list_id: &str, email: &str) -> Value {
+    json!({"email": email, "list_id": list_id, "role": "member", "delivery_mode": "regular"})
+}
+
+fn route(target: &str) -> Option<Value> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query: Vec<(String, String)> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect();
+    let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let path = path.strip_prefix("/3.1")?;
+    let segs: Vec<String> = path.split('/').skip(1).map(decode).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match segs.as_slice() {
+        ["bans"] => Some(page(vec![], &query)),
+        ["lists"] => Some(page(
+            LISTS
+                .iter()
+                .map(|(id, fqdn, _)| json!({"list_id": id, "fqdn_listname": fqdn}))
+                .collect(),
+            &query,
+        )),
+        ["lists", id, "config"] => {
+            let (_, _, action) = LISTS.iter().find(|(i, _, _)| i == id)?;
+            let accept: Vec<&str> = if *id == "team.lists.example.org" {
+                vec!["^.*@partner\\.example$", "@friends@lists.example.org"]
+            } else {
+                vec![]
+            };
+            Some(json!({"default_nonmember_action": action, "accept_these_nonmembers": accept}))
+        }
+        ["lists", id, "bans"] => {
+            LISTS.iter().find(|(i, _, _)| i == id)?;
+            let bans = if *id == "team.lists.example.org" {
+                vec![json!({"email": "^.*@evil\\.example$", "list_id": id})]
+            } else {
+                vec![]
+            };
+            Some(page(bans, &query))
+        }
+        ["lists", id, "roster", "member"] => Some(page(
+            members(id).into_iter().map(|m| member(id, m)).collect(),
+            &query,
+        )),
+        ["members", "find"] => {
+            let id = q("list_id")?;
+            let subscriber = q("subscriber")?.to_lowercase();
+            // Mailman's trap, reproduced: `*` makes the lookup a LIKE search.
+            let hit = |m: &&str| match subscriber.split_once('*') {
+                Some((pre, post)) => m.starts_with(pre) && m.ends_with(post),
+                None => *m == subscriber,
+            };
+            Some(page(
+                members(&id)
+                    .into_iter()
+                    .filter(hit)
+                    .map(|m| member(&id, m))
+                    .collect(),
+                &query,
+            ))
+        }
+        _ => None,
+    }
+}
+
+async fn client(backend: Arc<RestBackend>, settings: Settings) -> MilterClient {
+    let (a, z) = tokio::io::duplex(1 << 20);
+    let server = Server::new(
+        MailmanMilter::new(backend, settings),
+        ServerConfig::default(),
+    );
+    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
+    MilterClient::negotiate(Box::new(a), ClientConfig::default())
+        .await
+        .unwrap()
+}
+
+fn spec(from: &str, rcpt: &str) -> MessageSpec {
+    MessageSpec {
+        from: from.into(),
+        rcpts: vec![rcpt.into()],
+        message: Bytes::from(format!(
+            "From: {from}\r\nTo: {rcpt}\r\nSubject: hello\r\n\r\nBody.\r\n"
+        )),
+        ..MessageSpec::default()
+    }
+}
+
+async fn post(
+    backend: &Arc<RestBackend>,
+    settings: Settings,
+    from: &str,
+    rcpt: &str,
+) -> Transcript {
+    let mut c = client(backend.clone(), settings).await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        run_message(&mut c, &spec(from, rcpt)),
+    )
+    .await
+    .expect("the milter answers in time")
+    .unwrap()
+}
+
+fn reply_of(t: &Transcript) -> String {
+    match &t.outcome {
+        Outcome::Rejected { reply, .. } | Outcome::Tempfailed { reply, .. } => {
+            reply.clone().unwrap_or_default()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn assert_tempfail(t: &Transcript, step: Step) {
+    match &t.outcome {
+        Outcome::Tempfailed { at, reply } => {
+            assert_eq!(*at, step, "{t:?}");
+            assert_eq!(reply.as_deref(), Some(UNAVAILABLE));
+        }
+        other => panic!("expected 451 at {step}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn members_accept_patterns_and_bans_decide_as_mailman_would() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let team = "team@lists.example.org";
+    let s = Settings::default;
+    assert_eq!(
+        post(&backend, s(), "Alice@Example.ORG", team).await.outcome,
+        Outcome::Accepted
+    );
+    let t = post(&backend, s(), "stranger@example.com", team).await;
+    assert_eq!(reply_of(&t), REFUSAL);
+    assert!(
+        matches!(
+            t.outcome,
+            Outcome::Rejected {
+                at: Step::EndOfMessage,
+                ..
+            }
+        ),
+        "{t:?}"
+    );
+    // ^regex accept entry; @list entry (a member of friends@).
+    for ok in ["x@partner.example", "bob@friends.example"] {
+        assert_eq!(
+            post(&backend, s(), ok, team).await.outcome,
+            Outcome::Accepted,
+            "{ok}"
+        );
+    }
+    // Banned by a ^regex ban.
+    let t = post(&backend, s(), "spammer@evil.example", team).await;
+    assert_eq!(reply_of(&t), REFUSAL);
+    // Service addresses and a hold list are left to Mailman.
+    for rcpt in [
+        "team-request@lists.example.org",
+        "friends@lists.example.org",
+    ] {
+        assert_eq!(
+            post(&backend, s(), "stranger@example.com", rcpt)
+                .await
+                .outcome,
+            Outcome::Accepted,
+            "{rcpt}"
+        );
+    }
+    let t = post(
+        &backend,
+        s(),
+        "stranger@example.com",
+        "quiet@lists.example.org",
+    )
+    .await;
+    assert!(
+        reply_of(&t).starts_with("550 5.7.1 <quiet@lists.example.org>"),
+        "{t:?}"
+    );
+    // Collections were read page by page (the fake gives 2 entries a page).
+    let reqs = fake.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("/3.1/lists?") && r.contains("page=2")),
+        "{reqs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sender_with_a_wildcard_is_never_sent_to_a_lookup() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let team = "team@lists.example.org";
+    // A lookup of "*@example.org" would find alice (Mailman's LIKE search).
+    let t = post(&backend, Settings::default(), "*@example.org", team).await;
+    assert_eq!(reply_of(&t), REFUSAL);
+    // A real member whose address holds a `*` is found in the roster.
+    let t = post(&backend, Settings::default(), "odd*name@example.org", team).await;
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let reqs = fake.requests();
+    for r in &reqs {
+        if r.contains("/members/find") {
+            assert!(!r.contains('*') && !r.to_uppercase().contains("%2A"), "{r}");
+        }
+    }
+    let roster: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.contains("/roster/member"))
+        .collect();
+    // Five members, two a page: three pages, read for each wildcard sender
+    // once (then cached).
+    assert!(roster.iter().any(|r| r.contains("page=3")), "{roster:?}");
+}
+
+#[tokio::test]
+async fn answers_are_cached_for_the_ttl_and_the_cache_stays_bounded() {
+    let fake = Fake::start(Mode::Serve).await;
+    let config = RestConfig {
+        cache_size: 3,
+        ..fake.config()
+    };
+    let backend = RestBackend::new(&config).unwrap();
+    let lists = backend.lists().await.unwrap();
+    let team = lists["team@lists.example.org"].clone();
+    assert!(team.is_guarded());
+    assert!(!lists["friends@lists.example.org"].is_guarded());
+    let alice = vec!["alice@example.org".to_owned()];
+    let first = backend.senders(&team, &alice).await.unwrap();
+    assert_eq!(
+        first,
+        vec![SenderStatus {
+            member: true,
+            ..SenderStatus::default()
+        }]
+    );
+    let n = fake.requests().len();
+    // From the cache now: no request, even with the API gone.
+    fake.set(Mode::Error500);
+    assert_eq!(backend.senders(&team, &alice).await.unwrap(), first);
+    backend.lists().await.unwrap();
+    assert_eq!(fake.requests().len(), n);
+    fake.set(Mode::Serve);
+    for i in 0..10 {
+        let s = vec![format!("user{i}@example.com")];
+        backend.senders(&team, &s).await.unwrap();
+        assert!(
+            backend.cached_answers() <= 3,
+            "{}",
+            backend.cached_answers()
+        );
+    }
+    // Without a TTL nothing is kept.
+    let uncached = RestBackend::new(&RestConfig {
+        cache_ttl: Duration::ZERO,
+        ..fake.config()
+    })
+    .unwrap();
+    uncached.senders(&team, &alice).await.unwrap();
+    assert_eq!(uncached.cached_answers(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_connection_tempfails_or_passes_never_rejects() {
+    // A port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let backend = Arc::new(
+        RestBackend::new(&RestConfig {
+            url: format!("http://127.0.0.1:{port}/3.1"),
+            timeout: Duration::from_millis(800),
+            ..RestConfig::default()
+        })
+        .unwrap(),
+    );
+    let team = "team@lists.example.org";
+    let t = post(&backend, Settings::default(), "stranger@example.com", team).await;
+    assert_tempfail(&t, Step::Rcpt);
+    let accept = Settings {
+        on_backend_error: OnBackendError::Accept,
+        ..Settings::default()
+    };
+    let t = post(&backend, accept, "stranger@example.com", team).await;
+    assert_eq!(t.outcome, Outcome::Accepted);
+}
+
+#[tokio::test]
+async fn a_stalled_api_tempfails_within_the_timeout() {
+    let fake = Fake::start(Mode::Stall).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let started = Instant::now();
+    let t = post(
+        &backend,
+        Settings::default(),
+        "stranger@example.com",
+        "team@lists.example.org",
+    )
+    .await;
+    assert_tempfail(&t, Step::Rcpt);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "took {took:?} (timeout 800 ms)"
+    );
+    assert!(took >= Duration::from_millis(700), "took {took:?}");
+}
+
+#[tokio::test]
+async fn garbage_and_http_500_tempfail() {
+    for mode in [Mode::Garbage, Mode::Error500] {
+        let fake = Fake::start(mode).await;
+        let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+        let t = post(
+            &backend,
+            Settings::default(),
+            "stranger@example.com",
+            "team@lists.example.org",
+        )
+        .await;
+        assert_tempfail(&t, Step::Rcpt);
+        let err = backend.lists().await.unwrap_err().to_string();
+        let want = if mode == Mode::Garbage {
+            "not JSON"
+        } else {
+            "HTTP 500"
+        };
+        assert!(err.contains(want), "{mode:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_tempfail() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(
+        RestBackend::new(&RestConfig {
+            password: "wrong".into(),
+            ..fake.config()
+        })
+        .unwrap(),
+    );
+    let t = post(
+        &backend,
+        Settings::default(),
+        "stranger@example.com",
+        "team@lists.example.org",
+    )
+    .await;
+    assert_tempfail(&t, Step::Rcpt);
+    assert!(
+        backend
+            .lists()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("HTTP 401")
+    );
+}
+
+#[tokio::test]
+async fn a_failure_at_the_member_lookup_tempfails_after_the_headers() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    // The lists are read (and cached); then the API stalls, answers
+    // garbage or fails for the member lookup.
+    backend.lists().await.unwrap();
+    for (i, mode) in [Mode::Stall, Mode::Garbage, Mode::Error500]
+        .into_iter()
+        .enumerate()
+    {
+        fake.set(mode);
+        let from = format!("new{i}@example.com");
+        let t = post(
+            &backend,
+            Settings::default(),
+            &from,
+            "team@lists.example.org",
+        )
+        .await;
+        assert_tempfail(&t, Step::EndOfHeaders);
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn the_mailman_backend_is_configured_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rest.pass", "s3cret\n");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        "backend = \"mailman\"\n[mailman]\nurl = \"http://127.0.0.1:8001/3.1/\"\nuser = \"admin\"\npassword_file = \"rest.pass\"\ntimeout = 0.5\ncache_ttl = 0\n",
+    );
+    let c = Config::load(&file).unwrap();
+    assert_eq!(c.backend, BackendKind::Mailman);
+    let rest = c.mailman_section().rest_config().unwrap();
+    assert_eq!(rest.password, "s3cret");
+    assert_eq!(rest.user, "admin");
+    assert_eq!(rest.timeout, Duration::from_millis(500));
+    assert_eq!(rest.cache_ttl, Duration::ZERO);
+    // Defaults: Mailman's own.
+    let c = Config::parse("backend = \"mailman\"\n", &dir.path().join("d.toml")).unwrap();
+    assert_eq!(
+        c.mailman_section().rest_config().unwrap(),
+        RestConfig::default()
+    );
+    // The file backend stays the default.
+    assert_eq!(Config::default().backend, BackendKind::File);
+
+    let bad = [
+        (
+            "backend = \"mailman\"\n[mailman]\nurl = \"https://127.0.0.1:8001/3.1\"\n",
+            "mailman.url",
+        ),
+        (
+            "backend = \"mailman\"\n[mailman]\nurl = \"localhost:8001\"\n",
+            "mailman.url",
+        ),
+        (
+            "backend = \"mailman\"\n[mailman]\ntimeout = 0\n",
+            "mailman.timeout",
+        ),
+        (
+            "backend = \"mailman\"\n[mailman]\ncache_ttl = -1\n",
+            "mailman.cache_ttl",
+        ),
+        (
+            "backend = \"mailman\"\n[mailman]\npassword = \"a\"\npassword_file = \"b\"\n",
+            "mailman.password_file",
+        ),
+        (
+            "backend = \"mailman\"\n[mailman]\nuser = \"a:b\"\n",
+            "mailman.user",
+        ),
+        (
+            "backend = \"mailman\"\n[mailman]\npasword = \"x\"\n",
+            "pasword",
+        ),
+        ("backend = \"mailman\"\nlists = \"lists.toml\"\n", "lists"),
+        (
+            "[mailman]\nurl = \"http://127.0.0.1:8001/3.1\"\n",
+            "mailman",
+        ),
+        ("backend = \"rest\"\n", "backend"),
+    ];
+    for (text, key) in bad {
+        let path = dir.path().join("bad.toml");
+        let e = Config::parse(text, &path).unwrap_err().to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    let missing = Config::parse(
+        "backend = \"mailman\"\n[mailman]\npassword_file = \"nope\"\n",
+        &dir.path().join("m.toml"),
+    )
+    .unwrap();
+    let e = missing.mailman_section().rest_config().unwrap_err();
+    assert!(e.starts_with("mailman.password_file: cannot read"), "{e}");
+}
+
+#[tokio::test]
+async fn check_config_reads_the_lists_from_the_api() {
+    let fake = Fake::start(Mode::Serve).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "backend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 2\n",
+            fake.url
+        ),
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--config", file.to_str().unwrap(), "--check-config"])
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("3 lists"), "{text}");
+    assert!(
+        text.contains("team@lists.example.org: non-members reject; guarded"),
+        "{text}"
+    );
+    assert!(
+        text.contains("friends@lists.example.org: non-members hold; left to Mailman"),
+        "{text}"
+    );
+    // And with the API gone, a clear error and exit 1.
+    fake.set(Mode::Error500);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--config", file.to_str().unwrap(), "--check-config"])
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("HTTP 500"), "{err}");
+}
+
+#[tokio::test]
+async fn the_daemon_decides_from_the_api() {
+    let fake = Fake::start(Mode::Serve).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("milter.sock");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 1\n",
+            socket.display(),
+            fake.url
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--config", file.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            daemon.try_wait().unwrap().is_none(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "the daemon does not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spec_of: minimilter::SocketSpec = format!("unix:{}", socket.display()).parse().unwrap();
+    let run = |from: &'static str| {
+        let spec_of = spec_of.clone();
+        async move {
+            let mut c = MilterClient::connect(&spec_of, ClientConfig::default())
+                .await
+                .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                run_message(&mut c, &spec(from, "team@lists.example.org")),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+        }
+    };
+    assert_eq!(run("alice@example.org").await.outcome, Outcome::Accepted);
+    assert_eq!(reply_of(&run("stranger@example.com").await), REFUSAL);
+    fake.set(Mode::Error500);
+    assert_tempfail(&run("newcomer@example.com").await, Step::EndOfHeaders);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Mailman lists read"), "{text}");
+    assert!(text.contains("verdict=reject"), "{text}");
+    assert!(text.contains("HTTP 500"), "{text}");
+    daemon.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn stale_lists_are_served_while_refreshed_in_the_background_then_expire() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = RestBackend::new(&RestConfig {
+        cache_ttl: Duration::from_secs(1),
+        ..fake.config()
+    })
+    .unwrap();
+    let list_reads = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.starts_with("/3.1/lists?"))
+            .count()
+    };
+    backend.lists().await.unwrap();
+    let reads = list_reads();
+    // Stale: answered from the cache at once, refreshed in the background.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    backend.lists().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while list_reads() == reads {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stale again, and the API now stalls: still answered at once.
+    fake.set(Mode::Stall);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let t = Instant::now();
+    assert!(
+        backend
+            .lists()
+            .await
+            .unwrap()
+            .contains_key("team@lists.example.org")
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    // Twice the TTL old: no longer used; the API must answer, and does not.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let t = Instant::now();
+    let e = backend.lists().await.unwrap_err().to_string();
+    assert!(e.contains("within"), "{e}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        t.elapsed()
+    );
+    fake.set(Mode::Serve);
+    backend.lists().await.unwrap();
+}
