@@ -5,17 +5,22 @@
 /// An address normalised for comparison: trimmed, angle brackets removed,
 /// lowercased. The null sender gives `None`.
 pub fn normalize(raw: &str) -> Option<String> {
-    let t = raw.trim();
-    let t = t
-        .strip_prefix('<')
-        .and_then(|r| r.strip_suffix('>'))
-        .unwrap_or(t)
-        .trim();
-    // A source route (`<@relay:user@domain>`) names the mailbox after the colon.
-    let t = match t.strip_prefix('@') {
-        Some(route) => route.split_once(':').map(|(_, a)| a).unwrap_or(""),
-        None => t,
-    };
+    let mut t = raw.trim();
+    // Brackets and source routes (`<@relay:user@domain>`, the mailbox is
+    // after the colon) are peeled until none is left, so normalising is
+    // idempotent even for nested forms SMTP itself would refuse.
+    loop {
+        let before = t;
+        if let Some(inner) = t.strip_prefix('<').and_then(|r| r.strip_suffix('>')) {
+            t = inner.trim();
+        }
+        if let Some(route) = t.strip_prefix('@') {
+            t = route.split_once(':').map(|(_, a)| a).unwrap_or("").trim();
+        }
+        if t == before {
+            break;
+        }
+    }
     if t.is_empty() {
         None
     } else {
@@ -45,7 +50,7 @@ pub fn header_addresses(value: &str) -> Vec<String> {
         .into_iter()
         .filter_map(|item| mailbox_of(&item))
         .filter_map(|a| normalize(&a))
-        .filter(|a| a.contains('@'))
+        .filter(|a| matches!(split(a), (local, domain) if !local.is_empty() && !domain.is_empty()))
         .collect()
 }
 

@@ -148,15 +148,11 @@ proptest! {
         prop_assert_eq!(once, format!("{}@{}", local.to_lowercase(), dom));
     }
 
-    /// Idempotence on arbitrary text, outside the one input class found not
-    /// to be idempotent (nested angle brackets or a second source route
-    /// after normalising: see `normalize_nested_brackets_is_not_idempotent`).
+    /// Idempotence on arbitrary text.
     #[test]
     fn normalize_is_idempotent_on_arbitrary_text(s in messy()) {
         if let Some(once) = normalize(&s) {
-            if !not_normal_form(&once) {
-                prop_assert_eq!(normalize(&once), Some(once.clone()), "input {:?}", s);
-            }
+            prop_assert_eq!(normalize(&once), Some(once.clone()), "input {:?}", s);
             // Lowercasing is stable: a second pass never changes the letter case.
             let twice = normalize(&once);
             if let Some(t) = twice {
@@ -169,9 +165,6 @@ proptest! {
     #[test]
     fn header_addresses_are_fixed_points(s in messy()) {
         for a in header_addresses(&s) {
-            if not_normal_form(&a) {
-                continue; // the known non-idempotent class, see below
-            }
             let again = normalize(&a);
             prop_assert_eq!(again.as_deref(), Some(a.as_str()), "from {:?}", s);
         }
@@ -344,25 +337,13 @@ proptest! {
     }
 }
 
-/// The outputs of `normalize` that a second pass still changes: one pass
-/// strips one pair of angle brackets and one source route, and does not trim
-/// again after the route.
-fn not_normal_form(n: &str) -> bool {
-    n.starts_with('<') && n.ends_with('>') || n.starts_with('@') || n != n.trim()
-}
-
-/// Found by `normalize_is_idempotent_on_arbitrary_text` and
-/// `header_addresses_are_fixed_points` without their filter (see
-/// `not_normal_form`). SMTP never hands such addresses over (Postfix refuses
-/// `MAIL FROM:<<a@b>>` as a syntax error), which is why the properties
-/// exclude them; this test pins today's behaviour so a change is noticed.
+/// Nested forms SMTP itself would refuse (found by the properties above)
+/// normalise fully in one pass, and a bare at sign is not an address.
 #[test]
-fn normalize_is_not_idempotent_on_nested_forms() {
-    assert_eq!(normalize("<<a@b>>").as_deref(), Some("<a@b>"));
-    assert_eq!(normalize("<a@b>").as_deref(), Some("a@b"));
-    assert_eq!(normalize("@r:@s:a@b").as_deref(), Some("@s:a@b"));
-    assert_eq!(normalize("@r: a@b").as_deref(), Some(" a@b"));
-    // A header "address" that is only an at sign, from a quoted route.
-    assert_eq!(header_addresses("@\":@"), ["@"]);
+fn nested_forms_normalise_in_one_pass() {
+    assert_eq!(normalize("<<a@b>>").as_deref(), Some("a@b"));
+    assert_eq!(normalize("@r:@s:a@b").as_deref(), Some("a@b"));
+    assert_eq!(normalize("@r: a@b").as_deref(), Some("a@b"));
+    assert!(header_addresses("@\":@").is_empty());
     assert_eq!(normalize("@"), None);
 }

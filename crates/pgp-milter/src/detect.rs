@@ -157,6 +157,17 @@ fn combine(parts: impl IntoIterator<Item = Class>) -> Class {
 const MAX_DEPTH: usize = 16;
 
 fn entity(part: &ParsedMail<'_>, depth: usize) -> Class {
+    // Two Content-Type (or transfer-encoding) headers make the part mean
+    // different things to different readers: the parser here takes the
+    // first, a mail client may show the last, plaintext and all.
+    for name in ["Content-Type", "Content-Transfer-Encoding"] {
+        let n = part.headers.get_all_values(name).len();
+        if n > 1 {
+            return Class::Plain(NotPgp::Invalid(format!(
+                "ambiguous MIME: {n} {name} headers"
+            )));
+        }
+    }
     let mime = part.ctype.mimetype.to_ascii_lowercase();
     if let Some(sub) = mime.strip_prefix("multipart/") {
         if depth >= MAX_DEPTH {
@@ -447,6 +458,19 @@ mod tests {
         assert!(!has_closing_delimiter(b"a\r\n--b1\r\n", b"b1"));
         assert!(!has_closing_delimiter(b"x--b1--\r\n", b"b1"));
         assert!(!has_closing_delimiter(b"--b1--x\r\n", b"b1"));
+    }
+
+    #[test]
+    fn duplicate_content_type_is_ambiguous_and_refused() {
+        let m = b"Subject: x\r\n\
+Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=enc-b\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+Plaintext a reader using the last header would show.\r\n";
+        assert!(matches!(
+            detect(m),
+            Detection::Plain(NotPgp::Invalid(why)) if why.contains("2 Content-Type headers")
+        ));
     }
 
     #[test]
