@@ -5,13 +5,17 @@
 #   pymilter    scripts/bench/action_milter.py (Debian's python3-milter)
 # Load: `minimilter bench` on unix sockets (scenarios a-d), plus 10,000 idle
 # connections (scripts/bench/idle_connections.py), then the Rust milter's memory
-# under 1 MiB bodies and a bounded 5-minute soak (scripts/bench/soak.sh).
+# under 1 MiB bodies and a bounded 5-minute soak (scripts/bench/soak.sh), and
+# (g) the pgp-milter daemon on small PGP/MIME encrypted and plain messages
+# (made by scripts/bench/pgp_messages.py with GnuPG) at 32 connections.
 # Raw JSON goes to target/bench/.
 #
 # Usage (as root on Debian/Ubuntu if packages are missing):
-#   scripts/bench/run.sh              everything, about 14 minutes
-#   scripts/bench/run.sh --no-soak    without the soak, about 6.5 minutes
+#   scripts/bench/run.sh              everything, about 15.5 minutes
+#   scripts/bench/run.sh --no-soak    without the soak, about 8 minutes
 #   scripts/bench/run.sh --soak-only  only the soak (about 7.5 minutes); the other
+#                                     tables are regenerated from target/bench/
+#   scripts/bench/run.sh --pgp-only   only pgp-milter (g), about 1.5 minutes; the other
 #                                     tables are regenerated from target/bench/
 # Everything runs locally: unix sockets only, every load run bounded in messages
 # and time.
@@ -19,12 +23,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SOAK=1
+PGP_ONLY=""
 case "${1:-}" in
 --soak-only) exec scripts/bench/soak.sh ;;
 --no-soak) SOAK="" ;;
+--pgp-only) PGP_ONLY=1 ;;
 "") ;;
 *)
-    echo "usage: $0 [--soak-only | --no-soak]" >&2
+    echo "usage: $0 [--soak-only | --no-soak | --pgp-only]" >&2
     exit 2
     ;;
 esac
@@ -38,12 +44,17 @@ CAP=${CAP:-12}                          # --duration cap of every measured run
 REPEAT=${REPEAT:-3}                     # measured runs per milter and scenario
 QUIET_WAIT=${QUIET_WAIT:-8}             # wait at most this long for an idle machine per run
 IDLE_CONNS=${IDLE_CONNS:-10000}
+PGP_CONNS=${PGP_CONNS:-32}
+PGP_RCPT=bob@example.org                # envelope recipient, and the key's user ID
 
 # --- what is needed ----------------------------------------------------------
 missing=()
-[ -f /usr/include/libmilter/mfapi.h ] || missing+=(libmilter-dev)
-[ -x "$PY" ] && "$PY" -c 'import Milter' 2>/dev/null || missing+=(python3-milter)
-command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
+if [ -z "$PGP_ONLY" ]; then
+    [ -f /usr/include/libmilter/mfapi.h ] || missing+=(libmilter-dev)
+    [ -x "$PY" ] && "$PY" -c 'import Milter' 2>/dev/null || missing+=(python3-milter)
+    command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "run.sh: missing ${missing[*]}; run as root or install them" >&2
@@ -57,22 +68,30 @@ fi
 
 # --- build ---------------------------------------------------------------------
 echo "== building"
-cargo build --release -p minimilter -p minimilter-cli --examples --bins
 mkdir -p "$OUT"
-cc -O2 -o "$OUT/action_milter_libmilter" \
-    crates/minimilter/tests/interop/libmilter/action_milter.c -lmilter -lpthread
+if [ -n "$PGP_ONLY" ]; then
+    cargo build --release -p minimilter-cli -p pgp-milter --bins
+else
+    cargo build --release -p minimilter -p minimilter-cli -p pgp-milter --examples --bins
+    cc -O2 -o "$OUT/action_milter_libmilter" \
+        crates/minimilter/tests/interop/libmilter/action_milter.c -lmilter -lpthread
+fi
 RUST_MILTER=target/release/examples/action_milter
 C_MILTER=$OUT/action_milter_libmilter
+PGP_MILTER=target/release/pgp-milter
 export BENCH_BIN=target/release/minimilter
-rm -f "$OUT"/run-*.json "$OUT"/idle-*.json "$OUT"/*.log
-[ -z "$SOAK" ] || rm -f "$OUT"/soak-*.json
+rm -f "$OUT"/pgp-*.json "$OUT"/pgp-msg-*.eml
+if [ -z "$PGP_ONLY" ]; then
+    rm -f "$OUT"/run-*.json "$OUT"/idle-*.json "$OUT"/*.log
+    [ -z "$SOAK" ] || rm -f "$OUT"/soak-*.json
+fi
 
 # 10,000 connections need more than the usual 1024 descriptors, in the milters and
 # in the opener alike (children inherit this limit).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -n)
 
-"$PY" - "$OUT/meta.json" "$NOFILE" "$SECONDS_PER_RUN" "$CAP" "$REPEAT" "$QUIET_WAIT" <<'EOF'
+[ -n "$PGP_ONLY" ] || "$PY" - "$OUT/meta.json" "$NOFILE" "$SECONDS_PER_RUN" "$CAP" "$REPEAT" "$QUIET_WAIT" <<'EOF'
 import json, os, subprocess, sys
 def cmd(*a):
     try:
@@ -138,6 +157,11 @@ start_milter() {
     pymilter)
         "$PY" scripts/bench/action_milter.py "unix:$SOCK" 2>>"$OUT/$name.log" &
         ;;
+    pgp-milter)
+        # Embedded defaults, default log level: one decision line per message, which
+        # would be hundreds of MB over the runs, so it goes to /dev/null.
+        "$PGP_MILTER" --listen "unix:$SOCK" --socket-mode 666 2>/dev/null &
+        ;;
     esac
     MILTER_PID=$!
     for _ in $(seq 100); do
@@ -161,6 +185,34 @@ scenario() {
     stop_milter
 }
 
+# pgp_scenario KIND EXPECT: pgp-milter on $OUT/pgp-msg-KIND.eml (section g).
+pgp_scenario() {
+    local kind=$1 expect=$2
+    start_milter pgp-milter
+    "$PY" scripts/bench/measure.py scenario --pid "$MILTER_PID" --milter pgp-milter \
+        --scenario "pgp-$kind" --socket "unix:$SOCK" --conns "$PGP_CONNS" \
+        --message "$OUT/pgp-msg-$kind.eml" --expect "$expect" --rcpt "$PGP_RCPT" \
+        --seconds "$SECONDS_PER_RUN" --cap "$CAP" --repeat "$REPEAT" --quiet-wait "$QUIET_WAIT" \
+        --out "$OUT/pgp-$kind.json"
+    stop_milter
+}
+
+run_pgp() {
+    echo "== (g) pgp-milter, $PGP_CONNS connections, small encrypted and plain messages"
+    "$PY" scripts/bench/pgp_messages.py --out-dir "$OUT" --recipient "$PGP_RCPT"
+    pgp_scenario encrypted accept
+    pgp_scenario plain reject
+}
+
+if [ -n "$PGP_ONLY" ]; then
+    run_pgp
+    # The other tables are regenerated from their JSON; meta.json keeps the full run's
+    # date and runtime.
+    "$PY" scripts/bench/measure.py report --dir "$OUT" --out "$DOC"
+    echo "== wrote $DOC ($(($(date +%s) - STARTED)) s for pgp-milter)"
+    exit 0
+fi
+
 # Connections for the 1 MiB scenario (c); lower one if a milter cannot keep up.
 declare -A BIG_CONNS=([minimilter]=32 [libmilter]=32 [pymilter]=32)
 
@@ -183,6 +235,8 @@ for m in minimilter libmilter pymilter; do
         --milter "$m" --count "$IDLE_CONNS" --hold 2 --deadline 120 --out "$OUT/idle-$m.json"
     stop_milter
 done
+
+run_pgp
 
 if [ -n "$SOAK" ]; then
     SOAK_NO_BUILD=1 SOAK_NO_REPORT=1 scripts/bench/soak.sh
