@@ -13,7 +13,7 @@
 use bytes::BytesMut;
 
 use crate::command::{Command, code};
-use crate::flags::{CHUNK_SIZE, Protocol};
+use crate::flags::{Actions, CHUNK_SIZE, Protocol};
 use crate::frame::Frame;
 use crate::macros::MacroStore;
 use crate::negotiate::{Negotiated, NegotiationError, Requirements, negotiate};
@@ -69,7 +69,7 @@ pub enum ModifyError {
     /// The action was not negotiated (the MTA did not offer it, or the filter
     /// did not declare it).
     #[error("action {0:?} was not negotiated")]
-    NotNegotiated(crate::flags::Actions),
+    NotNegotiated(Actions),
     /// A string field contains a NUL byte.
     #[error("field contains a NUL byte")]
     Nul,
@@ -95,11 +95,11 @@ pub enum ModifyError {
 /// Checks a modification request against the negotiated actions and the
 /// packet rules, without sending it: what [`MilterSession::modify`] checks,
 /// available to a runtime that collects requests before end of message ends.
-pub fn check_modification(neg: &Negotiated, modification: &Response) -> Result<(), ModifyError> {
+pub fn check_modification(granted: Actions, modification: &Response) -> Result<(), ModifyError> {
     let action = modification
         .required_action()
         .ok_or(ModifyError::NotAModification)?;
-    if !neg.actions.contains(action) {
+    if !granted.contains(action) {
         return Err(ModifyError::NotNegotiated(action));
     }
     if !modification.is_encodable() {
@@ -507,7 +507,7 @@ impl MilterSession {
     /// chunks of at most 65535 bytes without copying.
     pub fn modify(&mut self, modification: Response) -> Result<(), ModifyError> {
         let neg = self.check_eom()?;
-        check_modification(neg, &modification)?;
+        check_modification(neg.actions, &modification)?;
         if let Response::ReplaceBody(body) = &modification {
             // An empty replacement body is one empty chunk.
             if body.is_empty() {

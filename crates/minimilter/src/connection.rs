@@ -448,7 +448,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let kill = self.shutdown.kill.clone();
         let neg = self.session.negotiated().expect("negotiated");
         let send_progress = neg.version >= 6;
-        let mut mods = Modifications::new(neg.clone());
+        let mut mods = Modifications::new(neg.actions);
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
         let interval = self.cfg.progress_interval;

@@ -55,14 +55,15 @@ impl<C, M> Context<'_, C, M> {
 /// once; they are sent before the final verdict, in the order made.
 #[derive(Debug)]
 pub struct Modifications {
-    negotiated: Negotiated,
+    /// The actions the MTA granted: all a request is checked against.
+    granted: Actions,
     requests: Vec<Response>,
 }
 
 impl Modifications {
-    pub(crate) fn new(negotiated: Negotiated) -> Self {
+    pub(crate) fn new(granted: Actions) -> Self {
         Modifications {
-            negotiated,
+            granted,
             requests: Vec::new(),
         }
     }
@@ -72,7 +73,7 @@ impl Modifications {
     }
 
     fn push(&mut self, r: Response) -> Result<(), ModifyError> {
-        check_modification(&self.negotiated, &r)?;
+        check_modification(self.granted, &r)?;
         self.requests.push(r);
         Ok(())
     }
@@ -169,7 +170,7 @@ impl Modifications {
     /// Replaces the whole body (CRLF line ends). Sent in 65535-byte chunks.
     /// Replaces any earlier replacement made in this call.
     pub fn replace_body(&mut self, body: Bytes) -> Result<(), ModifyError> {
-        check_modification(&self.negotiated, &Response::ReplaceBody(Bytes::new()))?;
+        check_modification(self.granted, &Response::ReplaceBody(Bytes::new()))?;
         self.requests
             .retain(|r| !matches!(r, Response::ReplaceBody(_)));
         self.requests.push(Response::ReplaceBody(body));
