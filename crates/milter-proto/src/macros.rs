@@ -33,7 +33,15 @@ fn slot(stage: u8) -> Option<usize> {
     ORDER.iter().position(|&c| c == stage)
 }
 
-/// Macro values by stage. Values are slices of the received packets (no copy).
+/// A macro name without its braces: `{auth_authen}` and `auth_authen` (and
+/// `{i}` and `i`) name the same macro, and MTAs and milters write both.
+pub fn bare_name(name: &[u8]) -> &[u8] {
+    name.strip_prefix(b"{")
+        .and_then(|n| n.strip_suffix(b"}"))
+        .unwrap_or(name)
+}
+
+/// Macro values by stage, copied out of the packets (see [`MacroStore::set`]).
 #[derive(Debug, Default, Clone)]
 pub struct MacroStore {
     slots: [Vec<(Bytes, Bytes)>; ORDER.len()],
@@ -102,18 +110,12 @@ impl MacroStore {
     /// `auth_authen` find the same value; so do `i` and `{i}`). The latest
     /// stage wins.
     pub fn get(&self, name: &str) -> Option<&Bytes> {
-        let bare = name
-            .strip_prefix('{')
-            .and_then(|n| n.strip_suffix('}'))
-            .unwrap_or(name);
-        self.slots.iter().rev().flatten().find_map(|(n, v)| {
-            let n: &[u8] = n;
-            let nb = n
-                .strip_prefix(b"{")
-                .and_then(|x| x.strip_suffix(b"}"))
-                .unwrap_or(n);
-            (nb == bare.as_bytes()).then_some(v)
-        })
+        let wanted = bare_name(name.as_bytes());
+        self.slots
+            .iter()
+            .rev()
+            .flatten()
+            .find_map(|(n, v)| (bare_name(n) == wanted).then_some(v))
     }
 
     /// Like [`get`](Self::get), as text (lossy for non-UTF-8 values).

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use crate::command::{Command, code};
 use crate::flags::{Actions, Protocol};
 use crate::frame::Frame;
+use crate::macros::bare_name;
 use crate::optneg::{MacroStage, OptNeg};
 use crate::payload::PayloadError;
 use crate::reply::{ReplyError, SmtpReply};
@@ -338,7 +339,12 @@ impl MtaSession {
         let pairs: Vec<(Bytes, Bytes)> = macros
             .iter()
             .filter(|(_, v)| !v.is_empty())
-            .filter(|(n, _)| wanted.is_none_or(|w| w.iter().any(|x| same_macro(x, n))))
+            .filter(|(n, _)| {
+                wanted.is_none_or(|w| {
+                    w.iter()
+                        .any(|x| bare_name(x.as_bytes()) == bare_name(n.as_bytes()))
+                })
+            })
             .map(|(n, v)| {
                 (
                     Bytes::copy_from_slice(n.as_bytes()),
@@ -531,15 +537,4 @@ impl MtaSession {
             macros,
         })
     }
-}
-
-/// `i` and `{i}` name the same macro.
-fn same_macro(a: &str, b: &str) -> bool {
-    let strip = |s: &str| {
-        s.strip_prefix('{')
-            .and_then(|s| s.strip_suffix('}'))
-            .map(str::to_owned)
-            .unwrap_or_else(|| s.to_owned())
-    };
-    strip(a) == strip(b)
 }

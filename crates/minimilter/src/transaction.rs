@@ -175,13 +175,13 @@ fn decisive(answer: &Answer, at: Step) -> Option<Outcome> {
 
 /// The Postfix stage of a macro, by name (`mail_params.h` defaults).
 fn macro_stage(name: &str) -> Step {
-    let bare = name.trim_start_matches('{').trim_end_matches('}');
-    match bare {
-        "tls_version" | "cipher" | "cipher_bits" | "cert_subject" | "cert_issuer" => Step::Helo,
-        "auth_type" | "auth_authen" | "auth_author" | "mail_addr" | "mail_host" | "mail_mailer" => {
-            Step::Mail
+    match milter_proto::macros::bare_name(name.as_bytes()) {
+        b"tls_version" | b"cipher" | b"cipher_bits" | b"cert_subject" | b"cert_issuer" => {
+            Step::Helo
         }
-        "rcpt_addr" | "rcpt_host" | "rcpt_mailer" => Step::Rcpt,
+        b"auth_type" | b"auth_authen" | b"auth_author" | b"mail_addr" | b"mail_host"
+        | b"mail_mailer" => Step::Mail,
+        b"rcpt_addr" | b"rcpt_host" | b"rcpt_mailer" => Step::Rcpt,
         _ => Step::Connect,
     }
 }
