@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use milter_proto::{Offer, Response};
+use milter_proto::Offer;
 use minimilter::transaction::{Outcome, run_next_message};
 use minimilter::{ClientConfig, MessageSpec, MilterClient, SocketSpec, run_message};
 use serde_json::json;
 
 use crate::exit;
+use crate::json;
 
 /// Which verdict every message should get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,21 +97,6 @@ struct Tally {
     actions: BTreeMap<&'static str, u64>,
     errors: BTreeMap<String, u64>,
     unexpected: u64,
-}
-
-fn action_name(m: &Response) -> &'static str {
-    match m {
-        Response::AddHeader { .. } => "add_header",
-        Response::InsertHeader { .. } => "insert_header",
-        Response::ChangeHeader { value, .. } if value.is_empty() => "delete_header",
-        Response::ChangeHeader { .. } => "change_header",
-        Response::AddRcpt(_) | Response::AddRcptPar { .. } => "add_rcpt",
-        Response::DelRcpt(_) => "delete_rcpt",
-        Response::ChangeFrom { .. } => "change_from",
-        Response::ReplaceBody(_) => "replace_body",
-        Response::Quarantine(_) => "quarantine",
-        _ => "other",
-    }
 }
 
 fn matches_expect(o: &Outcome, e: Expect) -> bool {
@@ -199,7 +185,7 @@ async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
                 *tally.verdicts.entry(t.outcome.name()).or_default() += 1;
                 for step in &t.steps {
                     for m in &step.outcome.modifications {
-                        *tally.actions.entry(action_name(m)).or_default() += 1;
+                        *tally.actions.entry(json::action_name(m)).or_default() += 1;
                     }
                 }
                 if !matches_expect(&t.outcome, shared.expect) {

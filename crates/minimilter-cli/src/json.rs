@@ -33,33 +33,46 @@ fn options(o: &MilterOptions) -> Value {
     })
 }
 
-/// One modification as JSON.
-pub fn modification(m: &Response) -> Value {
+/// The name of a modification, as `check --json` and `bench` count it.
+pub fn action_name(m: &Response) -> &'static str {
     match m {
-        Response::AddHeader { name, value } => {
-            json!({"action": "add_header", "name": text(name), "value": text(value)})
-        }
-        Response::InsertHeader { index, name, value } => {
-            json!({"action": "insert_header", "index": index, "name": text(name), "value": text(value)})
-        }
-        Response::ChangeHeader { index, name, value } if value.is_empty() => {
-            json!({"action": "delete_header", "index": index, "name": text(name)})
-        }
-        Response::ChangeHeader { index, name, value } => {
-            json!({"action": "change_header", "index": index, "name": text(name), "value": text(value)})
-        }
-        Response::AddRcpt(r) => json!({"action": "add_rcpt", "rcpt": text(r)}),
-        Response::AddRcptPar { rcpt, args } => {
-            json!({"action": "add_rcpt", "rcpt": text(rcpt), "args": args.as_ref().map(text)})
-        }
-        Response::DelRcpt(r) => json!({"action": "delete_rcpt", "rcpt": text(r)}),
-        Response::ChangeFrom { sender, args } => {
-            json!({"action": "change_from", "sender": text(sender), "args": args.as_ref().map(text)})
-        }
-        Response::ReplaceBody(b) => json!({"action": "replace_body", "bytes": b.len()}),
-        Response::Quarantine(r) => json!({"action": "quarantine", "reason": text(r)}),
-        other => json!({"action": format!("{other:?}")}),
+        Response::AddHeader { .. } => "add_header",
+        Response::InsertHeader { .. } => "insert_header",
+        Response::ChangeHeader { value, .. } if value.is_empty() => "delete_header",
+        Response::ChangeHeader { .. } => "change_header",
+        Response::AddRcpt(_) | Response::AddRcptPar { .. } => "add_rcpt",
+        Response::DelRcpt(_) => "delete_rcpt",
+        Response::ChangeFrom { .. } => "change_from",
+        Response::ReplaceBody(_) => "replace_body",
+        Response::Quarantine(_) => "quarantine",
+        _ => "other",
     }
+}
+
+/// One modification as JSON: its name and its fields.
+pub fn modification(m: &Response) -> Value {
+    let mut v = match m {
+        Response::AddHeader { name, value } => json!({"name": text(name), "value": text(value)}),
+        Response::ChangeHeader { index, name, value } if value.is_empty() => {
+            json!({"index": index, "name": text(name)})
+        }
+        Response::InsertHeader { index, name, value }
+        | Response::ChangeHeader { index, name, value } => {
+            json!({"index": index, "name": text(name), "value": text(value)})
+        }
+        Response::AddRcpt(r) | Response::DelRcpt(r) => json!({"rcpt": text(r)}),
+        Response::AddRcptPar { rcpt, args } => {
+            json!({"rcpt": text(rcpt), "args": args.as_ref().map(text)})
+        }
+        Response::ChangeFrom { sender, args } => {
+            json!({"sender": text(sender), "args": args.as_ref().map(text)})
+        }
+        Response::ReplaceBody(b) => json!({"bytes": b.len()}),
+        Response::Quarantine(r) => json!({"reason": text(r)}),
+        other => json!({"response": format!("{other:?}")}),
+    };
+    v["action"] = json!(action_name(m));
+    v
 }
 
 fn answer(a: &Answer) -> Value {
