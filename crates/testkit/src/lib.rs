@@ -35,6 +35,7 @@
 //! ```
 
 mod error;
+mod host;
 mod postfix;
 mod sendmail;
 mod smtp;

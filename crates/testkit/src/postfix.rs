@@ -15,9 +15,9 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
@@ -25,6 +25,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
 
+use crate::host::{
+    self, effective_uid, find_in_path, is_listening, read_lossy, remaining, set_mode, write_file,
+};
 use crate::{Error, free_port};
 
 /// The domain whose mail the instance delivers to Maildirs.
@@ -323,26 +326,17 @@ impl Postfix {
 
     /// The whole Postfix log so far (empty if there is none yet).
     pub fn log(&self) -> String {
-        fs::read(self.log_path())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        read_lossy(&self.log_path())
     }
 
     /// Waits until a log line contains `needle` and returns the first such line.
     /// The whole log is searched, including lines logged before the call.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<String, Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return Ok(line.to_owned());
-            }
-            if Instant::now() >= deadline {
-                return Err(self.error_with_log(&format!(
-                    "no Postfix log line contains {needle:?} after {timeout:?}"
-                )));
-            }
-            thread::sleep(POLL);
-        }
+        host::wait_for_line(&self.log_path(), needle, timeout, POLL).ok_or_else(|| {
+            self.error_with_log(&format!(
+                "no Postfix log line contains {needle:?} after {timeout:?}"
+            ))
+        })
     }
 
     /// `mail/example.org/USER/new`, where delivered messages appear. `user` is the local
@@ -583,26 +577,11 @@ impl Postfix {
 
     /// An error whose message ends with where the instance lives and the log's tail.
     fn error_with_log(&self, what: &str) -> Error {
-        Error::new(format!(
-            "{what}\n(instance in {}; set TESTKIT_KEEP=1 to keep it)\n{}",
-            self.root.display(),
-            self.log_tail()
-        ))
+        host::instance_error(what, &self.root, &self.log_path(), LOG_TAIL_LINES)
     }
 
     fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-        let mut out = format!(
-            "--- last {} line(s) of {} ---\n",
-            tail.len(),
-            self.log_path().display()
-        );
-        for line in tail {
-            let _ = writeln!(out, "{line}");
-        }
-        out
+        host::log_tail(&self.log_path(), LOG_TAIL_LINES)
     }
 }
 
@@ -629,26 +608,6 @@ impl Drop for Postfix {
     }
 }
 
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
-
-fn is_listening(port: u16) -> Result<bool, Error> {
-    let out = Command::new("ss")
-        .args(["-Hltn", &format!("sport = :{port}")])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| Error::io("running `ss` (package iproute2)", e))?;
-    if !out.status.success() {
-        return Err(Error::new(format!(
-            "`ss -Hltn \"sport = :{port}\"` failed: {}",
-            out.status
-        )));
-    }
-    Ok(!String::from_utf8_lossy(&out.stdout).trim().is_empty())
-}
-
 fn check_prerequisites() -> Result<(), Error> {
     let missing = |what: &str| {
         Err(Error::new(format!(
@@ -667,20 +626,6 @@ fn check_prerequisites() -> Result<(), Error> {
         return missing("`ss` (package iproute2) is missing");
     }
     Ok(())
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }
 
 /// uid and gid of the `postfix` user (Postfix's default `mail_owner`).
@@ -702,21 +647,6 @@ fn postfix_ids() -> Result<(u32, u32), Error> {
             })
     };
     Ok((id("-u")?, id("-g")?))
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), Error> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(format!("chmod {mode:o} {}", path.display()), e))
-}
-
-/// Writes a root-owned 0644 file regardless of the umask (daemons read some of these
-/// after dropping privileges).
-fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
-    let mut f =
-        File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    f.write_all(contents.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    set_mode(path, 0o644)
 }
 
 fn is_param_name(name: &str) -> bool {

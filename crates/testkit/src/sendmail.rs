@@ -33,7 +33,6 @@
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write as _};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -44,6 +43,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::host::{
+    self, effective_uid, find_in_path, is_listening, read_lossy, remaining, set_mode, tail,
+    write_file,
+};
 use crate::{Error, free_port};
 
 /// Where `scripts/install-test-deps.sh` unpacks Sendmail's Debian packages.
@@ -320,18 +323,11 @@ impl Sendmail {
 
     /// Waits until a log line contains `needle` and returns the first such line.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<String, Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return Ok(line.to_owned());
-            }
-            if Instant::now() >= deadline {
-                return Err(self.error_with_log(&format!(
-                    "no Sendmail log line contains {needle:?} after {timeout:?}"
-                )));
-            }
-            thread::sleep(POLL);
-        }
+        host::wait_for_line(&self.log_path(), needle, timeout, POLL).ok_or_else(|| {
+            self.error_with_log(&format!(
+                "no Sendmail log line contains {needle:?} after {timeout:?}"
+            ))
+        })
     }
 
     /// The control files in the queue: `(file name, contents)` for every `qf*` (queued)
@@ -497,19 +493,11 @@ impl Sendmail {
 
     /// An error whose message ends with where the instance lives and the log's tail.
     fn error_with_log(&self, what: &str) -> Error {
-        Error::new(format!(
-            "{what}\n(instance in {}; set TESTKIT_KEEP=1 to keep it)\n{}",
-            self.root.display(),
-            self.log_tail()
-        ))
+        host::instance_error(what, &self.root, &self.log_path(), LOG_TAIL_LINES)
     }
 
     fn log_tail(&self) -> String {
-        format!(
-            "--- last lines of {} ---\n{}",
-            self.log_path().display(),
-            tail(&self.log(), LOG_TAIL_LINES)
-        )
+        host::log_tail(&self.log_path(), LOG_TAIL_LINES)
     }
 }
 
@@ -761,36 +749,6 @@ fn has_libwrap() -> bool {
     })
 }
 
-fn effective_uid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-fn is_listening(port: u16) -> Result<bool, Error> {
-    let out = Command::new("ss")
-        .args(["-Hltn", &format!("sport = :{port}")])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| Error::io("running `ss` (package iproute2)", e))?;
-    if !out.status.success() {
-        return Err(Error::new(format!(
-            "`ss -Hltn \"sport = :{port}\"` failed: {}",
-            out.status
-        )));
-    }
-    Ok(!String::from_utf8_lossy(&out.stdout).trim().is_empty())
-}
-
 /// Runs a command to completion, killing it after `timeout`.
 fn run_bounded(cmd: &mut Command, shown: &str, timeout: Duration) -> Result<ExitStatus, Error> {
     let mut child = cmd
@@ -868,38 +826,6 @@ fn signal(pids: &[u32], sig: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = String::new();
-    for line in &lines[lines.len().saturating_sub(n)..] {
-        let _ = writeln!(out, "{line}");
-    }
-    out
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), Error> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(format!("chmod {mode:o} {}", path.display()), e))
-}
-
-fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
-    let mut f =
-        File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    f.write_all(contents.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    set_mode(path, 0o644)
 }
 
 #[cfg(test)]
