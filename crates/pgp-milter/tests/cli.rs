@@ -1,19 +1,8 @@
 //! The `pgp-milter` command line: `--check-config` and configuration errors.
 
-use std::process::Command;
+mod support;
 
-fn pgp_milter(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("running pgp-milter");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::pgp_milter;
 
 #[test]
 fn check_config_with_the_embedded_defaults() {

@@ -20,7 +20,7 @@ use pgp_milter::policy::{HiddenRecipients, UnknownRecipient};
 use pgp_milter::{Config, PgpMilter, Policy};
 use support::{
     CAROL, Cte, MALLORY, RECIPIENT, attachment, colon_keys, inline, keyed, keyring_dir, mixed,
-    pgp_mime,
+    pgp_milter, pgp_mime,
 };
 
 fn keyring() -> Arc<Keyring> {
@@ -379,19 +379,6 @@ fn config_loads_the_keyring_and_a_garbage_key_file_is_named() {
         e.contains("message.asc: armor block 1 is Message, not a PGP PUBLIC KEY BLOCK"),
         "{e}"
     );
-}
-
-fn pgp_milter(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("running pgp-milter");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

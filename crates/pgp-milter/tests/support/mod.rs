@@ -777,3 +777,17 @@ pub fn colon_keys(colons: &str) -> Vec<ColonKey> {
     }
     out
 }
+
+/// Runs the `pgp-milter` binary; (success, stdout, stderr).
+pub fn pgp_milter(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running pgp-milter");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
