@@ -6,6 +6,8 @@
 //!   Mail for `@example.org` is delivered to Maildirs that tests can read back; nothing
 //!   ever leaves the machine.
 //! * [`SmtpClient`] / [`send_message`] speak SMTP to it over plain blocking TCP.
+//! * [`Sendmail`] runs a private Sendmail 8.17 the same way, and [`MilterProcess`]
+//!   runs a milter binary on a unix socket for either of them.
 //!
 //! Requirements: Debian's `postfix` package and `ss` (iproute2) installed, and the tests
 //! running as root (Postfix's master must start as root). `scripts/install-test-deps.sh`
@@ -34,6 +36,7 @@
 //! assert!(mails[0].contains("Subject: hello"));
 //! ```
 
+mod daemon;
 mod error;
 mod host;
 mod postfix;
@@ -46,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use daemon::{DEFAULT_MILTER_START_TIMEOUT, MilterProcess};
 pub use error::Error;
 pub use postfix::{DEFAULT_USERS, MAIL_DOMAIN, Postfix, PostfixBuilder, SmtpService};
 pub use sendmail::{
