@@ -7,54 +7,16 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use testkit::{Postfix, SmtpClient, SmtpService};
+use testkit::{MilterProcess, Postfix, SmtpClient, SmtpService};
 
-/// The daemon as a child process, killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, socket: &Path, log: PathBuf) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("daemon log file"))
-            .spawn()
-            .expect("starting pgp-milter");
-        let mut d = Daemon { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("pgp-milter exited early ({status}):\n{}", d.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pgp-milter not listening:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The daemon with `config`, once it listens on `socket`; killed on drop.
+fn start_milter(config: &Path, socket: &Path, log: PathBuf) -> MilterProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgp-milter"));
+    cmd.arg("--config").arg(config).env("RUST_LOG", "info");
+    MilterProcess::start(cmd, socket, log).unwrap()
 }
 
 fn send(c: &mut SmtpClient, message: &[u8]) -> testkit::Reply {
@@ -82,7 +44,7 @@ fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
         format!("listen = [\"{milter}\"]\nsocket_mode = \"666\"\n"),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, &socket, dir.join("pgp-milter.log"));
+    let daemon = start_milter(&config, &socket, dir.join("pgp-milter.log"));
     let ctx = |what: &str| format!("{what}\n--- pgp-milter log ---\n{}", daemon.log_text());
 
     let mut c = SmtpClient::connect(pf.port("pgp")).unwrap();
@@ -161,4 +123,231 @@ fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
         decisions[2].contains("reason=encrypted (inline PGP)"),
         "{log}"
     );
+}
+
+/// `message` from alice to `rcpt` on an open session; the reply after DATA.
+fn send_to(c: &mut SmtpClient, rcpt: &str, message: &[u8]) -> testkit::Reply {
+    let r = c.mail("<alice@client.example>").unwrap();
+    assert!(r.is_positive(), "{r:?}");
+    let r = c.rcpt(&format!("<{rcpt}>")).unwrap();
+    assert!(r.is_positive(), "{r:?}");
+    c.data(message).unwrap()
+}
+
+/// A configuration requiring a recipient's key from `keyring`.
+fn keyed_config(socket: &Path, keyring: &Path, hidden: &str) -> String {
+    format!(
+        "listen = [\"unix:{}\"]\nsocket_mode = \"666\"\nkeyring_dir = \"{}\"\n\
+         require_recipient_key = true\nhidden_recipients = \"{hidden}\"\n",
+        socket.display(),
+        keyring.display()
+    )
+}
+
+/// The refusal Postfix relays for `reason`.
+fn refusal(reason: &str) -> String {
+    format!("5.7.1 Only OpenPGP-encrypted mail is accepted here ({reason})")
+}
+
+#[test]
+fn postfix_enforces_recipient_keys() {
+    // Real keys made by GnuPG (`--batch --quick-generate-key` in a temporary
+    // GNUPGHOME): the keyring directory holds bob.asc and carol.asc; Mallory's
+    // key exists but is not in it.
+    let k = support::keyed();
+    let keyring = support::keyring_dir(&[]);
+    // In GnuPG's listing a certificate's `uid` lines come before its
+    // subkeys, so the subkey is the encryption key after Mallory's `pub`.
+    let keys = support::colon_keys(&k.colons);
+    let mallory = keys
+        .iter()
+        .position(|key| key.kind == "pub" && key.uids.iter().any(|u| u.contains(support::MALLORY)))
+        .expect("Mallory's certificate");
+    let mallory_subkey = keys[mallory + 1..]
+        .iter()
+        .take_while(|key| key.kind == "sub")
+        .find(|key| key.capabilities.contains('e'))
+        .expect("Mallory's encryption subkey")
+        .key_id
+        .clone();
+
+    // Two milters behind one Postfix: hidden recipients refused (the
+    // default, written out) on service "strict", accepted on "hidden-ok".
+    let builder = Postfix::prepare().unwrap();
+    let dir = builder.path().to_owned();
+    let strict_sock = builder.socket_path("keys.sock");
+    let lenient_sock = builder.socket_path("keys-hidden.sock");
+    let pf = builder
+        .service(SmtpService::new("strict").with_milters(format!("unix:{}", strict_sock.display())))
+        .service(
+            SmtpService::new("hidden-ok").with_milters(format!("unix:{}", lenient_sock.display())),
+        )
+        .start()
+        .unwrap();
+    let strict_config = dir.join("strict.toml");
+    std::fs::write(
+        &strict_config,
+        keyed_config(&strict_sock, keyring.path(), "reject"),
+    )
+    .unwrap();
+    let lenient_config = dir.join("hidden-ok.toml");
+    std::fs::write(
+        &lenient_config,
+        keyed_config(&lenient_sock, keyring.path(), "accept"),
+    )
+    .unwrap();
+    let strict = start_milter(&strict_config, &strict_sock, dir.join("strict.log"));
+    let lenient = start_milter(&lenient_config, &lenient_sock, dir.join("hidden-ok.log"));
+    let ctx = |what: &str| {
+        format!(
+            "{what}\n--- strict milter ---\n{}\n--- hidden-ok milter ---\n{}\n--- postfix ---\n{}",
+            strict.log_text(),
+            lenient.log_text(),
+            pf.log()
+        )
+    };
+
+    let mut c = SmtpClient::connect(pf.port("strict")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+
+    // Encrypted to the recipient's key: delivered.
+    let to_bob = testkit::unique_id("key-bob");
+    let r = send_to(
+        &mut c,
+        "bob@example.org",
+        &support::pgp_mime(&to_bob, &k.to_bob),
+    );
+    assert_eq!(r.code, 250, "{}", ctx(&format!("to bob: {r:?}")));
+
+    // Encrypted to Bob and Carol (inline): Bob's key is among them.
+    let to_both = testkit::unique_id("key-both");
+    let r = send_to(
+        &mut c,
+        "bob@example.org",
+        &support::inline(&to_both, &k.to_bob_and_carol, support::Cte::SevenBit, false),
+    );
+    assert_eq!(r.code, 250, "{}", ctx(&format!("to bob and carol: {r:?}")));
+
+    // Encrypted to someone else's key only: refused, naming the key ID
+    // GnuPG reports for Mallory's encryption subkey.
+    let to_mallory = testkit::unique_id("key-mallory");
+    let r = send_to(
+        &mut c,
+        "bob@example.org",
+        &support::pgp_mime(&to_mallory, &k.to_mallory),
+    );
+    assert_eq!(r.code, 550, "{}", ctx(&format!("to mallory: {r:?}")));
+    assert_eq!(
+        r.text(),
+        refusal(&format!(
+            "not encrypted to a key of bob@example.org (encrypted to {mallory_subkey})"
+        )),
+        "{r:?}"
+    );
+
+    // Hidden recipient (`--throw-keyids`) with hidden_recipients = "reject".
+    let hidden = testkit::unique_id("key-hidden");
+    let hidden_msg = support::pgp_mime(&hidden, &k.throw_keyids_bob);
+    let r = send_to(&mut c, "bob@example.org", &hidden_msg);
+    assert_eq!(r.code, 550, "{}", ctx(&format!("hidden: {r:?}")));
+    assert_eq!(
+        r.text(),
+        refusal(
+            "encrypted to hidden recipients only (wildcard key IDs), \
+             which do not show a key of bob@example.org"
+        ),
+        "{r:?}"
+    );
+
+    // Plain text: refused as without recipient keys.
+    let plain = testkit::unique_id("key-plain");
+    let r = send_to(
+        &mut c,
+        "bob@example.org",
+        &support::plain(&plain, "In the clear.\n"),
+    );
+    assert_eq!(r.code, 550, "{}", ctx(&format!("plain: {r:?}")));
+    assert_eq!(
+        r.text(),
+        refusal("unencrypted content: text/plain part"),
+        "{r:?}"
+    );
+
+    // A recipient without a key in the keyring (unknown_recipient =
+    // "reject", the default): refused although the message is encrypted.
+    let to_dave = testkit::unique_id("key-dave");
+    let r = send_to(
+        &mut c,
+        "dave@example.org",
+        &support::pgp_mime(&to_dave, &k.to_bob),
+    );
+    assert_eq!(r.code, 550, "{}", ctx(&format!("dave: {r:?}")));
+    assert_eq!(
+        r.text(),
+        refusal("no key for dave@example.org in the keyring"),
+        "{r:?}"
+    );
+    c.quit().unwrap();
+
+    // hidden_recipients = "accept": the same hidden-recipient message is
+    // delivered; Mallory's is still refused.
+    let mut c = SmtpClient::connect(pf.port("hidden-ok")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    let hidden_ok = testkit::unique_id("key-hidden-ok");
+    let r = send_to(
+        &mut c,
+        "bob@example.org",
+        &support::pgp_mime(&hidden_ok, &k.throw_keyids_bob),
+    );
+    assert_eq!(r.code, 250, "{}", ctx(&format!("hidden, accept: {r:?}")));
+    let r = send_to(
+        &mut c,
+        "bob@example.org",
+        &support::pgp_mime(&to_mallory, &k.to_mallory),
+    );
+    assert_eq!(r.code, 550, "{}", ctx(&format!("mallory, accept: {r:?}")));
+    c.quit().unwrap();
+
+    let mail = pf
+        .wait_for_delivery("bob", 3, Duration::from_secs(30))
+        .unwrap();
+    for delivered in [&to_bob, &to_both, &hidden_ok] {
+        assert!(
+            mail.iter().any(|m| m.contains(delivered.as_str())),
+            "{delivered} not delivered"
+        );
+    }
+    for refused in [&to_mallory, &hidden, &plain] {
+        assert!(
+            !mail.iter().any(|m| m.contains(refused.as_str())),
+            "{refused} delivered"
+        );
+    }
+    assert!(pf.delivered("dave").is_empty(), "mail for dave delivered");
+
+    // Refused during the session: Postfix queued nothing, so no bounce.
+    let queue = pf.queue().unwrap();
+    assert!(
+        !queue.contains("alice@client.example"),
+        "a bounce is queued:\n{queue}"
+    );
+    assert!(
+        !pf.log().contains("sender non-delivery notification"),
+        "{}",
+        pf.log()
+    );
+
+    // The decisions name which key let the message through.
+    strict
+        .wait_for_log(
+            "verdict=accept reason=encrypted (PGP/MIME) to a key of bob@example.org",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    lenient
+        .wait_for_log(
+            "reason=encrypted (PGP/MIME) to a hidden recipient (accepted as bob@example.org)",
+            Duration::from_secs(10),
+        )
+        .unwrap();
 }
