@@ -3,15 +3,21 @@
 //! `INPUT_MAIL_FILTER(..., F=T, ...)`), relaying what it accepts to a
 //! milter-less testkit Postfix so delivered mail can be read back.
 //!
+//! The milter is configured exactly as the crate README's Sendmail section
+//! says (`S=inet:PORT@127.0.0.1, F=T, T=S:30s;R:30s;E:5m`), so this also
+//! proves that snippet.
+//!
 //! One stack for the whole file, several transactions through it; what
-//! Sendmail answered, logged, queued and delivered is asserted. The case of
-//! the milter being down comes last, because it stops the daemon.
+//! Sendmail answered, logged, queued and delivered is asserted. The daemon is
+//! then restarted on the same port with a keyring (`require_recipient_key`),
+//! and finally stopped to see Sendmail's own tempfail.
 //!
 //! Needs root, Postfix, the unpacked Sendmail and GnuPG; without them this
 //! fails with instructions rather than passing.
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,12 +28,31 @@ const SENDER: &str = "alice@client.example";
 const REFUSAL: &str = "5.7.1 Only OpenPGP-encrypted mail is accepted here \
                        (unencrypted content: text/plain part)";
 
+/// `T=` of the crate README's `INPUT_MAIL_FILTER` line.
+const README_TIMEOUTS: &str = "S:30s;R:30s;E:5m";
+
+/// The daemon on `inet:127.0.0.1:PORT` with a config file `name` in `dir`
+/// holding `extra` besides the listener.
+fn start_milter(dir: &Path, port: u16, name: &str, extra: &str) -> MilterProcess {
+    let config = dir.join(name);
+    std::fs::write(
+        &config,
+        format!("listen = [\"inet:127.0.0.1:{port}\"]\n{extra}"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgp-milter"));
+    cmd.arg("--config").arg(&config).env("RUST_LOG", "info");
+    MilterProcess::start_inet(cmd, port, config.with_extension("log")).unwrap()
+}
+
 /// Sendmail in front of pgp-milter, relaying to a plain Postfix. Fields
 /// drop in order: Sendmail first, then the milter, then Postfix.
 struct Stack {
     sm: Sendmail,
     milter: MilterProcess,
     pf: Postfix,
+    /// The milter's port (`inet:PORT@127.0.0.1` in Sendmail's syntax).
+    port: u16,
 }
 
 impl Stack {
@@ -40,25 +65,20 @@ impl Stack {
             .unwrap();
         let builder = Sendmail::prepare().unwrap();
         let dir = builder.path().to_owned();
-        let socket = dir.join("pgp.sock");
-        let config = dir.join("pgp-milter.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = [\"unix:{}\"]\nsocket_mode = \"666\"\n",
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgp-milter"));
-        cmd.arg("--config").arg(&config).env("RUST_LOG", "info");
-        let milter = MilterProcess::start(cmd, &socket, dir.join("pgp-milter.log")).unwrap();
+        let port = testkit::free_port();
+        let milter = start_milter(&dir, port, "pgp-milter.toml", "");
+        // The crate README's INPUT_MAIL_FILTER, with a free port.
         let sm = builder
-            .milter(format!("unix:{}", socket.display()))
+            .milter_with(format!("inet:{port}@127.0.0.1"), "T", README_TIMEOUTS)
             .smart_host(pf.port("relay"))
             .start()
             .unwrap();
-        Stack { sm, milter, pf }
+        Stack {
+            sm,
+            milter,
+            pf,
+            port,
+        }
     }
 
     fn logs(&self) -> String {
@@ -136,7 +156,7 @@ fn send(c: &mut SmtpClient, to: &[&str], message: &[u8]) -> (Vec<Reply>, Option<
 }
 
 #[test]
-fn sendmail_delivers_pgp_mail_refuses_plain_mail_and_tempfails_without_the_milter() {
+fn sendmail_delivers_pgp_mail_refuses_plain_mail_checks_keys_and_tempfails_without_the_milter() {
     let corpus = support::gpg();
     let mut s = Stack::start();
     let mut c = s.connect();
@@ -256,6 +276,64 @@ fn sendmail_delivers_pgp_mail_refuses_plain_mail_and_tempfails_without_the_milte
     assert!(
         decisions[2].contains("reason=unencrypted content: text/plain part"),
         "{mlog}"
+    );
+
+    // Recipient keys: the daemon restarted on the same port with a keyring
+    // of GnuPG-made keys and require_recipient_key = true.
+    s.milter.stop();
+    let k = support::keyed();
+    let keyring = support::keyring_dir(&[]);
+    let keys = format!(
+        "keyring_dir = \"{}\"\nrequire_recipient_key = true\n",
+        keyring.path().display()
+    );
+    s.milter = start_milter(s.sm.path(), s.port, "keys.toml", &keys);
+    let mut c = s.connect();
+    let keyed = unique_id("sm-key-bob");
+    let (_, r) = send(
+        &mut c,
+        &["bob@example.org"],
+        &support::pgp_mime(&keyed, &k.to_bob),
+    );
+    let r = r.unwrap();
+    assert_eq!(r.code, 250, "{r:?}\n{}", s.logs());
+    let wrong_key = unique_id("sm-key-mallory");
+    let (_, r) = send(
+        &mut c,
+        &["bob@example.org"],
+        &support::pgp_mime(&wrong_key, &k.to_mallory),
+    );
+    let r = r.unwrap();
+    assert_eq!(r.code, 550, "{r:?}\n{}", s.logs());
+    assert!(
+        r.text().starts_with(
+            "5.7.1 Only OpenPGP-encrypted mail is accepted here \
+             (not encrypted to a key of bob@example.org (encrypted to "
+        ),
+        "{r:?}"
+    );
+    let hidden = unique_id("sm-key-hidden");
+    let (_, r) = send(
+        &mut c,
+        &["bob@example.org"],
+        &support::pgp_mime(&hidden, &k.throw_keyids_bob),
+    );
+    let r = r.unwrap();
+    assert_eq!(r.code, 550, "{r:?}\n{}", s.logs());
+    assert_eq!(
+        r.lines,
+        [
+            "5.7.1 Only OpenPGP-encrypted mail is accepted here (encrypted to hidden \
+             recipients only (wildcard key IDs), which do not show a key of bob@example.org)"
+        ],
+        "{r:?}"
+    );
+    c.quit().unwrap();
+    s.delivered("bob", &keyed);
+    assert!(!s.is_delivered("bob", &wrong_key), "wrong key delivered");
+    assert!(
+        !s.is_delivered("bob", &hidden),
+        "hidden recipient delivered"
     );
 
     // Milter down: with F=T Sendmail tempfails the transaction itself.

@@ -38,12 +38,35 @@ impl MilterProcess {
     /// A socket file left by an earlier daemon must be removed first (or the
     /// new daemon must replace it itself), or this returns at once.
     pub fn start(
-        mut command: Command,
+        command: Command,
         socket: impl Into<PathBuf>,
         log: impl Into<PathBuf>,
     ) -> Result<MilterProcess, Error> {
         let socket = socket.into();
-        let log = log.into();
+        let ready = socket.clone();
+        Self::spawn(command, socket, log.into(), move || Ok(ready.exists()))
+    }
+
+    /// Like [`MilterProcess::start`] for a daemon listening on
+    /// `inet:127.0.0.1:PORT`: waits until `port` is in LISTEN state (asking
+    /// `ss`, not connecting, so no milter session is opened just to probe).
+    /// [`MilterProcess::socket`] is then empty.
+    pub fn start_inet(
+        command: Command,
+        port: u16,
+        log: impl Into<PathBuf>,
+    ) -> Result<MilterProcess, Error> {
+        Self::spawn(command, PathBuf::new(), log.into(), move || {
+            host::is_listening(port)
+        })
+    }
+
+    fn spawn(
+        mut command: Command,
+        socket: PathBuf,
+        log: PathBuf,
+        listening: impl Fn() -> Result<bool, Error>,
+    ) -> Result<MilterProcess, Error> {
         let stderr =
             File::create(&log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
         let child = command
@@ -58,7 +81,7 @@ impl MilterProcess {
             socket,
         };
         let deadline = Instant::now() + DEFAULT_MILTER_START_TIMEOUT;
-        while !milter.socket.exists() {
+        while !listening()? {
             let exited = milter
                 .child
                 .as_mut()
@@ -73,8 +96,7 @@ impl MilterProcess {
             }
             if Instant::now() >= deadline {
                 return Err(Error::new(format!(
-                    "{command:?}: no socket {} after {DEFAULT_MILTER_START_TIMEOUT:?}:\n{}",
-                    milter.socket.display(),
+                    "{command:?}: not listening after {DEFAULT_MILTER_START_TIMEOUT:?}:\n{}",
                     milter.log_text()
                 )));
             }
@@ -88,7 +110,7 @@ impl MilterProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// The unix socket it listens on.
+    /// The unix socket it listens on (empty for [`MilterProcess::start_inet`]).
     pub fn socket(&self) -> &Path {
         &self.socket
     }
