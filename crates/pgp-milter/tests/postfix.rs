@@ -1,5 +1,7 @@
 //! The `pgp-milter` daemon behind a real Postfix on 127.0.0.1: encrypted
-//! mail is delivered, plain mail refused during the SMTP session.
+//! mail is delivered, plain mail refused during the SMTP session, postmaster
+//! passes, mixed policies are split with 452, a stopped milter gives
+//! Postfix's tempfail; and the recipient-key policy with GnuPG-made keys.
 //!
 //! Needs Postfix from Debian and root (scripts/install-test-deps.sh) and
 //! GnuPG (package `gnupg`); without them this fails with instructions.
@@ -30,7 +32,7 @@ fn send(c: &mut SmtpClient, message: &[u8]) -> testkit::Reply {
 #[test]
 fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
     let corpus = support::gpg();
-    let builder = Postfix::prepare().unwrap();
+    let builder = Postfix::prepare().unwrap().user("postmaster");
     let socket = builder.socket_path("pgp.sock");
     let dir = builder.path().to_owned();
     let milter = format!("unix:{}", socket.display());
@@ -44,7 +46,7 @@ fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
         format!("listen = [\"{milter}\"]\nsocket_mode = \"666\"\n"),
     )
     .unwrap();
-    let daemon = start_milter(&config, &socket, dir.join("pgp-milter.log"));
+    let mut daemon = start_milter(&config, &socket, dir.join("pgp-milter.log"));
     let ctx = |what: &str| format!("{what}\n--- pgp-milter log ---\n{}", daemon.log_text());
 
     let mut c = SmtpClient::connect(pf.port("pgp")).unwrap();
@@ -123,6 +125,65 @@ fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
         decisions[2].contains("reason=encrypted (inline PGP)"),
         "{log}"
     );
+
+    // Postmaster is never checked; a transaction mixing it with an enforced
+    // recipient defers the second with 452 4.5.3, and the client's retry
+    // for it alone is delivered.
+    let mut c = SmtpClient::connect(pf.port("pgp")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    let to_postmaster = testkit::unique_id("postmaster");
+    let r = send_to(
+        &mut c,
+        "postmaster@example.org",
+        &support::plain(&to_postmaster, "The filter ate my mail.\n"),
+    );
+    assert_eq!(r.code, 250, "{}", ctx(&format!("postmaster: {r:?}")));
+    let mixed = testkit::unique_id("mixed");
+    let message = support::plain(&mixed, "Mixed.\n");
+    assert!(c.mail("<alice@client.example>").unwrap().is_positive());
+    assert!(c.rcpt("<bob@example.org>").unwrap().is_positive());
+    let r = c.rcpt("<postmaster@example.org>").unwrap();
+    assert_eq!(r.code, 452, "{}", ctx(&format!("mixed: {r:?}")));
+    assert_eq!(
+        r.text(),
+        "4.5.3 Recipients under a different OpenPGP policy must be sent separately",
+        "{r:?}"
+    );
+    let r = c.data(&message).unwrap();
+    assert_eq!(r.code, 550, "{r:?}");
+    let r = send_to(&mut c, "postmaster@example.org", &message);
+    assert_eq!(r.code, 250, "{}", ctx(&format!("mixed retry: {r:?}")));
+    c.quit().unwrap();
+    let mail = pf
+        .wait_for_delivery("postmaster", 2, Duration::from_secs(30))
+        .unwrap();
+    assert!(mail.iter().any(|m| m.contains(&to_postmaster)), "{mail:?}");
+    assert!(mail.iter().any(|m| m.contains(&mixed)), "{mail:?}");
+    assert!(
+        !pf.delivered("bob").iter().any(|m| m.contains(&mixed)),
+        "refused part of the mixed transaction delivered"
+    );
+
+    // Milter down: milter_default_action = tempfail keeps the mail at the
+    // client.
+    daemon.stop();
+    let mut c = SmtpClient::connect(pf.port("pgp")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    // Postfix logs `milter-reject: CONNECT ... 451 4.7.1` and, with its
+    // delayed rejects, answers at MAIL FROM.
+    let r = c.mail("<alice@client.example>").unwrap();
+    assert_eq!(r.code, 451, "milter down: {r:?}\n{}", pf.log());
+    assert_eq!(
+        r.text(),
+        "4.7.1 Service unavailable - try again later",
+        "{r:?}"
+    );
+    let _ = c.quit();
+    pf.wait_for_log(
+        "milter-reject: CONNECT from localhost[127.0.0.1]: 451 4.7.1",
+        Duration::from_secs(10),
+    )
+    .unwrap();
 }
 
 /// `message` from alice to `rcpt` on an open session; the reply after DATA.
