@@ -7,76 +7,30 @@
 //! them this test fails with instructions rather than passing silently.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{Postfix, Reply, SmtpClient, SmtpService, simple_message, unique_id};
+use testkit::{MilterProcess, Postfix, Reply, SmtpClient, SmtpService, simple_message, unique_id};
 
-/// The daemon as a child process, killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
+/// The daemon on `listen` (`unix:PATH`) with the lists file `lists`, once it
+/// listens; killed on drop. A socket file a killed daemon left is removed
+/// first, so the wait for the new one means something.
+fn start_milter(listen: &str, lists: &Path, log: PathBuf) -> MilterProcess {
+    let path = listen.strip_prefix("unix:").unwrap();
+    let _ = std::fs::remove_file(path);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailman-milter"));
+    cmd.args(["--listen", listen, "--socket-mode", "666", "--lists"])
+        .arg(lists)
+        .env("RUST_LOG", "info");
+    MilterProcess::start(cmd, path, log).unwrap()
 }
 
-impl Daemon {
-    fn start(listen: &str, lists: &Path, log: PathBuf) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
-            .args(["--listen", listen, "--socket-mode", "666", "--lists"])
-            .arg(lists)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon { child, log };
-        let path = listen.strip_prefix("unix:").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !Path::new(path).exists() {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("mailman-milter exited ({status}):\n{}", d.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not listening:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(l) = self.log_text().lines().find(|l| l.contains(needle)) {
-                return l.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn hangup(&self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-    }
+fn hangup(milter: &MilterProcess) {
+    let pid = nix::unistd::Pid::from_raw(milter.pid().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const LOG_WAIT: Duration = Duration::from_secs(20);
 
 const STRANGER: &str = "stranger@client.example";
 
@@ -141,7 +95,7 @@ fn postfix_refuses_non_member_posts_at_smtp_time_and_keeps_other_mail() {
         .unwrap();
     let lists_path = dir.join("lists.toml");
     std::fs::write(&lists_path, lists("")).unwrap();
-    let daemon = Daemon::start(&listen, &lists_path, dir.join("milter.log"));
+    let mut daemon = start_milter(&listen, &lists_path, dir.join("milter.log"));
     let ctx = |what: &str| format!("{what}\n--- milter log ---\n{}", daemon.log_text());
 
     let mut c = SmtpClient::connect(pf.port("mx")).unwrap();
@@ -242,7 +196,7 @@ fn postfix_refuses_non_member_posts_at_smtp_time_and_keeps_other_mail() {
     );
 
     // One log line per decision, with Postfix's queue id.
-    let line = daemon.wait_for_log("verdict=reject");
+    let line = daemon.wait_for_log("verdict=reject", LOG_WAIT).unwrap();
     assert!(line.contains("sender=stranger@client.example"), "{line}");
     assert!(line.contains("list=team@example.org"), "{line}");
     assert!(
@@ -261,8 +215,8 @@ fn postfix_refuses_non_member_posts_at_smtp_time_and_keeps_other_mail() {
 
     // SIGHUP reloads the lists file: the stranger becomes a member.
     std::fs::write(&lists_path, lists(", \"Stranger@Client.Example\"")).unwrap();
-    daemon.hangup();
-    daemon.wait_for_log("reloaded on SIGHUP");
+    hangup(&daemon);
+    daemon.wait_for_log("reloaded on SIGHUP", LOG_WAIT).unwrap();
     let mut c = SmtpClient::connect(pf.port("mx")).unwrap();
     assert!(c.ehlo("client.example").unwrap().is_success());
     let now_member = unique_id("now-member");
@@ -270,4 +224,44 @@ fn postfix_refuses_non_member_posts_at_smtp_time_and_keeps_other_mail() {
     assert_eq!(r.unwrap().code, 250, "{}", ctx("after reload"));
     c.quit().unwrap();
     wait_delivered(&pf, "team", &now_member);
+
+    // List data unavailable: restarted with its lists file missing, the
+    // daemon cannot tell a list from another address and answers 451 4.3.0
+    // at RCPT — never a 5xx.
+    daemon.stop();
+    let mut daemon = start_milter(
+        &listen,
+        &dir.join("missing-lists.toml"),
+        dir.join("milter2.log"),
+    );
+    let mut c = SmtpClient::connect(pf.port("mx")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_success());
+    let (rcpts, r) = send(&mut c, STRANGER, &["team@example.org"], "no-data");
+    assert_eq!(rcpts[0].code, 451, "{rcpts:?}\n{}", daemon.log_text());
+    assert_eq!(
+        rcpts[0].text(),
+        "4.3.0 Mailing list data temporarily unavailable; try again later",
+        "{rcpts:?}"
+    );
+    assert!(r.is_none());
+    c.quit().unwrap();
+
+    // Milter down: milter_default_action = tempfail; Postfix logs the
+    // reject at CONNECT and answers at MAIL FROM.
+    daemon.stop();
+    let mut c = SmtpClient::connect(pf.port("mx")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_success());
+    let r = c.mail(&format!("<{STRANGER}>")).unwrap();
+    assert_eq!(r.code, 451, "{r:?}\n{}", pf.log());
+    assert_eq!(
+        r.text(),
+        "4.7.1 Service unavailable - try again later",
+        "{r:?}"
+    );
+    let _ = c.quit();
+    pf.wait_for_log(
+        "milter-reject: CONNECT from localhost[127.0.0.1]: 451 4.7.1",
+        LOG_WAIT,
+    )
+    .unwrap();
 }
