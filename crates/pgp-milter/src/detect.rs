@@ -18,6 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use mailparse::{MailHeaderMap, ParsedMail};
 
 use crate::armor::{self, Kind};
+use crate::openpgp::{self, OpenPgpError};
 use crate::packets::{self, Shape};
 
 /// How the OpenPGP protection was found.
@@ -289,6 +290,7 @@ fn pgp_mime_signed(part: &ParsedMail<'_>) -> Class {
             match packets::shape(&block.data) {
                 Ok(Shape::Signatures) => Class::Signed(Form::PgpMime),
                 Ok(other) => invalid(&format!("signature part holds {other:?}")),
+                Err(e) if e.is_internal() => Class::Plain(NotPgp::Internal(e.to_string())),
                 Err(e) => invalid(&e.to_string()),
             }
         }
@@ -337,6 +339,7 @@ fn openpgp_data(body: &[u8]) -> Class {
     match packets::shape(body) {
         Ok(Shape::Encrypted { .. }) => Class::Encrypted(Form::Inline),
         Ok(Shape::Key) => Class::Key,
+        Err(e) if e.is_internal() => Class::Plain(NotPgp::Internal(e.to_string())),
         _ => Class::Plain(NotPgp::NoOpenPgp),
     }
 }
@@ -362,6 +365,7 @@ fn block(b: &Result<armor::Block, armor::ArmorError>) -> Class {
     };
     let shape = match packets::shape(&b.data) {
         Ok(s) => s,
+        Err(e) if e.is_internal() => return Class::Plain(NotPgp::Internal(e.to_string())),
         Err(e) => return Class::Plain(NotPgp::Invalid(e.to_string())),
     };
     match (&b.kind, shape) {
@@ -416,8 +420,15 @@ fn collect_recipients(
     }
     let body = part.get_body_raw().map_err(|e| e.to_string())?;
     let mut one = |data: &[u8]| -> Result<(), String> {
-        if let Ok(Shape::Encrypted { .. }) = packets::shape(data) {
-            out.push(packets::recipients(data).map_err(|e| e.to_string())?);
+        let parsed = match openpgp::packets(data) {
+            Ok(parsed) => parsed,
+            Err(e @ (OpenPgpError::Panicked(_) | OpenPgpError::TooLarge { .. })) => {
+                return Err(e.to_string());
+            }
+            Err(_) => return Ok(()),
+        };
+        if let Ok(Shape::Encrypted { .. }) = packets::shape_of(&parsed) {
+            out.push(packets::recipients(&parsed).map_err(|e| e.to_string())?);
         }
         Ok(())
     };

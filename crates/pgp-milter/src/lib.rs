@@ -2,8 +2,10 @@
 //! while the SMTP session is still open.
 //!
 //! Layers, each testable without a socket:
-//! * [`armor`] and [`packets`]: OpenPGP ASCII armor and packet framing,
-//!   PKESK recipients, key fingerprints;
+//! * [`armor`]: OpenPGP ASCII armor;
+//! * [`openpgp`]: the one door to rpgp (packet parsing, isolated: bounded
+//!   input, a panic in it is an error);
+//! * [`packets`]: the message grammar over rpgp's packets, PKESK recipients;
 //! * [`keyring`]: the public keys of `keyring_dir`, by e-mail address;
 //! * [`detect`]: what a parsed MIME message is (encrypted, signed, plain);
 //! * [`policy`]: who is checked, what passes, what the refusal says;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod detect;
 pub mod keyring;
 pub mod milter;
+pub mod openpgp;
 pub mod packets;
 pub mod policy;
 

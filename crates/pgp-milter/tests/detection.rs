@@ -125,3 +125,63 @@ fn random_and_cut_inputs_never_panic() {
         let _ = detect(&v);
     }
 }
+
+/// The packets of the first armored block of `armored`, parsed by rpgp.
+fn packets_of(armored: &str) -> Vec<pgp_milter::openpgp::PacketInfo> {
+    let scan = pgp_milter::armor::scan(armored.as_bytes());
+    let block = scan.blocks[0].as_ref().expect("armor");
+    pgp_milter::openpgp::packets(&block.data).expect("packets")
+}
+
+#[test]
+fn gnupg_compressed_signed_messages_are_signed() {
+    let g = support::gpg();
+    // The inputs are what they claim: `--compress-algo none` gives
+    // one-pass signature, literal data, signature; every algorithm gives
+    // one Compressed Data packet holding the same three.
+    let tags = |p: &[pgp_milter::openpgp::PacketInfo]| p.iter().map(|p| p.tag).collect::<Vec<_>>();
+    assert_eq!(tags(&packets_of(&g.signed_message)), [4, 11, 2]);
+    let mut all = vec![("default (zip)", g.signed_compressed.clone())];
+    all.extend(g.signed_by_algo.iter().map(|(a, s)| (*a, s.clone())));
+    let lax = Policy {
+        require: Require::EncryptedOrSigned,
+        ..Policy::default()
+    };
+    for (algo, armored) in &all {
+        let p = packets_of(armored);
+        assert_eq!(tags(&p), [8], "{algo}");
+        assert_eq!(tags(p[0].contents.as_ref().unwrap()), [4, 11, 2], "{algo}");
+        let d = detect(&support::plain("c", armored));
+        assert_eq!(d.to_string(), "signed (inline PGP)", "{algo}");
+        assert!(matches!(lax.judge(&d), Decision::Accept(_)), "{algo}");
+        let Decision::Reject(reply, _) = Policy::default().judge(&d) else {
+            panic!("{algo}: signed-only passed require = encrypted")
+        };
+        assert!(
+            reply
+                .to_string()
+                .ends_with("(signed (inline PGP) but not encrypted)"),
+            "{reply}"
+        );
+    }
+}
+
+#[test]
+fn a_decompression_bomb_is_refused() {
+    let g = support::gpg();
+    // 40 MiB of zeros, zlib-compressed by GnuPG: small on the wire.
+    assert!(g.signed_bomb.len() < 1 << 20, "{}", g.signed_bomb.len());
+    let d = detect(&support::plain("bomb", &g.signed_bomb));
+    assert_eq!(
+        d.to_string(),
+        format!(
+            "invalid OpenPGP data: compressed data expands beyond {} bytes",
+            pgp_milter::openpgp::MAX_DECOMPRESSED_BYTES
+        )
+    );
+    let lax = Policy {
+        require: Require::EncryptedOrSigned,
+        ..Policy::default()
+    };
+    assert!(matches!(lax.judge(&d), Decision::Reject(..)));
+}

@@ -37,8 +37,14 @@ pub struct Gpg {
     /// `gpg --sign --armor --compress-algo none`: one-pass signature,
     /// literal data, signature.
     pub signed_message: String,
-    /// `gpg --sign --armor`: the same inside a compressed packet.
+    /// `gpg --sign --armor`: the same inside a compressed packet (GnuPG's
+    /// default algorithm, ZIP).
     pub signed_compressed: String,
+    /// `gpg --sign --armor --compress-algo zlib`, `zip`, `bzip2`.
+    pub signed_by_algo: Vec<(&'static str, String)>,
+    /// `gpg --sign --armor --compress-algo zlib` of 40 MiB of zeros: a few
+    /// dozen KiB that expand beyond the decompression cap.
+    pub signed_bomb: String,
 }
 
 /// The MIME entity the detached signature signs.
@@ -107,6 +113,22 @@ fn make_corpus() -> Gpg {
             b"Signed inline.\n",
         )),
         signed_compressed: text(run(h, &["--armor", "--sign"], b"Signed inline.\n")),
+        signed_by_algo: ["zlib", "zip", "bzip2"]
+            .into_iter()
+            .map(|algo| {
+                let out = run(
+                    h,
+                    &["--armor", "--sign", "--compress-algo", algo],
+                    b"Signed inline, compressed.\n",
+                );
+                (algo, text(out))
+            })
+            .collect(),
+        signed_bomb: text(run(
+            h,
+            &["--armor", "--sign", "--compress-algo", "zlib"],
+            &vec![0u8; 40 << 20],
+        )),
     };
     // Stop the agent GnuPG started for this home before removing it.
     let _ = Command::new("gpgconf")
@@ -480,7 +502,7 @@ pub fn cases() -> Vec<Case> {
         case(
             "garbage armor",
             plain("p5", &garbage),
-            "invalid OpenPGP data: byte",
+            "invalid OpenPGP data: bad or truncated OpenPGP packet header",
             false,
             false,
         ),
@@ -544,11 +566,32 @@ pub fn cases() -> Vec<Case> {
             true,
         ),
         case(
-            "compressed signed PGP MESSAGE (not looked into)",
+            "compressed signed PGP MESSAGE (gpg --sign)",
             plain("s5", &g.signed_compressed),
-            "invalid OpenPGP data: PGP MESSAGE is not encrypted: compressed",
+            "signed (inline PGP)",
             false,
+            true,
+        ),
+        case(
+            "compressed signed PGP MESSAGE, zlib",
+            plain("s6", &g.signed_by_algo[0].1),
+            "signed (inline PGP)",
             false,
+            true,
+        ),
+        case(
+            "compressed signed PGP MESSAGE, zip",
+            plain("s7", &g.signed_by_algo[1].1),
+            "signed (inline PGP)",
+            false,
+            true,
+        ),
+        case(
+            "compressed signed PGP MESSAGE, bzip2",
+            plain("s8", &g.signed_by_algo[2].1),
+            "signed (inline PGP)",
+            false,
+            true,
         ),
         case(
             "clearsigned",
