@@ -834,3 +834,193 @@ pub fn pgp_milter(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Keys that exist but must not satisfy `require_recipient_key`, made by
+/// GnuPG, and messages encrypted to them while they were still good.
+#[derive(Debug)]
+pub struct Unusable {
+    /// Eve: made with a faked clock on 2024-01-01, expiring 2025-01-01
+    /// (GnuPG puts the expiry at noon UTC).
+    pub eve_key: String,
+    /// Eve's expiry as `gpg --with-colons` gives it (Unix seconds).
+    pub eve_expires: u64,
+    /// Frank: `Frank <frank@example.org>` plus `Frank Old
+    /// <frank.old@example.org>`, the latter revoked with
+    /// `--quick-revoke-uid`.
+    pub frank_key: String,
+    /// Grace: the whole key revoked by importing GnuPG's own revocation
+    /// certificate (`openpgp-revocs.d/<fpr>.rev`).
+    pub grace_key: String,
+    /// Heidi: exported, then the last octet of her User ID's
+    /// self-signature flipped.
+    pub heidi_key: String,
+    /// Encrypted to Eve (with the faked clock, before expiry).
+    pub to_eve: String,
+    /// Encrypted to Frank's key (one key for both User IDs).
+    pub to_frank: String,
+    /// Encrypted to Grace before the revocation.
+    pub to_grace: String,
+    /// Encrypted to Heidi.
+    pub to_heidi: String,
+}
+
+/// The unusable-keys corpus, made once per test binary.
+pub fn unusable() -> &'static Unusable {
+    static UNUSABLE: OnceLock<Unusable> = OnceLock::new();
+    UNUSABLE.get_or_init(make_unusable)
+}
+
+/// An armored public key block of binary `data`.
+pub fn armor_key(data: &[u8]) -> String {
+    format!(
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n{}-----END PGP PUBLIC KEY BLOCK-----\n",
+        base64_lines(data).replace("\r\n", "\n")
+    )
+}
+
+fn make_unusable() -> Unusable {
+    gpg(); // checks that gpg is there, with a clear message
+    let home = tempfile::Builder::new()
+        .prefix("pgpm-unusable-")
+        .tempdir_in("/tmp")
+        .expect("temporary GNUPGHOME");
+    let h = home.path();
+    let text = |out: Vec<u8>| String::from_utf8(out).expect("armor is text");
+    let fingerprint = |who: &str| {
+        let colons = text(run(h, &["--with-colons", "--fingerprint", who], b""));
+        colons
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .expect("fingerprint")
+            .to_owned()
+    };
+    let secret = b"Not for expired keys.\n";
+    let encrypt = |to: &str, extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend([
+            "--armor",
+            "--encrypt",
+            "--trust-model",
+            "always",
+            "--recipient",
+            to,
+        ]);
+        text(run(h, &args, secret))
+    };
+    // Eve: created 2024-01-01, expiring 2025-01-01.
+    run(
+        h,
+        &[
+            "--faked-system-time",
+            "20240101T000000",
+            "--quick-generate-key",
+            "Eve <eve@example.org>",
+            "future-default",
+            "default",
+            "2025-01-01",
+        ],
+        b"",
+    );
+    let eve_colons = text(run(
+        h,
+        &["--with-colons", "--list-keys", "eve@example.org"],
+        b"",
+    ));
+    let eve_expires = eve_colons
+        .lines()
+        .find(|l| l.starts_with("pub:"))
+        .and_then(|l| l.split(':').nth(6))
+        .and_then(|t| t.parse().ok())
+        .expect("Eve's expiry");
+    let to_eve = encrypt(
+        "eve@example.org",
+        &["--faked-system-time", "20240601T000000"],
+    );
+    // Frank: a second User ID, revoked.
+    let generate = |uid: &str| {
+        run(
+            h,
+            &[
+                "--quick-generate-key",
+                uid,
+                "future-default",
+                "default",
+                "never",
+            ],
+            b"",
+        );
+    };
+    generate("Frank <frank@example.org>");
+    let frank = fingerprint("frank@example.org");
+    run(
+        h,
+        &[
+            "--quick-add-uid",
+            &frank,
+            "Frank Old <frank.old@example.org>",
+        ],
+        b"",
+    );
+    let to_frank = encrypt("frank@example.org", &[]);
+    run(
+        h,
+        &[
+            "--quick-revoke-uid",
+            &frank,
+            "Frank Old <frank.old@example.org>",
+        ],
+        b"",
+    );
+    // Grace: revoked with the certificate GnuPG made at generation.
+    generate("Grace <grace@example.org>");
+    let grace = fingerprint("grace@example.org");
+    let to_grace = encrypt("grace@example.org", &[]);
+    let cert = std::fs::read_to_string(h.join("openpgp-revocs.d").join(format!("{grace}.rev")))
+        .expect("GnuPG's revocation certificate");
+    // GnuPG prefixes the armor with a colon so it is not imported by accident.
+    run(
+        h,
+        &["--import"],
+        cert.replace(":-----BEGIN", "-----BEGIN").as_bytes(),
+    );
+    // Heidi: the exported User ID self-signature corrupted.
+    generate("Heidi <heidi@example.org>");
+    let to_heidi = encrypt("heidi@example.org", &[]);
+    let mut heidi = run(h, &["--export", "heidi@example.org"], b"");
+    let listing = text(run(h, &["--list-packets"], &heidi));
+    let field = |line: &str, name: &str| -> usize {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .expect("list-packets field")
+    };
+    let headers: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.starts_with("# off="))
+        .collect();
+    let uid = headers
+        .iter()
+        .position(|l| l.contains(" tag=13 "))
+        .expect("User ID packet");
+    let sig = headers[uid + 1];
+    assert!(sig.contains(" tag=2 "), "{sig}");
+    let end = field(sig, "off=") + field(sig, "hlen=") + field(sig, "plen=");
+    heidi[end - 1] ^= 0x55;
+    let keys = Unusable {
+        eve_key: text(run(h, &["--armor", "--export", "eve@example.org"], b"")),
+        eve_expires,
+        frank_key: text(run(h, &["--armor", "--export", "frank@example.org"], b"")),
+        grace_key: text(run(h, &["--armor", "--export", "grace@example.org"], b"")),
+        heidi_key: armor_key(&heidi),
+        to_eve,
+        to_frank,
+        to_grace,
+        to_heidi,
+    };
+    let _ = Command::new("gpgconf")
+        .args(["--kill", "all"])
+        .env("GNUPGHOME", h)
+        .status();
+    keys
+}
