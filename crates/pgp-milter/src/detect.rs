@@ -53,6 +53,8 @@ pub enum NotPgp {
     PlaintextPart(String),
     /// Only an OpenPGP key, no message.
     KeyOnly,
+    /// S/MIME (RFC 8551): encrypted or signed, but not OpenPGP.
+    Smime,
     /// Signed, not encrypted (when encryption is required).
     SignedOnly(Form),
     /// The body was larger than the configured cap before it was proven.
@@ -67,7 +69,10 @@ impl fmt::Display for NotPgp {
             NotPgp::NoOpenPgp => f.write_str("no OpenPGP data found"),
             NotPgp::Invalid(why) => write!(f, "invalid OpenPGP data: {why}"),
             NotPgp::PlaintextPart(why) => write!(f, "unencrypted content: {why}"),
-            NotPgp::KeyOnly => f.write_str("only an OpenPGP key, no encrypted message"),
+            NotPgp::KeyOnly => f.write_str(
+                "only an OpenPGP key block (PGP PUBLIC KEY BLOCK), no encrypted message",
+            ),
+            NotPgp::Smime => f.write_str("S/MIME is not OpenPGP"),
             NotPgp::SignedOnly(form) => write!(f, "signed ({form}) but not encrypted"),
             NotPgp::TooLarge(cap) => write!(f, "not proven encrypted within the first {cap} bytes"),
             NotPgp::Internal(why) => write!(f, "internal error: {why}"),
@@ -187,10 +192,26 @@ fn entity(part: &ParsedMail<'_>, depth: usize) -> Class {
         return match (sub, protocol.as_deref()) {
             ("encrypted", Some("application/pgp-encrypted")) => pgp_mime_encrypted(part),
             ("signed", Some("application/pgp-signature")) => pgp_mime_signed(part),
+            ("signed", Some(p)) if is_smime(p) => Class::Plain(NotPgp::Smime),
             _ => combine(part.subparts.iter().map(|p| entity(p, depth + 1))),
         };
     }
+    if is_smime(&mime) {
+        return Class::Plain(NotPgp::Smime);
+    }
     leaf(part, &mime)
+}
+
+/// S/MIME content types (RFC 8551 §3.2; the `x-` forms are what older
+/// clients send): enveloped or signed data, and detached signatures.
+fn is_smime(mime: &str) -> bool {
+    matches!(
+        mime.to_ascii_lowercase().as_str(),
+        "application/pkcs7-mime"
+            | "application/x-pkcs7-mime"
+            | "application/pkcs7-signature"
+            | "application/x-pkcs7-signature"
+    )
 }
 
 /// A multipart needs its parts and its closing delimiter: without them it

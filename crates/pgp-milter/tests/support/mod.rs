@@ -1024,3 +1024,86 @@ fn make_unusable() -> Unusable {
         .status();
     keys
 }
+
+/// Real S/MIME messages made by OpenSSL (a throw-away self-signed
+/// certificate), each with its name: `cms -encrypt` (application/pkcs7-mime
+/// enveloped-data), `smime -encrypt` (the x- form), `cms -sign` and `smime
+/// -sign` (multipart/signed with application/pkcs7-signature and the x-
+/// form), `smime -sign -nodetach` (x-pkcs7-mime signed-data).
+pub fn smime_messages() -> Vec<(&'static str, Vec<u8>)> {
+    let dir = tempfile::Builder::new()
+        .prefix("pgpm-smime-")
+        .tempdir()
+        .expect("temporary directory");
+    let d = dir.path();
+    let openssl = |args: &[&str]| -> Vec<u8> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("OpenSSL (`openssl`, Debian package openssl) makes the S/MIME corpus");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=bob@example.org",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+    ]);
+    std::fs::write(
+        d.join("body.txt"),
+        "Content-Type: text/plain\r\n\r\nSealed the other way.\r\n",
+    )
+    .unwrap();
+    let sign = [
+        "-in", "body.txt", "-signer", "cert.pem", "-inkey", "key.pem",
+    ];
+    let message = |mime: Vec<u8>| {
+        let mut m = format!("From: alice@client.example\r\nTo: {RECIPIENT}\r\nSubject: s/mime\r\n")
+            .into_bytes();
+        m.extend(crlf(&String::from_utf8(mime).expect("MIME is text")).into_bytes());
+        m
+    };
+    vec![
+        (
+            "cms -encrypt",
+            message(openssl(&[
+                "cms", "-encrypt", "-aes256", "-in", "body.txt", "cert.pem",
+            ])),
+        ),
+        (
+            "smime -encrypt",
+            message(openssl(&[
+                "smime", "-encrypt", "-aes256", "-in", "body.txt", "cert.pem",
+            ])),
+        ),
+        (
+            "cms -sign",
+            message(openssl(&[&["cms", "-sign"][..], &sign].concat())),
+        ),
+        (
+            "smime -sign",
+            message(openssl(&[&["smime", "-sign"][..], &sign].concat())),
+        ),
+        (
+            "smime -sign -nodetach",
+            message(openssl(
+                &[&["smime", "-sign", "-nodetach"][..], &sign].concat(),
+            )),
+        ),
+    ]
+}
