@@ -193,6 +193,11 @@ fn entity(part: &ParsedMail<'_>, depth: usize) -> Class {
             ("encrypted", Some("application/pgp-encrypted")) => pgp_mime_encrypted(part),
             ("signed", Some("application/pgp-signature")) => pgp_mime_signed(part),
             ("signed", Some(p)) if is_smime(p) => Class::Plain(NotPgp::Smime),
+            ("alternative", _) => combine(
+                part.subparts
+                    .iter()
+                    .map(|p| alternative(part, p).unwrap_or_else(|| entity(p, depth + 1))),
+            ),
             _ => combine(part.subparts.iter().map(|p| entity(p, depth + 1))),
         };
     }
@@ -200,6 +205,37 @@ fn entity(part: &ParsedMail<'_>, depth: usize) -> Class {
         return Class::Plain(NotPgp::Smime);
     }
     leaf(part, &mime)
+}
+
+/// A `text/html` alternative that only repeats, in presentation markup, a
+/// `text/plain` sibling that is nothing but valid armor adds nothing:
+/// `Some(Empty)`. Repeats means the same lines (armor headers included, so
+/// a `Comment:` cannot differ). `None` for every other part, which is then
+/// judged as usual (HTML with any other text is plaintext).
+fn alternative(parent: &ParsedMail<'_>, part: &ParsedMail<'_>) -> Option<Class> {
+    if !part.ctype.mimetype.eq_ignore_ascii_case("text/html") {
+        return None;
+    }
+    let lines = |text: &[u8]| -> Vec<Vec<u8>> {
+        text.split(|&b| b == b'\n')
+            .map(<[u8]>::trim_ascii)
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let only_armor = |text: &[u8]| {
+        let s = armor::scan(text);
+        !s.text_outside && !s.blocks.is_empty() && s.blocks.iter().all(Result::is_ok)
+    };
+    let html = part.get_body_raw().ok()?;
+    let shown = lines(crate::html::visible_text(&html).ok()?.as_bytes());
+    let repeated = parent.subparts.iter().any(|sibling| {
+        sibling.ctype.mimetype.eq_ignore_ascii_case("text/plain")
+            && sibling
+                .get_body_raw()
+                .is_ok_and(|b| only_armor(&b) && lines(&b) == shown)
+    });
+    repeated.then_some(Class::Empty)
 }
 
 /// S/MIME content types (RFC 8551 §3.2; the `x-` forms are what older

@@ -8,6 +8,8 @@
 //! * [`packets`]: the message grammar over rpgp's packets, PKESK recipients;
 //! * [`keyring`]: the public keys of `keyring_dir`, by e-mail address;
 //! * [`detect`]: what a parsed MIME message is (encrypted, signed, plain);
+//! * [`html`]: the text of an HTML alternative that is only markup around
+//!   a repeated armor;
 //! * [`policy`]: who is checked, what passes, what the refusal says;
 //! * [`config`]: the TOML file, checked at start-up;
 //! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps.
@@ -18,6 +20,7 @@
 pub mod armor;
 pub mod config;
 pub mod detect;
+pub mod html;
 pub mod keyring;
 pub mod milter;
 pub mod openpgp;
