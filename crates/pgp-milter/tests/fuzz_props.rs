@@ -957,8 +957,12 @@ proptest! {
         if let Ok(parsed) = openpgp::packets(&data) {
             prop_assert!(ref_walk(&data).is_some(), "rpgp parsed what the framing refuses");
             if ours {
+                // As many recipients as the reference sees PKESKs (not as
+                // generated: a legacy indeterminate length swallows what
+                // follows it).
                 let n = packets::recipients(&parsed).unwrap().len();
-                prop_assert_eq!(n, seq.iter().filter(|p| p.tag == 1).count());
+                let want = ref_walk(&data).unwrap().iter().filter(|p| p.tag == 1).count();
+                prop_assert_eq!(n, want);
             }
         }
     }
