@@ -370,6 +370,16 @@ fn config_loads_the_keyring_and_a_garbage_key_file_is_named() {
     assert!(e.contains("pgp-milter.toml: key `keyring_dir`: "), "{e}");
     assert!(e.contains("zz-garbage.asc: "), "{e}");
 
+    // A secret key in armor that claims to be a public key: rpgp parses
+    // it, the keyring refuses it.
+    let secret = keyring_dir(&[("secret.asc", &support::unusable().secret_as_public)]);
+    let file = write_config(dir.path(), secret.path());
+    let e = Config::load(&file).unwrap_err().to_string();
+    assert!(
+        e.contains("secret.asc: armor block 1: secret key material"),
+        "{e}"
+    );
+
     // A message where a key belongs.
     let k = keyed();
     let wrong = keyring_dir(&[("message.asc", k.to_bob.as_str())]);

@@ -854,6 +854,9 @@ pub struct Unusable {
     /// Heidi: exported, then the last octet of her User ID's
     /// self-signature flipped.
     pub heidi_key: String,
+    /// Heidi's secret key (`--export-secret-keys`, no passphrase) in
+    /// armor that claims `PGP PUBLIC KEY BLOCK`.
+    pub secret_as_public: String,
     /// Encrypted to Eve (with the faked clock, before expiry).
     pub to_eve: String,
     /// Encrypted to Frank's key (one key for both User IDs).
@@ -1013,6 +1016,7 @@ fn make_unusable() -> Unusable {
         frank_key: text(run(h, &["--armor", "--export", "frank@example.org"], b"")),
         grace_key: text(run(h, &["--armor", "--export", "grace@example.org"], b"")),
         heidi_key: armor_key(&heidi),
+        secret_as_public: armor_key(&run(h, &["--export-secret-keys", "heidi@example.org"], b"")),
         to_eve,
         to_frank,
         to_grace,
