@@ -439,6 +439,41 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts the daemon on a socket in `dir`, with `dir/keys` as the keyring
+/// and `require_recipient_key`, logging to `dir/daemon.log`; waits (20 s at
+/// most) for the socket.
+async fn start_daemon(dir: &Path) -> (Daemon, minimilter::SocketSpec) {
+    let socket = dir.join("pgp.sock");
+    let config = dir.join("pgp-milter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"unix:{}\"]\nkeyring_dir = \"keys\"\nrequire_recipient_key = true\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("daemon.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon { child, log };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
+        assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let spec = format!("unix:{}", socket.display()).parse().unwrap();
+    (d, spec)
+}
+
 async fn verdict(spec: &minimilter::SocketSpec, message: Vec<u8>) -> Outcome {
     let cfg = ClientConfig {
         offer: Offer::postfix(),
@@ -461,34 +496,7 @@ async fn sighup_reloads_the_keyring_and_a_bad_reload_keeps_the_old_keys() {
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
     std::fs::write(keys.join("carol.asc"), &k.carol_key).unwrap();
-    let socket = dir.path().join("pgp.sock");
-    let config = dir.path().join("pgp-milter.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = [\"unix:{}\"]\nkeyring_dir = \"keys\"\nrequire_recipient_key = true\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("daemon.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon { child, log };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
-        assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let spec: minimilter::SocketSpec = format!("unix:{}", socket.display()).parse().unwrap();
+    let (mut d, spec) = start_daemon(dir.path()).await;
     let message = || pgp_mime("h1", &k.to_bob);
 
     // Bob has no key yet.
@@ -670,4 +678,54 @@ fn check_config_names_unusable_keys() {
     ] {
         assert!(out.contains(line), "{line:?} not in {out}");
     }
+}
+
+#[tokio::test]
+async fn the_daemon_logs_why_a_key_does_not_count() {
+    let u = support::unusable();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::write(keys.join("eve.asc"), &u.eve_key).unwrap();
+    std::fs::write(keys.join("bob.asc"), &keyed().bob_key).unwrap();
+    let (d, socket) = start_daemon(dir.path()).await;
+    // At start-up.
+    assert!(
+        d.log_text()
+            .contains("problem=key for eve@example.org expired 2025-01-01"),
+        "{}",
+        d.log_text()
+    );
+    // In the decision line of a message encrypted to Eve's (expired) key.
+    let cfg = ClientConfig {
+        offer: Offer::postfix(),
+        ..ClientConfig::default()
+    };
+    let mut c = MilterClient::connect(&socket, cfg).await.unwrap();
+    let t = run_message(
+        &mut c,
+        &spec(pgp_mime("e", &u.to_eve), &["eve@example.org"]),
+    )
+    .await
+    .unwrap();
+    let _ = c.quit().await;
+    assert!(
+        matches!(t.outcome, Outcome::Rejected { .. }),
+        "{:?}",
+        t.outcome
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = loop {
+        let log = d.log_text();
+        if let Some(l) = log.lines().find(|l| l.contains("verdict=reject")) {
+            break l.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        line.contains("to=<eve@example.org>")
+            && line.contains("reason=key for eve@example.org expired 2025-01-01"),
+        "{line}"
+    );
 }
