@@ -18,6 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use mailparse::{MailHeaderMap, ParsedMail};
 
 use crate::armor::{self, Kind};
+use crate::openpgp::{self, OpenPgpError};
 use crate::packets::{self, Shape};
 
 /// How the OpenPGP protection was found.
@@ -52,6 +53,8 @@ pub enum NotPgp {
     PlaintextPart(String),
     /// Only an OpenPGP key, no message.
     KeyOnly,
+    /// S/MIME (RFC 8551): encrypted or signed, but not OpenPGP.
+    Smime,
     /// Signed, not encrypted (when encryption is required).
     SignedOnly(Form),
     /// The body was larger than the configured cap before it was proven.
@@ -66,7 +69,10 @@ impl fmt::Display for NotPgp {
             NotPgp::NoOpenPgp => f.write_str("no OpenPGP data found"),
             NotPgp::Invalid(why) => write!(f, "invalid OpenPGP data: {why}"),
             NotPgp::PlaintextPart(why) => write!(f, "unencrypted content: {why}"),
-            NotPgp::KeyOnly => f.write_str("only an OpenPGP key, no encrypted message"),
+            NotPgp::KeyOnly => f.write_str(
+                "only an OpenPGP key block (PGP PUBLIC KEY BLOCK), no encrypted message",
+            ),
+            NotPgp::Smime => f.write_str("S/MIME is not OpenPGP"),
             NotPgp::SignedOnly(form) => write!(f, "signed ({form}) but not encrypted"),
             NotPgp::TooLarge(cap) => write!(f, "not proven encrypted within the first {cap} bytes"),
             NotPgp::Internal(why) => write!(f, "internal error: {why}"),
@@ -186,10 +192,62 @@ fn entity(part: &ParsedMail<'_>, depth: usize) -> Class {
         return match (sub, protocol.as_deref()) {
             ("encrypted", Some("application/pgp-encrypted")) => pgp_mime_encrypted(part),
             ("signed", Some("application/pgp-signature")) => pgp_mime_signed(part),
+            ("signed", Some(p)) if is_smime(p) => Class::Plain(NotPgp::Smime),
+            ("alternative", _) => combine(
+                part.subparts
+                    .iter()
+                    .map(|p| alternative(part, p).unwrap_or_else(|| entity(p, depth + 1))),
+            ),
             _ => combine(part.subparts.iter().map(|p| entity(p, depth + 1))),
         };
     }
+    if is_smime(&mime) {
+        return Class::Plain(NotPgp::Smime);
+    }
     leaf(part, &mime)
+}
+
+/// A `text/html` alternative that only repeats, in presentation markup, a
+/// `text/plain` sibling that is nothing but valid armor adds nothing:
+/// `Some(Empty)`. Repeats means the same lines (armor headers included, so
+/// a `Comment:` cannot differ). `None` for every other part, which is then
+/// judged as usual (HTML with any other text is plaintext).
+fn alternative(parent: &ParsedMail<'_>, part: &ParsedMail<'_>) -> Option<Class> {
+    if !part.ctype.mimetype.eq_ignore_ascii_case("text/html") {
+        return None;
+    }
+    let lines = |text: &[u8]| -> Vec<Vec<u8>> {
+        text.split(|&b| b == b'\n')
+            .map(<[u8]>::trim_ascii)
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let only_armor = |text: &[u8]| {
+        let s = armor::scan(text);
+        !s.text_outside && !s.blocks.is_empty() && s.blocks.iter().all(Result::is_ok)
+    };
+    let html = part.get_body_raw().ok()?;
+    let shown = lines(crate::html::visible_text(&html).ok()?.as_bytes());
+    let repeated = parent.subparts.iter().any(|sibling| {
+        sibling.ctype.mimetype.eq_ignore_ascii_case("text/plain")
+            && sibling
+                .get_body_raw()
+                .is_ok_and(|b| only_armor(&b) && lines(&b) == shown)
+    });
+    repeated.then_some(Class::Empty)
+}
+
+/// S/MIME content types (RFC 8551 §3.2; the `x-` forms are what older
+/// clients send): enveloped or signed data, and detached signatures.
+fn is_smime(mime: &str) -> bool {
+    matches!(
+        mime.to_ascii_lowercase().as_str(),
+        "application/pkcs7-mime"
+            | "application/x-pkcs7-mime"
+            | "application/pkcs7-signature"
+            | "application/x-pkcs7-signature"
+    )
 }
 
 /// A multipart needs its parts and its closing delimiter: without them it
@@ -289,6 +347,7 @@ fn pgp_mime_signed(part: &ParsedMail<'_>) -> Class {
             match packets::shape(&block.data) {
                 Ok(Shape::Signatures) => Class::Signed(Form::PgpMime),
                 Ok(other) => invalid(&format!("signature part holds {other:?}")),
+                Err(e) if e.is_internal() => Class::Plain(NotPgp::Internal(e.to_string())),
                 Err(e) => invalid(&e.to_string()),
             }
         }
@@ -337,6 +396,7 @@ fn openpgp_data(body: &[u8]) -> Class {
     match packets::shape(body) {
         Ok(Shape::Encrypted { .. }) => Class::Encrypted(Form::Inline),
         Ok(Shape::Key) => Class::Key,
+        Err(e) if e.is_internal() => Class::Plain(NotPgp::Internal(e.to_string())),
         _ => Class::Plain(NotPgp::NoOpenPgp),
     }
 }
@@ -362,6 +422,7 @@ fn block(b: &Result<armor::Block, armor::ArmorError>) -> Class {
     };
     let shape = match packets::shape(&b.data) {
         Ok(s) => s,
+        Err(e) if e.is_internal() => return Class::Plain(NotPgp::Internal(e.to_string())),
         Err(e) => return Class::Plain(NotPgp::Invalid(e.to_string())),
     };
     match (&b.kind, shape) {
@@ -416,8 +477,15 @@ fn collect_recipients(
     }
     let body = part.get_body_raw().map_err(|e| e.to_string())?;
     let mut one = |data: &[u8]| -> Result<(), String> {
-        if let Ok(Shape::Encrypted { .. }) = packets::shape(data) {
-            out.push(packets::recipients(data).map_err(|e| e.to_string())?);
+        let parsed = match openpgp::packets(data) {
+            Ok(parsed) => parsed,
+            Err(e @ (OpenPgpError::Panicked(_) | OpenPgpError::TooLarge { .. })) => {
+                return Err(e.to_string());
+            }
+            Err(_) => return Ok(()),
+        };
+        if let Ok(Shape::Encrypted { .. }) = packets::shape_of(&parsed) {
+            out.push(packets::recipients(&parsed).map_err(|e| e.to_string())?);
         }
         Ok(())
     };

@@ -4,11 +4,14 @@
 //! the encryption-capable keys (primary keys and subkeys) of those
 //! certificates.
 //!
-//! Parsing is the crate's own packet walker: fingerprints and key IDs are
-//! computed (v4: SHA-1, RFC 4880 §12.2; v5/v6: SHA-256), User IDs read, and
-//! Key Flags taken from the self-signatures. Nothing is verified: the
-//! keyring is the administrator's, trusted as installed. Expiry is not
-//! looked at; an (unverified) revocation signature removes the key.
+//! The certificates are parsed and their self-signatures verified by rpgp
+//! (through [`crate::openpgp::certificates`], isolated like every rpgp call):
+//! a User ID counts only with a valid, unrevoked self-certification; a subkey
+//! only with a valid binding signature; Key Flags and key expiry come from
+//! the newest valid self-signature. A revoked, expired or unverifiable key is
+//! kept, with the reason, so a refusal can say why ("key for
+//! bob@example.org expired 2025-01-01") — expiry is judged when a message is,
+//! not when the keyring is read.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,8 @@ use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
 use crate::armor::{self, Kind};
-use crate::packets::{self, KeyTarget, hex, tag};
+use crate::openpgp;
+use crate::packets::{KeyTarget, hex};
 
 /// Largest key file read (keys with many signatures can be large).
 pub const MAX_KEY_FILE_BYTES: u64 = 16 << 20;
@@ -43,17 +47,36 @@ pub enum KeyringError {
     },
 }
 
+/// What identifies a key (primary or subkey).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPacket {
+    /// Key version (4, 5 or 6).
+    pub version: u8,
+    /// Public-key algorithm ID (RFC 9580 §9.1).
+    pub algorithm: u8,
+    /// The fingerprint: v4 SHA-1 (RFC 4880 §12.2), v5/v6 SHA-256.
+    pub fingerprint: Vec<u8>,
+    /// The key ID: the low 64 bits of a v4 fingerprint, the high 64 bits of
+    /// a v5/v6 one.
+    pub key_id: [u8; 8],
+}
+
 /// One key (primary or subkey) of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     /// Fingerprint and key ID.
-    pub packet: packets::KeyPacket,
+    pub packet: KeyPacket,
     /// A subkey (not the primary key).
     pub subkey: bool,
-    /// Usable to encrypt mail: an algorithm that can encrypt and, if the
-    /// self-signatures carry Key Flags, the "encrypt communications" or
-    /// "encrypt storage" flag; not revoked.
+    /// Capable of encrypting mail: an algorithm that can encrypt and, if the
+    /// newest valid self-signature carries Key Flags, the "encrypt
+    /// communications" or "encrypt storage" flag.
     pub can_encrypt: bool,
+    /// When the key (or its primary key) expires, Unix seconds.
+    pub expires: Option<u64>,
+    /// Why the key is unusable regardless of time (revoked, no valid
+    /// binding signature), if it is.
+    pub problem: Option<String>,
 }
 
 impl Key {
@@ -69,6 +92,26 @@ impl Key {
             KeyTarget::Wildcard => false,
         }
     }
+
+    /// Why the key cannot be used at `now` (Unix seconds), if it cannot.
+    pub fn problem_at(&self, now: u64) -> Option<String> {
+        if let Some(p) = &self.problem {
+            return Some(p.clone());
+        }
+        match self.expires {
+            Some(t) if t <= now => Some(format!("expired {}", date(t))),
+            _ => None,
+        }
+    }
+}
+
+/// A User ID and whether it is bound to the primary key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIdStatus {
+    /// The User ID string (lossy UTF-8).
+    pub user_id: String,
+    /// Why it does not count (revoked, no valid self-certification).
+    pub problem: Option<String>,
 }
 
 /// A transferable public key: the primary key, its subkeys, its User IDs.
@@ -76,8 +119,8 @@ impl Key {
 pub struct Cert {
     /// Primary key first, then the subkeys in order.
     pub keys: Vec<Key>,
-    /// The User ID strings (lossy UTF-8).
-    pub user_ids: Vec<String>,
+    /// The User IDs.
+    pub user_ids: Vec<UserIdStatus>,
 }
 
 impl Cert {
@@ -86,11 +129,17 @@ impl Cert {
         &self.keys[0]
     }
 
-    /// The e-mail addresses of the User IDs (lower case, deduplicated).
-    pub fn addresses(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.user_ids.iter().filter_map(|u| address_of(u)).collect();
-        out.sort();
-        out.dedup();
+    /// The e-mail addresses of the User IDs (lower case, deduplicated),
+    /// each with the problem of its User ID (`None` when it is bound).
+    pub fn addresses(&self) -> Vec<(String, Option<String>)> {
+        let mut out: Vec<(String, Option<String>)> = self
+            .user_ids
+            .iter()
+            .filter_map(|u| Some((address_of(&u.user_id)?, u.problem.clone())))
+            .collect();
+        // A bound User ID of an address wins over an unbound one.
+        out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.is_some().cmp(&b.1.is_some())));
+        out.dedup_by(|a, b| a.0 == b.0);
         out
     }
 }
@@ -111,117 +160,25 @@ pub fn address_of(user_id: &str) -> Option<String> {
     Some(candidate.to_lowercase())
 }
 
-/// Public-key algorithms that can encrypt: RSA (1, 2), Elgamal (16, 20),
-/// ECDH (18), X25519 (25), X448 (26).
-fn algorithm_can_encrypt(algorithm: u8) -> bool {
-    matches!(algorithm, 1 | 2 | 16 | 18 | 20 | 25 | 26)
-}
-
-/// Key Flags "encrypt communications" and "encrypt storage".
-const FLAGS_ENCRYPT: u8 = 0x04 | 0x08;
-
-/// Which key the signatures that follow belong to.
-#[derive(Clone, Copy)]
-enum Context {
-    Primary,
-    UserId,
-    UserAttribute,
-    Subkey(usize),
+/// `YYYY-MM-DD` (UTC) of Unix seconds, for reasons and logs.
+pub fn date(unix: u64) -> String {
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), by
+    // 400-year eras of 146,097 days.
+    let days = (unix / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Parses binary packets holding one or more transferable public keys.
 pub fn parse_certs(data: &[u8]) -> Result<Vec<Cert>, String> {
-    struct Building {
-        cert: Cert,
-        flags: Vec<Option<u8>>,
-        revoked: Vec<bool>,
-    }
-    fn finish(b: Building) -> Cert {
-        let mut cert = b.cert;
-        for (i, key) in cert.keys.iter_mut().enumerate() {
-            key.can_encrypt = algorithm_can_encrypt(key.packet.algorithm)
-                && b.flags[i].is_none_or(|f| f & FLAGS_ENCRYPT != 0)
-                && !b.revoked[i]
-                && !b.revoked[0];
-        }
-        cert
-    }
-    let packets = packets::walk(data).map_err(|e| e.to_string())?;
-    let mut certs = Vec::new();
-    let mut current: Option<Building> = None;
-    let mut context = Context::Primary;
-    for p in packets {
-        let at = |what: &str| format!("packet tag {} at offset {}: {what}", p.tag, p.offset);
-        let body = || p.body(data).ok_or_else(|| at("partial body length"));
-        let key = |subkey| -> Result<Key, String> {
-            Ok(Key {
-                packet: packets::key_packet(body()?).map_err(|e| at(&e))?,
-                subkey,
-                can_encrypt: false,
-            })
-        };
-        match p.tag {
-            tag::PUBLIC_KEY => {
-                certs.extend(current.take().map(finish));
-                current = Some(Building {
-                    cert: Cert {
-                        keys: vec![key(false)?],
-                        user_ids: Vec::new(),
-                    },
-                    flags: vec![None],
-                    revoked: vec![false],
-                });
-                context = Context::Primary;
-            }
-            tag::SECRET_KEY | tag::SECRET_SUBKEY => {
-                return Err("secret key material: only public keys belong in the keyring".into());
-            }
-            tag::MARKER | tag::PADDING | tag::TRUST => {}
-            t => {
-                let Some(b) = current.as_mut() else {
-                    return Err(at("does not start a public key (tag 6 expected first)"));
-                };
-                match t {
-                    tag::PUBLIC_SUBKEY => {
-                        b.cert.keys.push(key(true)?);
-                        b.flags.push(None);
-                        b.revoked.push(false);
-                        context = Context::Subkey(b.cert.keys.len() - 1);
-                    }
-                    tag::USER_ID => {
-                        b.cert
-                            .user_ids
-                            .push(String::from_utf8_lossy(body()?).into_owned());
-                        context = Context::UserId;
-                    }
-                    tag::USER_ATTRIBUTE => context = Context::UserAttribute,
-                    tag::SIGNATURE => {
-                        let sig = packets::signature_info(body()?).map_err(at)?;
-                        let target = match (context, sig.sig_type) {
-                            (Context::Primary | Context::UserId, 0x10..=0x13 | 0x1f | 0x20) => {
-                                Some(0)
-                            }
-                            (Context::Subkey(i), 0x18 | 0x28) => Some(i),
-                            _ => None,
-                        };
-                        if let Some(i) = target {
-                            if matches!(sig.sig_type, 0x20 | 0x28) {
-                                b.revoked[i] = true;
-                            } else if let Some(f) = sig.key_flags {
-                                b.flags[i] = Some(b.flags[i].unwrap_or(0) | f);
-                            }
-                        }
-                    }
-                    t => return Err(at(&format!("unexpected packet tag {t} in a public key"))),
-                }
-            }
-        }
-    }
-    certs.extend(current.take().map(finish));
-    if certs.is_empty() {
-        return Err("no public key".into());
-    }
-    Ok(certs)
+    openpgp::certificates(data).map_err(|e| e.to_string())
 }
 
 /// Parses an ASCII-armored file: one or more `PGP PUBLIC KEY BLOCK`s
@@ -255,6 +212,25 @@ pub struct AddressKey {
     pub key: Key,
     /// The primary key's fingerprint (for logs).
     pub primary_fingerprint: Vec<u8>,
+    /// Why the address's User ID does not bind it to this key, if it does
+    /// not (revoked, no valid self-certification).
+    pub user_id_problem: Option<String>,
+}
+
+impl AddressKey {
+    /// Why this key cannot be used for the address at `now`, if it cannot.
+    pub fn problem_at(&self, now: u64) -> Option<String> {
+        self.user_id_problem
+            .clone()
+            .or_else(|| self.key.problem_at(now))
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The loaded keyring.
@@ -271,20 +247,16 @@ impl Keyring {
         let mut by_address: HashMap<String, Vec<AddressKey>> = HashMap::new();
         for cert in &certs {
             let primary_fingerprint = cert.primary().packet.fingerprint.clone();
-            let keys: Vec<AddressKey> = cert
-                .keys
-                .iter()
-                .filter(|k| k.can_encrypt)
-                .map(|k| AddressKey {
-                    key: k.clone(),
-                    primary_fingerprint: primary_fingerprint.clone(),
-                })
-                .collect();
-            for address in cert.addresses() {
+            for (address, user_id_problem) in cert.addresses() {
                 let entry = by_address.entry(address).or_default();
-                for k in &keys {
-                    if !entry.contains(k) {
-                        entry.push(k.clone());
+                for k in cert.keys.iter().filter(|k| k.can_encrypt) {
+                    let k = AddressKey {
+                        key: k.clone(),
+                        primary_fingerprint: primary_fingerprint.clone(),
+                        user_id_problem: user_id_problem.clone(),
+                    };
+                    if !entry.contains(&k) {
+                        entry.push(k);
                     }
                 }
             }
@@ -294,6 +266,25 @@ impl Keyring {
             by_address,
             files: 0,
         }
+    }
+
+    /// Every address whose encryption keys are all unusable at `now`, with
+    /// why: `key for bob@example.org expired 2025-01-01`. Sorted.
+    pub fn problems_at(&self, now: u64) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .by_address
+            .iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .filter_map(|(address, keys)| {
+                let problems: Vec<String> = keys
+                    .iter()
+                    .map(|k| k.problem_at(now))
+                    .collect::<Option<_>>()?;
+                Some(format!("key for {address} {}", problems[0]))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Reads every `*.asc` file of `dir` (not recursively; other files are
@@ -356,9 +347,13 @@ impl Keyring {
         self.certs.is_empty()
     }
 
-    /// Number of addresses with at least one encryption key.
+    /// Number of addresses with at least one encryption key usable now.
     pub fn address_count(&self) -> usize {
-        self.by_address.values().filter(|k| !k.is_empty()).count()
+        let now = now();
+        self.by_address
+            .values()
+            .filter(|k| k.iter().any(|k| k.problem_at(now).is_none()))
+            .count()
     }
 
     /// Number of `.asc` files read by [`Keyring::load_dir`].
@@ -366,12 +361,14 @@ impl Keyring {
         self.files
     }
 
-    /// Number of encryption-capable keys (primary keys and subkeys).
+    /// Number of encryption-capable keys (primary keys and subkeys) usable
+    /// now.
     pub fn encryption_key_count(&self) -> usize {
+        let now = now();
         self.certs
             .iter()
             .flat_map(|c| &c.keys)
-            .filter(|k| k.can_encrypt)
+            .filter(|k| k.can_encrypt && k.problem_at(now).is_none())
             .count()
     }
 }
@@ -493,7 +490,14 @@ FR5z/3edAQD+hnxVwCAAyeNp5q6PlIvcwHx7VMiTFQK4+Ex8/RzBDgD6A37Kx4S6
         assert_eq!(key_id_hex(sub), "12FF7259D956F972");
         assert_eq!((sub.packet.algorithm, sub.subkey), (18, true));
         assert!(sub.can_encrypt);
-        assert_eq!(cert.user_ids, ["Fixture <Fixture@Example.ORG>"]);
+        assert_eq!(
+            cert.user_ids,
+            [UserIdStatus {
+                user_id: "Fixture <Fixture@Example.ORG>".into(),
+                problem: None
+            }]
+        );
+        assert_eq!((primary.expires, &primary.problem), (None, &None));
         let ring = Keyring::from_certs(certs);
         let keys = ring.keys_for("FIXTURE@example.org");
         assert_eq!(keys.len(), 1);
@@ -506,6 +510,15 @@ FR5z/3edAQD+hnxVwCAAyeNp5q6PlIvcwHx7VMiTFQK4+Ex8/RzBDgD6A37Kx4S6
         assert!(!keys[0].key.is_target(&KeyTarget::Wildcard));
         assert!(ring.keys_for("other@example.org").is_empty());
         assert_eq!((ring.len(), ring.address_count()), (1, 1));
+    }
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(1_735_689_600), "2025-01-01");
+        assert_eq!(date(1_735_689_599), "2024-12-31");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(4_107_542_400), "2100-03-01");
     }
 
     #[test]
@@ -534,17 +547,46 @@ FR5z/3edAQD+hnxVwCAAyeNp5q6PlIvcwHx7VMiTFQK4+Ex8/RzBDgD6A37Kx4S6
             .unwrap()
             .data
             .clone();
+        // rpgp runs isolated, so a panic would come back as an error too:
+        // check it never does.
+        let no_panic = |d: &[u8]| {
+            let r = openpgp::certificates(d);
+            assert!(
+                !matches!(r, Err(openpgp::OpenPgpError::Panicked(_))),
+                "{r:?}"
+            );
+            r
+        };
+        let mut unusable = 0;
         for n in 0..data.len() {
-            let _ = parse_certs(&data[..n]);
+            let _ = no_panic(&data[..n]);
             let mut flipped = data.clone();
             flipped[n] ^= 0xff;
-            let _ = parse_certs(&flipped);
+            if let Ok(certs) = no_panic(&flipped) {
+                // Most flipped octets that still parse break a signature
+                // (unhashed subpackets are not signed): counted below.
+                let now = now();
+                let usable = |c: &Cert| {
+                    c.keys.iter().all(|k| k.problem_at(now).is_none())
+                        && c.user_ids.iter().all(|u| u.problem.is_none())
+                };
+                if !certs.iter().all(usable) {
+                    unusable += 1;
+                }
+            }
         }
+        assert!(unusable > 0);
         // A PGP MESSAGE where a key was expected.
         let msg = "-----BEGIN PGP MESSAGE-----\n\nwcBMA0Q=\n-----END PGP MESSAGE-----\n";
         assert!(parse_armored(msg.as_bytes()).is_err());
-        // A secret key.
-        assert!(parse_certs(&[0xc5, 1, 4]).unwrap_err().contains("secret"));
+        // A secret key (rpgp parses the packet first: a real one is needed).
+        assert!(parse_certs(&[0xc5, 1, 4]).is_err());
+        // A User ID before any key.
+        assert!(
+            parse_certs(&[0xcd, 1, b'x'])
+                .unwrap_err()
+                .contains("does not start with a public key")
+        );
         // A v3 key.
         assert!(parse_certs(&[0xc6, 6, 3, 0, 0, 0, 0, 1]).is_err());
     }

@@ -2,10 +2,14 @@
 //! while the SMTP session is still open.
 //!
 //! Layers, each testable without a socket:
-//! * [`armor`] and [`packets`]: OpenPGP ASCII armor and packet framing,
-//!   PKESK recipients, key fingerprints;
+//! * [`armor`]: OpenPGP ASCII armor;
+//! * [`openpgp`]: the one door to rpgp (packet parsing, isolated: bounded
+//!   input, a panic in it is an error);
+//! * [`packets`]: the message grammar over rpgp's packets, PKESK recipients;
 //! * [`keyring`]: the public keys of `keyring_dir`, by e-mail address;
 //! * [`detect`]: what a parsed MIME message is (encrypted, signed, plain);
+//! * [`html`]: the text of an HTML alternative that is only markup around
+//!   a repeated armor;
 //! * [`policy`]: who is checked, what passes, what the refusal says;
 //! * [`config`]: the TOML file, checked at start-up;
 //! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps.
@@ -16,8 +20,10 @@
 pub mod armor;
 pub mod config;
 pub mod detect;
+pub mod html;
 pub mod keyring;
 pub mod milter;
+pub mod openpgp;
 pub mod packets;
 pub mod policy;
 

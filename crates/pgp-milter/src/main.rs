@@ -105,7 +105,12 @@ fn run(args: Args) -> Result<()> {
         println!("hidden_recipients: {:?}", policy.hidden_recipients);
         println!("unknown_recipient: {:?}", policy.unknown_recipient);
         match policy.keyring.as_ref().map(|k| k.get()) {
-            Some(k) => println!("keyring: {}", describe_keyring(&k)),
+            Some(k) => {
+                println!("keyring: {}", describe_keyring(&k));
+                for problem in k.problems_at(pgp_milter::keyring::now()) {
+                    println!("keyring: unusable: {problem}");
+                }
+            }
             None => println!("keyring: none"),
         }
         return Ok(());
@@ -119,6 +124,13 @@ fn run(args: Args) -> Result<()> {
         keyring = %keyring.as_ref().map_or("none".into(), |k| describe_keyring(k)),
         "pgp-milter starting"
     );
+    for problem in keyring
+        .as_ref()
+        .map(|k| k.problems_at(pgp_milter::keyring::now()))
+        .unwrap_or_default()
+    {
+        warn!(%problem, "keyring: unusable key");
+    }
     if policy.require_recipient_key && keyring.is_some_and(|k| k.address_count() == 0) {
         warn!("require_recipient_key is set but the keyring has no address with an encryption key");
     }

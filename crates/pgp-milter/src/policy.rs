@@ -354,9 +354,10 @@ impl Policy {
             .iter()
             .filter(|r| self.recipient_class(r) == RecipientClass::Enforced);
         let mut failure: Option<String> = None;
+        let now = crate::keyring::now();
         for rcpt in enforced {
-            let keys = keyring.keys_for(rcpt);
-            if keys.is_empty() {
+            let all = keyring.keys_for(rcpt);
+            if all.is_empty() {
                 match self.unknown_recipient {
                     UnknownRecipient::Accept => {
                         return Decision::Accept(format!(
@@ -370,10 +371,29 @@ impl Policy {
                     }
                 }
             }
+            // Revoked, expired or unverifiable keys do not count; the
+            // refusal names why.
+            let (keys, unusable): (Vec<_>, Vec<_>) = all
+                .iter()
+                .map(|k| (k, k.problem_at(now)))
+                .partition(|(_, problem)| problem.is_none());
+            let unusable_reason = |targets: Option<&Vec<KeyTarget>>| {
+                let (_, problem) = unusable
+                    .iter()
+                    .find(|(k, _)| targets.is_none_or(|t| t.iter().any(|t| k.key.is_target(t))))?;
+                Some(format!(
+                    "key for {rcpt} {}",
+                    problem.as_deref().unwrap_or("")
+                ))
+            };
+            if keys.is_empty() {
+                failure.get_or_insert_with(|| unusable_reason(None).unwrap_or_default());
+                continue;
+            }
             let hidden_ok = self.hidden_recipients == HiddenRecipients::Accept;
             let matched = |t: &KeyTarget| match t {
                 KeyTarget::Wildcard => hidden_ok,
-                t => keys.iter().any(|k| k.key.is_target(t)),
+                t => keys.iter().any(|(k, _)| k.key.is_target(t)),
             };
             match blocks.iter().find(|targets| !targets.iter().any(matched)) {
                 None => {
@@ -387,7 +407,9 @@ impl Policy {
                 }
                 Some(targets) => {
                     failure.get_or_insert_with(|| {
-                        if targets.iter().all(|t| *t == KeyTarget::Wildcard) {
+                        if let Some(why) = unusable_reason(Some(targets)) {
+                            why
+                        } else if targets.iter().all(|t| *t == KeyTarget::Wildcard) {
                             format!(
                                 "encrypted to hidden recipients only (wildcard key IDs), \
                                  which do not show a key of {rcpt}"
@@ -573,12 +595,12 @@ mod tests {
 
     mod recipient_keys {
         use super::*;
-        use crate::keyring::{Cert, Key, Keyring};
-        use crate::packets::KeyPacket;
+        use crate::keyring::{Cert, Key, KeyPacket, Keyring, UserIdStatus};
 
         /// A certificate for `uid` with a signing primary key and one
-        /// encryption subkey whose key ID ends in `n`.
-        fn cert(uid: &str, n: u8) -> Cert {
+        /// encryption subkey whose key ID ends in `n`; the subkey expires
+        /// at `expires`, or has `problem`.
+        fn cert_with(uid: &str, n: u8, expires: Option<u64>, problem: Option<&str>) -> Cert {
             let key = |id: u8, subkey: bool| Key {
                 packet: KeyPacket {
                     version: 4,
@@ -588,11 +610,20 @@ mod tests {
                 },
                 subkey,
                 can_encrypt: subkey,
+                expires: expires.filter(|_| subkey),
+                problem: problem.filter(|_| subkey).map(str::to_owned),
             };
             Cert {
                 keys: vec![key(n + 0x80, false), key(n, true)],
-                user_ids: vec![uid.to_owned()],
+                user_ids: vec![UserIdStatus {
+                    user_id: uid.to_owned(),
+                    problem: None,
+                }],
             }
+        }
+
+        fn cert(uid: &str, n: u8) -> Cert {
+            cert_with(uid, n, None, None)
         }
 
         fn policy() -> Policy {
@@ -604,6 +635,50 @@ mod tests {
                 ])))),
                 ..Policy::default()
             }
+        }
+
+        #[test]
+        fn expired_and_revoked_keys_do_not_count_and_the_refusal_says_why() {
+            // 2025-01-01T00:00:00Z.
+            const JAN_2025: u64 = 1_735_689_600;
+            let p = Policy {
+                require_recipient_key: true,
+                keyring: Some(Arc::new(SharedKeyring::fixed(Keyring::from_certs(vec![
+                    cert_with("bob@example.org", 1, Some(JAN_2025), None),
+                    cert_with("dave@example.org", 4, None, Some("revoked 2025-02-03")),
+                    cert_with("erin@example.org", 5, Some(u64::MAX), None),
+                ])))),
+                ..Policy::default()
+            };
+            let d = judge(&p, &[vec![BOB]], &["bob@example.org"]);
+            assert_eq!(d.name(), "reject");
+            assert_eq!(d.reason(), "key for bob@example.org expired 2025-01-01");
+            let Decision::Reject(reply, _) = &d else {
+                panic!()
+            };
+            assert!(
+                reply
+                    .to_string()
+                    .contains("(key for bob@example.org expired 2025-01-01)")
+            );
+            let d = judge(&p, &[vec![KeyTarget::KeyId([4; 8])]], &["dave@example.org"]);
+            assert_eq!(d.reason(), "key for dave@example.org revoked 2025-02-03");
+            // Unknown key IDs to a recipient whose only key is expired: the
+            // expiry is the reason.
+            let d = judge(&p, &[vec![CAROL]], &["bob@example.org"]);
+            assert_eq!(d.reason(), "key for bob@example.org expired 2025-01-01");
+            // A key expiring in the future counts.
+            let d = judge(&p, &[vec![KeyTarget::KeyId([5; 8])]], &["erin@example.org"]);
+            assert_eq!(d.name(), "accept");
+            let ring = p.keyring.as_ref().unwrap().get();
+            assert_eq!(
+                ring.problems_at(crate::keyring::now()),
+                [
+                    "key for bob@example.org expired 2025-01-01",
+                    "key for dave@example.org revoked 2025-02-03"
+                ]
+            );
+            assert_eq!(ring.address_count(), 1);
         }
 
         fn judge(p: &Policy, blocks: &[Vec<KeyTarget>], rcpts: &[&str]) -> Decision {

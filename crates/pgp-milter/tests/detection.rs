@@ -125,3 +125,167 @@ fn random_and_cut_inputs_never_panic() {
         let _ = detect(&v);
     }
 }
+
+/// The packets of the first armored block of `armored`, parsed by rpgp.
+fn packets_of(armored: &str) -> Vec<pgp_milter::openpgp::PacketInfo> {
+    let scan = pgp_milter::armor::scan(armored.as_bytes());
+    let block = scan.blocks[0].as_ref().expect("armor");
+    pgp_milter::openpgp::packets(&block.data).expect("packets")
+}
+
+#[test]
+fn gnupg_compressed_signed_messages_are_signed() {
+    let g = support::gpg();
+    // The inputs are what they claim: `--compress-algo none` gives
+    // one-pass signature, literal data, signature; every algorithm gives
+    // one Compressed Data packet holding the same three.
+    let tags = |p: &[pgp_milter::openpgp::PacketInfo]| p.iter().map(|p| p.tag).collect::<Vec<_>>();
+    assert_eq!(tags(&packets_of(&g.signed_message)), [4, 11, 2]);
+    let mut all = vec![("default (zip)", g.signed_compressed.clone())];
+    all.extend(g.signed_by_algo.iter().map(|(a, s)| (*a, s.clone())));
+    let lax = Policy {
+        require: Require::EncryptedOrSigned,
+        ..Policy::default()
+    };
+    for (algo, armored) in &all {
+        let p = packets_of(armored);
+        assert_eq!(tags(&p), [8], "{algo}");
+        assert_eq!(tags(p[0].contents.as_ref().unwrap()), [4, 11, 2], "{algo}");
+        let d = detect(&support::plain("c", armored));
+        assert_eq!(d.to_string(), "signed (inline PGP)", "{algo}");
+        assert!(matches!(lax.judge(&d), Decision::Accept(_)), "{algo}");
+        let Decision::Reject(reply, _) = Policy::default().judge(&d) else {
+            panic!("{algo}: signed-only passed require = encrypted")
+        };
+        assert!(
+            reply
+                .to_string()
+                .ends_with("(signed (inline PGP) but not encrypted)"),
+            "{reply}"
+        );
+    }
+}
+
+#[test]
+fn a_decompression_bomb_is_refused() {
+    let g = support::gpg();
+    // 40 MiB of zeros, zlib-compressed by GnuPG: small on the wire.
+    assert!(g.signed_bomb.len() < 1 << 20, "{}", g.signed_bomb.len());
+    let d = detect(&support::plain("bomb", &g.signed_bomb));
+    assert_eq!(
+        d.to_string(),
+        format!(
+            "invalid OpenPGP data: compressed data expands beyond {} bytes",
+            pgp_milter::openpgp::MAX_DECOMPRESSED_BYTES
+        )
+    );
+    let lax = Policy {
+        require: Require::EncryptedOrSigned,
+        ..Policy::default()
+    };
+    assert!(matches!(lax.judge(&d), Decision::Reject(..)));
+}
+
+/// `multipart/alternative` of a text/plain part and a text/html part.
+fn alternative(plain: &str, html: &str) -> Vec<u8> {
+    support::crlf(&format!(
+        "From: alice@client.example\r\nTo: bob@example.org\r\nSubject: alt\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt-b\"\r\n\r\n\
+         --alt-b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{plain}\r\n\
+         --alt-b\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n{}\r\n--alt-b--\r\n",
+        support::qp(html)
+    ))
+    .into_bytes()
+}
+
+/// HTML-escapes `s` (and `+`, as some editors do).
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('+', "&#43;")
+}
+
+#[test]
+fn html_alternatives_pass_only_as_a_pure_repeat_of_the_armor() {
+    let g = support::gpg();
+    let enc = &g.encrypted;
+    let pre = |armor: &str| {
+        format!(
+            "<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\
+             </head><body text=\"#000000\" bgcolor=\"#FFFFFF\">\
+             <pre class=\"moz-quote-pre\" wrap=\"\">{}</pre></body></html>",
+            escape(armor)
+        )
+    };
+    let divs = |armor: &str| {
+        let lines: String = armor
+            .lines()
+            .map(|l| format!("<div>{}<br></div>\n", escape(l)))
+            .collect();
+        format!("<!DOCTYPE html><html><body>{lines}</body></html>")
+    };
+    let passes = [
+        ("<pre> repeat", alternative(enc, &pre(enc))),
+        ("<div><br> repeat", alternative(enc, &divs(enc))),
+    ];
+    for (name, m) in passes {
+        assert_eq!(detect(&m).to_string(), "encrypted (inline PGP)", "{name}");
+    }
+    let commented = enc.replacen("\n\n", "\nComment: meet me at noon\n\n", 1);
+    let refused = [
+        (
+            "a greeting next to the armor",
+            alternative(enc, &format!("<p>Hello Bob,</p>{}", pre(enc))),
+        ),
+        (
+            "a different message in the HTML",
+            alternative(enc, &pre(&g.symmetric)),
+        ),
+        (
+            "an armor header only in the HTML",
+            alternative(enc, &pre(&commented)),
+        ),
+        (
+            "text in an attribute",
+            alternative(
+                enc,
+                &pre(enc).replace("<pre ", "<pre title=\"meet me at noon\" "),
+            ),
+        ),
+        (
+            "a link",
+            alternative(
+                enc,
+                &format!("{}<a href=\"https://example.org/\">x</a>", pre(enc)),
+            ),
+        ),
+        (
+            "text next to the armor in the plain part too",
+            alternative(
+                &format!("Hello Bob,\n{enc}"),
+                &pre(&format!("Hello Bob,\n{enc}")),
+            ),
+        ),
+    ];
+    for (name, m) in refused {
+        let d = detect(&m);
+        assert!(
+            d.to_string().starts_with("unencrypted content"),
+            "{name}: {d}"
+        );
+        assert!(
+            matches!(Policy::default().judge(&d), Decision::Reject(..)),
+            "{name}"
+        );
+    }
+    // HTML armor with no text/plain twin: not a repeat, refused as before.
+    let html_only = support::crlf(&format!(
+        "From: a@client.example\r\nTo: bob@example.org\r\nSubject: h\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html\r\n\r\n{}\r\n",
+        pre(enc)
+    ));
+    let d = detect(html_only.as_bytes()).to_string();
+    assert!(d.starts_with("unencrypted content: text/html"), "{d}");
+}

@@ -5,9 +5,12 @@
 //! Invariants:
 //! * nothing panics (the detector's own panic catcher must never fire:
 //!   `NotPgp::Internal` counts as a failure);
-//! * the packet layer calls a sequence encrypted exactly when an independent
+//! * the packet layer (rpgp's packet parser under our grammar) calls a
+//!   sequence of well-formed packets encrypted exactly when an independent
 //!   reference walker (below, written from RFC 9580 §4.2 and §10.3) does, and
-//!   the whole detector agrees once the packets are armored or attached;
+//!   the whole detector agrees once the packets are armored or attached; on
+//!   arbitrary or mutated packets rpgp also checks the packet bodies (which
+//!   the reference does not), so there it may refuse more, never accept more;
 //! * a mutated or truncated message is only ever accepted as encrypted if
 //!   every part of it still is encrypted OpenPGP (or empty, the RFC 3156
 //!   control part, or a key) by an independent check;
@@ -30,7 +33,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use pgp_milter::detect::top_boundary;
-use pgp_milter::{Detection, NotPgp, armor, detect, packets};
+use pgp_milter::{Detection, NotPgp, armor, detect, openpgp, packets};
 use proptest::prelude::*;
 
 const CASES: u32 = 512;
@@ -240,8 +243,9 @@ fn ref_walk(data: &[u8]) -> Option<Vec<RefPacket>> {
                 }
                 _ => (1u64 << (o1 & 0x1F), true),
             };
-            // Only the data packets may be split into partial lengths.
-            if partial && ![8, 9, 11, 18, 20].contains(&tag) {
+            // Only the data packets may be split into partial lengths, and
+            // the first partial length is at least 512 octets (§4.2.1.4).
+            if partial && (![8, 9, 11, 18, 20].contains(&tag) || (first.is_none() && len < 512)) {
                 return None;
             }
             let end = pos.checked_add(usize::try_from(len).ok()?)?;
@@ -490,7 +494,13 @@ fn serialize(packets: &[GenPacket]) -> Vec<u8> {
                 out.push(0xC0 | (p.tag & 0x3F));
                 // Chunks of 2^k (k from the body length), then the rest.
                 let mut rest = &p.body[..];
-                let k = (len.max(2).ilog2()).clamp(1, 9) - 1;
+                // Bodies over 512 octets: 512-octet chunks (valid); shorter
+                // ones: smaller chunks, which RFC 9580 §4.2.1.4 forbids.
+                let k = if len > 512 {
+                    9
+                } else {
+                    (len.max(2).ilog2()).clamp(1, 9) - 1
+                };
                 while rest.len() > (1 << k) {
                     out.push(224 + k as u8);
                     out.extend(&rest[..1 << k]);
@@ -595,6 +605,102 @@ fn gen_sequence() -> impl Strategy<Value = Vec<GenPacket>> {
         }),
         1 => proptest::collection::vec(gen_packet(), 0..5),
     ]
+}
+
+/// An MPI of `bytes` (RFC 9580 §3.2), its top bit set.
+fn mpi(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes[0] |= 0x80;
+    let bits = (bytes.len() * 8) as u16;
+    let mut out = bits.to_be_bytes().to_vec();
+    out.extend(bytes);
+    out
+}
+
+/// Session-key and encrypted-data packets whose bodies are well-formed (so
+/// rpgp parses them), with valid or unknown versions, in every header form:
+/// here the detector must agree with the reference exactly.
+fn gen_well_formed_sequence() -> impl Strategy<Value = Vec<GenPacket>> {
+    let esk = (
+        0u8..5,
+        proptest::collection::vec(any::<u8>(), 8..9),
+        proptest::collection::vec(any::<u8>(), 1..40),
+        0u8..5,
+    )
+        .prop_map(|(kind, id, value, form)| {
+            let form = if form == 2 { 0 } else { form };
+            let (tag, body) = match kind {
+                // PKESK v3, RSA: key ID, algorithm, one MPI.
+                0 => {
+                    let mut b = vec![3];
+                    b.extend(&id);
+                    b.push(1);
+                    b.extend(mpi(value));
+                    (1, b)
+                }
+                // PKESK v6 to a v4 fingerprint, RSA.
+                1 => {
+                    let mut b = vec![6, 21, 4];
+                    b.extend(id.iter().cycle().take(20));
+                    b.push(1);
+                    b.extend(mpi(value));
+                    (1, b)
+                }
+                // SKESK v4: AES-256, iterated and salted S2K with SHA-256.
+                2 => {
+                    let mut b = vec![4, 9, 3, 8];
+                    b.extend(&id);
+                    b.push(value[0]);
+                    (3, b)
+                }
+                // Unknown versions (rpgp keeps them; the grammar refuses).
+                3 => (1, [vec![id[0] % 2 + 4], value].concat()),
+                _ => (3, [vec![7 + id[0] % 100], value].concat()),
+            };
+            GenPacket { tag, body, form }
+        });
+    let data = (
+        0u8..4,
+        proptest::collection::vec(any::<u8>(), 0..1500),
+        0u8..5,
+    )
+        .prop_map(|(kind, rest, form)| {
+            let (tag, head) = match kind {
+                0 => (18, vec![1]),
+                // SEIPD v2: AES-256, OCB, chunk size 6, 32-octet salt.
+                1 => (18, [vec![2, 9, 2, 6], vec![0x5a; 32]].concat()),
+                2 => (9, vec![]),
+                // GnuPG AEAD v1: AES-256, OCB, chunk size 6, 15-octet IV.
+                _ => (20, [vec![1, 9, 2, 6], vec![0xa5; 15]].concat()),
+            };
+            GenPacket {
+                tag,
+                body: [head, rest].concat(),
+                form,
+            }
+        });
+    let marker = (0u8..4).prop_map(|form| GenPacket {
+        tag: 10,
+        body: b"PGP".to_vec(),
+        form: if form == 2 { 0 } else { form },
+    });
+    (
+        proptest::option::weighted(0.2, marker),
+        proptest::collection::vec(esk, 0..4),
+        proptest::option::weighted(0.95, data),
+        proptest::option::weighted(0.1, gen_packet()),
+    )
+        .prop_map(|(marker, esks, data, mut extra)| {
+            // A Marker packet's body is "PGP" (RFC 9580 §5.8).
+            if let Some(p) = extra.as_mut().filter(|p| p.tag == 10) {
+                p.body = b"PGP".to_vec();
+            }
+            marker
+                .into_iter()
+                .chain(esks)
+                .chain(data)
+                .chain(extra)
+                .collect()
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -831,17 +937,43 @@ proptest! {
             prop_assert_eq!(ref_acceptable(&m), Ok(()));
         }
         let _ = armor::scan(&bytes);
-        let _ = packets::walk(&bytes);
-        let _ = packets::shape(&bytes);
-        let _ = packets::recipients(&bytes);
+        if let Err(e) = packets::shape(&bytes) {
+            prop_assert!(!e.is_internal(), "{}", e);
+        }
+        if let Ok(parsed) = openpgp::packets(&bytes) {
+            let _ = packets::recipients(&parsed);
+        }
         let _ = top_boundary(&m);
     }
 
-    /// Packet sequences (mostly valid, then mutated): the packet layer calls
-    /// them encrypted exactly when the reference does.
+    /// Well-formed packet sequences: the packet layer (rpgp's parser and our
+    /// grammar) calls them encrypted exactly when the reference does.
     #[test]
-    fn packet_shape_matches_reference(
-        seq in gen_sequence(),
+    fn well_formed_packets_match_reference(seq in gen_well_formed_sequence()) {
+        let data = serialize(&seq);
+        let shape = packets::shape(&data);
+        let ours = matches!(shape, Ok(packets::Shape::Encrypted { .. }));
+        prop_assert_eq!(ours, ref_encrypted(&data), "shape {:?} of {:02x?}", shape, data);
+        if let Ok(parsed) = openpgp::packets(&data) {
+            prop_assert!(ref_walk(&data).is_some(), "rpgp parsed what the framing refuses");
+            if ours {
+                // As many recipients as the reference sees PKESKs (not as
+                // generated: a legacy indeterminate length swallows what
+                // follows it).
+                let n = packets::recipients(&parsed).unwrap().len();
+                let want = ref_walk(&data).unwrap().iter().filter(|p| p.tag == 1).count();
+                prop_assert_eq!(n, want);
+            }
+        }
+    }
+
+    /// Any packet sequence, mutated: rpgp checks packet bodies, which the
+    /// reference does not, so the packet layer may refuse more than the
+    /// reference but never calls encrypted what the reference does not, and
+    /// never parses what the reference's framing refuses.
+    #[test]
+    fn packet_shape_never_beyond_reference(
+        seq in prop_oneof![gen_sequence(), gen_well_formed_sequence()],
         mutations in prop_oneof![
             Just(Vec::new()),
             proptest::collection::vec(gen_mutation(), 1..3),
@@ -852,17 +984,22 @@ proptest! {
             mutate(&mut data, m);
         }
         let shape = packets::shape(&data);
-        let ours = matches!(shape, Ok(packets::Shape::Encrypted { .. }));
-        prop_assert_eq!(ours, ref_encrypted(&data), "shape {:?} of {:02x?}", shape, data);
-        prop_assert_eq!(packets::walk(&data).is_ok(), ref_walk(&data).is_some());
-        let _ = packets::recipients(&data);
+        if let Err(e) = &shape {
+            prop_assert!(!e.is_internal(), "{}", e);
+        }
+        if matches!(shape, Ok(packets::Shape::Encrypted { .. })) {
+            prop_assert!(ref_encrypted(&data), "shape {:?} of {:02x?}", shape, data);
+        }
+        if openpgp::packets(&data).is_ok() {
+            prop_assert!(ref_walk(&data).is_some(), "{:02x?}", data);
+        }
     }
 
     /// The same sequences armored (inline, PGP/MIME) or attached in binary:
     /// the whole detector accepts exactly what the reference calls encrypted.
     #[test]
     fn wrapped_packets_detected_iff_reference(
-        seq in gen_sequence(),
+        seq in gen_well_formed_sequence(),
         mutations in prop_oneof![
             Just(Vec::new()),
             proptest::collection::vec(gen_mutation(), 1..2),
@@ -875,6 +1012,9 @@ proptest! {
             mutate(&mut data, m);
         }
         let want = ref_encrypted(&data);
+        // Mutated bodies may no longer be well-formed: then the detector
+        // may refuse more than the reference, never accept more.
+        let exact = mutations.is_empty();
         let eol = if crlf { "\r\n" } else { "\n" };
         let armored = armor_text("MESSAGE", &data, crc, eol);
         for (form, m) in [
@@ -883,7 +1023,9 @@ proptest! {
             ("attachment", attachment(&data)),
         ] {
             let d = detect_checked(&m)?;
-            prop_assert_eq!(is_encrypted(&d), want, "{} {}: {:02x?}", form, d, data);
+            if exact || is_encrypted(&d) {
+                prop_assert_eq!(is_encrypted(&d), want, "{} {}: {:02x?}", form, d, data);
+            }
         }
     }
 
@@ -1011,8 +1153,12 @@ fn pathological_inputs_finish() {
         deep.push_str(&format!("--d{i}--\r\n"));
     }
     cases.push(("2,000 nested multiparts, closed", deep.into_bytes()));
-    // A partial-length chain of 1-byte chunks.
-    let mut chain = vec![0xC3, 0x0D, 4, 9, 3, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xD2];
+    // A partial-length chain: the first chunk 512 octets (the least RFC
+    // 9580 §4.2.1.4 allows), then 100,000 1-byte chunks.
+    let mut chain = vec![
+        0xC3, 0x0D, 4, 9, 3, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xD2, 0xE9, 1,
+    ];
+    chain.extend([0u8; 511]);
     for _ in 0..100_000 {
         chain.extend([0xE0, 1]);
     }
@@ -1020,6 +1166,16 @@ fn pathological_inputs_finish() {
     cases.push((
         "partial-length chain",
         inline(&armor_text("MESSAGE", &chain, true, "\n")),
+    ));
+    // The same chain starting with a 1-byte chunk: refused.
+    let mut short_first = chain[..16].to_vec();
+    for _ in 0..100_000 {
+        short_first.extend([0xE0, 1]);
+    }
+    short_first.push(0);
+    cases.push((
+        "partial-length chain, 1-byte first chunk",
+        inline(&armor_text("MESSAGE", &short_first, true, "\n")),
     ));
 
     let handle = std::thread::Builder::new()
@@ -1037,7 +1193,7 @@ fn pathological_inputs_finish() {
             "{name}: {d}"
         );
         if name == "partial-length chain" {
-            // Well-formed: SKESK v4, then SEIPD v1 in 100,000 partial chunks.
+            // Well-formed: SKESK v4, then SEIPD v1 in 100,001 partial chunks.
             assert!(matches!(d, Detection::Encrypted(_)), "{name}: {d}");
         } else {
             assert!(!matches!(d, Detection::Encrypted(_)), "{name}: {d}");

@@ -365,3 +365,68 @@ async fn a_closing_boundary_split_across_body_chunks_is_found() {
         "decided on the chunk that completes the delimiter"
     );
 }
+
+#[tokio::test]
+async fn smime_and_lone_key_blocks_are_refused_with_their_own_reasons() {
+    let smime = support::smime_messages();
+    // The OpenSSL output is what it claims to be.
+    let claims = [
+        "Content-Type: application/pkcs7-mime; smime-type=enveloped-data",
+        "Content-Type: application/x-pkcs7-mime; smime-type=enveloped-data",
+        "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"",
+        "Content-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"",
+        "Content-Type: application/x-pkcs7-mime; smime-type=signed-data",
+    ];
+    for ((name, m), claim) in smime.iter().zip(claims) {
+        assert!(
+            String::from_utf8_lossy(m).contains(claim),
+            "{name}: {claim}"
+        );
+    }
+    let g = gpg();
+    let key_attachment = support::mixed(
+        "key",
+        &[support::attachment(
+            "application/pgp-keys",
+            "bob.asc",
+            g.public_key.as_bytes(),
+        )],
+    );
+    let keys = [
+        ("key block inline", plain("key", &g.public_key)),
+        ("key block attached", key_attachment),
+    ];
+    // Signed S/MIME is no more OpenPGP-signed than encrypted S/MIME is
+    // OpenPGP-encrypted: refused under both requirements (the reply
+    // template is the Policy's default either way).
+    for require in [Require::Encrypted, Require::EncryptedOrSigned] {
+        let policy = Policy {
+            require,
+            ..Policy::default()
+        };
+        let mut c = client(policy, Offer::postfix()).await;
+        let all = smime
+            .iter()
+            .map(|(n, m)| (*n, m.clone(), "S/MIME is not OpenPGP"))
+            .chain(keys.iter().map(|(n, m)| {
+                (
+                    *n,
+                    m.clone(),
+                    "only an OpenPGP key block (PGP PUBLIC KEY BLOCK), no encrypted message",
+                )
+            }));
+        for (i, (name, m, reason)) in all.enumerate() {
+            let t = if i == 0 {
+                run_message(&mut c, &spec(m)).await.unwrap()
+            } else {
+                run_next_message(&mut c, &spec(m)).await.unwrap()
+            };
+            assert_eq!(
+                rejected_text(&t.outcome),
+                format!("550 5.7.1 Only OpenPGP-encrypted mail is accepted here ({reason})"),
+                "{name} under {require:?}"
+            );
+        }
+        c.quit().await.unwrap();
+    }
+}

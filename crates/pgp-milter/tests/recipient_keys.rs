@@ -370,6 +370,16 @@ fn config_loads_the_keyring_and_a_garbage_key_file_is_named() {
     assert!(e.contains("pgp-milter.toml: key `keyring_dir`: "), "{e}");
     assert!(e.contains("zz-garbage.asc: "), "{e}");
 
+    // A secret key in armor that claims to be a public key: rpgp parses
+    // it, the keyring refuses it.
+    let secret = keyring_dir(&[("secret.asc", &support::unusable().secret_as_public)]);
+    let file = write_config(dir.path(), secret.path());
+    let e = Config::load(&file).unwrap_err().to_string();
+    assert!(
+        e.contains("secret.asc: armor block 1: secret key material"),
+        "{e}"
+    );
+
     // A message where a key belongs.
     let k = keyed();
     let wrong = keyring_dir(&[("message.asc", k.to_bob.as_str())]);
@@ -429,6 +439,41 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts the daemon on a socket in `dir`, with `dir/keys` as the keyring
+/// and `require_recipient_key`, logging to `dir/daemon.log`; waits (20 s at
+/// most) for the socket.
+async fn start_daemon(dir: &Path) -> (Daemon, minimilter::SocketSpec) {
+    let socket = dir.join("pgp.sock");
+    let config = dir.join("pgp-milter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"unix:{}\"]\nkeyring_dir = \"keys\"\nrequire_recipient_key = true\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("daemon.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon { child, log };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
+        assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let spec = format!("unix:{}", socket.display()).parse().unwrap();
+    (d, spec)
+}
+
 async fn verdict(spec: &minimilter::SocketSpec, message: Vec<u8>) -> Outcome {
     let cfg = ClientConfig {
         offer: Offer::postfix(),
@@ -451,34 +496,7 @@ async fn sighup_reloads_the_keyring_and_a_bad_reload_keeps_the_old_keys() {
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
     std::fs::write(keys.join("carol.asc"), &k.carol_key).unwrap();
-    let socket = dir.path().join("pgp.sock");
-    let config = dir.path().join("pgp-milter.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = [\"unix:{}\"]\nkeyring_dir = \"keys\"\nrequire_recipient_key = true\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("daemon.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon { child, log };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
-        assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let spec: minimilter::SocketSpec = format!("unix:{}", socket.display()).parse().unwrap();
+    let (mut d, spec) = start_daemon(dir.path()).await;
     let message = || pgp_mime("h1", &k.to_bob);
 
     // Bob has no key yet.
@@ -519,4 +537,195 @@ async fn sighup_reloads_the_keyring_and_a_bad_reload_keeps_the_old_keys() {
     assert!(d.log_text().contains("broken.asc"), "{}", d.log_text());
     assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
     assert_eq!(verdict(&spec, message()).await, Outcome::Accepted);
+}
+
+/// Bob's and Carol's keys plus the expired, revoked and corrupted ones.
+fn unusable_keyring_dir() -> tempfile::TempDir {
+    let u = support::unusable();
+    keyring_dir(&[
+        ("eve.asc", &u.eve_key),
+        ("frank.asc", &u.frank_key),
+        ("grace.asc", &u.grace_key),
+        ("heidi.asc", &u.heidi_key),
+    ])
+}
+
+/// True if `s` is `YYYY-MM-DD`.
+fn is_date(s: &str) -> bool {
+    s.len() == 10
+        && s.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
+#[test]
+fn unusable_keys_load_and_say_why() {
+    let u = support::unusable();
+    assert_eq!(pgp_milter::keyring::date(u.eve_expires), "2025-01-01");
+    let dir = unusable_keyring_dir();
+    let ring = Keyring::load_dir(dir.path()).expect("unusable keys still load");
+    let problems = ring.problems_at(pgp_milter::keyring::now());
+    let [eve, frank_old, grace, heidi] = problems.as_slice() else {
+        panic!("{problems:?}")
+    };
+    assert_eq!(eve, "key for eve@example.org expired 2025-01-01");
+    let d = frank_old
+        .strip_prefix("key for frank.old@example.org User ID revoked ")
+        .unwrap_or_else(|| panic!("{frank_old}"));
+    assert!(is_date(d), "{frank_old}");
+    let d = grace
+        .strip_prefix("key for grace@example.org revoked ")
+        .unwrap_or_else(|| panic!("{grace}"));
+    assert!(is_date(d), "{grace}");
+    assert_eq!(
+        heidi,
+        "key for heidi@example.org unverifiable: no valid self-signature on its User ID"
+    );
+    // Bob, Carol and Frank's remaining User ID are usable; the rest not.
+    assert_eq!(ring.address_count(), 3);
+    assert_eq!(ring.keys_for("frank@example.org").len(), 1);
+    let now = pgp_milter::keyring::now();
+    assert!(
+        ring.keys_for("frank@example.org")[0]
+            .problem_at(now)
+            .is_none()
+    );
+    // The keys are there (so a refusal can name them), just not usable.
+    for who in ["eve", "grace", "heidi", "frank.old"] {
+        let keys = ring.keys_for(&format!("{who}@example.org"));
+        assert_eq!(keys.len(), 1, "{who}");
+        assert!(keys[0].problem_at(now).is_some(), "{who}");
+    }
+}
+
+#[tokio::test]
+async fn unusable_keys_do_not_satisfy_require_recipient_key() {
+    let u = support::unusable();
+    let dir = unusable_keyring_dir();
+    let policy = Policy {
+        require_recipient_key: true,
+        keyring: Some(Arc::new(SharedKeyring::fixed(
+            Keyring::load_dir(dir.path()).unwrap(),
+        ))),
+        ..Policy::default()
+    };
+    let mut c = client(policy).await;
+    let cases = [
+        (
+            &u.to_eve,
+            "eve@example.org",
+            Err("(key for eve@example.org expired 2025-01-01)"),
+        ),
+        (&u.to_frank, "frank@example.org", Ok(())),
+        (
+            &u.to_frank,
+            "frank.old@example.org",
+            Err("(key for frank.old@example.org User ID revoked "),
+        ),
+        (
+            &u.to_grace,
+            "grace@example.org",
+            Err("(key for grace@example.org revoked "),
+        ),
+        (
+            &u.to_heidi,
+            "heidi@example.org",
+            Err("(key for heidi@example.org unverifiable: no valid self-signature on its User ID)"),
+        ),
+    ];
+    for (i, (armored, rcpt, expect)) in cases.into_iter().enumerate() {
+        let s = spec(pgp_mime("u", armored), &[rcpt]);
+        let t = if i == 0 {
+            run_message(&mut c, &s).await.unwrap()
+        } else {
+            run_next_message(&mut c, &s).await.unwrap()
+        };
+        match expect {
+            Ok(()) => assert_eq!(t.outcome, Outcome::Accepted, "{rcpt}"),
+            Err(text) => {
+                let Outcome::Rejected { reply, .. } = &t.outcome else {
+                    panic!("{rcpt}: expected a refusal, got {:?}", t.outcome)
+                };
+                let reply = reply.clone().unwrap_or_default();
+                assert!(reply.starts_with("550 5.7.1 "), "{rcpt}: {reply}");
+                assert!(reply.contains(text), "{rcpt}: {reply}");
+            }
+        }
+    }
+    c.quit().await.unwrap();
+}
+
+#[test]
+fn check_config_names_unusable_keys() {
+    let keys = unusable_keyring_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(dir.path(), keys.path());
+    let (ok, out, err) = pgp_milter(&["--config", file.to_str().unwrap(), "--check-config"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("keyring: 6 keys (3 encryption keys) from 6 files, 3 addresses"),
+        "{out}"
+    );
+    for line in [
+        "keyring: unusable: key for eve@example.org expired 2025-01-01\n",
+        "keyring: unusable: key for frank.old@example.org User ID revoked ",
+        "keyring: unusable: key for grace@example.org revoked ",
+        "keyring: unusable: key for heidi@example.org unverifiable: no valid self-signature on its User ID\n",
+    ] {
+        assert!(out.contains(line), "{line:?} not in {out}");
+    }
+}
+
+#[tokio::test]
+async fn the_daemon_logs_why_a_key_does_not_count() {
+    let u = support::unusable();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::write(keys.join("eve.asc"), &u.eve_key).unwrap();
+    std::fs::write(keys.join("bob.asc"), &keyed().bob_key).unwrap();
+    let (d, socket) = start_daemon(dir.path()).await;
+    // At start-up.
+    assert!(
+        d.log_text()
+            .contains("problem=key for eve@example.org expired 2025-01-01"),
+        "{}",
+        d.log_text()
+    );
+    // In the decision line of a message encrypted to Eve's (expired) key.
+    let cfg = ClientConfig {
+        offer: Offer::postfix(),
+        ..ClientConfig::default()
+    };
+    let mut c = MilterClient::connect(&socket, cfg).await.unwrap();
+    let t = run_message(
+        &mut c,
+        &spec(pgp_mime("e", &u.to_eve), &["eve@example.org"]),
+    )
+    .await
+    .unwrap();
+    let _ = c.quit().await;
+    assert!(
+        matches!(t.outcome, Outcome::Rejected { .. }),
+        "{:?}",
+        t.outcome
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = loop {
+        let log = d.log_text();
+        if let Some(l) = log.lines().find(|l| l.contains("verdict=reject")) {
+            break l.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        line.contains("to=<eve@example.org>")
+            && line.contains("reason=key for eve@example.org expired 2025-01-01"),
+        "{line}"
+    );
 }

@@ -37,8 +37,14 @@ pub struct Gpg {
     /// `gpg --sign --armor --compress-algo none`: one-pass signature,
     /// literal data, signature.
     pub signed_message: String,
-    /// `gpg --sign --armor`: the same inside a compressed packet.
+    /// `gpg --sign --armor`: the same inside a compressed packet (GnuPG's
+    /// default algorithm, ZIP).
     pub signed_compressed: String,
+    /// `gpg --sign --armor --compress-algo zlib`, `zip`, `bzip2`.
+    pub signed_by_algo: Vec<(&'static str, String)>,
+    /// `gpg --sign --armor --compress-algo zlib` of 40 MiB of zeros: a few
+    /// dozen KiB that expand beyond the decompression cap.
+    pub signed_bomb: String,
 }
 
 /// The MIME entity the detached signature signs.
@@ -107,6 +113,22 @@ fn make_corpus() -> Gpg {
             b"Signed inline.\n",
         )),
         signed_compressed: text(run(h, &["--armor", "--sign"], b"Signed inline.\n")),
+        signed_by_algo: ["zlib", "zip", "bzip2"]
+            .into_iter()
+            .map(|algo| {
+                let out = run(
+                    h,
+                    &["--armor", "--sign", "--compress-algo", algo],
+                    b"Signed inline, compressed.\n",
+                );
+                (algo, text(out))
+            })
+            .collect(),
+        signed_bomb: text(run(
+            h,
+            &["--armor", "--sign", "--compress-algo", "zlib"],
+            &vec![0u8; 40 << 20],
+        )),
     };
     // Stop the agent GnuPG started for this home before removing it.
     let _ = Command::new("gpgconf")
@@ -480,7 +502,7 @@ pub fn cases() -> Vec<Case> {
         case(
             "garbage armor",
             plain("p5", &garbage),
-            "invalid OpenPGP data: byte",
+            "invalid OpenPGP data: bad or truncated OpenPGP packet header",
             false,
             false,
         ),
@@ -544,11 +566,32 @@ pub fn cases() -> Vec<Case> {
             true,
         ),
         case(
-            "compressed signed PGP MESSAGE (not looked into)",
+            "compressed signed PGP MESSAGE (gpg --sign)",
             plain("s5", &g.signed_compressed),
-            "invalid OpenPGP data: PGP MESSAGE is not encrypted: compressed",
+            "signed (inline PGP)",
             false,
+            true,
+        ),
+        case(
+            "compressed signed PGP MESSAGE, zlib",
+            plain("s6", &g.signed_by_algo[0].1),
+            "signed (inline PGP)",
             false,
+            true,
+        ),
+        case(
+            "compressed signed PGP MESSAGE, zip",
+            plain("s7", &g.signed_by_algo[1].1),
+            "signed (inline PGP)",
+            false,
+            true,
+        ),
+        case(
+            "compressed signed PGP MESSAGE, bzip2",
+            plain("s8", &g.signed_by_algo[2].1),
+            "signed (inline PGP)",
+            false,
+            true,
         ),
         case(
             "clearsigned",
@@ -790,4 +833,281 @@ pub fn pgp_milter(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Keys that exist but must not satisfy `require_recipient_key`, made by
+/// GnuPG, and messages encrypted to them while they were still good.
+#[derive(Debug)]
+pub struct Unusable {
+    /// Eve: made with a faked clock on 2024-01-01, expiring 2025-01-01
+    /// (GnuPG puts the expiry at noon UTC).
+    pub eve_key: String,
+    /// Eve's expiry as `gpg --with-colons` gives it (Unix seconds).
+    pub eve_expires: u64,
+    /// Frank: `Frank <frank@example.org>` plus `Frank Old
+    /// <frank.old@example.org>`, the latter revoked with
+    /// `--quick-revoke-uid`.
+    pub frank_key: String,
+    /// Grace: the whole key revoked by importing GnuPG's own revocation
+    /// certificate (`openpgp-revocs.d/<fpr>.rev`).
+    pub grace_key: String,
+    /// Heidi: exported, then the last octet of her User ID's
+    /// self-signature flipped.
+    pub heidi_key: String,
+    /// Heidi's secret key (`--export-secret-keys`, no passphrase) in
+    /// armor that claims `PGP PUBLIC KEY BLOCK`.
+    pub secret_as_public: String,
+    /// Encrypted to Eve (with the faked clock, before expiry).
+    pub to_eve: String,
+    /// Encrypted to Frank's key (one key for both User IDs).
+    pub to_frank: String,
+    /// Encrypted to Grace before the revocation.
+    pub to_grace: String,
+    /// Encrypted to Heidi.
+    pub to_heidi: String,
+}
+
+/// The unusable-keys corpus, made once per test binary.
+pub fn unusable() -> &'static Unusable {
+    static UNUSABLE: OnceLock<Unusable> = OnceLock::new();
+    UNUSABLE.get_or_init(make_unusable)
+}
+
+/// An armored public key block of binary `data`.
+pub fn armor_key(data: &[u8]) -> String {
+    format!(
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n{}-----END PGP PUBLIC KEY BLOCK-----\n",
+        base64_lines(data).replace("\r\n", "\n")
+    )
+}
+
+fn make_unusable() -> Unusable {
+    gpg(); // checks that gpg is there, with a clear message
+    let home = tempfile::Builder::new()
+        .prefix("pgpm-unusable-")
+        .tempdir_in("/tmp")
+        .expect("temporary GNUPGHOME");
+    let h = home.path();
+    let text = |out: Vec<u8>| String::from_utf8(out).expect("armor is text");
+    let fingerprint = |who: &str| {
+        let colons = text(run(h, &["--with-colons", "--fingerprint", who], b""));
+        colons
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .expect("fingerprint")
+            .to_owned()
+    };
+    let secret = b"Not for expired keys.\n";
+    let encrypt = |to: &str, extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend([
+            "--armor",
+            "--encrypt",
+            "--trust-model",
+            "always",
+            "--recipient",
+            to,
+        ]);
+        text(run(h, &args, secret))
+    };
+    // Eve: created 2024-01-01, expiring 2025-01-01.
+    run(
+        h,
+        &[
+            "--faked-system-time",
+            "20240101T000000",
+            "--quick-generate-key",
+            "Eve <eve@example.org>",
+            "future-default",
+            "default",
+            "2025-01-01",
+        ],
+        b"",
+    );
+    let eve_colons = text(run(
+        h,
+        &["--with-colons", "--list-keys", "eve@example.org"],
+        b"",
+    ));
+    let eve_expires = eve_colons
+        .lines()
+        .find(|l| l.starts_with("pub:"))
+        .and_then(|l| l.split(':').nth(6))
+        .and_then(|t| t.parse().ok())
+        .expect("Eve's expiry");
+    let to_eve = encrypt(
+        "eve@example.org",
+        &["--faked-system-time", "20240601T000000"],
+    );
+    // Frank: a second User ID, revoked.
+    let generate = |uid: &str| {
+        run(
+            h,
+            &[
+                "--quick-generate-key",
+                uid,
+                "future-default",
+                "default",
+                "never",
+            ],
+            b"",
+        );
+    };
+    generate("Frank <frank@example.org>");
+    let frank = fingerprint("frank@example.org");
+    run(
+        h,
+        &[
+            "--quick-add-uid",
+            &frank,
+            "Frank Old <frank.old@example.org>",
+        ],
+        b"",
+    );
+    let to_frank = encrypt("frank@example.org", &[]);
+    run(
+        h,
+        &[
+            "--quick-revoke-uid",
+            &frank,
+            "Frank Old <frank.old@example.org>",
+        ],
+        b"",
+    );
+    // Grace: revoked with the certificate GnuPG made at generation.
+    generate("Grace <grace@example.org>");
+    let grace = fingerprint("grace@example.org");
+    let to_grace = encrypt("grace@example.org", &[]);
+    let cert = std::fs::read_to_string(h.join("openpgp-revocs.d").join(format!("{grace}.rev")))
+        .expect("GnuPG's revocation certificate");
+    // GnuPG prefixes the armor with a colon so it is not imported by accident.
+    run(
+        h,
+        &["--import"],
+        cert.replace(":-----BEGIN", "-----BEGIN").as_bytes(),
+    );
+    // Heidi: the exported User ID self-signature corrupted.
+    generate("Heidi <heidi@example.org>");
+    let to_heidi = encrypt("heidi@example.org", &[]);
+    let mut heidi = run(h, &["--export", "heidi@example.org"], b"");
+    let listing = text(run(h, &["--list-packets"], &heidi));
+    let field = |line: &str, name: &str| -> usize {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .expect("list-packets field")
+    };
+    let headers: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.starts_with("# off="))
+        .collect();
+    let uid = headers
+        .iter()
+        .position(|l| l.contains(" tag=13 "))
+        .expect("User ID packet");
+    let sig = headers[uid + 1];
+    assert!(sig.contains(" tag=2 "), "{sig}");
+    let end = field(sig, "off=") + field(sig, "hlen=") + field(sig, "plen=");
+    heidi[end - 1] ^= 0x55;
+    let keys = Unusable {
+        eve_key: text(run(h, &["--armor", "--export", "eve@example.org"], b"")),
+        eve_expires,
+        frank_key: text(run(h, &["--armor", "--export", "frank@example.org"], b"")),
+        grace_key: text(run(h, &["--armor", "--export", "grace@example.org"], b"")),
+        heidi_key: armor_key(&heidi),
+        secret_as_public: armor_key(&run(h, &["--export-secret-keys", "heidi@example.org"], b"")),
+        to_eve,
+        to_frank,
+        to_grace,
+        to_heidi,
+    };
+    let _ = Command::new("gpgconf")
+        .args(["--kill", "all"])
+        .env("GNUPGHOME", h)
+        .status();
+    keys
+}
+
+/// Real S/MIME messages made by OpenSSL (a throw-away self-signed
+/// certificate), each with its name: `cms -encrypt` (application/pkcs7-mime
+/// enveloped-data), `smime -encrypt` (the x- form), `cms -sign` and `smime
+/// -sign` (multipart/signed with application/pkcs7-signature and the x-
+/// form), `smime -sign -nodetach` (x-pkcs7-mime signed-data).
+pub fn smime_messages() -> Vec<(&'static str, Vec<u8>)> {
+    let dir = tempfile::Builder::new()
+        .prefix("pgpm-smime-")
+        .tempdir()
+        .expect("temporary directory");
+    let d = dir.path();
+    let openssl = |args: &[&str]| -> Vec<u8> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("OpenSSL (`openssl`, Debian package openssl) makes the S/MIME corpus");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=bob@example.org",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+    ]);
+    std::fs::write(
+        d.join("body.txt"),
+        "Content-Type: text/plain\r\n\r\nSealed the other way.\r\n",
+    )
+    .unwrap();
+    let sign = [
+        "-in", "body.txt", "-signer", "cert.pem", "-inkey", "key.pem",
+    ];
+    let message = |mime: Vec<u8>| {
+        let mut m = format!("From: alice@client.example\r\nTo: {RECIPIENT}\r\nSubject: s/mime\r\n")
+            .into_bytes();
+        m.extend(crlf(&String::from_utf8(mime).expect("MIME is text")).into_bytes());
+        m
+    };
+    vec![
+        (
+            "cms -encrypt",
+            message(openssl(&[
+                "cms", "-encrypt", "-aes256", "-in", "body.txt", "cert.pem",
+            ])),
+        ),
+        (
+            "smime -encrypt",
+            message(openssl(&[
+                "smime", "-encrypt", "-aes256", "-in", "body.txt", "cert.pem",
+            ])),
+        ),
+        (
+            "cms -sign",
+            message(openssl(&[&["cms", "-sign"][..], &sign].concat())),
+        ),
+        (
+            "smime -sign",
+            message(openssl(&[&["smime", "-sign"][..], &sign].concat())),
+        ),
+        (
+            "smime -sign -nodetach",
+            message(openssl(
+                &[&["smime", "-sign", "-nodetach"][..], &sign].concat(),
+            )),
+        ),
+    ]
 }
