@@ -2,7 +2,8 @@
 //! recipients in separate transactions, and applies [`crate::policy`] at RCPT
 //! (`senders = "envelope"`) or at end of headers (`senders = "mailman"`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use minimilter::proto::reply::ReplyError;
@@ -12,7 +13,7 @@ use minimilter::{
 
 use crate::address::{header_addresses, normalize};
 use crate::approval::BodyScan;
-use crate::backend::{BackendError, ListBackend};
+use crate::backend::{BackendError, ListBackend, ListIndex};
 use crate::list::ListPolicy;
 use crate::policy::{Decision, Post, SenderMode, decide, is_approval_header};
 use crate::recipient::{AddressRules, Recipient};
@@ -45,6 +46,56 @@ pub struct Settings {
     /// Pass posts that claim pre-approval (`Approved:` header or body line)
     /// to Mailman, which checks the password.
     pub pass_approved: bool,
+    /// Per-list settings the list data may lack (Mailman's REST API has no
+    /// `refuse_hold`, and its lists no milter refusal text).
+    pub overrides: ListOverrides,
+}
+
+/// `refuse_hold` and `reject_text` for one list, from the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListOverride {
+    /// Refuse what Mailman would hold on this list.
+    pub refuse_hold: Option<bool>,
+    /// Refusal text for this list (`{list}` = posting address).
+    pub reject_text: Option<String>,
+}
+
+/// The configured defaults and per-list values, applied to the list data
+/// where it says nothing: the list data's own value wins, then the
+/// per-list entry, then the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOverrides {
+    /// Refuse holds on lists that do not say.
+    pub refuse_hold: bool,
+    /// By normalised posting address.
+    pub lists: HashMap<String, ListOverride>,
+}
+
+impl ListOverrides {
+    /// Nothing to apply: lists keep their own values (unset `refuse_hold`
+    /// reads as no).
+    pub fn is_empty(&self) -> bool {
+        !self.refuse_hold && self.lists.is_empty()
+    }
+
+    /// `index` with the values filled in.
+    pub fn apply(&self, index: &ListIndex) -> ListIndex {
+        index
+            .iter()
+            .map(|(address, policy)| {
+                let mut p = (**policy).clone();
+                if let Some(o) = self.lists.get(address) {
+                    p.refuse_hold = p.refuse_hold.or(o.refuse_hold);
+                    if p.reject_text.is_none() {
+                        p.reject_text.clone_from(&o.reject_text);
+                    }
+                }
+                p.refuse_hold = Some(p.refuse_hold.unwrap_or(self.refuse_hold));
+                (address.clone(), Arc::new(p))
+            })
+            .collect()
+    }
 }
 
 impl Default for Settings {
@@ -55,6 +106,7 @@ impl Default for Settings {
             on_backend_error: OnBackendError::Tempfail,
             reject_text: DEFAULT_REJECT_TEXT.into(),
             pass_approved: true,
+            overrides: ListOverrides::default(),
         }
     }
 }
@@ -120,6 +172,9 @@ pub struct Message {
 pub struct MailmanMilter<B> {
     backend: Arc<B>,
     settings: Arc<Settings>,
+    /// The backend's last index and the same with the overrides applied,
+    /// so they are applied once per change of the data, not per RCPT.
+    overridden: Mutex<Option<(Arc<ListIndex>, Arc<ListIndex>)>>,
 }
 
 impl<B: ListBackend> MailmanMilter<B> {
@@ -128,7 +183,28 @@ impl<B: ListBackend> MailmanMilter<B> {
         MailmanMilter {
             backend,
             settings: Arc::new(settings),
+            overridden: Mutex::new(None),
         }
+    }
+
+    /// The backend's lists with the configured overrides applied.
+    async fn lists(&self) -> Result<Arc<ListIndex>, BackendError> {
+        let index = self.backend.lists().await?;
+        if self.settings.overrides.is_empty() {
+            return Ok(index);
+        }
+        let mut cached = self
+            .overridden
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((source, applied)) = &*cached
+            && Arc::ptr_eq(source, &index)
+        {
+            return Ok(applied.clone());
+        }
+        let applied = Arc::new(self.settings.overrides.apply(&index));
+        *cached = Some((index, applied.clone()));
+        Ok(applied)
     }
 
     fn refusal(&self, list: &ListPolicy) -> SmtpReply {
@@ -155,7 +231,7 @@ impl<B: ListBackend> MailmanMilter<B> {
     }
 
     async fn classify(&self, rcpt: &str) -> Result<Class, BackendError> {
-        let index = self.backend.lists().await?;
+        let index = self.lists().await?;
         let class = match self
             .settings
             .rules

@@ -30,7 +30,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
-use crate::list::{ListPolicy, NonmemberAction, Pattern, PatternMatch};
+use crate::list::{ListPolicy, ModerationAction, NonmemberAction, Pattern, PatternMatch};
 
 /// Mailman's default REST base URL (`[webservice]` in its `schema.cfg`).
 pub const DEFAULT_URL: &str = "http://localhost:8001/3.1";
@@ -42,6 +42,9 @@ pub const DEFAULT_PASSWORD: &str = "restpass";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default lifetime of cached answers.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Default age up to which a cached answer is still served (stale, while
+/// it is refreshed in the background) once `cache_ttl` has passed.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(300);
 /// Default maximum number of cached membership answers.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 
@@ -73,6 +76,11 @@ pub struct RestConfig {
     pub timeout: Duration,
     /// How long answers are reused; zero: not cached.
     pub cache_ttl: Duration,
+    /// Age (since it was read) up to which an answer older than
+    /// `cache_ttl` is still served while one background refresh reads it
+    /// anew, so a slow or stopped API does not turn known answers into
+    /// tempfails. Not above `cache_ttl`: answers are never served stale.
+    pub max_stale: Duration,
     /// Maximum number of cached membership answers.
     pub cache_size: usize,
 }
@@ -85,6 +93,7 @@ impl std::fmt::Debug for RestConfig {
             .field("password", &"<hidden>")
             .field("timeout", &self.timeout)
             .field("cache_ttl", &self.cache_ttl)
+            .field("max_stale", &self.max_stale)
             .field("cache_size", &self.cache_size)
             .finish()
     }
@@ -98,6 +107,7 @@ impl Default for RestConfig {
             password: DEFAULT_PASSWORD.into(),
             timeout: DEFAULT_TIMEOUT,
             cache_ttl: DEFAULT_CACHE_TTL,
+            max_stale: DEFAULT_MAX_STALE,
             cache_size: DEFAULT_CACHE_SIZE,
         }
     }
@@ -107,8 +117,14 @@ impl Default for RestConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
     /// The base URL cannot be used.
-    #[error("{0:?} is not an http:// URL with a host (https is not supported)")]
+    #[error("{0:?} is not an http:// URL with a host")]
     BadUrl(String),
+    /// An `https://` URL: this client speaks plain HTTP only.
+    #[error(
+        "{0:?}: https:// is not supported (no TLS in this build); use http:// to Mailman's \
+         REST API on localhost (its default), or an http:// endpoint of a local TLS proxy"
+    )]
+    Https(String),
     /// Connecting or sending failed.
     #[error("GET {url}: {message}")]
     Http {
@@ -166,43 +182,92 @@ struct Snapshot {
     bans: HashMap<String, Vec<Pattern>>,
 }
 
-/// A size-bounded cache whose entries expire.
-#[derive(Debug)]
-struct TtlCache<V> {
-    ttl: Duration,
-    capacity: usize,
-    map: Mutex<HashMap<(String, String), (Instant, V)>>,
+/// What Mailman knows about one address on one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct MemberInfo {
+    /// Subscribed with role `member`.
+    member: bool,
+    /// Its own `moderation_action` (as member, or else as non-member).
+    moderation: Option<ModerationAction>,
 }
 
-impl<V: Clone> TtlCache<V> {
-    fn new(ttl: Duration, capacity: usize) -> Self {
-        TtlCache {
+/// How old a cached answer is.
+enum Cached<V> {
+    /// Younger than the TTL: use it.
+    Fresh(V),
+    /// Older, but younger than `max_stale`: use it and refresh it.
+    Stale(V),
+    /// Absent or too old.
+    Missing,
+}
+
+/// Most background refreshes of membership answers running at once; past
+/// that, stale answers are served without a refresh until one finishes.
+const MAX_REFRESHES: usize = 32;
+
+type Key = (String, String);
+
+/// A size-bounded cache whose entries go stale, then expire.
+#[derive(Debug)]
+struct AnswerCache<V> {
+    ttl: Duration,
+    max_stale: Duration,
+    capacity: usize,
+    map: Mutex<HashMap<Key, (Instant, V)>>,
+    /// Keys being refreshed in the background.
+    refreshing: Mutex<std::collections::HashSet<Key>>,
+}
+
+impl<V: Clone> AnswerCache<V> {
+    fn new(ttl: Duration, max_stale: Duration, capacity: usize) -> Self {
+        AnswerCache {
             ttl,
+            max_stale,
             capacity,
             map: Mutex::new(HashMap::new()),
+            refreshing: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-    fn get(&self, key: &(String, String)) -> Option<V> {
+    fn get(&self, key: &Key) -> Cached<V> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, v)| v.clone())
+        match map.get(key) {
+            Some((at, v)) if at.elapsed() < self.ttl => Cached::Fresh(v.clone()),
+            Some((at, v)) if at.elapsed() < self.max_stale => Cached::Stale(v.clone()),
+            _ => Cached::Missing,
+        }
     }
 
-    fn insert(&self, key: (String, String), value: V) {
+    fn insert(&self, key: Key, value: V) {
         if self.ttl.is_zero() || self.capacity == 0 {
             return;
         }
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.capacity && !map.contains_key(&key) {
-            let ttl = self.ttl;
-            map.retain(|_, (at, _)| at.elapsed() < ttl);
+            let keep = self.ttl.max(self.max_stale);
+            map.retain(|_, (at, _)| at.elapsed() < keep);
             if map.len() >= self.capacity {
                 map.clear();
             }
         }
         map.insert(key, (Instant::now(), value));
+    }
+
+    /// Claims the refresh of `key`; false if it is already being refreshed
+    /// or too many refreshes run.
+    fn start_refresh(&self, key: &Key) -> bool {
+        let mut r = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        r.len() < MAX_REFRESHES && r.insert(key.clone())
+    }
+
+    fn end_refresh(&self, key: &Key) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
     }
 
     fn len(&self) -> usize {
@@ -248,8 +313,9 @@ pub struct RestBackend {
     api: Arc<Api>,
     timeout: Duration,
     ttl: Duration,
+    max_stale: Duration,
     lists: Arc<Slot>,
-    members: TtlCache<bool>,
+    members: Arc<AnswerCache<MemberInfo>>,
 }
 
 impl std::fmt::Debug for RestBackend {
@@ -258,6 +324,7 @@ impl std::fmt::Debug for RestBackend {
             .field("base", &self.api.base)
             .field("timeout", &self.timeout)
             .field("ttl", &self.ttl)
+            .field("max_stale", &self.max_stale)
             .finish_non_exhaustive()
     }
 }
@@ -267,6 +334,12 @@ impl std::fmt::Debug for RestBackend {
 pub fn check_url(url: &str) -> Result<String, RestError> {
     let bad = || RestError::BadUrl(url.to_owned());
     let uri: Uri = url.parse().map_err(|_| bad())?;
+    if uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    {
+        return Err(RestError::Https(url.to_owned()));
+    }
     if uri.scheme_str() != Some("http") || uri.host().is_none_or(str::is_empty) {
         return Err(bad());
     }
@@ -296,8 +369,13 @@ impl RestBackend {
             api: Arc::new(Api { base, auth, client }),
             timeout: config.timeout,
             ttl: config.cache_ttl,
+            max_stale: config.max_stale,
             lists: Arc::new(Slot::default()),
-            members: TtlCache::new(config.cache_ttl, config.cache_size),
+            members: Arc::new(AnswerCache::new(
+                config.cache_ttl,
+                config.max_stale,
+                config.cache_size,
+            )),
         })
     }
 
@@ -394,6 +472,66 @@ impl Api {
         })
     }
 
+    /// Asks Mailman about `sender` on `list_id`: a `member` record (with
+    /// its own moderation action) or else a `nonmember` record's moderation
+    /// action. Owners and moderators are not members (Mailman 3 moderates
+    /// their posts as non-member posts).
+    async fn lookup_member(&self, list_id: &str, sender: &str) -> Result<MemberInfo, RestError> {
+        let entries = if lookup_safe(sender) {
+            let path = format!(
+                "/members/find?list_id={}&subscriber={}",
+                enc(list_id),
+                enc(sender)
+            );
+            self.collection(&path).await?
+        } else {
+            // A lookup would be a wildcard search: read the rosters.
+            tracing::debug!(sender, list_id, "wildcard in sender; reading the rosters");
+            let mut all = self
+                .collection(&format!("/lists/{}/roster/member", enc(list_id)))
+                .await?;
+            if !all.iter().any(|e| record_of(e, sender) == Some("member")) {
+                all.extend(
+                    self.collection(&format!("/lists/{}/roster/nonmember", enc(list_id)))
+                        .await?,
+                );
+            }
+            all
+        };
+        let mut info = MemberInfo::default();
+        for role in ["member", "nonmember"] {
+            if let Some(e) = entries.iter().find(|e| record_of(e, sender) == Some(role)) {
+                info.member = role == "member";
+                info.moderation = match e.get("moderation_action") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(a)) => moderation_action(a, list_id, sender),
+                    Some(_) => {
+                        return Err(RestError::Garbage {
+                            url: format!("{}/members/find", self.base),
+                            message: "moderation_action is not a string".into(),
+                        });
+                    }
+                };
+                break;
+            }
+        }
+        Ok(info)
+    }
+
+    /// Whether the collection at `path` has any entry (one entry read).
+    async fn any(&self, path: &str) -> Result<bool, RestError> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let p = format!("{path}{sep}count=1&page=1");
+        let v = self.get(&p).await?;
+        v.get("total_size")
+            .and_then(Value::as_u64)
+            .map(|n| n > 0)
+            .ok_or_else(|| RestError::Garbage {
+                url: format!("{}{p}", self.base),
+                message: "no total_size".into(),
+            })
+    }
+
     async fn fetch_snapshot(&self) -> Result<Snapshot, RestError> {
         let site_bans = ban_patterns(&self.collection("/bans").await?, &self.base)?;
         let lists = self.collection("/lists").await?;
@@ -433,20 +571,43 @@ impl Api {
                     });
                 }
             };
-            let accept = match config.get("accept_these_nonmembers") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(a)) => a
+            let patterns = |name: &str| match config.get(name) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(a)) => Ok(a
                     .iter()
                     .filter_map(Value::as_str)
                     .map(Pattern::parse)
-                    .collect(),
-                Some(_) => {
-                    return Err(RestError::Garbage {
-                        url: config_url,
-                        message: "accept_these_nonmembers is not an array".into(),
-                    });
-                }
+                    .collect()),
+                Some(_) => Err(RestError::Garbage {
+                    url: config_url.clone(),
+                    message: format!("{name} is not an array"),
+                }),
             };
+            let accept = patterns("accept_these_nonmembers")?;
+            let hold = patterns("hold_these_nonmembers")?;
+            let reject = patterns("reject_these_nonmembers")?;
+            let discard = patterns("discard_these_nonmembers")?;
+            // Absent from older cores: Mailman 3's default, defer.
+            let default_member_action = config
+                .get("default_member_action")
+                .and_then(Value::as_str)
+                .map_or(NonmemberAction::Accept, |a| {
+                    moderation_action(a, &list_id, "(default_member_action)")
+                        .unwrap_or(NonmemberAction::Accept)
+                });
+            let emergency = config
+                .get("emergency")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let moderated = |action: &'static str| {
+                let path = format!(
+                    "/members/find?list_id={}&moderation_action={action}",
+                    enc(&list_id)
+                );
+                async move { self.any(&path).await }
+            };
+            let moderated_refuse = moderated("reject").await? || moderated("discard").await?;
+            let moderated_hold = moderated("hold").await?;
             let mut list_bans = match self.collection(&format!("/lists/{id}/bans")).await {
                 Ok(b) => ban_patterns(&b, &self.base)?,
                 Err(RestError::NotFound { .. }) => continue,
@@ -456,8 +617,15 @@ impl Api {
             let policy = ListPolicy {
                 address: address.clone(),
                 nonmember_action: action,
-                refuse_hold: false,
+                refuse_hold: None,
                 accept_nonmembers: accept,
+                hold_nonmembers: hold,
+                reject_nonmembers: reject,
+                discard_nonmembers: discard,
+                default_member_action,
+                moderated_refuse,
+                moderated_hold,
+                emergency,
                 has_bans: !list_bans.is_empty(),
                 reject_text: None,
             };
@@ -475,13 +643,14 @@ impl Api {
 
 impl RestBackend {
     /// The list data. Fresh (younger than `cache_ttl`): from the cache.
-    /// Stale (younger than twice `cache_ttl`): from the cache, while one
+    /// Stale (younger than `max_stale`): from the cache, while one
     /// background refresh (bounded by `timeout`) reads it anew. Older or
     /// absent: read now, one reader at a time.
     async fn snapshot(&self) -> Result<Arc<Snapshot>, RestError> {
         match self.lists.get() {
             Some((at, s)) if at.elapsed() < self.ttl => return Ok(s),
-            Some((at, s)) if at.elapsed() < self.ttl.saturating_mul(2) => {
+            // No TTL means no cache: nothing is served stale either.
+            Some((at, s)) if !self.ttl.is_zero() && at.elapsed() < self.max_stale => {
                 self.refresh_in_background();
                 return Ok(s);
             }
@@ -519,35 +688,48 @@ impl RestBackend {
         });
     }
 
-    /// Whether `sender` (normalised) is a member of the list `list_id`.
-    async fn is_member(&self, list_id: &str, sender: &str) -> Result<bool, RestError> {
+    /// What Mailman knows about `sender` (normalised) on the list
+    /// `list_id`: fresh from the cache; stale from the cache while a
+    /// background refresh asks again; otherwise asked now.
+    async fn member_info(&self, list_id: &str, sender: &str) -> Result<MemberInfo, RestError> {
         let key = (list_id.to_owned(), sender.to_owned());
-        if let Some(hit) = self.members.get(&key) {
-            return Ok(hit);
+        match self.members.get(&key) {
+            Cached::Fresh(info) => return Ok(info),
+            Cached::Stale(info) => {
+                self.refresh_member_in_background(key);
+                return Ok(info);
+            }
+            Cached::Missing => {}
         }
-        let is = |e: &Value| {
-            e.get("email")
-                .and_then(Value::as_str)
-                .is_some_and(|m| m.eq_ignore_ascii_case(sender))
-        };
-        let member = if lookup_safe(sender) {
-            let path = format!(
-                "/members/find?list_id={}&subscriber={}&role=member",
-                enc(list_id),
-                enc(sender)
-            );
-            self.api.collection(&path).await?.iter().any(is)
-        } else {
-            // A lookup would be a wildcard search: compare with the roster.
-            tracing::debug!(sender, list_id, "wildcard in sender; reading the roster");
-            self.api
-                .collection(&format!("/lists/{}/roster/member", enc(list_id)))
-                .await?
-                .iter()
-                .any(is)
-        };
-        self.members.insert(key, member);
-        Ok(member)
+        let info = self.api.lookup_member(list_id, sender).await?;
+        self.members.insert(key, info);
+        Ok(info)
+    }
+
+    fn refresh_member_in_background(&self, key: Key) {
+        if !self.members.start_refresh(&key) {
+            return;
+        }
+        let (api, cache, timeout) = (self.api.clone(), self.members.clone(), self.timeout);
+        tokio::spawn(async move {
+            let (list_id, sender) = &key;
+            match tokio::time::timeout(timeout, api.lookup_member(list_id, sender)).await {
+                Ok(Ok(info)) => cache.insert(key.clone(), info),
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        list_id,
+                        sender,
+                        "refreshing a membership answer: {e}; the cached one stays in use"
+                    )
+                }
+                Err(_) => tracing::warn!(
+                    list_id,
+                    sender,
+                    "refreshing a membership answer: no answer within {timeout:?}; the cached one stays in use"
+                ),
+            }
+            cache.end_refresh(&key);
+        });
     }
 
     async fn status(
@@ -566,14 +748,19 @@ impl RestBackend {
             .bans
             .get(&list.address)
             .is_some_and(|b| b.iter().any(|p| p.matches(sender) == PatternMatch::Yes));
-        let member = !banned && self.is_member(list_id, sender).await?;
+        let info = if banned {
+            MemberInfo::default()
+        } else {
+            self.member_info(list_id, sender).await?
+        };
+        let member = info.member;
         let mut accepted_via = None;
         if !banned && !member {
             for p in &list.accept_nonmembers {
                 if let Pattern::ListMembers(other) = p
                     && other != &list.address
                     && let Some(other_id) = snapshot.list_ids.get(other)
-                    && self.is_member(other_id, sender).await?
+                    && self.member_info(other_id, sender).await?.member
                 {
                     accepted_via = Some(other.clone());
                     break;
@@ -584,6 +771,7 @@ impl RestBackend {
             member,
             banned,
             accepted_via,
+            moderation: info.moderation,
         })
     }
 }
@@ -622,6 +810,30 @@ fn nonmember_action(name: &str, list: &str) -> NonmemberAction {
             NonmemberAction::Hold
         }
     }
+}
+
+/// The role of a member resource if it is `sender`'s.
+fn record_of<'a>(entry: &'a Value, sender: &str) -> Option<&'a str> {
+    let email = entry.get("email").and_then(Value::as_str)?;
+    if !email.eq_ignore_ascii_case(sender) {
+        return None;
+    }
+    entry.get("role").and_then(Value::as_str)
+}
+
+/// A `moderation_action` value; unknown names are logged and ignored (the
+/// list's defaults then apply, as for an address without one).
+fn moderation_action(name: &str, list_id: &str, sender: &str) -> Option<ModerationAction> {
+    let action = NonmemberAction::from_mailman(name);
+    if action.is_none() {
+        tracing::warn!(
+            list_id,
+            sender,
+            action = name,
+            "unknown moderation_action; ignored"
+        );
+    }
+    action
 }
 
 fn ban_patterns(entries: &[Value], base: &str) -> Result<Vec<Pattern>, RestError> {

@@ -27,6 +27,39 @@ const REFUSAL: &str =
     "550 5.7.1 <team@lists.example.org>: you are not allowed to post to this list";
 const UNAVAILABLE: &str = "451 4.3.0 Mailing list data temporarily unavailable; try again later";
 
+/// Subscribes `email` to `list_id` with `role` and sets its own
+/// `moderation_action` (PATCH on the member resource Mailman links to).
+fn set_moderation(port: u16, list_id: &str, email: &str, role: &str, action: &str) {
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", list_id),
+            ("subscriber", email),
+            ("role", role),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    let body = rest(
+        port,
+        "GET",
+        &format!("/lists/{list_id}/{role}/{email}"),
+        &[],
+    );
+    let member: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let link = member["self_link"].as_str().unwrap();
+    let path = &link[link.find("/3.1/").unwrap() + 4..];
+    rest(port, "PATCH", path, &[("moderation_action", action)]);
+    let body = rest(port, "GET", path, &[]);
+    assert!(
+        body.contains(&format!("\"moderation_action\": \"{action}\"")),
+        "{body}"
+    );
+}
+
 async fn post(backend: &Arc<RestBackend>, from: &str, rcpt: &str) -> Transcript {
     let (a, z) = tokio::io::duplex(1 << 20);
     let server = Server::new(
@@ -120,6 +153,20 @@ async fn decisions_from_a_real_mailman_3_core_and_451_once_it_is_stopped() {
             &format!("/lists/{list}/bans"),
             &[("email", "spam@evil.example")],
         );
+        // Mailman 3's own moderation: a member whose posts are discarded, a
+        // non-member whose posts are accepted, one the legacy hold list holds.
+        for (email, role, action) in [
+            ("troll@example.org", "member", "discard"),
+            ("vip@outside.example", "nonmember", "accept"),
+        ] {
+            set_moderation(port, list, email, role, action);
+        }
+        rest(
+            port,
+            "PATCH",
+            &format!("/lists/{list}/config"),
+            &[("hold_these_nonmembers", "held@example.com")],
+        );
     })
     .await
     .unwrap();
@@ -159,6 +206,13 @@ async fn decisions_from_a_real_mailman_3_core_and_451_once_it_is_stopped() {
                 .outcome,
             Outcome::Accepted
         );
+        assert_eq!(
+            refused_with(&post(b, "troll@example.org", team).await),
+            REFUSAL
+        );
+        for ok in ["vip@outside.example", "held@example.com"] {
+            assert_eq!(post(b, ok, team).await.outcome, Outcome::Accepted, "{ok}");
+        }
     }
 
     eprintln!("decisions done at {:?}", started.elapsed());
