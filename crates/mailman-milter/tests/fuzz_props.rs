@@ -110,6 +110,20 @@ fn wrap(addr: &str, style: u8) -> String {
 proptest! {
     #![proptest_config(config())]
 
+    /// Whatever an encoded word holds (specials, addresses, quotes), the
+    /// header yields exactly the address outside it.
+    #[test]
+    fn nothing_inside_an_encoded_word_is_an_address(
+        text in "[ -~]{0,40}".prop_filter("no ?= inside", |t| !t.contains("?=")),
+        enc in prop_oneof![Just("q"), Just("B")],
+    ) {
+        let value = format!("=?utf-8?{enc}?{text}?= <Real@Example.org>, second@example.org");
+        prop_assert_eq!(
+            header_addresses(&value),
+            vec!["real@example.org".to_owned(), "second@example.org".to_owned()]
+        );
+    }
+
     /// No input makes any address function panic.
     #[test]
     fn address_functions_never_panic(s in messy()) {

@@ -799,3 +799,48 @@ nonmember_action = "hold"
         assert!(e.contains(want), "{e} lacks {want}");
     }
 }
+
+#[test]
+fn address_headers_are_parsed_before_any_encoded_word_is_considered() {
+    use mailman_milter::address::header_addresses;
+    let cases: [(&str, &[&str]); 9] = [
+        (
+            "=?utf-8?q?Doe=2C_John?= <john@example.org>",
+            &["john@example.org"],
+        ),
+        (
+            "=?utf-8?q?a, b@evil.example, ?= <real@example.org>",
+            &["real@example.org"],
+        ),
+        (
+            "=?utf-8?q?<fake@evil.example>?= <real@example.org>",
+            &["real@example.org"],
+        ),
+        ("=?utf-8?q?x@evil.example?=", &[]),
+        (
+            "=?utf-8?b?ZXZpbEBldmlsLmV4YW1wbGU=?= <real@example.org>, bob@example.org",
+            &["real@example.org", "bob@example.org"],
+        ),
+        (
+            "=?utf-8?q?\"?= <real@example.org>, other@example.org",
+            &["real@example.org", "other@example.org"],
+        ),
+        (
+            "\"=?utf-8?q?a,b?=\" <real@example.org>",
+            &["real@example.org"],
+        ),
+        // Not an encoded word (never closed): read as plain text, as Mailman does.
+        (
+            "=?utf-8?q?Doe, John <john@example.org>",
+            &["john@example.org"],
+        ),
+        // Folded between two encoded words.
+        (
+            "=?utf-8?q?Doe=2C?=\r\n =?utf-8?q?_John?= <john@example.org>",
+            &["john@example.org"],
+        ),
+    ];
+    for (value, want) in cases {
+        assert_eq!(header_addresses(value), want, "{value}");
+    }
+}
