@@ -21,44 +21,11 @@ use minimilter::{
     ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, Transcript,
     run_message,
 };
-use support::{Mailman, http, rest};
+use support::{Mailman, http, rest, set_moderation};
 
 const REFUSAL: &str =
     "550 5.7.1 <team@lists.example.org>: you are not allowed to post to this list";
 const UNAVAILABLE: &str = "451 4.3.0 Mailing list data temporarily unavailable; try again later";
-
-/// Subscribes `email` to `list_id` with `role` and sets its own
-/// `moderation_action` (PATCH on the member resource Mailman links to).
-fn set_moderation(port: u16, list_id: &str, email: &str, role: &str, action: &str) {
-    rest(
-        port,
-        "POST",
-        "/members",
-        &[
-            ("list_id", list_id),
-            ("subscriber", email),
-            ("role", role),
-            ("pre_verified", "true"),
-            ("pre_confirmed", "true"),
-            ("pre_approved", "true"),
-        ],
-    );
-    let body = rest(
-        port,
-        "GET",
-        &format!("/lists/{list_id}/{role}/{email}"),
-        &[],
-    );
-    let member: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let link = member["self_link"].as_str().unwrap();
-    let path = &link[link.find("/3.1/").unwrap() + 4..];
-    rest(port, "PATCH", path, &[("moderation_action", action)]);
-    let body = rest(port, "GET", path, &[]);
-    assert!(
-        body.contains(&format!("\"moderation_action\": \"{action}\"")),
-        "{body}"
-    );
-}
 
 async fn post(backend: &Arc<RestBackend>, from: &str, rcpt: &str) -> Transcript {
     let (a, z) = tokio::io::duplex(1 << 20);

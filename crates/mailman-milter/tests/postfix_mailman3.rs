@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Mailman, SmtpSink, http, rest};
+use support::{Mailman, SmtpSink, http, rest, set_moderation};
 use testkit::{Postfix, Reply, SmtpClient, SmtpService, simple_message, unique_id};
 
 const LIST: &str = "team@lists.example.org";
@@ -24,6 +24,12 @@ const LIST_ID: &str = "team.lists.example.org";
 const MEMBER: &str = "alice@client.example";
 const STRANGER: &str = "stranger@client.example";
 const PARTNER: &str = "pat@partner.example";
+/// A member whose own moderation action is discard.
+const TROLL: &str = "troll@client.example";
+/// A non-member whose own moderation action is accept.
+const VIP: &str = "vip@outside.example";
+/// A non-member on the list's hold_these_nonmembers.
+const WAITING: &str = "waiting@outside.example";
 /// How long Mailman's runners (in → pipeline → out) may take per message.
 const MAILMAN_DELIVERY: Duration = Duration::from_secs(60);
 
@@ -173,9 +179,12 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
         &[
             ("default_nonmember_action", "reject"),
             ("accept_these_nonmembers", "^.*@partner\\.example$"),
+            ("hold_these_nonmembers", WAITING),
             ("send_welcome_message", "false"),
         ],
     );
+    set_moderation(port, LIST_ID, TROLL, "member", "discard");
+    set_moderation(port, LIST_ID, VIP, "nonmember", "accept");
     rest(
         port,
         "POST",
@@ -259,6 +268,18 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
     let (_, r) = send(&mut c, PARTNER, &[LIST], &partner);
     assert_eq!(r.unwrap().code, 250, "{}", ctx("accept pattern"));
 
+    // Mailman 3's own moderation: the discarded member is refused; the
+    // accepted non-member and the held one reach Mailman.
+    let troll = unique_id("troll");
+    let (_, r) = send(&mut c, TROLL, &[LIST], &troll);
+    assert_eq!(r.unwrap().code, 550, "{}", ctx("moderated member"));
+    let vip = unique_id("vip");
+    let (_, r) = send(&mut c, VIP, &[LIST], &vip);
+    assert_eq!(r.unwrap().code, 250, "{}", ctx("accepted non-member"));
+    let waiting = unique_id("waiting");
+    let (_, r) = send(&mut c, WAITING, &[LIST], &waiting);
+    assert_eq!(r.unwrap().code, 250, "{}", ctx("held non-member"));
+
     // -request from a non-member: passes; Mailman answers the command.
     let r = c.mail(&format!("<{STRANGER}>")).unwrap();
     assert!(r.is_success());
@@ -290,7 +311,7 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
 
     // What reached Mailman. The member's and the partner's posts are
     // distributed to the member (Mailman's outgoing SMTP is the sink).
-    for subject in [&member_post, &partner] {
+    for subject in [&member_post, &partner, &vip] {
         let m = sink.wait_for(subject, MAILMAN_DELIVERY).unwrap_or_else(|| {
             panic!(
                 "Mailman did not distribute {subject} within {MAILMAN_DELIVERY:?}; sink got {:?}\n{}",
@@ -298,7 +319,11 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
                 mailman.log()
             )
         });
-        assert_eq!(m.rcpts, [MEMBER], "{m:?}");
+        // Both members get it (the moderated one too: moderation is about
+        // posting).
+        let mut rcpts = m.rcpts.clone();
+        rcpts.sort();
+        assert_eq!(rcpts, [MEMBER, TROLL], "{m:?}");
         assert!(
             m.data.contains("List-Id: <team.lists.example.org>"),
             "{m:?}"
@@ -329,8 +354,20 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
         !nonmembers.iter().any(|a| a == STRANGER),
         "a refused post reached Mailman: {nonmembers:?}"
     );
-    assert_eq!(held(port), 0);
-    for subject in [&refused, &mixed] {
+    // The held one is held by Mailman, as the milter expected.
+    let deadline = Instant::now() + MAILMAN_DELIVERY;
+    while held(port) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "Mailman did not hold {waiting}:\n{}",
+            mailman.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let held_posts = rest(port, "GET", &format!("/lists/{LIST_ID}/held"), &[]);
+    assert_eq!(held(port), 1, "{held_posts}");
+    assert!(held_posts.contains(&waiting), "{held_posts}");
+    for subject in [&refused, &mixed, &troll] {
         assert!(sink.with(subject).is_empty(), "{:?}", sink.with(subject));
     }
     assert!(
@@ -346,17 +383,23 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
 
     // Mailman's REST goes away mid-test: a sender the milter has not looked
     // up yet gets 451 4.3.0 after DATA from Postfix, never a 5xx, and
-    // nothing is queued for Mailman.
+    // nothing is queued for Mailman. A member whose answer is cached still
+    // posts; Postfix keeps that post queued until Mailman's LMTP is back.
     mailman.stop();
     assert!(http(port, "GET", "/system/versions", &[]).is_err());
     let mut c = SmtpClient::connect(pf.port("mx")).unwrap();
     assert!(c.ehlo("client.example").unwrap().is_success());
+    let cached = unique_id("cached-member");
+    let (_, r) = send(&mut c, MEMBER, &[LIST], &cached);
+    assert_eq!(r.unwrap().code, 250, "{}", ctx("cached member"));
     let late = unique_id("late");
     let (rcpts, r) = send(&mut c, "late@client.example", &[LIST], &late);
     let r = r.unwrap_or_else(|| rcpts[0].clone());
     assert_eq!(r.code, 451, "{}", ctx(&format!("{rcpts:?} {r:?}")));
     assert_eq!(r.enhanced_status(), Some("4.3.0"), "{r:?}");
     c.quit().unwrap();
-    assert!(!pf.queue().unwrap().contains("late@client.example"));
+    let queue = pf.queue().unwrap();
+    assert!(!queue.contains("late@client.example"), "{queue}");
+    assert!(queue.contains(MEMBER), "the member's post is kept: {queue}");
     eprintln!("whole chain took {:?}", started.elapsed());
 }

@@ -72,6 +72,39 @@ pub fn rest(port: u16, method: &str, path: &str, form: &[(&str, &str)]) -> Strin
     body
 }
 
+/// Subscribes `email` to `list_id` with `role` and sets its own
+/// `moderation_action` (PATCH on the member resource Mailman links to).
+pub fn set_moderation(port: u16, list_id: &str, email: &str, role: &str, action: &str) {
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", list_id),
+            ("subscriber", email),
+            ("role", role),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    let body = rest(
+        port,
+        "GET",
+        &format!("/lists/{list_id}/{role}/{email}"),
+        &[],
+    );
+    let member: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let link = member["self_link"].as_str().unwrap();
+    let path = &link[link.find("/3.1/").unwrap() + 4..];
+    rest(port, "PATCH", path, &[("moderation_action", action)]);
+    let body = rest(port, "GET", path, &[]);
+    assert!(
+        body.contains(&format!("\"moderation_action\": \"{action}\"")),
+        "{body}"
+    );
+}
+
 fn is_listening(port: u16) -> bool {
     TcpStream::connect_timeout(
         &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
