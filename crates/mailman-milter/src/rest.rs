@@ -518,23 +518,25 @@ impl Api {
         Ok(info)
     }
 
-    /// Whether the collection at `path` has any entry (one entry read).
-    async fn any(&self, path: &str) -> Result<bool, RestError> {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let p = format!("{path}{sep}count=1&page=1");
-        let v = self.get(&p).await?;
-        v.get("total_size")
-            .and_then(Value::as_u64)
-            .map(|n| n > 0)
-            .ok_or_else(|| RestError::Garbage {
-                url: format!("{}{p}", self.base),
-                message: "no total_size".into(),
-            })
-    }
-
     async fn fetch_snapshot(&self) -> Result<Snapshot, RestError> {
         let site_bans = ban_patterns(&self.collection("/bans").await?, &self.base)?;
         let lists = self.collection("/lists").await?;
+        // Which lists have addresses with their own refusing action: three
+        // site-wide searches rather than three per list.
+        let mut moderated: HashMap<&str, std::collections::HashSet<String>> = HashMap::new();
+        for action in ["reject", "discard", "hold"] {
+            let found = self
+                .collection(&format!("/members/find?moderation_action={action}"))
+                .await?;
+            moderated.insert(
+                action,
+                found
+                    .iter()
+                    .filter_map(|m| m.get("list_id").and_then(Value::as_str))
+                    .map(str::to_lowercase)
+                    .collect(),
+            );
+        }
         let mut index = ListIndex::new();
         let mut list_ids = HashMap::new();
         let mut bans = HashMap::new();
@@ -599,15 +601,12 @@ impl Api {
                 .get("emergency")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let moderated = |action: &'static str| {
-                let path = format!(
-                    "/members/find?list_id={}&moderation_action={action}",
-                    enc(&list_id)
-                );
-                async move { self.any(&path).await }
-            };
-            let moderated_refuse = moderated("reject").await? || moderated("discard").await?;
-            let moderated_hold = moderated("hold").await?;
+            let moderated_refuse = ["reject", "discard"]
+                .iter()
+                .any(|a| moderated.get(*a).is_some_and(|ids| ids.contains(&list_id)));
+            let moderated_hold = moderated
+                .get("hold")
+                .is_some_and(|ids| ids.contains(&list_id));
             let mut list_bans = match self.collection(&format!("/lists/{id}/bans")).await {
                 Ok(b) => ban_patterns(&b, &self.base)?,
                 Err(RestError::NotFound { .. }) => continue,

@@ -134,6 +134,27 @@ async fn decisions_from_a_real_mailman_3_core_and_451_once_it_is_stopped() {
             &format!("/lists/{list}/config"),
             &[("hold_these_nonmembers", "held@example.com")],
         );
+        // A list open to everyone but one member whose posts Mailman
+        // rejects: guarded for that member alone.
+        rest(
+            port,
+            "POST",
+            "/lists",
+            &[("fqdn_listname", "open@lists.example.org")],
+        );
+        rest(
+            port,
+            "PATCH",
+            "/lists/open.lists.example.org/config",
+            &[("default_nonmember_action", "accept")],
+        );
+        set_moderation(
+            port,
+            "open.lists.example.org",
+            "grump@example.org",
+            "member",
+            "reject",
+        );
     })
     .await
     .unwrap();
@@ -180,6 +201,15 @@ async fn decisions_from_a_real_mailman_3_core_and_451_once_it_is_stopped() {
         for ok in ["vip@outside.example", "held@example.com"] {
             assert_eq!(post(b, ok, team).await.outcome, Outcome::Accepted, "{ok}");
         }
+        let open = "open@lists.example.org";
+        assert_eq!(
+            post(b, "stranger@example.com", open).await.outcome,
+            Outcome::Accepted
+        );
+        assert_eq!(
+            refused_with(&post(b, "grump@example.org", open).await),
+            "550 5.7.1 <open@lists.example.org>: you are not allowed to post to this list"
+        );
     }
 
     eprintln!("decisions done at {:?}", started.elapsed());

@@ -309,7 +309,11 @@ fn route(target: &str) -> Option<Value> {
             &query,
         )),
         ["members", "find"] => {
-            let id = q("list_id")?;
+            // Without list_id: every list.
+            let ids: Vec<&str> = match q("list_id") {
+                Some(id) => vec![LISTS.iter().find(|(i, _, _)| *i == id)?.0],
+                None => LISTS.iter().map(|(i, _, _)| *i).collect(),
+            };
             let subscriber = q("subscriber").map(|s| s.to_lowercase());
             // Mailman's trap, reproduced: `*` makes the lookup a LIKE search.
             let hit = |m: &str| match subscriber.as_deref().map(|s| (s, s.split_once('*'))) {
@@ -320,12 +324,12 @@ fn route(target: &str) -> Option<Value> {
             let role = q("role");
             let action = q("moderation_action");
             Some(page(
-                records(&id)
-                    .into_iter()
-                    .filter(|r| hit(r.0))
-                    .filter(|r| role.as_deref().is_none_or(|x| x == r.1))
-                    .filter(|r| action.as_deref().is_none_or(|a| r.2 == Some(a)))
-                    .map(|r| member(&id, r))
+                ids.into_iter()
+                    .flat_map(|id| records(id).into_iter().map(move |r| (id, r)))
+                    .filter(|(_, r)| hit(r.0))
+                    .filter(|(_, r)| role.as_deref().is_none_or(|x| x == r.1))
+                    .filter(|(_, r)| action.as_deref().is_none_or(|a| r.2 == Some(a)))
+                    .map(|(id, r)| member(id, r))
                     .collect(),
                 &query,
             ))
