@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use minimilter::SocketSpec;
 use serde::Deserialize;
 
-use crate::milter::{
-    DEFAULT_REJECT_TEXT, ListOverride, ListOverrides, OnBackendError, Settings, refusal_reply,
-};
+use crate::milter::{DEFAULT_REJECT_TEXT, OnBackendError, Settings, refusal_reply};
+use crate::overrides::{ListOverride, ListOverrides};
 use crate::policy::SenderMode;
 use crate::recipient::AddressRules;
 use crate::rest::{self, RestConfig};

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use mailman_milter::config::{BackendKind, Config};
 use mailman_milter::lists_file::Reloaded;
-use mailman_milter::milter::ListOverrides;
+use mailman_milter::overrides::ListOverrides;
 use mailman_milter::{
     FileBackend, ListBackend, ListIndex, ListsData, MailmanMilter, RestBackend, SenderMode,
 };

@@ -29,6 +29,7 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
+use crate::answer_cache::{AnswerCache, Cached, Key};
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
 use crate::list::{ListPolicy, ModerationAction, NonmemberAction, Pattern, PatternMatch};
 
@@ -189,93 +190,6 @@ struct MemberInfo {
     member: bool,
     /// Its own `moderation_action` (as member, or else as non-member).
     moderation: Option<ModerationAction>,
-}
-
-/// How old a cached answer is.
-enum Cached<V> {
-    /// Younger than the TTL: use it.
-    Fresh(V),
-    /// Older, but younger than `max_stale`: use it and refresh it.
-    Stale(V),
-    /// Absent or too old.
-    Missing,
-}
-
-/// Most background refreshes of membership answers running at once; past
-/// that, stale answers are served without a refresh until one finishes.
-const MAX_REFRESHES: usize = 32;
-
-type Key = (String, String);
-
-/// A size-bounded cache whose entries go stale, then expire.
-#[derive(Debug)]
-struct AnswerCache<V> {
-    ttl: Duration,
-    max_stale: Duration,
-    capacity: usize,
-    map: Mutex<HashMap<Key, (Instant, V)>>,
-    /// Keys being refreshed in the background.
-    refreshing: Mutex<std::collections::HashSet<Key>>,
-}
-
-impl<V: Clone> AnswerCache<V> {
-    fn new(ttl: Duration, max_stale: Duration, capacity: usize) -> Self {
-        AnswerCache {
-            ttl,
-            max_stale,
-            capacity,
-            map: Mutex::new(HashMap::new()),
-            refreshing: Mutex::new(std::collections::HashSet::new()),
-        }
-    }
-
-    fn get(&self, key: &Key) -> Cached<V> {
-        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get(key) {
-            Some((at, v)) if at.elapsed() < self.ttl => Cached::Fresh(v.clone()),
-            Some((at, v)) if at.elapsed() < self.max_stale => Cached::Stale(v.clone()),
-            _ => Cached::Missing,
-        }
-    }
-
-    fn insert(&self, key: Key, value: V) {
-        if self.ttl.is_zero() || self.capacity == 0 {
-            return;
-        }
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.capacity && !map.contains_key(&key) {
-            let keep = self.ttl.max(self.max_stale);
-            map.retain(|_, (at, _)| at.elapsed() < keep);
-            if map.len() >= self.capacity {
-                map.clear();
-            }
-        }
-        map.insert(key, (Instant::now(), value));
-    }
-
-    /// Claims the refresh of `key`; false if it is already being refreshed
-    /// or too many refreshes run.
-    fn start_refresh(&self, key: &Key) -> bool {
-        let mut r = self
-            .refreshing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        r.len() < MAX_REFRESHES && r.insert(key.clone())
-    }
-
-    fn end_refresh(&self, key: &Key) {
-        self.refreshing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
-    }
-
-    fn len(&self) -> usize {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }
 
 /// The HTTP side: where, as whom, with which client.
@@ -792,23 +706,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Mailman 3's action names; `defer` (regular processing) and anything
-/// unknown are never refused here.
+/// The list's `default_nonmember_action`; `defer` reads as accept, and an
+/// unknown name as hold (never refused unless holds are).
 fn nonmember_action(name: &str, list: &str) -> NonmemberAction {
-    match name {
-        "accept" | "defer" => NonmemberAction::Accept,
-        "hold" => NonmemberAction::Hold,
-        "reject" => NonmemberAction::Reject,
-        "discard" => NonmemberAction::Discard,
-        other => {
-            tracing::warn!(
-                list,
-                action = other,
-                "unknown default_nonmember_action; treated as hold"
-            );
-            NonmemberAction::Hold
-        }
-    }
+    NonmemberAction::from_mailman(name).unwrap_or_else(|| {
+        tracing::warn!(
+            list,
+            action = name,
+            "unknown default_nonmember_action; treated as hold"
+        );
+        NonmemberAction::Hold
+    })
 }
 
 /// The role of a member resource if it is `sender`'s.

@@ -966,10 +966,10 @@ async fn moderation_actions_and_legacy_nonmember_lists_decide_as_mailman_3() {
         assert!(refused(&post(&backend, s(), bad, team).await), "{bad}");
     }
     // The hold entries are refused where holds are refused.
-    let mut overrides = mailman_milter::milter::ListOverrides::default();
+    let mut overrides = mailman_milter::overrides::ListOverrides::default();
     overrides.lists.insert(
         team.into(),
-        mailman_milter::milter::ListOverride {
+        mailman_milter::overrides::ListOverride {
             refuse_hold: Some(true),
             reject_text: Some("<{list}>: moderated; ask the owners".into()),
         },
@@ -1020,7 +1020,7 @@ async fn per_list_overrides_refuse_holds_with_their_own_text() {
     );
     // refuse_hold for all lists, the default text.
     let all = Settings {
-        overrides: mailman_milter::milter::ListOverrides {
+        overrides: mailman_milter::overrides::ListOverrides {
             refuse_hold: true,
             ..Default::default()
         },
@@ -1031,13 +1031,13 @@ async fn per_list_overrides_refuse_holds_with_their_own_text() {
         "550 5.7.1 <friends@lists.example.org>: you are not allowed to post to this list"
     );
     // Per list: refuse_hold off for friends@ although on for all.
-    let mut overrides = mailman_milter::milter::ListOverrides {
+    let mut overrides = mailman_milter::overrides::ListOverrides {
         refuse_hold: true,
         ..Default::default()
     };
     overrides.lists.insert(
         friends.into(),
-        mailman_milter::milter::ListOverride {
+        mailman_milter::overrides::ListOverride {
             refuse_hold: Some(false),
             reject_text: None,
         },
@@ -1054,7 +1054,7 @@ async fn per_list_overrides_refuse_holds_with_their_own_text() {
     );
     // A member of friends@ still passes when holds are refused.
     let all = Settings {
-        overrides: mailman_milter::milter::ListOverrides {
+        overrides: mailman_milter::overrides::ListOverrides {
             refuse_hold: true,
             ..Default::default()
         },
