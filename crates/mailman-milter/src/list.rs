@@ -151,7 +151,7 @@ pub struct ListPolicy {
     pub nonmember_action: NonmemberAction,
     /// Refuse at SMTP what Mailman would hold (held-post notices are
     /// backscatter too). None: the configuration decides (see
-    /// [`crate::milter::ListOverrides`]); unset everywhere means no.
+    /// [`crate::overrides::ListOverrides`]); unset everywhere means no.
     pub refuse_hold: Option<bool>,
     /// Non-members who may post (`accept_these_nonmembers`).
     pub accept_nonmembers: Vec<Pattern>,
