@@ -21,7 +21,7 @@ use minimilter::{
     ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, Transcript,
     run_message,
 };
-use support::{Mailman, http, rest, set_moderation};
+use support::{Mailman, create_user, http, rest, set_moderation};
 
 const REFUSAL: &str =
     "550 5.7.1 <team@lists.example.org>: you are not allowed to post to this list";
@@ -134,6 +134,20 @@ async fn decisions_from_a_real_mailman_3_core_and_451_once_it_is_stopped() {
             &format!("/lists/{list}/config"),
             &[("hold_these_nonmembers", "held@example.com")],
         );
+        // A user with two addresses, one of them subscribed.
+        create_user(port, &["dana@example.org", "dana.alt@example.net"]);
+        rest(
+            port,
+            "POST",
+            "/members",
+            &[
+                ("list_id", list),
+                ("subscriber", "dana@example.org"),
+                ("pre_verified", "true"),
+                ("pre_confirmed", "true"),
+                ("pre_approved", "true"),
+            ],
+        );
         // A list open to everyone but one member whose posts Mailman
         // rejects: guarded for that member alone.
         rest(
@@ -201,6 +215,11 @@ async fn decisions_from_a_real_mailman_3_core_and_451_once_it_is_stopped() {
         for ok in ["vip@outside.example", "held@example.com"] {
             assert_eq!(post(b, ok, team).await.outcome, Outcome::Accepted, "{ok}");
         }
+        // Posting from another address of a member's user: a member.
+        assert_eq!(
+            post(b, "dana.alt@example.net", team).await.outcome,
+            Outcome::Accepted
+        );
         let open = "open@lists.example.org";
         assert_eq!(
             post(b, "stranger@example.com", open).await.outcome,

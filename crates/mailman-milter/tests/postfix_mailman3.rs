@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Mailman, SmtpSink, http, rest, set_moderation};
+use support::{Mailman, SmtpSink, create_user, http, rest, set_moderation};
 use testkit::{Postfix, Reply, SmtpClient, SmtpService, simple_message, unique_id};
 
 const LIST: &str = "team@lists.example.org";
@@ -28,6 +28,9 @@ const PARTNER: &str = "pat@partner.example";
 const TROLL: &str = "troll@client.example";
 /// A non-member whose own moderation action is accept.
 const VIP: &str = "vip@outside.example";
+/// Another address of the user of a member (DANA).
+const DANA_ALT: &str = "dana.alt@other.example";
+const DANA: &str = "dana@client.example";
 /// A non-member on the list's hold_these_nonmembers.
 const WAITING: &str = "waiting@outside.example";
 /// How long Mailman's runners (in → pipeline → out) may take per message.
@@ -184,6 +187,19 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
         ],
     );
     set_moderation(port, LIST_ID, TROLL, "member", "discard");
+    create_user(port, &[DANA, DANA_ALT]);
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", LIST_ID),
+            ("subscriber", DANA),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
     set_moderation(port, LIST_ID, VIP, "nonmember", "accept");
     rest(
         port,
@@ -280,6 +296,11 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
     let (_, r) = send(&mut c, WAITING, &[LIST], &waiting);
     assert_eq!(r.unwrap().code, 250, "{}", ctx("held non-member"));
 
+    // From another address of a member's user: a member for Mailman 3.
+    let linked = unique_id("linked");
+    let (_, r) = send(&mut c, DANA_ALT, &[LIST], &linked);
+    assert_eq!(r.unwrap().code, 250, "{}", ctx("linked address"));
+
     // -request from a non-member: passes; Mailman answers the command.
     let r = c.mail(&format!("<{STRANGER}>")).unwrap();
     assert!(r.is_success());
@@ -311,7 +332,7 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
 
     // What reached Mailman. The member's and the partner's posts are
     // distributed to the member (Mailman's outgoing SMTP is the sink).
-    for subject in [&member_post, &partner, &vip] {
+    for subject in [&member_post, &partner, &vip, &linked] {
         let m = sink.wait_for(subject, MAILMAN_DELIVERY).unwrap_or_else(|| {
             panic!(
                 "Mailman did not distribute {subject} within {MAILMAN_DELIVERY:?}; sink got {:?}\n{}",
@@ -323,7 +344,7 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
         // posting).
         let mut rcpts = m.rcpts.clone();
         rcpts.sort();
-        assert_eq!(rcpts, [MEMBER, TROLL], "{m:?}");
+        assert_eq!(rcpts, [MEMBER, DANA, TROLL], "{m:?}");
         assert!(
             m.data.contains("List-Id: <team.lists.example.org>"),
             "{m:?}"

@@ -241,6 +241,13 @@ fn records(list_id: &str) -> Vec<(&'static str, &'static str, Option<&'static st
     }
 }
 
+/// Users and their addresses: (user id, addresses).
+const USERS: &[(&str, &[&str])] = &[
+    ("1f2e3d", &["alice@example.org", "alice.alt@example.org"]),
+    ("9a8b7c", &["troll@example.org", "troll.alt@example.org"]),
+    ("5d5d5d", &["nobody.alt@example.org", "nobody@example.org"]),
+];
+
 fn member(list_id: &str, (email, role, action): (&str, &str, Option<&str>)) -> Value {
     let mut m =
         json!({"email": email, "list_id": list_id, "role": role, "delivery_mode": "regular"});
@@ -264,6 +271,25 @@ fn route(target: &str) -> Option<Value> {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["bans"] => Some(page(vec![], &query)),
+        ["addresses", email] => {
+            let user = USERS.iter().find(|(_, a)| a.contains(email));
+            match user {
+                Some((id, _)) => Some(json!({
+                    "email": email,
+                    "user": format!("http://localhost:8001/3.1/users/{id}"),
+                })),
+                // Known to Mailman without a user (a past non-member post).
+                None if *email == "loner@example.com" => Some(json!({"email": email})),
+                None => None,
+            }
+        }
+        ["users", id, "addresses"] => {
+            let (_, addresses) = USERS.iter().find(|(i, _)| i == id)?;
+            Some(page(
+                addresses.iter().map(|a| json!({"email": a})).collect(),
+                &query,
+            ))
+        }
         ["lists"] => Some(page(
             LISTS
                 .iter()
@@ -1154,4 +1180,54 @@ fn refused_reply(t: &Transcript) -> String {
         } => reply.clone().unwrap_or_default(),
         other => panic!("expected a refusal after the message, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_member_through_another_address_of_the_same_user_is_a_member() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let team = "team@lists.example.org";
+    let s = Settings::default;
+    assert_eq!(
+        post(&backend, s(), "alice@example.org", team).await.outcome,
+        Outcome::Accepted
+    );
+    // alice.alt@ belongs to alice's user: a member, as Mailman 3 sees it.
+    assert_eq!(
+        post(&backend, s(), "Alice.Alt@Example.org", team)
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    // With the linked member's own moderation action.
+    assert_eq!(
+        refused_reply(&post(&backend, s(), "troll.alt@example.org", team).await),
+        REFUSAL
+    );
+    // A user none of whose addresses is subscribed, an address without a
+    // user, and one Mailman does not know: non-members.
+    for stranger in [
+        "nobody.alt@example.org",
+        "loner@example.com",
+        "unknown@example.com",
+    ] {
+        assert_eq!(
+            refused_reply(&post(&backend, s(), stranger, team).await),
+            REFUSAL,
+            "{stranger}"
+        );
+    }
+    let reqs = fake.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("/3.1/users/1f2e3d/addresses")),
+        "{reqs:?}"
+    );
+    // A direct member needs no detour.
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r == "/3.1/addresses/alice%40example.org"),
+        "{reqs:?}"
+    );
 }

@@ -105,6 +105,27 @@ pub fn set_moderation(port: u16, list_id: &str, email: &str, role: &str, action:
     );
 }
 
+/// Creates a user owning `addresses` (the first one creates it) and
+/// returns its id.
+pub fn create_user(port: u16, addresses: &[&str]) -> String {
+    rest(port, "POST", "/users", &[("email", addresses[0])]);
+    let body = rest(port, "GET", &format!("/users/{}", addresses[0]), &[]);
+    let user: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = match &user["user_id"] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for a in &addresses[1..] {
+        rest(
+            port,
+            "POST",
+            &format!("/users/{id}/addresses"),
+            &[("email", a)],
+        );
+    }
+    id
+}
+
 fn is_listening(port: u16) -> bool {
     TcpStream::connect_timeout(
         &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
