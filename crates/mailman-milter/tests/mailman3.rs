@@ -254,6 +254,8 @@ async fn decisions_from_a_real_mailman_3_core_and_451_once_it_is_stopped() {
         Step::Rcpt
     );
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(60), "took {took:?}");
+    // Bounded, with room for a machine shared with other test runs (Mailman
+    // alone took 15 to 25 s to start here).
+    assert!(took < Duration::from_secs(120), "took {took:?}");
     eprintln!("real Mailman 3 test took {took:?}");
 }
