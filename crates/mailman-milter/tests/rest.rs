@@ -315,6 +315,15 @@ fn route(target: &str) -> Option<Value> {
                 config["reject_these_nonmembers"] = json!(["^.*@rival\\.example$"]);
                 config["discard_these_nonmembers"] = json!(["dropped@example.com"]);
             }
+            if *id == "open.lists.example.org" {
+                // Mailman compares plain entries as stored with the
+                // lowercased sender: the first two never match there.
+                config["reject_these_nonmembers"] = json!([
+                    "Loud@Example.com",
+                    "<angle@example.com>",
+                    "blocked@example.com"
+                ]);
+            }
             Some(config)
         }
         ["lists", id, "bans"] => {
@@ -1025,6 +1034,18 @@ async fn moderation_actions_and_legacy_nonmember_lists_decide_as_mailman_3() {
         reply_of(&post(&backend, s(), "grump@example.org", open).await)
             .starts_with("550 5.7.1 <open@lists.example.org>")
     );
+    // reject_these_nonmembers as Mailman 3 matches it: exactly.
+    assert!(
+        reply_of(&post(&backend, s(), "Blocked@example.com", open).await)
+            .starts_with("550 5.7.1 <open@lists.example.org>")
+    );
+    for ok in ["loud@example.com", "angle@example.com"] {
+        assert_eq!(
+            post(&backend, s(), ok, open).await.outcome,
+            Outcome::Accepted,
+            "{ok}"
+        );
+    }
 }
 
 #[tokio::test]
