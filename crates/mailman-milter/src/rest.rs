@@ -856,19 +856,24 @@ fn moderation_action(name: &str, list_id: &str, sender: &str) -> Option<Moderati
     action
 }
 
+/// Bans as patterns. A plain ban is an SQL equality in Mailman (stored as
+/// given), so one that differs from its lowercased form never matches
+/// there and is left out here too.
 fn ban_patterns(entries: &[Value], base: &str) -> Result<Vec<Pattern>, RestError> {
-    entries
-        .iter()
-        .map(|b| {
-            b.get("email")
-                .and_then(Value::as_str)
-                .map(Pattern::parse)
-                .ok_or_else(|| RestError::Garbage {
-                    url: format!("{base}/bans"),
-                    message: "a ban without email".into(),
-                })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for b in entries {
+        let email = b
+            .get("email")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RestError::Garbage {
+                url: format!("{base}/bans"),
+                message: "a ban without email".into(),
+            })?;
+        if matchable_in_mailman(email, "(bans)") {
+            out.push(Pattern::parse(email));
+        }
+    }
+    Ok(out)
 }
 
 impl ListBackend for RestBackend {

@@ -330,6 +330,13 @@ fn route(target: &str) -> Option<Value> {
             LISTS.iter().find(|(i, _, _)| i == id)?;
             let bans = if *id == "team.lists.example.org" {
                 vec![json!({"email": "^.*@evil\\.example$", "list_id": id})]
+            } else if *id == "open.lists.example.org" {
+                // Mailman bans by SQL equality, as stored: only the second
+                // can match a (lowercased) sender.
+                vec![
+                    json!({"email": "Shouty@Example.com", "list_id": id}),
+                    json!({"email": "banned@example.com", "list_id": id}),
+                ]
             } else {
                 vec![]
             };
@@ -1039,7 +1046,15 @@ async fn moderation_actions_and_legacy_nonmember_lists_decide_as_mailman_3() {
         reply_of(&post(&backend, s(), "Blocked@example.com", open).await)
             .starts_with("550 5.7.1 <open@lists.example.org>")
     );
-    for ok in ["loud@example.com", "angle@example.com"] {
+    assert!(
+        reply_of(&post(&backend, s(), "Banned@Example.com", open).await)
+            .starts_with("550 5.7.1 <open@lists.example.org>")
+    );
+    for ok in [
+        "loud@example.com",
+        "angle@example.com",
+        "shouty@example.com",
+    ] {
         assert_eq!(
             post(&backend, s(), ok, open).await.outcome,
             Outcome::Accepted,
