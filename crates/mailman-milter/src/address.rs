@@ -41,6 +41,16 @@ pub fn split(addr: &str) -> (&str, &str) {
 /// normalised, in order. Display names, comments and groups are skipped;
 /// folded lines are joined first. Entries without `@` are dropped, as
 /// Mailman 3's validator drops unqualified addresses.
+///
+/// RFC 2047 encoded words (`=?charset?q?...?=`) are opaque: the structure
+/// is parsed first and encoded words are never decoded, so a `,`, `<`, `@`
+/// or `"` inside one cannot split an item, open an address or close a
+/// quote, and no address is ever taken out of one. Mailman 3 decodes
+/// before parsing, so `=?utf-8?q?Doe=2C_John?= <john@example.org>` yields
+/// john@example.org for both; a display name that decodes to an address is
+/// a sender for Mailman but not here (the milter then sees fewer senders,
+/// which can only make it refuse where Mailman would decide otherwise if
+/// that hidden address were a member: a forged-looking case, left so).
 pub fn header_addresses(value: &str) -> Vec<String> {
     let unfolded: String = value
         .chars()
@@ -54,13 +64,45 @@ pub fn header_addresses(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// Splits on commas (and group `;`) outside quotes, comments and angle brackets.
+/// The length in chars of the encoded word starting at `s[0]`, if one
+/// does: `=?charset?q|b?text?=` with Python's `email.header` syntax (what
+/// Mailman decodes): any charset without `?`, text up to the first `?=`.
+fn encoded_word_len(s: &[char]) -> Option<usize> {
+    if s.len() < 2 || s[0] != '=' || s[1] != '?' {
+        return None;
+    }
+    let charset_end = 2 + s[2..].iter().position(|&c| c == '?')?;
+    let enc = *s.get(charset_end + 1)?;
+    if !matches!(enc, 'q' | 'Q' | 'b' | 'B') || s.get(charset_end + 2) != Some(&'?') {
+        return None;
+    }
+    let text = charset_end + 3;
+    (text..s.len().saturating_sub(1))
+        .find(|&i| s[i] == '?' && s[i + 1] == '=')
+        .map(|end| end + 2)
+}
+
+/// Splits on commas (and group `;`) outside quotes, comments, angle
+/// brackets and encoded words.
 fn split_top_level(s: &str) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
     let mut items = Vec::new();
     let mut cur = String::new();
     let (mut in_quote, mut escaped) = (false, false);
     let (mut comment_depth, mut angle_depth) = (0u32, 0u32);
-    for c in s.chars() {
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        if !escaped
+            && !in_quote
+            && comment_depth == 0
+            && let Some(n) = encoded_word_len(&chars[i - 1..])
+        {
+            cur.extend(&chars[i - 1..i - 1 + n]);
+            i += n - 1;
+            continue;
+        }
         if escaped {
             cur.push(c);
             escaped = false;
@@ -87,13 +129,29 @@ fn split_top_level(s: &str) -> Vec<String> {
 
 /// The mailbox of one list item: the `<...>` part if there is one, else the
 /// item without comments, quotes-aware; a group name (`team: a@b`) is cut off.
+/// Encoded words outside `<...>` are display text: skipped whole.
 fn mailbox_of(item: &str) -> Option<String> {
+    let chars: Vec<char> = item.chars().collect();
     let mut out = String::new();
     let mut angle: Option<String> = None;
     let (mut in_quote, mut escaped) = (false, false);
     let mut comment_depth = 0u32;
     let mut in_angle = false;
-    for c in item.chars() {
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        if !escaped
+            && !in_quote
+            && !in_angle
+            && comment_depth == 0
+            && let Some(n) = encoded_word_len(&chars[i - 1..])
+        {
+            // A space keeps the words around it apart.
+            out.push(' ');
+            i += n - 1;
+            continue;
+        }
         if escaped {
             if comment_depth == 0 {
                 push(&mut out, &mut angle, in_angle, c);
@@ -184,5 +242,17 @@ mod tests {
             header_addresses("\"x <fake@evil.example>\" <real@example.org>"),
             ["real@example.org"]
         );
+    }
+
+    #[test]
+    fn encoded_words_are_recognised_as_python_does() {
+        let len = |s: &str| encoded_word_len(&s.chars().collect::<Vec<_>>());
+        assert_eq!(len("=?utf-8?q?Doe=2C_John?= <j@x>"), Some(23));
+        assert_eq!(len("=?UTF-8?B?QQ==?="), Some(16));
+        assert_eq!(len("=?utf-8?q?a, b@c <d>?= x"), Some(22));
+        assert_eq!(len("=?utf-8?x?a?="), None);
+        assert_eq!(len("=?utf-8?q?never closed"), None);
+        assert_eq!(len("=?"), None);
+        assert_eq!(len("a=?utf-8?q?x?="), None);
     }
 }

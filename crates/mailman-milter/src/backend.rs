@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::list::ListPolicy;
+use crate::list::{ListPolicy, ModerationAction};
 
 /// Every list the backend knows, by normalised posting address.
 pub type ListIndex = HashMap<String, Arc<ListPolicy>>;
@@ -23,6 +23,10 @@ pub struct SenderStatus {
     /// A member of a list named by an `@list` entry of the list's accept
     /// patterns: that entry.
     pub accepted_via: Option<String>,
+    /// The sender's own `moderation_action` on the list: as a member if
+    /// `member`, else from its non-member record. None: the list's default
+    /// (`default_member_action`, or the non-member rules) applies.
+    pub moderation: Option<ModerationAction>,
 }
 
 /// The backend cannot answer now. Never a reason for a 5xx.

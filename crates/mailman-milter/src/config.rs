@@ -8,6 +8,7 @@ use minimilter::SocketSpec;
 use serde::Deserialize;
 
 use crate::milter::{DEFAULT_REJECT_TEXT, OnBackendError, Settings, refusal_reply};
+use crate::overrides::{ListOverride, ListOverrides};
 use crate::policy::SenderMode;
 use crate::recipient::AddressRules;
 use crate::rest::{self, RestConfig};
@@ -39,6 +40,10 @@ pub struct MailmanSection {
     pub timeout: f64,
     /// Seconds answers are reused; 0: no cache.
     pub cache_ttl: f64,
+    /// Age in seconds up to which an answer older than `cache_ttl` is still
+    /// served while it is refreshed in the background (not above
+    /// `cache_ttl`: never).
+    pub max_stale: f64,
     /// Maximum number of cached membership answers.
     pub cache_size: usize,
 }
@@ -52,6 +57,7 @@ impl Default for MailmanSection {
             password_file: None,
             timeout: rest::DEFAULT_TIMEOUT.as_secs_f64(),
             cache_ttl: rest::DEFAULT_CACHE_TTL.as_secs_f64(),
+            max_stale: rest::DEFAULT_MAX_STALE.as_secs_f64(),
             cache_size: rest::DEFAULT_CACHE_SIZE,
         }
     }
@@ -80,6 +86,12 @@ impl MailmanSection {
             return Err(format!(
                 "mailman.cache_ttl: {} is not a number of seconds in [0, 86400]",
                 self.cache_ttl
+            ));
+        }
+        if !(self.max_stale.is_finite() && (0.0..=604_800.0).contains(&self.max_stale)) {
+            return Err(format!(
+                "mailman.max_stale: {} is not a number of seconds in [0, 604800]",
+                self.max_stale
             ));
         }
         if self.cache_size > 10_000_000 {
@@ -118,6 +130,7 @@ impl MailmanSection {
             password,
             timeout: std::time::Duration::from_secs_f64(self.timeout),
             cache_ttl: std::time::Duration::from_secs_f64(self.cache_ttl),
+            max_stale: std::time::Duration::from_secs_f64(self.max_stale),
             cache_size: self.cache_size,
         })
     }
@@ -158,6 +171,11 @@ pub struct Config {
     pub alias_domains: BTreeMap<String, String>,
     /// Refusal text; `{list}` is the posting address.
     pub reject_text: String,
+    /// Refuse what Mailman would hold, on lists that do not say otherwise.
+    pub refuse_hold: bool,
+    /// Per-list `refuse_hold` and `reject_text`, by posting address. A
+    /// value in the lists file's own entry for the list wins.
+    pub list_overrides: BTreeMap<String, ListOverride>,
     /// Pass posts claiming pre-approval (`Approved:`) to Mailman.
     pub pass_approved: bool,
     /// Seconds between checks of the lists file for changes; 0: SIGHUP only.
@@ -180,6 +198,8 @@ impl Default for Config {
             recipient_delimiter: "+".into(),
             alias_domains: BTreeMap::new(),
             reject_text: DEFAULT_REJECT_TEXT.into(),
+            refuse_hold: false,
+            list_overrides: BTreeMap::new(),
             pass_approved: true,
             reload_interval: 5,
             socket_mode: None,
@@ -231,6 +251,15 @@ impl Config {
         self.listen_spec()?;
         refusal_reply(&self.reject_text, "list@example.org")
             .map_err(|e| format!("reject_text: {e}"))?;
+        for (list, o) in &self.list_overrides {
+            let key = format!("list_overrides.\"{list}\"");
+            let address = crate::address::normalize(list)
+                .filter(|a| matches!(crate::address::split(a), (l, d) if !l.is_empty() && !d.is_empty()))
+                .ok_or_else(|| format!("{key}: {list:?} is not a list address"))?;
+            if let Some(t) = &o.reject_text {
+                refusal_reply(t, &address).map_err(|e| format!("{key}.reject_text: {e}"))?;
+            }
+        }
         for (alias, target) in &self.alias_domains {
             for d in [alias, target] {
                 if d.is_empty() || d.contains(['@', ' ']) {
@@ -307,6 +336,14 @@ impl Config {
             on_backend_error: self.on_backend_error,
             reject_text: self.reject_text.clone(),
             pass_approved: self.pass_approved,
+            overrides: ListOverrides {
+                refuse_hold: self.refuse_hold,
+                lists: self
+                    .list_overrides
+                    .iter()
+                    .filter_map(|(a, o)| Some((crate::address::normalize(a)?, o.clone())))
+                    .collect(),
+            },
         }
     }
 }

@@ -5,16 +5,20 @@
 //! Layers: [`address`] and [`recipient`] read addresses; [`list`] and
 //! [`policy`] decide like Mailman 3 (pure functions); [`backend`] is where
 //! list data comes from ([`lists_file`] for a TOML file, [`rest`] for
-//! Mailman 3's REST API); [`milter`] applies
-//! it all over the minimilter runtime; [`config`] is the daemon's settings.
+//! Mailman 3's REST API, with its answer cache); [`overrides`] adds the
+//! configuration's per-list `refuse_hold` and `reject_text`; [`milter`]
+//! applies it all over the minimilter runtime; [`config`] is the daemon's
+//! settings.
 
 pub mod address;
+mod answer_cache;
 pub mod approval;
 pub mod backend;
 pub mod config;
 pub mod list;
 pub mod lists_file;
 pub mod milter;
+pub mod overrides;
 pub mod policy;
 pub mod recipient;
 pub mod rest;

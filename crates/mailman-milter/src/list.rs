@@ -4,15 +4,18 @@
 use regex::Regex;
 use serde::Deserialize;
 
-/// Mailman's action for a post that is not from a member and matches no
-/// accept pattern (`default_nonmember_action` in Mailman 3,
-/// `generic_nonmember_action` in Mailman 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A Mailman moderation action: the list's `default_nonmember_action`
+/// (`generic_nonmember_action` in Mailman 2), its `default_member_action`,
+/// or a member's or non-member's own `moderation_action`. Mailman 3's
+/// `defer` ("regular processing") reads as [`NonmemberAction::Accept`]: for
+/// what the milter may refuse, the two are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NonmemberAction {
     /// Mailman posts it.
     Accept,
     /// Mailman holds it for the moderators (and tells the sender: backscatter).
+    #[default]
     Hold,
     /// Mailman rejects it with a notice to the sender (backscatter).
     Reject,
@@ -30,7 +33,33 @@ impl NonmemberAction {
             NonmemberAction::Discard => "discard",
         }
     }
+
+    /// Mailman 3's action names (`interfaces/action.py`); `defer` reads as
+    /// accept. None for anything else.
+    pub fn from_mailman(name: &str) -> Option<NonmemberAction> {
+        match name {
+            "accept" | "defer" => Some(NonmemberAction::Accept),
+            "hold" => Some(NonmemberAction::Hold),
+            "reject" => Some(NonmemberAction::Reject),
+            "discard" => Some(NonmemberAction::Discard),
+            _ => None,
+        }
+    }
+
+    /// Mailman would not deliver the post and would tell the sender or
+    /// drop it: reject and discard always, hold when the list refuses holds.
+    pub fn refused(self, refuse_hold: bool) -> bool {
+        match self {
+            NonmemberAction::Reject | NonmemberAction::Discard => true,
+            NonmemberAction::Hold => refuse_hold,
+            NonmemberAction::Accept => false,
+        }
+    }
 }
+
+/// The same type under the name Mailman gives it where members are
+/// concerned (`moderation_action`, `default_member_action`).
+pub type ModerationAction = NonmemberAction;
 
 /// An entry of `accept_these_nonmembers` or of the ban list: a plain address
 /// or (starting with `^`) a regular expression.
@@ -121,31 +150,89 @@ pub struct ListPolicy {
     /// What Mailman does with non-member posts.
     pub nonmember_action: NonmemberAction,
     /// Refuse at SMTP what Mailman would hold (held-post notices are
-    /// backscatter too).
-    pub refuse_hold: bool,
+    /// backscatter too). None: the configuration decides (see
+    /// [`crate::overrides::ListOverrides`]); unset everywhere means no.
+    pub refuse_hold: Option<bool>,
     /// Non-members who may post (`accept_these_nonmembers`).
     pub accept_nonmembers: Vec<Pattern>,
+    /// Non-members whose posts Mailman holds (`hold_these_nonmembers`).
+    pub hold_nonmembers: Vec<Pattern>,
+    /// Non-members whose posts Mailman rejects (`reject_these_nonmembers`).
+    pub reject_nonmembers: Vec<Pattern>,
+    /// Non-members whose posts Mailman discards (`discard_these_nonmembers`).
+    pub discard_nonmembers: Vec<Pattern>,
+    /// What Mailman does with a member's post when the member has no
+    /// `moderation_action` of their own (`default_member_action`; Mailman
+    /// 3's default `defer` is accept here).
+    pub default_member_action: ModerationAction,
+    /// Some member or non-member has reject or discard as own
+    /// `moderation_action` (so the list is guarded even if its defaults
+    /// refuse nothing).
+    pub moderated_refuse: bool,
+    /// Some member or non-member has hold as own `moderation_action`
+    /// (guards the list if it refuses holds).
+    pub moderated_hold: bool,
+    /// Emergency moderation is on: Mailman holds every post for the
+    /// moderators, members' included. The milter then leaves the list to
+    /// Mailman (a held member post must reach the moderators).
+    pub emergency: bool,
     /// The list has banned addresses (Mailman 3 discards their posts).
     pub has_bans: bool,
     /// The refusal text for this list, if it has its own.
     pub reject_text: Option<String>,
 }
 
+impl Default for ListPolicy {
+    /// Mailman 3's defaults for a new list: non-members held, members
+    /// deferred to the regular rules; nothing refused here.
+    fn default() -> Self {
+        ListPolicy {
+            address: String::new(),
+            nonmember_action: NonmemberAction::Hold,
+            refuse_hold: None,
+            accept_nonmembers: Vec::new(),
+            hold_nonmembers: Vec::new(),
+            reject_nonmembers: Vec::new(),
+            discard_nonmembers: Vec::new(),
+            default_member_action: NonmemberAction::Accept,
+            moderated_refuse: false,
+            moderated_hold: false,
+            emergency: false,
+            has_bans: false,
+            reject_text: None,
+        }
+    }
+}
+
 impl ListPolicy {
+    /// Holds are refused on this list.
+    pub fn refuses_hold(&self) -> bool {
+        self.refuse_hold.unwrap_or(false)
+    }
+
     /// Non-member posts are refused at SMTP time: Mailman would reject or
     /// discard them (or hold them, and the list refuses holds).
     pub fn refuses_nonmembers(&self) -> bool {
-        match self.nonmember_action {
-            NonmemberAction::Reject | NonmemberAction::Discard => true,
-            NonmemberAction::Hold => self.refuse_hold,
-            NonmemberAction::Accept => false,
-        }
+        self.nonmember_action.refused(self.refuses_hold())
     }
 
-    /// The milter has something to refuse on this list (non-members or
-    /// banned senders), so its posting address is guarded. Other lists are
-    /// left entirely to Mailman.
+    /// The milter has something to refuse on this list (non-members,
+    /// moderated members, senders on a refusing legacy list, banned
+    /// senders), so its posting address is guarded. Other lists, and lists
+    /// in emergency moderation, are left entirely to Mailman.
     pub fn is_guarded(&self) -> bool {
-        self.refuses_nonmembers() || self.has_bans
+        if self.emergency {
+            // Mailman's banned-address rule comes before emergency.
+            return self.has_bans;
+        }
+        let hold = self.refuses_hold();
+        self.refuses_nonmembers()
+            || self.has_bans
+            || self.moderated_refuse
+            || (hold && self.moderated_hold)
+            || self.default_member_action.refused(hold)
+            || !self.reject_nonmembers.is_empty()
+            || !self.discard_nonmembers.is_empty()
+            || (hold && !self.hold_nonmembers.is_empty())
     }
 }

@@ -8,11 +8,19 @@
 //! refuse_hold = false                   # also refuse what Mailman would hold
 //! members = ["alice@example.org"]       # case is ignored
 //! accept_nonmembers = ["boss@example.com", "^.*@example\\.org$"]
+//! hold_nonmembers = []                  # Mailman 3's hold_these_nonmembers
+//! reject_nonmembers = ["^.*@rival\\.example$"]
+//! discard_nonmembers = []
+//! default_member_action = "accept"      # accept (Mailman's defer) | hold | reject | discard
+//! emergency = false                     # Mailman holds everything: left to Mailman
 //! banned = ["^.*@spam\\.example$"]
 //! reject_text = "<{list}>: members only, see https://lists.example.org/"
+//!
+//! [list.moderation]                     # own moderation_action of members and non-members
+//! "troll@example.org" = "discard"
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
@@ -46,15 +54,30 @@ struct RawList {
     address: String,
     #[serde(default = "default_action")]
     nonmember_action: NonmemberAction,
-    #[serde(default)]
-    refuse_hold: bool,
+    refuse_hold: Option<bool>,
     #[serde(default)]
     members: Vec<String>,
     #[serde(default)]
     accept_nonmembers: Vec<String>,
     #[serde(default)]
+    hold_nonmembers: Vec<String>,
+    #[serde(default)]
+    reject_nonmembers: Vec<String>,
+    #[serde(default)]
+    discard_nonmembers: Vec<String>,
+    #[serde(default = "default_member_action")]
+    default_member_action: NonmemberAction,
+    #[serde(default)]
+    emergency: bool,
+    #[serde(default)]
+    moderation: BTreeMap<String, NonmemberAction>,
+    #[serde(default)]
     banned: Vec<String>,
     reject_text: Option<String>,
+}
+
+fn default_member_action() -> NonmemberAction {
+    NonmemberAction::Accept
 }
 
 fn default_action() -> NonmemberAction {
@@ -67,6 +90,8 @@ pub struct ListsData {
     index: Arc<ListIndex>,
     members: HashMap<String, HashSet<String>>,
     bans: HashMap<String, Vec<Pattern>>,
+    /// List -> address -> own moderation action.
+    moderation: HashMap<String, HashMap<String, NonmemberAction>>,
 }
 
 impl ListsData {
@@ -99,6 +124,20 @@ impl ListsData {
                 true,
             )
             .map_err(err)?;
+            let legacy = |entries: &[String], name: &str| {
+                patterns(entries, &format!("{key}.{name}"), false).map_err(err)
+            };
+            let hold = legacy(&l.hold_nonmembers, "hold_nonmembers")?;
+            let reject = legacy(&l.reject_nonmembers, "reject_nonmembers")?;
+            let discard = legacy(&l.discard_nonmembers, "discard_nonmembers")?;
+            let mut moderation = HashMap::new();
+            for (a, action) in &l.moderation {
+                let addr = checked_address(a)
+                    .ok_or_else(|| err(format!("{key}.moderation: {a:?} is not an address")))?;
+                moderation.insert(addr, *action);
+            }
+            let moderated =
+                |wanted: &[NonmemberAction]| moderation.values().any(|a| wanted.contains(a));
             if let Some(t) = &l.reject_text {
                 crate::milter::refusal_reply(t, &address)
                     .map_err(|e| err(format!("{key}.reject_text: {e}")))?;
@@ -108,12 +147,20 @@ impl ListsData {
                 nonmember_action: l.nonmember_action,
                 refuse_hold: l.refuse_hold,
                 accept_nonmembers: accept,
+                hold_nonmembers: hold,
+                reject_nonmembers: reject,
+                discard_nonmembers: discard,
+                default_member_action: l.default_member_action,
+                moderated_refuse: moderated(&[NonmemberAction::Reject, NonmemberAction::Discard]),
+                moderated_hold: moderated(&[NonmemberAction::Hold]),
+                emergency: l.emergency,
                 has_bans: !bans.is_empty(),
                 reject_text: l.reject_text,
             };
             index.insert(address.clone(), Arc::new(policy));
             data.members.insert(address.clone(), members);
-            data.bans.insert(address, bans);
+            data.bans.insert(address.clone(), bans);
+            data.moderation.insert(address, moderation);
         }
         for (address, policy) in &index {
             for p in &policy.accept_nonmembers {
@@ -163,6 +210,11 @@ impl ListsData {
                     .any(|p| p.matches(sender) == crate::list::PatternMatch::Yes)
             }),
             accepted_via,
+            moderation: self
+                .moderation
+                .get(list)
+                .and_then(|m| m.get(sender))
+                .copied(),
         }
     }
 

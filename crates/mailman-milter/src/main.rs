@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use mailman_milter::config::{BackendKind, Config};
 use mailman_milter::lists_file::Reloaded;
+use mailman_milter::overrides::ListOverrides;
 use mailman_milter::{
     FileBackend, ListBackend, ListIndex, ListsData, MailmanMilter, RestBackend, SenderMode,
 };
@@ -101,11 +102,11 @@ fn configure(cli: &Cli) -> anyhow::Result<(Config, Source)> {
     Ok((config, Source::File(lists)))
 }
 
-fn check(source: &Source) -> anyhow::Result<()> {
+fn check(source: &Source, overrides: &ListOverrides) -> anyhow::Result<()> {
     match source {
         Source::File(lists) => {
             let data = ListsData::load(lists)?;
-            print_lists(&lists.display().to_string(), data.index());
+            print_lists(&lists.display().to_string(), &overrides.apply(data.index()));
             for (list, entry, error) in data.unsupported_patterns() {
                 println!(
                     "  warning: {list}: accept pattern {entry} cannot be evaluated here ({error}); such posts are passed to Mailman"
@@ -121,7 +122,7 @@ fn check(source: &Source) -> anyhow::Result<()> {
             let index = runtime
                 .block_on(backend.lists())
                 .with_context(|| format!("reading the lists from {}", backend.base()))?;
-            print_lists(backend.base(), &index);
+            print_lists(backend.base(), &overrides.apply(&index));
             Ok(())
         }
     }
@@ -136,7 +137,7 @@ fn print_lists(source: &str, index: &ListIndex) {
             "  {}: non-members {}{}; {}",
             l.address,
             l.nonmember_action.name(),
-            if l.refuse_hold {
+            if l.refuses_hold() {
                 " (holds refused)"
             } else {
                 ""
@@ -202,7 +203,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let (config, source) = configure(&cli)?;
     if cli.check_config {
-        return check(&source);
+        return check(&source, &config.settings().overrides);
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

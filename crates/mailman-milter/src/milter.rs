@@ -2,7 +2,7 @@
 //! recipients in separate transactions, and applies [`crate::policy`] at RCPT
 //! (`senders = "envelope"`) or at end of headers (`senders = "mailman"`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use minimilter::proto::reply::ReplyError;
@@ -12,8 +12,9 @@ use minimilter::{
 
 use crate::address::{header_addresses, normalize};
 use crate::approval::BodyScan;
-use crate::backend::{BackendError, ListBackend};
+use crate::backend::{BackendError, ListBackend, ListIndex};
 use crate::list::ListPolicy;
+use crate::overrides::ListOverrides;
 use crate::policy::{Decision, Post, SenderMode, decide, is_approval_header};
 use crate::recipient::{AddressRules, Recipient};
 
@@ -45,6 +46,9 @@ pub struct Settings {
     /// Pass posts that claim pre-approval (`Approved:` header or body line)
     /// to Mailman, which checks the password.
     pub pass_approved: bool,
+    /// Per-list settings the list data may lack (Mailman's REST API has no
+    /// `refuse_hold`, and its lists no milter refusal text).
+    pub overrides: ListOverrides,
 }
 
 impl Default for Settings {
@@ -55,6 +59,7 @@ impl Default for Settings {
             on_backend_error: OnBackendError::Tempfail,
             reject_text: DEFAULT_REJECT_TEXT.into(),
             pass_approved: true,
+            overrides: ListOverrides::default(),
         }
     }
 }
@@ -120,6 +125,9 @@ pub struct Message {
 pub struct MailmanMilter<B> {
     backend: Arc<B>,
     settings: Arc<Settings>,
+    /// The backend's last index and the same with the overrides applied,
+    /// so they are applied once per change of the data, not per RCPT.
+    overridden: Mutex<Option<(Arc<ListIndex>, Arc<ListIndex>)>>,
 }
 
 impl<B: ListBackend> MailmanMilter<B> {
@@ -128,7 +136,28 @@ impl<B: ListBackend> MailmanMilter<B> {
         MailmanMilter {
             backend,
             settings: Arc::new(settings),
+            overridden: Mutex::new(None),
         }
+    }
+
+    /// The backend's lists with the configured overrides applied.
+    async fn lists(&self) -> Result<Arc<ListIndex>, BackendError> {
+        let index = self.backend.lists().await?;
+        if self.settings.overrides.is_empty() {
+            return Ok(index);
+        }
+        let mut cached = self
+            .overridden
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((source, applied)) = &*cached
+            && Arc::ptr_eq(source, &index)
+        {
+            return Ok(applied.clone());
+        }
+        let applied = Arc::new(self.settings.overrides.apply(&index));
+        *cached = Some((index, applied.clone()));
+        Ok(applied)
     }
 
     fn refusal(&self, list: &ListPolicy) -> SmtpReply {
@@ -155,7 +184,7 @@ impl<B: ListBackend> MailmanMilter<B> {
     }
 
     async fn classify(&self, rcpt: &str) -> Result<Class, BackendError> {
-        let index = self.backend.lists().await?;
+        let index = self.lists().await?;
         let class = match self
             .settings
             .rules

@@ -1,11 +1,12 @@
 //! The posting decision, as Mailman 3's default posting chain would take it
 //! for the part that matters at SMTP time: `approved` -> `banned-address` ->
-//! `member-moderation` -> `nonmember-moderation`. Pure: no I/O.
+//! `emergency` -> `member-moderation` -> `nonmember-moderation`
+//! (`mailman/rules/moderation.py`). Pure: no I/O.
 
 use std::fmt;
 
 use crate::backend::SenderStatus;
-use crate::list::{ListPolicy, NonmemberAction, PatternMatch};
+use crate::list::{ListPolicy, ModerationAction, NonmemberAction, Pattern, PatternMatch};
 
 /// Whose addresses count as the sender of a post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -37,8 +38,19 @@ pub struct Post<'a> {
 pub enum PassReason {
     /// `Approved:`/`Approve:`/`X-Approved:`/`X-Approve:`: Mailman checks the password.
     Approved,
-    /// A sender is a member.
+    /// A sender is a member (whose moderation action lets the post through).
     Member(String),
+    /// A non-member's own `moderation_action` is accept (or defer).
+    NonmemberRecord(String),
+    /// Emergency moderation: Mailman holds every post for the moderators.
+    Emergency,
+    /// A sender's action would be hold, and the list does not refuse holds.
+    Held {
+        /// The sender.
+        sender: String,
+        /// Where the hold comes from.
+        by: String,
+    },
     /// A sender matches an accept pattern.
     AcceptPattern {
         /// The sender.
@@ -58,6 +70,24 @@ pub enum PassReason {
 pub enum RefuseReason {
     /// A sender is banned (Mailman discards).
     Banned(String),
+    /// The first member among the senders is moderated (own
+    /// `moderation_action`, or the list's `default_member_action`).
+    ModeratedMember {
+        /// The member.
+        sender: String,
+        /// Mailman's action for the post.
+        action: ModerationAction,
+    },
+    /// A non-member's own `moderation_action`, or a `*_these_nonmembers`
+    /// entry, refuses the sender.
+    NonmemberRule {
+        /// The sender.
+        sender: String,
+        /// Mailman's action for the post.
+        action: ModerationAction,
+        /// Where the action comes from.
+        by: String,
+    },
     /// No sender is a member or accepted; Mailman's action would be this.
     Nonmember(NonmemberAction),
     /// There is no sender at all (Mailman's `no-senders` rule discards).
@@ -78,6 +108,13 @@ impl fmt::Display for PassReason {
         match self {
             PassReason::Approved => f.write_str("pre-approved (Approved: header)"),
             PassReason::Member(s) => write!(f, "{s} is a member"),
+            PassReason::NonmemberRecord(s) => {
+                write!(f, "non-member {s} has moderation action accept")
+            }
+            PassReason::Emergency => f.write_str("emergency moderation; Mailman holds the post"),
+            PassReason::Held { sender, by } => {
+                write!(f, "{sender}: {by} holds, and holds are not refused")
+            }
             PassReason::AcceptPattern { sender, pattern } => {
                 write!(f, "{sender} matches accept pattern {pattern}")
             }
@@ -96,6 +133,12 @@ impl fmt::Display for RefuseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RefuseReason::Banned(s) => write!(f, "{s} is banned"),
+            RefuseReason::ModeratedMember { sender, action } => {
+                write!(f, "member {sender} is moderated: {}", action.name())
+            }
+            RefuseReason::NonmemberRule { sender, action, by } => {
+                write!(f, "non-member {sender}: {by}: {}", action.name())
+            }
             RefuseReason::Nonmember(a) => {
                 write!(
                     f,
@@ -131,43 +174,114 @@ pub fn decide(post: &Post<'_>) -> Decision {
     }
     let none = SenderStatus::default();
     let status = |i: usize| post.status.get(i).unwrap_or(&none);
+    let list = post.list;
+    let refuse_hold = list.refuses_hold();
     if let Some(i) = (0..post.senders.len()).find(|&i| status(i).banned) {
         return Decision::Refuse(RefuseReason::Banned(post.senders[i].clone()));
     }
-    if let Some(i) = (0..post.senders.len()).find(|&i| status(i).member) {
-        return Decision::Pass(PassReason::Member(post.senders[i].clone()));
+    if list.emergency {
+        return Decision::Pass(PassReason::Emergency);
     }
-    let mut unknown = None;
+    // member-moderation: the first sender that is a member decides.
+    if let Some(i) = (0..post.senders.len()).find(|&i| status(i).member) {
+        let sender = post.senders[i].clone();
+        let action = status(i).moderation.unwrap_or(list.default_member_action);
+        return match action {
+            NonmemberAction::Accept => Decision::Pass(PassReason::Member(sender)),
+            NonmemberAction::Hold if !refuse_hold => Decision::Pass(PassReason::Held {
+                sender,
+                by: "member moderation".into(),
+            }),
+            action => Decision::Refuse(RefuseReason::ModeratedMember { sender, action }),
+        };
+    }
+    // nonmember-moderation: per sender, its own record, then the legacy
+    // lists in Mailman's order; the first hit decides.
+    let mut unknown: Option<String> = None;
+    let legacy: [(NonmemberAction, &str, &[Pattern]); 4] = [
+        (
+            NonmemberAction::Accept,
+            "accept_these_nonmembers",
+            &list.accept_nonmembers,
+        ),
+        (
+            NonmemberAction::Hold,
+            "hold_these_nonmembers",
+            &list.hold_nonmembers,
+        ),
+        (
+            NonmemberAction::Reject,
+            "reject_these_nonmembers",
+            &list.reject_nonmembers,
+        ),
+        (
+            NonmemberAction::Discard,
+            "discard_these_nonmembers",
+            &list.discard_nonmembers,
+        ),
+    ];
     for (i, sender) in post.senders.iter().enumerate() {
-        if let Some(list) = &status(i).accepted_via {
+        if let Some(action) = status(i).moderation {
+            return nonmember_hit(sender, action, None, refuse_hold, unknown);
+        }
+        if let Some(other) = &status(i).accepted_via {
             return Decision::Pass(PassReason::AcceptPattern {
                 sender: sender.clone(),
-                pattern: format!("@{list}"),
+                pattern: format!("@{other}"),
             });
         }
-        for pattern in &post.list.accept_nonmembers {
-            match pattern.matches(sender) {
-                PatternMatch::Yes => {
-                    return Decision::Pass(PassReason::AcceptPattern {
-                        sender: sender.clone(),
-                        pattern: pattern.text().to_owned(),
-                    });
+        for (action, name, patterns) in legacy {
+            for pattern in patterns {
+                match pattern.matches(sender) {
+                    PatternMatch::Yes if action == NonmemberAction::Accept => {
+                        return Decision::Pass(PassReason::AcceptPattern {
+                            sender: sender.clone(),
+                            pattern: pattern.text().to_owned(),
+                        });
+                    }
+                    PatternMatch::Yes => {
+                        let by = format!("{name} entry {}", pattern.text());
+                        return nonmember_hit(sender, action, Some(by), refuse_hold, unknown);
+                    }
+                    // A pattern that might match and would let the post
+                    // through makes any later refusal uncertain.
+                    PatternMatch::Unknown if !action.refused(refuse_hold) => {
+                        unknown.get_or_insert_with(|| pattern.text().to_owned());
+                    }
+                    PatternMatch::Unknown | PatternMatch::No => {}
                 }
-                PatternMatch::Unknown => {
-                    unknown.get_or_insert_with(|| pattern.text().to_owned());
-                }
-                PatternMatch::No => {}
             }
         }
+    }
+    if !list.refuses_nonmembers() {
+        return Decision::Pass(PassReason::NotRefused(list.nonmember_action));
     }
     if let Some(p) = unknown {
         return Decision::Pass(PassReason::UnsupportedPattern(p));
     }
-    if !post.list.refuses_nonmembers() {
-        return Decision::Pass(PassReason::NotRefused(post.list.nonmember_action));
-    }
     if post.senders.is_empty() {
         return Decision::Refuse(RefuseReason::NoSenders);
     }
-    Decision::Refuse(RefuseReason::Nonmember(post.list.nonmember_action))
+    Decision::Refuse(RefuseReason::Nonmember(list.nonmember_action))
+}
+
+/// A non-member rule hit `sender` with `action`: its own record (`entry`
+/// None) or a legacy list entry (never accept: that is handled above).
+fn nonmember_hit(
+    sender: &str,
+    action: ModerationAction,
+    entry: Option<String>,
+    refuse_hold: bool,
+    unknown: Option<String>,
+) -> Decision {
+    let sender = sender.to_owned();
+    let by = entry.unwrap_or_else(|| "own moderation action".into());
+    match action {
+        NonmemberAction::Accept => Decision::Pass(PassReason::NonmemberRecord(sender)),
+        NonmemberAction::Hold if !refuse_hold => Decision::Pass(PassReason::Held { sender, by }),
+        _ => match unknown {
+            Some(p) => Decision::Pass(PassReason::UnsupportedPattern(p)),
+            None => Decision::Refuse(RefuseReason::NonmemberRule { sender, action, by }),
+        },
+    }
 }

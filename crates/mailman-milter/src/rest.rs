@@ -29,8 +29,9 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
+use crate::answer_cache::{AnswerCache, Cached, Key};
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
-use crate::list::{ListPolicy, NonmemberAction, Pattern, PatternMatch};
+use crate::list::{ListPolicy, ModerationAction, NonmemberAction, Pattern, PatternMatch};
 
 /// Mailman's default REST base URL (`[webservice]` in its `schema.cfg`).
 pub const DEFAULT_URL: &str = "http://localhost:8001/3.1";
@@ -42,6 +43,9 @@ pub const DEFAULT_PASSWORD: &str = "restpass";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default lifetime of cached answers.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Default age up to which a cached answer is still served (stale, while
+/// it is refreshed in the background) once `cache_ttl` has passed.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(300);
 /// Default maximum number of cached membership answers.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 
@@ -51,6 +55,8 @@ const MAX_BODY: usize = 16 << 20;
 const PAGE_SIZE: usize = 500;
 /// Pages read of one collection at most (so 100 000 entries).
 const MAX_PAGES: usize = 200;
+/// Other addresses of a sender's user looked up at most.
+const MAX_LINKED: usize = 20;
 
 /// Percent-encoding for a path segment or query value: everything but
 /// RFC 3986 unreserved characters (so `+`, `/`, `?`, `#`, `%` are encoded).
@@ -73,6 +79,11 @@ pub struct RestConfig {
     pub timeout: Duration,
     /// How long answers are reused; zero: not cached.
     pub cache_ttl: Duration,
+    /// Age (since it was read) up to which an answer older than
+    /// `cache_ttl` is still served while one background refresh reads it
+    /// anew, so a slow or stopped API does not turn known answers into
+    /// tempfails. Not above `cache_ttl`: answers are never served stale.
+    pub max_stale: Duration,
     /// Maximum number of cached membership answers.
     pub cache_size: usize,
 }
@@ -85,6 +96,7 @@ impl std::fmt::Debug for RestConfig {
             .field("password", &"<hidden>")
             .field("timeout", &self.timeout)
             .field("cache_ttl", &self.cache_ttl)
+            .field("max_stale", &self.max_stale)
             .field("cache_size", &self.cache_size)
             .finish()
     }
@@ -98,6 +110,7 @@ impl Default for RestConfig {
             password: DEFAULT_PASSWORD.into(),
             timeout: DEFAULT_TIMEOUT,
             cache_ttl: DEFAULT_CACHE_TTL,
+            max_stale: DEFAULT_MAX_STALE,
             cache_size: DEFAULT_CACHE_SIZE,
         }
     }
@@ -107,8 +120,14 @@ impl Default for RestConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
     /// The base URL cannot be used.
-    #[error("{0:?} is not an http:// URL with a host (https is not supported)")]
+    #[error("{0:?} is not an http:// URL with a host")]
     BadUrl(String),
+    /// An `https://` URL: this client speaks plain HTTP only.
+    #[error(
+        "{0:?}: https:// is not supported (no TLS in this build); use http:// to Mailman's \
+         REST API on localhost (its default), or an http:// endpoint of a local TLS proxy"
+    )]
+    Https(String),
     /// Connecting or sending failed.
     #[error("GET {url}: {message}")]
     Http {
@@ -166,51 +185,13 @@ struct Snapshot {
     bans: HashMap<String, Vec<Pattern>>,
 }
 
-/// A size-bounded cache whose entries expire.
-#[derive(Debug)]
-struct TtlCache<V> {
-    ttl: Duration,
-    capacity: usize,
-    map: Mutex<HashMap<(String, String), (Instant, V)>>,
-}
-
-impl<V: Clone> TtlCache<V> {
-    fn new(ttl: Duration, capacity: usize) -> Self {
-        TtlCache {
-            ttl,
-            capacity,
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, key: &(String, String)) -> Option<V> {
-        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn insert(&self, key: (String, String), value: V) {
-        if self.ttl.is_zero() || self.capacity == 0 {
-            return;
-        }
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.capacity && !map.contains_key(&key) {
-            let ttl = self.ttl;
-            map.retain(|_, (at, _)| at.elapsed() < ttl);
-            if map.len() >= self.capacity {
-                map.clear();
-            }
-        }
-        map.insert(key, (Instant::now(), value));
-    }
-
-    fn len(&self) -> usize {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
+/// What Mailman knows about one address on one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct MemberInfo {
+    /// Subscribed with role `member`.
+    member: bool,
+    /// Its own `moderation_action` (as member, or else as non-member).
+    moderation: Option<ModerationAction>,
 }
 
 /// The HTTP side: where, as whom, with which client.
@@ -248,8 +229,9 @@ pub struct RestBackend {
     api: Arc<Api>,
     timeout: Duration,
     ttl: Duration,
+    max_stale: Duration,
     lists: Arc<Slot>,
-    members: TtlCache<bool>,
+    members: Arc<AnswerCache<MemberInfo>>,
 }
 
 impl std::fmt::Debug for RestBackend {
@@ -258,6 +240,7 @@ impl std::fmt::Debug for RestBackend {
             .field("base", &self.api.base)
             .field("timeout", &self.timeout)
             .field("ttl", &self.ttl)
+            .field("max_stale", &self.max_stale)
             .finish_non_exhaustive()
     }
 }
@@ -267,6 +250,12 @@ impl std::fmt::Debug for RestBackend {
 pub fn check_url(url: &str) -> Result<String, RestError> {
     let bad = || RestError::BadUrl(url.to_owned());
     let uri: Uri = url.parse().map_err(|_| bad())?;
+    if uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    {
+        return Err(RestError::Https(url.to_owned()));
+    }
     if uri.scheme_str() != Some("http") || uri.host().is_none_or(str::is_empty) {
         return Err(bad());
     }
@@ -296,8 +285,13 @@ impl RestBackend {
             api: Arc::new(Api { base, auth, client }),
             timeout: config.timeout,
             ttl: config.cache_ttl,
+            max_stale: config.max_stale,
             lists: Arc::new(Slot::default()),
-            members: TtlCache::new(config.cache_ttl, config.cache_size),
+            members: Arc::new(AnswerCache::new(
+                config.cache_ttl,
+                config.max_stale,
+                config.cache_size,
+            )),
         })
     }
 
@@ -394,9 +388,165 @@ impl Api {
         })
     }
 
+    /// Asks Mailman about `sender` on `list_id`: a `member` record (with
+    /// its own moderation action) or else a `nonmember` record's moderation
+    /// action. Owners and moderators are not members (Mailman 3 moderates
+    /// their posts as non-member posts).
+    async fn lookup_member(&self, list_id: &str, sender: &str) -> Result<MemberInfo, RestError> {
+        let entries = if lookup_safe(sender) {
+            let path = format!(
+                "/members/find?list_id={}&subscriber={}",
+                enc(list_id),
+                enc(sender)
+            );
+            self.collection(&path).await?
+        } else {
+            // A lookup would be a wildcard search: read the rosters.
+            tracing::debug!(sender, list_id, "wildcard in sender; reading the rosters");
+            let mut all = self
+                .collection(&format!("/lists/{}/roster/member", enc(list_id)))
+                .await?;
+            if !all.iter().any(|e| record_of(e, sender) == Some("member")) {
+                all.extend(
+                    self.collection(&format!("/lists/{}/roster/nonmember", enc(list_id)))
+                        .await?,
+                );
+            }
+            all
+        };
+        if let Some(e) = entries
+            .iter()
+            .find(|e| record_of(e, sender) == Some("member"))
+        {
+            return Ok(MemberInfo {
+                member: true,
+                moderation: self.own_action(e, list_id, sender)?,
+            });
+        }
+        // Mailman 3 also finds the member through the other addresses of
+        // the user the sender's address belongs to.
+        if let Some(info) = self.linked_member(list_id, sender).await? {
+            return Ok(info);
+        }
+        let nonmember = entries
+            .iter()
+            .find(|e| record_of(e, sender) == Some("nonmember"));
+        Ok(MemberInfo {
+            member: false,
+            moderation: match nonmember {
+                Some(e) => self.own_action(e, list_id, sender)?,
+                None => None,
+            },
+        })
+    }
+
+    /// A member resource's own `moderation_action`.
+    fn own_action(
+        &self,
+        entry: &Value,
+        list_id: &str,
+        sender: &str,
+    ) -> Result<Option<ModerationAction>, RestError> {
+        match entry.get("moderation_action") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(a)) => Ok(moderation_action(a, list_id, sender)),
+            Some(_) => Err(RestError::Garbage {
+                url: format!("{}/members/find", self.base),
+                message: "moderation_action is not a string".into(),
+            }),
+        }
+    }
+
+    /// The membership of another address of the user `sender` belongs to
+    /// (`_find_sender_member` in Mailman 3's `rules/moderation.py`), if
+    /// any: `GET /addresses/{sender}`, its `user`, that user's addresses,
+    /// then a lookup of each (at most [`MAX_LINKED`]). An address that
+    /// cannot go into a path as is (`/`, `?`, `#`, `%`) or any with `*` is
+    /// not followed.
+    async fn linked_member(
+        &self,
+        list_id: &str,
+        sender: &str,
+    ) -> Result<Option<MemberInfo>, RestError> {
+        if !lookup_safe(sender) || sender.contains(['/', '?', '#', '%']) {
+            return Ok(None);
+        }
+        let address = match self.get(&format!("/addresses/{}", enc(sender))).await {
+            Ok(a) => a,
+            Err(RestError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(user) = address.get("user").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let Some(user_id) = user
+            .trim_end_matches('/')
+            .rsplit_once("/users/")
+            .map(|(_, id)| id)
+            .filter(|id| {
+                !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+        else {
+            return Err(RestError::Garbage {
+                url: format!("{}/addresses/{}", self.base, enc(sender)),
+                message: format!("user link {user:?} is not /users/ID"),
+            });
+        };
+        let linked = match self
+            .collection(&format!("/users/{user_id}/addresses"))
+            .await
+        {
+            Ok(l) => l,
+            // The user was deleted since.
+            Err(RestError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let others = linked
+            .iter()
+            .filter_map(|a| a.get("email").and_then(Value::as_str))
+            .map(str::to_lowercase)
+            .filter(|e| e != sender && lookup_safe(e))
+            .take(MAX_LINKED);
+        for other in others {
+            let path = format!(
+                "/members/find?list_id={}&subscriber={}&role=member",
+                enc(list_id),
+                enc(&other)
+            );
+            let found = self.collection(&path).await?;
+            if let Some(e) = found
+                .iter()
+                .find(|e| record_of(e, &other) == Some("member"))
+            {
+                tracing::debug!(sender, member = %other, list_id, "member through a linked address");
+                return Ok(Some(MemberInfo {
+                    member: true,
+                    moderation: self.own_action(e, list_id, &other)?,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     async fn fetch_snapshot(&self) -> Result<Snapshot, RestError> {
         let site_bans = ban_patterns(&self.collection("/bans").await?, &self.base)?;
         let lists = self.collection("/lists").await?;
+        // Which lists have addresses with their own refusing action: three
+        // site-wide searches rather than three per list.
+        let mut moderated: HashMap<&str, std::collections::HashSet<String>> = HashMap::new();
+        for action in ["reject", "discard", "hold"] {
+            let found = self
+                .collection(&format!("/members/find?moderation_action={action}"))
+                .await?;
+            moderated.insert(
+                action,
+                found
+                    .iter()
+                    .filter_map(|m| m.get("list_id").and_then(Value::as_str))
+                    .map(str::to_lowercase)
+                    .collect(),
+            );
+        }
         let mut index = ListIndex::new();
         let mut list_ids = HashMap::new();
         let mut bans = HashMap::new();
@@ -433,20 +583,43 @@ impl Api {
                     });
                 }
             };
-            let accept = match config.get("accept_these_nonmembers") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(a)) => a
+            // `exact`: only entries that can match in Mailman (see
+            // matchable_in_mailman).
+            let patterns = |name: &str, exact: bool| match config.get(name) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(a)) => Ok(a
                     .iter()
                     .filter_map(Value::as_str)
+                    .filter(|e| !exact || matchable_in_mailman(e, &list_id))
                     .map(Pattern::parse)
-                    .collect(),
-                Some(_) => {
-                    return Err(RestError::Garbage {
-                        url: config_url,
-                        message: "accept_these_nonmembers is not an array".into(),
-                    });
-                }
+                    .collect()),
+                Some(_) => Err(RestError::Garbage {
+                    url: config_url.clone(),
+                    message: format!("{name} is not an array"),
+                }),
             };
+            let accept = patterns("accept_these_nonmembers", false)?;
+            let hold = patterns("hold_these_nonmembers", true)?;
+            let reject = patterns("reject_these_nonmembers", true)?;
+            let discard = patterns("discard_these_nonmembers", true)?;
+            // Absent from older cores: Mailman 3's default, defer.
+            let default_member_action = config
+                .get("default_member_action")
+                .and_then(Value::as_str)
+                .map_or(NonmemberAction::Accept, |a| {
+                    moderation_action(a, &list_id, "(default_member_action)")
+                        .unwrap_or(NonmemberAction::Accept)
+                });
+            let emergency = config
+                .get("emergency")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let moderated_refuse = ["reject", "discard"]
+                .iter()
+                .any(|a| moderated.get(*a).is_some_and(|ids| ids.contains(&list_id)));
+            let moderated_hold = moderated
+                .get("hold")
+                .is_some_and(|ids| ids.contains(&list_id));
             let mut list_bans = match self.collection(&format!("/lists/{id}/bans")).await {
                 Ok(b) => ban_patterns(&b, &self.base)?,
                 Err(RestError::NotFound { .. }) => continue,
@@ -456,8 +629,15 @@ impl Api {
             let policy = ListPolicy {
                 address: address.clone(),
                 nonmember_action: action,
-                refuse_hold: false,
+                refuse_hold: None,
                 accept_nonmembers: accept,
+                hold_nonmembers: hold,
+                reject_nonmembers: reject,
+                discard_nonmembers: discard,
+                default_member_action,
+                moderated_refuse,
+                moderated_hold,
+                emergency,
                 has_bans: !list_bans.is_empty(),
                 reject_text: None,
             };
@@ -475,13 +655,14 @@ impl Api {
 
 impl RestBackend {
     /// The list data. Fresh (younger than `cache_ttl`): from the cache.
-    /// Stale (younger than twice `cache_ttl`): from the cache, while one
+    /// Stale (younger than `max_stale`): from the cache, while one
     /// background refresh (bounded by `timeout`) reads it anew. Older or
     /// absent: read now, one reader at a time.
     async fn snapshot(&self) -> Result<Arc<Snapshot>, RestError> {
         match self.lists.get() {
             Some((at, s)) if at.elapsed() < self.ttl => return Ok(s),
-            Some((at, s)) if at.elapsed() < self.ttl.saturating_mul(2) => {
+            // No TTL means no cache: nothing is served stale either.
+            Some((at, s)) if !self.ttl.is_zero() && at.elapsed() < self.max_stale => {
                 self.refresh_in_background();
                 return Ok(s);
             }
@@ -519,35 +700,48 @@ impl RestBackend {
         });
     }
 
-    /// Whether `sender` (normalised) is a member of the list `list_id`.
-    async fn is_member(&self, list_id: &str, sender: &str) -> Result<bool, RestError> {
+    /// What Mailman knows about `sender` (normalised) on the list
+    /// `list_id`: fresh from the cache; stale from the cache while a
+    /// background refresh asks again; otherwise asked now.
+    async fn member_info(&self, list_id: &str, sender: &str) -> Result<MemberInfo, RestError> {
         let key = (list_id.to_owned(), sender.to_owned());
-        if let Some(hit) = self.members.get(&key) {
-            return Ok(hit);
+        match self.members.get(&key) {
+            Cached::Fresh(info) => return Ok(info),
+            Cached::Stale(info) => {
+                self.refresh_member_in_background(key);
+                return Ok(info);
+            }
+            Cached::Missing => {}
         }
-        let is = |e: &Value| {
-            e.get("email")
-                .and_then(Value::as_str)
-                .is_some_and(|m| m.eq_ignore_ascii_case(sender))
-        };
-        let member = if lookup_safe(sender) {
-            let path = format!(
-                "/members/find?list_id={}&subscriber={}&role=member",
-                enc(list_id),
-                enc(sender)
-            );
-            self.api.collection(&path).await?.iter().any(is)
-        } else {
-            // A lookup would be a wildcard search: compare with the roster.
-            tracing::debug!(sender, list_id, "wildcard in sender; reading the roster");
-            self.api
-                .collection(&format!("/lists/{}/roster/member", enc(list_id)))
-                .await?
-                .iter()
-                .any(is)
-        };
-        self.members.insert(key, member);
-        Ok(member)
+        let info = self.api.lookup_member(list_id, sender).await?;
+        self.members.insert(key, info);
+        Ok(info)
+    }
+
+    fn refresh_member_in_background(&self, key: Key) {
+        if !self.members.start_refresh(&key) {
+            return;
+        }
+        let (api, cache, timeout) = (self.api.clone(), self.members.clone(), self.timeout);
+        tokio::spawn(async move {
+            let (list_id, sender) = &key;
+            match tokio::time::timeout(timeout, api.lookup_member(list_id, sender)).await {
+                Ok(Ok(info)) => cache.insert(key.clone(), info),
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        list_id,
+                        sender,
+                        "refreshing a membership answer: {e}; the cached one stays in use"
+                    )
+                }
+                Err(_) => tracing::warn!(
+                    list_id,
+                    sender,
+                    "refreshing a membership answer: no answer within {timeout:?}; the cached one stays in use"
+                ),
+            }
+            cache.end_refresh(&key);
+        });
     }
 
     async fn status(
@@ -566,14 +760,19 @@ impl RestBackend {
             .bans
             .get(&list.address)
             .is_some_and(|b| b.iter().any(|p| p.matches(sender) == PatternMatch::Yes));
-        let member = !banned && self.is_member(list_id, sender).await?;
+        let info = if banned {
+            MemberInfo::default()
+        } else {
+            self.member_info(list_id, sender).await?
+        };
+        let member = info.member;
         let mut accepted_via = None;
         if !banned && !member {
             for p in &list.accept_nonmembers {
                 if let Pattern::ListMembers(other) = p
                     && other != &list.address
                     && let Some(other_id) = snapshot.list_ids.get(other)
-                    && self.is_member(other_id, sender).await?
+                    && self.member_info(other_id, sender).await?.member
                 {
                     accepted_via = Some(other.clone());
                     break;
@@ -584,6 +783,7 @@ impl RestBackend {
             member,
             banned,
             accepted_via,
+            moderation: info.moderation,
         })
     }
 }
@@ -605,38 +805,75 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Mailman 3's action names; `defer` (regular processing) and anything
-/// unknown are never refused here.
+/// The list's `default_nonmember_action`; `defer` reads as accept, and an
+/// unknown name as hold (never refused unless holds are).
 fn nonmember_action(name: &str, list: &str) -> NonmemberAction {
-    match name {
-        "accept" | "defer" => NonmemberAction::Accept,
-        "hold" => NonmemberAction::Hold,
-        "reject" => NonmemberAction::Reject,
-        "discard" => NonmemberAction::Discard,
-        other => {
-            tracing::warn!(
-                list,
-                action = other,
-                "unknown default_nonmember_action; treated as hold"
-            );
-            NonmemberAction::Hold
-        }
-    }
+    NonmemberAction::from_mailman(name).unwrap_or_else(|| {
+        tracing::warn!(
+            list,
+            action = name,
+            "unknown default_nonmember_action; treated as hold"
+        );
+        NonmemberAction::Hold
+    })
 }
 
+/// Mailman 3 compares a plain `*_these_nonmembers` entry with `==` against
+/// the lowercased sender, as stored: `Boss@Example.com` or `<x@y>` never
+/// matches there. True for the entries that can match in Mailman; the
+/// others are left out of the lists that refuse (a folded match would
+/// refuse what Mailman lets through), while the accept list keeps its
+/// folded match, which can only pass more.
+fn matchable_in_mailman(entry: &str, list_id: &str) -> bool {
+    let ok = entry.starts_with('^') || crate::address::normalize(entry).as_deref() == Some(entry);
+    if !ok {
+        tracing::debug!(list_id, entry, "entry never matches in Mailman 3; ignored");
+    }
+    ok
+}
+
+/// The role of a member resource if it is `sender`'s.
+fn record_of<'a>(entry: &'a Value, sender: &str) -> Option<&'a str> {
+    let email = entry.get("email").and_then(Value::as_str)?;
+    if !email.eq_ignore_ascii_case(sender) {
+        return None;
+    }
+    entry.get("role").and_then(Value::as_str)
+}
+
+/// A `moderation_action` value; unknown names are logged and ignored (the
+/// list's defaults then apply, as for an address without one).
+fn moderation_action(name: &str, list_id: &str, sender: &str) -> Option<ModerationAction> {
+    let action = NonmemberAction::from_mailman(name);
+    if action.is_none() {
+        tracing::warn!(
+            list_id,
+            sender,
+            action = name,
+            "unknown moderation_action; ignored"
+        );
+    }
+    action
+}
+
+/// Bans as patterns. A plain ban is an SQL equality in Mailman (stored as
+/// given), so one that differs from its lowercased form never matches
+/// there and is left out here too.
 fn ban_patterns(entries: &[Value], base: &str) -> Result<Vec<Pattern>, RestError> {
-    entries
-        .iter()
-        .map(|b| {
-            b.get("email")
-                .and_then(Value::as_str)
-                .map(Pattern::parse)
-                .ok_or_else(|| RestError::Garbage {
-                    url: format!("{base}/bans"),
-                    message: "a ban without email".into(),
-                })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for b in entries {
+        let email = b
+            .get("email")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RestError::Garbage {
+                url: format!("{base}/bans"),
+                message: "a ban without email".into(),
+            })?;
+        if matchable_in_mailman(email, "(bans)") {
+            out.push(Pattern::parse(email));
+        }
+    }
+    Ok(out)
 }
 
 impl ListBackend for RestBackend {

@@ -111,3 +111,67 @@ fn the_shipped_example_configuration_is_valid() {
         "{out}"
     );
 }
+
+/// An `https://` base URL is refused at start-up (no TLS in this build),
+/// both by `--check-config` and when starting to serve, with the file, the
+/// key and the reason; the daemon never starts listening.
+#[test]
+fn an_https_url_is_refused_at_start_up_naming_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("m.sock");
+    let config = dir.path().join("rest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"https://lists.example.org:8001/3.1\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    for extra in [&["--check-config"][..], &[]] {
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = run_bounded(&args);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {out}");
+        assert!(
+            out.contains(&format!(
+                "{}: mailman.url: \"https://lists.example.org:8001/3.1\": https:// is not supported",
+                config.display()
+            )),
+            "{extra:?}: {out}"
+        );
+        assert!(!socket.exists());
+    }
+}
+
+/// Like `run`, but a binary that does not exit within 20 s (a daemon that
+/// started serving) is killed, and the test then fails on its status.
+fn run_bounded(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
+    }
+}

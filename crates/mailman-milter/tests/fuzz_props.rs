@@ -110,6 +110,20 @@ fn wrap(addr: &str, style: u8) -> String {
 proptest! {
     #![proptest_config(config())]
 
+    /// Whatever an encoded word holds (specials, addresses, quotes), the
+    /// header yields exactly the address outside it.
+    #[test]
+    fn nothing_inside_an_encoded_word_is_an_address(
+        text in "[ -~]{0,40}".prop_filter("no ?= inside", |t| !t.contains("?=")),
+        enc in prop_oneof![Just("q"), Just("B")],
+    ) {
+        let value = format!("=?utf-8?{enc}?{text}?= <Real@Example.org>, second@example.org");
+        prop_assert_eq!(
+            header_addresses(&value),
+            vec!["real@example.org".to_owned(), "second@example.org".to_owned()]
+        );
+    }
+
     /// No input makes any address function panic.
     #[test]
     fn address_functions_never_panic(s in messy()) {
@@ -287,7 +301,7 @@ proptest! {
     #[test]
     fn decision_follows_mailman_order(
         senders in proptest::collection::vec(messy(), 0..4),
-        flags in proptest::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 0..5),
+        flags in proptest::collection::vec((any::<bool>(), any::<bool>(), any::<bool>(), 0u8..5), 0..5),
         approved in any::<bool>(),
         action in 0u8..4,
         refuse_hold in any::<bool>(),
@@ -301,18 +315,27 @@ proptest! {
                 NonmemberAction::Reject,
                 NonmemberAction::Discard,
             ][action as usize],
-            refuse_hold,
+            refuse_hold: Some(refuse_hold),
             accept_nonmembers: patterns.iter().map(|p| Pattern::parse(p)).collect(),
             has_bans: true,
-            reject_text: None,
+            ..ListPolicy::default()
         };
+        let actions = [
+            None,
+            Some(NonmemberAction::Accept),
+            Some(NonmemberAction::Hold),
+            Some(NonmemberAction::Reject),
+            Some(NonmemberAction::Discard),
+        ];
         let senders: Vec<String> = senders.iter().filter_map(|s| normalize(s)).collect();
         let status: Vec<SenderStatus> = flags
             .iter()
-            .map(|&(member, banned, via)| SenderStatus {
+            .map(|&(member, banned, via, moderation)| SenderStatus {
                 member,
                 banned,
                 accepted_via: via.then(|| "other@example.org".to_owned()),
+                // Non-member records are left out here: members only.
+                moderation: if member { actions[moderation as usize] } else { None },
             })
             .collect();
         let n = senders.len().min(status.len());
@@ -324,7 +347,20 @@ proptest! {
         } else if any_banned {
             prop_assert!(matches!(d, Decision::Refuse(RefuseReason::Banned(_))), "{d:?}");
         } else if any_member {
-            prop_assert!(matches!(d, Decision::Pass(PassReason::Member(_))), "{d:?}");
+            // The first member decides, by its own action.
+            let first = status[..n].iter().find(|s| s.member).unwrap();
+            match first.moderation.unwrap_or(NonmemberAction::Accept) {
+                NonmemberAction::Accept => {
+                    prop_assert!(matches!(d, Decision::Pass(PassReason::Member(_))), "{d:?}")
+                }
+                NonmemberAction::Hold if !refuse_hold => {
+                    prop_assert!(matches!(d, Decision::Pass(PassReason::Held { .. })), "{d:?}")
+                }
+                a => prop_assert!(
+                    matches!(&d, Decision::Refuse(RefuseReason::ModeratedMember { action, .. }) if *action == a),
+                    "{d:?}"
+                ),
+            }
         } else if let Decision::Refuse(r) = &d {
             prop_assert!(list.refuses_nonmembers(), "{d:?} on a list that does not refuse");
             prop_assert!(!status[..n].iter().any(|s| s.accepted_via.is_some()), "{d:?}");
@@ -332,6 +368,7 @@ proptest! {
                 RefuseReason::NoSenders => prop_assert!(senders.is_empty()),
                 RefuseReason::Nonmember(a) => prop_assert_eq!(*a, list.nonmember_action),
                 RefuseReason::Banned(_) => prop_assert!(false, "ban without a banned sender"),
+                other => prop_assert!(false, "{other:?} without a member or a record"),
             }
         }
     }

@@ -487,3 +487,360 @@ fn the_configuration_has_defaults_and_rejects_unknown_keys() {
         assert!(shown.contains(want), "{shown} lacks {want}");
     }
 }
+
+/// Lists with Mailman 3's per-address moderation, legacy non-member lists,
+/// a moderated-members default and emergency moderation.
+const MODERATED: &str = r#"
+[[list]]
+address = "mod@lists.example.org"
+nonmember_action = "reject"
+members = ["alice@example.org", "slow@example.org", "troll@example.org", "gone@example.org"]
+accept_nonmembers = ["^.*@partner\\.example$"]
+hold_nonmembers = ["waiting@example.com"]
+reject_nonmembers = ["^.*@rival\\.example$"]
+discard_nonmembers = ["Dropped@Example.com"]
+
+[list.moderation]
+"Troll@Example.org" = "discard"
+"gone@example.org" = "reject"
+"slow@example.org" = "hold"
+"vip@outside.example" = "accept"
+"pest@partner.example" = "reject"
+
+[[list]]
+address = "members-held@lists.example.org"
+nonmember_action = "accept"
+default_member_action = "hold"
+refuse_hold = true
+members = ["alice@example.org", "free@example.org"]
+
+[list.moderation]
+"free@example.org" = "accept"
+
+[[list]]
+address = "open@lists.example.org"
+nonmember_action = "accept"
+members = ["grump@example.org"]
+moderation = { "grump@example.org" = "reject" }
+
+[[list]]
+address = "relaxed@lists.example.org"
+nonmember_action = "accept"
+moderation = { "slow@example.org" = "hold" }
+
+[[list]]
+address = "emergency@lists.example.org"
+nonmember_action = "reject"
+emergency = true
+members = ["alice@example.org"]
+"#;
+
+fn judge_in(text: &str, list: &str, senders: &[&str]) -> Decision {
+    let d = ListsData::parse(text, "lists.toml").unwrap();
+    let policy = d.index().get(list).unwrap().clone();
+    let senders: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
+    let status: Vec<_> = senders.iter().map(|s| d.status(list, s)).collect();
+    decide(&Post {
+        list: &policy,
+        senders: &senders,
+        status: &status,
+        approved: false,
+    })
+}
+
+const MOD: &str = "mod@lists.example.org";
+
+#[test]
+fn a_member_whose_own_action_is_reject_or_discard_is_refused() {
+    assert_eq!(
+        judge_in(MODERATED, MOD, &["troll@example.org"]),
+        Decision::Refuse(RefuseReason::ModeratedMember {
+            sender: "troll@example.org".into(),
+            action: NonmemberAction::Discard,
+        })
+    );
+    assert_eq!(
+        judge_in(MODERATED, MOD, &["gone@example.org"]),
+        Decision::Refuse(RefuseReason::ModeratedMember {
+            sender: "gone@example.org".into(),
+            action: NonmemberAction::Reject,
+        })
+    );
+    // Mailman takes the first sender that is a member, and its action.
+    assert!(matches!(
+        judge_in(MODERATED, MOD, &["alice@example.org", "troll@example.org"]),
+        Decision::Pass(PassReason::Member(_))
+    ));
+    assert!(matches!(
+        judge_in(MODERATED, MOD, &["troll@example.org", "alice@example.org"]),
+        Decision::Refuse(RefuseReason::ModeratedMember { .. })
+    ));
+}
+
+#[test]
+fn a_held_member_is_left_to_mailman_unless_holds_are_refused() {
+    assert_eq!(
+        judge_in(MODERATED, MOD, &["slow@example.org"]),
+        Decision::Pass(PassReason::Held {
+            sender: "slow@example.org".into(),
+            by: "member moderation".into(),
+        })
+    );
+    // default_member_action = hold with refuse_hold: members without an
+    // own action are refused, a member whose own action is accept passes.
+    let list = "members-held@lists.example.org";
+    assert_eq!(
+        judge_in(MODERATED, list, &["alice@example.org"]),
+        Decision::Refuse(RefuseReason::ModeratedMember {
+            sender: "alice@example.org".into(),
+            action: NonmemberAction::Hold,
+        })
+    );
+    assert!(matches!(
+        judge_in(MODERATED, list, &["free@example.org"]),
+        Decision::Pass(PassReason::Member(_))
+    ));
+    // Non-members pass there: the list accepts them.
+    assert!(matches!(
+        judge_in(MODERATED, list, &["stranger@example.com"]),
+        Decision::Pass(PassReason::NotRefused(NonmemberAction::Accept))
+    ));
+}
+
+#[test]
+fn a_non_member_record_overrides_the_list_default() {
+    assert_eq!(
+        judge_in(MODERATED, MOD, &["vip@outside.example"]),
+        Decision::Pass(PassReason::NonmemberRecord("vip@outside.example".into()))
+    );
+    // Its own reject wins over a matching accept pattern.
+    assert!(matches!(
+        judge_in(MODERATED, MOD, &["pest@partner.example"]),
+        Decision::Refuse(RefuseReason::NonmemberRule {
+            action: NonmemberAction::Reject,
+            ..
+        })
+    ));
+    assert!(matches!(
+        judge_in(MODERATED, MOD, &["other@partner.example"]),
+        Decision::Pass(PassReason::AcceptPattern { .. })
+    ));
+}
+
+#[test]
+fn the_legacy_hold_reject_and_discard_lists_apply_in_mailmans_order() {
+    assert_eq!(
+        judge_in(MODERATED, MOD, &["waiting@example.com"]),
+        Decision::Pass(PassReason::Held {
+            sender: "waiting@example.com".into(),
+            by: "hold_these_nonmembers entry waiting@example.com".into(),
+        })
+    );
+    assert_eq!(
+        judge_in(MODERATED, MOD, &["boss@rival.example"]),
+        Decision::Refuse(RefuseReason::NonmemberRule {
+            sender: "boss@rival.example".into(),
+            action: NonmemberAction::Reject,
+            by: "reject_these_nonmembers entry ^.*@rival\\.example$".into(),
+        })
+    );
+    assert!(matches!(
+        judge_in(MODERATED, MOD, &["dropped@example.com"]),
+        Decision::Refuse(RefuseReason::NonmemberRule {
+            action: NonmemberAction::Discard,
+            ..
+        })
+    ));
+    // Per sender, in order: the first sender's hit decides, as in Mailman 3.
+    assert!(matches!(
+        judge_in(MODERATED, MOD, &["boss@rival.example", "x@partner.example"]),
+        Decision::Refuse(RefuseReason::NonmemberRule { .. })
+    ));
+    assert!(matches!(
+        judge_in(MODERATED, MOD, &["x@partner.example", "boss@rival.example"]),
+        Decision::Pass(PassReason::AcceptPattern { .. })
+    ));
+}
+
+#[test]
+fn moderation_guards_lists_whose_defaults_refuse_nothing() {
+    let d = ListsData::parse(MODERATED, "lists.toml").unwrap();
+    let open = &d.index()["open@lists.example.org"];
+    assert!(open.is_guarded());
+    assert!(matches!(
+        judge_in(MODERATED, "open@lists.example.org", &["grump@example.org"]),
+        Decision::Refuse(RefuseReason::ModeratedMember { .. })
+    ));
+    assert!(matches!(
+        judge_in(MODERATED, "open@lists.example.org", &["anyone@example.com"]),
+        Decision::Pass(PassReason::NotRefused(NonmemberAction::Accept))
+    ));
+    // A hold alone guards nothing unless holds are refused.
+    let relaxed = &d.index()["relaxed@lists.example.org"];
+    assert!(!relaxed.is_guarded());
+    let mut strict = (**relaxed).clone();
+    strict.refuse_hold = Some(true);
+    assert!(strict.is_guarded());
+}
+
+#[test]
+fn emergency_moderation_leaves_the_list_to_mailman() {
+    let d = ListsData::parse(MODERATED, "lists.toml").unwrap();
+    assert!(!d.index()["emergency@lists.example.org"].is_guarded());
+    assert_eq!(
+        judge_in(
+            MODERATED,
+            "emergency@lists.example.org",
+            &["stranger@example.com"]
+        ),
+        Decision::Pass(PassReason::Emergency)
+    );
+}
+
+#[test]
+fn moderation_keys_in_the_lists_file_are_checked() {
+    for (text, want) in [
+        (
+            "[[list]]\naddress = \"a@y.example\"\nmoderation = { \"nope\" = \"reject\" }\n",
+            "list[0].moderation: \"nope\" is not an address",
+        ),
+        (
+            "[[list]]\naddress = \"a@y.example\"\nmoderation = { \"x@y.example\" = \"bounce\" }\n",
+            "bounce",
+        ),
+        (
+            "[[list]]\naddress = \"a@y.example\"\nreject_nonmembers = [\"@b@y.example\"]\n",
+            "list[0].reject_nonmembers[0]",
+        ),
+        (
+            "[[list]]\naddress = \"a@y.example\"\nhold_nonmembers = [\"nope\"]\n",
+            "list[0].hold_nonmembers[0]",
+        ),
+        (
+            "[[list]]\naddress = \"a@y.example\"\ndefault_member_action = \"maybe\"\n",
+            "default_member_action",
+        ),
+    ] {
+        let e = ListsData::parse(text, "/etc/lists.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/lists.toml: "), "{e}");
+        assert!(e.contains(want), "{e} lacks {want}");
+    }
+}
+
+#[test]
+fn refuse_hold_and_reject_text_per_list_from_the_file_and_the_config() {
+    let lists = r#"
+[[list]]
+address = "a@lists.example.org"
+nonmember_action = "hold"
+
+[[list]]
+address = "b@lists.example.org"
+nonmember_action = "hold"
+refuse_hold = false
+reject_text = "<{list}>: from the lists file"
+
+[[list]]
+address = "c@lists.example.org"
+nonmember_action = "hold"
+"#;
+    let data = ListsData::parse(lists, "lists.toml").unwrap();
+    let config = Config::parse(
+        "lists = \"l.toml\"\nrefuse_hold = true\n\
+         [list_overrides.\"B@Lists.Example.org\"]\nrefuse_hold = true\nreject_text = \"<{list}>: from the config\"\n\
+         [list_overrides.\"c@lists.example.org\"]\nrefuse_hold = false\nreject_text = \"<{list}>: owners only\"\n",
+        Path::new("/etc/mm.toml"),
+    )
+    .unwrap();
+    let applied = config.settings().overrides.apply(data.index());
+    // a: the global refuse_hold.
+    assert!(applied["a@lists.example.org"].is_guarded());
+    assert_eq!(applied["a@lists.example.org"].reject_text, None);
+    // b: the lists file's own values win over the config's per-list ones.
+    assert!(!applied["b@lists.example.org"].is_guarded());
+    assert_eq!(
+        applied["b@lists.example.org"].reject_text.as_deref(),
+        Some("<{list}>: from the lists file")
+    );
+    // c: the config's per-list values win over the global one.
+    assert!(!applied["c@lists.example.org"].is_guarded());
+    assert_eq!(
+        applied["c@lists.example.org"].reject_text.as_deref(),
+        Some("<{list}>: owners only")
+    );
+    // Without overrides, an unset refuse_hold is no.
+    assert!(!data.index()["a@lists.example.org"].is_guarded());
+
+    for (text, want) in [
+        (
+            "[list_overrides.\"nodomain\"]\nrefuse_hold = true\n",
+            "list_overrides.\"nodomain\": \"nodomain\" is not a list address",
+        ),
+        (
+            "[list_overrides.\"a@b.example\"]\nreject_text = \"x\\ny\"\n",
+            "list_overrides.\"a@b.example\".reject_text",
+        ),
+        (
+            "[list_overrides.\"a@b.example\"]\nrefuse_holds = true\n",
+            "refuse_holds",
+        ),
+        ("refuse_hold = \"yes\"\n", "refuse_hold"),
+        (
+            "backend = \"mailman\"\n[mailman]\nmax_stale = -1\n",
+            "mailman.max_stale",
+        ),
+    ] {
+        let e = Config::parse(text, Path::new("/etc/mm.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/mm.toml: "), "{e}");
+        assert!(e.contains(want), "{e} lacks {want}");
+    }
+}
+
+#[test]
+fn address_headers_are_parsed_before_any_encoded_word_is_considered() {
+    use mailman_milter::address::header_addresses;
+    let cases: [(&str, &[&str]); 9] = [
+        (
+            "=?utf-8?q?Doe=2C_John?= <john@example.org>",
+            &["john@example.org"],
+        ),
+        (
+            "=?utf-8?q?a, b@evil.example, ?= <real@example.org>",
+            &["real@example.org"],
+        ),
+        (
+            "=?utf-8?q?<fake@evil.example>?= <real@example.org>",
+            &["real@example.org"],
+        ),
+        ("=?utf-8?q?x@evil.example?=", &[]),
+        (
+            "=?utf-8?b?ZXZpbEBldmlsLmV4YW1wbGU=?= <real@example.org>, bob@example.org",
+            &["real@example.org", "bob@example.org"],
+        ),
+        (
+            "=?utf-8?q?\"?= <real@example.org>, other@example.org",
+            &["real@example.org", "other@example.org"],
+        ),
+        (
+            "\"=?utf-8?q?a,b?=\" <real@example.org>",
+            &["real@example.org"],
+        ),
+        // Not an encoded word (never closed): read as plain text, as Mailman does.
+        (
+            "=?utf-8?q?Doe, John <john@example.org>",
+            &["john@example.org"],
+        ),
+        // Folded between two encoded words.
+        (
+            "=?utf-8?q?Doe=2C?=\r\n =?utf-8?q?_John?= <john@example.org>",
+            &["john@example.org"],
+        ),
+    ];
+    for (value, want) in cases {
+        assert_eq!(header_addresses(value), want, "{value}");
+    }
+}

@@ -479,3 +479,42 @@ async fn approval_claims_can_be_ignored_and_then_the_refusal_comes_after_the_hea
     .await;
     assert_eq!(rejected_at(&t, Step::EndOfHeaders), REFUSAL);
 }
+
+/// RFC 2047 encoded display names: the real address is the one in `<...>`;
+/// nothing inside an encoded word counts as an address, and its `,` `<`
+/// `"` `(` characters do not change how the rest of the header is read.
+#[tokio::test]
+async fn encoded_display_names_yield_exactly_the_real_address() {
+    let team = ["team@lists.example.org"];
+    // The envelope is a stranger: only the From: header can make it a member.
+    for from in [
+        "=?utf-8?q?Doe=2C_John?= <alice@example.org>",
+        "=?utf-8?q?Doe, John?= <alice@example.org>",
+        "=?UTF-8?B?RG9lLCBKb2hu?= <Alice@Example.org>",
+        "=?utf-8?q?\"?= <alice@example.org>",
+        "=?utf-8?q?(?= <alice@example.org>",
+        "=?utf-8?q?<x@y.example>?= <alice@example.org>",
+    ] {
+        let t = run(
+            Settings::default(),
+            &spec("stranger@example.com", from, &team, ""),
+        )
+        .await;
+        assert_eq!(t.outcome, Outcome::Accepted, "From: {from}");
+    }
+    // A member's address hidden in an encoded word is not a sender.
+    for from in [
+        "=?utf-8?q?alice@example.org?=",
+        "=?utf-8?q?alice@example.org?= <stranger@example.com>",
+        "=?utf-8?q?x, alice@example.org, ?= <stranger@example.com>",
+        "=?utf-8?q?<alice@example.org>?= <stranger@example.com>",
+        "=?utf-8?q?\"?= stranger@example.com, =?utf-8?q?alice@example.org?=",
+    ] {
+        let t = run(
+            Settings::default(),
+            &spec("stranger@example.com", from, &team, ""),
+        )
+        .await;
+        assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL, "From: {from}");
+    }
+}

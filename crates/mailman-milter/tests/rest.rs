@@ -41,6 +41,8 @@ enum Mode {
     Garbage,
     /// HTTP 500.
     Error500,
+    /// HTTP 500 for lookups of one address; the rest as Mailman.
+    FailMembers,
 }
 
 struct Fake {
@@ -143,8 +145,13 @@ async fn serve(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, requests: Arc<Mute
             "<html>Service temporarily unavailable</html>".to_owned(),
         ),
         Mode::Error500 => (500, "{\"title\": \"500 Internal Server Error\"}".to_owned()),
-        Mode::Serve if auth != AUTH => (401, "{\"title\": \"401 Unauthorized\"}".to_owned()),
-        Mode::Serve => match route(&target) {
+        Mode::FailMembers if target.contains("subscriber=") => {
+            (500, "{\"title\": \"500 Internal Server Error\"}".to_owned())
+        }
+        Mode::Serve | Mode::FailMembers if auth != AUTH => {
+            (401, "{\"title\": \"401 Unauthorized\"}".to_owned())
+        }
+        Mode::Serve | Mode::FailMembers => match route(&target) {
             Some(v) => (200, v.to_string()),
             None => (404, "{\"title\": \"404 Not Found\"}".to_owned()),
         },
@@ -209,24 +216,46 @@ const LISTS: &[(&str, &str, &str)] = &[
         "quiet@lists.example.org",
         "discard",
     ),
+    ("open.lists.example.org", "open@lists.example.org", "accept"),
 ];
 
-fn members(list_id: &str) -> Vec<&'static str> {
+/// A list's member resources: (email, role, own moderation_action).
+fn records(list_id: &str) -> Vec<(&'static str, &'static str, Option<&'static str>)> {
     match list_id {
         "team.lists.example.org" => vec![
-            "alice@example.org",
-            "carol@example.org",
-            "dave@example.org",
-            "erin@example.org",
-            "odd*name@example.org",
+            ("alice@example.org", "member", None),
+            ("carol@example.org", "member", None),
+            ("dave@example.org", "member", None),
+            ("erin@example.org", "member", None),
+            ("odd*name@example.org", "member", None),
+            ("troll@example.org", "member", Some("discard")),
+            ("slow@example.org", "member", Some("hold")),
+            ("fan@example.org", "member", Some("defer")),
+            ("vip@outside.example", "nonmember", Some("accept")),
+            ("pest@partner.example", "nonmember", Some("reject")),
+            ("seen@outside.example", "nonmember", None),
         ],
-        "friends.lists.example.org" => vec!["bob@friends.example"],
+        "friends.lists.example.org" => vec![("bob@friends.example", "member", None)],
+        "open.lists.example.org" => vec![("grump@example.org", "member", Some("reject"))],
         _ => vec![],
     }
 }
 
-fn member(list_id: &str, email: &str) -> Value {
-    json!({"email": email, "list_id": list_id, "role": "member", "delivery_mode": "regular"})
+/// Users and their addresses: (user id, addresses).
+const USERS: &[(&str, &[&str])] = &[
+    ("1f2e3d", &["alice@example.org", "alice.alt@example.org"]),
+    ("9a8b7c", &["troll@example.org", "troll.alt@example.org"]),
+    ("5d5d5d", &["nobody.alt@example.org", "nobody@example.org"]),
+];
+
+fn member(list_id: &str, (email, role, action): (&str, &str, Option<&str>)) -> Value {
+    let mut m =
+        json!({"email": email, "list_id": list_id, "role": role, "delivery_mode": "regular"});
+    // Mailman leaves fields whose value is None out.
+    if let Some(a) = action {
+        m["moderation_action"] = json!(a);
+    }
+    m
 }
 
 fn route(target: &str) -> Option<Value> {
@@ -242,6 +271,25 @@ fn route(target: &str) -> Option<Value> {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["bans"] => Some(page(vec![], &query)),
+        ["addresses", email] => {
+            let user = USERS.iter().find(|(_, a)| a.contains(email));
+            match user {
+                Some((id, _)) => Some(json!({
+                    "email": email,
+                    "user": format!("http://localhost:8001/3.1/users/{id}"),
+                })),
+                // Known to Mailman without a user (a past non-member post).
+                None if *email == "loner@example.com" => Some(json!({"email": email})),
+                None => None,
+            }
+        }
+        ["users", id, "addresses"] => {
+            let (_, addresses) = USERS.iter().find(|(i, _)| i == id)?;
+            Some(page(
+                addresses.iter().map(|a| json!({"email": a})).collect(),
+                &query,
+            ))
+        }
         ["lists"] => Some(page(
             LISTS
                 .iter()
@@ -251,39 +299,79 @@ fn route(target: &str) -> Option<Value> {
         )),
         ["lists", id, "config"] => {
             let (_, _, action) = LISTS.iter().find(|(i, _, _)| i == id)?;
-            let accept: Vec<&str> = if *id == "team.lists.example.org" {
-                vec!["^.*@partner\\.example$", "@friends@lists.example.org"]
-            } else {
-                vec![]
-            };
-            Some(json!({"default_nonmember_action": action, "accept_these_nonmembers": accept}))
+            let mut config = json!({
+                "default_nonmember_action": action,
+                "default_member_action": "defer",
+                "emergency": false,
+                "accept_these_nonmembers": [],
+                "hold_these_nonmembers": [],
+                "reject_these_nonmembers": [],
+                "discard_these_nonmembers": [],
+            });
+            if *id == "team.lists.example.org" {
+                config["accept_these_nonmembers"] =
+                    json!(["^.*@partner\\.example$", "@friends@lists.example.org"]);
+                config["hold_these_nonmembers"] = json!(["held@example.com"]);
+                config["reject_these_nonmembers"] = json!(["^.*@rival\\.example$"]);
+                config["discard_these_nonmembers"] = json!(["dropped@example.com"]);
+            }
+            if *id == "open.lists.example.org" {
+                // Mailman compares plain entries as stored with the
+                // lowercased sender: the first two never match there.
+                config["reject_these_nonmembers"] = json!([
+                    "Loud@Example.com",
+                    "<angle@example.com>",
+                    "blocked@example.com"
+                ]);
+            }
+            Some(config)
         }
         ["lists", id, "bans"] => {
             LISTS.iter().find(|(i, _, _)| i == id)?;
             let bans = if *id == "team.lists.example.org" {
                 vec![json!({"email": "^.*@evil\\.example$", "list_id": id})]
+            } else if *id == "open.lists.example.org" {
+                // Mailman bans by SQL equality, as stored: only the second
+                // can match a (lowercased) sender.
+                vec![
+                    json!({"email": "Shouty@Example.com", "list_id": id}),
+                    json!({"email": "banned@example.com", "list_id": id}),
+                ]
             } else {
                 vec![]
             };
             Some(page(bans, &query))
         }
-        ["lists", id, "roster", "member"] => Some(page(
-            members(id).into_iter().map(|m| member(id, m)).collect(),
+        ["lists", id, "roster", role] => Some(page(
+            records(id)
+                .into_iter()
+                .filter(|r| r.1 == *role)
+                .map(|r| member(id, r))
+                .collect(),
             &query,
         )),
         ["members", "find"] => {
-            let id = q("list_id")?;
-            let subscriber = q("subscriber")?.to_lowercase();
-            // Mailman's trap, reproduced: `*` makes the lookup a LIKE search.
-            let hit = |m: &&str| match subscriber.split_once('*') {
-                Some((pre, post)) => m.starts_with(pre) && m.ends_with(post),
-                None => *m == subscriber,
+            // Without list_id: every list.
+            let ids: Vec<&str> = match q("list_id") {
+                Some(id) => vec![LISTS.iter().find(|(i, _, _)| *i == id)?.0],
+                None => LISTS.iter().map(|(i, _, _)| *i).collect(),
             };
+            let subscriber = q("subscriber").map(|s| s.to_lowercase());
+            // Mailman's trap, reproduced: `*` makes the lookup a LIKE search.
+            let hit = |m: &str| match subscriber.as_deref().map(|s| (s, s.split_once('*'))) {
+                None => true,
+                Some((_, Some((pre, post)))) => m.starts_with(pre) && m.ends_with(post),
+                Some((s, None)) => m == s,
+            };
+            let role = q("role");
+            let action = q("moderation_action");
             Some(page(
-                members(&id)
-                    .into_iter()
-                    .filter(hit)
-                    .map(|m| member(&id, m))
+                ids.into_iter()
+                    .flat_map(|id| records(id).into_iter().map(move |r| (id, r)))
+                    .filter(|(_, r)| hit(r.0))
+                    .filter(|(_, r)| role.as_deref().is_none_or(|x| x == r.1))
+                    .filter(|(_, r)| action.as_deref().is_none_or(|a| r.2 == Some(a)))
+                    .map(|(id, r)| member(id, r))
                     .collect(),
                 &query,
             ))
@@ -437,7 +525,7 @@ async fn a_sender_with_a_wildcard_is_never_sent_to_a_lookup() {
         .iter()
         .filter(|r| r.contains("/roster/member"))
         .collect();
-    // Five members, two a page: three pages, read for each wildcard sender
+    // Eight members, two a page: four pages, read for each wildcard sender
     // once (then cached).
     assert!(roster.iter().any(|r| r.contains("page=3")), "{roster:?}");
 }
@@ -720,7 +808,12 @@ async fn check_config_reads_the_lists_from_the_api() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("3 lists"), "{text}");
+    assert!(text.contains("4 lists"), "{text}");
+    // Guarded for its moderated member alone.
+    assert!(
+        text.contains("open@lists.example.org: non-members accept; guarded"),
+        "{text}"
+    );
     assert!(
         text.contains("team@lists.example.org: non-members reject; guarded"),
         "{text}"
@@ -811,6 +904,7 @@ async fn stale_lists_are_served_while_refreshed_in_the_background_then_expire() 
     let fake = Fake::start(Mode::Serve).await;
     let backend = RestBackend::new(&RestConfig {
         cache_ttl: Duration::from_secs(1),
+        max_stale: Duration::from_secs(2),
         ..fake.config()
     })
     .unwrap();
@@ -847,7 +941,7 @@ async fn stale_lists_are_served_while_refreshed_in_the_background_then_expire() 
         "{:?}",
         t.elapsed()
     );
-    // Twice the TTL old: no longer used; the API must answer, and does not.
+    // Older than max_stale: no longer used; the API must answer, and does not.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let t = Instant::now();
     let e = backend.lists().await.unwrap_err().to_string();
@@ -859,4 +953,317 @@ async fn stale_lists_are_served_while_refreshed_in_the_background_then_expire() 
     );
     fake.set(Mode::Serve);
     backend.lists().await.unwrap();
+    // Without a TTL nothing is cached, so nothing is served stale either.
+    let uncached = RestBackend::new(&RestConfig {
+        cache_ttl: Duration::ZERO,
+        ..fake.config()
+    })
+    .unwrap();
+    uncached.lists().await.unwrap();
+    fake.set(Mode::Error500);
+    assert!(uncached.lists().await.is_err());
+}
+
+#[tokio::test]
+async fn moderation_actions_and_legacy_nonmember_lists_decide_as_mailman_3() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let team = "team@lists.example.org";
+    let s = Settings::default;
+    let refused = |t: &Transcript| reply_of(t) == REFUSAL;
+    // A member whose own action is discard: refused like a non-member.
+    assert!(refused(
+        &post(&backend, s(), "troll@example.org", team).await
+    ));
+    // A member whose own action is hold (or defer): left to Mailman.
+    for ok in ["slow@example.org", "fan@example.org"] {
+        assert_eq!(
+            post(&backend, s(), ok, team).await.outcome,
+            Outcome::Accepted,
+            "{ok}"
+        );
+    }
+    // Non-member records: accept passes on a reject list; reject refuses
+    // although an accept pattern matches; none: the legacy lists, then the
+    // default.
+    assert_eq!(
+        post(&backend, s(), "vip@outside.example", team)
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    assert!(refused(
+        &post(&backend, s(), "pest@partner.example", team).await
+    ));
+    assert!(refused(
+        &post(&backend, s(), "seen@outside.example", team).await
+    ));
+    // hold_these_nonmembers: held by Mailman, so left alone; reject_ and
+    // discard_these_nonmembers: refused.
+    assert_eq!(
+        post(&backend, s(), "held@example.com", team).await.outcome,
+        Outcome::Accepted
+    );
+    for bad in ["boss@rival.example", "dropped@example.com"] {
+        assert!(refused(&post(&backend, s(), bad, team).await), "{bad}");
+    }
+    // The hold entries are refused where holds are refused.
+    let mut overrides = mailman_milter::overrides::ListOverrides::default();
+    overrides.lists.insert(
+        team.into(),
+        mailman_milter::overrides::ListOverride {
+            refuse_hold: Some(true),
+            reject_text: Some("<{list}>: moderated; ask the owners".into()),
+        },
+    );
+    let strict = || Settings {
+        overrides: overrides.clone(),
+        ..Settings::default()
+    };
+    for held in ["held@example.com", "slow@example.org"] {
+        let t = post(&backend, strict(), held, team).await;
+        assert_eq!(
+            reply_of(&t),
+            "550 5.7.1 <team@lists.example.org>: moderated; ask the owners",
+            "{held}"
+        );
+    }
+    // A list that accepts non-members is guarded for its moderated member
+    // only: everyone else passes, the member is refused.
+    let open = "open@lists.example.org";
+    assert_eq!(
+        post(&backend, s(), "stranger@example.com", open)
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    assert!(
+        reply_of(&post(&backend, s(), "grump@example.org", open).await)
+            .starts_with("550 5.7.1 <open@lists.example.org>")
+    );
+    // reject_these_nonmembers as Mailman 3 matches it: exactly.
+    assert!(
+        reply_of(&post(&backend, s(), "Blocked@example.com", open).await)
+            .starts_with("550 5.7.1 <open@lists.example.org>")
+    );
+    assert!(
+        reply_of(&post(&backend, s(), "Banned@Example.com", open).await)
+            .starts_with("550 5.7.1 <open@lists.example.org>")
+    );
+    for ok in [
+        "loud@example.com",
+        "angle@example.com",
+        "shouty@example.com",
+    ] {
+        assert_eq!(
+            post(&backend, s(), ok, open).await.outcome,
+            Outcome::Accepted,
+            "{ok}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn per_list_overrides_refuse_holds_with_their_own_text() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let friends = "friends@lists.example.org";
+    // Mailman holds non-member posts to friends@: left alone by default.
+    assert_eq!(
+        post(
+            &backend,
+            Settings::default(),
+            "stranger@example.com",
+            friends
+        )
+        .await
+        .outcome,
+        Outcome::Accepted
+    );
+    // refuse_hold for all lists, the default text.
+    let all = Settings {
+        overrides: mailman_milter::overrides::ListOverrides {
+            refuse_hold: true,
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    assert_eq!(
+        reply_of(&post(&backend, all, "stranger@example.com", friends).await),
+        "550 5.7.1 <friends@lists.example.org>: you are not allowed to post to this list"
+    );
+    // Per list: refuse_hold off for friends@ although on for all.
+    let mut overrides = mailman_milter::overrides::ListOverrides {
+        refuse_hold: true,
+        ..Default::default()
+    };
+    overrides.lists.insert(
+        friends.into(),
+        mailman_milter::overrides::ListOverride {
+            refuse_hold: Some(false),
+            reject_text: None,
+        },
+    );
+    let per_list = Settings {
+        overrides,
+        ..Settings::default()
+    };
+    assert_eq!(
+        post(&backend, per_list, "stranger@example.com", friends)
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    // A member of friends@ still passes when holds are refused.
+    let all = Settings {
+        overrides: mailman_milter::overrides::ListOverrides {
+            refuse_hold: true,
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    assert_eq!(
+        post(&backend, all, "bob@friends.example", friends)
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+}
+
+#[tokio::test]
+async fn stale_membership_answers_are_served_while_refreshed_then_expire() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(
+        RestBackend::new(&RestConfig {
+            cache_ttl: Duration::from_secs(1),
+            max_stale: Duration::from_secs(4),
+            ..fake.config()
+        })
+        .unwrap(),
+    );
+    let team = "team@lists.example.org";
+    let s = Settings::default;
+    let lookups = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.contains("subscriber=alice"))
+            .count()
+    };
+    assert_eq!(
+        post(&backend, s(), "alice@example.org", team).await.outcome,
+        Outcome::Accepted
+    );
+    assert_eq!(
+        refused_reply(&post(&backend, s(), "troll@example.org", team).await),
+        REFUSAL
+    );
+    assert_eq!(lookups(), 1);
+    // The API fails; the answers are stale (older than the TTL) but within
+    // max_stale: still used, both ways, and a refresh is attempted.
+    fake.set(Mode::Error500);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        post(&backend, s(), "alice@example.org", team).await.outcome,
+        Outcome::Accepted
+    );
+    assert_eq!(
+        refused_reply(&post(&backend, s(), "troll@example.org", team).await),
+        REFUSAL
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while lookups() < 2 {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A sender never looked up has nothing cached: the fail-safe.
+    assert_tempfail(
+        &post(&backend, s(), "newcomer@example.com", team).await,
+        Step::EndOfHeaders,
+    );
+    // The API answers again: a stale answer is refreshed in the background
+    // and the next post sees Mailman's new answer fresh.
+    fake.set(Mode::Serve);
+    let before = lookups();
+    assert_eq!(
+        post(&backend, s(), "alice@example.org", team).await.outcome,
+        Outcome::Accepted
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while lookups() == before {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past max_stale, with member lookups failing (the lists still read,
+    // so this is the membership answer expiring): the fail-safe, after the
+    // headers, never a 5xx.
+    fake.set(Mode::FailMembers);
+    for _ in 0..3 {
+        // Asking for the lists now and then keeps them refreshed.
+        tokio::time::sleep(Duration::from_millis(1400)).await;
+        backend.lists().await.unwrap();
+    }
+    assert_tempfail(
+        &post(&backend, s(), "alice@example.org", team).await,
+        Step::EndOfHeaders,
+    );
+}
+
+fn refused_reply(t: &Transcript) -> String {
+    match &t.outcome {
+        Outcome::Rejected {
+            at: Step::EndOfMessage,
+            reply,
+        } => reply.clone().unwrap_or_default(),
+        other => panic!("expected a refusal after the message, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_member_through_another_address_of_the_same_user_is_a_member() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let team = "team@lists.example.org";
+    let s = Settings::default;
+    assert_eq!(
+        post(&backend, s(), "alice@example.org", team).await.outcome,
+        Outcome::Accepted
+    );
+    // alice.alt@ belongs to alice's user: a member, as Mailman 3 sees it.
+    assert_eq!(
+        post(&backend, s(), "Alice.Alt@Example.org", team)
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    // With the linked member's own moderation action.
+    assert_eq!(
+        refused_reply(&post(&backend, s(), "troll.alt@example.org", team).await),
+        REFUSAL
+    );
+    // A user none of whose addresses is subscribed, an address without a
+    // user, and one Mailman does not know: non-members.
+    for stranger in [
+        "nobody.alt@example.org",
+        "loner@example.com",
+        "unknown@example.com",
+    ] {
+        assert_eq!(
+            refused_reply(&post(&backend, s(), stranger, team).await),
+            REFUSAL,
+            "{stranger}"
+        );
+    }
+    let reqs = fake.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("/3.1/users/1f2e3d/addresses")),
+        "{reqs:?}"
+    );
+    // A direct member needs no detour.
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r == "/3.1/addresses/alice%40example.org"),
+        "{reqs:?}"
+    );
 }
