@@ -335,6 +335,13 @@ mod tests {
         assert_eq!(c.policy.hidden_recipients, HiddenRecipients::Accept);
         assert_eq!(c.policy.unknown_recipient, UnknownRecipient::Accept);
         assert!(!c.policy.require_recipient_key);
+        assert_eq!(c.policy.recipient_key_scope, RecipientKeyScope::Any);
+        let c = parse("recipient_key_scope = \"every\"").unwrap();
+        assert_eq!(c.policy.recipient_key_scope, RecipientKeyScope::Every);
+        let e = parse("recipient_key_scope = \"all\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("recipient_key_scope"), "{e}");
         let d = parse("").unwrap();
         assert_eq!(d.policy.hidden_recipients, HiddenRecipients::Reject);
         assert_eq!(d.policy.unknown_recipient, UnknownRecipient::Reject);

@@ -961,6 +961,7 @@ mod tests {
         const BOB: KeyTarget = KeyTarget::KeyId([1; 8]);
         const CAROL: KeyTarget = KeyTarget::KeyId([2; 8]);
         const BOB_PRIMARY: KeyTarget = KeyTarget::KeyId([0x81; 8]);
+        const MALLORY_KEY: KeyTarget = KeyTarget::KeyId([9; 8]);
 
         #[test]
         fn at_least_one_enforced_recipient_must_have_a_key_targeted() {
@@ -1016,6 +1017,98 @@ mod tests {
                 )
                 .name(),
                 "reject"
+            );
+        }
+
+        #[test]
+        fn every_enforced_recipient_must_have_a_key_targeted() {
+            let p = Policy {
+                recipient_key_scope: RecipientKeyScope::Every,
+                ..policy()
+            };
+            let both = ["bob@example.org", "carol@example.net"];
+            assert_eq!(
+                judge(&p, &[vec![BOB, CAROL]], &both),
+                Decision::Accept(
+                    "encrypted (PGP/MIME) to a key of each of the 2 enforced recipients".into()
+                )
+            );
+            // One recipient alone: the same text as with `any`.
+            assert_eq!(
+                judge(&p, &[vec![BOB]], &["bob@example.org"]),
+                Decision::Accept("encrypted (PGP/MIME) to a key of bob@example.org".into())
+            );
+            // Bob's key only: Carol cannot read it, and is named.
+            let d = judge(&p, &[vec![BOB]], &both);
+            assert_eq!(d.name(), "reject");
+            assert_eq!(
+                d.reason(),
+                "not encrypted to a key of carol@example.net (encrypted to 0101010101010101)"
+            );
+            // The first recipient without a key is the one named.
+            let d = judge(&p, &[vec![CAROL]], &both);
+            assert_eq!(
+                d.reason(),
+                "not encrypted to a key of bob@example.org (encrypted to 0202020202020202)"
+            );
+            let d = judge(
+                &p,
+                &[vec![MALLORY_KEY]],
+                &["dave@example.org", "bob@example.org"],
+            );
+            assert_eq!(d.reason(), "no key for dave@example.org in the keyring");
+            // Every encrypted block, for every recipient.
+            let d = judge(&p, &[vec![BOB, CAROL], vec![BOB]], &both);
+            assert_eq!(
+                d.reason(),
+                "not encrypted to a key of carol@example.net (encrypted to 0101010101010101)"
+            );
+            // Unenforced recipients (role addresses) need no key.
+            assert_eq!(
+                judge(
+                    &p,
+                    &[vec![BOB]],
+                    &["postmaster@example.org", "bob@example.org"]
+                )
+                .name(),
+                "accept"
+            );
+            // `any` accepts what `every` refuses.
+            assert_eq!(judge(&policy(), &[vec![BOB]], &both).name(), "accept");
+            // unknown_recipient = accept: a recipient without a key does not
+            // block, but a known one still needs its key.
+            let lax = Policy {
+                unknown_recipient: UnknownRecipient::Accept,
+                ..p.clone()
+            };
+            assert_eq!(
+                judge(&lax, &[vec![BOB]], &["bob@example.org", "dave@example.org"]).name(),
+                "accept"
+            );
+            assert_eq!(
+                judge(
+                    &lax,
+                    &[vec![CAROL]],
+                    &["bob@example.org", "dave@example.org"]
+                )
+                .reason(),
+                "not encrypted to a key of bob@example.org (encrypted to 0202020202020202)"
+            );
+            // Hidden recipients count for everyone only when accepted.
+            let d = judge(&p, &[vec![KeyTarget::Wildcard, BOB]], &both);
+            assert!(
+                d.reason()
+                    .starts_with("not encrypted to a key of carol@example.net"),
+                "{}",
+                d.reason()
+            );
+            let hidden = Policy {
+                hidden_recipients: HiddenRecipients::Accept,
+                ..p
+            };
+            assert_eq!(
+                judge(&hidden, &[vec![KeyTarget::Wildcard, BOB]], &both).name(),
+                "accept"
             );
         }
 

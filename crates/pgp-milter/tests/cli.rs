@@ -12,6 +12,7 @@ fn check_config_with_the_embedded_defaults() {
     assert!(out.contains("listen: inet:127.0.0.1:8894"), "{out}");
     assert!(out.contains("require: Encrypted"), "{out}");
     assert!(out.contains("bounces: Refuse\n"), "{out}");
+    assert!(out.contains("recipient_key_scope: Any\n"), "{out}");
     assert!(out.contains("max_bounce_bytes: 131072\n"), "{out}");
 }
 
