@@ -76,6 +76,19 @@ fn verdict(d: &Decision) -> Verdict {
     }
 }
 
+/// The `452 4.5.3` for a recipient whose policy differs from the first
+/// one's. It names the recipient (as mailman-milter's does), so a client
+/// that lists several refused recipients shows which one to send again; an
+/// address that cannot go into a reply (control characters, too long)
+/// gets the text without it.
+fn split_reply(rcpt: &str) -> SmtpReply {
+    const TEXT: &str =
+        "Recipient under a different OpenPGP policy; send to this recipient separately";
+    SmtpReply::new(452, Some("4.5.3"), &format!("<{rcpt}>: {TEXT}"))
+        .or_else(|_| SmtpReply::new(452, Some("4.5.3"), TEXT))
+        .expect("a valid fixed reply")
+}
+
 /// The one log line per decision.
 fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
     let queue_id = cx.macro_str("i").unwrap_or_default().into_owned();
@@ -226,11 +239,7 @@ impl Milter for PgpMilter {
                     rcpt,
                     "recipient with another policy deferred to a new transaction"
                 );
-                return Ok(Verdict::tempfail_with(SmtpReply::new(
-                    452,
-                    Some("4.5.3"),
-                    "Recipients under a different OpenPGP policy must be sent separately",
-                )?));
+                return Ok(Verdict::tempfail_with(split_reply(&rcpt)));
             }
         }
         cx.msg.rcpts.push(rcpt);
@@ -329,5 +338,36 @@ impl Milter for PgpMilter {
         };
         log_decision(&cx, &d);
         Ok(verdict(&d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_reply_names_the_recipient_when_it_can() {
+        assert_eq!(
+            split_reply("postmaster@example.org").to_string(),
+            "452 4.5.3 <postmaster@example.org>: Recipient under a different OpenPGP policy; \
+             send to this recipient separately"
+        );
+        // `%` is doubled on the wire (Sendmail), shown once.
+        let percent = split_reply("a%b@example.org");
+        assert!(
+            percent
+                .to_string()
+                .starts_with("452 4.5.3 <a%b@example.org>: ")
+        );
+        assert!(
+            percent
+                .wire()
+                .starts_with(b"452 4.5.3 <a%%b@example.org>: ")
+        );
+        let fallback = "452 4.5.3 Recipient under a different OpenPGP policy; \
+                        send to this recipient separately";
+        assert_eq!(split_reply("bad\r\nrcpt").to_string(), fallback);
+        let long = format!("{}@example.org", "x".repeat(1000));
+        assert_eq!(split_reply(&long).to_string(), fallback);
     }
 }

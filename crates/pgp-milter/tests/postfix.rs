@@ -146,7 +146,8 @@ fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
     assert_eq!(r.code, 452, "{}", ctx(&format!("mixed: {r:?}")));
     assert_eq!(
         r.text(),
-        "4.5.3 Recipients under a different OpenPGP policy must be sent separately",
+        "4.5.3 <postmaster@example.org>: Recipient under a different OpenPGP policy; \
+         send to this recipient separately",
         "{r:?}"
     );
     let r = c.data(&message).unwrap();

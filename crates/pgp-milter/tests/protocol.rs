@@ -235,8 +235,12 @@ async fn mixed_recipients_are_split_into_separate_transactions() {
     let r = &t.refused_rcpts[0];
     assert_eq!(r.rcpt.trim_matches(['<', '>']), "postmaster@example.org");
     assert!(r.temporary);
-    assert!(
-        r.reply.as_deref().unwrap_or("").starts_with("452 4.5.3 "),
+    assert_eq!(
+        r.reply.as_deref(),
+        Some(
+            "452 4.5.3 <postmaster@example.org>: Recipient under a different OpenPGP policy; \
+             send to this recipient separately"
+        ),
         "{r:?}"
     );
     // Bob's copy is still checked (and refused: it is plain).
