@@ -583,6 +583,29 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_is_malformed() {
+        // Cut anywhere before the end of its closing delimiter line, a
+        // report is never well-formed (a prefix the MTA would not pass on,
+        // but one the milter's early verdict must not accept either).
+        let full = dsn(Some(&headers_part(ORIGINAL_HEADERS)));
+        let closing = full.rfind("--4F1A2B3C4D").unwrap();
+        let header_end = full.find("\r\n\r\n").unwrap();
+        for cut in (0..closing + "--4F1A2B3C4D.1795000000/mx.example.net-".len()).step_by(7) {
+            let r = delivery_report(&full.as_bytes()[..cut]);
+            if cut < header_end {
+                // Headers cut off: the Content-Type may be incomplete.
+                assert!(r.is_err(), "cut at {cut}: {r:?}");
+            } else {
+                assert!(
+                    matches!(r, Err(NotReport::Malformed(_))),
+                    "cut at {cut}: {r:?}"
+                );
+            }
+        }
+        assert!(delivery_report(full.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn status_codes() {
         for ok in [
             "5.1.1",
