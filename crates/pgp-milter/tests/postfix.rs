@@ -414,7 +414,7 @@ fn postfix_enforces_recipient_keys() {
         .unwrap();
 }
 
-/// Postfix makes real bounces (its test configuration has no outbound
+/// Postfix 3.7 makes real bounces (its test configuration has no outbound
 /// transport, so mail to another domain bounces at once, and bounce(8)
 /// delivers the report to the local sender's maildir without any milter);
 /// those reports are then sent to the milter from the null sender with
@@ -441,25 +441,25 @@ fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
     .unwrap();
     let daemon = start_milter(&config, &socket, dir.join("pgp-milter.log"));
 
-    // Alice sends three messages out; each bounces back to her: plaintext
+    // Alice sends four messages out; each bounces back to her: plaintext
     // with RET=HDRS (the report returns its headers only), plaintext in
-    // full, and PGP/MIME in full.
+    // full, PGP/MIME in full, and plaintext larger than Postfix's
+    // bounce_size_limit (50000 bytes by default), of which Postfix returns
+    // the headers only.
     let mut out = SmtpClient::connect(pf.port("out")).unwrap();
     assert!(out.ehlo("client.example").unwrap().is_positive());
+    let plans = "The plans, in the clear.\n";
     let originals = [
-        (
-            "<alice@example.org> RET=HDRS",
-            testkit::unique_id("hdrs"),
-            false,
-        ),
-        ("<alice@example.org>", testkit::unique_id("full"), false),
-        ("<alice@example.org>", testkit::unique_id("encrypted"), true),
+        ("<alice@example.org> RET=HDRS", testkit::unique_id("hdrs")),
+        ("<alice@example.org>", testkit::unique_id("full")),
+        ("<alice@example.org>", testkit::unique_id("encrypted")),
+        ("<alice@example.org>", testkit::unique_id("large")),
     ];
-    for (from, subject, encrypted) in &originals {
-        let message = if *encrypted {
-            support::pgp_mime(subject, &corpus.encrypted)
-        } else {
-            support::plain(subject, "The plans, in the clear.\n")
+    for (i, (from, subject)) in originals.iter().enumerate() {
+        let message = match i {
+            2 => support::pgp_mime(subject, &corpus.encrypted),
+            3 => support::plain(subject, &plans.repeat(3000)),
+            _ => support::plain(subject, plans),
         };
         assert!(out.mail(from).unwrap().is_positive());
         assert!(out.rcpt("<nobody@remote.example>").unwrap().is_positive());
@@ -468,7 +468,7 @@ fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
     }
     out.quit().unwrap();
     let bounces = pf
-        .wait_for_delivery("alice", 3, Duration::from_secs(30))
+        .wait_for_delivery("alice", 4, Duration::from_secs(30))
         .unwrap();
     let bounce_of = |subject: &str| -> String {
         bounces
@@ -477,19 +477,21 @@ fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
             .unwrap_or_else(|| panic!("no bounce for {subject}:\n{bounces:?}"))
             .clone()
     };
-    let [hdrs, full, encrypted] = [0, 1, 2].map(|i| bounce_of(&originals[i].1));
+    let [hdrs, full, encrypted, large] = [0, 1, 2, 3].map(|i| bounce_of(&originals[i].1));
     // They are Postfix's reports, in the forms the policy distinguishes.
-    for b in [&hdrs, &full, &encrypted] {
+    for b in [&hdrs, &full, &encrypted, &large] {
         assert!(
             b.contains("Content-Type: multipart/report; report-type=delivery-status;"),
             "{b}"
         );
         assert!(b.contains("Content-Type: message/delivery-status"), "{b}");
     }
-    assert!(hdrs.contains("Content-Type: text/rfc822-headers"), "{hdrs}");
-    assert!(!hdrs.contains("The plans, in the clear."), "{hdrs}");
+    for b in [&hdrs, &large] {
+        assert!(b.contains("Content-Type: text/rfc822-headers"), "{b}");
+        assert!(!b.contains(plans.trim_end()), "{b}");
+    }
     assert!(full.contains("Content-Type: message/rfc822"), "{full}");
-    assert!(full.contains("The plans, in the clear."), "{full}");
+    assert!(full.contains(plans.trim_end()), "{full}");
     assert!(
         encrypted.contains("Content-Type: message/rfc822"),
         "{encrypted}"
@@ -511,6 +513,13 @@ fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
         250,
         "{}",
         ctx(&format!("encrypted returned: {r:?}"))
+    );
+    let r = send("<>", &large);
+    assert_eq!(
+        r.code,
+        250,
+        "{}",
+        ctx(&format!("large, headers only: {r:?}"))
     );
     let r = send("<>", &full);
     assert_eq!(
@@ -535,10 +544,10 @@ fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
     );
     c.quit().unwrap();
     let mail = pf
-        .wait_for_delivery("bob", 2, Duration::from_secs(30))
+        .wait_for_delivery("bob", 3, Duration::from_secs(30))
         .unwrap();
-    assert_eq!(mail.len(), 2, "{mail:?}");
-    for subject in [&originals[0].1, &originals[2].1] {
+    assert_eq!(mail.len(), 3, "{mail:?}");
+    for subject in [&originals[0].1, &originals[2].1, &originals[3].1] {
         assert!(
             mail.iter().any(|m| m.contains(subject.as_str())),
             "{mail:?}"
