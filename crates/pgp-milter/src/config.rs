@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::keyring::{Keyring, SharedKeyring};
 use crate::policy::{
-    AddressPattern, DEFAULT_REJECT_ENCRYPTED, DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL,
-    HiddenRecipients, Policy, ReplyTemplate, Require, UnknownRecipient,
+    AddressPattern, Bounces, DEFAULT_REJECT_ENCRYPTED, DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL,
+    HiddenRecipients, Policy, RecipientKeyScope, ReplyTemplate, Require, UnknownRecipient,
 };
 
 /// Where the daemon listens when neither `--listen` nor `listen` says.
@@ -54,6 +54,12 @@ pub struct ConfigFile {
     pub hidden_recipients: Option<HiddenRecipients>,
     /// `"reject"` (default) or `"accept"`: recipients without a key.
     pub unknown_recipient: Option<UnknownRecipient>,
+    /// `"any"` (default) or `"every"`: which enforced recipients need a key.
+    pub recipient_key_scope: Option<RecipientKeyScope>,
+    /// `"refuse"` (default) or `"accept-reports"`: null-sender mail.
+    pub bounces: Option<Bounces>,
+    /// Largest delivery status report body that passes.
+    pub max_bounce_bytes: Option<usize>,
 }
 
 /// A configuration that does not load, naming the file and the key.
@@ -159,6 +165,10 @@ impl ConfigFile {
         if max_body_bytes < 1024 {
             return Err(err("max_body_bytes", "must be at least 1024".into()));
         }
+        let max_bounce_bytes = self.max_bounce_bytes.unwrap_or(defaults.max_bounce_bytes);
+        if max_bounce_bytes < 1024 {
+            return Err(err("max_bounce_bytes", "must be at least 1024".into()));
+        }
         let patterns = |key: &str, list: &[String]| {
             list.iter()
                 .enumerate()
@@ -214,6 +224,9 @@ impl ConfigFile {
             keyring,
             hidden_recipients: self.hidden_recipients.unwrap_or_default(),
             unknown_recipient: self.unknown_recipient.unwrap_or_default(),
+            recipient_key_scope: self.recipient_key_scope.unwrap_or_default(),
+            bounces: self.bounces.unwrap_or_default(),
+            max_bounce_bytes,
             require,
             max_body_bytes,
             skip_authenticated: self
@@ -322,6 +335,13 @@ mod tests {
         assert_eq!(c.policy.hidden_recipients, HiddenRecipients::Accept);
         assert_eq!(c.policy.unknown_recipient, UnknownRecipient::Accept);
         assert!(!c.policy.require_recipient_key);
+        assert_eq!(c.policy.recipient_key_scope, RecipientKeyScope::Any);
+        let c = parse("recipient_key_scope = \"every\"").unwrap();
+        assert_eq!(c.policy.recipient_key_scope, RecipientKeyScope::Every);
+        let e = parse("recipient_key_scope = \"all\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("recipient_key_scope"), "{e}");
         let d = parse("").unwrap();
         assert_eq!(d.policy.hidden_recipients, HiddenRecipients::Reject);
         assert_eq!(d.policy.unknown_recipient, UnknownRecipient::Reject);

@@ -252,7 +252,7 @@ fn is_smime(mime: &str) -> bool {
 
 /// A multipart needs its parts and its closing delimiter: without them it
 /// was cut off (or is not a multipart at all).
-fn multipart_complete(part: &ParsedMail<'_>) -> Result<(), String> {
+pub(crate) fn multipart_complete(part: &ParsedMail<'_>) -> Result<(), String> {
     let Some(boundary) = part.ctype.params.get("boundary") else {
         return Err(format!("{} without a boundary", part.ctype.mimetype));
     };

@@ -26,6 +26,7 @@ pub mod milter;
 pub mod openpgp;
 pub mod packets;
 pub mod policy;
+pub mod report;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 pub use detect::{Detection, Form, NotPgp, detect};

@@ -104,6 +104,9 @@ fn run(args: Args) -> Result<()> {
         println!("require_recipient_key: {}", policy.require_recipient_key);
         println!("hidden_recipients: {:?}", policy.hidden_recipients);
         println!("unknown_recipient: {:?}", policy.unknown_recipient);
+        println!("recipient_key_scope: {:?}", policy.recipient_key_scope);
+        println!("bounces: {:?}", policy.bounces);
+        println!("max_bounce_bytes: {}", policy.max_bounce_bytes);
         match policy.keyring.as_ref().map(|k| k.get()) {
             Some(k) => {
                 println!("keyring: {}", describe_keyring(&k));

@@ -11,7 +11,8 @@ use tracing::{debug, info};
 
 use crate::detect::{self, Detection, NotPgp};
 use crate::packets::KeyTarget;
-use crate::policy::{Decision, Policy, RecipientClass};
+use crate::policy::{Bounces, Decision, Policy, RecipientClass};
+use crate::report::{self, NotReport, Report};
 
 /// Messages larger than this are checked on a blocking thread, so one big
 /// message does not hold up the other connections' steps.
@@ -75,6 +76,19 @@ fn verdict(d: &Decision) -> Verdict {
     }
 }
 
+/// The `452 4.5.3` for a recipient whose policy differs from the first
+/// one's. It names the recipient (as mailman-milter's does), so a client
+/// that lists several refused recipients shows which one to send again; an
+/// address that cannot go into a reply (control characters, too long)
+/// gets the text without it.
+fn split_reply(rcpt: &str) -> SmtpReply {
+    const TEXT: &str =
+        "Recipient under a different OpenPGP policy; send to this recipient separately";
+    SmtpReply::new(452, Some("4.5.3"), &format!("<{rcpt}>: {TEXT}"))
+        .or_else(|_| SmtpReply::new(452, Some("4.5.3"), TEXT))
+        .expect("a valid fixed reply")
+}
+
 /// The one log line per decision.
 fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
     let queue_id = cx.macro_str("i").unwrap_or_default().into_owned();
@@ -88,37 +102,59 @@ fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
     );
 }
 
-/// What the detector found: the detection and, when asked for and the
-/// message is encrypted, the PKESK recipients of each encrypted block.
-type Found = (Detection, Option<Vec<Vec<KeyTarget>>>);
-
-fn detect_all(data: &[u8], keys: bool) -> Found {
-    let detection = detect::detect(data);
-    if !keys || !matches!(detection, Detection::Encrypted(_)) {
-        return (detection, None);
-    }
-    match detect::encrypted_to(data) {
-        Ok(targets) => (detection, Some(targets)),
-        Err(e) => (
-            Detection::Plain(NotPgp::Internal(format!("collecting recipient keys: {e}"))),
-            None,
-        ),
-    }
+/// What the detector found: the detection; when asked for and the
+/// message is encrypted, the PKESK recipients of each encrypted block; and
+/// when asked for (null sender, `bounces = accept-reports`) and the message
+/// is not OpenPGP, whether it is a delivery status report.
+#[derive(Debug)]
+struct Found {
+    detection: Detection,
+    targets: Option<Vec<Vec<KeyTarget>>>,
+    report: Option<Result<Report, NotReport>>,
 }
 
-/// Runs the detector, on a blocking thread for large messages; `keys`:
-/// collect the recipient key IDs too.
-async fn run_detect(data: Vec<u8>, keys: bool) -> Found {
-    if data.len() < BLOCKING_THRESHOLD {
-        return detect_all(&data, keys);
+/// What to collect besides the detection.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    keys: bool,
+    report: bool,
+}
+
+fn detect_all(data: &[u8], wanted: Wanted) -> Found {
+    let detection = detect::detect(data);
+    let mut found = Found {
+        detection,
+        targets: None,
+        report: None,
+    };
+    match found.detection {
+        Detection::Encrypted(_) if wanted.keys => match detect::encrypted_to(data) {
+            Ok(targets) => found.targets = Some(targets),
+            Err(e) => {
+                found.detection =
+                    Detection::Plain(NotPgp::Internal(format!("collecting recipient keys: {e}")))
+            }
+        },
+        Detection::Plain(NotPgp::Internal(_)) => {}
+        Detection::Plain(_) | Detection::Signed(_) if wanted.report => {
+            found.report = Some(report::delivery_report(data));
+        }
+        _ => {}
     }
-    tokio::task::spawn_blocking(move || detect_all(&data, keys))
+    found
+}
+
+/// Runs the detector, on a blocking thread for large messages.
+async fn run_detect(data: Vec<u8>, wanted: Wanted) -> Found {
+    if data.len() < BLOCKING_THRESHOLD {
+        return detect_all(&data, wanted);
+    }
+    tokio::task::spawn_blocking(move || detect_all(&data, wanted))
         .await
-        .unwrap_or_else(|e| {
-            (
-                Detection::Plain(NotPgp::Internal(format!("detector task: {e}"))),
-                None,
-            )
+        .unwrap_or_else(|e| Found {
+            detection: Detection::Plain(NotPgp::Internal(format!("detector task: {e}"))),
+            targets: None,
+            report: None,
         })
 }
 
@@ -131,11 +167,20 @@ impl PgpMilter {
         Some(d)
     }
 
-    /// Detects and judges a whole message to `rcpts`.
-    async fn judge(&self, data: Vec<u8>, rcpts: &[String]) -> Decision {
-        let (detection, targets) = run_detect(data, self.policy.require_recipient_key).await;
+    /// Detects and judges the whole message in `msg.data` (taken).
+    async fn judge(&self, msg: &mut MessageState) -> Decision {
+        let body_bytes = msg.body_len();
+        let data = std::mem::take(&mut msg.data);
+        let wanted = Wanted {
+            keys: self.policy.require_recipient_key,
+            report: msg.sender.is_empty() && self.policy.bounces == Bounces::AcceptReports,
+        };
+        let found = run_detect(data, wanted).await;
+        let decision =
+            self.policy
+                .judge_message(&found.detection, found.targets.as_deref(), &msg.rcpts);
         self.policy
-            .judge_message(&detection, targets.as_deref(), rcpts)
+            .judge_bounce(&msg.sender, decision, found.report.as_ref(), body_bytes)
     }
 
     fn too_large(&self) -> Decision {
@@ -194,11 +239,7 @@ impl Milter for PgpMilter {
                     rcpt,
                     "recipient with another policy deferred to a new transaction"
                 );
-                return Ok(Verdict::tempfail_with(SmtpReply::new(
-                    452,
-                    Some("4.5.3"),
-                    "Recipients under a different OpenPGP policy must be sent separately",
-                )?));
+                return Ok(Verdict::tempfail_with(split_reply(&rcpt)));
             }
         }
         cx.msg.rcpts.push(rcpt);
@@ -278,9 +319,7 @@ impl Milter for PgpMilter {
         }
         // The top-level multipart is complete: only the epilogue can follow,
         // so the decision is final now.
-        let d = self
-            .judge(std::mem::take(&mut cx.msg.data), &cx.msg.rcpts)
-            .await;
+        let d = self.judge(cx.msg).await;
         if let Decision::Accept(_) = d {
             cx.msg.decision = Some(d);
             return Ok(Verdict::Skip);
@@ -295,12 +334,40 @@ impl Milter for PgpMilter {
         }
         let d = match cx.msg.decision.take() {
             Some(d) => d,
-            None => {
-                self.judge(std::mem::take(&mut cx.msg.data), &cx.msg.rcpts)
-                    .await
-            }
+            None => self.judge(cx.msg).await,
         };
         log_decision(&cx, &d);
         Ok(verdict(&d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_reply_names_the_recipient_when_it_can() {
+        assert_eq!(
+            split_reply("postmaster@example.org").to_string(),
+            "452 4.5.3 <postmaster@example.org>: Recipient under a different OpenPGP policy; \
+             send to this recipient separately"
+        );
+        // `%` is doubled on the wire (Sendmail), shown once.
+        let percent = split_reply("a%b@example.org");
+        assert!(
+            percent
+                .to_string()
+                .starts_with("452 4.5.3 <a%b@example.org>: ")
+        );
+        assert!(
+            percent
+                .wire()
+                .starts_with(b"452 4.5.3 <a%%b@example.org>: ")
+        );
+        let fallback = "452 4.5.3 Recipient under a different OpenPGP policy; \
+                        send to this recipient separately";
+        assert_eq!(split_reply("bad\r\nrcpt").to_string(), fallback);
+        let long = format!("{}@example.org", "x".repeat(1000));
+        assert_eq!(split_reply(&long).to_string(), fallback);
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::detect::{Detection, NotPgp};
 use crate::keyring::{SharedKeyring, describe_targets};
 use crate::packets::KeyTarget;
+use crate::report::{NotReport, Report, Returned};
 
 /// What a hidden (wildcard) recipient of an encrypted message counts for
 /// with `require_recipient_key`.
@@ -33,6 +34,31 @@ pub enum UnknownRecipient {
     Reject,
     /// Any encrypted message to it passes.
     Accept,
+}
+
+/// Which enforced recipients must have a key the message is encrypted to,
+/// with `require_recipient_key`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecipientKeyScope {
+    /// At least one of them (the issue's wording: "one of the envelope
+    /// recipients").
+    #[default]
+    Any,
+    /// Every one of them; the refusal names the first without one.
+    Every,
+}
+
+/// What a message from the null sender (`MAIL FROM:<>`) may be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bounces {
+    /// Judged like any other message: a plaintext bounce is refused.
+    #[default]
+    Refuse,
+    /// A well-formed delivery status report (RFC 3464/6522) within
+    /// `max_bounce_bytes` passes; see `Policy::judge_bounce`.
+    AcceptReports,
 }
 
 /// What a message must be to pass.
@@ -232,6 +258,12 @@ pub struct Policy {
     pub hidden_recipients: HiddenRecipients,
     /// What an enforced recipient without a key gets.
     pub unknown_recipient: UnknownRecipient,
+    /// Whether one enforced recipient's key is enough, or every one's.
+    pub recipient_key_scope: RecipientKeyScope,
+    /// What a null-sender message may be.
+    pub bounces: Bounces,
+    /// Largest body of a delivery status report that passes as one.
+    pub max_bounce_bytes: usize,
 }
 
 /// Default refusal when only encrypted mail passes.
@@ -240,6 +272,9 @@ pub const DEFAULT_REJECT_ENCRYPTED: &str =
 /// Default refusal when signed mail passes too.
 pub const DEFAULT_REJECT_SIGNED: &str =
     "550 5.7.1 Only OpenPGP-encrypted or OpenPGP-signed mail is accepted here ({reason})";
+/// Default `max_bounce_bytes`: Postfix returns at most `bounce_size_limit`
+/// (50000) bytes of the original message, so its reports stay well below.
+pub const DEFAULT_MAX_BOUNCE_BYTES: usize = 128 << 10;
 /// Default reply on internal errors.
 pub const DEFAULT_TEMPFAIL: &str =
     "451 4.3.0 Could not check the message for OpenPGP, try again later ({reason})";
@@ -261,6 +296,9 @@ impl Default for Policy {
             keyring: None,
             hidden_recipients: HiddenRecipients::Reject,
             unknown_recipient: UnknownRecipient::Reject,
+            recipient_key_scope: RecipientKeyScope::Any,
+            bounces: Bounces::Refuse,
+            max_bounce_bytes: DEFAULT_MAX_BOUNCE_BYTES,
         }
     }
 }
@@ -350,85 +388,158 @@ impl Policy {
                 "encrypted with a passphrase only (symmetric), not to a recipient's public key",
             );
         }
-        let enforced = rcpts
+        let enforced: Vec<&String> = rcpts
             .iter()
-            .filter(|r| self.recipient_class(r) == RecipientClass::Enforced);
+            .filter(|r| self.recipient_class(r) == RecipientClass::Enforced)
+            .collect();
         let mut failure: Option<String> = None;
+        let mut satisfied: Vec<String> = Vec::new();
+        for rcpt in &enforced {
+            match self.recipient_key(rcpt, form, &keyring, blocks) {
+                Ok(why) if self.recipient_key_scope == RecipientKeyScope::Any => {
+                    return Decision::Accept(why);
+                }
+                Ok(why) => satisfied.push(why),
+                // Every recipient must be satisfied: the first that is
+                // not decides, and is named.
+                Err(why) if self.recipient_key_scope == RecipientKeyScope::Every => {
+                    return self.reject(&why);
+                }
+                Err(why) => {
+                    failure.get_or_insert(why);
+                }
+            }
+        }
+        match (failure, satisfied.as_slice()) {
+            (Some(why), _) => self.reject(&why),
+            (None, [one]) => Decision::Accept(one.clone()),
+            (None, []) => decision,
+            (None, all) => Decision::Accept(format!(
+                "encrypted ({form}) to a key of each of the {} enforced recipients",
+                all.len()
+            )),
+        }
+    }
+
+    /// Whether enforced recipient `rcpt` can read a message whose
+    /// encrypted blocks are for `blocks`: `Ok` with the acceptance text,
+    /// or `Err` with the refusal reason.
+    fn recipient_key(
+        &self,
+        rcpt: &str,
+        form: &crate::detect::Form,
+        keyring: &crate::keyring::Keyring,
+        blocks: &[Vec<KeyTarget>],
+    ) -> Result<String, String> {
+        let all = keyring.keys_for(rcpt);
+        if all.is_empty() {
+            return match self.unknown_recipient {
+                UnknownRecipient::Accept => Ok(format!(
+                    "encrypted ({form}); no key for {rcpt} in the keyring \
+                     (unknown_recipient = accept)"
+                )),
+                UnknownRecipient::Reject => Err(format!("no key for {rcpt} in the keyring")),
+            };
+        }
+        // Revoked, expired or unverifiable keys do not count; the refusal
+        // names why.
         let now = crate::keyring::now();
-        for rcpt in enforced {
-            let all = keyring.keys_for(rcpt);
-            if all.is_empty() {
-                match self.unknown_recipient {
-                    UnknownRecipient::Accept => {
-                        return Decision::Accept(format!(
-                            "encrypted ({form}); no key for {rcpt} in the keyring \
-                             (unknown_recipient = accept)"
-                        ));
-                    }
-                    UnknownRecipient::Reject => {
-                        failure.get_or_insert_with(|| format!("no key for {rcpt} in the keyring"));
-                        continue;
-                    }
-                }
-            }
-            // Revoked, expired or unverifiable keys do not count; the
-            // refusal names why.
-            let (keys, unusable): (Vec<_>, Vec<_>) = all
+        let (keys, unusable): (Vec<_>, Vec<_>) = all
+            .iter()
+            .map(|k| (k, k.problem_at(now)))
+            .partition(|(_, problem)| problem.is_none());
+        let unusable_reason = |targets: Option<&Vec<KeyTarget>>| {
+            let (_, problem) = unusable
                 .iter()
-                .map(|k| (k, k.problem_at(now)))
-                .partition(|(_, problem)| problem.is_none());
-            let unusable_reason = |targets: Option<&Vec<KeyTarget>>| {
-                let (_, problem) = unusable
-                    .iter()
-                    .find(|(k, _)| targets.is_none_or(|t| t.iter().any(|t| k.key.is_target(t))))?;
-                Some(format!(
-                    "key for {rcpt} {}",
-                    problem.as_deref().unwrap_or("")
-                ))
-            };
-            if keys.is_empty() {
-                failure.get_or_insert_with(|| unusable_reason(None).unwrap_or_default());
-                continue;
+                .find(|(k, _)| targets.is_none_or(|t| t.iter().any(|t| k.key.is_target(t))))?;
+            Some(format!(
+                "key for {rcpt} {}",
+                problem.as_deref().unwrap_or("")
+            ))
+        };
+        if keys.is_empty() {
+            return Err(unusable_reason(None).unwrap_or_default());
+        }
+        let hidden_ok = self.hidden_recipients == HiddenRecipients::Accept;
+        let matched = |t: &KeyTarget| match t {
+            KeyTarget::Wildcard => hidden_ok,
+            t => keys.iter().any(|(k, _)| k.key.is_target(t)),
+        };
+        match blocks.iter().find(|targets| !targets.iter().any(matched)) {
+            None => {
+                let hidden = blocks.iter().flatten().all(|t| *t == KeyTarget::Wildcard);
+                let to = if hidden {
+                    format!("a hidden recipient (accepted as {rcpt})")
+                } else {
+                    format!("a key of {rcpt}")
+                };
+                Ok(format!("encrypted ({form}) to {to}"))
             }
-            let hidden_ok = self.hidden_recipients == HiddenRecipients::Accept;
-            let matched = |t: &KeyTarget| match t {
-                KeyTarget::Wildcard => hidden_ok,
-                t => keys.iter().any(|(k, _)| k.key.is_target(t)),
-            };
-            match blocks.iter().find(|targets| !targets.iter().any(matched)) {
-                None => {
-                    let hidden = blocks.iter().flatten().all(|t| *t == KeyTarget::Wildcard);
-                    let to = if hidden {
-                        format!("a hidden recipient (accepted as {rcpt})")
-                    } else {
-                        format!("a key of {rcpt}")
-                    };
-                    return Decision::Accept(format!("encrypted ({form}) to {to}"));
+            Some(targets) => Err(if let Some(why) = unusable_reason(Some(targets)) {
+                why
+            } else if targets.iter().all(|t| *t == KeyTarget::Wildcard) {
+                format!(
+                    "encrypted to hidden recipients only (wildcard key IDs), \
+                     which do not show a key of {rcpt}"
+                )
+            } else {
+                format!(
+                    "not encrypted to a key of {rcpt} (encrypted to {})",
+                    describe_targets(targets)
+                )
+            }),
+        }
+    }
+
+    /// The decision for a message from `sender` that was judged `decision`
+    /// as ordinary mail. With `bounces = accept-reports`, a refused message
+    /// from the null sender passes if it is a well-formed delivery status
+    /// report (`report`, checked by `report::delivery_report`) of at most
+    /// `max_bounce_bytes` body bytes whose returned content is headers
+    /// only, nothing, or a message that itself passes (`require`; the
+    /// returned message was encrypted to its original recipients, so the
+    /// keyring is not consulted). Anything else from the null sender keeps
+    /// its refusal: the empty sender alone exempts nothing.
+    pub fn judge_bounce(
+        &self,
+        sender: &str,
+        decision: Decision,
+        report: Option<&Result<Report, NotReport>>,
+        body_bytes: usize,
+    ) -> Decision {
+        if !sender.is_empty() || self.bounces == Bounces::Refuse {
+            return decision;
+        }
+        if !matches!(decision, Decision::Reject(..)) {
+            return decision;
+        }
+        let report = match report {
+            None | Some(Err(NotReport::OtherType)) => return decision,
+            Some(Err(NotReport::Malformed(why))) => {
+                return self.reject(&format!(
+                    "null sender, but not a well-formed delivery status report: {why}"
+                ));
+            }
+            Some(Ok(report)) => report,
+        };
+        if body_bytes > self.max_bounce_bytes {
+            return self.reject(&format!(
+                "delivery status report larger than {} bytes (max_bounce_bytes)",
+                self.max_bounce_bytes
+            ));
+        }
+        if let Returned::Message(returned) = &report.returned {
+            match self.judge(returned) {
+                Decision::Accept(_) => {}
+                Decision::Reject(_, why) => {
+                    return self.reject(&format!(
+                        "delivery status report returns a message that is not OpenPGP: {why}"
+                    ));
                 }
-                Some(targets) => {
-                    failure.get_or_insert_with(|| {
-                        if let Some(why) = unusable_reason(Some(targets)) {
-                            why
-                        } else if targets.iter().all(|t| *t == KeyTarget::Wildcard) {
-                            format!(
-                                "encrypted to hidden recipients only (wildcard key IDs), \
-                                 which do not show a key of {rcpt}"
-                            )
-                        } else {
-                            format!(
-                                "not encrypted to a key of {rcpt} (encrypted to {})",
-                                describe_targets(targets)
-                            )
-                        }
-                    });
-                }
+                tempfail @ Decision::Tempfail(..) => return tempfail,
             }
         }
-        match failure {
-            Some(why) => self.reject(&why),
-            // No enforced recipient (the milter passes such mail earlier).
-            None => decision,
-        }
+        Decision::Accept(format!("delivery status report (bounce) {report}"))
     }
 
     /// A refusal naming `reason`.
@@ -593,6 +704,167 @@ mod tests {
         assert!(reply.to_string().starts_with("451 4.3.0 "), "{reply}");
     }
 
+    mod bounces {
+        use super::*;
+        use crate::report::RecipientStatus;
+
+        fn report(returned: Returned) -> Report {
+            Report {
+                reporting_mta: "dns; mx.remote.example".into(),
+                recipients: vec![RecipientStatus {
+                    final_recipient: "rfc822; nobody@remote.example".into(),
+                    action: "failed".into(),
+                    status: "5.1.1".into(),
+                }],
+                returned,
+            }
+        }
+
+        fn accepting() -> Policy {
+            Policy {
+                bounces: Bounces::AcceptReports,
+                ..Policy::default()
+            }
+        }
+
+        /// What the ordinary judgement says of a plaintext report.
+        fn plain(p: &Policy) -> Decision {
+            p.judge(&Detection::Plain(NotPgp::PlaintextPart(
+                "text/plain part".into(),
+            )))
+        }
+
+        #[test]
+        fn reports_from_the_null_sender_pass_only_when_configured() {
+            let headers = Ok(report(Returned::Headers));
+            let p = accepting();
+            let d = p.judge_bounce("", plain(&p), Some(&headers), 4000);
+            assert_eq!(
+                d,
+                Decision::Accept(
+                    "delivery status report (bounce) from dns; mx.remote.example: failed \
+                     rfc822; nobody@remote.example 5.1.1; headers returned"
+                        .into()
+                )
+            );
+            let nothing = Ok(report(Returned::Nothing));
+            assert_eq!(
+                p.judge_bounce("", plain(&p), Some(&nothing), 4000).name(),
+                "accept"
+            );
+            // The default refuses them like any plaintext.
+            let strict = Policy::default();
+            assert_eq!(
+                strict.judge_bounce("", plain(&strict), Some(&headers), 4000),
+                plain(&strict)
+            );
+            // A report from a real sender is ordinary mail.
+            assert_eq!(
+                p.judge_bounce("mailer@remote.example", plain(&p), Some(&headers), 4000),
+                plain(&p)
+            );
+        }
+
+        #[test]
+        fn a_null_sender_alone_exempts_nothing() {
+            let p = accepting();
+            // Not a report at all: the ordinary refusal and its reason.
+            let d = p.judge_bounce("", plain(&p), Some(&Err(NotReport::OtherType)), 100);
+            assert_eq!(d, plain(&p));
+            assert_eq!(d.reason(), "unencrypted content: text/plain part");
+            let d = p.judge_bounce("", plain(&p), None, 100);
+            assert_eq!(d, plain(&p));
+            // A multipart/report that is not a delivery status report.
+            let bad = Err(NotReport::Malformed("4 parts instead of 2 or 3".into()));
+            let d = p.judge_bounce("", plain(&p), Some(&bad), 100);
+            assert_eq!(d.name(), "reject");
+            assert_eq!(
+                d.reason(),
+                "null sender, but not a well-formed delivery status report: \
+                 4 parts instead of 2 or 3"
+            );
+            // Too large.
+            let ok = Ok(report(Returned::Headers));
+            let d = p.judge_bounce("", plain(&p), Some(&ok), DEFAULT_MAX_BOUNCE_BYTES + 1);
+            assert_eq!(
+                d.reason(),
+                "delivery status report larger than 131072 bytes (max_bounce_bytes)"
+            );
+            assert_eq!(
+                p.judge_bounce("", plain(&p), Some(&ok), DEFAULT_MAX_BOUNCE_BYTES)
+                    .name(),
+                "accept"
+            );
+            let small = Policy {
+                max_bounce_bytes: 2048,
+                ..accepting()
+            };
+            assert_eq!(
+                small
+                    .judge_bounce("", plain(&small), Some(&ok), 2049)
+                    .name(),
+                "reject"
+            );
+        }
+
+        #[test]
+        fn a_returned_message_must_pass_itself() {
+            let p = accepting();
+            let returned = |d: Detection| Ok(report(Returned::Message(d)));
+            let clear = returned(Detection::Plain(NotPgp::PlaintextPart(
+                "text/plain part".into(),
+            )));
+            let d = p.judge_bounce("", plain(&p), Some(&clear), 4000);
+            assert_eq!(
+                d.reason(),
+                "delivery status report returns a message that is not OpenPGP: \
+                 unencrypted content: text/plain part"
+            );
+            let Decision::Reject(reply, _) = &d else {
+                panic!("{d:?}")
+            };
+            assert!(reply.to_string().starts_with("550 5.7.1 "), "{reply}");
+            let enc = returned(Detection::Encrypted(Form::PgpMime));
+            assert_eq!(
+                p.judge_bounce("", plain(&p), Some(&enc), 4000).name(),
+                "accept"
+            );
+            let signed = returned(Detection::Signed(Form::Cleartext));
+            assert_eq!(
+                p.judge_bounce("", plain(&p), Some(&signed), 4000).name(),
+                "reject"
+            );
+            let lax = Policy {
+                require: Require::EncryptedOrSigned,
+                ..accepting()
+            };
+            assert_eq!(
+                lax.judge_bounce("", plain(&lax), Some(&signed), 4000)
+                    .name(),
+                "accept"
+            );
+            // The detector failing on the returned message: tempfail.
+            let broken = returned(Detection::Plain(NotPgp::Internal("boom".into())));
+            assert_eq!(
+                p.judge_bounce("", plain(&p), Some(&broken), 4000).name(),
+                "tempfail"
+            );
+        }
+
+        #[test]
+        fn other_decisions_are_left_alone() {
+            let p = accepting();
+            let ok = Ok(report(Returned::Headers));
+            let accept = Decision::Accept("encrypted (PGP/MIME)".into());
+            assert_eq!(p.judge_bounce("", accept.clone(), Some(&ok), 10), accept);
+            let tempfail = p.tempfail("boom");
+            assert_eq!(
+                p.judge_bounce("", tempfail.clone(), Some(&ok), 10),
+                tempfail
+            );
+        }
+    }
+
     mod recipient_keys {
         use super::*;
         use crate::keyring::{Cert, Key, KeyPacket, Keyring, UserIdStatus};
@@ -689,6 +961,7 @@ mod tests {
         const BOB: KeyTarget = KeyTarget::KeyId([1; 8]);
         const CAROL: KeyTarget = KeyTarget::KeyId([2; 8]);
         const BOB_PRIMARY: KeyTarget = KeyTarget::KeyId([0x81; 8]);
+        const MALLORY_KEY: KeyTarget = KeyTarget::KeyId([9; 8]);
 
         #[test]
         fn at_least_one_enforced_recipient_must_have_a_key_targeted() {
@@ -744,6 +1017,98 @@ mod tests {
                 )
                 .name(),
                 "reject"
+            );
+        }
+
+        #[test]
+        fn every_enforced_recipient_must_have_a_key_targeted() {
+            let p = Policy {
+                recipient_key_scope: RecipientKeyScope::Every,
+                ..policy()
+            };
+            let both = ["bob@example.org", "carol@example.net"];
+            assert_eq!(
+                judge(&p, &[vec![BOB, CAROL]], &both),
+                Decision::Accept(
+                    "encrypted (PGP/MIME) to a key of each of the 2 enforced recipients".into()
+                )
+            );
+            // One recipient alone: the same text as with `any`.
+            assert_eq!(
+                judge(&p, &[vec![BOB]], &["bob@example.org"]),
+                Decision::Accept("encrypted (PGP/MIME) to a key of bob@example.org".into())
+            );
+            // Bob's key only: Carol cannot read it, and is named.
+            let d = judge(&p, &[vec![BOB]], &both);
+            assert_eq!(d.name(), "reject");
+            assert_eq!(
+                d.reason(),
+                "not encrypted to a key of carol@example.net (encrypted to 0101010101010101)"
+            );
+            // The first recipient without a key is the one named.
+            let d = judge(&p, &[vec![CAROL]], &both);
+            assert_eq!(
+                d.reason(),
+                "not encrypted to a key of bob@example.org (encrypted to 0202020202020202)"
+            );
+            let d = judge(
+                &p,
+                &[vec![MALLORY_KEY]],
+                &["dave@example.org", "bob@example.org"],
+            );
+            assert_eq!(d.reason(), "no key for dave@example.org in the keyring");
+            // Every encrypted block, for every recipient.
+            let d = judge(&p, &[vec![BOB, CAROL], vec![BOB]], &both);
+            assert_eq!(
+                d.reason(),
+                "not encrypted to a key of carol@example.net (encrypted to 0101010101010101)"
+            );
+            // Unenforced recipients (role addresses) need no key.
+            assert_eq!(
+                judge(
+                    &p,
+                    &[vec![BOB]],
+                    &["postmaster@example.org", "bob@example.org"]
+                )
+                .name(),
+                "accept"
+            );
+            // `any` accepts what `every` refuses.
+            assert_eq!(judge(&policy(), &[vec![BOB]], &both).name(), "accept");
+            // unknown_recipient = accept: a recipient without a key does not
+            // block, but a known one still needs its key.
+            let lax = Policy {
+                unknown_recipient: UnknownRecipient::Accept,
+                ..p.clone()
+            };
+            assert_eq!(
+                judge(&lax, &[vec![BOB]], &["bob@example.org", "dave@example.org"]).name(),
+                "accept"
+            );
+            assert_eq!(
+                judge(
+                    &lax,
+                    &[vec![CAROL]],
+                    &["bob@example.org", "dave@example.org"]
+                )
+                .reason(),
+                "not encrypted to a key of bob@example.org (encrypted to 0202020202020202)"
+            );
+            // Hidden recipients count for everyone only when accepted.
+            let d = judge(&p, &[vec![KeyTarget::Wildcard, BOB]], &both);
+            assert!(
+                d.reason()
+                    .starts_with("not encrypted to a key of carol@example.net"),
+                "{}",
+                d.reason()
+            );
+            let hidden = Policy {
+                hidden_recipients: HiddenRecipients::Accept,
+                ..p
+            };
+            assert_eq!(
+                judge(&hidden, &[vec![KeyTarget::Wildcard, BOB]], &both).name(),
+                "accept"
             );
         }
 

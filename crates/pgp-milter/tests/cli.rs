@@ -11,6 +11,9 @@ fn check_config_with_the_embedded_defaults() {
     assert!(out.contains("configuration OK"), "{out}");
     assert!(out.contains("listen: inet:127.0.0.1:8894"), "{out}");
     assert!(out.contains("require: Encrypted"), "{out}");
+    assert!(out.contains("bounces: Refuse\n"), "{out}");
+    assert!(out.contains("recipient_key_scope: Any\n"), "{out}");
+    assert!(out.contains("max_bounce_bytes: 131072\n"), "{out}");
 }
 
 #[test]
@@ -20,7 +23,8 @@ fn check_config_reads_the_file_and_the_command_line_wins() {
     std::fs::write(
         &file,
         "listen = [\"inet:127.0.0.1:9999\"]\nrequire = \"encrypted-or-signed\"\n\
-         enforce_domains = [\"example.org\"]\n",
+         enforce_domains = [\"example.org\"]\nbounces = \"accept-reports\"\n\
+         max_bounce_bytes = 65536\n",
     )
     .unwrap();
     let f = file.to_str().unwrap();
@@ -28,6 +32,8 @@ fn check_config_reads_the_file_and_the_command_line_wins() {
     assert!(ok, "{err}");
     assert!(out.contains("listen: inet:127.0.0.1:9999"), "{out}");
     assert!(out.contains("require: EncryptedOrSigned"), "{out}");
+    assert!(out.contains("bounces: AcceptReports\n"), "{out}");
+    assert!(out.contains("max_bounce_bytes: 65536\n"), "{out}");
     let (ok, out, err) = pgp_milter(&[
         "--config",
         f,
@@ -47,6 +53,8 @@ fn bad_configuration_names_the_file_and_the_key() {
     for (text, needle) in [
         ("max_body = 5\n", "unknown field `max_body`"),
         ("require = \"maybe\"\n", "maybe"),
+        ("bounces = \"accept\"\n", "bounces"),
+        ("max_bounce_bytes = 100\n", "key `max_bounce_bytes`"),
         ("reject_reply = \"250 ok\"\n", "key `reject_reply`"),
         (
             "exempt_recipients = [\"x\"]\n",

@@ -146,7 +146,8 @@ fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
     assert_eq!(r.code, 452, "{}", ctx(&format!("mixed: {r:?}")));
     assert_eq!(
         r.text(),
-        "4.5.3 Recipients under a different OpenPGP policy must be sent separately",
+        "4.5.3 <postmaster@example.org>: Recipient under a different OpenPGP policy; \
+         send to this recipient separately",
         "{r:?}"
     );
     let r = c.data(&message).unwrap();
@@ -411,4 +412,150 @@ fn postfix_enforces_recipient_keys() {
             Duration::from_secs(10),
         )
         .unwrap();
+}
+
+/// Postfix 3.7 makes real bounces (its test configuration has no outbound
+/// transport, so mail to another domain bounces at once, and bounce(8)
+/// delivers the report to the local sender's maildir without any milter);
+/// those reports are then sent to the milter from the null sender with
+/// `bounces = "accept-reports"`.
+#[test]
+fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
+    let corpus = support::gpg();
+    let builder = Postfix::prepare().unwrap();
+    let socket = builder.socket_path("pgp.sock");
+    let dir = builder.path().to_owned();
+    let milter = format!("unix:{}", socket.display());
+    let pf = builder
+        .service(SmtpService::new("pgp").with_milters(&milter))
+        // Accepts mail to other domains at RCPT (otherwise smtpd refuses
+        // it there, seeing the error transport), so it bounces in the queue.
+        .service(SmtpService::new("out").with_option("smtpd_reject_unlisted_recipient", "no"))
+        .start()
+        .unwrap();
+    let config = dir.join("pgp-milter.toml");
+    std::fs::write(
+        &config,
+        format!("listen = [\"{milter}\"]\nsocket_mode = \"666\"\nbounces = \"accept-reports\"\n"),
+    )
+    .unwrap();
+    let daemon = start_milter(&config, &socket, dir.join("pgp-milter.log"));
+
+    // Alice sends four messages out; each bounces back to her: plaintext
+    // with RET=HDRS (the report returns its headers only), plaintext in
+    // full, PGP/MIME in full, and plaintext larger than Postfix's
+    // bounce_size_limit (50000 bytes by default), of which Postfix returns
+    // the headers only.
+    let mut out = SmtpClient::connect(pf.port("out")).unwrap();
+    assert!(out.ehlo("client.example").unwrap().is_positive());
+    let plans = "The plans, in the clear.\n";
+    let originals = [
+        ("<alice@example.org> RET=HDRS", testkit::unique_id("hdrs")),
+        ("<alice@example.org>", testkit::unique_id("full")),
+        ("<alice@example.org>", testkit::unique_id("encrypted")),
+        ("<alice@example.org>", testkit::unique_id("large")),
+    ];
+    for (i, (from, subject)) in originals.iter().enumerate() {
+        let message = match i {
+            2 => support::pgp_mime(subject, &corpus.encrypted),
+            3 => support::plain(subject, &plans.repeat(3000)),
+            _ => support::plain(subject, plans),
+        };
+        assert!(out.mail(from).unwrap().is_positive());
+        assert!(out.rcpt("<nobody@remote.example>").unwrap().is_positive());
+        let r = out.data(&message).unwrap();
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    out.quit().unwrap();
+    let bounces = pf
+        .wait_for_delivery("alice", 4, Duration::from_secs(30))
+        .unwrap();
+    let bounce_of = |subject: &str| -> String {
+        bounces
+            .iter()
+            .find(|b| b.contains(subject))
+            .unwrap_or_else(|| panic!("no bounce for {subject}:\n{bounces:?}"))
+            .clone()
+    };
+    let [hdrs, full, encrypted, large] = [0, 1, 2, 3].map(|i| bounce_of(&originals[i].1));
+    // They are Postfix's reports, in the forms the policy distinguishes.
+    for b in [&hdrs, &full, &encrypted, &large] {
+        assert!(
+            b.contains("Content-Type: multipart/report; report-type=delivery-status;"),
+            "{b}"
+        );
+        assert!(b.contains("Content-Type: message/delivery-status"), "{b}");
+    }
+    for b in [&hdrs, &large] {
+        assert!(b.contains("Content-Type: text/rfc822-headers"), "{b}");
+        assert!(!b.contains(plans.trim_end()), "{b}");
+    }
+    assert!(full.contains("Content-Type: message/rfc822"), "{full}");
+    assert!(full.contains(plans.trim_end()), "{full}");
+    assert!(
+        encrypted.contains("Content-Type: message/rfc822"),
+        "{encrypted}"
+    );
+
+    let ctx = |what: &str| format!("{what}\n--- pgp-milter log ---\n{}", daemon.log_text());
+    let mut c = SmtpClient::connect(pf.port("pgp")).unwrap();
+    assert!(c.ehlo("mx.remote.example").unwrap().is_positive());
+    let mut send = |from: &str, message: &str| {
+        assert!(c.mail(from).unwrap().is_positive());
+        assert!(c.rcpt("<bob@example.org>").unwrap().is_positive());
+        c.data(message.as_bytes()).unwrap()
+    };
+    let r = send("<>", &hdrs);
+    assert_eq!(r.code, 250, "{}", ctx(&format!("headers only: {r:?}")));
+    let r = send("<>", &encrypted);
+    assert_eq!(
+        r.code,
+        250,
+        "{}",
+        ctx(&format!("encrypted returned: {r:?}"))
+    );
+    let r = send("<>", &large);
+    assert_eq!(
+        r.code,
+        250,
+        "{}",
+        ctx(&format!("large, headers only: {r:?}"))
+    );
+    let r = send("<>", &full);
+    assert_eq!(
+        r.code,
+        550,
+        "{}",
+        ctx(&format!("plaintext returned: {r:?}"))
+    );
+    assert!(
+        r.text().contains(
+            "(delivery status report returns a message that is not OpenPGP: \
+             unencrypted content: text/plain part)"
+        ),
+        "{r:?}"
+    );
+    // The same report from a real sender is ordinary plaintext.
+    let r = send("<mailer@remote.example>", &hdrs);
+    assert_eq!(r.code, 550, "{}", ctx(&format!("from a sender: {r:?}")));
+    assert!(
+        r.text().ends_with("(unencrypted content: text/plain part)"),
+        "{r:?}"
+    );
+    c.quit().unwrap();
+    let mail = pf
+        .wait_for_delivery("bob", 3, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(mail.len(), 3, "{mail:?}");
+    for subject in [&originals[0].1, &originals[2].1, &originals[3].1] {
+        assert!(
+            mail.iter().any(|m| m.contains(subject.as_str())),
+            "{mail:?}"
+        );
+    }
+    let log = daemon.log_text();
+    assert!(
+        log.contains("reason=delivery status report (bounce) from dns; mx.testkit.invalid: failed rfc822; nobody@remote.example"),
+        "{log}"
+    );
 }

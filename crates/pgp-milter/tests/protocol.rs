@@ -5,11 +5,11 @@ mod support;
 
 use bytes::Bytes;
 use minimilter::proto::{Answer, Offer, Step};
-use minimilter::transaction::{Outcome, run_next_message};
+use minimilter::transaction::{Outcome, Transcript, run_next_message};
 use minimilter::{
     ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, run_message,
 };
-use pgp_milter::policy::Require;
+use pgp_milter::policy::{Bounces, Require};
 use pgp_milter::{PgpMilter, Policy};
 use support::{Cte, cases, gpg, inline, pgp_mime, plain};
 
@@ -235,8 +235,12 @@ async fn mixed_recipients_are_split_into_separate_transactions() {
     let r = &t.refused_rcpts[0];
     assert_eq!(r.rcpt.trim_matches(['<', '>']), "postmaster@example.org");
     assert!(r.temporary);
-    assert!(
-        r.reply.as_deref().unwrap_or("").starts_with("452 4.5.3 "),
+    assert_eq!(
+        r.reply.as_deref(),
+        Some(
+            "452 4.5.3 <postmaster@example.org>: Recipient under a different OpenPGP policy; \
+             send to this recipient separately"
+        ),
         "{r:?}"
     );
     // Bob's copy is still checked (and refused: it is plain).
@@ -429,4 +433,102 @@ async fn smime_and_lone_key_blocks_are_refused_with_their_own_reasons() {
         }
         c.quit().await.unwrap();
     }
+}
+
+/// The first message of a connection, or the next one.
+async fn next(c: &mut MilterClient, s: &MessageSpec, first: &mut bool) -> Transcript {
+    if std::mem::replace(first, false) {
+        run_message(c, s).await.unwrap()
+    } else {
+        run_next_message(c, s).await.unwrap()
+    }
+}
+
+/// A message from the null sender `<>`.
+fn bounce(message: Vec<u8>) -> MessageSpec {
+    MessageSpec {
+        from: String::new(),
+        ..spec(message)
+    }
+}
+
+#[tokio::test]
+async fn bounces_pass_only_as_small_delivery_reports_from_the_null_sender() {
+    use support::{DsnReturn, postfix_dsn};
+    let original_headers = "From: bob@example.org\nTo: nobody@remote.example\n\
+                            Subject: plans\nMessage-Id: <1@example.org>\n";
+    let headers = postfix_dsn(
+        "dsn-headers",
+        &DsnReturn::Headers(original_headers.into()),
+        "",
+    );
+    let nothing = postfix_dsn("dsn-nothing", &DsnReturn::Nothing, "");
+    let encrypted = postfix_dsn(
+        "dsn-encrypted",
+        &DsnReturn::Message(pgp_mime("original", &gpg().encrypted)),
+        "",
+    );
+    let clear = postfix_dsn(
+        "dsn-clear",
+        &DsnReturn::Message(plain("original", "The plans, in the clear.\n")),
+        "",
+    );
+    let big = postfix_dsn(
+        "dsn-big",
+        &DsnReturn::Nothing,
+        &"Padding the explanation.\n".repeat(6000),
+    );
+    let policy = Policy {
+        bounces: Bounces::AcceptReports,
+        ..Policy::default()
+    };
+    let mut c = client(policy, Offer::postfix()).await;
+    let mut first = true;
+    for (name, s) in [
+        ("headers returned", bounce(headers.clone())),
+        ("nothing returned", bounce(nothing.clone())),
+        ("encrypted message returned", bounce(encrypted.clone())),
+    ] {
+        let t = next(&mut c, &s, &mut first).await;
+        assert_eq!(t.outcome, Outcome::Accepted, "{name}");
+    }
+    for (name, s, reason) in [
+        (
+            "plaintext returned",
+            bounce(clear),
+            "(delivery status report returns a message that is not OpenPGP: \
+             unencrypted content: text/plain part)",
+        ),
+        (
+            "larger than max_bounce_bytes",
+            bounce(big),
+            "(delivery status report larger than 131072 bytes (max_bounce_bytes))",
+        ),
+        (
+            "plain mail from the null sender",
+            bounce(plain("not a report", "Hello from <>.\n")),
+            "(unencrypted content: text/plain part)",
+        ),
+        (
+            "a report from a real sender",
+            spec(headers.clone()),
+            "(unencrypted content: text/plain part)",
+        ),
+    ] {
+        let t = next(&mut c, &s, &mut first).await;
+        let text = rejected_text(&t.outcome);
+        assert!(text.starts_with("550 5.7.1 "), "{name}: {text}");
+        assert!(text.ends_with(reason), "{name}: {text}");
+    }
+    c.quit().await.unwrap();
+
+    // The default refuses bounces like any plaintext.
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &bounce(headers)).await.unwrap();
+    assert!(
+        rejected_text(&t.outcome).ends_with("(unencrypted content: text/plain part)"),
+        "{:?}",
+        t.outcome
+    );
+    c.quit().await.unwrap();
 }

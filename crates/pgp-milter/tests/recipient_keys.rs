@@ -16,7 +16,7 @@ use minimilter::{
 };
 use pgp_milter::keyring::{Keyring, SharedKeyring, key_id_hex};
 use pgp_milter::packets::{KeyTarget, hex};
-use pgp_milter::policy::{HiddenRecipients, UnknownRecipient};
+use pgp_milter::policy::{HiddenRecipients, RecipientKeyScope, UnknownRecipient};
 use pgp_milter::{Config, PgpMilter, Policy};
 use support::{
     CAROL, Cte, MALLORY, RECIPIENT, attachment, colon_keys, inline, keyed, keyring_dir, mixed,
@@ -728,4 +728,97 @@ async fn the_daemon_logs_why_a_key_does_not_count() {
             && line.contains("reason=key for eve@example.org expired 2025-01-01"),
         "{line}"
     );
+}
+
+#[tokio::test]
+async fn every_enforced_recipient_needs_a_key_with_recipient_key_scope_every() {
+    let k = keyed();
+    let every = |unknown| Policy {
+        recipient_key_scope: RecipientKeyScope::Every,
+        ..policy(HiddenRecipients::Reject, unknown)
+    };
+    let refused = |armored: &str, rcpts: &[&'static str], reason: &'static str| {
+        (pgp_mime("e", armored), rcpts.to_vec(), Some(reason))
+    };
+    let accepted =
+        |armored: &str, rcpts: &[&'static str]| (pgp_mime("e", armored), rcpts.to_vec(), None);
+    let cases = vec![
+        accepted(&k.to_bob_and_carol, &[RECIPIENT, CAROL]),
+        accepted(&k.to_bob, &[RECIPIENT]),
+        // Role addresses are not enforced, so need no key.
+        accepted(&k.to_bob, &[RECIPIENT, "postmaster@example.org"]),
+        refused(
+            &k.to_bob,
+            &[RECIPIENT, CAROL],
+            "(not encrypted to a key of carol@example.net (encrypted to ",
+        ),
+        refused(
+            &k.to_carol,
+            &[RECIPIENT, CAROL],
+            "(not encrypted to a key of bob@example.org (encrypted to ",
+        ),
+        refused(
+            &k.to_bob_and_carol,
+            &[RECIPIENT, MALLORY, CAROL],
+            "(no key for mallory@example.com in the keyring)",
+        ),
+        // Bob's key shown, Carol's hidden (a wildcard): nothing shows a key
+        // of Carol's, so under hidden_recipients = reject she is not
+        // satisfied.
+        refused(
+            &k.bob_and_hidden_carol,
+            &[RECIPIENT, CAROL],
+            "(not encrypted to a key of carol@example.net (encrypted to ",
+        ),
+    ];
+    let mut c = client(every(UnknownRecipient::Reject)).await;
+    for (i, (message, rcpts, reason)) in cases.into_iter().enumerate() {
+        let s = spec(message, &rcpts);
+        let t = if i == 0 {
+            run_message(&mut c, &s).await.unwrap()
+        } else {
+            run_next_message(&mut c, &s).await.unwrap()
+        };
+        match reason {
+            None => assert_eq!(t.outcome, Outcome::Accepted, "case {i}: {rcpts:?}"),
+            Some(reason) => {
+                let Outcome::Rejected { reply, .. } = &t.outcome else {
+                    panic!(
+                        "case {i}: {rcpts:?}: expected a refusal, got {:?}",
+                        t.outcome
+                    )
+                };
+                let reply = reply.clone().unwrap_or_default();
+                assert!(reply.starts_with("550 5.7.1 "), "case {i}: {reply}");
+                assert!(reply.contains(reason), "case {i}: {reply}");
+                if i == 6 {
+                    assert!(reply.ends_with(", hidden recipient))"), "{reply}");
+                }
+            }
+        }
+    }
+    c.quit().await.unwrap();
+
+    // unknown_recipient = accept: Mallory (no key) does not block, Carol
+    // (a key the message is not encrypted to) still does.
+    let mut c = client(every(UnknownRecipient::Accept)).await;
+    let s = spec(
+        pgp_mime("e", &k.to_bob_and_carol),
+        &[RECIPIENT, MALLORY, CAROL],
+    );
+    let t = run_message(&mut c, &s).await.unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let s = spec(pgp_mime("e", &k.to_bob), &[RECIPIENT, MALLORY, CAROL]);
+    let t = run_next_message(&mut c, &s).await.unwrap();
+    let Outcome::Rejected { reply, .. } = &t.outcome else {
+        panic!("expected a refusal, got {:?}", t.outcome)
+    };
+    assert!(
+        reply
+            .as_deref()
+            .unwrap_or("")
+            .contains("(not encrypted to a key of carol@example.net"),
+        "{reply:?}"
+    );
+    c.quit().await.unwrap();
 }

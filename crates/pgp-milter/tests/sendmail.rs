@@ -224,7 +224,10 @@ fn sendmail_delivers_pgp_mail_refuses_plain_mail_checks_keys_and_tempfails_witho
     assert_eq!(rcpts[1].enhanced_status(), Some("4.5.3"), "{rcpts:?}");
     assert_eq!(
         rcpts[1].lines,
-        ["4.5.3 Recipients under a different OpenPGP policy must be sent separately"],
+        [
+            "4.5.3 <postmaster@example.org>: Recipient under a different OpenPGP policy; \
+         send to this recipient separately"
+        ],
         "{rcpts:?}"
     );
     let r = r.unwrap();

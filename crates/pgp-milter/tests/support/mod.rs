@@ -243,6 +243,92 @@ pub fn inline(subject: &str, text: &str, cte: Cte, lf: bool) -> Vec<u8> {
     m.into_bytes()
 }
 
+/// What a hand-built bounce returns of the original message.
+#[derive(Debug, Clone)]
+pub enum DsnReturn {
+    /// No third part.
+    Nothing,
+    /// `text/rfc822-headers` with these header lines.
+    Headers(String),
+    /// `message/rfc822` holding this whole message.
+    Message(Vec<u8>),
+}
+
+/// A delivery status report (RFC 3464/6522) to `RECIPIENT` in the layout
+/// Postfix's bounce(8) writes (boundary `QUEUEID.TIME/HOST`, the
+/// "Notification", "Delivery report" and "Undelivered Message" parts, the
+/// X-Postfix fields), built by hand: `tests/postfix.rs` also feeds the
+/// daemon one a real Postfix made. `explanation` is extra text for the
+/// human-readable part (to make the report larger).
+pub fn postfix_dsn(subject: &str, returned: &DsnReturn, explanation: &str) -> Vec<u8> {
+    let boundary = "8C2D61E0A3.1795945200/mx.remote.example";
+    let mut m = crlf(&format!(
+        "Date: Mon, 23 Nov 2026 13:00:00 +0000 (UTC)\n\
+         From: MAILER-DAEMON@mx.remote.example (Mail Delivery System)\n\
+         Subject: {subject}\n\
+         To: {RECIPIENT}\n\
+         Auto-Submitted: auto-replied\n\
+         MIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=delivery-status;\n\
+         \tboundary=\"{boundary}\"\n\
+         Content-Transfer-Encoding: 8bit\n\
+         Message-Id: <20261123130000.8C2D61E0A3@mx.remote.example>\n\
+         \n\
+         This is a MIME-encapsulated message.\n\
+         \n\
+         --{boundary}\n\
+         Content-Description: Notification\n\
+         Content-Type: text/plain; charset=us-ascii\n\
+         \n\
+         This is the mail system at host mx.remote.example.\n\
+         \n\
+         I'm sorry to have to inform you that your message could not\n\
+         be delivered to one or more recipients. It's attached below.\n\
+         \n\
+         <nobody@remote.example>: unknown user: \"nobody\"\n\
+         {explanation}\n\
+         --{boundary}\n\
+         Content-Description: Delivery report\n\
+         Content-Type: message/delivery-status\n\
+         \n\
+         Reporting-MTA: dns; mx.remote.example\n\
+         X-Postfix-Queue-ID: 8C2D61E0A3\n\
+         X-Postfix-Sender: rfc822; {RECIPIENT}\n\
+         Arrival-Date: Mon, 23 Nov 2026 12:59:59 +0000 (UTC)\n\
+         \n\
+         Final-Recipient: rfc822; nobody@remote.example\n\
+         Original-Recipient: rfc822;nobody@remote.example\n\
+         Action: failed\n\
+         Status: 5.1.1\n\
+         Diagnostic-Code: X-Postfix; unknown user: \"nobody\"\n\
+         \n"
+    ))
+    .into_bytes();
+    let third = |m: &mut Vec<u8>, headers: &str, body: &[u8]| {
+        m.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n").as_bytes());
+        m.extend_from_slice(body);
+        m.extend_from_slice(b"\r\n");
+    };
+    match returned {
+        DsnReturn::Nothing => {}
+        DsnReturn::Headers(h) => third(
+            &mut m,
+            "Content-Description: Undelivered Message Headers\r\n\
+             Content-Type: text/rfc822-headers\r\n",
+            crlf(h).as_bytes(),
+        ),
+        DsnReturn::Message(msg) => third(
+            &mut m,
+            "Content-Description: Undelivered Message\r\n\
+             Content-Type: message/rfc822\r\n\
+             Content-Transfer-Encoding: 8bit\r\n",
+            msg,
+        ),
+    }
+    m.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    m
+}
+
 /// A plain message without MIME headers.
 pub fn plain(subject: &str, body: &str) -> Vec<u8> {
     crlf(&format!(
