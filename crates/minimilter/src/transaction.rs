@@ -226,9 +226,11 @@ fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-/// Talking to the milter failed part-way; the steps played so far.
+/// Talking to the milter failed part-way; the steps played so far. The
+/// cause is the [`source`](std::error::Error::source), not repeated in this
+/// text.
 #[derive(Debug, thiserror::Error)]
-#[error("{error}")]
+#[error("the milter session was interrupted after {} steps", steps.len())]
 pub struct Interrupted {
     /// What went wrong.
     #[source]
