@@ -24,8 +24,8 @@ pub const UNREACHABLE: u8 = 7;
 pub const HELP: &str = "\
 Exit status:
   0  accepted (delivered, possibly modified; also when only some recipients were refused)
-  1  error on our side (unreadable message file, bad option value, a header
-     with a NUL byte, which the milter protocol cannot carry)
+  1  error on our side (unreadable message file, bad option value, data the
+     milter protocol cannot carry)
   2  usage error
   3  rejected (5xx)
   4  tempfailed (4xx) or the milter asked to shut the session down (421)
@@ -33,4 +33,6 @@ Exit status:
   6  protocol violation by the milter (the transcript says which)
   7  milter unreachable, connection closed, or no whole answer in time
 If standard output is closed early (e.g. piped into head), the rest of the
-output is dropped silently and the status is still the one above.";
+output is dropped silently and the status is still the one above.
+A NUL byte in a header line cuts the line short there, as Postfix does
+(for the milter and in delivery); the transcript warns.";
