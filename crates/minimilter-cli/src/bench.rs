@@ -2,7 +2,9 @@
 //! connection per SMTP session, several messages per session, or a new
 //! connection per message) and report throughput and latency.
 //!
-//! Bounded by design: a message count per connection and a duration cap.
+//! Bounded by design: a message count per connection, and `--duration` as a
+//! hard cap on the whole run: whatever is in flight when it passes is cut
+//! off, counted as unfinished, and the report is printed all the same.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use milter_proto::Offer;
@@ -20,6 +22,8 @@ use serde_json::json;
 
 use crate::exit;
 use crate::json;
+use crate::output::{self, outln};
+use crate::timeouts::{Timeouts, seconds};
 
 /// Which verdict every message should get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,8 +43,11 @@ pub enum Expect {
 /// Options of `minimilter bench`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Exit status: 0 if every message got the expected verdict and no error \
-occurred, 1 otherwise (2 for usage errors)."
+    after_help = "Exit status: 0 if at least one message completed, every completed message got \
+the expected verdict and no error occurred; 1 otherwise (2 for usage errors). Messages still in \
+flight when --duration ends the run are reported as unfinished; they are not errors. If standard \
+output is closed early (e.g. piped into head), the rest of the report is dropped silently and \
+the exit status is unchanged."
 )]
 pub struct BenchArgs {
     /// The milter's socket (unix:/path, inet:host:port, inet:port@host, ...).
@@ -51,8 +58,10 @@ pub struct BenchArgs {
     /// Messages per connection.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: u64,
-    /// Stop after this many seconds even if messages remain.
-    #[arg(long, default_value_t = 60.0)]
+    /// Hard cap on the whole run, in seconds: when it passes, messages not yet
+    /// sent are not started and those in flight are cut off (reported as
+    /// unfinished).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub duration: f64,
     /// Size of the generated message body in bytes.
     #[arg(long, default_value_t = 2048, conflicts_with = "message")]
@@ -85,6 +94,8 @@ pub struct BenchArgs {
     /// No progress line on standard error.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub timeouts: Timeouts,
 }
 
 /// What one connection task measured.
@@ -97,6 +108,9 @@ struct Tally {
     actions: BTreeMap<&'static str, u64>,
     errors: BTreeMap<String, u64>,
     unexpected: u64,
+    /// Messages in flight (connecting or being played) when `--duration`
+    /// ended the run.
+    unfinished: u64,
 }
 
 fn matches_expect(o: &Outcome, e: Expect) -> bool {
@@ -141,39 +155,58 @@ struct Shared {
     done: AtomicU64,
 }
 
+/// One SMTP session after another on one milter connection (or a new
+/// connection per message), until the message count or the deadline. Every
+/// await is bounded by the deadline, so the task ends when the run must.
 async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
+    let deadline = tokio::time::Instant::from_std(shared.deadline);
     let mut tally = Tally::default();
     let mut client: Option<MilterClient> = None;
     let mut msg = shared.msg.clone();
     for i in 0..shared.messages {
-        if shared.stop.load(Ordering::Relaxed) || Instant::now() >= shared.deadline {
+        if shared.stop.load(Ordering::Relaxed) || tokio::time::Instant::now() >= deadline {
             break;
         }
         msg.queue_id = format!("{n:05X}{i:07X}");
         let fresh = client.is_none();
         if fresh {
             let started = Instant::now();
-            match MilterClient::connect(&shared.spec, shared.cfg.clone()).await {
-                Ok(c) => {
+            let connect = MilterClient::connect(&shared.spec, shared.cfg.clone());
+            match tokio::time::timeout_at(deadline, connect).await {
+                Err(_) => {
+                    tally.unfinished += 1;
+                    break;
+                }
+                Ok(Ok(c)) => {
                     tally
                         .negotiations_us
                         .push(started.elapsed().as_micros() as u64);
                     client = Some(c);
                 }
-                Err(e) => {
-                    *tally.errors.entry(short_error(&e.to_string())).or_default() += 1;
+                Ok(Err(e)) => {
+                    *tally.errors.entry(short_error(&e)).or_default() += 1;
                     // Do not spin on a dead milter.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let pause = tokio::time::sleep(Duration::from_millis(50));
+                    let _ = tokio::time::timeout_at(deadline, pause).await;
                     continue;
                 }
             }
         }
         let c = client.as_mut().expect("connected above");
         let started = Instant::now();
-        let result = if fresh {
-            run_message(c, &msg).await
-        } else {
-            run_next_message(c, &msg).await
+        let play = async {
+            if fresh {
+                run_message(c, &msg).await
+            } else {
+                run_next_message(c, &msg).await
+            }
+        };
+        let Ok(result) = tokio::time::timeout_at(deadline, play).await else {
+            // Cut off mid-message: the connection is in an unknown state and
+            // is dropped (closed) below without waiting for the milter.
+            tally.unfinished += 1;
+            client = None;
+            break;
         };
         match result {
             Ok(t) => {
@@ -194,32 +227,29 @@ async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
                 if t.session_ended || shared.new_conn {
                     let c = client.take().expect("connected");
                     if t.session_ended {
-                        c.close().await;
+                        let _ = tokio::time::timeout_at(deadline, c.close()).await;
                     } else {
-                        let _ = c.quit().await;
+                        let _ = tokio::time::timeout_at(deadline, c.quit()).await;
                     }
                 }
             }
             Err(e) => {
-                *tally
-                    .errors
-                    .entry(short_error(&e.error.to_string()))
-                    .or_default() += 1;
+                *tally.errors.entry(short_error(&e.error)).or_default() += 1;
                 if let Some(c) = client.take() {
-                    c.close().await;
+                    let _ = tokio::time::timeout_at(deadline, c.close()).await;
                 }
             }
         }
     }
     if let Some(c) = client.take() {
-        let _ = c.quit().await;
+        let _ = tokio::time::timeout_at(deadline, c.quit()).await;
     }
     tally
 }
 
-/// Error texts without the parts that differ per message, for counting.
-fn short_error(e: &str) -> String {
-    e.chars().take(120).collect()
+/// An error's text with its cause, cut short, for counting alike errors.
+fn short_error(e: &dyn std::error::Error) -> String {
+    output::chain(e).chars().take(160).collect()
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -233,9 +263,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// Runs `bench`; returns the exit code.
 pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let spec: SocketSpec = args.socket.parse()?;
-    if !(args.duration.is_finite() && args.duration > 0.0) {
-        bail!("--duration must be a positive number of seconds");
-    }
+    let duration = seconds("duration", args.duration)?;
     let to = args.rcpts.first().cloned().unwrap_or_default();
     let message = match &args.message {
         Some(p) => {
@@ -243,10 +271,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         }
         None => generated_message(args.body_bytes, &args.from, &to),
     };
-    let cfg = ClientConfig {
+    let cfg = args.timeouts.apply(ClientConfig {
         offer: Offer::postfix_version(args.protocol_version).context("--protocol-version")?,
         ..ClientConfig::default()
-    };
+    })?;
     let started = Instant::now();
     let shared = Arc::new(Shared {
         spec: spec.clone(),
@@ -260,7 +288,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         messages: args.messages,
         new_conn: args.new_connection_per_message,
         expect: args.expect,
-        deadline: started + Duration::from_secs_f64(args.duration),
+        deadline: started + duration,
         stop: AtomicBool::new(false),
         done: AtomicU64::new(0),
     });
@@ -274,11 +302,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let done = shared.done.load(Ordering::Relaxed);
-                eprint!(
+                output::note(&format!(
                     "\r[{:>4.0}s] {done} messages, {} msg/s   ",
                     started.elapsed().as_secs_f64(),
                     done - last
-                );
+                ));
                 last = done;
             }
         })
@@ -292,6 +320,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         total.negotiations_us.extend(t.negotiations_us);
         total.completed += t.completed;
         total.unexpected += t.unexpected;
+        total.unfinished += t.unfinished;
         for (k, v) in t.verdicts {
             *total.verdicts.entry(k).or_default() += v;
         }
@@ -306,7 +335,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         p.abort();
-        eprintln!();
+        output::note("\n");
     }
     total.latencies_us.sort_unstable();
     let lat = &total.latencies_us;
@@ -315,8 +344,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let fewest = per_conn.iter().min().copied().unwrap_or(0);
     let errors: u64 = total.errors.values().sum();
     let ms = |us: u64| us as f64 / 1000.0;
+    // The report is built whole, then written once through a handle.
+    let mut out = String::new();
     if args.json {
-        println!(
+        outln!(
+            out,
             "{}",
             json!({
                 "milter": spec.to_string(),
@@ -338,11 +370,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 "verdicts": total.verdicts,
                 "actions": total.actions,
                 "unexpected_verdicts": total.unexpected,
+                "unfinished": total.unfinished,
                 "errors": total.errors,
             })
         );
     } else {
-        println!(
+        outln!(
+            out,
             "milter {spec}: {} connections x {} messages{}",
             args.conns,
             args.messages,
@@ -352,19 +386,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 ""
             }
         );
-        println!(
+        outln!(
+            out,
             "{} messages in {:.2} s: {rate:.0} msg/s",
             total.completed,
             elapsed.as_secs_f64()
         );
-        println!(
+        if total.unfinished > 0 {
+            outln!(
+                out,
+                "unfinished (in flight when --duration ended the run): {}",
+                total.unfinished
+            );
+        }
+        outln!(
+            out,
             "latency per message: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
             ms(percentile(lat, 50.0)),
             ms(percentile(lat, 90.0)),
             ms(percentile(lat, 99.0)),
             ms(lat.last().copied().unwrap_or(0))
         );
-        println!(
+        outln!(
+            out,
             "negotiations: {}, slowest {:.3} ms; fewest messages on one connection: {fewest}",
             total.negotiations_us.len(),
             ms(slowest_negotiation)
@@ -375,7 +419,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!(
+        outln!(
+            out,
             "verdicts: {}",
             if total.verdicts.is_empty() {
                 "none".into()
@@ -383,7 +428,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 list(&total.verdicts)
             }
         );
-        println!(
+        outln!(
+            out,
             "actions: {}",
             if total.actions.is_empty() {
                 "none".into()
@@ -392,16 +438,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
             }
         );
         if total.unexpected > 0 {
-            println!(
+            outln!(
+                out,
                 "unexpected verdicts (expected {:?}): {}",
-                args.expect, total.unexpected
+                args.expect,
+                total.unexpected
             );
         }
-        println!("errors: {errors}");
+        outln!(out, "errors: {errors}");
         for (e, n) in &total.errors {
-            println!("  {n} x {e}");
+            outln!(out, "  {n} x {e}");
         }
     }
+    output::emit(&out)?;
     Ok(
         if errors == 0 && total.unexpected == 0 && total.completed > 0 {
             exit::ACCEPTED

@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Read};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -14,6 +13,8 @@ use minimilter::{ClientConfig, ClientError, MessageSpec, MilterClient, SocketSpe
 
 use crate::exit;
 use crate::json;
+use crate::output::{self, outln};
+use crate::timeouts::Timeouts;
 
 /// Options of `minimilter check`.
 #[derive(Args, Debug)]
@@ -57,15 +58,8 @@ pub struct CheckArgs {
     /// Print the whole result as JSON (one object) instead of a transcript.
     #[arg(long)]
     pub json: bool,
-    /// Seconds to wait for connecting and negotiation.
-    #[arg(long, default_value_t = 30.0)]
-    pub connect_timeout: f64,
-    /// Seconds to wait at each SMTP command step (connect ... DATA).
-    #[arg(long, default_value_t = 30.0)]
-    pub command_timeout: f64,
-    /// Seconds to wait at each content step (headers, body, end of message).
-    #[arg(long, default_value_t = 300.0)]
-    pub content_timeout: f64,
+    #[command(flatten)]
+    pub timeouts: Timeouts,
 }
 
 const SAMPLE: &str = "From: Sender <sender@example.com>\r\n\
@@ -74,13 +68,6 @@ Subject: minimilter check\r\n\
 Message-ID: <check@minimilter.invalid>\r\n\
 \r\n\
 This is a test message from minimilter check.\r\n";
-
-fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
-    if !(s.is_finite() && s > 0.0) {
-        bail!("--{name} must be a positive number of seconds, got {s}");
-    }
-    Ok(Duration::from_secs_f64(s))
-}
 
 fn read_message(path: &Option<PathBuf>) -> anyhow::Result<Bytes> {
     match path {
@@ -149,53 +136,54 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<u8> {
     let spec: SocketSpec = args.socket.parse()?;
     let message = read_message(&args.message)?;
     let msg_spec = message_spec(&args, message)?;
-    let cfg = ClientConfig {
+    let cfg = args.timeouts.apply(ClientConfig {
         offer: Offer::postfix_version(args.protocol_version).with_context(|| {
             format!(
                 "--protocol-version {} (use 2, 3, 4 or 6)",
                 args.protocol_version
             )
         })?,
-        connect_timeout: seconds("connect-timeout", args.connect_timeout)?,
-        command_timeout: seconds("command-timeout", args.command_timeout)?,
-        content_timeout: seconds("content-timeout", args.content_timeout)?,
         ..ClientConfig::default()
-    };
-    let mut client = match MilterClient::connect(&spec, cfg).await {
-        Ok(c) => c,
-        Err(e) => return Ok(report_error(&args, &spec, None, &[], &e)),
-    };
-    let result = minimilter::run_message(&mut client, &msg_spec).await;
-    match result {
-        Ok(t) => {
-            if t.session_ended {
-                client.close().await;
-            } else {
-                let _ = client.quit().await;
-            }
-            if args.json {
-                println!(
-                    "{}",
-                    json::check(&spec, Some(&t.options), Some(&t), None, &[])
-                );
-            } else {
-                print_negotiation(&spec, &t);
-                print_steps(&t.steps);
-                print_verdict(&t);
-                if args.show_message {
-                    print_message(&t);
+    })?;
+    // The result is built whole, then written once through a handle.
+    let mut out = String::new();
+    let code = match MilterClient::connect(&spec, cfg).await {
+        Err(e) => report_error(&mut out, &args, &spec, None, &[], &e),
+        Ok(mut client) => match minimilter::run_message(&mut client, &msg_spec).await {
+            Ok(t) => {
+                if t.session_ended {
+                    client.close().await;
+                } else {
+                    let _ = client.quit().await;
                 }
+                if args.json {
+                    outln!(
+                        out,
+                        "{}",
+                        json::check(&spec, Some(&t.options), Some(&t), None, &[])
+                    );
+                } else {
+                    print_negotiation(&mut out, &spec, &t);
+                    print_steps(&mut out, &t.steps);
+                    print_verdict(&mut out, &t);
+                    if args.show_message {
+                        print_message(&mut out, &t);
+                    }
+                }
+                exit_code(&t.outcome)
             }
-            Ok(exit_code(&t.outcome))
-        }
-        Err(interrupted) => Ok(report_error(
-            &args,
-            &spec,
-            Some(client.options()),
-            &interrupted.steps,
-            &interrupted.error,
-        )),
-    }
+            Err(interrupted) => report_error(
+                &mut out,
+                &args,
+                &spec,
+                Some(client.options()),
+                &interrupted.steps,
+                &interrupted.error,
+            ),
+        },
+    };
+    output::emit(&out)?;
+    Ok(code)
 }
 
 fn exit_code(o: &Outcome) -> u8 {
@@ -208,45 +196,52 @@ fn exit_code(o: &Outcome) -> u8 {
 }
 
 fn report_error(
+    out: &mut String,
     args: &CheckArgs,
     spec: &SocketSpec,
     options: Option<&milter_proto::MilterOptions>,
     steps: &[StepRecord],
     e: &ClientError,
 ) -> u8 {
-    let code = if e.is_protocol_error() {
+    let code = if e.is_input_error() {
+        exit::ERROR
+    } else if e.is_protocol_error() {
         exit::PROTOCOL
     } else {
         exit::UNREACHABLE
     };
     if args.json {
-        println!("{}", json::check(spec, options, None, Some(e), steps));
+        outln!(out, "{}", json::check(spec, options, None, Some(e), steps));
     } else {
-        println!("milter {spec}");
-        print_steps(steps);
-        println!("error: {e}");
-        let what = if code == exit::PROTOCOL {
-            "protocol violation"
-        } else {
-            "milter unreachable or silent"
+        outln!(out, "milter {spec}");
+        print_steps(out, steps);
+        outln!(out, "error: {}", output::chain(e));
+        let verdict = match code {
+            exit::ERROR => "verdict: none (the message or session cannot be sent to a milter)",
+            exit::PROTOCOL => {
+                "verdict: none (protocol violation); an MTA would apply its milter_default_action"
+            }
+            _ => {
+                "verdict: none (milter unreachable or silent); an MTA would apply its milter_default_action"
+            }
         };
-        println!("verdict: none ({what}); an MTA would apply its milter_default_action");
+        outln!(out, "{verdict}");
     }
     code
 }
 
-fn print_negotiation(spec: &SocketSpec, t: &Transcript) {
+fn print_negotiation(out: &mut String, spec: &SocketSpec, t: &Transcript) {
     let o = &t.options;
-    println!("milter {spec}: protocol version {}", o.version);
-    println!("  actions:  {}", json::flag_names(&o.actions));
-    println!("  protocol: {}", json::flag_names(&o.protocol));
+    outln!(out, "milter {spec}: protocol version {}", o.version);
+    outln!(out, "  actions:  {}", json::flag_names(&o.actions));
+    outln!(out, "  protocol: {}", json::flag_names(&o.protocol));
     for (stage, names) in &o.macros {
-        println!("  macros at {stage:?}: {}", names.join(" "));
+        outln!(out, "  macros at {stage:?}: {}", names.join(" "));
     }
 }
 
 /// One line per step: what was sent, what came back.
-fn print_steps(steps: &[StepRecord]) {
+fn print_steps(out: &mut String, steps: &[StepRecord]) {
     for s in steps {
         let o = &s.outcome;
         let answer = match (&o.dispatch, &o.answer) {
@@ -266,12 +261,13 @@ fn print_steps(steps: &[StepRecord]) {
         } else {
             String::new()
         };
-        println!(
+        outln!(
+            out,
             "  {:<40} -> {answer} ({ms:.2} ms{progress})",
             truncate(&s.detail, 40)
         );
         for m in &o.modifications {
-            println!("  {:<40}    + {}", "", describe(m));
+            outln!(out, "  {:<40}    + {}", "", describe(m));
         }
     }
 }
@@ -318,7 +314,7 @@ pub fn describe(m: &Response) -> String {
     }
 }
 
-fn print_verdict(t: &Transcript) {
+fn print_verdict(out: &mut String, t: &Transcript) {
     for r in &t.refused_rcpts {
         let kind = if r.temporary {
             "tempfailed"
@@ -326,12 +322,12 @@ fn print_verdict(t: &Transcript) {
             "rejected"
         };
         match &r.reply {
-            Some(text) => println!("recipient {} {kind}: {text}", r.rcpt),
-            None => println!("recipient {} {kind}", r.rcpt),
+            Some(text) => outln!(out, "recipient {} {kind}: {text}", r.rcpt),
+            None => outln!(out, "recipient {} {kind}", r.rcpt),
         }
     }
     for w in &t.warnings {
-        println!("warning: {w}");
+        outln!(out, "warning: {w}");
     }
     let line = match &t.outcome {
         Outcome::Accepted if t.quarantine.is_some() => format!(
@@ -350,13 +346,14 @@ fn print_verdict(t: &Transcript) {
         Outcome::Discarded { at } => format!("discard at {at} (accepted, not delivered)"),
         Outcome::Shutdown { at } => format!("shutdown at {at} (the MTA answers 421 and closes)"),
     };
-    println!("verdict: {line}");
+    outln!(out, "verdict: {line}");
 }
 
-fn print_message(t: &Transcript) {
+fn print_message(out: &mut String, t: &Transcript) {
     match &t.delivered {
         Some(m) => {
-            println!(
+            outln!(
+                out,
                 "--- envelope: from <{}> to {}",
                 m.sender,
                 m.recipients
@@ -365,9 +362,9 @@ fn print_message(t: &Transcript) {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            println!("--- message as delivered");
-            print!("{}", String::from_utf8_lossy(&m.render()));
+            outln!(out, "--- message as delivered");
+            out.push_str(&String::from_utf8_lossy(&m.render()));
         }
-        None => println!("--- no message is delivered"),
+        None => outln!(out, "--- no message is delivered"),
     }
 }

@@ -146,9 +146,16 @@ pub fn check(
         };
     }
     if let Some(e) = error {
+        let verdict = if e.is_input_error() {
+            "input_error"
+        } else if e.is_protocol_error() {
+            "protocol_error"
+        } else {
+            "unreachable"
+        };
         v["result"] = json!({
-            "verdict": if e.is_protocol_error() { "protocol_error" } else { "unreachable" },
-            "error": e.to_string(),
+            "verdict": verdict,
+            "error": crate::output::chain(e),
         });
     }
     v

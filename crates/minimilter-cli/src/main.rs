@@ -5,6 +5,8 @@ mod bench;
 mod check;
 mod exit;
 mod json;
+mod output;
+mod timeouts;
 
 use std::process::ExitCode;
 
@@ -41,7 +43,9 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("minimilter: cannot start the async runtime: {e}");
+            output::note(&format!(
+                "minimilter: cannot start the async runtime: {e}\n"
+            ));
             return ExitCode::from(exit::ERROR);
         }
     };
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("minimilter: {e:#}");
+            output::note(&format!("minimilter: {e:#}\n"));
             ExitCode::from(exit::ERROR)
         }
     }

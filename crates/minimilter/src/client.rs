@@ -2,6 +2,10 @@
 //! the way Postfix does, with Postfix's timeouts. Every response is checked
 //! by the sans-IO [`MtaSession`]; a misbehaving milter is reported as a
 //! [`ClientError::Violation`] naming what it did, never as a hang.
+//!
+//! Every timeout is a deadline for a whole exchange, not for each read: a
+//! milter that trickles its reply a byte at a time must not stretch a 30 s
+//! limit into minutes (Postfix bounds the whole exchange the same way).
 
 use std::time::{Duration, Instant};
 
@@ -19,13 +23,14 @@ use crate::spec::SocketSpec;
 pub struct ClientConfig {
     /// What to offer at negotiation (default: Postfix, protocol 6).
     pub offer: Offer,
-    /// Connecting plus negotiation (`milter_connect_timeout`, 30 s).
+    /// Connecting plus negotiation, together (`milter_connect_timeout`, 30 s).
     pub connect_timeout: Duration,
-    /// Each read while waiting at connect, HELO, MAIL, RCPT, DATA and
-    /// unknown commands (`milter_command_timeout`, 30 s).
+    /// Sending one of connect, HELO, MAIL, RCPT, DATA and unknown commands
+    /// plus receiving the whole answer (`milter_command_timeout`, 30 s).
     pub command_timeout: Duration,
-    /// Each read while waiting at headers, end of headers, body and end of
-    /// message (`milter_content_timeout`, 300 s). Progress restarts it.
+    /// Sending one of headers, end of headers, body and end of message plus
+    /// receiving the whole answer (`milter_content_timeout`, 300 s). A
+    /// progress packet starts it afresh.
     pub content_timeout: Duration,
     /// Largest response packet accepted (Postfix: 1 GiB; here 64 MiB).
     pub max_packet: usize,
@@ -44,10 +49,14 @@ impl Default for ClientConfig {
 }
 
 /// Why talking to a milter failed.
+///
+/// Variants with an underlying error return it from
+/// [`source`](std::error::Error::source) and leave it out of their own text,
+/// so a report that walks the chain (`anyhow`'s `{:#}`) names it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Could not connect.
-    #[error("cannot connect to {spec}: {source}")]
+    #[error("cannot connect to {spec}")]
     Connect {
         /// Where.
         spec: String,
@@ -55,8 +64,8 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    /// The milter did not answer in time.
-    #[error("no answer from the milter {what} within {after:?}")]
+    /// The milter did not answer in time (or not all of its answer).
+    #[error("no complete answer from the milter {what} within {after:?}")]
     Timeout {
         /// What was awaited.
         what: String,
@@ -86,7 +95,7 @@ pub enum ClientError {
         error: FrameError,
     },
     /// Socket error.
-    #[error("I/O error {what}: {source}")]
+    #[error("I/O error {what}")]
     Io {
         /// What was being done.
         what: String,
@@ -94,6 +103,20 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The data to send cannot be put in a milter packet (a NUL byte in a
+    /// header, an address or a macro: the protocol's strings end at NUL, so
+    /// sending it would desynchronise the stream). Nothing was sent.
+    #[error("cannot send {what}: {problem}")]
+    Unsendable {
+        /// What was to be sent.
+        what: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The client cannot go on: a command that is not a step was given, or
+    /// an earlier step failed while its answer was awaited.
+    #[error("the milter connection is unusable: {0}")]
+    Unusable(&'static str),
 }
 
 impl ClientError {
@@ -105,6 +128,52 @@ impl ClientError {
             ClientError::Violation { .. } | ClientError::Frame { .. }
         )
     }
+
+    /// True when the fault is in what we were asked to send (the message or
+    /// the session description), not in the milter or the transport.
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unsendable { .. } | ClientError::Unusable(_)
+        )
+    }
+}
+
+/// Why `command` (with `macros` before it) cannot be written, in words, or
+/// None if it can. Checked before anything is written, because the protocol
+/// core treats an unencodable command as a caller bug and panics.
+fn unsendable(command: &Command, macros: &[(String, String)]) -> Option<String> {
+    let nul = |b: &[u8]| b.contains(&0);
+    if command.is_encodable() {
+        return macros
+            .iter()
+            .find(|(n, v)| nul(n.as_bytes()) || nul(v.as_bytes()))
+            .map(|(name, _)| format!("macro {name:?} contains a NUL byte"));
+    }
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some(match command {
+        Command::Header { name, value } if nul(name) => {
+            format!("header name {:?} contains a NUL byte", lossy(name))
+        }
+        Command::Header { name, value } if nul(value) => {
+            format!("the value of header {:?} contains a NUL byte", lossy(name))
+        }
+        Command::Connect { hostname, .. } if nul(hostname) => {
+            format!("client host name {:?} contains a NUL byte", lossy(hostname))
+        }
+        Command::Connect { .. } => "the client address contains a NUL byte".into(),
+        Command::Helo(s) => format!("HELO name {:?} contains a NUL byte", lossy(s)),
+        Command::Mail(args) | Command::Rcpt(args) if args.is_empty() => "no address given".into(),
+        Command::Mail(args) | Command::Rcpt(args) => {
+            let bad = args.iter().find(|a| nul(a)).map(|a| lossy(a));
+            format!(
+                "address or ESMTP argument {:?} contains a NUL byte",
+                bad.unwrap_or_default()
+            )
+        }
+        Command::Unknown(s) => format!("command {:?} contains a NUL byte", lossy(s)),
+        other => format!("{other:?} cannot be encoded"),
+    })
 }
 
 /// What happened at one step.
@@ -161,7 +230,8 @@ impl MilterClient {
         cfg: ClientConfig,
     ) -> Result<MilterClient, ClientError> {
         let limit = cfg.connect_timeout;
-        let stream = match tokio::time::timeout(limit, open(spec)).await {
+        let deadline = tokio::time::Instant::now() + limit;
+        let stream = match tokio::time::timeout_at(deadline, open(spec)).await {
             Err(_) => {
                 return Err(ClientError::Timeout {
                     what: format!("connecting to {spec}"),
@@ -176,13 +246,22 @@ impl MilterClient {
             }
             Ok(Ok(s)) => s,
         };
-        MilterClient::negotiate(stream, cfg).await
+        MilterClient::negotiate_until(stream, cfg, deadline).await
     }
 
-    /// Negotiates over an already-connected stream.
+    /// Negotiates over an already-connected stream, within `connect_timeout`.
     pub async fn negotiate(
         stream: Box<dyn ClientStream>,
         cfg: ClientConfig,
+    ) -> Result<MilterClient, ClientError> {
+        let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
+        MilterClient::negotiate_until(stream, cfg, deadline).await
+    }
+
+    async fn negotiate_until(
+        stream: Box<dyn ClientStream>,
+        cfg: ClientConfig,
+        deadline: tokio::time::Instant,
     ) -> Result<MilterClient, ClientError> {
         let started = Instant::now();
         let mut client = MilterClient {
@@ -195,8 +274,9 @@ impl MilterClient {
         };
         client.session.start();
         let what = "at option negotiation";
-        client.flush(what, client.cfg.connect_timeout).await?;
-        let frame = client.read_frame(what, client.cfg.connect_timeout).await?;
+        let limit = client.cfg.connect_timeout;
+        client.flush(what, deadline, limit).await?;
+        let frame = client.read_frame(what, deadline, limit).await?;
         match client.session.receive(frame) {
             Ok(MtaEvent::Negotiated(_)) => {}
             Ok(other) => unreachable!("negotiation yields only Negotiated, got {other:?}"),
@@ -228,11 +308,19 @@ impl MilterClient {
         self.session.would_send(step)
     }
 
-    async fn flush(&mut self, what: &str, limit: Duration) -> Result<(), ClientError> {
+    /// Writes what the session has queued, by `deadline`; `limit` is the
+    /// timeout the deadline came from, for the error text.
+    async fn flush(
+        &mut self,
+        what: &str,
+        deadline: tokio::time::Instant,
+        limit: Duration,
+    ) -> Result<(), ClientError> {
         if self.session.output().is_empty() {
             return Ok(());
         }
-        match tokio::time::timeout(limit, self.stream.write_all(self.session.output())).await {
+        let write = self.stream.write_all(self.session.output());
+        match tokio::time::timeout_at(deadline, write).await {
             Err(_) => Err(ClientError::Timeout {
                 what: format!("(writing) {what}"),
                 after: limit,
@@ -248,7 +336,14 @@ impl MilterClient {
         }
     }
 
-    async fn read_frame(&mut self, what: &str, limit: Duration) -> Result<Frame, ClientError> {
+    /// Reads one whole packet by `deadline`, however it is split up on the
+    /// wire.
+    async fn read_frame(
+        &mut self,
+        what: &str,
+        deadline: tokio::time::Instant,
+        limit: Duration,
+    ) -> Result<Frame, ClientError> {
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(f)) => return Ok(f),
@@ -263,7 +358,8 @@ impl MilterClient {
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(8 * 1024);
             }
-            let n = match tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf)).await {
+            let read = self.stream.read_buf(&mut self.buf);
+            let n = match tokio::time::timeout_at(deadline, read).await {
                 Err(_) => {
                     return Err(ClientError::Timeout {
                         what: what.into(),
@@ -285,23 +381,41 @@ impl MilterClient {
     }
 
     /// Sends the macros for `command`'s step, then the command, and (if the
-    /// milter replies to it) reads until its final answer.
+    /// milter replies to it) reads until its final answer, all within the
+    /// step's timeout (a progress packet starts it afresh).
+    ///
+    /// Data the protocol cannot carry (a NUL byte in a string) is refused
+    /// with [`ClientError::Unsendable`] before anything is written.
     pub async fn step(
         &mut self,
         macros: &[(String, String)],
         command: Command,
     ) -> Result<StepOutcome, ClientError> {
-        let step = Step::from_command_code(command.code()).expect("a step command");
+        let Some(step) = Step::from_command_code(command.code()) else {
+            return Err(ClientError::Unusable("not a step command"));
+        };
+        if self.session.is_awaiting() {
+            return Err(ClientError::Unusable(
+                "an earlier step failed while its answer was awaited",
+            ));
+        }
         let what = format!("at {step}");
+        if let Some(problem) = unsendable(&command, macros) {
+            return Err(ClientError::Unsendable {
+                what: step.to_string(),
+                problem,
+            });
+        }
         let limit = if step.is_content_step() {
             self.cfg.content_timeout
         } else {
             self.cfg.command_timeout
         };
         let started = Instant::now();
+        let mut deadline = tokio::time::Instant::now() + limit;
         self.session.send_macros(step, macros);
         let dispatch = self.session.send_step(command);
-        self.flush(&what, limit).await?;
+        self.flush(&what, deadline, limit).await?;
         let mut outcome = StepOutcome {
             step,
             dispatch,
@@ -312,9 +426,12 @@ impl MilterClient {
         };
         if dispatch == Dispatch::AwaitAnswer {
             loop {
-                let frame = self.read_frame(&what, limit).await?;
+                let frame = self.read_frame(&what, deadline, limit).await?;
                 match self.session.receive(frame) {
-                    Ok(MtaEvent::Progress) => outcome.progress += 1,
+                    Ok(MtaEvent::Progress) => {
+                        outcome.progress += 1;
+                        deadline = tokio::time::Instant::now() + limit;
+                    }
                     Ok(MtaEvent::Modification(m)) => outcome.modifications.push(m),
                     Ok(MtaEvent::Answer(a)) => {
                         outcome.answer = Some(a);
@@ -341,13 +458,17 @@ impl MilterClient {
     /// Ends the current message without end of message (`A`, no reply).
     pub async fn abort(&mut self) -> Result<(), ClientError> {
         self.session.send_abort();
-        self.flush("at abort", self.cfg.command_timeout).await
+        let limit = self.cfg.command_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        self.flush("at abort", deadline, limit).await
     }
 
     /// Sends QUIT and closes.
     pub async fn quit(mut self) -> Result<(), ClientError> {
         self.session.send_quit();
-        self.flush("at quit", self.cfg.command_timeout).await?;
+        let limit = self.cfg.command_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        self.flush("at quit", deadline, limit).await?;
         let _ = self.stream.shutdown().await;
         Ok(())
     }

@@ -52,8 +52,10 @@ pub enum ListenError {
         /// The socket spec.
         spec: String,
     },
-    /// Any other I/O error, with what was being done.
-    #[error("{what}: {source}")]
+    /// Any other I/O error, with what was being done. The I/O error is the
+    /// [`source`](std::error::Error::source), not part of this text, so a
+    /// chain report (`anyhow`'s `{:#}`) names it once.
+    #[error("{what}")]
     Io {
         /// What failed.
         what: String,
@@ -143,7 +145,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l
                 .local_addr()
-                .map(|a| format!("inet:{a}"))
+                .map(|a| SocketSpec::from(a).to_string())
                 .unwrap_or_else(|_| "inet:?".into()),
             Listener::Unix(_, g) => format!("unix:{}", g.path.display()),
         }

@@ -131,6 +131,18 @@ impl FromStr for SocketSpec {
     }
 }
 
+/// The spec of a bound or connected address, in the syntax of its family:
+/// `inet:127.0.0.1:25`, `inet6:25@::1`.
+impl From<std::net::SocketAddr> for SocketSpec {
+    fn from(a: std::net::SocketAddr) -> Self {
+        SocketSpec::Inet {
+            host: a.ip().to_string(),
+            port: a.port(),
+            v6: a.is_ipv6(),
+        }
+    }
+}
+
 impl fmt::Display for SocketSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -201,6 +213,16 @@ mod tests {
             let e = bad.parse::<SocketSpec>().unwrap_err();
             assert!(e.to_string().contains("invalid socket"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn socket_addresses_display_in_their_family_syntax() {
+        let v4: std::net::SocketAddr = "127.0.0.1:8894".parse().unwrap();
+        assert_eq!(SocketSpec::from(v4).to_string(), "inet:127.0.0.1:8894");
+        let v6: std::net::SocketAddr = "[::1]:8894".parse().unwrap();
+        let spec = SocketSpec::from(v6);
+        assert_eq!(spec.to_string(), "inet6:8894@::1");
+        assert_eq!(spec.to_string().parse::<SocketSpec>().unwrap(), spec);
     }
 
     #[test]

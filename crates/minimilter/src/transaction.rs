@@ -153,6 +153,34 @@ fn reply_text(a: &Answer) -> Option<String> {
     }
 }
 
+/// Postfix keeps each header line as a C string, so a NUL byte cuts that
+/// line short: the milter is sent, and the recipient delivered, the text
+/// before it, each folded line cut on its own (verified with Postfix 3.7.11:
+/// `Subject: a<NUL>b` + `<TAB>cont` reaches the milter as `a\n\tcont`).
+/// Lines that are not header fields (a NUL in the name ends the header
+/// section there) and body lines keep their NUL bytes. Without this the
+/// header could not be sent at all (protocol strings end at NUL). Returns a
+/// warning per header cut.
+fn cut_header_lines_at_nul(model: &mut MessageModel) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for h in &mut model.headers {
+        if !h.value.contains('\0') {
+            continue;
+        }
+        h.value = h
+            .value
+            .split("\r\n")
+            .map(|line| line.split('\0').next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        warnings.push(format!(
+            "header {:?}: a NUL byte cuts its line short there, as Postfix does",
+            h.field_name()
+        ));
+    }
+    warnings
+}
+
 /// The outcome a decisive answer gives, or None to go on.
 fn decisive(answer: &Answer, at: Step) -> Option<Outcome> {
     match answer {
@@ -226,9 +254,11 @@ fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-/// Talking to the milter failed part-way; the steps played so far.
+/// Talking to the milter failed part-way; the steps played so far. The
+/// cause is the [`source`](std::error::Error::source), not repeated in this
+/// text.
 #[derive(Debug, thiserror::Error)]
-#[error("{error}")]
+#[error("the milter session was interrupted after {} steps", steps.len())]
 pub struct Interrupted {
     /// What went wrong.
     #[source]
@@ -280,6 +310,7 @@ async fn run(
     };
     let rcpts: Vec<&str> = spec.rcpts.iter().map(String::as_str).collect();
     let mut model = MessageModel::parse(&spec.from, &rcpts, &spec.message);
+    t.warnings.extend(cut_header_lines_at_nul(&mut model));
     let leading_space = p
         .client
         .options()
