@@ -10,7 +10,7 @@ use minimilter::{
     Ctx, Envelope, Header, MacroStage, Milter, Requirements, SmtpReply, StepResult, Steps, Verdict,
 };
 
-use crate::address::{header_addresses, normalize};
+use crate::address::{envelope, header_addresses};
 use crate::approval::BodyScan;
 use crate::backend::{BackendError, ListBackend, ListIndex};
 use crate::list::ListPolicy;
@@ -327,7 +327,7 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
 
     async fn mail(&self, cx: Ctx<'_, Self>, sender: &Envelope) -> StepResult {
         let raw = sender.address().into_owned();
-        cx.msg.envelope = normalize(&raw);
+        cx.msg.envelope = envelope(&raw);
         cx.msg.envelope_raw = raw;
         Ok(Verdict::Continue)
     }
