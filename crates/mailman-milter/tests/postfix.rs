@@ -271,7 +271,8 @@ fn postfix_refuses_non_member_posts_at_smtp_time_and_keeps_other_mail() {
 /// whole or in part, a quoted extension, a comment, a space, a source route)
 /// are refused like the plain address — 550 after DATA, or refused by
 /// Postfix itself at RCPT (it answers 501 to `"t"eam@`) — and nothing
-/// reaches the list; a member's post to `"team"@example.org` still does.
+/// reaches the list; a member's post to `"team"@example.org` still does, and
+/// so does a member's post whose envelope sender has a trailing dot or quotes.
 #[test]
 fn postfix_refuses_non_members_whatever_the_list_address_spelling() {
     let builder = Postfix::prepare()
@@ -330,8 +331,37 @@ fn postfix_refuses_non_members_whatever_the_list_address_spelling() {
         &member_post,
     );
     assert_eq!(r.unwrap().code, 250, "{}", ctx("member to \"team\""));
+    // A member whose envelope sender has a trailing dot or quotes is still
+    // the member: Postfix hands the list the canonical address (checked
+    // below in Return-Path), so refusing would be a wrong reject.
+    let mut sender_posts = Vec::new();
+    for (i, from) in ["alice@client.example.", "\"alice\"@Client.Example"]
+        .iter()
+        .enumerate()
+    {
+        let subject = unique_id(&format!("member-sender{i}"));
+        // From: a stranger, so the envelope sender alone makes the member.
+        assert!(c.mail(&format!("<{from}>")).unwrap().is_success());
+        assert!(c.rcpt("<team@example.org>").unwrap().is_success());
+        let msg = simple_message(STRANGER, "team@example.org", &subject, "Hi.\n");
+        assert_eq!(c.data(msg).unwrap().code, 250, "{}", ctx(from));
+        sender_posts.push(subject);
+    }
     c.quit().unwrap();
     wait_delivered(&pf, "team", &member_post);
+    for subject in &sender_posts {
+        wait_delivered(&pf, "team", subject);
+        let msg = pf
+            .delivered("team")
+            .into_iter()
+            .find(|m| m.contains(subject.as_str()))
+            .unwrap();
+        assert!(
+            msg.to_ascii_lowercase()
+                .contains("return-path: <alice@client.example>"),
+            "{msg}"
+        );
+    }
     for subject in &refused {
         assert!(
             !has(&pf, "team", subject),
