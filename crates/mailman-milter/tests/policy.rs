@@ -177,6 +177,51 @@ fn other_addresses_are_not_lists() {
     }
 }
 
+/// Spellings Postfix routes to a list address (trailing dot, quotes,
+/// comments, source route) are that address for every kind of match: the
+/// posting address, an extension, a service address, an alias domain.
+#[test]
+fn every_routed_spelling_is_classified_like_the_plain_address() {
+    let (r, d) = (AddressRules::default(), data());
+    for rcpt in [
+        "<team@lists.example.org.>",
+        "<\"team\"@lists.example.org>",
+        "<\"TEAM\"@Lists.Example.Org.>",
+        "<team (list) @lists.example.org>",
+        "<@relay.example:team@lists.example.org.>",
+        "<\"team+x y\"@lists.example.org.>",
+        "<team+\"x\"@lists.example.org>",
+    ] {
+        assert_eq!(classify(&r, &d, rcpt), post(TEAM), "{rcpt}");
+    }
+    assert_eq!(
+        classify(&r, &d, "<\"team-owner\"@lists.example.org.>"),
+        service(TEAM, "owner")
+    );
+    assert_eq!(
+        classify(&r, &d, "<\"team-bounces+a=b.example\"@lists.example.org.>"),
+        service(TEAM, "bounces")
+    );
+    let aliased = AddressRules {
+        alias_domains: HashMap::from([("example.net".into(), "lists.example.org".into())]),
+        ..AddressRules::default()
+    };
+    assert_eq!(
+        classify(&aliased, &d, "<\"team\"@Example.NET.>"),
+        post(TEAM)
+    );
+    // Quotes that are needed make another mailbox; two trailing dots are
+    // not Postfix's canonical form either.
+    assert_eq!(
+        classify(&r, &d, "<\"team x\"@lists.example.org>"),
+        Recipient::Other
+    );
+    assert_eq!(
+        classify(&r, &d, "<team@lists.example.org..>"),
+        Recipient::Other
+    );
+}
+
 #[test]
 fn alias_domains_map_to_the_list_domain() {
     let d = data();
