@@ -1,6 +1,14 @@
 //! Email addresses the way Mailman compares them: lowercased whole (local
 //! part included), without angle brackets, and the addresses of a header
 //! value as Python's `email.utils.getaddresses` finds them.
+//!
+//! Envelope addresses (MAIL FROM, RCPT TO) go through
+//! [`minimilter::envelope_address`] first: the MTA routes
+//! `"team"@example.org` and `team@example.org.` to `team@example.org`, and
+//! Mailman receives them so; comparing the raw text would let them past the
+//! guard.
+
+use minimilter::envelope_address::{EnvelopeAddress, Mailbox};
 
 /// An address normalised for comparison: trimmed, angle brackets removed,
 /// lowercased. The null sender gives `None`.
@@ -25,6 +33,21 @@ pub fn normalize(raw: &str) -> Option<String> {
         None
     } else {
         Some(t.to_lowercase())
+    }
+}
+
+/// An envelope address as the MTA will route it and Mailman will see it:
+/// canonicalised ([`EnvelopeAddress`]), then lowercased whole. The null
+/// sender gives `None`.
+pub fn envelope(raw: &str) -> Option<String> {
+    envelope_mailbox(raw).map(|m| m.to_string().to_lowercase())
+}
+
+/// The canonical mailbox of an envelope address, `None` for `<>`.
+pub fn envelope_mailbox(raw: &str) -> Option<Mailbox> {
+    match EnvelopeAddress::parse(raw) {
+        EnvelopeAddress::Null => None,
+        EnvelopeAddress::Mailbox(m) => Some(m),
     }
 }
 

@@ -63,6 +63,16 @@ impl Default for MailmanSection {
     }
 }
 
+impl BackendKind {
+    /// The name as written in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::File => "file",
+            BackendKind::Mailman => "mailman",
+        }
+    }
+}
+
 impl MailmanSection {
     /// Checks the values; the error starts with the key.
     pub fn check(&self) -> Result<(), String> {
@@ -136,6 +146,59 @@ impl MailmanSection {
     }
 }
 
+/// `value` as TOML on one line (tables inline).
+fn inline(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(t) => {
+            let items: Vec<String> = t
+                .iter()
+                .map(|(k, v)| {
+                    let key = toml::Value::String(k.clone()).to_string();
+                    let bare = !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    format!("{} = {}", if bare { k.clone() } else { key }, inline(v))
+                })
+                .collect();
+            if items.is_empty() {
+                "{}".into()
+            } else {
+                format!("{{ {} }}", items.join(", "))
+            }
+        }
+        toml::Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `listen` as one string or an array of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a socket like \"inet:127.0.0.1:8893\", or an array of them")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 /// Where the milter listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:8893";
 
@@ -153,8 +216,10 @@ pub struct ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Socket to listen on (`inet:HOST:PORT`, `unix:PATH`).
-    pub listen: String,
+    /// Sockets to listen on (`inet:HOST:PORT`, `unix:PATH`, ...). Written
+    /// as one string or an array of strings (pgp-milter's form).
+    #[serde(deserialize_with = "one_or_many")]
+    pub listen: Vec<String>,
     /// `file` (the lists file) or `mailman` (the REST API).
     pub backend: BackendKind,
     /// The REST API, for `backend = "mailman"`.
@@ -189,7 +254,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: DEFAULT_LISTEN.into(),
+            listen: vec![DEFAULT_LISTEN.into()],
             backend: BackendKind::File,
             mailman: None,
             lists: None,
@@ -215,7 +280,7 @@ impl Config {
         let name = file.display().to_string();
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
             file: name.clone(),
-            message: e.to_string().trim_end().to_owned(),
+            message: crate::toml_error::one_line(text, &e),
         })?;
         if let Some(lists) = &config.lists
             && lists.is_relative()
@@ -248,7 +313,7 @@ impl Config {
 
     /// Checks values serde cannot; the error starts with the key.
     pub fn check(&self) -> Result<(), String> {
-        self.listen_spec()?;
+        self.listen_specs()?;
         refusal_reply(&self.reject_text, "list@example.org")
             .map_err(|e| format!("reject_text: {e}"))?;
         for (list, o) in &self.list_overrides {
@@ -301,11 +366,103 @@ impl Config {
         self.mailman.clone().unwrap_or_default()
     }
 
-    /// `listen` as a socket spec.
-    pub fn listen_spec(&self) -> Result<SocketSpec, String> {
+    /// `listen` as socket specs (at least one); the error names the entry.
+    pub fn listen_specs(&self) -> Result<Vec<SocketSpec>, String> {
+        if self.listen.is_empty() {
+            return Err("listen: no socket given".into());
+        }
+        let one = self.listen.len() == 1;
         self.listen
-            .parse::<SocketSpec>()
-            .map_err(|e| format!("listen: {e}"))
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                l.parse::<SocketSpec>().map_err(|e| match one {
+                    true => format!("listen: {e}"),
+                    false => format!("listen[{i}]: {e}"),
+                })
+            })
+            .collect()
+    }
+
+    /// The settings in effect, one `key = value` per entry, spelt as in the
+    /// configuration file (so what `--check-config` and the start-up log
+    /// show can be pasted back). The REST password is never shown.
+    pub fn summary(&self) -> Vec<String> {
+        use toml::Value;
+        let s = |v: &str| Value::String(v.to_owned());
+        let strings = |v: &[String]| Value::Array(v.iter().map(|x| s(x)).collect());
+        let mut out: Vec<(&str, Value)> = vec![
+            ("listen", strings(&self.listen)),
+            ("backend", s(self.backend.name())),
+        ];
+        match self.backend {
+            BackendKind::File => {
+                if let Some(l) = &self.lists {
+                    out.push(("lists", s(&l.display().to_string())));
+                }
+                out.push((
+                    "reload_interval",
+                    Value::Integer(self.reload_interval as i64),
+                ));
+            }
+            BackendKind::Mailman => {
+                let m = self.mailman_section();
+                let mut t = toml::Table::new();
+                t.insert("url".into(), s(&m.url));
+                t.insert("user".into(), s(&m.user));
+                if let Some(f) = &m.password_file {
+                    t.insert("password_file".into(), s(&f.display().to_string()));
+                }
+                t.insert("timeout".into(), Value::Float(m.timeout));
+                t.insert("cache_ttl".into(), Value::Float(m.cache_ttl));
+                t.insert("max_stale".into(), Value::Float(m.max_stale));
+                t.insert("cache_size".into(), Value::Integer(m.cache_size as i64));
+                out.push(("mailman", Value::Table(t)));
+            }
+        }
+        out.extend([
+            ("senders", s(self.senders.name())),
+            ("on_backend_error", s(self.on_backend_error.name())),
+            ("recipient_delimiter", s(&self.recipient_delimiter)),
+            (
+                "alias_domains",
+                Value::Table(
+                    self.alias_domains
+                        .iter()
+                        .map(|(a, d)| (a.clone(), s(d)))
+                        .collect(),
+                ),
+            ),
+            ("reject_text", s(&self.reject_text)),
+            ("refuse_hold", Value::Boolean(self.refuse_hold)),
+            ("pass_approved", Value::Boolean(self.pass_approved)),
+        ]);
+        if !self.list_overrides.is_empty() {
+            let lists = self
+                .list_overrides
+                .iter()
+                .map(|(list, o)| {
+                    let mut t = toml::Table::new();
+                    if let Some(r) = o.refuse_hold {
+                        t.insert("refuse_hold".into(), Value::Boolean(r));
+                    }
+                    if let Some(r) = &o.reject_text {
+                        t.insert("reject_text".into(), s(r));
+                    }
+                    (list.clone(), Value::Table(t))
+                })
+                .collect();
+            out.push(("list_overrides", Value::Table(lists)));
+        }
+        if let Some(m) = &self.socket_mode {
+            out.push(("socket_mode", s(m)));
+        }
+        if let Some(g) = &self.socket_group {
+            out.push(("socket_group", s(g)));
+        }
+        out.into_iter()
+            .map(|(k, v)| format!("{k} = {}", inline(&v)))
+            .collect()
     }
 
     /// `socket_mode` as bits.

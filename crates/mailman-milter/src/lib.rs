@@ -22,6 +22,7 @@ pub mod overrides;
 pub mod policy;
 pub mod recipient;
 pub mod rest;
+mod toml_error;
 
 pub use backend::{BackendError, ListBackend, ListIndex, SenderStatus};
 pub use lists_file::{FileBackend, ListsData, LoadError};

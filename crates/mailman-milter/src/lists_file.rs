@@ -101,7 +101,8 @@ impl ListsData {
             file: file.to_owned(),
             message,
         };
-        let raw: RawFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| err(crate::toml_error::one_line(text, &e)))?;
         let mut data = ListsData::default();
         let mut index = ListIndex::new();
         for (i, l) in raw.list.into_iter().enumerate() {

@@ -1,7 +1,7 @@
 //! `mailman-milter`: the daemon. Reads the configuration and the lists file,
 //! serves the milter, reloads the lists file on SIGHUP and when it changes.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use mailman_milter::config::{BackendKind, Config};
 use mailman_milter::lists_file::Reloaded;
-use mailman_milter::overrides::ListOverrides;
+use mailman_milter::overrides::missing_override;
 use mailman_milter::{
     FileBackend, ListBackend, ListIndex, ListsData, MailmanMilter, RestBackend, SenderMode,
 };
@@ -57,7 +57,7 @@ fn configure(cli: &Cli) -> anyhow::Result<(Config, Source)> {
         None => Config::default(),
     };
     if let Some(l) = &cli.listen {
-        config.listen = l.clone();
+        config.listen = vec![l.clone()];
     }
     if let Some(s) = &cli.senders {
         config.senders = if s == "envelope" {
@@ -102,15 +102,41 @@ fn configure(cli: &Cli) -> anyhow::Result<(Config, Source)> {
     Ok((config, Source::File(lists)))
 }
 
-fn check(source: &Source, overrides: &ListOverrides) -> anyhow::Result<()> {
+/// `--check-config`: the settings, each list, and warnings, on stdout. A
+/// closed pipe (`--check-config | head`) ends it quietly.
+fn check(config: &Config, source: &Source) -> anyhow::Result<()> {
+    match write_check(&mut std::io::stdout().lock(), config, source) {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn write_check(out: &mut impl Write, config: &Config, source: &Source) -> anyhow::Result<()> {
+    let overrides = config.settings().overrides;
+    writeln!(out, "settings:")?;
+    for line in config.summary() {
+        writeln!(out, "  {line}")?;
+    }
     match source {
         Source::File(lists) => {
             let data = ListsData::load(lists)?;
-            print_lists(&lists.display().to_string(), &overrides.apply(data.index()));
+            let index = overrides.apply(data.index());
+            print_lists(out, &lists.display().to_string(), &index)?;
             for (list, entry, error) in data.unsupported_patterns() {
-                println!(
+                writeln!(
+                    out,
                     "  warning: {list}: accept pattern {entry} cannot be evaluated here ({error}); such posts are passed to Mailman"
-                );
+                )?;
+            }
+            for list in overrides.missing(data.index()) {
+                writeln!(out, "  warning: {}", missing_override(list))?;
             }
             Ok(())
         }
@@ -122,18 +148,22 @@ fn check(source: &Source, overrides: &ListOverrides) -> anyhow::Result<()> {
             let index = runtime
                 .block_on(backend.lists())
                 .with_context(|| format!("reading the lists from {}", backend.base()))?;
-            print_lists(backend.base(), &overrides.apply(&index));
+            print_lists(out, backend.base(), &overrides.apply(&index))?;
+            for list in overrides.missing(&index) {
+                writeln!(out, "  warning: {}", missing_override(list))?;
+            }
             Ok(())
         }
     }
 }
 
-fn print_lists(source: &str, index: &ListIndex) {
+fn print_lists(out: &mut impl Write, source: &str, index: &ListIndex) -> std::io::Result<()> {
     let mut names: Vec<_> = index.values().collect();
     names.sort_by(|a, b| a.address.cmp(&b.address));
-    println!("{source}: {} lists", names.len());
+    writeln!(out, "{source}: {} lists", names.len())?;
     for l in names {
-        println!(
+        writeln!(
+            out,
             "  {}: non-members {}{}; {}",
             l.address,
             l.nonmember_action.name(),
@@ -147,8 +177,9 @@ fn print_lists(source: &str, index: &ListIndex) {
             } else {
                 "left to Mailman"
             }
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn watch(backend: Arc<FileBackend>, interval: Duration) {
@@ -203,7 +234,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let (config, source) = configure(&cli)?;
     if cli.check_config {
-        return check(&source, &config.settings().overrides);
+        return check(&config, &source);
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -212,7 +243,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
-    let spec = config.listen_spec().map_err(anyhow::Error::msg)?;
+    let specs = config.listen_specs().map_err(anyhow::Error::msg)?;
+    tracing::info!("settings: {}", config.summary().join("; "));
     let unix = UnixSocketOptions {
         mode: config.socket_mode_bits().map_err(anyhow::Error::msg)?,
         group: config.socket_group.clone(),
@@ -221,27 +253,24 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     let lists = match source {
         Source::File(lists) => lists,
         Source::Mailman(rest) => {
-            let backend = RestBackend::new(&rest)?;
-            match backend.lists().await {
-                Ok(index) => {
-                    tracing::info!(
-                        api = backend.base(),
-                        lists = index.len(),
-                        "Mailman lists read"
-                    )
-                }
+            let backend = Arc::new(RestBackend::new(&rest)?);
+            let milter = MailmanMilter::new(backend.clone(), config.settings());
+            // Through the milter, so overrides naming unknown lists are logged.
+            match milter.prime().await {
+                Ok(n) => tracing::info!(api = backend.base(), lists = n, "Mailman lists read"),
                 Err(e) => tracing::error!(
-                    "{e}; answering tempfail (on_backend_error) until the Mailman REST API answers"
+                    "{e}; answering {} (on_backend_error) until the Mailman REST API answers",
+                    config.on_backend_error.name()
                 ),
             }
-            let milter = MailmanMilter::new(Arc::new(backend), config.settings());
-            return listen(milter, &config, spec, &unix).await;
+            return listen(milter, &config, &specs, &unix).await;
         }
     };
     let (backend, error) = FileBackend::open(&lists);
     match error {
         Some(e) => tracing::error!(
-            "{e}; answering tempfail (on_backend_error) until it loads (SIGHUP or a change reloads it)"
+            "{e}; answering {} (on_backend_error) until it loads (SIGHUP or a change reloads it)",
+            config.on_backend_error.name()
         ),
         None => {
             let data = backend.data().expect("just loaded");
@@ -256,17 +285,19 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     let backend = Arc::new(backend);
     watch(backend.clone(), Duration::from_secs(config.reload_interval));
     let milter = MailmanMilter::new(backend, config.settings());
-    listen(milter, &config, spec, &unix).await
+    // Logs overrides naming lists the file does not have (no-op without data).
+    let _ = milter.prime().await;
+    listen(milter, &config, &specs, &unix).await
 }
 
 async fn listen<B: ListBackend>(
     milter: MailmanMilter<B>,
     config: &Config,
-    spec: minimilter::SocketSpec,
+    specs: &[minimilter::SocketSpec],
     unix: &UnixSocketOptions,
 ) -> anyhow::Result<()> {
-    minimilter::run(milter, &[spec], unix, ServerConfig::default())
+    minimilter::run(milter, specs, unix, ServerConfig::default())
         .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+        .with_context(|| format!("listening on {}", config.listen.join(", ")))?;
     Ok(())
 }

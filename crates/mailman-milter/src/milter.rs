@@ -10,7 +10,7 @@ use minimilter::{
     Ctx, Envelope, Header, MacroStage, Milter, Requirements, SmtpReply, StepResult, Steps, Verdict,
 };
 
-use crate::address::{header_addresses, normalize};
+use crate::address::{envelope, header_addresses};
 use crate::approval::BodyScan;
 use crate::backend::{BackendError, ListBackend, ListIndex};
 use crate::list::ListPolicy;
@@ -30,6 +30,16 @@ pub enum OnBackendError {
     Tempfail,
     /// Let the mail through; Mailman decides.
     Accept,
+}
+
+impl OnBackendError {
+    /// The name as written in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnBackendError::Tempfail => "tempfail",
+            OnBackendError::Accept => "accept",
+        }
+    }
 }
 
 /// How the milter decides (everything but the list data).
@@ -128,6 +138,9 @@ pub struct MailmanMilter<B> {
     /// The backend's last index and the same with the overrides applied,
     /// so they are applied once per change of the data, not per RCPT.
     overridden: Mutex<Option<(Arc<ListIndex>, Arc<ListIndex>)>>,
+    /// The override entries last seen naming no list (warned about once
+    /// per change, as list data is reloaded or REST answers change).
+    missing: Mutex<Vec<String>>,
 }
 
 impl<B: ListBackend> MailmanMilter<B> {
@@ -137,7 +150,15 @@ impl<B: ListBackend> MailmanMilter<B> {
             backend,
             settings: Arc::new(settings),
             overridden: Mutex::new(None),
+            missing: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Reads the list data once, as the first mail would, so problems
+    /// (an override naming no list) are logged at start-up; the number of
+    /// lists.
+    pub async fn prime(&self) -> Result<usize, BackendError> {
+        Ok(self.lists().await?.len())
     }
 
     /// The backend's lists with the configured overrides applied.
@@ -155,9 +176,25 @@ impl<B: ListBackend> MailmanMilter<B> {
         {
             return Ok(applied.clone());
         }
+        self.warn_missing(&index);
         let applied = Arc::new(self.settings.overrides.apply(&index));
         *cached = Some((index, applied.clone()));
         Ok(applied)
+    }
+
+    fn warn_missing(&self, index: &ListIndex) {
+        let now: Vec<String> = self
+            .settings
+            .overrides
+            .missing(index)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut last = self.missing.lock().unwrap_or_else(PoisonError::into_inner);
+        for list in now.iter().filter(|l| !last.contains(l)) {
+            tracing::warn!("{}", crate::overrides::missing_override(list));
+        }
+        *last = now;
     }
 
     fn refusal(&self, list: &ListPolicy) -> SmtpReply {
@@ -327,7 +364,7 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
 
     async fn mail(&self, cx: Ctx<'_, Self>, sender: &Envelope) -> StepResult {
         let raw = sender.address().into_owned();
-        cx.msg.envelope = normalize(&raw);
+        cx.msg.envelope = envelope(&raw);
         cx.msg.envelope_raw = raw;
         Ok(Verdict::Continue)
     }

@@ -36,6 +36,19 @@ impl ListOverrides {
         !self.refuse_hold && self.lists.is_empty()
     }
 
+    /// The per-list entries naming no list of `index`, sorted. They do
+    /// nothing; most likely a typo, or a list that was removed.
+    pub fn missing(&self, index: &ListIndex) -> Vec<&str> {
+        let mut m: Vec<&str> = self
+            .lists
+            .keys()
+            .filter(|a| !index.contains_key(*a))
+            .map(String::as_str)
+            .collect();
+        m.sort_unstable();
+        m
+    }
+
     /// `index` with the values filled in.
     pub fn apply(&self, index: &ListIndex) -> ListIndex {
         index
@@ -53,4 +66,9 @@ impl ListOverrides {
             })
             .collect()
     }
+}
+
+/// The warning for a `[list_overrides."list"]` entry naming no known list.
+pub fn missing_override(list: &str) -> String {
+    format!("list_overrides.\"{list}\": no such list in the list data; the entry has no effect")
 }

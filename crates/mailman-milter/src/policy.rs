@@ -20,6 +20,16 @@ pub enum SenderMode {
     Envelope,
 }
 
+impl SenderMode {
+    /// The name as written in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            SenderMode::Mailman => "mailman",
+            SenderMode::Envelope => "envelope",
+        }
+    }
+}
+
 /// Everything the decision looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct Post<'a> {

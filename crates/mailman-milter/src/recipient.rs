@@ -2,10 +2,15 @@
 //! runner and Postfix's lookups resolve them: the full address first, then a
 //! Mailman sub-address (`-request`, `-bounces`, ...), then the same after
 //! cutting the address extension (`list+anything@`).
+//!
+//! All of it on the canonical envelope address
+//! ([`crate::address::envelope_mailbox`]) with quoting undone: Postfix cuts
+//! the extension of `"team+a b"@example.org` and delivers to `team`, so the
+//! unquoted local part is what is compared, never the quoted text.
 
 use std::collections::HashMap;
 
-use crate::address::{normalize, split};
+use crate::address::envelope_mailbox;
 
 /// Suffixes Mailman 3 (and Mailman 2's `-admin`) serves besides the posting
 /// address. Mail to them always passes: non-members use them legitimately.
@@ -60,10 +65,15 @@ impl AddressRules {
     /// Classifies `rcpt` (raw or normalised) against the known posting
     /// addresses, `is_list` answering for a normalised `local@domain`.
     pub fn classify(&self, rcpt: &str, is_list: impl Fn(&str) -> bool) -> Recipient {
-        let Some(addr) = normalize(rcpt) else {
+        let Some(mailbox) = envelope_mailbox(rcpt) else {
             return Recipient::Other;
         };
-        let (local, domain) = split(&addr);
+        let local = mailbox.local_part().to_lowercase();
+        let domain = mailbox
+            .domain()
+            .map(|d| d.as_str().to_lowercase())
+            .unwrap_or_default();
+        let (local, domain) = (local.as_str(), domain.as_str());
         let domain = self
             .alias_domains
             .get(domain)

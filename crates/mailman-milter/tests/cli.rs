@@ -175,3 +175,96 @@ fn run_bounded(args: &[&str]) -> Output {
         stderr: std::fs::read(&err_path).unwrap_or_default(),
     }
 }
+
+/// `--check-config | head -2`: stdout closed early is a quiet, successful
+/// exit, never a panic ("failed printing to stdout: Broken pipe"). The
+/// pipe's read end is closed before the binary starts, so every write fails.
+#[test]
+fn check_config_into_a_closed_pipe_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let lists = dir.path().join("lists.toml");
+    std::fs::write(
+        &lists,
+        "[[list]]\naddress = \"team@lists.example.org\"\nnonmember_action = \"reject\"\n",
+    )
+    .unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--lists", lists.to_str().unwrap(), "--check-config"])
+        .env("RUST_LOG", "off")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+/// The settings are shown spelt as in the file, and an override for a list
+/// the data lacks is warned about (not an error: exit 0).
+#[test]
+fn check_config_shows_toml_settings_and_warns_about_unknown_override_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lists.toml"),
+        "[[list]]\naddress = \"team@lists.example.org\"\nnonmember_action = \"reject\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "lists = \"lists.toml\"\nlisten = [\"unix:/run/mm.sock\", \"inet6:[::1]:8893\"]\nsenders = \"envelope\"\non_backend_error = \"accept\"\n[list_overrides.\"taem@lists.example.org\"]\nrefuse_hold = true\n[list_overrides.\"team@lists.example.org\"]\nrefuse_hold = true\n",
+    )
+    .unwrap();
+    let o = run(&["--config", config.to_str().unwrap(), "--check-config"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for want in [
+        "  listen = [\"unix:/run/mm.sock\", \"inet6:[::1]:8893\"]\n",
+        "  senders = \"envelope\"\n",
+        "  on_backend_error = \"accept\"\n",
+        "  team@lists.example.org: non-members reject (holds refused); guarded\n",
+        "  warning: list_overrides.\"taem@lists.example.org\": no such list in the list data; the entry has no effect\n",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    assert!(!out.contains("list_overrides.\"team@"), "{out}");
+}
+
+/// A lists file with a TOML error is reported on one line naming the file,
+/// the line, the key and the reason.
+#[test]
+fn a_lists_file_syntax_error_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let lists = dir.path().join("lists.toml");
+    std::fs::write(
+        &lists,
+        "[[list]]\naddress = \"a@b.example\"\nbogus=1\n[[list\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--lists", lists.to_str().unwrap(), "--check-config"])
+        .env("RUST_LOG", "off")
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("lists.toml"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.starts_with(&format!("Error: {}: line ", lists.display())),
+        "{err}"
+    );
+    assert!(line.contains("(`"), "{line}");
+    assert_eq!(
+        err.lines().filter(|l| !l.trim().is_empty()).count(),
+        1,
+        "{err}"
+    );
+}

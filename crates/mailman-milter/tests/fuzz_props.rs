@@ -12,11 +12,12 @@
 //! Each property runs `CASES` cases (a few seconds in all); `PROPTEST_CASES=N`
 //! runs N instead (20,000 took 149 s here).
 
-use mailman_milter::address::{header_addresses, normalize, split};
+use mailman_milter::address::{envelope, envelope_mailbox, header_addresses, normalize, split};
 use mailman_milter::backend::SenderStatus;
 use mailman_milter::list::{ListPolicy, NonmemberAction, Pattern};
 use mailman_milter::policy::{Decision, PassReason, Post, RefuseReason, decide};
 use mailman_milter::recipient::{AddressRules, Recipient, SERVICE_SUFFIXES};
+use minimilter::envelope_address::EnvelopeAddress;
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -199,8 +200,8 @@ proptest! {
         let raw = wrap(&format!("{}+{ext}@{}", recase(&list, mask), recase(&dom, !mask)), style);
         // `ext` may itself hold brackets or whitespace at the very ends, which
         // the MTA would never hand over; keep the cases that stay one address.
-        prop_assume!(normalize(&raw).is_some_and(|n| n.ends_with(&format!("@{dom}"))
-            && n.starts_with(&format!("{list}+"))));
+        prop_assume!(envelope_mailbox(&raw).is_some_and(|m| m.domain().is_some_and(|d| d.as_str() == dom)
+            && m.local_part().to_lowercase().starts_with(&format!("{list}+"))));
         prop_assert_eq!(
             rules.classify(&raw, |a| a == list_addr),
             Recipient::Post(list_addr.clone()),
@@ -278,8 +279,10 @@ proptest! {
     ) {
         let list_addr = format!("{list}@{dom}");
         let got = AddressRules::default().classify(&rcpt, |a| a == list_addr);
-        let n = normalize(&rcpt).unwrap_or_default();
-        let (local, d) = split(&n);
+        let m = envelope_mailbox(&rcpt);
+        let local = m.as_ref().map(|m| m.local_part().to_lowercase()).unwrap_or_default();
+        let d = m.as_ref().and_then(|m| m.domain()).map(|d| d.as_str().to_lowercase()).unwrap_or_default();
+        let local = local.as_str();
         let names_list = d == dom
             && (local == list
                 || local.starts_with(&format!("{list}+"))
@@ -383,4 +386,70 @@ fn nested_forms_normalise_in_one_pass() {
     assert_eq!(normalize("@r: a@b").as_deref(), Some("a@b"));
     assert!(header_addresses("@\":@").is_empty());
     assert_eq!(normalize("@"), None);
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The shared envelope canonicalisation never panics, and its canonical
+    /// text is a fixed point: canonicalising twice changes nothing.
+    #[test]
+    fn envelope_canonicalisation_is_idempotent(s in messy()) {
+        let once = EnvelopeAddress::parse(&s);
+        let text = once.to_string();
+        let twice = EnvelopeAddress::parse(&text);
+        prop_assert_eq!(&twice, &once, "input {:?} gave {:?}", s, text);
+        prop_assert_eq!(twice.to_string(), text.clone());
+        if let Some(e) = envelope(&s) {
+            prop_assert_eq!(envelope(&e), Some(e.clone()), "input {:?}", s);
+        }
+    }
+
+    /// Every spelling Postfix routes to the list's posting address (quoted
+    /// local part, whole or in pieces, a trailing dot on the domain, any
+    /// case, an extension, even a quoted one that needs its quotes) is
+    /// classified as the list.
+    #[test]
+    fn spellings_the_mta_routes_to_the_list_are_the_list(
+        list in list_local(),
+        dom in domain(),
+        ext in proptest::option::of("[a-z0-9 @()<>,.]{0,8}"),
+        quote in 0u8..3,
+        dot in any::<bool>(),
+        mask in any::<u64>(),
+        style in any::<u8>(),
+    ) {
+        let list_addr = format!("{list}@{dom}");
+        let local = match &ext {
+            Some(e) => format!("{list}+{e}"),
+            None => list.clone(),
+        };
+        let escaped: String = local.chars().flat_map(|c| {
+            (c == '"' || c == '\\').then_some('\\').into_iter().chain([c])
+        }).collect();
+        // Unquoted text must be a dot-atom; otherwise quote it whole.
+        let plain_ok = ext.as_deref().is_none_or(|e| {
+            !e.contains([' ', '@', '(', ')', '<', '>', ','])
+                && !e.contains("..")
+                && !e.ends_with('.')
+        });
+        let local = match quote {
+            0 if plain_ok => local,
+            // The first character quoted on its own: `"t"eam`.
+            2 if plain_ok => format!("\"{}\"{}", &local[..1], &local[1..]),
+            _ => format!("\"{escaped}\""),
+        };
+        let dom_text = if dot { format!("{dom}.") } else { dom.clone() };
+        let raw = wrap(&format!("{}@{}", recase(&local, mask), recase(&dom_text, !mask)), style);
+        let m = envelope_mailbox(&raw);
+        prop_assume!(m.as_ref().is_some_and(|m| {
+            let l = m.local_part().to_lowercase();
+            l == list || l.starts_with(&format!("{list}+"))
+        }));
+        prop_assert_eq!(
+            AddressRules::default().classify(&raw, |a| a == list_addr),
+            Recipient::Post(list_addr.clone()),
+            "raw {:?}", raw
+        );
+    }
 }

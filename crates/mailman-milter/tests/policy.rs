@@ -177,6 +177,51 @@ fn other_addresses_are_not_lists() {
     }
 }
 
+/// Spellings Postfix routes to a list address (trailing dot, quotes,
+/// comments, source route) are that address for every kind of match: the
+/// posting address, an extension, a service address, an alias domain.
+#[test]
+fn every_routed_spelling_is_classified_like_the_plain_address() {
+    let (r, d) = (AddressRules::default(), data());
+    for rcpt in [
+        "<team@lists.example.org.>",
+        "<\"team\"@lists.example.org>",
+        "<\"TEAM\"@Lists.Example.Org.>",
+        "<team (list) @lists.example.org>",
+        "<@relay.example:team@lists.example.org.>",
+        "<\"team+x y\"@lists.example.org.>",
+        "<team+\"x\"@lists.example.org>",
+    ] {
+        assert_eq!(classify(&r, &d, rcpt), post(TEAM), "{rcpt}");
+    }
+    assert_eq!(
+        classify(&r, &d, "<\"team-owner\"@lists.example.org.>"),
+        service(TEAM, "owner")
+    );
+    assert_eq!(
+        classify(&r, &d, "<\"team-bounces+a=b.example\"@lists.example.org.>"),
+        service(TEAM, "bounces")
+    );
+    let aliased = AddressRules {
+        alias_domains: HashMap::from([("example.net".into(), "lists.example.org".into())]),
+        ..AddressRules::default()
+    };
+    assert_eq!(
+        classify(&aliased, &d, "<\"team\"@Example.NET.>"),
+        post(TEAM)
+    );
+    // Quotes that are needed make another mailbox; two trailing dots are
+    // not Postfix's canonical form either.
+    assert_eq!(
+        classify(&r, &d, "<\"team x\"@lists.example.org>"),
+        Recipient::Other
+    );
+    assert_eq!(
+        classify(&r, &d, "<team@lists.example.org..>"),
+        Recipient::Other
+    );
+}
+
 #[test]
 fn alias_domains_map_to_the_list_domain() {
     let d = data();
@@ -460,7 +505,7 @@ fn an_unreadable_lists_file_makes_the_backend_unavailable_not_empty() {
 #[test]
 fn the_configuration_has_defaults_and_rejects_unknown_keys() {
     let c = Config::parse("", Path::new("/etc/mm.toml")).unwrap();
-    assert_eq!(c.listen, "inet:127.0.0.1:8893");
+    assert_eq!(c.listen, ["inet:127.0.0.1:8893"]);
     assert_eq!(c.senders, SenderMode::Mailman);
     let c = Config::parse(
         "senders = \"envelope\"\nlists = \"lists.toml\"\n[alias_domains]\n\"Example.NET\" = \"lists.example.org\"\n",
@@ -843,4 +888,126 @@ fn address_headers_are_parsed_before_any_encoded_word_is_considered() {
     for (value, want) in cases {
         assert_eq!(header_addresses(value), want, "{value}");
     }
+}
+
+#[test]
+fn listen_is_one_string_or_an_array_of_them() {
+    let p = |text: &str| Config::parse(text, Path::new("/etc/mm.toml"));
+    assert_eq!(
+        p("listen = \"unix:/run/mm.sock\"\n").unwrap().listen,
+        ["unix:/run/mm.sock"]
+    );
+    let c =
+        p("listen = [\"unix:/run/mm.sock\", \"inet6:[::1]:8893\", \"inet6:8893@::1\"]\n").unwrap();
+    assert_eq!(c.listen_specs().unwrap().len(), 3);
+    for (text, want) in [
+        (
+            "listen = [\"unix:/a\", \"inet6:::1:8893\"]\n",
+            "/etc/mm.toml: listen[1]: ",
+        ),
+        ("listen = []\n", "/etc/mm.toml: listen: no socket given"),
+        ("listen = 8893\n", "expected a socket like"),
+        (
+            "listen = [1]\n",
+            "/etc/mm.toml: line 1, column 11 (`listen = [1]`): invalid type: integer",
+        ),
+    ] {
+        let e = p(text).unwrap_err().to_string();
+        assert!(e.contains(want), "{text}: {e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+/// Every configuration example in the README parses (the `listen` forms in
+/// it included): a README that shows a form the parser refuses is a trap.
+#[test]
+fn the_readmes_configuration_examples_parse() {
+    let readme = include_str!("../README.md");
+    let mut blocks = 0;
+    for block in readme.split("```toml\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        if block.contains("[[list]]") {
+            continue; // the lists file, not the configuration
+        }
+        let c = Config::parse(block, Path::new("/etc/mailman-milter/config.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{block}"));
+        c.listen_specs().unwrap();
+        blocks += 1;
+    }
+    assert!(blocks >= 1);
+    // The table's IPv6 forms, with a port in place of PORT.
+    for form in ["inet:[::1]:8893", "inet6:[::1]:8893", "inet6:8893@::1"] {
+        assert!(readme.contains(&form.replace("8893", "PORT")), "{form}");
+        let c = Config::parse(&format!("listen = \"{form}\"\n"), Path::new("c.toml")).unwrap();
+        c.listen_specs().unwrap();
+    }
+}
+
+/// `--check-config` and the start-up log show the settings spelt as in the
+/// file: pasted back, they give the same configuration.
+#[test]
+fn the_settings_summary_is_toml_that_reads_back_the_same() {
+    let text = r#"
+listen = ["unix:/run/mm.sock", "inet:127.0.0.1:8893"]
+lists = "/etc/mm/lists.toml"
+senders = "envelope"
+on_backend_error = "accept"
+recipient_delimiter = "+-"
+reject_text = "<{list}>: \"members\" only"
+refuse_hold = true
+pass_approved = false
+reload_interval = 0
+socket_mode = "660"
+socket_group = "postfix"
+[alias_domains]
+"Alias.Example" = "lists.example.org"
+[list_overrides."team@lists.example.org"]
+refuse_hold = false
+reject_text = "no"
+"#;
+    let c = Config::parse(text, Path::new("/etc/mm/config.toml")).unwrap();
+    let summary = c.summary();
+    assert!(
+        summary.contains(&"senders = \"envelope\"".to_owned()),
+        "{summary:?}"
+    );
+    assert!(
+        summary.contains(&"on_backend_error = \"accept\"".to_owned()),
+        "{summary:?}"
+    );
+    assert!(
+        summary.contains(&"backend = \"file\"".to_owned()),
+        "{summary:?}"
+    );
+    assert!(
+        summary
+            .iter()
+            .all(|l| !l.contains("Envelope") && !l.contains("Accept"))
+    );
+    let back = Config::parse(&summary.join("\n"), Path::new("/etc/mm/config.toml"))
+        .unwrap_or_else(|e| panic!("{e}\n{}", summary.join("\n")));
+    assert_eq!(format!("{back:?}"), format!("{c:?}"));
+
+    let rest = "backend = \"mailman\"\n[mailman]\npassword = \"sekrit\"\ntimeout = 2.5\n";
+    let c = Config::parse(rest, Path::new("/etc/mm/config.toml")).unwrap();
+    let summary = c.summary().join("\n");
+    assert!(!summary.contains("sekrit"), "{summary}");
+    assert!(summary.contains("backend = \"mailman\""), "{summary}");
+    assert!(summary.contains("timeout = 2.5"), "{summary}");
+    let back = Config::parse(&summary, Path::new("/etc/mm/config.toml")).unwrap();
+    assert_eq!(back.mailman_section().timeout, 2.5);
+}
+
+#[test]
+fn overrides_naming_no_list_are_found() {
+    let data = ListsData::parse(LISTS, "lists.toml").unwrap();
+    let c = Config::parse(
+        "[list_overrides.\"Team@Lists.Example.org\"]\nrefuse_hold = true\n[list_overrides.\"tema@lists.example.org\"]\nrefuse_hold = true\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.settings().overrides.missing(data.index()),
+        ["tema@lists.example.org"]
+    );
 }

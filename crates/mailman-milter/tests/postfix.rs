@@ -265,3 +265,110 @@ fn postfix_refuses_non_member_posts_at_smtp_time_and_keeps_other_mail() {
     )
     .unwrap();
 }
+
+/// The reviewer's bypass through a real Postfix: spellings Postfix routes to
+/// `team@example.org` (a trailing dot on the domain, a quoted local part,
+/// whole or in part, a quoted extension, a comment, a space, a source route)
+/// are refused like the plain address — 550 after DATA, or refused by
+/// Postfix itself at RCPT (it answers 501 to `"t"eam@`) — and nothing
+/// reaches the list; a member's post to `"team"@example.org` still does, and
+/// so does a member's post whose envelope sender has a trailing dot or quotes.
+#[test]
+fn postfix_refuses_non_members_whatever_the_list_address_spelling() {
+    let builder = Postfix::prepare()
+        .unwrap()
+        .user("team")
+        .main_cf("recipient_delimiter", "+");
+    let sock = builder.socket_path("mailman.sock");
+    let dir = builder.path().to_owned();
+    let listen = format!("unix:{}", sock.display());
+    let pf = builder
+        .service(SmtpService::new("mx").with_milters(&listen))
+        .start()
+        .unwrap();
+    let lists_path = dir.join("lists.toml");
+    std::fs::write(&lists_path, lists("")).unwrap();
+    let daemon = start_milter(&listen, &lists_path, dir.join("milter.log"));
+    let ctx = |what: &str| format!("{what}\n--- milter log ---\n{}", daemon.log_text());
+
+    let mut c = SmtpClient::connect(pf.port("mx")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_success());
+    let spellings = [
+        "team@example.org.",
+        "\"team\"@example.org",
+        "\"team\"@Example.ORG.",
+        "\"t\"eam@example.org",
+        "\"team+a b\"@example.org",
+        // RFC 822 comments and whitespace, which Postfix 3.x drops, and a
+        // source route, which it ignores.
+        "team(x)@example.org",
+        "team @example.org",
+        "@a.example:team@example.org",
+    ];
+    let mut refused = Vec::new();
+    for (i, to) in spellings.iter().enumerate() {
+        let subject = unique_id(&format!("spelling{i}"));
+        let (rcpts, r) = send(&mut c, STRANGER, &[to], &subject);
+        match r {
+            Some(r) => {
+                assert_eq!(r.code, 550, "{to}: {}", ctx(&format!("{rcpts:?} {r:?}")));
+                assert_eq!(
+                    r.text(),
+                    "5.7.1 <team@example.org>: you are not allowed to post to this list",
+                    "{to}"
+                );
+            }
+            None => assert!(rcpts[0].is_permanent(), "{to}: {rcpts:?}"),
+        }
+        refused.push(subject);
+    }
+    // A member's post to the quoted spelling reaches the list.
+    let member_post = unique_id("member-quoted");
+    let (_, r) = send(
+        &mut c,
+        "alice@client.example",
+        &["\"team\"@example.org"],
+        &member_post,
+    );
+    assert_eq!(r.unwrap().code, 250, "{}", ctx("member to \"team\""));
+    // A member whose envelope sender has a trailing dot or quotes is still
+    // the member: Postfix hands the list the canonical address (checked
+    // below in Return-Path), so refusing would be a wrong reject.
+    let mut sender_posts = Vec::new();
+    for (i, from) in ["alice@client.example.", "\"alice\"@Client.Example"]
+        .iter()
+        .enumerate()
+    {
+        let subject = unique_id(&format!("member-sender{i}"));
+        // From: a stranger, so the envelope sender alone makes the member.
+        assert!(c.mail(&format!("<{from}>")).unwrap().is_success());
+        assert!(c.rcpt("<team@example.org>").unwrap().is_success());
+        let msg = simple_message(STRANGER, "team@example.org", &subject, "Hi.\n");
+        assert_eq!(c.data(msg).unwrap().code, 250, "{}", ctx(from));
+        sender_posts.push(subject);
+    }
+    c.quit().unwrap();
+    wait_delivered(&pf, "team", &member_post);
+    for subject in &sender_posts {
+        wait_delivered(&pf, "team", subject);
+        let msg = pf
+            .delivered("team")
+            .into_iter()
+            .find(|m| m.contains(subject.as_str()))
+            .unwrap();
+        assert!(
+            msg.to_ascii_lowercase()
+                .contains("return-path: <alice@client.example>"),
+            "{msg}"
+        );
+    }
+    for subject in &refused {
+        assert!(
+            !has(&pf, "team", subject),
+            "{subject} delivered\n{}",
+            pf.log()
+        );
+    }
+    let queue = pf.queue().unwrap();
+    assert!(!queue.contains(STRANGER), "a bounce is queued:\n{queue}");
+}

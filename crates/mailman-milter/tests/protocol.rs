@@ -374,6 +374,79 @@ fn envelope_mode() -> Settings {
     }
 }
 
+/// The reviewer's bypass: Postfix delivers `team@lists.example.org.` and
+/// `"team"@lists.example.org` to the list, so the milter must refuse them
+/// exactly as the plain address (issue: recipient-address bypass).
+#[tokio::test]
+async fn spellings_postfix_routes_to_the_list_are_refused_like_the_list() {
+    for rcpt in [
+        "<team@lists.example.org.>",
+        "<\"team\"@lists.example.org>",
+        "<\"team\"@LISTS.example.org.>",
+        "<\"te\\am\"+x@lists.example.org>",
+        "<\"team+a b\"@lists.example.org>",
+        "<@relay.example:team@lists.example.org>",
+    ] {
+        let t = run(
+            Settings::default(),
+            &spec("stranger@example.com", "stranger@example.com", &[rcpt], ""),
+        )
+        .await;
+        assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL, "{rcpt}");
+        let t = run(
+            envelope_mode(),
+            &spec("stranger@example.com", "stranger@example.com", &[rcpt], ""),
+        )
+        .await;
+        assert_eq!(t.refused_rcpts.len(), 1, "{rcpt}: {t:?}");
+        assert_eq!(t.refused_rcpts[0].reply.as_deref(), Some(REFUSAL), "{rcpt}");
+    }
+    // Quotes that are needed keep the address apart from the list.
+    let t = run(
+        Settings::default(),
+        &spec(
+            "stranger@example.com",
+            "stranger@example.com",
+            &["<\"team x\"@lists.example.org>"],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(t.outcome, Outcome::Accepted);
+}
+
+/// The envelope sender is canonicalised too: a member writing their own
+/// address with quotes or a trailing dot (which Postfix hands Mailman
+/// canonicalised) is still the member, in both sender modes.
+#[tokio::test]
+async fn a_members_envelope_sender_in_another_spelling_is_the_member() {
+    for from in ["<\"alice\"@example.org>", "<alice@Example.ORG.>"] {
+        let t = run(
+            envelope_mode(),
+            &spec(
+                from,
+                "stranger@example.com",
+                &["team@lists.example.org"],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(t.outcome, Outcome::Accepted, "{from}");
+        assert!(t.refused_rcpts.is_empty(), "{from}: {t:?}");
+        let t = run(
+            Settings::default(),
+            &spec(
+                from,
+                "stranger@example.com",
+                &["team@lists.example.org"],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(t.outcome, Outcome::Accepted, "{from}");
+    }
+}
+
 #[tokio::test]
 async fn envelope_mode_decides_at_rcpt_for_that_recipient_only() {
     // A non-member envelope: the list is refused at RCPT, bob still gets it.

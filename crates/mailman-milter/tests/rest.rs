@@ -789,7 +789,7 @@ async fn check_config_reads_the_lists_from_the_api() {
         dir.path(),
         "c.toml",
         &format!(
-            "backend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 2\n",
+            "backend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 2\n[list_overrides.\"gone@lists.example.org\"]\nrefuse_hold = true\n",
             fake.url
         ),
     );
@@ -822,6 +822,14 @@ async fn check_config_reads_the_lists_from_the_api() {
         text.contains("friends@lists.example.org: non-members hold; left to Mailman"),
         "{text}"
     );
+    // Settings in TOML spelling, the password never; an override for a list
+    // Mailman does not have is a warning.
+    assert!(text.contains("  backend = \"mailman\"\n"), "{text}");
+    assert!(!text.contains("restpass"), "{text}");
+    assert!(
+        text.contains("warning: list_overrides.\"gone@lists.example.org\": no such list"),
+        "{text}"
+    );
     // And with the API gone, a clear error and exit 1.
     fake.set(Mode::Error500);
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
@@ -847,7 +855,7 @@ async fn the_daemon_decides_from_the_api() {
         dir.path(),
         "c.toml",
         &format!(
-            "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 1\n",
+            "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 1\n[list_overrides.\"gone@lists.example.org\"]\nrefuse_hold = true\n",
             socket.display(),
             fake.url
         ),
@@ -894,6 +902,14 @@ async fn the_daemon_decides_from_the_api() {
     assert_tempfail(&run("newcomer@example.com").await, Step::EndOfHeaders);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("Mailman lists read"), "{text}");
+    assert!(text.contains("settings: listen = [\"unix:"), "{text}");
+    // Warned once when the lists were first read, not again per message.
+    assert_eq!(
+        text.matches("list_overrides.\"gone@lists.example.org\": no such list")
+            .count(),
+        1,
+        "{text}"
+    );
     assert!(text.contains("verdict=reject"), "{text}");
     assert!(text.contains("HTTP 500"), "{text}");
     daemon.kill().await.unwrap();

@@ -296,3 +296,75 @@ fn sendmail_refuses_non_member_posts_keeps_other_mail_and_tempfails_without_list
     s.sm.wait_for_log("Milter (milter0): error connecting to filter", WAIT)
         .unwrap();
 }
+
+/// The list-address bypass through Sendmail: spellings that reach
+/// `team@example.org` (a trailing dot, a quoted local part) are refused for
+/// a non-member like the plain address and never delivered; a member's post
+/// to `"team"@example.org` is delivered.
+#[test]
+fn sendmail_refuses_non_members_whatever_the_list_address_spelling() {
+    let pf = Postfix::prepare()
+        .unwrap()
+        .user("team")
+        .main_cf("recipient_delimiter", "+")
+        .service(SmtpService::new("relay"))
+        .start()
+        .unwrap();
+    let builder = Sendmail::prepare().unwrap();
+    let dir = builder.path().to_owned();
+    let socket = dir.join("mailman.sock");
+    let lists = dir.join("lists.toml");
+    std::fs::write(&lists, LISTS).unwrap();
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, config(&socket, &lists)).unwrap();
+    let milter = start_milter(&config_path, &socket, dir.join("milter.log"));
+    let sm = builder
+        .milter(format!("unix:{}", socket.display()))
+        .smart_host(pf.port("relay"))
+        .start()
+        .unwrap();
+    let s = Stack { sm, pf };
+    let ctx = || {
+        format!(
+            "--- milter log ---\n{}\n--- sendmail log ---\n{}",
+            milter.log_text(),
+            s.sm.log()
+        )
+    };
+    let mut c = s.connect();
+    let mut refused = Vec::new();
+    for (i, to) in [
+        "team@example.org.",
+        "\"team\"@example.org",
+        "\"team\"@Example.ORG.",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let subject = unique_id(&format!("sm-spelling{i}"));
+        let (mail, rcpts, r) = send(
+            &mut c,
+            STRANGER,
+            &[to],
+            &message(STRANGER, to, &subject, ""),
+        );
+        assert_eq!(mail.code, 250, "{mail:?}");
+        match r {
+            Some(r) => {
+                assert_eq!(r.code, 550, "{to}: {rcpts:?} {r:?}\n{}", ctx());
+                assert_eq!(r.lines, [REFUSAL], "{to}: {r:?}");
+            }
+            None => assert!(rcpts[0].is_permanent(), "{to}: {rcpts:?}"),
+        }
+        refused.push(subject);
+    }
+    let member_post = unique_id("sm-member-quoted");
+    let r = post(&mut c, MEMBER, "\"team\"@example.org", &member_post, "");
+    assert_eq!(r.code, 250, "{r:?}\n{}", ctx());
+    c.quit().unwrap();
+    s.wait_delivered("team", &member_post);
+    s.wait_queue_empty();
+    for subject in &refused {
+        assert!(!s.has("team", subject), "{subject} delivered\n{}", ctx());
+    }
+}
