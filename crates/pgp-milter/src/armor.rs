@@ -28,6 +28,22 @@ pub enum Kind {
     Other(String),
 }
 
+/// The label as written in the header line (`PGP SIGNED MESSAGE`), for
+/// reasons an admin reads.
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let label = match self {
+            Kind::Message => "MESSAGE",
+            Kind::Signature => "SIGNATURE",
+            Kind::PublicKey => "PUBLIC KEY BLOCK",
+            Kind::PrivateKey => "PRIVATE KEY BLOCK",
+            Kind::Cleartext => "SIGNED MESSAGE",
+            Kind::Other(other) => other,
+        };
+        write!(f, "PGP {label}")
+    }
+}
+
 /// One armored block: its kind and its decoded binary data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
