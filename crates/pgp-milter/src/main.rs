@@ -20,8 +20,9 @@ use tracing::{error, info, warn};
 #[derive(Parser, Debug)]
 #[command(name = "pgp-milter", version, about)]
 struct Args {
-    /// Socket to listen on (repeatable): inet:HOST:PORT, inet6:[HOST]:PORT,
-    /// unix:PATH. Overrides `listen` in the file; default inet:127.0.0.1:8894.
+    /// Socket to listen on (repeatable): inet:HOST:PORT, inet6:[ADDR]:PORT
+    /// (e.g. inet6:[::1]:8894), unix:PATH. Overrides `listen` in the file;
+    /// default inet:127.0.0.1:8894.
     #[arg(long, value_name = "SOCKET")]
     listen: Vec<String>,
     /// TOML configuration file (all keys optional; see the README).

@@ -1357,6 +1357,12 @@ mod tests {
                 judge(&lax, &[vec![CAROL]], &["bob@example.org"]).name(),
                 "reject"
             );
+            // "accept" is about the keyring not knowing the recipient, not
+            // about public-key encryption: a passphrase-only message to an
+            // unknown recipient is refused (as the README says).
+            let d = judge(&lax, &[vec![]], &["dave@example.org"]);
+            assert_eq!(d.name(), "reject");
+            assert!(d.reason().contains("passphrase only"), "{}", d.reason());
         }
 
         #[test]

@@ -97,3 +97,21 @@ fn bad_configuration_names_the_file_and_the_key() {
     assert!(!ok);
     assert!(err.contains("--listen tcp:1"), "{err}");
 }
+
+/// The IPv6 syntax `--help` and the README show is the one the socket
+/// parser accepts.
+#[test]
+fn the_documented_ipv6_listen_syntax_is_accepted() {
+    let (ok, help, err) = pgp_milter(&["--help"]);
+    assert!(ok, "{err}");
+    assert!(help.contains("inet6:[::1]:8894"), "{help}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(readme.contains("`inet6:[::1]:8894`"), "README");
+    let (ok, out, err) = pgp_milter(&["--listen", "inet6:[::1]:8894", "--check-config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("listen: inet6:[::1]:8894\n"), "{out}");
+    let (ok, out, err) = pgp_milter(&["--listen", "inet6:8894@::1", "--check-config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("listen: inet6:"), "{out}");
+}
