@@ -340,10 +340,12 @@ impl Policy {
         {
             return Some(format!("authenticated submission by {user}"));
         }
+        // Exact mailbox only: an extension does not widen a sender
+        // exemption (senders are unauthenticated; keep the hole small).
         let sender = Address::parse(sender)?;
         self.exempt_senders
             .iter()
-            .any(|p| p.matches(&sender, &self.recipient_delimiter))
+            .any(|p| p.matches(&sender, ""))
             .then(|| format!("exempt sender {}", sender.as_str()))
     }
 
@@ -786,12 +788,16 @@ mod tests {
         for s in [
             "<robot@partner.example.>",
             "\"robot\"@Partner.Example",
-            "robot+x@partner.example",
             "anyone@friends.example.",
         ] {
             assert!(p.sender_exemption(s, None).is_some(), "{s}");
         }
         assert!(p.sender_exemption("robots@partner.example", None).is_none());
+        // A sender's extension does not widen its exemption.
+        assert!(
+            p.sender_exemption("robot+x@partner.example", None)
+                .is_none()
+        );
         // Extensions off: only the exact mailbox.
         let exact = Policy {
             recipient_delimiter: String::new(),
@@ -800,11 +806,6 @@ mod tests {
         assert_eq!(
             exact.recipient_class("help+tickets@secure.example"),
             RecipientClass::Enforced
-        );
-        assert!(
-            exact
-                .sender_exemption("robot+x@partner.example", None)
-                .is_none()
         );
         // Several delimiter characters, as Postfix allows.
         let both = Policy {
