@@ -157,6 +157,44 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        /// Any input: no panic, the canonical text reads back as itself
+        /// (so canonicalising at every layer changes nothing), and cutting
+        /// an extension gives a shorter mailbox that is stable too.
+        #[test]
+        fn canonical_text_is_stable(raw in "\\PC{0,40}", delims in "[+\\-=]{0,2}") {
+            if let Some(a) = Address::parse(&raw) {
+                proptest::prop_assert_eq!(Address::parse(a.as_str()), Some(a.clone()));
+                if let Some(base) = a.without_extension(&delims) {
+                    proptest::prop_assert!(base.local_part().len() < a.local_part().len());
+                    proptest::prop_assert_eq!(base.domain(), a.domain());
+                    proptest::prop_assert_eq!(Address::parse(base.as_str()), Some(base.clone()));
+                }
+            }
+        }
+
+        /// Every spelling Postfix delivers to one mailbox gives the same
+        /// address.
+        #[test]
+        fn spellings_agree(
+            local in "[a-z0-9][a-z0-9.+_-]{0,12}[a-z0-9]",
+            domain in "[a-z][a-z0-9-]{0,10}\\.[a-z]{2,6}",
+        ) {
+            let want = Address::parse(&format!("{local}@{domain}")).unwrap();
+            proptest::prop_assume!(!local.contains(".."));
+            for spelling in [
+                format!("<{local}@{domain}.>"),
+                format!("<\"{local}\"@{}>", domain.to_uppercase()),
+                format!("<@relay.example:{local}@{domain}>"),
+                format!("{} (comment) @{domain}.", local.to_uppercase()),
+            ] {
+                proptest::prop_assert_eq!(Address::parse(&spelling), Some(want.clone()), "{}", spelling);
+            }
+        }
+    }
+
     #[test]
     fn configured_domains() {
         assert_eq!(
