@@ -373,11 +373,13 @@ impl Policy {
         {
             return RecipientClass::Exempt(format!("exempt recipient {shown}"));
         }
-        if !self.enforce_domains.is_empty()
-            && !rcpt
-                .domain()
-                .is_some_and(|d| self.enforce_domains.iter().any(|e| e == d))
-        {
+        // Only a domain name can be outside the enforced domains. An
+        // unqualified recipient (`bob`) gets the MTA's own domain appended
+        // (Postfix `myorigin`), and an address literal naming the MTA's own
+        // address (`bob@[192.0.2.1]`) is delivered locally: either may be
+        // an enforced mailbox under another spelling, so both are checked.
+        let outside = |d: &str| !d.starts_with('[') && !self.enforce_domains.iter().any(|e| e == d);
+        if !self.enforce_domains.is_empty() && rcpt.domain().is_some_and(outside) {
             return RecipientClass::Exempt(format!("{shown} is not in an enforced domain"));
         }
         RecipientClass::Enforced
@@ -754,6 +756,11 @@ mod tests {
             dotted.recipient_class("bob@example.org."),
             RecipientClass::Exempt(_)
         ));
+        // Unqualified and address-literal recipients may be an enforced
+        // mailbox (myorigin appended, the MTA's own address): checked.
+        for r in ["bob", "<bob>", "bob@[127.0.0.1]", "<bob@[IPv6:::1]>"] {
+            assert_eq!(p.recipient_class(r), RecipientClass::Enforced, "{r}");
+        }
         // The reason names the canonical mailbox.
         assert_eq!(
             p.recipient_class("<bob@other.example.>"),

@@ -583,7 +583,10 @@ fn postfix_spellings_and_extensions_of_a_recipient_get_its_policy() {
     let builder = Postfix::prepare()
         .unwrap()
         .user("postmaster")
-        .main_cf("recipient_delimiter", "+");
+        .main_cf("recipient_delimiter", "+")
+        // Unqualified recipients are in the mail domain, as on a real MX
+        // whose myorigin is its domain.
+        .main_cf("myorigin", "example.org");
     let dir = builder.path().to_owned();
     let dom_sock = builder.socket_path("dom.sock");
     let keys_sock = builder.socket_path("keys.sock");
@@ -629,6 +632,7 @@ fn postfix_spellings_and_extensions_of_a_recipient_get_its_policy() {
         "<bob@example.org.>",
         "<\"bob\"@example.org>",
         "<\"bob\"@EXAMPLE.org.>",
+        "<bob>",
     ] {
         let subject = testkit::unique_id("plain-spelling");
         let r = send_raw(&mut c, rcpt, &support::plain(&subject, "In the clear.\n"));
@@ -640,15 +644,24 @@ fn postfix_spellings_and_extensions_of_a_recipient_get_its_policy() {
         );
         plain_subjects.push(subject);
     }
-    // The same spelling with an encrypted message is delivered to bob: the
-    // spelling really reaches bob's mailbox.
-    let encrypted = testkit::unique_id("enc-spelling");
-    let r = send_raw(
-        &mut c,
-        "<bob@example.org.>",
-        &support::pgp_mime(&encrypted, &corpus.encrypted),
-    );
-    assert_eq!(r.code, 250, "{}", ctx(&format!("encrypted: {r:?}")));
+    // The same spellings with an encrypted message are delivered to bob:
+    // they really reach bob's mailbox.
+    let mut encrypted_subjects = Vec::new();
+    for rcpt in ["<bob@example.org.>", "<bob>"] {
+        let subject = testkit::unique_id("enc-spelling");
+        let r = send_raw(
+            &mut c,
+            rcpt,
+            &support::pgp_mime(&subject, &corpus.encrypted),
+        );
+        assert_eq!(
+            r.code,
+            250,
+            "{}",
+            ctx(&format!("encrypted to {rcpt}: {r:?}"))
+        );
+        encrypted_subjects.push(subject);
+    }
     c.quit().unwrap();
 
     // require_recipient_key: bob+tag@ and "bob"@ are bob, with bob's key.
@@ -685,9 +698,9 @@ fn postfix_spellings_and_extensions_of_a_recipient_get_its_policy() {
     c.quit().unwrap();
 
     let mail = pf
-        .wait_for_delivery("bob", 3, Duration::from_secs(30))
+        .wait_for_delivery("bob", 4, Duration::from_secs(30))
         .unwrap();
-    for delivered in keyed_subjects.iter().chain([&encrypted]) {
+    for delivered in keyed_subjects.iter().chain(&encrypted_subjects) {
         assert!(
             mail.iter().any(|m| m.contains(delivered.as_str())),
             "{delivered} not delivered"
