@@ -181,11 +181,12 @@ type ArmorResult = Result<(Vec<u8>, usize), (ArmorError, usize)>;
 /// line after the header line.
 ///
 /// Blank (whitespace-only) lines between the data lines and between the
-/// checksum and the tail are skipped. RFC 9580 §6.2 has no blank line
-/// there, but GnuPG's `gpg -d`/`--dearmor` skips them and decodes the same
-/// packets, and mail software adds them (a wrapped line, a signature
-/// separator); refusing what the recipient's GnuPG reads would be a wrong
-/// reject. A blank line carries no text, so nothing can hide in one.
+/// checksum and the tail are skipped. RFC 9580 §6.2 lists the parts of the
+/// armor without a blank line there, but §6 says a decoder "MUST ignore
+/// all white space" in base64, GnuPG's `gpg -d`/`--dearmor` skips them and
+/// decodes the same packets, and mail software adds them; refusing what the
+/// recipient's GnuPG reads would be a wrong reject. A blank line carries
+/// no text, so nothing can hide in one.
 fn read_armor(lines: &[&[u8]], mut i: usize, label: &str) -> ArmorResult {
     let tail = format!("-----END PGP {label}-----");
     // No tail before the text ends or the next armor begins: the block is
