@@ -28,6 +28,22 @@ pub enum Kind {
     Other(String),
 }
 
+/// The label as written in the header line (`PGP SIGNED MESSAGE`), for
+/// reasons an admin reads.
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let label = match self {
+            Kind::Message => "MESSAGE",
+            Kind::Signature => "SIGNATURE",
+            Kind::PublicKey => "PUBLIC KEY BLOCK",
+            Kind::PrivateKey => "PRIVATE KEY BLOCK",
+            Kind::Cleartext => "SIGNED MESSAGE",
+            Kind::Other(other) => other,
+        };
+        write!(f, "PGP {label}")
+    }
+}
+
 /// One armored block: its kind and its decoded binary data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
@@ -163,14 +179,33 @@ type ArmorResult = Result<(Vec<u8>, usize), (ArmorError, usize)>;
 
 /// Armor headers, blank line, base64, optional checksum, tail. `i` is the
 /// line after the header line.
+///
+/// Blank (whitespace-only) lines between the data lines and between the
+/// checksum and the tail are skipped. RFC 9580 §6.2 lists the parts of the
+/// armor without a blank line there, but §6 says a decoder "MUST ignore
+/// all white space" in base64, GnuPG's `gpg -d`/`--dearmor` skips them and
+/// decodes the same packets, and mail software adds them; refusing what the
+/// recipient's GnuPG reads would be a wrong reject. A blank line carries
+/// no text, so nothing can hide in one.
 fn read_armor(lines: &[&[u8]], mut i: usize, label: &str) -> ArmorResult {
     let tail = format!("-----END PGP {label}-----");
+    // No tail before the text ends or the next armor begins: the block is
+    // cut off, whatever the lines up to there look like.
+    let has_tail = lines[i.min(lines.len())..]
+        .iter()
+        .map(|l| l.trim_ascii())
+        .take_while(|l| begin_label(l).is_none())
+        .any(|l| l == tail.as_bytes());
+    if !has_tail {
+        let next = lines[i.min(lines.len())..]
+            .iter()
+            .position(|l| begin_label(l.trim_ascii()).is_some())
+            .map_or(lines.len(), |p| i + p);
+        return Err((ArmorError::Truncated(label.to_owned()), next));
+    }
     // Armor headers: `Key: value` lines up to a blank line. Some writers
     // leave out the blank line when there are no headers; tolerate that.
     while i < lines.len() && is_armor_header(lines[i]) {
-        i += 1;
-    }
-    if i < lines.len() && lines[i].trim_ascii().is_empty() {
         i += 1;
     }
     let mut b64 = Vec::new();
@@ -183,6 +218,9 @@ fn read_armor(lines: &[&[u8]], mut i: usize, label: &str) -> ArmorResult {
         i += 1;
         if line == tail.as_bytes() {
             break;
+        }
+        if line.is_empty() {
+            continue;
         }
         if line.starts_with(b"-----") {
             return Err((
@@ -344,6 +382,68 @@ mod tests {
             lines.join("\n")
         };
         assert_eq!(scan(bad.as_bytes()).blocks[0], Err(ArmorError::Checksum));
+    }
+
+    #[test]
+    fn blank_lines_inside_the_armor_are_skipped_as_gnupg_does() {
+        let data: Vec<u8> = (0..200u8).collect();
+        let good = armor("MESSAGE", "", &data, true, "\r\n");
+        let want = vec![Ok(Block {
+            kind: Kind::Message,
+            data: data.clone(),
+        })];
+        let lines: Vec<&str> = good.split("\r\n").collect();
+        // After the header line, between data lines, after the checksum.
+        for at in [1, 3, lines.len() - 2] {
+            let mut l = lines.clone();
+            l.insert(at, "  ");
+            let s = scan(l.join("\r\n").as_bytes());
+            assert_eq!(s.blocks, want, "blank line at {at}");
+            assert!(!s.text_outside);
+        }
+    }
+
+    #[test]
+    fn a_missing_end_line_is_truncation() {
+        let data: Vec<u8> = (0..50u8).collect();
+        let good = armor("MESSAGE", "", &data, true, "\n");
+        let cut = good.replace("-----END PGP MESSAGE-----\n", "");
+        for text in [
+            cut.clone(),
+            format!("{cut}\n"),
+            format!("{cut}Thanks,\nBob\n"),
+        ] {
+            assert_eq!(
+                scan(text.as_bytes()).blocks,
+                vec![Err(ArmorError::Truncated("MESSAGE".into()))],
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            ArmorError::Truncated("MESSAGE".into()).to_string(),
+            "armor is truncated (no END line for BEGIN PGP MESSAGE)"
+        );
+        // A cut block before a whole one: the whole one is still read.
+        let s = scan(format!("{cut}{good}").as_bytes());
+        assert_eq!(
+            s.blocks,
+            vec![
+                Err(ArmorError::Truncated("MESSAGE".into())),
+                Ok(Block {
+                    kind: Kind::Message,
+                    data
+                })
+            ]
+        );
+        // Text between the checksum and a present END line is still
+        // malformed, not truncation.
+        let inserted = good.replace("-----END", "junk\n-----END");
+        assert_eq!(
+            scan(inserted.as_bytes()).blocks,
+            vec![Err(ArmorError::Malformed(
+                "data after the checksum line".into()
+            ))]
+        );
     }
 
     #[test]

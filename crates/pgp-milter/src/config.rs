@@ -8,10 +8,12 @@ use thiserror::Error;
 
 use std::sync::Arc;
 
+use crate::address::canonical_domain;
 use crate::keyring::{Keyring, SharedKeyring};
 use crate::policy::{
-    AddressPattern, Bounces, DEFAULT_REJECT_ENCRYPTED, DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL,
-    HiddenRecipients, Policy, RecipientKeyScope, ReplyTemplate, Require, UnknownRecipient,
+    AddressPattern, Bounces, DEFAULT_RECIPIENT_DELIMITER, DEFAULT_REJECT_ENCRYPTED,
+    DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL, HiddenRecipients, Policy, RecipientKeyScope,
+    ReplyTemplate, Require, UnknownRecipient,
 };
 
 /// Where the daemon listens when neither `--listen` nor `listen` says.
@@ -21,8 +23,9 @@ pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:8894";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigFile {
-    /// Socket specs (`inet:127.0.0.1:8894`, `unix:/path`).
-    pub listen: Vec<String>,
+    /// Socket specs (`inet:127.0.0.1:8894`, `unix:/path`); absent: the
+    /// command line's or the default.
+    pub listen: Option<Vec<String>>,
     /// Octal mode of unix sockets, e.g. `"660"`.
     pub socket_mode: Option<String>,
     /// Group of unix sockets.
@@ -60,6 +63,8 @@ pub struct ConfigFile {
     pub bounces: Option<Bounces>,
     /// Largest delivery status report body that passes.
     pub max_bounce_bytes: Option<usize>,
+    /// Characters starting an address extension (`"+"`); `""`: none.
+    pub recipient_delimiter: Option<String>,
 }
 
 /// A configuration that does not load, naming the file and the key.
@@ -144,7 +149,15 @@ impl ConfigFile {
             key: key.to_owned(),
             message,
         };
-        for (i, spec) in self.listen.iter().enumerate() {
+        // `listen = []` would silently mean the default socket: say so
+        // instead (leave the key out for the default).
+        if self.listen.as_ref().is_some_and(Vec::is_empty) {
+            return Err(err(
+                "listen",
+                format!("is empty; leave it out for the default {DEFAULT_LISTEN}"),
+            ));
+        }
+        for (i, spec) in self.listen.iter().flatten().enumerate() {
             spec.parse::<minimilter::SocketSpec>()
                 .map_err(|e| err(&format!("listen[{i}]"), e.to_string()))?;
         }
@@ -177,14 +190,24 @@ impl ConfigFile {
         };
         let mut enforce_domains = Vec::new();
         for (i, d) in self.enforce_domains.iter().enumerate() {
-            let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
-            if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
-                return Err(err(
-                    &format!("enforce_domains[{i}]"),
-                    "not a domain name".into(),
-                ));
-            }
+            // Canonical like the recipients' domains (`Example.COM.` is
+            // `example.com`), or it would never match.
+            let d = canonical_domain(d)
+                .ok_or_else(|| err(&format!("enforce_domains[{i}]"), "not a domain name".into()))?;
             enforce_domains.push(d);
+        }
+        let recipient_delimiter = self
+            .recipient_delimiter
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RECIPIENT_DELIMITER.to_owned());
+        if let Some(c) = recipient_delimiter
+            .chars()
+            .find(|c| matches!(c, '@' | '"' | '\\') || c.is_whitespace() || c.is_control())
+        {
+            return Err(err(
+                "recipient_delimiter",
+                format!("{c:?} cannot separate an address extension"),
+            ));
         }
         let require = self.require.unwrap_or_default();
         let default_reject = match require {
@@ -227,6 +250,7 @@ impl ConfigFile {
             recipient_key_scope: self.recipient_key_scope.unwrap_or_default(),
             bounces: self.bounces.unwrap_or_default(),
             max_bounce_bytes,
+            recipient_delimiter,
             require,
             max_body_bytes,
             skip_authenticated: self
@@ -240,7 +264,7 @@ impl ConfigFile {
         };
         Ok(Config {
             policy,
-            listen: self.listen,
+            listen: self.listen.unwrap_or_default(),
             socket_mode,
             socket_group: self.socket_group,
             max_connections: self.max_connections,
@@ -321,6 +345,62 @@ mod tests {
                 "{text}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn addresses_and_domains_are_canonical_like_the_envelope() {
+        let c = parse(
+            r#"
+            enforce_domains = ["Example.COM.", "@example.org"]
+            exempt_recipients = ["\"Help\"@Example.COM."]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.policy.enforce_domains, ["example.com", "example.org"]);
+        assert_eq!(
+            c.policy.exempt_recipients,
+            [AddressPattern::Address("help@example.com".into())]
+        );
+        assert_eq!(c.policy.recipient_delimiter, "+");
+        let c = parse("recipient_delimiter = \"\"").unwrap();
+        assert_eq!(c.policy.recipient_delimiter, "");
+        let c = parse("recipient_delimiter = \"+-\"").unwrap();
+        assert_eq!(c.policy.recipient_delimiter, "+-");
+        for text in [
+            "enforce_domains = [\"example..org\"]",
+            "enforce_domains = [\".\"]",
+            "recipient_delimiter = \" \"",
+            "listen = []",
+        ] {
+            assert!(parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn settings_print_as_the_file_spells_them() {
+        // What --check-config prints parses back to the same setting.
+        #[derive(Deserialize)]
+        struct One<T> {
+            v: T,
+        }
+        fn round_trip<T>(v: T)
+        where
+            T: std::fmt::Display + PartialEq + std::fmt::Debug + for<'de> Deserialize<'de>,
+        {
+            let text = format!("v = \"{v}\"");
+            let back: One<T> = toml::from_str(&text).unwrap();
+            assert_eq!(back.v, v, "{text}");
+        }
+        round_trip(Require::Encrypted);
+        round_trip(Require::EncryptedOrSigned);
+        round_trip(HiddenRecipients::Reject);
+        round_trip(HiddenRecipients::Accept);
+        round_trip(UnknownRecipient::Reject);
+        round_trip(UnknownRecipient::Accept);
+        round_trip(RecipientKeyScope::Any);
+        round_trip(RecipientKeyScope::Every);
+        round_trip(Bounces::Refuse);
+        round_trip(Bounces::AcceptReports);
     }
 
     #[test]

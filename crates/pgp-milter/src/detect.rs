@@ -346,7 +346,7 @@ fn pgp_mime_signed(part: &ParsedMail<'_>) -> Class {
         (false, [Ok(block)]) if block.kind == Kind::Signature => {
             match packets::shape(&block.data) {
                 Ok(Shape::Signatures) => Class::Signed(Form::PgpMime),
-                Ok(other) => invalid(&format!("signature part holds {other:?}")),
+                Ok(other) => invalid(&format!("signature part holds {other}")),
                 Err(e) if e.is_internal() => Class::Plain(NotPgp::Internal(e.to_string())),
                 Err(e) => invalid(&e.to_string()),
             }
@@ -433,7 +433,7 @@ fn block(b: &Result<armor::Block, armor::ArmorError>) -> Class {
         (Kind::Message, Shape::Other(why)) => Class::Plain(NotPgp::Invalid(format!(
             "PGP MESSAGE is not encrypted: {why}"
         ))),
-        (kind, shape) => Class::Plain(NotPgp::Invalid(format!("armor {kind:?} holding {shape:?}"))),
+        (kind, shape) => Class::Plain(NotPgp::Invalid(format!("{kind} armor holding {shape}"))),
     }
 }
 

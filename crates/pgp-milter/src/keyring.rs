@@ -157,7 +157,9 @@ pub fn address_of(user_id: &str) -> Option<String> {
     if local.is_empty() || domain.is_empty() || candidate.contains(char::is_whitespace) {
         return None;
     }
-    Some(candidate.to_lowercase())
+    // The form recipients are compared in (`Bob@Example.ORG.` is
+    // `bob@example.org`).
+    crate::address::Address::parse(candidate).map(|a| a.as_str().to_owned())
 }
 
 /// `YYYY-MM-DD` (UTC) of Unix seconds, for reasons and logs.
@@ -196,7 +198,7 @@ pub fn parse_armored(text: &[u8]) -> Result<Vec<Cert>, String> {
             .map_err(|e| format!("armor block {n}: {e}"))?;
         if block.kind != Kind::PublicKey {
             return Err(format!(
-                "armor block {n} is {:?}, not a PGP PUBLIC KEY BLOCK",
+                "armor block {n} is {}, not a PGP PUBLIC KEY BLOCK",
                 block.kind
             ));
         }
@@ -325,10 +327,11 @@ impl Keyring {
         Ok(keyring)
     }
 
-    /// The encryption-capable keys of `address` (any case).
+    /// The encryption-capable keys of `address` (any spelling of it: it is
+    /// canonicalised like the User IDs' addresses).
     pub fn keys_for(&self, address: &str) -> &[AddressKey] {
-        self.by_address
-            .get(&address.to_lowercase())
+        crate::address::Address::parse(address)
+            .and_then(|a| self.by_address.get(a.as_str()))
             .map_or(&[], Vec::as_slice)
     }
 

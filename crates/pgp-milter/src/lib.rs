@@ -2,6 +2,7 @@
 //! while the SMTP session is still open.
 //!
 //! Layers, each testable without a socket:
+//! * [`address`]: envelope addresses in the one form policy compares;
 //! * [`armor`]: OpenPGP ASCII armor;
 //! * [`openpgp`]: the one door to rpgp (packet parsing, isolated: bounded
 //!   input, a panic in it is an error);
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod armor;
 pub mod config;
 pub mod detect;

@@ -20,8 +20,9 @@ use tracing::{error, info, warn};
 #[derive(Parser, Debug)]
 #[command(name = "pgp-milter", version, about)]
 struct Args {
-    /// Socket to listen on (repeatable): inet:HOST:PORT, inet6:[HOST]:PORT,
-    /// unix:PATH. Overrides `listen` in the file; default inet:127.0.0.1:8894.
+    /// Socket to listen on (repeatable): inet:HOST:PORT, inet6:[ADDR]:PORT
+    /// (e.g. inet6:[::1]:8894), unix:PATH. Overrides `listen` in the file;
+    /// default inet:127.0.0.1:8894.
     #[arg(long, value_name = "SOCKET")]
     listen: Vec<String>,
     /// TOML configuration file (all keys optional; see the README).
@@ -91,22 +92,38 @@ fn run(args: Args) -> Result<()> {
     if let Some(n) = config.max_connections {
         server.max_connections = n;
     }
+    // A group that does not exist would only fail when the socket is
+    // made: check it now, so `--check-config` catches it too.
+    if let Some(group) = &unix.group {
+        minimilter::listener::lookup_group(group).with_context(|| {
+            if args.socket_group.is_some() {
+                format!("--socket-group {group}")
+            } else {
+                let file = args.config.as_deref().unwrap_or("(defaults)".as_ref());
+                format!(
+                    "invalid configuration: {}: key `socket_group`",
+                    file.display()
+                )
+            }
+        })?;
+    }
     let policy = &config.policy;
     if args.check_config {
         println!("configuration OK");
         println!("listen: {}", listen.join(" "));
-        println!("require: {:?}", policy.require);
+        println!("require: {}", policy.require);
         println!("max_body_bytes: {}", policy.max_body_bytes);
         println!("skip_authenticated: {}", policy.skip_authenticated);
         println!("enforce_domains: {:?}", policy.enforce_domains);
         println!("exempt_senders: {}", policy.exempt_senders.len());
         println!("exempt_recipients: {}", policy.exempt_recipients.len());
         println!("require_recipient_key: {}", policy.require_recipient_key);
-        println!("hidden_recipients: {:?}", policy.hidden_recipients);
-        println!("unknown_recipient: {:?}", policy.unknown_recipient);
-        println!("recipient_key_scope: {:?}", policy.recipient_key_scope);
-        println!("bounces: {:?}", policy.bounces);
+        println!("hidden_recipients: {}", policy.hidden_recipients);
+        println!("unknown_recipient: {}", policy.unknown_recipient);
+        println!("recipient_key_scope: {}", policy.recipient_key_scope);
+        println!("bounces: {}", policy.bounces);
         println!("max_bounce_bytes: {}", policy.max_bounce_bytes);
+        println!("recipient_delimiter: {:?}", policy.recipient_delimiter);
         match policy.keyring.as_ref().map(|k| k.get()) {
             Some(k) => {
                 println!("keyring: {}", describe_keyring(&k));
@@ -121,7 +138,7 @@ fn run(args: Args) -> Result<()> {
     let keyring = policy.keyring.as_ref().map(|k| k.get());
     info!(
         listen = %listen.join(" "),
-        require = ?policy.require,
+        require = %policy.require,
         max_body_bytes = policy.max_body_bytes,
         require_recipient_key = policy.require_recipient_key,
         keyring = %keyring.as_ref().map_or("none".into(), |k| describe_keyring(k)),

@@ -9,6 +9,7 @@ use minimilter::{
 };
 use tracing::{debug, info};
 
+use crate::address::Address;
 use crate::detect::{self, Detection, NotPgp};
 use crate::packets::KeyTarget;
 use crate::policy::{Bounces, Decision, Policy, RecipientClass};
@@ -87,6 +88,11 @@ fn split_reply(rcpt: &str) -> SmtpReply {
     SmtpReply::new(452, Some("4.5.3"), &format!("<{rcpt}>: {TEXT}"))
         .or_else(|_| SmtpReply::new(452, Some("4.5.3"), TEXT))
         .expect("a valid fixed reply")
+}
+
+/// The canonical form of an envelope address; empty for the null address.
+fn canonical(raw: &str) -> String {
+    Address::parse(raw).map_or_else(String::new, |a| a.as_str().to_owned())
 }
 
 /// The one log line per decision.
@@ -208,7 +214,9 @@ impl Milter for PgpMilter {
     }
 
     async fn mail(&self, cx: Ctx<'_, Self>, sender: &Envelope) -> StepResult {
-        cx.msg.sender = sender.address().into_owned();
+        // Canonical from here on (the null sender is empty): every policy
+        // decision and the log see the mailbox, not the client's spelling.
+        cx.msg.sender = canonical(&sender.address());
         let auth = cx.macro_str("{auth_authen}").map(|a| a.into_owned());
         cx.msg.exempt = self
             .policy
@@ -218,7 +226,8 @@ impl Milter for PgpMilter {
     }
 
     async fn rcpt(&self, cx: Ctx<'_, Self>, recipient: &Envelope) -> StepResult {
-        let rcpt = recipient.address().into_owned();
+        let raw = recipient.address().into_owned();
+        let rcpt = canonical(&raw);
         let class = self.policy.recipient_class(&rcpt);
         let enforced = class == RecipientClass::Enforced;
         match cx.msg.enforced {
@@ -239,7 +248,8 @@ impl Milter for PgpMilter {
                     rcpt,
                     "recipient with another policy deferred to a new transaction"
                 );
-                return Ok(Verdict::tempfail_with(split_reply(&rcpt)));
+                // Named as the client wrote it, so it recognises it.
+                return Ok(Verdict::tempfail_with(split_reply(&raw)));
             }
         }
         cx.msg.rcpts.push(rcpt);

@@ -71,6 +71,19 @@ pub enum Shape {
     Other(String),
 }
 
+/// In words, for refusal reasons (`a key`, `signatures only`).
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Encrypted { .. } => f.write_str("an encrypted message"),
+            Shape::Signed => f.write_str("a signed message"),
+            Shape::Signatures => f.write_str("signatures only"),
+            Shape::Key => f.write_str("a key"),
+            Shape::Other(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Packets rpgp refuses, or a grammar packet of a version we do not know.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ShapeError {

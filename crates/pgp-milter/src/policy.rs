@@ -7,6 +7,7 @@ use std::sync::Arc;
 use minimilter::SmtpReply;
 use serde::Deserialize;
 
+use crate::address::{Address, canonical_domain};
 use crate::detect::{Detection, NotPgp};
 use crate::keyring::{SharedKeyring, describe_targets};
 use crate::packets::KeyTarget;
@@ -71,6 +72,26 @@ pub enum Require {
     /// Encrypted, or signed (PGP/MIME signed, cleartext signed, signed inline).
     EncryptedOrSigned,
 }
+
+/// Each setting prints as it is spelled in the TOML file
+/// (`encrypted-or-signed`), for `--check-config` and the start-up log.
+macro_rules! toml_spelling {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $(<$ty>::$variant => $text),+
+                })
+            }
+        }
+    };
+}
+
+toml_spelling!(HiddenRecipients { Reject => "reject", Accept => "accept" });
+toml_spelling!(UnknownRecipient { Reject => "reject", Accept => "accept" });
+toml_spelling!(RecipientKeyScope { Any => "any", Every => "every" });
+toml_spelling!(Bounces { Refuse => "refuse", AcceptReports => "accept-reports" });
+toml_spelling!(Require { Encrypted => "encrypted", EncryptedOrSigned => "encrypted-or-signed" });
 
 /// An SMTP reply with a `{reason}` placeholder in its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +169,8 @@ fn is_enhanced(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// An exemption entry: a whole address, or `@domain` for a whole domain.
+/// An exemption entry: a whole address, or `@domain` for a whole domain,
+/// both canonical (see [`Address`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddressPattern {
     /// `user@example.org` (compared without case).
@@ -160,37 +182,33 @@ pub enum AddressPattern {
 impl AddressPattern {
     /// Parses one entry.
     pub fn parse(s: &str) -> Result<AddressPattern, String> {
-        let s = s.trim().to_ascii_lowercase();
-        if let Some(domain) = s.strip_prefix('@') {
-            if domain.is_empty() || domain.contains('@') {
-                return Err(format!("{s:?} is not @domain"));
-            }
-            return Ok(AddressPattern::Domain(domain.to_owned()));
+        let s = s.trim();
+        if s.starts_with('@') {
+            return canonical_domain(s)
+                .map(AddressPattern::Domain)
+                .ok_or_else(|| format!("{s:?} is not @domain"));
         }
-        match s.rsplit_once('@') {
-            Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-                Ok(AddressPattern::Address(s))
+        match Address::parse(s) {
+            Some(a) if !a.local_part().is_empty() && a.domain().is_some_and(|d| !d.is_empty()) => {
+                Ok(AddressPattern::Address(a.as_str().to_owned()))
             }
             _ => Err(format!("{s:?} is neither user@domain nor @domain")),
         }
     }
 
-    /// True if `address` (without angle brackets) matches.
-    pub fn matches(&self, address: &str) -> bool {
-        let address = address.to_ascii_lowercase();
+    /// True if `address` matches: the address itself, or, for a whole
+    /// address, the address without its extension (`delimiters`).
+    pub fn matches(&self, address: &Address, delimiters: &str) -> bool {
         match self {
-            AddressPattern::Address(a) => *a == address,
-            AddressPattern::Domain(d) => domain_of(&address) == Some(d.as_str()),
+            AddressPattern::Address(a) => {
+                *a == address.as_str()
+                    || address
+                        .without_extension(delimiters)
+                        .is_some_and(|base| *a == base.as_str())
+            }
+            AddressPattern::Domain(d) => address.domain() == Some(d.as_str()),
         }
     }
-}
-
-fn domain_of(address: &str) -> Option<&str> {
-    address.rsplit_once('@').map(|(_, d)| d)
-}
-
-fn local_part(address: &str) -> &str {
-    address.rsplit_once('@').map_or(address, |(l, _)| l)
 }
 
 /// Is a recipient checked?
@@ -240,7 +258,8 @@ pub struct Policy {
     pub max_body_bytes: usize,
     /// Let mail from authenticated clients (`{auth_authen}` set) through.
     pub skip_authenticated: bool,
-    /// Recipient domains checked (lower case); empty means all.
+    /// Recipient domains checked (canonical, see [`canonical_domain`]);
+    /// empty means all.
     pub enforce_domains: Vec<String>,
     /// Senders whose mail passes.
     pub exempt_senders: Vec<AddressPattern>,
@@ -264,7 +283,13 @@ pub struct Policy {
     pub bounces: Bounces,
     /// Largest body of a delivery status report that passes as one.
     pub max_bounce_bytes: usize,
+    /// Characters that start an address extension (`bob+tag@`), as
+    /// Postfix's `recipient_delimiter`; empty: none.
+    pub recipient_delimiter: String,
 }
+
+/// Default `recipient_delimiter`: Postfix's common setting.
+pub const DEFAULT_RECIPIENT_DELIMITER: &str = "+";
 
 /// Default refusal when only encrypted mail passes.
 pub const DEFAULT_REJECT_ENCRYPTED: &str =
@@ -299,6 +324,7 @@ impl Default for Policy {
             recipient_key_scope: RecipientKeyScope::Any,
             bounces: Bounces::Refuse,
             max_bounce_bytes: DEFAULT_MAX_BOUNCE_BYTES,
+            recipient_delimiter: DEFAULT_RECIPIENT_DELIMITER.to_owned(),
         }
     }
 }
@@ -306,34 +332,55 @@ impl Default for Policy {
 impl Policy {
     /// Why mail from `sender` passes unchecked, if it does. `auth` is the
     /// `{auth_authen}` macro (the SASL login name), if the MTA sent it.
+    /// `sender` is canonicalised first (any spelling of an exempt sender
+    /// is exempt, no other).
     pub fn sender_exemption(&self, sender: &str, auth: Option<&str>) -> Option<String> {
         if self.skip_authenticated
             && let Some(user) = auth.filter(|a| !a.is_empty())
         {
             return Some(format!("authenticated submission by {user}"));
         }
+        // Exact mailbox only: an extension does not widen a sender
+        // exemption (senders are unauthenticated; keep the hole small).
+        let sender = Address::parse(sender)?;
         self.exempt_senders
             .iter()
-            .any(|p| p.matches(sender))
-            .then(|| format!("exempt sender {sender}"))
+            .any(|p| p.matches(&sender, ""))
+            .then(|| format!("exempt sender {}", sender.as_str()))
     }
 
-    /// Whether mail to `rcpt` (without angle brackets) is checked.
+    /// Whether mail to `rcpt` is checked. `rcpt` is canonicalised first:
+    /// the decision is the one for the mailbox the MTA delivers to, however
+    /// the client spelled it.
     pub fn recipient_class(&self, rcpt: &str) -> RecipientClass {
-        let local = local_part(rcpt);
-        if local.eq_ignore_ascii_case("postmaster") || local.eq_ignore_ascii_case("abuse") {
+        let Some(rcpt) = Address::parse(rcpt) else {
+            // `RCPT TO:<>` is refused by every MTA; if one passes it on,
+            // it is checked.
+            return RecipientClass::Enforced;
+        };
+        let base = rcpt.without_extension(&self.recipient_delimiter);
+        let local = base.as_ref().unwrap_or(&rcpt).local_part();
+        let shown = rcpt.as_str();
+        if local == "postmaster" || local == "abuse" {
             return RecipientClass::Exempt(format!(
-                "{rcpt} is a role address (RFC 5321, RFC 2142)"
+                "{shown} is a role address (RFC 5321, RFC 2142)"
             ));
         }
-        if self.exempt_recipients.iter().any(|p| p.matches(rcpt)) {
-            return RecipientClass::Exempt(format!("exempt recipient {rcpt}"));
+        if self
+            .exempt_recipients
+            .iter()
+            .any(|p| p.matches(&rcpt, &self.recipient_delimiter))
+        {
+            return RecipientClass::Exempt(format!("exempt recipient {shown}"));
         }
-        if !self.enforce_domains.is_empty() {
-            let domain = domain_of(rcpt).unwrap_or("").to_ascii_lowercase();
-            if !self.enforce_domains.contains(&domain) {
-                return RecipientClass::Exempt(format!("{rcpt} is not in an enforced domain"));
-            }
+        // Only a domain name can be outside the enforced domains. An
+        // unqualified recipient (`bob`) gets the MTA's own domain appended
+        // (Postfix `myorigin`), and an address literal naming the MTA's own
+        // address (`bob@[192.0.2.1]`) is delivered locally: either may be
+        // an enforced mailbox under another spelling, so both are checked.
+        let outside = |d: &str| !d.starts_with('[') && !self.enforce_domains.iter().any(|e| e == d);
+        if !self.enforce_domains.is_empty() && rcpt.domain().is_some_and(outside) {
+            return RecipientClass::Exempt(format!("{shown} is not in an enforced domain"));
         }
         RecipientClass::Enforced
     }
@@ -431,7 +478,18 @@ impl Policy {
         keyring: &crate::keyring::Keyring,
         blocks: &[Vec<KeyTarget>],
     ) -> Result<String, String> {
-        let all = keyring.keys_for(rcpt);
+        // The address as given first, then without its extension: the
+        // key of bob@ is bob+tag@'s key unless bob+tag@ has its own.
+        let canonical = Address::parse(rcpt);
+        let rcpt = canonical.as_ref().map_or(rcpt, Address::as_str);
+        let mut all = keyring.keys_for(rcpt);
+        if all.is_empty()
+            && let Some(base) = canonical
+                .as_ref()
+                .and_then(|a| a.without_extension(&self.recipient_delimiter))
+        {
+            all = keyring.keys_for(base.as_str());
+        }
         if all.is_empty() {
             return match self.unknown_recipient {
                 UnknownRecipient::Accept => Ok(format!(
@@ -507,7 +565,7 @@ impl Policy {
         report: Option<&Result<Report, NotReport>>,
         body_bytes: usize,
     ) -> Decision {
-        if !sender.is_empty() || self.bounces == Bounces::Refuse {
+        if Address::parse(sender).is_some() || self.bounces == Bounces::Refuse {
             return decision;
         }
         if !matches!(decision, Decision::Reject(..)) {
@@ -664,6 +722,131 @@ mod tests {
         );
         assert!(AddressPattern::parse("nobody").is_err());
         assert!(AddressPattern::parse("@").is_err());
+    }
+
+    #[test]
+    fn every_spelling_of_an_enforced_recipient_is_enforced() {
+        // The reviewer's bypass: Postfix delivers all of these to
+        // bob@example.org.
+        let p = Policy {
+            enforce_domains: vec![canonical_domain("example.org").unwrap()],
+            ..Policy::default()
+        };
+        for r in [
+            "bob@example.org",
+            "bob@example.org.",
+            "<bob@example.org.>",
+            "\"bob\"@example.org",
+            "<\"b\\ob\"@EXAMPLE.org.>",
+            "bob (hi) @ example.org",
+            "<@relay.example:bob@example.org.>",
+        ] {
+            assert_eq!(p.recipient_class(r), RecipientClass::Enforced, "{r}");
+        }
+        // A configured domain with a trailing dot means the same domain.
+        let dotted = Policy {
+            enforce_domains: vec![canonical_domain("Example.COM.").unwrap()],
+            ..Policy::default()
+        };
+        assert_eq!(
+            dotted.recipient_class("bob@example.com"),
+            RecipientClass::Enforced
+        );
+        assert!(matches!(
+            dotted.recipient_class("bob@example.org."),
+            RecipientClass::Exempt(_)
+        ));
+        // Unqualified and address-literal recipients may be an enforced
+        // mailbox (myorigin appended, the MTA's own address): checked.
+        for r in ["bob", "<bob>", "bob@[127.0.0.1]", "<bob@[IPv6:::1]>"] {
+            assert_eq!(p.recipient_class(r), RecipientClass::Enforced, "{r}");
+        }
+        // The reason names the canonical mailbox.
+        assert_eq!(
+            p.recipient_class("<bob@other.example.>"),
+            RecipientClass::Exempt("bob@other.example is not in an enforced domain".into())
+        );
+    }
+
+    #[test]
+    fn exempt_addresses_match_every_spelling_and_extension() {
+        let p = Policy {
+            exempt_recipients: vec![AddressPattern::parse("Help@Secure.Example.").unwrap()],
+            exempt_senders: vec![
+                AddressPattern::parse("robot@partner.example").unwrap(),
+                AddressPattern::parse("@friends.example.").unwrap(),
+            ],
+            ..Policy::default()
+        };
+        for r in [
+            "help@secure.example.",
+            "\"help\"@secure.example",
+            "help+tickets@secure.example",
+        ] {
+            assert!(
+                matches!(p.recipient_class(r), RecipientClass::Exempt(_)),
+                "{r}"
+            );
+        }
+        assert_eq!(
+            p.recipient_class("helpdesk@secure.example"),
+            RecipientClass::Enforced
+        );
+        for s in [
+            "<robot@partner.example.>",
+            "\"robot\"@Partner.Example",
+            "anyone@friends.example.",
+        ] {
+            assert!(p.sender_exemption(s, None).is_some(), "{s}");
+        }
+        assert!(p.sender_exemption("robots@partner.example", None).is_none());
+        // A sender's extension does not widen its exemption.
+        assert!(
+            p.sender_exemption("robot+x@partner.example", None)
+                .is_none()
+        );
+        // Extensions off: only the exact mailbox.
+        let exact = Policy {
+            recipient_delimiter: String::new(),
+            ..p.clone()
+        };
+        assert_eq!(
+            exact.recipient_class("help+tickets@secure.example"),
+            RecipientClass::Enforced
+        );
+        // Several delimiter characters, as Postfix allows.
+        let both = Policy {
+            recipient_delimiter: "+-".into(),
+            ..p
+        };
+        assert!(matches!(
+            both.recipient_class("help-x@secure.example"),
+            RecipientClass::Exempt(_)
+        ));
+    }
+
+    #[test]
+    fn role_addresses_with_an_extension_are_role_addresses() {
+        let p = Policy::default();
+        for r in [
+            "postmaster+x@example.org",
+            "\"postmaster\"@example.org.",
+            "Abuse+Reports@example.org",
+            "postmaster+x",
+        ] {
+            assert!(
+                matches!(p.recipient_class(r), RecipientClass::Exempt(_)),
+                "{r}"
+            );
+        }
+        let none = Policy {
+            recipient_delimiter: String::new(),
+            ..Policy::default()
+        };
+        assert_eq!(
+            none.recipient_class("postmaster+x@example.org"),
+            RecipientClass::Enforced
+        );
     }
 
     #[test]
@@ -1113,6 +1296,50 @@ mod tests {
         }
 
         #[test]
+        fn subaddresses_and_spellings_use_the_mailboxs_key() {
+            let p = policy();
+            for r in [
+                "bob+tag@example.org",
+                "\"bob\"@example.org",
+                "<bob@Example.org.>",
+                "\"bob+x\"@example.org.",
+            ] {
+                assert_eq!(judge(&p, &[vec![BOB]], &[r]).name(), "accept", "{r}");
+            }
+            // Still the mailbox's key, not any key.
+            let d = judge(&p, &[vec![CAROL]], &["bob+tag@example.org"]);
+            assert_eq!(
+                d.reason(),
+                "not encrypted to a key of bob+tag@example.org (encrypted to 0202020202020202)"
+            );
+            // An address with its own key: that key, not the mailbox's.
+            let own = Policy {
+                keyring: Some(Arc::new(SharedKeyring::fixed(Keyring::from_certs(vec![
+                    cert("bob@example.org", 1),
+                    cert("bob+lists@example.org", 2),
+                ])))),
+                ..policy()
+            };
+            assert_eq!(
+                judge(&own, &[vec![CAROL]], &["bob+lists@example.org"]).name(),
+                "accept"
+            );
+            assert_eq!(
+                judge(&own, &[vec![BOB]], &["bob+lists@example.org"]).name(),
+                "reject"
+            );
+            // Extensions off: bob+tag is a mailbox of its own, without a key.
+            let exact = Policy {
+                recipient_delimiter: String::new(),
+                ..policy()
+            };
+            assert_eq!(
+                judge(&exact, &[vec![BOB]], &["bob+tag@example.org"]).reason(),
+                "no key for bob+tag@example.org in the keyring"
+            );
+        }
+
+        #[test]
         fn unknown_recipients() {
             let p = policy();
             let d = judge(&p, &[vec![BOB]], &["dave@example.org"]);
@@ -1138,6 +1365,12 @@ mod tests {
                 judge(&lax, &[vec![CAROL]], &["bob@example.org"]).name(),
                 "reject"
             );
+            // "accept" is about the keyring not knowing the recipient, not
+            // about public-key encryption: a passphrase-only message to an
+            // unknown recipient is refused (as the README says).
+            let d = judge(&lax, &[vec![]], &["dave@example.org"]);
+            assert_eq!(d.name(), "reject");
+            assert!(d.reason().contains("passphrase only"), "{}", d.reason());
         }
 
         #[test]

@@ -10,9 +10,13 @@ fn check_config_with_the_embedded_defaults() {
     assert!(ok, "{err}");
     assert!(out.contains("configuration OK"), "{out}");
     assert!(out.contains("listen: inet:127.0.0.1:8894"), "{out}");
-    assert!(out.contains("require: Encrypted"), "{out}");
-    assert!(out.contains("bounces: Refuse\n"), "{out}");
-    assert!(out.contains("recipient_key_scope: Any\n"), "{out}");
+    // Settings print as they are spelled in the file.
+    assert!(out.contains("require: encrypted\n"), "{out}");
+    assert!(out.contains("bounces: refuse\n"), "{out}");
+    assert!(out.contains("recipient_key_scope: any\n"), "{out}");
+    assert!(out.contains("hidden_recipients: reject\n"), "{out}");
+    assert!(out.contains("unknown_recipient: reject\n"), "{out}");
+    assert!(out.contains("recipient_delimiter: \"+\"\n"), "{out}");
     assert!(out.contains("max_bounce_bytes: 131072\n"), "{out}");
 }
 
@@ -31,8 +35,8 @@ fn check_config_reads_the_file_and_the_command_line_wins() {
     let (ok, out, err) = pgp_milter(&["--config", f, "--check-config"]);
     assert!(ok, "{err}");
     assert!(out.contains("listen: inet:127.0.0.1:9999"), "{out}");
-    assert!(out.contains("require: EncryptedOrSigned"), "{out}");
-    assert!(out.contains("bounces: AcceptReports\n"), "{out}");
+    assert!(out.contains("require: encrypted-or-signed\n"), "{out}");
+    assert!(out.contains("bounces: accept-reports\n"), "{out}");
     assert!(out.contains("max_bounce_bytes: 65536\n"), "{out}");
     let (ok, out, err) = pgp_milter(&[
         "--config",
@@ -60,6 +64,14 @@ fn bad_configuration_names_the_file_and_the_key() {
             "exempt_recipients = [\"x\"]\n",
             "key `exempt_recipients[0]`",
         ),
+        // An empty list is not silently the default socket.
+        ("listen = []\n", "key `listen`: is empty"),
+        // Caught by --check-config, not only when the daemon starts.
+        (
+            "socket_group = \"pgp-milter-no-such-group\"\n",
+            "key `socket_group`",
+        ),
+        ("recipient_delimiter = \"@\"\n", "key `recipient_delimiter`"),
     ] {
         std::fs::write(&file, text).unwrap();
         let (ok, _, err) = pgp_milter(&["--config", f, "--check-config"]);
@@ -70,7 +82,36 @@ fn bad_configuration_names_the_file_and_the_key() {
     let (ok, _, err) = pgp_milter(&["--config", "/nonexistent/pgp.toml", "--check-config"]);
     assert!(!ok);
     assert!(err.contains("/nonexistent/pgp.toml"), "{err}");
+    let (ok, _, err) = pgp_milter(&[
+        "--socket-group",
+        "pgp-milter-no-such-group",
+        "--check-config",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--socket-group pgp-milter-no-such-group"),
+        "{err}"
+    );
+    assert!(err.contains("unknown group"), "{err}");
     let (ok, _, err) = pgp_milter(&["--listen", "tcp:1", "--check-config"]);
     assert!(!ok);
     assert!(err.contains("--listen tcp:1"), "{err}");
+}
+
+/// The IPv6 syntax `--help` and the README show is the one the socket
+/// parser accepts.
+#[test]
+fn the_documented_ipv6_listen_syntax_is_accepted() {
+    let (ok, help, err) = pgp_milter(&["--help"]);
+    assert!(ok, "{err}");
+    assert!(help.contains("inet6:[::1]:8894"), "{help}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(readme.contains("`inet6:[::1]:8894`"), "README");
+    let (ok, out, err) = pgp_milter(&["--listen", "inet6:[::1]:8894", "--check-config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("listen: inet6:[::1]:8894\n"), "{out}");
+    let (ok, out, err) = pgp_milter(&["--listen", "inet6:8894@::1", "--check-config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("listen: inet6:"), "{out}");
 }

@@ -289,3 +289,74 @@ fn html_alternatives_pass_only_as_a_pure_repeat_of_the_armor() {
     let d = detect(html_only.as_bytes()).to_string();
     assert!(d.starts_with("unencrypted content: text/html"), "{d}");
 }
+
+/// `gpg --dearmor` of `armored` in a throw-away home: the packets, or
+/// `None` if GnuPG refuses the armor.
+fn gnupg_dearmor(armored: &str) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("gpg")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--batch", "--dearmor"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gpg (package gnupg) is needed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(armored.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+}
+
+/// Blank lines inside the armor (after the checksum, between data lines)
+/// are read by GnuPG as if absent; the milter accepts them too. Armor whose
+/// END line is missing is reported as truncated, not as something else.
+#[test]
+fn armor_with_blank_lines_passes_as_gnupg_reads_it_and_a_cut_one_is_truncated() {
+    let enc = support::gpg().encrypted.replace("\r\n", "\n");
+    let packets = gnupg_dearmor(&enc).expect("GnuPG reads its own armor");
+    let lines: Vec<&str> = enc.lines().collect();
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("-----END PGP MESSAGE"))
+        .unwrap();
+    let with_blank_at = |at: usize| {
+        let mut l = lines.clone();
+        l.insert(at, "");
+        l.join("\n") + "\n"
+    };
+    // Before the END line (after the checksum, if gpg wrote one), and in
+    // the middle of the data.
+    for (what, text) in [
+        ("blank before END", with_blank_at(end)),
+        ("blank in the data", with_blank_at(end - 3)),
+    ] {
+        assert_eq!(
+            gnupg_dearmor(&text).as_deref(),
+            Some(packets.as_slice()),
+            "{what}: GnuPG reads the same packets"
+        );
+        let d = detect(&support::inline(what, &text, support::Cte::SevenBit, false));
+        assert_eq!(d.to_string(), "encrypted (inline PGP)", "{what}");
+    }
+    // The END line missing: at the end of the text, or with a signature
+    // line after the armor.
+    let cut = lines[..end].join("\n") + "\n";
+    for (what, text) in [
+        ("cut", cut.clone()),
+        ("cut, then text", format!("{cut}\n-- \nBob\n")),
+    ] {
+        let d = detect(&support::inline(what, &text, support::Cte::SevenBit, false));
+        assert_eq!(
+            d.to_string(),
+            "invalid OpenPGP data: armor is truncated (no END line for BEGIN PGP MESSAGE)",
+            "{what}"
+        );
+    }
+}

@@ -146,7 +146,8 @@ fn armor_text(label: &str, data: &[u8], crc: bool, eol: &str) -> String {
 }
 
 /// The data of an armored block as the reference sees it: header lines up to
-/// the blank line, base64 lines, an optional checksum that must match.
+/// the blank line, base64 lines, an optional checksum that must match;
+/// blank lines among them are skipped (as GnuPG does).
 fn dearmor(lines: &[&str]) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < lines.len() && lines[i].contains(':') {
@@ -159,6 +160,9 @@ fn dearmor(lines: &[&str]) -> Option<Vec<u8>> {
     let mut sum = None;
     for l in &lines[i..] {
         let l = l.trim();
+        if l.is_empty() {
+            continue;
+        }
         if l.len() == 5 && l.starts_with('=') {
             sum = Some(&l[1..]);
         } else if sum.is_some() {

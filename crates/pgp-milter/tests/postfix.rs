@@ -559,3 +559,172 @@ fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
         "{log}"
     );
 }
+
+/// `message` from alice to the raw `RCPT TO` argument `rcpt_arg` (angle
+/// brackets included, spelled as a client may); the reply after DATA.
+fn send_raw(c: &mut SmtpClient, rcpt_arg: &str, message: &[u8]) -> testkit::Reply {
+    let r = c.mail("<alice@client.example>").unwrap();
+    assert!(r.is_positive(), "{r:?}");
+    let r = c.rcpt(rcpt_arg).unwrap();
+    assert!(r.is_positive(), "RCPT TO:{rcpt_arg}: {r:?}");
+    c.data(message).unwrap()
+}
+
+/// The reviewer's bypass, through a real Postfix: `RCPT TO:<bob@example.org.>`
+/// and `<"bob"@example.org>` are delivered by Postfix to bob@example.org, so
+/// plaintext to them must be refused like plaintext to bob. With
+/// `recipient_delimiter`, `bob+tag@` is bob's mailbox for the keyring (real
+/// GnuPG keys) and `postmaster+x@` is a role address.
+#[test]
+fn postfix_spellings_and_extensions_of_a_recipient_get_its_policy() {
+    let corpus = support::gpg();
+    let k = support::keyed();
+    let keyring = support::keyring_dir(&[]);
+    let builder = Postfix::prepare()
+        .unwrap()
+        .user("postmaster")
+        .main_cf("recipient_delimiter", "+")
+        // Unqualified recipients are in the mail domain, as on a real MX
+        // whose myorigin is its domain.
+        .main_cf("myorigin", "example.org");
+    let dir = builder.path().to_owned();
+    let dom_sock = builder.socket_path("dom.sock");
+    let keys_sock = builder.socket_path("keys.sock");
+    let pf = builder
+        .service(SmtpService::new("dom").with_milters(format!("unix:{}", dom_sock.display())))
+        .service(SmtpService::new("keys").with_milters(format!("unix:{}", keys_sock.display())))
+        .start()
+        .unwrap();
+    // The configured domain has a trailing dot and capitals: it is the same
+    // domain, and must match.
+    let dom_config = dir.join("dom.toml");
+    std::fs::write(
+        &dom_config,
+        format!(
+            "listen = [\"unix:{}\"]\nsocket_mode = \"666\"\nenforce_domains = [\"Example.ORG.\"]\n",
+            dom_sock.display()
+        ),
+    )
+    .unwrap();
+    let keys_config = dir.join("keys.toml");
+    std::fs::write(
+        &keys_config,
+        keyed_config(&keys_sock, keyring.path(), "reject"),
+    )
+    .unwrap();
+    let dom = start_milter(&dom_config, &dom_sock, dir.join("dom.log"));
+    let keys = start_milter(&keys_config, &keys_sock, dir.join("keys.log"));
+    let ctx = |what: &str| {
+        format!(
+            "{what}\n--- dom milter ---\n{}\n--- keys milter ---\n{}\n--- postfix ---\n{}",
+            dom.log_text(),
+            keys.log_text(),
+            pf.log()
+        )
+    };
+
+    // enforce_domains: every spelling of bob is enforced.
+    let mut c = SmtpClient::connect(pf.port("dom")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    let mut plain_subjects = Vec::new();
+    for rcpt in [
+        "<bob@example.org>",
+        "<bob@example.org.>",
+        "<\"bob\"@example.org>",
+        "<\"bob\"@EXAMPLE.org.>",
+        "<bob>",
+    ] {
+        let subject = testkit::unique_id("plain-spelling");
+        let r = send_raw(&mut c, rcpt, &support::plain(&subject, "In the clear.\n"));
+        assert_eq!(r.code, 550, "{}", ctx(&format!("plain to {rcpt}: {r:?}")));
+        assert_eq!(
+            r.text(),
+            refusal("unencrypted content: text/plain part"),
+            "{rcpt}: {r:?}"
+        );
+        plain_subjects.push(subject);
+    }
+    // The same spellings with an encrypted message are delivered to bob:
+    // they really reach bob's mailbox.
+    let mut encrypted_subjects = Vec::new();
+    for rcpt in ["<bob@example.org.>", "<bob>"] {
+        let subject = testkit::unique_id("enc-spelling");
+        let r = send_raw(
+            &mut c,
+            rcpt,
+            &support::pgp_mime(&subject, &corpus.encrypted),
+        );
+        assert_eq!(
+            r.code,
+            250,
+            "{}",
+            ctx(&format!("encrypted to {rcpt}: {r:?}"))
+        );
+        encrypted_subjects.push(subject);
+    }
+    c.quit().unwrap();
+
+    // require_recipient_key: bob+tag@ and "bob"@ are bob, with bob's key.
+    let mut c = SmtpClient::connect(pf.port("keys")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    let mut keyed_subjects = Vec::new();
+    for rcpt in ["<bob+tag@example.org>", "<\"bob\"@example.org.>"] {
+        let subject = testkit::unique_id("key-spelling");
+        let r = send_raw(&mut c, rcpt, &support::pgp_mime(&subject, &k.to_bob));
+        assert_eq!(r.code, 250, "{}", ctx(&format!("to bob as {rcpt}: {r:?}")));
+        keyed_subjects.push(subject);
+    }
+    // Still bob's key that counts: Mallory's is refused for bob+tag.
+    let to_mallory = testkit::unique_id("key-spelling-mallory");
+    let r = send_raw(
+        &mut c,
+        "<bob+tag@example.org>",
+        &support::pgp_mime(&to_mallory, &k.to_mallory),
+    );
+    assert_eq!(r.code, 550, "{}", ctx(&format!("mallory: {r:?}")));
+    assert!(
+        r.text()
+            .contains("(not encrypted to a key of bob+tag@example.org (encrypted to "),
+        "{r:?}"
+    );
+    // postmaster+x@ is the postmaster: plain text passes.
+    let to_postmaster = testkit::unique_id("postmaster-ext");
+    let r = send_raw(
+        &mut c,
+        "<postmaster+x@example.org>",
+        &support::plain(&to_postmaster, "The filter ate my mail.\n"),
+    );
+    assert_eq!(r.code, 250, "{}", ctx(&format!("postmaster+x: {r:?}")));
+    c.quit().unwrap();
+
+    let mail = pf
+        .wait_for_delivery("bob", 4, Duration::from_secs(30))
+        .unwrap();
+    for delivered in keyed_subjects.iter().chain(&encrypted_subjects) {
+        assert!(
+            mail.iter().any(|m| m.contains(delivered.as_str())),
+            "{delivered} not delivered"
+        );
+    }
+    for refused in plain_subjects.iter().chain([&to_mallory]) {
+        assert!(
+            !mail.iter().any(|m| m.contains(refused.as_str())),
+            "{refused} delivered"
+        );
+    }
+    let pm = pf
+        .wait_for_delivery("postmaster", 1, Duration::from_secs(30))
+        .unwrap();
+    assert!(pm.iter().any(|m| m.contains(&to_postmaster)));
+    // The log names the mailbox, not the client's spelling.
+    dom.wait_for_log(
+        "to=<bob@example.org> verdict=reject",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(
+        !dom.log_text().contains("example.org.>"),
+        "{}",
+        dom.log_text()
+    );
+}

@@ -386,7 +386,7 @@ fn config_loads_the_keyring_and_a_garbage_key_file_is_named() {
     let file = write_config(dir.path(), wrong.path());
     let e = Config::load(&file).unwrap_err().to_string();
     assert!(
-        e.contains("message.asc: armor block 1 is Message, not a PGP PUBLIC KEY BLOCK"),
+        e.contains("message.asc: armor block 1 is PGP MESSAGE, not a PGP PUBLIC KEY BLOCK"),
         "{e}"
     );
 }
@@ -399,7 +399,7 @@ fn check_config_reports_the_keyring() {
     let (ok, out, err) = pgp_milter(&["--config", file.to_str().unwrap(), "--check-config"]);
     assert!(ok, "{err}");
     assert!(out.contains("require_recipient_key: true"), "{out}");
-    assert!(out.contains("hidden_recipients: Accept"), "{out}");
+    assert!(out.contains("hidden_recipients: accept\n"), "{out}");
     assert!(
         out.contains("keyring: 2 keys (2 encryption keys) from 2 files, 2 addresses"),
         "{out}"
