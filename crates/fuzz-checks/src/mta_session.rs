@@ -128,10 +128,12 @@ impl Oracle {
             }
             m => {
                 let needed = match m {
-                    Response::AddHeader { .. } => Actions::ADD_HEADERS,
-                    Response::InsertHeader { .. } | Response::ChangeHeader { .. } => {
-                        Actions::CHANGE_HEADERS
+                    // libmilter's smfi_insheader needs SMFIF_ADDHDRS, not CHGHDRS:
+                    // inserting adds a header.
+                    Response::AddHeader { .. } | Response::InsertHeader { .. } => {
+                        Actions::ADD_HEADERS
                     }
+                    Response::ChangeHeader { .. } => Actions::CHANGE_HEADERS,
                     Response::AddRcpt(_) => Actions::ADD_RCPT,
                     Response::AddRcptPar { .. } => Actions::ADD_RCPT_PAR,
                     Response::DelRcpt(_) => Actions::DELETE_RCPT,
@@ -321,4 +323,69 @@ pub fn check_conversation(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_text_oracle() {
+        assert!(reply_text_ok(b"550 5.7.1 Not welcome"));
+        assert!(reply_text_ok(b"451-4.3.0 try\r\n451 4.3.0 later"));
+        assert!(!reply_text_ok(b"250 2.0.0 ok"), "2xx is not a refusal");
+        assert!(!reply_text_ok(b"550 4.7.1 class mismatch"));
+        assert!(!reply_text_ok(b"550-a\r\n551 b"), "two codes");
+    }
+
+    #[test]
+    fn modification_oracle_follows_the_granted_actions() {
+        let mut o = Oracle::default();
+        let ins = Response::InsertHeader {
+            index: 0,
+            name: Bytes::from_static(b"X-A"),
+            value: Bytes::from_static(b"1"),
+        };
+        let eom = Step::EndOfMessage;
+        let none = Protocol::empty();
+        assert_eq!(
+            o.judge(eom, Actions::ADD_HEADERS, none, &ins),
+            Expect::Modification
+        );
+        assert_eq!(
+            o.judge(eom, Actions::CHANGE_HEADERS, none, &ins),
+            Expect::Illegal
+        );
+        assert_eq!(
+            o.judge(Step::Rcpt, Actions::ADD_HEADERS, none, &ins),
+            Expect::Illegal
+        );
+        let q = Response::Quarantine(Bytes::from_static(b"why"));
+        assert_eq!(
+            o.judge(Step::Rcpt, Actions::QUARANTINE, none, &q),
+            Expect::Modification
+        );
+        let body = Response::ReplaceBody(Bytes::from_static(b"b"));
+        assert_eq!(
+            o.judge(eom, Actions::all(), none, &body),
+            Expect::Modification
+        );
+        assert_eq!(
+            o.judge(eom, Actions::all(), none, &ins),
+            Expect::Modification
+        );
+        assert_eq!(
+            o.judge(eom, Actions::all(), none, &body),
+            Expect::Illegal,
+            "interleaved"
+        );
+        assert_eq!(
+            o.judge(Step::Mail, Actions::all(), none, &Response::Skip),
+            Expect::Illegal
+        );
+        assert_eq!(
+            o.judge(Step::Body, Actions::all(), Protocol::SKIP, &Response::Skip),
+            Expect::Answer
+        );
+    }
 }
