@@ -1,11 +1,11 @@
 //! Writes the seed corpus to `fuzz/corpus/<target>/`:
-//! `cargo run -p fuzz-checks --example write_seeds`.
+//! `cargo run -p fuzz-checks --example write_seeds [-- --with-gpg]`.
 //!
 //! The protocol and address seeds come from `fuzz_checks::seeds`. The
 //! `pgp_detect` seeds are messages shaped like pgp-milter's test corpus
 //! (PGP/MIME, inline armor, a binary attachment, signed-only, a key, plain
-//! text) around real GnuPG output, made in a throw-away GNUPGHOME; without
-//! `gpg` they are left as they are.
+//! text) around real GnuPG output, made in a throw-away GNUPGHOME, written
+//! only with `--with-gpg` (and left as they are without `gpg`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,6 +16,11 @@ fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
     for (target, name, bytes) in fuzz_checks::seeds::seeds() {
         write(&root.join(target), name, &bytes)?;
+    }
+    // New keys give new bytes: only on request, so rerunning the example
+    // does not churn the committed pgp seeds.
+    if std::env::args().nth(1).as_deref() != Some("--with-gpg") {
+        return Ok(());
     }
     match gpg_messages() {
         Some(messages) => {

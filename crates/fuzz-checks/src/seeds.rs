@@ -214,6 +214,13 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "zero-length",
         with_prefix(1, &[], b"\0\0\0\0A"),
     ));
+    // A length just within a 1 MiB limit and a few bytes: memory must follow
+    // the bytes, not the claim.
+    s.push((
+        "frame_decoder",
+        "claims-1mib",
+        with_prefix(3, &[], b"\x00\x0f\xff\xffBpartial"),
+    ));
     s.push((
         "frame_decoder",
         "length-4gib",

@@ -71,9 +71,16 @@ proptest! {
     fn arbitrary_replies_are_checked_not_trusted(
         offer in offer(),
         steps in vec((any::<u8>(), vec((code(), vec(any::<u8>(), 0..40)), 0..6)), 1..12),
+        actions in prop_oneof![Just(u32::MAX), any::<u32>()],
     ) {
-        // A permissive milter: all offered actions, SKIP if offered, nothing declined.
-        let granted = optneg(offer.version, offer.actions.bits(), offer.protocol.bits() & Protocol::SKIP.bits());
+        // A milter asking for all or some of the offered actions (so that
+        // modifications it did not negotiate come up), SKIP if offered,
+        // nothing declined.
+        let granted = optneg(
+            offer.version,
+            offer.actions.bits() & actions,
+            offer.protocol.bits() & Protocol::SKIP.bits(),
+        );
         let script: Vec<Move> = steps.iter().map(|(i, _)| mta_move(*i)).collect();
         let mut replies = steps
             .into_iter()
