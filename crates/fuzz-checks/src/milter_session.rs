@@ -69,6 +69,31 @@ impl Default for Turn {
 /// MTA's packet stream exactly as on the wire (so a captured Postfix
 /// conversation is a valid seed as it is).
 pub fn run(data: &[u8]) -> Outcome {
+    run_counted(data).map(|_| ())
+}
+
+/// What a run went through, so the corpus replay can tell that the seeds
+/// reach every branch of the checks (not only that they pass them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Negotiations completed.
+    pub negotiated: usize,
+    /// Steps answered by the filter.
+    pub answered: usize,
+    /// Ends of message answered with at least one modification written.
+    pub modified_eom: usize,
+    /// Decisions kept from a no-reply step.
+    pub deferred: usize,
+    /// Aborts of an open message.
+    pub aborted_open: usize,
+    /// `K` packets.
+    pub new_connection: usize,
+    /// Packets refused as protocol violations.
+    pub refused: usize,
+}
+
+/// [`run`], returning what the run went through.
+pub fn run_counted(data: &[u8]) -> Result<Counts, Failure> {
     let mut input = Input::new(data);
     let req = requirements(&mut input);
     let script = input.short_bytes();
@@ -86,7 +111,7 @@ pub fn run(data: &[u8]) -> Outcome {
         }
         i += 1;
     }
-    Ok(())
+    Ok(checker.counts)
 }
 
 /// Requirements from 9 bytes and up to two macro requests.
@@ -124,69 +149,74 @@ fn reply_text(code: u16) -> SmtpReply {
     SmtpReply::new(code, Some(&enhanced), "fuzz says no").expect("a valid reply")
 }
 
-/// Modifications a filter may request: valid ones of every kind, oversized
-/// ones and invalid ones.
-fn modification(i: u8) -> Response {
+/// The modifications a filter requests before its verdict, by a 3-bit
+/// selector: none, valid ones of every kind, a replacement body of more than
+/// one chunk followed by a header (interleaving, which the MTA side refuses
+/// but the milter side may write), oversized and invalid requests.
+fn modifications(selector: u8) -> Vec<Response> {
     let b = Bytes::from_static;
-    match i % 16 {
-        0 => Response::AddHeader {
-            name: b(b"X-Fuzz"),
-            value: b(b"yes"),
-        },
-        1 => Response::InsertHeader {
-            index: 0,
-            name: b(b"X-First"),
-            value: b(b"1"),
-        },
-        2 => Response::ChangeHeader {
-            index: 1,
-            name: b(b"Subject"),
-            value: b(b"changed"),
-        },
-        3 => Response::ChangeHeader {
-            index: 1,
-            name: b(b"Subject"),
-            value: Bytes::new(),
-        },
-        4 => Response::AddRcpt(b(b"<extra@example.org>")),
-        5 => Response::AddRcptPar {
-            rcpt: b(b"<extra@example.org>"),
-            args: Some(b(b"NOTIFY=NEVER")),
-        },
-        6 => Response::DelRcpt(b(b"<bob@example.org>")),
-        7 => Response::ChangeFrom {
-            sender: b(b"<bounce@example.org>"),
-            args: None,
-        },
-        8 => Response::ReplaceBody(b(b"replaced\r\n")),
-        9 => Response::ReplaceBody(Bytes::from(vec![b'x'; 70_000])),
-        10 => Response::Quarantine(b(b"held by fuzz")),
-        11 => Response::Quarantine(Bytes::new()),
-        12 => Response::AddHeader {
-            name: b(b"Bad:Name"),
-            value: b(b"v"),
-        },
-        13 => Response::AddHeader {
-            name: b(b"X-Nul"),
-            value: b(b"a\0b"),
-        },
-        14 => Response::AddHeader {
-            name: b(b"X-Big"),
-            value: Bytes::from(vec![b'v'; 70_000]),
-        },
-        _ => Response::Continue,
+    let header = |name: &'static [u8], value: Bytes| Response::AddHeader {
+        name: b(name),
+        value,
+    };
+    match selector & 7 {
+        0 => vec![],
+        1 => vec![header(b"X-Fuzz", b(b"yes"))],
+        2 => vec![
+            Response::InsertHeader {
+                index: 0,
+                name: b(b"X-First"),
+                value: b(b"1"),
+            },
+            Response::ChangeHeader {
+                index: 1,
+                name: b(b"Subject"),
+                value: b(b"changed"),
+            },
+            Response::ChangeHeader {
+                index: 2,
+                name: b(b"Received"),
+                value: Bytes::new(),
+            },
+        ],
+        3 => vec![
+            Response::AddRcpt(b(b"<extra@example.org>")),
+            Response::AddRcptPar {
+                rcpt: b(b"<extra@example.org>"),
+                args: Some(b(b"NOTIFY=NEVER")),
+            },
+            Response::DelRcpt(b(b"<bob@example.org>")),
+            Response::ChangeFrom {
+                sender: b(b"<bounce@example.org>"),
+                args: None,
+            },
+        ],
+        4 => vec![
+            Response::ReplaceBody(b(b"replaced\r\n")),
+            Response::Quarantine(b(b"held by fuzz")),
+        ],
+        5 => vec![
+            Response::ReplaceBody(Bytes::from(vec![b'x'; 70_000])),
+            header(b"X-After-Body", b(b"1")),
+        ],
+        6 => vec![
+            header(b"Bad:Name", b(b"v")),
+            header(b"X-Nul", b(b"a\0b")),
+            Response::Quarantine(Bytes::new()),
+            Response::Continue,
+        ],
+        _ => vec![header(b"X-Big", Bytes::from(vec![b'v'; 70_000]))],
     }
 }
 
-/// The filter's decision for the `i`-th packet: bits 0-2 the verdict, bit 3
-/// "does not answer", bit 4 progress, bits 5-6 how many modifications (each
-/// picked by the following script bytes). An empty script answers continue.
+/// The filter's decision for the `i`-th packet, from script byte
+/// `i % len`: bits 0-2 the verdict, bit 3 "does not answer", bit 4 progress,
+/// bits 5-7 the modifications (see [`modifications`]). An empty script
+/// answers continue.
 pub fn turn(script: &[u8], i: usize) -> Turn {
-    if script.is_empty() {
+    let Some(&b) = script.get(i % script.len().max(1)) else {
         return Turn::default();
-    }
-    let at = |k: usize| script[(i + k) % script.len()];
-    let b = at(0);
+    };
     let verdict = match b & 7 {
         0 | 1 => Verdict::Continue,
         2 => Verdict::Accept,
@@ -200,9 +230,7 @@ pub fn turn(script: &[u8], i: usize) -> Turn {
         verdict,
         reply: b & 8 == 0,
         progress: b & 16 != 0,
-        mods: (0..usize::from((b >> 5) & 3))
-            .map(|k| modification(at(k + 1)))
-            .collect(),
+        mods: modifications(b >> 5),
     }
 }
 
@@ -245,6 +273,8 @@ pub struct Checker {
     connection_macros: HashSet<(Bytes, Bytes)>,
     /// Whether the decision kept for later was made at a message step.
     deferred_in_message: Option<bool>,
+    /// What the session went through.
+    pub counts: Counts,
 }
 
 impl Checker {
@@ -256,6 +286,7 @@ impl Checker {
             quit: false,
             connection_macros: HashSet::new(),
             deferred_in_message: None,
+            counts: Counts::default(),
         }
     }
 
@@ -322,6 +353,7 @@ impl Checker {
         }
         match result {
             Ok(Event::Negotiated) => {
+                self.counts.negotiated += 1;
                 let Ok(Command::OptNeg(offer)) = parsed else {
                     return Err(Failure(format!("negotiated on {parsed:?}")));
                 };
@@ -353,11 +385,13 @@ impl Checker {
                 self.quit = true;
             }
             Ok(Event::Abort { message_was_open }) => {
+                self.counts.aborted_open += usize::from(message_was_open);
                 ensure!(out.is_empty(), "abort answered");
                 ensure_eq!(message_was_open, in_message_before);
                 self.check_reset_after_abort()?;
             }
             Ok(Event::NewConnection { .. }) => {
+                self.counts.new_connection += 1;
                 ensure!(out.is_empty(), "K answered");
                 self.check_reset_after_abort()?;
                 ensure_eq!(self.session.deferred(), None);
@@ -380,6 +414,7 @@ impl Checker {
                 }
             }
             Err(e) => {
+                self.counts.refused += 1;
                 ensure!(out.is_empty(), "{e} with output {:?}", out);
                 if let SessionError::ReplyOwed { step, .. } = e {
                     ensure_eq!(Some(step), pending_before);
@@ -475,6 +510,7 @@ impl Checker {
         let sent = s
             .reply(verdict.clone())
             .map_err(|e| Failure(e.to_string()))?;
+        self.counts.answered += 1;
         let out = self.take_output()?;
         let s = &mut self.session;
         let quiet = !owed || promised;
@@ -489,12 +525,16 @@ impl Checker {
             if deferred_before.is_none() {
                 self.deferred_in_message = Some(step.is_message_step());
             }
+            self.counts.deferred += 1;
         }
         if owed && promised {
             // The filter promised not to answer: the MTA gets continue.
             ensure_eq!(out, vec![Response::Continue]);
         } else if owed {
             let finals = out.iter().filter(|r| r.is_final()).count();
+            if at_eom && out.iter().any(Response::is_modification) {
+                self.counts.modified_eom += 1;
+            }
             ensure_eq!(finals, 1, "{out:?}");
             let last = out.last().expect("one final reply");
             ensure!(last.is_final(), "final reply not last: {out:?}");

@@ -178,11 +178,28 @@ fn session_input(
     v
 }
 
+/// A `milter_session` input for a whole conversation, with the filter's
+/// decision for each packet given by `decide`.
+fn session_seed(
+    steps: u16,
+    no_reply: u16,
+    actions: u32,
+    flags: u8,
+    cmds: &[Command],
+    decide: impl FnMut(&Command) -> u8,
+) -> Vec<u8> {
+    let script: Vec<u8> = cmds.iter().map(decide).collect();
+    session_input(steps, no_reply, actions, flags, &script, &wire(cmds))
+}
+
+fn postfix2() -> OptNeg {
+    optneg(2, 0x3f, 0x7f)
+}
+
 /// Every seed: (target, file name, bytes).
 pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let pf6 = wire(&postfix_connection(postfix6()));
-    let pf2 = wire(&postfix_connection(optneg(2, 0x3f, 0x7f)));
-    let sendmail = wire(&postfix_connection(optneg(6, 0x1ff, 0x3f1f_ffff)));
+    let pf2 = wire(&postfix_connection(postfix2()));
     let mut s = Vec::new();
 
     // frame_decoder: limit choice, cut count and cuts, then the stream.
@@ -237,69 +254,101 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         with_prefix(2, &[7], &wire_responses(&milter_replies())),
     ));
 
-    // milter_session: requirements, script, stream.
+    // milter_session: requirements, one script byte per packet, the stream.
     let all_steps = 0x3ff;
     let all_actions = 0x1ff;
-    // Every step delivered, every modification at end of message.
+    let pf6_cmds = postfix_connection(postfix6());
+    // Every step delivered; every kind of modification at the two ends of
+    // message, with progress before the second.
+    let mut eom = [0x40u8, 0x70].into_iter().cycle();
     s.push((
         "milter_session",
         "postfix6-all-steps-modify",
-        session_input(
-            all_steps,
-            0,
-            all_actions,
-            0,
-            &[0x00, 0x00, 0x60, 0, 4, 8, 10, 2],
-            &pf6,
-        ),
+        session_seed(all_steps, 0, all_actions, 0, &pf6_cmds, |c| match c {
+            Command::EndOfMessage(_) => eom.next().expect("cycles"),
+            _ => 0,
+        }),
     ));
-    // Headers only, declared no-reply (the README's example filter).
+    // A body of two chunks, quarantine, a header after the body; then
+    // invalid and oversized requests (64 KiB packets).
+    let mut eom = [0x80u8, 0xa0, 0xc0, 0xe0].into_iter().cycle();
+    let mut k = pf6_cmds.clone();
+    k.pop();
+    k.extend(postfix_message("4XyZ4", "fourth\r\n"));
+    s.push((
+        "milter_session",
+        "postfix6-body-and-invalid-modifications",
+        session_seed(all_steps, 0, all_actions, 0, &k, |c| match c {
+            Command::EndOfMessage(_) => eom.next().expect("cycles"),
+            _ => 0,
+        }),
+    ));
+    // Headers only, declared no-reply (the README's example filter), which
+    // rejects at a header: the decision waits for end of message.
     s.push((
         "milter_session",
         "postfix6-header-noreply",
-        session_input(0x20, 0x20, 0x1, 0, &[0x00, 0x05, 0x00], &pf6),
+        session_seed(0x20, 0x20, 0x1, 0, &pf6_cmds, |c| match c {
+            Command::Header { .. } => 0x05,
+            _ => 0,
+        }),
     ));
-    // Rejects at RCPT; decisive verdicts at no-reply steps (deferred).
+    // No-reply HELO, MAIL, RCPT and headers; decisive verdicts there.
     s.push((
         "milter_session",
         "postfix6-defer",
-        session_input(
-            all_steps,
-            0x2e,
-            0x3f,
-            0,
-            &[0x00, 0x07, 0x03, 0x00, 0x06],
-            &pf6,
-        ),
+        session_seed(all_steps, 0x2e, 0x3f, 0, &pf6_cmds, |c| match c {
+            Command::Rcpt(_) => 0x07,
+            Command::Data => 0x03,
+            _ => 0,
+        }),
     ));
-    // Protocol 2: no no-reply flags, fewer actions; skip in the body.
+    // Protocol 2: no no-reply flags, fewer actions; skip in the body,
+    // progress asked for outside end of message.
     s.push((
         "milter_session",
         "postfix2-skip",
-        session_input(all_steps, 0, 0x3f, 2, &[0x04, 0x10, 0x00], &pf2),
+        session_seed(
+            all_steps,
+            0,
+            0x3f,
+            2,
+            &postfix_connection(postfix2()),
+            |c| match c {
+                Command::Body(_) => 0x04,
+                Command::Rcpt(_) => 0x10,
+                _ => 0,
+            },
+        ),
     ));
-    // Sendmail-like 1 MiB packets; a filter that never answers one step.
+    // Sendmail-like 1 MiB packets; a filter that never answers RCPT.
     s.push((
         "milter_session",
         "sendmail-1m-hang",
-        session_input(
+        session_seed(
             all_steps,
             0,
             all_actions,
             8,
-            &[0x00, 0x00, 0x08, 0x00],
-            &sendmail,
+            &postfix_connection(optneg(6, 0x1ff, 0x3f1f_ffff)),
+            |c| match c {
+                Command::Rcpt(_) => 0x08,
+                _ => 0,
+            },
         ),
     ));
     // K and a second negotiation on the same socket.
-    let mut k = postfix_connection(postfix6());
+    let mut k = pf6_cmds.clone();
     k.pop();
     k.push(Command::QuitNewConnection);
-    k.extend(postfix_connection(postfix6()));
+    k.extend(pf6_cmds.clone());
     s.push((
         "milter_session",
         "postfix6-new-connection",
-        session_input(all_steps, 0, all_actions, 0, &[0x00], &wire(&k)),
+        session_seed(all_steps, 0, all_actions, 0, &k, |c| match c {
+            Command::EndOfMessage(_) => 0x20,
+            _ => 0,
+        }),
     ));
     // Not negotiation first: a probe.
     s.push((

@@ -140,3 +140,31 @@ fn address_seeds_hold_addresses() {
         );
     }
 }
+
+/// Together, the session seeds reach every branch of the session checks:
+/// renegotiation after `K`, modifications at end of message, decisions
+/// deferred from no-reply steps, aborts of open messages, refused packets.
+#[test]
+fn session_seeds_reach_every_branch() {
+    let mut t = milter_session::Counts::default();
+    for (name, bytes) in seeds_of("milter_session") {
+        let c = milter_session::run_counted(&bytes).unwrap_or_else(|f| panic!("{name}: {f}"));
+        println!("{name}: {c:?}");
+        t.negotiated += c.negotiated;
+        t.answered += c.answered;
+        t.modified_eom += c.modified_eom;
+        t.deferred += c.deferred;
+        t.aborted_open += c.aborted_open;
+        t.new_connection += c.new_connection;
+        t.refused += c.refused;
+    }
+    assert!(
+        t.negotiated > t.new_connection && t.new_connection > 0,
+        "{t:?}"
+    );
+    assert!(
+        t.answered > 0 && t.modified_eom > 0 && t.deferred > 0,
+        "{t:?}"
+    );
+    assert!(t.aborted_open > 0 && t.refused > 0, "{t:?}");
+}
