@@ -114,7 +114,7 @@ pub fn run_counted(data: &[u8]) -> Result<Counts, Failure> {
     Ok(checker.counts)
 }
 
-/// Requirements from 9 bytes and up to two macro requests.
+/// Requirements from 10 bytes and up to two macro requests.
 fn requirements(input: &mut Input<'_>) -> Requirements {
     let steps = Steps::from_bits_truncate(input.u16());
     let no_reply = Steps::from_bits_truncate(input.u16());

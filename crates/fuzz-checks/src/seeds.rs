@@ -479,7 +479,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ),
     ));
 
-    // mailman_address: selector, then text.
+    // mailman_address: the text.
     for (name, text) in [
         ("envelope", "<Alice.Smith@Example.ORG>"),
         ("source-route", "<@relay.example:Carol@Example.org>"),
@@ -502,9 +502,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "(a (b) c@d) \"q\\\"x@y\" <ok@example.org> (z@w)",
         ),
     ] {
-        let mut v = vec![0];
-        v.extend_from_slice(text.as_bytes());
-        s.push(("mailman_address", name, v));
+        s.push(("mailman_address", name, text.as_bytes().to_vec()));
     }
     s
 }
