@@ -46,6 +46,16 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz installed in $(( $(date +%s) - start )) s"
 fi
 
+# cargo fuzz has no --locked; check fuzz/Cargo.lock the way --locked would,
+# so CI never resolves dependencies afresh. It goes stale when a crate the
+# targets use (milter-proto, pgp-milter, mailman-milter) gains a dependency.
+if ! cargo "+$toolchain" metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then
+    echo "fuzz.sh: fuzz/Cargo.lock is out of date; refresh it with" >&2
+    echo "    cargo update --manifest-path fuzz/Cargo.toml --workspace" >&2
+    echo "and commit it" >&2
+    exit 1
+fi
+
 echo "== cargo +$toolchain fuzz build -s $sanitizer (all targets)"
 start=$(date +%s)
 cargo "+$toolchain" fuzz build -s "$sanitizer"
