@@ -6,6 +6,7 @@
 //! - normalisation is idempotent and yields lowercase, trimmed text, the
 //!   same with or without one more pair of angle brackets around it;
 //!   `split` cuts it into parts that join back to it;
+//! - a bare address of atext is found as itself, nothing of it dropped;
 //! - every address found in a header value contains `@`, is already
 //!   normalised, and is found again when the value is parsed a second time
 //!   from its own output (`a, b, c` gives `a, b, c`);
@@ -54,6 +55,18 @@ pub fn check_text(s: &str) -> Outcome {
     }
 
     let found = header_addresses(s);
+    // A bare addr-spec of atext (no specials, quotes, comments or white
+    // space) is found as itself, as Python's `getaddresses` (Mailman) finds
+    // it: nothing in it may be taken for structure and dropped.
+    let t = s.trim();
+    if t.chars()
+        .all(|c| c.is_ascii_graphic() && !"()<>[]:;,\"\\".contains(c))
+        && t.matches('@').count() == 1
+        && !t.starts_with('@')
+        && !t.ends_with('@')
+    {
+        ensure_eq!(found, vec![t.to_lowercase()], "bare address {t:?}");
+    }
     for a in &found {
         ensure!(a.contains('@'), "{a:?} from {s:?}");
         ensure_eq!(normalize(a).as_deref(), Some(a.as_str()), "from {s:?}");
