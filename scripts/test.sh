@@ -2,7 +2,9 @@
 # The whole test suite, as CI runs it: installs what the tests need (Postfix,
 # swaks, miltertest, libmilter headers from Debian) when missing, then checks
 # formatting and lints and runs every test, including the ones that start a
-# real Postfix on 127.0.0.1.
+# real Postfix on 127.0.0.1. Last, every cargo-fuzz target runs for
+# FUZZ_SECONDS (40 here, to keep CI near 20 minutes on 2 cores; 0 skips it)
+# through scripts/fuzz.sh, on the stable toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +16,28 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+
+# The fuzz targets' checks already ran above on every committed seed
+# (crates/fuzz-checks/tests/corpus_replay.rs) and, on generated inputs, in
+# milter-proto's proptests; this adds coverage-guided fuzzing on top.
+fuzz_skipped() {
+    echo "== cargo-fuzz SKIPPED ($1): only the stable corpus replay" \
+         "(cargo test -p fuzz-checks --test corpus_replay) and the proptests ran" >&2
+}
+if [ "${FUZZ_SECONDS:-40}" = 0 ]; then
+    fuzz_skipped "FUZZ_SECONDS=0"
+else
+    echo "== scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-40} per target)"
+    status=0
+    FUZZ_SECONDS=${FUZZ_SECONDS:-40} ./scripts/fuzz.sh || status=$?
+    case $status in
+        0) ;;
+        77) fuzz_skipped "cargo-fuzz cannot run on this machine, see above" ;;
+        *) exit "$status" ;;
+    esac
+fi

@@ -1,15 +1,20 @@
 //! Property tests: encoding round trips, decoder robustness on arbitrary
 //! bytes, and the session's reply discipline under arbitrary traffic.
+//!
+//! The decoder and session properties generate structured inputs here and
+//! judge them with the checks in `crates/fuzz-checks`, the same code the
+//! cargo-fuzz targets and the corpus replay use.
 
 use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::sample::{Index, select};
+use proptest::sample::select;
 
+use fuzz_checks::frame_decoder;
+use fuzz_checks::milter_session::{self, Turn};
 use milter_proto::{
-    Actions, Command, ConnectAddress, DataSize, Event, Frame, FrameDecoder, FrameError,
-    MacroRequest, MacroStage, MilterSession, ModifyError, OptNeg, Protocol, Requirements, Response,
-    Sent, SessionError, SmtpReply, Step, Steps, Verdict, negotiate,
+    Actions, Command, ConnectAddress, DataSize, Frame, FrameDecoder, MacroRequest, MacroStage,
+    OptNeg, Protocol, Requirements, Response, SmtpReply, Step, Steps, Verdict, negotiate,
 };
 
 // ---------------------------------------------------------------------------
@@ -307,46 +312,9 @@ fn decode_all(buf: &[u8]) -> Vec<Frame> {
     frames
 }
 
-/// The responses a session has written, parsed; the output is cleared.
-fn take_output(s: &mut MilterSession) -> Vec<Response> {
-    let out = decode_all(s.output())
-        .into_iter()
-        .map(|f| Response::parse(f).expect("the session writes valid responses"))
-        .collect();
-    s.clear_output();
-    out
-}
-
-/// Decodes as much of `buf` as possible: the frames, then the error that
-/// stopped decoding (if any).
-fn drain(
-    dec: &FrameDecoder,
-    buf: &mut BytesMut,
-    frames: &mut Vec<Frame>,
-) -> Result<(), FrameError> {
-    while let Some(f) = dec.decode(buf)? {
-        frames.push(f);
-    }
-    Ok(())
-}
-
-/// What the session must write for `verdict` at an answered `step`.
-fn expected_final(verdict: &Verdict, step: Step, skip: bool) -> (Response, Sent) {
-    match verdict {
-        Verdict::Continue => (Response::Continue, Sent::Written),
-        Verdict::Accept => (Response::Accept, Sent::Written),
-        Verdict::Discard => (Response::Discard, Sent::Written),
-        Verdict::Skip if step == Step::Body && skip => (Response::Skip, Sent::Written),
-        Verdict::Skip => (Response::Continue, Sent::Downgraded),
-        Verdict::Reject(Some(r)) if r.class() == 5 => {
-            (Response::ReplyCode(r.wire().clone()), Sent::Written)
-        }
-        Verdict::Reject(_) => (Response::Reject, Sent::Written),
-        Verdict::Tempfail(Some(r)) if r.class() == 4 => {
-            (Response::ReplyCode(r.wire().clone()), Sent::Written)
-        }
-        Verdict::Tempfail(_) => (Response::Tempfail, Sent::Written),
-    }
+/// A shared check's outcome as a proptest result (so failures shrink).
+fn check(outcome: fuzz_checks::Outcome) -> Result<(), TestCaseError> {
+    outcome.map_err(|f| TestCaseError::fail(f.0))
 }
 
 // ---------------------------------------------------------------------------
@@ -410,70 +378,16 @@ proptest! {
         prop_assert_eq!(parsed, resps);
     }
 
+    /// The fuzz target `frame_decoder`'s checks (crates/fuzz-checks) on
+    /// generated packet-like streams cut at arbitrary points.
     #[test]
     fn arbitrary_bytes_never_panic_and_respect_the_limit(
         pieces in vec(stream_piece(), 0..8),
-        splits in vec(any::<Index>(), 0..8),
+        cuts in vec(any::<usize>(), 0..8),
         limit in prop_oneof![0usize..300, Just(65_535)],
     ) {
         let stream: Vec<u8> = pieces.concat();
-        let dec = FrameDecoder::new(limit);
-
-        // All at once.
-        let mut whole_frames = Vec::new();
-        let mut whole_buf = BytesMut::from(&stream[..]);
-        let whole_result = drain(&dec, &mut whole_buf, &mut whole_frames);
-
-        // In pieces, cut at arbitrary points.
-        let mut cuts: Vec<usize> = splits.iter().map(|i| i.index(stream.len() + 1)).collect();
-        cuts.push(stream.len());
-        cuts.sort_unstable();
-        let mut split_frames = Vec::new();
-        let mut split_buf = BytesMut::new();
-        let mut split_result = Ok(());
-        let mut from = 0;
-        for to in cuts {
-            split_buf.extend_from_slice(&stream[from..to]);
-            from = to;
-            split_result = drain(&dec, &mut split_buf, &mut split_frames);
-            if split_result.is_err() {
-                break;
-            }
-        }
-        prop_assert_eq!(&split_frames, &whole_frames);
-        prop_assert_eq!(&split_result, &whole_result);
-        if whole_result.is_ok() {
-            prop_assert_eq!(&split_buf, &whole_buf);
-            // At end of stream, leftovers are reported, never a panic.
-            let had_leftovers = !whole_buf.is_empty();
-            let eof = dec.decode_eof(&mut whole_buf);
-            if had_leftovers {
-                let is_truncated = matches!(eof, Err(FrameError::Truncated { have, .. }) if have == whole_buf.len());
-                prop_assert!(is_truncated, "{:?}", eof);
-            } else {
-                prop_assert_eq!(eof, Ok(None));
-            }
-        }
-
-        for f in whole_frames {
-            prop_assert!(f.payload.len() <= limit, "payload {} > limit {}", f.payload.len(), limit);
-            // Whatever parses is canonical: it re-encodes to the same bytes
-            // (macro packets excepted: they are parsed leniently).
-            if let Ok(cmd) = Command::parse(f.clone()) {
-                prop_assert_eq!(cmd.code(), f.code);
-                if f.code != b'D' {
-                    let mut out = BytesMut::new();
-                    cmd.encode(&mut out);
-                    prop_assert_eq!(&out[5..], &f.payload[..]);
-                }
-            }
-            if let Ok(resp) = Response::parse(f.clone()) {
-                prop_assert_eq!(resp.code(), f.code);
-                let mut out = BytesMut::new();
-                resp.encode(&mut out);
-                prop_assert_eq!(&out[5..], &f.payload[..]);
-            }
-        }
+        check(frame_decoder::check_stream(&stream, &cuts, limit))?;
     }
 
     #[test]
@@ -519,6 +433,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// The fuzz target `milter_session`'s checks (crates/fuzz-checks) on
+    /// generated requirements, MTA offers and traffic.
     #[test]
     fn session_keeps_the_reply_discipline(
         req in requirements(),
@@ -534,128 +450,11 @@ proptest! {
             0..40,
         ),
     ) {
-        let mut s = MilterSession::new(req.clone());
-        prop_assert!(s.awaiting_negotiation());
-        prop_assert_eq!(s.receive(encoded(&Command::OptNeg(offer.clone()))), Ok(Event::Negotiated));
-        let out = take_output(&mut s);
-        prop_assert_eq!(out.len(), 1);
-        let Response::OptNeg(reply) = &out[0] else {
-            panic!("negotiation answered with {:?}", out[0]);
-        };
-        prop_assert_eq!(reply, &negotiate(&offer, &req).unwrap().0);
-
-        let mut quit = false;
-        for (frame, verdict, do_reply, mods, progress) in traffic {
-            let code = frame.code;
-            let pending_before = s.pending_step();
-            let result = s.receive(frame);
-            let out = take_output(&mut s);
-            if matches!(code, b'A' | b'D' | b'Q' | b'K') {
-                prop_assert!(out.is_empty(), "'{}' answered with {:?}", code as char, out);
-            }
-            if quit {
-                prop_assert_eq!(result, Err(SessionError::Closed));
-                continue;
-            }
-            match result {
-                Ok(Event::Negotiated) => {
-                    prop_assert_eq!(out.len(), 1);
-                    prop_assert!(matches!(out[0], Response::OptNeg(_)));
-                }
-                Ok(Event::Step { step, deliver, command, .. }) => {
-                    prop_assert_eq!(command.code(), code);
-                    let neg = s.negotiated().unwrap().clone();
-                    let owed = !neg.no_reply(step);
-                    prop_assert_eq!(deliver, neg.delivers(step));
-                    if !deliver {
-                        // Answered (or not) by the session itself: continue,
-                        // or a decision deferred from a no-reply step.
-                        let expect = match (owed, s.deferred()) {
-                            (false, _) => vec![],
-                            (true, None) => vec![Response::Continue],
-                            (true, Some(d)) => vec![expected_final(d, step, neg.protocol.contains(Protocol::SKIP)).0],
-                        };
-                        prop_assert_eq!(out, expect);
-                        prop_assert_eq!(s.pending_step(), None);
-                        continue;
-                    }
-                    prop_assert!(out.is_empty(), "a delivered step was answered early: {:?}", out);
-                    prop_assert_eq!(s.pending_step(), Some(step));
-                    if !do_reply {
-                        continue;
-                    }
-                    let at_eom = step == Step::EndOfMessage;
-                    for m in mods {
-                        let r = s.modify(m);
-                        if !at_eom {
-                            prop_assert_eq!(r, Err(ModifyError::NotAtEndOfMessage));
-                        }
-                    }
-                    if progress {
-                        prop_assert_eq!(s.progress().is_ok(), at_eom);
-                    }
-                    let deferred_before = s.deferred().cloned();
-                    let promised = s.promised_no_reply(step);
-                    let sent = s.reply(verdict.clone()).unwrap();
-                    let out = take_output(&mut s);
-                    let quiet = !owed || promised;
-                    let decisive = !matches!(verdict, Verdict::Continue | Verdict::Skip);
-                    if quiet && decisive {
-                        // Kept for the next step the MTA waits for; the first one wins.
-                        prop_assert_eq!(sent, Sent::Deferred);
-                        let kept = deferred_before.clone().unwrap_or(verdict.clone());
-                        if !at_eom {
-                            prop_assert_eq!(s.deferred(), Some(&kept));
-                        }
-                    }
-                    if owed && promised {
-                        // The filter promised not to answer: the MTA gets continue.
-                        prop_assert_eq!(&out, &vec![Response::Continue]);
-                    } else if owed {
-                        let finals: Vec<&Response> = out.iter().filter(|r| r.is_final()).collect();
-                        prop_assert_eq!(finals.len(), 1, "{:?}", out);
-                        prop_assert!(out.last().unwrap().is_final(), "final reply not last: {:?}", out);
-                        prop_assert!(out[..out.len() - 1].iter().all(|r| r.is_modification() || *r == Response::Progress));
-                        let skip = neg.protocol.contains(Protocol::SKIP);
-                        let effective = deferred_before.clone().unwrap_or(verdict.clone());
-                        let (resp, how) = expected_final(&effective, step, skip);
-                        prop_assert_eq!(out.last().unwrap(), &resp);
-                        if deferred_before.is_none() {
-                            prop_assert_eq!(sent, how);
-                        }
-                        // Every modification written was negotiated and fits.
-                        for m in &out[..out.len() - 1] {
-                            if let Some(a) = m.required_action() {
-                                prop_assert!(neg.actions.contains(a));
-                            }
-                        }
-                    } else {
-                        prop_assert!(out.is_empty(), "reply written at a no-reply step: {:?}", out);
-                        if !decisive {
-                            prop_assert_eq!(sent, Sent::NotNeeded);
-                        }
-                    }
-                    prop_assert_eq!(s.pending_step(), None);
-                    prop_assert_eq!(s.reply(Verdict::Continue), Err(SessionError::NoStepPending));
-                    prop_assert!(take_output(&mut s).is_empty());
-                    if at_eom {
-                        prop_assert!(!s.in_message());
-                    }
-                }
-                Ok(Event::Quit) => {
-                    prop_assert!(out.is_empty());
-                    quit = true;
-                }
-                Ok(_) => prop_assert!(out.is_empty()),
-                Err(e) => {
-                    prop_assert!(out.is_empty(), "{e} with output {:?}", out);
-                    if let SessionError::ReplyOwed { step, .. } = e {
-                        prop_assert_eq!(Some(step), pending_before);
-                    }
-                    prop_assert!(!matches!(e, SessionError::NotOptNeg(_) | SessionError::Closed));
-                }
-            }
-        }
+        let mut frames = vec![(encoded(&Command::OptNeg(offer)), Turn::default())];
+        frames.extend(traffic.into_iter().map(|(frame, verdict, reply, mods, progress)| {
+            (frame, Turn { verdict, reply, mods, progress })
+        }));
+        check(milter_session::check_session(&req, &frames))?;
     }
 }
 
