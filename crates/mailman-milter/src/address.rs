@@ -87,6 +87,27 @@ pub fn header_addresses(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// The length in chars of the encoded word starting at `chars[start]`, if
+/// one starts there *as a word*: RFC 2047 §5 only allows an encoded word
+/// separated from its neighbours (white space, a comment's parenthesis, a
+/// list or group separator, or the `<` of the address that follows). Inside
+/// a bare address (`bob@ex=?x?q?y?=ample.org`) `=` and `?` are ordinary
+/// address characters, as Python's `getaddresses` (Mailman) reads them.
+fn encoded_word_at(chars: &[char], start: usize) -> Option<usize> {
+    let before_ok = start == 0 || {
+        let p = chars[start - 1];
+        p.is_whitespace() || matches!(p, '(' | ',' | ';' | ':')
+    };
+    if !before_ok {
+        return None;
+    }
+    let n = encoded_word_len(&chars[start..])?;
+    let after_ok = chars
+        .get(start + n)
+        .is_none_or(|&c| c.is_whitespace() || matches!(c, ')' | ',' | ';' | '<'));
+    after_ok.then_some(n)
+}
+
 /// The length in chars of the encoded word starting at `s[0]`, if one
 /// does: `=?charset?q|b?text?=` with Python's `email.header` syntax (what
 /// Mailman decodes): any charset without `?`, text up to the first `?=`.
@@ -120,7 +141,7 @@ fn split_top_level(s: &str) -> Vec<String> {
         if !escaped
             && !in_quote
             && comment_depth == 0
-            && let Some(n) = encoded_word_len(&chars[i - 1..])
+            && let Some(n) = encoded_word_at(&chars, i - 1)
         {
             cur.extend(&chars[i - 1..i - 1 + n]);
             i += n - 1;
@@ -168,7 +189,7 @@ fn mailbox_of(item: &str) -> Option<String> {
             && !in_quote
             && !in_angle
             && comment_depth == 0
-            && let Some(n) = encoded_word_len(&chars[i - 1..])
+            && let Some(n) = encoded_word_at(&chars, i - 1)
         {
             // A space keeps the words around it apart.
             out.push(' ');
@@ -241,6 +262,24 @@ mod tests {
     fn split_at_the_last_at_sign() {
         assert_eq!(split("\"a@b\"@example.org"), ("\"a@b\"", "example.org"));
         assert_eq!(split("postmaster"), ("postmaster", ""));
+    }
+
+    #[test]
+    fn encoded_word_look_alikes_inside_an_address_are_address_text() {
+        // Found by fuzzing: these are bare addresses to Python's
+        // getaddresses (and so to Mailman), not encoded words.
+        assert_eq!(
+            header_addresses("bob@ex=?x?q?y?=ample.org"),
+            ["bob@ex=?x?q?y?=ample.org"]
+        );
+        assert_eq!(
+            header_addresses("a=?x?q?y?=b@example.org"),
+            ["a=?x?q?y?=b@example.org"]
+        );
+        assert_eq!(
+            header_addresses("=?utf-8?q?Doe=2C_John?= <john@example.org>, d@e.example"),
+            ["john@example.org", "d@e.example"]
+        );
     }
 
     #[test]
