@@ -61,11 +61,14 @@ pub struct BenchArgs {
     /// Hard cap on the whole run, in seconds: when it passes, messages not yet
     /// sent are not started and those in flight are cut off (reported as
     /// unfinished).
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS",
+          value_parser = crate::timeouts::positive_seconds)]
     pub duration: f64,
-    /// Size of the generated message body in bytes.
-    #[arg(long, default_value_t = 2048, conflicts_with = "message")]
-    pub body_bytes: usize,
+    /// Size of the generated message body in bytes (at most 256 MiB: the
+    /// message is built in memory once and shared by every connection).
+    #[arg(long, default_value_t = 2048, conflicts_with = "message",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_BODY_BYTES))]
+    pub body_bytes: u64,
     /// Send this message file instead of a generated one.
     #[arg(long)]
     pub message: Option<PathBuf>,
@@ -97,6 +100,10 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub timeouts: Timeouts,
 }
+
+/// Largest `--body-bytes`: bigger than any MTA's message size limit, small
+/// enough to build in memory.
+const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What one connection task measured.
 #[derive(Default)]
@@ -269,7 +276,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         Some(p) => {
             Bytes::from(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
         }
-        None => generated_message(args.body_bytes, &args.from, &to),
+        None => generated_message(args.body_bytes as usize, &args.from, &to),
     };
     let cfg = args.timeouts.apply(ClientConfig {
         offer: Offer::postfix_version(args.protocol_version).context("--protocol-version")?,

@@ -18,17 +18,34 @@ const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 pub struct Timeouts {
     /// Seconds for connecting plus option negotiation, together (Postfix's
     /// milter_connect_timeout).
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS", value_parser = positive_seconds)]
     pub connect_timeout: f64,
     /// Seconds for each SMTP command step (connect, HELO, MAIL, RCPT, DATA):
     /// sending it and the milter's whole answer (milter_command_timeout).
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS", value_parser = positive_seconds)]
     pub command_timeout: f64,
     /// Seconds for each content step (each header, end of headers, each body
     /// chunk, end of message), likewise; a progress packet from the milter
     /// starts it afresh (milter_content_timeout).
-    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS", value_parser = positive_seconds)]
     pub content_timeout: f64,
+}
+
+/// Parses a time option: a positive, finite number of seconds up to a
+/// year. Used as clap's value parser, so a bad value is a usage error (exit
+/// status 2) like any other bad option.
+pub fn positive_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if v.is_finite() && v > 0.0 && v <= MAX_SECONDS {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be a positive number of seconds up to {MAX_SECONDS}, got {s}"
+        ))
+    }
 }
 
 /// `s` seconds as a duration, or an error naming the option `--name`.

@@ -297,13 +297,34 @@ fn out_of_range_times_are_errors_not_panics() {
         vec!["bench", &spec, "--duration", "NaN"],
     ] {
         let r = minimilter(&args, b"", LIMIT);
-        assert_eq!(r.status, Some(1), "{args:?}: {}", r.text());
+        // A usage error, like --conns 0.
+        assert_eq!(r.status, Some(2), "{args:?}: {}", r.text());
         assert!(
             r.stderr.contains("positive number of seconds"),
             "{args:?}: {}",
             r.text()
         );
     }
+}
+
+#[test]
+fn an_oversized_generated_body_is_a_usage_error_not_gigabytes_of_memory() {
+    let dir = TempDir(temp_dir("body"));
+    let spec = format!("unix:{}", dir.0.join("nobody.sock").display());
+    let r = minimilter(
+        &[
+            "bench",
+            &spec,
+            "--body-bytes",
+            "999999999999",
+            "--duration",
+            "2",
+        ],
+        b"",
+        LIMIT,
+    );
+    assert_eq!(r.status, Some(2), "{}", r.text());
+    assert!(r.stderr.contains("--body-bytes"), "{}", r.text());
 }
 
 #[test]
