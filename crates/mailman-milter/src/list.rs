@@ -222,8 +222,10 @@ impl ListPolicy {
     /// in emergency moderation, are left entirely to Mailman.
     pub fn is_guarded(&self) -> bool {
         if self.emergency {
-            // Mailman's banned-address rule comes before emergency.
-            return self.has_bans;
+            // Mailman 3's built-in chain (`chains/builtin.py`) runs
+            // `emergency` (hold) before `banned-address`: every post is held
+            // for the moderators, banned senders' included.
+            return false;
         }
         let hold = self.refuses_hold();
         self.refuses_nonmembers()

@@ -1,7 +1,8 @@
 //! The posting decision, as Mailman 3's default posting chain would take it
-//! for the part that matters at SMTP time: `approved` -> `banned-address` ->
-//! `emergency` -> `member-moderation` -> `nonmember-moderation`
-//! (`mailman/rules/moderation.py`). Pure: no I/O.
+//! for the part that matters at SMTP time: `approved` -> `emergency` ->
+//! `banned-address` -> `member-moderation` -> `nonmember-moderation`
+//! (`mailman/chains/builtin.py`, `mailman/rules/moderation.py`). Pure: no
+//! I/O.
 
 use std::fmt;
 
@@ -186,11 +187,11 @@ pub fn decide(post: &Post<'_>) -> Decision {
     let status = |i: usize| post.status.get(i).unwrap_or(&none);
     let list = post.list;
     let refuse_hold = list.refuses_hold();
-    if let Some(i) = (0..post.senders.len()).find(|&i| status(i).banned) {
-        return Decision::Refuse(RefuseReason::Banned(post.senders[i].clone()));
-    }
     if list.emergency {
         return Decision::Pass(PassReason::Emergency);
+    }
+    if let Some(i) = (0..post.senders.len()).find(|&i| status(i).banned) {
+        return Decision::Refuse(RefuseReason::Banned(post.senders[i].clone()));
     }
     // member-moderation: the first sender that is a member decides.
     if let Some(i) = (0..post.senders.len()).find(|&i| status(i).member) {

@@ -740,6 +740,21 @@ fn emergency_moderation_leaves_the_list_to_mailman() {
         ),
         Decision::Pass(PassReason::Emergency)
     );
+    // Mailman 3.3.8's chain holds before it looks at bans.
+    let d = ListsData::parse(
+        "[[list]]\naddress = \"e@lists.example.org\"\nemergency = true\nbanned = [\"troll@example.org\"]\n",
+        "lists.toml",
+    )
+    .unwrap();
+    assert!(!d.index()["e@lists.example.org"].is_guarded());
+    assert_eq!(
+        judge_in(
+            "[[list]]\naddress = \"e@lists.example.org\"\nemergency = true\nbanned = [\"troll@example.org\"]\n",
+            "e@lists.example.org",
+            &["troll@example.org"]
+        ),
+        Decision::Pass(PassReason::Emergency)
+    );
 }
 
 #[test]
