@@ -411,31 +411,31 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         command: Command,
         limit: Duration,
     ) -> Result<Verdict, FilterFailure> {
-        let kill = self.shutdown.kill.clone();
+        let kill = &self.shutdown.kill;
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
         match command {
             Command::Connect { hostname, address } => {
                 let info = ConnectInfo { hostname, address };
-                guarded(filter.connect(cx, &info), limit, &kill).await
+                guarded(filter.connect(cx, &info), limit, kill).await
             }
-            Command::Helo(name) => guarded(filter.helo(cx, &name), limit, &kill).await,
+            Command::Helo(name) => guarded(filter.helo(cx, &name), limit, kill).await,
             Command::Mail(args) => {
                 let env = Envelope::from_args(args);
-                guarded(filter.mail(cx, &env), limit, &kill).await
+                guarded(filter.mail(cx, &env), limit, kill).await
             }
             Command::Rcpt(args) => {
                 let env = Envelope::from_args(args);
-                guarded(filter.rcpt(cx, &env), limit, &kill).await
+                guarded(filter.rcpt(cx, &env), limit, kill).await
             }
-            Command::Data => guarded(filter.data(cx), limit, &kill).await,
+            Command::Data => guarded(filter.data(cx), limit, kill).await,
             Command::Header { name, value } => {
                 let h = Header { name, value };
-                guarded(filter.header(cx, &h), limit, &kill).await
+                guarded(filter.header(cx, &h), limit, kill).await
             }
-            Command::EndOfHeaders => guarded(filter.end_of_headers(cx), limit, &kill).await,
-            Command::Body(chunk) => guarded(filter.body(cx, chunk), limit, &kill).await,
-            Command::Unknown(cmd) => guarded(filter.unknown(cx, &cmd), limit, &kill).await,
+            Command::EndOfHeaders => guarded(filter.end_of_headers(cx), limit, kill).await,
+            Command::Body(chunk) => guarded(filter.body(cx, chunk), limit, kill).await,
+            Command::Unknown(cmd) => guarded(filter.unknown(cx, &cmd), limit, kill).await,
             other => unreachable!("{step} step with command {other:?}"),
         }
     }
@@ -445,7 +445,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         &mut self,
         limit: Duration,
     ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
-        let kill = self.shutdown.kill.clone();
+        let kill = &self.shutdown.kill;
         let neg = self.session.negotiated().expect("negotiated");
         let send_progress = neg.version >= 6;
         let mut mods = Modifications::new(neg.actions);
@@ -455,7 +455,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let io_timeout = self.cfg.io_timeout;
         let stream = &mut self.stream;
         let verdict = {
-            let call = guarded(filter.end_of_message(cx, &mut mods), limit, &kill);
+            let call = guarded(filter.end_of_message(cx, &mut mods), limit, kill);
             tokio::pin!(call);
             loop {
                 tokio::select! {
@@ -475,10 +475,10 @@ impl<F: Milter, S: Stream> Connection<F, S> {
 
     async fn call_abort(&mut self) {
         let limit = self.cfg.command_timeout;
-        let kill = self.shutdown.kill.clone();
+        let kill = &self.shutdown.kill;
         if self.session.negotiated().is_some() {
             let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
-            if let Err(e) = guarded(self.filter.abort(cx), limit, &kill).await {
+            if let Err(e) = guarded(self.filter.abort(cx), limit, kill).await {
                 tracing::warn!(conn = self.id, "abort handler: {e}");
             }
         }
