@@ -3,6 +3,7 @@
 //! (garbage, silence, a slow or broken filter) ends in a log line and either
 //! the fail-safe reply or a clean close — never a half-written packet.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use milter_proto::{
     SessionError, Step, Verdict, classify_probe,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::config::ServerConfig;
 use crate::context::{Context, Modifications};
@@ -87,7 +90,17 @@ pub(crate) struct Connection<F: Milter, S> {
     conn: F::Connection,
     msg: F::Message,
     /// When the packet now arriving must be complete (set at its first byte).
-    packet_deadline: Option<tokio::time::Instant>,
+    packet_deadline: Option<Instant>,
+    /// The one timer behind every read deadline. A fresh `timeout_at` per
+    /// read registered and removed a timer entry for every packet; this one
+    /// is only moved when the deadline changes (and moving it later is
+    /// cheap in tokio), and it is never disarmed between reads.
+    read_timer: Pin<Box<Sleep>>,
+    /// Waiters on the two shutdown signals, kept across reads for the same
+    /// reason: re-polling a registered waiter is cheaper than registering a
+    /// new one and removing it again for every packet.
+    kill_wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    stop_wait: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl<F: Milter, S: Stream> Connection<F, S> {
@@ -99,6 +112,9 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         shutdown: Shutdown,
     ) -> Self {
         let requirements = filter.requirements();
+        let read_timer = Box::pin(tokio::time::sleep(cfg.negotiation_timeout));
+        let kill_wait = Box::pin(shutdown.kill.clone().cancelled_owned());
+        let stop_wait = Box::pin(shutdown.stop.clone().cancelled_owned());
         Connection {
             filter,
             cfg,
@@ -111,6 +127,9 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             conn: F::Connection::default(),
             msg: F::Message::default(),
             packet_deadline: None,
+            read_timer,
+            kill_wait,
+            stop_wait,
         }
     }
 
@@ -176,7 +195,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 Err(e) => return Err(e.into()),
             }
             let idle = self.buf.is_empty();
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
             let (deadline, timeout_end) = if first {
                 // An MTA sends its offer at once; a silent peer must not hold a slot.
                 let d = *self
@@ -204,15 +223,18 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 self.buf.reserve(if idle { IDLE_BUFFER } else { 16 * 1024 });
             }
             let may_stop = idle && !self.session.in_transaction();
-            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));
+            if self.read_timer.deadline() != deadline {
+                self.read_timer.as_mut().reset(deadline);
+            }
             let n = tokio::select! {
                 biased;
-                _ = self.shutdown.kill.cancelled() => return Err(ConnectionEnd::Shutdown),
-                _ = self.shutdown.stop.cancelled(), if may_stop => return Err(ConnectionEnd::Shutdown),
-                r = read => match r {
-                    Err(_) => return Err(timeout_end),
-                    Ok(r) => r?,
-                },
+                _ = self.kill_wait.as_mut() => return Err(ConnectionEnd::Shutdown),
+                _ = self.stop_wait.as_mut(), if may_stop => return Err(ConnectionEnd::Shutdown),
+                r = self.stream.read_buf(&mut self.buf) => r?,
+                // Polled after the read: data already there wins over a
+                // deadline that passed while the task waited to run, as
+                // with `timeout_at`.
+                _ = self.read_timer.as_mut() => return Err(timeout_end),
             };
             if n == 0 {
                 if first && !self.buf.is_empty() {
