@@ -481,6 +481,11 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             tokio::pin!(call);
             loop {
                 tokio::select! {
+                    // Call first: most filters answer without waiting, and
+                    // then the progress timer is never polled, so it is never
+                    // registered (nor, being nearer than the read deadline,
+                    // does it wake the parked I/O driver to re-arm epoll).
+                    biased;
                     r = &mut call => break r,
                     _ = tokio::time::sleep(interval), if send_progress => {
                         let w = tokio::time::timeout(io_timeout, stream.write_all(&PROGRESS_PACKET)).await;
