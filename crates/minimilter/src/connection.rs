@@ -96,11 +96,14 @@ pub(crate) struct Connection<F: Milter, S> {
     /// is only moved when the deadline changes (and moving it later is
     /// cheap in tokio), and it is never disarmed between reads.
     read_timer: Pin<Box<Sleep>>,
-    /// Waiters on the two shutdown signals, kept across reads for the same
-    /// reason: re-polling a registered waiter is cheaper than registering a
-    /// new one and removing it again for every packet.
-    kill_wait: Pin<Box<WaitForCancellationFutureOwned>>,
-    stop_wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The waiter on the shutdown signal that ends a read, kept across reads
+    /// for the same reason: re-polling a registered waiter is cheaper than
+    /// registering a new one and removing it again for every packet. One
+    /// waiter is enough: between messages it watches `stop`, which `kill`
+    /// always fires too; inside a message it watches `kill`.
+    shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Whether `shutdown_wait` watches `stop` (else `kill`).
+    watching_stop: bool,
 }
 
 impl<F: Milter, S: Stream> Connection<F, S> {
@@ -113,8 +116,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Self {
         let requirements = filter.requirements();
         let read_timer = Box::pin(tokio::time::sleep(cfg.negotiation_timeout));
-        let kill_wait = Box::pin(shutdown.kill.clone().cancelled_owned());
-        let stop_wait = Box::pin(shutdown.stop.clone().cancelled_owned());
+        let shutdown_wait = Box::pin(shutdown.kill.clone().cancelled_owned());
         Connection {
             filter,
             cfg,
@@ -128,8 +130,8 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             msg: F::Message::default(),
             packet_deadline: None,
             read_timer,
-            kill_wait,
-            stop_wait,
+            shutdown_wait,
+            watching_stop: false,
         }
     }
 
@@ -223,13 +225,21 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 self.buf.reserve(if idle { IDLE_BUFFER } else { 16 * 1024 });
             }
             let may_stop = idle && !self.session.in_transaction();
+            if may_stop != self.watching_stop {
+                let signal = if may_stop {
+                    &self.shutdown.stop
+                } else {
+                    &self.shutdown.kill
+                };
+                self.shutdown_wait.set(signal.clone().cancelled_owned());
+                self.watching_stop = may_stop;
+            }
             if self.read_timer.deadline() != deadline {
                 self.read_timer.as_mut().reset(deadline);
             }
             let n = tokio::select! {
                 biased;
-                _ = self.kill_wait.as_mut() => return Err(ConnectionEnd::Shutdown),
-                _ = self.stop_wait.as_mut(), if may_stop => return Err(ConnectionEnd::Shutdown),
+                _ = self.shutdown_wait.as_mut() => return Err(ConnectionEnd::Shutdown),
                 r = self.stream.read_buf(&mut self.buf) => r?,
                 // Polled after the read: data already there wins over a
                 // deadline that passed while the task waited to run, as
