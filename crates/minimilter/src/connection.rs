@@ -3,6 +3,7 @@
 //! (garbage, silence, a slow or broken filter) ends in a log line and either
 //! the fail-safe reply or a clean close — never a half-written packet.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use milter_proto::{
     SessionError, Step, Verdict, classify_probe,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::config::ServerConfig;
 use crate::context::{Context, Modifications};
@@ -87,7 +90,20 @@ pub(crate) struct Connection<F: Milter, S> {
     conn: F::Connection,
     msg: F::Message,
     /// When the packet now arriving must be complete (set at its first byte).
-    packet_deadline: Option<tokio::time::Instant>,
+    packet_deadline: Option<Instant>,
+    /// The one timer behind every read deadline. A fresh `timeout_at` per
+    /// read registered and removed a timer entry for every packet; this one
+    /// is only moved when the deadline changes (and moving it later is
+    /// cheap in tokio), and it is never disarmed between reads.
+    read_timer: Pin<Box<Sleep>>,
+    /// The waiter on the shutdown signal that ends a read, kept across reads
+    /// for the same reason: re-polling a registered waiter is cheaper than
+    /// registering a new one and removing it again for every packet. One
+    /// waiter is enough: between messages it watches `stop`, which `kill`
+    /// always fires too; inside a message it watches `kill`.
+    shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Whether `shutdown_wait` watches `stop` (else `kill`).
+    watching_stop: bool,
 }
 
 impl<F: Milter, S: Stream> Connection<F, S> {
@@ -99,6 +115,8 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         shutdown: Shutdown,
     ) -> Self {
         let requirements = filter.requirements();
+        let read_timer = Box::pin(tokio::time::sleep(cfg.negotiation_timeout));
+        let shutdown_wait = Box::pin(shutdown.kill.clone().cancelled_owned());
         Connection {
             filter,
             cfg,
@@ -111,6 +129,9 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             conn: F::Connection::default(),
             msg: F::Message::default(),
             packet_deadline: None,
+            read_timer,
+            shutdown_wait,
+            watching_stop: false,
         }
     }
 
@@ -176,7 +197,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 Err(e) => return Err(e.into()),
             }
             let idle = self.buf.is_empty();
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
             let (deadline, timeout_end) = if first {
                 // An MTA sends its offer at once; a silent peer must not hold a slot.
                 let d = *self
@@ -204,15 +225,26 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 self.buf.reserve(if idle { IDLE_BUFFER } else { 16 * 1024 });
             }
             let may_stop = idle && !self.session.in_transaction();
-            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));
+            if may_stop != self.watching_stop {
+                let signal = if may_stop {
+                    &self.shutdown.stop
+                } else {
+                    &self.shutdown.kill
+                };
+                self.shutdown_wait.set(signal.clone().cancelled_owned());
+                self.watching_stop = may_stop;
+            }
+            if self.read_timer.deadline() != deadline {
+                self.read_timer.as_mut().reset(deadline);
+            }
             let n = tokio::select! {
                 biased;
-                _ = self.shutdown.kill.cancelled() => return Err(ConnectionEnd::Shutdown),
-                _ = self.shutdown.stop.cancelled(), if may_stop => return Err(ConnectionEnd::Shutdown),
-                r = read => match r {
-                    Err(_) => return Err(timeout_end),
-                    Ok(r) => r?,
-                },
+                _ = self.shutdown_wait.as_mut() => return Err(ConnectionEnd::Shutdown),
+                r = self.stream.read_buf(&mut self.buf) => r?,
+                // Polled after the read: data already there wins over a
+                // deadline that passed while the task waited to run, as
+                // with `timeout_at`.
+                _ = self.read_timer.as_mut() => return Err(timeout_end),
             };
             if n == 0 {
                 if first && !self.buf.is_empty() {
@@ -411,31 +443,31 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         command: Command,
         limit: Duration,
     ) -> Result<Verdict, FilterFailure> {
-        let kill = self.shutdown.kill.clone();
+        let kill = &self.shutdown.kill;
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
         match command {
             Command::Connect { hostname, address } => {
                 let info = ConnectInfo { hostname, address };
-                guarded(filter.connect(cx, &info), limit, &kill).await
+                guarded(filter.connect(cx, &info), limit, kill).await
             }
-            Command::Helo(name) => guarded(filter.helo(cx, &name), limit, &kill).await,
+            Command::Helo(name) => guarded(filter.helo(cx, &name), limit, kill).await,
             Command::Mail(args) => {
                 let env = Envelope::from_args(args);
-                guarded(filter.mail(cx, &env), limit, &kill).await
+                guarded(filter.mail(cx, &env), limit, kill).await
             }
             Command::Rcpt(args) => {
                 let env = Envelope::from_args(args);
-                guarded(filter.rcpt(cx, &env), limit, &kill).await
+                guarded(filter.rcpt(cx, &env), limit, kill).await
             }
-            Command::Data => guarded(filter.data(cx), limit, &kill).await,
+            Command::Data => guarded(filter.data(cx), limit, kill).await,
             Command::Header { name, value } => {
                 let h = Header { name, value };
-                guarded(filter.header(cx, &h), limit, &kill).await
+                guarded(filter.header(cx, &h), limit, kill).await
             }
-            Command::EndOfHeaders => guarded(filter.end_of_headers(cx), limit, &kill).await,
-            Command::Body(chunk) => guarded(filter.body(cx, chunk), limit, &kill).await,
-            Command::Unknown(cmd) => guarded(filter.unknown(cx, &cmd), limit, &kill).await,
+            Command::EndOfHeaders => guarded(filter.end_of_headers(cx), limit, kill).await,
+            Command::Body(chunk) => guarded(filter.body(cx, chunk), limit, kill).await,
+            Command::Unknown(cmd) => guarded(filter.unknown(cx, &cmd), limit, kill).await,
             other => unreachable!("{step} step with command {other:?}"),
         }
     }
@@ -445,7 +477,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         &mut self,
         limit: Duration,
     ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
-        let kill = self.shutdown.kill.clone();
+        let kill = &self.shutdown.kill;
         let neg = self.session.negotiated().expect("negotiated");
         let send_progress = neg.version >= 6;
         let mut mods = Modifications::new(neg.actions);
@@ -455,10 +487,15 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let io_timeout = self.cfg.io_timeout;
         let stream = &mut self.stream;
         let verdict = {
-            let call = guarded(filter.end_of_message(cx, &mut mods), limit, &kill);
+            let call = guarded(filter.end_of_message(cx, &mut mods), limit, kill);
             tokio::pin!(call);
             loop {
                 tokio::select! {
+                    // Call first: most filters answer without waiting, and
+                    // then the progress timer is never polled, so it is never
+                    // registered (nor, being nearer than the read deadline,
+                    // does it wake the parked I/O driver to re-arm epoll).
+                    biased;
                     r = &mut call => break r,
                     _ = tokio::time::sleep(interval), if send_progress => {
                         let w = tokio::time::timeout(io_timeout, stream.write_all(&PROGRESS_PACKET)).await;
@@ -475,10 +512,10 @@ impl<F: Milter, S: Stream> Connection<F, S> {
 
     async fn call_abort(&mut self) {
         let limit = self.cfg.command_timeout;
-        let kill = self.shutdown.kill.clone();
+        let kill = &self.shutdown.kill;
         if self.session.negotiated().is_some() {
             let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
-            if let Err(e) = guarded(self.filter.abort(cx), limit, &kill).await {
+            if let Err(e) = guarded(self.filter.abort(cx), limit, kill).await {
                 tracing::warn!(conn = self.id, "abort handler: {e}");
             }
         }
