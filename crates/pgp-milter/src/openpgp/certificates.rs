@@ -60,9 +60,12 @@ pub fn certificates(data: &[u8]) -> Result<Vec<Cert>, OpenPgpError> {
         }
         let mut certs = Vec::new();
         for key in SignedPublicKey::from_bytes_many(data)
-            .map_err(|e| OpenPgpError::Certificate(e.to_string()))?
+            .map_err(|_| OpenPgpError::Certificate("unreadable public key".into()))?
         {
-            let key = key.map_err(|e| OpenPgpError::Certificate(e.to_string()))?;
+            // rpgp's error text is Debug output; ours is a short reason.
+            let key = key.map_err(|_| {
+                OpenPgpError::Certificate("malformed public key, user ID or key signature".into())
+            })?;
             certs.push(evaluate(&key));
         }
         if certs.is_empty() {
