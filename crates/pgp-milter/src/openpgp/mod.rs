@@ -225,7 +225,12 @@ mod budget {
                 return match self.0.read(&mut one)? {
                     0 => Ok(0),
                     _ => {
-                        EXCEEDED.with(|e| e.set(true));
+                        if !EXCEEDED.with(|e| e.replace(true)) {
+                            tracing::debug!(
+                                limit = MAX_DECOMPRESSED_BYTES,
+                                "decompression budget of the message exhausted"
+                            );
+                        }
                         Err(io::Error::other("decompression budget exhausted"))
                     }
                 };
