@@ -91,7 +91,11 @@ pub enum ShapeError {
     #[error(transparent)]
     Parse(#[from] OpenPgpError),
     /// A packet the grammar needs has a version we do not know.
-    #[error("packet tag {tag} with unknown version {version:?}")]
+    #[error(
+        "{} packet of unknown version {}",
+        openpgp::packet_name(*tag),
+        version.map_or_else(|| "(none)".to_string(), |v| v.to_string())
+    )]
     Version {
         /// The packet's tag.
         tag: u8,
@@ -248,15 +252,16 @@ fn encrypted(packets: &[&PacketInfo]) -> Result<Shape, ShapeError> {
                 tag::AEAD => check_version(data, &[1])?,
                 t => {
                     return Ok(Shape::Other(format!(
-                        "packet tag {t} where encrypted data was expected"
+                        "{} packet where encrypted data was expected",
+                        openpgp::packet_name(t)
                     )));
                 }
             }
             Ok(Shape::Encrypted { pkesk, skesk })
         }
         [_, more, ..] => Ok(Shape::Other(format!(
-            "packet tag {} after the encrypted data",
-            more.tag
+            "{} packet after the encrypted data",
+            openpgp::packet_name(more.tag)
         ))),
     }
 }

@@ -291,3 +291,28 @@ fn deep_mime_is_a_mime_reason() {
     assert!(!d.contains("OpenPGP"), "{d}");
     assert_readable(&d);
 }
+
+#[test]
+fn keyring_errors_are_short_human_reasons() {
+    let g = support::gpg();
+    let key = dearmor(&g.public_key);
+    // An RSA public key whose modulus is cut off; the key cut in half;
+    // a key followed by a literal data packet.
+    let cut_mpi = packet(6, &[4, 0, 0, 0, 0, 1, 0, 8]);
+    let half = key[..key.len() / 2].to_vec();
+    let with_literal = cat(&[&key, &literal(b"x")]);
+    for (name, data) in [
+        ("cut MPI", cut_mpi),
+        ("half", half),
+        ("literal", with_literal),
+    ] {
+        let e = pgp_milter::openpgp::certificates(&data)
+            .expect_err(name)
+            .to_string();
+        assert_readable(&e);
+    }
+    let e = pgp_milter::openpgp::certificates(&cat(&[&key, &literal(b"x")]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "literal data packet in a public key");
+}

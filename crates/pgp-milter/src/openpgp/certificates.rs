@@ -47,7 +47,10 @@ pub fn certificates(data: &[u8]) -> Result<Vec<Cert>, OpenPgpError> {
             return cert_error("secret key material: only public keys belong in the keyring");
         }
         if let Some(p) = packets.iter().find(|p| !KEY_BLOCK_TAGS.contains(&p.tag)) {
-            return cert_error(&format!("packet tag {} in a public key", p.tag));
+            return cert_error(&format!(
+                "{} packet in a public key",
+                super::packet_name(p.tag)
+            ));
         }
         let ignorable = [tag::MARKER, tag::TRUST, tag::PADDING];
         if packets
