@@ -102,7 +102,13 @@ pub fn isolated<T>(f: impl FnOnce() -> Result<T, OpenPgpError>) -> Result<T, Ope
     match catch_unwind(AssertUnwindSafe(|| {
         #[cfg(test)]
         test_hook::maybe_panic();
-        f()
+        // rpgp logs its own multi-line INFO/WARN records about the input
+        // (`pgp::packet::single: error …`); the daemon promises one log
+        // line per decision, so nothing rpgp says during the call reaches
+        // the subscriber (rpgp uses `log`; tracing-log forwards it to the
+        // current dispatcher, which here drops it). Our own outcome is
+        // logged by the caller.
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
     })) {
         Ok(r) => r,
         Err(panic) => {
@@ -154,11 +160,18 @@ pub fn check_size(data: &[u8]) -> Result<(), OpenPgpError> {
 /// gets a budget of its own).
 pub fn packets(data: &[u8]) -> Result<Vec<PacketInfo>, OpenPgpError> {
     check_size(data)?;
-    if budget::active() {
+    let parsed = if budget::active() {
         isolated(|| parse(data, 0))
     } else {
         per_message(|| isolated(|| parse(data, 0)))
+    };
+    if parsed.as_ref().is_err_and(|_| budget::exceeded()) {
+        tracing::debug!(
+            limit = MAX_DECOMPRESSED_BYTES,
+            "decompression budget of the message exhausted"
+        );
     }
+    parsed
 }
 
 pub use budget::per_message;
@@ -225,12 +238,7 @@ mod budget {
                 return match self.0.read(&mut one)? {
                     0 => Ok(0),
                     _ => {
-                        if !EXCEEDED.with(|e| e.replace(true)) {
-                            tracing::debug!(
-                                limit = MAX_DECOMPRESSED_BYTES,
-                                "decompression budget of the message exhausted"
-                            );
-                        }
+                        EXCEEDED.with(|e| e.set(true));
                         Err(io::Error::other("decompression budget exhausted"))
                     }
                 };
