@@ -316,3 +316,103 @@ fn keyring_errors_are_short_human_reasons() {
         .to_string();
     assert_eq!(e, "literal data packet in a public key");
 }
+
+/// A generated packet sequence: one-pass signature, signature, literal,
+/// or compressed data holding a sequence.
+#[derive(Debug, Clone)]
+enum Gen {
+    Ops,
+    Sig,
+    Lit,
+    Comp(Vec<Gen>),
+}
+
+fn serialize(seq: &[Gen], ops: &[u8], sig: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for g in seq {
+        match g {
+            Gen::Ops => out.extend_from_slice(ops),
+            Gen::Sig => out.extend_from_slice(sig),
+            Gen::Lit => out.extend(literal(b"x")),
+            Gen::Comp(inner) => out.extend(compressed(&serialize(inner, ops, sig))),
+        }
+    }
+    out
+}
+
+/// A reducer written independently of the recursive descent in
+/// `packets.rs`: bottom-up rewriting of RFC 9580 §10.3, `Literal → M`,
+/// `Compressed(M) → M`, `Signature M → M'`, `OPS M Signature → M'` (M'
+/// signed), until nothing changes. Signed iff everything reduces to one
+/// signed M.
+fn reference_signed(seq: &[Gen]) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum T {
+        O,
+        S,
+        M(bool),
+        Bad,
+    }
+    fn reduce(seq: &[Gen]) -> Vec<T> {
+        let mut t: Vec<T> = seq
+            .iter()
+            .map(|g| match g {
+                Gen::Ops => T::O,
+                Gen::Sig => T::S,
+                Gen::Lit => T::M(false),
+                Gen::Comp(inner) => match reduce(inner).as_slice() {
+                    [T::M(s)] => T::M(*s),
+                    _ => T::Bad,
+                },
+            })
+            .collect();
+        // Each rewrite removes at least one token: bounded by the length.
+        for _ in 0..=t.len() {
+            let mut changed = false;
+            let mut i = 0;
+            while i < t.len() {
+                if matches!(t.get(i..i + 3), Some([T::O, T::M(_), T::S])) {
+                    t.splice(i..i + 3, [T::M(true)]);
+                    changed = true;
+                } else if matches!(t.get(i..i + 2), Some([T::S, T::M(_)])) {
+                    t.splice(i..i + 2, [T::M(true)]);
+                    changed = true;
+                } else {
+                    i += 1;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        t
+    }
+    reduce(seq) == [T::M(true)]
+}
+
+fn gen_seq() -> impl proptest::strategy::Strategy<Value = Vec<Gen>> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![Just(Gen::Ops), Just(Gen::Sig), Just(Gen::Lit)];
+    let tok = leaf.prop_recursive(2, 24, 5, |inner| {
+        proptest::collection::vec(inner, 0..5).prop_map(Gen::Comp)
+    });
+    proptest::collection::vec(tok, 1..7)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 512,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// Signed exactly when the independent reducer says the sequence is
+    /// one signed OpenPGP Message.
+    #[test]
+    fn signed_iff_the_reference_grammar_says_so(seq in gen_seq()) {
+        let (ops, sig) = ops_and_sig();
+        let data = serialize(&seq, &ops, &sig);
+        let got = matches!(shape(&data), Ok(Shape::Signed));
+        proptest::prop_assert_eq!(got, reference_signed(&seq), "{:?}", seq);
+    }
+}
