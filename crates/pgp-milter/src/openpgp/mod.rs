@@ -27,11 +27,13 @@ mod certificates;
 pub use certificates::certificates;
 
 /// Largest OpenPGP input handed to rpgp (a message body is already capped by
-/// `max_body_bytes`; this also bounds the keyring and decompressed data).
+/// `max_body_bytes`; this also bounds the keyring).
 pub const MAX_INPUT_BYTES: usize = 64 << 20;
 
-/// Most bytes a Compressed Data packet may expand to. A decompression bomb
-/// (a few KiB of zeros compressed) stops here instead of filling memory.
+/// Most bytes all Compressed Data packets of one message may expand to
+/// together (the budget of [`per_message`]). A decompression bomb — or a
+/// hundred small ones in one message — stops here; the decompressed data is
+/// streamed, not kept, so this bounds work rather than memory.
 pub const MAX_DECOMPRESSED_BYTES: usize = 32 << 20;
 
 /// Compressed data inside compressed data is looked into this deep at most
