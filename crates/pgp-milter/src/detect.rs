@@ -49,6 +49,9 @@ pub enum NotPgp {
     NoOpenPgp,
     /// Armor or packets that do not parse; the text says where and why.
     Invalid(String),
+    /// A MIME structure that cannot be read safely (unparseable, nested
+    /// too deep, ambiguous headers, cut off): not an OpenPGP problem.
+    Mime(String),
     /// Plaintext next to (or instead of) the OpenPGP parts.
     PlaintextPart(String),
     /// Only an OpenPGP key, no message.
@@ -68,6 +71,7 @@ impl fmt::Display for NotPgp {
         match self {
             NotPgp::NoOpenPgp => f.write_str("no OpenPGP data found"),
             NotPgp::Invalid(why) => write!(f, "invalid OpenPGP data: {why}"),
+            NotPgp::Mime(why) => write!(f, "unreadable MIME structure: {why}"),
             NotPgp::PlaintextPart(why) => write!(f, "unencrypted content: {why}"),
             NotPgp::KeyOnly => f.write_str(
                 "only an OpenPGP key block (PGP PUBLIC KEY BLOCK), no encrypted message",
@@ -104,7 +108,10 @@ impl fmt::Display for Detection {
 /// Classifies a whole message (headers, blank line, body; CRLF or LF).
 /// Never panics: a panic in the parsers becomes `Plain(Internal)`.
 pub fn detect(message: &[u8]) -> Detection {
-    match catch_unwind(AssertUnwindSafe(|| detect_inner(message))) {
+    // One decompression budget for the whole message, all parts together.
+    match catch_unwind(AssertUnwindSafe(|| {
+        openpgp::per_message(|| detect_inner(message))
+    })) {
         Ok(d) => d,
         Err(panic) => {
             let what = panic
@@ -112,7 +119,10 @@ pub fn detect(message: &[u8]) -> Detection {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into());
-            Detection::Plain(NotPgp::Internal(format!("detector panicked: {what}")))
+            Detection::Plain(NotPgp::Internal(format!(
+                "detector panicked: {}",
+                openpgp::one_line(&what)
+            )))
         }
     }
 }
@@ -120,7 +130,7 @@ pub fn detect(message: &[u8]) -> Detection {
 fn detect_inner(message: &[u8]) -> Detection {
     let parsed = match mailparse::parse_mail(message) {
         Ok(p) => p,
-        Err(e) => return Detection::Plain(NotPgp::Invalid(format!("unparseable MIME: {e}"))),
+        Err(e) => return Detection::Plain(NotPgp::Mime(mime_error(&e))),
     };
     match entity(&parsed, 0) {
         Class::Encrypted(form) => Detection::Encrypted(form),
@@ -128,6 +138,17 @@ fn detect_inner(message: &[u8]) -> Detection {
         Class::Empty => Detection::Plain(NotPgp::NoOpenPgp),
         Class::Key => Detection::Plain(NotPgp::KeyOnly),
         Class::Plain(why) => Detection::Plain(why),
+    }
+}
+
+/// mailparse's reason, in words (its recursion guard reads "Recursion limit
+/// reached").
+fn mime_error(e: &mailparse::MailParseError) -> String {
+    let text = openpgp::one_line(&e.to_string());
+    if text.to_ascii_lowercase().contains("recursion limit") {
+        "MIME parts nested too deep to parse".into()
+    } else {
+        format!("unparseable MIME: {text}")
     }
 }
 
@@ -169,20 +190,18 @@ fn entity(part: &ParsedMail<'_>, depth: usize) -> Class {
     for name in ["Content-Type", "Content-Transfer-Encoding"] {
         let n = part.headers.get_all_values(name).len();
         if n > 1 {
-            return Class::Plain(NotPgp::Invalid(format!(
-                "ambiguous MIME: {n} {name} headers"
-            )));
+            return Class::Plain(NotPgp::Mime(format!("ambiguous MIME: {n} {name} headers")));
         }
     }
     let mime = part.ctype.mimetype.to_ascii_lowercase();
     if let Some(sub) = mime.strip_prefix("multipart/") {
         if depth >= MAX_DEPTH {
-            return Class::Plain(NotPgp::Invalid(format!(
+            return Class::Plain(NotPgp::Mime(format!(
                 "multiparts nested more than {MAX_DEPTH} deep"
             )));
         }
         if let Err(why) = multipart_complete(part) {
-            return Class::Plain(NotPgp::Invalid(why));
+            return Class::Plain(NotPgp::Mime(why));
         }
         let protocol = part
             .ctype
@@ -443,7 +462,9 @@ fn block(b: &Result<armor::Block, armor::ArmorError>) -> Class {
 /// [`detect`] found encrypted. Never panics: a panic in the parsers is an
 /// error.
 pub fn encrypted_to(message: &[u8]) -> Result<Vec<Vec<packets::KeyTarget>>, String> {
-    match catch_unwind(AssertUnwindSafe(|| encrypted_to_inner(message))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        openpgp::per_message(|| encrypted_to_inner(message))
+    })) {
         Ok(r) => r,
         Err(_) => Err("recipient collection panicked".into()),
     }
@@ -537,7 +558,7 @@ Content-Type: text/plain\r\n\
 Plaintext a reader using the last header would show.\r\n";
         assert!(matches!(
             detect(m),
-            Detection::Plain(NotPgp::Invalid(why)) if why.contains("2 Content-Type headers")
+            Detection::Plain(NotPgp::Mime(why)) if why.contains("2 Content-Type headers")
         ));
     }
 

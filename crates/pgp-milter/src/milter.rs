@@ -15,10 +15,6 @@ use crate::packets::KeyTarget;
 use crate::policy::{Bounces, Decision, Policy, RecipientClass};
 use crate::report::{self, NotReport, Report};
 
-/// Messages larger than this are checked on a blocking thread, so one big
-/// message does not hold up the other connections' steps.
-const BLOCKING_THRESHOLD: usize = 256 * 1024;
-
 /// The OpenPGP-only milter.
 #[derive(Debug, Clone, Default)]
 pub struct PgpMilter {
@@ -150,11 +146,9 @@ fn detect_all(data: &[u8], wanted: Wanted) -> Found {
     found
 }
 
-/// Runs the detector, on a blocking thread for large messages.
+/// Runs the detector on a blocking thread whatever the message size: a
+/// small message can cost a decompression budget's worth of work.
 async fn run_detect(data: Vec<u8>, wanted: Wanted) -> Found {
-    if data.len() < BLOCKING_THRESHOLD {
-        return detect_all(&data, wanted);
-    }
     tokio::task::spawn_blocking(move || detect_all(&data, wanted))
         .await
         .unwrap_or_else(|e| Found {

@@ -91,7 +91,11 @@ pub enum ShapeError {
     #[error(transparent)]
     Parse(#[from] OpenPgpError),
     /// A packet the grammar needs has a version we do not know.
-    #[error("packet tag {tag} with unknown version {version:?}")]
+    #[error(
+        "{} packet of unknown version {}",
+        openpgp::packet_name(*tag),
+        version.map_or_else(|| "(none)".to_string(), |v| v.to_string())
+    )]
     Version {
         /// The packet's tag.
         tag: u8,
@@ -136,46 +140,88 @@ pub fn shape_of(packets: &[PacketInfo]) -> Result<Shape, ShapeError> {
         }
         _ => {}
     }
-    // Signed data may sit inside Compressed Data, or hold it (RFC 9580
-    // §10.3: a Compressed Message is itself an OpenPGP Message); look
-    // through it (rpgp decompressed it, bounded).
-    let mut tags = Vec::new();
-    flatten(&packets, &mut tags);
-    let compressed = packets.iter().any(|p| p.tag == tag::COMPRESSED);
-    if tags.iter().all(|&t| t == tag::SIGNATURE) && !compressed {
+    if packets.iter().all(|p| p.tag == tag::SIGNATURE) {
         return Ok(Shape::Signatures);
     }
-    if matches!(
-        tags.first(),
-        Some(&(tag::SIGNATURE | tag::ONE_PASS_SIGNATURE))
-    ) && tags.contains(&tag::LITERAL)
-        && tags
-            .iter()
-            .all(|&t| matches!(t, tag::SIGNATURE | tag::ONE_PASS_SIGNATURE | tag::LITERAL))
-    {
+    // Anything else must be one OpenPGP Message by the RFC 9580 §10.3
+    // grammar, with nothing after it: a literal, compressed data holding a
+    // message, a signature before a message, or a one-pass signature, a
+    // message and its signature. Each production holds exactly one message,
+    // so exactly one literal: what gpg calls "multiple plaintexts" or
+    // "ambiguous signature data" does not parse.
+    let (signed, rest) = match message(&packets, 0) {
+        Ok(parsed) => parsed,
+        Err(why) => return Ok(Shape::Other(why)),
+    };
+    if let Some(extra) = rest.first() {
+        return Ok(Shape::Other(format!(
+            "{} packet after the end of the message",
+            openpgp::packet_name(extra.tag)
+        )));
+    }
+    if signed {
         return Ok(Shape::Signed);
     }
     Ok(Shape::Other(match first.tag {
         tag::LITERAL => "literal (unencrypted) data".into(),
-        tag::COMPRESSED => "compressed (unencrypted, unsigned) data".into(),
-        t => format!("unexpected packet tag {t} first"),
+        _ => "compressed (unencrypted, unsigned) data".into(),
     }))
 }
 
-/// The tags of `packets` with every Compressed Data packet replaced by its
-/// contents (marker and padding packets left out).
-fn flatten(packets: &[&PacketInfo], out: &mut Vec<u8>) {
-    for p in packets {
-        match &p.contents {
-            Some(inner) => flatten(
-                &inner
-                    .iter()
-                    .filter(|p| p.tag != tag::MARKER && p.tag != tag::PADDING)
-                    .collect::<Vec<_>>(),
-                out,
-            ),
-            None => out.push(p.tag),
+/// Deepest nesting of signatures and compressed data around one literal
+/// (each level is a packet, so the input size bounds it too; this bounds
+/// the recursion).
+const MAX_MESSAGE_NESTING: usize = 64;
+
+/// One OpenPGP Message (RFC 9580 §10.3) from the front of `packets`
+/// (marker and padding already left out): whether it is signed, and what
+/// follows it. Encrypted messages are not looked into here: this is the
+/// grammar of signed and plain data.
+fn message<'a>(
+    packets: &'a [&'a PacketInfo],
+    depth: usize,
+) -> Result<(bool, &'a [&'a PacketInfo]), String> {
+    if depth > MAX_MESSAGE_NESTING {
+        return Err(format!(
+            "signatures nested more than {MAX_MESSAGE_NESTING} deep"
+        ));
+    }
+    let Some((first, rest)) = packets.split_first() else {
+        return Err("a signature without the signed data".into());
+    };
+    match first.tag {
+        tag::LITERAL => Ok((false, rest)),
+        tag::COMPRESSED => {
+            let inner: Vec<&PacketInfo> = first
+                .contents
+                .iter()
+                .flatten()
+                .filter(|p| p.tag != tag::MARKER && p.tag != tag::PADDING)
+                .collect();
+            let (signed, after) = message(&inner, depth + 1)?;
+            if let Some(extra) = after.first() {
+                return Err(format!(
+                    "{} packet after the message inside compressed data",
+                    openpgp::packet_name(extra.tag)
+                ));
+            }
+            Ok((signed, rest))
         }
+        tag::SIGNATURE => {
+            let (_, after) = message(rest, depth + 1)?;
+            Ok((true, after))
+        }
+        tag::ONE_PASS_SIGNATURE => {
+            let (_, after) = message(rest, depth + 1)?;
+            match after.split_first() {
+                Some((sig, after)) if sig.tag == tag::SIGNATURE => Ok((true, after)),
+                _ => Err("a one-pass signature without its signature packet".into()),
+            }
+        }
+        t => Err(format!(
+            "{} packet where signed or literal data was expected",
+            openpgp::packet_name(t)
+        )),
     }
 }
 
@@ -206,15 +252,16 @@ fn encrypted(packets: &[&PacketInfo]) -> Result<Shape, ShapeError> {
                 tag::AEAD => check_version(data, &[1])?,
                 t => {
                     return Ok(Shape::Other(format!(
-                        "packet tag {t} where encrypted data was expected"
+                        "{} packet where encrypted data was expected",
+                        openpgp::packet_name(t)
                     )));
                 }
             }
             Ok(Shape::Encrypted { pkesk, skesk })
         }
         [_, more, ..] => Ok(Shape::Other(format!(
-            "packet tag {} after the encrypted data",
-            more.tag
+            "{} packet after the encrypted data",
+            openpgp::packet_name(more.tag)
         ))),
     }
 }

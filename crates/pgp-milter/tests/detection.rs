@@ -175,8 +175,8 @@ fn a_decompression_bomb_is_refused() {
     assert_eq!(
         d.to_string(),
         format!(
-            "invalid OpenPGP data: compressed data expands beyond {} bytes",
-            pgp_milter::openpgp::MAX_DECOMPRESSED_BYTES
+            "invalid OpenPGP data: compressed data expands beyond the per-message limit of {} MiB",
+            pgp_milter::openpgp::MAX_DECOMPRESSED_BYTES >> 20
         )
     );
     let lax = Policy {

@@ -47,7 +47,10 @@ pub fn certificates(data: &[u8]) -> Result<Vec<Cert>, OpenPgpError> {
             return cert_error("secret key material: only public keys belong in the keyring");
         }
         if let Some(p) = packets.iter().find(|p| !KEY_BLOCK_TAGS.contains(&p.tag)) {
-            return cert_error(&format!("packet tag {} in a public key", p.tag));
+            return cert_error(&format!(
+                "{} packet in a public key",
+                super::packet_name(p.tag)
+            ));
         }
         let ignorable = [tag::MARKER, tag::TRUST, tag::PADDING];
         if packets
@@ -60,9 +63,12 @@ pub fn certificates(data: &[u8]) -> Result<Vec<Cert>, OpenPgpError> {
         }
         let mut certs = Vec::new();
         for key in SignedPublicKey::from_bytes_many(data)
-            .map_err(|e| OpenPgpError::Certificate(e.to_string()))?
+            .map_err(|_| OpenPgpError::Certificate("unreadable public key".into()))?
         {
-            let key = key.map_err(|e| OpenPgpError::Certificate(e.to_string()))?;
+            // rpgp's error text is Debug output; ours is a short reason.
+            let key = key.map_err(|_| {
+                OpenPgpError::Certificate("malformed public key, user ID or key signature".into())
+            })?;
             certs.push(evaluate(&key));
         }
         if certs.is_empty() {

@@ -13,7 +13,7 @@
 //! this module, so the message grammar in [`crate::packets`] and the keyring
 //! policy are ours and a future rpgp release only touches this module.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pgp::composed::PacketBodyReader;
@@ -27,11 +27,13 @@ mod certificates;
 pub use certificates::certificates;
 
 /// Largest OpenPGP input handed to rpgp (a message body is already capped by
-/// `max_body_bytes`; this also bounds the keyring and decompressed data).
+/// `max_body_bytes`; this also bounds the keyring).
 pub const MAX_INPUT_BYTES: usize = 64 << 20;
 
-/// Most bytes a Compressed Data packet may expand to. A decompression bomb
-/// (a few KiB of zeros compressed) stops here instead of filling memory.
+/// Most bytes all Compressed Data packets of one message may expand to
+/// together (the budget of [`per_message`]). A decompression bomb — or a
+/// hundred small ones in one message — stops here; the decompressed data is
+/// streamed, not kept, so this bounds work rather than memory.
 pub const MAX_DECOMPRESSED_BYTES: usize = 32 << 20;
 
 /// Compressed data inside compressed data is looked into this deep at most
@@ -57,18 +59,18 @@ pub enum OpenPgpError {
     Header {
         /// Where the header starts.
         offset: usize,
-        /// rpgp's reason.
+        /// Our short reason (never rpgp's text).
         why: String,
     },
     /// A packet whose body rpgp refuses (truncated, wrong fields, unknown
     /// critical tag...).
-    #[error("malformed OpenPGP packet (tag {tag}) at offset {offset}: {why}")]
+    #[error("bad {} packet at offset {offset}: {why}", packet_name(*tag))]
     Packet {
         /// The packet tag.
         tag: u8,
         /// Where its header starts.
         offset: usize,
-        /// rpgp's reason.
+        /// Our short reason (cut off, malformed...), never rpgp's text.
         why: String,
     },
     /// Compressed data that expands beyond [`MAX_DECOMPRESSED_BYTES`] or is
@@ -102,7 +104,13 @@ pub fn isolated<T>(f: impl FnOnce() -> Result<T, OpenPgpError>) -> Result<T, Ope
     match catch_unwind(AssertUnwindSafe(|| {
         #[cfg(test)]
         test_hook::maybe_panic();
-        f()
+        // rpgp logs its own multi-line INFO/WARN records about the input
+        // (`pgp::packet::single: error …`); the daemon promises one log
+        // line per decision, so nothing rpgp says during the call reaches
+        // the subscriber (rpgp uses `log`; tracing-log forwards it to the
+        // current dispatcher, which here drops it). Our own outcome is
+        // logged by the caller.
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
     })) {
         Ok(r) => r,
         Err(panic) => {
@@ -111,10 +119,28 @@ pub fn isolated<T>(f: impl FnOnce() -> Result<T, OpenPgpError>) -> Result<T, Ope
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into());
+            // A panic message may span lines (assert_eq!) or carry a
+            // backtrace; replies and log lines get its first line only.
+            let what = one_line(&what);
             tracing::error!(panic = %what, "OpenPGP parser (rpgp) panicked; the message is tempfailed");
             Err(OpenPgpError::Panicked(what))
         }
     }
+}
+
+/// The first line of `text`, at most 120 characters: what may go into an
+/// SMTP reply or a one-line log record.
+pub fn one_line(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("").trim();
+    let mut out: String = first
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect();
+    if first.chars().count() > 120 {
+        out.push('…');
+    }
+    out
 }
 
 /// Checks the input bound every entry point applies.
@@ -131,35 +157,255 @@ pub fn check_size(data: &[u8]) -> Result<(), OpenPgpError> {
 /// Parses `data` into packets with rpgp's packet parser: legacy and
 /// OpenPGP headers, partial body lengths (first chunk at least 512 octets,
 /// RFC 9580 §4.2.1.4), every body checked by rpgp, nothing left over.
-/// Compressed Data is decompressed (bounded) and parsed too.
+/// Compressed Data is decompressed as a stream and parsed too, charged to
+/// the message's decompression budget ([`per_message`]; a call outside one
+/// gets a budget of its own).
 pub fn packets(data: &[u8]) -> Result<Vec<PacketInfo>, OpenPgpError> {
     check_size(data)?;
-    isolated(|| parse(data, 0))
+    let parsed = if budget::active() {
+        isolated(|| parse(data, 0))
+    } else {
+        per_message(|| isolated(|| parse(data, 0)))
+    };
+    if parsed.as_ref().is_err_and(|_| budget::exceeded()) {
+        tracing::debug!(
+            limit = MAX_DECOMPRESSED_BYTES,
+            "decompression budget of the message exhausted"
+        );
+    }
+    parsed
+}
+
+pub use budget::per_message;
+
+/// The decompression budget of one message, shared by all its parts.
+///
+/// A per-packet cap is not enough: a 45 KB message of a hundred small
+/// compressed parts would each expand to the cap. The budget lives in a
+/// thread-local because a message is judged synchronously on one thread
+/// and the detector's many entry points then need no extra argument.
+mod budget {
+    use std::cell::Cell;
+    use std::io::{self, Read};
+
+    use super::MAX_DECOMPRESSED_BYTES;
+
+    thread_local! {
+        /// Decompressed bytes the current message may still produce
+        /// (`None`: no message is being judged on this thread).
+        static LEFT: Cell<Option<u64>> = const { Cell::new(None) };
+        /// Set once a read went over the budget.
+        static EXCEEDED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// True inside [`per_message`].
+    pub fn active() -> bool {
+        LEFT.with(Cell::get).is_some()
+    }
+
+    /// True if the current message ran out of budget.
+    pub fn exceeded() -> bool {
+        EXCEEDED.with(Cell::get)
+    }
+
+    /// Runs `f` (the judgement of one message) with a fresh budget of
+    /// [`MAX_DECOMPRESSED_BYTES`] decompressed bytes for everything it
+    /// parses; the previous budget comes back afterwards, panic or not.
+    pub fn per_message<T>(f: impl FnOnce() -> T) -> T {
+        struct Restore(Option<u64>, bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                LEFT.with(|l| l.set(self.0));
+                EXCEEDED.with(|e| e.set(self.1));
+            }
+        }
+        let _restore = Restore(
+            LEFT.with(|l| l.replace(Some(MAX_DECOMPRESSED_BYTES as u64))),
+            EXCEEDED.with(|e| e.replace(false)),
+        );
+        f()
+    }
+
+    /// A decompressor whose output is charged to the budget; reading past
+    /// it is an error (and marks the message [`exceeded`]).
+    pub struct Charged<R>(pub R);
+
+    impl<R: Read> Read for Charged<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = LEFT.with(Cell::get).unwrap_or(0);
+            if left == 0 && !buf.is_empty() {
+                // Over budget unless the stream has truly ended: one byte
+                // more decides.
+                let mut one = [0u8; 1];
+                return match self.0.read(&mut one)? {
+                    0 => Ok(0),
+                    _ => {
+                        EXCEEDED.with(|e| e.set(true));
+                        Err(io::Error::other("decompression budget exhausted"))
+                    }
+                };
+            }
+            let cap = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = self.0.read(&mut buf[..cap])?;
+            LEFT.with(|l| l.set(Some(left - n as u64)));
+            Ok(n)
+        }
+    }
+}
+
+/// A reader that knows how many bytes were taken from it (packet offsets).
+struct Counted<R> {
+    inner: R,
+    pos: usize,
+}
+
+impl<R: BufRead> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.pos += amt;
+        self.inner.consume(amt);
+    }
+}
+
+/// The packet's name, for error messages a person reads.
+pub fn packet_name(tag: u8) -> String {
+    match tag {
+        1 => "public-key session key".into(),
+        2 => "signature".into(),
+        3 => "symmetric-key session key".into(),
+        4 => "one-pass signature".into(),
+        5 => "secret key".into(),
+        6 => "public key".into(),
+        7 => "secret subkey".into(),
+        8 => "compressed data".into(),
+        9 => "symmetrically encrypted data".into(),
+        10 => "marker".into(),
+        11 => "literal data".into(),
+        12 => "trust".into(),
+        13 => "user ID".into(),
+        14 => "public subkey".into(),
+        17 => "user attribute".into(),
+        18 => "encrypted data (SEIPD)".into(),
+        19 => "modification detection code".into(),
+        20 => "AEAD encrypted data".into(),
+        21 => "padding".into(),
+        t => format!("tag {t}"),
+    }
+}
+
+/// Our words for an I/O failure while reading a packet: rpgp's own error
+/// texts are Debug output (and may carry a backtrace or newlines), so they
+/// never reach a reply or a log line.
+fn io_why(e: &std::io::Error) -> &'static str {
+    if budget::exceeded() {
+        "decompression budget exhausted"
+    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "cut off"
+    } else {
+        "truncated or corrupt"
+    }
+}
+
+/// Our words for rpgp's reason a packet body does not parse.
+fn rpgp_why(e: &pgp::errors::Error) -> &'static str {
+    use pgp::errors::Error as E;
+    match e {
+        _ if budget::exceeded() => "decompression budget exhausted",
+        E::IO { source, .. } => io_why(source),
+        E::PacketIncomplete { .. } => "cut off",
+        E::PacketParsing { source } if source.is_incomplete() => "cut off",
+        _ => "malformed",
+    }
+}
+
+fn budget_error() -> OpenPgpError {
+    OpenPgpError::Decompression(format!(
+        "expands beyond the per-message limit of {} MiB",
+        MAX_DECOMPRESSED_BYTES >> 20
+    ))
 }
 
 fn parse(data: &[u8], depth: usize) -> Result<Vec<PacketInfo>, OpenPgpError> {
     if data.is_empty() {
         return Err(OpenPgpError::Empty);
     }
-    let mut rest: &[u8] = data;
+    parse_stream(data, depth)
+}
+
+/// Reads packets from `src` to its end. Literal data is checked and skipped
+/// without being kept, so a compressed literal costs budget, not memory.
+fn parse_stream<R: BufRead>(src: R, depth: usize) -> Result<Vec<PacketInfo>, OpenPgpError> {
+    let mut src = Counted { inner: src, pos: 0 };
     let mut out = Vec::new();
-    while !rest.is_empty() {
-        let offset = data.len() - rest.len();
+    loop {
+        let offset = src.pos;
+        let at_end = src
+            .fill_buf()
+            .map_err(|e| OpenPgpError::Header {
+                offset,
+                why: io_why(&e).into(),
+            })?
+            .is_empty();
+        if at_end {
+            break;
+        }
         // rpgp's own PacketParser ends quietly at a header cut off by the
         // end of the data; reading header by header makes that an error.
-        let header =
-            PacketHeader::try_from_reader(&mut rest).map_err(|e| OpenPgpError::Header {
-                offset,
-                why: e.to_string(),
-            })?;
+        let header = PacketHeader::try_from_reader(&mut src).map_err(|e| OpenPgpError::Header {
+            offset,
+            why: if budget::exceeded() || e.kind() == std::io::ErrorKind::UnexpectedEof {
+                io_why(&e).into()
+            } else {
+                "not a packet header".into()
+            },
+        })?;
         let tag = u8::from(header.tag());
-        let bad = |why: String| OpenPgpError::Packet { tag, offset, why };
-        let mut body = PacketBodyReader::new(header, &mut rest).map_err(|e| bad(e.to_string()))?;
-        let packet = Packet::from_reader(header, &mut body).map_err(|e| bad(e.to_string()))?;
+        let bad = |why: &str| OpenPgpError::Packet {
+            tag,
+            offset,
+            why: why.into(),
+        };
+        let mut body = PacketBodyReader::new(header, &mut src).map_err(|e| bad(io_why(&e)))?;
+        if tag == crate::packets::tag::LITERAL {
+            skip_literal(&mut body).map_err(|e| bad(io_why(&e)))?;
+            drop(body);
+            out.push(PacketInfo {
+                tag,
+                version: None,
+                recipient: None,
+                contents: None,
+            });
+            continue;
+        }
+        let packet = Packet::from_reader(header, &mut body).map_err(|e| bad(rpgp_why(&e)))?;
         drop(body);
         out.push(info(tag, packet, depth)?);
     }
+    if budget::exceeded() {
+        return Err(budget_error());
+    }
     Ok(out)
+}
+
+/// Checks a Literal Data header (RFC 9580 §5.9: format octet, file name
+/// length and name, four-octet date) and reads the data to its end.
+fn skip_literal(body: &mut impl Read) -> std::io::Result<()> {
+    let mut head = [0u8; 2];
+    body.read_exact(&mut head)?;
+    let mut rest = vec![0u8; usize::from(head[1]) + 4];
+    body.read_exact(&mut rest)?;
+    std::io::copy(body, &mut std::io::sink())?;
+    Ok(())
 }
 
 fn info(tag: u8, packet: Packet, depth: usize) -> Result<PacketInfo, OpenPgpError> {
@@ -199,18 +445,21 @@ fn info(tag: u8, packet: Packet, depth: usize) -> Result<PacketInfo, OpenPgpErro
                     "nested more than {MAX_COMPRESSION_DEPTH} deep"
                 )));
             }
-            let mut inner = Vec::new();
-            p.decompress()
-                .map_err(|e| OpenPgpError::Decompression(format!("does not decompress: {e}")))?
-                .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
-                .read_to_end(&mut inner)
-                .map_err(|e| OpenPgpError::Decompression(format!("does not decompress: {e}")))?;
-            if inner.len() > MAX_DECOMPRESSED_BYTES {
-                return Err(OpenPgpError::Decompression(format!(
-                    "expands beyond {MAX_DECOMPRESSED_BYTES} bytes"
-                )));
+            let stream = p.decompress().map_err(|_| {
+                OpenPgpError::Decompression("uses an unknown compression algorithm".into())
+            })?;
+            let inner = std::io::BufReader::new(budget::Charged(stream));
+            let contents = parse_stream(inner, depth + 1).map_err(|e| {
+                if budget::exceeded() {
+                    budget_error()
+                } else {
+                    e
+                }
+            })?;
+            if contents.is_empty() {
+                return Err(OpenPgpError::Decompression("holds no packets".into()));
             }
-            info.contents = Some(parse(&inner, depth + 1)?);
+            info.contents = Some(contents);
         }
         _ => {}
     }

@@ -45,6 +45,9 @@ pub struct Gpg {
     /// `gpg --sign --armor --compress-algo zlib` of 40 MiB of zeros: a few
     /// dozen KiB that expand beyond the decompression cap.
     pub signed_bomb: String,
+    /// `gpg --sign --armor --compress-algo bzip2` of 20 MiB of zeros: a few
+    /// hundred bytes, under the decompression budget alone, over it twice.
+    pub signed_small_bomb: String,
 }
 
 /// The MIME entity the detached signature signs.
@@ -128,6 +131,11 @@ fn make_corpus() -> Gpg {
             h,
             &["--armor", "--sign", "--compress-algo", "zlib"],
             &vec![0u8; 40 << 20],
+        )),
+        signed_small_bomb: text(run(
+            h,
+            &["--armor", "--sign", "--compress-algo", "bzip2"],
+            &vec![0u8; 20 << 20],
         )),
     };
     // Stop the agent GnuPG started for this home before removing it.
@@ -640,7 +648,7 @@ pub fn cases() -> Vec<Case> {
                 m.truncate(m.len() - "--mix--\r\n".len());
                 m
             },
-            "invalid OpenPGP data: multipart/mixed without its closing boundary",
+            "unreadable MIME structure: multipart/mixed without its closing boundary",
             false,
             false,
         ),
