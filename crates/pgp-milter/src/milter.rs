@@ -179,7 +179,7 @@ impl PgpMilter {
         let data = std::mem::take(&mut msg.data);
         let wanted = Wanted {
             keys: self.policy.require_recipient_key,
-            report: msg.sender.is_empty() && self.policy.bounces == Bounces::AcceptReports,
+            report: self.wants_report(&msg.sender),
         };
         let found = run_detect(data, wanted).await;
         let decision =
@@ -187,6 +187,12 @@ impl PgpMilter {
                 .judge_message(&found.detection, found.targets.as_deref(), &msg.rcpts);
         self.policy
             .judge_bounce(&msg.sender, decision, found.report.as_ref(), body_bytes)
+    }
+
+    /// Whether a message from `sender` may pass as a delivery status
+    /// report (null sender, `bounces = accept-reports`).
+    fn wants_report(&self, sender: &str) -> bool {
+        sender.is_empty() && self.policy.bounces == Bounces::AcceptReports
     }
 
     fn too_large(&self) -> Decision {
@@ -304,6 +310,13 @@ impl Milter for PgpMilter {
             return Ok(verdict(&d));
         }
         cx.msg.data.extend_from_slice(&chunk);
+        if self.wants_report(&cx.msg.sender) {
+            // A report is judged on the whole message: its size against
+            // `max_bounce_bytes` and its epilogue (which must be blank)
+            // included. Skipping after the closing boundary would let any
+            // amount of text after it through unread.
+            return Ok(Verdict::Continue);
+        }
         let Some(boundary) = &cx.msg.boundary else {
             return Ok(Verdict::Continue);
         };

@@ -532,3 +532,60 @@ async fn bounces_pass_only_as_small_delivery_reports_from_the_null_sender() {
     );
     c.quit().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
+    use support::{DsnReturn, postfix_dsn};
+    let report = postfix_dsn("dsn-epilogue", &DsnReturn::Nothing, "");
+    let policy = Policy {
+        bounces: Bounces::AcceptReports,
+        ..Policy::default()
+    };
+    // Text after the closing boundary, far more than max_bounce_bytes: the
+    // milter must not SKIP at the boundary, so it sees all of it.
+    let mut leak = report.clone();
+    for i in 0..20_000 {
+        leak.extend_from_slice(format!("plaintext line {i} after the report\r\n").as_bytes());
+    }
+    // White space only, but more of it than max_bounce_bytes allows.
+    let mut blank = report.clone();
+    blank.extend(std::iter::repeat_n(b' ', 200_000));
+    blank.extend_from_slice(b"\r\n");
+    let mut c = client(policy, Offer::postfix()).await;
+    let mut first = true;
+    let t = next(&mut c, &bounce(report), &mut first).await;
+    assert_eq!(t.outcome, Outcome::Accepted);
+    for (name, m, reason) in [
+        (
+            "text epilogue",
+            leak,
+            "(null sender, but not a well-formed delivery status report: \
+             text after the closing boundary (epilogue))",
+        ),
+        (
+            "blank epilogue over the cap",
+            blank,
+            "(delivery status report larger than 131072 bytes (max_bounce_bytes))",
+        ),
+    ] {
+        let t = next(&mut c, &bounce(m), &mut first).await;
+        let skipped = t
+            .steps
+            .iter()
+            .any(|r| r.outcome.answer == Some(Answer::Skip));
+        assert!(!skipped, "{name}: the rest of the body was skipped");
+        assert!(
+            matches!(
+                t.outcome,
+                Outcome::Rejected {
+                    at: Step::EndOfMessage,
+                    ..
+                }
+            ),
+            "{name}: {:?}",
+            t.outcome
+        );
+        assert!(rejected_text(&t.outcome).ends_with(reason), "{name}");
+    }
+    c.quit().await.unwrap();
+}
