@@ -108,35 +108,91 @@ async fn plain_after_encrypted_on_one_connection_is_refused() {
     c.quit().await.unwrap();
 }
 
-#[tokio::test]
-async fn pgp_mime_is_accepted_at_the_body_and_the_rest_skipped() {
-    // A large message: the closing boundary arrives in the first chunks,
-    // the epilogue is long; with SKIP offered the MTA stops sending.
-    let mut m = pgp_mime("big", &gpg().encrypted);
-    m.extend(std::iter::repeat_n(b'x', 300_000));
-    m.extend_from_slice(b"\r\n");
-    let mut c = client(Policy::default(), Offer::postfix()).await;
-    let t = run_message(&mut c, &spec(m.clone())).await.unwrap();
-    assert_eq!(t.outcome, Outcome::Accepted);
-    let body: Vec<_> = t
-        .steps
+/// The answers to the body chunks of a transcript.
+fn body_answers(t: &Transcript) -> Vec<Option<Answer>> {
+    t.steps
         .iter()
         .filter(|r| r.outcome.step == Step::Body)
-        .collect();
-    assert_eq!(body.len(), 1, "one body chunk, then skip");
-    assert_eq!(body[0].outcome.answer, Some(Answer::Skip));
+        .map(|r| r.outcome.answer.clone())
+        .collect()
+}
 
-    // Without SKIP (milter protocol 2) the decision waits for end of message.
-    let offer = Offer::postfix_version(2).unwrap();
-    let mut c = client(Policy::default(), offer).await;
-    let t = run_message(&mut c, &spec(m)).await.unwrap();
+#[tokio::test]
+async fn pgp_mime_text_outside_the_multipart_is_read_and_bounded() {
+    // A large epilogue: the closing boundary arrives in the first chunk,
+    // the rest is still read (never SKIP, even where the MTA offers it),
+    // and white space passes however long it is.
+    let m = pgp_mime("big", &gpg().encrypted);
+    let mut blank = m.clone();
+    blank.extend(std::iter::repeat_n(b' ', 300_000));
+    blank.extend_from_slice(b"\r\n");
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(blank)).await.unwrap();
     assert_eq!(t.outcome, Outcome::Accepted);
-    let body = t
-        .steps
-        .iter()
-        .filter(|r| r.outcome.step == Step::Body)
-        .count();
-    assert!(body > 1, "all chunks sent without SKIP");
+    let answers = body_answers(&t);
+    assert!(answers.len() > 1, "all chunks sent: {answers:?}");
+    assert!(answers.iter().all(|a| *a == Some(Answer::Continue)));
+
+    // Text: up to MAX_OUTER_TEXT bytes in the epilogue and in the preamble
+    // pass (the support message has Enigmail's preamble line and an
+    // epilogue word already), more is refused.
+    let limit = pgp_milter::milter::MAX_OUTER_TEXT;
+    let line = |n: usize| {
+        let mut v = vec![b'x'; n];
+        v.extend_from_slice(b"\r\n");
+        v
+    };
+    let preamble_at = m.windows(7).position(|w| w == b"This is").unwrap();
+    let with_preamble = |n: usize| {
+        let mut v = m[..preamble_at].to_vec();
+        v.extend(line(n));
+        v.extend_from_slice(&m[preamble_at..]);
+        v
+    };
+    let preamble_text = "ThisisanOpenPGP/MIMEencryptedmessage(RFC4880and3156)".len();
+    let epilogue_text = "epilogue".len();
+    let mut at_limit = m.clone();
+    at_limit.extend(line(limit - epilogue_text));
+    let mut over = m.clone();
+    for _ in 0..40_000 {
+        over.extend_from_slice(b"plaintext after the closing boundary\r\n");
+    }
+    for (name, message, accepted, reason) in [
+        ("epilogue at the limit", at_limit, true, ""),
+        (
+            "epilogue over the limit",
+            over,
+            false,
+            "(more than 8192 bytes of text after the closing boundary (epilogue), at most 4096)",
+        ),
+        (
+            "preamble at the limit",
+            with_preamble(limit - preamble_text),
+            true,
+            "",
+        ),
+        (
+            "preamble over the limit",
+            with_preamble(limit - preamble_text + 1),
+            false,
+            "(4097 bytes of text before the first boundary (preamble), at most 4096)",
+        ),
+    ] {
+        let mut c = client(Policy::default(), Offer::postfix()).await;
+        let t = run_message(&mut c, &spec(message)).await.unwrap();
+        if accepted {
+            assert_eq!(t.outcome, Outcome::Accepted, "{name}");
+        } else {
+            // Refused at the body step, without reading the rest.
+            assert!(
+                matches!(t.outcome, Outcome::Rejected { at: Step::Body, .. }),
+                "{name}: {:?}",
+                t.outcome
+            );
+            let text = rejected_text(&t.outcome);
+            assert!(text.ends_with(reason), "{name}: {text}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -321,8 +377,9 @@ async fn exempt_senders_and_unenforced_domains_pass() {
 
 #[tokio::test]
 async fn a_closing_boundary_split_across_body_chunks_is_found() {
-    // Pad the preamble so that the closing delimiter straddles the end of
-    // the first 65535-byte body chunk.
+    // Pad the preamble (white space, which is not counted as text) so that
+    // the closing delimiter straddles the end of the first 65535-byte body
+    // chunk.
     let m = pgp_mime("split", &gpg().encrypted);
     let body_start = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let closing = m
@@ -339,7 +396,7 @@ async fn a_closing_boundary_split_across_body_chunks_is_found() {
             padding.push_str(&" ".repeat(n));
             break;
         }
-        padding.push_str(&"p".repeat(n - 2));
+        padding.push_str(&" ".repeat(n - 2));
         padding.push_str("\r\n");
         pad -= n;
     }
@@ -351,23 +408,26 @@ async fn a_closing_boundary_split_across_body_chunks_is_found() {
         .position(|w| w == b"--enc-b0undary--")
         .unwrap();
     assert_eq!(closing - body_start, minimilter::proto::CHUNK_SIZE - 6);
+    // An epilogue of text: refused as soon as the delimiter is complete
+    // and the epilogue after it counted, which shows where it was found.
     padded.extend(std::iter::repeat_n(b'e', 100_000));
     padded.extend_from_slice(b"\r\n");
 
     let mut c = client(Policy::default(), Offer::postfix()).await;
     let t = run_message(&mut c, &spec(padded)).await.unwrap();
-    assert_eq!(t.outcome, Outcome::Accepted);
-    let answers: Vec<_> = t
-        .steps
-        .iter()
-        .filter(|r| r.outcome.step == Step::Body)
-        .map(|r| r.outcome.answer.clone())
-        .collect();
+    assert!(
+        rejected_text(&t.outcome).contains("after the closing boundary (epilogue)"),
+        "{:?}",
+        t.outcome
+    );
+    let answers = body_answers(&t);
     assert_eq!(
-        answers,
-        [Some(Answer::Continue), Some(Answer::Skip)],
+        answers.len(),
+        2,
         "decided on the chunk that completes the delimiter"
     );
+    assert_eq!(answers[0], Some(Answer::Continue));
+    assert!(matches!(answers[1], Some(Answer::Reply(_))), "{answers:?}");
 }
 
 #[tokio::test]
