@@ -649,3 +649,41 @@ async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
     }
     c.quit().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_html_twin_over_4_mib_is_judged_like_a_small_one() {
+    // Inline PGP as multipart/alternative whose HTML repeats the armor in
+    // <pre>, followed by 5.5 MiB of line breaks (blank lines: no text).
+    // There is no HTML size limit of its own; max_body_bytes (16 MiB by
+    // default) bounds the message.
+    let armor = &gpg().encrypted;
+    let alternative = |html_tail: &str| {
+        let mut m = format!(
+            "From: alice@client.example\r\nTo: bob@example.org\r\nSubject: big twin\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
+             --alt\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{armor}\r\n\
+             --alt\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n\
+             <html><body><pre>{armor}</pre>"
+        )
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
+        m.push_str(&"<br>\r\n".repeat(1_000_000));
+        m.push_str(html_tail);
+        m.push_str("</body></html>\r\n--alt--\r\n");
+        m.into_bytes()
+    };
+    let ok = alternative("");
+    assert!(ok.len() > 5 << 20);
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(ok)).await.unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    // The same size with a word of text at its end is still plaintext.
+    let leak = alternative("<p>the plans</p>");
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(leak)).await.unwrap();
+    assert!(
+        rejected_text(&t.outcome).ends_with("(unencrypted content: text/html part)"),
+        "{:?}",
+        t.outcome
+    );
+}
