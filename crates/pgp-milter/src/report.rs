@@ -126,7 +126,7 @@ fn report_inner(message: &[u8]) -> Result<Report, NotReport> {
         )));
     }
     detect::multipart_complete(&top).map_err(bad)?;
-    blank_epilogue(message, &top).map_err(bad)?;
+    blank_epilogue(&top).map_err(bad)?;
     let (explanation, status, returned) = match top.subparts.as_slice() {
         [e, s] => (e, s, None),
         [e, s, r] => (e, s, Some(r)),
@@ -160,14 +160,17 @@ fn single_headers(part: &ParsedMail<'_>) -> Result<(), String> {
 /// Nothing but white space after the closing boundary. RFC 2046 tells
 /// readers to ignore an epilogue and no MTA writes one into a report, so
 /// text there is only a way to carry plaintext past the report's checks.
-fn blank_epilogue(message: &[u8], top: &ParsedMail<'_>) -> Result<(), String> {
-    let boundary = top
+/// The same holds for the multipart/alternative of an explanation.
+fn blank_epilogue(part: &ParsedMail<'_>) -> Result<(), String> {
+    let m = mime(part);
+    let boundary = part
         .ctype
         .params
         .get("boundary")
-        .ok_or("multipart/report without a boundary")?;
-    let body_start = mailparse::parse_headers(message).map_or(0, |(_, offset)| offset);
-    let body = &message[body_start.min(message.len())..];
+        .ok_or(format!("{m} without a boundary"))?;
+    let raw = part.raw_bytes;
+    let body_start = mailparse::parse_headers(raw).map_or(0, |(_, offset)| offset);
+    let body = &raw[body_start.min(raw.len())..];
     let mut lines = body.split(|&b| b == b'\n');
     let closing = lines.by_ref().any(|line| {
         line.trim_ascii_end()
@@ -176,10 +179,13 @@ fn blank_epilogue(message: &[u8], top: &ParsedMail<'_>) -> Result<(), String> {
             .is_some_and(|l| l == b"--")
     });
     if !closing {
-        return Err("multipart/report without its closing boundary (truncated)".into());
+        return Err(format!("{m} without its closing boundary (truncated)"));
     }
     if lines.any(|line| !line.trim_ascii().is_empty()) {
-        return Err("text after the closing boundary (epilogue)".into());
+        return Err(match m.as_str() {
+            "multipart/report" => "text after the closing boundary (epilogue)".into(),
+            _ => format!("text after the closing boundary of the {m} (epilogue)"),
+        });
     }
     Ok(())
 }
@@ -196,6 +202,7 @@ fn human_readable(part: &ParsedMail<'_>) -> Result<(), String> {
         "text/plain" => inline_text(part),
         "multipart/alternative" => {
             detect::multipart_complete(part)?;
+            blank_epilogue(part)?;
             for p in &part.subparts {
                 single_headers(p)?;
                 let m = mime(p);
@@ -360,12 +367,37 @@ fn returned_content(part: &ParsedMail<'_>) -> Result<Returned, String> {
             let body = part
                 .get_body_raw()
                 .map_err(|e| format!("message/rfc822: {e}"))?;
+            returned_outer_text(&body)?;
             Ok(Returned::Message(detect::detect(&body)))
         }
         m => Err(format!(
             "third part is {m}, not text/rfc822-headers or message/rfc822"
         )),
     }
+}
+
+/// The returned message gets the bound a message of its own gets from the
+/// milter: at most `MAX_OUTER_TEXT` bytes of text around its top-level
+/// multipart (the detector judges what is inside).
+fn returned_outer_text(message: &[u8]) -> Result<(), String> {
+    let Some(boundary) = detect::top_boundary(message) else {
+        return Ok(());
+    };
+    let body_start = mailparse::parse_headers(message).map_or(0, |(_, offset)| offset);
+    let body = &message[body_start.min(message.len())..];
+    let t = crate::milter::outer_text(body, boundary.as_bytes());
+    let max = crate::milter::MAX_OUTER_TEXT;
+    for (n, where_) in [
+        (t.preamble, "before its first boundary (preamble)"),
+        (t.epilogue, "after its closing boundary (epilogue)"),
+    ] {
+        if n > max {
+            return Err(format!(
+                "the returned message has {n} bytes of text {where_}, at most {max}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `text/rfc822-headers` holds header fields and nothing after them: a
@@ -550,6 +582,51 @@ mod tests {
         );
     }
 
+    /// `dsn(None)` with the explanation part (headers and body) replaced.
+    fn with_explanation(part: &str) -> String {
+        let good = dsn(None);
+        let start = good
+            .find("Content-Type: text/plain; charset=us-ascii")
+            .unwrap();
+        let end = start + good[start..].find("\r\n--4F1A").unwrap();
+        format!("{}{part}{}", &good[..start], &good[end..])
+    }
+
+    #[test]
+    fn nested_epilogues_are_bounded_too() {
+        // The explanation's multipart/alternative: blank after its end.
+        let alternative = |epilogue: &str| {
+            with_explanation(&format!(
+                "Content-Type: multipart/alternative; boundary=alt\r\n\r\n--alt\r\n\
+                 Content-Type: text/plain\r\n\r\nhello\r\n--alt\r\n\
+                 Content-Type: text/html\r\n\r\n<p>hello</p>\r\n--alt--\r\n{epilogue}"
+            ))
+        };
+        assert!(delivery_report(alternative("  \r\n").as_bytes()).is_ok());
+        assert_eq!(
+            malformed(&alternative("the secret\r\n")),
+            "text after the closing boundary of the multipart/alternative (epilogue)"
+        );
+        // A returned message: what the milter allows a message of its own.
+        let returned = |epilogue: &str| {
+            dsn(Some(&format!(
+                "Content-Type: message/rfc822\r\n\r\n{ORIGINAL_HEADERS}\
+                 Content-Type: multipart/mixed; boundary=in\r\n\r\n\
+                 --in\r\nContent-Type: text/plain\r\n\r\nx\r\n--in--\r\n{epilogue}"
+            )))
+        };
+        let max = crate::milter::MAX_OUTER_TEXT;
+        assert!(delivery_report(returned(&"e".repeat(max)).as_bytes()).is_ok());
+        assert_eq!(
+            malformed(&returned(&"e".repeat(max + 1))),
+            format!(
+                "the returned message has {} bytes of text after its closing boundary \
+                 (epilogue), at most {max}",
+                max + 1
+            )
+        );
+    }
+
     #[test]
     fn an_explanation_is_inline_text_not_a_file() {
         let good = dsn(None);
@@ -557,12 +634,7 @@ mod tests {
         // What MTAs write: inline, or no disposition; base64 text is fine.
         let inline = good.replace(ct, &format!("{ct}Content-Disposition: inline\r\n"));
         assert!(delivery_report(inline.as_bytes()).is_ok());
-        // The explanation part's headers and body replaced.
-        let explanation = |part: &str| {
-            let start = good.find(ct).unwrap();
-            let end = start + good[start..].find("\r\n--4F1A").unwrap();
-            format!("{}{part}{}", &good[..start], &good[end..])
-        };
+        let explanation = with_explanation;
         let b64 = explanation(&format!(
             "{ct}Content-Transfer-Encoding: base64\r\n\r\nVGhpcyBpcyB0aGUgbWFpbCBzeXN0ZW0u"
         ));
@@ -595,14 +667,11 @@ mod tests {
         ));
         assert_eq!(malformed(&binary), "explanation text/plain is binary");
         // The same inside a multipart/alternative explanation.
-        let alt = good.replace(
-            &format!("{ct}\r\nThis is the mail system"),
-            &format!(
-                "Content-Type: multipart/alternative; boundary=alt\r\n\r\n--alt\r\n\
-                 {ct}\r\nhello\r\n--alt\r\nContent-Type: text/html; name=x.html\r\n\r\n\
-                 <p>hello</p>\r\n--alt--\r\n\r\nThis is the mail system"
-            ),
-        );
+        let alt = explanation(&format!(
+            "Content-Type: multipart/alternative; boundary=alt\r\n\r\n--alt\r\n\
+             {ct}\r\nhello\r\n--alt\r\nContent-Type: text/html; name=x.html\r\n\r\n\
+             <p>hello</p>\r\n--alt--\r\n"
+        ));
         assert_eq!(malformed(&alt), "explanation text/html is an attachment");
     }
 
