@@ -23,8 +23,10 @@ pub const DEFAULT_LISTEN: &str = "inet:127.0.0.1:8894";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigFile {
-    /// Socket specs (`inet:127.0.0.1:8894`, `unix:/path`); absent: the
-    /// command line's or the default.
+    /// Socket specs (`inet:127.0.0.1:8894`, `unix:/path`), one string or
+    /// an array of them (as in mailman-milter); absent: the command line's
+    /// or the default.
+    #[serde(deserialize_with = "sockets")]
     pub listen: Option<Vec<String>>,
     /// Octal mode of unix sockets, e.g. `"660"`.
     pub socket_mode: Option<String>,
@@ -65,6 +67,35 @@ pub struct ConfigFile {
     pub max_bounce_bytes: Option<usize>,
     /// Characters starting an address extension (`"+"`); `""`: none.
     pub recipient_delimiter: Option<String>,
+}
+
+/// `listen = "inet:…"` or `listen = ["inet:…", "unix:…"]`. (Only called
+/// when the key is present; `default` supplies `None` otherwise.)
+fn sockets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct Sockets;
+    impl<'de> serde::de::Visitor<'de> for Sockets {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "a socket such as \"{DEFAULT_LISTEN}\", or an array of sockets"
+            )
+        }
+        fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<Vec<String>, E> {
+            Ok(vec![one.to_owned()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut all = Vec::new();
+            while let Some(spec) = a.next_element::<String>()? {
+                all.push(spec);
+            }
+            Ok(all)
+        }
+    }
+    d.deserialize_any(Sockets).map(Some)
 }
 
 /// A configuration that does not load, naming the file and the key.
@@ -111,6 +142,10 @@ pub struct Config {
     pub socket_group: Option<String>,
     /// Connection limit.
     pub max_connections: Option<usize>,
+    /// Settings that load but do nothing or contradict each other, one
+    /// sentence each naming the keys (`--check-config` prints them, the
+    /// daemon logs them at start).
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -157,9 +192,14 @@ impl ConfigFile {
                 format!("is empty; leave it out for the default {DEFAULT_LISTEN}"),
             ));
         }
-        for (i, spec) in self.listen.iter().flatten().enumerate() {
+        let listen = self.listen.clone().unwrap_or_default();
+        for (i, spec) in listen.iter().enumerate() {
+            let key = match listen.len() {
+                1 => "listen".to_owned(),
+                _ => format!("listen[{i}]"),
+            };
             spec.parse::<minimilter::SocketSpec>()
-                .map_err(|e| err(&format!("listen[{i}]"), e.to_string()))?;
+                .map_err(|e| err(&key, e.to_string()))?;
         }
         let socket_mode = match &self.socket_mode {
             None => None,
@@ -262,13 +302,62 @@ impl ConfigFile {
             reject_reply,
             tempfail_reply,
         };
+        let warnings = self.warnings(&policy);
         Ok(Config {
             policy,
-            listen: self.listen.unwrap_or_default(),
+            listen,
+            warnings,
             socket_mode,
             socket_group: self.socket_group,
             max_connections: self.max_connections,
         })
+    }
+}
+
+impl ConfigFile {
+    /// What in this file has no effect or works against the rest
+    /// (`policy` is the checked result).
+    fn warnings(&self, policy: &Policy) -> Vec<String> {
+        let mut w = Vec::new();
+        if !policy.require_recipient_key {
+            for (key, set) in [
+                ("recipient_key_scope", self.recipient_key_scope.is_some()),
+                ("unknown_recipient", self.unknown_recipient.is_some()),
+                ("hidden_recipients", self.hidden_recipients.is_some()),
+            ] {
+                if set {
+                    w.push(format!(
+                        "`{key}` has no effect without `require_recipient_key = true`"
+                    ));
+                }
+            }
+        }
+        if policy.max_bounce_bytes > policy.max_body_bytes {
+            w.push(format!(
+                "`max_bounce_bytes` ({}) is larger than `max_body_bytes` ({}): no report \
+                 larger than {} bytes is read, so the bounce limit never applies",
+                policy.max_bounce_bytes, policy.max_body_bytes, policy.max_body_bytes
+            ));
+        }
+        if self.max_bounce_bytes.is_some() && policy.bounces == Bounces::Refuse {
+            w.push(
+                "`max_bounce_bytes` has no effect with `bounces = \"refuse\"` (the default)".into(),
+            );
+        }
+        if policy.require_recipient_key
+            && policy
+                .keyring
+                .as_ref()
+                .is_some_and(|k| k.get().address_count() == 0)
+        {
+            w.push(
+                "`require_recipient_key = true` but the keyring (`keyring_dir`) has no \
+                 address with an encryption key: EVERY message to an enforced recipient \
+                 will be refused"
+                    .into(),
+            );
+        }
+        w
     }
 }
 
@@ -331,7 +420,9 @@ mod tests {
             ),
             ("enforce_domains = [\"a b\"]", "enforce_domains[0]"),
             ("socket_mode = \"999\"", "socket_mode"),
-            ("listen = [\"tcp:1\"]", "listen[0]"),
+            ("listen = [\"tcp:1\"]", "listen"),
+            ("listen = \"tcp:1\"", "listen"),
+            ("listen = [\"inet:127.0.0.1:1\", \"tcp:1\"]", "listen[1]"),
             ("max_body_bytes = 10", "max_body_bytes"),
             ("require_recipient_key = true", "require_recipient_key"),
             (
@@ -345,6 +436,67 @@ mod tests {
                 "{text}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn listen_is_one_socket_or_an_array() {
+        let c = parse("listen = \"inet:127.0.0.1:1\"").unwrap();
+        assert_eq!(c.listen, ["inet:127.0.0.1:1"]);
+        let c = parse("listen = [\"inet:127.0.0.1:1\", \"unix:/run/p.sock\"]").unwrap();
+        assert_eq!(c.listen, ["inet:127.0.0.1:1", "unix:/run/p.sock"]);
+        let e = parse("listen = 8894").unwrap_err().to_string();
+        assert!(
+            e.contains("a socket such as \"inet:127.0.0.1:8894\", or an array of sockets"),
+            "{e}"
+        );
+        assert!(parse("listen = [8894]").is_err());
+    }
+
+    #[test]
+    fn settings_without_effect_or_in_conflict_warn() {
+        assert!(parse("").unwrap().warnings.is_empty());
+        let warnings = |text: &str| parse(text).unwrap().warnings;
+        let w = warnings("recipient_key_scope = \"every\"\nunknown_recipient = \"accept\"");
+        assert_eq!(
+            w,
+            [
+                "`recipient_key_scope` has no effect without `require_recipient_key = true`",
+                "`unknown_recipient` has no effect without `require_recipient_key = true`",
+            ]
+        );
+        let w = warnings(
+            "bounces = \"accept-reports\"\nmax_body_bytes = 65536\nmax_bounce_bytes = 131072",
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("`max_bounce_bytes` (131072) is larger than `max_body_bytes` (65536)"),
+            "{w:?}"
+        );
+        // The default max_bounce_bytes over a small max_body_bytes too.
+        assert_eq!(warnings("max_body_bytes = 65536").len(), 1);
+        assert_eq!(
+            warnings("max_bounce_bytes = 65536"),
+            ["`max_bounce_bytes` has no effect with `bounces = \"refuse\"` (the default)"]
+        );
+        assert!(warnings("bounces = \"accept-reports\"\nmax_bounce_bytes = 65536").is_empty());
+        // A keyring without any usable address refuses every enforced
+        // message; a keyring is required with require_recipient_key.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        let c = Config::parse(
+            "keyring_dir = \"keys\"\nrequire_recipient_key = true\n\
+             recipient_key_scope = \"every\"\n",
+            &dir.path().join("pgp-milter.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("EVERY message to an enforced recipient will be refused"),
+            "{:?}",
+            c.warnings
+        );
+        let c = Config::parse("keyring_dir = \"keys\"\n", &dir.path().join("p.toml")).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]

@@ -5,10 +5,16 @@
 //! `text/plain`, and the same armor again in `text/html` (in `<pre>`, or in
 //! `<div>`s with `<br>`). Such an HTML part may pass only if it cannot carry
 //! plaintext. So this is deliberately not an HTML parser but a gate: a short
-//! list of tags, attributes only from a short list with short token values
-//! (a value is stored in the clear, so a free-form one could hold a
-//! sentence), entities decoded, and anything else — comments, scripts,
-//! styles, images, links, unknown entities — makes the part plaintext.
+//! list of tags, attributes only from a short list with values from fixed
+//! lists (a value is stored in the clear, so a free-form one could hold a
+//! sentence: `class="my password is hunter2"`), at most
+//! `MAX_ATTRIBUTES` of them, entities decoded, and anything else —
+//! comments, scripts, styles, images, links, unknown entities — makes the
+//! part plaintext.
+//!
+//! The work is linear in the size of the part (every byte is looked at a
+//! bounded number of times), so there is no size limit of its own: the
+//! message's `max_body_bytes` bounds it.
 
 /// Tags that only arrange text.
 const TAGS: [&str; 11] = [
@@ -18,17 +24,69 @@ const TAGS: [&str; 11] = [
 /// Tags after which the text continues on a new line.
 const LINE_TAGS: [&str; 4] = ["br", "div", "p", "pre"];
 
-/// Largest HTML part looked at (armor repeated in HTML is a few times the
-/// size of the armor; the body cap bounds it anyway).
-const MAX_HTML_BYTES: usize = 4 << 20;
+/// Most attributes in one HTML part. What clients put around pasted armor
+/// has a handful (Thunderbird: the `meta` pair, `text` and `bgcolor` on
+/// `body`, `class` and `wrap` on `pre`; Gmail a `dir` or two); each value
+/// comes from a fixed list, so a bounded number leaves no room for text.
+pub const MAX_ATTRIBUTES: usize = 16;
+
+/// `class` values mail clients write on these tags: Thunderbird
+/// (`moz-…`), Gmail (`gmail_…`), Roundcube (`pre`).
+const CLASSES: [&str; 10] = [
+    "moz-quote-pre",
+    "moz-cite-prefix",
+    "moz-signature",
+    "moz-forward-container",
+    "moz-text-flowed",
+    "moz-text-plain",
+    "gmail_quote",
+    "gmail_default",
+    "gmail_signature",
+    "pre",
+];
+
+/// Character sets an HTML part may name (`<meta charset>` or the
+/// `Content-Type` `meta`): registered IANA names that mail uses.
+const CHARSETS: [&str; 32] = [
+    "utf-8",
+    "us-ascii",
+    "iso-8859-1",
+    "iso-8859-2",
+    "iso-8859-3",
+    "iso-8859-4",
+    "iso-8859-5",
+    "iso-8859-6",
+    "iso-8859-7",
+    "iso-8859-8",
+    "iso-8859-9",
+    "iso-8859-10",
+    "iso-8859-13",
+    "iso-8859-14",
+    "iso-8859-15",
+    "iso-8859-16",
+    "windows-1250",
+    "windows-1251",
+    "windows-1252",
+    "windows-1253",
+    "windows-1254",
+    "windows-1255",
+    "windows-1256",
+    "windows-1257",
+    "windows-1258",
+    "koi8-r",
+    "koi8-u",
+    "gb2312",
+    "gbk",
+    "big5",
+    "shift_jis",
+    "iso-2022-jp",
+];
 
 /// The visible text of `html`, lines separated by `\n`; `Err` says why the
 /// part is more than presentation markup around text.
 pub fn visible_text(html: &[u8]) -> Result<String, String> {
-    if html.len() > MAX_HTML_BYTES {
-        return Err(format!("HTML part over {MAX_HTML_BYTES} bytes"));
-    }
     let html = std::str::from_utf8(html).map_err(|_| "HTML part is not UTF-8".to_owned())?;
+    let mut attributes = 0;
     let mut out = String::new();
     let mut rest = html;
     while let Some(i) = rest.find(['<', '&']) {
@@ -48,7 +106,7 @@ pub fn visible_text(html: &[u8]) -> Result<String, String> {
             if tag.eq_ignore_ascii_case("!doctype html") {
                 continue;
             }
-            if check_tag(tag)? {
+            if check_tag(tag, &mut attributes)? {
                 out.push('\n');
             }
         }
@@ -73,7 +131,7 @@ fn tag_end(s: &str) -> Option<usize> {
 }
 
 /// Checks one tag (between `<` and `>`); true if a line ends there.
-fn check_tag(tag: &str) -> Result<bool, String> {
+fn check_tag(tag: &str, attributes_seen: &mut usize) -> Result<bool, String> {
     let tag = tag.strip_suffix('/').unwrap_or(tag);
     let (closing, tag) = match tag.strip_prefix('/') {
         Some(t) => (true, t),
@@ -90,13 +148,18 @@ fn check_tag(tag: &str) -> Result<bool, String> {
     if closing && !attributes.is_empty() {
         return Err("attributes on a closing HTML tag".into());
     }
-    check_attributes(&name, attributes)?;
+    check_attributes(&name, attributes, attributes_seen)?;
     Ok(LINE_TAGS.contains(&name.as_str()))
 }
 
-/// Only presentation attributes, with token values.
-fn check_attributes(tag: &str, mut s: &str) -> Result<(), String> {
+/// Only presentation attributes, with values from fixed lists, and at most
+/// `MAX_ATTRIBUTES` in the part (`seen` counts them).
+fn check_attributes(tag: &str, mut s: &str, seen: &mut usize) -> Result<(), String> {
     while !s.is_empty() {
+        *seen += 1;
+        if *seen > MAX_ATTRIBUTES {
+            return Err(format!("more than {MAX_ATTRIBUTES} HTML attributes"));
+        }
         let name_end = s
             .find(|c: char| c == '=' || c.is_ascii_whitespace())
             .unwrap_or(s.len());
@@ -122,11 +185,16 @@ fn check_attributes(tag: &str, mut s: &str) -> Result<(), String> {
             ("meta", "http-equiv") => value.eq_ignore_ascii_case("content-type"),
             ("meta", "content") => {
                 let v = value.to_ascii_lowercase();
-                v == "text/html" || v.strip_prefix("text/html; charset=").is_some_and(is_token)
+                v == "text/html"
+                    || v.strip_prefix("text/html; charset=")
+                        .is_some_and(is_charset)
             }
-            ("meta", "charset") => is_token(value),
-            (_, "class" | "dir" | "lang" | "wrap") => is_token(value),
-            (_, "text" | "bgcolor") => {
+            ("meta", "charset") => is_charset(value),
+            (_, "class") => CLASSES.contains(&value),
+            (_, "dir") => ["ltr", "rtl", "auto"].contains(&value.to_ascii_lowercase().as_str()),
+            (_, "lang") => is_language(value),
+            ("pre", "wrap") => ["", "soft", "hard"].contains(&value.to_ascii_lowercase().as_str()),
+            ("body", "text" | "bgcolor") => {
                 value.len() == 7
                     && value.starts_with('#')
                     && value[1..].chars().all(|c| c.is_ascii_hexdigit())
@@ -140,11 +208,19 @@ fn check_attributes(tag: &str, mut s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A short name-like value (`moz-quote-pre`, `utf-8`, `ltr`).
-fn is_token(v: &str) -> bool {
-    v.len() <= 32
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+/// One of `CHARSETS` (without case).
+fn is_charset(v: &str) -> bool {
+    CHARSETS.contains(&v.to_ascii_lowercase().as_str())
+}
+
+/// A language and optional region (`en`, `de-CH`, ISO 639-1 and ISO 3166
+/// letters): two plus two letters, no room for a word.
+fn is_language(v: &str) -> bool {
+    let two = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic());
+    match v.split_once('-') {
+        Some((lang, region)) => two(lang) && two(region),
+        None => two(v),
+    }
 }
 
 /// One character reference (`amp`, `#43`, `#x2B`).
@@ -203,9 +279,65 @@ mod tests {
             "<meta content=\"secret\">",
             "<!DOCTYPE html PUBLIC \"the secret\">",
             "<\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}>",
+            // Values outside the fixed lists: words as classes, charsets
+            // or languages, a colour that is not one, colours or wrap on
+            // other tags.
+            "<span class=\"the\"><span class=\"merger\">x</span></span>",
+            "<span class=\"DE89370400440532013000\">x</span>",
+            "<pre class=\"moz-quote-pre moz-signature\">x</pre>",
+            "<meta charset=\"hunter2\">",
+            "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=hunter2\">",
+            "<html lang=\"secret-plaintext\">",
+            "<html lang=\"the\">",
+            "<pre lang=\"en\" dir=\"ltr\" class=\"a\">x</pre>",
+            "<div dir=\"up\">x</div>",
+            "<body bgcolor=\"#secret\">",
+            "<div bgcolor=\"#FFFFFF\">x</div>",
+            "<div wrap=\"\">x</div>",
         ] {
             assert!(visible_text(html.as_bytes()).is_err(), "{html}");
         }
         assert!(visible_text(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn what_clients_write_passes() {
+        for html in [
+            // Thunderbird.
+            "<html><head><meta http-equiv=\"content-type\" content=\"text/html; \
+             charset=UTF-8\"></head><body text=\"#000000\" bgcolor=\"#ffffff\">\
+             <pre class=\"moz-quote-pre\" wrap=\"\">x</pre>\
+             <div class=\"moz-signature\">y</div></body></html>",
+            // Gmail, Roundcube, an HTML5 charset, a language.
+            "<div dir=\"ltr\"><div class=\"gmail_default\">x</div></div>",
+            "<div class=\"pre\">x<br>y</div>",
+            "<meta charset=\"utf-8\"><p lang=\"de-CH\">x</p>",
+        ] {
+            assert!(visible_text(html.as_bytes()).is_ok(), "{html}");
+        }
+    }
+
+    #[test]
+    fn attributes_are_bounded_in_number() {
+        let span = "<span dir=\"ltr\">x</span>";
+        let at_limit = span.repeat(MAX_ATTRIBUTES);
+        assert!(visible_text(at_limit.as_bytes()).is_ok());
+        let over = span.repeat(MAX_ATTRIBUTES + 1);
+        assert_eq!(
+            visible_text(over.as_bytes()),
+            Err(format!("more than {MAX_ATTRIBUTES} HTML attributes"))
+        );
+    }
+
+    #[test]
+    fn a_large_part_is_read_whole() {
+        // No size limit of its own (the body cap bounds it): 5 MiB of
+        // armor-like lines in <div>s give their text.
+        let line = "<div>hF4DeIlerHqjOqMSAQdAL7lKf6BVwxt3LLdF3eW519CoVegx4cqE8Wpm7L15</div>\n";
+        let n = (5 << 20) / line.len() + 1;
+        let html = line.repeat(n);
+        assert!(html.len() > 5 << 20);
+        let text = visible_text(html.as_bytes()).unwrap();
+        assert_eq!(text.lines().filter(|l| l.starts_with("hF4D")).count(), n);
     }
 }

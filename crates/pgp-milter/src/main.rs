@@ -133,6 +133,11 @@ fn run(args: Args) -> Result<()> {
             }
             None => println!("keyring: none"),
         }
+        // Loads, but does nothing or works against the rest: on stderr,
+        // and still exit 0 (the configuration is usable).
+        for w in &config.warnings {
+            eprintln!("pgp-milter: warning: {w}");
+        }
         return Ok(());
     }
     let keyring = policy.keyring.as_ref().map(|k| k.get());
@@ -151,8 +156,8 @@ fn run(args: Args) -> Result<()> {
     {
         warn!(%problem, "keyring: unusable key");
     }
-    if policy.require_recipient_key && keyring.is_some_and(|k| k.address_count() == 0) {
-        warn!("require_recipient_key is set but the keyring has no address with an encryption key");
+    for w in &config.warnings {
+        warn!(warning = %w, "configuration");
     }
     let shared = policy.keyring.clone();
     let milter = PgpMilter::new(config.policy);

@@ -15,6 +15,15 @@ use crate::packets::KeyTarget;
 use crate::policy::{Bounces, Decision, Policy, RecipientClass};
 use crate::report::{self, NotReport, Report};
 
+/// Most text (bytes other than white space) allowed in the preamble of a
+/// top-level multipart, and again in its epilogue. Readers ignore both
+/// (RFC 2046 §5.1.1; Thunderbird's MIME parser drops their lines), but the
+/// bytes are stored in the mailbox in the clear, so they must not become a
+/// channel for plaintext of any size. Clients write a line at most there
+/// (Enigmail: "This is an OpenPGP/MIME encrypted message (RFC 4880 and
+/// 3156)"); a list or a gateway may append a short footer.
+pub const MAX_OUTER_TEXT: usize = 4096;
+
 /// The OpenPGP-only milter.
 #[derive(Debug, Clone, Default)]
 pub struct PgpMilter {
@@ -48,20 +57,78 @@ pub struct MessageState {
     /// Headers as `Name: value` CRLF lines, the blank line, then the body.
     data: Vec<u8>,
     body_start: Option<usize>,
-    /// Boundary of a top-level multipart: the decision can come as soon as
-    /// its closing delimiter has arrived.
+    /// Boundary of a top-level multipart: the structure is decided as soon
+    /// as its closing delimiter has arrived; only the epilogue follows.
     boundary: Option<String>,
+    /// Body bytes received (the cap is on these; `data` is handed to the
+    /// detector when a decision is taken early).
+    body_seen: usize,
+    /// Text around the top-level multipart, counted so far.
+    outer: OuterText,
     /// Body bytes already searched for the closing delimiter.
     scanned: usize,
     /// The headers alone exceeded the cap.
     headers_overflow: bool,
-    /// Taken before end of message (proven at the body step).
+    /// Taken before end of message, at the closing delimiter: an
+    /// acceptance still waits for the epilogue to be read.
     decision: Option<Decision>,
+}
+
+/// Text (bytes other than ASCII white space) in the preamble and in the
+/// epilogue of a top-level multipart.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OuterText {
+    /// Before the first boundary line.
+    pub preamble: usize,
+    /// After the closing boundary line.
+    pub epilogue: usize,
+}
+
+fn text_bytes(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| !b.is_ascii_whitespace()).count()
+}
+
+/// Counts the text around the multipart with `boundary` in `body` (which
+/// may stop anywhere in the epilogue). One pass over the lines.
+pub fn outer_text(body: &[u8], boundary: &[u8]) -> OuterText {
+    #[derive(PartialEq)]
+    enum At {
+        Preamble,
+        Parts,
+        Epilogue,
+    }
+    let mut at = At::Preamble;
+    let mut t = OuterText::default();
+    for line in body.split(|&b| b == b'\n') {
+        if at == At::Epilogue {
+            t.epilogue += text_bytes(line);
+            continue;
+        }
+        let rest = line
+            .trim_ascii_end()
+            .strip_prefix(b"--")
+            .and_then(|l| l.strip_prefix(boundary));
+        match rest {
+            Some(b"--") => at = At::Epilogue,
+            Some(b"") => at = At::Parts,
+            _ if at == At::Preamble => t.preamble += text_bytes(line),
+            _ => {}
+        }
+    }
+    t
 }
 
 impl MessageState {
     fn body_len(&self) -> usize {
         self.body_start.map_or(0, |s| self.data.len() - s)
+    }
+
+    /// Counts the preamble and the epilogue so far, before `data` goes to
+    /// the detector.
+    fn count_outer(&mut self) {
+        if let (Some(b), Some(start)) = (&self.boundary, self.body_start) {
+            self.outer = outer_text(&self.data[start..], b.as_bytes());
+        }
     }
 }
 
@@ -169,11 +236,11 @@ impl PgpMilter {
 
     /// Detects and judges the whole message in `msg.data` (taken).
     async fn judge(&self, msg: &mut MessageState) -> Decision {
-        let body_bytes = msg.body_len();
+        let body_bytes = msg.body_seen;
         let data = std::mem::take(&mut msg.data);
         let wanted = Wanted {
             keys: self.policy.require_recipient_key,
-            report: msg.sender.is_empty() && self.policy.bounces == Bounces::AcceptReports,
+            report: self.wants_report(&msg.sender),
         };
         let found = run_detect(data, wanted).await;
         let decision =
@@ -181,6 +248,36 @@ impl PgpMilter {
                 .judge_message(&found.detection, found.targets.as_deref(), &msg.rcpts);
         self.policy
             .judge_bounce(&msg.sender, decision, found.report.as_ref(), body_bytes)
+    }
+
+    /// Whether a message from `sender` may pass as a delivery status
+    /// report (null sender, `bounces = accept-reports`).
+    fn wants_report(&self, sender: &str) -> bool {
+        sender.is_empty() && self.policy.bounces == Bounces::AcceptReports
+    }
+
+    /// An acceptance stands only while the text around the multipart stays
+    /// within `MAX_OUTER_TEXT`.
+    fn check_outer(&self, msg: &MessageState, d: Decision) -> Decision {
+        if !matches!(d, Decision::Accept(_)) {
+            return d;
+        }
+        let t = msg.outer;
+        let (n, where_) = if t.preamble > MAX_OUTER_TEXT {
+            (t.preamble, "before the first boundary (preamble)")
+        } else if t.epilogue > MAX_OUTER_TEXT {
+            (t.epilogue, "after the closing boundary (epilogue)")
+        } else {
+            return d;
+        };
+        let n = if n > MAX_OUTER_TEXT * 2 {
+            format!("more than {}", MAX_OUTER_TEXT * 2)
+        } else {
+            n.to_string()
+        };
+        self.policy.reject(&format!(
+            "{n} bytes of text {where_}, at most {MAX_OUTER_TEXT}"
+        ))
     }
 
     fn too_large(&self) -> Decision {
@@ -285,19 +382,35 @@ impl Milter for PgpMilter {
     }
 
     async fn body(&self, cx: Ctx<'_, Self>, chunk: Bytes) -> StepResult {
-        if cx.msg.decision.is_some() {
-            // Proven already; the MTA did not support skipping.
-            return Ok(Verdict::Skip);
-        }
         if cx.msg.body_start.is_none() {
             cx.msg.body_start = Some(cx.msg.data.len());
         }
-        if cx.msg.body_len() + chunk.len() > self.policy.max_body_bytes {
+        cx.msg.body_seen += chunk.len();
+        if cx.msg.body_seen > self.policy.max_body_bytes {
             let d = self.too_large();
             log_decision(&cx, &d);
             return Ok(verdict(&d));
         }
+        if let Some(d) = cx.msg.decision.take() {
+            // Accepted at the closing delimiter: only the epilogue is
+            // left, read (not skipped) so that its text stays bounded.
+            cx.msg.outer.epilogue += text_bytes(&chunk);
+            let d = self.check_outer(cx.msg, d);
+            if let Decision::Accept(_) = d {
+                cx.msg.decision = Some(d);
+                return Ok(Verdict::Continue);
+            }
+            log_decision(&cx, &d);
+            return Ok(verdict(&d));
+        }
         cx.msg.data.extend_from_slice(&chunk);
+        if self.wants_report(&cx.msg.sender) {
+            // A report is judged on the whole message: its size against
+            // `max_bounce_bytes` and its epilogue (which must be blank)
+            // included. Skipping after the closing boundary would let any
+            // amount of text after it through unread.
+            return Ok(Verdict::Continue);
+        }
         let Some(boundary) = &cx.msg.boundary else {
             return Ok(Verdict::Continue);
         };
@@ -321,12 +434,15 @@ impl Milter for PgpMilter {
         if !closed {
             return Ok(Verdict::Continue);
         }
-        // The top-level multipart is complete: only the epilogue can follow,
-        // so the decision is final now.
+        // The top-level multipart is complete: only the epilogue can follow.
+        // A refusal is final now; an acceptance holds unless the epilogue
+        // grows too long, so the rest is still read (no SKIP).
+        cx.msg.count_outer();
         let d = self.judge(cx.msg).await;
+        let d = self.check_outer(cx.msg, d);
         if let Decision::Accept(_) = d {
             cx.msg.decision = Some(d);
-            return Ok(Verdict::Skip);
+            return Ok(Verdict::Continue);
         }
         log_decision(&cx, &d);
         Ok(verdict(&d))
@@ -338,7 +454,11 @@ impl Milter for PgpMilter {
         }
         let d = match cx.msg.decision.take() {
             Some(d) => d,
-            None => self.judge(cx.msg).await,
+            None => {
+                cx.msg.count_outer();
+                let d = self.judge(cx.msg).await;
+                self.check_outer(cx.msg, d)
+            }
         };
         log_decision(&cx, &d);
         Ok(verdict(&d))
@@ -348,6 +468,40 @@ impl Milter for PgpMilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outer_text_counts_text_before_the_first_and_after_the_closing_boundary() {
+        let body = b"This is an OpenPGP/MIME encrypted message\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\ninside\r\n--b--\r\n\
+ tail  text \r\n";
+        assert_eq!(
+            outer_text(body, b"b"),
+            OuterText {
+                preamble: "ThisisanOpenPGP/MIMEencryptedmessage".len(),
+                epilogue: "tailtext".len(),
+            }
+        );
+        // Parts are not counted; a delimiter-like line for another boundary
+        // or with text after it is not ours; a second closing line is
+        // epilogue text.
+        let body = b"--b\r\n--bx--\r\n--b--x\r\n--b-- \t\r\n--b--\r\n";
+        assert_eq!(
+            outer_text(body, b"b"),
+            OuterText {
+                preamble: 0,
+                epilogue: 5,
+            }
+        );
+        // A preamble without any boundary is all preamble; white space is
+        // never counted.
+        assert_eq!(
+            outer_text(b"  \r\n\t\r\nab c", b"b"),
+            OuterText {
+                preamble: 3,
+                epilogue: 0,
+            }
+        );
+    }
 
     #[test]
     fn the_split_reply_names_the_recipient_when_it_can() {

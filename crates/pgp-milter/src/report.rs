@@ -126,6 +126,7 @@ fn report_inner(message: &[u8]) -> Result<Report, NotReport> {
         )));
     }
     detect::multipart_complete(&top).map_err(bad)?;
+    blank_epilogue(&top).map_err(bad)?;
     let (explanation, status, returned) = match top.subparts.as_slice() {
         [e, s] => (e, s, None),
         [e, s, r] => (e, s, Some(r)),
@@ -156,6 +157,39 @@ fn single_headers(part: &ParsedMail<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// Nothing but white space after the closing boundary. RFC 2046 tells
+/// readers to ignore an epilogue and no MTA writes one into a report, so
+/// text there is only a way to carry plaintext past the report's checks.
+/// The same holds for the multipart/alternative of an explanation.
+fn blank_epilogue(part: &ParsedMail<'_>) -> Result<(), String> {
+    let m = mime(part);
+    let boundary = part
+        .ctype
+        .params
+        .get("boundary")
+        .ok_or(format!("{m} without a boundary"))?;
+    let raw = part.raw_bytes;
+    let body_start = mailparse::parse_headers(raw).map_or(0, |(_, offset)| offset);
+    let body = &raw[body_start.min(raw.len())..];
+    let mut lines = body.split(|&b| b == b'\n');
+    let closing = lines.by_ref().any(|line| {
+        line.trim_ascii_end()
+            .strip_prefix(b"--")
+            .and_then(|l| l.strip_prefix(boundary.as_bytes()))
+            .is_some_and(|l| l == b"--")
+    });
+    if !closing {
+        return Err(format!("{m} without its closing boundary (truncated)"));
+    }
+    if lines.any(|line| !line.trim_ascii().is_empty()) {
+        return Err(match m.as_str() {
+            "multipart/report" => "text after the closing boundary (epilogue)".into(),
+            _ => format!("text after the closing boundary of the {m} (epilogue)"),
+        });
+    }
+    Ok(())
+}
+
 fn mime(part: &ParsedMail<'_>) -> String {
     part.ctype.mimetype.to_ascii_lowercase()
 }
@@ -165,20 +199,43 @@ fn mime(part: &ParsedMail<'_>) -> String {
 fn human_readable(part: &ParsedMail<'_>) -> Result<(), String> {
     single_headers(part)?;
     match mime(part).as_str() {
-        "text/plain" => Ok(()),
+        "text/plain" => inline_text(part),
         "multipart/alternative" => {
             detect::multipart_complete(part)?;
+            blank_epilogue(part)?;
             for p in &part.subparts {
                 single_headers(p)?;
                 let m = mime(p);
                 if m != "text/plain" && m != "text/html" {
                     return Err(format!("explanation alternative is {m}"));
                 }
+                inline_text(p)?;
             }
             Ok(())
         }
         m => Err(format!("first part is {m}, not a text explanation")),
     }
+}
+
+/// An explanation is text shown in the message, not a file: a
+/// `Content-Disposition` other than `inline`, a file name, or a decoded
+/// body with NUL bytes (binary) is an attachment dressed as text.
+fn inline_text(part: &ParsedMail<'_>) -> Result<(), String> {
+    let m = mime(part);
+    let disposition = part.get_content_disposition();
+    if disposition.disposition != mailparse::DispositionType::Inline
+        || disposition.params.contains_key("filename")
+        || part.ctype.params.contains_key("name")
+    {
+        return Err(format!("explanation {m} is an attachment"));
+    }
+    let body = part
+        .get_body_raw()
+        .map_err(|e| format!("explanation {m}: {e}"))?;
+    if body.contains(&0) {
+        return Err(format!("explanation {m} is binary"));
+    }
+    Ok(())
 }
 
 /// The second part, RFC 3464 §2: field blocks separated by blank lines.
@@ -310,12 +367,37 @@ fn returned_content(part: &ParsedMail<'_>) -> Result<Returned, String> {
             let body = part
                 .get_body_raw()
                 .map_err(|e| format!("message/rfc822: {e}"))?;
+            returned_outer_text(&body)?;
             Ok(Returned::Message(detect::detect(&body)))
         }
         m => Err(format!(
             "third part is {m}, not text/rfc822-headers or message/rfc822"
         )),
     }
+}
+
+/// The returned message gets the bound a message of its own gets from the
+/// milter: at most `MAX_OUTER_TEXT` bytes of text around its top-level
+/// multipart (the detector judges what is inside).
+fn returned_outer_text(message: &[u8]) -> Result<(), String> {
+    let Some(boundary) = detect::top_boundary(message) else {
+        return Ok(());
+    };
+    let body_start = mailparse::parse_headers(message).map_or(0, |(_, offset)| offset);
+    let body = &message[body_start.min(message.len())..];
+    let t = crate::milter::outer_text(body, boundary.as_bytes());
+    let max = crate::milter::MAX_OUTER_TEXT;
+    for (n, where_) in [
+        (t.preamble, "before its first boundary (preamble)"),
+        (t.epilogue, "after its closing boundary (epilogue)"),
+    ] {
+        if n > max {
+            return Err(format!(
+                "the returned message has {n} bytes of text {where_}, at most {max}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `text/rfc822-headers` holds header fields and nothing after them: a
@@ -480,6 +562,117 @@ mod tests {
                 "{m}"
             );
         }
+    }
+
+    #[test]
+    fn only_white_space_may_follow_the_closing_boundary() {
+        let good = dsn(None);
+        let blank = format!("{good}\r\n  \r\n\t\r\n");
+        assert!(delivery_report(blank.as_bytes()).is_ok());
+        let leak = format!("{good}The plans, in the clear.\r\n");
+        assert_eq!(
+            malformed(&leak),
+            "text after the closing boundary (epilogue)"
+        );
+        // A closing delimiter inside the epilogue does not end it again.
+        let twice = format!("{good}secret\r\n--4F1A2B3C4D.1795000000/mx.example.net--\r\n");
+        assert_eq!(
+            malformed(&twice),
+            "text after the closing boundary (epilogue)"
+        );
+    }
+
+    /// `dsn(None)` with the explanation part (headers and body) replaced.
+    fn with_explanation(part: &str) -> String {
+        let good = dsn(None);
+        let start = good
+            .find("Content-Type: text/plain; charset=us-ascii")
+            .unwrap();
+        let end = start + good[start..].find("\r\n--4F1A").unwrap();
+        format!("{}{part}{}", &good[..start], &good[end..])
+    }
+
+    #[test]
+    fn nested_epilogues_are_bounded_too() {
+        // The explanation's multipart/alternative: blank after its end.
+        let alternative = |epilogue: &str| {
+            with_explanation(&format!(
+                "Content-Type: multipart/alternative; boundary=alt\r\n\r\n--alt\r\n\
+                 Content-Type: text/plain\r\n\r\nhello\r\n--alt\r\n\
+                 Content-Type: text/html\r\n\r\n<p>hello</p>\r\n--alt--\r\n{epilogue}"
+            ))
+        };
+        assert!(delivery_report(alternative("  \r\n").as_bytes()).is_ok());
+        assert_eq!(
+            malformed(&alternative("the secret\r\n")),
+            "text after the closing boundary of the multipart/alternative (epilogue)"
+        );
+        // A returned message: what the milter allows a message of its own.
+        let returned = |epilogue: &str| {
+            dsn(Some(&format!(
+                "Content-Type: message/rfc822\r\n\r\n{ORIGINAL_HEADERS}\
+                 Content-Type: multipart/mixed; boundary=in\r\n\r\n\
+                 --in\r\nContent-Type: text/plain\r\n\r\nx\r\n--in--\r\n{epilogue}"
+            )))
+        };
+        let max = crate::milter::MAX_OUTER_TEXT;
+        assert!(delivery_report(returned(&"e".repeat(max)).as_bytes()).is_ok());
+        assert_eq!(
+            malformed(&returned(&"e".repeat(max + 1))),
+            format!(
+                "the returned message has {} bytes of text after its closing boundary \
+                 (epilogue), at most {max}",
+                max + 1
+            )
+        );
+    }
+
+    #[test]
+    fn an_explanation_is_inline_text_not_a_file() {
+        let good = dsn(None);
+        let ct = "Content-Type: text/plain; charset=us-ascii\r\n";
+        // What MTAs write: inline, or no disposition; base64 text is fine.
+        let inline = good.replace(ct, &format!("{ct}Content-Disposition: inline\r\n"));
+        assert!(delivery_report(inline.as_bytes()).is_ok());
+        let explanation = with_explanation;
+        let b64 = explanation(&format!(
+            "{ct}Content-Transfer-Encoding: base64\r\n\r\nVGhpcyBpcyB0aGUgbWFpbCBzeXN0ZW0u"
+        ));
+        assert!(delivery_report(b64.as_bytes()).is_ok());
+        for (name, m) in [
+            (
+                "attachment",
+                good.replace(ct, &format!("{ct}Content-Disposition: attachment\r\n")),
+            ),
+            (
+                "file name",
+                good.replace(ct, "Content-Type: text/plain; name=\"secret.pdf\"\r\n"),
+            ),
+            (
+                "inline file",
+                good.replace(
+                    ct,
+                    &format!("{ct}Content-Disposition: inline; filename=\"a.pdf\"\r\n"),
+                ),
+            ),
+        ] {
+            assert_eq!(
+                malformed(&m),
+                "explanation text/plain is an attachment",
+                "{name}"
+            );
+        }
+        let binary = explanation(&format!(
+            "{ct}Content-Transfer-Encoding: base64\r\n\r\nJVBERi0AAAE="
+        ));
+        assert_eq!(malformed(&binary), "explanation text/plain is binary");
+        // The same inside a multipart/alternative explanation.
+        let alt = explanation(&format!(
+            "Content-Type: multipart/alternative; boundary=alt\r\n\r\n--alt\r\n\
+             {ct}\r\nhello\r\n--alt\r\nContent-Type: text/html; name=x.html\r\n\r\n\
+             <p>hello</p>\r\n--alt--\r\n"
+        ));
+        assert_eq!(malformed(&alt), "explanation text/html is an attachment");
     }
 
     #[test]

@@ -115,3 +115,51 @@ fn the_documented_ipv6_listen_syntax_is_accepted() {
     assert!(ok, "{err}");
     assert!(out.contains("listen: inet6:"), "{out}");
 }
+
+#[test]
+fn check_config_warns_about_settings_that_do_nothing_and_still_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    let file = dir.path().join("pgp-milter.toml");
+    let f = file.to_str().unwrap();
+    // A string for `listen`, as mailman-milter's README shows it.
+    std::fs::write(
+        &file,
+        "listen = \"inet:127.0.0.1:9998\"\nrecipient_key_scope = \"every\"\n\
+         bounces = \"accept-reports\"\nmax_body_bytes = 65536\n",
+    )
+    .unwrap();
+    let (ok, out, err) = pgp_milter(&["--config", f, "--check-config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("listen: inet:127.0.0.1:9998\n"), "{out}");
+    assert!(
+        err.contains(
+            "pgp-milter: warning: `recipient_key_scope` has no effect without \
+             `require_recipient_key = true`"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "pgp-milter: warning: `max_bounce_bytes` (131072) is larger than \
+             `max_body_bytes` (65536)"
+        ),
+        "{err}"
+    );
+    // An empty keyring with require_recipient_key: usable, but loudly.
+    std::fs::write(
+        &file,
+        "keyring_dir = \"keys\"\nrequire_recipient_key = true\n",
+    )
+    .unwrap();
+    let (ok, _, err) = pgp_milter(&["--config", f, "--check-config"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("EVERY message to an enforced recipient will be refused"),
+        "{err}"
+    );
+    // No warnings for the defaults.
+    let (ok, _, err) = pgp_milter(&["--check-config"]);
+    assert!(ok, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}

@@ -542,6 +542,20 @@ fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
         r.text().ends_with("(unencrypted content: text/plain part)"),
         "{r:?}"
     );
+    // A real report followed by 2 MB of plaintext after its closing
+    // boundary: read to the end (no SKIP at the boundary) and refused.
+    let mut leak = hdrs.clone();
+    for i in 0..60_000 {
+        leak.push_str(&format!("{i:05} plaintext after the report's end\n"));
+    }
+    assert!(leak.len() > 2_000_000);
+    let r = send("<>", &leak);
+    assert_eq!(r.code, 550, "{}", ctx(&format!("epilogue: {r:?}")));
+    assert!(
+        r.text()
+            .ends_with("text after the closing boundary (epilogue))"),
+        "{r:?}"
+    );
     c.quit().unwrap();
     let mail = pf
         .wait_for_delivery("bob", 3, Duration::from_secs(30))

@@ -108,35 +108,91 @@ async fn plain_after_encrypted_on_one_connection_is_refused() {
     c.quit().await.unwrap();
 }
 
-#[tokio::test]
-async fn pgp_mime_is_accepted_at_the_body_and_the_rest_skipped() {
-    // A large message: the closing boundary arrives in the first chunks,
-    // the epilogue is long; with SKIP offered the MTA stops sending.
-    let mut m = pgp_mime("big", &gpg().encrypted);
-    m.extend(std::iter::repeat_n(b'x', 300_000));
-    m.extend_from_slice(b"\r\n");
-    let mut c = client(Policy::default(), Offer::postfix()).await;
-    let t = run_message(&mut c, &spec(m.clone())).await.unwrap();
-    assert_eq!(t.outcome, Outcome::Accepted);
-    let body: Vec<_> = t
-        .steps
+/// The answers to the body chunks of a transcript.
+fn body_answers(t: &Transcript) -> Vec<Option<Answer>> {
+    t.steps
         .iter()
         .filter(|r| r.outcome.step == Step::Body)
-        .collect();
-    assert_eq!(body.len(), 1, "one body chunk, then skip");
-    assert_eq!(body[0].outcome.answer, Some(Answer::Skip));
+        .map(|r| r.outcome.answer.clone())
+        .collect()
+}
 
-    // Without SKIP (milter protocol 2) the decision waits for end of message.
-    let offer = Offer::postfix_version(2).unwrap();
-    let mut c = client(Policy::default(), offer).await;
-    let t = run_message(&mut c, &spec(m)).await.unwrap();
+#[tokio::test]
+async fn pgp_mime_text_outside_the_multipart_is_read_and_bounded() {
+    // A large epilogue: the closing boundary arrives in the first chunk,
+    // the rest is still read (never SKIP, even where the MTA offers it),
+    // and white space passes however long it is.
+    let m = pgp_mime("big", &gpg().encrypted);
+    let mut blank = m.clone();
+    blank.extend(std::iter::repeat_n(b' ', 300_000));
+    blank.extend_from_slice(b"\r\n");
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(blank)).await.unwrap();
     assert_eq!(t.outcome, Outcome::Accepted);
-    let body = t
-        .steps
-        .iter()
-        .filter(|r| r.outcome.step == Step::Body)
-        .count();
-    assert!(body > 1, "all chunks sent without SKIP");
+    let answers = body_answers(&t);
+    assert!(answers.len() > 1, "all chunks sent: {answers:?}");
+    assert!(answers.iter().all(|a| *a == Some(Answer::Continue)));
+
+    // Text: up to MAX_OUTER_TEXT bytes in the epilogue and in the preamble
+    // pass (the support message has Enigmail's preamble line and an
+    // epilogue word already), more is refused.
+    let limit = pgp_milter::milter::MAX_OUTER_TEXT;
+    let line = |n: usize| {
+        let mut v = vec![b'x'; n];
+        v.extend_from_slice(b"\r\n");
+        v
+    };
+    let preamble_at = m.windows(7).position(|w| w == b"This is").unwrap();
+    let with_preamble = |n: usize| {
+        let mut v = m[..preamble_at].to_vec();
+        v.extend(line(n));
+        v.extend_from_slice(&m[preamble_at..]);
+        v
+    };
+    let preamble_text = "ThisisanOpenPGP/MIMEencryptedmessage(RFC4880and3156)".len();
+    let epilogue_text = "epilogue".len();
+    let mut at_limit = m.clone();
+    at_limit.extend(line(limit - epilogue_text));
+    let mut over = m.clone();
+    for _ in 0..40_000 {
+        over.extend_from_slice(b"plaintext after the closing boundary\r\n");
+    }
+    for (name, message, accepted, reason) in [
+        ("epilogue at the limit", at_limit, true, ""),
+        (
+            "epilogue over the limit",
+            over,
+            false,
+            "(more than 8192 bytes of text after the closing boundary (epilogue), at most 4096)",
+        ),
+        (
+            "preamble at the limit",
+            with_preamble(limit - preamble_text),
+            true,
+            "",
+        ),
+        (
+            "preamble over the limit",
+            with_preamble(limit - preamble_text + 1),
+            false,
+            "(4097 bytes of text before the first boundary (preamble), at most 4096)",
+        ),
+    ] {
+        let mut c = client(Policy::default(), Offer::postfix()).await;
+        let t = run_message(&mut c, &spec(message)).await.unwrap();
+        if accepted {
+            assert_eq!(t.outcome, Outcome::Accepted, "{name}");
+        } else {
+            // Refused at the body step, without reading the rest.
+            assert!(
+                matches!(t.outcome, Outcome::Rejected { at: Step::Body, .. }),
+                "{name}: {:?}",
+                t.outcome
+            );
+            let text = rejected_text(&t.outcome);
+            assert!(text.ends_with(reason), "{name}: {text}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -321,8 +377,9 @@ async fn exempt_senders_and_unenforced_domains_pass() {
 
 #[tokio::test]
 async fn a_closing_boundary_split_across_body_chunks_is_found() {
-    // Pad the preamble so that the closing delimiter straddles the end of
-    // the first 65535-byte body chunk.
+    // Pad the preamble (white space, which is not counted as text) so that
+    // the closing delimiter straddles the end of the first 65535-byte body
+    // chunk.
     let m = pgp_mime("split", &gpg().encrypted);
     let body_start = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let closing = m
@@ -339,7 +396,7 @@ async fn a_closing_boundary_split_across_body_chunks_is_found() {
             padding.push_str(&" ".repeat(n));
             break;
         }
-        padding.push_str(&"p".repeat(n - 2));
+        padding.push_str(&" ".repeat(n - 2));
         padding.push_str("\r\n");
         pad -= n;
     }
@@ -351,23 +408,26 @@ async fn a_closing_boundary_split_across_body_chunks_is_found() {
         .position(|w| w == b"--enc-b0undary--")
         .unwrap();
     assert_eq!(closing - body_start, minimilter::proto::CHUNK_SIZE - 6);
+    // An epilogue of text: refused as soon as the delimiter is complete
+    // and the epilogue after it counted, which shows where it was found.
     padded.extend(std::iter::repeat_n(b'e', 100_000));
     padded.extend_from_slice(b"\r\n");
 
     let mut c = client(Policy::default(), Offer::postfix()).await;
     let t = run_message(&mut c, &spec(padded)).await.unwrap();
-    assert_eq!(t.outcome, Outcome::Accepted);
-    let answers: Vec<_> = t
-        .steps
-        .iter()
-        .filter(|r| r.outcome.step == Step::Body)
-        .map(|r| r.outcome.answer.clone())
-        .collect();
+    assert!(
+        rejected_text(&t.outcome).contains("after the closing boundary (epilogue)"),
+        "{:?}",
+        t.outcome
+    );
+    let answers = body_answers(&t);
     assert_eq!(
-        answers,
-        [Some(Answer::Continue), Some(Answer::Skip)],
+        answers.len(),
+        2,
         "decided on the chunk that completes the delimiter"
     );
+    assert_eq!(answers[0], Some(Answer::Continue));
+    assert!(matches!(answers[1], Some(Answer::Reply(_))), "{answers:?}");
 }
 
 #[tokio::test]
@@ -531,4 +591,99 @@ async fn bounces_pass_only_as_small_delivery_reports_from_the_null_sender() {
         t.outcome
     );
     c.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
+    use support::{DsnReturn, postfix_dsn};
+    let report = postfix_dsn("dsn-epilogue", &DsnReturn::Nothing, "");
+    let policy = Policy {
+        bounces: Bounces::AcceptReports,
+        ..Policy::default()
+    };
+    // Text after the closing boundary, far more than max_bounce_bytes: the
+    // milter must not SKIP at the boundary, so it sees all of it.
+    let mut leak = report.clone();
+    for i in 0..20_000 {
+        leak.extend_from_slice(format!("plaintext line {i} after the report\r\n").as_bytes());
+    }
+    // White space only, but more of it than max_bounce_bytes allows.
+    let mut blank = report.clone();
+    blank.extend(std::iter::repeat_n(b' ', 200_000));
+    blank.extend_from_slice(b"\r\n");
+    let mut c = client(policy, Offer::postfix()).await;
+    let mut first = true;
+    let t = next(&mut c, &bounce(report), &mut first).await;
+    assert_eq!(t.outcome, Outcome::Accepted);
+    for (name, m, reason) in [
+        (
+            "text epilogue",
+            leak,
+            "(null sender, but not a well-formed delivery status report: \
+             text after the closing boundary (epilogue))",
+        ),
+        (
+            "blank epilogue over the cap",
+            blank,
+            "(delivery status report larger than 131072 bytes (max_bounce_bytes))",
+        ),
+    ] {
+        let t = next(&mut c, &bounce(m), &mut first).await;
+        let skipped = t
+            .steps
+            .iter()
+            .any(|r| r.outcome.answer == Some(Answer::Skip));
+        assert!(!skipped, "{name}: the rest of the body was skipped");
+        assert!(
+            matches!(
+                t.outcome,
+                Outcome::Rejected {
+                    at: Step::EndOfMessage,
+                    ..
+                }
+            ),
+            "{name}: {:?}",
+            t.outcome
+        );
+        assert!(rejected_text(&t.outcome).ends_with(reason), "{name}");
+    }
+    c.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_html_twin_over_4_mib_is_judged_like_a_small_one() {
+    // Inline PGP as multipart/alternative whose HTML repeats the armor in
+    // <pre>, followed by 5.5 MiB of line breaks (blank lines: no text).
+    // There is no HTML size limit of its own; max_body_bytes (16 MiB by
+    // default) bounds the message.
+    let armor = &gpg().encrypted;
+    let alternative = |html_tail: &str| {
+        let mut m = format!(
+            "From: alice@client.example\r\nTo: bob@example.org\r\nSubject: big twin\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
+             --alt\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{armor}\r\n\
+             --alt\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n\
+             <html><body><pre>{armor}</pre>"
+        )
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
+        m.push_str(&"<br>\r\n".repeat(1_000_000));
+        m.push_str(html_tail);
+        m.push_str("</body></html>\r\n--alt--\r\n");
+        m.into_bytes()
+    };
+    let ok = alternative("");
+    assert!(ok.len() > 5 << 20);
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(ok)).await.unwrap();
+    assert_eq!(t.outcome, Outcome::Accepted);
+    // The same size with a word of text at its end is still plaintext.
+    let leak = alternative("<p>the plans</p>");
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(leak)).await.unwrap();
+    assert!(
+        rejected_text(&t.outcome).ends_with("(unencrypted content: text/html part)"),
+        "{:?}",
+        t.outcome
+    );
 }

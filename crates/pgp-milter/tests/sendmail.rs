@@ -258,10 +258,12 @@ fn sendmail_delivers_pgp_mail_refuses_plain_mail_checks_keys_and_tempfails_witho
         WAIT,
     )
     .unwrap();
-    // The PGP/MIME verdict came at its closing boundary: the milter asked
-    // Sendmail to skip the rest of the body (the epilogue), and it did.
-    s.sm.wait_for_log("milter=milter0, action=body, skip", WAIT)
-        .unwrap();
+    // The milter never asks to skip the rest of the body: the epilogue
+    // after a closing boundary is read, so its text stays bounded.
+    assert!(
+        !s.sm.log().contains("action=body, skip"),
+        "the milter skipped a body"
+    );
 
     // The milter logged one decision per message with Sendmail's queue id
     // (macro `i`, which Sendmail sends at MAIL FROM).
