@@ -46,6 +46,22 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Panics in the parsers and in filter code are caught (the message gets
+    // the fail-safe reply); the default hook would still print several lines
+    // (a backtrace with RUST_BACKTRACE) for each. One log line instead.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into());
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(at = %at, "panic caught: {}", msg.replace('\n', " "));
+    }));
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
