@@ -116,6 +116,15 @@ fn encoded_word_len(s: &[char]) -> Option<usize> {
         return None;
     }
     let charset_end = 2 + s[2..].iter().position(|&c| c == '?')?;
+    // RFC 2047 §2: the charset is a token, no white space, controls or
+    // especials; `=?@$?q?…` is not an encoded word.
+    if charset_end == 2
+        || !s[2..charset_end]
+            .iter()
+            .all(|&c| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?.=".contains(c))
+    {
+        return None;
+    }
     let enc = *s.get(charset_end + 1)?;
     if !matches!(enc, 'q' | 'Q' | 'b' | 'B') || s.get(charset_end + 2) != Some(&'?') {
         return None;
@@ -272,6 +281,13 @@ mod tests {
             header_addresses("bob@ex=?x?q?y?=ample.org"),
             ["bob@ex=?x?q?y?=ample.org"]
         );
+        // A charset must be a token (found by fuzzing: `=?@$?q?` pieces
+        // re-joined into one "encoded word" across a comma).
+        assert_eq!(
+            header_addresses("=?@$?q?, =?@$?q?=@x.example"),
+            ["=?@$?q?", "=?@$?q?=@x.example"]
+        );
+        assert_eq!(header_addresses("=?x@?q??="), ["=?x@?q??="]);
         assert_eq!(
             header_addresses("a=?x?q?y?=b@example.org"),
             ["a=?x?q?y?=b@example.org"]
