@@ -87,18 +87,10 @@ impl Drop for Daemon {
 /// One message on an open session: MAIL, each RCPT, DATA. Every RCPT reply
 /// and the final reply (None if no recipient was accepted).
 fn send(c: &mut SmtpClient, from: &str, to: &[&str], subject: &str) -> (Vec<Reply>, Option<Reply>) {
-    let r = c.mail(&format!("<{from}>")).unwrap();
-    assert!(r.is_success(), "{r:?}");
-    let rcpts: Vec<Reply> = to
-        .iter()
-        .map(|t| c.rcpt(&format!("<{t}>")).unwrap())
-        .collect();
-    if !rcpts.iter().any(Reply::is_success) {
-        c.rset().unwrap();
-        return (rcpts, None);
-    }
     let msg = simple_message(from, to[0], subject, "Hello list.\n");
-    (rcpts, Some(c.data(msg).unwrap()))
+    let t = c.transaction(from, to, msg).unwrap();
+    assert!(t.mail.is_success(), "{:?}", t.mail);
+    (t.rcpts, t.data)
 }
 
 /// The emails of the list's roster for `role`.

@@ -67,19 +67,8 @@ fn send(
     to: &[&str],
     msg: &str,
 ) -> (Reply, Vec<Reply>, Option<Reply>) {
-    let mail = c.mail(&format!("<{from}>")).unwrap();
-    if !mail.is_positive() {
-        return (mail, Vec::new(), None);
-    }
-    let rcpts: Vec<Reply> = to
-        .iter()
-        .map(|t| c.rcpt(&format!("<{t}>")).unwrap())
-        .collect();
-    if !rcpts.iter().any(Reply::is_positive) {
-        c.rset().unwrap();
-        return (mail, rcpts, None);
-    }
-    (mail, rcpts, Some(c.data(msg).unwrap()))
+    let t = c.transaction(from, to, msg).unwrap();
+    (t.mail, t.rcpts, t.data)
 }
 
 /// The reply after DATA for a one-recipient post.

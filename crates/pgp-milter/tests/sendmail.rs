@@ -142,17 +142,9 @@ impl Stack {
 /// MAIL, each RCPT, DATA on an open session; the RCPT replies and the
 /// reply after DATA (None when no recipient was accepted).
 fn send(c: &mut SmtpClient, to: &[&str], message: &[u8]) -> (Vec<Reply>, Option<Reply>) {
-    let r = c.mail(&format!("<{SENDER}>")).unwrap();
-    assert!(r.is_positive(), "{r:?}");
-    let rcpts: Vec<Reply> = to
-        .iter()
-        .map(|t| c.rcpt(&format!("<{t}>")).unwrap())
-        .collect();
-    if !rcpts.iter().any(Reply::is_positive) {
-        c.rset().unwrap();
-        return (rcpts, None);
-    }
-    (rcpts, Some(c.data(message).unwrap()))
+    let t = c.transaction(SENDER, to, message).unwrap();
+    assert!(t.mail.is_positive(), "{:?}", t.mail);
+    (t.rcpts, t.data)
 }
 
 #[test]

@@ -55,7 +55,9 @@ pub use postfix::{DEFAULT_USERS, MAIL_DOMAIN, Postfix, PostfixBuilder, SmtpServi
 pub use sendmail::{
     DEFAULT_MILTER_TIMEOUTS, SENDMAIL_DOMAIN, SENDMAIL_ROOT, Sendmail, SendmailBuilder,
 };
-pub use smtp::{DEFAULT_TIMEOUT, Reply, SmtpClient, Stage, send_message, simple_message};
+pub use smtp::{
+    DEFAULT_TIMEOUT, Reply, SmtpClient, Stage, Transaction, send_message, simple_message,
+};
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///

@@ -321,6 +321,38 @@ impl SmtpClient {
         self.read_reply(Stage::EndOfData)
     }
 
+    /// One transaction on the open session: `MAIL FROM`, then `RCPT TO` for
+    /// every recipient (all of them, whatever each answer, so a test sees how
+    /// a mixed transaction was split), then `DATA` with `message` if at least
+    /// one recipient was accepted, else `RSET`. Stops after `MAIL FROM` if
+    /// that is refused.
+    pub fn transaction(
+        &mut self,
+        from: &str,
+        to: &[&str],
+        message: impl AsRef<[u8]>,
+    ) -> Result<Transaction, Error> {
+        let mail = self.mail(from)?;
+        if !mail.is_positive() {
+            return Ok(Transaction {
+                mail,
+                rcpts: Vec::new(),
+                data: None,
+            });
+        }
+        let rcpts = to
+            .iter()
+            .map(|t| self.rcpt(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let data = if rcpts.iter().any(Reply::is_positive) {
+            Some(self.data(message)?)
+        } else {
+            self.rset()?;
+            None
+        };
+        Ok(Transaction { mail, rcpts, data })
+    }
+
     /// `RSET`.
     pub fn rset(&mut self) -> Result<Reply, Error> {
         self.command_at("RSET", Stage::Rset)
@@ -393,6 +425,17 @@ impl SmtpClient {
         }
         Reply::parse(&raw, stage)
     }
+}
+
+/// The replies of one [`SmtpClient::transaction`].
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    /// The answer to `MAIL FROM`.
+    pub mail: Reply,
+    /// The answer to each `RCPT TO`, in order (empty if `MAIL FROM` was refused).
+    pub rcpts: Vec<Reply>,
+    /// The final answer to `DATA`, `None` when no recipient was accepted.
+    pub data: Option<Reply>,
 }
 
 fn bracket(address: &str) -> String {
