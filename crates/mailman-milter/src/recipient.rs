@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use crate::address::envelope_mailbox;
+use minimilter::envelope_address;
 
 /// Suffixes Mailman 3 (and Mailman 2's `-admin`) serves besides the posting
 /// address. Mail to them always passes: non-members use them legitimately.
@@ -83,9 +84,8 @@ impl AddressRules {
             return r;
         }
         // Cut the extension at the first delimiter, as Postfix and Mailman do.
-        if let Some(pos) = local.find(|c| self.recipient_delimiters.contains(c))
-            && pos > 0
-            && let Some(r) = self.classify_local(&local[..pos], domain, &is_list)
+        if let Some(base) = envelope_address::without_extension(local, &self.recipient_delimiters)
+            && let Some(r) = self.classify_local(base, domain, &is_list)
         {
             return r;
         }

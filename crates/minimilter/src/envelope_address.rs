@@ -245,6 +245,17 @@ fn peel(toks: &[Tok]) -> &[Tok] {
     }
 }
 
+/// The local part without its address extension: `local` cut at the first
+/// of the `delimiters` characters, as Postfix's `recipient_delimiter` cuts
+/// it (`bob+tag` is `bob`). `None` when there is no delimiter in it, none is
+/// configured, or it starts with one (nothing would be left of the mailbox).
+pub fn without_extension<'a>(local: &'a str, delimiters: &str) -> Option<&'a str> {
+    match local.find(|c| delimiters.contains(c))? {
+        0 => None,
+        cut => Some(&local[..cut]),
+    }
+}
+
 fn canonical_domain(mut d: String) -> Domain {
     // One trailing dot, but not after a dot or the `@` (as Postfix).
     if d.len() > 1 && d.ends_with('.') && !d.ends_with("..") {
@@ -277,6 +288,15 @@ mod tests {
 
     fn canon(raw: &str) -> String {
         EnvelopeAddress::parse(raw).to_string()
+    }
+
+    #[test]
+    fn extensions_are_cut_at_the_first_delimiter() {
+        assert_eq!(without_extension("bob+tag", "+"), Some("bob"));
+        assert_eq!(without_extension("bob-x+y", "+-"), Some("bob"));
+        assert_eq!(without_extension("bob", "+"), None);
+        assert_eq!(without_extension("+tag", "+"), None);
+        assert_eq!(without_extension("bob+tag", ""), None);
     }
 
     #[test]

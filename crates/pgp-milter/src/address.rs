@@ -14,6 +14,7 @@
 //!   `recipient_delimiter`) belongs to the mailbox without it.
 
 use minimilter::EnvelopeAddress;
+use minimilter::envelope_address;
 
 /// A canonical, lower-cased envelope address that is not the null
 /// address.
@@ -59,16 +60,13 @@ impl Address {
     /// no delimiter is configured, or the local part starts with a
     /// delimiter (nothing would be left of the mailbox).
     pub fn without_extension(&self, delimiters: &str) -> Option<Address> {
-        let cut = self.local.find(|c| delimiters.contains(c))?;
-        if cut == 0 {
-            return None;
-        }
+        let base = envelope_address::without_extension(&self.local, delimiters)?;
         // Rebuilt through the canonicaliser with both parts quoted, so any
         // character in them stays content.
         let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
         let raw = match &self.domain {
-            Some(d) => format!("{}@{}", quote(&self.local[..cut]), quote(d)),
-            None => quote(&self.local[..cut]),
+            Some(d) => format!("{}@{}", quote(base), quote(d)),
+            None => quote(base),
         };
         Address::parse(&raw)
     }
