@@ -56,13 +56,17 @@ pub(crate) async fn guarded<T>(
         }
     };
     match outcome? {
-        Err(panic) => Err(FilterFailure::Panic(panic_message(&panic))),
+        Err(panic) => Err(FilterFailure::Panic(panic_message(&*panic))),
         Ok(Err(e)) => Err(FilterFailure::Error(e)),
         Ok(Ok(v)) => Ok(v),
     }
 }
 
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+/// The message a panic carried (`panic!("…")` payloads are `&str` or
+/// `String`), for a log line or a fail-safe reason. Pass the payload itself
+/// (`&*boxed` from `catch_unwind`, or `PanicHookInfo::payload()`), not the
+/// box.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = p.downcast_ref::<String>() {

@@ -30,6 +30,7 @@ pub use connection::ConnectionEnd;
 pub use context::{Context, Modifications};
 pub use envelope_address::EnvelopeAddress;
 pub use filter::{BoxError, ConnectInfo, Ctx, Envelope, Header, Milter, StepResult};
+pub use guard::panic_message;
 pub use listener::{ListenError, Listener, UnixSocketOptions};
 pub use server::{Server, run};
 pub use shutdown::Shutdown;

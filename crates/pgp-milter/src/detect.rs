@@ -114,11 +114,7 @@ pub fn detect(message: &[u8]) -> Detection {
     })) {
         Ok(d) => d,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
+            let what = minimilter::panic_message(&*panic);
             Detection::Plain(NotPgp::Internal(format!(
                 "detector panicked: {}",
                 openpgp::one_line(&what)

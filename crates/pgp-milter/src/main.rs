@@ -50,12 +50,7 @@ fn main() -> ExitCode {
     // the fail-safe reply); the default hook would still print several lines
     // (a backtrace with RUST_BACKTRACE) for each. One log line instead.
     std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".into());
+        let msg = minimilter::panic_message(info.payload());
         let at = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))

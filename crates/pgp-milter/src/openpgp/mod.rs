@@ -114,11 +114,7 @@ pub fn isolated<T>(f: impl FnOnce() -> Result<T, OpenPgpError>) -> Result<T, Ope
     })) {
         Ok(r) => r,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
+            let what = minimilter::panic_message(&*panic);
             // A panic message may span lines (assert_eq!) or carry a
             // backtrace; replies and log lines get its first line only.
             let what = one_line(&what);
