@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (Postfix,
 # swaks, miltertest, libmilter headers from Debian) when missing, then checks
-# formatting and lints and runs every test, including the ones that start a
-# real Postfix on 127.0.0.1. Last, every cargo-fuzz target runs for
+# formatting and lints and runs every test: the fast set (scripts/test-fast.sh)
+# and then the tests marked `#[ignore = "needs <program>"]`, including the ones
+# that start a real Postfix on 127.0.0.1. Last, every cargo-fuzz target runs for
 # FUZZ_SECONDS (40 here, to keep CI near 20 minutes on 2 cores; 0 skips it)
 # through scripts/fuzz.sh, on the stable toolchain.
 set -euo pipefail
@@ -19,8 +20,13 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
-cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+# First the fast set, with the external programs hidden: a test that needs
+# one but is not marked `#[ignore = "needs ..."]` fails here. Then every
+# marked test, where a missing program is a failure, not a skip.
+echo "== fast set: cargo test --workspace (scripts/test-fast.sh --hermetic)"
+./scripts/test-fast.sh --hermetic
+echo "== tests that need external programs: cargo test --workspace -- --ignored"
+cargo test --workspace --locked -- --ignored 2>&1 | tee target/test-output.txt
 
 # The fuzz targets' checks already ran above on every committed seed
 # (crates/fuzz-checks/tests/corpus_replay.rs) and, on generated inputs, in

@@ -94,6 +94,7 @@ fn message(actions: &[&str]) -> String {
     m + "\r\nHello.\r\n"
 }
 
+#[ignore = "needs libmilter"]
 #[test]
 fn check_reports_what_the_libmilter_milter_did() {
     for extra in [&[][..], &["-n"][..]] {

@@ -143,6 +143,7 @@ async fn run_all(milter: &ChildMilter) -> Vec<(String, String, u32)> {
     out
 }
 
+#[ignore = "needs libmilter"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_and_server_agree_with_libmilter() {
     let reference = ChildMilter::libmilter_action_milter(&["-P", "100"]);

@@ -122,16 +122,19 @@ macro_rules! script_tests {
                 use super::{Target, run};
 
                 #[test]
+                #[ignore = "needs miltertest"]
                 fn rust() {
                     run(stringify!($script), Target::Rust);
                 }
 
                 #[test]
+                #[ignore = "needs miltertest and libmilter"]
                 fn libmilter() {
                     run(stringify!($script), Target::Libmilter);
                 }
 
                 #[test]
+                #[ignore = "needs miltertest and libmilter"]
                 fn libmilter_no_reply() {
                     run(stringify!($script), Target::LibmilterNoReply);
                 }
@@ -163,6 +166,7 @@ script_tests!(negotiate, steps, headers, recipients, body, verdicts);
 /// The libmilter build helper (shared with other interop tests) produces a
 /// working program: without arguments it prints its usage and exits 2.
 #[test]
+#[ignore = "needs libmilter"]
 fn libmilter_action_milter_builds() {
     let bin = interop::build_libmilter_action_milter();
     let out = run_with_timeout(&mut Command::new(&bin), Duration::from_secs(10));

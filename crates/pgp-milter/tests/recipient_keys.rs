@@ -58,6 +58,7 @@ fn spec(message: Vec<u8>, rcpts: &[&str]) -> MessageSpec {
     }
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn fingerprints_and_key_ids_match_gpg_with_colons() {
     let k = keyed();
@@ -103,6 +104,7 @@ fn fingerprints_and_key_ids_match_gpg_with_colons() {
     assert_eq!(ring.address_count(), 2);
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn pkesk_key_ids_of_gnupg_messages() {
     let k = keyed();
@@ -270,6 +272,7 @@ fn key_cases() -> Vec<KeyCase> {
     ]
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn recipient_keys_through_the_milter_protocol() {
     for (label, hidden, unknown) in [
@@ -315,6 +318,7 @@ async fn recipient_keys_through_the_milter_protocol() {
     }
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn without_require_recipient_key_the_keyring_is_not_consulted() {
     let k = keyed();
@@ -347,6 +351,7 @@ fn write_config(dir: &Path, keyring: &Path) -> std::path::PathBuf {
     file
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn config_loads_the_keyring_and_a_garbage_key_file_is_named() {
     let keys = keyring_dir(&[("notes.txt", "not a key, and not .asc: ignored")]);
@@ -391,6 +396,7 @@ fn config_loads_the_keyring_and_a_garbage_key_file_is_named() {
     );
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn check_config_reports_the_keyring() {
     let keys = keyring_dir(&[]);
@@ -489,6 +495,7 @@ fn spec_for(message: Vec<u8>) -> MessageSpec {
     spec(message, &[RECIPIENT])
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn sighup_reloads_the_keyring_and_a_bad_reload_keeps_the_old_keys() {
     let k = keyed();
@@ -562,6 +569,7 @@ fn is_date(s: &str) -> bool {
         })
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn unusable_keys_load_and_say_why() {
     let u = support::unusable();
@@ -602,6 +610,7 @@ fn unusable_keys_load_and_say_why() {
     }
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn unusable_keys_do_not_satisfy_require_recipient_key() {
     let u = support::unusable();
@@ -659,6 +668,7 @@ async fn unusable_keys_do_not_satisfy_require_recipient_key() {
     c.quit().await.unwrap();
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn check_config_names_unusable_keys() {
     let keys = unusable_keyring_dir();
@@ -680,6 +690,7 @@ fn check_config_names_unusable_keys() {
     }
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn the_daemon_logs_why_a_key_does_not_count() {
     let u = support::unusable();
@@ -730,6 +741,7 @@ async fn the_daemon_logs_why_a_key_does_not_count() {
     );
 }
 
+#[ignore = "needs gpg"]
 #[tokio::test]
 async fn every_enforced_recipient_needs_a_key_with_recipient_key_scope_every() {
     let k = keyed();

@@ -85,6 +85,7 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn valid_signed_messages_pass() {
     let (ops, sig) = ops_and_sig();
@@ -115,6 +116,7 @@ fn valid_signed_messages_pass() {
     }
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn ambiguous_signed_data_is_refused() {
     let (ops, sig) = ops_and_sig();
@@ -188,6 +190,7 @@ fn ambiguous_signed_data_is_refused() {
     }
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn the_decompression_budget_is_per_message() {
     let g = support::gpg();
@@ -232,6 +235,7 @@ fn assert_readable(text: &str) {
     assert!(text.len() < 200, "{text:?}");
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn parse_errors_are_short_human_reasons() {
     // A PKESK whose 64-bit MPI holds one octet.
@@ -292,6 +296,7 @@ fn deep_mime_is_a_mime_reason() {
     assert_readable(&d);
 }
 
+#[ignore = "needs gpg"]
 #[test]
 fn keyring_errors_are_short_human_reasons() {
     let g = support::gpg();
@@ -408,6 +413,7 @@ proptest::proptest! {
 
     /// Signed exactly when the independent reducer says the sequence is
     /// one signed OpenPGP Message.
+    #[ignore = "needs gpg"]
     #[test]
     fn signed_iff_the_reference_grammar_says_so(seq in gen_seq()) {
         let (ops, sig) = ops_and_sig();

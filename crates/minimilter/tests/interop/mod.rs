@@ -224,51 +224,32 @@ fn compile_libmilter_action_milter() -> Result<PathBuf, String> {
     Ok(target)
 }
 
-/// `target/<profile>/examples/action_milter`, brought up to date with
-/// `cargo build --example action_milter` (a no-op after a plain `cargo test`,
-/// which builds examples; needed after `cargo test --test NAME`, which does not).
+/// `target/<profile>/examples/action_milter`. Tests never run `cargo build`
+/// themselves: `cargo test` (and so `scripts/test.sh`) builds every example
+/// before it runs a test; after `cargo test --test NAME`, which builds only
+/// that test, run `cargo build --examples` once.
 pub fn rust_action_milter() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BUILT.get_or_init(build_rust_action_milter) {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match FOUND.get_or_init(find_rust_action_milter) {
         Ok(path) => path.clone(),
         Err(e) => panic!("{e}"),
     }
 }
 
-fn build_rust_action_milter() -> Result<PathBuf, String> {
+fn find_rust_action_milter() -> Result<PathBuf, String> {
     // <target>/<profile>/deps/<test binary>
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .ok_or("unexpected test binary location")?;
-    let target_dir = profile_dir
-        .parent()
-        .ok_or("unexpected test binary location")?;
     let bin = profile_dir.join("examples").join("action_milter");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "--offline", "-p", "minimilter"])
-        .args(["--example", "action_milter", "--target-dir"])
-        .arg(target_dir);
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => {}
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some(other) => {
-            cmd.args(["--profile", other]);
-        }
-        None => return Err("unexpected profile directory".into()),
-    }
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
-    if !out.success() {
-        return Err(format!(
-            "cargo build --example action_milter failed:\n{}",
-            out.describe()
-        ));
-    }
     if !bin.exists() {
-        return Err(format!("{} missing after cargo build", bin.display()));
+        return Err(format!(
+            "{} is missing: build the examples first (`cargo build --examples`, \
+             or run the tests with a plain `cargo test`, which builds them)",
+            bin.display()
+        ));
     }
     Ok(bin)
 }

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The fast inner loop: every test that needs no external program (no Postfix,
+# Sendmail, Mailman, GnuPG, miltertest, libmilter, Python, opendkim,
+# promtool, ...), in well under a minute once the workspace is built.
+#
+# Tests that need a program are marked `#[ignore = "needs <program>"]`;
+# `cargo test` skips them, and this script counts them by reason at the end.
+# scripts/test.sh runs them all (`cargo test -- --ignored`), where a missing
+# program fails the test.
+#
+#   scripts/test-fast.sh              cargo test --workspace, plus the summary
+#   scripts/test-fast.sh --hermetic   the same with the external programs
+#                                     hidden (bind-mounted over, in a private
+#                                     mount namespace; root only): a test that
+#                                     needs one but is not marked fails, which
+#                                     is how scripts/test.sh keeps the fast set
+#                                     honest
+#   scripts/test-fast.sh -- ARGS      extra arguments for the test binaries
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Programs and directories the marked tests use. Hidden with --hermetic.
+# (cc cannot be hidden: rustc links with it. The C tests need libmilter's
+# headers, which are hidden instead.)
+EXTERNAL_FILES=(
+    /usr/sbin/postfix /usr/sbin/postconf /usr/sbin/postmap /usr/sbin/postdrop
+    /usr/sbin/sendmail /usr/bin/swaks /usr/bin/miltertest
+    /usr/bin/gpg /usr/bin/gpg-agent /usr/bin/gpgconf /usr/bin/gpgsm /usr/bin/sq
+    /usr/bin/mailman /usr/lib/mailman3/bin/master
+    /usr/bin/python3 /usr/local/bin/python3
+    /usr/sbin/opendkim /usr/sbin/opendkim-genkey /usr/bin/opendkim-genkey
+    /usr/bin/opendkim-testmsg /usr/bin/promtool /usr/bin/prometheus
+    /usr/bin/neomutt /usr/bin/mu /usr/bin/systemd-analyze
+)
+EXTERNAL_DIRS=(/usr/include/libmilter /opt/minimilter-test)
+
+hermetic=0
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --hermetic) hermetic=1 ;;
+        --inside-namespace) hermetic=2 ;;
+        --) shift; args=("$@"); break ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "test-fast.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$hermetic" = 1 ]; then
+    if [ "$(id -u)" -eq 0 ] && unshare -m true 2>/dev/null; then
+        exec unshare -m "$0" --inside-namespace -- "${args[@]}"
+    fi
+    echo "test-fast.sh: cannot make a private mount namespace (needs root and unshare);" \
+         "running without hiding the external programs" >&2
+fi
+if [ "$hermetic" = 2 ]; then
+    # Private mounts: nothing here is seen outside this process tree.
+    mount --make-rprivate / 2>/dev/null || true
+    hidden=()
+    for f in "${EXTERNAL_FILES[@]}"; do
+        if [ -f "$f" ]; then mount --bind /dev/null "$f" && hidden+=("$f"); fi
+    done
+    # pyenv's shims (python3 on some machines) live under $PYENV_ROOT.
+    for f in "${PYENV_ROOT:-$HOME/.pyenv}"/shims/python3*; do
+        if [ -f "$f" ]; then mount --bind /dev/null "$f" && hidden+=("$f"); fi
+    done
+    for d in "${EXTERNAL_DIRS[@]}"; do
+        if [ -d "$d" ]; then mount -t tmpfs none "$d" && hidden+=("$d"); fi
+    done
+    echo "== hidden for the fast set: ${hidden[*]}"
+fi
+
+log=$(mktemp /tmp/minimilter-test-fast.XXXXXX)
+trap 'rm -f "$log"' EXIT
+start=$(date +%s)
+status=0
+cargo test --workspace --locked -- "${args[@]}" 2>&1 | tee "$log" || status=$?
+elapsed=$(( $(date +%s) - start ))
+
+# cargo prints one "test result:" line per test binary; add them up, and name
+# what the ignored tests wait for.
+awk -v secs="$elapsed" '
+    /^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i+1) ~ /^passed/) p += $i
+            if ($(i+1) ~ /^failed/) f += $i
+            if ($(i+1) ~ /^ignored/) ig += $i
+        }
+    }
+    / \.\.\. ignored, / { sub(/.* \.\.\. ignored, /, ""); why[$0]++ }
+    END {
+        printf "\n== fast set: %d passed, %d failed, %d ignored (need an external program; scripts/test.sh runs them) in %d s\n", p, f, ig, secs
+        for (w in why) printf "   %4d  %s\n", why[w], w
+    }' "$log"
+exit "$status"
