@@ -241,6 +241,26 @@ fn a_body_negotiated_away_gets_a_not_sent_line_like_helo_and_data() {
             "no line starting {want:?} in\n{out}"
         );
     }
+    // Nothing was sent for it, so nothing was waited for: the whole line.
+    assert!(
+        has_line(
+            &out,
+            &step_line(
+                "BODY 122 bytes in 1 chunk",
+                "not sent (negotiated away) (0.00 ms)"
+            )
+        ),
+        "{out}"
+    );
+    // A step the protocol version lacks says so.
+    let o = check(&m.spec, &["--protocol-version", "3"], &message);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let want = step_line("DATA", "not sent (not in protocol version 3) (0.");
+    assert!(
+        out.lines().any(|l| l.starts_with(&want)),
+        "no line starting {want:?} in\n{out}"
+    );
     // JSON says the same, with the counts.
     let o = check(&m.spec, &["--json"], &message);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
@@ -294,10 +314,11 @@ fn after_a_skip_the_rest_of_the_body_is_reported_not_sent() {
         "{out}"
     );
     assert!(
-        lines[first + 1].starts_with(&step_line(
-            "BODY rest, 134465 bytes in 3 chunks",
-            "not sent (skipped) (0."
-        )),
+        lines[first + 1]
+            == step_line(
+                "BODY rest, 134465 bytes in 3 chunks",
+                "not sent (skipped) (0.00 ms)"
+            ),
         "{out}"
     );
     assert!(lines[first + 2].starts_with("  END OF MESSAGE"), "{out}");
