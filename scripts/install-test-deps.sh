@@ -12,6 +12,10 @@
 #   gcc            builds the libmilter reference milter
 #   mailman3       a real Mailman 3 core; mailman-milter's tests start a private one (own
 #                  config and var dir, REST on a free 127.0.0.1 port) and never the service
+#   opendkim, opendkim-tools, python3-dkim
+#                  `minimilter check` is tested against a real opendkim signing
+#                  configuration (own config, foreground, private socket; never the
+#                  service), its signatures verified with Python's dkim module
 #   sendmail       sendmail-bin, sendmail-base and sendmail-cf are *not installed* (they
 #                  conflict with postfix): they are downloaded and unpacked with dpkg -x
 #                  into $SENDMAIL_DIR (/opt/minimilter-test/sendmail), where
@@ -41,6 +45,10 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 # mailman-milter's REST backend is tested against Debian's Mailman 3 core.
 [ -x /usr/bin/mailman ] && [ -x /usr/lib/mailman3/bin/master ] || missing+=(mailman3)
+# minimilter check's opendkim example; the verifier runs under Debian's python3.
+[ -x /usr/sbin/opendkim ] || missing+=(opendkim)
+[ -x /usr/sbin/opendkim-genkey ] || missing+=(opendkim-tools)
+/usr/bin/python3 -c 'import dkim' >/dev/null 2>&1 || missing+=(python3-dkim)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps.sh: installing ${missing[*]}"
@@ -62,7 +70,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare, cc and mailman3 already present"
+    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare, cc, mailman3, opendkim, opendkim-tools and python3-dkim already present"
 fi
 
 # Sendmail, unpacked (not installed) for testkit::Sendmail. The marker file is written

@@ -2,12 +2,12 @@
 
 use std::io::{IsTerminal, Read};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use milter_proto::{Answer, Dispatch, Offer, Response};
+use milter_proto::{Answer, Dispatch, MilterOptions, Offer, Protocol, Response, Step};
 use minimilter::transaction::{Outcome, StepRecord, Transcript};
 use minimilter::{ClientConfig, ClientError, MessageSpec, MilterClient, SocketSpec};
 
@@ -58,6 +58,12 @@ pub struct CheckArgs {
     /// Print the whole result as JSON (one object) instead of a transcript.
     #[arg(long)]
     pub json: bool,
+    /// Write the body the milter replaced the message's body with (its
+    /// replace-body chunks joined, bytes exactly as sent) to FILE. FILE is
+    /// removed first, so afterwards it exists only if the milter replaced
+    /// the body.
+    #[arg(long, value_name = "FILE")]
+    pub body_out: Option<PathBuf>,
     #[command(flatten)]
     pub timeouts: Timeouts,
 }
@@ -145,6 +151,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<u8> {
         })?,
         ..ClientConfig::default()
     })?;
+    if let Some(path) = &args.body_out {
+        remove_stale(path)?;
+    }
     // The result is built whole, then written once through a handle.
     let mut out = String::new();
     let code = match MilterClient::connect(&spec, cfg).await {
@@ -156,16 +165,37 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<u8> {
                 } else {
                     let _ = client.quit().await;
                 }
+                let body_out = match &args.body_out {
+                    Some(path) => write_body(path, &t)?,
+                    None => None,
+                };
                 if args.json {
-                    outln!(
-                        out,
-                        "{}",
-                        json::check(&spec, Some(&t.options), Some(&t), None, &[])
-                    );
+                    let mut v = json::check(&spec, Some(&t.options), Some(&t), None, &[]);
+                    if let Some(path) = &args.body_out {
+                        v["body_out"] = serde_json::json!({
+                            "path": path.display().to_string(),
+                            "bytes": body_out,
+                        });
+                    }
+                    outln!(out, "{v}");
                 } else {
                     print_negotiation(&mut out, &spec, &t);
-                    print_steps(&mut out, &t.steps);
+                    print_steps(&mut out, &t.steps, Some(&t.options));
                     print_verdict(&mut out, &t);
+                    if let Some(path) = &args.body_out {
+                        match body_out {
+                            Some(n) => outln!(
+                                out,
+                                "--- replaced body ({n} bytes) written to {}",
+                                path.display()
+                            ),
+                            None => outln!(
+                                out,
+                                "--- the milter did not replace the body; {} not written",
+                                path.display()
+                            ),
+                        }
+                    }
                     if args.show_message {
                         print_message(&mut out, &t);
                     }
@@ -184,6 +214,35 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<u8> {
     };
     output::emit(&out)?;
     Ok(code)
+}
+
+/// Removes what an earlier run left at the `--body-out` path, so the file
+/// exists afterwards only if this milter replaced the body.
+fn remove_stale(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing the old --body-out file {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes the replacement body, if the milter sent one; its size.
+fn write_body(path: &Path, t: &Transcript) -> anyhow::Result<Option<usize>> {
+    let mut body = Vec::new();
+    let mut replaced = false;
+    for m in &t.modifications {
+        if let Response::ReplaceBody(chunk) = m {
+            replaced = true;
+            body.extend_from_slice(chunk);
+        }
+    }
+    if !replaced {
+        return Ok(None);
+    }
+    std::fs::write(path, &body)
+        .with_context(|| format!("writing the replaced body to {}", path.display()))?;
+    Ok(Some(body.len()))
 }
 
 fn exit_code(o: &Outcome) -> u8 {
@@ -214,7 +273,7 @@ fn report_error(
         outln!(out, "{}", json::check(spec, options, None, Some(e), steps));
     } else {
         outln!(out, "milter {spec}");
-        print_steps(out, steps);
+        print_steps(out, steps, options);
         outln!(out, "error: {}", output::chain(e));
         let verdict = match code {
             exit::ERROR => "verdict: none (the message or session cannot be sent to a milter)",
@@ -240,12 +299,19 @@ fn print_negotiation(out: &mut String, spec: &SocketSpec, t: &Transcript) {
     }
 }
 
-/// One line per step: what was sent, what came back.
-fn print_steps(out: &mut String, steps: &[StepRecord]) {
-    for s in steps {
+/// One line per step: what was sent, what came back. Modifications follow
+/// their step, each header as Postfix would write it.
+fn print_steps(out: &mut String, steps: &[StepRecord], options: Option<&MilterOptions>) {
+    let reasons = json::not_sent_reasons(steps, options);
+    let leading_space =
+        options.is_some_and(|o| o.protocol.contains(Protocol::HEADER_LEADING_SPACE));
+    for (s, reason) in steps.iter().zip(reasons) {
         let o = &s.outcome;
         let answer = match (&o.dispatch, &o.answer) {
-            (Dispatch::NotSent, _) => "not sent (negotiated away or skipped)".to_owned(),
+            (Dispatch::NotSent, _) => format!(
+                "not sent ({})",
+                reason.unwrap_or("negotiated away or skipped")
+            ),
             (Dispatch::NoReply, _) => "sent, no reply (negotiated)".to_owned(),
             (_, Some(Answer::Reply(r))) => format!(
                 "{} \"{}\"",
@@ -261,13 +327,27 @@ fn print_steps(out: &mut String, steps: &[StepRecord]) {
         } else {
             String::new()
         };
-        outln!(
-            out,
-            "  {:<40} -> {answer} ({ms:.2} ms{progress})",
+        // A body record counts bytes and chunks: never cut short.
+        let detail = if o.step == Step::Body {
+            s.detail.clone()
+        } else {
             truncate(&s.detail, 40)
-        );
+        };
+        outln!(out, "  {detail:<40} -> {answer} ({ms:.2} ms{progress})");
         for m in &o.modifications {
-            outln!(out, "  {:<40}    + {}", "", describe(m));
+            // Continuation lines of a header start under the text of the
+            // first, with their own folding whitespace, as delivered.
+            let text = describe(m, leading_space);
+            let mut lines = text.split('\n');
+            outln!(
+                out,
+                "  {:<40}    + {}",
+                "",
+                lines.next().unwrap_or_default()
+            );
+            for line in lines {
+                outln!(out, "  {:<40}      {line}", "");
+            }
         }
     }
 }
@@ -282,19 +362,49 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// A modification in words.
-pub fn describe(m: &Response) -> String {
+/// A header field as Postfix writes it when a milter adds or changes it:
+/// `Name:`, a space unless the milter negotiated leading-space handling
+/// (then the value is byte-exact and brings its own), and each LF in the
+/// value starts a continuation line, which gets a tab unless it starts with
+/// a space or tab. Lines are joined with LF; a CR before an LF is left out
+/// here (Postfix keeps it as data).
+pub fn header_field(name: &[u8], value: &[u8], leading_space: bool) -> String {
+    let value = String::from_utf8_lossy(value);
+    let mut field = String::from_utf8_lossy(name).into_owned();
+    field.push(':');
+    if !leading_space {
+        field.push(' ');
+    }
+    for (i, line) in value.split('\n').enumerate() {
+        if i > 0 {
+            field.push('\n');
+            if !line.starts_with([' ', '\t']) {
+                field.push('\t');
+            }
+        }
+        field.push_str(line.strip_suffix('\r').unwrap_or(line));
+    }
+    field
+}
+
+/// A modification in words (headers may take several lines, LF-separated).
+pub fn describe(m: &Response, leading_space: bool) -> String {
     let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    let field = |name: &Bytes, value: &Bytes| header_field(name, value, leading_space);
     match m {
-        Response::AddHeader { name, value } => format!("add header {}: {}", s(name), s(value)),
+        Response::AddHeader { name, value } => format!("add header {}", field(name, value)),
         Response::InsertHeader { index, name, value } => {
-            format!("insert header at {index}: {}: {}", s(name), s(value))
+            format!("insert header at {index}: {}", field(name, value))
         }
         Response::ChangeHeader { index, name, value } if value.is_empty() => {
             format!("delete header {} #{index}", s(name))
         }
         Response::ChangeHeader { index, name, value } => {
-            format!("change header {} #{index} to: {}", s(name), s(value))
+            format!(
+                "change header {} #{index} to: {}",
+                s(name),
+                field(name, value)
+            )
         }
         Response::AddRcpt(r) => format!("add recipient {}", s(r)),
         Response::AddRcptPar { rcpt, args } => format!(

@@ -3,7 +3,7 @@
 //! is a deliberate interface.
 
 use bytes::Bytes;
-use milter_proto::{Answer, Dispatch, MilterOptions, Response};
+use milter_proto::{Answer, Dispatch, MilterOptions, Response, Steps};
 use minimilter::transaction::{Outcome, StepRecord, Transcript};
 use minimilter::{ClientError, SocketSpec};
 use serde_json::{Value, json};
@@ -82,12 +82,50 @@ fn answer(a: &Answer) -> Value {
     }
 }
 
-fn step(s: &StepRecord) -> Value {
+/// Why each step was not sent (None for steps that were): `"skipped"` after
+/// the milter answered skip to an earlier step of the same kind in this
+/// message, `"not in protocol version N"` for a step that version lacks,
+/// otherwise `"negotiated away"`. None throughout without the options.
+pub fn not_sent_reasons(
+    steps: &[StepRecord],
+    options: Option<&MilterOptions>,
+) -> Vec<Option<&'static str>> {
+    let mut skipped = Steps::empty();
+    steps
+        .iter()
+        .map(|s| {
+            let o = &s.outcome;
+            if o.answer == Some(Answer::Skip) {
+                skipped |= o.step.as_set();
+            }
+            if o.dispatch != Dispatch::NotSent {
+                return None;
+            }
+            let opts = options?;
+            Some(if skipped.contains(o.step.as_set()) {
+                "skipped"
+            } else if opts.protocol.contains(o.step.no_send_bit())
+                && !o.step.no_send_bit().is_empty()
+            {
+                "negotiated away"
+            } else {
+                match opts.version {
+                    2 => "not in protocol version 2",
+                    3 => "not in protocol version 3",
+                    _ => "negotiated away",
+                }
+            })
+        })
+        .collect()
+}
+
+fn step(s: &StepRecord, not_sent: Option<&str>) -> Value {
     let o = &s.outcome;
     json!({
         "step": o.step.name(),
         "detail": s.detail,
         "sent": o.dispatch != Dispatch::NotSent,
+        "not_sent": not_sent,
         "reply_expected": o.dispatch == Dispatch::AwaitAnswer,
         "answer": o.answer.as_ref().map(answer),
         "modifications": o.modifications.iter().map(modification).collect::<Vec<_>>(),
@@ -119,10 +157,11 @@ pub fn check(
     steps_so_far: &[StepRecord],
 ) -> Value {
     let steps = t.map(|t| t.steps.as_slice()).unwrap_or(steps_so_far);
+    let reasons = not_sent_reasons(steps, opts);
     let mut v = json!({
         "milter": spec.to_string(),
         "negotiated": opts.map(options),
-        "steps": steps.iter().map(step).collect::<Vec<_>>(),
+        "steps": steps.iter().zip(reasons).map(|(s, r)| step(s, r)).collect::<Vec<_>>(),
     });
     if let Some(t) = t {
         let mut verdict = outcome(&t.outcome);
@@ -136,6 +175,14 @@ pub fn check(
         );
         v["modifications"] = json!(t.modifications.iter().map(modification).collect::<Vec<_>>());
         v["warnings"] = json!(t.warnings);
+        v["body_not_sent"] = match &t.body_not_sent {
+            Some(u) => json!({
+                "bytes": u.bytes,
+                "chunks": u.chunks,
+                "reason": if u.skipped { "skipped" } else { "negotiated away" },
+            }),
+            None => Value::Null,
+        };
         v["delivered"] = match &t.delivered {
             Some(m) => json!({
                 "sender": m.sender,

@@ -36,7 +36,7 @@ pub use server::{Server, run};
 pub use shutdown::Shutdown;
 pub use spec::{SocketSpec, SpecError};
 pub use transaction::{
-    Interrupted, MessageSpec, Outcome, Transcript, run_message, run_next_message,
+    Interrupted, MessageSpec, Outcome, Transcript, UnsentBody, run_message, run_next_message,
 };
 
 /// The protocol core, re-exported so a filter needs one dependency.

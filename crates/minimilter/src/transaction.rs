@@ -120,6 +120,20 @@ pub struct StepRecord {
     pub outcome: StepOutcome,
 }
 
+/// Body the MTA did not send to the milter, because the milter negotiated
+/// the body step away or answered skip to a body chunk. Postfix goes on to
+/// end of message and delivers the whole body either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsentBody {
+    /// Body bytes not sent (in the form body chunks carry: CRLF line ends).
+    pub bytes: usize,
+    /// Body chunks (of at most 65535 bytes) they would have taken.
+    pub chunks: usize,
+    /// True if a skip answer stopped the body, false if it was negotiated
+    /// away.
+    pub skipped: bool,
+}
+
 /// Everything that happened.
 #[derive(Debug, Clone)]
 pub struct Transcript {
@@ -144,6 +158,9 @@ pub struct Transcript {
     /// continue at connect or HELO, or shutdown): the MTA closes the milter
     /// connection without QUIT and does not consult it again.
     pub session_ended: bool,
+    /// Body not sent to the milter (negotiated away or skipped). The steps
+    /// also hold one not-sent body record for it.
+    pub body_not_sent: Option<UnsentBody>,
 }
 
 fn reply_text(a: &Answer) -> Option<String> {
@@ -307,6 +324,7 @@ async fn run(
         delivered: None,
         warnings: Vec::new(),
         session_ended: false,
+        body_not_sent: None,
     };
     let rcpts: Vec<&str> = spec.rcpts.iter().map(String::as_str).collect();
     let mut model = MessageModel::parse(&spec.from, &rcpts, &spec.message);
@@ -539,6 +557,31 @@ async fn message(
         if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Body)) {
             return end_early(p, t, outcome).await;
         }
+    }
+    if offset < body.len() {
+        // One record for what the milter did not get, so a transcript says
+        // so as it does for other steps the milter declined.
+        let bytes = body.len() - offset;
+        let chunks = bytes.div_ceil(CHUNK_SIZE);
+        let skipped = p.client.options().sends(Step::Body);
+        let rest = if offset > 0 { "rest, " } else { "" };
+        let plural = if chunks == 1 { "" } else { "s" };
+        p.steps.push(StepRecord {
+            detail: format!("BODY {rest}{bytes} bytes in {chunks} chunk{plural}"),
+            outcome: StepOutcome {
+                step: Step::Body,
+                dispatch: Dispatch::NotSent,
+                answer: None,
+                modifications: Vec::new(),
+                progress: 0,
+                elapsed: Duration::ZERO,
+            },
+        });
+        t.body_not_sent = Some(UnsentBody {
+            bytes,
+            chunks,
+            skipped,
+        });
     }
     let m = p.macros(Step::EndOfMessage, &[("i", qid.to_owned())]);
     let o = p

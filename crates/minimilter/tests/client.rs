@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use milter_proto::{Answer, Dispatch, Offer, Protocol, Response, Step, Violation};
 use minimilter::interop::ActionMilter;
-use minimilter::transaction::{Outcome, run_next_message};
+use minimilter::transaction::{Outcome, UnsentBody, run_next_message};
 use minimilter::{
     ClientConfig, ClientError, MessageSpec, MilterClient, Server, ServerConfig, Shutdown,
     run_message,
@@ -188,8 +188,24 @@ async fn skip_stops_the_body() {
         .iter()
         .filter(|r| r.outcome.step == Step::Body)
         .collect();
-    assert_eq!(body_steps.len(), 1, "body stops after skip");
+    assert_eq!(
+        body_steps.len(),
+        2,
+        "one chunk sent, one record of the rest"
+    );
     assert_eq!(body_steps[0].outcome.answer, Some(Answer::Skip));
+    // The rest (200000 bytes and the CRLF a last line gets, less the first
+    // chunk) is one not-sent record.
+    assert_eq!(body_steps[1].outcome.dispatch, Dispatch::NotSent);
+    assert_eq!(body_steps[1].detail, "BODY rest, 134467 bytes in 3 chunks");
+    assert_eq!(
+        t.body_not_sent,
+        Some(UnsentBody {
+            bytes: 134_467,
+            chunks: 3,
+            skipped: true
+        })
+    );
     assert!(delivered(&t).contains("X-Action-Body-Bytes: 65535\r\n"));
 }
 
