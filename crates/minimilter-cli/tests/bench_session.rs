@@ -103,6 +103,7 @@ impl Milter for Recorder {
             from.address(),
             macro_text(&cx, "{auth_authen}")
         ));
+        self.note(format!("queue id {}", macro_text(&cx, "i")));
         Ok(Verdict::Continue)
     }
 
@@ -163,7 +164,20 @@ fn bench_takes_every_session_option_check_takes() {
     args.extend_from_slice(SESSION);
     let o = minimilter(&args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let bench = rec.take();
+    let mut bench = rec.take();
+    // Each message has its own queue id, as on an MTA.
+    let ids: Vec<String> = bench
+        .iter()
+        .filter_map(|l| l.strip_prefix("queue id ").map(str::to_owned))
+        .collect();
+    bench.retain(|l| !l.starts_with("queue id "));
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
+    assert!(
+        ids.iter()
+            .all(|i| i.len() == 12 && i.chars().all(|c| c.is_ascii_hexdigit())),
+        "{ids:?}"
+    );
     let expected = [
         "connect mx.example.net Inet { port: 40000, addr: b\"192.0.2.7\" } ptr=ptr.example.net",
         "helo helo.example.net",
@@ -181,7 +195,29 @@ fn bench_takes_every_session_option_check_takes() {
     args.extend_from_slice(SESSION);
     let o = minimilter(&args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(rec.take(), expected[..5]);
+    let mut check = rec.take();
+    check.retain(|l| !l.starts_with("queue id "));
+    assert_eq!(check, expected[..5]);
+
+    // A queue id given as macro i is the one every message carries.
+    let o = minimilter(&[
+        "bench",
+        &spec,
+        "--conns",
+        "1",
+        "--messages",
+        "2",
+        "--quiet",
+        "--macro",
+        "i=4ABC123",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let ids: Vec<String> = rec
+        .take()
+        .into_iter()
+        .filter(|l| l.starts_with("queue id "))
+        .collect();
+    assert_eq!(ids, ["queue id 4ABC123", "queue id 4ABC123"]);
 
     // An unknown client address is the "unknown" family, as in check.
     let o = minimilter(&[
