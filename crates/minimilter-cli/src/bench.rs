@@ -157,7 +157,7 @@ struct Shared {
     stop: AtomicBool,
     done: AtomicU64,
     /// The last script encoded, for connections that negotiate the same.
-    template: std::sync::Mutex<Option<MessageScript>>,
+    template: tokio::sync::Mutex<Option<MessageScript>>,
 }
 
 /// One SMTP session after another on one milter connection (or a new
@@ -211,7 +211,7 @@ async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
             qid.clear();
             let _ = write!(qid, "{n:05X}{i:07X}");
         }
-        let s = match prepared_script(&mut script, &shared, c.options(), &qid) {
+        let s = match prepared_script(&mut script, &shared, c.options(), &qid).await {
             Ok(s) => s,
             Err(e) => {
                 // What run_message would report at the step (data the
@@ -283,7 +283,7 @@ async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
 /// means parsing the message: for a large one, milliseconds that would
 /// otherwise delay the other connections' negotiations); encoded again only
 /// when the options differ or the id does not fit.
-fn prepared_script<'a>(
+async fn prepared_script<'a>(
     script: &'a mut Option<MessageScript>,
     shared: &Shared,
     options: &MilterOptions,
@@ -294,10 +294,9 @@ fn prepared_script<'a>(
         None => false,
     };
     if !reusable {
-        let mut template = shared
-            .template
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // An async lock: connections waiting for the first encoding yield
+        // their worker to the others instead of blocking it.
+        let mut template = shared.template.lock().await;
         let mut fresh = match template.as_ref() {
             Some(t) if t.options() == options => t.clone(),
             _ => {
@@ -364,7 +363,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         deadline: started + duration,
         stop: AtomicBool::new(false),
         done: AtomicU64::new(0),
-        template: std::sync::Mutex::new(None),
+        template: tokio::sync::Mutex::new(None),
     });
     let tasks: Vec<_> = (0..args.conns)
         .map(|n| tokio::spawn(connection(shared.clone(), n)))
