@@ -23,6 +23,18 @@
       idle pause after the last; VmHWM is reset (/proc/PID/clear_refs) at the start of
       each phase where the kernel allows it, so each phase has its own peak.
 
+  measure.py yardstick --pid PID --socket SPEC [--conns 32] [--seconds 5] [--repeat 3] --out FILE
+      `minimilter bench` and scripts/bench/loadgen.c (LOADGEN_BIN) one after the other
+      against the same milter (the null milter in run.sh), --repeat rounds: msgs/s and
+      each client's own CPU per message (wait4 rusage), the milter's from /proc.
+
+  measure.py gate-report --dir target/bench --out docs/performance.md
+      Rewrites only the same-job section of --out (between its markers) from gate-*.json
+      (several files of one milter and scenario, the rounds, are merged) and
+      yardstick.json. `scenario --duration-bound` runs are what run.sh --gate-only makes:
+      no message count, --seconds per run, so every connection works all along and the
+      fewest messages on one connection shows starvation.
+
   measure.py report --dir target/bench --out docs/performance.md [--runtime SECONDS]
       Writes the Markdown report from the JSON files in --dir (run-*, idle-*, soak-*,
       pgp-* and meta.json). Without --runtime, the runtime recorded in meta.json is used.
