@@ -17,6 +17,12 @@
 #                                     tables are regenerated from target/bench/
 #   scripts/bench/run.sh --pgp-only   only pgp-milter (g), about 1.5 minutes; the other
 #                                     tables are regenerated from target/bench/
+#   scripts/bench/run.sh --gate-only  only the same-job comparison (minimilter, indymilter,
+#                                     libmilter, pymilter all running the PGP gate of
+#                                     crates/minimilter/examples/pgp_gate_milter.rs) and the
+#                                     client yardstick (bench against scripts/bench/loadgen.c
+#                                     on the null milter), about 10 minutes; rewrites only
+#                                     that section of docs/performance.md
 # Everything runs locally: unix sockets only, every load run bounded in messages
 # and time.
 set -euo pipefail
@@ -24,13 +30,15 @@ cd "$(dirname "$0")/../.."
 
 SOAK=1
 PGP_ONLY=""
+GATE_ONLY=""
 case "${1:-}" in
 --soak-only) exec scripts/bench/soak.sh ;;
 --no-soak) SOAK="" ;;
 --pgp-only) PGP_ONLY=1 ;;
+--gate-only) GATE_ONLY=1 ;;
 "") ;;
 *)
-    echo "usage: $0 [--soak-only | --no-soak | --pgp-only]" >&2
+    echo "usage: $0 [--soak-only | --no-soak | --pgp-only | --gate-only]" >&2
     exit 2
     ;;
 esac
@@ -49,7 +57,7 @@ PGP_RCPT=bob@example.org                # envelope recipient, and the key's user
 
 # --- what is needed ----------------------------------------------------------
 missing=()
-command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
+[ -n "$GATE_ONLY" ] || command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
 if [ -z "$PGP_ONLY" ]; then
     [ -f /usr/include/libmilter/mfapi.h ] || missing+=(libmilter-dev)
     [ -x "$PY" ] && "$PY" -c 'import Milter' 2>/dev/null || missing+=(python3-milter)
@@ -69,19 +77,35 @@ fi
 # --- build ---------------------------------------------------------------------
 echo "== building"
 mkdir -p "$OUT"
-if [ -n "$PGP_ONLY" ]; then
+build_gate() {
+    cargo build --release -p minimilter-cli --bins
+    cargo build --release -p minimilter --example pgp_gate_milter --example null_milter
+    # indymilter is the competitor, not part of the workspace: its own lockfile and target.
+    CARGO_TARGET_DIR="$PWD/$OUT/indymilter-target" cargo build --release --locked \
+        --manifest-path scripts/bench/indymilter_gate/Cargo.toml
+    cc -O2 -o "$OUT/pgp_gate_libmilter" scripts/bench/pgp_gate_libmilter.c -lmilter -lpthread
+    cc -O2 -o "$OUT/loadgen" scripts/bench/loadgen.c
+}
+if [ -n "$GATE_ONLY" ]; then
+    build_gate
+elif [ -n "$PGP_ONLY" ]; then
     cargo build --release -p minimilter-cli -p pgp-milter --bins
 else
     cargo build --release -p minimilter -p minimilter-cli -p pgp-milter --examples --bins
     cc -O2 -o "$OUT/action_milter_libmilter" \
         crates/minimilter/tests/interop/libmilter/action_milter.c -lmilter -lpthread
+    build_gate
 fi
 RUST_MILTER=target/release/examples/action_milter
 C_MILTER=$OUT/action_milter_libmilter
 PGP_MILTER=target/release/pgp-milter
 export BENCH_BIN=target/release/minimilter
+if [ -n "$GATE_ONLY" ]; then
+    :
+else
 rm -f "$OUT"/pgp-*.json "$OUT"/pgp-msg-*.eml
-if [ -z "$PGP_ONLY" ]; then
+fi
+if [ -z "$PGP_ONLY" ] && [ -z "$GATE_ONLY" ]; then
     rm -f "$OUT"/run-*.json "$OUT"/idle-*.json "$OUT"/*.log
     [ -z "$SOAK" ] || rm -f "$OUT"/soak-*.json
 fi
@@ -91,7 +115,7 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -n)
 
-[ -n "$PGP_ONLY" ] || "$PY" - "$OUT/meta.json" "$NOFILE" "$SECONDS_PER_RUN" "$CAP" "$REPEAT" "$QUIET_WAIT" <<'EOF'
+[ -n "$PGP_ONLY" ] || [ -n "$GATE_ONLY" ] || "$PY" - "$OUT/meta.json" "$NOFILE" "$SECONDS_PER_RUN" "$CAP" "$REPEAT" "$QUIET_WAIT" <<'EOF'
 import json, os, subprocess, sys
 def cmd(*a):
     try:
@@ -157,6 +181,23 @@ start_milter() {
     pymilter)
         "$PY" scripts/bench/action_milter.py "unix:$SOCK" 2>>"$OUT/$name.log" &
         ;;
+    gate-minimilter)
+        RUST_LOG=warn target/release/examples/pgp_gate_milter --listen "unix:$SOCK" \
+            --socket-mode 666 --max-connections 20000 2>>"$OUT/$name.log" &
+        ;;
+    gate-indymilter)
+        "$OUT/indymilter-target/release/indymilter_gate" "unix:$SOCK" 2>>"$OUT/$name.log" &
+        ;;
+    gate-libmilter)
+        "$OUT/pgp_gate_libmilter" "unix:$SOCK" 2>>"$OUT/$name.log" &
+        ;;
+    gate-pymilter)
+        "$PY" scripts/bench/pgp_gate.py "unix:$SOCK" 2>>"$OUT/$name.log" &
+        ;;
+    null)
+        RUST_LOG=warn target/release/examples/null_milter --listen "unix:$SOCK" \
+            --socket-mode 666 --max-connections 20000 2>>"$OUT/$name.log" &
+        ;;
     pgp-milter)
         # Embedded defaults, default log level: one decision line per message, which
         # would be hundreds of MB over the runs, so it goes to /dev/null.
@@ -204,6 +245,63 @@ run_pgp() {
     pgp_scenario plain reject
 }
 
+# gate_scenario ROUND MILTER ID CONNS MESSAGE_FILE [--new-connection-per-message]
+# One measured run, bounded by time only (every connection busy for all of it).
+gate_scenario() {
+    local round=$1 name=$2 id=$3 conns=$4 message=$5
+    shift 5
+    start_milter "$name"
+    "$PY" scripts/bench/measure.py scenario --pid "$MILTER_PID" --milter "$name" \
+        --scenario "$id" --socket "unix:$SOCK" --conns "$conns" --message "$message" \
+        --expect accept --seconds "$SECONDS_PER_RUN" --cap "$CAP" --repeat 1 \
+        --duration-bound --quiet-wait "$QUIET_WAIT" \
+        --out "$OUT/gate-$id-$name-r$round.json" "$@"
+    stop_milter
+}
+
+# The same job on every runtime (the PGP gate), and the client yardstick.
+run_gate() {
+    "$PY" - "$OUT" <<'PYEOF'
+import sys
+def message(size):
+    head = ("From: Alice <alice@example.com>\r\nTo: Bob <bob@example.org>\r\n"
+            "Subject: encrypted\r\nMessage-ID: <gate@minimilter.invalid>\r\n\r\n")
+    body = "-----BEGIN PGP MESSAGE-----\r\n\r\n"
+    line = "hQEMA5V3x4x0A1cDAQf/Z2F0ZSBiZW5jaG1hcmsgYm9keSBsaW5lIG9mIGJhc2U2NCB0ZXh0\r\n"
+    while len(body) < size - 60:
+        body += line
+    return head + body + "=abcd\r\n-----END PGP MESSAGE-----\r\n"
+open(sys.argv[1] + "/gate-2k.eml", "w").write(message(2048))
+open(sys.argv[1] + "/gate-1m.eml", "w").write(message(1 << 20))
+PYEOF
+    rm -f "$OUT"/gate-*.json "$OUT/yardstick.json"
+    echo "== yardstick: minimilter bench and loadgen against the null milter, 32 connections"
+    start_milter null
+    "$PY" scripts/bench/measure.py yardstick --pid "$MILTER_PID" --socket "unix:$SOCK" \
+        --conns 32 --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" --quiet-wait "$QUIET_WAIT" \
+        --out "$OUT/yardstick.json"
+    stop_milter
+    # The milters take turns, round after round, so that a busy spell on a shared
+    # machine falls on all of them alike.
+    local m round
+    for round in $(seq "$REPEAT"); do
+        echo "== same job, round $round of $REPEAT"
+        for m in gate-minimilter gate-indymilter gate-libmilter gate-pymilter; do
+            gate_scenario "$round" "$m" g32 32 "$OUT/gate-2k.eml"
+            gate_scenario "$round" "$m" g1 1 "$OUT/gate-2k.eml"
+            gate_scenario "$round" "$m" gnew 32 "$OUT/gate-2k.eml" --new-connection-per-message
+            gate_scenario "$round" "$m" gbig 32 "$OUT/gate-1m.eml"
+        done
+    done
+}
+
+if [ -n "$GATE_ONLY" ]; then
+    run_gate
+    "$PY" scripts/bench/measure.py gate-report --dir "$OUT" --out "$DOC"
+    echo "== wrote the same-job section of $DOC ($(($(date +%s) - STARTED)) s)"
+    exit 0
+fi
+
 if [ -n "$PGP_ONLY" ]; then
     run_pgp
     # The other tables are regenerated from their JSON; meta.json keeps the full run's
@@ -237,6 +335,7 @@ for m in minimilter libmilter pymilter; do
 done
 
 run_pgp
+run_gate
 
 if [ -n "$SOAK" ]; then
     SOAK_NO_BUILD=1 SOAK_NO_REPORT=1 scripts/bench/soak.sh
@@ -244,4 +343,5 @@ fi
 
 RUNTIME=$(($(date +%s) - STARTED))
 "$PY" scripts/bench/measure.py report --dir "$OUT" --out "$DOC" --runtime "$RUNTIME"
+"$PY" scripts/bench/measure.py gate-report --dir "$OUT" --out "$DOC"
 echo "== wrote $DOC ($RUNTIME s)"

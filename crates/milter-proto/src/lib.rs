@@ -34,7 +34,9 @@ pub use command::{Command, ConnectAddress};
 pub use flags::{Actions, CHUNK_SIZE, DataSize, Protocol};
 pub use frame::{Frame, FrameDecoder, FrameError, classify_probe, encode_frame};
 pub use macros::MacroStore;
-pub use mta::{Answer, Dispatch, MilterOptions, MtaEvent, MtaSession, Offer, Violation};
+pub use mta::{
+    Answer, Dispatch, MilterOptions, MtaEvent, MtaSession, Offer, Violation, encode_macros,
+};
 pub use negotiate::{
     MAX_VERSION, MIN_VERSION, Negotiated, NegotiationError, Requirements, negotiate,
 };

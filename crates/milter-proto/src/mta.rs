@@ -332,31 +332,9 @@ impl MtaSession {
     /// for at that stage if it asked. Postfix sends macros even for a step it
     /// does not send. Pairs with empty values are left out, as Postfix does.
     pub fn send_macros(&mut self, step: Step, macros: &[(String, String)]) {
-        let Some(opts) = self.options.as_ref() else {
-            return;
-        };
-        let wanted = opts.requested_macros(step);
-        let pairs: Vec<(Bytes, Bytes)> = macros
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .filter(|(n, _)| {
-                wanted.is_none_or(|w| {
-                    w.iter()
-                        .any(|x| bare_name(x.as_bytes()) == bare_name(n.as_bytes()))
-                })
-            })
-            .map(|(n, v)| {
-                (
-                    Bytes::copy_from_slice(n.as_bytes()),
-                    Bytes::copy_from_slice(v.as_bytes()),
-                )
-            })
-            .collect();
-        Command::Macro {
-            stage: step.command_code(),
-            pairs,
+        if let Some(opts) = self.options.as_ref() {
+            encode_macros(opts, step, macros, &mut self.out);
         }
-        .encode(&mut self.out);
     }
 
     /// Writes a step command, unless the milter negotiated it away or skipped
@@ -365,8 +343,26 @@ impl MtaSession {
     /// # Panics
     /// If `command` is not a step, or a response is still awaited.
     pub fn send_step(&mut self, command: Command) -> Dispatch {
-        assert!(!self.is_awaiting(), "a response is still awaited");
         let step = Step::from_command_code(command.code()).expect("a step command");
+        let dispatch = self.send_encoded_step(step);
+        if dispatch != Dispatch::NotSent {
+            command.encode(&mut self.out);
+        }
+        dispatch
+    }
+
+    /// The state change of [`send_step`](Self::send_step) without the
+    /// writing, for a caller that writes `step`'s command itself from bytes
+    /// it encoded earlier with [`Command::encode`] (a pre-encoded message
+    /// replayed many times). Returns what `send_step` would: when it is
+    /// [`Dispatch::NotSent`] the caller must not write the command; when it
+    /// is [`Dispatch::AwaitAnswer`] every response is then checked by
+    /// [`receive`](Self::receive) exactly as after `send_step`.
+    ///
+    /// # Panics
+    /// If a response is still awaited.
+    pub fn send_encoded_step(&mut self, step: Step) -> Dispatch {
+        assert!(!self.is_awaiting(), "a response is still awaited");
         if step == Step::Mail {
             self.new_message();
         }
@@ -374,7 +370,6 @@ impl MtaSession {
             return Dispatch::NotSent;
         }
         let waits = self.options.as_ref().expect("negotiated").waits(step);
-        command.encode(&mut self.out);
         if waits {
             if step == Step::EndOfMessage {
                 self.body_chunks = false;
@@ -537,4 +532,42 @@ impl MtaSession {
             macros,
         })
     }
+}
+
+/// Encodes the macro packet for `step` as [`MtaSession::send_macros`] writes
+/// it under the negotiated `opts`: only the names the milter asked for at
+/// that stage (if it asked), pairs with empty values left out. Public so a
+/// caller can pre-encode a message once and replay it with
+/// [`MtaSession::send_encoded_step`].
+///
+/// # Panics
+/// If a name or value contains a NUL byte (the protocol cannot carry it).
+pub fn encode_macros(
+    opts: &MilterOptions,
+    step: Step,
+    macros: &[(String, String)],
+    out: &mut BytesMut,
+) {
+    let wanted = opts.requested_macros(step);
+    let pairs: Vec<(Bytes, Bytes)> = macros
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter(|(n, _)| {
+            wanted.is_none_or(|w| {
+                w.iter()
+                    .any(|x| bare_name(x.as_bytes()) == bare_name(n.as_bytes()))
+            })
+        })
+        .map(|(n, v)| {
+            (
+                Bytes::copy_from_slice(n.as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
+        })
+        .collect();
+    Command::Macro {
+        stage: step.command_code(),
+        pairs,
+    }
+    .encode(out);
 }

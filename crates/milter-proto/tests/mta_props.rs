@@ -89,3 +89,77 @@ proptest! {
         check(mta_session::check_conversation(&offer, granted, &script, &mut replies))?;
     }
 }
+
+/// A step command of every kind a message has, from one byte.
+fn step_command(b: u8) -> milter_proto::Command {
+    use milter_proto::Command;
+    let s = Bytes::from_static;
+    match b % 8 {
+        0 => Command::Helo(s(b"client.example.net")),
+        1 => Command::Mail(vec![s(b"<a@example.net>")]),
+        2 => Command::Rcpt(vec![s(b"<b@example.org>")]),
+        3 => Command::Data,
+        4 => Command::Header {
+            name: s(b"Subject"),
+            value: s(b"x"),
+        },
+        5 => Command::EndOfHeaders,
+        6 => Command::Body(s(b"body\r\n")),
+        _ => Command::EndOfMessage(Bytes::new()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Encoding a message once and replaying it (`encode_macros`, the
+    /// command's own encoding, `send_encoded_step`) writes the bytes
+    /// `send_macros` + `send_step` write, decides the same dispatch, and
+    /// leaves the session judging the replies the same way, under any
+    /// negotiated flags (steps declined, no-reply, skip).
+    #[test]
+    fn a_replayed_step_is_a_sent_step(
+        offer in offer(),
+        protocol in any::<u32>(),
+        script in vec((any::<u8>(), code()), 1..30),
+    ) {
+        use bytes::BytesMut;
+        use milter_proto::{MtaSession, Step, encode_macros};
+        let granted = optneg(offer.version, 0, protocol & offer.protocol.bits());
+        let mut live = MtaSession::new(offer.clone());
+        let mut replay = MtaSession::new(offer);
+        for s in [&mut live, &mut replay] {
+            s.start();
+            s.clear_output();
+            prop_assert!(s.receive(granted.clone()).is_ok());
+        }
+        let options = live.options().unwrap().clone();
+        let macros = vec![("i".to_owned(), "4ABC".to_owned()), ("j".to_owned(), "mx".to_owned())];
+        for (b, reply) in script {
+            let command = step_command(b);
+            let step = Step::from_command_code(command.code()).unwrap();
+            live.send_macros(step, &macros);
+            let d1 = live.send_step(command.clone());
+            let mut out = BytesMut::new();
+            encode_macros(&options, step, &macros, &mut out);
+            let d2 = replay.send_encoded_step(step);
+            if d2 != milter_proto::Dispatch::NotSent {
+                command.encode(&mut out);
+            }
+            prop_assert_eq!(d1, d2);
+            prop_assert_eq!(live.output(), &out[..]);
+            live.clear_output();
+            if d1 == milter_proto::Dispatch::AwaitAnswer {
+                let f = frame(reply, Vec::new());
+                let (r1, r2) = (live.receive(f.clone()), replay.receive(f));
+                prop_assert_eq!(&r1, &r2);
+                if !matches!(r1, Ok(milter_proto::MtaEvent::Answer(_))) {
+                    // A violation ends the session; progress or a
+                    // modification leaves the answer awaited: both sides
+                    // were judged alike up to here.
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! off, counted as unfinished, and the report is printed all the same.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,11 +16,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use milter_proto::Offer;
-use minimilter::transaction::{Outcome, run_next_message};
-use minimilter::{ClientConfig, MessageSpec, MilterClient, SocketSpec, run_message};
+use milter_proto::{MilterOptions, Offer};
+use minimilter::transaction::Outcome;
+use minimilter::{ClientConfig, ClientError, MessageScript, MessageSpec, MilterClient, SocketSpec};
 use serde_json::json;
 
+use crate::envelope::{EnvelopeArgs, given_queue_id};
 use crate::exit;
 use crate::json;
 use crate::output::{self, outln};
@@ -72,16 +74,8 @@ pub struct BenchArgs {
     /// Send this message file instead of a generated one.
     #[arg(long)]
     pub message: Option<PathBuf>,
-    /// Envelope recipients per message.
-    #[arg(
-        long = "rcpt",
-        value_name = "ADDRESS",
-        default_value = "recipient@example.org"
-    )]
-    pub rcpts: Vec<String>,
-    /// Envelope sender.
-    #[arg(long, default_value = "sender@example.com")]
-    pub from: String,
+    #[command(flatten)]
+    pub envelope: EnvelopeArgs,
     /// The verdict every message must get; others count as errors.
     #[arg(long, value_enum, default_value_t = Expect::Any)]
     pub expect: Expect,
@@ -154,27 +148,40 @@ struct Shared {
     spec: SocketSpec,
     cfg: ClientConfig,
     msg: MessageSpec,
+    /// A new queue id per message, unless the user gave one (`--macro i=`).
+    vary_queue_id: bool,
     messages: u64,
     new_conn: bool,
     expect: Expect,
     deadline: Instant,
     stop: AtomicBool,
     done: AtomicU64,
+    /// The last script encoded, for connections that negotiate the same.
+    template: tokio::sync::Mutex<Option<MessageScript>>,
 }
 
 /// One SMTP session after another on one milter connection (or a new
 /// connection per message), until the message count or the deadline. Every
 /// await is bounded by the deadline, so the task ends when the run must.
+///
+/// Each message is replayed from a [`MessageScript`] encoded once per set of
+/// negotiated options (see `minimilter::script` for why that is still
+/// checked as `check` checks): the client's cost per message is a few
+/// writes, reads and protocol checks, so the milter is what is measured.
 async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
     let deadline = tokio::time::Instant::from_std(shared.deadline);
     let mut tally = Tally::default();
+    tally
+        .latencies_us
+        .reserve(shared.messages.min(1 << 16) as usize);
+    let mut actions: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut client: Option<MilterClient> = None;
-    let mut msg = shared.msg.clone();
+    let mut script: Option<MessageScript> = None;
+    let mut qid = String::with_capacity(16);
     for i in 0..shared.messages {
         if shared.stop.load(Ordering::Relaxed) || tokio::time::Instant::now() >= deadline {
             break;
         }
-        msg.queue_id = format!("{n:05X}{i:07X}");
         let fresh = client.is_none();
         if fresh {
             let started = Instant::now();
@@ -200,14 +207,27 @@ async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
             }
         }
         let c = client.as_mut().expect("connected above");
-        let started = Instant::now();
-        let play = async {
-            if fresh {
-                run_message(c, &msg).await
-            } else {
-                run_next_message(c, &msg).await
+        if shared.vary_queue_id {
+            qid.clear();
+            let _ = write!(qid, "{n:05X}{i:07X}");
+        }
+        let s = match prepared_script(&mut script, &shared, c.options(), &qid).await {
+            Ok(s) => s,
+            Err(e) => {
+                // What run_message would report at the step (data the
+                // protocol cannot carry); nothing was sent for it.
+                *tally.errors.entry(short_error(&e)).or_default() += 1;
+                if let Some(c) = client.take() {
+                    let _ = tokio::time::timeout_at(deadline, c.close()).await;
+                }
+                continue;
             }
         };
+        let started = Instant::now();
+        let mut count = |m: &milter_proto::Response| {
+            *actions.entry(json::action_name(m)).or_default() += 1;
+        };
+        let play = c.play_script(s, fresh, &mut count);
         let Ok(result) = tokio::time::timeout_at(deadline, play).await else {
             // Cut off mid-message: the connection is in an unknown state and
             // is dropped (closed) below without waiting for the milter.
@@ -216,24 +236,26 @@ async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
             break;
         };
         match result {
-            Ok(t) => {
+            // Completed, but after --duration (the timer above fires up to a
+            // tick late): not part of the run.
+            Ok(_) if Instant::now() > shared.deadline => {
+                tally.unfinished += 1;
+                client = None;
+                break;
+            }
+            Ok(r) => {
                 tally
                     .latencies_us
                     .push(started.elapsed().as_micros() as u64);
                 tally.completed += 1;
                 shared.done.fetch_add(1, Ordering::Relaxed);
-                *tally.verdicts.entry(t.outcome.name()).or_default() += 1;
-                for step in &t.steps {
-                    for m in &step.outcome.modifications {
-                        *tally.actions.entry(json::action_name(m)).or_default() += 1;
-                    }
-                }
-                if !matches_expect(&t.outcome, shared.expect) {
+                *tally.verdicts.entry(r.outcome.name()).or_default() += 1;
+                if !matches_expect(&r.outcome, shared.expect) {
                     tally.unexpected += 1;
                 }
-                if t.session_ended || shared.new_conn {
+                if r.session_ended || shared.new_conn {
                     let c = client.take().expect("connected");
-                    if t.session_ended {
+                    if r.session_ended {
                         let _ = tokio::time::timeout_at(deadline, c.close()).await;
                     } else {
                         let _ = tokio::time::timeout_at(deadline, c.quit()).await;
@@ -241,7 +263,7 @@ async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
                 }
             }
             Err(e) => {
-                *tally.errors.entry(short_error(&e.error)).or_default() += 1;
+                *tally.errors.entry(short_error(&e)).or_default() += 1;
                 if let Some(c) = client.take() {
                     let _ = tokio::time::timeout_at(deadline, c.close()).await;
                 }
@@ -251,7 +273,47 @@ async fn connection(shared: Arc<Shared>, n: u32) -> Tally {
     if let Some(c) = client.take() {
         let _ = tokio::time::timeout_at(deadline, c.quit()).await;
     }
+    tally.actions = actions;
     tally
+}
+
+/// The script for a milter that negotiated `options`, with queue id `qid`
+/// (empty: the one in the message spec). Encoded once per run for each set of
+/// options and copied to the connections that negotiate the same (encoding
+/// means parsing the message: for a large one, milliseconds that would
+/// otherwise delay the other connections' negotiations); encoded again only
+/// when the options differ or the id does not fit.
+async fn prepared_script<'a>(
+    script: &'a mut Option<MessageScript>,
+    shared: &Shared,
+    options: &MilterOptions,
+    qid: &str,
+) -> Result<&'a mut MessageScript, ClientError> {
+    let reusable = match script.as_mut() {
+        Some(s) => s.options() == options && (qid.is_empty() || s.set_queue_id(qid)),
+        None => false,
+    };
+    if !reusable {
+        // An async lock: connections waiting for the first encoding yield
+        // their worker to the others instead of blocking it.
+        let mut template = shared.template.lock().await;
+        let mut fresh = match template.as_ref() {
+            Some(t) if t.options() == options => t.clone(),
+            _ => {
+                let built = MessageScript::new(options, &shared.msg)?;
+                *template = Some(built.clone());
+                built
+            }
+        };
+        drop(template);
+        if !qid.is_empty() && !fresh.set_queue_id(qid) {
+            let mut msg = shared.msg.clone();
+            msg.queue_id = qid.to_owned();
+            fresh = MessageScript::new(options, &msg)?;
+        }
+        *script = Some(fresh);
+    }
+    Ok(script.as_mut().expect("set above"))
 }
 
 /// An error's text with its cause, cut short, for counting alike errors.
@@ -271,33 +333,37 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let spec: SocketSpec = args.socket.parse()?;
     let duration = seconds("duration", args.duration)?;
-    let to = args.rcpts.first().cloned().unwrap_or_default();
+    let to = args.envelope.rcpts.first().cloned().unwrap_or_default();
     let message = match &args.message {
         Some(p) => {
             Bytes::from(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
         }
-        None => generated_message(args.body_bytes as usize, &args.from, &to),
+        None => generated_message(args.body_bytes as usize, &args.envelope.from, &to),
     };
     let cfg = args.timeouts.apply(ClientConfig {
         offer: Offer::postfix_version(args.protocol_version).context("--protocol-version")?,
         ..ClientConfig::default()
     })?;
+    let mut msg = args.envelope.message_spec(message)?;
+    let vary_queue_id = given_queue_id(&msg.macros).is_none();
+    if vary_queue_id {
+        // As wide as the per-message ids ("{conn:05X}{message:07X}"), so
+        // they are written into a copy of the encoded message in place.
+        msg.queue_id = "0".repeat(12);
+    }
     let started = Instant::now();
     let shared = Arc::new(Shared {
         spec: spec.clone(),
         cfg,
-        msg: MessageSpec {
-            from: args.from.clone(),
-            rcpts: args.rcpts.clone(),
-            message,
-            ..MessageSpec::default()
-        },
+        vary_queue_id,
+        msg,
         messages: args.messages,
         new_conn: args.new_connection_per_message,
         expect: args.expect,
         deadline: started + duration,
         stop: AtomicBool::new(false),
         done: AtomicU64::new(0),
+        template: tokio::sync::Mutex::new(None),
     });
     let tasks: Vec<_> = (0..args.conns)
         .map(|n| tokio::spawn(connection(shared.clone(), n)))

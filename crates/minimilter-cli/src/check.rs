@@ -1,16 +1,16 @@
 //! `minimilter check`: one message through one milter, with a transcript.
 
 use std::io::{IsTerminal, Read};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
 use milter_proto::{Answer, Dispatch, MilterOptions, Offer, Protocol, Response, Step};
 use minimilter::transaction::{Outcome, StepRecord, Transcript};
 use minimilter::{ClientConfig, ClientError, MessageSpec, MilterClient, SocketSpec};
 
+use crate::envelope::EnvelopeArgs;
 use crate::exit;
 use crate::json;
 use crate::output::{self, outln};
@@ -26,29 +26,8 @@ pub struct CheckArgs {
     /// omitted or `-`; a small built-in test message if standard input is a
     /// terminal.
     pub message: Option<PathBuf>,
-    /// Envelope sender (MAIL FROM), without angle brackets; empty for `<>`.
-    #[arg(long, default_value = "sender@example.com")]
-    pub from: String,
-    /// Envelope recipient (RCPT TO); repeat for several.
-    #[arg(
-        long = "rcpt",
-        value_name = "ADDRESS",
-        default_value = "recipient@example.org"
-    )]
-    pub rcpts: Vec<String>,
-    /// SMTP client address, IPv4 or IPv6, or `unknown`.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub client_addr: String,
-    /// SMTP client host name (Postfix sends `[address]` when it does not resolve).
-    #[arg(long)]
-    pub client_name: Option<String>,
-    /// HELO/EHLO name (default: the client name).
-    #[arg(long)]
-    pub helo: Option<String>,
-    /// A macro as NAME=VALUE, e.g. `{auth_authen}=alice` or `i=4ABC123`;
-    /// repeat for several. Sent at the stage Postfix sends it at.
-    #[arg(long = "macro", value_name = "NAME=VALUE")]
-    pub macros: Vec<String>,
+    #[command(flatten)]
+    pub envelope: EnvelopeArgs,
     /// Protocol version to offer, with Postfix's flags for it (2, 3, 4 or 6).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=6))]
     pub protocol_version: u32,
@@ -95,46 +74,7 @@ fn read_message(path: &Option<PathBuf>) -> anyhow::Result<Bytes> {
 
 /// Builds the session description from the options.
 pub fn message_spec(args: &CheckArgs, message: Bytes) -> anyhow::Result<MessageSpec> {
-    let client_addr = if args.client_addr.eq_ignore_ascii_case("unknown") {
-        None
-    } else {
-        Some(args.client_addr.parse::<IpAddr>().with_context(|| {
-            format!("--client-addr {:?} is not an IP address", args.client_addr)
-        })?)
-    };
-    let client_name = args
-        .client_name
-        .clone()
-        .unwrap_or_else(|| match client_addr {
-            Some(a) => format!("[{a}]"),
-            None => "unknown".into(),
-        });
-    let mut macros = Vec::new();
-    for m in &args.macros {
-        let Some((name, value)) = m.split_once('=') else {
-            bail!("--macro {m:?} is not NAME=VALUE");
-        };
-        if name.is_empty() {
-            bail!("--macro {m:?} has an empty name");
-        }
-        macros.push((name.to_owned(), value.to_owned()));
-    }
-    let queue_id = macros
-        .iter()
-        .find(|(n, _)| n == "i" || n == "{i}")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| minimilter::transaction::queue_id(1));
-    Ok(MessageSpec {
-        helo: args.helo.clone().unwrap_or_else(|| client_name.clone()),
-        client_name,
-        client_addr,
-        client_port: 40000,
-        from: args.from.clone(),
-        rcpts: args.rcpts.clone(),
-        macros,
-        message,
-        queue_id,
-    })
+    args.envelope.message_spec(message)
 }
 
 /// Runs `check`; returns the exit code.

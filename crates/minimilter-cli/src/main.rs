@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod envelope;
 mod exit;
 mod json;
 mod output;

@@ -16,7 +16,9 @@ use milter_proto::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::script::{MessageScript, ScriptResult};
 use crate::spec::SocketSpec;
+use crate::transaction::{Outcome, decisive};
 
 /// Settings of a [`MilterClient`]; the defaults are Postfix's.
 #[derive(Debug, Clone)]
@@ -142,7 +144,7 @@ impl ClientError {
 /// Why `command` (with `macros` before it) cannot be written, in words, or
 /// None if it can. Checked before anything is written, because the protocol
 /// core treats an unencodable command as a caller bug and panics.
-fn unsendable(command: &Command, macros: &[(String, String)]) -> Option<String> {
+pub(crate) fn unsendable(command: &Command, macros: &[(String, String)]) -> Option<String> {
     let nul = |b: &[u8]| b.contains(&0);
     if command.is_encodable() {
         return macros
@@ -176,6 +178,15 @@ fn unsendable(command: &Command, macros: &[(String, String)]) -> Option<String> 
     })
 }
 
+/// "at STEP", for error texts built only when an error happens.
+struct AtStep(Step);
+
+impl std::fmt::Display for AtStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at {}", self.0)
+    }
+}
+
 /// What happened at one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepOutcome {
@@ -203,6 +214,9 @@ pub struct MilterClient {
     session: MtaSession,
     decoder: FrameDecoder,
     buf: BytesMut,
+    /// What [`MilterClient::play_script`] writes next, kept between messages
+    /// so replaying allocates nothing.
+    wbuf: Vec<u8>,
     cfg: ClientConfig,
     negotiation_time: Duration,
 }
@@ -269,6 +283,7 @@ impl MilterClient {
             session: MtaSession::new(cfg.offer.clone()),
             decoder: FrameDecoder::new(cfg.max_packet),
             buf: BytesMut::with_capacity(8 * 1024),
+            wbuf: Vec::new(),
             negotiation_time: Duration::ZERO,
             cfg,
         };
@@ -276,7 +291,7 @@ impl MilterClient {
         let what = "at option negotiation";
         let limit = client.cfg.connect_timeout;
         client.flush(what, deadline, limit).await?;
-        let frame = client.read_frame(what, deadline, limit).await?;
+        let frame = client.read_frame(&what, deadline, limit).await?;
         match client.session.receive(frame) {
             Ok(MtaEvent::Negotiated(_)) => {}
             Ok(other) => unreachable!("negotiation yields only Negotiated, got {other:?}"),
@@ -316,6 +331,27 @@ impl MilterClient {
         deadline: tokio::time::Instant,
         limit: Duration,
     ) -> Result<(), ClientError> {
+        if !self.wbuf.is_empty() {
+            // A replayed message left packets unwritten (see play_script):
+            // they go first, in one write with what the session queued.
+            self.wbuf.extend_from_slice(self.session.output());
+            self.session.clear_output();
+            let write = self.stream.write_all(&self.wbuf);
+            return match tokio::time::timeout_at(deadline, write).await {
+                Err(_) => Err(ClientError::Timeout {
+                    what: format!("(writing) {what}"),
+                    after: limit,
+                }),
+                Ok(Err(source)) => Err(ClientError::Io {
+                    what: format!("writing {what}"),
+                    source,
+                }),
+                Ok(Ok(())) => {
+                    self.wbuf.clear();
+                    Ok(())
+                }
+            };
+        }
         if self.session.output().is_empty() {
             return Ok(());
         }
@@ -340,7 +376,7 @@ impl MilterClient {
     /// wire.
     async fn read_frame(
         &mut self,
-        what: &str,
+        what: &(dyn std::fmt::Display + Sync),
         deadline: tokio::time::Instant,
         limit: Duration,
     ) -> Result<Frame, ClientError> {
@@ -350,7 +386,7 @@ impl MilterClient {
                 Ok(None) => {}
                 Err(error) => {
                     return Err(ClientError::Frame {
-                        what: what.into(),
+                        what: what.to_string(),
                         error,
                     });
                 }
@@ -362,7 +398,7 @@ impl MilterClient {
             let n = match tokio::time::timeout_at(deadline, read).await {
                 Err(_) => {
                     return Err(ClientError::Timeout {
-                        what: what.into(),
+                        what: what.to_string(),
                         after: limit,
                     });
                 }
@@ -375,7 +411,9 @@ impl MilterClient {
                 Ok(Ok(n)) => n,
             };
             if n == 0 {
-                return Err(ClientError::Closed { what: what.into() });
+                return Err(ClientError::Closed {
+                    what: what.to_string(),
+                });
             }
         }
     }
@@ -426,7 +464,7 @@ impl MilterClient {
         };
         if dispatch == Dispatch::AwaitAnswer {
             loop {
-                let frame = self.read_frame(&what, deadline, limit).await?;
+                let frame = self.read_frame(&what.as_str(), deadline, limit).await?;
                 match self.session.receive(frame) {
                     Ok(MtaEvent::Progress) => {
                         outcome.progress += 1;
@@ -453,6 +491,181 @@ impl MilterClient {
         }
         outcome.elapsed = started.elapsed();
         Ok(outcome)
+    }
+
+    /// Replays `script` (see [`crate::script`]): the whole SMTP session if
+    /// `greet`, else only the next message (MAIL to end of message) on this
+    /// connection. Modifications (and quarantine) are handed to
+    /// `on_modification` as they arrive, after the session has checked them.
+    ///
+    /// Returns the verdict as [`run_message`](crate::run_message) would.
+    /// After a message that did not end the session, the ABORT Postfix sends
+    /// is queued and goes out with the next write (a step, or QUIT).
+    pub async fn play_script(
+        &mut self,
+        script: &MessageScript,
+        greet: bool,
+        on_modification: &mut (dyn FnMut(&Response) + Send),
+    ) -> Result<ScriptResult, ClientError> {
+        if self.session.is_awaiting() {
+            return Err(ClientError::Unusable(
+                "an earlier step failed while its answer was awaited",
+            ));
+        }
+        if script.options() != self.options() {
+            return Err(ClientError::Unusable(
+                "the script was encoded for other negotiated options",
+            ));
+        }
+        // Whatever is still unwritten (the last message's ABORT, and the
+        // packets before it if no answer was awaited after them) goes first.
+        self.wbuf.extend_from_slice(self.session.output());
+        self.session.clear_output();
+        let first = if greet { 0 } else { script.message_start };
+        let mut accepted_rcpts = 0u32;
+        let mut refused_rcpts = 0u32;
+        let mut last_refusal = None;
+        for (i, s) in script.steps.iter().enumerate().skip(first) {
+            if i == script.rcpts_end && accepted_rcpts == 0 {
+                // No valid recipients: the client never gets to DATA.
+                let outcome = last_refusal.unwrap_or(Outcome::Rejected {
+                    at: Step::Rcpt,
+                    reply: None,
+                });
+                return Ok(self.end_early(outcome, refused_rcpts));
+            }
+            let step = s.step;
+            // After a skip of the body, run_message stops sending chunks
+            // (their macros included).
+            if step == Step::Body && !self.session.would_send(Step::Body) {
+                continue;
+            }
+            self.wbuf.extend_from_slice(&script.wire[s.macros.clone()]);
+            let dispatch = self.session.send_encoded_step(step);
+            if dispatch != Dispatch::NotSent {
+                self.wbuf.extend_from_slice(&script.wire[s.command.clone()]);
+            }
+            if dispatch != Dispatch::AwaitAnswer {
+                if step == Step::Rcpt {
+                    accepted_rcpts += 1;
+                }
+                continue;
+            }
+            let answer = self.exchange(step, on_modification).await?;
+            let verdict = decisive(&answer, step);
+            match (step, verdict) {
+                (Step::EndOfMessage, verdict) => {
+                    let outcome = verdict.unwrap_or(Outcome::Accepted);
+                    return Ok(self.end_early(outcome, refused_rcpts));
+                }
+                (_, None) => {
+                    if step == Step::Rcpt {
+                        accepted_rcpts += 1;
+                    }
+                }
+                (Step::Connect | Step::Helo, Some(outcome)) => {
+                    return Ok(ScriptResult {
+                        outcome,
+                        session_ended: true,
+                        refused_rcpts,
+                    });
+                }
+                // A refusal at RCPT refuses that recipient only.
+                (Step::Rcpt, Some(o @ (Outcome::Rejected { .. } | Outcome::Tempfailed { .. }))) => {
+                    refused_rcpts += 1;
+                    last_refusal = Some(o);
+                }
+                (_, Some(outcome)) => return Ok(self.end_early(outcome, refused_rcpts)),
+            }
+        }
+        unreachable!("a script ends with end of message, which always returns")
+    }
+
+    /// The message ended (at end of message or before it): ABORT is queued
+    /// unless the milter asked to shut the session down. It stays in `wbuf`
+    /// behind any packets not yet written, for the next write.
+    fn end_early(&mut self, outcome: Outcome, refused_rcpts: u32) -> ScriptResult {
+        let session_ended = matches!(outcome, Outcome::Shutdown { .. });
+        if !session_ended {
+            self.session.send_abort();
+            self.wbuf.extend_from_slice(self.session.output());
+            self.session.clear_output();
+        }
+        ScriptResult {
+            outcome,
+            session_ended,
+            refused_rcpts,
+        }
+    }
+
+    /// Writes `wbuf` and reads until the final answer to `step`, with
+    /// [`step`](Self::step)'s deadline and checks. Error texts are built only
+    /// when an error happens.
+    async fn exchange(
+        &mut self,
+        step: Step,
+        on_modification: &mut (dyn FnMut(&Response) + Send),
+    ) -> Result<Answer, ClientError> {
+        let limit = if step.is_content_step() {
+            self.cfg.content_timeout
+        } else {
+            self.cfg.command_timeout
+        };
+        let mut deadline = tokio::time::Instant::now() + limit;
+        let write = self.stream.write_all(&self.wbuf);
+        let written = tokio::time::timeout_at(deadline, write).await;
+        // Written or not, these bytes are done with: after a failed write
+        // the connection is unusable.
+        self.wbuf.clear();
+        match written {
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    what: format!("(writing) at {step}"),
+                    after: limit,
+                });
+            }
+            Ok(Err(source)) => {
+                return Err(ClientError::Io {
+                    what: format!("writing at {step}"),
+                    source,
+                });
+            }
+            Ok(Ok(())) => {}
+        }
+        let answer = loop {
+            let frame = self.read_frame_at(step, deadline, limit).await?;
+            match self.session.receive(frame) {
+                Ok(MtaEvent::Progress) => deadline = tokio::time::Instant::now() + limit,
+                Ok(MtaEvent::Modification(m)) => on_modification(&m),
+                Ok(MtaEvent::Answer(a)) => break a,
+                Ok(MtaEvent::Negotiated(_)) => unreachable!("negotiation is over"),
+                Err(violation) => {
+                    return Err(ClientError::Violation {
+                        what: format!("at {step}"),
+                        violation,
+                    });
+                }
+            }
+        };
+        // As in step(): anything already buffered is a reply nobody asked for.
+        if let Ok(Some(frame)) = self.decoder.decode(&mut self.buf) {
+            return Err(ClientError::Violation {
+                what: format!("after {step}"),
+                violation: Violation::Unsolicited(frame.code as char),
+            });
+        }
+        Ok(answer)
+    }
+
+    /// [`read_frame`](Self::read_frame) for a step, its text built only on
+    /// error.
+    async fn read_frame_at(
+        &mut self,
+        step: Step,
+        deadline: tokio::time::Instant,
+        limit: Duration,
+    ) -> Result<Frame, ClientError> {
+        self.read_frame(&AtStep(step), deadline, limit).await
     }
 
     /// Ends the current message without end of message (`A`, no reply).

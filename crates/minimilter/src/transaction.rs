@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use milter_proto::message_model::MessageModel;
+use milter_proto::message_model::{HeaderField, MessageModel};
 use milter_proto::{
     Answer, CHUNK_SIZE, Command, ConnectAddress, Dispatch, MilterOptions, Protocol, Response, Step,
 };
@@ -199,7 +199,7 @@ fn cut_header_lines_at_nul(model: &mut MessageModel) -> Vec<String> {
 }
 
 /// The outcome a decisive answer gives, or None to go on.
-fn decisive(answer: &Answer, at: Step) -> Option<Outcome> {
+pub(crate) fn decisive(answer: &Answer, at: Step) -> Option<Outcome> {
     match answer {
         Answer::Continue | Answer::Skip => None,
         Answer::Accept => Some(Outcome::Accepted),
@@ -231,6 +231,26 @@ fn macro_stage(name: &str) -> Step {
     }
 }
 
+/// The macros sent before `step`: Postfix's own (`extra`), with the
+/// caller's macros of that stage replacing or joining them.
+pub(crate) fn stage_macros(
+    spec: &MessageSpec,
+    step: Step,
+    extra: &[(&str, String)],
+) -> Vec<(String, String)> {
+    let mut m: Vec<(String, String)> = extra
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.clone()))
+        .collect();
+    for (n, v) in &spec.macros {
+        if macro_stage(n) == step {
+            m.retain(|(x, _)| x != n);
+            m.push((n.clone(), v.clone()));
+        }
+    }
+    m
+}
+
 struct Player<'a> {
     client: &'a mut MilterClient,
     spec: &'a MessageSpec,
@@ -238,33 +258,154 @@ struct Player<'a> {
 }
 
 impl Player<'_> {
-    fn macros(&self, step: Step, extra: &[(&str, String)]) -> Vec<(String, String)> {
-        let mut m: Vec<(String, String)> = extra
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), v.clone()))
-            .collect();
-        for (n, v) in &self.spec.macros {
-            if macro_stage(n) == step {
-                m.retain(|(x, _)| x != n);
-                m.push((n.clone(), v.clone()));
-            }
-        }
-        m
-    }
-
-    async fn play(
-        &mut self,
-        detail: String,
-        macros: Vec<(String, String)>,
-        cmd: Command,
-    ) -> Result<StepOutcome, ClientError> {
-        let outcome = self.client.step(&macros, cmd).await?;
+    async fn play(&mut self, planned: PlannedStep) -> Result<StepOutcome, ClientError> {
+        let outcome = self.client.step(&planned.macros, planned.command).await?;
         self.steps.push(StepRecord {
-            detail,
+            detail: planned.detail,
             outcome: outcome.clone(),
         });
         Ok(outcome)
     }
+}
+
+/// One step as Postfix plays it: what a transcript calls it, the macros sent
+/// before it, and the command. The live player ([`run_message`]) and the
+/// pre-encoded script ([`crate::script::MessageScript`]) both build their
+/// steps here, so they send the same packets.
+pub(crate) struct PlannedStep {
+    pub(crate) detail: String,
+    pub(crate) macros: Vec<(String, String)>,
+    pub(crate) command: Command,
+}
+
+pub(crate) fn connect_step(spec: &MessageSpec) -> PlannedStep {
+    let address = match spec.client_addr {
+        Some(IpAddr::V4(a)) => ConnectAddress::Inet {
+            port: spec.client_port,
+            addr: b(&a.to_string()),
+        },
+        Some(IpAddr::V6(a)) => ConnectAddress::Inet6 {
+            port: spec.client_port,
+            addr: b(&a.to_string()),
+        },
+        None => ConnectAddress::Unknown,
+    };
+    let addr_text = spec
+        .client_addr
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let macros = stage_macros(
+        spec,
+        Step::Connect,
+        &[
+            ("j", "minimilter.localdomain".into()),
+            ("{daemon_name}", "minimilter".into()),
+            ("{daemon_addr}", "127.0.0.1".into()),
+            ("v", "minimilter check".into()),
+            ("_", format!("{} [{addr_text}]", spec.client_name)),
+        ],
+    );
+    PlannedStep {
+        detail: format!("CONNECT {} [{addr_text}]", spec.client_name),
+        macros,
+        command: Command::Connect {
+            hostname: b(&spec.client_name),
+            address,
+        },
+    }
+}
+
+pub(crate) fn helo_step(spec: &MessageSpec) -> PlannedStep {
+    PlannedStep {
+        detail: format!("HELO {}", spec.helo),
+        macros: stage_macros(spec, Step::Helo, &[]),
+        command: Command::Helo(b(&spec.helo)),
+    }
+}
+
+pub(crate) fn mail_step(spec: &MessageSpec, qid: &str) -> PlannedStep {
+    PlannedStep {
+        detail: format!("MAIL FROM:<{}>", spec.from),
+        macros: stage_macros(
+            spec,
+            Step::Mail,
+            &[
+                ("i", qid.to_owned()),
+                ("{mail_addr}", spec.from.clone()),
+                ("{mail_mailer}", "smtp".into()),
+            ],
+        ),
+        command: Command::Mail(vec![b(&format!("<{}>", spec.from))]),
+    }
+}
+
+pub(crate) fn rcpt_step(spec: &MessageSpec, rcpt: &str, qid: &str) -> PlannedStep {
+    PlannedStep {
+        detail: format!("RCPT TO:<{rcpt}>"),
+        macros: stage_macros(
+            spec,
+            Step::Rcpt,
+            &[
+                ("i", qid.to_owned()),
+                ("{rcpt_addr}", rcpt.to_owned()),
+                ("{rcpt_mailer}", "smtp".into()),
+            ],
+        ),
+        command: Command::Rcpt(vec![b(&format!("<{rcpt}>"))]),
+    }
+}
+
+pub(crate) fn data_step(spec: &MessageSpec, qid: &str) -> PlannedStep {
+    PlannedStep {
+        detail: "DATA".into(),
+        macros: stage_macros(spec, Step::Data, &[("i", qid.to_owned())]),
+        command: Command::Data,
+    }
+}
+
+pub(crate) fn header_step(h: &HeaderField, leading_space: bool) -> PlannedStep {
+    let (name, value) = MessageModel::milter_header(h, leading_space);
+    PlannedStep {
+        detail: format!("HEADER {}", h.name),
+        macros: Vec::new(),
+        command: Command::Header {
+            name: Bytes::from(name),
+            value: Bytes::from(value),
+        },
+    }
+}
+
+pub(crate) fn end_of_headers_step(spec: &MessageSpec, qid: &str) -> PlannedStep {
+    PlannedStep {
+        detail: "END OF HEADERS".into(),
+        macros: stage_macros(spec, Step::EndOfHeaders, &[("i", qid.to_owned())]),
+        command: Command::EndOfHeaders,
+    }
+}
+
+pub(crate) fn body_step(chunk: Bytes) -> PlannedStep {
+    PlannedStep {
+        detail: format!("BODY {} bytes", chunk.len()),
+        macros: Vec::new(),
+        command: Command::Body(chunk),
+    }
+}
+
+pub(crate) fn end_of_message_step(spec: &MessageSpec, qid: &str) -> PlannedStep {
+    PlannedStep {
+        detail: "END OF MESSAGE".into(),
+        macros: stage_macros(spec, Step::EndOfMessage, &[("i", qid.to_owned())]),
+        command: Command::EndOfMessage(Bytes::new()),
+    }
+}
+
+/// The message as the MTA holds it before the milter sees it (header lines
+/// cut at NUL as Postfix cuts them), with a warning per cut.
+pub(crate) fn mta_model(spec: &MessageSpec) -> (MessageModel, Vec<String>) {
+    let rcpts: Vec<&str> = spec.rcpts.iter().map(String::as_str).collect();
+    let mut model = MessageModel::parse(&spec.from, &rcpts, &spec.message);
+    let warnings = cut_header_lines_at_nul(&mut model);
+    (model, warnings)
 }
 
 fn b(s: &str) -> Bytes {
@@ -326,9 +467,8 @@ async fn run(
         session_ended: false,
         body_not_sent: None,
     };
-    let rcpts: Vec<&str> = spec.rcpts.iter().map(String::as_str).collect();
-    let mut model = MessageModel::parse(&spec.from, &rcpts, &spec.message);
-    t.warnings.extend(cut_header_lines_at_nul(&mut model));
+    let (mut model, warnings) = mta_model(spec);
+    t.warnings.extend(warnings);
     let leading_space = p
         .client
         .options()
@@ -372,55 +512,13 @@ async fn play_all(
 /// Connect and HELO; true if the milter decided for the whole session.
 async fn greeting(p: &mut Player<'_>, t: &mut Transcript) -> Result<bool, ClientError> {
     let spec = p.spec;
-    // Connect.
-    let address = match spec.client_addr {
-        Some(IpAddr::V4(a)) => ConnectAddress::Inet {
-            port: spec.client_port,
-            addr: b(&a.to_string()),
-        },
-        Some(IpAddr::V6(a)) => ConnectAddress::Inet6 {
-            port: spec.client_port,
-            addr: b(&a.to_string()),
-        },
-        None => ConnectAddress::Unknown,
-    };
-    let addr_text = spec
-        .client_addr
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let m = p.macros(
-        Step::Connect,
-        &[
-            ("j", "minimilter.localdomain".into()),
-            ("{daemon_name}", "minimilter".into()),
-            ("{daemon_addr}", "127.0.0.1".into()),
-            ("v", "minimilter check".into()),
-            ("_", format!("{} [{addr_text}]", spec.client_name)),
-        ],
-    );
-    let o = p
-        .play(
-            format!("CONNECT {} [{addr_text}]", spec.client_name),
-            m,
-            Command::Connect {
-                hostname: b(&spec.client_name),
-                address,
-            },
-        )
-        .await?;
+    let o = p.play(connect_step(spec)).await?;
     if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Connect)) {
         t.outcome = outcome;
         t.session_ended = true;
         return Ok(true);
     }
-    let m = p.macros(Step::Helo, &[]);
-    let o = p
-        .play(
-            format!("HELO {}", spec.helo),
-            m,
-            Command::Helo(b(&spec.helo)),
-        )
-        .await?;
+    let o = p.play(helo_step(spec)).await?;
     if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Helo)) {
         t.outcome = outcome;
         t.session_ended = true;
@@ -438,41 +536,13 @@ async fn message(
     qid: &str,
 ) -> Result<(), ClientError> {
     let spec = p.spec;
-    let m = p.macros(
-        Step::Mail,
-        &[
-            ("i", qid.to_owned()),
-            ("{mail_addr}", spec.from.clone()),
-            ("{mail_mailer}", "smtp".into()),
-        ],
-    );
-    let o = p
-        .play(
-            format!("MAIL FROM:<{}>", spec.from),
-            m,
-            Command::Mail(vec![b(&format!("<{}>", spec.from))]),
-        )
-        .await?;
+    let o = p.play(mail_step(spec, qid)).await?;
     if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Mail)) {
         return end_early(p, t, outcome).await;
     }
     let mut accepted_rcpts = 0;
     for rcpt in &spec.rcpts {
-        let m = p.macros(
-            Step::Rcpt,
-            &[
-                ("i", qid.to_owned()),
-                ("{rcpt_addr}", rcpt.clone()),
-                ("{rcpt_mailer}", "smtp".into()),
-            ],
-        );
-        let o = p
-            .play(
-                format!("RCPT TO:<{rcpt}>"),
-                m,
-                Command::Rcpt(vec![b(&format!("<{rcpt}>"))]),
-            )
-            .await?;
+        let o = p.play(rcpt_step(spec, rcpt, qid)).await?;
         match o.answer.as_ref().and_then(|a| decisive(a, Step::Rcpt)) {
             // A refusal at RCPT refuses that recipient only.
             Some(Outcome::Rejected { reply, .. }) => t.refused_rcpts.push(RefusedRcpt {
@@ -510,31 +580,17 @@ async fn message(
     model
         .recipients
         .retain(|r| !t.refused_rcpts.iter().any(|x| x.rcpt == r.address));
-    let m = p.macros(Step::Data, &[("i", qid.to_owned())]);
-    let o = p.play("DATA".into(), m, Command::Data).await?;
+    let o = p.play(data_step(spec, qid)).await?;
     if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Data)) {
         return end_early(p, t, outcome).await;
     }
     for h in model.headers.clone() {
-        let (name, value) = MessageModel::milter_header(&h, leading_space);
-        let o = p
-            .play(
-                format!("HEADER {}", h.name),
-                Vec::new(),
-                Command::Header {
-                    name: Bytes::from(name),
-                    value: Bytes::from(value),
-                },
-            )
-            .await?;
+        let o = p.play(header_step(&h, leading_space)).await?;
         if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Header)) {
             return end_early(p, t, outcome).await;
         }
     }
-    let m = p.macros(Step::EndOfHeaders, &[("i", qid.to_owned())]);
-    let o = p
-        .play("END OF HEADERS".into(), m, Command::EndOfHeaders)
-        .await?;
+    let o = p.play(end_of_headers_step(spec, qid)).await?;
     if let Some(outcome) = o
         .answer
         .as_ref()
@@ -546,13 +602,7 @@ async fn message(
     let mut offset = 0;
     while offset < body.len() && p.client.would_send(Step::Body) {
         let end = (offset + CHUNK_SIZE).min(body.len());
-        let o = p
-            .play(
-                format!("BODY {} bytes", end - offset),
-                Vec::new(),
-                Command::Body(body.slice(offset..end)),
-            )
-            .await?;
+        let o = p.play(body_step(body.slice(offset..end))).await?;
         offset = end;
         if let Some(outcome) = o.answer.as_ref().and_then(|a| decisive(a, Step::Body)) {
             return end_early(p, t, outcome).await;
@@ -583,14 +633,7 @@ async fn message(
             skipped,
         });
     }
-    let m = p.macros(Step::EndOfMessage, &[("i", qid.to_owned())]);
-    let o = p
-        .play(
-            "END OF MESSAGE".into(),
-            m,
-            Command::EndOfMessage(Bytes::new()),
-        )
-        .await?;
+    let o = p.play(end_of_message_step(spec, qid)).await?;
     t.modifications = o.modifications.clone();
     for earlier in &p.steps[..p.steps.len() - 1] {
         // Quarantine may come at any step on Postfix.
