@@ -7,6 +7,8 @@ mod exit;
 mod json;
 mod output;
 mod timeouts;
+#[allow(dead_code)] // wired up with record and replay
+mod transcript;
 
 use std::process::ExitCode;
 
