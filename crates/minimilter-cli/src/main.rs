@@ -1,13 +1,15 @@
 //! `minimilter`: run a message through any milter and see what it decided
-//! (`check`), or load a milter and measure it (`bench`).
+//! (`check`), load a milter and measure it (`bench`), record what passes
+//! between an MTA and a milter (`record`).
 
 mod bench;
 mod check;
 mod exit;
 mod json;
 mod output;
+mod record;
+mod replay;
 mod timeouts;
-#[allow(dead_code)] // wired up with record and replay
 mod transcript;
 
 use std::process::ExitCode;
@@ -31,6 +33,12 @@ enum Command {
     /// Load a milter with many connections and messages; report throughput,
     /// latency percentiles, verdict counts and errors.
     Bench(bench::BenchArgs),
+    /// Sit between the MTA and a milter, relay both ways unchanged, and
+    /// write one transcript per SMTP transaction (docs/transcript.md).
+    Record(record::RecordArgs),
+    /// Play recorded transactions to a milter as the MTA did and report
+    /// every verdict and modification that differs (exit status 1 if any).
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(args) => check::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Record(args) => record::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
         }
     });
     match result {

@@ -46,7 +46,7 @@ pub struct RecordedStep {
 #[derive(Debug, Clone)]
 pub enum Item {
     /// A step.
-    Step(RecordedStep),
+    Step(Box<RecordedStep>),
     /// `A`: the MTA ended the message.
     Abort,
     /// `Q` or `K`: the MTA ended the session.
@@ -207,14 +207,14 @@ impl Transcript {
                                 Some(v) => pairs_from_json(v).with_context(at)?,
                                 None => Vec::new(),
                             };
-                            t.items.push(Item::Step(RecordedStep {
+                            t.items.push(Item::Step(Box::new(RecordedStep {
                                 step,
                                 command,
                                 macros,
                                 line: m.clone(),
                                 answer: None,
                                 modifications: Vec::new(),
-                            }));
+                            })));
                         }
                     }
                 }

@@ -34,11 +34,16 @@ pub struct Finished {
     pub connection: u64,
     /// Transaction number within the connection (0: no transaction).
     pub transaction: u32,
+    /// When the connection started (milliseconds since the Unix epoch).
+    pub started_unix_ms: u64,
     /// The file's contents: JSON Lines.
     pub text: String,
     /// Its verdict, for logs.
     pub verdict: Verdict,
 }
+
+/// A `D` packet not yet matched with its command: when, stage, pairs.
+type PendingMacros = (u64, u8, Vec<(Bytes, Bytes)>);
 
 #[derive(Default)]
 struct Txn {
@@ -59,7 +64,7 @@ pub struct Recorder {
     context: Vec<Value>,
     context_answers: Vec<Answered>,
     txn: Option<Txn>,
-    pending_macros: Option<(u64, u8, Vec<(Bytes, Bytes)>)>,
+    pending_macros: Option<PendingMacros>,
     awaiting: Option<(Step, u64)>,
     transactions: u32,
     written: u32,
@@ -139,7 +144,7 @@ impl Recorder {
 
     /// A packet the MTA sent (and the proxy relayed), `at_us` microseconds
     /// into the connection.
-    pub fn from_mta(&mut self, frame: Frame, at_us: u64) {
+    pub fn mta_sent(&mut self, frame: Frame, at_us: u64) {
         let code = frame.code;
         let command = match Command::parse(frame) {
             Ok(c) => c,
@@ -294,7 +299,7 @@ impl Recorder {
     }
 
     /// A packet the milter sent (and the proxy relayed).
-    pub fn from_milter(&mut self, frame: Frame, at_us: u64) {
+    pub fn milter_sent(&mut self, frame: Frame, at_us: u64) {
         let code = frame.code;
         let Some(session) = &mut self.session else {
             // Not understood: recorded as it parses, or noted.
@@ -459,6 +464,7 @@ impl Recorder {
         self.finished.push(Finished {
             connection: self.connection,
             transaction,
+            started_unix_ms: self.started_unix_ms,
             text,
             verdict,
         });
