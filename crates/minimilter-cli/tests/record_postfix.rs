@@ -1,0 +1,206 @@
+//! `minimilter record` between a real Postfix and a milter, and
+//! `minimilter replay` of what it recorded.
+//!
+//! One Postfix instance has two smtpd services: `direct` talks to the
+//! policy milter (tests/support, served in-process) itself, `proxied`
+//! talks to it through `minimilter record`. The same mixed batch (accepted,
+//! refused at RCPT, rejected, tempfailed, modified, discarded) goes through
+//! both; Postfix must answer alike. The transcripts then replay to the same
+//! milter with no difference, and to a stricter one with exactly the
+//! expected message changing verdict.
+//!
+//! Needs Postfix from Debian and root (scripts/install-test-deps.sh).
+
+mod support;
+
+use std::process::Command as Process;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Proxy, minimilter, serve_policy, wait_for_transcripts};
+use testkit::{Postfix, Reply, SmtpClient, SmtpService};
+
+/// (sender, recipients, subject).
+const BATCH: [(&str, &[&str], &str); 7] = [
+    ("a@client.example", &["ok@example.org"], "hello"),
+    ("tempfail@client.example", &["ok@example.org"], "later"),
+    (
+        "b@client.example",
+        &["refused@example.org", "ok@example.org"],
+        "partly",
+    ),
+    ("c@client.example", &["ok@example.org"], "[reject] spam"),
+    ("d@client.example", &["ok@example.org"], "[modify] me"),
+    (
+        "e@client.example",
+        &["ok@example.org"],
+        "[strict] borderline",
+    ),
+    ("f@client.example", &["ok@example.org"], "[discard] it"),
+];
+
+/// A reply without what differs between two deliveries (the queue id).
+fn normal(r: &Reply) -> String {
+    let text = r.text();
+    let text = match text.find("queued as") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    format!("{} {text}", r.code)
+}
+
+/// Every SMTP answer Postfix gives to the batch on one session of `port`.
+fn answers(port: u16) -> Vec<String> {
+    let mut c = SmtpClient::connect(port).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    let mut out = Vec::new();
+    for (from, rcpts, subject) in BATCH {
+        let message = testkit::simple_message(from, rcpts[0], subject, "a test body\r\n");
+        let t = c
+            .transaction(
+                &format!("<{from}>"),
+                &rcpts
+                    .iter()
+                    .map(|r| format!("<{r}>"))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+                message,
+            )
+            .unwrap();
+        let mut line = format!("{subject}: MAIL {}", normal(&t.mail));
+        for r in &t.rcpts {
+            line.push_str(&format!(" | RCPT {}", normal(r)));
+        }
+        if let Some(d) = &t.data {
+            line.push_str(&format!(" | DATA {}", normal(d)));
+        }
+        out.push(line);
+    }
+    c.quit().unwrap();
+    out
+}
+
+fn replay(args: &[&str]) -> (i32, String) {
+    let out = Process::new(minimilter())
+        .arg("replay")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[ignore = "needs postfix"]
+#[test]
+fn postfix_answers_alike_through_record_and_replay_finds_the_stricter_verdict() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let builder = Postfix::prepare().unwrap();
+    let normal_sock = builder.socket_path("policy.sock");
+    let strict_sock = builder.socket_path("strict.sock");
+    let proxy_sock = builder.socket_path("record.sock");
+    let dir = builder.path().join("transcripts");
+    let pf = builder
+        .user("ok")
+        .user("refused")
+        .service(SmtpService::new("direct").with_milters(format!("unix:{}", normal_sock.display())))
+        .service(SmtpService::new("proxied").with_milters(format!("unix:{}", proxy_sock.display())))
+        .start()
+        .unwrap();
+    rt.block_on(serve_policy(&normal_sock, false));
+    rt.block_on(serve_policy(&strict_sock, true));
+    let to = format!("unix:{}", normal_sock.display());
+    let proxy = Proxy::start(&proxy_sock, &to, &dir, &[]);
+
+    let direct = answers(pf.port("direct"));
+    let proxied = answers(pf.port("proxied"));
+    let ctx = || {
+        format!(
+            "--- record log ---\n{}\n--- postfix log ---\n{}",
+            proxy.log_text(),
+            pf.log()
+        )
+    };
+    assert_eq!(direct, proxied, "{}", ctx());
+    // The batch really is mixed (so the comparison above means something).
+    let all = direct.join("\n");
+    for expected in [
+        "hello: MAIL 250 2.1.0 Ok | RCPT 250 2.1.5 Ok | DATA 250 2.0.0 Ok: ",
+        "later: MAIL 451 4.7.1 sender deferred by policy",
+        "partly: MAIL 250 2.1.0 Ok | RCPT 550 5.1.1 recipient refused by policy | RCPT 250 2.1.5 Ok | DATA 250",
+        "[reject] spam: MAIL 250 2.1.0 Ok | RCPT 250 2.1.5 Ok | DATA 550 5.7.1 message refused by policy",
+        "[strict] borderline: MAIL 250 2.1.0 Ok | RCPT 250 2.1.5 Ok | DATA 250",
+    ] {
+        assert!(all.contains(expected), "{expected:?} not in:\n{all}");
+    }
+    let delivered = pf
+        .wait_for_delivery("ok", 6, Duration::from_secs(30))
+        .unwrap();
+    let modified: Vec<&String> = delivered
+        .iter()
+        .filter(|m| m.contains("[modify] me"))
+        .collect();
+    assert_eq!(modified.len(), 2, "direct and proxied");
+    assert!(modified.iter().all(|m| m.contains("X-Policy: modified")));
+
+    // One transcript per transaction, with the verdict Postfix acted on.
+    let files = wait_for_transcripts(&dir, BATCH.len());
+    let mut verdicts: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let end: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            assert!(end.get("notes").is_none(), "{}: {end}", f.display());
+            end["verdict"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    verdicts.sort();
+    assert_eq!(
+        verdicts,
+        [
+            "accept", "accept", "accept", "accept", "discard", "reject", "tempfail"
+        ],
+        "{}",
+        ctx()
+    );
+
+    // Replay against the same milter: no difference.
+    let d = dir.to_str().unwrap();
+    let (code, out) = replay(&[d, &to]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("7 transcripts replayed, 7 the same, 0 different"),
+        "{out}"
+    );
+
+    // Against the strict one: exactly the [strict] message turns to reject.
+    let (code, out) = replay(&[
+        d,
+        &format!("unix:{}", strict_sock.display()),
+        "--conns",
+        "4",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("7 transcripts replayed, 6 the same, 1 different"),
+        "{out}"
+    );
+    assert!(out.contains("accept → reject: 1 message"), "{out}");
+    let strict_file = files
+        .iter()
+        .find(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .contains("[strict] borderline")
+        })
+        .unwrap();
+    assert!(
+        out.contains(&format!("{}: accept → reject", strict_file.display())),
+        "{out}"
+    );
+    drop(proxy);
+    drop(pf);
+}
