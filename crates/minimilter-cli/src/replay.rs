@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use bytes::Bytes;
 use clap::Args;
 use milter_proto::{Command, Offer, Step};
 use minimilter::{ClientConfig, MilterClient, SocketSpec};
@@ -121,6 +122,57 @@ fn mods_text(m: &[Map<String, Value>]) -> String {
         .join(", ")
 }
 
+fn lossy(pairs: &[(Bytes, Bytes)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A stand-in for a step the recorded MTA did not send, so that only its
+/// macros go out (the client sends a step's macros even when the step is
+/// negotiated away, as Postfix does).
+fn stand_in(step: Step) -> Option<Command> {
+    Some(match step {
+        Step::Connect => Command::Connect {
+            hostname: Bytes::new(),
+            address: milter_proto::ConnectAddress::Unknown,
+        },
+        Step::Helo => Command::Helo(Bytes::new()),
+        Step::Data => Command::Data,
+        Step::EndOfHeaders => Command::EndOfHeaders,
+        _ => return None,
+    })
+}
+
+/// Macros recorded without their step: sent as the MTA sent them if the
+/// replayed milter also negotiated the step away; otherwise the step cannot
+/// be rebuilt, and the report says so.
+async fn orphan_macros(
+    client: &mut MilterClient,
+    stage: u8,
+    pairs: &[(Bytes, Bytes)],
+    report: &mut MessageReport,
+) -> Result<(), minimilter::ClientError> {
+    let Some(step) = Step::from_command_code(stage) else {
+        return Ok(());
+    };
+    match stand_in(step) {
+        Some(command) if !client.would_send(step) => {
+            client.step(&lossy(pairs), command).await?;
+        }
+        _ => report.notes.push(format!(
+            "{step} was not recorded (the recorded milter did not ask for it); not replayed"
+        )),
+    }
+    Ok(())
+}
+
 /// Replays one transcript.
 pub async fn replay_one(t: &Transcript, spec: &SocketSpec, cfg: ClientConfig) -> MessageReport {
     let mut report = MessageReport {
@@ -166,6 +218,16 @@ pub async fn replay_one(t: &Transcript, spec: &SocketSpec, cfg: ClientConfig) ->
     for item in &t.items {
         let rs = match item {
             Item::Quit => break,
+            Item::Macros(stage, pairs) => {
+                if stopped {
+                    continue;
+                }
+                if let Err(e) = orphan_macros(&mut client, *stage, pairs, &mut report).await {
+                    report.error = Some(format!("macros: {}", output::chain(&e)));
+                    break;
+                }
+                continue;
+            }
             Item::Abort => {
                 if stopped {
                     continue;
@@ -192,17 +254,7 @@ pub async fn replay_one(t: &Transcript, spec: &SocketSpec, cfg: ClientConfig) ->
                 continue;
             }
         };
-        let macros: Vec<(String, String)> = rs
-            .macros
-            .iter()
-            .map(|(n, v)| {
-                (
-                    String::from_utf8_lossy(n).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            })
-            .collect();
-        let outcome = match client.step(&macros, command).await {
+        let outcome = match client.step(&lossy(&rs.macros), command).await {
             Ok(o) => o,
             Err(e) => {
                 report.error = Some(format!("{}: {}", label(rs), output::chain(&e)));

@@ -75,6 +75,14 @@ fn batch() -> Vec<(MessageSpec, &'static str, &'static str)> {
             "discard",
             "discard",
         ),
+        (
+            MessageSpec {
+                macros: vec![("{client_tag}".into(), "blocked".into())],
+                ..spec("g@example.com", &["ok@example.org"], "tagged")
+            },
+            "tempfail",
+            "tempfail",
+        ),
     ]
 }
 
@@ -192,7 +200,7 @@ async fn proxy_is_transparent_and_replay_finds_exactly_the_changed_verdicts() {
     let (code, out) = run_replay(&[d, &to, "--conns", "3"]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("7 transcripts replayed, 7 the same, 0 different"),
+        out.contains("8 transcripts replayed, 8 the same, 0 different"),
         "{out}"
     );
 
@@ -220,12 +228,14 @@ async fn proxy_is_transparent_and_replay_finds_exactly_the_changed_verdicts() {
     let (code, out) = run_replay(&[d, &strict_to, "--json"]);
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&out).expect("--json is one JSON object");
-    assert_eq!(v["transcripts"], 7);
+    assert_eq!(v["transcripts"], 8);
     assert_eq!(v["different"], 1);
     assert_eq!(v["changes"][0]["from"], "accept");
     assert_eq!(v["changes"][0]["to"], "reject");
     assert_eq!(v["changes"][0]["messages"], 1);
     assert!(proxy.alive());
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 async fn read_all(s: &mut UnixStream) -> Vec<u8> {
@@ -375,6 +385,8 @@ async fn hostile_input_from_either_side_closes_that_connection_only() {
         "{}",
         proxy4.log_text()
     );
+    drop((proxy, proxy2, proxy3, proxy4));
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,4 +448,5 @@ async fn hashed_bodies_stay_out_and_the_directory_stays_under_its_limit() {
     assert_eq!(v["different"], 0);
     let notes = v["messages"][0]["notes"].to_string();
     assert!(notes.contains("the body was not kept"), "{notes}");
+    let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -47,6 +47,9 @@ pub struct RecordedStep {
 pub enum Item {
     /// A step.
     Step(Box<RecordedStep>),
+    /// Macros the MTA sent for a step it then did not send (the milter
+    /// had negotiated the step away): `(stage code, pairs)`.
+    Macros(u8, Vec<(Bytes, Bytes)>),
     /// `A`: the MTA ended the message.
     Abort,
     /// `Q` or `K`: the MTA ended the session.
@@ -216,6 +219,13 @@ impl Transcript {
                                 modifications: Vec::new(),
                             })));
                         }
+                    }
+                }
+                "macros" => {
+                    let stage = m.get("stage").and_then(Value::as_str).unwrap_or_default();
+                    if let [code] = stage.as_bytes() {
+                        let pairs = pairs_from_json(&m["pairs"]).with_context(at)?;
+                        t.items.push(Item::Macros(*code, pairs));
                     }
                 }
                 "response" => {

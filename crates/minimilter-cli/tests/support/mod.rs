@@ -23,7 +23,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// - subject containing `[reject]` -> 550 5.7.1 at end of message;
 /// - subject containing `[discard]` -> discard at end of message;
 /// - subject containing `[modify]` -> header `X-Policy: modified` added;
-/// - `strict` only: subject containing `[strict]` -> 550 5.7.1 "strict".
+/// - `strict` only: subject containing `[strict]` -> 550 5.7.1 "strict";
+/// - macro `{client_tag}` (sent at connect, which this milter does not
+///   ask for, so only the macro packet goes out) equal to `blocked` ->
+///   451 4.7.1 at end of message.
 pub struct PolicyMilter {
     pub strict: bool,
 }
@@ -76,6 +79,13 @@ impl Milter for PolicyMilter {
     }
 
     async fn end_of_message(&self, cx: Ctx<'_, Self>, mods: &mut Modifications) -> StepResult {
+        if cx.macro_str("{client_tag}").as_deref() == Some("blocked") {
+            return Ok(Verdict::tempfail_with(SmtpReply::new(
+                451,
+                Some("4.7.1"),
+                "client blocked by tag",
+            )?));
+        }
         let s = &cx.msg.subject;
         if s.contains("[reject]") {
             return Ok(Verdict::reject_with(SmtpReply::new(
