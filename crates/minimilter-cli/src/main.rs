@@ -4,6 +4,7 @@
 
 mod bench;
 mod check;
+mod check_transcript;
 mod exit;
 mod json;
 mod output;
@@ -29,7 +30,7 @@ enum Command {
     /// Run one message through a milter and show every step, what the
     /// milter answered, each modification, and the verdict.
     #[command(after_help = exit::HELP)]
-    Check(check::CheckArgs),
+    Check(check_transcript::CheckCommand),
     /// Load a milter with many connections and messages; report throughput,
     /// latency percentiles, verdict counts and errors.
     Bench(bench::BenchArgs),
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Check(args) => check::run(args).await,
+            Command::Check(args) => check_transcript::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Record(args) => record::run(args).await,
             Command::Replay(args) => replay::run(args).await,

@@ -195,6 +195,48 @@ async fn proxy_is_transparent_and_replay_finds_exactly_the_changed_verdicts() {
         .collect();
     assert_eq!(rcpt_answers, ["reject", "continue"]);
 
+    // check --transcript shows a recorded transaction as check shows a live one.
+    let show = |f: &Path, extra: &[&str]| {
+        let o = Process::new(minimilter())
+            .arg("check")
+            .arg("--transcript")
+            .arg(f)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let file_of = |needle: &str| {
+        files
+            .iter()
+            .find(|f| std::fs::read_to_string(f).unwrap().contains(needle))
+            .unwrap()
+            .clone()
+    };
+    let (code, out) = show(&file_of("[modify] me"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("HEADER Subject"), "{out}");
+    assert!(out.contains("+ add header X-Policy: modified"), "{out}");
+    assert!(out.contains("verdict: accept (delivered)"), "{out}");
+    let (code, out) = show(&file_of("[reject] spam"), &[]);
+    assert_eq!(code, 3, "rejected, as check exits: {out}");
+    assert!(out.contains("verdict: reject at eom"), "{out}");
+    assert!(out.contains("message refused by policy"), "{out}");
+    let (code, out) = show(&file_of("refused@example.org"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("recipient <refused@example.org> rejected"),
+        "{out}"
+    );
+    let (code, out) = show(&file_of("tempfail@example.com"), &["--json"]);
+    assert_eq!(code, 4, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"]["verdict"], "tempfail");
+    assert_eq!(v["verdict"]["at"], "mail");
+
     // Replay to the same milter: nothing differs.
     let d = dir.to_str().unwrap();
     let (code, out) = run_replay(&[d, &to, "--conns", "3"]);

@@ -37,6 +37,12 @@ pub struct RecordedStep {
     pub line: Map<String, Value>,
     /// The final answer, if the milter was to give one.
     pub answer: Option<Answered>,
+    /// The final answer's JSON object (code and fields).
+    pub answer_line: Option<Map<String, Value>>,
+    /// Microseconds from the command to its final answer, as recorded.
+    pub elapsed_us: Option<u64>,
+    /// Progress packets received while the answer was awaited.
+    pub progress: u32,
     /// Modifications (and quarantine) sent with the answer, as JSON objects
     /// (code and fields, in the transcript's bodies mode).
     pub modifications: Vec<Map<String, Value>>,
@@ -216,6 +222,9 @@ impl Transcript {
                                 macros,
                                 line: m.clone(),
                                 answer: None,
+                                answer_line: None,
+                                elapsed_us: None,
+                                progress: 0,
                                 modifications: Vec::new(),
                             })));
                         }
@@ -248,7 +257,11 @@ impl Transcript {
                             answer: answer.to_owned(),
                             reply,
                         });
-                    } else if m.get("code").and_then(Value::as_str) != Some("p") {
+                        last.elapsed_us = m.get("after_us").and_then(Value::as_u64);
+                        last.answer_line = Some(m.clone());
+                    } else if m.get("code").and_then(Value::as_str) == Some("p") {
+                        last.progress += 1;
+                    } else {
                         let mut r = m.clone();
                         for k in ["type", "at_us", "after_us", "step"] {
                             r.remove(k);
