@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod batch;
+
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
