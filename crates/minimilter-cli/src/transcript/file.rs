@@ -95,6 +95,11 @@ fn u32_of(v: &Value, what: &str) -> anyhow::Result<u32> {
         .with_context(|| format!("{what} is not a 32-bit number"))
 }
 
+/// A field of a line, `null` if missing (indexing a map would panic).
+fn get<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
+    m.get(key).unwrap_or(&Value::Null)
+}
+
 fn negotiation(v: &Value) -> anyhow::Result<Negotiation> {
     let mut macros = Vec::new();
     if let Some(list) = v.get("macros").and_then(Value::as_array) {
@@ -183,10 +188,10 @@ impl Transcript {
             match kind {
                 "negotiate" => {
                     t.offer =
-                        negotiation(&m["offer"]).with_context(|| format!("{}: offer", at()))?;
+                        negotiation(get(m, "offer")).with_context(|| format!("{}: offer", at()))?;
                     if m.contains_key("answer") {
                         t.answer = Some(
-                            negotiation(&m["answer"])
+                            negotiation(get(m, "answer"))
                                 .with_context(|| format!("{}: answer", at()))?,
                         );
                     }
@@ -233,7 +238,7 @@ impl Transcript {
                 "macros" => {
                     let stage = m.get("stage").and_then(Value::as_str).unwrap_or_default();
                     if let [code] = stage.as_bytes() {
-                        let pairs = pairs_from_json(&m["pairs"]).with_context(at)?;
+                        let pairs = pairs_from_json(get(m, "pairs")).with_context(at)?;
                         t.items.push(Item::Macros(*code, pairs));
                     }
                 }
@@ -293,5 +298,43 @@ impl Transcript {
         }
         t.lines = lines;
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_files_are_errors_not_panics() {
+        let p = Path::new("t.jsonl");
+        let head =
+            r#"{"type":"transcript","schema":"minimilter-transcript","version":1,"bodies":"keep"}"#;
+        for body in [
+            "",
+            "not json",
+            "[1,2]",
+            r#"{"type":"transcript","schema":"other","version":1}"#,
+            &format!("{}\n", head.replace("\"version\":1", "\"version\":2")),
+            &format!("{head}\n"),
+            &format!("{head}\n{{\"type\":\"negotiate\"}}"),
+            &format!("{head}\n{{\"type\":\"negotiate\",\"offer\":{{\"version\":-1}}}}"),
+            &format!("{head}\n{{\"type\":\"macros\",\"stage\":\"C\"}}"),
+            &format!("{head}\n{{\"type\":\"command\",\"code\":\"M\",\"step\":\"mail\"}}"),
+            &format!(
+                "{head}\n{{\"type\":\"command\",\"code\":\"C\",\"step\":\"connect\",\"family\":\"9\"}}"
+            ),
+        ] {
+            assert!(Transcript::parse(body, p).is_err(), "{body:?}");
+        }
+        let ok = format!(
+            "{head}\n{}\n{}\n",
+            r#"{"type":"negotiate","offer":{"version":6,"actions":511,"protocol":2097151}}"#,
+            r#"{"type":"end","verdict":"accept","at":"eom"}"#
+        );
+        let t = Transcript::parse(&ok, p).unwrap();
+        assert_eq!(t.offer.version, 6);
+        assert!(t.answer.is_none());
+        assert_eq!(t.verdict.name, "accept");
     }
 }

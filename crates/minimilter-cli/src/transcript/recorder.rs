@@ -22,9 +22,10 @@ use serde_json::{Value, json};
 use super::codec::{code_str, command_to_json, pairs_to_json, response_to_json};
 use super::{Answered, Bodies, SCHEMA, VERSION, Verdict};
 
-/// Most bytes of events kept for one transaction before the rest are left
-/// out (the transcript then says it is truncated). Bounds memory against an
-/// MTA or milter that streams without end.
+/// Most bytes of events kept for one transaction (its connection's steps
+/// outside transactions included) before the rest are left out (the
+/// transcript then says it is truncated). Bounds memory against an MTA or
+/// milter that streams without end.
 pub const MAX_TRANSCRIPT_BYTES: usize = 64 * 1024 * 1024;
 
 /// One finished transcript.
@@ -47,7 +48,9 @@ type PendingMacros = (u64, u8, Vec<(Bytes, Bytes)>);
 
 #[derive(Default)]
 struct Txn {
-    events: Vec<Value>,
+    /// Events as JSON lines (each serialised once, as it happens).
+    events: Vec<String>,
+    bytes: usize,
     answers: Vec<Answered>,
 }
 
@@ -61,7 +64,10 @@ pub struct Recorder {
     offer_at: u64,
     refused: Option<Value>,
     negotiate: Option<Value>,
-    context: Vec<Value>,
+    /// The connection's events outside transactions, as JSON lines.
+    context: Vec<String>,
+    context_bytes: usize,
+    context_has_command: bool,
     context_answers: Vec<Answered>,
     txn: Option<Txn>,
     pending_macros: Option<PendingMacros>,
@@ -69,7 +75,6 @@ pub struct Recorder {
     transactions: u32,
     written: u32,
     notes: Vec<String>,
-    bytes: usize,
     truncated: bool,
     finished: Vec<Finished>,
 }
@@ -88,6 +93,8 @@ impl Recorder {
             refused: None,
             negotiate: None,
             context: Vec::new(),
+            context_bytes: 0,
+            context_has_command: false,
             context_answers: Vec::new(),
             txn: None,
             pending_macros: None,
@@ -95,7 +102,6 @@ impl Recorder {
             transactions: 0,
             written: 0,
             notes: Vec::new(),
-            bytes: 0,
             truncated: false,
             finished: Vec::new(),
         }
@@ -120,18 +126,26 @@ impl Recorder {
     }
 
     fn push(&mut self, event: Value) {
-        let size = event.to_string().len();
-        if self.bytes + size > MAX_TRANSCRIPT_BYTES {
+        let is_command = event["type"] == "command";
+        let line = event.to_string();
+        let used = self.context_bytes + self.txn.as_ref().map_or(0, |t| t.bytes);
+        if used + line.len() > MAX_TRANSCRIPT_BYTES {
             if !self.truncated {
                 self.truncated = true;
                 self.note("transcript truncated: size limit reached".into());
             }
             return;
         }
-        self.bytes += size;
         match &mut self.txn {
-            Some(t) => t.events.push(event),
-            None => self.context.push(event),
+            Some(t) => {
+                t.bytes += line.len();
+                t.events.push(line);
+            }
+            None => {
+                self.context_bytes += line.len();
+                self.context_has_command |= is_command;
+                self.context.push(line);
+            }
         }
     }
 
@@ -202,6 +216,8 @@ impl Recorder {
                     // A new SMTP connection follows on the same milter
                     // connection: the negotiation stays, the rest starts over.
                     self.context.clear();
+                    self.context_bytes = 0;
+                    self.context_has_command = false;
                     self.context_answers.clear();
                     self.written = 0;
                     if let Some(s) = &mut self.session {
@@ -251,8 +267,6 @@ impl Recorder {
             }
             self.transactions += 1;
             self.txn = Some(Txn::default());
-            self.bytes = 0;
-            self.truncated = false;
         }
         let macros = self.attach_macros_or_flush(code);
         let mut event = command_to_json(&command, self.bodies);
@@ -400,7 +414,7 @@ impl Recorder {
     /// Writes a connection-only transcript if the connection had steps but
     /// no transaction was written for them.
     fn finish_connection(&mut self, at_us: u64) {
-        if self.written == 0 && self.context.iter().any(|e| e["type"] == "command") {
+        if self.written == 0 && self.context_has_command {
             self.emit(0, None, "connection-end", at_us);
             self.written += 1;
         }
@@ -420,23 +434,37 @@ impl Recorder {
         let mut answers = self.context_answers.clone();
         answers.extend(txn.answers.iter().cloned());
         let verdict = Verdict::of(&answers);
-        let mut lines = Vec::with_capacity(self.context.len() + txn.events.len() + 3);
-        lines.push(json!({
-            "type": "transcript",
-            "schema": SCHEMA,
-            "version": VERSION,
-            "recorder": concat!("minimilter record ", env!("CARGO_PKG_VERSION")),
-            "started_unix_ms": self.started_unix_ms,
-            "connection": self.connection,
-            "transaction": transaction,
-            "bodies": self.bodies.name(),
-        }));
+        let mut text = String::with_capacity(
+            self.context_bytes + txn.bytes + self.context.len() + txn.events.len() + 1024,
+        );
+        let mut line = |l: &str| {
+            text.push_str(l);
+            text.push('\n');
+        };
+        line(
+            &json!({
+                "type": "transcript",
+                "schema": SCHEMA,
+                "version": VERSION,
+                "recorder": concat!("minimilter record ", env!("CARGO_PKG_VERSION")),
+                "started_unix_ms": self.started_unix_ms,
+                "connection": self.connection,
+                "transaction": transaction,
+                "bodies": self.bodies.name(),
+            })
+            .to_string(),
+        );
         match &self.negotiate {
-            Some(n) => lines.push(n.clone()),
-            None => self.note("no option negotiation was seen".into()),
+            Some(n) => line(&n.to_string()),
+            None => {
+                if self.notes.len() < 32 {
+                    self.notes.push("no option negotiation was seen".into());
+                }
+            }
         }
-        lines.extend(self.context.iter().cloned());
-        lines.extend(txn.events);
+        for l in self.context.iter().chain(&txn.events) {
+            line(l);
+        }
         let mut end = json!({
             "type": "end",
             "at_us": at_us,
@@ -455,12 +483,10 @@ impl Recorder {
         if !self.notes.is_empty() {
             end["notes"] = json!(self.notes);
         }
-        lines.push(end);
-        let mut text = String::new();
-        for l in &lines {
-            text.push_str(&l.to_string());
-            text.push('\n');
-        }
+        line(&end.to_string());
+        // Notes and truncation belong to the transaction just written.
+        self.notes.clear();
+        self.truncated = false;
         self.finished.push(Finished {
             connection: self.connection,
             transaction,
@@ -487,4 +513,144 @@ pub fn optneg_json(o: &OptNeg) -> Value {
         );
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use milter_proto::{Actions, FrameDecoder, Protocol};
+
+    fn frame_of(encode: impl FnOnce(&mut BytesMut)) -> Frame {
+        let mut b = BytesMut::new();
+        encode(&mut b);
+        FrameDecoder::new(1 << 20).decode(&mut b).unwrap().unwrap()
+    }
+
+    fn cmd(c: Command) -> Frame {
+        frame_of(|b| c.encode(b))
+    }
+
+    fn resp(r: Response) -> Frame {
+        frame_of(|b| r.encode(b))
+    }
+
+    fn negotiated() -> Recorder {
+        let mut r = Recorder::new(7, 1_000, Bodies::Keep);
+        let offer = OptNeg {
+            version: 6,
+            actions: Actions::from_bits_retain(0x1FF),
+            protocol: Protocol::from_bits_retain(0x1F_FFFF),
+            macros: vec![],
+        };
+        r.mta_sent(cmd(Command::OptNeg(offer)), 1);
+        let answer = OptNeg {
+            version: 6,
+            actions: Actions::ADD_HEADERS,
+            protocol: Protocol::NO_HELO,
+            macros: vec![],
+        };
+        r.milter_sent(resp(Response::OptNeg(answer)), 2);
+        r
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn each_transaction_gets_the_connection_context_and_its_own_verdict() {
+        let mut r = negotiated();
+        r.mta_sent(
+            cmd(Command::Connect {
+                hostname: b("mx"),
+                address: milter_proto::ConnectAddress::Unknown,
+            }),
+            3,
+        );
+        r.milter_sent(resp(Response::Continue), 4);
+        for (i, verdict) in [Response::Continue, Response::Reject]
+            .into_iter()
+            .enumerate()
+        {
+            let t = 10 * (i as u64 + 1);
+            r.mta_sent(
+                cmd(Command::Macro {
+                    stage: b'M',
+                    pairs: vec![(b("i"), b("Q1"))],
+                }),
+                t,
+            );
+            r.mta_sent(cmd(Command::Mail(vec![b("<a@b>")])), t);
+            r.milter_sent(resp(Response::Continue), t + 1);
+            r.mta_sent(cmd(Command::EndOfMessage(Bytes::new())), t + 2);
+            r.milter_sent(
+                resp(Response::AddHeader {
+                    name: b("X"),
+                    value: b("y"),
+                }),
+                t + 3,
+            );
+            r.milter_sent(resp(verdict), t + 3);
+        }
+        r.closed(99, "closed");
+        let f = r.take_finished();
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            (f[0].verdict.name.as_str(), f[1].verdict.name.as_str()),
+            ("accept", "reject")
+        );
+        for (n, t) in f.iter().enumerate() {
+            assert_eq!(t.transaction, n as u32 + 1);
+            let lines: Vec<Value> = t
+                .text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines[0]["type"], "transcript");
+            assert_eq!(lines[1]["type"], "negotiate");
+            assert_eq!(lines[2]["code"], "C", "connect repeated in each");
+            let mail = lines.iter().find(|l| l["code"] == "M").unwrap();
+            assert_eq!(mail["macros"], json!([["i", "Q1"]]));
+            assert_eq!(lines.iter().filter(|l| l["code"] == "M").count(), 1);
+            assert_eq!(lines.last().unwrap()["reason"], "end-of-message");
+        }
+    }
+
+    #[test]
+    fn arbitrary_packets_from_both_sides_never_panic() {
+        // A fixed-seed generator: packets of random codes and payloads,
+        // valid ones mixed in, in any order from either side.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        const CODES: &[u8] = b"ABCDEHKLMNOQRTUacdefhimpqrsty+-24bl";
+        for _ in 0..200 {
+            let mut r = negotiated();
+            for i in 0..200u64 {
+                let code = CODES[(next() % CODES.len() as u64) as usize];
+                let len = (next() % 24) as usize;
+                let payload: Vec<u8> = (0..len).map(|_| (next() % 256) as u8).collect();
+                let f = Frame {
+                    code,
+                    payload: Bytes::from(payload),
+                };
+                if next() % 2 == 0 {
+                    r.mta_sent(f, i);
+                } else {
+                    r.milter_sent(f, i);
+                }
+            }
+            r.closed(1_000, "closed");
+            for t in r.take_finished() {
+                for l in t.text.lines() {
+                    serde_json::from_str::<Value>(l).expect("every line is JSON");
+                }
+            }
+        }
+    }
 }
