@@ -427,37 +427,50 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     Ok(if same { 0 } else { 1 })
 }
 
-/// Replays every file, `conns` at a time; reports in file order.
+/// Replays every file, `conns` at a time; reports in file order. Each file
+/// is read only when its turn comes, so memory follows `conns`, not the
+/// size of the directory.
 pub async fn replay_all(
     paths: &[PathBuf],
     spec: &SocketSpec,
     cfg: ClientConfig,
     conns: usize,
 ) -> (Vec<MessageReport>, Vec<(PathBuf, String)>) {
-    let mut unreadable = Vec::new();
-    let mut transcripts = Vec::new();
-    for p in paths {
-        match Transcript::read(p) {
-            Ok(t) => transcripts.push(t),
-            Err(e) => unreadable.push((p.clone(), format!("{e:#}"))),
-        }
-    }
     let sem = Arc::new(tokio::sync::Semaphore::new(conns.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, t) in transcripts.into_iter().enumerate() {
-        let (sem, spec, cfg) = (sem.clone(), spec.clone(), cfg.clone());
+    for (i, p) in paths.iter().enumerate() {
+        let (sem, spec, cfg, p) = (sem.clone(), spec.clone(), cfg.clone(), p.clone());
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            (i, replay_one(&t, &spec, cfg).await)
+            let read = tokio::task::spawn_blocking({
+                let p = p.clone();
+                move || Transcript::read(&p)
+            })
+            .await;
+            match read {
+                Ok(Ok(t)) => (i, Ok(replay_one(&t, &spec, cfg).await)),
+                Ok(Err(e)) => (i, Err((p, format!("{e:#}")))),
+                Err(e) => (i, Err((p, format!("reading failed: {e}")))),
+            }
         });
     }
-    let mut reports = Vec::new();
+    let mut done = Vec::new();
     while let Some(r) = tasks.join_next().await {
         match r {
-            Ok(x) => reports.push(x),
-            Err(e) => unreadable.push((PathBuf::from("?"), format!("replay task failed: {e}"))),
+            Ok(x) => done.push(x),
+            Err(e) => done.push((
+                usize::MAX,
+                Err((PathBuf::from("?"), format!("replay task failed: {e}"))),
+            )),
         }
     }
-    reports.sort_by_key(|(i, _)| *i);
-    (reports.into_iter().map(|(_, r)| r).collect(), unreadable)
+    done.sort_by_key(|(i, _)| *i);
+    let (mut reports, mut unreadable) = (Vec::new(), Vec::new());
+    for (_, r) in done {
+        match r {
+            Ok(report) => reports.push(report),
+            Err(bad) => unreadable.push(bad),
+        }
+    }
+    (reports, unreadable)
 }

@@ -276,6 +276,16 @@ async fn proxy_is_transparent_and_replay_finds_exactly_the_changed_verdicts() {
     assert_eq!(v["changes"][0]["to"], "reject");
     assert_eq!(v["changes"][0]["messages"], 1);
     assert!(proxy.alive());
+
+    // A damaged file is reported, and is a difference.
+    std::fs::write(dir.join("damaged.jsonl"), "{\"type\": \"transcript\"").unwrap();
+    let (code, out) = run_replay(&[d, &to]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("damaged.jsonl: unreadable"), "{out}");
+    assert!(
+        out.contains("8 transcripts replayed, 8 the same, 0 different, 1 unreadable"),
+        "{out}"
+    );
     drop(proxy);
     let _ = std::fs::remove_dir_all(&tmp);
 }
