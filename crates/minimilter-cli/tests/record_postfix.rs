@@ -29,11 +29,18 @@ fn postfix_answers_alike_through_record_and_replay_finds_the_stricter_verdict() 
     let strict_sock = builder.socket_path("strict.sock");
     let proxy_sock = builder.socket_path("record.sock");
     let dir = builder.path().join("transcripts");
+    let nobody_sock = builder.socket_path("nobody.sock");
+    let down_proxy_sock = builder.socket_path("record-down.sock");
     let pf = builder
         .user("ok")
         .user("refused")
         .service(SmtpService::new("direct").with_milters(format!("unix:{}", normal_sock.display())))
         .service(SmtpService::new("proxied").with_milters(format!("unix:{}", proxy_sock.display())))
+        .service(SmtpService::new("down").with_milters(format!("unix:{}", nobody_sock.display())))
+        .service(
+            SmtpService::new("down-proxied")
+                .with_milters(format!("unix:{}", down_proxy_sock.display())),
+        )
         .start()
         .unwrap();
     rt.block_on(serve_policy(&normal_sock, false));
@@ -91,6 +98,22 @@ fn postfix_answers_alike_through_record_and_replay_finds_the_stricter_verdict() 
         ],
         "{}",
         ctx()
+    );
+
+    // With the milter down, Postfix answers the same with the proxy in front
+    // of it as without (milter_default_action, tempfail here).
+    let down_proxy = Proxy::start(
+        &down_proxy_sock,
+        &format!("unix:{}", nobody_sock.display()),
+        &dir.with_file_name("transcripts-down"),
+        &[],
+    );
+    let down = answers(pf.port("down"));
+    let down_proxied = answers(pf.port("down-proxied"));
+    assert_eq!(down, down_proxied, "{}", down_proxy.log_text());
+    assert!(
+        down[0].contains(" 4"),
+        "milter_default_action = tempfail: {down:?}"
     );
 
     // Replay against the same milter: no difference.
