@@ -416,6 +416,37 @@ async fn hostile_input_from_either_side_closes_that_connection_only() {
     let _ = s.write_all(&offer_bytes()).await;
     assert_eq!(read_all(&mut s).await, b"");
 
+    // Slowloris: half a packet, then silence. A proxy with a 1 s idle
+    // timeout closes both sides rather than wait for ever.
+    let listen5 = tmp.join("proxy5.sock");
+    let mut proxy5 = Proxy::start(
+        &listen5,
+        &format!("unix:{}", milter.display()),
+        &tmp.join("t5"),
+        &["--idle-timeout", "1"],
+    );
+    let mut s = UnixStream::connect(&listen5).await.unwrap();
+    s.write_all(&offer_bytes()[..3]).await.unwrap();
+    assert_eq!(read_all(&mut s).await, b"", "closed after the idle timeout");
+    assert!(proxy5.alive());
+
+    // 100 MTA connections at once, each a whole message: all relayed.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let listen = listen.clone();
+        set.spawn(async move {
+            let s = spec(
+                "a@example.com",
+                &["ok@example.org"],
+                &format!("[modify] {i}"),
+            );
+            play(&listen, &s).await.0
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        assert_eq!(r.unwrap(), "accept");
+    }
+
     // Every proxy still runs, and the first still relays a whole message.
     for p in [&mut proxy, &mut proxy2, &mut proxy3, &mut proxy4] {
         assert!(p.alive(), "{}", p.log_text());
@@ -437,7 +468,7 @@ async fn hostile_input_from_either_side_closes_that_connection_only() {
         "{}",
         proxy4.log_text()
     );
-    drop((proxy, proxy2, proxy3, proxy4));
+    drop((proxy, proxy2, proxy3, proxy4, proxy5));
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
