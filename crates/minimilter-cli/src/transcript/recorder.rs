@@ -52,7 +52,12 @@ struct Txn {
     events: Vec<String>,
     bytes: usize,
     answers: Vec<Answered>,
+    /// A message step was seen (a later MAIL starts the next transaction).
+    has_step: bool,
 }
+
+/// Command codes of the message stages (MAIL to end of message).
+const MESSAGE_STAGES: &[u8] = b"MRTLNBE";
 
 /// The recorder of one connection.
 pub struct Recorder {
@@ -191,6 +196,13 @@ impl Recorder {
             }
             Command::Macro { stage, pairs } => {
                 self.flush_orphan_macros();
+                // The MTA sends MAIL's macros even when MAIL itself is
+                // negotiated away: they mark the start of a message too.
+                if stage == milter_proto::command::code::MAIL {
+                    self.begin_message(at_us);
+                } else if MESSAGE_STAGES.contains(&stage) {
+                    self.ensure_txn();
+                }
                 self.pending_macros = Some((at_us, stage, pairs));
             }
             Command::Abort => {
@@ -261,14 +273,16 @@ impl Recorder {
             self.session = None;
             return;
         };
-        if step == Step::Mail {
-            if self.txn.is_some() {
-                self.finish_txn("next-mail", at_us);
-            }
-            self.transactions += 1;
-            self.txn = Some(Txn::default());
-        }
         let macros = self.attach_macros_or_flush(code);
+        if step == Step::Mail {
+            self.begin_message(at_us);
+        }
+        if step.is_message_step() {
+            self.ensure_txn();
+            if let Some(t) = &mut self.txn {
+                t.has_step = true;
+            }
+        }
         let mut event = command_to_json(&command, self.bodies);
         event.insert("type".into(), json!("command"));
         event.insert("at_us".into(), json!(at_us));
@@ -310,6 +324,26 @@ impl Recorder {
             event.insert("reply".into(), json!(name));
         }
         self.push(Value::Object(event));
+    }
+
+    /// A message starts: the previous transaction, if it saw a step and
+    /// did not end, ends here.
+    fn begin_message(&mut self, at_us: u64) {
+        match &self.txn {
+            Some(t) if !t.has_step => {}
+            Some(_) => {
+                self.finish_txn("next-mail", at_us);
+                self.ensure_txn();
+            }
+            None => self.ensure_txn(),
+        }
+    }
+
+    fn ensure_txn(&mut self) {
+        if self.txn.is_none() {
+            self.transactions += 1;
+            self.txn = Some(Txn::default());
+        }
     }
 
     /// A packet the milter sent (and the proxy relayed).
@@ -614,6 +648,73 @@ mod tests {
             assert_eq!(mail["macros"], json!([["i", "Q1"]]));
             assert_eq!(lines.iter().filter(|l| l["code"] == "M").count(), 1);
             assert_eq!(lines.last().unwrap()["reason"], "end-of-message");
+        }
+    }
+
+    #[test]
+    fn messages_are_cut_where_mail_is_negotiated_away() {
+        // The milter takes only headers and end of message: the MTA sends
+        // MAIL's macros but not MAIL itself, and those mark each message.
+        let mut r = Recorder::new(1, 0, Bodies::Keep);
+        r.mta_sent(
+            cmd(Command::OptNeg(OptNeg {
+                version: 6,
+                actions: Actions::from_bits_retain(0x1FF),
+                protocol: Protocol::from_bits_retain(0x1F_FFFF),
+                macros: vec![],
+            })),
+            1,
+        );
+        r.milter_sent(
+            resp(Response::OptNeg(OptNeg {
+                version: 6,
+                actions: Actions::ADD_HEADERS,
+                protocol: Protocol::NO_CONNECT
+                    | Protocol::NO_HELO
+                    | Protocol::NO_MAIL
+                    | Protocol::NO_RCPT
+                    | Protocol::NO_BODY,
+                macros: vec![],
+            })),
+            2,
+        );
+        r.mta_sent(
+            cmd(Command::Macro {
+                stage: b'C',
+                pairs: vec![(b("j"), b("mx"))],
+            }),
+            3,
+        );
+        for (i, subject) in ["one", "two", "three"].into_iter().enumerate() {
+            let t = 10 * (i as u64 + 1);
+            for stage in [b'M', b'R'] {
+                r.mta_sent(
+                    cmd(Command::Macro {
+                        stage,
+                        pairs: vec![(b("i"), b(subject))],
+                    }),
+                    t,
+                );
+            }
+            r.mta_sent(
+                cmd(Command::Header {
+                    name: b("Subject"),
+                    value: b(subject),
+                }),
+                t,
+            );
+            r.milter_sent(resp(Response::Continue), t + 1);
+            r.mta_sent(cmd(Command::EndOfMessage(Bytes::new())), t + 2);
+            r.milter_sent(resp(Response::Continue), t + 3);
+        }
+        r.closed(99, "closed");
+        let f = r.take_finished();
+        assert_eq!(f.len(), 3, "one transcript per message");
+        for (t, subject) in f.iter().zip(["one", "two", "three"]) {
+            assert_eq!(t.verdict.name, "accept");
+            assert_eq!(t.text.matches("\"Subject\"").count(), 1, "{}", t.text);
+            assert!(t.text.contains(&format!("\"value\":\"{subject}\"")));
+            assert!(t.text.contains("\"stage\":\"C\""), "connect macros in each");
         }
     }
 
