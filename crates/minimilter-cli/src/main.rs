@@ -48,10 +48,14 @@ fn main() -> ExitCode {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The proxy relays each packet as soon as it arrives; on one thread it
+    // never hands a connection from one worker to another between the two
+    // halves of an exchange, which is most of its latency.
+    let mut builder = match cli.command {
+        Command::Record(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             output::note(&format!(
