@@ -25,6 +25,8 @@ pub struct Store {
     rotate_secs: u64,
     files: VecDeque<(PathBuf, u64)>,
     total: u64,
+    /// The period directory last created (a `mkdir` per file is wasted work).
+    current_period: Option<PathBuf>,
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time in seconds (proleptic Gregorian, UTC).
@@ -74,6 +76,7 @@ impl Store {
             rotate_secs: rotate_secs.max(1),
             files: found.into(),
             total,
+            current_period: None,
         };
         store.evict();
         Ok(store)
@@ -90,8 +93,11 @@ impl Store {
         let now = now_unix_ms / 1000;
         let period_start = now - now % self.rotate_secs;
         let period = self.dir.join(utc_stamp(period_start));
-        std::fs::create_dir_all(&period)
-            .with_context(|| format!("creating {}", period.display()))?;
+        if self.current_period.as_ref() != Some(&period) {
+            std::fs::create_dir_all(&period)
+                .with_context(|| format!("creating {}", period.display()))?;
+            self.current_period = Some(period.clone());
+        }
         let name = format!(
             "{:013}-c{}-t{}{SUFFIX}",
             f.started_unix_ms, f.connection, f.transaction
@@ -123,7 +129,11 @@ impl Store {
             if let Some(parent) = path.parent() {
                 // Removes the period's directory once it is empty; fails
                 // harmlessly while it is not.
-                let _ = std::fs::remove_dir(parent);
+                if std::fs::remove_dir(parent).is_ok()
+                    && self.current_period.as_deref() == Some(parent)
+                {
+                    self.current_period = None;
+                }
             }
         }
     }
