@@ -7,7 +7,7 @@
 //! refused at RCPT, rejected, tempfailed, modified, discarded) goes through
 //! both; Postfix must answer alike. The transcripts then replay to the same
 //! milter with no difference, and to a stricter one with exactly the
-//! expected message changing verdict.
+//! expected message changing verdict and the expected one its header.
 //!
 //! Needs Postfix from Debian and root (scripts/install-test-deps.sh).
 
@@ -125,7 +125,8 @@ fn postfix_answers_alike_through_record_and_replay_finds_the_stricter_verdict() 
         "{out}"
     );
 
-    // Against the strict one: exactly the [strict] message turns to reject.
+    // Against the strict one: exactly the [strict] message turns to reject,
+    // and the [modify] one gets another header.
     let (code, out) = replay(&[
         d,
         &format!("unix:{}", strict_sock.display()),
@@ -134,10 +135,14 @@ fn postfix_answers_alike_through_record_and_replay_finds_the_stricter_verdict() 
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("7 transcripts replayed, 6 the same, 1 different"),
+        out.contains("7 transcripts replayed, 5 the same, 2 different"),
         "{out}"
     );
     assert!(out.contains("accept → reject: 1 message"), "{out}");
+    assert!(
+        out.contains("accept (same verdict, other answers or modifications): 1 message"),
+        "the [modify] message's header changed: {out}"
+    );
     let strict_file = files
         .iter()
         .find(|f| {

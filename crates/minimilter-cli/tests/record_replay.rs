@@ -246,12 +246,22 @@ async fn proxy_is_transparent_and_replay_finds_exactly_the_changed_verdicts() {
         "{out}"
     );
 
-    // Replay to the strict milter: exactly the [strict] message changes.
+    // Replay to the strict milter: exactly the [strict] message changes
+    // verdict, and the [modify] one its header.
     let strict_to = format!("unix:{}", strict.display());
     let (code, out) = run_replay(&[d, &strict_to]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("1 different"), "{out}");
+    assert!(
+        out.contains("8 transcripts replayed, 6 the same, 2 different"),
+        "{out}"
+    );
     assert!(out.contains("accept → reject: 1 message"), "{out}");
+    assert!(
+        out.contains("accept (same verdict, other answers or modifications): 1 message"),
+        "{out}"
+    );
+    assert!(out.contains("eom: modifications differ"), "{out}");
+    assert!(out.contains("modified strictly"), "{out}");
     let strict_file = &files
         .iter()
         .find(|f| std::fs::read_to_string(f).unwrap().contains("[strict]"))
@@ -263,18 +273,22 @@ async fn proxy_is_transparent_and_replay_finds_exactly_the_changed_verdicts() {
     assert!(out.contains("refused by the strict policy"), "{out}");
     assert_eq!(
         out.matches(" → ").count(),
-        2,
-        "one message and one summary line: {out}"
+        3,
+        "two messages and one summary line: {out}"
     );
 
     let (code, out) = run_replay(&[d, &strict_to, "--json"]);
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&out).expect("--json is one JSON object");
     assert_eq!(v["transcripts"], 8);
-    assert_eq!(v["different"], 1);
-    assert_eq!(v["changes"][0]["from"], "accept");
-    assert_eq!(v["changes"][0]["to"], "reject");
-    assert_eq!(v["changes"][0]["messages"], 1);
+    assert_eq!(v["different"], 2);
+    assert_eq!(
+        v["changes"],
+        serde_json::json!([
+            {"from": "accept", "to": "accept", "messages": 1},
+            {"from": "accept", "to": "reject", "messages": 1},
+        ])
+    );
     assert!(proxy.alive());
 
     // A damaged file is reported, and is a difference.

@@ -8,7 +8,7 @@
 //! of the same milter, get the same mixed batch; their SMTP answers must be
 //! identical (queue ids aside). The transcripts replay to the same milter
 //! with no difference, and to a stricter one with exactly the expected
-//! message changing verdict.
+//! message changing verdict and the expected one its header.
 //!
 //! Needs Sendmail unpacked by scripts/install-test-deps.sh, and root.
 
@@ -95,10 +95,14 @@ fn sendmail_answers_alike_through_record_and_replay_finds_the_stricter_verdict()
     let (code, out) = replay(&[d, &format!("unix:{}", strict_sock.display())]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("7 transcripts replayed, 6 the same, 1 different"),
+        out.contains("7 transcripts replayed, 5 the same, 2 different"),
         "{out}"
     );
     assert!(out.contains("accept → reject: 1 message"), "{out}");
+    assert!(
+        out.contains("accept (same verdict, other answers or modifications): 1 message"),
+        "the [modify] message's header changed: {out}"
+    );
     drop(proxied);
     drop(direct);
     drop(proxy);

@@ -24,7 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// - recipient starting `refused` -> 550 5.1.1 at RCPT (that recipient only);
 /// - subject containing `[reject]` -> 550 5.7.1 at end of message;
 /// - subject containing `[discard]` -> discard at end of message;
-/// - subject containing `[modify]` -> header `X-Policy: modified` added;
+/// - subject containing `[modify]` -> header `X-Policy: modified` added
+///   (`X-Policy: modified strictly` by the strict one);
 /// - `strict` only: subject containing `[strict]` -> 550 5.7.1 "strict";
 /// - macro `{client_tag}` (sent at connect, which this milter does not
 ///   ask for, so only the macro packet goes out) equal to `blocked` ->
@@ -107,7 +108,12 @@ impl Milter for PolicyMilter {
             return Ok(Verdict::Discard);
         }
         if s.contains("[modify]") {
-            mods.add_header("X-Policy", "modified")?;
+            let value = if self.strict {
+                "modified strictly"
+            } else {
+                "modified"
+            };
+            mods.add_header("X-Policy", value)?;
         }
         Ok(Verdict::Continue)
     }
