@@ -156,7 +156,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts `record --listen unix:LISTEN --to TO --dir DIR EXTRA...` and
-    /// waits for its socket.
+    /// waits until it listens.
     pub fn start(listen: &Path, to: &str, dir: &Path, extra: &[&str]) -> Proxy {
         let log = dir.with_extension("log");
         let child = Command::new(minimilter())
@@ -174,7 +174,10 @@ impl Proxy {
             .expect("start minimilter record");
         let mut p = Proxy { child, log };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !listen.exists() {
+        // The start-up line is printed once the socket listens (the file
+        // exists a moment earlier, between bind and listen, when a connect
+        // would be refused).
+        while !p.log_text().contains("minimilter record: ") {
             if let Ok(Some(s)) = p.child.try_wait() {
                 panic!("record exited early ({s}):\n{}", p.log_text());
             }
