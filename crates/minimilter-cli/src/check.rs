@@ -21,7 +21,8 @@ use crate::timeouts::Timeouts;
 pub struct CheckArgs {
     /// The milter's socket: unix:/path, local:/path, inet:host:port,
     /// inet:port@host or inet6:port@host.
-    pub socket: String,
+    #[arg(required_unless_present = "transcript")]
+    pub socket: Option<String>,
     /// The message (headers, blank line, body). Read from standard input if
     /// omitted or `-`; a small built-in test message if standard input is a
     /// terminal.
@@ -79,7 +80,7 @@ pub fn message_spec(args: &CheckArgs, message: Bytes) -> anyhow::Result<MessageS
 
 /// Runs `check`; returns the exit code.
 pub async fn run(args: CheckArgs) -> anyhow::Result<u8> {
-    let spec: SocketSpec = args.socket.parse()?;
+    let spec: SocketSpec = args.socket.as_deref().unwrap_or_default().parse()?;
     let message = read_message(&args.message)?;
     let msg_spec = message_spec(&args, message)?;
     let cfg = args.timeouts.apply(ClientConfig {
@@ -185,7 +186,7 @@ fn write_body(path: &Path, t: &Transcript) -> anyhow::Result<Option<usize>> {
     Ok(Some(body.len()))
 }
 
-fn exit_code(o: &Outcome) -> u8 {
+pub(crate) fn exit_code(o: &Outcome) -> u8 {
     match o {
         Outcome::Accepted => exit::ACCEPTED,
         Outcome::Rejected { .. } => exit::REJECTED,
@@ -241,7 +242,7 @@ fn print_negotiation(out: &mut String, spec: &SocketSpec, t: &Transcript) {
 
 /// One line per step: what was sent, what came back. Modifications follow
 /// their step, each header as Postfix would write it.
-fn print_steps(out: &mut String, steps: &[StepRecord], options: Option<&MilterOptions>) {
+pub(crate) fn print_steps(out: &mut String, steps: &[StepRecord], options: Option<&MilterOptions>) {
     let reasons = json::not_sent_reasons(steps, options);
     let leading_space =
         options.is_some_and(|o| o.protocol.contains(Protocol::HEADER_LEADING_SPACE));
@@ -364,7 +365,7 @@ pub fn describe(m: &Response, leading_space: bool) -> String {
     }
 }
 
-fn print_verdict(out: &mut String, t: &Transcript) {
+pub(crate) fn print_verdict(out: &mut String, t: &Transcript) {
     for r in &t.refused_rcpts {
         let kind = if r.temporary {
             "tempfailed"

@@ -1,0 +1,153 @@
+//! `minimilter record`: a transparent milter proxy that writes one
+//! transcript per SMTP transaction (see `docs/transcript.md`).
+
+pub mod proxy;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use minimilter::listener::Accepted;
+use minimilter::{Listener, SocketSpec, UnixSocketOptions};
+
+use crate::exit;
+use crate::timeouts::positive_seconds;
+use crate::transcript::Bodies;
+use crate::transcript::recorder::Finished;
+
+/// Options of `minimilter record`.
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Where the MTA connects (put this in its milter setting instead of
+    /// the milter's socket): unix:/path, inet:host:port, ...
+    #[arg(long, value_name = "SOCKET")]
+    pub listen: String,
+    /// The real milter's socket.
+    #[arg(long, value_name = "MILTER_SOCKET")]
+    pub to: String,
+    /// Directory for the transcripts (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// What transcripts keep of message bodies: the bytes (replay can send
+    /// them again), a SHA-256 hash and length, or the length only.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub bodies: Bodies,
+    /// Most bytes of transcripts kept in DIR; the oldest are deleted first.
+    #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
+    pub max_bytes: u64,
+    /// Seconds per rotation period: each period's transcripts go to a
+    /// subdirectory of DIR named for its start (UTC).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub rotate: u64,
+    /// File mode of a unix listening socket, octal (e.g. 660, or 666 when
+    /// the MTA runs as another user).
+    #[arg(long, value_name = "OCTAL")]
+    pub socket_mode: Option<String>,
+    /// Seconds to connect to the milter; keep it below the MTA's own
+    /// milter connect timeout.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub connect_timeout: f64,
+    /// Seconds with nothing from either side before both connections are
+    /// closed.
+    #[arg(long, default_value_t = 3600.0, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub idle_timeout: f64,
+    /// Seconds to write one packet to either side.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub write_timeout: f64,
+}
+
+/// How many finished transcripts may wait for the writer; beyond that they
+/// are dropped (with a warning) rather than slowing the mail.
+const WRITER_QUEUE: usize = 1024;
+
+/// Runs the proxy until SIGTERM or SIGINT.
+pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
+    let listen: SocketSpec = args.listen.parse().context("--listen")?;
+    let to: SocketSpec = args.to.parse().context("--to")?;
+    let mut unix = UnixSocketOptions::default();
+    if let Some(m) = &args.socket_mode {
+        unix.mode = Some(
+            u32::from_str_radix(m, 8)
+                .with_context(|| format!("--socket-mode {m:?} is not an octal mode"))?,
+        );
+    }
+    let mut store = store::Store::open(&args.dir, args.max_bytes, args.rotate)?;
+    let settings = Arc::new(proxy::Settings {
+        to,
+        bodies: args.bodies,
+        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        write_timeout: Duration::from_secs_f64(args.write_timeout),
+    });
+    let listener = Listener::bind(&listen, &unix)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Finished>(WRITER_QUEUE);
+    let writer = std::thread::spawn(move || {
+        for f in rx {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            if let Err(e) = store.write(&f, now) {
+                tracing::error!("{e:#}");
+            }
+        }
+    });
+    crate::output::note(&format!(
+        "minimilter record: {} -> {}, transcripts in {} (bodies: {}, at most {} bytes). \
+         Relays protocol versions 2 to {}, the actions and protocol flags of libmilter 8.18 \
+         and packets up to {} bytes; anything else an MTA offers is refused at negotiation.\n",
+        listener.local_description(),
+        settings.to,
+        args.dir.display(),
+        args.bodies.name(),
+        args.max_bytes,
+        milter_proto::MAX_VERSION,
+        proxy::MAX_PAYLOAD,
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut connection = 0u64;
+    let stop = minimilter::shutdown::signal();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut stop => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        connection += 1;
+        let (settings, tx) = (settings.clone(), tx.clone());
+        match accepted {
+            Accepted::Tcp(s, _) => {
+                tasks.spawn(proxy::relay(s, connection, settings, tx));
+            }
+            Accepted::Unix(s) => {
+                tasks.spawn(proxy::relay(s, connection, settings, tx));
+            }
+        }
+    }
+    drop(listener);
+    // Connections in progress get a moment to finish their transaction.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+    drop(tx);
+    // Aborted tasks drop their senders; the writer then drains and ends.
+    while tasks.join_next().await.is_some() {}
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    Ok(exit::ACCEPTED)
+}

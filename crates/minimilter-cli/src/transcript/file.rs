@@ -1,0 +1,340 @@
+//! Reading a transcript file back into the steps a replay plays and the
+//! answers it compares with.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use milter_proto::{Actions, Command, Protocol, Step};
+use serde_json::{Map, Value};
+
+use super::codec::{body_elided, command_from_json, pairs_from_json};
+use super::{Answered, Bodies, SCHEMA, VERSION, Verdict, step_from_name};
+
+/// The MTA's offer or the milter's answer at negotiation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiation {
+    /// Protocol version.
+    pub version: u32,
+    /// Action bits.
+    pub actions: Actions,
+    /// Protocol bits.
+    pub protocol: Protocol,
+    /// Macro lists (answer only): `(stage, names)`.
+    pub macros: Vec<(u32, String)>,
+}
+
+/// One step as recorded: what the MTA sent and what the milter answered.
+#[derive(Debug, Clone)]
+pub struct RecordedStep {
+    /// The step.
+    pub step: Step,
+    /// The command, or why it cannot be sent again (a hashed body).
+    pub command: Result<Command, String>,
+    /// The macros sent just before it.
+    pub macros: Vec<(Bytes, Bytes)>,
+    /// The command's JSON line.
+    pub line: Map<String, Value>,
+    /// The final answer, if the milter was to give one.
+    pub answer: Option<Answered>,
+    /// The final answer's JSON object (code and fields).
+    pub answer_line: Option<Map<String, Value>>,
+    /// Microseconds from the command to its final answer, as recorded.
+    pub elapsed_us: Option<u64>,
+    /// Progress packets received while the answer was awaited.
+    pub progress: u32,
+    /// Modifications (and quarantine) sent with the answer, as JSON objects
+    /// (code and fields, in the transcript's bodies mode).
+    pub modifications: Vec<Map<String, Value>>,
+}
+
+/// An entry of a transcript, in order.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// A step.
+    Step(Box<RecordedStep>),
+    /// Macros the MTA sent for a step it then did not send (the milter
+    /// had negotiated the step away): `(stage code, pairs)`.
+    Macros(u8, Vec<(Bytes, Bytes)>),
+    /// `A`: the MTA ended the message.
+    Abort,
+    /// `Q` or `K`: the MTA ended the session.
+    Quit,
+}
+
+/// A transcript file, read.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// What it kept of bodies.
+    pub bodies: Bodies,
+    /// Connection and transaction numbers.
+    pub connection: u64,
+    /// Transaction within the connection (0: none).
+    pub transaction: u32,
+    /// When the connection started.
+    pub started_unix_ms: u64,
+    /// The MTA's offer.
+    pub offer: Negotiation,
+    /// The milter's answer (absent if it never answered).
+    pub answer: Option<Negotiation>,
+    /// Steps in order.
+    pub items: Vec<Item>,
+    /// How the transaction ended (`end-of-message`, `abort`, ...).
+    pub end_reason: String,
+    /// The recorded verdict.
+    pub verdict: Verdict,
+    /// Every line, for display.
+    pub lines: Vec<Map<String, Value>>,
+}
+
+fn u32_of(v: &Value, what: &str) -> anyhow::Result<u32> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .with_context(|| format!("{what} is not a 32-bit number"))
+}
+
+/// A field of a line, `null` if missing (indexing a map would panic).
+fn get<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
+    m.get(key).unwrap_or(&Value::Null)
+}
+
+fn negotiation(v: &Value) -> anyhow::Result<Negotiation> {
+    let mut macros = Vec::new();
+    if let Some(list) = v.get("macros").and_then(Value::as_array) {
+        for m in list {
+            let names = super::codec::bytes_from_json(&m["names"])?;
+            macros.push((
+                u32_of(&m["stage"], "macro stage")?,
+                String::from_utf8_lossy(&names).into_owned(),
+            ));
+        }
+    }
+    Ok(Negotiation {
+        version: u32_of(&v["version"], "version")?,
+        actions: Actions::from_bits_retain(u32_of(&v["actions"], "actions")?),
+        protocol: Protocol::from_bits_retain(u32_of(&v["protocol"], "protocol")?),
+        macros,
+    })
+}
+
+impl Transcript {
+    /// Reads and checks one transcript file.
+    pub fn read(path: &Path) -> anyhow::Result<Transcript> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading transcript {}", path.display()))?;
+        Transcript::parse(&text, path).with_context(|| format!("transcript {}", path.display()))
+    }
+
+    /// Parses the text of a transcript file.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Transcript> {
+        let mut lines = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value =
+                serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
+            let Value::Object(m) = v else {
+                bail!("line {}: not a JSON object", n + 1);
+            };
+            lines.push(m);
+        }
+        let Some(head) = lines.first() else {
+            bail!("empty file");
+        };
+        if head.get("schema").and_then(Value::as_str) != Some(SCHEMA) {
+            bail!("first line is not a {SCHEMA} header");
+        }
+        let version = head.get("version").and_then(Value::as_u64).unwrap_or(0);
+        if version != VERSION {
+            bail!("transcript format version {version}; this minimilter reads version {VERSION}");
+        }
+        let bodies = head
+            .get("bodies")
+            .and_then(Value::as_str)
+            .and_then(Bodies::from_name)
+            .context("header: bad \"bodies\"")?;
+        let mut t = Transcript {
+            path: path.to_owned(),
+            bodies,
+            connection: head.get("connection").and_then(Value::as_u64).unwrap_or(0),
+            transaction: head.get("transaction").and_then(Value::as_u64).unwrap_or(0) as u32,
+            started_unix_ms: head
+                .get("started_unix_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            offer: Negotiation {
+                version: 0,
+                actions: Actions::empty(),
+                protocol: Protocol::empty(),
+                macros: Vec::new(),
+            },
+            answer: None,
+            items: Vec::new(),
+            end_reason: String::new(),
+            verdict: Verdict {
+                name: "none".into(),
+                at: None,
+                reply: None,
+            },
+            lines: Vec::new(),
+        };
+        let mut saw_negotiation = false;
+        for (n, m) in lines.iter().enumerate().skip(1) {
+            let kind = m.get("type").and_then(Value::as_str).unwrap_or_default();
+            let at = || format!("line {}", n + 1);
+            match kind {
+                "negotiate" => {
+                    t.offer =
+                        negotiation(get(m, "offer")).with_context(|| format!("{}: offer", at()))?;
+                    if m.contains_key("answer") {
+                        t.answer = Some(
+                            negotiation(get(m, "answer"))
+                                .with_context(|| format!("{}: answer", at()))?,
+                        );
+                    }
+                    saw_negotiation = true;
+                }
+                "command" => {
+                    let code = m.get("code").and_then(Value::as_str).unwrap_or_default();
+                    match code {
+                        "A" => t.items.push(Item::Abort),
+                        "Q" | "K" => t.items.push(Item::Quit),
+                        _ => {
+                            let step = m
+                                .get("step")
+                                .and_then(Value::as_str)
+                                .and_then(step_from_name)
+                                .with_context(|| format!("{}: no step", at()))?;
+                            let elided = m.get("body").is_some_and(body_elided);
+                            let command = if elided {
+                                Err(format!(
+                                    "the body was not kept (--bodies {})",
+                                    bodies.name()
+                                ))
+                            } else {
+                                Ok(command_from_json(m).with_context(at)?)
+                            };
+                            let macros = match m.get("macros") {
+                                Some(v) => pairs_from_json(v).with_context(at)?,
+                                None => Vec::new(),
+                            };
+                            t.items.push(Item::Step(Box::new(RecordedStep {
+                                step,
+                                command,
+                                macros,
+                                line: m.clone(),
+                                answer: None,
+                                answer_line: None,
+                                elapsed_us: None,
+                                progress: 0,
+                                modifications: Vec::new(),
+                            })));
+                        }
+                    }
+                }
+                "macros" => {
+                    let stage = m.get("stage").and_then(Value::as_str).unwrap_or_default();
+                    if let [code] = stage.as_bytes() {
+                        let pairs = pairs_from_json(get(m, "pairs")).with_context(at)?;
+                        t.items.push(Item::Macros(*code, pairs));
+                    }
+                }
+                "response" => {
+                    let Some(Item::Step(last)) = t.items.last_mut() else {
+                        continue;
+                    };
+                    let named = m
+                        .get("step")
+                        .and_then(Value::as_str)
+                        .and_then(step_from_name);
+                    if named != Some(last.step) {
+                        continue;
+                    }
+                    if let Some(answer) = m.get("answer").and_then(Value::as_str) {
+                        let reply = (m.get("code").and_then(Value::as_str) == Some("y"))
+                            .then(|| m.get("text").and_then(Value::as_str).map(str::to_owned))
+                            .flatten();
+                        last.answer = Some(Answered {
+                            step: last.step,
+                            answer: answer.to_owned(),
+                            reply,
+                        });
+                        last.elapsed_us = m.get("after_us").and_then(Value::as_u64);
+                        last.answer_line = Some(m.clone());
+                    } else if m.get("code").and_then(Value::as_str) == Some("p") {
+                        last.progress += 1;
+                    } else {
+                        let mut r = m.clone();
+                        for k in ["type", "at_us", "after_us", "step"] {
+                            r.remove(k);
+                        }
+                        last.modifications.push(r);
+                    }
+                }
+                "end" => {
+                    t.end_reason = m
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    t.verdict = Verdict {
+                        name: m
+                            .get("verdict")
+                            .and_then(Value::as_str)
+                            .unwrap_or("none")
+                            .to_owned(),
+                        at: m.get("at").and_then(Value::as_str).and_then(step_from_name),
+                        reply: m.get("reply").and_then(Value::as_str).map(str::to_owned),
+                    };
+                }
+                _ => {}
+            }
+        }
+        if !saw_negotiation {
+            bail!("no negotiate line");
+        }
+        t.lines = lines;
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_files_are_errors_not_panics() {
+        let p = Path::new("t.jsonl");
+        let head =
+            r#"{"type":"transcript","schema":"minimilter-transcript","version":1,"bodies":"keep"}"#;
+        for body in [
+            "",
+            "not json",
+            "[1,2]",
+            r#"{"type":"transcript","schema":"other","version":1}"#,
+            &format!("{}\n", head.replace("\"version\":1", "\"version\":2")),
+            &format!("{head}\n"),
+            &format!("{head}\n{{\"type\":\"negotiate\"}}"),
+            &format!("{head}\n{{\"type\":\"negotiate\",\"offer\":{{\"version\":-1}}}}"),
+            &format!("{head}\n{{\"type\":\"macros\",\"stage\":\"C\"}}"),
+            &format!("{head}\n{{\"type\":\"command\",\"code\":\"M\",\"step\":\"mail\"}}"),
+            &format!(
+                "{head}\n{{\"type\":\"command\",\"code\":\"C\",\"step\":\"connect\",\"family\":\"9\"}}"
+            ),
+        ] {
+            assert!(Transcript::parse(body, p).is_err(), "{body:?}");
+        }
+        let ok = format!(
+            "{head}\n{}\n{}\n",
+            r#"{"type":"negotiate","offer":{"version":6,"actions":511,"protocol":2097151}}"#,
+            r#"{"type":"end","verdict":"accept","at":"eom"}"#
+        );
+        let t = Transcript::parse(&ok, p).unwrap();
+        assert_eq!(t.offer.version, 6);
+        assert!(t.answer.is_none());
+        assert_eq!(t.verdict.name, "accept");
+    }
+}
