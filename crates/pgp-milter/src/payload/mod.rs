@@ -4,7 +4,7 @@
 //! The MIME reader undoes the transfer encoding and hands the decoded bytes
 //! of a leaf to a [`PayloadReader`], in chunks of any size:
 //!
-//! ```no_run
+//! ```
 //! use pgp_milter::payload::{Encoding, PayloadLimits, PayloadReader};
 //! # fn leaf_chunks() -> Vec<&'static [u8]> { vec![b"  \r\n"] }
 //! let limits = PayloadLimits::default();
@@ -59,8 +59,16 @@
 //! decompressor's own state and is bounded in output by
 //! [`PayloadLimits::max_decompressed_bytes`].
 
+mod armor;
+mod framing;
+mod grammar;
+pub mod randomness;
+
 use thiserror::Error;
 
+use self::armor::ArmorReader;
+use self::framing::{Ctx, PacketStream};
+use self::grammar::Shape;
 use crate::openpgp::OpenPgpError;
 use crate::packets::KeyTarget;
 
@@ -234,33 +242,162 @@ impl PayloadError {
 /// The incremental reader of one payload. See the module documentation.
 #[derive(Debug)]
 pub struct PayloadReader {
+    input: Input,
+    ctx: Ctx,
     failed: Option<PayloadError>,
+    fed: u64,
 }
+
+#[derive(Debug)]
+enum Input {
+    Auto,
+    Armored(ArmorReader),
+    Binary(PacketStream),
+}
+
+/// What the reader holds besides lines and collected packets once a
+/// randomness window is in use: the ring and histogram, the encrypted
+/// packet's prefix for rpgp.
+const WINDOW_STATE: usize = randomness::WINDOW + 256 * 4 + framing::PREFIX;
 
 impl PayloadReader {
     /// A reader for one leaf.
     pub fn new(encoding: Encoding, limits: &PayloadLimits) -> Self {
-        let _ = (encoding, limits);
-        PayloadReader { failed: None }
+        let input = match encoding {
+            Encoding::Armored => Input::Armored(ArmorReader::default()),
+            Encoding::Binary => Input::Binary(PacketStream::new(0)),
+            Encoding::Auto => Input::Auto,
+        };
+        PayloadReader {
+            input,
+            ctx: Ctx::new(limits.clone()),
+            failed: None,
+            fed: 0,
+        }
     }
 
     /// The next decoded bytes of the leaf, any chunking. An error is final
     /// (and may come before the end: early reject).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
-        let _ = bytes;
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        Ok(())
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if let Input::Auto = self.input {
+            self.input = if bytes[0] & 0x80 != 0 {
+                Input::Binary(PacketStream::new(0))
+            } else {
+                Input::Armored(ArmorReader::default())
+            };
+        }
+        self.fed += bytes.len() as u64;
+        let r = match &mut self.input {
+            Input::Armored(a) => a.feed(bytes, &mut self.ctx),
+            Input::Binary(s) => {
+                let r = s.feed(bytes, &mut self.ctx);
+                r.map_err(|e| binary_error(e, s.nothing_recognized()))
+            }
+            Input::Auto => Ok(()),
+        };
+        if let Err(e) = &r {
+            self.failed = Some(e.clone());
+        }
+        r
     }
 
     /// The end of the leaf: the verdict.
-    pub fn finish(self) -> Result<Payload, PayloadError> {
+    pub fn finish(mut self) -> Result<Payload, PayloadError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        Err(PayloadError::Internal(
-            "payload reader not implemented yet".into(),
-        ))
+        let blocks = match &mut self.input {
+            Input::Auto => Vec::new(),
+            Input::Armored(a) => {
+                a.finish(&mut self.ctx)?;
+                std::mem::take(&mut a.blocks)
+            }
+            Input::Binary(s) => {
+                let r = s.finish(&mut self.ctx);
+                let shape = r.map_err(|e| binary_error(e, s.nothing_recognized()))?;
+                let kind = match shape {
+                    Shape::Encrypted => PayloadKind::Encrypted,
+                    Shape::Key => PayloadKind::Key,
+                    other => {
+                        return Err(PayloadError::Unencrypted(format!(
+                            "binary OpenPGP data that is not encrypted ({})",
+                            match other {
+                                Shape::Signed => "a signed message",
+                                Shape::Signatures => "signatures only",
+                                _ => "compressed data",
+                            }
+                        )));
+                    }
+                };
+                vec![Block {
+                    kind,
+                    recipients: std::mem::take(&mut self.ctx.recipients),
+                }]
+            }
+        };
+        let kind = combine(&blocks);
+        let peak_line = match &self.input {
+            Input::Armored(a) => a.peak_line,
+            _ => 0,
+        };
+        Ok(Payload {
+            kind,
+            recipients: blocks
+                .iter()
+                .flat_map(|b| b.recipients.iter().cloned())
+                .collect(),
+            blocks,
+            decompressed_bytes: self.ctx.decompressed,
+            buffer_high_water: peak_line
+                + self.ctx.peak_collect
+                + if self.ctx.used_window {
+                    WINDOW_STATE
+                } else {
+                    0
+                }
+                + self.ctx.inflate_depth * framing::INFLATE_CHUNK,
+        })
     }
+}
+
+/// In a binary payload, bytes that fail before any packet was recognized
+/// are not OpenPGP at all: an ordinary attachment (plaintext).
+fn binary_error(e: PayloadError, fresh: bool) -> PayloadError {
+    match e {
+        PayloadError::Packets(why) | PayloadError::Limit(why) | PayloadError::Truncated(why)
+            if fresh =>
+        {
+            PayloadError::NotOpenPgp(why)
+        }
+        PayloadError::Rpgp(OpenPgpError::Panicked(p)) => {
+            PayloadError::Rpgp(OpenPgpError::Panicked(p))
+        }
+        PayloadError::Rpgp(e) if fresh => PayloadError::NotOpenPgp(e.to_string()),
+        e => e,
+    }
+}
+
+/// The kind of several blocks: a signature over signed data over encrypted
+/// over a key over nothing (the detector's order, with a bare signature
+/// first so a caller that refuses it where it stands sees it).
+fn combine(blocks: &[Block]) -> PayloadKind {
+    let rank = |k: PayloadKind| match k {
+        PayloadKind::Empty => 0,
+        PayloadKind::Key => 1,
+        PayloadKind::Encrypted => 2,
+        PayloadKind::SignedMessage | PayloadKind::CleartextSigned => 3,
+        PayloadKind::Signature => 4,
+    };
+    blocks
+        .iter()
+        .map(|b| b.kind)
+        .fold(PayloadKind::Empty, |acc, k| {
+            if rank(k) > rank(acc) { k } else { acc }
+        })
 }
