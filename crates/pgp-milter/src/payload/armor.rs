@@ -727,7 +727,7 @@ mod tests {
     fn crc24_matches_the_bitwise_definition() {
         assert_eq!(crc24_update(CRC24_INIT, b""), 0xB7_04CE);
         assert_eq!(crc24_update(CRC24_INIT, b"123456789"), 0x21_CF02);
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7919 >> 3) as u8).collect();
+        let data: Vec<u8> = (0..10_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
         for cut in [0, 1, 7, 8, 9, 4999, 10_000] {
             let (a, b) = data.split_at(cut);
             assert_eq!(
