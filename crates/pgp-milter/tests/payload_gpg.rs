@@ -236,6 +236,10 @@ fn signed_data_signatures_and_keys_are_what_they_are() {
                 }
                 let out = gpg.run(&a, &plain);
                 let got = read(&out, 777);
+                // Decompression in any chunking gives the same verdict.
+                for chunk in [1, 4096, out.len()] {
+                    assert_eq!(read(&out, chunk), got, "{a:?} {size} chunk {chunk}");
+                }
                 if armored {
                     assert_eq!(
                         got.map(|p| p.kind),

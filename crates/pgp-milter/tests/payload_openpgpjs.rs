@@ -75,7 +75,11 @@ fn openpgpjs_messages_are_accepted() {
                         "{name}"
                     );
                 }
-                kinds.extend(p.recipients.iter().map(|r| format!("{r:?}").chars().take(30).collect::<String>()));
+                kinds.extend(
+                    p.recipients
+                        .iter()
+                        .map(|r| format!("{r:?}").chars().take(30).collect::<String>()),
+                );
                 v6 += p
                     .recipients
                     .iter()

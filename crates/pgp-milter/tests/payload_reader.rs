@@ -459,3 +459,100 @@ proptest! {
         prop_assert_eq!(whole, chunked);
     }
 }
+
+/// A Compressed Data packet: algorithm octet, then `data` compressed.
+fn compressed(algo: u8, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut body = vec![algo];
+    match algo {
+        0 => body.extend_from_slice(data),
+        1 => {
+            let mut e =
+                flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            body.extend(e.finish().unwrap());
+        }
+        2 => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            body.extend(e.finish().unwrap());
+        }
+        3 => {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+            e.write_all(data).unwrap();
+            body.extend(e.finish().unwrap());
+        }
+        _ => body.extend_from_slice(data),
+    }
+    packet(8, &body)
+}
+
+#[test]
+fn compressed_data_is_streamed_and_bounded() {
+    let mut lit = vec![b'b', 0, 0, 0, 0, 0];
+    lit.extend(std::iter::repeat_n(b'a', 100_000));
+    let literal = packet(LITERAL, &lit);
+    for algo in 0..=3 {
+        // Unsigned compressed literal: read through, then refused as
+        // unencrypted, in any chunking.
+        let a = armor("MESSAGE", "", &compressed(algo, &literal), true);
+        for chunk in [1, 100, 1 << 20] {
+            let e = read(Encoding::Armored, &a, chunk).unwrap_err();
+            assert!(
+                matches!(e, PayloadError::Unencrypted(_)),
+                "{algo} {chunk}: {e}"
+            );
+        }
+        // Over the decompression budget.
+        let limits = PayloadLimits {
+            max_decompressed_bytes: 10_000,
+            ..PayloadLimits::default()
+        };
+        let mut r = PayloadReader::new(Encoding::Armored, &limits);
+        let e = r
+            .feed(&a)
+            .and_then(|()| r.finish().map(|_| ()))
+            .unwrap_err();
+        assert!(matches!(e, PayloadError::Limit(_)), "{algo}: {e}");
+    }
+    // Nested three deep: over the depth limit.
+    let nested = compressed(2, &compressed(2, &compressed(2, &literal)));
+    let e = kind(Encoding::Armored, &armor("MESSAGE", "", &nested, true)).unwrap_err();
+    assert!(e.to_string().contains("nested"), "{e}");
+    // Unknown algorithm; a cut-off stream; data after the stream's end.
+    let e = kind(
+        Encoding::Armored,
+        &armor("MESSAGE", "", &compressed(9, &literal), true),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("unknown compression algorithm"),
+        "{e}"
+    );
+    let mut cut = compressed(2, &literal);
+    cut.truncate(cut.len() - 5);
+    let fixed = {
+        let body = &cut[6..];
+        packet(8, body)
+    };
+    assert!(kind(Encoding::Armored, &armor("MESSAGE", "", &fixed, true)).is_err());
+    let mut trailing = compressed(2, &literal)[6..].to_vec();
+    trailing.extend(b"junk");
+    let e = kind(
+        Encoding::Armored,
+        &armor("MESSAGE", "", &packet(8, &trailing), true),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("after the end of the compressed stream"),
+        "{e}"
+    );
+    // Compressed data holding session keys: out of grammar.
+    let e = kind(
+        Encoding::Armored,
+        &armor("MESSAGE", "", &compressed(1, &encrypted(100)), true),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("inside compressed data"), "{e}");
+}
