@@ -556,3 +556,52 @@ fn compressed_data_is_streamed_and_bounded() {
     .unwrap_err();
     assert!(e.to_string().contains("inside compressed data"), "{e}");
 }
+
+/// Armor lines a `charset=utf-7` reader shows as a sentence: each line is
+/// `+` and the modified base64 of UTF-16 text, ended by the line break.
+/// As armor they are base64 too; the bytes they decode to are not random.
+#[test]
+fn armor_that_reads_as_utf7_text_is_refused() {
+    let sentence = "Meet me at noon by the old bridge and bring the papers. ";
+    let utf16: Vec<u8> = sentence
+        .encode_utf16()
+        .cycle()
+        .take(4000)
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&utf16);
+    let lines: Vec<String> = b64
+        .as_bytes()
+        .chunks(63)
+        .take(60)
+        .map(|c| format!("+{}", std::str::from_utf8(c).unwrap()))
+        .collect();
+    // PKESK (20 octets) + SEIPD header (6) + version (1): 27 octets, whole
+    // quads of base64, so the UTF-7 lines start on a quad boundary.
+    let mut body = vec![3];
+    body.extend_from_slice(&[0x11; 8]);
+    body.extend_from_slice(&[1, 0, 16, 0xaa, 0xbb]);
+    let mut head = packet(PKESK, &body);
+    let seipd_len = 1 + 48 * lines.len();
+    head.extend([0xc0 | SEIPD, 0xff]);
+    head.extend((seipd_len as u32).to_be_bytes());
+    head.push(1);
+    assert_eq!(head.len() % 3, 0);
+    let mut text = String::from("-----BEGIN PGP MESSAGE-----\r\n\r\n");
+    text.push_str(&base64::engine::general_purpose::STANDARD.encode(&head));
+    text.push_str("\r\n");
+    for l in &lines {
+        text.push_str(l);
+        text.push_str("\r\n");
+    }
+    text.push_str("-----END PGP MESSAGE-----\r\n");
+    let e = kind(Encoding::Armored, text.as_bytes()).unwrap_err();
+    assert!(matches!(e, PayloadError::NotCiphertext(_)), "{e}");
+    // The same frame around random bytes passes: the test is what refuses.
+    let mut random = head.clone();
+    random.extend(random_bytes(77, 48 * lines.len()));
+    assert_eq!(
+        kind(Encoding::Armored, &armor("MESSAGE", "", &random, false)),
+        Ok(PayloadKind::Encrypted)
+    );
+}
