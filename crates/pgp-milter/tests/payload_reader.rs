@@ -605,3 +605,20 @@ fn armor_that_reads_as_utf7_text_is_refused() {
         Ok(PayloadKind::Encrypted)
     );
 }
+
+/// The milter keeps one reader per leaf in a connection's state, which
+/// tokio may move between threads.
+#[test]
+fn the_reader_can_move_between_threads() {
+    fn send<T: Send + 'static>(_: &T) {}
+    let r = PayloadReader::new(Encoding::Auto, &PayloadLimits::default());
+    send(&r);
+    let handle = std::thread::spawn(move || {
+        let mut r = r;
+        r.feed(&encrypted(500)).and_then(|()| r.finish())
+    });
+    assert_eq!(
+        handle.join().unwrap().map(|p| p.kind),
+        Ok(PayloadKind::Encrypted)
+    );
+}
