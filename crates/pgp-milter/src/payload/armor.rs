@@ -506,10 +506,7 @@ impl ArmorReader {
                 }
             }
             if n + 3 > out.len() {
-                if let Err(e) = flush(cur, &out[..n], ctx) {
-                    result = Err(e);
-                    break;
-                }
+                flush(cur, &out[..n], ctx)?;
                 n = 0;
             }
             let b = bytes[i];
@@ -575,8 +572,11 @@ impl ArmorReader {
             }
             i += 1;
         }
-        if result.is_ok() && n > 0 {
-            result = flush(cur, &out[..n], ctx);
+        // What was decoded before a bad character reaches the packets
+        // first, so the verdict is the first fault in byte order whatever
+        // the chunking.
+        if n > 0 {
+            flush(cur, &out[..n], ctx)?;
         }
         result?;
         if let St::Data { .. } = self.state {
