@@ -305,6 +305,20 @@ fn malformed_armor_is_invalid() {
     ));
     // Blank lines between data lines and no blank line after BEGIN are
     // tolerated, as GnuPG does; LF line ends too; END without a line end.
+    // One long data line right after BEGIN (no blank line, no wrapping).
+    let one_line = format!(
+        "-----BEGIN PGP MESSAGE-----\n{}\n-----END PGP MESSAGE-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&m)
+    );
+    assert_eq!(
+        kind(Encoding::Armored, one_line.as_bytes()),
+        Ok(PayloadKind::Encrypted)
+    );
+    let dashes = format!("-----BEGIN PGP MESSAGE-----\n{}\n", "-".repeat(300));
+    assert!(matches!(
+        kind(Encoding::Armored, dashes.as_bytes()),
+        Err(PayloadError::Armor(_))
+    ));
     let lf = text.replace("\r\n", "\n");
     assert_eq!(
         kind(Encoding::Armored, lf.as_bytes()),

@@ -317,6 +317,11 @@ impl ArmorReader {
                             ctx.limits.max_header_line_bytes
                         )));
                     }
+                    match line[0] {
+                        b'-' => return Err(armor_err("line beginning with '-' inside the armor")),
+                        b'=' => return Err(armor_err("line beginning with '=' is not a checksum")),
+                        _ => {}
+                    }
                     // A long first data line without the blank line.
                     let held = std::mem::take(&mut self.line);
                     self.state = St::Data { line_start: true };
