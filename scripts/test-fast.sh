@@ -30,7 +30,7 @@ EXTERNAL_FILES=(
     /usr/bin/python3 /usr/local/bin/python3
     /usr/sbin/opendkim /usr/sbin/opendkim-genkey /usr/bin/opendkim-genkey
     /usr/bin/opendkim-testmsg /usr/bin/promtool /usr/bin/prometheus
-    /usr/bin/neomutt /usr/bin/mu /usr/bin/systemd-analyze
+    /usr/bin/neomutt /usr/bin/mu /usr/bin/systemd-analyze /usr/bin/node /usr/bin/nodejs /usr/bin/npm
 )
 EXTERNAL_DIRS=(/usr/include/libmilter /opt/minimilter-test)
 

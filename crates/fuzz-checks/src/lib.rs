@@ -18,6 +18,8 @@ pub mod mailman_address;
 pub mod milter_session;
 pub mod mta_session;
 #[cfg(feature = "pgp")]
+pub mod payload_chunking;
+#[cfg(feature = "pgp")]
 pub mod pgp_detect;
 pub mod seeds;
 

@@ -27,6 +27,7 @@ pub mod keyring;
 pub mod milter;
 pub mod openpgp;
 pub mod packets;
+pub mod payload;
 pub mod policy;
 pub mod report;
 
