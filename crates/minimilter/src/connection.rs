@@ -22,6 +22,7 @@ use crate::filter::{ConnectInfo, Envelope, Header, Milter};
 use crate::guard::{FilterFailure, guarded};
 use crate::listener::Stream;
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +105,8 @@ pub(crate) struct Connection<F: Milter, S> {
     shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Whether `shutdown_wait` watches `stop` (else `kill`).
     watching_stop: bool,
+    /// The server's counters.
+    stats: Arc<Stats>,
 }
 
 impl<F: Milter, S: Stream> Connection<F, S> {
@@ -113,6 +116,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         stream: S,
         id: u64,
         shutdown: Shutdown,
+        stats: Arc<Stats>,
     ) -> Self {
         let requirements = filter.requirements();
         let read_timer = Box::pin(tokio::time::sleep(cfg.negotiation_timeout));
@@ -132,6 +136,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             read_timer,
             shutdown_wait,
             watching_stop: false,
+            stats,
         }
     }
 
@@ -342,6 +347,9 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         if owed && !promised && self.session.deferred().is_some() {
             // A decision (or failure) from a no-reply step answers this one;
             // the filter is not asked again.
+            if step == Step::EndOfMessage {
+                self.stats.message_judged();
+            }
             self.session.reply(Verdict::Continue)?;
             return Ok(());
         }
@@ -421,6 +429,9 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             }
         };
         let name = verdict.name();
+        if step == Step::EndOfMessage {
+            self.stats.message_judged();
+        }
         match self.session.reply(verdict)? {
             Sent::Written | Sent::NotNeeded => {}
             Sent::Deferred => tracing::debug!(

@@ -14,6 +14,8 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod context;
+#[cfg(feature = "daemon")]
+pub mod daemon;
 pub mod envelope_address;
 pub mod filter;
 mod guard;
@@ -22,6 +24,7 @@ pub mod listener;
 pub mod server;
 pub mod shutdown;
 pub mod spec;
+pub mod stats;
 pub mod transaction;
 
 pub use client::{ClientConfig, ClientError, MilterClient, StepOutcome};
@@ -35,6 +38,7 @@ pub use listener::{ListenError, Listener, UnixSocketOptions};
 pub use server::{Server, run};
 pub use shutdown::Shutdown;
 pub use spec::{SocketSpec, SpecError};
+pub use stats::{Stats, StatsSnapshot};
 pub use transaction::{
     Interrupted, MessageSpec, Outcome, Transcript, run_message, run_next_message,
 };
