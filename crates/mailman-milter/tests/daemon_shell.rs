@@ -36,3 +36,23 @@ fn mailman_milter() -> Binary {
 }
 
 daemon_contract_tests!(mailman_milter());
+
+#[test]
+#[ignore = "needs systemd-analyze"]
+fn systemd_unit() {
+    let port = daemon_contract::free_port();
+    daemon_contract::systemd_unit(
+        &Binary {
+            base: Vec::new(),
+            ..mailman_milter()
+        },
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dist/mailman-milter.service"
+        )),
+        &format!(
+            "lists = \"{}\"\n[server]\nlisten = \"inet:127.0.0.1:{port}\"\n",
+            lists_file().display()
+        ),
+    );
+}

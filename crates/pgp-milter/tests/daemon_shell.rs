@@ -15,3 +15,17 @@ fn pgp_milter() -> Binary {
 }
 
 daemon_contract_tests!(pgp_milter());
+
+#[test]
+#[ignore = "needs systemd-analyze"]
+fn systemd_unit() {
+    let port = daemon_contract::free_port();
+    daemon_contract::systemd_unit(
+        &pgp_milter(),
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dist/pgp-milter.service"
+        )),
+        &format!("[server]\nlisten = \"inet:127.0.0.1:{port}\"\n"),
+    );
+}

@@ -492,3 +492,79 @@ macro_rules! daemon_contract_tests {
         }
     };
 }
+
+/// The shipped systemd unit: `systemd-analyze verify` accepts it (and the
+/// `.socket` beside it), and its own command lines work as systemd runs
+/// them: ExecStartPre (`--check-config`) exits 0, ExecStart with
+/// NOTIFY_SOCKET sends READY=1, and SIGTERM (systemctl stop) STOPPING=1
+/// and exit 0. `config` is the configuration file's text; the unit's
+/// binary and `--config` paths are replaced by the built binary and it.
+pub fn systemd_unit(b: &Binary, unit: &Path, config: &str) {
+    let s = Scratch::new("unit");
+    let config_path = s.path().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let text = std::fs::read_to_string(unit).unwrap();
+    let installed = format!("/usr/local/bin/{}", b.name);
+    let built = b.path.display().to_string();
+    // Verify the unit and its socket with the binary where it is.
+    for u in [unit.to_owned(), unit.with_extension("socket")] {
+        let copy = s.path().join(u.file_name().unwrap());
+        std::fs::write(
+            &copy,
+            std::fs::read_to_string(&u)
+                .unwrap()
+                .replace(&installed, &built),
+        )
+        .unwrap();
+    }
+    let o = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(s.path().join(unit.file_name().unwrap()))
+        .arg(
+            s.path()
+                .join(unit.with_extension("socket").file_name().unwrap()),
+        )
+        .output()
+        .expect("systemd-analyze (Debian package systemd) must be installed");
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", text_of(&o));
+    let command = |key: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {}", unit.display()));
+        let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(words[0], installed, "{key}");
+        words.remove(0);
+        let i = words
+            .iter()
+            .position(|w| w == "--config")
+            .expect("--config");
+        words[i + 1] = config_path.display().to_string();
+        words
+    };
+    let pre = command("ExecStartPre");
+    let pre: Vec<&str> = pre.iter().map(String::as_str).collect();
+    let o = b.run(&pre, &[("RUST_LOG", "off")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    let start = command("ExecStart");
+    let start: Vec<&str> = start.iter().map(String::as_str).collect();
+    let notify = s.path().join("notify");
+    let socket = UnixDatagram::bind(&notify).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut d = b.spawn(
+        &start,
+        &[("NOTIFY_SOCKET", notify.to_str().unwrap())],
+        &s.path().join("log"),
+    );
+    let mut seen = String::new();
+    expect_notify(&socket, "READY=1", &mut seen);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    expect_notify(&socket, "STOPPING=1", &mut seen);
+    assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
+}
+
+fn text_of(o: &Output) -> String {
+    format!("{}{}", text(&o.stdout), text(&o.stderr))
+}
