@@ -6,7 +6,11 @@
 //! ```no_run
 //! # use minimilter::daemon::{self, BoxError, Configured, Daemon, FileSection, NoArgs, Serve};
 //! # struct MyMilter;
-//! # impl minimilter::Milter for MyMilter { type Connection = (); type Message = (); }
+//! # impl minimilter::Milter for MyMilter {
+//! #     type Connection = ();
+//! #     type Message = ();
+//! #     fn requirements(&self) -> minimilter::Requirements { Default::default() }
+//! # }
 //! struct My;
 //! impl Daemon for My {
 //!     const NAME: &'static str = "my-milter";
