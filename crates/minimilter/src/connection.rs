@@ -21,6 +21,7 @@ use crate::context::{Context, Modifications};
 use crate::filter::{ConnectInfo, Envelope, Header, Milter};
 use crate::guard::{FilterFailure, guarded};
 use crate::listener::Stream;
+use crate::message_log::{MessageLog, applied_name, ends_message, reply_text};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -107,6 +108,8 @@ pub(crate) struct Connection<F: Milter, S> {
     watching_stop: bool,
     /// The server's counters.
     stats: Arc<Stats>,
+    /// The message's log line.
+    log: MessageLog,
 }
 
 impl<F: Milter, S: Stream> Connection<F, S> {
@@ -137,6 +140,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             shutdown_wait,
             watching_stop: false,
             stats,
+            log: MessageLog::default(),
         }
     }
 
@@ -145,6 +149,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let end = self.serve().await;
         if self.session.negotiated().is_some() {
             if self.session.in_message() {
+                self.settle_unfinished(&format!("connection ended: {end}"));
                 self.call_abort().await;
             }
             self.call_close().await;
@@ -277,7 +282,14 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), ConnectionEnd> {
-        match self.session.receive(frame)? {
+        let macro_stage = (frame.code == milter_proto::command::code::MACRO)
+            .then(|| frame.payload.first().copied())
+            .flatten();
+        let event = self.session.receive(frame)?;
+        if let Some(stage) = macro_stage {
+            self.log.macros(stage, self.session.macros());
+        }
+        match event {
             Event::Negotiated => {
                 let neg = self.session.negotiated().expect("just negotiated");
                 self.decoder
@@ -296,12 +308,14 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             Event::Macros => {}
             Event::Abort { message_was_open } => {
                 if message_was_open {
+                    self.settle_unfinished("the MTA aborted the message");
                     self.call_abort().await;
                 }
             }
             Event::Quit => return Err(ConnectionEnd::Closed),
             Event::NewConnection { message_was_open } => {
                 if message_was_open {
+                    self.settle_unfinished("the MTA aborted the message");
                     self.call_abort().await;
                 }
                 self.call_close().await;
@@ -316,10 +330,36 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 aborted_previous,
             } => {
                 if aborted_previous {
+                    self.settle_unfinished("the MTA aborted the message");
                     self.call_abort().await;
                 }
                 if new_message {
                     self.msg = F::Message::default();
+                    self.log.start();
+                }
+                match &command {
+                    Command::Connect { hostname, address } => {
+                        let host = String::from_utf8_lossy(hostname);
+                        let addr = match address {
+                            milter_proto::ConnectAddress::Inet { addr, .. }
+                            | milter_proto::ConnectAddress::Inet6 { addr, .. } => {
+                                String::from_utf8_lossy(addr).into_owned()
+                            }
+                            _ => String::new(),
+                        };
+                        self.log.client(&host, &addr);
+                    }
+                    Command::Mail(args) => {
+                        if let Some(a) = args.first() {
+                            self.log.sender(&String::from_utf8_lossy(a));
+                        }
+                    }
+                    Command::Rcpt(args) => {
+                        if let Some(a) = args.first() {
+                            self.log.rcpt(&String::from_utf8_lossy(a));
+                        }
+                    }
+                    _ => {}
                 }
                 if deliver {
                     self.step(step, command).await?;
@@ -382,6 +422,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 .await
                 .map(|v| (v, Vec::new()))
         };
+        let mut fail_reason = None;
         let verdict = match outcome {
             Ok((verdict, mods)) => {
                 // Skip at end of message means nothing more to skip: deliver.
@@ -415,6 +456,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 return Err(ConnectionEnd::IoTimeout(self.cfg.io_timeout));
             }
             Err(failure) => {
+                fail_reason = Some(format!("filter failure: {failure}; fail-safe reply"));
                 tracing::error!(
                     conn = self.id,
                     %step,
@@ -431,6 +473,18 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let name = verdict.name();
         if step == Step::EndOfMessage {
             self.stats.message_judged();
+        }
+        if ends_message(step, &verdict) && !self.log.is_logged() {
+            let reason = fail_reason
+                .or_else(|| self.filter.reason(&self.msg))
+                .or_else(|| reply_text(&verdict))
+                .unwrap_or_else(|| "-".into());
+            self.log.settle(
+                self.id,
+                self.session.macros(),
+                applied_name(step, &verdict),
+                &reason,
+            );
         }
         match self.session.reply(verdict)? {
             Sent::Written | Sent::NotNeeded => {}
@@ -519,6 +573,18 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             }
         }?;
         Ok((verdict, mods.into_requests()))
+    }
+
+    /// The line of a message that ends without a verdict of its own.
+    fn settle_unfinished(&mut self, why: &str) {
+        if !self.log.is_logged() {
+            let reason = self
+                .filter
+                .reason(&self.msg)
+                .unwrap_or_else(|| why.to_owned());
+            self.log
+                .settle(self.id, self.session.macros(), "aborted", &reason);
+        }
     }
 
     async fn call_abort(&mut self) {

@@ -215,6 +215,16 @@ pub trait Milter: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Why the current message got its verdict, for the runtime's one log
+    /// line per message (`reason=`; the line also has the queue id,
+    /// client, sender, recipients, verdict and milliseconds). Asked once,
+    /// when the message's outcome is settled. Default: none, and the line
+    /// shows the reply text of a refusal, or `-`.
+    fn reason(&self, msg: &Self::Message) -> Option<String> {
+        let _ = msg;
+        None
+    }
+
     /// The connection is ending (QUIT, disconnect, shutdown).
     fn close(&self, cx: Ctx<'_, Self>) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = cx;

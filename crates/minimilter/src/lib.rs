@@ -21,6 +21,7 @@ pub mod filter;
 mod guard;
 pub mod interop;
 pub mod listener;
+mod message_log;
 pub mod server;
 pub mod shutdown;
 pub mod spec;

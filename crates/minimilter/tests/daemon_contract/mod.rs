@@ -487,6 +487,10 @@ macro_rules! daemon_contract_tests {
             daemon_contract::notify_ready_and_stopping(&$make);
         }
         #[test]
+        fn one_line_per_message() {
+            daemon_contract::one_line_per_message(&$make);
+        }
+        #[test]
         fn socket_activation() {
             daemon_contract::socket_activation(&$make);
         }
@@ -567,4 +571,57 @@ pub fn systemd_unit(b: &Binary, unit: &Path, config: &str) {
 
 fn text_of(o: &Output) -> String {
     format!("{}{}", text(&o.stdout), text(&o.stderr))
+}
+
+/// One message, sent the way Postfix sends it, gets exactly one log line
+/// with the same fields in every milter, including a milter that leaves it
+/// alone.
+pub fn one_line_per_message(b: &Binary) {
+    use minimilter::{ClientConfig, MessageSpec, MilterClient, SocketSpec, run_message};
+    let s = Scratch::new("msg");
+    let inet = format!("inet:127.0.0.1:{}", free_port());
+    let mut d = b.spawn(&["--listen", &inet], &[], &s.path().join("log"));
+    d.wait_log("listening on");
+    let spec: SocketSpec = inet.parse().unwrap();
+    let message = MessageSpec {
+        client_name: "mail.client.example".into(),
+        client_addr: Some("192.0.2.7".parse().unwrap()),
+        from: "alice@client.example".into(),
+        rcpts: vec!["bob@elsewhere.example".into(), "carol@elsewhere.example".into()],
+        queue_id: "4XyZ1Q2w3e".into(),
+        message: "From: alice@client.example\r\nTo: bob@elsewhere.example\r\nSubject: hello\r\n\r\nhi\r\n"
+            .into(),
+        ..MessageSpec::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut c = MilterClient::connect(&spec, ClientConfig::default())
+            .await
+            .unwrap();
+        run_message(&mut c, &message).await.unwrap();
+        c.quit().await.unwrap();
+    });
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
+    let log = d.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("minimilter::message"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = lines[0];
+    for field in [
+        "queue_id=4XyZ1Q2w3e ",
+        "client=mail.client.example [192.0.2.7] ",
+        "from=<alice@client.example> ",
+        "to=<bob@elsewhere.example>,<carol@elsewhere.example> ",
+        " verdict=",
+        " reason=",
+        " ms=",
+    ] {
+        assert!(line.contains(field), "{field:?} not in {line}");
+    }
 }
