@@ -22,6 +22,7 @@ use crate::filter::{ConnectInfo, Envelope, Header, Milter};
 use crate::guard::{FilterFailure, guarded};
 use crate::listener::Stream;
 use crate::message_log::{MessageLog, applied_name, ends_message, reply_text};
+use crate::metrics::Observer;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -110,6 +111,8 @@ pub(crate) struct Connection<F: Milter, S> {
     stats: Arc<Stats>,
     /// The message's log line.
     log: MessageLog,
+    /// Metrics, if the server keeps them.
+    observer: Observer,
 }
 
 impl<F: Milter, S: Stream> Connection<F, S> {
@@ -120,6 +123,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         id: u64,
         shutdown: Shutdown,
         stats: Arc<Stats>,
+        observer: Observer,
     ) -> Self {
         let requirements = filter.requirements();
         let read_timer = Box::pin(tokio::time::sleep(cfg.negotiation_timeout));
@@ -141,12 +145,18 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             watching_stop: false,
             stats,
             log: MessageLog::default(),
+            observer,
         }
     }
 
     /// Serves the connection to its end.
     pub(crate) async fn run(mut self) -> ConnectionEnd {
         let end = self.serve().await;
+        if self.session.negotiated().is_none()
+            && !matches!(end, ConnectionEnd::Closed | ConnectionEnd::Shutdown)
+        {
+            self.observer.negotiation_failed();
+        }
         if self.session.negotiated().is_some() {
             if self.session.in_message() {
                 self.settle_unfinished(&format!("connection ended: {end}"));
@@ -394,6 +404,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             return Ok(());
         }
         let limit = self.step_limit(step);
+        let started = std::time::Instant::now();
         let outcome = if let Command::EndOfMessage(last_chunk) = command {
             // libmilter treats data on `E` as a last body chunk. MTAs send it
             // empty; for one that does not, the filter sees the chunk first,
@@ -422,6 +433,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 .await
                 .map(|v| (v, Vec::new()))
         };
+        self.observer.step(step, started.elapsed());
         let mut fail_reason = None;
         let verdict = match outcome {
             Ok((verdict, mods)) => {
@@ -446,6 +458,8 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                     // Drop any modifications already queued: a half-applied
                     // set must not reach the MTA.
                     self.session.clear_output();
+                    self.observer.filter_failure("modification");
+                    fail_reason = Some("modification refused; fail-safe reply".to_owned());
                     self.cfg.fail_safe.verdict()
                 } else {
                     verdict
@@ -456,7 +470,12 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 return Err(ConnectionEnd::IoTimeout(self.cfg.io_timeout));
             }
             Err(failure) => {
-                fail_reason = Some(format!("filter failure: {failure}; fail-safe reply"));
+                fail_reason = Some(format!("{failure}; fail-safe reply"));
+                self.observer.filter_failure(match &failure {
+                    FilterFailure::Error(_) => "error",
+                    FilterFailure::Panic(_) => "panic",
+                    _ => "timeout",
+                });
                 tracing::error!(
                     conn = self.id,
                     %step,
@@ -475,16 +494,28 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             self.stats.message_judged();
         }
         if ends_message(step, &verdict) && !self.log.is_logged() {
+            let applied = applied_name(step, &verdict);
+            let class = if fail_reason.is_some() {
+                "fail_safe"
+            } else {
+                self.filter.reason_class(&self.msg).unwrap_or(
+                    if matches!(verdict, Verdict::Reject(_) | Verdict::Tempfail(_)) {
+                        "policy"
+                    } else {
+                        "none"
+                    },
+                )
+            };
             let reason = fail_reason
                 .or_else(|| self.filter.reason(&self.msg))
                 .or_else(|| reply_text(&verdict))
                 .unwrap_or_else(|| "-".into());
-            self.log.settle(
-                self.id,
-                self.session.macros(),
-                applied_name(step, &verdict),
-                &reason,
-            );
+            if self
+                .log
+                .settle(self.id, self.session.macros(), applied, &reason)
+            {
+                self.observer.message(applied, class);
+            }
         }
         match self.session.reply(verdict)? {
             Sent::Written | Sent::NotNeeded => {}
@@ -582,8 +613,12 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 .filter
                 .reason(&self.msg)
                 .unwrap_or_else(|| why.to_owned());
-            self.log
-                .settle(self.id, self.session.macros(), "aborted", &reason);
+            if self
+                .log
+                .settle(self.id, self.session.macros(), "aborted", &reason)
+            {
+                self.observer.message("aborted", "aborted");
+            }
         }
     }
 

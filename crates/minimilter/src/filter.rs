@@ -225,6 +225,15 @@ pub trait Milter: Send + Sync + 'static {
         None
     }
 
+    /// A small fixed set of words classing [`Milter::reason`] for metrics
+    /// (`milter_messages_total{reason="..."}`), e.g. `unencrypted`,
+    /// `nonmember`. Default: none, and the runtime counts `policy` for a
+    /// refusal, `none` otherwise (`fail_safe`, `aborted` whatever this says).
+    fn reason_class(&self, msg: &Self::Message) -> Option<&'static str> {
+        let _ = msg;
+        None
+    }
+
     /// The connection is ending (QUIT, disconnect, shutdown).
     fn close(&self, cx: Ctx<'_, Self>) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = cx;

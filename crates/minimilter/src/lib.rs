@@ -22,6 +22,7 @@ mod guard;
 pub mod interop;
 pub mod listener;
 mod message_log;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod spec;

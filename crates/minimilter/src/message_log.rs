@@ -103,10 +103,17 @@ impl MessageLog {
 
     /// Writes the message's line once: `verdict` as the MTA will apply it
     /// (`accept` for continue at end of message), `reason` as the filter
-    /// gave it or the reply text.
-    pub(crate) fn settle(&mut self, conn: u64, macros: &MacroStore, verdict: &str, reason: &str) {
+    /// gave it or the reply text. Whether a line was written (not for a
+    /// message already settled, nor outside a message).
+    pub(crate) fn settle(
+        &mut self,
+        conn: u64,
+        macros: &MacroStore,
+        verdict: &str,
+        reason: &str,
+    ) -> bool {
         if self.logged || self.started.is_none() {
-            return;
+            return false;
         }
         self.logged = true;
         let ms = self.started.map_or(0, |t| t.elapsed().as_millis() as u64);
@@ -137,6 +144,7 @@ impl MessageLog {
             ms,
             "message"
         );
+        true
     }
 }
 

@@ -13,6 +13,7 @@ use crate::config::ServerConfig;
 use crate::connection::{Connection, ConnectionEnd};
 use crate::filter::Milter;
 use crate::listener::{Accepted, ListenError, Listener, Stream, UnixSocketOptions};
+use crate::metrics::Observer;
 use crate::shutdown::{self, Shutdown};
 use crate::spec::SocketSpec;
 use crate::stats::Stats;
@@ -23,6 +24,7 @@ pub struct Server<F: Milter> {
     config: Arc<ServerConfig>,
     next_id: Arc<AtomicU64>,
     stats: Arc<Stats>,
+    observer: Observer,
 }
 
 impl<F: Milter> Clone for Server<F> {
@@ -32,6 +34,7 @@ impl<F: Milter> Clone for Server<F> {
             config: self.config.clone(),
             next_id: self.next_id.clone(),
             stats: self.stats.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
@@ -44,7 +47,15 @@ impl<F: Milter> Server<F> {
             config: Arc::new(config),
             next_id: Arc::new(AtomicU64::new(1)),
             stats: Arc::new(Stats::default()),
+            observer: Observer::default(),
         }
+    }
+
+    /// Measures into `metrics` (see [`crate::metrics`]).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::RuntimeMetrics>) -> Self {
+        self.observer = Observer::new(Some(metrics));
+        self
     }
 
     /// Live counters: connections and messages.
@@ -68,6 +79,7 @@ impl<F: Milter> Server<F> {
             id,
             shutdown.for_connection(),
             self.stats.clone(),
+            self.observer.clone(),
         )
         .run()
         .await
@@ -149,6 +161,7 @@ impl<F: Milter> Server<F> {
             };
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 self.stats.connection_refused();
+                self.observer.connection_refused();
                 refused_since_warning += 1;
                 if last_full_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     tracing::warn!(
@@ -165,6 +178,7 @@ impl<F: Milter> Server<F> {
             let server = self.clone();
             let shutdown = shutdown.clone();
             self.stats.connection_opened();
+            self.observer.connection_opened();
             tracker.spawn(async move {
                 let (end, peer) = match accepted {
                     Accepted::Tcp(s, addr) => {
@@ -190,6 +204,7 @@ impl<F: Milter> Server<F> {
                     _ => tracing::warn!(%peer, "connection ended: {end}"),
                 }
                 server.stats.connection_closed();
+                server.observer.connection_closed();
                 drop(permit);
             });
         }

@@ -47,6 +47,10 @@ pub struct ServerArgs {
     /// applies its default action (default 1024).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Serve Prometheus metrics at http://SOCKET/metrics, e.g.
+    /// inet:127.0.0.1:9464 (default: no metrics).
+    #[arg(long, value_name = "SOCKET")]
+    pub metrics: Option<String>,
     /// Log line format on standard error (default text; colour only on a
     /// terminal; RUST_LOG filters as usual).
     #[arg(long, value_enum, value_name = "FORMAT")]

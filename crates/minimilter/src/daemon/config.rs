@@ -268,11 +268,18 @@ pub fn resolve(
     let log_format = pick!(log_format, "log-format", args.log_format)
         .map(|(_, f)| f)
         .unwrap_or_default();
-    let metrics_listen = match pick!(metrics_listen, "metrics", None::<String>) {
-        Some((source, m)) => Some(
-            m.parse::<SocketSpec>()
-                .map_err(|e| source.error("metrics_listen", &m, &e.to_string()))?,
-        ),
+    let metrics_listen = match pick!(metrics_listen, "metrics", args.metrics.clone()) {
+        Some((source, m)) => match m.parse::<SocketSpec>() {
+            Ok(spec @ SocketSpec::Inet { .. }) => Some(spec),
+            Ok(SocketSpec::Unix(_)) => {
+                return Err(source.error(
+                    "metrics_listen",
+                    &m,
+                    "Prometheus scrapes over TCP: give inet:HOST:PORT",
+                ));
+            }
+            Err(e) => return Err(source.error("metrics_listen", &m, &e.to_string())),
+        },
         None => None,
     };
     Ok(Settings {

@@ -41,6 +41,7 @@ mod check;
 mod config;
 mod errors;
 mod logging;
+mod metrics;
 mod signals;
 mod systemd;
 
@@ -147,9 +148,24 @@ pub struct Serve {
     notifier: Arc<Notifier>,
     handlers: signals::Handlers,
     reload: Option<ReloadHook>,
+    registry: prometheus_client::registry::Registry,
+    metrics_listener: Option<tokio::net::TcpListener>,
 }
 
 impl Serve {
+    /// Where the milter registers metrics of its own (names are prefixed
+    /// with the milter's name, `-` as `_`; call once); exposed with the runtime's at
+    /// `/metrics` when `metrics_listen`/`--metrics` is set, unused otherwise.
+    pub fn registry(&mut self) -> &mut prometheus_client::registry::Registry {
+        let prefix = self.name.replace('-', "_");
+        self.registry.sub_registry_with_prefix(prefix)
+    }
+
+    /// Whether metrics are served (a milter may skip counting otherwise).
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics_listener.is_some()
+    }
+
     /// The runtime settings (limits and timeouts) to adjust before
     /// [`Serve::run`]; `max_connections` comes from the shell.
     pub fn config_mut(&mut self) -> &mut ServerConfig {
@@ -172,8 +188,21 @@ impl Serve {
             notifier,
             handlers,
             reload,
+            mut registry,
+            metrics_listener,
         } = self;
-        let server = Server::new(milter, config);
+        let mut server = Server::new(milter, config);
+        if let Some(listener) = metrics_listener {
+            let runtime = crate::metrics::RuntimeMetrics::register(&mut registry);
+            server = server.with_metrics(Arc::new(runtime));
+            tracing::info!(
+                "metrics at http://{}/metrics",
+                listener
+                    .local_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string())
+            );
+            tokio::spawn(metrics::serve(listener, Arc::new(registry)));
+        }
         let stats = server.stats();
         let stop = handlers.split(notifier.clone(), reload);
         notifier.notify(&format!(
@@ -340,6 +369,14 @@ async fn serve<D: Daemon>(daemon: D, settings: Settings) -> Result<(), DaemonErr
             .map_err(|e| DaemonError::Start(one_line(&e)))?;
         listeners.push(l);
     }
+    let metrics_listener = match &settings.metrics_listen {
+        Some(spec) => match Listener::bind(spec, &settings.unix).await {
+            Ok(Listener::Tcp(l)) => Some(l),
+            Ok(_) => None,
+            Err(e) => return Err(DaemonError::Start(format!("metrics: {}", one_line(&e)))),
+        },
+        None => None,
+    };
     tracing::info!(version = D::VERSION, "{} starting", D::NAME);
     let config = ServerConfig {
         max_connections: settings.max_connections,
@@ -352,6 +389,8 @@ async fn serve<D: Daemon>(daemon: D, settings: Settings) -> Result<(), DaemonErr
         notifier: Arc::new(Notifier::from_env()),
         handlers,
         reload: None,
+        registry: prometheus_client::registry::Registry::default(),
+        metrics_listener,
     };
     daemon.serve(serve).await.map_err(DaemonError::Milter)
 }

@@ -491,6 +491,10 @@ macro_rules! daemon_contract_tests {
             daemon_contract::one_line_per_message(&$make);
         }
         #[test]
+        fn metrics_count_what_was_sent() {
+            daemon_contract::metrics_count_what_was_sent(&$make, 7);
+        }
+        #[test]
         fn socket_activation() {
             daemon_contract::socket_activation(&$make);
         }
@@ -624,4 +628,111 @@ pub fn one_line_per_message(b: &Binary) {
     ] {
         assert!(line.contains(field), "{field:?} not in {line}");
     }
+}
+
+/// `GET /metrics` on the `--metrics` socket (HTTP/1.1, `Connection:
+/// close`): the status line and the body.
+pub fn scrape(port: u16) -> (String, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The value of the sample named exactly `series` (name and labels).
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `--metrics`: the runtime's counters after `messages` messages on one
+/// connection, as the client sent them.
+pub fn metrics_count_what_was_sent(b: &Binary, messages: usize) {
+    use minimilter::{ClientConfig, MessageSpec, MilterClient, SocketSpec, run_message};
+    let s = Scratch::new("metrics");
+    let inet = format!("inet:127.0.0.1:{}", free_port());
+    let mport = free_port();
+    let mut d = b.spawn(
+        &[
+            "--listen",
+            &inet,
+            "--metrics",
+            &format!("inet:127.0.0.1:{mport}"),
+        ],
+        &[],
+        &s.path().join("log"),
+    );
+    d.wait_log("metrics at http://");
+    let spec: SocketSpec = inet.parse().unwrap();
+    let message = MessageSpec {
+        from: "alice@client.example".into(),
+        rcpts: vec!["bob@elsewhere.example".into()],
+        message: "From: alice@client.example\r\nSubject: hello\r\n\r\nhi\r\n".into(),
+        ..MessageSpec::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let verdict = runtime.block_on(async {
+        let mut c = MilterClient::connect(&spec, ClientConfig::default())
+            .await
+            .unwrap();
+        let mut last = None;
+        for _ in 0..messages {
+            last = Some(run_message(&mut c, &message).await.unwrap().outcome);
+        }
+        c.quit().await.unwrap();
+        last.unwrap()
+    });
+    // The connection's end is counted when the server sees the QUIT.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = scrape(mport);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+        if sample(&body, "milter_connections_open") == Some(0.0) || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let total: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("milter_messages_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, messages as f64, "{verdict:?}\n{body}");
+    assert_eq!(
+        sample(&body, "milter_connections_total"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "milter_connections_open"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "milter_fail_safe_replies_total"),
+        Some(0.0),
+        "{body}"
+    );
+    // Every step the filter answered was timed (a milter that accepts at
+    // RCPT never sees end of message).
+    let timed: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("milter_step_duration_seconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(timed >= messages as f64, "{body}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
 }
