@@ -78,8 +78,6 @@ fn context<'a, C, M>(
 /// small packets of the SMTP commands; a large packet grows it as it arrives.
 const IDLE_BUFFER: usize = 1024;
 
-const PROGRESS_PACKET: [u8; 5] = [0, 0, 0, 1, b'p'];
-
 /// The state of one connection.
 pub(crate) struct Connection<F: Milter, S> {
     filter: Arc<F>,
@@ -388,13 +386,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     }
 
     async fn step(&mut self, step: Step, command: Command) -> Result<(), ConnectionEnd> {
-        let owed = !self
-            .session
-            .negotiated()
-            .expect("steps come after negotiation")
-            .no_reply(step);
-        let promised = self.session.promised_no_reply(step);
-        if owed && !promised && self.session.deferred().is_some() {
+        if self.session.pending_answered() {
             // A decision (or failure) from a no-reply step answers this one;
             // the filter is not asked again.
             if step == Step::EndOfMessage {
@@ -437,13 +429,10 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let mut fail_reason = None;
         let verdict = match outcome {
             Ok((verdict, mods)) => {
-                // Skip at end of message means nothing more to skip: deliver.
-                let verdict = if step == Step::EndOfMessage && verdict == Verdict::Skip {
-                    Verdict::Continue
-                } else {
-                    verdict
-                };
-                let delivering = matches!(verdict, Verdict::Continue | Verdict::Accept);
+                // Skip at end of message means nothing more to skip: the
+                // message is delivered, and the session answers continue.
+                let delivering =
+                    matches!(verdict, Verdict::Continue | Verdict::Accept | Verdict::Skip);
                 let mut failed = false;
                 if delivering {
                     for m in mods {
@@ -575,7 +564,12 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
         let kill = &self.shutdown.kill;
         let neg = self.session.negotiated().expect("negotiated");
-        let send_progress = neg.version >= 6;
+        // Progress packets exist from protocol 6 on; the session encodes
+        // them (and refuses outside end of message).
+        let progress = match neg.version >= 6 {
+            true => self.session.progress_packet().ok(),
+            false => None,
+        };
         let mut mods = Modifications::new(neg.actions);
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
@@ -593,8 +587,9 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                     // does it wake the parked I/O driver to re-arm epoll).
                     biased;
                     r = &mut call => break r,
-                    _ = tokio::time::sleep(interval), if send_progress => {
-                        let w = tokio::time::timeout(io_timeout, stream.write_all(&PROGRESS_PACKET)).await;
+                    _ = tokio::time::sleep(interval), if progress.is_some() => {
+                        let packet = progress.as_deref().unwrap_or_default();
+                        let w = tokio::time::timeout(io_timeout, stream.write_all(packet)).await;
                         if !matches!(w, Ok(Ok(()))) {
                             // Possibly a partial packet: the stream is unusable.
                             break Err(FilterFailure::Connection);
