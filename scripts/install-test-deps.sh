@@ -43,6 +43,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 [ -x /usr/bin/mailman ] && [ -x /usr/lib/mailman3/bin/master ] || missing+=(mailman3)
 # The milters' systemd units are checked with systemd-analyze verify (it need not run as init).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The /metrics exposition is checked with promtool and scraped by a real Prometheus.
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps.sh: installing ${missing[*]}"
@@ -64,7 +66,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare, cc, mailman3 and systemd-analyze already present"
+    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare, cc, mailman3, systemd-analyze and prometheus already present"
 fi
 
 # Sendmail, unpacked (not installed) for testkit::Sendmail. The marker file is written

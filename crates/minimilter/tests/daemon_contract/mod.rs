@@ -631,13 +631,20 @@ pub fn one_line_per_message(b: &Binary) {
 }
 
 /// `GET /metrics` on the `--metrics` socket (HTTP/1.1, `Connection:
-/// close`): the status line and the body.
-pub fn scrape(port: u16) -> (String, String) {
+/// close`), asking for OpenMetrics or not: the status line and the body.
+pub fn scrape_as(port: u16, openmetrics: bool) -> (String, String) {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
+    let accept = match openmetrics {
+        true => "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n",
+        false => "",
+    };
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n{accept}\r\n"
+    )
+    .unwrap();
     let mut all = String::new();
     s.read_to_string(&mut all).unwrap();
     let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
@@ -645,6 +652,11 @@ pub fn scrape(port: u16) -> (String, String) {
         head.lines().next().unwrap_or("").to_owned(),
         body.to_owned(),
     )
+}
+
+/// `GET /metrics` in the classic Prometheus text format.
+pub fn scrape(port: u16) -> (String, String) {
+    scrape_as(port, false)
 }
 
 /// The value of the sample named exactly `series` (name and labels).
@@ -732,7 +744,16 @@ pub fn metrics_count_what_was_sent(b: &Binary, messages: usize) {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(timed >= messages as f64, "{body}");
-    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(!body.contains("# EOF"), "{body}");
+    assert!(
+        body.contains("# TYPE milter_messages_total counter\n"),
+        "{body}"
+    );
+    // Prometheus itself asks for OpenMetrics.
+    let (status, om) = scrape_as(mport, true);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(om.contains("# TYPE milter_messages counter\n"), "{om}");
+    assert!(om.ends_with("# EOF\n"), "{om}");
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
 }
