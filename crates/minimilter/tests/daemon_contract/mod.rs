@@ -398,35 +398,7 @@ pub fn socket_activation(b: &Binary) {
     let s = Scratch::new("activate");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
-    // Inherited by the shell below, which moves it to descriptor 3 and
-    // sets LISTEN_PID to its own pid, which `exec` keeps.
-    nix::fcntl::fcntl(
-        &listener,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-    )
-    .unwrap();
-    let moved = if fd == 3 {
-        String::new()
-    } else {
-        format!("exec 3<&{fd} {fd}<&-; ")
-    };
-    let script = format!("{moved}LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\"");
-    let log = s.path().join("log");
-    let mut c = Command::new("/bin/sh");
-    c.arg("-c")
-        .arg(&script)
-        .arg("sh")
-        .arg(&b.path)
-        .args(&b.base);
-    c.env_remove("NOTIFY_SOCKET")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let child = c.spawn().unwrap();
-    drop(listener);
-    let mut d = Daemon { child, log };
+    let mut d = spawn_with_passed_socket(b, listener, &s.path().join("log"));
     d.wait_log(&format!("listening on inet:127.0.0.1:{port}"));
     // The milter's first answer to an option negotiation is its own.
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -444,6 +416,47 @@ pub fn socket_activation(b: &Binary) {
     drop(stream);
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
+}
+
+/// Starts `b` as systemd's socket activation does: `socket` (listening)
+/// becomes descriptor 3, LISTEN_FDS=1, LISTEN_PID the daemon's pid; no
+/// `--listen`.
+pub fn spawn_with_passed_socket(
+    b: &Binary,
+    socket: impl std::os::fd::AsFd + std::os::fd::AsRawFd,
+    log: &Path,
+) -> Daemon {
+    let fd = socket.as_raw_fd();
+    // Inherited by the shell below, which moves it to descriptor 3 and
+    // sets LISTEN_PID to its own pid, which `exec` keeps.
+    nix::fcntl::fcntl(
+        &socket,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let moved = if fd == 3 {
+        String::new()
+    } else {
+        format!("exec 3<&{fd} {fd}<&-; ")
+    };
+    let script = format!("{moved}LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\"");
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(&script)
+        .arg("sh")
+        .arg(&b.path)
+        .args(&b.base);
+    c.env_remove("NOTIFY_SOCKET")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    let child = c.spawn().unwrap();
+    drop(socket);
+    Daemon {
+        child,
+        log: log.to_owned(),
+    }
 }
 
 /// One `#[test]` per contract clause for the binary `$make()` returns.
