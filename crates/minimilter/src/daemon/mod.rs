@@ -300,7 +300,14 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        tracing::error!(at = %at, "panic caught: {}", msg.replace('\n', " "));
+        let msg = msg.replace('\n', " ");
+        if tracing::dispatcher::has_been_set() {
+            tracing::error!(at = %at, "panic caught: {msg}");
+        } else {
+            // Before logging is set up (reading the configuration): still
+            // one line, on stderr.
+            eprintln!("internal error: panic at {at}: {msg}");
+        }
     }));
 }
 
