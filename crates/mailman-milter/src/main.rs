@@ -68,6 +68,16 @@ impl Daemon for Mailman {
         })
     }
 
+    fn settings(&self, report: &mut Report) {
+        // The socket keys are the shell's ([server]).
+        for line in self.config.summary() {
+            let (key, value) = line.split_once(" = ").unwrap_or((&line, ""));
+            if !matches!(key, "listen" | "socket_mode" | "socket_group") {
+                report.setting(key, value);
+            }
+        }
+    }
+
     fn check(&self, report: &mut Report, _backend: bool) {
         // The lists are read in any case, from the file or the REST API:
         // they are what the daemon would run on.
@@ -178,17 +188,9 @@ fn configure(file: Option<&std::path::Path>, cli: &Cli) -> Result<(Config, Sourc
     Ok((config, Source::File(lists)))
 }
 
-/// `--check-config`: the settings (the socket keys are the shell's), each
-/// list, and warnings.
+/// `--check-config`: each list, and warnings.
 fn check(report: &mut Report, config: &Config, source: &Source) -> Result<(), BoxError> {
     let overrides = config.settings().overrides;
-    for line in config.summary() {
-        let key = line.split(" = ").next().unwrap_or("");
-        if !matches!(key, "listen" | "socket_mode" | "socket_group") {
-            let (k, v) = line.split_once(" = ").unwrap_or((&line, ""));
-            report.setting(k, v);
-        }
-    }
     let mut out = Vec::new();
     match source {
         Source::File(lists) => {

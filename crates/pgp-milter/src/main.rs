@@ -43,7 +43,7 @@ impl Daemon for Pgp {
         })
     }
 
-    fn check(&self, report: &mut Report, _backend: bool) {
+    fn settings(&self, report: &mut Report) {
         let p = &self.0.policy;
         let list = |v: &[String]| {
             let items: Vec<String> = v.iter().map(|s| toml_string(s)).collect();
@@ -77,6 +77,10 @@ impl Daemon for Pgp {
         report.setting("bounces", toml_string(&p.bounces.to_string()));
         report.setting("max_bounce_bytes", p.max_bounce_bytes);
         report.setting("recipient_delimiter", toml_string(&p.recipient_delimiter));
+    }
+
+    fn check(&self, report: &mut Report, _backend: bool) {
+        let p = &self.0.policy;
         match p.keyring.as_ref().map(|k| k.get()) {
             Some(k) => {
                 report.note(format!("keyring: {}", describe_keyring(&k)));

@@ -47,6 +47,11 @@ impl Report {
         self.errors.push(text.into());
     }
 
+    /// The `key = value` lines given so far.
+    pub fn settings_lines(&self) -> &[String] {
+        &self.settings
+    }
+
     /// Whether anything would stop start-up.
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()

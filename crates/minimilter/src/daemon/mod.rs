@@ -42,6 +42,7 @@ mod config;
 mod errors;
 mod logging;
 mod metrics;
+mod reload;
 mod signals;
 mod systemd;
 
@@ -66,7 +67,7 @@ use crate::server::Server;
 
 /// A milter program: how it reads its configuration, what it checks, and
 /// how it builds the filter. The shell does the rest.
-pub trait Daemon: Sized {
+pub trait Daemon: Sized + 'static {
     /// Program name, in `--help`, `--version` and every error line.
     const NAME: &'static str;
     /// `env!("CARGO_PKG_VERSION")` of the milter's crate.
@@ -76,7 +77,7 @@ pub trait Daemon: Sized {
     /// Socket when neither the command line, the file nor systemd give one.
     const DEFAULT_LISTEN: &'static str;
     /// The milter's own command-line options ([`NoArgs`] for none).
-    type Args: clap::Args;
+    type Args: clap::Args + Clone + Send + Sync + 'static;
 
     /// Reads the milter's part of the configuration (`file` is the
     /// `--config` file, its `[server]` already taken by the shell), with
@@ -87,9 +88,16 @@ pub trait Daemon: Sized {
         args: &Self::Args,
     ) -> Result<Configured<Self>, BoxError>;
 
-    /// `--check-config`: the milter's settings and anything else start-up
-    /// would find (patterns, keyring, lists); with `backend`, whether the
-    /// backend answers.
+    /// The milter's settings in force, as `key = value` lines spelt as in
+    /// the file ([`Report::setting`]); cheap (no I/O): `--check-config`
+    /// prints them and SIGHUP compares them with the file's.
+    fn settings(&self, report: &mut Report) {
+        let _ = report;
+    }
+
+    /// `--check-config` beyond the settings: anything else start-up would
+    /// find (patterns, keyring, lists), as notes, warnings and errors; with
+    /// `backend`, whether the backend answers.
     fn check(&self, report: &mut Report, backend: bool) {
         let _ = (report, backend);
     }
@@ -148,6 +156,7 @@ pub struct Serve {
     notifier: Arc<Notifier>,
     handlers: signals::Handlers,
     reload: Option<ReloadHook>,
+    config_watch: Option<ReloadHook>,
     registry: prometheus_client::registry::Registry,
     metrics_listener: Option<tokio::net::TcpListener>,
 }
@@ -188,6 +197,7 @@ impl Serve {
             notifier,
             handlers,
             reload,
+            config_watch,
             mut registry,
             metrics_listener,
         } = self;
@@ -204,7 +214,7 @@ impl Serve {
             tokio::spawn(metrics::serve(listener, Arc::new(registry)));
         }
         let stats = server.stats();
-        let stop = handlers.split(notifier.clone(), reload);
+        let stop = handlers.split(notifier.clone(), config_watch, reload);
         notifier.notify(&format!(
             "READY=1\nSTATUS={name} serving: 0 connections open, 0 messages"
         ));
@@ -330,6 +340,7 @@ fn start<D: Daemon>(args: ServerArgs, milter_args: D::Args) -> Result<ExitCode, 
         .collect();
     if args.check_config {
         let mut report = Report::default();
+        configured.daemon.settings(&mut report);
         configured.daemon.check(&mut report, args.check_backend);
         check::check_sockets(&settings, &mut report);
         for w in warnings {
@@ -355,7 +366,17 @@ fn start<D: Daemon>(args: ServerArgs, milter_args: D::Args) -> Result<ExitCode, 
         .enable_all()
         .build()
         .map_err(|e| DaemonError::Start(format!("starting the async runtime: {e}")))?;
-    let result = runtime.block_on(serve::<D>(configured.daemon, settings));
+    let watch = file.map(|f| {
+        let running = setting_lines(&configured.daemon, &settings);
+        config_watch::<D>(
+            f.path,
+            args.clone(),
+            milter_args.clone(),
+            passed > 0,
+            running,
+        )
+    });
+    let result = runtime.block_on(serve::<D>(configured.daemon, settings, watch));
     // Everything was drained; a blocking task still running (a filter's
     // computation for a connection that is gone) must not delay the exit.
     runtime.shutdown_background();
@@ -363,7 +384,48 @@ fn start<D: Daemon>(args: ServerArgs, milter_args: D::Args) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve<D: Daemon>(daemon: D, settings: Settings) -> Result<(), DaemonError> {
+/// The milter's settings and `[server]`'s, as `key = value` lines.
+fn setting_lines<D: Daemon>(daemon: &D, settings: &Settings) -> Vec<String> {
+    let mut report = Report::default();
+    daemon.settings(&mut report);
+    let mut lines = report.settings_lines().to_vec();
+    lines.extend(settings.lines().into_iter().map(|l| format!("server.{l}")));
+    lines
+}
+
+/// SIGHUP's first step: the file read again as at start-up and compared
+/// with the settings in force.
+fn config_watch<D: Daemon>(
+    path: std::path::PathBuf,
+    args: ServerArgs,
+    milter_args: D::Args,
+    activation: bool,
+    running: Vec<String>,
+) -> ReloadHook {
+    Arc::new(move || {
+        let name = path.display().to_string();
+        let refused = |e: String| e;
+        let file = FileSection::read(&path).map_err(|e| refused(e.to_string()))?;
+        let configured =
+            D::configure(Some(&file), &milter_args).map_err(|e| refused(one_line(e.as_ref())))?;
+        let settings = resolve(
+            &args,
+            Some(&file),
+            &configured.legacy,
+            activation,
+            D::DEFAULT_LISTEN,
+        )
+        .map_err(|e| refused(e.to_string()))?;
+        let now = setting_lines(&configured.daemon, &settings);
+        Ok(reload::sentence(&name, &reload::changes(&running, &now)))
+    })
+}
+
+async fn serve<D: Daemon>(
+    daemon: D,
+    settings: Settings,
+    watch: Option<ReloadHook>,
+) -> Result<(), DaemonError> {
     let handlers = signals::Handlers::install()
         .map_err(|e| DaemonError::Start(format!("installing signal handlers: {e}")))?;
     let mut listeners = Vec::new();
@@ -396,6 +458,7 @@ async fn serve<D: Daemon>(daemon: D, settings: Settings) -> Result<(), DaemonErr
         notifier: Arc::new(Notifier::from_env()),
         handlers,
         reload: None,
+        config_watch: watch,
         registry: prometheus_client::registry::Registry::default(),
         metrics_listener,
     };

@@ -30,10 +30,12 @@ impl Handlers {
         })
     }
 
-    /// Splits into the stop future and the reload loop.
+    /// Splits into the stop future and the reload loop: SIGHUP re-reads
+    /// the configuration file (`config`), then runs the milter's `reload`.
     pub(crate) fn split(
         self,
         notifier: Arc<Notifier>,
+        config: Option<ReloadHook>,
         reload: Option<ReloadHook>,
     ) -> impl Future<Output = ()> {
         let Handlers {
@@ -41,7 +43,7 @@ impl Handlers {
             mut int,
             hangup,
         } = self;
-        tokio::spawn(reload_loop(hangup, notifier.clone(), reload));
+        tokio::spawn(reload_loop(hangup, notifier.clone(), config, reload));
         async move {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
@@ -52,24 +54,30 @@ impl Handlers {
     }
 }
 
-async fn reload_loop(mut hangup: Signal, notifier: Arc<Notifier>, hook: Option<ReloadHook>) {
+async fn reload_loop(
+    mut hangup: Signal,
+    notifier: Arc<Notifier>,
+    config: Option<ReloadHook>,
+    hook: Option<ReloadHook>,
+) {
     while hangup.recv().await.is_some() {
-        let Some(hook) = hook.clone() else {
-            tracing::info!(
-                "SIGHUP: this milter has nothing to reload; restart it to apply changes"
-            );
-            continue;
-        };
         notifier.notify("RELOADING=1");
-        match tokio::task::spawn_blocking(move || hook()).await {
-            Ok(Ok(changed)) => tracing::info!("SIGHUP: {changed}"),
-            Ok(Err(why)) => {
-                tracing::error!("SIGHUP: {why}; the previous state stays in force")
-            }
-            Err(e) => {
-                tracing::error!("SIGHUP: reload failed ({e}), the previous state stays in force")
-            }
+        if let Some(config) = config.clone() {
+            run(config).await;
+        }
+        match hook.clone() {
+            Some(hook) => run(hook).await,
+            None => tracing::info!("SIGHUP: this milter has no data to reload"),
         }
         notifier.notify("READY=1");
+    }
+}
+
+/// Runs one hook on a blocking thread and logs its sentence.
+async fn run(hook: ReloadHook) {
+    match tokio::task::spawn_blocking(move || hook()).await {
+        Ok(Ok(changed)) => tracing::info!("SIGHUP: {changed}"),
+        Ok(Err(why)) => tracing::error!("SIGHUP: {why}; the previous state stays in force"),
+        Err(e) => tracing::error!("SIGHUP: reload failed ({e}); the previous state stays in force"),
     }
 }

@@ -508,6 +508,10 @@ macro_rules! daemon_contract_tests {
             daemon_contract::metrics_count_what_was_sent(&$make, 7);
         }
         #[test]
+        fn hup_rereads_the_configuration() {
+            daemon_contract::hup_rereads_the_configuration(&$make);
+        }
+        #[test]
         fn socket_activation() {
             daemon_contract::socket_activation(&$make);
         }
@@ -767,6 +771,43 @@ pub fn metrics_count_what_was_sent(b: &Binary, messages: usize) {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(om.contains("# TYPE milter_messages counter\n"), "{om}");
     assert!(om.ends_with("# EOF\n"), "{om}");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
+}
+
+/// SIGHUP re-reads the configuration file: a changed setting is named
+/// (it applies after a restart), a file that no longer loads is reported
+/// and the daemon goes on with what it has.
+pub fn hup_rereads_the_configuration(b: &Binary) {
+    let s = Scratch::new("hupcfg");
+    let file = s.path().join("m.toml");
+    let inet = format!("inet:127.0.0.1:{}", free_port());
+    std::fs::write(&file, format!("[server]\nlisten = \"{inet}\"\n")).unwrap();
+    let mut d = b.spawn(
+        &["--config", file.to_str().unwrap()],
+        &[],
+        &s.path().join("log"),
+    );
+    d.wait_log(&format!("listening on {inet}"));
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_log(&format!("SIGHUP: {}: no setting changed", file.display()));
+    std::fs::write(
+        &file,
+        format!("[server]\nlisten = \"{inet}\"\nmax_connections = 5\n"),
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_log(&format!(
+        "SIGHUP: {}: changed, applying after a restart: server.max_connections: 1024 -> 5",
+        file.display()
+    ));
+    std::fs::write(&file, "[server]\nmax_connections = 0\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_log(&format!(
+        "SIGHUP: {}: key `server.max_connections`: must be at least 1; the previous state stays in force",
+        file.display()
+    ));
+    std::net::TcpStream::connect(inet.strip_prefix("inet:").unwrap()).unwrap();
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
 }
