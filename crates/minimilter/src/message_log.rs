@@ -4,6 +4,7 @@
 //! message-level decision at any step, the answer at end of message, or
 //! an abort), so mail a filter leaves alone gets its line too.
 //!
+//! Addresses are in their canonical form ([`crate::EnvelopeAddress`]).
 //! What the MTA did not send is `-`: a filter that negotiated away the
 //! connect, MAIL or RCPT steps is seen through the macros the MTA sends
 //! with them instead (`_`, `{mail_addr}`, `{rcpt_addr}`; Postfix sends all
@@ -77,11 +78,11 @@ impl MessageLog {
             b'C' => self.macro_client = text("_"),
             b'M' => {
                 self.start();
-                self.macro_sender = text("{mail_addr}").map(|a| format!("<{a}>"));
+                self.macro_sender = text("{mail_addr}").map(|a| canonical(&a));
             }
             b'R' => {
                 if let Some(a) = text("{rcpt_addr}") {
-                    self.macro_rcpts.push(format!("<{a}>"));
+                    self.macro_rcpts.push(canonical(&a));
                 }
             }
             _ => {}
@@ -89,11 +90,11 @@ impl MessageLog {
     }
 
     pub(crate) fn sender(&mut self, address: &str) {
-        self.sender = Some(address.to_owned());
+        self.sender = Some(canonical(address));
     }
 
     pub(crate) fn rcpt(&mut self, address: &str) {
-        self.rcpts.push(address.to_owned());
+        self.rcpts.push(canonical(address));
     }
 
     /// Whether the line for the current message was written.
@@ -148,6 +149,15 @@ impl MessageLog {
     }
 }
 
+/// `<mailbox>` as the MTA routes it (so the line names the mailbox, not
+/// the client's spelling: `<"bob"@EXAMPLE.org.>` is `<bob@example.org>`).
+fn canonical(raw: &str) -> String {
+    match crate::EnvelopeAddress::parse(raw) {
+        crate::EnvelopeAddress::Null => "<>".to_owned(),
+        a => format!("<{a}>"),
+    }
+}
+
 /// The verdict's name as the MTA applies it at `step`.
 pub(crate) fn applied_name(step: Step, verdict: &Verdict) -> &'static str {
     match (step, verdict) {
@@ -164,5 +174,29 @@ pub(crate) fn reply_text(verdict: &Verdict) -> Option<String> {
             Some(r.display_text().replace('\n', " "))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_named_as_the_mta_routes_them() {
+        assert_eq!(canonical("<\"bob\"@EXAMPLE.org.>"), "<bob@example.org>");
+        assert_eq!(canonical("<>"), "<>");
+        assert_eq!(canonical("bob@example.org"), "<bob@example.org>");
+    }
+
+    #[test]
+    fn only_message_level_decisions_settle_a_message() {
+        let reject = Verdict::Reject(None);
+        assert!(!ends_message(Step::Rcpt, &reject));
+        assert!(ends_message(Step::Rcpt, &Verdict::Discard));
+        assert!(ends_message(Step::Header, &reject));
+        assert!(!ends_message(Step::Body, &Verdict::Skip));
+        assert!(ends_message(Step::EndOfMessage, &Verdict::Continue));
+        assert!(!ends_message(Step::Connect, &reject));
+        assert_eq!(applied_name(Step::EndOfMessage, &Verdict::Skip), "accept");
     }
 }
