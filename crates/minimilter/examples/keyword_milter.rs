@@ -14,8 +14,13 @@ use minimilter::{
     Actions, Ctx, Header, MacroStage, Milter, Modifications, Requirements, SmtpReply, StepResult,
     Steps, Verdict,
 };
+use prometheus_client::metrics::counter::Counter;
 
-struct KeywordMilter;
+struct KeywordMilter {
+    /// Messages let through with the header (a metric of the milter's own,
+    /// `keyword_milter_tagged_total` at `/metrics` with `--metrics`).
+    tagged: Counter,
+}
 
 #[derive(Default)]
 struct Message {
@@ -66,6 +71,7 @@ impl Milter for KeywordMilter {
         }
         let queue_id = cx.macro_str("i").unwrap_or_default().into_owned();
         mods.add_header("X-Keyword-Milter", &format!("passed (queue id {queue_id})"))?;
+        self.tagged.inc();
         Ok(Verdict::Continue)
     }
 }
@@ -87,8 +93,14 @@ impl Daemon for Keyword {
         Ok(Configured::new(Keyword))
     }
 
-    async fn serve(self, serve: Serve) -> Result<(), BoxError> {
-        serve.run(KeywordMilter).await
+    async fn serve(self, mut serve: Serve) -> Result<(), BoxError> {
+        let tagged = Counter::default();
+        serve.registry().register(
+            "tagged",
+            "Messages let through with the X-Keyword-Milter header",
+            tagged.clone(),
+        );
+        serve.run(KeywordMilter { tagged }).await
     }
 }
 
