@@ -10,6 +10,8 @@ pub const PRECEDENCE: &str = "Server options (a value given here wins over the s
      [server] section of the --config file, which wins over the built-in default)";
 
 /// Options of the daemon shell, flattened into each milter's command line.
+/// (The field docs are `--help` text, where `[server]` is not a link.)
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = PRECEDENCE)]
 pub struct ServerArgs {
