@@ -56,6 +56,10 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 [ -x /usr/sbin/opendkim ] || missing+=(opendkim)
 [ -x /usr/sbin/opendkim-genkey ] || missing+=(opendkim-tools)
 /usr/bin/python3 -c 'import dkim' >/dev/null 2>&1 || missing+=(python3-dkim)
+# The milters' systemd units are checked with systemd-analyze verify (it need not run as init).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The /metrics exposition is checked with promtool and scraped by a real Prometheus.
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps.sh: installing ${missing[*]}"

@@ -249,6 +249,10 @@ pub struct Config {
     pub socket_mode: Option<String>,
     /// Group of a unix socket.
     pub socket_group: Option<String>,
+    /// The daemon shell's `[server]` section (sockets, limits, logging);
+    /// read and checked by `minimilter::daemon`, where `listen`,
+    /// `socket_mode` and `socket_group` now belong too.
+    pub server: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for Config {
@@ -269,6 +273,7 @@ impl Default for Config {
             reload_interval: 5,
             socket_mode: None,
             socket_group: None,
+            server: None,
         }
     }
 }

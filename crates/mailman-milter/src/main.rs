@@ -1,48 +1,35 @@
-//! `mailman-milter`: the daemon. Reads the configuration and the lists file,
-//! serves the milter, reloads the lists file on SIGHUP and when it changes.
+//! `mailman-milter`: the daemon. The configuration and the list data,
+//! served by the shared daemon shell (`minimilter::daemon`: command line,
+//! `[server]`, logging, signals, `--check-config`, systemd). SIGHUP and a
+//! change of the lists file reload the lists.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use clap::Parser;
-use mailman_milter::config::{BackendKind, Config};
+use mailman_milter::config::{BackendKind, Config, DEFAULT_LISTEN};
 use mailman_milter::lists_file::Reloaded;
 use mailman_milter::overrides::missing_override;
 use mailman_milter::{
     FileBackend, ListBackend, ListIndex, ListsData, MailmanMilter, RestBackend, SenderMode,
 };
-use minimilter::{ServerConfig, UnixSocketOptions};
+use minimilter::daemon::{
+    self, BoxError, Configured, Daemon, FileSection, Report, Serve, ServerSection, one_line,
+};
 
-/// Refuse posts to Mailman lists from senders who may not post, at SMTP time.
-#[derive(Debug, Parser)]
-#[command(name = "mailman-milter", version)]
+/// mailman-milter's own options (the socket, configuration and logging
+/// options are the shell's).
+#[derive(Debug, Clone, Parser)]
 struct Cli {
-    /// Configuration file (TOML); without it the built-in defaults apply.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     /// Lists file (TOML); overrides `lists` in the configuration.
     #[arg(long, value_name = "FILE")]
     lists: Option<PathBuf>,
-    /// Socket to listen on, e.g. inet:127.0.0.1:8893 or unix:/run/mailman-milter.sock
-    /// [default: inet:127.0.0.1:8893]
-    #[arg(long, value_name = "SOCKET")]
-    listen: Option<String>,
     /// Whose addresses count as the sender: mailman (From:, envelope, Reply-To:,
     /// Sender:; decided after the headers) or envelope (decided at RCPT).
     #[arg(long, value_parser = ["mailman", "envelope"])]
     senders: Option<String>,
-    /// Mode of a unix socket, octal (e.g. 660).
-    #[arg(long, value_name = "MODE")]
-    socket_mode: Option<String>,
-    /// Group of a unix socket (e.g. postfix).
-    #[arg(long, value_name = "GROUP")]
-    socket_group: Option<String>,
-    /// Check the configuration and the lists file, print a summary, and exit.
-    #[arg(long)]
-    check_config: bool,
 }
 
 /// Where the list data comes from, as configured.
@@ -51,14 +38,125 @@ enum Source {
     Mailman(mailman_milter::RestConfig),
 }
 
-fn configure(cli: &Cli) -> anyhow::Result<(Config, Source)> {
-    let mut config = match &cli.config {
+struct Mailman {
+    config: Config,
+    source: Source,
+}
+
+impl Daemon for Mailman {
+    const NAME: &'static str = "mailman-milter";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str =
+        "Refuse posts to Mailman lists from senders who may not post, at SMTP time.";
+    const DEFAULT_LISTEN: &'static str = DEFAULT_LISTEN;
+    type Args = Cli;
+
+    fn configure(file: Option<&FileSection>, cli: &Cli) -> Result<Configured<Self>, BoxError> {
+        let path = file.map(|f| f.path.as_path());
+        let (config, source) = configure(path, cli)?;
+        // The socket keys an older file has at its top level.
+        let legacy = ServerSection {
+            listen: (config.listen != [DEFAULT_LISTEN]).then(|| config.listen.clone()),
+            socket_mode: config.socket_mode.clone(),
+            socket_group: config.socket_group.clone(),
+            ..ServerSection::default()
+        };
+        Ok(Configured {
+            daemon: Mailman { config, source },
+            legacy,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn settings(&self, report: &mut Report) {
+        // The socket keys are the shell's ([server]).
+        for line in self.config.summary() {
+            let (key, value) = line.split_once(" = ").unwrap_or((&line, ""));
+            if !matches!(key, "listen" | "socket_mode" | "socket_group") {
+                report.setting(key, value);
+            }
+        }
+    }
+
+    fn check(&self, report: &mut Report, _backend: bool) {
+        // The lists are read in any case, from the file or the REST API:
+        // they are what the daemon would run on.
+        if let Err(e) = check(report, &self.config, &self.source) {
+            report.error(one_line(e.as_ref()));
+        }
+    }
+
+    async fn serve(self, mut serve: Serve) -> Result<(), BoxError> {
+        let Mailman { config, source } = self;
+        tracing::info!("settings: {}", config.summary().join("; "));
+        let lists = match source {
+            Source::File(lists) => lists,
+            Source::Mailman(rest) => {
+                let backend = Arc::new(RestBackend::new(&rest)?);
+                let milter = MailmanMilter::new(backend.clone(), config.settings());
+                // Through the milter, so overrides naming unknown lists are logged.
+                match milter.prime().await {
+                    Ok(n) => tracing::info!(api = backend.base(), lists = n, "Mailman lists read"),
+                    Err(e) => tracing::error!(
+                        "{e}; answering {} (on_backend_error) until the Mailman REST API answers",
+                        config.on_backend_error.name()
+                    ),
+                }
+                serve.on_reload(|| {
+                    Ok(
+                        "nothing: the lists come from the Mailman REST API (answers are \
+                        cached for cache_ttl; other settings need a restart)"
+                            .into(),
+                    )
+                });
+                return serve.run(milter).await;
+            }
+        };
+        let (backend, error) = FileBackend::open(&lists);
+        match error {
+            Some(e) => tracing::error!(
+                "{e}; answering {} (on_backend_error) until it loads (SIGHUP or a change reloads it)",
+                config.on_backend_error.name()
+            ),
+            None => {
+                let data = backend.data().expect("just loaded");
+                tracing::info!(file = %lists.display(), lists = data.index().len(), "lists loaded");
+                for (list, entry, error) in data.unsupported_patterns() {
+                    tracing::warn!(
+                        "{list}: accept pattern {entry} cannot be evaluated ({error}); matching posts go to Mailman"
+                    );
+                }
+            }
+        }
+        let backend = Arc::new(backend);
+        watch(backend.clone(), Duration::from_secs(config.reload_interval));
+        let b = backend.clone();
+        serve.on_reload(move || {
+            let file = b.path().display();
+            match b.reload() {
+                Ok(Reloaded::Loaded(n)) => {
+                    Ok(format!("lists file {file} reloaded on SIGHUP: {n} lists"))
+                }
+                Ok(Reloaded::Unchanged) => Ok(format!("lists file {file} unchanged")),
+                Err(e) => Err(format!("lists file reload failed: {e}")),
+            }
+        });
+        let milter = MailmanMilter::new(backend, config.settings());
+        // Logs overrides naming lists the file does not have (no-op without data).
+        let _ = milter.prime().await;
+        serve.run(milter).await
+    }
+}
+
+fn main() -> ExitCode {
+    daemon::main::<Mailman>()
+}
+
+fn configure(file: Option<&std::path::Path>, cli: &Cli) -> Result<(Config, Source), BoxError> {
+    let mut config = match file {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(l) = &cli.listen {
-        config.listen = vec![l.clone()];
-    }
     if let Some(s) = &cli.senders {
         config.senders = if s == "envelope" {
             SenderMode::Envelope
@@ -66,79 +164,47 @@ fn configure(cli: &Cli) -> anyhow::Result<(Config, Source)> {
             SenderMode::Mailman
         };
     }
-    if cli.socket_mode.is_some() {
-        config.socket_mode = cli.socket_mode.clone();
-    }
-    if cli.socket_group.is_some() {
-        config.socket_group = cli.socket_group.clone();
-    }
     if let Some(l) = &cli.lists {
         if config.backend == BackendKind::Mailman {
-            bail!("option --lists: not used with backend = \"mailman\" in the configuration");
+            return Err("--lists: not used with backend = \"mailman\" in the configuration".into());
         }
         config.lists = Some(l.clone());
     }
-    // The file's own values were checked when it was loaded: an error here
-    // comes from an option.
-    config.check().map_err(|m| match m.split_once(": ") {
-        Some((key, why)) => anyhow::anyhow!("option --{}: {why}", key.replace('_', "-")),
-        None => anyhow::anyhow!("options: {m}"),
-    })?;
     if config.backend == BackendKind::Mailman {
-        let file = cli
-            .config
-            .as_ref()
+        let file = file
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "(defaults)".into());
         let rest = config
             .mailman_section()
             .rest_config()
-            .map_err(|m| anyhow::anyhow!("{file}: {m}"))?;
+            .map_err(|m| format!("{file}: {m}"))?;
         return Ok((config, Source::Mailman(rest)));
     }
     let Some(lists) = config.lists.clone() else {
-        bail!("no lists file: give --lists FILE, or `lists = \"FILE\"` in the configuration");
+        return Err(
+            "no lists file: give --lists FILE, or `lists = \"FILE\"` in the configuration".into(),
+        );
     };
     Ok((config, Source::File(lists)))
 }
 
-/// `--check-config`: the settings, each list, and warnings, on stdout. A
-/// closed pipe (`--check-config | head`) ends it quietly.
-fn check(config: &Config, source: &Source) -> anyhow::Result<()> {
-    match write_check(&mut std::io::stdout().lock(), config, source) {
-        Err(e) if is_broken_pipe(&e) => Ok(()),
-        other => other,
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-fn write_check(out: &mut impl Write, config: &Config, source: &Source) -> anyhow::Result<()> {
+/// `--check-config`: each list, and warnings.
+fn check(report: &mut Report, config: &Config, source: &Source) -> Result<(), BoxError> {
     let overrides = config.settings().overrides;
-    writeln!(out, "settings:")?;
-    for line in config.summary() {
-        writeln!(out, "  {line}")?;
-    }
+    let mut out = Vec::new();
     match source {
         Source::File(lists) => {
             let data = ListsData::load(lists)?;
             let index = overrides.apply(data.index());
-            print_lists(out, &lists.display().to_string(), &index)?;
+            print_lists(&mut out, &lists.display().to_string(), &index)?;
             for (list, entry, error) in data.unsupported_patterns() {
-                writeln!(
-                    out,
-                    "  warning: {list}: accept pattern {entry} cannot be evaluated here ({error}); such posts are passed to Mailman"
-                )?;
+                report.warn(format!(
+                    "{list}: accept pattern {entry} cannot be evaluated here ({error}); such posts are passed to Mailman"
+                ));
             }
             for list in overrides.missing(data.index()) {
-                writeln!(out, "  warning: {}", missing_override(list))?;
+                report.warn(missing_override(list));
             }
-            Ok(())
         }
         Source::Mailman(rest) => {
             let backend = RestBackend::new(rest)?;
@@ -147,17 +213,22 @@ fn write_check(out: &mut impl Write, config: &Config, source: &Source) -> anyhow
                 .build()?;
             let index = runtime
                 .block_on(backend.lists())
-                .with_context(|| format!("reading the lists from {}", backend.base()))?;
-            print_lists(out, backend.base(), &overrides.apply(&index))?;
+                .map_err(|e| format!("reading the lists from {}: {e}", backend.base()))?;
+            print_lists(&mut out, backend.base(), &overrides.apply(&index))?;
             for list in overrides.missing(&index) {
-                writeln!(out, "  warning: {}", missing_override(list))?;
+                report.warn(missing_override(list));
             }
-            Ok(())
         }
     }
+    report.note(String::from_utf8_lossy(&out).trim_end().to_owned());
+    Ok(())
 }
 
-fn print_lists(out: &mut impl Write, source: &str, index: &ListIndex) -> std::io::Result<()> {
+fn print_lists(
+    out: &mut impl std::io::Write,
+    source: &str,
+    index: &ListIndex,
+) -> std::io::Result<()> {
     let mut names: Vec<_> = index.values().collect();
     names.sort_by(|a, b| a.address.cmp(&b.address));
     writeln!(out, "{source}: {} lists", names.len())?;
@@ -182,24 +253,8 @@ fn print_lists(out: &mut impl Write, source: &str, index: &ListIndex) -> std::io
     Ok(())
 }
 
+/// Reloads the lists file when it changes (every `interval`; 0: never).
 fn watch(backend: Arc<FileBackend>, interval: Duration) {
-    let b = backend.clone();
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::error!("cannot install the SIGHUP handler; reload by restarting");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match b.reload() {
-                Ok(Reloaded::Loaded(n)) => {
-                    tracing::info!(file = %b.path().display(), lists = n, "reloaded on SIGHUP")
-                }
-                Ok(Reloaded::Unchanged) => {}
-                Err(e) => tracing::error!("reload on SIGHUP failed, keeping the old data: {e}"),
-            }
-        }
-    });
     if interval.is_zero() {
         return;
     }
@@ -220,84 +275,4 @@ fn watch(backend: Arc<FileBackend>, interval: Duration) {
             }
         }
     });
-}
-
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    let (config, source) = configure(&cli)?;
-    if cli.check_config {
-        return check(&config, &source);
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve(config, source))
-}
-
-async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
-    let specs = config.listen_specs().map_err(anyhow::Error::msg)?;
-    tracing::info!("settings: {}", config.summary().join("; "));
-    let unix = UnixSocketOptions {
-        mode: config.socket_mode_bits().map_err(anyhow::Error::msg)?,
-        group: config.socket_group.clone(),
-        ..UnixSocketOptions::default()
-    };
-    let lists = match source {
-        Source::File(lists) => lists,
-        Source::Mailman(rest) => {
-            let backend = Arc::new(RestBackend::new(&rest)?);
-            let milter = MailmanMilter::new(backend.clone(), config.settings());
-            // Through the milter, so overrides naming unknown lists are logged.
-            match milter.prime().await {
-                Ok(n) => tracing::info!(api = backend.base(), lists = n, "Mailman lists read"),
-                Err(e) => tracing::error!(
-                    "{e}; answering {} (on_backend_error) until the Mailman REST API answers",
-                    config.on_backend_error.name()
-                ),
-            }
-            return listen(milter, &config, &specs, &unix).await;
-        }
-    };
-    let (backend, error) = FileBackend::open(&lists);
-    match error {
-        Some(e) => tracing::error!(
-            "{e}; answering {} (on_backend_error) until it loads (SIGHUP or a change reloads it)",
-            config.on_backend_error.name()
-        ),
-        None => {
-            let data = backend.data().expect("just loaded");
-            tracing::info!(file = %lists.display(), lists = data.index().len(), "lists loaded");
-            for (list, entry, error) in data.unsupported_patterns() {
-                tracing::warn!(
-                    "{list}: accept pattern {entry} cannot be evaluated ({error}); matching posts go to Mailman"
-                );
-            }
-        }
-    }
-    let backend = Arc::new(backend);
-    watch(backend.clone(), Duration::from_secs(config.reload_interval));
-    let milter = MailmanMilter::new(backend, config.settings());
-    // Logs overrides naming lists the file does not have (no-op without data).
-    let _ = milter.prime().await;
-    listen(milter, &config, &specs, &unix).await
-}
-
-async fn listen<B: ListBackend>(
-    milter: MailmanMilter<B>,
-    config: &Config,
-    specs: &[minimilter::SocketSpec],
-    unix: &UnixSocketOptions,
-) -> anyhow::Result<()> {
-    minimilter::run(milter, specs, unix, ServerConfig::default())
-        .await
-        .with_context(|| format!("listening on {}", config.listen.join(", ")))?;
-    Ok(())
 }

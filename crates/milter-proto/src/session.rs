@@ -250,6 +250,16 @@ impl MilterSession {
         step != Step::EndOfMessage && self.requirements.no_reply.contains(step.as_set())
     }
 
+    /// True when the pending step is already answered by a decision kept
+    /// from a no-reply step: the runtime need not ask the filter, and
+    /// whatever it passes to [`MilterSession::reply`] sends that decision.
+    pub fn pending_answered(&self) -> bool {
+        match (self.pending, &self.deferred) {
+            (Some((step, owed)), Some(_)) => owed && !self.promised_no_reply(step),
+            _ => false,
+        }
+    }
+
     /// A verdict kept for the next step the MTA waits for, if any.
     pub fn deferred(&self) -> Option<&Verdict> {
         self.deferred.as_ref().map(|(v, _)| v)
@@ -535,8 +545,19 @@ impl MilterSession {
     /// Writes a progress packet (`p`), which restarts the MTA's timeout.
     /// Only while end of message is pending.
     pub fn progress(&mut self) -> Result<(), ModifyError> {
-        self.check_eom()?;
-        Response::Progress.encode(&mut self.out);
+        let packet = self.progress_packet()?;
+        self.out.extend_from_slice(&packet);
         Ok(())
+    }
+
+    /// The progress packet [`MilterSession::progress`] writes, for a
+    /// runtime that sends it itself while the filter still holds the
+    /// session borrowed (its macros) at end of message. Only while end of
+    /// message is pending.
+    pub fn progress_packet(&self) -> Result<BytesMut, ModifyError> {
+        self.check_eom()?;
+        let mut packet = BytesMut::with_capacity(5);
+        Response::Progress.encode(&mut packet);
+        Ok(packet)
     }
 }

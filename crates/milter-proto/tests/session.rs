@@ -1518,3 +1518,18 @@ fn frame_api_and_session_agree_on_hand_built_packets() {
         })
     ));
 }
+
+/// The packet a runtime writes itself while the filter holds the session
+/// is exactly what `progress()` writes, and refused at the same times.
+#[test]
+fn progress_packet_is_what_progress_writes() {
+    let mut m = Mta::negotiated(req_modify(), POSTFIX_OFFER);
+    assert_eq!(m.s.progress_packet(), Err(ModifyError::NotAtEndOfMessage));
+    m.reach_end_of_message();
+    assert_eq!(&m.s.progress_packet().unwrap()[..], PROGRESS);
+    assert!(m.take().is_empty(), "progress_packet writes nothing itself");
+    m.s.progress().unwrap();
+    assert_eq!(m.take(), PROGRESS);
+    m.s.reply(Verdict::Continue).unwrap();
+    assert_eq!(m.s.progress_packet(), Err(ModifyError::NotAtEndOfMessage));
+}

@@ -4,40 +4,63 @@
 //!
 //!   cargo run --example action_milter -- --listen inet:127.0.0.1:8892
 
+use std::process::ExitCode;
 use std::time::Duration;
 
+use minimilter::daemon::{self, BoxError, Configured, Daemon, FileSection, Serve};
 use minimilter::interop::ActionMilter;
-use minimilter::{ServerConfig, SocketSpec, UnixSocketOptions};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let mut specs = Vec::new();
-    let mut unix = UnixSocketOptions::default();
-    let mut config = ServerConfig::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--listen" => specs.push(value()?.parse::<SocketSpec>()?),
-            "--socket-mode" => unix.mode = Some(u32::from_str_radix(&value()?, 8)?),
-            "--max-connections" => config.max_connections = value()?.parse()?,
-            "--progress-ms" => config.progress_interval = Duration::from_millis(value()?.parse()?),
-            "--step-timeout-ms" => {
-                let d = Duration::from_millis(value()?.parse()?);
-                (config.command_timeout, config.content_timeout) = (d, d);
-            }
-            "--io-timeout-ms" => config.io_timeout = Duration::from_millis(value()?.parse()?),
-            "--grace-ms" => config.shutdown_grace = Duration::from_millis(value()?.parse()?),
-            _ => return Err(format!("usage: action_milter [--listen SOCKET]... [--socket-mode 666] [--progress-ms N] [--max-connections N] [--step-timeout-ms N] [--io-timeout-ms N] [--grace-ms N] (got {arg:?})").into()),
+/// Timing options the interop and fault tests turn down to milliseconds.
+#[derive(Debug, Clone, clap::Args)]
+struct Timing {
+    /// Progress packets every N ms while end of message runs.
+    #[arg(long, value_name = "N")]
+    progress_ms: Option<u64>,
+    /// Time limit of every filter step, in ms.
+    #[arg(long, value_name = "N")]
+    step_timeout_ms: Option<u64>,
+    /// I/O time limit (a packet's first to last byte; a write), in ms.
+    #[arg(long, value_name = "N")]
+    io_timeout_ms: Option<u64>,
+    /// Grace period for messages in progress at shutdown, in ms.
+    #[arg(long, value_name = "N")]
+    grace_ms: Option<u64>,
+}
+
+struct Action(Timing);
+
+impl Daemon for Action {
+    const NAME: &'static str = "action_milter";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "Performs the end-of-message actions a message asks for in \
+        X-Action: headers (the interop test milter).";
+    const DEFAULT_LISTEN: &'static str = "inet:127.0.0.1:8892";
+    type Args = Timing;
+
+    fn configure(file: Option<&FileSection>, t: &Timing) -> Result<Configured<Self>, BoxError> {
+        daemon::only_server_section(file)?;
+        Ok(Configured::new(Action(t.clone())))
+    }
+
+    async fn serve(self, mut serve: Serve) -> Result<(), BoxError> {
+        let ms = Duration::from_millis;
+        let c = serve.config_mut();
+        if let Some(n) = self.0.progress_ms {
+            c.progress_interval = ms(n);
         }
+        if let Some(n) = self.0.step_timeout_ms {
+            (c.command_timeout, c.content_timeout) = (ms(n), ms(n));
+        }
+        if let Some(n) = self.0.io_timeout_ms {
+            c.io_timeout = ms(n);
+        }
+        if let Some(n) = self.0.grace_ms {
+            c.shutdown_grace = ms(n);
+        }
+        serve.run(ActionMilter).await
     }
-    if specs.is_empty() {
-        specs.push("inet:127.0.0.1:8892".parse()?);
-    }
-    minimilter::run(ActionMilter, &specs, &unix, config).await?;
-    Ok(())
+}
+
+fn main() -> ExitCode {
+    daemon::main::<Action>()
 }

@@ -7,12 +7,20 @@
 //! `[discard]` -> accepted and dropped; anything else is delivered with
 //! `X-Keyword-Milter: passed (queue id ...)` added.
 
-use minimilter::{
-    Actions, Ctx, Header, MacroStage, Milter, Modifications, Requirements, ServerConfig, SmtpReply,
-    SocketSpec, StepResult, Steps, UnixSocketOptions, Verdict,
-};
+use std::process::ExitCode;
 
-struct KeywordMilter;
+use minimilter::daemon::{self, BoxError, Configured, Daemon, FileSection, NoArgs, Serve};
+use minimilter::{
+    Actions, Ctx, Header, MacroStage, Milter, Modifications, Requirements, SmtpReply, StepResult,
+    Steps, Verdict,
+};
+use prometheus_client::metrics::counter::Counter;
+
+struct KeywordMilter {
+    /// Messages let through with the header (a metric of the milter's own,
+    /// `keyword_milter_tagged_total` at `/metrics` with `--metrics`).
+    tagged: Counter,
+}
 
 #[derive(Default)]
 struct Message {
@@ -63,33 +71,39 @@ impl Milter for KeywordMilter {
         }
         let queue_id = cx.macro_str("i").unwrap_or_default().into_owned();
         mods.add_header("X-Keyword-Milter", &format!("passed (queue id {queue_id})"))?;
+        self.tagged.inc();
         Ok(Verdict::Continue)
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let mut specs = Vec::new();
-    let mut unix = UnixSocketOptions::default();
-    let mut config = ServerConfig::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--listen" => specs.push(value()?.parse::<SocketSpec>()?),
-            "--socket-mode" => unix.mode = Some(u32::from_str_radix(&value()?, 8)?),
-            "--socket-group" => unix.group = Some(value()?),
-            "--max-connections" => config.max_connections = value()?.parse()?,
-            _ => return Err(format!("usage: keyword_milter [--listen SOCKET]... [--socket-mode 660] [--socket-group postfix] [--max-connections 1024] (got {arg:?})").into()),
-        }
+/// The program around the filter: the shared daemon shell (command line,
+/// `[server]` in `--config`, logging, signals, `--check-config`, systemd).
+struct Keyword;
+
+impl Daemon for Keyword {
+    const NAME: &'static str = "keyword_milter";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "Refuses, defers or drops mail by a keyword in the Subject \
+        ([reject], [tempfail], [discard]) and tags the rest with a header.";
+    const DEFAULT_LISTEN: &'static str = "inet:127.0.0.1:8891";
+    type Args = NoArgs;
+
+    fn configure(file: Option<&FileSection>, _: &NoArgs) -> Result<Configured<Self>, BoxError> {
+        daemon::only_server_section(file)?;
+        Ok(Configured::new(Keyword))
     }
-    if specs.is_empty() {
-        specs.push("inet:127.0.0.1:8891".parse()?);
+
+    async fn serve(self, mut serve: Serve) -> Result<(), BoxError> {
+        let tagged = Counter::default();
+        serve.registry().register(
+            "tagged",
+            "Messages let through with the X-Keyword-Milter header",
+            tagged.clone(),
+        );
+        serve.run(KeywordMilter { tagged }).await
     }
-    minimilter::run(KeywordMilter, &specs, &unix, config).await?;
-    Ok(())
+}
+
+fn main() -> ExitCode {
+    daemon::main::<Keyword>()
 }

@@ -21,7 +21,10 @@ use crate::context::{Context, Modifications};
 use crate::filter::{ConnectInfo, Envelope, Header, Milter};
 use crate::guard::{FilterFailure, guarded};
 use crate::listener::Stream;
+use crate::message_log::{MessageLog, applied_name, ends_message, reply_text};
+use crate::metrics::Observer;
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +78,6 @@ fn context<'a, C, M>(
 /// small packets of the SMTP commands; a large packet grows it as it arrives.
 const IDLE_BUFFER: usize = 1024;
 
-const PROGRESS_PACKET: [u8; 5] = [0, 0, 0, 1, b'p'];
-
 /// The state of one connection.
 pub(crate) struct Connection<F: Milter, S> {
     filter: Arc<F>,
@@ -104,6 +105,12 @@ pub(crate) struct Connection<F: Milter, S> {
     shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Whether `shutdown_wait` watches `stop` (else `kill`).
     watching_stop: bool,
+    /// The server's counters.
+    stats: Arc<Stats>,
+    /// The message's log line.
+    log: MessageLog,
+    /// Metrics, if the server keeps them.
+    observer: Observer,
 }
 
 impl<F: Milter, S: Stream> Connection<F, S> {
@@ -113,6 +120,8 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         stream: S,
         id: u64,
         shutdown: Shutdown,
+        stats: Arc<Stats>,
+        observer: Observer,
     ) -> Self {
         let requirements = filter.requirements();
         let read_timer = Box::pin(tokio::time::sleep(cfg.negotiation_timeout));
@@ -132,14 +141,23 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             read_timer,
             shutdown_wait,
             watching_stop: false,
+            stats,
+            log: MessageLog::default(),
+            observer,
         }
     }
 
     /// Serves the connection to its end.
     pub(crate) async fn run(mut self) -> ConnectionEnd {
         let end = self.serve().await;
+        if self.session.negotiated().is_none()
+            && !matches!(end, ConnectionEnd::Closed | ConnectionEnd::Shutdown)
+        {
+            self.observer.negotiation_failed();
+        }
         if self.session.negotiated().is_some() {
             if self.session.in_message() {
+                self.settle_unfinished(&format!("connection ended: {end}"));
                 self.call_abort().await;
             }
             self.call_close().await;
@@ -272,7 +290,14 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), ConnectionEnd> {
-        match self.session.receive(frame)? {
+        let macro_stage = (frame.code == milter_proto::command::code::MACRO)
+            .then(|| frame.payload.first().copied())
+            .flatten();
+        let event = self.session.receive(frame)?;
+        if let Some(stage) = macro_stage {
+            self.log.macros(stage, self.session.macros());
+        }
+        match event {
             Event::Negotiated => {
                 let neg = self.session.negotiated().expect("just negotiated");
                 self.decoder
@@ -291,12 +316,14 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             Event::Macros => {}
             Event::Abort { message_was_open } => {
                 if message_was_open {
+                    self.settle_unfinished("the MTA aborted the message");
                     self.call_abort().await;
                 }
             }
             Event::Quit => return Err(ConnectionEnd::Closed),
             Event::NewConnection { message_was_open } => {
                 if message_was_open {
+                    self.settle_unfinished("the MTA aborted the message");
                     self.call_abort().await;
                 }
                 self.call_close().await;
@@ -311,10 +338,36 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 aborted_previous,
             } => {
                 if aborted_previous {
+                    self.settle_unfinished("the MTA aborted the message");
                     self.call_abort().await;
                 }
                 if new_message {
                     self.msg = F::Message::default();
+                    self.log.start();
+                }
+                match &command {
+                    Command::Connect { hostname, address } => {
+                        let host = String::from_utf8_lossy(hostname);
+                        let addr = match address {
+                            milter_proto::ConnectAddress::Inet { addr, .. }
+                            | milter_proto::ConnectAddress::Inet6 { addr, .. } => {
+                                String::from_utf8_lossy(addr).into_owned()
+                            }
+                            _ => String::new(),
+                        };
+                        self.log.client(&host, &addr);
+                    }
+                    Command::Mail(args) => {
+                        if let Some(a) = args.first() {
+                            self.log.sender(&String::from_utf8_lossy(a));
+                        }
+                    }
+                    Command::Rcpt(args) => {
+                        if let Some(a) = args.first() {
+                            self.log.rcpt(&String::from_utf8_lossy(a));
+                        }
+                    }
+                    _ => {}
                 }
                 if deliver {
                     self.step(step, command).await?;
@@ -333,19 +386,17 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     }
 
     async fn step(&mut self, step: Step, command: Command) -> Result<(), ConnectionEnd> {
-        let owed = !self
-            .session
-            .negotiated()
-            .expect("steps come after negotiation")
-            .no_reply(step);
-        let promised = self.session.promised_no_reply(step);
-        if owed && !promised && self.session.deferred().is_some() {
+        if self.session.pending_answered() {
             // A decision (or failure) from a no-reply step answers this one;
             // the filter is not asked again.
+            if step == Step::EndOfMessage {
+                self.stats.message_judged();
+            }
             self.session.reply(Verdict::Continue)?;
             return Ok(());
         }
         let limit = self.step_limit(step);
+        let started = std::time::Instant::now();
         let outcome = if let Command::EndOfMessage(last_chunk) = command {
             // libmilter treats data on `E` as a last body chunk. MTAs send it
             // empty; for one that does not, the filter sees the chunk first,
@@ -374,15 +425,14 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 .await
                 .map(|v| (v, Vec::new()))
         };
+        self.observer.step(step, started.elapsed());
+        let mut fail_reason = None;
         let verdict = match outcome {
             Ok((verdict, mods)) => {
-                // Skip at end of message means nothing more to skip: deliver.
-                let verdict = if step == Step::EndOfMessage && verdict == Verdict::Skip {
-                    Verdict::Continue
-                } else {
-                    verdict
-                };
-                let delivering = matches!(verdict, Verdict::Continue | Verdict::Accept);
+                // Skip at end of message means nothing more to skip: the
+                // message is delivered, and the session answers continue.
+                let delivering =
+                    matches!(verdict, Verdict::Continue | Verdict::Accept | Verdict::Skip);
                 let mut failed = false;
                 if delivering {
                     for m in mods {
@@ -397,6 +447,8 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                     // Drop any modifications already queued: a half-applied
                     // set must not reach the MTA.
                     self.session.clear_output();
+                    self.observer.filter_failure("modification");
+                    fail_reason = Some("modification refused; fail-safe reply".to_owned());
                     self.cfg.fail_safe.verdict()
                 } else {
                     verdict
@@ -407,6 +459,12 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 return Err(ConnectionEnd::IoTimeout(self.cfg.io_timeout));
             }
             Err(failure) => {
+                fail_reason = Some(format!("{failure}; fail-safe reply"));
+                self.observer.filter_failure(match &failure {
+                    FilterFailure::Error(_) => "error",
+                    FilterFailure::Panic(_) => "panic",
+                    _ => "timeout",
+                });
                 tracing::error!(
                     conn = self.id,
                     %step,
@@ -421,6 +479,33 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             }
         };
         let name = verdict.name();
+        if step == Step::EndOfMessage {
+            self.stats.message_judged();
+        }
+        if ends_message(step, &verdict) && !self.log.is_logged() {
+            let applied = applied_name(step, &verdict);
+            let class = if fail_reason.is_some() {
+                "fail_safe"
+            } else {
+                self.filter.reason_class(&self.msg).unwrap_or(
+                    if matches!(verdict, Verdict::Reject(_) | Verdict::Tempfail(_)) {
+                        "policy"
+                    } else {
+                        "none"
+                    },
+                )
+            };
+            let reason = fail_reason
+                .or_else(|| self.filter.reason(&self.msg))
+                .or_else(|| reply_text(&verdict))
+                .unwrap_or_else(|| "-".into());
+            if self
+                .log
+                .settle(self.id, self.session.macros(), applied, &reason)
+            {
+                self.observer.message(applied, class);
+            }
+        }
         match self.session.reply(verdict)? {
             Sent::Written | Sent::NotNeeded => {}
             Sent::Deferred => tracing::debug!(
@@ -479,7 +564,12 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
         let kill = &self.shutdown.kill;
         let neg = self.session.negotiated().expect("negotiated");
-        let send_progress = neg.version >= 6;
+        // Progress packets exist from protocol 6 on; the session encodes
+        // them (and refuses outside end of message).
+        let progress = match neg.version >= 6 {
+            true => self.session.progress_packet().ok(),
+            false => None,
+        };
         let mut mods = Modifications::new(neg.actions);
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
@@ -497,8 +587,9 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                     // does it wake the parked I/O driver to re-arm epoll).
                     biased;
                     r = &mut call => break r,
-                    _ = tokio::time::sleep(interval), if send_progress => {
-                        let w = tokio::time::timeout(io_timeout, stream.write_all(&PROGRESS_PACKET)).await;
+                    _ = tokio::time::sleep(interval), if progress.is_some() => {
+                        let packet = progress.as_deref().unwrap_or_default();
+                        let w = tokio::time::timeout(io_timeout, stream.write_all(packet)).await;
                         if !matches!(w, Ok(Ok(()))) {
                             // Possibly a partial packet: the stream is unusable.
                             break Err(FilterFailure::Connection);
@@ -508,6 +599,22 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             }
         }?;
         Ok((verdict, mods.into_requests()))
+    }
+
+    /// The line of a message that ends without a verdict of its own.
+    fn settle_unfinished(&mut self, why: &str) {
+        if !self.log.is_logged() {
+            let reason = self
+                .filter
+                .reason(&self.msg)
+                .unwrap_or_else(|| why.to_owned());
+            if self
+                .log
+                .settle(self.id, self.session.macros(), "aborted", &reason)
+            {
+                self.observer.message("aborted", "aborted");
+            }
+        }
     }
 
     async fn call_abort(&mut self) {

@@ -215,6 +215,25 @@ pub trait Milter: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Why the current message got its verdict, for the runtime's one log
+    /// line per message (`reason=`; the line also has the queue id,
+    /// client, sender, recipients, verdict and milliseconds). Asked once,
+    /// when the message's outcome is settled. Default: none, and the line
+    /// shows the reply text of a refusal, or `-`.
+    fn reason(&self, msg: &Self::Message) -> Option<String> {
+        let _ = msg;
+        None
+    }
+
+    /// A small fixed set of words classing [`Milter::reason`] for metrics
+    /// (`milter_messages_total{reason="..."}`), e.g. `unencrypted`,
+    /// `nonmember`. Default: none, and the runtime counts `policy` for a
+    /// refusal, `none` otherwise (`fail_safe`, `aborted` whatever this says).
+    fn reason_class(&self, msg: &Self::Message) -> Option<&'static str> {
+        let _ = msg;
+        None
+    }
+
     /// The connection is ending (QUIT, disconnect, shutdown).
     fn close(&self, cx: Ctx<'_, Self>) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = cx;

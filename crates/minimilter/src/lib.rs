@@ -14,15 +14,20 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod context;
+#[cfg(feature = "daemon")]
+pub mod daemon;
 pub mod envelope_address;
 pub mod filter;
 mod guard;
 pub mod interop;
 pub mod listener;
+mod message_log;
+pub mod metrics;
 pub mod script;
 pub mod server;
 pub mod shutdown;
 pub mod spec;
+pub mod stats;
 pub mod transaction;
 
 pub use client::{ClientConfig, ClientError, MilterClient, StepOutcome};
@@ -37,6 +42,7 @@ pub use script::{MessageScript, ScriptResult};
 pub use server::{Server, run};
 pub use shutdown::Shutdown;
 pub use spec::{SocketSpec, SpecError};
+pub use stats::{Stats, StatsSnapshot};
 pub use transaction::{
     Interrupted, MessageSpec, Outcome, Transcript, UnsentBody, run_message, run_next_message,
 };

@@ -38,6 +38,22 @@ pub enum ListenError {
         /// The path.
         path: PathBuf,
     },
+    /// The directory the socket goes in does not exist.
+    #[error("{path}: directory {dir} does not exist")]
+    NoDirectory {
+        /// Socket path.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+    },
+    /// This process may not create files in the socket's directory.
+    #[error("{path}: directory {dir} is not writable by this user")]
+    NotWritable {
+        /// Socket path.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+    },
     /// A user or group name that does not exist.
     #[error("unknown {kind} {name:?}")]
     UnknownId {
@@ -75,8 +91,9 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ListenError {
 pub enum Listener {
     /// TCP.
     Tcp(TcpListener),
-    /// Unix domain; the path is removed when the listener is dropped.
-    Unix(UnixListener, UnixSocketGuard),
+    /// Unix domain; the path is removed when the listener is dropped if
+    /// this process made it (not for a socket systemd passed).
+    Unix(UnixListener, Option<UnixSocketGuard>),
 }
 
 /// Removes the socket file on drop, if it is still the one we created.
@@ -147,8 +164,27 @@ impl Listener {
                 .local_addr()
                 .map(|a| SocketSpec::from(a).to_string())
                 .unwrap_or_else(|_| "inet:?".into()),
-            Listener::Unix(_, g) => format!("unix:{}", g.path.display()),
+            Listener::Unix(_, Some(g)) => format!("unix:{}", g.path.display()),
+            Listener::Unix(l, None) => match l.local_addr() {
+                Ok(a) => match a.as_pathname() {
+                    Some(p) => format!("unix:{}", p.display()),
+                    None => "unix:(unnamed)".into(),
+                },
+                Err(_) => "unix:?".into(),
+            },
         }
+    }
+
+    /// A TCP socket already bound and listening (socket activation). Must
+    /// be called inside the tokio runtime; the socket must be non-blocking.
+    pub fn from_std_tcp(l: std::net::TcpListener) -> io::Result<Listener> {
+        Ok(Listener::Tcp(TcpListener::from_std(l)?))
+    }
+
+    /// A unix socket already bound and listening (socket activation); its
+    /// file is left in place at exit, as it belongs to whoever made it.
+    pub fn from_std_unix(l: std::os::unix::net::UnixListener) -> io::Result<Listener> {
+        Ok(Listener::Unix(UnixListener::from_std(l)?, None))
     }
 
     /// The bound TCP address, if TCP.
@@ -179,34 +215,66 @@ impl Listener {
     }
 }
 
+/// What a unix socket path holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnixPathState {
+    /// Nothing: the socket can be made.
+    Free,
+    /// A socket nobody answers on, left by a run that did not clean up;
+    /// binding removes it.
+    Stale,
+}
+
+/// Checks, without changing anything, that a unix socket can be made at
+/// `path`: its directory exists and is writable, and the path is free or
+/// holds a stale socket (not a live one, not another kind of file).
+pub fn check_unix_path(path: &Path) -> Result<UnixPathState, ListenError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        _ => {
+            return Err(ListenError::NoDirectory {
+                path: path.to_owned(),
+                dir: dir.to_owned(),
+            });
+        }
+    }
+    use nix::unistd::{AccessFlags, access};
+    if access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_err() {
+        return Err(ListenError::NotWritable {
+            path: path.to_owned(),
+            dir: dir.to_owned(),
+        });
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => Err(ListenError::InUse {
+                    path: path.to_owned(),
+                }),
+                Err(_) => Ok(UnixPathState::Stale),
+            }
+        }
+        Ok(_) => Err(ListenError::NotASocket {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(UnixPathState::Free),
+        Err(e) => Err(io_err(format!("inspecting {}", path.display()))(e)),
+    }
+}
+
 fn bind_unix(path: &Path, opts: &UnixSocketOptions) -> Result<Listener, ListenError> {
     use std::os::unix::fs::MetadataExt;
     // Names first: a typo must not leave a half-configured socket behind.
     let uid = opts.owner.as_deref().map(lookup_user).transpose()?;
     let gid = opts.group.as_deref().map(lookup_group).transpose()?;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(ListenError::InUse {
-                        path: path.to_owned(),
-                    });
-                }
-                Err(_) => {
-                    // Nobody answers: a stale socket from a previous run.
-                    tracing::info!(path = %path.display(), "removing stale socket");
-                    std::fs::remove_file(path)
-                        .map_err(io_err(format!("removing stale socket {}", path.display())))?;
-                }
-            }
-        }
-        Ok(_) => {
-            return Err(ListenError::NotASocket {
-                path: path.to_owned(),
-            });
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(format!("inspecting {}", path.display()))(e)),
+    if check_unix_path(path)? == UnixPathState::Stale {
+        tracing::info!(path = %path.display(), "removing stale socket");
+        std::fs::remove_file(path)
+            .map_err(io_err(format!("removing stale socket {}", path.display())))?;
     }
     let listener =
         UnixListener::bind(path).map_err(io_err(format!("binding unix:{}", path.display())))?;
@@ -226,7 +294,7 @@ fn bind_unix(path: &Path, opts: &UnixSocketOptions) -> Result<Listener, ListenEr
         std::os::unix::fs::chown(path, uid, gid)
             .map_err(io_err(format!("changing owner of {}", path.display())))?;
     }
-    Ok(Listener::Unix(listener, guard))
+    Ok(Listener::Unix(listener, Some(guard)))
 }
 
 /// A user name or numeric id.

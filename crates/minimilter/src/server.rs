@@ -13,14 +13,18 @@ use crate::config::ServerConfig;
 use crate::connection::{Connection, ConnectionEnd};
 use crate::filter::Milter;
 use crate::listener::{Accepted, ListenError, Listener, Stream, UnixSocketOptions};
+use crate::metrics::Observer;
 use crate::shutdown::{self, Shutdown};
 use crate::spec::SocketSpec;
+use crate::stats::Stats;
 
 /// Serves one filter on any number of listeners.
 pub struct Server<F: Milter> {
     filter: Arc<F>,
     config: Arc<ServerConfig>,
     next_id: Arc<AtomicU64>,
+    stats: Arc<Stats>,
+    observer: Observer,
 }
 
 impl<F: Milter> Clone for Server<F> {
@@ -29,6 +33,8 @@ impl<F: Milter> Clone for Server<F> {
             filter: self.filter.clone(),
             config: self.config.clone(),
             next_id: self.next_id.clone(),
+            stats: self.stats.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
@@ -40,7 +46,21 @@ impl<F: Milter> Server<F> {
             filter: Arc::new(filter),
             config: Arc::new(config),
             next_id: Arc::new(AtomicU64::new(1)),
+            stats: Arc::new(Stats::default()),
+            observer: Observer::default(),
         }
+    }
+
+    /// Measures into `metrics` (see [`crate::metrics`]).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::RuntimeMetrics>) -> Self {
+        self.observer = Observer::new(Some(metrics));
+        self
+    }
+
+    /// Live counters: connections and messages.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// The settings.
@@ -58,6 +78,8 @@ impl<F: Milter> Server<F> {
             stream,
             id,
             shutdown.for_connection(),
+            self.stats.clone(),
+            self.observer.clone(),
         )
         .run()
         .await
@@ -138,6 +160,8 @@ impl<F: Milter> Server<F> {
                 }
             };
             let Ok(permit) = permits.clone().try_acquire_owned() else {
+                self.stats.connection_refused();
+                self.observer.connection_refused();
                 refused_since_warning += 1;
                 if last_full_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     tracing::warn!(
@@ -153,6 +177,8 @@ impl<F: Milter> Server<F> {
             };
             let server = self.clone();
             let shutdown = shutdown.clone();
+            self.stats.connection_opened();
+            self.observer.connection_opened();
             tracker.spawn(async move {
                 let (end, peer) = match accepted {
                     Accepted::Tcp(s, addr) => {
@@ -177,6 +203,8 @@ impl<F: Milter> Server<F> {
                     ConnectionEnd::Probe(_) => tracing::warn!(%peer, "connection refused: {end}"),
                     _ => tracing::warn!(%peer, "connection ended: {end}"),
                 }
+                server.stats.connection_closed();
+                server.observer.connection_closed();
                 drop(permit);
             });
         }

@@ -34,6 +34,10 @@ pub struct ConfigFile {
     pub socket_group: Option<String>,
     /// Simultaneous MTA connections at most.
     pub max_connections: Option<usize>,
+    /// The daemon shell's `[server]` section (sockets, limits, logging);
+    /// read and checked by `minimilter::daemon`, where the keys above
+    /// now belong too.
+    pub server: Option<serde::de::IgnoredAny>,
     /// `"encrypted"` or `"encrypted-or-signed"`.
     pub require: Option<Require>,
     /// Body bytes read at most.

@@ -9,15 +9,18 @@ fn check_config_with_the_embedded_defaults() {
     let (ok, out, err) = pgp_milter(&["--check-config"]);
     assert!(ok, "{err}");
     assert!(out.contains("configuration OK"), "{out}");
-    assert!(out.contains("listen: inet:127.0.0.1:8894"), "{out}");
+    assert!(
+        out.contains("listen = [\"inet:127.0.0.1:8894\"]\n"),
+        "{out}"
+    );
     // Settings print as they are spelled in the file.
-    assert!(out.contains("require: encrypted\n"), "{out}");
-    assert!(out.contains("bounces: refuse\n"), "{out}");
-    assert!(out.contains("recipient_key_scope: any\n"), "{out}");
-    assert!(out.contains("hidden_recipients: reject\n"), "{out}");
-    assert!(out.contains("unknown_recipient: reject\n"), "{out}");
-    assert!(out.contains("recipient_delimiter: \"+\"\n"), "{out}");
-    assert!(out.contains("max_bounce_bytes: 131072\n"), "{out}");
+    assert!(out.contains("require = \"encrypted\"\n"), "{out}");
+    assert!(out.contains("bounces = \"refuse\"\n"), "{out}");
+    assert!(out.contains("recipient_key_scope = \"any\"\n"), "{out}");
+    assert!(out.contains("hidden_recipients = \"reject\"\n"), "{out}");
+    assert!(out.contains("unknown_recipient = \"reject\"\n"), "{out}");
+    assert!(out.contains("recipient_delimiter = \"+\"\n"), "{out}");
+    assert!(out.contains("max_bounce_bytes = 131072\n"), "{out}");
 }
 
 #[test]
@@ -34,10 +37,10 @@ fn check_config_reads_the_file_and_the_command_line_wins() {
     let f = file.to_str().unwrap();
     let (ok, out, err) = pgp_milter(&["--config", f, "--check-config"]);
     assert!(ok, "{err}");
-    assert!(out.contains("listen: inet:127.0.0.1:9999"), "{out}");
-    assert!(out.contains("require: encrypted-or-signed\n"), "{out}");
-    assert!(out.contains("bounces: accept-reports\n"), "{out}");
-    assert!(out.contains("max_bounce_bytes: 65536\n"), "{out}");
+    assert!(out.contains("listen = [\"inet:127.0.0.1:9999\"]"), "{out}");
+    assert!(out.contains("require = \"encrypted-or-signed\"\n"), "{out}");
+    assert!(out.contains("bounces = \"accept-reports\"\n"), "{out}");
+    assert!(out.contains("max_bounce_bytes = 65536\n"), "{out}");
     let (ok, out, err) = pgp_milter(&[
         "--config",
         f,
@@ -46,7 +49,7 @@ fn check_config_reads_the_file_and_the_command_line_wins() {
         "--check-config",
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("listen: unix:/tmp/x.sock"), "{out}");
+    assert!(out.contains("listen = [\"unix:/tmp/x.sock\"]"), "{out}");
 }
 
 #[test]
@@ -88,11 +91,10 @@ fn bad_configuration_names_the_file_and_the_key() {
         "--check-config",
     ]);
     assert!(!ok);
-    assert!(
-        err.contains("--socket-group pgp-milter-no-such-group"),
-        "{err}"
+    assert_eq!(
+        err,
+        "pgp-milter: --socket-group pgp-milter-no-such-group: no such group\n"
     );
-    assert!(err.contains("unknown group"), "{err}");
     let (ok, _, err) = pgp_milter(&["--listen", "tcp:1", "--check-config"]);
     assert!(!ok);
     assert!(err.contains("--listen tcp:1"), "{err}");
@@ -110,10 +112,10 @@ fn the_documented_ipv6_listen_syntax_is_accepted() {
     assert!(readme.contains("`inet6:[::1]:8894`"), "README");
     let (ok, out, err) = pgp_milter(&["--listen", "inet6:[::1]:8894", "--check-config"]);
     assert!(ok, "{err}");
-    assert!(out.contains("listen: inet6:[::1]:8894\n"), "{out}");
+    assert!(out.contains("listen = [\"inet6:8894@::1\"]\n"), "{out}");
     let (ok, out, err) = pgp_milter(&["--listen", "inet6:8894@::1", "--check-config"]);
     assert!(ok, "{err}");
-    assert!(out.contains("listen: inet6:"), "{out}");
+    assert!(out.contains("listen = [\"inet6:"), "{out}");
 }
 
 #[test]
@@ -131,7 +133,10 @@ fn check_config_warns_about_settings_that_do_nothing_and_still_succeeds() {
     .unwrap();
     let (ok, out, err) = pgp_milter(&["--config", f, "--check-config"]);
     assert!(ok, "{err}");
-    assert!(out.contains("listen: inet:127.0.0.1:9998\n"), "{out}");
+    assert!(
+        out.contains("listen = [\"inet:127.0.0.1:9998\"]\n"),
+        "{out}"
+    );
     assert!(
         err.contains(
             "pgp-milter: warning: `recipient_key_scope` has no effect without \

@@ -404,8 +404,8 @@ fn check_config_reports_the_keyring() {
     let file = write_config(dir.path(), keys.path());
     let (ok, out, err) = pgp_milter(&["--config", file.to_str().unwrap(), "--check-config"]);
     assert!(ok, "{err}");
-    assert!(out.contains("require_recipient_key: true"), "{out}");
-    assert!(out.contains("hidden_recipients: accept\n"), "{out}");
+    assert!(out.contains("require_recipient_key = true\n"), "{out}");
+    assert!(out.contains("hidden_recipients = \"accept\"\n"), "{out}");
     assert!(
         out.contains("keyring: 2 keys (2 encryption keys) from 2 files, 2 addresses"),
         "{out}"
