@@ -11,7 +11,6 @@
 //! settings.
 
 pub mod address;
-mod answer_cache;
 pub mod approval;
 pub mod backend;
 pub mod config;

@@ -1,0 +1,147 @@
+//! Mapping Mailman's JSON values to the milter's types, with Mailman 3's
+//! matching semantics (which entries can match at all).
+
+use serde_json::Value;
+
+use super::RestError;
+use crate::list::{ListPolicy, ModerationAction, NonmemberAction, Pattern};
+
+/// The list's `default_nonmember_action`; `defer` reads as accept, and an
+/// unknown name as hold (never refused unless holds are).
+pub(super) fn nonmember_action(name: &str, list: &str) -> NonmemberAction {
+    NonmemberAction::from_mailman(name).unwrap_or_else(|| {
+        tracing::warn!(
+            list,
+            action = name,
+            "unknown default_nonmember_action; treated as hold"
+        );
+        NonmemberAction::Hold
+    })
+}
+
+/// Mailman 3 compares a plain `*_these_nonmembers` entry with `==` against
+/// the lowercased sender, as stored: `Boss@Example.com` or `<x@y>` never
+/// matches there. True for the entries that can match in Mailman; the
+/// others are left out of the lists that refuse (a folded match would
+/// refuse what Mailman lets through), while the accept list keeps its
+/// folded match, which can only pass more.
+pub(super) fn matchable_in_mailman(entry: &str, list_id: &str) -> bool {
+    let ok = entry.starts_with('^') || crate::address::normalize(entry).as_deref() == Some(entry);
+    if !ok {
+        tracing::debug!(list_id, entry, "entry never matches in Mailman 3; ignored");
+    }
+    ok
+}
+
+/// The role of a member resource if it is `sender`'s.
+pub(super) fn record_of<'a>(entry: &'a Value, sender: &str) -> Option<&'a str> {
+    let email = entry.get("email").and_then(Value::as_str)?;
+    if !email.eq_ignore_ascii_case(sender) {
+        return None;
+    }
+    entry.get("role").and_then(Value::as_str)
+}
+
+/// A `moderation_action` value; unknown names are logged and ignored (the
+/// list's defaults then apply, as for an address without one).
+pub(super) fn moderation_action(
+    name: &str,
+    list_id: &str,
+    sender: &str,
+) -> Option<ModerationAction> {
+    let action = NonmemberAction::from_mailman(name);
+    if action.is_none() {
+        tracing::warn!(
+            list_id,
+            sender,
+            action = name,
+            "unknown moderation_action; ignored"
+        );
+    }
+    action
+}
+
+/// Bans as patterns. A plain ban is an SQL equality in Mailman (stored as
+/// given), so one that differs from its lowercased form never matches
+/// there and is left out here too.
+pub(super) fn ban_patterns(entries: &[Value], base: &str) -> Result<Vec<Pattern>, RestError> {
+    let mut out = Vec::new();
+    for b in entries {
+        let email = b
+            .get("email")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RestError::Garbage {
+                url: format!("{base}/bans"),
+                message: "a ban without email".into(),
+            })?;
+        if matchable_in_mailman(email, "(bans)") {
+            out.push(Pattern::parse(email));
+        }
+    }
+    Ok(out)
+}
+
+/// A list's posting settings from its `/lists/{id}/config` resource (read
+/// from `config_url`). What the config does not say (bans, addresses with
+/// their own moderation action) is left at "none" for the caller to fill.
+pub(super) fn list_policy(
+    config: &Value,
+    address: &str,
+    list_id: &str,
+    config_url: &str,
+) -> Result<ListPolicy, RestError> {
+    let action = match config
+        .get("default_nonmember_action")
+        .and_then(Value::as_str)
+    {
+        Some(a) => nonmember_action(a, address),
+        None => {
+            return Err(RestError::Garbage {
+                url: config_url.to_owned(),
+                message: "no default_nonmember_action".into(),
+            });
+        }
+    };
+    // `exact`: only entries that can match in Mailman (see
+    // matchable_in_mailman).
+    let patterns = |name: &str, exact: bool| match config.get(name) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => Ok(a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|e| !exact || matchable_in_mailman(e, list_id))
+            .map(Pattern::parse)
+            .collect()),
+        Some(_) => Err(RestError::Garbage {
+            url: config_url.to_owned(),
+            message: format!("{name} is not an array"),
+        }),
+    };
+    let accept = patterns("accept_these_nonmembers", false)?;
+    let hold = patterns("hold_these_nonmembers", true)?;
+    let reject = patterns("reject_these_nonmembers", true)?;
+    let discard = patterns("discard_these_nonmembers", true)?;
+    // Absent from older cores: Mailman 3's default, defer.
+    let default_member_action = config
+        .get("default_member_action")
+        .and_then(Value::as_str)
+        .map_or(NonmemberAction::Accept, |a| {
+            moderation_action(a, list_id, "(default_member_action)")
+                .unwrap_or(NonmemberAction::Accept)
+        });
+    let emergency = config
+        .get("emergency")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(ListPolicy {
+        address: address.to_owned(),
+        nonmember_action: action,
+        accept_nonmembers: accept,
+        hold_nonmembers: hold,
+        reject_nonmembers: reject,
+        discard_nonmembers: discard,
+        default_member_action,
+        emergency,
+        ..ListPolicy::default()
+    })
+}
