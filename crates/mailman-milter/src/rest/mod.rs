@@ -2,7 +2,7 @@
 //! the REST API (HTTP basic auth), and membership lookups per sender, behind
 //! small TTL caches.
 //!
-//! - Every backend call ([`ListBackend::lists`], [`ListBackend::senders`])
+//! - Every backend call ([`crate::ListBackend::lists`], [`crate::ListBackend::senders`])
 //!   is bounded by one `timeout` as a whole: a slow API is an error, never
 //!   a hang.
 //! - Any answer that is not what Mailman sends (status, JSON shape, size) is
@@ -14,11 +14,11 @@
 //!
 //! Only `http://` is spoken (the API normally listens on localhost).
 //!
-//! Files: [`config`] (where and how long), [`client`] (one HTTP `GET`),
-//! [`paging`] (collections), [`model`] (Mailman's JSON to the milter's
-//! types), [`members`] (membership lookups), [`snapshot`] (the list data),
-//! [`list_cache`] and [`answer_cache`] (the caches), [`backend`] (all of it
-//! as a [`crate::backend::ListBackend`]).
+//! Files: `config` (where and how long), `client` (one HTTP `GET`),
+//! `paging` (collections), `model` (Mailman's JSON to the milter's types),
+//! `members` (membership lookups), `snapshot` (the list data), `list_cache`
+//! and `answer_cache` (the caches), `backend` (all of it as a
+//! [`crate::backend::ListBackend`]).
 
 mod answer_cache;
 mod backend;
