@@ -19,6 +19,7 @@ pub mod lists_file;
 pub mod milter;
 pub mod overrides;
 pub mod policy;
+pub mod pyregex;
 pub mod recipient;
 pub mod rest;
 mod toml_error;

@@ -1,8 +1,9 @@
 //! What the milter knows about one list: its posting address, what Mailman
 //! does with non-member posts, and its non-member accept patterns.
 
-use regex::Regex;
 use serde::Deserialize;
+
+use crate::pyregex::{Mode, PyRegex};
 
 /// A Mailman moderation action: the list's `default_nonmember_action`
 /// (`generic_nonmember_action` in Mailman 2), its `default_member_action`,
@@ -68,15 +69,16 @@ pub enum Pattern {
     /// A plain address, lowercased (Mailman 2 folds case; Mailman 3 compares
     /// with the lowercased sender, so folding never refuses what it accepts).
     Address(String),
-    /// A `^` regular expression, matched at the start of the lowercased
-    /// address (Mailman 3: `re.match`).
-    Regex(Regex),
+    /// A `^` regular expression (Python syntax), matched at the start of
+    /// the lowercased address (Mailman 3: `re.match`; for bans with
+    /// `re.IGNORECASE`).
+    Regex(PyRegex),
     /// `@list@domain`: members of that other list (Mailman 3 honours these
     /// in `accept_these_nonmembers` only). The backend answers for it in
     /// [`crate::backend::SenderStatus::accepted_via`].
     ListMembers(String),
-    /// A `^` entry Rust's regex engine cannot compile (Python-only syntax
-    /// such as look-around): it might match, so it never leads to a refusal.
+    /// A `^` entry that cannot be evaluated here (see [`crate::pyregex`]):
+    /// it might match, so it never leads to a refusal.
     Unsupported {
         /// The entry as written.
         source: String,
@@ -92,20 +94,31 @@ pub enum PatternMatch {
     Yes,
     /// It does not.
     No,
-    /// Cannot tell (unsupported regex).
+    /// Cannot tell (a regex that cannot be evaluated here, or not within
+    /// its time bound).
     Unknown,
 }
 
 impl Pattern {
     /// Parses an entry: `^...` is a regex, anything else an address.
     pub fn parse(entry: &str) -> Pattern {
+        Pattern::parse_with(entry, false)
+    }
+
+    /// Parses a ban: as [`Pattern::parse`], but a regex ignores case, as
+    /// Mailman 3's ban manager matches it (`re.IGNORECASE`).
+    pub fn parse_ban(entry: &str) -> Pattern {
+        Pattern::parse_with(entry, true)
+    }
+
+    fn parse_with(entry: &str, ignore_case: bool) -> Pattern {
         let entry = entry.trim();
         if entry.starts_with('^') {
-            match Regex::new(entry) {
+            match PyRegex::new(entry, Mode::Match, ignore_case) {
                 Ok(re) => Pattern::Regex(re),
                 Err(e) => Pattern::Unsupported {
                     source: entry.to_owned(),
-                    error: e.to_string(),
+                    error: e,
                 },
             }
         } else if let Some(list) = entry.strip_prefix('@').filter(|l| l.contains('@')) {
@@ -119,7 +132,10 @@ impl Pattern {
     pub fn matches(&self, addr: &str) -> PatternMatch {
         let hit = match self {
             Pattern::Address(a) => a == addr,
-            Pattern::Regex(re) => re.find(addr).is_some_and(|m| m.start() == 0),
+            Pattern::Regex(re) => match re.matches(addr) {
+                Some(hit) => hit,
+                None => return PatternMatch::Unknown,
+            },
             // Needs membership data: see `SenderStatus::accepted_via`.
             Pattern::ListMembers(_) => false,
             Pattern::Unsupported { .. } => return PatternMatch::Unknown,
@@ -140,6 +156,65 @@ impl Pattern {
             Pattern::Unsupported { source, .. } => source,
         }
     }
+}
+
+/// A pattern of the list data that cannot be evaluated here (see
+/// [`crate::pyregex`]). Posts it might match are left to Mailman.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unevaluable {
+    /// The list's posting address.
+    pub list: String,
+    /// Where the pattern is (`accept_these_nonmembers`, `bans`, ...).
+    pub key: String,
+    /// The pattern as written.
+    pub entry: String,
+    /// Why it cannot be evaluated.
+    pub error: String,
+}
+
+impl std::fmt::Display for Unevaluable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {:?} ({})",
+            self.list, self.key, self.entry, self.error
+        )
+    }
+}
+
+/// The unevaluable patterns of `patterns` (under `key` of `list`).
+pub fn unevaluable_in<'a>(
+    list: &str,
+    key: &str,
+    patterns: impl IntoIterator<Item = &'a Pattern>,
+) -> Vec<Unevaluable> {
+    patterns
+        .into_iter()
+        .filter_map(|p| match p {
+            Pattern::Unsupported { source, error } => Some(Unevaluable {
+                list: list.to_owned(),
+                key: key.to_owned(),
+                entry: source.clone(),
+                error: error.lines().next().unwrap_or_default().to_owned(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// All of `items` on one log line (None if there are none), sorted.
+pub fn unevaluable_line(items: &[Unevaluable]) -> Option<String> {
+    if items.is_empty() {
+        return None;
+    }
+    let mut items = items.to_vec();
+    items.sort();
+    let all: Vec<String> = items.iter().map(ToString::to_string).collect();
+    Some(format!(
+        "{} pattern(s) cannot be evaluated here; posts they might match are left to Mailman: {}",
+        all.len(),
+        all.join("; ")
+    ))
 }
 
 /// The posting policy of one list.
@@ -205,6 +280,29 @@ impl Default for ListPolicy {
 }
 
 impl ListPolicy {
+    /// The list's own patterns that cannot be evaluated here (bans are the
+    /// backend's).
+    pub fn unevaluable(&self) -> Vec<Unevaluable> {
+        let a = &self.address;
+        let mut out = unevaluable_in(a, "accept_these_nonmembers", &self.accept_nonmembers);
+        out.extend(unevaluable_in(
+            a,
+            "hold_these_nonmembers",
+            &self.hold_nonmembers,
+        ));
+        out.extend(unevaluable_in(
+            a,
+            "reject_these_nonmembers",
+            &self.reject_nonmembers,
+        ));
+        out.extend(unevaluable_in(
+            a,
+            "discard_these_nonmembers",
+            &self.discard_nonmembers,
+        ));
+        out
+    }
+
     /// Holds are refused on this list.
     pub fn refuses_hold(&self) -> bool {
         self.refuse_hold.unwrap_or(false)

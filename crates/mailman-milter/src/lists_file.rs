@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 use crate::address::normalize;
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
-use crate::list::{ListPolicy, NonmemberAction, Pattern};
+use crate::list::{ListPolicy, NonmemberAction, Pattern, Unevaluable, unevaluable_in};
 
 /// A lists file that cannot be used; names the file and the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,15 +118,22 @@ impl ListsData {
                     .ok_or_else(|| err(format!("{key}.members[{j}]: {m:?} is not an address")))?;
                 members.insert(a);
             }
-            let bans = patterns(&l.banned, &format!("{key}.banned"), false).map_err(err)?;
+            let bans = patterns(
+                &l.banned,
+                &format!("{key}.banned"),
+                false,
+                Pattern::parse_ban,
+            )
+            .map_err(err)?;
             let accept = patterns(
                 &l.accept_nonmembers,
                 &format!("{key}.accept_nonmembers"),
                 true,
+                Pattern::parse,
             )
             .map_err(err)?;
             let legacy = |entries: &[String], name: &str| {
-                patterns(entries, &format!("{key}.{name}"), false).map_err(err)
+                patterns(entries, &format!("{key}.{name}"), false, Pattern::parse).map_err(err)
             };
             let hold = legacy(&l.hold_nonmembers, "hold_nonmembers")?;
             let reject = legacy(&l.reject_nonmembers, "reject_nonmembers")?;
@@ -219,14 +226,13 @@ impl ListsData {
         }
     }
 
-    /// Accept patterns the regex engine could not compile, as `(list, entry, error)`.
-    pub fn unsupported_patterns(&self) -> Vec<(String, String, String)> {
+    /// Every pattern of the file that cannot be evaluated here, sorted.
+    pub fn unevaluable(&self) -> Vec<Unevaluable> {
         let mut out = Vec::new();
         for l in self.index.values() {
-            for p in &l.accept_nonmembers {
-                if let Pattern::Unsupported { source, error } = p {
-                    out.push((l.address.clone(), source.clone(), error.clone()));
-                }
+            out.extend(l.unevaluable());
+            if let Some(b) = self.bans.get(&l.address) {
+                out.extend(unevaluable_in(&l.address, "banned", b));
             }
         }
         out.sort();
@@ -240,10 +246,15 @@ fn checked_address(raw: &str) -> Option<String> {
     (!local.is_empty() && !domain.is_empty() && !a.contains(char::is_whitespace)).then_some(a)
 }
 
-fn patterns(entries: &[String], key: &str, list_refs: bool) -> Result<Vec<Pattern>, String> {
+fn patterns(
+    entries: &[String],
+    key: &str,
+    list_refs: bool,
+    parse: fn(&str) -> Pattern,
+) -> Result<Vec<Pattern>, String> {
     let mut out = Vec::new();
     for (j, e) in entries.iter().enumerate() {
-        let p = Pattern::parse(e);
+        let p = parse(e);
         if let Pattern::ListMembers(_) = &p
             && !list_refs
         {

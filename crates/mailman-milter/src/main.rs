@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use mailman_milter::config::{BackendKind, Config};
+use mailman_milter::list::unevaluable_line;
 use mailman_milter::lists_file::Reloaded;
 use mailman_milter::overrides::missing_override;
 use mailman_milter::{
@@ -129,11 +130,8 @@ fn write_check(out: &mut impl Write, config: &Config, source: &Source) -> anyhow
             let data = ListsData::load(lists)?;
             let index = overrides.apply(data.index());
             print_lists(out, &lists.display().to_string(), &index)?;
-            for (list, entry, error) in data.unsupported_patterns() {
-                writeln!(
-                    out,
-                    "  warning: {list}: accept pattern {entry} cannot be evaluated here ({error}); such posts are passed to Mailman"
-                )?;
+            if let Some(line) = unevaluable_line(&data.unevaluable()) {
+                writeln!(out, "  warning: {line}")?;
             }
             for list in overrides.missing(data.index()) {
                 writeln!(out, "  warning: {}", missing_override(list))?;
@@ -149,6 +147,9 @@ fn write_check(out: &mut impl Write, config: &Config, source: &Source) -> anyhow
                 .block_on(backend.lists())
                 .with_context(|| format!("reading the lists from {}", backend.base()))?;
             print_lists(out, backend.base(), &overrides.apply(&index))?;
+            if let Some(line) = unevaluable_line(&backend.unevaluable()) {
+                writeln!(out, "  warning: {line}")?;
+            }
             for list in overrides.missing(&index) {
                 writeln!(out, "  warning: {}", missing_override(list))?;
             }
@@ -275,10 +276,8 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         None => {
             let data = backend.data().expect("just loaded");
             tracing::info!(file = %lists.display(), lists = data.index().len(), "lists loaded");
-            for (list, entry, error) in data.unsupported_patterns() {
-                tracing::warn!(
-                    "{list}: accept pattern {entry} cannot be evaluated ({error}); matching posts go to Mailman"
-                );
+            if let Some(line) = unevaluable_line(&data.unevaluable()) {
+                tracing::warn!("{line}");
             }
         }
     }

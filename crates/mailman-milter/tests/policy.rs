@@ -40,7 +40,8 @@ nonmember_action = "accept"
 [[list]]
 address = "fancy@lists.example.org"
 nonmember_action = "reject"
-accept_nonmembers = ["^(?=x)lookahead@"]
+accept_nonmembers = ["^[[:alpha:]]+@python\\.example$", "^(?!boss@)[a-z]+@partner\\.example$"]
+banned = ["^.*@SPAMMER\\.example\\.org$"]
 
 [[list]]
 address = "team-request@lists.example.org"
@@ -354,14 +355,18 @@ fn an_at_list_accept_entry_lets_members_of_that_list_post() {
 }
 
 #[test]
-fn an_accept_pattern_the_engine_cannot_compile_never_leads_to_a_refusal() {
+fn an_accept_pattern_that_cannot_be_evaluated_never_leads_to_a_refusal() {
     let d = data();
     assert_eq!(
-        d.unsupported_patterns()
+        d.unevaluable()
             .iter()
-            .map(|(l, e, _)| (l.as_str(), e.as_str()))
+            .map(|u| (u.list.as_str(), u.key.as_str(), u.entry.as_str()))
             .collect::<Vec<_>>(),
-        [("fancy@lists.example.org", "^(?=x)lookahead@")]
+        [(
+            "fancy@lists.example.org",
+            "accept_these_nonmembers",
+            "^[[:alpha:]]+@python\\.example$"
+        )]
     );
     assert!(matches!(
         judge("fancy@lists.example.org", &["anyone@example.com"], false),
@@ -372,6 +377,42 @@ fn an_accept_pattern_the_engine_cannot_compile_never_leads_to_a_refusal() {
         judge("quiet@lists.example.org", &["anyone@example.com"], false),
         Decision::Refuse(_)
     ));
+}
+
+#[test]
+fn look_around_is_evaluated_as_python_would() {
+    // `^(?!boss@)[a-z]+@partner\.example$`: anyone at the partner but the boss.
+    let d = data();
+    let list = d.index()["fancy@lists.example.org"].clone();
+    let hit = |s: &str| {
+        list.accept_nonmembers
+            .iter()
+            .map(|p| p.matches(s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hit("ann@partner.example")[1], PatternMatch::Yes);
+    assert_eq!(hit("boss@partner.example")[1], PatternMatch::No);
+}
+
+#[test]
+fn ban_patterns_ignore_case_as_mailmans_ban_manager() {
+    // Banned as `^.*@SPAMMER\.example\.org$`; Mailman matches with
+    // re.IGNORECASE against the lowercased sender.
+    let d = data();
+    assert!(
+        d.status("fancy@lists.example.org", "x@spammer.example.org")
+            .banned
+    );
+    assert!(
+        !d.status("fancy@lists.example.org", "x@spammer.example.net")
+            .banned
+    );
+    // Accept and the other non-member patterns stay case-sensitive
+    // (`re.match` without flags in rules/moderation.py).
+    assert_eq!(
+        Pattern::parse("^.*@PARTNER\\.example$").matches("a@partner.example"),
+        PatternMatch::No
+    );
 }
 
 #[test]

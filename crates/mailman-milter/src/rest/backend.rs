@@ -12,7 +12,7 @@ use super::members::MemberInfo;
 use super::snapshot::Snapshot;
 use super::{RestConfig, RestError, check_url};
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
-use crate::list::{ListPolicy, Pattern, PatternMatch};
+use crate::list::{ListPolicy, Pattern, PatternMatch, Unevaluable};
 
 /// Mailman 3's REST API as a [`ListBackend`].
 pub struct RestBackend {
@@ -56,6 +56,15 @@ impl RestBackend {
     /// The base URL in use.
     pub fn base(&self) -> &str {
         &self.api.base
+    }
+
+    /// The unevaluable patterns of the list data read last (none before
+    /// the first read).
+    pub fn unevaluable(&self) -> Vec<Unevaluable> {
+        self.lists
+            .get()
+            .map(|(_, s)| s.unevaluable())
+            .unwrap_or_default()
     }
 
     /// Number of cached membership answers (for tests and diagnostics).

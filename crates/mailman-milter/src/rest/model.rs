@@ -75,7 +75,7 @@ pub(super) fn ban_patterns(entries: &[Value], base: &str) -> Result<Vec<Pattern>
                 message: "a ban without email".into(),
             })?;
         if matchable_in_mailman(email, "(bans)") {
-            out.push(Pattern::parse(email));
+            out.push(Pattern::parse_ban(email));
         }
     }
     Ok(out)
@@ -144,4 +144,31 @@ pub(super) fn list_policy(
         emergency,
         ..ListPolicy::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::list::PatternMatch;
+
+    #[test]
+    fn ban_regexes_ignore_case_and_plain_bans_match_only_as_stored() {
+        let bans = ban_patterns(
+            &[
+                json!({"email": "^.*@SPAMMER\\.example\\.org$"}),
+                json!({"email": "Boss@Example.com"}),
+                json!({"email": "troll@example.net"}),
+            ],
+            "http://x/3.1",
+        )
+        .unwrap();
+        let hit = |a: &str| bans.iter().any(|p| p.matches(a) == PatternMatch::Yes);
+        assert!(hit("x@spammer.example.org"));
+        assert!(hit("troll@example.net"));
+        // An SQL equality against the lowercased sender never matches this.
+        assert!(!hit("boss@example.com"));
+        assert!(!hit("x@spammer.example.net"));
+    }
 }

@@ -10,7 +10,7 @@ use super::RestError;
 use super::client::{Api, enc};
 use super::model::{ban_patterns, list_policy};
 use crate::backend::ListIndex;
-use crate::list::Pattern;
+use crate::list::{Pattern, Unevaluable, unevaluable_in};
 
 /// Everything read from the API about the lists, at one time.
 #[derive(Debug, Default)]
@@ -20,6 +20,22 @@ pub(super) struct Snapshot {
     pub(super) list_ids: HashMap<String, String>,
     /// Posting address -> the list's bans plus the site-wide bans.
     pub(super) bans: HashMap<String, Vec<Pattern>>,
+}
+
+impl Snapshot {
+    /// Every pattern of the list data that cannot be evaluated here.
+    pub(super) fn unevaluable(&self) -> Vec<Unevaluable> {
+        let mut out = Vec::new();
+        for l in self.index.values() {
+            out.extend(l.unevaluable());
+            if let Some(b) = self.bans.get(&l.address) {
+                out.extend(unevaluable_in(&l.address, "bans", b));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 impl Api {
