@@ -255,6 +255,10 @@ pub struct ListPolicy {
     pub has_bans: bool,
     /// The refusal text for this list, if it has its own.
     pub reject_text: Option<String>,
+    /// The list has a moderator password (Mailman's `moderator_password`
+    /// is set). Without one Mailman ignores `Approved:` headers and lines;
+    /// None: not known, so a post claiming approval is left to Mailman.
+    pub moderator_password: Option<bool>,
 }
 
 impl Default for ListPolicy {
@@ -275,6 +279,7 @@ impl Default for ListPolicy {
             emergency: false,
             has_bans: false,
             reject_text: None,
+            moderator_password: None,
         }
     }
 }
@@ -301,6 +306,13 @@ impl ListPolicy {
             &self.discard_nonmembers,
         ));
         out
+    }
+
+    /// A post claiming pre-approval may be approved by Mailman: the list
+    /// has (or may have) a moderator password. Mailman 3's `approved` rule
+    /// ignores the claim on a list without one.
+    pub fn approval_possible(&self) -> bool {
+        self.moderator_password != Some(false)
     }
 
     /// Holds are refused on this list.

@@ -13,6 +13,7 @@
 //! discard_nonmembers = []
 //! default_member_action = "accept"      # accept (Mailman's defer) | hold | reject | discard
 //! emergency = false                     # Mailman holds everything: left to Mailman
+//! moderator_password = true             # Approved: may pass (left out: assumed)
 //! banned = ["^.*@spam\\.example$"]
 //! reject_text = "<{list}>: members only, see https://lists.example.org/"
 //!
@@ -74,6 +75,7 @@ struct RawList {
     #[serde(default)]
     banned: Vec<String>,
     reject_text: Option<String>,
+    moderator_password: Option<bool>,
 }
 
 fn default_member_action() -> NonmemberAction {
@@ -164,6 +166,7 @@ impl ListsData {
                 emergency: l.emergency,
                 has_bans: !bans.is_empty(),
                 reject_text: l.reject_text,
+                moderator_password: l.moderator_password,
             };
             index.insert(address.clone(), Arc::new(policy));
             data.members.insert(address.clone(), members);

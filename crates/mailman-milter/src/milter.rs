@@ -460,7 +460,9 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             }
         }
         match self.judge(&list, &senders, cx.msg.approved).await {
-            Judgement::Refuse(reply, why) if self.settings.pass_approved => {
+            Judgement::Refuse(reply, why)
+                if self.settings.pass_approved && list.approval_possible() =>
+            {
                 // Mailman also takes the approval from the top of the body.
                 cx.msg.pending = Some(Pending {
                     list: list.address.clone(),

@@ -40,7 +40,8 @@ pub struct Post<'a> {
     pub senders: &'a [String],
     /// The backend's answer for each sender (same order).
     pub status: &'a [SenderStatus],
-    /// The message carries an `Approved:`-style header.
+    /// The message carries an `Approved:`-style header (it counts only on a
+    /// list with a moderator password, as in Mailman).
     pub approved: bool,
 }
 
@@ -180,7 +181,7 @@ pub fn is_approval_header(name: &str) -> bool {
 
 /// Decides one post.
 pub fn decide(post: &Post<'_>) -> Decision {
-    if post.approved {
+    if post.approved && post.list.approval_possible() {
         return Decision::Pass(PassReason::Approved);
     }
     let none = SenderStatus::default();

@@ -1067,3 +1067,34 @@ fn overrides_naming_no_list_are_found() {
         ["tema@lists.example.org"]
     );
 }
+
+/// Mailman 3's `approved` rule ignores `Approved:` on a list without a
+/// moderator password; the claim then decides nothing.
+#[test]
+fn approval_counts_only_where_the_list_has_a_moderator_password() {
+    let text = |pw: &str| {
+        format!("[[list]]\naddress = \"a@l.example\"\nnonmember_action = \"reject\"\n{pw}")
+    };
+    let decide_in = |pw: &str| {
+        let d = ListsData::parse(&text(pw), "lists.toml").unwrap();
+        let policy = d.index()["a@l.example"].clone();
+        let senders = vec!["stranger@example.com".to_owned()];
+        let status = vec![d.status("a@l.example", &senders[0])];
+        decide(&Post {
+            list: &policy,
+            senders: &senders,
+            status: &status,
+            approved: true,
+        })
+    };
+    assert_eq!(
+        decide_in("moderator_password = true\n"),
+        Decision::Pass(PassReason::Approved)
+    );
+    // Not said: Mailman may have one, so Mailman checks.
+    assert_eq!(decide_in(""), Decision::Pass(PassReason::Approved));
+    assert_eq!(
+        decide_in("moderator_password = false\n"),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Reject))
+    );
+}

@@ -308,6 +308,12 @@ fn route(target: &str) -> Option<Value> {
                 "reject_these_nonmembers": [],
                 "discard_these_nonmembers": [],
             });
+            // Mailman shows a password's hash, or null.
+            config["moderator_password"] = if *id == "quiet.lists.example.org" {
+                json!("$6$rounds=656000$hash")
+            } else {
+                Value::Null
+            };
             if *id == "team.lists.example.org" {
                 config["accept_these_nonmembers"] =
                     json!(["^.*@partner\\.example$", "@friends@lists.example.org"]);
@@ -454,7 +460,7 @@ async fn members_accept_patterns_and_bans_decide_as_mailman_would() {
         matches!(
             t.outcome,
             Outcome::Rejected {
-                at: Step::EndOfMessage,
+                at: Step::EndOfHeaders,
                 ..
             }
         ),
@@ -1227,10 +1233,10 @@ async fn stale_membership_answers_are_served_while_refreshed_then_expire() {
 fn refused_reply(t: &Transcript) -> String {
     match &t.outcome {
         Outcome::Rejected {
-            at: Step::EndOfMessage,
+            at: Step::EndOfHeaders,
             reply,
         } => reply.clone().unwrap_or_default(),
-        other => panic!("expected a refusal after the message, got {other:?}"),
+        other => panic!("expected a refusal after the headers, got {other:?}"),
     }
 }
 
@@ -1282,4 +1288,40 @@ async fn a_member_through_another_address_of_the_same_user_is_a_member() {
             .any(|r| r == "/3.1/addresses/alice%40example.org"),
         "{reqs:?}"
     );
+}
+
+/// `Approved:` counts only on a list with a moderator password (REST
+/// `moderator_password` not null): team@ has none, so the claim is ignored
+/// and the refusal comes at once; quiet@ has one, so Mailman checks it.
+#[tokio::test]
+async fn approval_claims_pass_only_where_mailman_has_a_moderator_password() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let approved = |rcpt: &str| MessageSpec {
+        message: Bytes::from(format!(
+            "From: stranger@example.com\r\nTo: {rcpt}\r\nApproved: guess\r\nSubject: hi\r\n\r\nBody.\r\n"
+        )),
+        ..spec("stranger@example.com", rcpt)
+    };
+    for (rcpt, passes) in [
+        ("team@lists.example.org", false),
+        ("quiet@lists.example.org", true),
+    ] {
+        let mut c = client(backend.clone(), Settings::default()).await;
+        let t = run_message(&mut c, &approved(rcpt)).await.unwrap();
+        if passes {
+            assert_eq!(t.outcome, Outcome::Accepted, "{rcpt}");
+        } else {
+            assert!(
+                matches!(
+                    t.outcome,
+                    Outcome::Rejected {
+                        at: Step::EndOfHeaders,
+                        ..
+                    }
+                ),
+                "{rcpt}: {t:?}"
+            );
+        }
+    }
 }

@@ -133,8 +133,11 @@ pub(super) fn list_policy(
         .get("emergency")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    // Mailman shows the password's hash, or null when there is none.
+    let moderator_password = config.get("moderator_password").map(|v| !v.is_null());
     Ok(ListPolicy {
         address: address.to_owned(),
+        moderator_password,
         nonmember_action: action,
         accept_nonmembers: accept,
         hold_nonmembers: hold,
