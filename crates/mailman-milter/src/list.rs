@@ -3,18 +3,23 @@
 
 use serde::Deserialize;
 
+use crate::header_match::HeaderRule;
 use crate::pyregex::{Mode, PyRegex};
 
 /// A Mailman moderation action: the list's `default_nonmember_action`
 /// (`generic_nonmember_action` in Mailman 2), its `default_member_action`,
 /// or a member's or non-member's own `moderation_action`. Mailman 3's
-/// `defer` ("regular processing") reads as [`NonmemberAction::Accept`]: for
-/// what the milter may refuse, the two are the same.
+/// `defer` ("regular processing") is [`NonmemberAction::Defer`]: it passes
+/// like accept, but a member's post still goes through the list's
+/// header-match rules, which an accepted member's skips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NonmemberAction {
     /// Mailman posts it.
     Accept,
+    /// Mailman's regular processing: the later rules decide (for a
+    /// member, the header-match rules; else the post is accepted).
+    Defer,
     /// Mailman holds it for the moderators (and tells the sender: backscatter).
     #[default]
     Hold,
@@ -29,17 +34,19 @@ impl NonmemberAction {
     pub fn name(self) -> &'static str {
         match self {
             NonmemberAction::Accept => "accept",
+            NonmemberAction::Defer => "defer",
             NonmemberAction::Hold => "hold",
             NonmemberAction::Reject => "reject",
             NonmemberAction::Discard => "discard",
         }
     }
 
-    /// Mailman 3's action names (`interfaces/action.py`); `defer` reads as
-    /// accept. None for anything else.
+    /// Mailman 3's action names (`interfaces/action.py`). None for
+    /// anything else.
     pub fn from_mailman(name: &str) -> Option<NonmemberAction> {
         match name {
-            "accept" | "defer" => Some(NonmemberAction::Accept),
+            "accept" => Some(NonmemberAction::Accept),
+            "defer" => Some(NonmemberAction::Defer),
             "hold" => Some(NonmemberAction::Hold),
             "reject" => Some(NonmemberAction::Reject),
             "discard" => Some(NonmemberAction::Discard),
@@ -53,7 +60,7 @@ impl NonmemberAction {
         match self {
             NonmemberAction::Reject | NonmemberAction::Discard => true,
             NonmemberAction::Hold => refuse_hold,
-            NonmemberAction::Accept => false,
+            NonmemberAction::Accept | NonmemberAction::Defer => false,
         }
     }
 }
@@ -238,7 +245,7 @@ pub struct ListPolicy {
     pub discard_nonmembers: Vec<Pattern>,
     /// What Mailman does with a member's post when the member has no
     /// `moderation_action` of their own (`default_member_action`; Mailman
-    /// 3's default `defer` is accept here).
+    /// 3's default is `defer`).
     pub default_member_action: ModerationAction,
     /// Some member or non-member has reject or discard as own
     /// `moderation_action` (so the list is guarded even if its defaults
@@ -255,6 +262,8 @@ pub struct ListPolicy {
     pub has_bans: bool,
     /// The refusal text for this list, if it has its own.
     pub reject_text: Option<String>,
+    /// The list's header-match rules, in Mailman's order.
+    pub header_matches: Vec<HeaderRule>,
     /// The list has a moderator password (Mailman's `moderator_password`
     /// is set). Without one Mailman ignores `Approved:` headers and lines;
     /// None: not known, so a post claiming approval is left to Mailman.
@@ -273,12 +282,13 @@ impl Default for ListPolicy {
             hold_nonmembers: Vec::new(),
             reject_nonmembers: Vec::new(),
             discard_nonmembers: Vec::new(),
-            default_member_action: NonmemberAction::Accept,
+            default_member_action: NonmemberAction::Defer,
             moderated_refuse: false,
             moderated_hold: false,
             emergency: false,
             has_bans: false,
             reject_text: None,
+            header_matches: Vec::new(),
             moderator_password: None,
         }
     }
@@ -304,6 +314,11 @@ impl ListPolicy {
             a,
             "discard_these_nonmembers",
             &self.discard_nonmembers,
+        ));
+        out.extend(unevaluable_in(
+            a,
+            "header_matches",
+            self.header_matches.iter().map(|r| &r.pattern),
         ));
         out
     }
@@ -346,5 +361,6 @@ impl ListPolicy {
             || !self.reject_nonmembers.is_empty()
             || !self.discard_nonmembers.is_empty()
             || (hold && !self.hold_nonmembers.is_empty())
+            || self.header_matches.iter().any(|r| r.refuses(hold))
     }
 }

@@ -11,11 +11,16 @@
 //! hold_nonmembers = []                  # Mailman 3's hold_these_nonmembers
 //! reject_nonmembers = ["^.*@rival\\.example$"]
 //! discard_nonmembers = []
-//! default_member_action = "accept"      # accept (Mailman's defer) | hold | reject | discard
+//! default_member_action = "defer"       # defer (Mailman's default) | accept | hold | reject | discard
 //! emergency = false                     # Mailman holds everything: left to Mailman
 //! moderator_password = true             # Approved: may pass (left out: assumed)
 //! banned = ["^.*@spam\\.example$"]
 //! reject_text = "<{list}>: members only, see https://lists.example.org/"
+//!
+//! [[list.header_matches]]               # Mailman's header_matches, in order
+//! header = "x-spam-flag"
+//! pattern = "yes"                       # Python re.search, ignoring case
+//! action = "discard"                    # accept | hold | reject | discard; left out: the site's
 //!
 //! [list.moderation]                     # own moderation_action of members and non-members
 //! "troll@example.org" = "discard"
@@ -30,6 +35,7 @@ use serde::Deserialize;
 
 use crate::address::normalize;
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
+use crate::header_match::HeaderRule;
 use crate::list::{ListPolicy, NonmemberAction, Pattern, Unevaluable, unevaluable_in};
 
 /// A lists file that cannot be used; names the file and the key.
@@ -76,10 +82,21 @@ struct RawList {
     banned: Vec<String>,
     reject_text: Option<String>,
     moderator_password: Option<bool>,
+    #[serde(default)]
+    header_matches: Vec<RawHeaderMatch>,
+}
+
+/// `[[list.header_matches]]`: as Mailman's `lists/{id}/header-matches`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderMatch {
+    header: String,
+    pattern: String,
+    action: Option<String>,
 }
 
 fn default_member_action() -> NonmemberAction {
-    NonmemberAction::Accept
+    NonmemberAction::Defer
 }
 
 fn default_action() -> NonmemberAction {
@@ -152,6 +169,21 @@ impl ListsData {
                 crate::milter::refusal_reply(t, &address)
                     .map_err(|e| err(format!("{key}.reject_text: {e}")))?;
             }
+            let mut header_matches = Vec::new();
+            for (j, h) in l.header_matches.iter().enumerate() {
+                if h.header.trim().is_empty() {
+                    return Err(err(format!("{key}.header_matches[{j}].header: empty")));
+                }
+                if let Some(a) = &h.action
+                    && a != "defer"
+                    && NonmemberAction::from_mailman(a).is_none()
+                {
+                    return Err(err(format!(
+                        "{key}.header_matches[{j}].action: {a:?} is not accept, defer, hold, reject or discard"
+                    )));
+                }
+                header_matches.push(HeaderRule::new(&h.header, &h.pattern, h.action.as_deref()));
+            }
             let policy = ListPolicy {
                 address: address.clone(),
                 nonmember_action: l.nonmember_action,
@@ -166,6 +198,7 @@ impl ListsData {
                 emergency: l.emergency,
                 has_bans: !bans.is_empty(),
                 reject_text: l.reject_text,
+                header_matches,
                 moderator_password: l.moderator_password,
             };
             index.insert(address.clone(), Arc::new(policy));

@@ -13,9 +13,10 @@ use minimilter::{
 use crate::address::{envelope, header_addresses};
 use crate::approval::BodyScan;
 use crate::backend::{BackendError, ListBackend, ListIndex};
+use crate::header_match::SeenHeaders;
 use crate::list::ListPolicy;
 use crate::overrides::ListOverrides;
-use crate::policy::{Decision, Post, SenderMode, decide, is_approval_header};
+use crate::policy::{Decision, Post, SenderMode, decide_with_headers, is_approval_header};
 use crate::recipient::{AddressRules, Recipient};
 
 /// The default refusal text; `{list}` is replaced by the posting address.
@@ -127,6 +128,8 @@ pub struct Message {
     reply_to: Vec<String>,
     sender: Vec<String>,
     approved: bool,
+    /// Headers the list's header-match rules look at.
+    headers: SeenHeaders,
     pending: Option<Pending>,
     body_scan: BodyScan,
 }
@@ -237,17 +240,24 @@ impl<B: ListBackend> MailmanMilter<B> {
     }
 
     /// Decides a post to `list` by `senders`.
-    async fn judge(&self, list: &ListPolicy, senders: &[String], approved: bool) -> Judgement {
+    async fn judge(
+        &self,
+        list: &ListPolicy,
+        senders: &[String],
+        approved: bool,
+        headers: Option<&SeenHeaders>,
+    ) -> Judgement {
         let status = match self.backend.senders(list, senders).await {
             Ok(s) => s,
             Err(e) => return Judgement::Unavailable(self.backend_failure(&e), e.to_string()),
         };
-        let decision = decide(&Post {
+        let post = Post {
             list,
             senders,
             status: &status,
             approved: approved && self.settings.pass_approved,
-        });
+        };
+        let decision = decide_with_headers(&post, headers);
         match decision {
             Decision::Pass(r) => Judgement::Pass(r.to_string()),
             Decision::Refuse(r) => Judgement::Refuse(self.refusal(list), r.to_string()),
@@ -389,7 +399,7 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             if let Class::List(list) = &class {
                 let senders: Vec<String> = cx.msg.envelope.iter().cloned().collect();
                 let v = self
-                    .judge(list, &senders, false)
+                    .judge(list, &senders, false, None)
                     .await
                     .conclude(&list.address, &log_fields(&cx, Some(&rcpt)));
                 if v != Verdict::Continue {
@@ -434,8 +444,14 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             cx.msg.approved |= is_approval_header(&name);
             None
         };
+        let value = header.value_str();
+        if let Some(Class::List(list)) = &cx.msg.class
+            && !list.header_matches.is_empty()
+        {
+            cx.msg.headers.add(&list.header_matches, &name, &value);
+        }
         if let Some(t) = target {
-            t.extend(header_addresses(&header.value_str()));
+            t.extend(header_addresses(&value));
         }
         Ok(Verdict::Continue)
     }
@@ -459,7 +475,11 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
                 senders.push(s.clone());
             }
         }
-        match self.judge(&list, &senders, cx.msg.approved).await {
+        let headers = std::mem::take(&mut cx.msg.headers);
+        match self
+            .judge(&list, &senders, cx.msg.approved, Some(&headers))
+            .await
+        {
             Judgement::Refuse(reply, why)
                 if self.settings.pass_approved && list.approval_possible() =>
             {

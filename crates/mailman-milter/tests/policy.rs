@@ -1098,3 +1098,88 @@ fn approval_counts_only_where_the_list_has_a_moderator_password() {
         Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Reject))
     );
 }
+
+/// The lists file's `[[list.header_matches]]`, decided with the post's
+/// headers: a member (defer) is refused by a discard rule; a hold rule
+/// refuses only where holds are refused; a rule with no action is left to
+/// Mailman's jump chain.
+#[test]
+fn header_match_rules_from_the_lists_file() {
+    use mailman_milter::header_match::SeenHeaders;
+    use mailman_milter::policy::decide_with_headers;
+    let text = r#"
+[[list]]
+address = "a@l.example"
+nonmember_action = "hold"
+members = ["m@example.org"]
+
+[[list.header_matches]]
+header = "X-Spam"
+pattern = "^yes"
+action = "discard"
+
+[[list.header_matches]]
+header = "subject"
+pattern = "sale"
+action = "hold"
+
+[[list.header_matches]]
+header = "x-site"
+pattern = "."
+"#;
+    let d = ListsData::parse(text, "lists.toml").unwrap();
+    let run = |refuse_hold: bool, from: &str, headers: &[(&str, &str)]| {
+        let mut policy = (*d.index()["a@l.example"]).clone();
+        policy.refuse_hold = Some(refuse_hold);
+        let mut seen = SeenHeaders::default();
+        for (n, v) in headers {
+            seen.add(&policy.header_matches, n, v);
+        }
+        let senders = vec![from.to_owned()];
+        let status = vec![d.status("a@l.example", from)];
+        let post = Post {
+            list: &policy,
+            senders: &senders,
+            status: &status,
+            approved: false,
+        };
+        decide_with_headers(&post, Some(&seen))
+    };
+    assert!(d.index()["a@l.example"].is_guarded());
+    assert!(matches!(
+        run(false, "m@example.org", &[("X-SPAM", "Yes, 9.1")]),
+        Decision::Refuse(RefuseReason::HeaderRule {
+            action: NonmemberAction::Discard,
+            ..
+        })
+    ));
+    assert_eq!(
+        run(false, "m@example.org", &[("X-Spam", "no")]),
+        Decision::Pass(PassReason::Member("m@example.org".into()))
+    );
+    assert!(matches!(
+        run(false, "x@example.com", &[("Subject", "Big SALE")]),
+        Decision::Pass(PassReason::Held { .. })
+    ));
+    assert!(matches!(
+        run(true, "x@example.com", &[("Subject", "Big SALE")]),
+        Decision::Refuse(RefuseReason::HeaderRule {
+            action: NonmemberAction::Hold,
+            ..
+        })
+    ));
+    assert!(matches!(
+        run(true, "x@example.com", &[("X-Site", "1")]),
+        Decision::Pass(PassReason::HeaderRule { .. })
+    ));
+    // An unknown action is an error naming the key.
+    let e = ListsData::parse(
+        "[[list]]\naddress = \"a@l.example\"\n[[list.header_matches]]\nheader = \"x\"\npattern = \"y\"\naction = \"bounce\"\n",
+        "l.toml",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("list[0].header_matches[0].action"),
+        "{e}"
+    );
+}

@@ -231,6 +231,7 @@ fn records(list_id: &str) -> Vec<(&'static str, &'static str, Option<&'static st
             ("troll@example.org", "member", Some("discard")),
             ("slow@example.org", "member", Some("hold")),
             ("fan@example.org", "member", Some("defer")),
+            ("boss@example.org", "member", Some("accept")),
             ("vip@outside.example", "nonmember", Some("accept")),
             ("pest@partner.example", "nonmember", Some("reject")),
             ("seen@outside.example", "nonmember", None),
@@ -347,6 +348,20 @@ fn route(target: &str) -> Option<Value> {
                 vec![]
             };
             Some(page(bans, &query))
+        }
+        ["lists", id, "header-matches"] => {
+            LISTS.iter().find(|(i, _, _)| i == id)?;
+            let rules = if *id == "team.lists.example.org" {
+                // Out of order on purpose: Mailman's order is `position`.
+                vec![
+                    json!({"position": 1, "header": "subject", "pattern": "(?<!un)subscribe me", "action": "reject"}),
+                    json!({"position": 0, "header": "x-spam-flag", "pattern": "^yes", "action": "discard"}),
+                    json!({"position": 2, "header": "x-partner", "pattern": "^trusted$", "action": "accept"}),
+                ]
+            } else {
+                vec![]
+            };
+            Some(page(rules, &query))
         }
         ["lists", id, "roster", role] => Some(page(
             records(id)
@@ -1324,4 +1339,71 @@ async fn approval_claims_pass_only_where_mailman_has_a_moderator_password() {
             );
         }
     }
+}
+
+/// Header-match rules from `lists/{id}/header-matches`, in Mailman's chain
+/// order: after member moderation (a member whose action is accept skips
+/// them; one whose action is defer does not), before the non-member rules.
+#[tokio::test]
+async fn header_match_rules_decide_in_mailmans_chain_order() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let team = "team@lists.example.org";
+    let with = |from: &str, extra: &str| MessageSpec {
+        message: Bytes::from(format!(
+            "From: {from}\r\nTo: {team}\r\n{extra}Subject: hello\r\n\r\nBody.\r\n"
+        )),
+        ..spec(from, team)
+    };
+    let outcome = |from: &'static str, extra: &'static str| {
+        let backend = backend.clone();
+        async move {
+            let mut c = client(backend, Settings::default()).await;
+            run_message(&mut c, &with(from, extra))
+                .await
+                .unwrap()
+                .outcome
+        }
+    };
+    let refused = |o: &Outcome| {
+        matches!(
+            o,
+            Outcome::Rejected {
+                at: Step::EndOfHeaders,
+                ..
+            }
+        )
+    };
+    // A member (default action defer): the discard rule refuses, case
+    // ignored as Mailman's re.IGNORECASE.
+    assert!(refused(
+        &outcome("alice@example.org", "X-Spam-Flag: YES\r\n").await
+    ));
+    assert_eq!(
+        outcome("alice@example.org", "X-Spam-Flag: no\r\n").await,
+        Outcome::Accepted
+    );
+    // A member with action accept never reaches the header rules.
+    assert_eq!(
+        outcome("boss@example.org", "X-Spam-Flag: YES\r\n").await,
+        Outcome::Accepted
+    );
+    // Look-behind, on the backtracking engine.
+    assert!(refused(
+        &outcome("alice@example.org", "Subject: please subscribe me\r\n").await
+    ));
+    // The accept rule lets a non-member through before the non-member rules.
+    assert_eq!(
+        outcome("stranger@example.com", "X-Partner: trusted\r\n").await,
+        Outcome::Accepted
+    );
+    assert!(refused(
+        &outcome("stranger@example.com", "X-Partner: other\r\n").await
+    ));
+    // An encoded word Mailman would decode first: the accept rule cannot
+    // tell, so the non-member is not refused.
+    assert_eq!(
+        outcome("stranger@example.com", "X-Partner: =?utf-8?q?trusted?=\r\n").await,
+        Outcome::Accepted
+    );
 }

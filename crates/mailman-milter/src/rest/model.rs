@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::RestError;
+use crate::header_match::HeaderRule;
 use crate::list::{ListPolicy, ModerationAction, NonmemberAction, Pattern};
 
 /// The list's `default_nonmember_action`; `defer` reads as accept, and an
@@ -147,6 +148,30 @@ pub(super) fn list_policy(
         emergency,
         ..ListPolicy::default()
     })
+}
+
+/// A list's header-match rules from its `header-matches` collection (read
+/// from `url`), in Mailman's order (`position`).
+pub(super) fn header_rules(entries: &[Value], url: &str) -> Result<Vec<HeaderRule>, RestError> {
+    let garbage = |message: &str| RestError::Garbage {
+        url: url.to_owned(),
+        message: message.to_owned(),
+    };
+    let mut rules = Vec::new();
+    for e in entries {
+        let text = |name: &str| e.get(name).and_then(Value::as_str);
+        let (Some(header), Some(pattern)) = (text("header"), text("pattern")) else {
+            return Err(garbage("a header match without header or pattern"));
+        };
+        let position = e
+            .get("position")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
+        rules.push((position, HeaderRule::new(header, pattern, text("action"))));
+    }
+    // Stable: equal positions keep Mailman's order.
+    rules.sort_by_key(|(p, _)| *p);
+    Ok(rules.into_iter().map(|(_, r)| r).collect())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::RestError;
 use super::client::{Api, enc};
-use super::model::{ban_patterns, list_policy};
+use super::model::{ban_patterns, header_rules, list_policy};
 use crate::backend::ListIndex;
 use crate::list::{Pattern, Unevaluable, unevaluable_in};
 
@@ -99,6 +99,12 @@ impl Api {
                 Err(e) => return Err(e),
             };
             list_bans.extend(site_bans.iter().cloned());
+            let path = format!("/lists/{id}/header-matches");
+            policy.header_matches = match self.collection(&path).await {
+                Ok(h) => header_rules(&h, &format!("{}{path}", self.base))?,
+                Err(RestError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             policy.moderated_refuse = moderated_refuse;
             policy.moderated_hold = moderated_hold;
             policy.has_bans = !list_bans.is_empty();
