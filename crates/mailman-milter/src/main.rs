@@ -159,8 +159,10 @@ fn write_check(out: &mut impl Write, config: &Config, source: &Source) -> anyhow
 }
 
 fn print_lists(out: &mut impl Write, source: &str, index: &ListIndex) -> std::io::Result<()> {
+    // Once per list (alias-domain keys name a list again).
     let mut names: Vec<_> = index.values().collect();
     names.sort_by(|a, b| a.address.cmp(&b.address));
+    names.dedup_by(|a, b| a.address == b.address);
     writeln!(out, "{source}: {} lists", names.len())?;
     for l in names {
         writeln!(

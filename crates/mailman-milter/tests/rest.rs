@@ -272,6 +272,13 @@ fn route(target: &str) -> Option<Value> {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["bans"] => Some(page(vec![], &query)),
+        ["domains"] => Some(page(
+            vec![
+                json!({"mail_host": "lists.example.org", "alias_domain": "Alias.Example"}),
+                json!({"mail_host": "other.example", "alias_domain": null}),
+            ],
+            &query,
+        )),
         ["addresses", email] => {
             let user = USERS.iter().find(|(_, a)| a.contains(email));
             match user {
@@ -1406,4 +1413,32 @@ async fn header_match_rules_decide_in_mailmans_chain_order() {
         outcome("stranger@example.com", "X-Partner: =?utf-8?q?trusted?=\r\n").await,
         Outcome::Accepted
     );
+}
+
+/// Mailman's own alias domains (`alias_domain` in `/domains`): its LMTP
+/// runner reads `list@alias_domain` as the list, so the milter does too,
+/// without repeating them in `alias_domains`.
+#[tokio::test]
+async fn mailmans_alias_domains_are_the_lists_domain() {
+    let fake = Fake::start(Mode::Serve).await;
+    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let s = Settings::default;
+    let t = post(&backend, s(), "stranger@example.com", "team@alias.example").await;
+    assert_eq!(reply_of(&t), REFUSAL, "{t:?}");
+    assert_eq!(
+        post(&backend, s(), "alice@example.org", "Team+x@ALIAS.example")
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    // Another domain's lists are not reachable through it.
+    assert_eq!(
+        post(&backend, s(), "stranger@example.com", "team@other.example")
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    // One list, counted once.
+    let milter = MailmanMilter::new(backend.clone(), Settings::default());
+    assert_eq!(milter.prime().await.unwrap(), LISTS.len());
 }

@@ -1,6 +1,8 @@
 //! Mapping Mailman's JSON values to the milter's types, with Mailman 3's
 //! matching semantics (which entries can match at all).
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::RestError;
@@ -172,6 +174,26 @@ pub(super) fn header_rules(entries: &[Value], url: &str) -> Result<Vec<HeaderRul
     // Stable: equal positions keep Mailman's order.
     rules.sort_by_key(|(p, _)| *p);
     Ok(rules.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Mailman's alias domains from `/domains`: mail_host -> its
+/// `alias_domain`s (lowercased; null or empty ones left out).
+pub(super) fn alias_domains(domains: &[Value]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for d in domains {
+        let field = |n: &str| {
+            d.get(n)
+                .and_then(Value::as_str)
+                .map(|s| s.trim().trim_end_matches('.').to_lowercase())
+                .filter(|s| !s.is_empty())
+        };
+        if let (Some(host), Some(alias)) = (field("mail_host"), field("alias_domain"))
+            && host != alias
+        {
+            out.entry(host).or_default().push(alias);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::RestError;
 use super::client::{Api, enc};
-use super::model::{ban_patterns, header_rules, list_policy};
+use super::model::{alias_domains, ban_patterns, header_rules, list_policy};
 use crate::backend::ListIndex;
 use crate::list::{Pattern, Unevaluable, unevaluable_in};
 
@@ -26,7 +26,13 @@ impl Snapshot {
     /// Every pattern of the list data that cannot be evaluated here.
     pub(super) fn unevaluable(&self) -> Vec<Unevaluable> {
         let mut out = Vec::new();
-        for l in self.index.values() {
+        // Once per list, not per alias key.
+        for l in self
+            .index
+            .iter()
+            .filter(|(k, l)| **k == l.address)
+            .map(|(_, l)| l)
+        {
             out.extend(l.unevaluable());
             if let Some(b) = self.bans.get(&l.address) {
                 out.extend(unevaluable_in(&l.address, "bans", b));
@@ -42,6 +48,7 @@ impl Api {
     pub(super) async fn fetch_snapshot(&self) -> Result<Snapshot, RestError> {
         let site_bans = ban_patterns(&self.collection("/bans").await?, &self.base)?;
         let lists = self.collection("/lists").await?;
+        let aliases = alias_domains(&self.collection("/domains").await?);
         // Which lists have addresses with their own refusing action: three
         // site-wide searches rather than three per list.
         let mut moderated: HashMap<&str, HashSet<String>> = HashMap::new();
@@ -108,7 +115,14 @@ impl Api {
             policy.moderated_refuse = moderated_refuse;
             policy.moderated_hold = moderated_hold;
             policy.has_bans = !list_bans.is_empty();
-            index.insert(address.clone(), Arc::new(policy));
+            let policy = Arc::new(policy);
+            // Mailman's LMTP runner reads `list@alias_domain` as
+            // `list@mail_host`: the same list, under both keys.
+            let (local, domain) = crate::address::split(&address);
+            for alias in aliases.get(domain).into_iter().flatten() {
+                index.insert(format!("{local}@{alias}"), policy.clone());
+            }
+            index.insert(address.clone(), policy);
             list_ids.insert(address.clone(), list_id);
             bans.insert(address, list_bans);
         }
