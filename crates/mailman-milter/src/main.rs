@@ -257,15 +257,28 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         Source::File(lists) => lists,
         Source::Mailman(rest) => {
             let backend = Arc::new(RestBackend::new(&rest)?);
-            let milter = MailmanMilter::new(backend.clone(), config.settings());
-            // Through the milter, so overrides naming unknown lists are logged.
-            match milter.prime().await {
-                Ok(n) => tracing::info!(api = backend.base(), lists = n, "Mailman lists read"),
-                Err(e) => tracing::error!(
-                    "{e}; answering {} (on_backend_error) until the Mailman REST API answers",
-                    config.on_backend_error.name()
+            match backend.known_list_domains() {
+                Some(d) => tracing::info!(
+                    domains = d.len(),
+                    "list domains known; other mail never waits for Mailman"
+                ),
+                None => tracing::warn!(
+                    "list domains not known until the Mailman REST API answers (set [mailman] list_domains or state_dir)"
                 ),
             }
+            // Listen at once; the lists are read meanwhile, through a
+            // milter so overrides naming unknown lists are logged.
+            let milter = MailmanMilter::new(backend, config.settings());
+            let primer = milter.twin();
+            let on_error = config.on_backend_error.name();
+            tokio::spawn(async move {
+                match primer.prime().await {
+                    Ok(n) => tracing::info!(lists = n, "Mailman lists read"),
+                    Err(e) => tracing::error!(
+                        "{e}; list mail gets {on_error} (on_backend_error) until the Mailman REST API answers"
+                    ),
+                }
+            });
             return listen(milter, &config, &specs, &unix).await;
         }
     };

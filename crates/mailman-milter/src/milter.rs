@@ -134,16 +134,19 @@ pub struct Message {
     body_scan: BodyScan,
 }
 
+/// A backend index and the same with the overrides applied.
+type Overridden = (Arc<ListIndex>, Arc<ListIndex>);
+
 /// The mailman-milter filter over a list backend.
 pub struct MailmanMilter<B> {
     backend: Arc<B>,
     settings: Arc<Settings>,
     /// The backend's last index and the same with the overrides applied,
     /// so they are applied once per change of the data, not per RCPT.
-    overridden: Mutex<Option<(Arc<ListIndex>, Arc<ListIndex>)>>,
+    overridden: Arc<Mutex<Option<Overridden>>>,
     /// The override entries last seen naming no list (warned about once
     /// per change, as list data is reloaded or REST answers change).
-    missing: Mutex<Vec<String>>,
+    missing: Arc<Mutex<Vec<String>>>,
 }
 
 impl<B: ListBackend> MailmanMilter<B> {
@@ -152,8 +155,19 @@ impl<B: ListBackend> MailmanMilter<B> {
         MailmanMilter {
             backend,
             settings: Arc::new(settings),
-            overridden: Mutex::new(None),
-            missing: Mutex::new(Vec::new()),
+            overridden: Arc::default(),
+            missing: Arc::default(),
+        }
+    }
+
+    /// The same filter, sharing its backend, settings and warnings: e.g.
+    /// to read the list data in the background while this one serves.
+    pub fn twin(&self) -> Self {
+        MailmanMilter {
+            backend: self.backend.clone(),
+            settings: self.settings.clone(),
+            overridden: self.overridden.clone(),
+            missing: self.missing.clone(),
         }
     }
 
@@ -228,6 +242,13 @@ impl<B: ListBackend> MailmanMilter<B> {
     }
 
     async fn classify(&self, rcpt: &str) -> Result<Class, BackendError> {
+        // Mail outside the list domains never waits for the list data.
+        if let Some(domains) = self.backend.list_domains() {
+            match self.settings.rules.domain_of(rcpt) {
+                Some(d) if domains.contains(&d) => {}
+                _ => return Ok(Class::Other),
+            }
+        }
         let index = self.lists().await?;
         let class = match self
             .settings

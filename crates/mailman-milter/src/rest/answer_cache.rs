@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 /// How old a cached answer is.
 pub(crate) enum Cached<V> {
-    /// Younger than the TTL: use it.
+    /// Younger than three quarters of the TTL: use it.
     Fresh(V),
+    /// Younger than the TTL but older than three quarters of it: use it,
+    /// and refresh it in the background before it goes stale.
+    Aging(V),
     /// Older, but younger than `max_stale`: use it and refresh it.
     Stale(V),
     /// Absent or too old.
@@ -48,7 +51,8 @@ impl<V: Clone> AnswerCache<V> {
     pub(crate) fn get(&self, key: &Key) -> Cached<V> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(key) {
-            Some((at, v)) if at.elapsed() < self.ttl => Cached::Fresh(v.clone()),
+            Some((at, v)) if at.elapsed() < self.ttl / 4 * 3 => Cached::Fresh(v.clone()),
+            Some((at, v)) if at.elapsed() < self.ttl => Cached::Aging(v.clone()),
             Some((at, v)) if at.elapsed() < self.max_stale => Cached::Stale(v.clone()),
             _ => Cached::Missing,
         }

@@ -1,7 +1,8 @@
 //! The HTTP side: one authenticated `GET` returning JSON, bounded in size,
 //! with errors that name the URL.
 
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use super::{RestConfig, RestError};
 
@@ -31,6 +33,28 @@ pub(super) struct Api {
     pub(super) base: String,
     pub(super) auth: String,
     pub(super) client: Client<HttpConnector, Empty<Bytes>>,
+    /// Bound on one request, connecting included.
+    timeout: Duration,
+    /// Requests in flight at most ([`MAX_IN_FLIGHT`]).
+    permits: Semaphore,
+    backoff: Mutex<Backoff>,
+}
+
+/// Requests sent to the API at once at most; the rest wait their turn
+/// (within their caller's `timeout`). Also the number of idle keep-alive
+/// connections kept.
+pub(super) const MAX_IN_FLIGHT: usize = 8;
+/// The first back-off delay after a failure; doubled with each further
+/// failure up to [`MAX_BACKOFF`]; a good answer ends it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Exponential back-off after failed requests.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+    last: String,
 }
 
 impl Api {
@@ -42,18 +66,67 @@ impl Api {
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .build(connector);
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", config.user, config.password))
         );
-        Api { base, auth, client }
+        Api {
+            base,
+            auth,
+            client,
+            timeout: config.timeout,
+            permits: Semaphore::new(MAX_IN_FLIGHT),
+            backoff: Mutex::new(Backoff::default()),
+        }
     }
 
-    /// `GET base+path`, JSON answer.
+    /// `GET base+path`, JSON answer; each request bounded by `timeout`, at
+    /// most [`MAX_IN_FLIGHT`] at once, none while backing off after
+    /// failures. A 404 is an answer, not a failure.
     pub(super) async fn get(&self, path: &str) -> Result<Value, RestError> {
+        self.backing_off()?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| RestError::Timeout(self.timeout))?;
+        // Checked again: failures may have come in while waiting.
+        self.backing_off()?;
+        let result = tokio::time::timeout(self.timeout, self.send(path))
+            .await
+            .unwrap_or(Err(RestError::Timeout(self.timeout)));
+        let mut b = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(_) | Err(RestError::NotFound { .. }) => *b = Backoff::default(),
+            Err(e) => {
+                b.failures = b.failures.saturating_add(1);
+                let delay = FIRST_BACKOFF
+                    .saturating_mul(1 << (b.failures - 1).min(16))
+                    .min(MAX_BACKOFF);
+                b.until = Some(Instant::now() + delay);
+                b.last = e.to_string();
+                tracing::debug!(?delay, "Mailman REST request failed; backing off: {e}");
+            }
+        }
+        result
+    }
+
+    /// The back-off error while backing off.
+    fn backing_off(&self) -> Result<(), RestError> {
+        let b = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        match b.until {
+            Some(until) if until > Instant::now() => Err(RestError::BackingOff {
+                retry_in: until - Instant::now(),
+                last: b.last.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn send(&self, path: &str) -> Result<Value, RestError> {
         let url = format!("{}{path}", self.base);
         let http = |message: String| RestError::Http {
             url: url.clone(),

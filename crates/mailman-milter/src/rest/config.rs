@@ -1,5 +1,6 @@
 //! How to reach Mailman's REST API and how long its answers are kept.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -42,6 +43,12 @@ pub struct RestConfig {
     pub max_stale: Duration,
     /// Maximum number of cached membership answers.
     pub cache_size: usize,
+    /// Where the last good list data is kept across restarts (None: not
+    /// kept).
+    pub state_dir: Option<PathBuf>,
+    /// The list domains (lowercased), if configured: then `/domains` is
+    /// not needed to tell list mail from other mail.
+    pub list_domains: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for RestConfig {
@@ -54,6 +61,8 @@ impl std::fmt::Debug for RestConfig {
             .field("cache_ttl", &self.cache_ttl)
             .field("max_stale", &self.max_stale)
             .field("cache_size", &self.cache_size)
+            .field("state_dir", &self.state_dir)
+            .field("list_domains", &self.list_domains)
             .finish()
     }
 }
@@ -68,6 +77,8 @@ impl Default for RestConfig {
             cache_ttl: DEFAULT_CACHE_TTL,
             max_stale: DEFAULT_MAX_STALE,
             cache_size: DEFAULT_CACHE_SIZE,
+            state_dir: None,
+            list_domains: None,
         }
     }
 }

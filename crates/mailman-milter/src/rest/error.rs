@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::backend::BackendError;
 
 /// Why the REST API gave no usable answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RestError {
     /// The base URL cannot be used.
     #[error("{0:?} is not an http:// URL with a host")]
@@ -45,6 +45,15 @@ pub enum RestError {
         url: String,
         /// What is wrong with it.
         message: String,
+    },
+    /// Recent requests failed: no request is sent until the back-off
+    /// delay has passed, so a struggling API is not hammered.
+    #[error("Mailman REST API failing, next try in {retry_in:?} (last error: {last})")]
+    BackingOff {
+        /// Until the next request may be sent.
+        retry_in: Duration,
+        /// The failure that started or extended the back-off.
+        last: String,
     },
     /// The call took longer than the timeout.
     #[error("no complete answer from the Mailman REST API within {0:?}")]

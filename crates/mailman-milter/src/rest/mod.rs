@@ -30,8 +30,9 @@ mod members;
 mod model;
 mod paging;
 mod snapshot;
+pub mod state;
 
-pub use backend::RestBackend;
+pub use backend::{LOAD_BOUND, RestBackend};
 pub use config::{
     DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_MAX_STALE, DEFAULT_PASSWORD, DEFAULT_TIMEOUT,
     DEFAULT_URL, DEFAULT_USER, RestConfig, check_url,
