@@ -143,9 +143,24 @@ fn write_check(out: &mut impl Write, config: &Config, source: &Source) -> anyhow
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let index = runtime
-                .block_on(backend.lists())
-                .with_context(|| format!("reading the lists from {}", backend.base()))?;
+            let index = match runtime.block_on(backend.lists()) {
+                Ok(index) => index,
+                // An API that is down is not a configuration error when
+                // the list domains are known: the daemon can start and
+                // pass other mail.
+                Err(e) if backend.known_list_domains().is_some() => {
+                    writeln!(
+                        out,
+                        "  warning: reading the lists from {}: {e}; list mail gets the fail-safe until it answers",
+                        backend.base()
+                    )?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("reading the lists from {}", backend.base())));
+                }
+            };
             print_lists(out, backend.base(), &overrides.apply(&index))?;
             if let Some(line) = unevaluable_line(&backend.unevaluable()) {
                 writeln!(out, "  warning: {line}")?;
