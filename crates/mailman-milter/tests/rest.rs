@@ -43,6 +43,10 @@ enum Mode {
     Error500,
     /// HTTP 500 for lookups of one address; the rest as Mailman.
     FailMembers,
+    /// Like Mailman, 1.5 s late.
+    Slow,
+    /// Close the connection without an answer.
+    Close,
 }
 
 struct Fake {
@@ -134,8 +138,13 @@ async fn serve(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, requests: Arc<Mute
         return;
     };
     requests.lock().unwrap().push(target.clone());
-    let mode = *mode.lock().unwrap();
+    let mut mode = *mode.lock().unwrap();
+    if mode == Mode::Slow {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        mode = Mode::Serve;
+    }
     let (status, body) = match mode {
+        Mode::Close | Mode::Slow => return,
         Mode::Stall => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             return;
@@ -1623,4 +1632,86 @@ async fn a_failing_api_is_backed_off_not_hammered() {
     }
     let sent = fake.requests().len() - before;
     assert!(sent <= 3, "{sent} requests for 40 lookups");
+}
+
+/// Faults of the API (stalled, slow, closing, garbage, HTTP 500, down),
+/// at a cold start and after the lists were read: mail outside the list
+/// domains is never delayed or refused; list mail gets 4xx, never 5xx,
+/// unless the sender is already known to be refused (a ban).
+#[tokio::test]
+async fn api_faults_never_delay_other_mail_nor_give_list_mail_a_5xx() {
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}/3.1", l.local_addr().unwrap().port())
+    };
+    let faults = [
+        Some(Mode::Stall),
+        Some(Mode::Slow),
+        Some(Mode::Close),
+        Some(Mode::Garbage),
+        Some(Mode::Error500),
+        None,
+    ];
+    for fault in faults {
+        for warm in [false, true] {
+            let fake = Fake::start(Mode::Serve).await;
+            let config = RestConfig {
+                list_domains: Some(vec!["lists.example.org".into()]),
+                ..fake.config()
+            };
+            let backend = Arc::new(RestBackend::new(&config).unwrap());
+            if warm {
+                backend.lists().await.unwrap();
+            }
+            let backend = match fault {
+                Some(m) => {
+                    fake.set(m);
+                    backend
+                }
+                // Mailman gone: a port nothing listens on.
+                None if warm => {
+                    drop(fake);
+                    backend
+                }
+                None => Arc::new(
+                    RestBackend::new(&RestConfig {
+                        url: down.clone(),
+                        ..config
+                    })
+                    .unwrap(),
+                ),
+            };
+            let what = format!("{fault:?} warm={warm}");
+            let s = Settings::default;
+            let t = Instant::now();
+            let o = post(&backend, s(), "stranger@example.com", "bob@example.org").await;
+            assert_eq!(o.outcome, Outcome::Accepted, "{what}");
+            assert!(
+                t.elapsed() < Duration::from_millis(300),
+                "{what}: {:?}",
+                t.elapsed()
+            );
+            for from in [
+                "stranger@example.com",
+                "alice@example.org",
+                "spammer@evil.example",
+            ] {
+                let o = post(&backend, s(), from, "team@lists.example.org").await;
+                match &o.outcome {
+                    Outcome::Tempfailed { reply, .. } => {
+                        assert_eq!(reply.as_deref(), Some(UNAVAILABLE), "{what} {from}")
+                    }
+                    // Known to be refused without Mailman: the ban, from
+                    // list data read before the fault.
+                    Outcome::Rejected { .. } => {
+                        assert!(
+                            warm && from.ends_with("@evil.example"),
+                            "{what} {from}: {o:?}"
+                        )
+                    }
+                    other => panic!("{what} {from}: {other:?}"),
+                }
+            }
+        }
+    }
 }
