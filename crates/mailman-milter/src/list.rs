@@ -73,8 +73,9 @@ pub type ModerationAction = NonmemberAction;
 /// or (starting with `^`) a regular expression.
 #[derive(Debug, Clone)]
 pub enum Pattern {
-    /// A plain address, lowercased (Mailman 2 folds case; Mailman 3 compares
-    /// with the lowercased sender, so folding never refuses what it accepts).
+    /// A plain address, as written: Mailman 3 compares it with `==`
+    /// against the lowercased sender (and bans by SQL equality), so one
+    /// with capitals never matches there, nor here.
     Address(String),
     /// A `^` regular expression (Python syntax), matched at the start of
     /// the lowercased address (Mailman 3: `re.match`; for bans with
@@ -118,8 +119,10 @@ impl Pattern {
         Pattern::parse_with(entry, true)
     }
 
+    /// As Mailman 3 reads an entry: `^` first makes it a regex; anything
+    /// else is compared with `==`, as written, against the lowercased
+    /// sender (so `Boss@Example.com` or ` x@y` never match).
     fn parse_with(entry: &str, ignore_case: bool) -> Pattern {
-        let entry = entry.trim();
         if entry.starts_with('^') {
             match PyRegex::new(entry, Mode::Match, ignore_case) {
                 Ok(re) => Pattern::Regex(re),
@@ -131,7 +134,7 @@ impl Pattern {
         } else if let Some(list) = entry.strip_prefix('@').filter(|l| l.contains('@')) {
             Pattern::ListMembers(list.to_lowercase())
         } else {
-            Pattern::Address(crate::address::normalize(entry).unwrap_or_default())
+            Pattern::Address(entry.to_owned())
         }
     }
 

@@ -24,6 +24,9 @@
 //!
 //! [list.moderation]                     # own moderation_action of members and non-members
 //! "troll@example.org" = "discard"
+//!
+//! [[user]]                              # a Mailman user's addresses: one subscribed
+//! addresses = ["alice@example.org", "alice@home.example"]   # makes the others members
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -53,6 +56,17 @@ pub struct LoadError {
 struct RawFile {
     #[serde(default)]
     list: Vec<RawList>,
+    #[serde(default)]
+    user: Vec<RawUser>,
+}
+
+/// `[[user]]`: the addresses of one Mailman user. A sender that is not a
+/// member itself is a member through another address of its user, as in
+/// Mailman 3 (`_find_sender_member`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    addresses: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +125,10 @@ pub struct ListsData {
     bans: HashMap<String, Vec<Pattern>>,
     /// List -> address -> own moderation action.
     moderation: HashMap<String, HashMap<String, NonmemberAction>>,
+    /// Address -> index in `users`.
+    user_of: HashMap<String, usize>,
+    /// Each user's addresses (normalised).
+    users: Vec<Vec<String>>,
 }
 
 impl ListsData {
@@ -217,6 +235,25 @@ impl ListsData {
                 }
             }
         }
+        for (i, u) in raw.user.iter().enumerate() {
+            let mut addresses = Vec::new();
+            for (j, a) in u.addresses.iter().enumerate() {
+                let addr = checked_address(a).ok_or_else(|| {
+                    err(format!("user[{i}].addresses[{j}]: {a:?} is not an address"))
+                })?;
+                if data
+                    .user_of
+                    .insert(addr.clone(), data.users.len())
+                    .is_some()
+                {
+                    return Err(err(format!(
+                        "user[{i}].addresses[{j}]: {addr} belongs to another user too"
+                    )));
+                }
+                addresses.push(addr);
+            }
+            data.users.push(addresses);
+        }
         data.index = Arc::new(index);
         Ok(data)
     }
@@ -239,6 +276,16 @@ impl ListsData {
     /// Status of one normalised sender on a list.
     pub fn status(&self, list: &str, sender: &str) -> SenderStatus {
         let is_member = |l: &str| self.members.get(l).is_some_and(|m| m.contains(sender));
+        // Mailman 3: the sender itself, else another address of its user.
+        let member_address = if is_member(list) {
+            Some(sender)
+        } else {
+            self.user_of.get(sender).and_then(|&u| {
+                self.users[u].iter().map(String::as_str).find(|a| {
+                    *a != sender && self.members.get(list).is_some_and(|m| m.contains(*a))
+                })
+            })
+        };
         let accepted_via = self.index.get(list).and_then(|p| {
             p.accept_nonmembers.iter().find_map(|pat| match pat {
                 Pattern::ListMembers(other) if other != list && is_member(other) => {
@@ -248,7 +295,7 @@ impl ListsData {
             })
         });
         SenderStatus {
-            member: is_member(list),
+            member: member_address.is_some(),
             banned: self.bans.get(list).is_some_and(|b| {
                 b.iter()
                     .any(|p| p.matches(sender) == crate::list::PatternMatch::Yes)
@@ -257,7 +304,7 @@ impl ListsData {
             moderation: self
                 .moderation
                 .get(list)
-                .and_then(|m| m.get(sender))
+                .and_then(|m| m.get(member_address.unwrap_or(sender)))
                 .copied(),
         }
     }

@@ -16,7 +16,7 @@ const LISTS: &str = r#"
 address = "Team@Lists.Example.org"
 nonmember_action = "reject"
 members = ["Alice@Example.org", "bob@example.org"]
-accept_nonmembers = ["Boss@Example.com", "^[a-z]+@partner\\.example$"]
+accept_nonmembers = ["boss@example.com", "Shouty@Example.com", "^[a-z]+@partner\\.example$"]
 banned = ["spam@example.net", "^.*@evil\\.example$"]
 
 [[list]]
@@ -303,6 +303,12 @@ fn a_plain_accept_entry_lets_a_non_member_post() {
             pattern: "boss@example.com".into(),
         })
     );
+    // Compared as Mailman compares it: exactly, with the lowercased
+    // sender, so an entry with capitals lets nobody through.
+    assert_eq!(
+        judge(TEAM, &["shouty@example.com"], false),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Reject))
+    );
 }
 
 #[test]
@@ -584,7 +590,7 @@ members = ["alice@example.org", "slow@example.org", "troll@example.org", "gone@e
 accept_nonmembers = ["^.*@partner\\.example$"]
 hold_nonmembers = ["waiting@example.com"]
 reject_nonmembers = ["^.*@rival\\.example$"]
-discard_nonmembers = ["Dropped@Example.com"]
+discard_nonmembers = ["dropped@example.com", "Loud@Example.com"]
 
 [list.moderation]
 "Troll@Example.org" = "discard"
@@ -736,6 +742,12 @@ fn the_legacy_hold_reject_and_discard_lists_apply_in_mailmans_order() {
             action: NonmemberAction::Discard,
             ..
         })
+    ));
+    // A plain entry with capitals never matches in Mailman (`==` against
+    // the lowercased sender): the list's default decides, as there.
+    assert!(!matches!(
+        judge_in(MODERATED, MOD, &["loud@example.com"]),
+        Decision::Refuse(RefuseReason::NonmemberRule { .. })
     ));
     // Per sender, in order: the first sender's hit decides, as in Mailman 3.
     assert!(matches!(
@@ -1182,4 +1194,40 @@ pattern = "."
         e.to_string().contains("list[0].header_matches[0].action"),
         "{e}"
     );
+}
+
+/// `[[user]]`: as in Mailman 3, a sender that is not subscribed itself is
+/// a member through another address of the same user, with that member's
+/// own moderation action.
+#[test]
+fn a_users_other_address_is_a_member_in_the_lists_file() {
+    let text = r#"
+[[list]]
+address = "a@l.example"
+nonmember_action = "reject"
+members = ["alice@example.org", "troll@example.org"]
+
+[list.moderation]
+"troll@example.org" = "discard"
+
+[[user]]
+addresses = ["Alice@Home.example", "alice@example.org"]
+
+[[user]]
+addresses = ["troll@example.org", "troll@elsewhere.example"]
+"#;
+    let d = ListsData::parse(text, "lists.toml").unwrap();
+    let alt = d.status("a@l.example", "alice@home.example");
+    assert!(alt.member, "{alt:?}");
+    assert_eq!(alt.moderation, None);
+    let troll = d.status("a@l.example", "troll@elsewhere.example");
+    assert!(troll.member);
+    assert_eq!(troll.moderation, Some(NonmemberAction::Discard));
+    assert!(!d.status("a@l.example", "nobody@example.org").member);
+    let e = ListsData::parse(
+        "[[user]]\naddresses = [\"x@y.example\"]\n[[user]]\naddresses = [\"X@y.example\"]\n",
+        "l.toml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("user[1].addresses[0]"), "{e}");
 }

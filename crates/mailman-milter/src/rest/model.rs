@@ -22,20 +22,6 @@ pub(super) fn nonmember_action(name: &str, list: &str) -> NonmemberAction {
     })
 }
 
-/// Mailman 3 compares a plain `*_these_nonmembers` entry with `==` against
-/// the lowercased sender, as stored: `Boss@Example.com` or `<x@y>` never
-/// matches there. True for the entries that can match in Mailman; the
-/// others are left out of the lists that refuse (a folded match would
-/// refuse what Mailman lets through), while the accept list keeps its
-/// folded match, which can only pass more.
-pub(super) fn matchable_in_mailman(entry: &str, list_id: &str) -> bool {
-    let ok = entry.starts_with('^') || crate::address::normalize(entry).as_deref() == Some(entry);
-    if !ok {
-        tracing::debug!(list_id, entry, "entry never matches in Mailman 3; ignored");
-    }
-    ok
-}
-
 /// The role of a member resource if it is `sender`'s.
 pub(super) fn record_of<'a>(entry: &'a Value, sender: &str) -> Option<&'a str> {
     let email = entry.get("email").and_then(Value::as_str)?;
@@ -77,9 +63,8 @@ pub(super) fn ban_patterns(entries: &[Value], base: &str) -> Result<Vec<Pattern>
                 url: format!("{base}/bans"),
                 message: "a ban without email".into(),
             })?;
-        if matchable_in_mailman(email, "(bans)") {
-            out.push(Pattern::parse_ban(email));
-        }
+        // Plain bans are an SQL equality in Mailman, as stored.
+        out.push(Pattern::parse_ban(email));
     }
     Ok(out)
 }
@@ -105,14 +90,12 @@ pub(super) fn list_policy(
             });
         }
     };
-    // `exact`: only entries that can match in Mailman (see
-    // matchable_in_mailman).
-    let patterns = |name: &str, exact: bool| match config.get(name) {
+    // Plain entries match as Mailman compares them: exactly as stored.
+    let patterns = |name: &str| match config.get(name) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => Ok(a
             .iter()
             .filter_map(Value::as_str)
-            .filter(|e| !exact || matchable_in_mailman(e, list_id))
             .map(Pattern::parse)
             .collect()),
         Some(_) => Err(RestError::Garbage {
@@ -120,10 +103,10 @@ pub(super) fn list_policy(
             message: format!("{name} is not an array"),
         }),
     };
-    let accept = patterns("accept_these_nonmembers", false)?;
-    let hold = patterns("hold_these_nonmembers", true)?;
-    let reject = patterns("reject_these_nonmembers", true)?;
-    let discard = patterns("discard_these_nonmembers", true)?;
+    let accept = patterns("accept_these_nonmembers")?;
+    let hold = patterns("hold_these_nonmembers")?;
+    let reject = patterns("reject_these_nonmembers")?;
+    let discard = patterns("discard_these_nonmembers")?;
     // Absent from older cores: Mailman 3's default, defer.
     let default_member_action = config
         .get("default_member_action")
