@@ -14,6 +14,7 @@ pub mod address;
 pub mod approval;
 pub mod backend;
 pub mod config;
+pub mod export;
 pub mod header_match;
 pub mod list;
 pub mod lists_file;

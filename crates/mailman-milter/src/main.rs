@@ -44,6 +44,43 @@ struct Cli {
     /// Check the configuration and the lists file, print a summary, and exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write a lists file from a running Mailman's REST API (the
+    /// configuration's [mailman] table says how to reach it).
+    Export {
+        /// Where to write it (default: standard output).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `export`: the lists file from the API, to `output` or stdout.
+fn export(cli: &Cli, output: Option<&PathBuf>) -> anyhow::Result<()> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let rest = config
+        .mailman_section()
+        .rest_config()
+        .map_err(anyhow::Error::msg)?;
+    let text = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(mailman_milter::export::export(&rest))
+        .with_context(|| format!("exporting from {}", rest.url))?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(())
 }
 
 /// Where the list data comes from, as configured.
@@ -250,6 +287,9 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    if let Some(Command::Export { output }) = &cli.command {
+        return export(&cli, output.as_ref());
+    }
     let (config, source) = configure(&cli)?;
     if cli.check_config {
         return check(&config, &source);

@@ -288,6 +288,18 @@ fn route(target: &str) -> Option<Value> {
             ],
             &query,
         )),
+        ["addresses"] => Some(page(
+            USERS
+                .iter()
+                .flat_map(|(id, addresses)| {
+                    addresses.iter().map(move |a| {
+                        json!({"email": a, "user": format!("http://localhost:8001/3.1/users/{id}")})
+                    })
+                })
+                .chain([json!({"email": "loner@example.com"})])
+                .collect(),
+            &query,
+        )),
         ["addresses", email] => {
             let user = USERS.iter().find(|(_, a)| a.contains(email));
             match user {
@@ -1714,4 +1726,113 @@ async fn api_faults_never_delay_other_mail_nor_give_list_mail_a_5xx() {
             }
         }
     }
+}
+
+/// `mailman-milter export` writes the API's data as a lists file; the file
+/// backend then gives the REST backend's answer for every sender on every
+/// list (members, linked addresses, own actions, bans as stored, header
+/// rules, moderator password).
+#[tokio::test]
+async fn an_exported_lists_file_decides_as_the_api() {
+    let fake = Fake::start(Mode::Serve).await;
+    let config = fake.config();
+    let text = mailman_milter::export::export(&config).await.unwrap();
+    assert!(
+        text.contains("\"alias.example\" = \"lists.example.org\""),
+        "{text}"
+    );
+    let file = mailman_milter::ListsData::parse(&text, "exported.toml")
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let backend = RestBackend::new(&config).unwrap();
+    let index = backend.lists().await.unwrap();
+    let senders = [
+        "alice@example.org",
+        "alice.alt@example.org",
+        "carol@example.org",
+        "troll@example.org",
+        "troll.alt@example.org",
+        "slow@example.org",
+        "fan@example.org",
+        "boss@example.org",
+        "vip@outside.example",
+        "pest@partner.example",
+        "seen@outside.example",
+        "x@partner.example",
+        "bob@friends.example",
+        "held@example.com",
+        "y@rival.example",
+        "dropped@example.com",
+        "stranger@example.com",
+        "grump@example.org",
+        "spammer@evil.example",
+        "loud@example.com",
+        "banned@example.com",
+        "shouty@example.com",
+        "nobody.alt@example.org",
+    ];
+    for (_, address, _) in LISTS {
+        let rest = &index[*address];
+        let from_file = &file.index()[*address];
+        assert_eq!(rest.is_guarded(), from_file.is_guarded(), "{address}");
+        assert_eq!(
+            rest.approval_possible(),
+            from_file.approval_possible(),
+            "{address}"
+        );
+        assert_eq!(
+            rest.header_matches.len(),
+            from_file.header_matches.len(),
+            "{address}"
+        );
+        let all: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
+        let statuses = backend.senders(rest, &all).await.unwrap();
+        for (sender, rest_status) in all.iter().zip(&statuses) {
+            assert_eq!(
+                *rest_status,
+                file.status(address, sender),
+                "{address} {sender}"
+            );
+        }
+    }
+}
+
+/// The `export` subcommand writes the file; `--check-config` accepts it.
+#[tokio::test]
+async fn the_export_subcommand_writes_a_lists_file_the_daemon_accepts() {
+    let fake = Fake::start(Mode::Serve).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("backend = \"mailman\"\n[mailman]\nurl = \"{}\"\n", fake.url),
+    )
+    .unwrap();
+    let out = dir.path().join("lists.toml");
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "export",
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--lists", out.to_str().unwrap(), "--check-config"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("team@lists.example.org: non-members reject; guarded"),
+        "{text}"
+    );
 }

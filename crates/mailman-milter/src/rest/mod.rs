@@ -39,3 +39,34 @@ pub use config::{
 };
 pub use error::RestError;
 pub use members::lookup_safe;
+
+/// Plain reads of the API, with the backend's authentication, bounds,
+/// back-off and paging (for `mailman-milter export`).
+pub struct Reader(client::Api);
+
+impl Reader {
+    /// A reader of the API at `base` (checked with [`check_url`]).
+    pub fn new(base: String, config: &RestConfig) -> Reader {
+        Reader(client::Api::new(base, config))
+    }
+
+    /// `GET base+path`, JSON answer.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, RestError> {
+        self.0.get(path).await
+    }
+
+    /// Every entry of a collection, page by page.
+    pub async fn collection(&self, path: &str) -> Result<Vec<serde_json::Value>, RestError> {
+        self.0.collection(path).await
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.0.base
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(s: &str) -> String {
+    client::enc(s)
+}
