@@ -12,7 +12,7 @@ use crate::pyregex::{Mode, PyRegex};
 /// `defer` ("regular processing") is [`NonmemberAction::Defer`]: it passes
 /// like accept, but a member's post still goes through the list's
 /// header-match rules, which an accepted member's skips.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NonmemberAction {
     /// Mailman posts it.

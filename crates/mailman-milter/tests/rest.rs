@@ -1515,9 +1515,22 @@ async fn a_restart_during_an_outage_serves_the_kept_list_data() {
         state_dir: Some(dir.path().join("state")),
         ..fake.config()
     };
-    let first = RestBackend::new(&config).unwrap();
+    let first = Arc::new(RestBackend::new(&config).unwrap());
     assert!(first.known_list_domains().is_none());
     first.lists().await.unwrap();
+    // Membership answers the milter has: kept too.
+    let team = "team@lists.example.org";
+    assert_eq!(
+        post(&first, Settings::default(), "alice@example.org", team)
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    assert_eq!(
+        reply_of(&post(&first, Settings::default(), "troll@example.org", team).await),
+        REFUSAL
+    );
+    first.keep_state().await;
     let file = mailman_milter::rest::state::path(&dir.path().join("state"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while !file.exists() {
@@ -1578,6 +1591,16 @@ async fn a_restart_during_an_outage_serves_the_kept_list_data() {
     )
     .await;
     assert_tempfail(&o, Step::EndOfHeaders);
+    // Kept membership answers (within max_stale): the member passes, the
+    // member whose posts Mailman discards is refused.
+    assert_eq!(
+        post(&backend, s(), "alice@example.org", team).await.outcome,
+        Outcome::Accepted
+    );
+    assert_eq!(
+        reply_of(&post(&backend, s(), "troll@example.org", team).await),
+        REFUSAL
+    );
     // Kept data older than max_stale is not served, but its domains count.
     let old = Arc::new(
         RestBackend::new(&RestConfig {

@@ -73,6 +73,33 @@ impl<V: Clone> AnswerCache<V> {
         map.insert(key, (Instant::now(), value));
     }
 
+    /// Keeps `value` as read `age` ago (from the state file); nothing if
+    /// that is beyond `max_stale` (or the TTL, when not served stale).
+    pub(crate) fn insert_aged(&self, key: Key, value: V, age: Duration) {
+        if age >= self.ttl.max(self.max_stale) || self.ttl.is_zero() {
+            return;
+        }
+        let Some(at) = Instant::now().checked_sub(age) else {
+            return;
+        };
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() < self.capacity {
+            map.insert(key, (at, value));
+        }
+    }
+
+    /// Every answer still usable, with its age.
+    pub(crate) fn entries(&self) -> Vec<(Key, Duration, V)> {
+        let keep = self.ttl.max(self.max_stale);
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, (at, _))| at.elapsed() < keep)
+            .map(|(k, (at, v))| (k.clone(), at.elapsed(), v.clone()))
+            .collect()
+    }
+
     /// Claims the refresh of `key`; false if it is already being refreshed
     /// or too many refreshes run.
     pub(crate) fn start_refresh(&self, key: &Key) -> bool {

@@ -37,6 +37,27 @@ pub struct RestBackend {
 /// Membership lookups in flight: one shared answer per (list, sender).
 type InFlight = Mutex<HashMap<Key, Arc<OnceCell<Result<MemberInfo, RestError>>>>>;
 
+/// How often the membership answers are kept in `state_dir`.
+pub const KEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Writes the usable membership answers of `cache` to `dir` (if any).
+async fn keep_members(dir: &Option<PathBuf>, base: &str, cache: &AnswerCache<MemberInfo>) {
+    let Some(dir) = dir.clone() else { return };
+    let data: Vec<state::KeptAnswer> = cache
+        .entries()
+        .into_iter()
+        .map(|((l, s), age, info)| (l, s, age.as_secs(), info))
+        .collect();
+    let base = base.to_owned();
+    let done = tokio::task::spawn_blocking(move || {
+        state::save_members(&dir, &base, data).map_err(|e| (dir, e))
+    })
+    .await;
+    if let Ok(Err((dir, e))) = done {
+        tracing::warn!(dir = %dir.display(), "cannot keep the membership answers: {e}");
+    }
+}
+
 /// Most time one load of the list data may take, all requests together.
 /// Callers wait at most their `timeout` for it; the load goes on.
 pub const LOAD_BOUND: Duration = Duration::from_secs(600);
@@ -81,8 +102,26 @@ impl RestBackend {
                 ),
             }
         }
+        let members = Arc::new(AnswerCache::new(
+            config.cache_ttl,
+            config.max_stale,
+            config.cache_size,
+        ));
+        if let Some(dir) = &config.state_dir {
+            let kept = state::load_members(dir, &base);
+            let n = kept.len();
+            for (list_id, sender, age, info) in kept {
+                members.insert_aged((list_id, sender), info, age);
+            }
+            if n > 0 {
+                tracing::info!(
+                    answers = members.len(),
+                    "membership answers kept from a previous run"
+                );
+            }
+        }
         let api = Api::new(base, config);
-        Ok(RestBackend {
+        let backend = RestBackend {
             inflight: Arc::default(),
             state_dir: config.state_dir.clone(),
             list_domains: config
@@ -94,12 +133,33 @@ impl RestBackend {
             ttl: config.cache_ttl,
             max_stale: config.max_stale,
             lists,
-            members: Arc::new(AnswerCache::new(
-                config.cache_ttl,
-                config.max_stale,
-                config.cache_size,
-            )),
-        })
+            members,
+        };
+        backend.keep_state_periodically();
+        Ok(backend)
+    }
+
+    /// Keeps the membership answers in `state_dir` now (also done every
+    /// [`KEEP_INTERVAL`] while the backend lives, inside a Tokio runtime).
+    pub async fn keep_state(&self) {
+        keep_members(&self.state_dir, &self.api.base, &self.members).await;
+    }
+
+    fn keep_state_periodically(&self) {
+        let (Some(_), Ok(handle)) = (&self.state_dir, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let (dir, base) = (self.state_dir.clone(), self.api.base.clone());
+        let cache = Arc::downgrade(&self.members);
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(KEEP_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(cache) = cache.upgrade() else { return };
+                keep_members(&dir, &base, &cache).await;
+            }
+        });
     }
 
     /// The base URL in use.

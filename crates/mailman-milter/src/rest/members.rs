@@ -19,7 +19,7 @@ pub fn lookup_safe(address: &str) -> bool {
 }
 
 /// What Mailman knows about one address on one list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct MemberInfo {
     /// Subscribed with role `member`.
     pub(super) member: bool,

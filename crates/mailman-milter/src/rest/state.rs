@@ -11,10 +11,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::members::MemberInfo;
 use super::snapshot::RawSnapshot;
 
 /// The file's name in the state directory.
 pub const FILE_NAME: &str = "mailman-rest-lists.json";
+/// The membership answers' file in the state directory.
+pub const MEMBERS_FILE_NAME: &str = "mailman-rest-members.json";
 const VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
@@ -80,4 +83,52 @@ pub(super) fn save(dir: &Path, url: &str, data: &RawSnapshot) -> std::io::Result
     let tmp = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, &file)
+}
+
+/// One kept membership answer: list_id, sender, its age in seconds when
+/// kept, and the answer.
+pub(super) type KeptAnswer = (String, String, u64, MemberInfo);
+
+/// The membership answers kept in `dir` for `url`, each with its age now.
+pub(super) fn load_members(dir: &Path, url: &str) -> Vec<(String, String, Duration, MemberInfo)> {
+    let file = dir.join(MEMBERS_FILE_NAME);
+    let Ok(text) = std::fs::read(&file) else {
+        return Vec::new();
+    };
+    let saved: Saved<Vec<KeptAnswer>> = match serde_json::from_slice(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(file = %file.display(), "kept membership answers unreadable, ignored: {e}");
+            return Vec::new();
+        }
+    };
+    if saved.version != VERSION || saved.url != url {
+        return Vec::new();
+    }
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH + Duration::from_secs(saved.read_at))
+        .unwrap_or(Duration::ZERO);
+    saved
+        .data
+        .into_iter()
+        .map(|(l, s, age, info)| (l, s, since + Duration::from_secs(age), info))
+        .collect()
+}
+
+/// Keeps the membership answers `data` (ages as of now) in `dir`.
+pub(super) fn save_members(dir: &Path, url: &str, data: Vec<KeptAnswer>) -> std::io::Result<()> {
+    let read_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let saved = Saved {
+        version: VERSION,
+        url: url.to_owned(),
+        read_at,
+        data,
+    };
+    let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{MEMBERS_FILE_NAME}.{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(MEMBERS_FILE_NAME))
 }
