@@ -227,6 +227,40 @@ async fn rest_backend_at_10000_lists_and_100000_members() {
         p(0.5),
         p(0.99)
     );
+    // The RCPT decision itself (list lookup and the cached membership
+    // answer, no milter protocol), 32 tasks at once.
+    let mut tasks = Vec::new();
+    for k in 0..32usize {
+        let backend = backend.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            for j in 0..50usize {
+                let m = (k * 977 + j * 31) % members;
+                let t = Instant::now();
+                let index = backend.lists().await.unwrap();
+                let list = index[&format!("l{}@lists.example.org", m / MEMBERS_PER_LIST)].clone();
+                let status = backend
+                    .senders(&list, &[format!("m{m}@example.org")])
+                    .await
+                    .unwrap();
+                times.push(t.elapsed());
+                assert!(status[0].member);
+            }
+            times
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    println!(
+        "warm RCPT decision (lists + cached membership), 32 tasks, {} samples: p50 {:?} p99 {:?}",
+        all.len(),
+        p(0.5),
+        p(0.99)
+    );
     // Every request 2 s late: mail outside the list domains.
     let (slow_url, _slow) = fake(Duration::from_secs(2)).await;
     let slow = Arc::new(
