@@ -4,7 +4,7 @@
 //! ([`crate::lists_file::FileBackend`]) answers from memory; a Mailman 3
 //! REST backend would answer over HTTP with a cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -36,6 +36,14 @@ pub struct BackendError(pub String);
 
 /// A source of list data.
 pub trait ListBackend: Send + Sync + 'static {
+    /// The domains lists live in (alias domains included), if known. Mail
+    /// to any other domain is not for a list, and is decided without
+    /// asking [`ListBackend::lists`]. None: not known (everything is
+    /// asked).
+    fn list_domains(&self) -> Option<Arc<HashSet<String>>> {
+        None
+    }
+
     /// All lists, with their posting policy.
     fn lists(&self) -> impl Future<Output = Result<Arc<ListIndex>, BackendError>> + Send;
 

@@ -46,6 +46,12 @@ pub struct MailmanSection {
     pub max_stale: f64,
     /// Maximum number of cached membership answers.
     pub cache_size: usize,
+    /// Directory where the last good answers are kept across restarts;
+    /// relative to the config file. None: nothing is kept.
+    pub state_dir: Option<PathBuf>,
+    /// The domains of the lists (mail hosts and alias domains), as given
+    /// here instead of read from Mailman's `/domains`.
+    pub list_domains: Option<Vec<String>>,
 }
 
 impl Default for MailmanSection {
@@ -59,6 +65,8 @@ impl Default for MailmanSection {
             cache_ttl: rest::DEFAULT_CACHE_TTL.as_secs_f64(),
             max_stale: rest::DEFAULT_MAX_STALE.as_secs_f64(),
             cache_size: rest::DEFAULT_CACHE_SIZE,
+            state_dir: None,
+            list_domains: None,
         }
     }
 }
@@ -104,6 +112,13 @@ impl MailmanSection {
                 self.max_stale
             ));
         }
+        if let Some(d) = &self.list_domains
+            && let Some(bad) = d
+                .iter()
+                .find(|d| d.trim().is_empty() || d.contains(['@', ' ', '/']))
+        {
+            return Err(format!("mailman.list_domains: {bad:?} is not a domain"));
+        }
         if self.cache_size > 10_000_000 {
             return Err(format!(
                 "mailman.cache_size: {} is more than 10000000",
@@ -142,6 +157,12 @@ impl MailmanSection {
             cache_ttl: std::time::Duration::from_secs_f64(self.cache_ttl),
             max_stale: std::time::Duration::from_secs_f64(self.max_stale),
             cache_size: self.cache_size,
+            state_dir: self.state_dir.clone(),
+            list_domains: self.list_domains.as_ref().map(|d| {
+                d.iter()
+                    .map(|d| d.trim().trim_end_matches('.').to_lowercase())
+                    .collect()
+            }),
         })
     }
 }
@@ -300,6 +321,13 @@ impl Config {
         {
             m.password_file = Some(dir.join(pf));
         }
+        if let Some(m) = &mut config.mailman
+            && let Some(sd) = &m.state_dir
+            && sd.is_relative()
+            && let Some(dir) = file.parent()
+        {
+            m.state_dir = Some(dir.join(sd));
+        }
         config.check().map_err(|message| ConfigError {
             file: name,
             message,
@@ -422,6 +450,12 @@ impl Config {
                 t.insert("cache_ttl".into(), Value::Float(m.cache_ttl));
                 t.insert("max_stale".into(), Value::Float(m.max_stale));
                 t.insert("cache_size".into(), Value::Integer(m.cache_size as i64));
+                if let Some(d) = &m.state_dir {
+                    t.insert("state_dir".into(), s(&d.display().to_string()));
+                }
+                if let Some(d) = &m.list_domains {
+                    t.insert("list_domains".into(), strings(d));
+                }
                 out.push(("mailman", Value::Table(t)));
             }
         }

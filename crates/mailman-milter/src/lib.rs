@@ -11,15 +11,17 @@
 //! settings.
 
 pub mod address;
-mod answer_cache;
 pub mod approval;
 pub mod backend;
 pub mod config;
+pub mod export;
+pub mod header_match;
 pub mod list;
 pub mod lists_file;
 pub mod milter;
 pub mod overrides;
 pub mod policy;
+pub mod pyregex;
 pub mod recipient;
 pub mod rest;
 mod toml_error;

@@ -11,13 +11,22 @@
 //! hold_nonmembers = []                  # Mailman 3's hold_these_nonmembers
 //! reject_nonmembers = ["^.*@rival\\.example$"]
 //! discard_nonmembers = []
-//! default_member_action = "accept"      # accept (Mailman's defer) | hold | reject | discard
+//! default_member_action = "defer"       # defer (Mailman's default) | accept | hold | reject | discard
 //! emergency = false                     # Mailman holds everything: left to Mailman
+//! moderator_password = true             # Approved: may pass (left out: assumed)
 //! banned = ["^.*@spam\\.example$"]
 //! reject_text = "<{list}>: members only, see https://lists.example.org/"
 //!
+//! [[list.header_matches]]               # Mailman's header_matches, in order
+//! header = "x-spam-flag"
+//! pattern = "yes"                       # Python re.search, ignoring case
+//! action = "discard"                    # accept | hold | reject | discard; left out: the site's
+//!
 //! [list.moderation]                     # own moderation_action of members and non-members
 //! "troll@example.org" = "discard"
+//!
+//! [[user]]                              # a Mailman user's addresses: one subscribed
+//! addresses = ["alice@example.org", "alice@home.example"]   # makes the others members
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,7 +38,8 @@ use serde::Deserialize;
 
 use crate::address::normalize;
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
-use crate::list::{ListPolicy, NonmemberAction, Pattern};
+use crate::header_match::HeaderRule;
+use crate::list::{ListPolicy, NonmemberAction, Pattern, Unevaluable, unevaluable_in};
 
 /// A lists file that cannot be used; names the file and the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +56,17 @@ pub struct LoadError {
 struct RawFile {
     #[serde(default)]
     list: Vec<RawList>,
+    #[serde(default)]
+    user: Vec<RawUser>,
+}
+
+/// `[[user]]`: the addresses of one Mailman user. A sender that is not a
+/// member itself is a member through another address of its user, as in
+/// Mailman 3 (`_find_sender_member`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    addresses: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,10 +95,22 @@ struct RawList {
     #[serde(default)]
     banned: Vec<String>,
     reject_text: Option<String>,
+    moderator_password: Option<bool>,
+    #[serde(default)]
+    header_matches: Vec<RawHeaderMatch>,
+}
+
+/// `[[list.header_matches]]`: as Mailman's `lists/{id}/header-matches`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderMatch {
+    header: String,
+    pattern: String,
+    action: Option<String>,
 }
 
 fn default_member_action() -> NonmemberAction {
-    NonmemberAction::Accept
+    NonmemberAction::Defer
 }
 
 fn default_action() -> NonmemberAction {
@@ -92,6 +125,10 @@ pub struct ListsData {
     bans: HashMap<String, Vec<Pattern>>,
     /// List -> address -> own moderation action.
     moderation: HashMap<String, HashMap<String, NonmemberAction>>,
+    /// Address -> index in `users`.
+    user_of: HashMap<String, usize>,
+    /// Each user's addresses (normalised).
+    users: Vec<Vec<String>>,
 }
 
 impl ListsData {
@@ -118,15 +155,22 @@ impl ListsData {
                     .ok_or_else(|| err(format!("{key}.members[{j}]: {m:?} is not an address")))?;
                 members.insert(a);
             }
-            let bans = patterns(&l.banned, &format!("{key}.banned"), false).map_err(err)?;
+            let bans = patterns(
+                &l.banned,
+                &format!("{key}.banned"),
+                false,
+                Pattern::parse_ban,
+            )
+            .map_err(err)?;
             let accept = patterns(
                 &l.accept_nonmembers,
                 &format!("{key}.accept_nonmembers"),
                 true,
+                Pattern::parse,
             )
             .map_err(err)?;
             let legacy = |entries: &[String], name: &str| {
-                patterns(entries, &format!("{key}.{name}"), false).map_err(err)
+                patterns(entries, &format!("{key}.{name}"), false, Pattern::parse).map_err(err)
             };
             let hold = legacy(&l.hold_nonmembers, "hold_nonmembers")?;
             let reject = legacy(&l.reject_nonmembers, "reject_nonmembers")?;
@@ -143,6 +187,21 @@ impl ListsData {
                 crate::milter::refusal_reply(t, &address)
                     .map_err(|e| err(format!("{key}.reject_text: {e}")))?;
             }
+            let mut header_matches = Vec::new();
+            for (j, h) in l.header_matches.iter().enumerate() {
+                if h.header.trim().is_empty() {
+                    return Err(err(format!("{key}.header_matches[{j}].header: empty")));
+                }
+                if let Some(a) = &h.action
+                    && a != "defer"
+                    && NonmemberAction::from_mailman(a).is_none()
+                {
+                    return Err(err(format!(
+                        "{key}.header_matches[{j}].action: {a:?} is not accept, defer, hold, reject or discard"
+                    )));
+                }
+                header_matches.push(HeaderRule::new(&h.header, &h.pattern, h.action.as_deref()));
+            }
             let policy = ListPolicy {
                 address: address.clone(),
                 nonmember_action: l.nonmember_action,
@@ -157,6 +216,8 @@ impl ListsData {
                 emergency: l.emergency,
                 has_bans: !bans.is_empty(),
                 reject_text: l.reject_text,
+                header_matches,
+                moderator_password: l.moderator_password,
             };
             index.insert(address.clone(), Arc::new(policy));
             data.members.insert(address.clone(), members);
@@ -173,6 +234,25 @@ impl ListsData {
                     );
                 }
             }
+        }
+        for (i, u) in raw.user.iter().enumerate() {
+            let mut addresses = Vec::new();
+            for (j, a) in u.addresses.iter().enumerate() {
+                let addr = checked_address(a).ok_or_else(|| {
+                    err(format!("user[{i}].addresses[{j}]: {a:?} is not an address"))
+                })?;
+                if data
+                    .user_of
+                    .insert(addr.clone(), data.users.len())
+                    .is_some()
+                {
+                    return Err(err(format!(
+                        "user[{i}].addresses[{j}]: {addr} belongs to another user too"
+                    )));
+                }
+                addresses.push(addr);
+            }
+            data.users.push(addresses);
         }
         data.index = Arc::new(index);
         Ok(data)
@@ -196,6 +276,16 @@ impl ListsData {
     /// Status of one normalised sender on a list.
     pub fn status(&self, list: &str, sender: &str) -> SenderStatus {
         let is_member = |l: &str| self.members.get(l).is_some_and(|m| m.contains(sender));
+        // Mailman 3: the sender itself, else another address of its user.
+        let member_address = if is_member(list) {
+            Some(sender)
+        } else {
+            self.user_of.get(sender).and_then(|&u| {
+                self.users[u].iter().map(String::as_str).find(|a| {
+                    *a != sender && self.members.get(list).is_some_and(|m| m.contains(*a))
+                })
+            })
+        };
         let accepted_via = self.index.get(list).and_then(|p| {
             p.accept_nonmembers.iter().find_map(|pat| match pat {
                 Pattern::ListMembers(other) if other != list && is_member(other) => {
@@ -205,7 +295,7 @@ impl ListsData {
             })
         });
         SenderStatus {
-            member: is_member(list),
+            member: member_address.is_some(),
             banned: self.bans.get(list).is_some_and(|b| {
                 b.iter()
                     .any(|p| p.matches(sender) == crate::list::PatternMatch::Yes)
@@ -214,19 +304,18 @@ impl ListsData {
             moderation: self
                 .moderation
                 .get(list)
-                .and_then(|m| m.get(sender))
+                .and_then(|m| m.get(member_address.unwrap_or(sender)))
                 .copied(),
         }
     }
 
-    /// Accept patterns the regex engine could not compile, as `(list, entry, error)`.
-    pub fn unsupported_patterns(&self) -> Vec<(String, String, String)> {
+    /// Every pattern of the file that cannot be evaluated here, sorted.
+    pub fn unevaluable(&self) -> Vec<Unevaluable> {
         let mut out = Vec::new();
         for l in self.index.values() {
-            for p in &l.accept_nonmembers {
-                if let Pattern::Unsupported { source, error } = p {
-                    out.push((l.address.clone(), source.clone(), error.clone()));
-                }
+            out.extend(l.unevaluable());
+            if let Some(b) = self.bans.get(&l.address) {
+                out.extend(unevaluable_in(&l.address, "banned", b));
             }
         }
         out.sort();
@@ -240,10 +329,15 @@ fn checked_address(raw: &str) -> Option<String> {
     (!local.is_empty() && !domain.is_empty() && !a.contains(char::is_whitespace)).then_some(a)
 }
 
-fn patterns(entries: &[String], key: &str, list_refs: bool) -> Result<Vec<Pattern>, String> {
+fn patterns(
+    entries: &[String],
+    key: &str,
+    list_refs: bool,
+    parse: fn(&str) -> Pattern,
+) -> Result<Vec<Pattern>, String> {
     let mut out = Vec::new();
     for (j, e) in entries.iter().enumerate() {
-        let p = Pattern::parse(e);
+        let p = parse(e);
         if let Pattern::ListMembers(_) = &p
             && !list_refs
         {

@@ -1,8 +1,10 @@
 //! `mailman-milter`: the daemon. The configuration and the list data,
 //! served by the shared daemon shell (`minimilter::daemon`: command line,
 //! `[server]`, logging, signals, `--check-config`, systemd). SIGHUP and a
-//! change of the lists file reload the lists.
+//! change of the lists file reload the lists. `mailman-milter export`
+//! writes a lists file from a running Mailman's REST API.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mailman_milter::config::{BackendKind, Config, DEFAULT_LISTEN};
+use mailman_milter::list::unevaluable_line;
 use mailman_milter::lists_file::Reloaded;
 use mailman_milter::overrides::missing_override;
 use mailman_milter::{
@@ -46,8 +49,8 @@ struct Mailman {
 impl Daemon for Mailman {
     const NAME: &'static str = "mailman-milter";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const ABOUT: &'static str =
-        "Refuse posts to Mailman lists from senders who may not post, at SMTP time.";
+    const ABOUT: &'static str = "Refuse posts to Mailman lists from senders who may not post, at SMTP time. \
+         `mailman-milter export --help`: write a lists file from Mailman's REST API.";
     const DEFAULT_LISTEN: &'static str = DEFAULT_LISTEN;
     type Args = Cli;
 
@@ -93,15 +96,29 @@ impl Daemon for Mailman {
             Source::File(lists) => lists,
             Source::Mailman(rest) => {
                 let backend = Arc::new(RestBackend::new(&rest)?);
-                let milter = MailmanMilter::new(backend.clone(), config.settings());
-                // Through the milter, so overrides naming unknown lists are logged.
-                match milter.prime().await {
-                    Ok(n) => tracing::info!(api = backend.base(), lists = n, "Mailman lists read"),
-                    Err(e) => tracing::error!(
-                        "{e}; answering {} (on_backend_error) until the Mailman REST API answers",
-                        config.on_backend_error.name()
+                match backend.known_list_domains() {
+                    Some(d) => tracing::info!(
+                        domains = d.len(),
+                        "list domains known; other mail never waits for Mailman"
+                    ),
+                    None => tracing::warn!(
+                        "list domains not known until the Mailman REST API answers (set [mailman] list_domains or state_dir)"
                     ),
                 }
+                let milter = MailmanMilter::new(backend.clone(), config.settings());
+                // Listen at once; the lists are read meanwhile, through a
+                // milter so overrides naming unknown lists are logged.
+                let primer = milter.twin();
+                let on_error = config.on_backend_error.name();
+                let api = backend.base().to_owned();
+                tokio::spawn(async move {
+                    match primer.prime().await {
+                        Ok(n) => tracing::info!(api, lists = n, "Mailman lists read"),
+                        Err(e) => tracing::error!(
+                            "{e}; list mail gets {on_error} (on_backend_error) until the Mailman REST API answers"
+                        ),
+                    }
+                });
                 serve.on_reload(|| {
                     Ok(
                         "nothing: the lists come from the Mailman REST API (answers are \
@@ -121,10 +138,8 @@ impl Daemon for Mailman {
             None => {
                 let data = backend.data().expect("just loaded");
                 tracing::info!(file = %lists.display(), lists = data.index().len(), "lists loaded");
-                for (list, entry, error) in data.unsupported_patterns() {
-                    tracing::warn!(
-                        "{list}: accept pattern {entry} cannot be evaluated ({error}); matching posts go to Mailman"
-                    );
+                if let Some(line) = unevaluable_line(&data.unevaluable()) {
+                    tracing::warn!("{line}");
                 }
             }
         }
@@ -149,7 +164,77 @@ impl Daemon for Mailman {
 }
 
 fn main() -> ExitCode {
+    // `export` is a one-shot command, not the daemon: its own small parser.
+    // It is the word `export` where an option's value cannot be.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let export_at = (1..args.len()).find(|&i| {
+        let prev = args[i - 1].to_string_lossy();
+        args[i] == "export" && (i == 1 || !prev.starts_with('-') || prev.contains('='))
+    });
+    if let Some(i) = export_at {
+        let mut rest = args;
+        rest.remove(i);
+        return export_main(rest);
+    }
     daemon::main::<Mailman>()
+}
+
+/// `mailman-milter export`: the arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailman-milter export",
+    bin_name = "mailman-milter export",
+    version,
+    about = "Write a lists file from a running Mailman's REST API (the configuration's \
+             [mailman] table says how to reach it), to snapshot Mailman or to run on the \
+             file while the API is off limits; the file gives the same verdicts."
+)]
+struct ExportCli {
+    /// Configuration file (TOML) with the [mailman] table; without it the defaults apply.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where to write the lists file (default: standard output).
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn export_main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let cli = ExportCli::parse_from(args);
+    match export(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailman-milter export: {}", one_line(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn export(cli: &ExportCli) -> Result<(), BoxError> {
+    let file = cli
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(defaults)".into());
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let rest = config
+        .mailman_section()
+        .rest_config()
+        .map_err(|m| format!("{file}: {m}"))?;
+    let text = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(mailman_milter::export::export(&rest))
+        .map_err(|e| format!("exporting from {}: {e}", rest.url))?;
+    match &cli.output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(())
 }
 
 fn configure(file: Option<&std::path::Path>, cli: &Cli) -> Result<(Config, Source), BoxError> {
@@ -197,10 +282,8 @@ fn check(report: &mut Report, config: &Config, source: &Source) -> Result<(), Bo
             let data = ListsData::load(lists)?;
             let index = overrides.apply(data.index());
             print_lists(&mut out, &lists.display().to_string(), &index)?;
-            for (list, entry, error) in data.unsupported_patterns() {
-                report.warn(format!(
-                    "{list}: accept pattern {entry} cannot be evaluated here ({error}); such posts are passed to Mailman"
-                ));
+            if let Some(line) = unevaluable_line(&data.unevaluable()) {
+                report.warn(line);
             }
             for list in overrides.missing(data.index()) {
                 report.warn(missing_override(list));
@@ -211,10 +294,26 @@ fn check(report: &mut Report, config: &Config, source: &Source) -> Result<(), Bo
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let index = runtime
-                .block_on(backend.lists())
-                .map_err(|e| format!("reading the lists from {}: {e}", backend.base()))?;
+            let index = match runtime.block_on(backend.lists()) {
+                Ok(index) => index,
+                // An API that is down is not a configuration error when the
+                // list domains are known: the daemon can start and pass
+                // other mail.
+                Err(e) if backend.known_list_domains().is_some() => {
+                    report.warn(format!(
+                        "reading the lists from {}: {e}; list mail gets the fail-safe until it answers",
+                        backend.base()
+                    ));
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(format!("reading the lists from {}: {e}", backend.base()).into());
+                }
+            };
             print_lists(&mut out, backend.base(), &overrides.apply(&index))?;
+            if let Some(line) = unevaluable_line(&backend.unevaluable()) {
+                report.warn(line);
+            }
             for list in overrides.missing(&index) {
                 report.warn(missing_override(list));
             }
@@ -229,8 +328,10 @@ fn print_lists(
     source: &str,
     index: &ListIndex,
 ) -> std::io::Result<()> {
+    // Once per list (alias-domain keys name a list again).
     let mut names: Vec<_> = index.values().collect();
     names.sort_by(|a, b| a.address.cmp(&b.address));
+    names.dedup_by(|a, b| a.address == b.address);
     writeln!(out, "{source}: {} lists", names.len())?;
     for l in names {
         writeln!(

@@ -13,9 +13,10 @@ use minimilter::{
 use crate::address::{envelope, header_addresses};
 use crate::approval::BodyScan;
 use crate::backend::{BackendError, ListBackend, ListIndex};
+use crate::header_match::SeenHeaders;
 use crate::list::ListPolicy;
 use crate::overrides::ListOverrides;
-use crate::policy::{Decision, Post, SenderMode, decide, is_approval_header};
+use crate::policy::{Decision, Post, SenderMode, decide_with_headers, is_approval_header};
 use crate::recipient::{AddressRules, Recipient};
 
 /// The default refusal text; `{list}` is replaced by the posting address.
@@ -127,9 +128,14 @@ pub struct Message {
     reply_to: Vec<String>,
     sender: Vec<String>,
     approved: bool,
+    /// Headers the list's header-match rules look at.
+    headers: SeenHeaders,
     pending: Option<Pending>,
     body_scan: BodyScan,
 }
+
+/// A backend index and the same with the overrides applied.
+type Overridden = (Arc<ListIndex>, Arc<ListIndex>);
 
 /// The mailman-milter filter over a list backend.
 pub struct MailmanMilter<B> {
@@ -137,10 +143,10 @@ pub struct MailmanMilter<B> {
     settings: Arc<Settings>,
     /// The backend's last index and the same with the overrides applied,
     /// so they are applied once per change of the data, not per RCPT.
-    overridden: Mutex<Option<(Arc<ListIndex>, Arc<ListIndex>)>>,
+    overridden: Arc<Mutex<Option<Overridden>>>,
     /// The override entries last seen naming no list (warned about once
     /// per change, as list data is reloaded or REST answers change).
-    missing: Mutex<Vec<String>>,
+    missing: Arc<Mutex<Vec<String>>>,
 }
 
 impl<B: ListBackend> MailmanMilter<B> {
@@ -149,8 +155,19 @@ impl<B: ListBackend> MailmanMilter<B> {
         MailmanMilter {
             backend,
             settings: Arc::new(settings),
-            overridden: Mutex::new(None),
-            missing: Mutex::new(Vec::new()),
+            overridden: Arc::default(),
+            missing: Arc::default(),
+        }
+    }
+
+    /// The same filter, sharing its backend, settings and warnings: e.g.
+    /// to read the list data in the background while this one serves.
+    pub fn twin(&self) -> Self {
+        MailmanMilter {
+            backend: self.backend.clone(),
+            settings: self.settings.clone(),
+            overridden: self.overridden.clone(),
+            missing: self.missing.clone(),
         }
     }
 
@@ -158,7 +175,11 @@ impl<B: ListBackend> MailmanMilter<B> {
     /// (an override naming no list) are logged at start-up; the number of
     /// lists.
     pub async fn prime(&self) -> Result<usize, BackendError> {
-        Ok(self.lists().await?.len())
+        let index = self.lists().await?;
+        // Alias-domain keys name a list twice.
+        let lists: std::collections::HashSet<&str> =
+            index.values().map(|p| p.address.as_str()).collect();
+        Ok(lists.len())
     }
 
     /// The backend's lists with the configured overrides applied.
@@ -221,6 +242,13 @@ impl<B: ListBackend> MailmanMilter<B> {
     }
 
     async fn classify(&self, rcpt: &str) -> Result<Class, BackendError> {
+        // Mail outside the list domains never waits for the list data.
+        if let Some(domains) = self.backend.list_domains() {
+            match self.settings.rules.domain_of(rcpt) {
+                Some(d) if domains.contains(&d) => {}
+                _ => return Ok(Class::Other),
+            }
+        }
         let index = self.lists().await?;
         let class = match self
             .settings
@@ -237,17 +265,24 @@ impl<B: ListBackend> MailmanMilter<B> {
     }
 
     /// Decides a post to `list` by `senders`.
-    async fn judge(&self, list: &ListPolicy, senders: &[String], approved: bool) -> Judgement {
+    async fn judge(
+        &self,
+        list: &ListPolicy,
+        senders: &[String],
+        approved: bool,
+        headers: Option<&SeenHeaders>,
+    ) -> Judgement {
         let status = match self.backend.senders(list, senders).await {
             Ok(s) => s,
             Err(e) => return Judgement::Unavailable(self.backend_failure(&e), e.to_string()),
         };
-        let decision = decide(&Post {
+        let post = Post {
             list,
             senders,
             status: &status,
             approved: approved && self.settings.pass_approved,
-        });
+        };
+        let decision = decide_with_headers(&post, headers);
         match decision {
             Decision::Pass(r) => Judgement::Pass(r.to_string()),
             Decision::Refuse(r) => Judgement::Refuse(self.refusal(list), r.to_string()),
@@ -389,7 +424,7 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             if let Class::List(list) = &class {
                 let senders: Vec<String> = cx.msg.envelope.iter().cloned().collect();
                 let v = self
-                    .judge(list, &senders, false)
+                    .judge(list, &senders, false, None)
                     .await
                     .conclude(&list.address, &log_fields(&cx, Some(&rcpt)));
                 if v != Verdict::Continue {
@@ -434,8 +469,14 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             cx.msg.approved |= is_approval_header(&name);
             None
         };
+        let value = header.value_str();
+        if let Some(Class::List(list)) = &cx.msg.class
+            && !list.header_matches.is_empty()
+        {
+            cx.msg.headers.add(&list.header_matches, &name, &value);
+        }
         if let Some(t) = target {
-            t.extend(header_addresses(&header.value_str()));
+            t.extend(header_addresses(&value));
         }
         Ok(Verdict::Continue)
     }
@@ -459,8 +500,14 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
                 senders.push(s.clone());
             }
         }
-        match self.judge(&list, &senders, cx.msg.approved).await {
-            Judgement::Refuse(reply, why) if self.settings.pass_approved => {
+        let headers = std::mem::take(&mut cx.msg.headers);
+        match self
+            .judge(&list, &senders, cx.msg.approved, Some(&headers))
+            .await
+        {
+            Judgement::Refuse(reply, why)
+                if self.settings.pass_approved && list.approval_possible() =>
+            {
                 // Mailman also takes the approval from the top of the body.
                 cx.msg.pending = Some(Pending {
                     list: list.address.clone(),

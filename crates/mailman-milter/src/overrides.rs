@@ -55,7 +55,9 @@ impl ListOverrides {
             .iter()
             .map(|(address, policy)| {
                 let mut p = (**policy).clone();
-                if let Some(o) = self.lists.get(address) {
+                // By the list's own address: an alias-domain key is the
+                // same list.
+                if let Some(o) = self.lists.get(&policy.address) {
                     p.refuse_hold = p.refuse_hold.or(o.refuse_hold);
                     if p.reject_text.is_none() {
                         p.reject_text.clone_from(&o.reject_text);

@@ -1,12 +1,14 @@
 //! The posting decision, as Mailman 3's default posting chain would take it
 //! for the part that matters at SMTP time: `approved` -> `emergency` ->
-//! `banned-address` -> `member-moderation` -> `nonmember-moderation`
+//! `banned-address` -> `member-moderation` -> `header-match` ->
+//! `nonmember-moderation`
 //! (`mailman/chains/builtin.py`, `mailman/rules/moderation.py`). Pure: no
 //! I/O.
 
 use std::fmt;
 
 use crate::backend::SenderStatus;
+use crate::header_match::SeenHeaders;
 use crate::list::{ListPolicy, ModerationAction, NonmemberAction, Pattern, PatternMatch};
 
 /// Whose addresses count as the sender of a post.
@@ -40,7 +42,8 @@ pub struct Post<'a> {
     pub senders: &'a [String],
     /// The backend's answer for each sender (same order).
     pub status: &'a [SenderStatus],
-    /// The message carries an `Approved:`-style header.
+    /// The message carries an `Approved:`-style header (it counts only on a
+    /// list with a moderator password, as in Mailman).
     pub approved: bool,
 }
 
@@ -71,6 +74,14 @@ pub enum PassReason {
     },
     /// An accept pattern the milter cannot evaluate might match: Mailman decides.
     UnsupportedPattern(String),
+    /// A header-match rule hits whose action passes (accept), or whose
+    /// action the milter does not model (none set: the site's jump chain).
+    HeaderRule {
+        /// The rule (`header: pattern`).
+        rule: String,
+        /// Its action (`""`: none set).
+        action: String,
+    },
     /// Mailman would deliver non-member posts to this list anyway (or hold them
     /// and the list does not refuse holds).
     NotRefused(NonmemberAction),
@@ -98,6 +109,13 @@ pub enum RefuseReason {
         action: ModerationAction,
         /// Where the action comes from.
         by: String,
+    },
+    /// A header-match rule hits and its action refuses.
+    HeaderRule {
+        /// The rule (`header: pattern`).
+        rule: String,
+        /// Mailman's action for the post.
+        action: ModerationAction,
     },
     /// No sender is a member or accepted; Mailman's action would be this.
     Nonmember(NonmemberAction),
@@ -136,6 +154,15 @@ impl fmt::Display for PassReason {
                 )
             }
             PassReason::NotRefused(a) => write!(f, "non-member action is {}", a.name()),
+            PassReason::HeaderRule { rule, action } if action.is_empty() => {
+                write!(
+                    f,
+                    "header rule {rule} hits; no action set: Mailman's jump chain decides"
+                )
+            }
+            PassReason::HeaderRule { rule, action } => {
+                write!(f, "header rule {rule} hits: {action}")
+            }
         }
     }
 }
@@ -158,6 +185,9 @@ impl fmt::Display for RefuseReason {
                 )
             }
             RefuseReason::NoSenders => f.write_str("no sender address"),
+            RefuseReason::HeaderRule { rule, action } => {
+                write!(f, "header rule {rule} hits: {}", action.name())
+            }
         }
     }
 }
@@ -178,9 +208,16 @@ pub fn is_approval_header(name: &str) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// Decides one post.
+/// Decides one post whose headers are not known (at RCPT): header-match
+/// rules cannot tell.
 pub fn decide(post: &Post<'_>) -> Decision {
-    if post.approved {
+    decide_with_headers(post, None)
+}
+
+/// Decides one post; `headers` are the post's headers the list's
+/// header-match rules look at (None: not known).
+pub fn decide_with_headers(post: &Post<'_>, headers: Option<&SeenHeaders>) -> Decision {
+    if post.approved && post.list.approval_possible() {
         return Decision::Pass(PassReason::Approved);
     }
     let none = SenderStatus::default();
@@ -193,12 +230,18 @@ pub fn decide(post: &Post<'_>) -> Decision {
     if let Some(i) = (0..post.senders.len()).find(|&i| status(i).banned) {
         return Decision::Refuse(RefuseReason::Banned(post.senders[i].clone()));
     }
-    // member-moderation: the first sender that is a member decides.
-    if let Some(i) = (0..post.senders.len()).find(|&i| status(i).member) {
+    // member-moderation: the first sender that is a member decides, unless
+    // its action is defer (then the header rules come first).
+    let member = (0..post.senders.len()).find(|&i| status(i).member);
+    if let Some(i) = member {
         let sender = post.senders[i].clone();
         let action = status(i).moderation.unwrap_or(list.default_member_action);
         return match action {
             NonmemberAction::Accept => Decision::Pass(PassReason::Member(sender)),
+            NonmemberAction::Defer => match header_match(post, headers, refuse_hold) {
+                HeaderOutcome::Decided(d) => d,
+                HeaderOutcome::Continue(_) => Decision::Pass(PassReason::Member(sender)),
+            },
             NonmemberAction::Hold if !refuse_hold => Decision::Pass(PassReason::Held {
                 sender,
                 by: "member moderation".into(),
@@ -206,9 +249,13 @@ pub fn decide(post: &Post<'_>) -> Decision {
             action => Decision::Refuse(RefuseReason::ModeratedMember { sender, action }),
         };
     }
-    // nonmember-moderation: per sender, its own record, then the legacy
-    // lists in Mailman's order; the first hit decides.
-    let mut unknown: Option<String> = None;
+    // header-match, then nonmember-moderation: per sender, its own
+    // record, then the legacy lists in Mailman's order; the first hit
+    // decides.
+    let mut unknown: Option<String> = match header_match(post, headers, refuse_hold) {
+        HeaderOutcome::Decided(d) => return d,
+        HeaderOutcome::Continue(unknown) => unknown,
+    };
     let legacy: [(NonmemberAction, &str, &[Pattern]); 4] = [
         (
             NonmemberAction::Accept,
@@ -288,11 +335,67 @@ fn nonmember_hit(
     let sender = sender.to_owned();
     let by = entry.unwrap_or_else(|| "own moderation action".into());
     match action {
-        NonmemberAction::Accept => Decision::Pass(PassReason::NonmemberRecord(sender)),
+        // A non-member's defer: the rule misses and Mailman accepts.
+        NonmemberAction::Accept | NonmemberAction::Defer => {
+            Decision::Pass(PassReason::NonmemberRecord(sender))
+        }
         NonmemberAction::Hold if !refuse_hold => Decision::Pass(PassReason::Held { sender, by }),
         _ => match unknown {
             Some(p) => Decision::Pass(PassReason::UnsupportedPattern(p)),
             None => Decision::Refuse(RefuseReason::NonmemberRule { sender, action, by }),
         },
     }
+}
+
+/// What the header-match rules say.
+enum HeaderOutcome {
+    /// A rule hit and decides.
+    Decided(Decision),
+    /// No rule hit; a rule that could not tell and would have let the post
+    /// through, if any (a later refusal is then uncertain).
+    Continue(Option<String>),
+}
+
+/// Mailman's `header-match` chain over the list's rules, first hit wins.
+/// A rule that cannot tell is taken as a miss when its hit would refuse
+/// (a miss then only risks passing what Mailman refuses); otherwise later
+/// refusals become passes.
+fn header_match(
+    post: &Post<'_>,
+    headers: Option<&SeenHeaders>,
+    refuse_hold: bool,
+) -> HeaderOutcome {
+    let mut unknown = None;
+    for rule in &post.list.header_matches {
+        let name = || format!("{}: {}", rule.header, rule.pattern.text());
+        match rule.check(headers) {
+            PatternMatch::Yes => {
+                let decision = match rule.action {
+                    Some(NonmemberAction::Hold) if !refuse_hold => {
+                        Decision::Pass(PassReason::Held {
+                            sender: String::new(),
+                            by: format!("header rule {}", name()),
+                        })
+                    }
+                    Some(action) if action.refused(refuse_hold) => match unknown {
+                        Some(p) => Decision::Pass(PassReason::UnsupportedPattern(p)),
+                        None => Decision::Refuse(RefuseReason::HeaderRule {
+                            rule: name(),
+                            action,
+                        }),
+                    },
+                    _ => Decision::Pass(PassReason::HeaderRule {
+                        rule: name(),
+                        action: rule.action_name.clone(),
+                    }),
+                };
+                return HeaderOutcome::Decided(decision);
+            }
+            PatternMatch::Unknown if !rule.refuses(refuse_hold) => {
+                unknown.get_or_insert_with(|| format!("header rule {}", name()));
+            }
+            PatternMatch::Unknown | PatternMatch::No => {}
+        }
+    }
+    HeaderOutcome::Continue(unknown)
 }

@@ -63,6 +63,14 @@ pub enum Recipient {
 }
 
 impl AddressRules {
+    /// The domain `rcpt` is for, lowercased, alias domains mapped to their
+    /// list domain; None if `rcpt` is not an address with a domain.
+    pub fn domain_of(&self, rcpt: &str) -> Option<String> {
+        let mailbox = envelope_mailbox(rcpt)?;
+        let domain = mailbox.domain()?.as_str().to_lowercase();
+        Some(self.alias_domains.get(&domain).cloned().unwrap_or(domain))
+    }
+
     /// Classifies `rcpt` (raw or normalised) against the known posting
     /// addresses, `is_list` answering for a normalised `local@domain`.
     pub fn classify(&self, rcpt: &str, is_list: impl Fn(&str) -> bool) -> Recipient {

@@ -16,7 +16,7 @@ const LISTS: &str = r#"
 address = "Team@Lists.Example.org"
 nonmember_action = "reject"
 members = ["Alice@Example.org", "bob@example.org"]
-accept_nonmembers = ["Boss@Example.com", "^[a-z]+@partner\\.example$"]
+accept_nonmembers = ["boss@example.com", "Shouty@Example.com", "^[a-z]+@partner\\.example$"]
 banned = ["spam@example.net", "^.*@evil\\.example$"]
 
 [[list]]
@@ -40,7 +40,8 @@ nonmember_action = "accept"
 [[list]]
 address = "fancy@lists.example.org"
 nonmember_action = "reject"
-accept_nonmembers = ["^(?=x)lookahead@"]
+accept_nonmembers = ["^[[:alpha:]]+@python\\.example$", "^(?!boss@)[a-z]+@partner\\.example$"]
+banned = ["^.*@SPAMMER\\.example\\.org$"]
 
 [[list]]
 address = "team-request@lists.example.org"
@@ -302,6 +303,12 @@ fn a_plain_accept_entry_lets_a_non_member_post() {
             pattern: "boss@example.com".into(),
         })
     );
+    // Compared as Mailman compares it: exactly, with the lowercased
+    // sender, so an entry with capitals lets nobody through.
+    assert_eq!(
+        judge(TEAM, &["shouty@example.com"], false),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Reject))
+    );
 }
 
 #[test]
@@ -354,14 +361,18 @@ fn an_at_list_accept_entry_lets_members_of_that_list_post() {
 }
 
 #[test]
-fn an_accept_pattern_the_engine_cannot_compile_never_leads_to_a_refusal() {
+fn an_accept_pattern_that_cannot_be_evaluated_never_leads_to_a_refusal() {
     let d = data();
     assert_eq!(
-        d.unsupported_patterns()
+        d.unevaluable()
             .iter()
-            .map(|(l, e, _)| (l.as_str(), e.as_str()))
+            .map(|u| (u.list.as_str(), u.key.as_str(), u.entry.as_str()))
             .collect::<Vec<_>>(),
-        [("fancy@lists.example.org", "^(?=x)lookahead@")]
+        [(
+            "fancy@lists.example.org",
+            "accept_these_nonmembers",
+            "^[[:alpha:]]+@python\\.example$"
+        )]
     );
     assert!(matches!(
         judge("fancy@lists.example.org", &["anyone@example.com"], false),
@@ -372,6 +383,42 @@ fn an_accept_pattern_the_engine_cannot_compile_never_leads_to_a_refusal() {
         judge("quiet@lists.example.org", &["anyone@example.com"], false),
         Decision::Refuse(_)
     ));
+}
+
+#[test]
+fn look_around_is_evaluated_as_python_would() {
+    // `^(?!boss@)[a-z]+@partner\.example$`: anyone at the partner but the boss.
+    let d = data();
+    let list = d.index()["fancy@lists.example.org"].clone();
+    let hit = |s: &str| {
+        list.accept_nonmembers
+            .iter()
+            .map(|p| p.matches(s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hit("ann@partner.example")[1], PatternMatch::Yes);
+    assert_eq!(hit("boss@partner.example")[1], PatternMatch::No);
+}
+
+#[test]
+fn ban_patterns_ignore_case_as_mailmans_ban_manager() {
+    // Banned as `^.*@SPAMMER\.example\.org$`; Mailman matches with
+    // re.IGNORECASE against the lowercased sender.
+    let d = data();
+    assert!(
+        d.status("fancy@lists.example.org", "x@spammer.example.org")
+            .banned
+    );
+    assert!(
+        !d.status("fancy@lists.example.org", "x@spammer.example.net")
+            .banned
+    );
+    // Accept and the other non-member patterns stay case-sensitive
+    // (`re.match` without flags in rules/moderation.py).
+    assert_eq!(
+        Pattern::parse("^.*@PARTNER\\.example$").matches("a@partner.example"),
+        PatternMatch::No
+    );
 }
 
 #[test]
@@ -543,7 +590,7 @@ members = ["alice@example.org", "slow@example.org", "troll@example.org", "gone@e
 accept_nonmembers = ["^.*@partner\\.example$"]
 hold_nonmembers = ["waiting@example.com"]
 reject_nonmembers = ["^.*@rival\\.example$"]
-discard_nonmembers = ["Dropped@Example.com"]
+discard_nonmembers = ["dropped@example.com", "Loud@Example.com"]
 
 [list.moderation]
 "Troll@Example.org" = "discard"
@@ -695,6 +742,12 @@ fn the_legacy_hold_reject_and_discard_lists_apply_in_mailmans_order() {
             action: NonmemberAction::Discard,
             ..
         })
+    ));
+    // A plain entry with capitals never matches in Mailman (`==` against
+    // the lowercased sender): the list's default decides, as there.
+    assert!(!matches!(
+        judge_in(MODERATED, MOD, &["loud@example.com"]),
+        Decision::Refuse(RefuseReason::NonmemberRule { .. })
     ));
     // Per sender, in order: the first sender's hit decides, as in Mailman 3.
     assert!(matches!(
@@ -1025,4 +1078,156 @@ fn overrides_naming_no_list_are_found() {
         c.settings().overrides.missing(data.index()),
         ["tema@lists.example.org"]
     );
+}
+
+/// Mailman 3's `approved` rule ignores `Approved:` on a list without a
+/// moderator password; the claim then decides nothing.
+#[test]
+fn approval_counts_only_where_the_list_has_a_moderator_password() {
+    let text = |pw: &str| {
+        format!("[[list]]\naddress = \"a@l.example\"\nnonmember_action = \"reject\"\n{pw}")
+    };
+    let decide_in = |pw: &str| {
+        let d = ListsData::parse(&text(pw), "lists.toml").unwrap();
+        let policy = d.index()["a@l.example"].clone();
+        let senders = vec!["stranger@example.com".to_owned()];
+        let status = vec![d.status("a@l.example", &senders[0])];
+        decide(&Post {
+            list: &policy,
+            senders: &senders,
+            status: &status,
+            approved: true,
+        })
+    };
+    assert_eq!(
+        decide_in("moderator_password = true\n"),
+        Decision::Pass(PassReason::Approved)
+    );
+    // Not said: Mailman may have one, so Mailman checks.
+    assert_eq!(decide_in(""), Decision::Pass(PassReason::Approved));
+    assert_eq!(
+        decide_in("moderator_password = false\n"),
+        Decision::Refuse(RefuseReason::Nonmember(NonmemberAction::Reject))
+    );
+}
+
+/// The lists file's `[[list.header_matches]]`, decided with the post's
+/// headers: a member (defer) is refused by a discard rule; a hold rule
+/// refuses only where holds are refused; a rule with no action is left to
+/// Mailman's jump chain.
+#[test]
+fn header_match_rules_from_the_lists_file() {
+    use mailman_milter::header_match::SeenHeaders;
+    use mailman_milter::policy::decide_with_headers;
+    let text = r#"
+[[list]]
+address = "a@l.example"
+nonmember_action = "hold"
+members = ["m@example.org"]
+
+[[list.header_matches]]
+header = "X-Spam"
+pattern = "^yes"
+action = "discard"
+
+[[list.header_matches]]
+header = "subject"
+pattern = "sale"
+action = "hold"
+
+[[list.header_matches]]
+header = "x-site"
+pattern = "."
+"#;
+    let d = ListsData::parse(text, "lists.toml").unwrap();
+    let run = |refuse_hold: bool, from: &str, headers: &[(&str, &str)]| {
+        let mut policy = (*d.index()["a@l.example"]).clone();
+        policy.refuse_hold = Some(refuse_hold);
+        let mut seen = SeenHeaders::default();
+        for (n, v) in headers {
+            seen.add(&policy.header_matches, n, v);
+        }
+        let senders = vec![from.to_owned()];
+        let status = vec![d.status("a@l.example", from)];
+        let post = Post {
+            list: &policy,
+            senders: &senders,
+            status: &status,
+            approved: false,
+        };
+        decide_with_headers(&post, Some(&seen))
+    };
+    assert!(d.index()["a@l.example"].is_guarded());
+    assert!(matches!(
+        run(false, "m@example.org", &[("X-SPAM", "Yes, 9.1")]),
+        Decision::Refuse(RefuseReason::HeaderRule {
+            action: NonmemberAction::Discard,
+            ..
+        })
+    ));
+    assert_eq!(
+        run(false, "m@example.org", &[("X-Spam", "no")]),
+        Decision::Pass(PassReason::Member("m@example.org".into()))
+    );
+    assert!(matches!(
+        run(false, "x@example.com", &[("Subject", "Big SALE")]),
+        Decision::Pass(PassReason::Held { .. })
+    ));
+    assert!(matches!(
+        run(true, "x@example.com", &[("Subject", "Big SALE")]),
+        Decision::Refuse(RefuseReason::HeaderRule {
+            action: NonmemberAction::Hold,
+            ..
+        })
+    ));
+    assert!(matches!(
+        run(true, "x@example.com", &[("X-Site", "1")]),
+        Decision::Pass(PassReason::HeaderRule { .. })
+    ));
+    // An unknown action is an error naming the key.
+    let e = ListsData::parse(
+        "[[list]]\naddress = \"a@l.example\"\n[[list.header_matches]]\nheader = \"x\"\npattern = \"y\"\naction = \"bounce\"\n",
+        "l.toml",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("list[0].header_matches[0].action"),
+        "{e}"
+    );
+}
+
+/// `[[user]]`: as in Mailman 3, a sender that is not subscribed itself is
+/// a member through another address of the same user, with that member's
+/// own moderation action.
+#[test]
+fn a_users_other_address_is_a_member_in_the_lists_file() {
+    let text = r#"
+[[list]]
+address = "a@l.example"
+nonmember_action = "reject"
+members = ["alice@example.org", "troll@example.org"]
+
+[list.moderation]
+"troll@example.org" = "discard"
+
+[[user]]
+addresses = ["Alice@Home.example", "alice@example.org"]
+
+[[user]]
+addresses = ["troll@example.org", "troll@elsewhere.example"]
+"#;
+    let d = ListsData::parse(text, "lists.toml").unwrap();
+    let alt = d.status("a@l.example", "alice@home.example");
+    assert!(alt.member, "{alt:?}");
+    assert_eq!(alt.moderation, None);
+    let troll = d.status("a@l.example", "troll@elsewhere.example");
+    assert!(troll.member);
+    assert_eq!(troll.moderation, Some(NonmemberAction::Discard));
+    assert!(!d.status("a@l.example", "nobody@example.org").member);
+    let e = ListsData::parse(
+        "[[user]]\naddresses = [\"x@y.example\"]\n[[user]]\naddresses = [\"X@y.example\"]\n",
+        "l.toml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("user[1].addresses[0]"), "{e}");
 }

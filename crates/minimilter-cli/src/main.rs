@@ -4,8 +4,8 @@
 
 mod bench;
 mod check;
-mod envelope;
 mod check_transcript;
+mod envelope;
 mod exit;
 mod json;
 mod output;

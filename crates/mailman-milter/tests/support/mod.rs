@@ -193,7 +193,7 @@ impl Mailman {
             running: true,
         };
         m.mailman("start", &["--force"]);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok((200, _)) = http(rest_port, "GET", "/system/versions", &[])
                 && is_listening(lmtp_port)
@@ -203,7 +203,7 @@ impl Mailman {
             assert!(
                 Instant::now() < deadline,
                 "Mailman's REST API (127.0.0.1:{rest_port}) or LMTP (port {lmtp_port}) \
-                 not up within 30 s; log:\n{}",
+                 not up within 120 s; log:\n{}",
                 m.log()
             );
             std::thread::sleep(Duration::from_millis(200));

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 /// How old a cached answer is.
 pub(crate) enum Cached<V> {
-    /// Younger than the TTL: use it.
+    /// Younger than three quarters of the TTL: use it.
     Fresh(V),
+    /// Younger than the TTL but older than three quarters of it: use it,
+    /// and refresh it in the background before it goes stale.
+    Aging(V),
     /// Older, but younger than `max_stale`: use it and refresh it.
     Stale(V),
     /// Absent or too old.
@@ -48,7 +51,8 @@ impl<V: Clone> AnswerCache<V> {
     pub(crate) fn get(&self, key: &Key) -> Cached<V> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(key) {
-            Some((at, v)) if at.elapsed() < self.ttl => Cached::Fresh(v.clone()),
+            Some((at, v)) if at.elapsed() < self.ttl / 4 * 3 => Cached::Fresh(v.clone()),
+            Some((at, v)) if at.elapsed() < self.ttl => Cached::Aging(v.clone()),
             Some((at, v)) if at.elapsed() < self.max_stale => Cached::Stale(v.clone()),
             _ => Cached::Missing,
         }
@@ -67,6 +71,33 @@ impl<V: Clone> AnswerCache<V> {
             }
         }
         map.insert(key, (Instant::now(), value));
+    }
+
+    /// Keeps `value` as read `age` ago (from the state file); nothing if
+    /// that is beyond `max_stale` (or the TTL, when not served stale).
+    pub(crate) fn insert_aged(&self, key: Key, value: V, age: Duration) {
+        if age >= self.ttl.max(self.max_stale) || self.ttl.is_zero() {
+            return;
+        }
+        let Some(at) = Instant::now().checked_sub(age) else {
+            return;
+        };
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() < self.capacity {
+            map.insert(key, (at, value));
+        }
+    }
+
+    /// Every answer still usable, with its age.
+    pub(crate) fn entries(&self) -> Vec<(Key, Duration, V)> {
+        let keep = self.ttl.max(self.max_stale);
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, (at, _))| at.elapsed() < keep)
+            .map(|(k, (at, v))| (k.clone(), at.elapsed(), v.clone()))
+            .collect()
     }
 
     /// Claims the refresh of `key`; false if it is already being refreshed

@@ -1,0 +1,72 @@
+//! The Mailman 3 REST backend: lists, their posting settings and bans from
+//! the REST API (HTTP basic auth), and membership lookups per sender, behind
+//! small TTL caches.
+//!
+//! - Every backend call ([`crate::ListBackend::lists`], [`crate::ListBackend::senders`])
+//!   is bounded by one `timeout` as a whole: a slow API is an error, never
+//!   a hang.
+//! - Any answer that is not what Mailman sends (status, JSON shape, size) is
+//!   an error; the milter turns errors into its fail-safe (451 by default).
+//! - Collections are read page by page, with a bounded number of pages.
+//! - An address containing `*` is never sent to a lookup: Mailman turns it
+//!   into an SQL `LIKE` search (`*@example.org` would be "a member"). Such a
+//!   sender is compared against the list's roster instead.
+//!
+//! Only `http://` is spoken (the API normally listens on localhost).
+//!
+//! Files: `config` (where and how long), `client` (one HTTP `GET`),
+//! `paging` (collections), `model` (Mailman's JSON to the milter's types),
+//! `members` (membership lookups), `snapshot` (the list data), `list_cache`
+//! and `answer_cache` (the caches), `backend` (all of it as a
+//! [`crate::backend::ListBackend`]).
+
+mod answer_cache;
+mod backend;
+mod client;
+mod config;
+mod error;
+mod list_cache;
+mod members;
+mod model;
+mod paging;
+mod snapshot;
+pub mod state;
+
+pub use backend::{LOAD_BOUND, RestBackend};
+pub use config::{
+    DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, DEFAULT_MAX_STALE, DEFAULT_PASSWORD, DEFAULT_TIMEOUT,
+    DEFAULT_URL, DEFAULT_USER, RestConfig, check_url,
+};
+pub use error::RestError;
+pub use members::lookup_safe;
+
+/// Plain reads of the API, with the backend's authentication, bounds,
+/// back-off and paging (for `mailman-milter export`).
+pub struct Reader(client::Api);
+
+impl Reader {
+    /// A reader of the API at `base` (checked with [`check_url`]).
+    pub fn new(base: String, config: &RestConfig) -> Reader {
+        Reader(client::Api::new(base, config))
+    }
+
+    /// `GET base+path`, JSON answer.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, RestError> {
+        self.0.get(path).await
+    }
+
+    /// Every entry of a collection, page by page.
+    pub async fn collection(&self, path: &str) -> Result<Vec<serde_json::Value>, RestError> {
+        self.0.collection(path).await
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.0.base
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(s: &str) -> String {
+    client::enc(s)
+}

@@ -1,0 +1,394 @@
+//! A differential matrix against a real Mailman 3 core (Debian's
+//! `mailman3`): lists are configured over REST with every rule the milter
+//! models (members, a user's other address, own moderation actions of
+//! members and non-members, the four `*_these_nonmembers` lists with a
+//! regex and a plain entry with capitals, bans as a case-insensitive regex,
+//! a plain ban and one with capitals, header-match rules with every action
+//! and a look-behind, `Approved:` on lists with and without a moderator
+//! password, an alias domain). Each post is decided by the milter (over
+//! the milter protocol) and then delivered to Mailman over LMTP; Mailman's
+//! own outcome is read from its `vette` log (ACCEPT, REJECT, DISCARD,
+//! HOLD). Asserted, for the REST backend and for a lists file written by
+//! `mailman-milter export`, each with and without `refuse_hold`: the
+//! milter refuses exactly the posts Mailman rejects or discards (and holds,
+//! with `refuse_hold`), which here are all decided by the REST data.
+//!
+//! Needs root and `mailman3` (scripts/install-test-deps.sh).
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mailman_milter::{FileBackend, ListBackend, MailmanMilter, RestBackend, RestConfig, Settings};
+use minimilter::transaction::Outcome;
+use minimilter::{
+    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, run_message,
+};
+use support::{Mailman, create_user, rest, set_moderation};
+
+const TEAM: &str = "team.lists.example.org";
+const PW: &str = "pw.lists.example.org";
+
+/// Mailman's outcome for a post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    Hold,
+    Reject,
+    Discard,
+}
+
+struct Post {
+    from: &'static str,
+    rcpt: &'static str,
+    headers: &'static str,
+    id: String,
+}
+
+impl Post {
+    fn message(&self) -> String {
+        // To: the list's own address (Mailman holds a post that does not
+        // name it: `implicit-dest`), whatever the envelope says.
+        format!(
+            "From: {}\r\nTo: {}\r\nMessage-ID: <{}>\r\n{}{}\r\nHello list.\r\n",
+            self.from,
+            self.rcpt.replace("@alias.example", "@lists.example.org"),
+            self.id,
+            if self.headers.contains("Subject:") {
+                ""
+            } else {
+                "Subject: matrix\r\n"
+            },
+            self.headers,
+        )
+    }
+}
+
+fn configure(port: u16) {
+    rest(
+        port,
+        "POST",
+        "/domains",
+        &[
+            ("mail_host", "lists.example.org"),
+            ("alias_domain", "alias.example"),
+        ],
+    );
+    for list in ["team@lists.example.org", "pw@lists.example.org"] {
+        rest(port, "POST", "/lists", &[("fqdn_listname", list)]);
+    }
+    let patch = |list: &str, key: &str, value: &str| {
+        rest(
+            port,
+            "PATCH",
+            &format!("/lists/{list}/config"),
+            &[(key, value)],
+        );
+    };
+    patch(TEAM, "default_nonmember_action", "reject");
+    patch(TEAM, "accept_these_nonmembers", "^.*@partner\\.example$");
+    patch(TEAM, "hold_these_nonmembers", "^held@");
+    patch(TEAM, "reject_these_nonmembers", "Loud@Example.com");
+    patch(TEAM, "discard_these_nonmembers", "dropped@example.com");
+    patch(PW, "default_nonmember_action", "reject");
+    patch(PW, "moderator_password", "secret");
+    create_user(port, &["alice@example.org", "alice.alt@example.net"]);
+    for (list, email, role, action) in [
+        (TEAM, "alice@example.org", "member", "defer"),
+        (TEAM, "troll@example.org", "member", "discard"),
+        (TEAM, "boss@example.org", "member", "accept"),
+        (TEAM, "vip@outside.example", "nonmember", "accept"),
+    ] {
+        set_moderation(port, list, email, role, action);
+    }
+    for ban in [
+        "^.*@SPAMMER\\.example$",
+        "banned@example.com",
+        "Shouty@Example.com",
+    ] {
+        rest(
+            port,
+            "POST",
+            &format!("/lists/{TEAM}/bans"),
+            &[("email", ban)],
+        );
+    }
+    for (header, pattern, action) in [
+        ("x-spam-flag", "^yes", "discard"),
+        ("subject", "(?<!un)subscribe me", "reject"),
+        ("x-partner", "^trusted$", "accept"),
+        ("subject", "sale", "hold"),
+    ] {
+        rest(
+            port,
+            "POST",
+            &format!("/lists/{TEAM}/header-matches"),
+            &[("header", header), ("pattern", pattern), ("action", action)],
+        );
+    }
+}
+
+fn posts() -> Vec<Post> {
+    let team = "team@lists.example.org";
+    let rows: &[(&str, &str, &str)] = &[
+        ("alice@example.org", team, ""),
+        ("alice.alt@example.net", team, ""),
+        ("alice@example.org", "team@alias.example", ""),
+        ("stranger@example.com", "team@alias.example", ""),
+        ("troll@example.org", team, ""),
+        ("boss@example.org", team, "X-Spam-Flag: YES\r\n"),
+        ("vip@outside.example", team, ""),
+        ("x@partner.example", team, ""),
+        ("held@example.com", team, ""),
+        ("loud@example.com", team, ""),
+        ("dropped@example.com", team, ""),
+        ("stranger@example.com", team, ""),
+        ("x@spammer.example", team, ""),
+        ("banned@example.com", team, ""),
+        ("shouty@example.com", team, ""),
+        ("alice@example.org", team, "X-Spam-Flag: YES\r\n"),
+        (
+            "alice@example.org",
+            team,
+            "Subject: please subscribe me\r\n",
+        ),
+        (
+            "alice@example.org",
+            team,
+            "Subject: please unsubscribe me\r\n",
+        ),
+        ("alice@example.org", team, "Subject: big SALE\r\n"),
+        ("stranger@example.com", team, "X-Partner: trusted\r\n"),
+        ("stranger@example.com", team, "X-Partner: untrusted\r\n"),
+        ("stranger@example.com", team, "Approved: secret\r\n"),
+        (
+            "stranger@example.com",
+            "pw@lists.example.org",
+            "Approved: secret\r\n",
+        ),
+        ("stranger@example.com", "pw@lists.example.org", ""),
+    ];
+    rows.iter()
+        .enumerate()
+        .map(|(i, (from, rcpt, headers))| Post {
+            from,
+            rcpt,
+            headers,
+            id: format!("matrix-{i}-{}@test.example", std::process::id()),
+        })
+        .collect()
+}
+
+/// The milter's verdict: refused (5xx) or passed.
+async fn milter_refuses<B: ListBackend>(backend: Arc<B>, settings: Settings, post: &Post) -> bool {
+    let (a, z) = tokio::io::duplex(1 << 20);
+    let server = Server::new(
+        MailmanMilter::new(backend, settings),
+        ServerConfig::default(),
+    );
+    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
+    let mut c = MilterClient::negotiate(Box::new(a), ClientConfig::default())
+        .await
+        .unwrap();
+    let spec = MessageSpec {
+        from: post.from.into(),
+        rcpts: vec![post.rcpt.into()],
+        message: Bytes::from(post.message()),
+        ..MessageSpec::default()
+    };
+    let t = tokio::time::timeout(Duration::from_secs(30), run_message(&mut c, &spec))
+        .await
+        .expect("the milter answers in time")
+        .unwrap();
+    match t.outcome {
+        Outcome::Rejected { .. } => true,
+        Outcome::Accepted => false,
+        other => panic!("{} -> {}: {other:?}", post.from, post.rcpt),
+    }
+}
+
+fn read_reply(r: &mut BufReader<TcpStream>) -> String {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "LMTP connection closed after {all:?}");
+        all.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return all;
+        }
+    }
+}
+
+/// Delivers `post` to Mailman over LMTP (no milter).
+fn lmtp(port: u16, post: &Post) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut step = |cmd: &str, want: &str| {
+        if !cmd.is_empty() {
+            w.write_all(cmd.as_bytes()).unwrap();
+        }
+        let reply = read_reply(&mut r);
+        assert!(reply.starts_with(want), "{cmd:?}: {reply}");
+    };
+    step("", "220");
+    step("LHLO matrix.test\r\n", "250");
+    step(&format!("MAIL FROM:<{}>\r\n", post.from), "250");
+    step(&format!("RCPT TO:<{}>\r\n", post.rcpt), "250");
+    step("DATA\r\n", "354");
+    let body = post.message().replace("\r\n.", "\r\n..");
+    step(&format!("{body}.\r\n"), "250");
+    step("QUIT\r\n", "221");
+}
+
+/// Mailman's outcome for each message id, from its vette log.
+fn outcomes(m: &Mailman, ids: &[String]) -> HashMap<String, Verdict> {
+    // Mailman's `vette` logger writes to mailman.log unless configured.
+    let logs = ["vette.log", "mailman.log"].map(|n| m.var_dir().join("logs").join(n));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text: String = logs
+            .iter()
+            .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+            .collect();
+        let mut found = HashMap::new();
+        for line in text.lines() {
+            for id in ids {
+                if !line.contains(id.as_str()) {
+                    continue;
+                }
+                let v = if line.contains("ACCEPT:") {
+                    Verdict::Accept
+                } else if line.contains("REJECT:") {
+                    Verdict::Reject
+                } else if line.contains("DISCARD:") {
+                    Verdict::Discard
+                } else if line.contains("HOLD:") {
+                    Verdict::Hold
+                } else {
+                    continue;
+                };
+                found.insert(id.clone(), v);
+            }
+        }
+        if found.len() == ids.len() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Mailman decided {} of {} posts ({found:?}); end of its log:\n{}",
+            found.len(),
+            ids.len(),
+            text.lines().rev().take(60).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mailman"]
+async fn the_milter_refuses_exactly_what_mailman_rejects_or_discards() {
+    let mut mailman = tokio::task::spawn_blocking(|| Mailman::start(None))
+        .await
+        .unwrap();
+    let (port, lmtp_port) = (mailman.rest_port, mailman.lmtp_port);
+    tokio::task::spawn_blocking(move || configure(port))
+        .await
+        .unwrap();
+    let rest_config = RestConfig {
+        url: format!("http://127.0.0.1:{port}/3.1"),
+        timeout: Duration::from_secs(10),
+        ..RestConfig::default()
+    };
+    let posts = posts();
+    // The milter's verdicts first: Mailman's own processing registers
+    // non-members, which must not change what the milter was asked.
+    let exported = mailman_milter::export::export(&rest_config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lists.toml");
+    std::fs::write(&file, &exported).unwrap();
+    let (file_backend, error) = FileBackend::open(&file);
+    assert!(error.is_none(), "{error:?}\n{exported}");
+    let file_backend = Arc::new(file_backend);
+    let rest_backend = Arc::new(RestBackend::new(&rest_config).unwrap());
+    let settings = |refuse_hold: bool, file: bool| {
+        let mut s = Settings {
+            overrides: mailman_milter::overrides::ListOverrides {
+                refuse_hold,
+                ..Default::default()
+            },
+            ..Settings::default()
+        };
+        if file {
+            // The lists file has no alias domains; the configuration does.
+            s.rules
+                .alias_domains
+                .insert("alias.example".into(), "lists.example.org".into());
+        }
+        s
+    };
+    let mut verdicts: Vec<(String, Vec<bool>)> = Vec::new();
+    for post in &posts {
+        let mut v = Vec::new();
+        for refuse_hold in [false, true] {
+            v.push(milter_refuses(rest_backend.clone(), settings(refuse_hold, false), post).await);
+            v.push(milter_refuses(file_backend.clone(), settings(refuse_hold, true), post).await);
+        }
+        verdicts.push((post.id.clone(), v));
+    }
+    let ids: Vec<String> = posts.iter().map(|p| p.id.clone()).collect();
+    let posts = Arc::new(posts);
+    let p = posts.clone();
+    tokio::task::spawn_blocking(move || {
+        for post in p.iter() {
+            lmtp(lmtp_port, post);
+        }
+    })
+    .await
+    .unwrap();
+    let mm = tokio::task::spawn_blocking(move || {
+        let o = outcomes(&mailman, &ids);
+        mailman.stop();
+        o
+    })
+    .await
+    .unwrap();
+    let mut failures = Vec::new();
+    let mut seen = HashMap::new();
+    for (post, (id, v)) in posts.iter().zip(&verdicts) {
+        let mailman = mm[id];
+        *seen.entry(format!("{mailman:?}")).or_insert(0) += 1;
+        for (i, refused) in v.iter().enumerate() {
+            let refuse_hold = i >= 2;
+            let backend = if i % 2 == 0 { "rest" } else { "file" };
+            let want = match mailman {
+                Verdict::Reject | Verdict::Discard => true,
+                Verdict::Hold => refuse_hold,
+                Verdict::Accept => false,
+            };
+            if *refused != want {
+                failures.push(format!(
+                    "{} -> {} [{}]: Mailman {mailman:?}, milter ({backend}, refuse_hold={refuse_hold}) {}",
+                    post.from,
+                    post.rcpt,
+                    post.headers.trim(),
+                    if *refused { "refused" } else { "passed" }
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every kind of outcome was exercised.
+    for kind in ["Accept", "Hold", "Reject", "Discard"] {
+        assert!(seen.contains_key(kind), "no {kind} among {seen:?}");
+    }
+}
