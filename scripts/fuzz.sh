@@ -80,8 +80,8 @@ declare -A runs_of=(
     [frame_decoder]=500000
     [milter_session]=150000
     [mta_session]=1000000
-    [pgp_detect]=150000
-    [mailman_address]=200000
+    [pgp_detect]=120000
+    [mailman_address]=160000
 )
 
 jobs=${FUZZ_JOBS:-2}
