@@ -1,32 +1,105 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target for a bounded time and fails on a crash,
-# printing the reproducer.
+# Runs the cargo-fuzz targets and fails on a crash, printing the reproducer.
 #
-#   FUZZ_SECONDS   seconds per target (default 60)
-#   FUZZ_JOBS      targets fuzzed at once (default 2: CI has 2 cores)
-#   FUZZ_TARGETS   space-separated subset (default: all five)
-#   FUZZ_TOOLCHAIN stable (default) or nightly
+# Two modes:
+#
+#   scripts/fuzz.sh            deterministic (scripts/test.sh, CI): each
+#                              target replays its committed corpus, then
+#                              fuzzes with a fixed -seed for a fixed -runs.
+#                              The same code and toolchain give the same
+#                              result, run after run.
+#   scripts/fuzz.sh --explore  exploratory: random seeds, time-bounded
+#                              (FUZZ_SECONDS per target). Run it by hand, and
+#                              after every change to a parser; what it finds
+#                              goes into fuzz/corpus/<target>/ with its fix,
+#                              so the deterministic run replays it from then on.
+#
+# Environment:
+#   FUZZ_TARGETS    space-separated subset (default: all five)
+#   FUZZ_JOBS       targets fuzzed at once, one process each (default 2: CI
+#                   has 2 cores)
+#   FUZZ_TOOLCHAIN  stable (default) or nightly (AddressSanitizer)
+#   deterministic mode only:
+#   FUZZ_SEED       libFuzzer -seed (default 20261206)
+#   FUZZ_RUNS       -runs for every target (default: per target, below,
+#                   about 20-40 s each on 2 shared cores)
+#   explore mode only:
+#   FUZZ_SECONDS    seconds per target (default 300)
+#
+# What keeps the deterministic run deterministic (libFuzzer's options):
+#   - -seed fixed and -runs fixed, never -max_total_time (how far a run gets
+#     in N seconds depends on the machine and its load);
+#   - one process per target: no -jobs/-workers/-fork (several processes
+#     share finds through the corpus directory as timing allows);
+#   - -reload=0: by default libFuzzer re-reads the corpus directory every
+#     second;
+#   - the committed corpus goes in through -seed_inputs, as a list sorted by
+#     name: a directory is read in readdir order, which differs between file
+#     systems (ext4 hashes names with a per-file-system seed), and libFuzzer
+#     breaks ties in its size order by that order;
+#   - new inputs go to an empty scratch directory (libFuzzer writes to the
+#     first one), never into fuzz/corpus;
+#   - -use_cmp=0 (and -use_memmem=0): libFuzzer records the operands of
+#     compares the code makes and splices them into inputs; some are
+#     pointers (slice iterators compare addresses), which differ with every
+#     run under ASLR, so two runs with the same seed drifted apart (measured:
+#     2274 vs 2288 new inputs in 150,000 runs of mailman_address; with
+#     -use_cmp=0 the same 2494 both times). Explore mode keeps it on;
+#   - no -use_value_profile, no -dict, no -entropic_scale_per_exec_time
+#     (the default, off): nothing that depends on time or addresses.
+#   -timeout (an input running 30 s is a hang) and -rss_limit_mb are
+#   time/memory-based, but only fail on a real hang or blow-up.
 #
 # On stable, cargo-fuzz 0.13 builds and runs with `--sanitizer none` (the
 # default AddressSanitizer needs `-Zsanitizer`, nightly only); coverage
-# instrumentation, libFuzzer and debug assertions are all there. With
-# FUZZ_TOOLCHAIN=nightly the targets are built with AddressSanitizer.
+# instrumentation, libFuzzer and debug assertions are all there.
 #
-# Exit status: 0 no crash, 1 a crash (or a build failure), 77 cargo-fuzz
-# cannot run on this machine (no C++ compiler for libFuzzer, or cargo-fuzz
-# cannot be installed) -- scripts/test.sh reports that as skipped.
+# Exit status: 0 no crash, 1 a crash (or a build failure), 2 bad usage, 77
+# cargo-fuzz cannot run on this machine (no C++ compiler for libFuzzer, or
+# cargo-fuzz cannot be installed) -- scripts/test.sh reports that as skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=${FUZZ_SECONDS:-60}
+usage() {
+    sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
+}
+
+mode=deterministic
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --explore) mode=explore ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "fuzz.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+# -runs per target for the deterministic mode, measured on the CI machine
+# (2 cores shared with other builds): see README.md, "Fuzzing".
+declare -A runs_of=(
+    [frame_decoder]=500000
+    [milter_session]=150000
+    [mta_session]=1000000
+    [pgp_detect]=120000
+    [mailman_address]=160000
+)
+
 jobs=${FUZZ_JOBS:-2}
 targets=${FUZZ_TARGETS:-"frame_decoder milter_session mta_session pgp_detect mailman_address"}
 toolchain=${FUZZ_TOOLCHAIN:-stable}
+seed=${FUZZ_SEED:-20261206}
+seconds=${FUZZ_SECONDS:-300}
 case "$toolchain" in
     stable) sanitizer=none ;;
     nightly) sanitizer=address ;;
     *) echo "FUZZ_TOOLCHAIN must be stable or nightly, not $toolchain" >&2; exit 2 ;;
 esac
+for t in $targets; do
+    if [ -z "${runs_of[$t]:-}" ]; then
+        echo "fuzz.sh: unknown target $t" >&2
+        exit 2
+    fi
+done
 
 if ! command -v c++ >/dev/null 2>&1; then
     echo "fuzz.sh: no C++ compiler (c++); libfuzzer-sys cannot build libFuzzer" >&2
@@ -61,23 +134,54 @@ start=$(date +%s)
 cargo "+$toolchain" fuzz build -s "$sanitizer"
 echo "built in $(( $(date +%s) - start )) s"
 
-# New corpus entries go to a scratch directory; fuzz/corpus keeps only the
-# committed seeds (libFuzzer writes to the first directory only).
 work=$(mktemp -d /tmp/minimilter-fuzz.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+if [ "$mode" = deterministic ]; then
+    trap 'rm -rf "$work"' EXIT
+fi
 
 run_one() {
     local t=$1
     mkdir -p "$work/$t"
-    # -max_total_time bounds the run; timeout is the backstop should
-    # libFuzzer itself hang. -timeout: one input taking 10 s is a hang.
-    timeout --kill-after=10 "$(( seconds + 120 ))" \
-        cargo "+$toolchain" fuzz run -s "$sanitizer" "$t" "$work/$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        >"$work/$t.log" 2>&1
+    if [ "$mode" = deterministic ]; then
+        # The committed corpus, sorted by name, comma-separated.
+        local list=() f
+        while IFS= read -r f; do
+            case "$f" in *,*) echo "fuzz.sh: a comma in corpus file $f" >&2; return 1 ;; esac
+            list+=("fuzz/corpus/$t/$f")
+        done < <(LC_ALL=C ls -A "fuzz/corpus/$t" | LC_ALL=C sort)
+        (IFS=,; printf '%s' "${list[*]}") >"$work/$t.seeds"
+        # timeout is the backstop should libFuzzer itself hang.
+        timeout --kill-after=10 "${FUZZ_BACKSTOP:-900}" \
+            cargo "+$toolchain" fuzz run -s "$sanitizer" "$t" "$work/$t" -- \
+            -seed="$seed" -runs="${FUZZ_RUNS:-${runs_of[$t]}}" \
+            -seed_inputs="@$work/$t.seeds" -reload=0 -use_cmp=0 -use_memmem=0 \
+            -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
+            >"$work/$t.log" 2>&1
+    else
+        # No -seed: libFuzzer picks one and prints it ("INFO: Seed: N").
+        timeout --kill-after=10 "$(( seconds + 120 ))" \
+            cargo "+$toolchain" fuzz run -s "$sanitizer" "$t" "$work/$t" "fuzz/corpus/$t" -- \
+            -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+            >"$work/$t.log" 2>&1
+    fi
 }
 
-echo "== fuzzing ${targets// /, } for $seconds s each, $jobs at a time"
+# One line of what a run did: executed inputs, the last status line's
+# coverage (cov: edges, ft: features, corp: inputs/bytes) and new inputs.
+summary() {
+    local log=$1 runs done_line new secs
+    runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' || echo '?')
+    new=$(grep -Eo 'stat::new_units_added: *[0-9]+' "$log" | grep -Eo '[0-9]+$' || echo '?')
+    done_line=$(grep -E '^#[0-9]+' "$log" | tail -1 | grep -Eo 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' || true)
+    secs=$(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -Eo 'in [0-9]+' | grep -Eo '[0-9]+' || echo '?')
+    echo "$runs inputs in $secs s, $done_line, $new new"
+}
+
+if [ "$mode" = deterministic ]; then
+    echo "== fuzzing ${targets// /, }: -seed=$seed, fixed -runs, $jobs at a time"
+else
+    echo "== exploring ${targets// /, } for $seconds s each with random seeds, $jobs at a time"
+fi
 start=$(date +%s)
 declare -A pids=()
 failed=()
@@ -90,13 +194,15 @@ for t in $targets; do
 done
 for t in $targets; do
     if wait "${pids[$t]}"; then
-        runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$work/$t.log" | grep -Eo '[0-9]+$' || echo '?')
-        cov=$(grep -Eo 'cov: [0-9]+' "$work/$t.log" | tail -1 || true)
-        echo "$t: no crash in $seconds s ($runs inputs, $cov)"
+        line="$t: no crash: $(summary "$work/$t.log")"
+        if [ "$mode" = explore ]; then
+            line+=", seed $(grep -Eo 'Seed: [0-9]+' "$work/$t.log" | head -1 | grep -Eo '[0-9]+')"
+        fi
+        echo "$line"
     else
         failed+=("$t")
         echo "$t: FAILED" >&2
-        grep -E 'invariant broken|panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$work/$t.log" >&2 || tail -n 40 "$work/$t.log" >&2
+        grep -E 'invariant broken|panicked|ERROR: libFuzzer|SUMMARY|Test unit written|Seed:' "$work/$t.log" >&2 || tail -n 40 "$work/$t.log" >&2
         for a in $(grep -Eo 'fuzz/artifacts/[^ ]+' "$work/$t.log" | sort -u); do
             if [ -f "$a" ]; then
                 echo "reproducer $a ($(stat -c %s "$a") bytes), base64:" >&2
@@ -108,6 +214,10 @@ for t in $targets; do
     fi
 done
 echo "fuzzed in $(( $(date +%s) - start )) s"
+if [ "$mode" = explore ]; then
+    echo "new corpus inputs (not committed) are in $work/<target>/; logs in $work/<target>.log"
+    echo "a crash's reproducer belongs in fuzz/corpus/<target>/, committed with its fix"
+fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz.sh: crashes in ${failed[*]}" >&2
     exit 1

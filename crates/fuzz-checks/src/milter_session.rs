@@ -18,7 +18,7 @@
 //!   nothing at all is kept;
 //! - after `Q`, every packet is refused as `Closed`.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
 use milter_proto::macros::MAX_STAGE_BYTES;
@@ -269,8 +269,10 @@ pub struct Checker {
     session: MilterSession,
     quit: bool,
     /// Macro pairs sent at connection stages (connect, HELO, unknown) since
-    /// the connection (re)started: all that may survive an abort.
-    connection_macros: HashSet<(Bytes, Bytes)>,
+    /// the connection (re)started: all that may survive an abort. A
+    /// BTreeSet: a HashSet's per-process random hash keys change its probe
+    /// sequence, and with it the coverage libFuzzer sees, run to run.
+    connection_macros: BTreeSet<(Bytes, Bytes)>,
     /// Whether the decision kept for later was made at a message step.
     deferred_in_message: Option<bool>,
     /// What the session went through.
@@ -284,7 +286,7 @@ impl Checker {
             session: MilterSession::new(req.clone()),
             req,
             quit: false,
-            connection_macros: HashSet::new(),
+            connection_macros: BTreeSet::new(),
             deferred_in_message: None,
             counts: Counts::default(),
         }

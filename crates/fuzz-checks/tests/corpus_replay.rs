@@ -151,11 +151,13 @@ fn protocol_seeds_are_whole_conversations() {
     assert_eq!(codes.iter().filter(|&&c| c == b'A').count(), 2);
 }
 
-/// The addresses seeds all hold at least one address the parser finds.
+/// The address seeds all hold at least one address the parser finds (the
+/// reproducers added after fixes need not).
 #[test]
 fn address_seeds_hold_addresses() {
-    for (name, bytes) in seeds_of("mailman_address") {
-        let text = String::from_utf8_lossy(&bytes);
+    let seeds = fuzz_checks::seeds::seeds();
+    for (_, name, bytes) in seeds.iter().filter(|(t, _, _)| *t == "mailman_address") {
+        let text = String::from_utf8_lossy(bytes);
         assert!(
             !mailman_milter::address::header_addresses(&text).is_empty(),
             "{name}"

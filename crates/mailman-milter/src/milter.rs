@@ -10,7 +10,7 @@ use minimilter::{
     Ctx, Envelope, Header, MacroStage, Milter, Requirements, SmtpReply, StepResult, Steps, Verdict,
 };
 
-use crate::address::{envelope, header_addresses};
+use crate::address::{envelope, read_header_addresses};
 use crate::approval::BodyScan;
 use crate::backend::{BackendError, ListBackend, ListIndex};
 use crate::header_match::SeenHeaders;
@@ -128,6 +128,10 @@ pub struct Message {
     reply_to: Vec<String>,
     sender: Vec<String>,
     approved: bool,
+    /// The first sender header (From:, Reply-To:, Sender:) whose value the
+    /// milter cannot read as Mailman does: Mailman may find a member there,
+    /// so the milter refuses nothing for this message.
+    unreadable: Option<String>,
     /// Headers the list's header-match rules look at.
     headers: SeenHeaders,
     pending: Option<Pending>,
@@ -476,7 +480,12 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             cx.msg.headers.add(&list.header_matches, &name, &value);
         }
         if let Some(t) = target {
-            t.extend(header_addresses(&value));
+            match read_header_addresses(&value) {
+                Some(found) => t.extend(found),
+                None => {
+                    cx.msg.unreadable.get_or_insert_with(|| name.to_string());
+                }
+            }
         }
         Ok(Verdict::Continue)
     }
@@ -501,10 +510,18 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             }
         }
         let headers = std::mem::take(&mut cx.msg.headers);
-        match self
-            .judge(&list, &senders, cx.msg.approved, Some(&headers))
-            .await
-        {
+        let judgement = match (
+            self.judge(&list, &senders, cx.msg.approved, Some(&headers))
+                .await,
+            &cx.msg.unreadable,
+        ) {
+            (Judgement::Refuse(_, why), Some(name)) => Judgement::Pass(format!(
+                "{name}: holds a value the milter cannot read as Mailman does, so Mailman \
+                 decides (the milter alone would refuse: {why})"
+            )),
+            (j, _) => j,
+        };
+        match judgement {
             Judgement::Refuse(reply, why)
                 if self.settings.pass_approved && list.approval_possible() =>
             {

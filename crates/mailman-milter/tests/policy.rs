@@ -914,7 +914,9 @@ nonmember_action = "hold"
 }
 
 #[test]
-fn address_headers_are_parsed_before_any_encoded_word_is_considered() {
+fn address_headers_are_read_as_mailman_decodes_them() {
+    // What Mailman 3 finds in each value (Python's decode_header, then
+    // getaddresses, legacy and strict), or less: never more.
     use mailman_milter::address::header_addresses;
     let cases: [(&str, &[&str]); 9] = [
         (
@@ -923,21 +925,15 @@ fn address_headers_are_parsed_before_any_encoded_word_is_considered() {
         ),
         (
             "=?utf-8?q?a, b@evil.example, ?= <real@example.org>",
-            &["real@example.org"],
+            &["b@evil.example", "real@example.org"],
         ),
-        (
-            "=?utf-8?q?<fake@evil.example>?= <real@example.org>",
-            &["real@example.org"],
-        ),
-        ("=?utf-8?q?x@evil.example?=", &[]),
+        ("=?utf-8?q?<fake@evil.example>?= <real@example.org>", &[]),
+        ("=?utf-8?q?x@evil.example?=", &["x@evil.example"]),
         (
             "=?utf-8?b?ZXZpbEBldmlsLmV4YW1wbGU=?= <real@example.org>, bob@example.org",
-            &["real@example.org", "bob@example.org"],
+            &[],
         ),
-        (
-            "=?utf-8?q?\"?= <real@example.org>, other@example.org",
-            &["real@example.org", "other@example.org"],
-        ),
+        ("=?utf-8?q?\"?= <real@example.org>, other@example.org", &[]),
         (
             "\"=?utf-8?q?a,b?=\" <real@example.org>",
             &["real@example.org"],
