@@ -82,10 +82,11 @@ declare -A runs_of=(
     [mta_session]=1000000
     [pgp_detect]=120000
     [mailman_address]=160000
+    [payload_chunking]=100000
 )
 
 jobs=${FUZZ_JOBS:-2}
-targets=${FUZZ_TARGETS:-"frame_decoder milter_session mta_session pgp_detect mailman_address"}
+targets=${FUZZ_TARGETS:-"frame_decoder milter_session mta_session pgp_detect mailman_address payload_chunking"}
 toolchain=${FUZZ_TOOLCHAIN:-stable}
 seed=${FUZZ_SEED:-20261206}
 seconds=${FUZZ_SECONDS:-300}

@@ -3,9 +3,9 @@
 # swaks, miltertest, libmilter headers from Debian) when missing, then checks
 # formatting and lints and runs every test: the fast set (scripts/test-fast.sh)
 # and then the tests marked `#[ignore = "needs <program>"]`, including the ones
-# that start a real Postfix on 127.0.0.1. Last, every cargo-fuzz target runs for
-# FUZZ_SECONDS (40 here, to keep CI near 20 minutes on 2 cores; 0 skips it)
-# through scripts/fuzz.sh, on the stable toolchain.
+# that start a real Postfix on 127.0.0.1. Last, every cargo-fuzz target runs
+# through scripts/fuzz.sh on the stable toolchain, deterministically (a fixed
+# -seed and -runs per target; FUZZ=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
