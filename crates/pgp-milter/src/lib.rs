@@ -25,6 +25,7 @@ pub mod detect;
 pub mod html;
 pub mod keyring;
 pub mod milter;
+pub mod mime;
 pub mod openpgp;
 pub mod packets;
 pub mod policy;
