@@ -65,6 +65,8 @@ pub enum NotPgp {
     TooLarge(usize),
     /// The detector itself failed (a bug); tempfail, not reject.
     Internal(String),
+    /// Too much text in preambles or epilogues (the whole reason).
+    TextAround(String),
 }
 
 impl fmt::Display for NotPgp {
@@ -81,6 +83,7 @@ impl fmt::Display for NotPgp {
             NotPgp::SignedOnly(form) => write!(f, "signed ({form}) but not encrypted"),
             NotPgp::TooLarge(cap) => write!(f, "not proven encrypted within the first {cap} bytes"),
             NotPgp::Internal(why) => write!(f, "internal error: {why}"),
+            NotPgp::TextAround(why) => f.write_str(why),
         }
     }
 }
@@ -326,22 +329,75 @@ impl Class {
     }
 }
 
+/// Most text (bytes other than white space) allowed in the preambles of a
+/// message's multiparts, all levels together, and again in their
+/// epilogues. Readers ignore both (RFC 2046 §5.1.1; Thunderbird's MIME
+/// parser drops their lines), but the bytes are stored in the mailbox in
+/// the clear, so they must not become a channel for plaintext of any size.
+/// Clients write a line at most there (Enigmail: "This is an OpenPGP/MIME
+/// encrypted message (RFC 4880 and 3156)"); a list or a gateway may append
+/// a short footer.
+pub const MAX_OUTER_TEXT: usize = 4096;
+
 impl State {
     fn event(&mut self, e: Event<'_>) -> Result<(), NotPgp> {
         match e {
-            Event::Start(part) => self.start(part),
+            Event::Start(part) => {
+                self.outer_ended()?;
+                self.start(part)
+            }
             Event::Body(bytes) => self.body(bytes),
             Event::Preamble(t) => {
                 self.outer.preamble += text_bytes(t);
-                Ok(())
+                self.outer_growing()
             }
             Event::Epilogue(t) => {
                 self.outer.epilogue += text_bytes(t);
-                Ok(())
+                self.outer_growing()
             }
-            Event::End => self.end(),
-            Event::Finished => Ok(()),
+            Event::End => {
+                self.outer_ended()?;
+                self.end()
+            }
+            Event::Finished => self.outer_ended(),
         }
+    }
+
+    /// While text is read: far over the limit, refused at once without
+    /// reading on (the count is then "more than").
+    fn outer_growing(&self) -> Result<(), NotPgp> {
+        let t = self.outer;
+        for (n, where_) in [
+            (t.preamble, "before the first boundary (preamble)"),
+            (t.epilogue, "after the closing boundary (epilogue)"),
+        ] {
+            if n > 2 * MAX_OUTER_TEXT {
+                return Err(NotPgp::TextAround(format!(
+                    "more than {} bytes of text {where_}, at most {MAX_OUTER_TEXT}",
+                    2 * MAX_OUTER_TEXT
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a preamble or an epilogue may have ended (the next part, a
+    /// multipart's end, the message's end): over the limit, refused with
+    /// the count. Checked at fixed points of the message, so the reason
+    /// does not depend on the chunking.
+    fn outer_ended(&self) -> Result<(), NotPgp> {
+        let t = self.outer;
+        for (n, where_) in [
+            (t.preamble, "before the first boundary (preamble)"),
+            (t.epilogue, "after the closing boundary (epilogue)"),
+        ] {
+            if n > MAX_OUTER_TEXT {
+                return Err(NotPgp::TextAround(format!(
+                    "{n} bytes of text {where_}, at most {MAX_OUTER_TEXT}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn start(&mut self, part: &Part) -> Result<(), NotPgp> {
