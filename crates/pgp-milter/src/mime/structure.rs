@@ -347,8 +347,7 @@ impl Reader {
                 self.cr = true;
             }
         }
-        self.check_raw(seg)?;
-        self.emit(seg, sink)?;
+        self.emit_checked(seg, sink)?;
         if lf {
             self.held_eol = Some(crlf);
             self.mode = Mode::Buffer;
@@ -410,13 +409,11 @@ impl Reader {
         self.flush_held(sink)?;
         if !lf && line.last() == Some(&b'\r') {
             line.pop();
-            self.check_raw(line)?;
-            self.emit(line, sink)?;
+            self.emit_checked(line, sink)?;
             self.bare_cr_allowed()?;
             return self.emit(b"\r", sink);
         }
-        self.check_raw(line)?;
-        self.emit(line, sink)?;
+        self.emit_checked(line, sink)?;
         if lf {
             self.held_eol = Some(crlf);
         }
@@ -604,14 +601,29 @@ impl Reader {
     }
 
     /// NUL and bare CR in content (`seg` holds no line end).
-    fn check_raw(&self, seg: &[u8]) -> Result<(), MimeError> {
-        if seg.contains(&0) && !self.in_binary_leaf() {
-            return Err(MimeError::ambiguous("NUL byte outside a binary part"));
+    /// Emits content (`seg` holds no line end) up to its first NUL or bare
+    /// CR that is not allowed here, then refuses: what comes before the
+    /// offending byte is read as it would be had the chunk been cut there,
+    /// so the outcome does not depend on the chunking.
+    fn emit_checked<E, S>(&mut self, seg: &[u8], sink: &mut S) -> Result<(), ReadError<E>>
+    where
+        S: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        let nul_ok = self.in_binary_leaf();
+        let cr_ok = self.bare_cr_allowed().is_ok();
+        let bad = seg
+            .iter()
+            .position(|&b| (b == 0 && !nul_ok) || (b == b'\r' && !cr_ok));
+        let Some(at) = bad else {
+            return self.emit(seg, sink);
+        };
+        self.emit(&seg[..at], sink)?;
+        Err(if seg[at] == 0 {
+            MimeError::ambiguous("NUL byte outside a binary part")
+        } else {
+            MimeError::ambiguous("bare CR (not followed by LF)")
         }
-        if seg.contains(&b'\r') {
-            self.bare_cr_allowed()?;
-        }
-        Ok(())
+        .into())
     }
 
     /// Content bytes of the innermost entity.
@@ -630,11 +642,13 @@ impl Reader {
             }) => Event::Body(bytes),
             Some(Kind::Leaf { decoder, .. }) => {
                 out.clear();
-                decoder.decode(bytes, out)?;
-                if out.is_empty() {
-                    return Ok(());
+                let r = decoder.decode(bytes, out);
+                // What was decoded before an error is read first (as if the
+                // chunk had been cut at the error).
+                if !out.is_empty() {
+                    sink(Event::Body(out)).map_err(ReadError::Sink)?;
                 }
-                Event::Body(out)
+                return r.map_err(ReadError::Mime);
             }
             Some(Kind::Multipart {
                 phase: Phase::Preamble,
