@@ -10,6 +10,9 @@
 #   gnupg          pgp-milter's tests build their OpenPGP corpus with gpg
 #   util-linux     `unshare`, which keeps the test Sendmail's name lookups on this machine
 #   gcc            builds the libmilter reference milter
+#   python3-gi, gir1.2-gmime-3.0
+#                  pgp-milter's differential tests ask Python's email and GMime (in-process,
+#                  from Debian's /usr/bin/python3) what a mail reader sees
 #   mailman3       a real Mailman 3 core; mailman-milter's tests start a private one (own
 #                  config and var dir, REST on a free 127.0.0.1 port) and never the service
 #   sendmail       sendmail-bin, sendmail-base and sendmail-cf are *not installed* (they
@@ -39,6 +42,9 @@ ls /lib/*/libwrap.so.0 /usr/lib/*/libwrap.so.0 >/dev/null 2>&1 || missing+=(libw
 command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# pgp-milter's differential tests: Python's email and GMime as independent MIME readers.
+/usr/bin/python3 -c 'import gi' >/dev/null 2>&1 || missing+=(python3-gi)
+ls /usr/lib/*/girepository-1.0/GMime-3.0.typelib >/dev/null 2>&1 || missing+=(gir1.2-gmime-3.0)
 # mailman-milter's REST backend is tested against Debian's Mailman 3 core.
 [ -x /usr/bin/mailman ] && [ -x /usr/lib/mailman3/bin/master ] || missing+=(mailman3)
 
@@ -62,7 +68,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare, cc and mailman3 already present"
+    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare, cc, python3-gi, GMime and mailman3 already present"
 fi
 
 # Sendmail, unpacked (not installed) for testkit::Sendmail. The marker file is written
