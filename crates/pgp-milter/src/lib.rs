@@ -28,6 +28,7 @@ pub mod milter;
 pub mod mime;
 pub mod openpgp;
 pub mod packets;
+pub mod payload;
 pub mod policy;
 pub mod report;
 

@@ -1,0 +1,726 @@
+//! Incremental OpenPGP packet framing (RFC 9580 §4.2): packet headers in
+//! both formats, every length form, partial body chunks, read from bytes in
+//! any chunking without holding large bodies.
+//!
+//! What happens to a packet's body depends on its tag:
+//!
+//! * **collected** (session keys, signatures, one-pass signatures, keys,
+//!   user IDs and attributes, Marker, Trust, anything unknown): held whole,
+//!   up to [`PayloadLimits::max_small_packet_bytes`], then parsed by rpgp
+//!   through [`crate::openpgp::packets`] (its isolation: bounded input,
+//!   panics caught), which also yields versions and PKESK recipients;
+//! * **encrypted data** (SED, SEIPD, AEAD): its first [`PREFIX`] octets are
+//!   handed to rpgp as a packet of that length (the version and algorithm
+//!   fields are checked there), every octet goes through the randomness
+//!   test ([`super::randomness`]), nothing is kept;
+//! * **Padding**: the randomness test;
+//! * **Literal Data**: its header (format, file name, date) is checked, the
+//!   data is skipped;
+//! * **Compressed Data**: decompressed as a stream (ZIP, ZLIB, BZip2,
+//!   uncompressed) into a nested framing of its own, charged to the
+//!   decompression budget and bounded in depth.
+//!
+//! Partial body lengths are allowed only on the packets RFC 9580 §4.2.1.4
+//! allows them on (literal, compressed and encrypted data), and their first
+//! chunk must be at least 512 octets — rpgp's rule, which the whole-message
+//! detector applies today. A legacy packet of indeterminate length runs to
+//! the end of the data.
+
+use super::grammar::{Grammar, Mode, Shape};
+use super::randomness::Randomness;
+use super::{PayloadError, PayloadLimits};
+use crate::openpgp::{self, OpenPgpError, packet_name};
+use crate::packets::{KeyTarget, tag};
+
+/// Octets of an encrypted-data packet handed to rpgp to check its fields
+/// (SEIPD v2: 4 octets of fields and a 32-octet salt; AEAD: 4 and an IV).
+pub const PREFIX: usize = 64;
+
+/// Octets at the start of an encrypted-data packet left out of the
+/// randomness test: version and algorithm octets, which are not random.
+const FIXED_FIELDS: usize = 4;
+
+/// Decompressed output is produced in pieces of this size.
+pub const INFLATE_CHUNK: usize = 8192;
+
+/// What the framing shares across nested streams of one payload.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The bounds.
+    pub limits: PayloadLimits,
+    /// Octets decompressed so far.
+    pub decompressed: u64,
+    /// PKESK recipients of the current block.
+    pub recipients: Vec<KeyTarget>,
+    /// Most octets held at once by collection buffers.
+    pub peak_collect: usize,
+    /// A randomness tester was used.
+    pub used_window: bool,
+    /// Deepest Compressed Data nesting decompressed (each level holds an
+    /// output buffer of [`INFLATE_CHUNK`] octets).
+    pub inflate_depth: usize,
+}
+
+impl Ctx {
+    /// A fresh context.
+    pub fn new(limits: PayloadLimits) -> Self {
+        Ctx {
+            limits,
+            decompressed: 0,
+            recipients: Vec::new(),
+            peak_collect: 0,
+            used_window: false,
+            inflate_depth: 0,
+        }
+    }
+}
+
+/// The packets of one sequence (a block, a binary payload, or the contents
+/// of Compressed Data).
+#[derive(Debug)]
+pub struct PacketStream {
+    depth: usize,
+    grammar: Grammar,
+    /// Octets consumed so far (for offsets in reasons).
+    offset: u64,
+    /// The header being read.
+    header: [u8; 6],
+    header_len: usize,
+    current: Option<Current>,
+    /// Packets read completely.
+    complete: u64,
+}
+
+#[derive(Debug)]
+struct Current {
+    tag: u8,
+    offset: u64,
+    /// Octets left in the current chunk (unused if `indeterminate`).
+    chunk_left: u64,
+    /// More chunks follow this one (partial body length).
+    partial: bool,
+    /// Legacy indeterminate length: to the end of the data.
+    indeterminate: bool,
+    /// Reading the length octets of the next chunk.
+    length: Option<([u8; 5], usize)>,
+    /// Body octets so far.
+    body: u64,
+    sink: Sink,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Collect(Vec<u8>),
+    /// Header octets of the literal still to come (format, name length,
+    /// name, date); the data after them is skipped.
+    Literal {
+        at: usize,
+        need: usize,
+    },
+    Encrypted {
+        prefix: Vec<u8>,
+        checked: bool,
+        rand: Box<Randomness>,
+    },
+    Padding(Box<Randomness>),
+    Compressed(Box<Compressed>),
+}
+
+#[derive(Debug)]
+struct Compressed {
+    decoder: Option<Decoder>,
+    inner: PacketStream,
+    ended: bool,
+    out: Vec<u8>,
+}
+
+enum Decoder {
+    Stored,
+    Deflate(flate2::Decompress),
+    Bzip2(bzip2::Decompress),
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decoder::Stored => "Stored",
+            Decoder::Deflate(_) => "Deflate",
+            Decoder::Bzip2(_) => "Bzip2",
+        })
+    }
+}
+
+/// Tags whose bodies stream (may be large, may use partial lengths).
+fn streams(t: u8) -> bool {
+    matches!(
+        t,
+        tag::LITERAL | tag::COMPRESSED | tag::SED | tag::SEIPD | tag::AEAD | tag::PADDING
+    )
+}
+
+fn may_be_partial(t: u8) -> bool {
+    matches!(
+        t,
+        tag::LITERAL | tag::COMPRESSED | tag::SED | tag::SEIPD | tag::AEAD
+    )
+}
+
+fn bad(t: u8, offset: u64, why: &str) -> PayloadError {
+    PayloadError::Packets(format!(
+        "bad {} packet at offset {offset}: {why}",
+        packet_name(t)
+    ))
+}
+
+impl PacketStream {
+    /// A stream at compression depth `depth` (0: the payload's own packets).
+    pub fn new(depth: usize) -> Self {
+        PacketStream {
+            depth,
+            grammar: Grammar::new(if depth == 0 {
+                Mode::Top
+            } else {
+                Mode::InCompressed
+            }),
+            offset: 0,
+            header: [0; 6],
+            header_len: 0,
+            current: None,
+            complete: 0,
+        }
+    }
+
+    /// True if no packet has been read completely yet (the bytes so far
+    /// may not be OpenPGP at all).
+    pub fn nothing_recognized(&self) -> bool {
+        self.complete == 0
+    }
+
+    /// The next octets of the sequence.
+    pub fn feed(&mut self, mut bytes: &[u8], ctx: &mut Ctx) -> Result<(), PayloadError> {
+        while !bytes.is_empty() {
+            let Some(cur) = &mut self.current else {
+                let done = self.header_byte(bytes[0])?;
+                self.offset += 1;
+                bytes = &bytes[1..];
+                if let Some((t, len)) = done {
+                    self.start(t, len, ctx)?;
+                }
+                continue;
+            };
+            if let Some((buf, n)) = &mut cur.length {
+                buf[*n] = bytes[0];
+                *n += 1;
+                bytes = &bytes[1..];
+                self.offset += 1;
+                match body_length(&buf[..*n]) {
+                    None => {}
+                    Some(Len::Partial(size)) => {
+                        cur.chunk_left = size;
+                        cur.length = None;
+                    }
+                    Some(Len::Fixed(size)) => {
+                        cur.chunk_left = size;
+                        cur.partial = false;
+                        cur.length = None;
+                        if size == 0 {
+                            self.end_packet(ctx)?;
+                        }
+                    }
+                }
+                continue;
+            }
+            let take = if cur.indeterminate {
+                bytes.len()
+            } else {
+                bytes
+                    .len()
+                    .min(usize::try_from(cur.chunk_left).unwrap_or(usize::MAX))
+            };
+            let (now, rest) = bytes.split_at(take);
+            bytes = rest;
+            self.offset += take as u64;
+            sink_feed(cur, now, ctx)?;
+            if cur.indeterminate {
+                continue;
+            }
+            cur.chunk_left -= take as u64;
+            if cur.chunk_left == 0 {
+                if cur.partial {
+                    cur.length = Some(([0; 5], 0));
+                } else {
+                    self.end_packet(ctx)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One header octet; returns the tag and body length once complete.
+    fn header_byte(&mut self, b: u8) -> Result<Option<(u8, Framing)>, PayloadError> {
+        let at = self.offset - self.header_len as u64;
+        if self.header_len == 0 && b & 0x80 == 0 {
+            return Err(PayloadError::Packets(format!(
+                "not an OpenPGP packet header at offset {at}"
+            )));
+        }
+        self.header[self.header_len] = b;
+        self.header_len += 1;
+        let h = &self.header[..self.header_len];
+        let first = h[0];
+        let done = if first & 0x40 != 0 {
+            let t = first & 0x3f;
+            match body_length(&h[1..]) {
+                None => None,
+                Some(Len::Fixed(n)) => Some((t, Framing::Fixed(n))),
+                Some(Len::Partial(n)) => Some((t, Framing::Partial(n))),
+            }
+        } else {
+            let t = (first >> 2) & 0x0f;
+            let need = match first & 3 {
+                0 => 1,
+                1 => 2,
+                2 => 4,
+                _ => 0,
+            };
+            if first & 3 == 3 {
+                Some((t, Framing::Indeterminate))
+            } else if h.len() == 1 + need {
+                let n = h[1..]
+                    .iter()
+                    .fold(0u64, |acc, &o| (acc << 8) | u64::from(o));
+                Some((t, Framing::Fixed(n)))
+            } else {
+                None
+            }
+        };
+        if let Some((t, _)) = done {
+            self.header_len = 0;
+            if t == 0 {
+                return Err(PayloadError::Packets(format!(
+                    "packet with the reserved tag 0 at offset {at}"
+                )));
+            }
+        }
+        Ok(done)
+    }
+
+    fn start(&mut self, t: u8, framing: Framing, ctx: &mut Ctx) -> Result<(), PayloadError> {
+        let offset = self.offset;
+        let (chunk_left, partial, indeterminate) = match framing {
+            Framing::Fixed(n) => (n, false, false),
+            Framing::Partial(n) => {
+                if !may_be_partial(t) {
+                    return Err(bad(
+                        t,
+                        offset,
+                        "partial body length on a packet that may not have one",
+                    ));
+                }
+                if n < 512 {
+                    return Err(bad(t, offset, "first partial body chunk under 512 octets"));
+                }
+                (n, true, false)
+            }
+            Framing::Indeterminate => (0, false, true),
+        };
+        self.grammar.packet(t)?;
+        let sink = match t {
+            tag::LITERAL => Sink::Literal { at: 0, need: 2 },
+            tag::SED | tag::SEIPD | tag::AEAD => {
+                ctx.used_window = true;
+                Sink::Encrypted {
+                    prefix: Vec::with_capacity(PREFIX),
+                    checked: false,
+                    rand: Box::default(),
+                }
+            }
+            tag::PADDING => {
+                ctx.used_window = true;
+                Sink::Padding(Box::default())
+            }
+            tag::COMPRESSED => {
+                if self.depth >= ctx.limits.max_compression_depth {
+                    return Err(PayloadError::Limit(format!(
+                        "compressed data nested more than {} deep",
+                        ctx.limits.max_compression_depth
+                    )));
+                }
+                ctx.inflate_depth = ctx.inflate_depth.max(self.depth + 1);
+                Sink::Compressed(Box::new(Compressed {
+                    decoder: None,
+                    inner: PacketStream::new(self.depth + 1),
+                    ended: false,
+                    out: vec![0; INFLATE_CHUNK],
+                }))
+            }
+            _ => {
+                debug_assert!(!streams(t));
+                if !indeterminate && chunk_left > ctx.limits.max_small_packet_bytes as u64 {
+                    return Err(PayloadError::Limit(format!(
+                        "{} packet of {chunk_left} octets, over the {}-octet limit",
+                        packet_name(t),
+                        ctx.limits.max_small_packet_bytes
+                    )));
+                }
+                Sink::Collect(Vec::with_capacity(chunk_left.min(4096) as usize))
+            }
+        };
+        self.current = Some(Current {
+            tag: t,
+            offset: offset - 1,
+            chunk_left,
+            partial,
+            indeterminate,
+            length: None,
+            body: 0,
+            sink,
+        });
+        if !partial && !indeterminate && chunk_left == 0 {
+            self.end_packet(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn end_packet(&mut self, ctx: &mut Ctx) -> Result<(), PayloadError> {
+        let Some(cur) = self.current.take() else {
+            return Ok(());
+        };
+        let (t, offset) = (cur.tag, cur.offset);
+        match cur.sink {
+            Sink::Collect(body) => {
+                let info = validate(t, offset, &body)?;
+                check_version(t, info.version)?;
+                if t == tag::PKESK {
+                    let Some(r) = info.recipient else {
+                        return Err(unknown_version(t, info.version));
+                    };
+                    if ctx.recipients.len() >= ctx.limits.max_recipients {
+                        return Err(PayloadError::Limit(format!(
+                            "more than {} public-key session key packets",
+                            ctx.limits.max_recipients
+                        )));
+                    }
+                    ctx.recipients.push(r);
+                }
+            }
+            Sink::Literal { need, .. } => {
+                if need > 0 {
+                    return Err(bad(t, offset, "cut off"));
+                }
+            }
+            Sink::Encrypted {
+                prefix,
+                checked,
+                rand,
+            } => {
+                if !checked {
+                    check_prefix(t, offset, &prefix)?;
+                }
+                if ctx.limits.require_random_ciphertext {
+                    rand.finish().map_err(|why| not_random(t, offset, &why))?;
+                }
+            }
+            Sink::Padding(rand) => {
+                if ctx.limits.require_random_ciphertext {
+                    rand.finish().map_err(|why| not_random(t, offset, &why))?;
+                }
+            }
+            Sink::Compressed(mut c) => {
+                c.finish(t, offset, ctx)?;
+                let shape = c.inner.finish(ctx)?;
+                self.grammar.compressed_contents(shape == Shape::Signed);
+            }
+        }
+        self.complete += 1;
+        Ok(())
+    }
+
+    /// The end of the data: the sequence's shape.
+    pub fn finish(&mut self, ctx: &mut Ctx) -> Result<Shape, PayloadError> {
+        if self.header_len > 0 {
+            return Err(PayloadError::Truncated(format!(
+                "packet header cut off at offset {}",
+                self.offset - self.header_len as u64
+            )));
+        }
+        if let Some(cur) = &self.current {
+            if !cur.indeterminate {
+                return Err(bad(cur.tag, cur.offset, "cut off"));
+            }
+            self.end_packet(ctx)?;
+        }
+        self.grammar.finish()
+    }
+}
+
+fn not_random(t: u8, offset: u64, why: &str) -> PayloadError {
+    PayloadError::NotCiphertext(format!(
+        "{} packet at offset {offset}: {why}",
+        packet_name(t)
+    ))
+}
+
+fn unknown_version(t: u8, version: Option<u8>) -> PayloadError {
+    PayloadError::Packets(format!(
+        "{} packet of unknown version {}",
+        packet_name(t),
+        version.map_or_else(|| "(none)".to_string(), |v| v.to_string())
+    ))
+}
+
+/// The versions the grammar knows (as [`crate::packets`]).
+fn check_version(t: u8, version: Option<u8>) -> Result<(), PayloadError> {
+    let known: &[u8] = match t {
+        tag::PKESK => &[3, 6],
+        tag::SKESK => &[4, 5, 6],
+        tag::SEIPD => &[1, 2],
+        tag::AEAD => &[1],
+        _ => return Ok(()),
+    };
+    match version {
+        Some(v) if known.contains(&v) => Ok(()),
+        v => Err(unknown_version(t, v)),
+    }
+}
+
+/// Hands one complete packet body to rpgp (with a fresh five-octet-length
+/// header) and returns its summary.
+fn validate(t: u8, offset: u64, body: &[u8]) -> Result<openpgp::PacketInfo, PayloadError> {
+    let mut packet = Vec::with_capacity(body.len() + 6);
+    packet.push(0xc0 | t);
+    packet.push(0xff);
+    packet.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    packet.extend_from_slice(body);
+    match openpgp::packets(&packet) {
+        Ok(mut infos) if infos.len() == 1 => Ok(infos.remove(0)),
+        Ok(_) => Err(bad(t, offset, "malformed")),
+        Err(OpenPgpError::Packet { why, .. } | OpenPgpError::Header { why, .. }) => {
+            Err(bad(t, offset, &why))
+        }
+        Err(e @ OpenPgpError::Panicked(_)) => Err(PayloadError::Rpgp(e)),
+        Err(e) => Err(bad(t, offset, &e.to_string())),
+    }
+}
+
+/// rpgp checks the fields at the start of an encrypted-data packet.
+fn check_prefix(t: u8, offset: u64, prefix: &[u8]) -> Result<(), PayloadError> {
+    let info = validate(t, offset, prefix)?;
+    check_version(t, info.version)
+}
+
+fn sink_feed(cur: &mut Current, bytes: &[u8], ctx: &mut Ctx) -> Result<(), PayloadError> {
+    let (t, offset, before) = (cur.tag, cur.offset, cur.body);
+    cur.body += bytes.len() as u64;
+    match &mut cur.sink {
+        Sink::Collect(buf) => {
+            if buf.len() + bytes.len() > ctx.limits.max_small_packet_bytes {
+                return Err(PayloadError::Limit(format!(
+                    "{} packet over the {}-octet limit",
+                    packet_name(t),
+                    ctx.limits.max_small_packet_bytes
+                )));
+            }
+            buf.extend_from_slice(bytes);
+            ctx.peak_collect = ctx.peak_collect.max(buf.len());
+        }
+        Sink::Literal { at, need } => {
+            let mut i = 0;
+            while *need > 0 && i < bytes.len() {
+                if *at == 1 {
+                    // The name length: the name and a four-octet date follow.
+                    *need = usize::from(bytes[i]) + 4 + 1;
+                }
+                *at += 1;
+                *need -= 1;
+                i += 1;
+            }
+        }
+        Sink::Encrypted {
+            prefix,
+            checked,
+            rand,
+        } => {
+            if !*checked {
+                let take = (PREFIX - prefix.len()).min(bytes.len());
+                prefix.extend_from_slice(&bytes[..take]);
+                if prefix.len() == PREFIX {
+                    check_prefix(t, offset, prefix)?;
+                    *checked = true;
+                }
+            }
+            if ctx.limits.require_random_ciphertext {
+                let skip = (FIXED_FIELDS as u64)
+                    .saturating_sub(before)
+                    .min(bytes.len() as u64);
+                rand.feed(&bytes[skip as usize..])
+                    .map_err(|why| not_random(t, offset, &why))?;
+            }
+        }
+        Sink::Padding(rand) => {
+            if ctx.limits.require_random_ciphertext {
+                rand.feed(bytes)
+                    .map_err(|why| not_random(t, offset, &why))?;
+            }
+        }
+        Sink::Compressed(c) => c.feed(t, offset, bytes, ctx)?,
+    }
+    Ok(())
+}
+
+impl Compressed {
+    fn feed(
+        &mut self,
+        t: u8,
+        offset: u64,
+        mut bytes: &[u8],
+        ctx: &mut Ctx,
+    ) -> Result<(), PayloadError> {
+        if self.decoder.is_none() {
+            let Some((&algo, rest)) = bytes.split_first() else {
+                return Ok(());
+            };
+            self.decoder = Some(match algo {
+                0 => Decoder::Stored,
+                1 => Decoder::Deflate(flate2::Decompress::new(false)),
+                2 => Decoder::Deflate(flate2::Decompress::new(true)),
+                3 => Decoder::Bzip2(bzip2::Decompress::new(true)),
+                a => {
+                    return Err(bad(
+                        t,
+                        offset,
+                        &format!("unknown compression algorithm {a}"),
+                    ));
+                }
+            });
+            bytes = rest;
+        }
+        self.run(t, offset, bytes, false, ctx)
+    }
+
+    /// Decompresses `input` (and with `last`, flushes) into the inner stream.
+    fn run(
+        &mut self,
+        t: u8,
+        offset: u64,
+        mut input: &[u8],
+        last: bool,
+        ctx: &mut Ctx,
+    ) -> Result<(), PayloadError> {
+        let Some(decoder) = &mut self.decoder else {
+            return Err(bad(t, offset, "cut off"));
+        };
+        if let Decoder::Stored = decoder {
+            charge(input.len(), ctx)?;
+            return self.inner.feed(input, ctx);
+        }
+        loop {
+            if self.ended {
+                if !input.is_empty() {
+                    return Err(bad(
+                        t,
+                        offset,
+                        "data after the end of the compressed stream",
+                    ));
+                }
+                return Ok(());
+            }
+            let (used, produced, ended) = match decoder {
+                Decoder::Deflate(d) => {
+                    let (i0, o0) = (d.total_in(), d.total_out());
+                    let flush = if last {
+                        flate2::FlushDecompress::Finish
+                    } else {
+                        flate2::FlushDecompress::None
+                    };
+                    let status = d
+                        .decompress(input, &mut self.out, flush)
+                        .map_err(|_| bad(t, offset, "corrupt deflate stream"))?;
+                    (
+                        (d.total_in() - i0) as usize,
+                        (d.total_out() - o0) as usize,
+                        status == flate2::Status::StreamEnd,
+                    )
+                }
+                Decoder::Bzip2(d) => {
+                    let (i0, o0) = (d.total_in(), d.total_out());
+                    let status = d
+                        .decompress(input, &mut self.out)
+                        .map_err(|_| bad(t, offset, "corrupt bzip2 stream"))?;
+                    (
+                        (d.total_in() - i0) as usize,
+                        (d.total_out() - o0) as usize,
+                        status == bzip2::Status::StreamEnd,
+                    )
+                }
+                Decoder::Stored => unreachable!("handled above"),
+            };
+            input = &input[used..];
+            self.ended = ended;
+            if produced > 0 {
+                charge(produced, ctx)?;
+                self.inner.feed(&self.out[..produced], ctx)?;
+            }
+            if !ended && used == 0 && produced == 0 {
+                // No progress: the decoder wants more input.
+                if last {
+                    return Err(bad(t, offset, "compressed stream cut off"));
+                }
+                return Ok(());
+            }
+            if input.is_empty() && produced < self.out.len() && !last {
+                return Ok(());
+            }
+        }
+    }
+
+    fn finish(&mut self, t: u8, offset: u64, ctx: &mut Ctx) -> Result<(), PayloadError> {
+        match &self.decoder {
+            None => Err(bad(t, offset, "no compression algorithm octet")),
+            Some(Decoder::Stored) => Ok(()),
+            Some(_) => self.run(t, offset, &[], true, ctx),
+        }
+    }
+}
+
+fn charge(n: usize, ctx: &mut Ctx) -> Result<(), PayloadError> {
+    ctx.decompressed += n as u64;
+    if ctx.decompressed > ctx.limits.max_decompressed_bytes {
+        return Err(PayloadError::Limit(format!(
+            "compressed data expands beyond the limit of {} octets",
+            ctx.limits.max_decompressed_bytes
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Fixed(u64),
+    Partial(u64),
+    Indeterminate,
+}
+
+enum Len {
+    Fixed(u64),
+    Partial(u64),
+}
+
+/// A new-format body length from its octets, once they are all there.
+fn body_length(o: &[u8]) -> Option<Len> {
+    let first = *o.first()?;
+    match first {
+        0..=191 => Some(Len::Fixed(u64::from(first))),
+        192..=223 => {
+            let second = *o.get(1)?;
+            Some(Len::Fixed(
+                ((u64::from(first) - 192) << 8) + u64::from(second) + 192,
+            ))
+        }
+        224..=254 => Some(Len::Partial(1 << (first & 0x1f))),
+        255 => {
+            let four: [u8; 4] = o.get(1..5)?.try_into().ok()?;
+            Some(Len::Fixed(u64::from(u32::from_be_bytes(four))))
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The streaming payload reader on constructed packets and armor: what
+//! passes, what is refused and why, and that chunking never changes the
+//! verdict.
+
+use base64::Engine;
+use pgp_milter::packets::KeyTarget;
+use pgp_milter::payload::{
+    Encoding, ErrorClass, Payload, PayloadError, PayloadKind, PayloadLimits, PayloadReader,
+};
+use proptest::prelude::*;
+
+const PKESK: u8 = 1;
+const SKESK: u8 = 3;
+const LITERAL: u8 = 11;
+const SEIPD: u8 = 18;
+const PADDING: u8 = 21;
+const MARKER: u8 = 10;
+
+/// xorshift64*: fixed-seed stand-in for ciphertext.
+fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// A new-format packet with a five-octet length.
+fn packet(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![0xc0 | tag, 0xff];
+    v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// A v3 PKESK to key ID 0x11.., RSA (one short MPI).
+fn pkesk(id: u8) -> Vec<u8> {
+    let mut body = vec![3];
+    body.extend_from_slice(&[id; 8]);
+    body.extend_from_slice(&[1, 0, 8, 0xaa]);
+    packet(PKESK, &body)
+}
+
+/// A SEIPD v1 with `n` random octets.
+fn seipd(seed: u64, n: usize) -> Vec<u8> {
+    let mut body = vec![1];
+    body.extend(random_bytes(seed, n));
+    packet(SEIPD, &body)
+}
+
+fn encrypted(n: usize) -> Vec<u8> {
+    let mut m = pkesk(0x11);
+    m.extend(seipd(5, n));
+    m
+}
+
+fn crc24(data: &[u8]) -> u32 {
+    let mut crc = 0xB7_04CEu32;
+    for &b in data {
+        crc ^= u32::from(b) << 16;
+        for _ in 0..8 {
+            crc <<= 1;
+            if crc & 0x100_0000 != 0 {
+                crc ^= 0x186_4CFB;
+            }
+        }
+    }
+    crc & 0xFF_FFFF
+}
+
+fn armor(label: &str, headers: &str, data: &[u8], checksum: bool) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut s = format!("-----BEGIN PGP {label}-----\r\n{headers}\r\n");
+    for line in b64.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(line).unwrap());
+        s.push_str("\r\n");
+    }
+    if checksum {
+        let c = crc24(data);
+        s.push('=');
+        s.push_str(&base64::engine::general_purpose::STANDARD.encode([
+            (c >> 16) as u8,
+            (c >> 8) as u8,
+            c as u8,
+        ]));
+        s.push_str("\r\n");
+    }
+    s.push_str(&format!("-----END PGP {label}-----\r\n"));
+    s.into_bytes()
+}
+
+fn read(encoding: Encoding, data: &[u8], chunk: usize) -> Result<Payload, PayloadError> {
+    let mut r = PayloadReader::new(encoding, &PayloadLimits::default());
+    for c in data.chunks(chunk.max(1)) {
+        r.feed(c)?;
+    }
+    r.finish()
+}
+
+fn kind(encoding: Encoding, data: &[u8]) -> Result<PayloadKind, PayloadError> {
+    read(encoding, data, 4096).map(|p| p.kind)
+}
+
+#[test]
+fn encrypted_binary_and_armored() {
+    let m = encrypted(5000);
+    for enc in [Encoding::Binary, Encoding::Auto] {
+        let p = read(enc, &m, 1000).unwrap();
+        assert_eq!(p.kind, PayloadKind::Encrypted);
+        assert_eq!(p.recipients, vec![KeyTarget::KeyId([0x11; 8])]);
+    }
+    for checksum in [true, false] {
+        let a = armor(
+            "MESSAGE",
+            "Version: GnuPG v2\r\nComment: https://gnupg.org\r\n",
+            &m,
+            checksum,
+        );
+        for enc in [Encoding::Armored, Encoding::Auto] {
+            let p = read(enc, &a, 7).unwrap();
+            assert_eq!(p.kind, PayloadKind::Encrypted);
+            assert_eq!(p.blocks.len(), 1);
+            assert_eq!(p.blocks[0].recipients, vec![KeyTarget::KeyId([0x11; 8])]);
+            assert!(p.buffer_high_water < 16 << 10, "{}", p.buffer_high_water);
+        }
+    }
+    // Marker and padding (random) around it; two blocks with white space.
+    let mut m2 = packet(MARKER, b"PGP");
+    m2.extend(encrypted(300));
+    m2.extend(packet(PADDING, &random_bytes(9, 200)));
+    let mut two = b"\r\n  \r\n".to_vec();
+    two.extend(armor("MESSAGE", "", &m2, true));
+    two.extend(b"\r\n\t\r\n");
+    two.extend(armor("MESSAGE", "", &m, false));
+    let p = read(Encoding::Armored, &two, 33).unwrap();
+    assert_eq!(p.blocks.len(), 2);
+    assert_eq!(p.recipients.len(), 2);
+}
+
+#[test]
+fn white_space_only_is_empty() {
+    assert_eq!(kind(Encoding::Auto, b""), Ok(PayloadKind::Empty));
+    assert_eq!(
+        kind(Encoding::Armored, b" \r\n\r\n\t"),
+        Ok(PayloadKind::Empty)
+    );
+}
+
+#[test]
+fn ciphertext_that_is_text_is_refused() {
+    let text: Vec<u8> = b"Meet me at noon by the old bridge, bring the papers. "
+        .iter()
+        .cycle()
+        .take(3000)
+        .cloned()
+        .collect();
+    let mut body = vec![1];
+    body.extend(&text);
+    let mut m = pkesk(0x11);
+    m.extend(packet(SEIPD, &body));
+    let e = kind(Encoding::Binary, &m).unwrap_err();
+    assert!(matches!(e, PayloadError::NotCiphertext(_)), "{e}");
+    assert_eq!(e.class(), ErrorClass::Plaintext);
+    assert!(e.to_string().starts_with("not ciphertext"), "{e}");
+    // Early: the first 4096 bytes of a long one are enough.
+    let mut long_body = vec![1];
+    long_body.extend(text.iter().cycle().take(1 << 20));
+    let mut long = pkesk(0x11);
+    long.extend(packet(SEIPD, &long_body));
+    let mut r = PayloadReader::new(Encoding::Binary, &PayloadLimits::default());
+    let refused_at = long
+        .chunks(1024)
+        .position(|c| r.feed(c).is_err())
+        .expect("refused before the end");
+    assert!(refused_at < 8, "{refused_at}");
+    // A Padding packet full of text.
+    let mut padded = encrypted(500);
+    padded.extend(packet(PADDING, &text[..400]));
+    assert!(matches!(
+        kind(Encoding::Binary, &padded),
+        Err(PayloadError::NotCiphertext(_))
+    ));
+    // Armor lines whose base64 spells words.
+    let words = "TheQuickBrownFoxJumpsOverTheLazyDogMeetMeAtNoonBringTheMoney";
+    let lines: String = words.chars().cycle().take(64 * 60).collect();
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(lines.as_bytes())
+        .unwrap();
+    let mut m = pkesk(0x11);
+    let mut body = vec![1];
+    body.extend(data);
+    m.extend(packet(SEIPD, &body));
+    assert!(matches!(
+        kind(Encoding::Armored, &armor("MESSAGE", "", &m, false)),
+        Err(PayloadError::NotCiphertext(_))
+    ));
+}
+
+#[test]
+fn armor_headers_are_bounded() {
+    let m = encrypted(1000);
+    let prose: String = (0..40)
+        .map(|i| format!("Comment: line {i} of a long letter that readers display\r\n"))
+        .collect();
+    let e = kind(Encoding::Armored, &armor("MESSAGE", &prose, &m, true)).unwrap_err();
+    assert!(e.to_string().contains("armor header lines"), "{e}");
+    let long = format!("Comment: {}\r\n", "x".repeat(200));
+    assert!(kind(Encoding::Armored, &armor("MESSAGE", &long, &m, true)).is_err());
+    let unknown = "Subject: hello there\r\n";
+    let e = kind(Encoding::Armored, &armor("MESSAGE", unknown, &m, true)).unwrap_err();
+    assert!(e.to_string().contains("unknown armor header"), "{e}");
+    for ok in [
+        "Version: GnuPG v2\r\n",
+        "Version: OpenPGP.js v4.10.10\r\nComment: https://openpgpjs.org\r\n",
+        "Comment: Using GnuPG with Thunderbird - https://www.enigmail.net/\r\n",
+        "Charset: UTF-8\r\nMessageID: abc\r\n",
+    ] {
+        assert_eq!(
+            kind(Encoding::Armored, &armor("MESSAGE", ok, &m, true)),
+            Ok(PayloadKind::Encrypted),
+            "{ok}"
+        );
+    }
+}
+
+#[test]
+fn text_next_to_the_armor_is_plaintext() {
+    let a = armor("MESSAGE", "", &encrypted(1000), true);
+    for (before, after) in [
+        (&b"Hello Bob,\r\n"[..], &b""[..]),
+        (b"", b"-- \r\nAlice\r\n"),
+        (b"  -----BEGIN PGP MESSAGE-----\r\n", b""),
+        (b"", b"x"),
+    ] {
+        let mut m = before.to_vec();
+        m.extend(&a);
+        m.extend(after);
+        let e = kind(Encoding::Armored, &m).unwrap_err();
+        assert_eq!(
+            e,
+            PayloadError::TextOutsideArmor,
+            "{}",
+            String::from_utf8_lossy(&m)
+        );
+        assert_eq!(e.class(), ErrorClass::Plaintext);
+    }
+    // Not armor at all (a PDF), early.
+    let mut r = PayloadReader::new(Encoding::Auto, &PayloadLimits::default());
+    assert!(r.feed(b"%PDF-1.4\n").is_err());
+    let e = kind(Encoding::Binary, b"\x89PNG\r\n\x1a\n....").unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Plaintext, "{e}");
+}
+
+#[test]
+fn malformed_armor_is_invalid() {
+    let m = encrypted(1000);
+    let good = armor("MESSAGE", "", &m, true);
+    let text = String::from_utf8(good.clone()).unwrap();
+    // Wrong checksum.
+    let mut lines: Vec<&str> = text.split("\r\n").collect();
+    let n = lines.len();
+    lines[n - 3] = "=AAAA";
+    let bad = lines.join("\r\n");
+    assert_eq!(
+        kind(Encoding::Armored, bad.as_bytes()),
+        Err(PayloadError::Armor("armor checksum mismatch".into()))
+    );
+    // Cut off.
+    let e = kind(Encoding::Armored, &good[..good.len() / 2]).unwrap_err();
+    assert!(matches!(e, PayloadError::Truncated(_)), "{e}");
+    // Not base64.
+    let junk = b"-----BEGIN PGP MESSAGE-----\n\nthis is not *base64*!\n-----END PGP MESSAGE-----\n";
+    assert!(matches!(
+        kind(Encoding::Armored, junk),
+        Err(PayloadError::Armor(_))
+    ));
+    // No data.
+    let empty = b"-----BEGIN PGP MESSAGE-----\n\n-----END PGP MESSAGE-----\n";
+    assert!(matches!(
+        kind(Encoding::Armored, empty),
+        Err(PayloadError::Armor(_))
+    ));
+    // END of another kind.
+    let other = text.replace("END PGP MESSAGE", "END PGP SIGNATURE");
+    assert!(matches!(
+        kind(Encoding::Armored, other.as_bytes()),
+        Err(PayloadError::Armor(_))
+    ));
+    // Unsupported armor kind.
+    let file = text.replace("PGP MESSAGE", "PGP ARMORED FILE");
+    assert!(matches!(
+        kind(Encoding::Armored, file.as_bytes()),
+        Err(PayloadError::Armor(_))
+    ));
+    // Blank lines between data lines and no blank line after BEGIN are
+    // tolerated, as GnuPG does; LF line ends too; END without a line end.
+    let lf = text.replace("\r\n", "\n");
+    assert_eq!(
+        kind(Encoding::Armored, lf.as_bytes()),
+        Ok(PayloadKind::Encrypted)
+    );
+    let spaced = text
+        .replacen("\r\n\r\n", "\r\n", 1)
+        .replacen("=\r\n", "=\r\n  \r\n", 1);
+    assert_eq!(
+        kind(Encoding::Armored, spaced.as_bytes()),
+        Ok(PayloadKind::Encrypted)
+    );
+    assert_eq!(
+        kind(Encoding::Armored, text.trim_end().as_bytes()),
+        Ok(PayloadKind::Encrypted)
+    );
+}
+
+#[test]
+fn packet_grammar_and_framing() {
+    // Literal data alone: unencrypted, early.
+    let mut lit = vec![b'b', 0, 0, 0, 0, 0];
+    lit.extend(b"hello");
+    let e = kind(Encoding::Binary, &packet(LITERAL, &lit)).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Plaintext, "{e}");
+    assert!(matches!(
+        kind(
+            Encoding::Armored,
+            &armor("MESSAGE", "", &packet(LITERAL, &lit), true)
+        ),
+        Err(PayloadError::Unencrypted(_))
+    ));
+    // Session keys without data, data without session keys, two data packets.
+    assert!(kind(Encoding::Binary, &pkesk(1)).is_err());
+    assert!(kind(Encoding::Binary, &seipd(1, 100)).is_err());
+    let mut two = encrypted(100);
+    two.extend(seipd(2, 100));
+    let e = kind(Encoding::Binary, &two).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Invalid, "{e}");
+    // Literal after the encrypted data.
+    let mut after = encrypted(100);
+    after.extend(packet(LITERAL, &lit));
+    assert!(kind(Encoding::Binary, &after).is_err());
+    // Partial lengths: first chunk of 512 then a final chunk.
+    let body = {
+        let mut b = vec![1];
+        b.extend(random_bytes(3, 700));
+        b
+    };
+    let mut partial = packet(SKESK, &[4, 9, 0, 8]);
+    partial.extend([0xc0 | SEIPD, 0xe0 | 9]);
+    partial.extend(&body[..512]);
+    let rest = &body[512..];
+    partial.extend([rest.len() as u8]);
+    partial.extend(rest);
+    let p = read(Encoding::Binary, &partial, 3).unwrap();
+    assert_eq!(p.kind, PayloadKind::Encrypted);
+    assert!(p.recipients.is_empty());
+    // First partial chunk under 512 octets: refused (as rpgp does).
+    let mut short = packet(SKESK, &[4, 9, 0, 8]);
+    short.extend([0xc0 | SEIPD, 0xe0 | 8]);
+    short.extend(&body[..256]);
+    short.extend([(body.len() - 256) as u8]);
+    short.extend(&body[256..]);
+    assert!(kind(Encoding::Binary, &short).is_err());
+    // Partial length on a session-key packet.
+    assert!(kind(Encoding::Binary, &[0xc3, 0xe9, 4, 9]).is_err());
+    // Legacy header, indeterminate length on the data packet.
+    let mut legacy = vec![0x80 | (PKESK << 2) | 1];
+    let pk = &pkesk(0x22)[6..];
+    legacy.extend((pk.len() as u16).to_be_bytes());
+    legacy.extend(pk);
+    legacy.push(0x80 | (9 << 2) | 3);
+    legacy.extend(random_bytes(4, 300));
+    let p = read(Encoding::Binary, &legacy, 10).unwrap();
+    assert_eq!(p.recipients, vec![KeyTarget::KeyId([0x22; 8])]);
+    // Unknown PKESK version; unknown SEIPD version.
+    let mut v9 = packet(PKESK, &[9, 1, 2]);
+    v9.extend(seipd(1, 100));
+    assert!(kind(Encoding::Binary, &v9).is_err());
+    let mut s7 = pkesk(1);
+    let mut b7 = vec![7];
+    b7.extend(random_bytes(1, 100));
+    s7.extend(packet(SEIPD, &b7));
+    assert!(kind(Encoding::Binary, &s7).is_err());
+    // Cut off inside the data packet.
+    let m = encrypted(1000);
+    assert!(matches!(
+        kind(Encoding::Binary, &m[..m.len() - 1]),
+        Err(PayloadError::Packets(_))
+    ));
+    // A collected packet over the bound.
+    let limits = PayloadLimits {
+        max_small_packet_bytes: 100,
+        ..PayloadLimits::default()
+    };
+    let mut r = PayloadReader::new(Encoding::Binary, &limits);
+    let mut big = packet(MARKER, b"PGP");
+    big.extend(packet(2, &[0; 200]));
+    assert!(matches!(r.feed(&big[..20]), Err(PayloadError::Limit(_))));
+    // The same bytes first in a binary attachment: not OpenPGP at all.
+    let mut r = PayloadReader::new(Encoding::Binary, &limits);
+    let e = r.feed(&big[9..]).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Plaintext, "{e}");
+}
+
+#[test]
+fn an_error_is_final() {
+    let mut r = PayloadReader::new(Encoding::Armored, &PayloadLimits::default());
+    let e = r.feed(b"Hello").unwrap_err();
+    assert_eq!(r.feed(b"\r\n"), Err(e.clone()));
+    assert_eq!(r.finish(), Err(e));
+}
+
+/// A valid armored message, then maybe mutated.
+fn sample(seed: u64) -> Vec<u8> {
+    let mut m = pkesk(seed as u8);
+    m.extend(seipd(seed, 64 + (seed as usize * 37) % 3000));
+    armor("MESSAGE", "Version: x\r\n", &m, seed.is_multiple_of(2))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The same bytes in any chunking give the same result, for valid
+    /// input and for every single-byte mutation of it.
+    #[test]
+    fn chunking_does_not_change_the_verdict(
+        seed in 0u64..50,
+        mutate in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        binary in any::<bool>(),
+    ) {
+        let mut data = if binary { encrypted(100 + seed as usize * 50) } else { sample(seed) };
+        if let Some((at, b)) = mutate {
+            let i = at.index(data.len());
+            data[i] = b;
+        }
+        let whole = {
+            let mut r = PayloadReader::new(Encoding::Auto, &PayloadLimits::default());
+            r.feed(&data).and_then(|()| r.finish())
+        };
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+        points.sort_unstable();
+        let mut r = PayloadReader::new(Encoding::Auto, &PayloadLimits::default());
+        let mut last = 0;
+        let mut err = None;
+        for p in points.into_iter().chain([data.len()]) {
+            if let Err(e) = r.feed(&data[last..p]) {
+                err = Some(e);
+                break;
+            }
+            last = p;
+        }
+        let chunked = match err {
+            Some(e) => Err(e),
+            None => r.finish(),
+        };
+        prop_assert_eq!(whole, chunked);
+    }
+}
