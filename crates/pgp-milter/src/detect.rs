@@ -21,6 +21,9 @@ use crate::armor::{self, Kind};
 use crate::mime::{self, Event, Part, ReadError};
 use crate::openpgp;
 use crate::packets::{self, Shape};
+use crate::payload::{
+    Encoding, ErrorClass, Payload, PayloadError, PayloadKind, PayloadLimits, PayloadReader,
+};
 
 /// How the OpenPGP protection was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,12 +226,45 @@ struct Frame {
 
 #[derive(Debug)]
 enum FrameKind {
-    Leaf { body: Vec<u8>, decided: bool },
+    Leaf(Leaf),
     Multipart { rule: Rule, children: Vec<Child> },
     Message { class: Class },
 }
 
 const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP ";
+
+/// Most of a kept RFC 3156 control part (`Version: 1` and white space).
+const MAX_CONTROL: usize = 1024;
+
+/// One leaf being read.
+#[derive(Debug)]
+enum Leaf {
+    /// Kept whole, bounded, for a rule that reads the whole body: the
+    /// control part, an HTML twin and its `text/plain` sibling, a
+    /// signature part. `over`: more than `cap` bytes came (a control part
+    /// that is not `Version: 1`).
+    Kept {
+        body: Vec<u8>,
+        cap: usize,
+        over: bool,
+        decided: bool,
+    },
+    /// Judged as it streams by the OpenPGP payload reader.
+    Streamed(Box<Streamed>),
+}
+
+#[derive(Debug)]
+struct Streamed {
+    reader: PayloadReader,
+    /// The first bytes after leading white space, until they prove the
+    /// part plaintext or possibly OpenPGP (at most a line's start).
+    head: Vec<u8>,
+    /// The first byte of the body.
+    first: Option<u8>,
+    decided: bool,
+    /// Decided already (a part the parent judges whole: its early class).
+    verdict: Option<Class>,
+}
 
 impl Detector {
     /// A detector at the start of a message; leaf data kept for judging is
@@ -417,7 +453,7 @@ impl State {
                     || rule == Some(Rule::Smime)
                     || (rule == Some(Rule::Signed) && nth == 0);
                 let keep = match rule {
-                    Some(Rule::Encrypted) => true,
+                    Some(Rule::Encrypted) => nth == 0,
                     Some(Rule::Signed) => nth == 1,
                     Some(Rule::Alternative) => essence == "text/plain" || essence == "text/html",
                     _ => false,
@@ -453,10 +489,22 @@ impl State {
             if chain && is_smime(&essence) {
                 return Err(NotPgp::Smime);
             }
-            FrameKind::Leaf {
-                body: Vec::new(),
-                decided: false,
-            }
+            let kept = keep || essence == "application/pgp-encrypted";
+            let cap = if keep && essence != "application/pgp-encrypted" {
+                usize::MAX
+            } else {
+                MAX_CONTROL
+            };
+            FrameKind::Leaf(if kept || opaque {
+                Leaf::Kept {
+                    body: Vec::new(),
+                    cap,
+                    over: false,
+                    decided: false,
+                }
+            } else {
+                self.streamed(&essence)
+            })
         };
         self.frames.push(Frame {
             essence,
@@ -468,29 +516,96 @@ impl State {
         Ok(())
     }
 
+    fn streamed(&self, essence: &str) -> Leaf {
+        let limits = PayloadLimits {
+            max_decompressed_bytes: self.budget,
+            ..PayloadLimits::default()
+        };
+        let encoding = if essence.starts_with("text/") {
+            Encoding::Armored
+        } else {
+            Encoding::Auto
+        };
+        Leaf::Streamed(Box::new(Streamed {
+            reader: PayloadReader::new(encoding, &limits),
+            head: Vec::new(),
+            first: None,
+            decided: false,
+            verdict: None,
+        }))
+    }
+
     fn body(&mut self, bytes: &[u8]) -> Result<(), NotPgp> {
-        let Some(frame) = self.frames.last_mut() else {
+        let Some(frame) = self.frames.last() else {
             return Ok(());
         };
-        let FrameKind::Leaf { body, decided } = &mut frame.kind else {
-            return Ok(());
-        };
-        if frame.opaque {
+        if frame.opaque || !matches!(frame.kind, FrameKind::Leaf(_)) {
             return Ok(());
         }
-        self.buffered += bytes.len();
-        if self.buffered > self.limit {
-            return Err(NotPgp::TooLarge(self.limit));
-        }
-        body.extend_from_slice(bytes);
-        if frame.chain && !*decided {
-            match early_leaf(&frame.essence, body) {
-                Some(Early::Plain(why)) => return Err(why),
-                Some(Early::Open) => *decided = true,
-                None => {}
+        let (chain, essence) = (frame.chain, frame.essence.clone());
+        // A control-type part too long to be `Version: 1` outside
+        // multipart/encrypted is OpenPGP data or plaintext: stream it.
+        let convert = matches!(
+            &frame.kind,
+            FrameKind::Leaf(Leaf::Kept { body, cap, .. })
+                if !frame.keep && body.len() + bytes.len() > *cap
+        );
+        if convert {
+            let mut leaf = self.streamed(&essence);
+            let Some(Frame {
+                kind: FrameKind::Leaf(old),
+                ..
+            }) = self.frames.last_mut()
+            else {
+                return Ok(());
+            };
+            std::mem::swap(old, &mut leaf);
+            if let Leaf::Kept { body, .. } = leaf {
+                self.buffered -= body.len();
+                self.body(&body)?;
             }
+            return self.body(bytes);
         }
-        Ok(())
+        let Some(Frame {
+            kind: FrameKind::Leaf(leaf),
+            ..
+        }) = self.frames.last_mut()
+        else {
+            return Ok(());
+        };
+        match leaf {
+            Leaf::Kept {
+                body,
+                cap,
+                over,
+                decided,
+            } => {
+                if *over {
+                    return Ok(());
+                }
+                if body.len() + bytes.len() > *cap {
+                    *over = true;
+                    self.buffered -= body.len();
+                    *body = Vec::new();
+                    return Ok(());
+                }
+                self.buffered += bytes.len();
+                if self.buffered > self.limit {
+                    return Err(NotPgp::TooLarge(self.limit));
+                }
+                body.extend_from_slice(bytes);
+                let t = body.trim_ascii_start();
+                if chain && !*decided && !t.is_empty() {
+                    match early_leaf(&essence, body[0], t) {
+                        Some(Early::Plain(why)) => return Err(why),
+                        Some(Early::Open) => *decided = true,
+                        None => {}
+                    }
+                }
+                Ok(())
+            }
+            Leaf::Streamed(s) => s.feed(&essence, chain, bytes),
+        }
     }
 
     fn end(&mut self) -> Result<(), NotPgp> {
@@ -498,9 +613,14 @@ impl State {
             return Ok(());
         };
         let (class, body) = match frame.kind {
-            FrameKind::Leaf { body, .. } => {
+            FrameKind::Leaf(Leaf::Kept { body, over, .. }) => {
                 let class = if frame.opaque {
                     Class::Empty
+                } else if over {
+                    Class::Plain(NotPgp::Invalid(format!(
+                        "{} part of more than {MAX_CONTROL} bytes",
+                        frame.essence
+                    )))
                 } else {
                     leaf(
                         &frame.essence,
@@ -510,6 +630,10 @@ impl State {
                 };
                 self.buffered -= body.len();
                 (class, frame.keep.then_some(body))
+            }
+            FrameKind::Leaf(Leaf::Streamed(s)) => {
+                let targets = self.wanted.keys.then_some(&mut self.targets);
+                (s.finish(&frame.essence, targets, &mut self.budget), None)
             }
             FrameKind::Multipart { rule, children } => {
                 let class = if frame.opaque {
@@ -532,7 +656,7 @@ impl State {
                 body,
             }),
             Some(FrameKind::Message { class: c }) => *c = class,
-            Some(FrameKind::Leaf { .. }) => {
+            Some(FrameKind::Leaf(_)) => {
                 return Err(NotPgp::Internal("a part inside a leaf".into()));
             }
         }
@@ -551,14 +675,11 @@ enum Early {
     Open,
 }
 
-/// What the first decoded bytes of a leaf already prove. Exactly the
-/// verdict [`leaf`] gives at the end, so that the refusal does not depend
-/// on where the chunks were cut.
-fn early_leaf(essence: &str, body: &[u8]) -> Option<Early> {
-    let t = body.trim_ascii_start();
-    if t.is_empty() {
-        return None;
-    }
+/// What the first decoded bytes of a leaf already prove: `first` is its
+/// first byte, `t` what follows its leading white space so far (not
+/// empty). Exactly the verdict the leaf gets at its end, so that the
+/// refusal does not depend on where the chunks were cut.
+fn early_leaf(essence: &str, first: u8, t: &[u8]) -> Option<Early> {
     let n = t.len().min(ARMOR_BEGIN.len());
     if ARMOR_BEGIN.starts_with(&t[..n]) {
         return (n == ARMOR_BEGIN.len()).then_some(Early::Open);
@@ -573,13 +694,155 @@ fn early_leaf(essence: &str, body: &[u8]) -> Option<Early> {
     if essence == "application/pgp-encrypted" && VERSION[..n].eq_ignore_ascii_case(&t[..n]) {
         return (n == VERSION.len()).then_some(Early::Open);
     }
-    if body[0] & 0x80 != 0 {
+    if first & 0x80 != 0 {
         // Perhaps an OpenPGP packet header.
         return Some(Early::Open);
     }
     Some(Early::Plain(NotPgp::PlaintextPart(format!(
         "{essence} attachment"
     ))))
+}
+
+impl Streamed {
+    fn feed(&mut self, essence: &str, chain: bool, bytes: &[u8]) -> Result<(), NotPgp> {
+        if self.verdict.is_some() || bytes.is_empty() {
+            return Ok(());
+        }
+        self.first.get_or_insert(bytes[0]);
+        if self.decided {
+            return self.payload(essence, chain, bytes);
+        }
+        // Leading white space goes straight to the payload reader.
+        let lead = if self.head.is_empty() {
+            bytes.iter().take_while(|b| b.is_ascii_whitespace()).count()
+        } else {
+            0
+        };
+        self.payload(essence, chain, &bytes[..lead])?;
+        self.head.extend_from_slice(&bytes[lead..]);
+        if self.head.is_empty() || self.verdict.is_some() {
+            return Ok(());
+        }
+        match early_leaf(essence, self.first.unwrap_or(b' '), &self.head) {
+            Some(Early::Plain(why)) if chain => Err(why),
+            Some(Early::Plain(why)) => {
+                self.verdict = Some(Class::Plain(why));
+                Ok(())
+            }
+            Some(Early::Open) => {
+                self.decided = true;
+                let head = std::mem::take(&mut self.head);
+                self.payload(essence, chain, &head)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes for the payload reader; its error is final.
+    fn payload(&mut self, essence: &str, chain: bool, bytes: &[u8]) -> Result<(), NotPgp> {
+        if bytes.is_empty() || self.verdict.is_some() {
+            return Ok(());
+        }
+        if let Err(e) = self.reader.feed(bytes) {
+            match payload_class(essence, Err(e), None, &mut 0) {
+                Class::Plain(why) if chain => return Err(why),
+                c => self.verdict = Some(c),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, essence: &str, targets: Targets<'_>, budget: &mut u64) -> Class {
+        if let Some(v) = self.verdict.take() {
+            return v;
+        }
+        if !self.decided && !self.head.is_empty() {
+            if let Some(Early::Plain(why)) =
+                early_leaf(essence, self.first.unwrap_or(b' '), &self.head)
+            {
+                return Class::Plain(why);
+            }
+            let head = std::mem::take(&mut self.head);
+            if let Err(e) = self.reader.feed(&head) {
+                return payload_class(essence, Err(e), None, budget);
+            }
+        }
+        payload_class(essence, self.reader.finish(), targets, budget)
+    }
+}
+
+/// The class of a streamed leaf from the payload reader's verdict (the
+/// reasons the whole-body functions give for the same bytes).
+fn payload_class(
+    essence: &str,
+    r: Result<Payload, PayloadError>,
+    targets: Targets<'_>,
+    budget: &mut u64,
+) -> Class {
+    let p = match r {
+        Ok(p) => p,
+        Err(e) => {
+            return Class::Plain(match (e.class(), &e) {
+                (ErrorClass::Internal, _) => NotPgp::Internal(e.to_string()),
+                (_, PayloadError::TextOutsideArmor) => {
+                    NotPgp::PlaintextPart("text outside the OpenPGP armor".into())
+                }
+                (_, PayloadError::NotOpenPgp(_)) if essence.starts_with("text/") => {
+                    NotPgp::PlaintextPart(format!("{essence} part"))
+                }
+                (_, PayloadError::NotOpenPgp(_)) => {
+                    NotPgp::PlaintextPart(format!("{essence} attachment"))
+                }
+                (_, PayloadError::Unencrypted(why)) => {
+                    NotPgp::Invalid(format!("PGP MESSAGE is not encrypted: {why}"))
+                }
+                (_, PayloadError::Armor(why)) => NotPgp::Invalid(format!("malformed armor: {why}")),
+                (_, PayloadError::Truncated(why)) if why.starts_with("no END line") => {
+                    NotPgp::Invalid(format!("armor is truncated ({why})"))
+                }
+                (_, PayloadError::Limit(why)) if why.starts_with("compressed data expands") => {
+                    tracing::debug!(
+                        limit = openpgp::MAX_DECOMPRESSED_BYTES,
+                        "decompression budget of the message exhausted"
+                    );
+                    NotPgp::Invalid(format!(
+                        "compressed data expands beyond the per-message limit of {} MiB",
+                        openpgp::MAX_DECOMPRESSED_BYTES >> 20
+                    ))
+                }
+                (ErrorClass::Plaintext, _) => NotPgp::PlaintextPart(e.to_string()),
+                (ErrorClass::Invalid, _) => {
+                    let text = e.to_string();
+                    NotPgp::Invalid(
+                        text.strip_prefix("invalid OpenPGP data: ")
+                            .unwrap_or(&text)
+                            .to_owned(),
+                    )
+                }
+            });
+        }
+    };
+    *budget = budget.saturating_sub(p.decompressed_bytes);
+    match p.kind {
+        PayloadKind::Empty => Class::Empty,
+        PayloadKind::Key => Class::Key,
+        PayloadKind::Encrypted => {
+            if let Some(out) = targets {
+                out.extend(
+                    p.blocks
+                        .into_iter()
+                        .filter(|b| b.kind == PayloadKind::Encrypted)
+                        .map(|b| b.recipients),
+                );
+            }
+            Class::Encrypted(Form::Inline)
+        }
+        PayloadKind::SignedMessage => Class::Signed(Form::Inline),
+        PayloadKind::CleartextSigned => Class::Signed(Form::Cleartext),
+        PayloadKind::Signature => Class::Plain(NotPgp::Invalid(
+            "PGP SIGNATURE armor holding signatures, outside PGP/MIME signed".into(),
+        )),
+    }
 }
 
 /// A multipart's class from its parts' classes (and kept bodies).
@@ -708,6 +971,9 @@ fn pgp_mime_encrypted(children: &[Child]) -> Class {
         Class::Encrypted(_) => Class::Encrypted(Form::PgpMime),
         Class::Plain(NotPgp::Invalid(why)) => invalid(why),
         Class::Plain(why @ NotPgp::Internal(_)) => Class::Plain(why.clone()),
+        Class::Plain(NotPgp::PlaintextPart(why)) if why.starts_with("not ciphertext") => {
+            Class::Plain(NotPgp::PlaintextPart(format!("PGP/MIME encrypted: {why}")))
+        }
         Class::Empty => invalid("empty second part"),
         _ => invalid("second part is not an encrypted OpenPGP message"),
     }

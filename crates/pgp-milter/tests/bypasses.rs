@@ -264,3 +264,76 @@ fn real_mail_a_gmail_html_twin_with_a_default_font_passes() {
     let leaky = m.replace("<div dir=\"ltr\">", &format!("<div dir=\"ltr\">{SECRET}"));
     refused(leaky.as_bytes(), "text/html part");
 }
+
+/// A new-format packet header (RFC 9580 §4.2.1) and body.
+fn packet(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![0xC0 | tag];
+    let n = body.len();
+    assert!(n < 8384);
+    if n < 192 {
+        p.push(n as u8);
+    } else {
+        let m = n - 192;
+        p.extend([(m >> 8) as u8 + 192, (m & 0xff) as u8]);
+    }
+    p.extend_from_slice(body);
+    p
+}
+
+fn armored(data: &[u8], headers: &str) -> String {
+    format!(
+        "-----BEGIN PGP MESSAGE-----\n{headers}\n{}-----END PGP MESSAGE-----\n",
+        support::base64_lines(data)
+    )
+}
+
+fn inline_armor(text: &str) -> Vec<u8> {
+    crlf(&format!("Subject: s\nContent-Type: text/plain\n\n{text}")).into_bytes()
+}
+
+#[test]
+fn a_padding_packet_full_of_text_before_real_ciphertext() {
+    // A binary attachment named .txt: Padding (tag 21) holding prose, then
+    // GnuPG's own session-key and encrypted-data packets.
+    let mut data = packet(21, SECRET.repeat(8).as_bytes());
+    data.extend_from_slice(&gpg().encrypted_binary);
+    let m = crlf(&format!(
+        "Content-Type: multipart/mixed; boundary=m\n\n--m\n\
+         Content-Type: application/octet-stream; name=\"notes.txt\"\n\
+         Content-Transfer-Encoding: base64\n\n{}--m--\n",
+        support::base64_lines(&data)
+    ));
+    refused(m.as_bytes(), "not ciphertext");
+}
+
+#[test]
+fn ciphertext_that_is_text() {
+    // A passphrase session key, then "encrypted" data that is a sentence.
+    let mut data = vec![0xC3, 0x0D, 4, 9, 3, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let mut seipd = vec![1u8];
+    seipd.extend(SECRET.repeat(20).as_bytes());
+    data.extend(packet(18, &seipd));
+    refused(&inline_armor(&armored(&data, "")), "not ciphertext");
+}
+
+#[test]
+fn armor_headers_are_bounded() {
+    let prose: String = (0..40)
+        .map(|i| format!("Comment: line {i} of a letter nobody encrypted\n"))
+        .collect();
+    let enc = gpg().encrypted.replace("\r\n", "\n");
+    let text = enc.replacen(
+        "-----BEGIN PGP MESSAGE-----\n",
+        &format!("-----BEGIN PGP MESSAGE-----\n{prose}"),
+        1,
+    );
+    let d = detect(&inline_armor(&text));
+    assert!(!matches!(d, Detection::Encrypted(_)), "accepted: {d}");
+    // GnuPG's own header lines pass.
+    let text = enc.replacen(
+        "-----BEGIN PGP MESSAGE-----\n",
+        "-----BEGIN PGP MESSAGE-----\nVersion: GnuPG v2\nComment: https://gnupg.org\n",
+        1,
+    );
+    accepted(&inline_armor(&text));
+}
