@@ -142,6 +142,14 @@ fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
     );
 }
 
+/// The refusal of a message over `message_size_limit`: what Postfix
+/// answers for its own `message_size_limit`, so a client sees the same.
+fn size_limit() -> Decision {
+    let reply = SmtpReply::new(552, Some("5.3.4"), "Message size exceeds fixed limit")
+        .expect("a valid fixed reply");
+    Decision::Reject(reply, "message size exceeds message_size_limit".into())
+}
+
 /// Runs `f` on the message's detector on a blocking thread: any step may
 /// reach rpgp (a leaf ends inside the chunk), and a small message can cost
 /// a decompression budget's worth of work, which must not stall the async
@@ -300,10 +308,11 @@ impl Milter for PgpMilter {
     }
 
     async fn header(&self, cx: Ctx<'_, Self>, header: &Header) -> StepResult {
-        // The headers go to the reader too (the MIME structure starts
-        // there); the same cap bounds them.
+        // The headers go to the reader (the MIME structure starts there),
+        // one line at a time. Only a possible report keeps them, within
+        // `max_body_bytes`.
         cx.msg.header_bytes += header.name.len() + header.value.len() + 4;
-        if cx.msg.header_bytes > self.policy.max_body_bytes {
+        if self.wants_report(&cx.msg.sender) && cx.msg.header_bytes > self.policy.max_body_bytes {
             cx.msg.headers_overflow = true;
             return Ok(Verdict::Continue);
         }
@@ -347,12 +356,19 @@ impl Milter for PgpMilter {
 
     async fn body(&self, cx: Ctx<'_, Self>, chunk: Bytes) -> StepResult {
         cx.msg.body_seen += chunk.len();
-        if cx.msg.body_seen > self.policy.max_body_bytes {
-            let d = self.too_large();
+        if let Some(limit) = self.policy.message_size_limit
+            && cx.msg.body_seen > limit
+        {
+            let d = size_limit();
             log_decision(&cx, &d);
             return Ok(verdict(&d));
         }
         if self.wants_report(&cx.msg.sender) {
+            if cx.msg.body_seen > self.policy.max_body_bytes {
+                let d = self.too_large();
+                log_decision(&cx, &d);
+                return Ok(verdict(&d));
+            }
             // A report is judged on the whole message: its size against
             // `max_bounce_bytes` and its epilogue (which must be blank)
             // included.
