@@ -542,7 +542,7 @@ impl State {
         if frame.opaque || !matches!(frame.kind, FrameKind::Leaf(_)) {
             return Ok(());
         }
-        let (chain, essence) = (frame.chain, frame.essence.clone());
+        let chain = frame.chain;
         // A control-type part too long to be `Version: 1` outside
         // multipart/encrypted is OpenPGP data or plaintext: stream it.
         let convert = matches!(
@@ -551,6 +551,7 @@ impl State {
                 if !frame.keep && body.len() + bytes.len() > *cap
         );
         if convert {
+            let essence = frame.essence.clone();
             let mut leaf = self.streamed(&essence);
             let Some(Frame {
                 kind: FrameKind::Leaf(old),
@@ -568,11 +569,13 @@ impl State {
         }
         let Some(Frame {
             kind: FrameKind::Leaf(leaf),
+            essence,
             ..
         }) = self.frames.last_mut()
         else {
             return Ok(());
         };
+        let essence: &str = essence;
         match leaf {
             Leaf::Kept {
                 body,
@@ -596,7 +599,7 @@ impl State {
                 body.extend_from_slice(bytes);
                 let t = body.trim_ascii_start();
                 if chain && !*decided && !t.is_empty() {
-                    match early_leaf(&essence, body[0], t) {
+                    match early_leaf(essence, body[0], t) {
                         Some(Early::Plain(why)) => return Err(why),
                         Some(Early::Open) => *decided = true,
                         None => {}
@@ -604,7 +607,7 @@ impl State {
                 }
                 Ok(())
             }
-            Leaf::Streamed(s) => s.feed(&essence, chain, bytes),
+            Leaf::Streamed(s) => s.feed(essence, chain, bytes),
         }
     }
 

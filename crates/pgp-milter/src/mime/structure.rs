@@ -166,6 +166,15 @@ impl Reader {
         let mut i = 0;
         while i < bytes.len() {
             let rest = &bytes[i..];
+            if self.mode == Mode::Buffer && self.headers.is_none() && self.line.is_empty() {
+                // The common case: a run of whole lines that cannot be
+                // delimiters, passed on as one piece (their inner line ends
+                // are content; the last one is held back).
+                if let Some(n) = self.content_run(rest, sink)? {
+                    i += n;
+                    continue;
+                }
+            }
             let nl = rest.iter().position(|&b| b == b'\n');
             let seg = &rest[..nl.unwrap_or(rest.len())];
             match self.mode {
@@ -282,6 +291,44 @@ impl Reader {
             Kind::Message => self.messages -= 1,
         }
         sink(Event::End).map_err(ReadError::Sink)
+    }
+
+    /// At the start of a body line: passes on every whole line at the start
+    /// of `bytes` that cannot be a delimiter and holds no NUL or CR of its
+    /// own (what the line-by-line path would do with them, in one piece).
+    /// Returns how many bytes were taken, `None` if not even one line.
+    fn content_run<E, S>(
+        &mut self,
+        bytes: &[u8],
+        sink: &mut S,
+    ) -> Result<Option<usize>, ReadError<E>>
+    where
+        S: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        let mut j = 0;
+        let mut last: Option<(usize, bool)> = None;
+        while let Some(nl) = bytes[j..].iter().position(|&b| b == b'\n') {
+            let line = &bytes[j..j + nl];
+            if self.multiparts > 0 && line.first() == Some(&b'-') {
+                break;
+            }
+            let (content, crlf) = match line.strip_suffix(b"\r") {
+                Some(c) => (c, true),
+                None => (line, false),
+            };
+            if content.iter().any(|&b| b == 0 || b == b'\r') {
+                break;
+            }
+            last = Some((j + content.len(), crlf));
+            j += nl + 1;
+        }
+        let Some((end, crlf)) = last else {
+            return Ok(None);
+        };
+        self.flush_held(sink)?;
+        self.emit(&bytes[..end], sink)?;
+        self.held_eol = Some(crlf);
+        Ok(Some(j))
     }
 
     /// Whether the buffered start of a body line may be a delimiter.
