@@ -8,6 +8,10 @@
 #   m4, libwrap0   build Sendmail's .cf / the one shared library Sendmail needs that is
 #                  not already present
 #   gnupg          pgp-milter's tests build their OpenPGP corpus with gpg
+#   sq             Sequoia's CLI: a second OpenPGP implementation's messages for the
+#                  payload reader's corpus test (tests/payload_sq.rs)
+#   nodejs, npm    run OpenPGP.js 6 (v6 keys, SEIPD v2), installed with npm into
+#                  $OPENPGPJS_DIR (/opt/minimilter-test/openpgpjs) for tests/payload_openpgpjs.rs
 #   util-linux     `unshare`, which keeps the test Sendmail's name lookups on this machine
 #   gcc            builds the libmilter reference milter
 #   python3-gi, gir1.2-gmime-3.0
@@ -40,6 +44,9 @@ command -v m4 >/dev/null 2>&1 || missing+=(m4)
 ls /lib/*/libwrap.so.0 /usr/lib/*/libwrap.so.0 >/dev/null 2>&1 || missing+=(libwrap0)
 # pgp-milter's tests build their OpenPGP corpus with GnuPG; unshare (util-linux) isolates Sendmail.
 command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
+command -v sq >/dev/null 2>&1 || missing+=(sq)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 # pgp-milter's differential tests: Python's email and GMime as independent MIME readers.
@@ -68,7 +75,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, unshare, cc, python3-gi, GMime and mailman3 already present"
+    echo "install-test-deps.sh: postfix, swaks, miltertest, libmilter-dev, ss, m4, libwrap0, gpg, sq, node, npm, unshare, cc, python3-gi, GMime and mailman3 already present"
 fi
 
 # Sendmail, unpacked (not installed) for testkit::Sendmail. The marker file is written
@@ -99,6 +106,17 @@ else
     rm -rf "$SENDMAIL_DIR"
     mv "$work/tree" "$SENDMAIL_DIR"
     rm -rf "$work"
+fi
+
+# OpenPGP.js, a pinned version, for pgp-milter's payload corpus test.
+OPENPGPJS_DIR=/opt/minimilter-test/openpgpjs
+OPENPGPJS_VERSION=6.3.2
+if grep -qs "\"version\": \"$OPENPGPJS_VERSION\"" "$OPENPGPJS_DIR/node_modules/openpgp/package.json"; then
+    echo "install-test-deps.sh: OpenPGP.js $OPENPGPJS_VERSION already in $OPENPGPJS_DIR"
+else
+    echo "install-test-deps.sh: installing OpenPGP.js $OPENPGPJS_VERSION into $OPENPGPJS_DIR"
+    mkdir -p "$OPENPGPJS_DIR"
+    (cd "$OPENPGPJS_DIR" && npm install --no-audit --no-fund --silent "openpgp@$OPENPGPJS_VERSION")
 fi
 
 # The default instance (config /etc/postfix, queue /var/spool/postfix) is not used by the

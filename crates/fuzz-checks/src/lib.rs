@@ -20,6 +20,8 @@ pub mod milter_session;
 pub mod mime_chunking;
 pub mod mta_session;
 #[cfg(feature = "pgp")]
+pub mod payload_chunking;
+#[cfg(feature = "pgp")]
 pub mod pgp_detect;
 pub mod seeds;
 

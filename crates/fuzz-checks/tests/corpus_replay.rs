@@ -7,18 +7,20 @@
 use std::path::{Path, PathBuf};
 
 use fuzz_checks::{
-    Outcome, frame_decoder, mailman_address, milter_session, mta_session, pgp_detect,
+    Outcome, frame_decoder, mailman_address, milter_session, mta_session, payload_chunking,
+    pgp_detect,
 };
 
 /// A fuzz target's entry point.
 type Run = fn(&[u8]) -> Outcome;
 
-const TARGETS: [(&str, Run); 5] = [
+const TARGETS: [(&str, Run); 6] = [
     ("frame_decoder", frame_decoder::run),
     ("milter_session", milter_session::run),
     ("mta_session", mta_session::run),
     ("pgp_detect", pgp_detect::run),
     ("mailman_address", mailman_address::run),
+    ("payload_chunking", payload_chunking::run),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -79,6 +81,26 @@ fn committed_seeds_match_the_seed_module() {
         total < 256 * 1024,
         "the corpus is {total} bytes; keep it small"
     );
+}
+
+/// The payload_chunking seeds are what its module builds. Set
+/// `WRITE_PAYLOAD_SEEDS=1` to (re)write them.
+#[test]
+fn payload_chunking_seeds_match_their_module() {
+    let dir = corpus_dir("payload_chunking");
+    for (name, bytes) in payload_chunking::seeds() {
+        let path = dir.join(name);
+        if std::env::var_os("WRITE_PAYLOAD_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            committed == bytes,
+            "{} differs from payload_chunking::seeds (rerun with WRITE_PAYLOAD_SEEDS=1)",
+            path.display()
+        );
+    }
 }
 
 /// The pgp seeds cover both verdicts, so a detector that accepted or

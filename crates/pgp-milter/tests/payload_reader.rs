@@ -274,10 +274,17 @@ fn malformed_armor_is_invalid() {
     assert!(matches!(e, PayloadError::Truncated(_)), "{e}");
     // Not base64.
     let junk = b"-----BEGIN PGP MESSAGE-----\n\nthis is not *base64*!\n-----END PGP MESSAGE-----\n";
-    assert!(matches!(
+    // (Its first eight letters decode to a packet header announcing a
+    // user ID of 414 MB: refused as over the limit, before the '*'.)
+    assert_eq!(
+        kind(Encoding::Armored, junk).unwrap_err().class(),
+        ErrorClass::Invalid
+    );
+    let junk = b"-----BEGIN PGP MESSAGE-----\n\n*not base64*\n-----END PGP MESSAGE-----\n";
+    assert_eq!(
         kind(Encoding::Armored, junk),
-        Err(PayloadError::Armor(_))
-    ));
+        Err(PayloadError::Armor("armor data is not base64".into()))
+    );
     // No data.
     let empty = b"-----BEGIN PGP MESSAGE-----\n\n-----END PGP MESSAGE-----\n";
     assert!(matches!(
@@ -298,6 +305,20 @@ fn malformed_armor_is_invalid() {
     ));
     // Blank lines between data lines and no blank line after BEGIN are
     // tolerated, as GnuPG does; LF line ends too; END without a line end.
+    // One long data line right after BEGIN (no blank line, no wrapping).
+    let one_line = format!(
+        "-----BEGIN PGP MESSAGE-----\n{}\n-----END PGP MESSAGE-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&m)
+    );
+    assert_eq!(
+        kind(Encoding::Armored, one_line.as_bytes()),
+        Ok(PayloadKind::Encrypted)
+    );
+    let dashes = format!("-----BEGIN PGP MESSAGE-----\n{}\n", "-".repeat(300));
+    assert!(matches!(
+        kind(Encoding::Armored, dashes.as_bytes()),
+        Err(PayloadError::Armor(_))
+    ));
     let lf = text.replace("\r\n", "\n");
     assert_eq!(
         kind(Encoding::Armored, lf.as_bytes()),
@@ -419,30 +440,75 @@ fn sample(seed: u64) -> Vec<u8> {
     armor("MESSAGE", "Version: x\r\n", &m, seed.is_multiple_of(2))
 }
 
+/// Inputs for the chunking property: valid messages and ones that fail in
+/// different layers (text ciphertext, compressed data over a small budget).
+fn property_input(seed: u64, kind: u8) -> Vec<u8> {
+    let text: Vec<u8> = b"attack at dawn "
+        .iter()
+        .cycle()
+        .take(5000)
+        .cloned()
+        .collect();
+    match kind % 5 {
+        0 => sample(seed),
+        1 => encrypted(100 + seed as usize * 50),
+        2 => {
+            let mut body = vec![1];
+            body.extend(&text[..200 + seed as usize * 97]);
+            let mut m = pkesk(1);
+            m.extend(packet(SEIPD, &body));
+            armor("MESSAGE", "", &m, true)
+        }
+        3 => {
+            let mut lit = vec![b'b', 0, 0, 0, 0, 0];
+            lit.extend(&text);
+            armor(
+                "MESSAGE",
+                "",
+                &compressed(1 + (seed % 3) as u8, &packet(LITERAL, &lit)),
+                false,
+            )
+        }
+        _ => {
+            let mut m = packet(MARKER, b"PGP");
+            m.extend(encrypted(seed as usize * 30));
+            m.extend(packet(PADDING, &random_bytes(seed, 70)));
+            m
+        }
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x005e_ed0f_c4a9),
+        ..ProptestConfig::default()
+    })]
 
     /// The same bytes in any chunking give the same result, for valid
-    /// input and for every single-byte mutation of it.
+    /// input and for mutations of it.
     #[test]
     fn chunking_does_not_change_the_verdict(
         seed in 0u64..50,
-        mutate in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+        which in any::<u8>(),
+        mutations in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
-        binary in any::<bool>(),
     ) {
-        let mut data = if binary { encrypted(100 + seed as usize * 50) } else { sample(seed) };
-        if let Some((at, b)) = mutate {
+        let mut data = property_input(seed, which);
+        for (at, b) in mutations {
             let i = at.index(data.len());
             data[i] = b;
         }
+        // A small decompression budget, so that limit is reached too.
+        let limits = PayloadLimits { max_decompressed_bytes: 3000, ..PayloadLimits::default() };
         let whole = {
-            let mut r = PayloadReader::new(Encoding::Auto, &PayloadLimits::default());
+            let mut r = PayloadReader::new(Encoding::Auto, &limits);
             r.feed(&data).and_then(|()| r.finish())
         };
         let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
         points.sort_unstable();
-        let mut r = PayloadReader::new(Encoding::Auto, &PayloadLimits::default());
+        let mut r = PayloadReader::new(Encoding::Auto, &limits);
         let mut last = 0;
         let mut err = None;
         for p in points.into_iter().chain([data.len()]) {
@@ -457,5 +523,202 @@ proptest! {
             None => r.finish(),
         };
         prop_assert_eq!(whole, chunked);
+    }
+}
+
+/// A Compressed Data packet: algorithm octet, then `data` compressed.
+fn compressed(algo: u8, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut body = vec![algo];
+    match algo {
+        0 => body.extend_from_slice(data),
+        1 => {
+            let mut e =
+                flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            body.extend(e.finish().unwrap());
+        }
+        2 => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            body.extend(e.finish().unwrap());
+        }
+        3 => {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+            e.write_all(data).unwrap();
+            body.extend(e.finish().unwrap());
+        }
+        _ => body.extend_from_slice(data),
+    }
+    packet(8, &body)
+}
+
+#[test]
+fn compressed_data_is_streamed_and_bounded() {
+    let mut lit = vec![b'b', 0, 0, 0, 0, 0];
+    lit.extend(std::iter::repeat_n(b'a', 100_000));
+    let literal = packet(LITERAL, &lit);
+    for algo in 0..=3 {
+        // Unsigned compressed literal: read through, then refused as
+        // unencrypted, in any chunking.
+        let a = armor("MESSAGE", "", &compressed(algo, &literal), true);
+        for chunk in [1, 100, 1 << 20] {
+            let e = read(Encoding::Armored, &a, chunk).unwrap_err();
+            assert!(
+                matches!(e, PayloadError::Unencrypted(_)),
+                "{algo} {chunk}: {e}"
+            );
+        }
+        // Over the decompression budget.
+        let limits = PayloadLimits {
+            max_decompressed_bytes: 10_000,
+            ..PayloadLimits::default()
+        };
+        let mut r = PayloadReader::new(Encoding::Armored, &limits);
+        let e = r
+            .feed(&a)
+            .and_then(|()| r.finish().map(|_| ()))
+            .unwrap_err();
+        assert!(matches!(e, PayloadError::Limit(_)), "{algo}: {e}");
+    }
+    // Nested three deep: over the depth limit.
+    let nested = compressed(2, &compressed(2, &compressed(2, &literal)));
+    let e = kind(Encoding::Armored, &armor("MESSAGE", "", &nested, true)).unwrap_err();
+    assert!(e.to_string().contains("nested"), "{e}");
+    // Unknown algorithm; a cut-off stream; data after the stream's end.
+    let e = kind(
+        Encoding::Armored,
+        &armor("MESSAGE", "", &compressed(9, &literal), true),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("unknown compression algorithm"),
+        "{e}"
+    );
+    let mut cut = compressed(2, &literal);
+    cut.truncate(cut.len() - 5);
+    let fixed = {
+        let body = &cut[6..];
+        packet(8, body)
+    };
+    assert!(kind(Encoding::Armored, &armor("MESSAGE", "", &fixed, true)).is_err());
+    let mut trailing = compressed(2, &literal)[6..].to_vec();
+    trailing.extend(b"junk");
+    let e = kind(
+        Encoding::Armored,
+        &armor("MESSAGE", "", &packet(8, &trailing), true),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("after the end of the compressed stream"),
+        "{e}"
+    );
+    // Compressed data holding session keys: out of grammar.
+    let e = kind(
+        Encoding::Armored,
+        &armor("MESSAGE", "", &compressed(1, &encrypted(100)), true),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("inside compressed data"), "{e}");
+}
+
+/// Armor lines a `charset=utf-7` reader shows as a sentence: each line is
+/// `+` and the modified base64 of UTF-16 text, ended by the line break.
+/// As armor they are base64 too; the bytes they decode to are not random.
+#[test]
+fn armor_that_reads_as_utf7_text_is_refused() {
+    let sentence = "Meet me at noon by the old bridge and bring the papers. ";
+    let utf16: Vec<u8> = sentence
+        .encode_utf16()
+        .cycle()
+        .take(4000)
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&utf16);
+    let lines: Vec<String> = b64
+        .as_bytes()
+        .chunks(63)
+        .take(60)
+        .map(|c| format!("+{}", std::str::from_utf8(c).unwrap()))
+        .collect();
+    // PKESK (20 octets) + SEIPD header (6) + version (1): 27 octets, whole
+    // quads of base64, so the UTF-7 lines start on a quad boundary.
+    let mut body = vec![3];
+    body.extend_from_slice(&[0x11; 8]);
+    body.extend_from_slice(&[1, 0, 16, 0xaa, 0xbb]);
+    let mut head = packet(PKESK, &body);
+    let seipd_len = 1 + 48 * lines.len();
+    head.extend([0xc0 | SEIPD, 0xff]);
+    head.extend((seipd_len as u32).to_be_bytes());
+    head.push(1);
+    assert_eq!(head.len() % 3, 0);
+    let mut text = String::from("-----BEGIN PGP MESSAGE-----\r\n\r\n");
+    text.push_str(&base64::engine::general_purpose::STANDARD.encode(&head));
+    text.push_str("\r\n");
+    for l in &lines {
+        text.push_str(l);
+        text.push_str("\r\n");
+    }
+    text.push_str("-----END PGP MESSAGE-----\r\n");
+    let e = kind(Encoding::Armored, text.as_bytes()).unwrap_err();
+    assert!(matches!(e, PayloadError::NotCiphertext(_)), "{e}");
+    // The same frame around random bytes passes: the test is what refuses.
+    let mut random = head.clone();
+    random.extend(random_bytes(77, 48 * lines.len()));
+    assert_eq!(
+        kind(Encoding::Armored, &armor("MESSAGE", "", &random, false)),
+        Ok(PayloadKind::Encrypted)
+    );
+}
+
+/// The milter keeps one reader per leaf in a connection's state, which
+/// tokio may move between threads.
+#[test]
+fn the_reader_can_move_between_threads() {
+    fn send<T: Send + 'static>(_: &T) {}
+    let r = PayloadReader::new(Encoding::Auto, &PayloadLimits::default());
+    send(&r);
+    let handle = std::thread::spawn(move || {
+        let mut r = r;
+        r.feed(&encrypted(500)).and_then(|()| r.finish())
+    });
+    assert_eq!(
+        handle.join().unwrap().map(|p| p.kind),
+        Ok(PayloadKind::Encrypted)
+    );
+}
+
+/// Every single-byte corruption of compressed data (what the property test
+/// once found: a corrupt deflate stream against the decompression budget)
+/// gives the same verdict whole, cut in three, and byte by byte.
+#[test]
+fn corrupt_compressed_data_is_judged_the_same_in_any_chunking() {
+    let limits = PayloadLimits {
+        max_decompressed_bytes: 3000,
+        ..PayloadLimits::default()
+    };
+    let run = |data: &[u8], cuts: &[usize]| {
+        let mut r = PayloadReader::new(Encoding::Auto, &limits);
+        let mut last = 0;
+        for &p in cuts.iter().chain([&data.len()]) {
+            r.feed(&data[last..p])?;
+            last = p;
+        }
+        r.finish()
+    };
+    for seed in [27, 28, 29] {
+        let good = property_input(seed, 3);
+        for i in 0..good.len() {
+            for b in [47, 0xff] {
+                let mut data = good.clone();
+                data[i] = b;
+                let whole = run(&data, &[]);
+                let n = data.len();
+                assert_eq!(run(&data, &[n / 3, 2 * n / 3]), whole, "seed {seed} at {i}");
+                let every: Vec<usize> = (1..n).collect();
+                assert_eq!(run(&data, &every), whole, "seed {seed} at {i} bytewise");
+            }
+        }
     }
 }

@@ -104,32 +104,61 @@ const fn table() -> [u8; 256] {
 }
 static B64: [u8; 256] = table();
 
-const fn crc_table() -> [u32; 256] {
-    let mut t = [0u32; 256];
+/// CRC24 tables for slicing by eight (the CRC kept left-aligned in a
+/// `u32`, so the MSB-first update is the usual big-endian table walk):
+/// `T[0][i]` is one byte's update, `T[k][i]` the same byte `k` bytes
+/// further back.
+const fn crc_tables() -> [[u32; 256]; 8] {
+    const POLY: u32 = 0x864C_FB00;
+    let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
-        let mut crc = (i as u32) << 16;
+        let mut crc = (i as u32) << 24;
         let mut k = 0;
         while k < 8 {
-            crc <<= 1;
-            if crc & 0x100_0000 != 0 {
-                crc ^= 0x186_4CFB;
-            }
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ POLY
+            } else {
+                crc << 1
+            };
             k += 1;
         }
-        t[i] = crc & 0xFF_FFFF;
+        t[0][i] = crc;
         i += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev << 8) ^ t[0][(prev >> 24) as usize];
+            i += 1;
+        }
+        k += 1;
     }
     t
 }
-static CRC: [u32; 256] = crc_table();
+static CRC: [[u32; 256]; 8] = crc_tables();
 
 /// CRC24 (RFC 9580 §6.1) continued over `data`.
-pub fn crc24_update(mut crc: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        crc = ((crc << 8) ^ CRC[(((crc >> 16) as u8) ^ b) as usize]) & 0xFF_FFFF;
+pub fn crc24_update(crc: u32, data: &[u8]) -> u32 {
+    let mut c = crc << 8;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let hi = c ^ u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+        c = CRC[7][(hi >> 24) as usize]
+            ^ CRC[6][((hi >> 16) & 0xff) as usize]
+            ^ CRC[5][((hi >> 8) & 0xff) as usize]
+            ^ CRC[4][(hi & 0xff) as usize]
+            ^ CRC[3][usize::from(w[4])]
+            ^ CRC[2][usize::from(w[5])]
+            ^ CRC[1][usize::from(w[6])]
+            ^ CRC[0][usize::from(w[7])];
     }
-    crc
+    for &b in words.remainder() {
+        c = (c << 8) ^ CRC[0][((c >> 24) as u8 ^ b) as usize];
+    }
+    c >> 8
 }
 
 /// The CRC24 initial value.
@@ -287,6 +316,11 @@ impl ArmorReader {
                             "armor header line over {} octets",
                             ctx.limits.max_header_line_bytes
                         )));
+                    }
+                    match line[0] {
+                        b'-' => return Err(armor_err("line beginning with '-' inside the armor")),
+                        b'=' => return Err(armor_err("line beginning with '=' is not a checksum")),
+                        _ => {}
                     }
                     // A long first data line without the blank line.
                     let held = std::mem::take(&mut self.line);
@@ -477,10 +511,7 @@ impl ArmorReader {
                 }
             }
             if n + 3 > out.len() {
-                if let Err(e) = flush(cur, &out[..n], ctx) {
-                    result = Err(e);
-                    break;
-                }
+                flush(cur, &out[..n], ctx)?;
                 n = 0;
             }
             let b = bytes[i];
@@ -546,8 +577,11 @@ impl ArmorReader {
             }
             i += 1;
         }
-        if result.is_ok() && n > 0 {
-            result = flush(cur, &out[..n], ctx);
+        // What was decoded before a bad character reaches the packets
+        // first, so the verdict is the first fault in byte order whatever
+        // the chunking.
+        if n > 0 {
+            flush(cur, &out[..n], ctx)?;
         }
         result?;
         if let St::Data { .. } = self.state {
@@ -688,4 +722,24 @@ fn check_header(line: &[u8], cleartext: bool) -> Result<(), PayloadError> {
         return Err(armor_err("malformed armor header line"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc24_matches_the_bitwise_definition() {
+        assert_eq!(crc24_update(CRC24_INIT, b""), 0xB7_04CE);
+        assert_eq!(crc24_update(CRC24_INIT, b"123456789"), 0x21_CF02);
+        let data: Vec<u8> = (0..10_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
+        for cut in [0, 1, 7, 8, 9, 4999, 10_000] {
+            let (a, b) = data.split_at(cut);
+            assert_eq!(
+                crc24_update(crc24_update(CRC24_INIT, a), b),
+                crate::armor::crc24(&data),
+                "{cut}"
+            );
+        }
+    }
 }

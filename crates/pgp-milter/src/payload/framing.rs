@@ -611,8 +611,7 @@ impl Compressed {
             return Err(bad(t, offset, "cut off"));
         };
         if let Decoder::Stored = decoder {
-            charge(input.len(), ctx)?;
-            return self.inner.feed(input, ctx);
+            return charged_feed(&mut self.inner, input, ctx);
         }
         loop {
             if self.ended {
@@ -625,7 +624,11 @@ impl Compressed {
                 }
                 return Ok(());
             }
-            let (used, produced, ended) = match decoder {
+            // A corrupt stream reports the error after writing what it
+            // decoded before the fault: that output is read first, so the
+            // verdict is the first fault in byte order whatever the
+            // chunking.
+            let (used, produced, ended, corrupt) = match decoder {
                 Decoder::Deflate(d) => {
                     let (i0, o0) = (d.total_in(), d.total_out());
                     let flush = if last {
@@ -633,33 +636,37 @@ impl Compressed {
                     } else {
                         flate2::FlushDecompress::None
                     };
-                    let status = d
-                        .decompress(input, &mut self.out, flush)
-                        .map_err(|_| bad(t, offset, "corrupt deflate stream"))?;
+                    let r = d.decompress(input, &mut self.out, flush);
                     (
                         (d.total_in() - i0) as usize,
                         (d.total_out() - o0) as usize,
-                        status == flate2::Status::StreamEnd,
+                        r.as_ref().is_ok_and(|s| *s == flate2::Status::StreamEnd),
+                        r.is_err().then_some("corrupt deflate stream"),
                     )
                 }
                 Decoder::Bzip2(d) => {
                     let (i0, o0) = (d.total_in(), d.total_out());
-                    let status = d
-                        .decompress(input, &mut self.out)
-                        .map_err(|_| bad(t, offset, "corrupt bzip2 stream"))?;
+                    let r = d.decompress(input, &mut self.out);
                     (
                         (d.total_in() - i0) as usize,
                         (d.total_out() - o0) as usize,
-                        status == bzip2::Status::StreamEnd,
+                        r.as_ref().is_ok_and(|s| *s == bzip2::Status::StreamEnd),
+                        r.is_err().then_some("corrupt bzip2 stream"),
                     )
                 }
                 Decoder::Stored => unreachable!("handled above"),
             };
-            input = &input[used..];
+            input = &input[used.min(input.len())..];
             self.ended = ended;
             if produced > 0 {
-                charge(produced, ctx)?;
-                self.inner.feed(&self.out[..produced], ctx)?;
+                charged_feed(
+                    &mut self.inner,
+                    &self.out[..produced.min(self.out.len())],
+                    ctx,
+                )?;
+            }
+            if let Some(why) = corrupt {
+                return Err(bad(t, offset, why));
             }
             if !ended && used == 0 && produced == 0 {
                 // No progress: the decoder wants more input.
@@ -683,9 +690,18 @@ impl Compressed {
     }
 }
 
-fn charge(n: usize, ctx: &mut Ctx) -> Result<(), PayloadError> {
-    ctx.decompressed += n as u64;
-    if ctx.decompressed > ctx.limits.max_decompressed_bytes {
+/// Feeds decompressed octets to the inner stream, charged to the budget.
+/// The octets within the budget are read first, so an error in them wins
+/// over the budget's: the first fault in byte order, whatever the chunking.
+fn charged_feed(inner: &mut PacketStream, data: &[u8], ctx: &mut Ctx) -> Result<(), PayloadError> {
+    let left = ctx
+        .limits
+        .max_decompressed_bytes
+        .saturating_sub(ctx.decompressed);
+    let within = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+    ctx.decompressed += within as u64;
+    inner.feed(&data[..within], ctx)?;
+    if within < data.len() {
         return Err(PayloadError::Limit(format!(
             "compressed data expands beyond the limit of {} octets",
             ctx.limits.max_decompressed_bytes

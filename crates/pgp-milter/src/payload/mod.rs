@@ -28,10 +28,28 @@
 //!   otherwise. This is the rule today's detector applies to non-text parts.
 //!
 //! After `feed` has returned an error the reader is spent: further calls
-//! return the same error. `finish` after an error returns it too.
+//! return the same error. `finish` after an error returns it too. The same
+//! bytes give the same result in any chunking (property test in
+//! `tests/payload_reader.rs`, fuzz target `payload_chunking`).
+//!
+//! # How the MIME side calls it
+//!
+//! * One reader per leaf that may carry OpenPGP data: `Encoding::Auto` for
+//!   attachments and the PGP/MIME payload part, `Encoding::Armored` for
+//!   `text/*` parts. A white-space-only leaf gives [`PayloadKind::Empty`].
+//!   The RFC 3156 control part (`Version: 1`) is not OpenPGP data: the MIME
+//!   side recognizes it itself.
+//! * An error from `feed` or `finish`: refuse with its `Display` text
+//!   (prefix it with where the leaf stands), or tempfail when
+//!   [`PayloadError::class`] is [`ErrorClass::Internal`].
+//! * One decompression budget per message: pass what is left of it in
+//!   [`PayloadLimits::max_decompressed_bytes`] and subtract
+//!   [`Payload::decompressed_bytes`] afterwards.
+//! * Recipient-key checks take [`Block::recipients`], one list per
+//!   encrypted block (what [`crate::policy::Policy::judge_message`] wants).
 //!
 //! What the armor may hold is decided per block, by the same rules as the
-//! whole-message detector ([`crate::detect`]):
+//! whole-message detector ([`crate::detect::detect`]):
 //!
 //! | armor                  | packets                     | [`PayloadKind`]     |
 //! |------------------------|-----------------------------|---------------------|
@@ -41,23 +59,45 @@
 //! | `PGP SIGNATURE`        | signatures only             | `Signature`         |
 //! | `PGP PUBLIC/PRIVATE KEY BLOCK` | a key               | `Key`               |
 //!
-//! Anything else is [`ErrorClass::Invalid`]. Whether a `Signature` is
-//! allowed where it stands (only as the second part of PGP/MIME signed) is
-//! the MIME side's decision, as is whether signed data is acceptable at all
-//! (the policy's `require`).
+//! Anything else is refused (a bare literal or unsigned compressed data as
+//! [`ErrorClass::Plaintext`], other mismatches as [`ErrorClass::Invalid`]).
+//! Whether a `Signature` is allowed where it stands (only as the second
+//! part of PGP/MIME signed) is the MIME side's decision, as is whether
+//! signed data is acceptable at all (the policy's `require`). A binary
+//! payload counts only as `Encrypted` or `Key` (any other packets are an
+//! unencrypted attachment), as in the detector.
+//!
+//! What is stricter than the whole-message detector: armor header lines
+//! are bounded and their keys known (see the private `armor` module); a key block may
+//! hold only key-block packets (a literal packet riding after a key was
+//! accepted before); encrypted-data and Padding packets must look random
+//! ([`randomness`]).
 //!
 //! # Memory
 //!
 //! The reader holds at most: one armor line that must be read whole (BEGIN,
 //! END, header, checksum: bounded by [`PayloadLimits::max_header_line_bytes`]
 //! and a small constant), one small packet being collected for rpgp
-//! ([`PayloadLimits::max_small_packet_bytes`]), and one randomness window
-//! (4 KiB). [`Payload::buffer_high_water`] reports the most it held at once.
-//! Large packet bodies (encrypted data, literal data, padding) are checked
-//! while they stream by and never held. Decompression (only signed
-//! messages carry Compressed Data outside the encryption) adds the
-//! decompressor's own state and is bounded in output by
-//! [`PayloadLimits::max_decompressed_bytes`].
+//! ([`PayloadLimits::max_small_packet_bytes`]), one randomness window
+//! (4 KiB ring and a histogram) and the first 64 octets of an encrypted
+//! packet. [`Payload::buffer_high_water`] reports an upper bound of what it
+//! held at once (the sum of each buffer's largest size): about 5 KiB for
+//! an encrypted message of any size. Large packet bodies (encrypted data,
+//! literal data, padding) are checked while they stream by and never held.
+//! Decompression (only signed messages carry Compressed Data outside the
+//! encryption) adds an 8 KiB output buffer per nesting level and the
+//! decompressor's own state (zlib's 32 KiB window; bzip2 in its small-memory
+//! mode, at most about 2.5 MB for a 900k block), and its output is bounded
+//! by [`PayloadLimits::max_decompressed_bytes`].
+//!
+//! # rpgp
+//!
+//! rpgp sees only small packets (at most `max_small_packet_bytes`) and the
+//! first 64 octets of encrypted-data packets, always through
+//! [`crate::openpgp::packets`] (bounded input, panics caught and turned
+//! into [`ErrorClass::Internal`]). Since no call hands rpgp more than
+//! 64 KiB, each is short; running the reader on a blocking thread is no
+//! longer needed for rpgp's sake.
 
 mod armor;
 mod framing;
