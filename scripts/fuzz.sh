@@ -83,10 +83,11 @@ declare -A runs_of=(
     [pgp_detect]=120000
     [mailman_address]=160000
     [payload_chunking]=100000
+    [mime_chunking]=100000
 )
 
 jobs=${FUZZ_JOBS:-2}
-targets=${FUZZ_TARGETS:-"frame_decoder milter_session mta_session pgp_detect mailman_address payload_chunking"}
+targets=${FUZZ_TARGETS:-"frame_decoder milter_session mta_session pgp_detect mailman_address payload_chunking mime_chunking"}
 toolchain=${FUZZ_TOOLCHAIN:-stable}
 seed=${FUZZ_SEED:-20261206}
 seconds=${FUZZ_SECONDS:-300}

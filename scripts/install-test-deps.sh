@@ -14,6 +14,9 @@
 #                  $OPENPGPJS_DIR (/opt/minimilter-test/openpgpjs) for tests/payload_openpgpjs.rs
 #   util-linux     `unshare`, which keeps the test Sendmail's name lookups on this machine
 #   gcc            builds the libmilter reference milter
+#   python3-gi, gir1.2-gmime-3.0
+#                  pgp-milter's differential tests ask Python's email and GMime (in-process,
+#                  from Debian's /usr/bin/python3) what a mail reader sees
 #   mailman3       a real Mailman 3 core; mailman-milter's tests start a private one (own
 #                  config and var dir, REST on a free 127.0.0.1 port) and never the service
 #   opendkim, opendkim-tools, python3-dkim
@@ -50,6 +53,9 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# pgp-milter's differential tests: Python's email and GMime as independent MIME readers.
+/usr/bin/python3 -c 'import gi' >/dev/null 2>&1 || missing+=(python3-gi)
+ls /usr/lib/*/girepository-1.0/GMime-3.0.typelib >/dev/null 2>&1 || missing+=(gir1.2-gmime-3.0)
 # mailman-milter's REST backend is tested against Debian's Mailman 3 core.
 [ -x /usr/bin/mailman ] && [ -x /usr/lib/mailman3/bin/master ] || missing+=(mailman3)
 # minimilter check's opendkim example; the verifier runs under Debian's python3.

@@ -16,6 +16,8 @@ mod input;
 #[cfg(feature = "mailman")]
 pub mod mailman_address;
 pub mod milter_session;
+#[cfg(feature = "pgp")]
+pub mod mime_chunking;
 pub mod mta_session;
 #[cfg(feature = "pgp")]
 pub mod payload_chunking;

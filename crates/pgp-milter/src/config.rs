@@ -40,8 +40,10 @@ pub struct ConfigFile {
     pub server: Option<serde::de::IgnoredAny>,
     /// `"encrypted"` or `"encrypted-or-signed"`.
     pub require: Option<Require>,
-    /// Body bytes read at most.
+    /// Bytes kept whole at most (HTML twins, signature parts, reports).
     pub max_body_bytes: Option<usize>,
+    /// Largest body accepted (`552 5.3.4`, like Postfix); none by default.
+    pub message_size_limit: Option<usize>,
     /// Pass mail from SASL-authenticated clients unchecked.
     pub skip_authenticated: Option<bool>,
     /// Recipient domains to enforce on; empty: all.
@@ -222,6 +224,9 @@ impl ConfigFile {
         if max_body_bytes < 1024 {
             return Err(err("max_body_bytes", "must be at least 1024".into()));
         }
+        if self.message_size_limit.is_some_and(|n| n < 1024) {
+            return Err(err("message_size_limit", "must be at least 1024".into()));
+        }
         let max_bounce_bytes = self.max_bounce_bytes.unwrap_or(defaults.max_bounce_bytes);
         if max_bounce_bytes < 1024 {
             return Err(err("max_bounce_bytes", "must be at least 1024".into()));
@@ -297,6 +302,7 @@ impl ConfigFile {
             recipient_delimiter,
             require,
             max_body_bytes,
+            message_size_limit: self.message_size_limit,
             skip_authenticated: self
                 .skip_authenticated
                 .unwrap_or(defaults.skip_authenticated),
@@ -391,6 +397,7 @@ mod tests {
             max_connections = 64
             require = "encrypted-or-signed"
             max_body_bytes = 1048576
+            message_size_limit = 52428800
             skip_authenticated = false
             enforce_domains = ["Secure.Example"]
             exempt_senders = ["@partner.example"]
@@ -403,6 +410,8 @@ mod tests {
         assert_eq!(c.policy.require, Require::EncryptedOrSigned);
         assert_eq!(c.policy.enforce_domains, ["secure.example"]);
         assert_eq!(c.policy.max_body_bytes, 1 << 20);
+        assert_eq!(c.policy.message_size_limit, Some(50 << 20));
+        assert_eq!(parse("").unwrap().policy.message_size_limit, None);
         assert!(!c.policy.skip_authenticated);
         let r = c.policy.reject("x");
         assert_eq!(r.name(), "reject");
@@ -428,6 +437,7 @@ mod tests {
             ("listen = \"tcp:1\"", "listen"),
             ("listen = [\"inet:127.0.0.1:1\", \"tcp:1\"]", "listen[1]"),
             ("max_body_bytes = 10", "max_body_bytes"),
+            ("message_size_limit = 10", "message_size_limit"),
             ("require_recipient_key = true", "require_recipient_key"),
             (
                 "keyring_dir = \"/nonexistent/pgp-milter-keys\"",

@@ -18,8 +18,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use mailparse::{MailHeaderMap, ParsedMail};
 
 use crate::armor::{self, Kind};
-use crate::openpgp::{self, OpenPgpError};
+use crate::mime::{self, Event, Part, ReadError};
+use crate::openpgp;
 use crate::packets::{self, Shape};
+use crate::payload::{
+    Encoding, ErrorClass, Payload, PayloadError, PayloadKind, PayloadLimits, PayloadReader,
+};
 
 /// How the OpenPGP protection was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,8 @@ pub enum NotPgp {
     TooLarge(usize),
     /// The detector itself failed (a bug); tempfail, not reject.
     Internal(String),
+    /// Too much text in preambles or epilogues (the whole reason).
+    TextAround(String),
 }
 
 impl fmt::Display for NotPgp {
@@ -80,8 +86,21 @@ impl fmt::Display for NotPgp {
             NotPgp::SignedOnly(form) => write!(f, "signed ({form}) but not encrypted"),
             NotPgp::TooLarge(cap) => write!(f, "not proven encrypted within the first {cap} bytes"),
             NotPgp::Internal(why) => write!(f, "internal error: {why}"),
+            NotPgp::TextAround(why) => f.write_str(why),
         }
     }
+}
+
+/// The class of one MIME entity, ordered for combining parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Class {
+    /// Whitespace only.
+    Empty,
+    /// An OpenPGP key (public data; neither plaintext nor a message).
+    Key,
+    Encrypted(Form),
+    Signed(Form),
+    Plain(NotPgp),
 }
 
 /// What a message is.
@@ -108,56 +127,742 @@ impl fmt::Display for Detection {
 /// Classifies a whole message (headers, blank line, body; CRLF or LF).
 /// Never panics: a panic in the parsers becomes `Plain(Internal)`.
 pub fn detect(message: &[u8]) -> Detection {
-    // One decompression budget for the whole message, all parts together.
-    match catch_unwind(AssertUnwindSafe(|| {
-        openpgp::per_message(|| detect_inner(message))
-    })) {
-        Ok(d) => d,
-        Err(panic) => {
-            let what = minimilter::panic_message(&*panic);
-            Detection::Plain(NotPgp::Internal(format!(
-                "detector panicked: {}",
-                openpgp::one_line(&what)
-            )))
+    let mut d = Detector::new(Wanted::default());
+    d.feed(message);
+    d.finish().detection
+}
+
+/// What a [`Detector`] collects besides the detection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// The PKESK recipients of each encrypted block.
+    pub keys: bool,
+}
+
+/// Text (bytes other than ASCII white space) in the preambles and in the
+/// epilogues of all multiparts of a message, every nesting level counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OuterText {
+    /// Before the first boundary lines.
+    pub preamble: usize,
+    /// After the closing boundary lines.
+    pub epilogue: usize,
+}
+
+/// What a message was found to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The detection.
+    pub detection: Detection,
+    /// When asked for: the PKESK recipients of each encrypted OpenPGP
+    /// block (a passphrase-only block gives an empty list).
+    pub targets: Vec<Vec<packets::KeyTarget>>,
+    /// Text around the multiparts.
+    pub outer: OuterText,
+}
+
+/// Judges a message as its bytes arrive, through the strict streaming
+/// reader ([`crate::mime`]): fed any chunking of the message, it gives the
+/// same detection, and a refusal as soon as one is proven (the first
+/// plaintext leaf whose verdict nothing later can change, or a MIME
+/// construct refused by the reader).
+///
+/// Memory: the reader's small constant, plus the decoded bytes of the
+/// leaves that must be judged whole (OpenPGP data, armor, the HTML twin),
+/// at most `limit` bytes in all.
+#[derive(Debug)]
+pub struct Detector {
+    reader: mime::Reader,
+    state: State,
+}
+
+#[derive(Debug)]
+struct State {
+    frames: Vec<Frame>,
+    result: Option<Class>,
+    refused: Option<NotPgp>,
+    wanted: Wanted,
+    targets: Vec<Vec<packets::KeyTarget>>,
+    outer: OuterText,
+    buffered: usize,
+    limit: usize,
+    budget: u64,
+}
+
+/// How a multipart decides from its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// RFC 3156 §4.
+    Encrypted,
+    /// RFC 3156 §5: the signed entity is not judged.
+    Signed,
+    /// S/MIME signed.
+    Smime,
+    /// An HTML twin may repeat a text/plain armor.
+    Alternative,
+    /// Plaintext anywhere wins, then signed, then encrypted.
+    Combine,
+}
+
+#[derive(Debug)]
+struct Child {
+    essence: String,
+    class: Class,
+    body: Option<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct Frame {
+    essence: String,
+    kind: FrameKind,
+    /// Not judged (inside a signed entity or an S/MIME multipart).
+    opaque: bool,
+    /// The parent needs the decoded body at the end.
+    keep: bool,
+    /// Every ancestor combines its parts: a plaintext class here is the
+    /// message's verdict, so it can be given at once.
+    chain: bool,
+}
+
+#[derive(Debug)]
+enum FrameKind {
+    Leaf(Leaf),
+    Multipart { rule: Rule, children: Vec<Child> },
+    Message { class: Class },
+}
+
+const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP ";
+
+/// Most of a kept RFC 3156 control part (`Version: 1` and white space).
+const MAX_CONTROL: usize = 1024;
+
+/// One leaf being read.
+#[derive(Debug)]
+enum Leaf {
+    /// Kept whole, bounded, for a rule that reads the whole body: the
+    /// control part, an HTML twin and its `text/plain` sibling, a
+    /// signature part. `over`: more than `cap` bytes came (a control part
+    /// that is not `Version: 1`).
+    Kept {
+        body: Vec<u8>,
+        cap: usize,
+        over: bool,
+        decided: bool,
+    },
+    /// Judged as it streams by the OpenPGP payload reader.
+    Streamed(Box<Streamed>),
+}
+
+#[derive(Debug)]
+struct Streamed {
+    reader: PayloadReader,
+    /// The first bytes after leading white space, until they prove the
+    /// part plaintext or possibly OpenPGP (at most a line's start).
+    head: Vec<u8>,
+    /// The first byte of the body.
+    first: Option<u8>,
+    decided: bool,
+    /// Decided already (a part the parent judges whole: its early class).
+    verdict: Option<Class>,
+}
+
+impl Detector {
+    /// A detector at the start of a message; leaf data kept for judging is
+    /// bounded by the default 64 MiB.
+    pub fn new(wanted: Wanted) -> Detector {
+        Detector::with_limit(wanted, openpgp::MAX_INPUT_BYTES)
+    }
+
+    /// With at most `limit` bytes of leaf data kept.
+    pub fn with_limit(wanted: Wanted, limit: usize) -> Detector {
+        Detector {
+            reader: mime::Reader::new(),
+            state: State {
+                frames: Vec::new(),
+                result: None,
+                refused: None,
+                wanted,
+                targets: Vec::new(),
+                outer: OuterText::default(),
+                buffered: 0,
+                limit,
+                budget: openpgp::MAX_DECOMPRESSED_BYTES as u64,
+            },
+        }
+    }
+
+    /// The refusal proven so far, if any (nothing later changes it).
+    pub fn refused(&self) -> Option<&NotPgp> {
+        self.state.refused.as_ref()
+    }
+
+    /// Text around the multiparts so far.
+    pub fn outer(&self) -> OuterText {
+        self.state.outer
+    }
+
+    /// Reads the next bytes; returns the refusal once one is proven.
+    /// Never panics: a panic in the parsers is an internal error.
+    pub fn feed(&mut self, bytes: &[u8]) -> Option<&NotPgp> {
+        if self.state.refused.is_none() {
+            let Detector { reader, state } = self;
+            let mut budget = state.budget;
+            let r = guarded(&mut budget, || reader.feed(bytes, &mut |e| state.event(e)));
+            state.budget = budget;
+            self.settle(r);
+        }
+        self.state.refused.as_ref()
+    }
+
+    /// The message ended: what it is.
+    pub fn finish(mut self) -> Found {
+        if self.state.refused.is_none() {
+            let Detector { reader, state } = &mut self;
+            let mut budget = state.budget;
+            let r = guarded(&mut budget, || reader.finish(&mut |e| state.event(e)));
+            state.budget = budget;
+            self.settle(r);
+        }
+        let s = self.state;
+        let detection = match (s.refused, s.result) {
+            (Some(why), _) => Detection::Plain(why),
+            (None, Some(class)) => class.into_detection(),
+            (None, None) => Detection::Plain(NotPgp::Internal("message not finished".into())),
+        };
+        Found {
+            detection,
+            targets: s.targets,
+            outer: s.outer,
+        }
+    }
+
+    fn settle(&mut self, r: Result<Result<(), ReadError<NotPgp>>, NotPgp>) {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(ReadError::Mime(e))) => self.state.refused = Some(NotPgp::Mime(e.to_string())),
+            Ok(Err(ReadError::Sink(why))) | Err(why) => self.state.refused = Some(why),
         }
     }
 }
 
-fn detect_inner(message: &[u8]) -> Detection {
-    let parsed = match mailparse::parse_mail(message) {
-        Ok(p) => p,
-        Err(e) => return Detection::Plain(NotPgp::Mime(mime_error(&e))),
-    };
-    match entity(&parsed, 0) {
-        Class::Encrypted(form) => Detection::Encrypted(form),
-        Class::Signed(form) => Detection::Signed(form),
-        Class::Empty => Detection::Plain(NotPgp::NoOpenPgp),
-        Class::Key => Detection::Plain(NotPgp::KeyOnly),
-        Class::Plain(why) => Detection::Plain(why),
+/// Runs `f` with the message's decompression budget, catching a panic.
+fn guarded<T>(budget: &mut u64, f: impl FnOnce() -> T) -> Result<T, NotPgp> {
+    catch_unwind(AssertUnwindSafe(|| openpgp::resume_message(budget, f))).map_err(|panic| {
+        let what = minimilter::panic_message(&*panic);
+        NotPgp::Internal(format!("detector panicked: {}", openpgp::one_line(&what)))
+    })
+}
+
+impl Class {
+    fn into_detection(self) -> Detection {
+        match self {
+            Class::Encrypted(form) => Detection::Encrypted(form),
+            Class::Signed(form) => Detection::Signed(form),
+            Class::Empty => Detection::Plain(NotPgp::NoOpenPgp),
+            Class::Key => Detection::Plain(NotPgp::KeyOnly),
+            Class::Plain(why) => Detection::Plain(why),
+        }
     }
 }
 
-/// mailparse's reason, in words (its recursion guard reads "Recursion limit
-/// reached").
-fn mime_error(e: &mailparse::MailParseError) -> String {
-    let text = openpgp::one_line(&e.to_string());
-    if text.to_ascii_lowercase().contains("recursion limit") {
-        "MIME parts nested too deep to parse".into()
-    } else {
-        format!("unparseable MIME: {text}")
+/// Most text (bytes other than white space) allowed in the preambles of a
+/// message's multiparts, all levels together, and again in their
+/// epilogues. Readers ignore both (RFC 2046 §5.1.1; Thunderbird's MIME
+/// parser drops their lines), but the bytes are stored in the mailbox in
+/// the clear, so they must not become a channel for plaintext of any size.
+/// Clients write a line at most there (Enigmail: "This is an OpenPGP/MIME
+/// encrypted message (RFC 4880 and 3156)"); a list or a gateway may append
+/// a short footer.
+pub const MAX_OUTER_TEXT: usize = 4096;
+
+impl State {
+    fn event(&mut self, e: Event<'_>) -> Result<(), NotPgp> {
+        match e {
+            Event::Start(part) => {
+                self.outer_ended()?;
+                self.start(part)
+            }
+            Event::Body(bytes) => self.body(bytes),
+            Event::Preamble(t) => {
+                self.outer.preamble += text_bytes(t);
+                self.outer_growing()
+            }
+            Event::Epilogue(t) => {
+                self.outer.epilogue += text_bytes(t);
+                self.outer_growing()
+            }
+            Event::End => {
+                self.outer_ended()?;
+                self.end()
+            }
+            Event::Finished => self.outer_ended(),
+        }
+    }
+
+    /// While text is read: far over the limit, refused at once without
+    /// reading on (the count is then "more than").
+    fn outer_growing(&self) -> Result<(), NotPgp> {
+        let t = self.outer;
+        for (n, where_) in [
+            (t.preamble, "before the first boundary (preamble)"),
+            (t.epilogue, "after the closing boundary (epilogue)"),
+        ] {
+            if n > 2 * MAX_OUTER_TEXT {
+                return Err(NotPgp::TextAround(format!(
+                    "more than {} bytes of text {where_}, at most {MAX_OUTER_TEXT}",
+                    2 * MAX_OUTER_TEXT
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a preamble or an epilogue may have ended (the next part, a
+    /// multipart's end, the message's end): over the limit, refused with
+    /// the count. Checked at fixed points of the message, so the reason
+    /// does not depend on the chunking.
+    fn outer_ended(&self) -> Result<(), NotPgp> {
+        let t = self.outer;
+        for (n, where_) in [
+            (t.preamble, "before the first boundary (preamble)"),
+            (t.epilogue, "after the closing boundary (epilogue)"),
+        ] {
+            if n > MAX_OUTER_TEXT {
+                return Err(NotPgp::TextAround(format!(
+                    "{n} bytes of text {where_}, at most {MAX_OUTER_TEXT}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, part: &Part) -> Result<(), NotPgp> {
+        let essence = part.essence();
+        let (opaque, keep, chain) = match self.frames.last() {
+            None => (false, false, true),
+            Some(parent) => {
+                let nth = match &parent.kind {
+                    FrameKind::Multipart { children, .. } => children.len(),
+                    _ => 0,
+                };
+                let rule = match &parent.kind {
+                    FrameKind::Multipart { rule, .. } => Some(*rule),
+                    _ => None,
+                };
+                let opaque = parent.opaque
+                    || rule == Some(Rule::Smime)
+                    || (rule == Some(Rule::Signed) && nth == 0);
+                let keep = match rule {
+                    Some(Rule::Encrypted) => nth == 0,
+                    Some(Rule::Signed) => nth == 1,
+                    Some(Rule::Alternative) => essence == "text/plain" || essence == "text/html",
+                    _ => false,
+                };
+                let chain = parent.chain
+                    && !opaque
+                    && match rule {
+                        None | Some(Rule::Combine) => true,
+                        Some(Rule::Alternative) => essence != "text/html",
+                        _ => false,
+                    };
+                (opaque, keep, chain)
+            }
+        };
+        let kind = if part.media.type_ == "multipart" {
+            let protocol = part.media.param("protocol").map(str::to_ascii_lowercase);
+            let rule = match (part.media.subtype.as_str(), protocol.as_deref()) {
+                ("encrypted", Some("application/pgp-encrypted")) => Rule::Encrypted,
+                ("signed", Some("application/pgp-signature")) => Rule::Signed,
+                ("signed", Some(p)) if is_smime(p) => Rule::Smime,
+                ("alternative", _) => Rule::Alternative,
+                _ => Rule::Combine,
+            };
+            FrameKind::Multipart {
+                rule,
+                children: Vec::new(),
+            }
+        } else if essence == "message/rfc822" || essence == "message/global" {
+            FrameKind::Message {
+                class: Class::Empty,
+            }
+        } else {
+            if chain && is_smime(&essence) {
+                return Err(NotPgp::Smime);
+            }
+            let kept = keep || essence == "application/pgp-encrypted";
+            let cap = if keep && essence != "application/pgp-encrypted" {
+                usize::MAX
+            } else {
+                MAX_CONTROL
+            };
+            FrameKind::Leaf(if kept || opaque {
+                Leaf::Kept {
+                    body: Vec::new(),
+                    cap,
+                    over: false,
+                    decided: false,
+                }
+            } else {
+                self.streamed(&essence)
+            })
+        };
+        self.frames.push(Frame {
+            essence,
+            kind,
+            opaque,
+            keep,
+            chain,
+        });
+        Ok(())
+    }
+
+    fn streamed(&self, essence: &str) -> Leaf {
+        let limits = PayloadLimits {
+            max_decompressed_bytes: self.budget,
+            ..PayloadLimits::default()
+        };
+        let encoding = if essence.starts_with("text/") {
+            Encoding::Armored
+        } else {
+            Encoding::Auto
+        };
+        Leaf::Streamed(Box::new(Streamed {
+            reader: PayloadReader::new(encoding, &limits),
+            head: Vec::new(),
+            first: None,
+            decided: false,
+            verdict: None,
+        }))
+    }
+
+    fn body(&mut self, bytes: &[u8]) -> Result<(), NotPgp> {
+        let Some(frame) = self.frames.last() else {
+            return Ok(());
+        };
+        if frame.opaque || !matches!(frame.kind, FrameKind::Leaf(_)) {
+            return Ok(());
+        }
+        let chain = frame.chain;
+        // A control-type part too long to be `Version: 1` outside
+        // multipart/encrypted is OpenPGP data or plaintext: stream it.
+        let convert = matches!(
+            &frame.kind,
+            FrameKind::Leaf(Leaf::Kept { body, cap, .. })
+                if !frame.keep && body.len() + bytes.len() > *cap
+        );
+        if convert {
+            let essence = frame.essence.clone();
+            let mut leaf = self.streamed(&essence);
+            let Some(Frame {
+                kind: FrameKind::Leaf(old),
+                ..
+            }) = self.frames.last_mut()
+            else {
+                return Ok(());
+            };
+            std::mem::swap(old, &mut leaf);
+            if let Leaf::Kept { body, .. } = leaf {
+                self.buffered -= body.len();
+                self.body(&body)?;
+            }
+            return self.body(bytes);
+        }
+        let Some(Frame {
+            kind: FrameKind::Leaf(leaf),
+            essence,
+            ..
+        }) = self.frames.last_mut()
+        else {
+            return Ok(());
+        };
+        let essence: &str = essence;
+        match leaf {
+            Leaf::Kept {
+                body,
+                cap,
+                over,
+                decided,
+            } => {
+                if *over {
+                    return Ok(());
+                }
+                if body.len() + bytes.len() > *cap {
+                    *over = true;
+                    self.buffered -= body.len();
+                    *body = Vec::new();
+                    return Ok(());
+                }
+                self.buffered += bytes.len();
+                if self.buffered > self.limit {
+                    return Err(NotPgp::TooLarge(self.limit));
+                }
+                body.extend_from_slice(bytes);
+                let t = body.trim_ascii_start();
+                if chain && !*decided && !t.is_empty() {
+                    match early_leaf(essence, body[0], t) {
+                        Some(Early::Plain(why)) => return Err(why),
+                        Some(Early::Open) => *decided = true,
+                        None => {}
+                    }
+                }
+                Ok(())
+            }
+            Leaf::Streamed(s) => s.feed(essence, chain, bytes),
+        }
+    }
+
+    fn end(&mut self) -> Result<(), NotPgp> {
+        let Some(frame) = self.frames.pop() else {
+            return Ok(());
+        };
+        let (class, body) = match frame.kind {
+            FrameKind::Leaf(Leaf::Kept { body, over, .. }) => {
+                let class = if frame.opaque {
+                    Class::Empty
+                } else if over {
+                    Class::Plain(NotPgp::Invalid(format!(
+                        "{} part of more than {MAX_CONTROL} bytes",
+                        frame.essence
+                    )))
+                } else {
+                    leaf(
+                        &frame.essence,
+                        &body,
+                        self.wanted.keys.then_some(&mut self.targets),
+                    )
+                };
+                self.buffered -= body.len();
+                (class, frame.keep.then_some(body))
+            }
+            FrameKind::Leaf(Leaf::Streamed(s)) => {
+                let targets = self.wanted.keys.then_some(&mut self.targets);
+                (s.finish(&frame.essence, targets, &mut self.budget), None)
+            }
+            FrameKind::Multipart { rule, children } => {
+                let class = if frame.opaque {
+                    Class::Empty
+                } else {
+                    multipart(rule, &children)
+                };
+                (class, None)
+            }
+            FrameKind::Message { class } => (class, None),
+        };
+        if let (true, Class::Plain(why)) = (frame.chain, &class) {
+            return Err(why.clone());
+        }
+        match self.frames.last_mut().map(|f| &mut f.kind) {
+            None => self.result = Some(class),
+            Some(FrameKind::Multipart { children, .. }) => children.push(Child {
+                essence: frame.essence,
+                class,
+                body,
+            }),
+            Some(FrameKind::Message { class: c }) => *c = class,
+            Some(FrameKind::Leaf(_)) => {
+                return Err(NotPgp::Internal("a part inside a leaf".into()));
+            }
+        }
+        Ok(())
     }
 }
 
-/// The class of one MIME entity, ordered for combining parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Class {
-    /// Whitespace only.
-    Empty,
-    /// An OpenPGP key (public data; neither plaintext nor a message).
-    Key,
-    Encrypted(Form),
-    Signed(Form),
+fn text_bytes(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| !b.is_ascii_whitespace()).count()
+}
+
+enum Early {
+    /// Refused whatever follows.
     Plain(NotPgp),
+    /// Judged only at the end.
+    Open,
+}
+
+/// What the first decoded bytes of a leaf already prove: `first` is its
+/// first byte, `t` what follows its leading white space so far (not
+/// empty). Exactly the verdict the leaf gets at its end, so that the
+/// refusal does not depend on where the chunks were cut.
+fn early_leaf(essence: &str, first: u8, t: &[u8]) -> Option<Early> {
+    let n = t.len().min(ARMOR_BEGIN.len());
+    if ARMOR_BEGIN.starts_with(&t[..n]) {
+        return (n == ARMOR_BEGIN.len()).then_some(Early::Open);
+    }
+    if essence.starts_with("text/") {
+        return Some(Early::Plain(NotPgp::PlaintextPart(format!(
+            "{essence} part"
+        ))));
+    }
+    const VERSION: &[u8] = b"Version: 1";
+    let n = t.len().min(VERSION.len());
+    if essence == "application/pgp-encrypted" && VERSION[..n].eq_ignore_ascii_case(&t[..n]) {
+        return (n == VERSION.len()).then_some(Early::Open);
+    }
+    if first & 0x80 != 0 {
+        // Perhaps an OpenPGP packet header.
+        return Some(Early::Open);
+    }
+    Some(Early::Plain(NotPgp::PlaintextPart(format!(
+        "{essence} attachment"
+    ))))
+}
+
+impl Streamed {
+    fn feed(&mut self, essence: &str, chain: bool, bytes: &[u8]) -> Result<(), NotPgp> {
+        if self.verdict.is_some() || bytes.is_empty() {
+            return Ok(());
+        }
+        self.first.get_or_insert(bytes[0]);
+        if self.decided {
+            return self.payload(essence, chain, bytes);
+        }
+        // Leading white space goes straight to the payload reader.
+        let lead = if self.head.is_empty() {
+            bytes.iter().take_while(|b| b.is_ascii_whitespace()).count()
+        } else {
+            0
+        };
+        self.payload(essence, chain, &bytes[..lead])?;
+        self.head.extend_from_slice(&bytes[lead..]);
+        if self.head.is_empty() || self.verdict.is_some() {
+            return Ok(());
+        }
+        match early_leaf(essence, self.first.unwrap_or(b' '), &self.head) {
+            Some(Early::Plain(why)) if chain => Err(why),
+            Some(Early::Plain(why)) => {
+                self.verdict = Some(Class::Plain(why));
+                Ok(())
+            }
+            Some(Early::Open) => {
+                self.decided = true;
+                let head = std::mem::take(&mut self.head);
+                self.payload(essence, chain, &head)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes for the payload reader; its error is final.
+    fn payload(&mut self, essence: &str, chain: bool, bytes: &[u8]) -> Result<(), NotPgp> {
+        if bytes.is_empty() || self.verdict.is_some() {
+            return Ok(());
+        }
+        if let Err(e) = self.reader.feed(bytes) {
+            match payload_class(essence, Err(e), None, &mut 0) {
+                Class::Plain(why) if chain => return Err(why),
+                c => self.verdict = Some(c),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, essence: &str, targets: Targets<'_>, budget: &mut u64) -> Class {
+        if let Some(v) = self.verdict.take() {
+            return v;
+        }
+        if !self.decided && !self.head.is_empty() {
+            if let Some(Early::Plain(why)) =
+                early_leaf(essence, self.first.unwrap_or(b' '), &self.head)
+            {
+                return Class::Plain(why);
+            }
+            let head = std::mem::take(&mut self.head);
+            if let Err(e) = self.reader.feed(&head) {
+                return payload_class(essence, Err(e), None, budget);
+            }
+        }
+        payload_class(essence, self.reader.finish(), targets, budget)
+    }
+}
+
+/// The class of a streamed leaf from the payload reader's verdict (the
+/// reasons the whole-body functions give for the same bytes).
+fn payload_class(
+    essence: &str,
+    r: Result<Payload, PayloadError>,
+    targets: Targets<'_>,
+    budget: &mut u64,
+) -> Class {
+    let p = match r {
+        Ok(p) => p,
+        Err(e) => {
+            return Class::Plain(match (e.class(), &e) {
+                (ErrorClass::Internal, _) => NotPgp::Internal(e.to_string()),
+                (_, PayloadError::TextOutsideArmor) => {
+                    NotPgp::PlaintextPart("text outside the OpenPGP armor".into())
+                }
+                (_, PayloadError::NotOpenPgp(_)) if essence.starts_with("text/") => {
+                    NotPgp::PlaintextPart(format!("{essence} part"))
+                }
+                (_, PayloadError::NotOpenPgp(_)) => {
+                    NotPgp::PlaintextPart(format!("{essence} attachment"))
+                }
+                (_, PayloadError::Unencrypted(why)) => {
+                    NotPgp::Invalid(format!("PGP MESSAGE is not encrypted: {why}"))
+                }
+                (_, PayloadError::Armor(why)) => NotPgp::Invalid(format!("malformed armor: {why}")),
+                (_, PayloadError::Truncated(why)) if why.starts_with("no END line") => {
+                    NotPgp::Invalid(format!("armor is truncated ({why})"))
+                }
+                (_, PayloadError::Limit(why)) if why.starts_with("compressed data expands") => {
+                    tracing::debug!(
+                        limit = openpgp::MAX_DECOMPRESSED_BYTES,
+                        "decompression budget of the message exhausted"
+                    );
+                    NotPgp::Invalid(format!(
+                        "compressed data expands beyond the per-message limit of {} MiB",
+                        openpgp::MAX_DECOMPRESSED_BYTES >> 20
+                    ))
+                }
+                (ErrorClass::Plaintext, _) => NotPgp::PlaintextPart(e.to_string()),
+                (ErrorClass::Invalid, _) => {
+                    let text = e.to_string();
+                    NotPgp::Invalid(
+                        text.strip_prefix("invalid OpenPGP data: ")
+                            .unwrap_or(&text)
+                            .to_owned(),
+                    )
+                }
+            });
+        }
+    };
+    *budget = budget.saturating_sub(p.decompressed_bytes);
+    match p.kind {
+        PayloadKind::Empty => Class::Empty,
+        PayloadKind::Key => Class::Key,
+        PayloadKind::Encrypted => {
+            if let Some(out) = targets {
+                out.extend(
+                    p.blocks
+                        .into_iter()
+                        .filter(|b| b.kind == PayloadKind::Encrypted)
+                        .map(|b| b.recipients),
+                );
+            }
+            Class::Encrypted(Form::Inline)
+        }
+        PayloadKind::SignedMessage => Class::Signed(Form::Inline),
+        PayloadKind::CleartextSigned => Class::Signed(Form::Cleartext),
+        PayloadKind::Signature => Class::Plain(NotPgp::Invalid(
+            "PGP SIGNATURE armor holding signatures, outside PGP/MIME signed".into(),
+        )),
+    }
+}
+
+/// A multipart's class from its parts' classes (and kept bodies).
+fn multipart(rule: Rule, children: &[Child]) -> Class {
+    match rule {
+        Rule::Encrypted => pgp_mime_encrypted(children),
+        Rule::Signed => pgp_mime_signed(children),
+        Rule::Smime => Class::Plain(NotPgp::Smime),
+        Rule::Alternative => combine(children.iter().map(|c| {
+            if c.essence == "text/html" && html_twin(c, children) {
+                Class::Empty
+            } else {
+                c.class.clone()
+            }
+        })),
+        Rule::Combine => combine(children.iter().map(|c| c.class.clone())),
+    }
 }
 
 /// The combination of the parts of a multipart: plaintext anywhere wins,
@@ -176,61 +881,12 @@ fn combine(parts: impl IntoIterator<Item = Class>) -> Class {
     acc
 }
 
-/// Deepest multipart nesting looked into; real mail stays far below.
-const MAX_DEPTH: usize = 16;
-
-fn entity(part: &ParsedMail<'_>, depth: usize) -> Class {
-    // Two Content-Type (or transfer-encoding) headers make the part mean
-    // different things to different readers: the parser here takes the
-    // first, a mail client may show the last, plaintext and all.
-    for name in ["Content-Type", "Content-Transfer-Encoding"] {
-        let n = part.headers.get_all_values(name).len();
-        if n > 1 {
-            return Class::Plain(NotPgp::Mime(format!("ambiguous MIME: {n} {name} headers")));
-        }
-    }
-    let mime = part.ctype.mimetype.to_ascii_lowercase();
-    if let Some(sub) = mime.strip_prefix("multipart/") {
-        if depth >= MAX_DEPTH {
-            return Class::Plain(NotPgp::Mime(format!(
-                "multiparts nested more than {MAX_DEPTH} deep"
-            )));
-        }
-        if let Err(why) = multipart_complete(part) {
-            return Class::Plain(NotPgp::Mime(why));
-        }
-        let protocol = part
-            .ctype
-            .params
-            .get("protocol")
-            .map(|p| p.to_ascii_lowercase());
-        return match (sub, protocol.as_deref()) {
-            ("encrypted", Some("application/pgp-encrypted")) => pgp_mime_encrypted(part),
-            ("signed", Some("application/pgp-signature")) => pgp_mime_signed(part),
-            ("signed", Some(p)) if is_smime(p) => Class::Plain(NotPgp::Smime),
-            ("alternative", _) => combine(
-                part.subparts
-                    .iter()
-                    .map(|p| alternative(part, p).unwrap_or_else(|| entity(p, depth + 1))),
-            ),
-            _ => combine(part.subparts.iter().map(|p| entity(p, depth + 1))),
-        };
-    }
-    if is_smime(&mime) {
-        return Class::Plain(NotPgp::Smime);
-    }
-    leaf(part, &mime)
-}
-
 /// A `text/html` alternative that only repeats, in presentation markup, a
-/// `text/plain` sibling that is nothing but valid armor adds nothing:
-/// `Some(Empty)`. Repeats means the same lines (armor headers included, so
-/// a `Comment:` cannot differ). `None` for every other part, which is then
-/// judged as usual (HTML with any other text is plaintext).
-fn alternative(parent: &ParsedMail<'_>, part: &ParsedMail<'_>) -> Option<Class> {
-    if !part.ctype.mimetype.eq_ignore_ascii_case("text/html") {
-        return None;
-    }
+/// `text/plain` sibling that is nothing but valid armor adds nothing.
+/// Repeats means the same lines (armor headers included, so a `Comment:`
+/// cannot differ). Every other HTML part is judged as usual (HTML with any
+/// other text is plaintext).
+fn html_twin(html: &Child, siblings: &[Child]) -> bool {
     let lines = |text: &[u8]| -> Vec<Vec<u8>> {
         text.split(|&b| b == b'\n')
             .map(<[u8]>::trim_ascii)
@@ -242,15 +898,20 @@ fn alternative(parent: &ParsedMail<'_>, part: &ParsedMail<'_>) -> Option<Class> 
         let s = armor::scan(text);
         !s.text_outside && !s.blocks.is_empty() && s.blocks.iter().all(Result::is_ok)
     };
-    let html = part.get_body_raw().ok()?;
-    let shown = lines(crate::html::visible_text(&html).ok()?.as_bytes());
-    let repeated = parent.subparts.iter().any(|sibling| {
-        sibling.ctype.mimetype.eq_ignore_ascii_case("text/plain")
+    let Some(body) = &html.body else {
+        return false;
+    };
+    let Ok(shown) = crate::html::visible_text(body) else {
+        return false;
+    };
+    let shown = lines(shown.as_bytes());
+    siblings.iter().any(|sibling| {
+        sibling.essence == "text/plain"
             && sibling
-                .get_body_raw()
-                .is_ok_and(|b| only_armor(&b) && lines(&b) == shown)
-    });
-    repeated.then_some(Class::Empty)
+                .body
+                .as_deref()
+                .is_some_and(|b| only_armor(b) && lines(b) == shown)
+    })
 }
 
 /// S/MIME content types (RFC 8551 §3.2; the `x-` forms are what older
@@ -294,35 +955,28 @@ pub fn has_closing_delimiter(raw: &[u8], boundary: &[u8]) -> bool {
     })
 }
 
-/// RFC 3156 §4.
-fn pgp_mime_encrypted(part: &ParsedMail<'_>) -> Class {
+/// RFC 3156 §4: the control part, then the encrypted data.
+fn pgp_mime_encrypted(children: &[Child]) -> Class {
     let invalid = |why: &str| Class::Plain(NotPgp::Invalid(format!("PGP/MIME encrypted: {why}")));
-    let [control, payload] = part.subparts.as_slice() else {
-        return invalid(&format!("{} parts instead of 2", part.subparts.len()));
+    let [control, payload] = children else {
+        return invalid(&format!("{} parts instead of 2", children.len()));
     };
-    if !control
-        .ctype
-        .mimetype
-        .eq_ignore_ascii_case("application/pgp-encrypted")
-    {
+    if control.essence != "application/pgp-encrypted" {
         return invalid("first part is not application/pgp-encrypted");
     }
-    if !control.get_body_raw().is_ok_and(|body| is_version_1(&body)) {
+    if !control.body.as_deref().is_some_and(is_version_1) {
         return invalid("control part without \"Version: 1\"");
     }
-    if !payload
-        .ctype
-        .mimetype
-        .eq_ignore_ascii_case("application/octet-stream")
-    {
+    if payload.essence != "application/octet-stream" {
         return invalid("second part is not application/octet-stream");
     }
-    let Ok(body) = payload.get_body_raw() else {
-        return invalid("undecodable second part");
-    };
-    match openpgp_data(&body) {
+    match &payload.class {
         Class::Encrypted(_) => Class::Encrypted(Form::PgpMime),
-        Class::Plain(NotPgp::Invalid(why)) => invalid(&why),
+        Class::Plain(NotPgp::Invalid(why)) => invalid(why),
+        Class::Plain(why @ NotPgp::Internal(_)) => Class::Plain(why.clone()),
+        Class::Plain(NotPgp::PlaintextPart(why)) if why.starts_with("not ciphertext") => {
+            Class::Plain(NotPgp::PlaintextPart(format!("PGP/MIME encrypted: {why}")))
+        }
         Class::Empty => invalid("empty second part"),
         _ => invalid("second part is not an encrypted OpenPGP message"),
     }
@@ -341,22 +995,16 @@ fn is_version_1(body: &[u8]) -> bool {
 }
 
 /// RFC 3156 §5: the signed entity, then the signature.
-fn pgp_mime_signed(part: &ParsedMail<'_>) -> Class {
+fn pgp_mime_signed(children: &[Child]) -> Class {
     let invalid = |why: &str| Class::Plain(NotPgp::Invalid(format!("PGP/MIME signed: {why}")));
-    let [_signed, signature] = part.subparts.as_slice() else {
-        return invalid(&format!("{} parts instead of 2", part.subparts.len()));
+    let [_signed, signature] = children else {
+        return invalid(&format!("{} parts instead of 2", children.len()));
     };
-    if !signature
-        .ctype
-        .mimetype
-        .eq_ignore_ascii_case("application/pgp-signature")
-    {
+    if signature.essence != "application/pgp-signature" {
         return invalid("second part is not application/pgp-signature");
     }
-    let Ok(body) = signature.get_body_raw() else {
-        return invalid("undecodable signature part");
-    };
-    let s = armor::scan(&body);
+    let body = signature.body.as_deref().unwrap_or_default();
+    let s = armor::scan(body);
     match (s.text_outside, s.blocks.as_slice()) {
         (false, [Ok(block)]) if block.kind == Kind::Signature => {
             match packets::shape(&block.data) {
@@ -371,28 +1019,31 @@ fn pgp_mime_signed(part: &ParsedMail<'_>) -> Class {
     }
 }
 
-/// A leaf part: text or an attachment.
-fn leaf(part: &ParsedMail<'_>, mime: &str) -> Class {
-    let Ok(body) = part.get_body_raw() else {
-        return Class::Plain(NotPgp::Invalid(format!("undecodable {mime} part")));
-    };
-    if body.trim_ascii().is_empty() {
+/// Where the recipients of encrypted blocks go, when collected.
+type Targets<'a> = Option<&'a mut Vec<Vec<packets::KeyTarget>>>;
+
+/// A leaf part: whatever its type, it must be empty, the RFC 3156 control
+/// part, or OpenPGP data (armored, or binary in a non-text part).
+fn leaf(mime: &str, body: &[u8], targets: Targets<'_>) -> Class {
+    if is_smime(mime) {
+        return Class::Plain(NotPgp::Smime);
+    }
+    let start = body.trim_ascii_start();
+    if start.is_empty() {
         return Class::Empty;
     }
-    if mime == "application/pgp-encrypted" && is_version_1(&body) {
+    if mime == "application/pgp-encrypted" && is_version_1(body) {
         // An RFC 3156 control part outside multipart/encrypted (Exchange
         // turns multipart/encrypted into multipart/mixed): no content.
         return Class::Empty;
     }
     if mime.starts_with("text/") {
-        return match text(&body) {
-            Class::Plain(NotPgp::NoOpenPgp) => {
-                Class::Plain(NotPgp::PlaintextPart(format!("{mime} part")))
-            }
-            other => other,
-        };
+        if !start.starts_with(ARMOR_BEGIN) {
+            return Class::Plain(NotPgp::PlaintextPart(format!("{mime} part")));
+        }
+        return text(body, targets);
     }
-    match openpgp_data(&body) {
+    match openpgp_data(body, targets) {
         Class::Plain(NotPgp::NoOpenPgp) => {
             Class::Plain(NotPgp::PlaintextPart(format!("{mime} attachment")))
         }
@@ -401,14 +1052,14 @@ fn leaf(part: &ParsedMail<'_>, mime: &str) -> Class {
 }
 
 /// The decoded body of a non-text part: armor, or binary packets.
-fn openpgp_data(body: &[u8]) -> Class {
+fn openpgp_data(body: &[u8], targets: Targets<'_>) -> Class {
     let start = body.trim_ascii_start();
-    if start.starts_with(b"-----BEGIN PGP ") {
-        return text(body);
+    if start.starts_with(ARMOR_BEGIN) {
+        return text(body, targets);
     }
     // Binary OpenPGP (a .pgp/.gpg attachment): only an encrypted message
     // counts; any other bytes are an ordinary (unencrypted) attachment.
-    match packets::shape(body) {
+    match packets_class(body, targets) {
         Ok(Shape::Encrypted { .. }) => Class::Encrypted(Form::Inline),
         Ok(Shape::Key) => Class::Key,
         Err(e) if e.is_internal() => Class::Plain(NotPgp::Internal(e.to_string())),
@@ -416,8 +1067,19 @@ fn openpgp_data(body: &[u8]) -> Class {
     }
 }
 
+/// Parses packets once: their shape, and for an encrypted message its
+/// recipients (when collected).
+fn packets_class(data: &[u8], targets: Targets<'_>) -> Result<Shape, packets::ShapeError> {
+    let parsed = openpgp::packets(data)?;
+    let shape = packets::shape_of(&parsed)?;
+    if let (Shape::Encrypted { .. }, Some(out)) = (&shape, targets) {
+        out.push(packets::recipients(&parsed)?);
+    }
+    Ok(shape)
+}
+
 /// Decoded text: only armored blocks and whitespace, or plaintext.
-fn text(body: &[u8]) -> Class {
+fn text(body: &[u8], mut targets: Targets<'_>) -> Class {
     let s = armor::scan(body);
     if s.blocks.is_empty() {
         return Class::Plain(NotPgp::NoOpenPgp);
@@ -427,15 +1089,20 @@ fn text(body: &[u8]) -> Class {
             "text outside the OpenPGP armor".into(),
         ));
     }
-    combine(s.blocks.iter().map(block))
+    combine(s.blocks.iter().map(|b| block(b, targets.as_deref_mut())))
 }
 
-fn block(b: &Result<armor::Block, armor::ArmorError>) -> Class {
+fn block(b: &Result<armor::Block, armor::ArmorError>, targets: Targets<'_>) -> Class {
     let b = match b {
         Ok(b) => b,
         Err(e) => return Class::Plain(NotPgp::Invalid(e.to_string())),
     };
-    let shape = match packets::shape(&b.data) {
+    let targets = if b.kind == Kind::Message {
+        targets
+    } else {
+        None
+    };
+    let shape = match packets_class(&b.data, targets) {
         Ok(s) => s,
         Err(e) if e.is_internal() => return Class::Plain(NotPgp::Internal(e.to_string())),
         Err(e) => return Class::Plain(NotPgp::Invalid(e.to_string())),
@@ -453,71 +1120,17 @@ fn block(b: &Result<armor::Block, armor::ArmorError>) -> Class {
 }
 
 /// The PKESK recipients of every encrypted OpenPGP message in `message`
-/// (armored or binary, in any part), one list per encrypted block; a
-/// passphrase-only block gives an empty list. Meant for a message
-/// [`detect`] found encrypted. Never panics: a panic in the parsers is an
-/// error.
+/// (armored or binary, in any judged part), one list per encrypted block;
+/// a passphrase-only block gives an empty list. Meant for a message
+/// [`detect`] found encrypted. Never panics.
 pub fn encrypted_to(message: &[u8]) -> Result<Vec<Vec<packets::KeyTarget>>, String> {
-    match catch_unwind(AssertUnwindSafe(|| {
-        openpgp::per_message(|| encrypted_to_inner(message))
-    })) {
-        Ok(r) => r,
-        Err(_) => Err("recipient collection panicked".into()),
+    let mut d = Detector::new(Wanted { keys: true });
+    d.feed(message);
+    let found = d.finish();
+    match found.detection {
+        Detection::Plain(NotPgp::Internal(why)) => Err(why),
+        _ => Ok(found.targets),
     }
-}
-
-fn encrypted_to_inner(message: &[u8]) -> Result<Vec<Vec<packets::KeyTarget>>, String> {
-    let parsed = mailparse::parse_mail(message).map_err(|e| format!("unparseable MIME: {e}"))?;
-    let mut out = Vec::new();
-    collect_recipients(&parsed, 0, &mut out)?;
-    Ok(out)
-}
-
-fn collect_recipients(
-    part: &ParsedMail<'_>,
-    depth: usize,
-    out: &mut Vec<Vec<packets::KeyTarget>>,
-) -> Result<(), String> {
-    if part
-        .ctype
-        .mimetype
-        .to_ascii_lowercase()
-        .starts_with("multipart/")
-    {
-        if depth >= MAX_DEPTH {
-            return Err(format!("multiparts nested more than {MAX_DEPTH} deep"));
-        }
-        for sub in &part.subparts {
-            collect_recipients(sub, depth + 1, out)?;
-        }
-        return Ok(());
-    }
-    let body = part.get_body_raw().map_err(|e| e.to_string())?;
-    let mut one = |data: &[u8]| -> Result<(), String> {
-        let parsed = match openpgp::packets(data) {
-            Ok(parsed) => parsed,
-            Err(e @ (OpenPgpError::Panicked(_) | OpenPgpError::TooLarge { .. })) => {
-                return Err(e.to_string());
-            }
-            Err(_) => return Ok(()),
-        };
-        if let Ok(Shape::Encrypted { .. }) = packets::shape_of(&parsed) {
-            out.push(packets::recipients(&parsed).map_err(|e| e.to_string())?);
-        }
-        Ok(())
-    };
-    if body.trim_ascii_start().starts_with(b"-----BEGIN PGP ")
-        || part.ctype.mimetype.starts_with("text/")
-    {
-        for block in armor::scan(&body).blocks.into_iter().flatten() {
-            if block.kind == Kind::Message {
-                one(&block.data)?;
-            }
-        }
-    } else {
-        one(&body)?;
-    }
-    Ok(())
 }
 
 /// True if the headers of `message` (as far as present) declare a top-level

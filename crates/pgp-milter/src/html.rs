@@ -194,6 +194,10 @@ fn check_attributes(tag: &str, mut s: &str, seen: &mut usize) -> Result<(), Stri
             (_, "dir") => ["ltr", "rtl", "auto"].contains(&value.to_ascii_lowercase().as_str()),
             (_, "lang") => is_language(value),
             ("pre", "wrap") => ["", "soft", "hard"].contains(&value.to_ascii_lowercase().as_str()),
+            (_, "style") => {
+                check_style(value, seen)?;
+                true
+            }
             ("body", "text" | "bgcolor") => {
                 value.len() == 7
                     && value.starts_with('#')
@@ -206,6 +210,213 @@ fn check_attributes(tag: &str, mut s: &str, seen: &mut usize) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// Font families a `style` may name: the CSS generic families and the
+/// fonts webmail and desktop clients put as defaults. A free-form name
+/// could hold a sentence.
+const FONTS: [&str; 30] = [
+    "serif",
+    "sans-serif",
+    "monospace",
+    "cursive",
+    "fantasy",
+    "system-ui",
+    "arial",
+    "helvetica",
+    "helvetica neue",
+    "times",
+    "times new roman",
+    "courier",
+    "courier new",
+    "verdana",
+    "tahoma",
+    "georgia",
+    "garamond",
+    "calibri",
+    "cambria",
+    "consolas",
+    "menlo",
+    "monaco",
+    "segoe ui",
+    "trebuchet ms",
+    "lucida console",
+    "lucida grande",
+    "comic sans ms",
+    "dejavu sans mono",
+    "liberation mono",
+    "-apple-system",
+];
+
+/// CSS keywords a property of `STYLE_KEYWORDS` may take.
+const STYLE_KEYWORDS: [(&str, &[&str]); 12] = [
+    (
+        "font-size",
+        &[
+            "xx-small", "x-small", "small", "medium", "large", "x-large", "xx-large", "smaller",
+            "larger",
+        ],
+    ),
+    ("font-weight", &["normal", "bold", "bolder", "lighter"]),
+    ("font-style", &["normal", "italic", "oblique"]),
+    (
+        "white-space",
+        &[
+            "normal",
+            "pre",
+            "pre-wrap",
+            "pre-line",
+            "nowrap",
+            "break-spaces",
+        ],
+    ),
+    ("word-wrap", &["normal", "break-word", "anywhere"]),
+    ("overflow-wrap", &["normal", "break-word", "anywhere"]),
+    (
+        "line-break",
+        &[
+            "auto",
+            "loose",
+            "normal",
+            "strict",
+            "anywhere",
+            "after-white-space",
+        ],
+    ),
+    ("-webkit-nbsp-mode", &["normal", "space"]),
+    (
+        "text-align",
+        &["left", "right", "center", "justify", "start", "end"],
+    ),
+    ("direction", &["ltr", "rtl"]),
+    ("line-height", &["normal"]),
+    ("font-variant", &["normal", "small-caps"]),
+];
+
+/// Colour names a `style` may use (CSS basic colours).
+const COLOURS: [&str; 18] = [
+    "black",
+    "white",
+    "gray",
+    "grey",
+    "silver",
+    "red",
+    "maroon",
+    "yellow",
+    "olive",
+    "lime",
+    "green",
+    "aqua",
+    "teal",
+    "blue",
+    "navy",
+    "fuchsia",
+    "purple",
+    "transparent",
+];
+
+/// Most declarations in one `style` attribute.
+const MAX_DECLARATIONS: usize = 8;
+
+/// A `style` attribute as webmail writes it around text (Gmail's
+/// `gmail_default` font, Apple Mail's wrapping): a closed list of CSS
+/// properties, each value a keyword, a number with a unit, a colour, or
+/// fonts from `FONTS`. Nothing else: no `content:` (generated text), no
+/// `url(`, no comments, no escapes. Each declaration counts against
+/// `MAX_ATTRIBUTES`.
+fn check_style(style: &str, seen: &mut usize) -> Result<(), String> {
+    let refuse = |d: &str| Err(format!("CSS {d:?} in a style attribute"));
+    let declarations: Vec<&str> = style
+        .split(';')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if declarations.len() > MAX_DECLARATIONS {
+        return Err(format!(
+            "more than {MAX_DECLARATIONS} CSS declarations in a style attribute"
+        ));
+    }
+    for d in declarations {
+        *seen += 1;
+        if *seen > MAX_ATTRIBUTES {
+            return Err(format!("more than {MAX_ATTRIBUTES} HTML attributes"));
+        }
+        let Some((property, value)) = d.split_once(':') else {
+            return refuse(d);
+        };
+        let property = property.trim().to_ascii_lowercase();
+        let value = value.trim().to_ascii_lowercase();
+        let value = value.strip_suffix("!important").unwrap_or(&value).trim();
+        let ok = match property.as_str() {
+            "font-family" => value.split(',').all(|f| {
+                let f = f.trim();
+                let f = f
+                    .strip_prefix('\'')
+                    .and_then(|f| f.strip_suffix('\''))
+                    .unwrap_or(f);
+                FONTS.contains(&f)
+            }),
+            "color" | "background-color" => is_colour(value),
+            "font-size" | "line-height" => {
+                is_length(value) || is_keyword(&property, value) || is_number(value)
+            }
+            "margin" | "padding" | "margin-top" | "margin-bottom" | "margin-left"
+            | "margin-right" | "padding-top" | "padding-bottom" | "padding-left"
+            | "padding-right" => {
+                let n = value.split_ascii_whitespace().count();
+                (1..=4).contains(&n) && value.split_ascii_whitespace().all(is_length)
+            }
+            "font-weight" => {
+                is_keyword(&property, value)
+                    || (value.len() == 3
+                        && value.ends_with("00")
+                        && ("1"..="9").contains(&&value[..1]))
+            }
+            p => is_keyword(p, value),
+        };
+        if !ok {
+            return refuse(d);
+        }
+    }
+    Ok(())
+}
+
+fn is_keyword(property: &str, value: &str) -> bool {
+    STYLE_KEYWORDS
+        .iter()
+        .any(|(p, values)| *p == property && values.contains(&value))
+}
+
+/// A short decimal number (`1`, `1.15`, `.5`).
+fn is_number(v: &str) -> bool {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    int.len() <= 3
+        && frac.len() <= 2
+        && !(int.is_empty() && frac.is_empty())
+        && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+}
+
+/// `0`, or a short number with a CSS unit.
+fn is_length(v: &str) -> bool {
+    v == "0"
+        || ["px", "pt", "em", "rem", "ex", "%"]
+            .iter()
+            .any(|u| v.strip_suffix(u).is_some_and(is_number))
+}
+
+/// `#rgb`, `#rrggbb`, `rgb(r, g, b)` or a basic colour name.
+fn is_colour(v: &str) -> bool {
+    if let Some(hex) = v.strip_prefix('#') {
+        return (hex.len() == 3 || hex.len() == 6) && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    if let Some(args) = v.strip_prefix("rgb(").and_then(|a| a.strip_suffix(')')) {
+        let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+        return parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| p.len() <= 3 && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    }
+    COLOURS.contains(&v)
 }
 
 /// One of `CHARSETS` (without case).
@@ -271,7 +482,13 @@ mod tests {
             "<style>p::before{content:\"secret\"}</style>",
             "<script>1</script>",
             "<div class=\"not a token\">x</div>",
-            "<div style=\"color:red\">x</div>",
+            "<div style=\"color:the secret\">x</div>",
+            "<div style=\"content:'secret'\">x</div>",
+            "<div style=\"font-family:my password is hunter2\">x</div>",
+            "<div style=\"background:url(https://example.org/?q=secret)\">x</div>",
+            "<div style=\"color:red;/* secret */\">x</div>",
+            "<div style=\"font-size:12px;color:#000;font-weight:bold;margin:0;padding:0;\
+             line-height:1.2;text-align:left;direction:ltr;white-space:pre\">x</div>",
             "a &bogus; b",
             "a & b",
             "<div",
@@ -312,6 +529,14 @@ mod tests {
             "<div dir=\"ltr\"><div class=\"gmail_default\">x</div></div>",
             "<div class=\"pre\">x<br>y</div>",
             "<meta charset=\"utf-8\"><p lang=\"de-CH\">x</p>",
+            // Gmail's default font, Outlook's and Apple Mail's styles.
+            "<div dir=\"ltr\"><div class=\"gmail_default\" \
+             style=\"font-family:arial,helvetica,sans-serif;font-size:small;color:#000000\">\
+             x</div></div>",
+            "<div style=\"font-family:Calibri,sans-serif;font-size:11pt\">x</div>",
+            "<body style=\"word-wrap: break-word; -webkit-nbsp-mode: space; \
+             line-break: after-white-space;\">x</body>",
+            "<pre style=\"font-family:'Courier New',monospace;margin:0 0 1em\">x</pre>",
         ] {
             assert!(visible_text(html.as_bytes()).is_ok(), "{html}");
         }

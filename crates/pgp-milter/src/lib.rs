@@ -8,7 +8,12 @@
 //!   input, a panic in it is an error);
 //! * [`packets`]: the message grammar over rpgp's packets, PKESK recipients;
 //! * [`keyring`]: the public keys of `keyring_dir`, by e-mail address;
-//! * [`detect`]: what a parsed MIME message is (encrypted, signed, plain);
+//! * [`mime`]: the strict streaming MIME reader (header fields, RFC 2046
+//!   structure, transfer decoding), sans-IO;
+//! * [`payload`]: the streaming OpenPGP payload reader of one leaf
+//!   (armor, packet framing, grammar, ciphertext randomness);
+//! * [`detect`]: what a message is (encrypted, signed, plain), judged on
+//!   the reader's events as the bytes arrive;
 //! * [`html`]: the text of an HTML alternative that is only markup around
 //!   a repeated armor;
 //! * [`policy`]: who is checked, what passes, what the refusal says;
@@ -25,6 +30,7 @@ pub mod detect;
 pub mod html;
 pub mod keyring;
 pub mod milter;
+pub mod mime;
 pub mod openpgp;
 pub mod packets;
 pub mod payload;

@@ -10,19 +10,11 @@ use minimilter::{
 use tracing::{debug, info};
 
 use crate::address::Address;
-use crate::detect::{self, Detection, NotPgp};
-use crate::packets::KeyTarget;
+use crate::detect::{Detection, Detector, NotPgp, Wanted};
 use crate::policy::{Bounces, Decision, Policy, RecipientClass};
-use crate::report::{self, NotReport, Report};
+use crate::report;
 
-/// Most text (bytes other than white space) allowed in the preamble of a
-/// top-level multipart, and again in its epilogue. Readers ignore both
-/// (RFC 2046 §5.1.1; Thunderbird's MIME parser drops their lines), but the
-/// bytes are stored in the mailbox in the clear, so they must not become a
-/// channel for plaintext of any size. Clients write a line at most there
-/// (Enigmail: "This is an OpenPGP/MIME encrypted message (RFC 4880 and
-/// 3156)"); a list or a gateway may append a short footer.
-pub const MAX_OUTER_TEXT: usize = 4096;
+pub use crate::detect::MAX_OUTER_TEXT;
 
 /// The OpenPGP-only milter.
 #[derive(Debug, Clone, Default)]
@@ -54,24 +46,17 @@ pub struct MessageState {
     sender_exempt: bool,
     /// Whether the accepted recipients are enforced (set by the first one).
     enforced: Option<bool>,
-    /// Headers as `Name: value` CRLF lines, the blank line, then the body.
-    data: Vec<u8>,
-    body_start: Option<usize>,
-    /// Boundary of a top-level multipart: the structure is decided as soon
-    /// as its closing delimiter has arrived; only the epilogue follows.
-    boundary: Option<String>,
-    /// Body bytes received (the cap is on these; `data` is handed to the
-    /// detector when a decision is taken early).
-    body_seen: usize,
-    /// Text around the top-level multipart, counted so far.
-    outer: OuterText,
-    /// Body bytes already searched for the closing delimiter.
-    scanned: usize,
+    /// Judges the message as it arrives (header lines, then body chunks).
+    detector: Option<Box<Detector>>,
+    /// Header bytes seen (bounded by `max_body_bytes` too).
+    header_bytes: usize,
     /// The headers alone exceeded the cap.
     headers_overflow: bool,
-    /// Taken before end of message, at the closing delimiter: an
-    /// acceptance still waits for the epilogue to be read.
-    decision: Option<Decision>,
+    /// Body bytes received.
+    body_seen: usize,
+    /// The whole message, kept only for a possible delivery status report
+    /// (null sender, `bounces = accept-reports`), which is read whole.
+    report_data: Vec<u8>,
 }
 
 /// Text (bytes other than ASCII white space) in the preamble and in the
@@ -118,20 +103,6 @@ pub fn outer_text(body: &[u8], boundary: &[u8]) -> OuterText {
     t
 }
 
-impl MessageState {
-    fn body_len(&self) -> usize {
-        self.body_start.map_or(0, |s| self.data.len() - s)
-    }
-
-    /// Counts the preamble and the epilogue so far, before `data` goes to
-    /// the detector.
-    fn count_outer(&mut self) {
-        if let (Some(b), Some(start)) = (&self.boundary, self.body_start) {
-            self.outer = outer_text(&self.data[start..], b.as_bytes());
-        }
-    }
-}
-
 fn verdict(d: &Decision) -> Verdict {
     match d {
         Decision::Accept(_) => Verdict::Accept,
@@ -171,58 +142,29 @@ fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
     );
 }
 
-/// What the detector found: the detection; when asked for and the
-/// message is encrypted, the PKESK recipients of each encrypted block; and
-/// when asked for (null sender, `bounces = accept-reports`) and the message
-/// is not OpenPGP, whether it is a delivery status report.
-#[derive(Debug)]
-struct Found {
-    detection: Detection,
-    targets: Option<Vec<Vec<KeyTarget>>>,
-    report: Option<Result<Report, NotReport>>,
+/// The refusal of a message over `message_size_limit`: what Postfix
+/// answers for its own `message_size_limit`, so a client sees the same.
+fn size_limit() -> Decision {
+    let reply = SmtpReply::new(552, Some("5.3.4"), "Message size exceeds fixed limit")
+        .expect("a valid fixed reply");
+    Decision::Reject(reply, "message size exceeds message_size_limit".into())
 }
 
-/// What to collect besides the detection.
-#[derive(Debug, Clone, Copy)]
-struct Wanted {
-    keys: bool,
-    report: bool,
-}
-
-fn detect_all(data: &[u8], wanted: Wanted) -> Found {
-    let detection = detect::detect(data);
-    let mut found = Found {
-        detection,
-        targets: None,
-        report: None,
-    };
-    match found.detection {
-        Detection::Encrypted(_) if wanted.keys => match detect::encrypted_to(data) {
-            Ok(targets) => found.targets = Some(targets),
-            Err(e) => {
-                found.detection =
-                    Detection::Plain(NotPgp::Internal(format!("collecting recipient keys: {e}")))
-            }
-        },
-        Detection::Plain(NotPgp::Internal(_)) => {}
-        Detection::Plain(_) | Detection::Signed(_) if wanted.report => {
-            found.report = Some(report::delivery_report(data));
-        }
-        _ => {}
-    }
-    found
-}
-
-/// Runs the detector on a blocking thread whatever the message size: a
-/// small message can cost a decompression budget's worth of work.
-async fn run_detect(data: Vec<u8>, wanted: Wanted) -> Found {
-    tokio::task::spawn_blocking(move || detect_all(&data, wanted))
-        .await
-        .unwrap_or_else(|e| Found {
-            detection: Detection::Plain(NotPgp::Internal(format!("detector task: {e}"))),
-            targets: None,
-            report: None,
-        })
+/// Runs `f` on the message's detector on a blocking thread: any step may
+/// reach rpgp (a leaf ends inside the chunk), and a small message can cost
+/// a decompression budget's worth of work, which must not stall the async
+/// workers serving the other connections.
+async fn off_worker<T: Send + 'static>(
+    detector: Box<Detector>,
+    f: impl FnOnce(&mut Detector) -> T + Send + 'static,
+) -> Result<(Box<Detector>, T), String> {
+    tokio::task::spawn_blocking(move || {
+        let mut d = detector;
+        let t = f(&mut d);
+        (d, t)
+    })
+    .await
+    .map_err(|e| format!("detector task: {e}"))
 }
 
 impl PgpMilter {
@@ -234,50 +176,68 @@ impl PgpMilter {
         Some(d)
     }
 
-    /// Detects and judges the whole message in `msg.data` (taken).
-    async fn judge(&self, msg: &mut MessageState) -> Decision {
-        let body_bytes = msg.body_seen;
-        let data = std::mem::take(&mut msg.data);
-        let wanted = Wanted {
-            keys: self.policy.require_recipient_key,
-            report: self.wants_report(&msg.sender),
-        };
-        let found = run_detect(data, wanted).await;
-        let decision =
+    /// The detector of the message, made at its first header line.
+    fn detector<'a>(&self, msg: &'a mut MessageState) -> &'a mut Box<Detector> {
+        let keys = self.policy.require_recipient_key;
+        let limit = self.policy.max_body_bytes;
+        msg.detector
+            .get_or_insert_with(|| Box::new(Detector::with_limit(Wanted { keys }, limit)))
+    }
+
+    /// A refusal proven before the end of the message, if one may be given
+    /// now (a possible delivery report is judged whole, at the end).
+    fn early(&self, msg: &MessageState) -> Option<Decision> {
+        let why = msg.detector.as_ref()?.refused()?;
+        if self.wants_report(&msg.sender) {
+            return None;
+        }
+        Some(
             self.policy
-                .judge_message(&found.detection, found.targets.as_deref(), &msg.rcpts);
+                .judge_message(&Detection::Plain(why.clone()), None, &msg.rcpts),
+        )
+    }
+
+    /// Judges the whole message at its end.
+    async fn judge(&self, msg: &mut MessageState) -> Decision {
+        let report_data = std::mem::take(&mut msg.report_data);
+        let wants_report = self.wants_report(&msg.sender);
+        let detector = msg.detector.take().unwrap_or_else(|| {
+            let mut d = Box::new(Detector::with_limit(Wanted::default(), 0));
+            d.feed(b"\r\n");
+            d
+        });
+        let run = move |d: &mut Detector| {
+            let found = std::mem::replace(d, Detector::with_limit(Wanted::default(), 0)).finish();
+            // The report is read with a lenient parser: only a message the
+            // strict reader read without refusing is given to it.
+            let report = match &found.detection {
+                Detection::Plain(NotPgp::Mime(_) | NotPgp::Internal(_)) => None,
+                Detection::Plain(_) | Detection::Signed(_) if wants_report => {
+                    Some(report::delivery_report(&report_data))
+                }
+                _ => None,
+            };
+            (found, report)
+        };
+        let (found, report) = match off_worker(detector, run).await {
+            Ok((_, r)) => r,
+            Err(e) => return self.policy.tempfail(&e),
+        };
+        let targets = self
+            .policy
+            .require_recipient_key
+            .then_some(found.targets.as_slice());
+        let decision = self
+            .policy
+            .judge_message(&found.detection, targets, &msg.rcpts);
         self.policy
-            .judge_bounce(&msg.sender, decision, found.report.as_ref(), body_bytes)
+            .judge_bounce(&msg.sender, decision, report.as_ref(), msg.body_seen)
     }
 
     /// Whether a message from `sender` may pass as a delivery status
     /// report (null sender, `bounces = accept-reports`).
     fn wants_report(&self, sender: &str) -> bool {
         sender.is_empty() && self.policy.bounces == Bounces::AcceptReports
-    }
-
-    /// An acceptance stands only while the text around the multipart stays
-    /// within `MAX_OUTER_TEXT`.
-    fn check_outer(&self, msg: &MessageState, d: Decision) -> Decision {
-        if !matches!(d, Decision::Accept(_)) {
-            return d;
-        }
-        let t = msg.outer;
-        let (n, where_) = if t.preamble > MAX_OUTER_TEXT {
-            (t.preamble, "before the first boundary (preamble)")
-        } else if t.epilogue > MAX_OUTER_TEXT {
-            (t.epilogue, "after the closing boundary (epilogue)")
-        } else {
-            return d;
-        };
-        let n = if n > MAX_OUTER_TEXT * 2 {
-            format!("more than {}", MAX_OUTER_TEXT * 2)
-        } else {
-            n.to_string()
-        };
-        self.policy.reject(&format!(
-            "{n} bytes of text {where_}, at most {MAX_OUTER_TEXT}"
-        ))
     }
 
     fn too_large(&self) -> Decision {
@@ -348,21 +308,29 @@ impl Milter for PgpMilter {
     }
 
     async fn header(&self, cx: Ctx<'_, Self>, header: &Header) -> StepResult {
-        // Headers are kept too (for the MIME structure); the same cap bounds them.
-        if cx.msg.data.len() + header.name.len() + header.value.len() > self.policy.max_body_bytes {
+        // The headers go to the reader (the MIME structure starts there),
+        // one line at a time. Only a possible report keeps them, within
+        // `max_body_bytes`.
+        cx.msg.header_bytes += header.name.len() + header.value.len() + 4;
+        if self.wants_report(&cx.msg.sender) && cx.msg.header_bytes > self.policy.max_body_bytes {
             cx.msg.headers_overflow = true;
             return Ok(Verdict::Continue);
         }
-        let data = &mut cx.msg.data;
-        data.extend_from_slice(&header.name);
-        data.extend_from_slice(b": ");
-        for (i, line) in header.value.split(|&b| b == b'\n').enumerate() {
+        let mut line = Vec::with_capacity(header.name.len() + header.value.len() + 4);
+        line.extend_from_slice(&header.name);
+        line.extend_from_slice(b": ");
+        for (i, l) in header.value.split(|&b| b == b'\n').enumerate() {
             if i > 0 {
-                data.extend_from_slice(b"\r\n");
+                line.extend_from_slice(b"\r\n");
             }
-            data.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+            line.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
         }
-        data.extend_from_slice(b"\r\n");
+        line.extend_from_slice(b"\r\n");
+        if self.wants_report(&cx.msg.sender) {
+            cx.msg.report_data.extend_from_slice(&line);
+        }
+        // A header line never reaches rpgp (no part has begun): read here.
+        self.detector(cx.msg).feed(&line);
         Ok(Verdict::Continue)
     }
 
@@ -375,91 +343,75 @@ impl Milter for PgpMilter {
             log_decision(&cx, &d);
             return Ok(verdict(&d));
         }
-        cx.msg.data.extend_from_slice(b"\r\n");
-        cx.msg.body_start = Some(cx.msg.data.len());
-        cx.msg.boundary = detect::top_boundary(&cx.msg.data);
+        if self.wants_report(&cx.msg.sender) {
+            cx.msg.report_data.extend_from_slice(b"\r\n");
+        }
+        self.detector(cx.msg).feed(b"\r\n");
+        if let Some(d) = self.early(cx.msg) {
+            log_decision(&cx, &d);
+            return Ok(verdict(&d));
+        }
         Ok(Verdict::Continue)
     }
 
     async fn body(&self, cx: Ctx<'_, Self>, chunk: Bytes) -> StepResult {
-        if cx.msg.body_start.is_none() {
-            cx.msg.body_start = Some(cx.msg.data.len());
-        }
         cx.msg.body_seen += chunk.len();
-        if cx.msg.body_seen > self.policy.max_body_bytes {
-            let d = self.too_large();
+        if let Some(limit) = self.policy.message_size_limit
+            && cx.msg.body_seen > limit
+        {
+            let d = size_limit();
             log_decision(&cx, &d);
             return Ok(verdict(&d));
         }
-        if let Some(d) = cx.msg.decision.take() {
-            // Accepted at the closing delimiter: only the epilogue is
-            // left, read (not skipped) so that its text stays bounded.
-            cx.msg.outer.epilogue += text_bytes(&chunk);
-            let d = self.check_outer(cx.msg, d);
-            if let Decision::Accept(_) = d {
-                cx.msg.decision = Some(d);
-                return Ok(Verdict::Continue);
-            }
-            log_decision(&cx, &d);
-            return Ok(verdict(&d));
-        }
-        cx.msg.data.extend_from_slice(&chunk);
         if self.wants_report(&cx.msg.sender) {
+            if cx.msg.body_seen > self.policy.max_body_bytes {
+                let d = self.too_large();
+                log_decision(&cx, &d);
+                return Ok(verdict(&d));
+            }
             // A report is judged on the whole message: its size against
             // `max_bounce_bytes` and its epilogue (which must be blank)
-            // included. Skipping after the closing boundary would let any
-            // amount of text after it through unread.
-            return Ok(Verdict::Continue);
+            // included.
+            cx.msg.report_data.extend_from_slice(&chunk);
         }
-        let Some(boundary) = &cx.msg.boundary else {
-            return Ok(Verdict::Continue);
+        let detector = match cx.msg.detector.take() {
+            Some(d) => d,
+            None => {
+                // No header at all: the blank line ends an empty header.
+                let d = self.detector(cx.msg);
+                d.feed(b"\r\n");
+                cx.msg.detector.take().expect("just made")
+            }
         };
-        // Search the new bytes, from the start of the line they continue
-        // (a delimiter line may span two chunks). A line already longer
-        // than a delimiter line is skipped, so the work stays linear.
-        let start = cx.msg.body_start.unwrap_or(0);
-        let done = start + cx.msg.scanned;
-        let window = done.saturating_sub(boundary.len() + 8).max(start);
-        let data = &cx.msg.data;
-        let from = match data[window..done].iter().rposition(|&b| b == b'\n') {
-            Some(i) => window + i + 1,
-            None if window == start => start,
-            None => data[done..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(data.len(), |i| done + i + 1),
-        };
-        let closed = detect::has_closing_delimiter(&cx.msg.data[from..], boundary.as_bytes());
-        cx.msg.scanned = cx.msg.body_len();
-        if !closed {
+        if detector.refused().is_some() {
+            // Already refused (report mode reads on for the report only).
+            cx.msg.detector = Some(detector);
             return Ok(Verdict::Continue);
         }
-        // The top-level multipart is complete: only the epilogue can follow.
-        // A refusal is final now; an acceptance holds unless the epilogue
-        // grows too long, so the rest is still read (no SKIP).
-        cx.msg.count_outer();
-        let d = self.judge(cx.msg).await;
-        let d = self.check_outer(cx.msg, d);
-        if let Decision::Accept(_) = d {
-            cx.msg.decision = Some(d);
-            return Ok(Verdict::Continue);
+        match off_worker(detector, move |d| {
+            d.feed(&chunk);
+        })
+        .await
+        {
+            Ok((d, ())) => cx.msg.detector = Some(d),
+            Err(e) => {
+                let d = self.policy.tempfail(&e);
+                log_decision(&cx, &d);
+                return Ok(verdict(&d));
+            }
         }
-        log_decision(&cx, &d);
-        Ok(verdict(&d))
+        if let Some(d) = self.early(cx.msg) {
+            log_decision(&cx, &d);
+            return Ok(verdict(&d));
+        }
+        Ok(Verdict::Continue)
     }
 
     async fn end_of_message(&self, cx: Ctx<'_, Self>, _mods: &mut Modifications) -> StepResult {
         if let Some(d) = self.exempt_decision(&cx) {
             return Ok(verdict(&d));
         }
-        let d = match cx.msg.decision.take() {
-            Some(d) => d,
-            None => {
-                cx.msg.count_outer();
-                let d = self.judge(cx.msg).await;
-                self.check_outer(cx.msg, d)
-            }
-        };
+        let d = self.judge(cx.msg).await;
         log_decision(&cx, &d);
         Ok(verdict(&d))
     }

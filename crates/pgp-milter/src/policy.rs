@@ -254,8 +254,14 @@ impl Decision {
 pub struct Policy {
     /// What passes.
     pub require: Require,
-    /// Body bytes read at most; a message not proven within them is refused.
+    /// What is kept whole at most: the parts a rule reads as a whole (an
+    /// HTML twin and its text, a signature part) and a possible delivery
+    /// report (null sender, `bounces = accept-reports`). Everything else
+    /// is judged as it streams, whatever the message size.
     pub max_body_bytes: usize,
+    /// Largest message body accepted, refused like Postfix's
+    /// `message_size_limit` (`552 5.3.4`); `None` (default): no limit.
+    pub message_size_limit: Option<usize>,
     /// Let mail from authenticated clients (`{auth_authen}` set) through.
     pub skip_authenticated: bool,
     /// Recipient domains checked (canonical, see [`canonical_domain`]);
@@ -309,6 +315,7 @@ impl Default for Policy {
         Policy {
             require: Require::Encrypted,
             max_body_bytes: 16 << 20,
+            message_size_limit: None,
             skip_authenticated: true,
             enforce_domains: Vec::new(),
             exempt_senders: Vec::new(),

@@ -356,14 +356,24 @@ fn armor_with_blank_lines_passes_as_gnupg_reads_it_and_a_cut_one_is_truncated() 
     // The END line missing: at the end of the text, or with a signature
     // line after the armor.
     let cut = lines[..end].join("\n") + "\n";
-    for (what, text) in [
-        ("cut", cut.clone()),
-        ("cut, then text", format!("{cut}\n-- \nBob\n")),
+    // (The streaming armor reader names the signature line it finds
+    // inside the block.)
+    for (what, text, why) in [
+        (
+            "cut",
+            cut.clone(),
+            "armor is truncated (no END line for BEGIN PGP MESSAGE)",
+        ),
+        (
+            "cut, then text",
+            format!("{cut}\n-- \nBob\n"),
+            "malformed armor: unexpected -- inside BEGIN PGP MESSAGE",
+        ),
     ] {
         let d = detect(&support::inline(what, &text, support::Cte::SevenBit, false));
         assert_eq!(
             d.to_string(),
-            "invalid OpenPGP data: armor is truncated (no END line for BEGIN PGP MESSAGE)",
+            format!("invalid OpenPGP data: {why}"),
             "{what}"
         );
     }

@@ -1027,7 +1027,11 @@ proptest! {
             ("attachment", attachment(&data)),
         ] {
             let d = detect_checked(&m)?;
-            if exact || is_encrypted(&d) {
+            // The reference does not model the randomness test: encrypted
+            // data that is not random (these bodies are generated, not
+            // ciphertext) may be refused where the reference accepts.
+            let not_random = d.to_string().contains("not ciphertext");
+            if (exact && !not_random) || is_encrypted(&d) {
                 prop_assert_eq!(is_encrypted(&d), want, "{} {}: {:02x?}", form, d, data);
             }
         }
@@ -1162,9 +1166,18 @@ fn pathological_inputs_finish() {
     let mut chain = vec![
         0xC3, 0x0D, 4, 9, 3, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xD2, 0xE9, 1,
     ];
-    chain.extend([0u8; 511]);
+    // The encrypted data must look random (ciphertext does): a fixed
+    // pseudo-random stream, not zeros.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut random = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 24) as u8
+    };
+    chain.extend((0..511).map(|_| random()));
     for _ in 0..100_000 {
-        chain.extend([0xE0, 1]);
+        chain.extend([0xE0, random()]);
     }
     chain.push(0);
     cases.push((

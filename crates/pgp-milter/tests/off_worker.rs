@@ -93,7 +93,9 @@ async fn a_small_hostile_message_is_judged_off_the_async_worker() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|(target, _)| target.starts_with("pgp_milter::openpgp"))
+        .filter(|(target, _)| {
+            target.starts_with("pgp_milter::openpgp") || target.starts_with("pgp_milter::detect")
+        })
         .map(|(_, t)| *t)
         .collect();
     assert!(!threads.is_empty(), "the budget event was not logged");

@@ -172,7 +172,7 @@ pub fn packets(data: &[u8]) -> Result<Vec<PacketInfo>, OpenPgpError> {
     parsed
 }
 
-pub use budget::per_message;
+pub use budget::{per_message, resume_message};
 
 /// The decompression budget of one message, shared by all its parts.
 ///
@@ -218,6 +218,27 @@ mod budget {
         let _restore = Restore(
             LEFT.with(|l| l.replace(Some(MAX_DECOMPRESSED_BYTES as u64))),
             EXCEEDED.with(|e| e.replace(false)),
+        );
+        f()
+    }
+
+    /// Like [`per_message`] for a message judged in several steps (as its
+    /// bytes arrive): `left` carries the budget from one step to the next
+    /// (start it at [`MAX_DECOMPRESSED_BYTES`]).
+    pub fn resume_message<T>(left: &mut u64, f: impl FnOnce() -> T) -> T {
+        struct Restore<'a>(Option<u64>, bool, &'a mut u64);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                *self.2 = LEFT.with(Cell::get).unwrap_or(0);
+                LEFT.with(|l| l.set(self.0));
+                EXCEEDED.with(|e| e.set(self.1));
+            }
+        }
+        let start = *left;
+        let _restore = Restore(
+            LEFT.with(|l| l.replace(Some(start))),
+            EXCEEDED.with(|e| e.replace(false)),
+            left,
         );
         f()
     }

@@ -596,7 +596,7 @@ pub fn cases() -> Vec<Case> {
         case(
             "garbage armor",
             plain("p5", &garbage),
-            "invalid OpenPGP data: bad or truncated OpenPGP packet header",
+            "invalid OpenPGP data: not an OpenPGP packet header at offset 0",
             false,
             false,
         ),

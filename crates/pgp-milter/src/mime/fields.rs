@@ -1,0 +1,664 @@
+//! The header fields of one MIME entity (RFC 5322 §2.2, RFC 2045 §5–6,
+//! RFC 2183), read strictly.
+//!
+//! Only the MIME fields are kept (`Content-Type`,
+//! `Content-Transfer-Encoding`, `Content-Disposition`); every other field is
+//! checked for its syntax and dropped. Refused, because readers read them
+//! differently: white space before a field's colon, a line that is not a
+//! field, lines over 998 octets, mixed line ends, a MIME field given twice,
+//! a parameter given twice, comments or encoded words in the structural
+//! fields, RFC 2231 encoding of a structural parameter, a media type that
+//! is not `type/subtype`, an unknown transfer encoding, a boundary RFC 2046
+//! does not allow.
+
+use super::MimeError;
+
+/// Longest header line (RFC 5322 §2.1.1), without its line end.
+pub const MAX_LINE: usize = 998;
+/// Longest unfolded MIME field kept (several folded lines).
+pub const MAX_FIELD: usize = 8192;
+
+/// A transfer encoding (RFC 2045 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `7bit` (also the default).
+    SevenBit,
+    /// `8bit`.
+    EightBit,
+    /// `binary`.
+    Binary,
+    /// `quoted-printable`.
+    QuotedPrintable,
+    /// `base64`.
+    Base64,
+}
+
+impl Encoding {
+    /// No decoding needed (7bit, 8bit, binary): the only encodings a
+    /// multipart or an encapsulated message may have (RFC 2045 §6.4).
+    pub fn is_identity(self) -> bool {
+        matches!(
+            self,
+            Encoding::SevenBit | Encoding::EightBit | Encoding::Binary
+        )
+    }
+
+    fn parse(value: &str) -> Result<Encoding, MimeError> {
+        let v = value.trim_matches([' ', '\t']);
+        if v.contains('(') {
+            return Err(MimeError::ambiguous("comment in Content-Transfer-Encoding"));
+        }
+        if v.contains("=?") {
+            return Err(MimeError::ambiguous(
+                "encoded word in Content-Transfer-Encoding",
+            ));
+        }
+        Ok(match v.to_ascii_lowercase().as_str() {
+            "7bit" => Encoding::SevenBit,
+            "8bit" => Encoding::EightBit,
+            "binary" => Encoding::Binary,
+            "quoted-printable" => Encoding::QuotedPrintable,
+            "base64" => Encoding::Base64,
+            _ => {
+                return Err(MimeError::ambiguous(format!(
+                    "unknown Content-Transfer-Encoding {:?}",
+                    shorten(v)
+                )));
+            }
+        })
+    }
+}
+
+/// A media type: `type/subtype` (lowercase) and its parameters (names
+/// lowercase, values as written, quotes removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaType {
+    /// `text`, `multipart`, ...
+    pub type_: String,
+    /// `plain`, `mixed`, ...
+    pub subtype: String,
+    /// In order; no name twice.
+    pub params: Vec<(String, String)>,
+}
+
+impl MediaType {
+    /// `type/subtype`.
+    pub fn essence(&self) -> String {
+        format!("{}/{}", self.type_, self.subtype)
+    }
+
+    /// A parameter's value (name in lowercase).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn default_for(message: bool) -> MediaType {
+        let (t, s) = if message {
+            ("message", "rfc822")
+        } else {
+            ("text", "plain")
+        };
+        MediaType {
+            type_: t.into(),
+            subtype: s.into(),
+            params: Vec::new(),
+        }
+    }
+}
+
+/// One MIME entity as its header fields describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// 0 for the message, 1 for its parts, and so on (an encapsulated
+    /// message is one deeper than its `message/rfc822` part).
+    pub depth: usize,
+    /// From `Content-Type`, or the default (`text/plain`, or
+    /// `message/rfc822` in a `multipart/digest`).
+    pub media: MediaType,
+    /// True if there was no `Content-Type` field.
+    pub defaulted: bool,
+    /// From `Content-Transfer-Encoding` (default `7bit`).
+    pub encoding: Encoding,
+    /// The disposition type (`inline`, `attachment`), lowercase.
+    pub disposition: Option<String>,
+    /// `filename` of `Content-Disposition`, else `name` of `Content-Type`
+    /// (as written; RFC 2231 or RFC 2047 forms are not decoded).
+    pub filename: Option<String>,
+}
+
+impl Part {
+    /// `type/subtype`.
+    pub fn essence(&self) -> String {
+        self.media.essence()
+    }
+}
+
+/// Parameters whose value decides the structure or the protocol: they
+/// must be plain (no RFC 2231 encoding, no encoded words, no backslash).
+const STRUCTURAL_PARAMS: [&str; 5] = ["boundary", "protocol", "report-type", "type", "micalg"];
+
+/// The MIME fields being collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    ContentType,
+    Encoding,
+    Disposition,
+}
+
+/// Header lines of one entity, fed one by one.
+#[derive(Debug, Default)]
+pub struct HeaderBlock {
+    /// The line end of the first line (`true` for CRLF).
+    crlf: Option<bool>,
+    /// The field being unfolded, if it is one we keep.
+    current: Option<(Which, Vec<u8>)>,
+    /// Whether any field has started (a continuation needs one).
+    started: bool,
+    content_type: Option<Vec<u8>>,
+    encoding: Option<Vec<u8>>,
+    disposition: Option<Vec<u8>>,
+}
+
+impl HeaderBlock {
+    /// One header line without its line end (`crlf`: it ended in CRLF,
+    /// else LF). The structure layer has refused NUL and bare CR already.
+    pub fn line(&mut self, line: &[u8], crlf: bool) -> Result<(), MimeError> {
+        if line.len() > MAX_LINE {
+            return Err(MimeError::ambiguous(format!(
+                "header line longer than {MAX_LINE} octets"
+            )));
+        }
+        match self.crlf {
+            None => self.crlf = Some(crlf),
+            Some(c) if c != crlf => {
+                return Err(MimeError::ambiguous(
+                    "mixed line ends (CRLF and LF) in one part's header",
+                ));
+            }
+            Some(_) => {}
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if !self.started {
+                return Err(MimeError::ambiguous(
+                    "header starts with a continuation line",
+                ));
+            }
+            if let Some((_, value)) = &mut self.current {
+                if value.len() + line.len() > MAX_FIELD {
+                    return Err(MimeError::malformed(format!(
+                        "MIME header field longer than {MAX_FIELD} octets"
+                    )));
+                }
+                value.extend_from_slice(line);
+            }
+            return Ok(());
+        }
+        self.close_field()?;
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err(MimeError::ambiguous(format!(
+                "header line without a colon: {:?}",
+                shorten(&String::from_utf8_lossy(line))
+            )));
+        };
+        let name = &line[..colon];
+        if name.last().is_some_and(|b| matches!(b, b' ' | b'\t')) {
+            return Err(MimeError::ambiguous(format!(
+                "white space before the colon of header field {:?}",
+                shorten(&String::from_utf8_lossy(name.trim_ascii_end()))
+            )));
+        }
+        if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
+            return Err(MimeError::ambiguous(format!(
+                "malformed header field name {:?}",
+                shorten(&String::from_utf8_lossy(name))
+            )));
+        }
+        self.started = true;
+        let which = if name.eq_ignore_ascii_case(b"Content-Type") {
+            Some(Which::ContentType)
+        } else if name.eq_ignore_ascii_case(b"Content-Transfer-Encoding") {
+            Some(Which::Encoding)
+        } else if name.eq_ignore_ascii_case(b"Content-Disposition") {
+            Some(Which::Disposition)
+        } else {
+            None
+        };
+        self.current = which.map(|w| (w, line[colon + 1..].to_vec()));
+        Ok(())
+    }
+
+    /// The message ends in this header line (no line end).
+    pub fn last_line(&mut self, line: &[u8]) -> Result<(), MimeError> {
+        let crlf = self.crlf.unwrap_or(true);
+        self.line(line, crlf)
+    }
+
+    fn close_field(&mut self) -> Result<(), MimeError> {
+        let Some((which, value)) = self.current.take() else {
+            return Ok(());
+        };
+        let (slot, name) = match which {
+            Which::ContentType => (&mut self.content_type, "Content-Type"),
+            Which::Encoding => (&mut self.encoding, "Content-Transfer-Encoding"),
+            Which::Disposition => (&mut self.disposition, "Content-Disposition"),
+        };
+        if slot.is_some() {
+            return Err(MimeError::ambiguous(format!("2 {name} headers")));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    /// The blank line came: the entity these fields describe, at `depth`;
+    /// `in_digest`: a part of a `multipart/digest` (default type
+    /// `message/rfc822`).
+    pub fn finish(mut self, depth: usize, in_digest: bool) -> Result<Part, MimeError> {
+        self.close_field()?;
+        let (media, defaulted) = match &self.content_type {
+            Some(v) => (parse_content_type(&text(v, "Content-Type")?)?, false),
+            None => (MediaType::default_for(in_digest), true),
+        };
+        let encoding = match &self.encoding {
+            Some(v) => Encoding::parse(&text(v, "Content-Transfer-Encoding")?)?,
+            None => Encoding::SevenBit,
+        };
+        let (disposition, dparams) = match &self.disposition {
+            Some(v) => {
+                let (d, p) = parse_disposition(&text(v, "Content-Disposition")?)?;
+                (Some(d), p)
+            }
+            None => (None, Vec::new()),
+        };
+        let named = |params: &[(String, String)], base: &str| {
+            params
+                .iter()
+                .find(|(n, _)| {
+                    n == base || n.strip_prefix(base).is_some_and(|r| r.starts_with('*'))
+                })
+                .map(|(_, v)| v.clone())
+        };
+        let filename = named(&dparams, "filename").or_else(|| named(&media.params, "name"));
+        Ok(Part {
+            depth,
+            media,
+            defaulted,
+            encoding,
+            disposition,
+            filename,
+        })
+    }
+}
+
+/// A MIME field's value as text: 8-bit bytes are not allowed in these.
+fn text(v: &[u8], name: &str) -> Result<String, MimeError> {
+    if !v.is_ascii() {
+        return Err(MimeError::ambiguous(format!("8-bit bytes in {name}")));
+    }
+    Ok(String::from_utf8_lossy(v).into_owned())
+}
+
+/// At most 40 characters of a value, for a reason.
+fn shorten(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// RFC 2045 §5.1 `tspecials`.
+fn is_tspecial(c: char) -> bool {
+    "()<>@,;:\\\"/[]?=".contains(c)
+}
+
+/// RFC 2045 token character.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii() && !c.is_ascii_control() && c != ' ' && !is_tspecial(c)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_token_char)
+}
+
+/// `type/subtype *(; parameter)`, strictly.
+pub fn parse_content_type(value: &str) -> Result<MediaType, MimeError> {
+    if has_comment(value) {
+        return Err(MimeError::ambiguous("comment in Content-Type"));
+    }
+    let (head, rest) = split_head(value);
+    let head = head.trim_matches([' ', '\t']);
+    let not_type = || {
+        MimeError::ambiguous(format!(
+            "Content-Type {:?} is not type/subtype",
+            shorten(head)
+        ))
+    };
+    let (t, s) = head.split_once('/').ok_or_else(not_type)?;
+    if !is_token(t) || !is_token(s) {
+        return Err(not_type());
+    }
+    let params = parse_params(rest, "Content-Type")?;
+    let media = MediaType {
+        type_: t.to_ascii_lowercase(),
+        subtype: s.to_ascii_lowercase(),
+        params,
+    };
+    if let Some(b) = media.param("boundary") {
+        check_boundary(b)?;
+    }
+    Ok(media)
+}
+
+fn parse_disposition(value: &str) -> Result<(String, Vec<(String, String)>), MimeError> {
+    if has_comment(value) {
+        return Err(MimeError::ambiguous("comment in Content-Disposition"));
+    }
+    let (head, rest) = split_head(value);
+    let head = head.trim_matches([' ', '\t']);
+    if !is_token(head) {
+        return Err(MimeError::ambiguous(format!(
+            "Content-Disposition {:?} is not a disposition type",
+            shorten(head)
+        )));
+    }
+    Ok((
+        head.to_ascii_lowercase(),
+        parse_params(rest, "Content-Disposition")?,
+    ))
+}
+
+/// Splits at the first `;` (the head holds no quotes).
+fn split_head(value: &str) -> (&str, &str) {
+    match value.find(';') {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, ""),
+    }
+}
+
+/// True if `(` appears outside a quoted string.
+fn has_comment(value: &str) -> bool {
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in value.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => quoted = !quoted,
+            (false, _, '(') => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// `*(";" attribute "=" value)`; `rest` is empty or starts with `;`.
+fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeError> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut s = rest;
+    let malformed = |s: &str| {
+        MimeError::ambiguous(format!(
+            "malformed parameter in {field}: {:?}",
+            shorten(s.trim_start_matches([' ', '\t', ';']))
+        ))
+    };
+    loop {
+        s = s.trim_start_matches([' ', '\t']);
+        if s.is_empty() {
+            return Ok(params);
+        }
+        let Some(after) = s.strip_prefix(';') else {
+            return Err(malformed(s));
+        };
+        s = after.trim_start_matches([' ', '\t']);
+        if s.is_empty() || s.starts_with(';') {
+            // An empty parameter (`; ;` or a trailing `;`): nothing to read
+            // differently.
+            continue;
+        }
+        let end = s.find(|c: char| !is_token_char(c)).unwrap_or(s.len());
+        let name = s[..end].to_ascii_lowercase();
+        if name.is_empty() {
+            return Err(malformed(s));
+        }
+        s = s[end..].trim_start_matches([' ', '\t']);
+        let Some(after) = s.strip_prefix('=') else {
+            return Err(malformed(&name));
+        };
+        s = after.trim_start_matches([' ', '\t']);
+        let (value, had_backslash);
+        if let Some(q) = s.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = q.char_indices();
+            let mut close = None;
+            let mut bs = false;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        bs = true;
+                        match chars.next() {
+                            Some((_, e)) => v.push(e),
+                            None => break,
+                        }
+                    }
+                    '"' => {
+                        close = Some(i);
+                        break;
+                    }
+                    c => v.push(c),
+                }
+            }
+            let Some(close) = close else {
+                return Err(MimeError::ambiguous(format!(
+                    "unterminated quoted string in parameter {name} of {field}"
+                )));
+            };
+            value = v;
+            had_backslash = bs;
+            s = &q[close + 1..];
+        } else {
+            let end = s.find([';', ' ', '\t']).unwrap_or(s.len());
+            let v = &s[..end];
+            if !is_token(v) {
+                return Err(MimeError::ambiguous(format!(
+                    "parameter {name} of {field} holds special characters without quotes"
+                )));
+            }
+            value = v.to_owned();
+            had_backslash = false;
+            s = &s[end..];
+        }
+        let base = name.split('*').next().unwrap_or_default();
+        if STRUCTURAL_PARAMS.contains(&base) {
+            if name != base {
+                return Err(MimeError::ambiguous(format!(
+                    "RFC 2231 encoding of parameter {base} in {field}"
+                )));
+            }
+            if had_backslash {
+                return Err(MimeError::ambiguous(format!(
+                    "backslash in parameter {base} of {field}"
+                )));
+            }
+            if is_encoded_word(&value) {
+                return Err(MimeError::ambiguous(format!(
+                    "encoded word in parameter {base} of {field}"
+                )));
+            }
+        }
+        if params.iter().any(|(n, _)| *n == name)
+            || (STRUCTURAL_PARAMS.contains(&base)
+                && params
+                    .iter()
+                    .any(|(n, _)| n.split('*').next() == Some(base)))
+        {
+            return Err(MimeError::ambiguous(format!(
+                "parameter {name} given twice in {field}"
+            )));
+        }
+        params.push((name, value));
+    }
+}
+
+/// Looks like an RFC 2047 encoded word somewhere (`=?` … `?=`).
+fn is_encoded_word(v: &str) -> bool {
+    v.find("=?").is_some_and(|i| v[i + 2..].contains("?="))
+}
+
+/// RFC 2046 §5.1.1: 1 to 70 of `bchars`, not ending in a space.
+fn check_boundary(b: &str) -> Result<(), MimeError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "'()+_,-./:=? ".contains(c);
+    if b.is_empty() || b.len() > 70 || b.ends_with(' ') || !b.chars().all(ok_char) {
+        return Err(MimeError::ambiguous(format!(
+            "boundary {:?} is not allowed by RFC 2046",
+            shorten(b)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(lines: &[&str]) -> Result<Part, MimeError> {
+        let mut h = HeaderBlock::default();
+        for l in lines {
+            h.line(l.as_bytes(), true)?;
+        }
+        h.finish(0, false)
+    }
+
+    fn refused(lines: &[&str]) -> String {
+        part(lines).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn mime_fields_are_parsed() {
+        let p = part(&[
+            "Subject: x",
+            "Content-Type: Multipart/Encrypted; protocol=\"application/pgp-encrypted\";",
+            "\tboundary=\"b 1\"",
+            "Content-Transfer-Encoding:  7BIT ",
+        ])
+        .unwrap();
+        assert_eq!(p.essence(), "multipart/encrypted");
+        assert_eq!(p.media.param("boundary"), Some("b 1"));
+        assert_eq!(p.media.param("protocol"), Some("application/pgp-encrypted"));
+        assert_eq!(p.encoding, Encoding::SevenBit);
+        let p = part(&[
+            "Content-Type: application/octet-stream; name=\"x.asc\"",
+            "Content-Disposition: attachment; filename*=utf-8''x%20y.asc",
+        ])
+        .unwrap();
+        assert_eq!(p.disposition.as_deref(), Some("attachment"));
+        assert_eq!(p.filename.as_deref(), Some("utf-8''x%20y.asc"));
+        let p = part(&["X: y"]).unwrap();
+        assert!(p.defaulted);
+        assert_eq!(p.essence(), "text/plain");
+        // A trailing semicolon is common and harmless.
+        assert!(part(&["Content-Type: text/plain; charset=utf-8;"]).is_ok());
+    }
+
+    #[test]
+    fn ambiguous_fields_are_refused_by_name() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["Content-Type : text/plain"],
+                "white space before the colon",
+            ),
+            (
+                &["Content-Type: text/plain", "Content-Type: text/html"],
+                "2 Content-Type headers",
+            ),
+            (
+                &[
+                    "Content-Transfer-Encoding: base64",
+                    "content-transfer-encoding: 7bit",
+                ],
+                "2 Content-Transfer-Encoding headers",
+            ),
+            (
+                &["Content-Type: multipart/mixed; boundary=a; boundary=b"],
+                "given twice",
+            ),
+            (
+                &["Content-Type: multipart/mixed; boundary=a; BOUNDARY*=''b"],
+                "RFC 2231",
+            ),
+            (
+                &["Content-Type: multipart/mixed; boundary=\"=?utf-8?q?x?=\""],
+                "encoded word",
+            ),
+            (
+                &["Content-Type: =?utf-8?q?text/plain?="],
+                "not type/subtype",
+            ),
+            (
+                &["Content-Transfer-Encoding: =?utf-8?q?base64?="],
+                "encoded word",
+            ),
+            (&["Content-Transfer-Encoding: base64 (comment)"], "comment"),
+            (
+                &["Content-Transfer-Encoding: x-uuencode"],
+                "unknown Content-Transfer-Encoding",
+            ),
+            (&["Content-Type: text /plain"], "not type/subtype"),
+            (&["Content-Type: plaintext"], "not type/subtype"),
+            (&["Content-Type: text/plain (x)"], "comment"),
+            (
+                &["Content-Type: multipart/mixed; boundary=\"a\\\"b\""],
+                "backslash",
+            ),
+            (
+                &["Content-Type: multipart/mixed; boundary=\"a<b\""],
+                "not allowed by RFC 2046",
+            ),
+            (
+                &["Content-Type: multipart/mixed; boundary=\"ab \""],
+                "not allowed by RFC 2046",
+            ),
+            (
+                &["Content-Type: multipart/mixed; boundary=a=b"],
+                "without quotes",
+            ),
+            (
+                &["Content-Type: text/plain; charset"],
+                "malformed parameter",
+            ),
+            (&["Content-Type: text/plain; name=\"x"], "unterminated"),
+            (&["Content-Type: text/plain x"], "not type/subtype"),
+            (&[" folded: first"], "continuation"),
+            (&["no colon here"], "without a colon"),
+        ];
+        for (lines, want) in cases {
+            let why = refused(lines);
+            assert!(why.contains(want), "{lines:?}: {why}");
+            assert!(why.starts_with("ambiguous MIME: "), "{why}");
+        }
+        let long = format!("X-Long: {}", "a".repeat(MAX_LINE));
+        assert!(refused(&[&long]).contains("longer than 998"));
+        let mut h = HeaderBlock::default();
+        h.line(b"A: b", true).unwrap();
+        assert!(
+            h.line(b"C: d", false)
+                .unwrap_err()
+                .to_string()
+                .contains("mixed line ends")
+        );
+    }
+
+    #[test]
+    fn boundaries_rfc_2046_allows() {
+        for b in [
+            "a",
+            "----=_Part_0_1.2",
+            "Apple-Mail=_1 2",
+            &"x".repeat(70),
+            "'()+_,-./:=?",
+        ] {
+            assert!(check_boundary(b).is_ok(), "{b}");
+        }
+        for b in ["", &"x".repeat(71), "a b ", "a\"b", "a;b", "a\\b", "é"] {
+            assert!(check_boundary(b).is_err(), "{b}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The ways plaintext got past pgp-milter's old lenient MIME reading, one
+//! named test each, and the real mail it refused. Each hostile message
+//! plants text a mail reader shows (Python's `email`, NeoMutt and GMime
+//! did) next to a real GnuPG PGP/MIME message; each must be refused, with
+//! the construct named where the reader refuses it.
+
+mod support;
+
+use pgp_milter::{Decision, Detection, Policy, detect};
+use support::{crlf, gpg};
+
+const SECRET: &str = "The meeting is at noon, bring the contract.";
+
+/// A PGP/MIME message (boundary `b`) with `extra` inserted before its
+/// closing delimiter, and `header` replacing its Content-Type line.
+fn pgp_mime_with(header: &str, before_close: &str) -> Vec<u8> {
+    crlf(&format!(
+        "From: a@example.org\nTo: bob@example.org\nSubject: s\nMIME-Version: 1.0\n{header}\n\n\
+         --b\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n\
+         --b\nContent-Type: application/octet-stream\n\n{}\n{before_close}--b--\n",
+        gpg().encrypted
+    ))
+    .into_bytes()
+}
+
+const CT: &str =
+    "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"";
+
+fn refused(m: &[u8], why: &str) {
+    let d = detect(m);
+    let decision = Policy::default().judge(&d);
+    assert!(
+        matches!(decision, Decision::Reject(..)),
+        "accepted: {d}\n{}",
+        String::from_utf8_lossy(m)
+    );
+    assert!(d.to_string().contains(why), "reason {d:?} lacks {why:?}");
+}
+
+fn accepted(m: &[u8]) {
+    let d = detect(m);
+    assert!(matches!(d, Detection::Encrypted(_)), "refused: {d}");
+}
+
+#[test]
+fn the_base_message_passes() {
+    accepted(&pgp_mime_with(CT, ""));
+}
+
+#[test]
+fn a_delimiter_with_text_after_its_close_dashes() {
+    // `--b--x` closed the multipart for mailparse; readers show what follows.
+    let m = pgp_mime_with(
+        CT,
+        &format!("--b--x\nContent-Type: text/plain\n\n{SECRET}\n"),
+    );
+    refused(&m, "begins with a boundary but is not a delimiter");
+}
+
+#[test]
+fn a_delimiter_with_a_suffix_opening_a_part() {
+    let m = pgp_mime_with(CT, &format!("--bz\nContent-Type: text/plain\n\n{SECRET}\n"));
+    refused(&m, "begins with a boundary but is not a delimiter");
+}
+
+#[test]
+fn two_boundary_parameters() {
+    let header = format!("{CT}; boundary=\"c\"");
+    let m = pgp_mime_with(
+        &header,
+        &format!("--c\nContent-Type: text/plain\n\n{SECRET}\n"),
+    );
+    refused(&m, "parameter boundary given twice");
+}
+
+#[test]
+fn an_encoded_word_in_the_boundary() {
+    let header = CT.replace("boundary=\"b\"", "boundary=\"=?us-ascii?q?b?=\"");
+    refused(
+        &pgp_mime_with(&header, ""),
+        "encoded word in parameter boundary",
+    );
+}
+
+#[test]
+fn an_encoded_word_as_the_content_type() {
+    let m = crlf(&format!(
+        "Subject: s\nContent-Type: =?us-ascii?q?multipart/encrypted?=; boundary=b\n\n{SECRET}\n"
+    ));
+    refused(m.as_bytes(), "is not type/subtype");
+}
+
+#[test]
+fn white_space_before_a_colon() {
+    let m = pgp_mime_with(CT, &format!("--b\nContent-Type : text/plain\n\n{SECRET}\n"));
+    refused(&m, "white space before the colon");
+}
+
+#[test]
+fn a_bare_cr_ending_a_line_for_some_readers() {
+    let m = pgp_mime_with(
+        CT,
+        &format!("\r--b\rContent-Type: text/plain\r\r{SECRET}\n"),
+    );
+    refused(&m, "bare CR");
+}
+
+#[test]
+fn mixed_line_ends_in_one_header() {
+    let m = pgp_mime_with(CT, "--b\nX-A: 1\r\r\nContent-Type: text/plain\n\nx\n");
+    // The CR-CR-LF reads as a bare CR; CRLF then LF in one header is refused too.
+    refused(&m, "bare CR");
+    let m = b"Content-Type: text/plain\r\nX-B: 2\n\nx";
+    refused(m, "mixed line ends");
+}
+
+#[test]
+fn a_commented_transfer_encoding() {
+    let m = pgp_mime_with(
+        CT,
+        "--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64 (x)\n\n\
+         VGhlIG1lZXRpbmcgaXMgYXQgbm9vbi4=\n",
+    );
+    refused(&m, "comment in Content-Transfer-Encoding");
+}
+
+#[test]
+fn an_unknown_transfer_encoding() {
+    let m = pgp_mime_with(
+        CT,
+        "--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: x-uuencode\n\nx\n",
+    );
+    refused(&m, "unknown Content-Transfer-Encoding");
+}
+
+#[test]
+fn a_duplicate_content_type_or_transfer_encoding() {
+    let m = pgp_mime_with(&format!("{CT}\nContent-Type: text/plain"), "");
+    refused(&m, "2 Content-Type headers");
+    let m = pgp_mime_with(
+        CT,
+        "--b\nContent-Transfer-Encoding: 7bit\nContent-Transfer-Encoding: base64\n\nx\n",
+    );
+    refused(&m, "2 Content-Transfer-Encoding headers");
+}
+
+#[test]
+fn a_nul_byte() {
+    let m = pgp_mime_with(
+        CT,
+        &format!("--b\nContent-Type: text/plain\n\n\0{SECRET}\n"),
+    );
+    refused(&m, "NUL byte");
+}
+
+#[test]
+fn a_boundary_rfc_2046_does_not_allow() {
+    let header = CT.replace("boundary=\"b\"", "boundary=\"b<1>\"");
+    refused(&pgp_mime_with(&header, ""), "not allowed by RFC 2046");
+}
+
+#[test]
+fn a_header_line_over_998_octets() {
+    let header = format!("{CT}\nX-Long: {}", "x".repeat(1000));
+    refused(&pgp_mime_with(&header, ""), "longer than 998 octets");
+}
+
+#[test]
+fn parts_typed_as_something_other_than_type_and_subtype() {
+    for label in ["text", "text /plain", "plaintext"] {
+        let m = pgp_mime_with(CT, &format!("--b\nContent-Type: {label}\n\n{SECRET}\n"));
+        refused(&m, "is not type/subtype");
+    }
+}
+
+#[test]
+fn an_encapsulated_message_is_read_as_the_message_it_holds() {
+    let m = pgp_mime_with(
+        CT,
+        &format!("--b\nContent-Type: message/rfc822\n\nSubject: fwd\n\n{SECRET}\n"),
+    );
+    // Three parts in multipart/encrypted; inside a multipart/mixed the
+    // inner text/plain is the plaintext.
+    refused(&m, "3 parts instead of 2");
+    let m = crlf(&format!(
+        "Content-Type: multipart/mixed; boundary=m\n\n--m\n{CT}\n\n--b\n\
+         Content-Type: application/pgp-encrypted\n\nVersion: 1\n--b\n\
+         Content-Type: application/octet-stream\n\n{}\n--b--\n--m\n\
+         Content-Type: message/rfc822\n\nSubject: fwd\n\n{SECRET}\n--m--\n",
+        gpg().encrypted
+    ));
+    refused(m.as_bytes(), "text/plain part");
+}
+
+#[test]
+fn attachments_whatever_their_type_or_name_hold_only_openpgp() {
+    for (ct, name) in [
+        ("text/plain", "notes.txt"),
+        ("application/pdf", "contract.pdf"),
+        ("application/octet-stream", "data.bin"),
+    ] {
+        let m = crlf(&format!(
+            "Content-Type: multipart/mixed; boundary=m\n\n--m\nContent-Type: text/plain\n\n{}\n--m\n\
+             Content-Type: {ct}; name=\"{name}\"\nContent-Disposition: attachment; filename=\"{name}\"\n\
+             Content-Transfer-Encoding: base64\n\nVGhlIG1lZXRpbmcgaXMgYXQgbm9vbi4=\n--m--\n",
+            gpg().encrypted
+        ));
+        refused(m.as_bytes(), "unencrypted content");
+    }
+}
+
+#[test]
+fn nested_preambles_and_epilogues_share_the_text_budget() {
+    // About 2500 bytes of text: under the 4096 limit alone, over it twice.
+    let text = format!("{SECRET}\n").repeat(70);
+    let message = |outer_pre: &str, inner_pre: &str, inner_epi: &str, outer_epi: &str| {
+        crlf(&format!(
+            "Content-Type: multipart/mixed; boundary=m\n\n{outer_pre}--m\n\
+             Content-Type: multipart/mixed; boundary=n\n\n{inner_pre}--n\n\
+             Content-Type: text/plain\n\n{}\n--n--\n{inner_epi}--m--\n{outer_epi}",
+            gpg().encrypted
+        ))
+        .into_bytes()
+    };
+    accepted(&message("", &text, &text, ""));
+    refused(
+        &message(&text, &text, "", ""),
+        "bytes of text before the first boundary (preamble), at most 4096",
+    );
+    refused(
+        &message("", "", &text, &text),
+        "bytes of text after the closing boundary (epilogue), at most 4096",
+    );
+}
+
+#[test]
+fn real_mail_an_inner_boundary_extending_the_outer_one_passes() {
+    let m = crlf(&format!(
+        "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n{}\n\n\
+         --b-inner\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n\
+         --b-inner\nContent-Type: application/octet-stream\n\n{}\n--b-inner--\n--b--\n",
+        CT.replace("boundary=\"b\"", "boundary=\"b-inner\""),
+        gpg().encrypted
+    ));
+    accepted(m.as_bytes());
+}
+
+#[test]
+fn real_mail_a_gmail_html_twin_with_a_default_font_passes() {
+    let armor = crlf(&gpg().encrypted);
+    let html: String = armor
+        .lines()
+        .map(|l| format!("{}<br>", l.replace('<', "&lt;")))
+        .collect();
+    let m = format!(
+        "Content-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\n\
+         Content-Type: text/plain; charset=\"UTF-8\"\r\n\r\n{armor}\r\n--a\r\n\
+         Content-Type: text/html; charset=\"UTF-8\"\r\n\r\n<div dir=\"ltr\"><div class=\"gmail_default\" \
+         style=\"font-family:arial,helvetica,sans-serif;font-size:small;color:#000000\">{html}</div></div>\r\n\
+         --a--\r\n"
+    );
+    accepted(m.as_bytes());
+    // The same twin with text in it is plaintext.
+    let leaky = m.replace("<div dir=\"ltr\">", &format!("<div dir=\"ltr\">{SECRET}"));
+    refused(leaky.as_bytes(), "text/html part");
+}
+
+/// A new-format packet header (RFC 9580 §4.2.1) and body.
+fn packet(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![0xC0 | tag];
+    let n = body.len();
+    assert!(n < 8384);
+    if n < 192 {
+        p.push(n as u8);
+    } else {
+        let m = n - 192;
+        p.extend([(m >> 8) as u8 + 192, (m & 0xff) as u8]);
+    }
+    p.extend_from_slice(body);
+    p
+}
+
+fn armored(data: &[u8], headers: &str) -> String {
+    format!(
+        "-----BEGIN PGP MESSAGE-----\n{headers}\n{}-----END PGP MESSAGE-----\n",
+        support::base64_lines(data)
+    )
+}
+
+fn inline_armor(text: &str) -> Vec<u8> {
+    crlf(&format!("Subject: s\nContent-Type: text/plain\n\n{text}")).into_bytes()
+}
+
+#[test]
+fn a_padding_packet_full_of_text_before_real_ciphertext() {
+    // A binary attachment named .txt: Padding (tag 21) holding prose, then
+    // GnuPG's own session-key and encrypted-data packets.
+    let mut data = packet(21, SECRET.repeat(8).as_bytes());
+    data.extend_from_slice(&gpg().encrypted_binary);
+    let m = crlf(&format!(
+        "Content-Type: multipart/mixed; boundary=m\n\n--m\n\
+         Content-Type: application/octet-stream; name=\"notes.txt\"\n\
+         Content-Transfer-Encoding: base64\n\n{}--m--\n",
+        support::base64_lines(&data)
+    ));
+    refused(m.as_bytes(), "not ciphertext");
+}
+
+#[test]
+fn ciphertext_that_is_text() {
+    // A passphrase session key, then "encrypted" data that is a sentence.
+    let mut data = vec![0xC3, 0x0D, 4, 9, 3, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let mut seipd = vec![1u8];
+    seipd.extend(SECRET.repeat(20).as_bytes());
+    data.extend(packet(18, &seipd));
+    refused(&inline_armor(&armored(&data, "")), "not ciphertext");
+}
+
+#[test]
+fn armor_headers_are_bounded() {
+    let prose: String = (0..40)
+        .map(|i| format!("Comment: line {i} of a letter nobody encrypted\n"))
+        .collect();
+    let enc = gpg().encrypted.replace("\r\n", "\n");
+    let text = enc.replacen(
+        "-----BEGIN PGP MESSAGE-----\n",
+        &format!("-----BEGIN PGP MESSAGE-----\n{prose}"),
+        1,
+    );
+    let d = detect(&inline_armor(&text));
+    assert!(!matches!(d, Detection::Encrypted(_)), "accepted: {d}");
+    // GnuPG's own header lines pass.
+    let text = enc.replacen(
+        "-----BEGIN PGP MESSAGE-----\n",
+        "-----BEGIN PGP MESSAGE-----\nVersion: GnuPG v2\nComment: https://gnupg.org\n",
+        1,
+    );
+    accepted(&inline_armor(&text));
+}
