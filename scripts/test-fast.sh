@@ -75,7 +75,7 @@ log=$(mktemp /tmp/minimilter-test-fast.XXXXXX)
 trap 'rm -f "$log"' EXIT
 start=$(date +%s)
 status=0
-cargo test --workspace --locked -- "${args[@]}" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast -- "${args[@]}" 2>&1 | tee "$log" || status=$?
 elapsed=$(( $(date +%s) - start ))
 
 # cargo prints one "test result:" line per test binary; add them up, and name
