@@ -3,6 +3,7 @@
 
 pub mod proxy;
 pub mod store;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use minimilter::{Listener, SocketSpec, UnixSocketOptions};
 use crate::exit;
 use crate::timeouts::positive_seconds;
 use crate::transcript::Bodies;
-use crate::transcript::recorder::Finished;
 
 /// Options of `minimilter record`.
 #[derive(Args, Debug)]
@@ -59,9 +59,11 @@ pub struct RecordArgs {
     pub write_timeout: f64,
 }
 
-/// How many finished transcripts may wait for the writer; beyond that they
-/// are dropped (with a warning) rather than slowing the mail.
-const WRITER_QUEUE: usize = 1024;
+/// How many notes (a connection's packets up to a transaction boundary,
+/// mostly) may wait for the transcript writer; beyond that recording stops
+/// for the connection that finds the queue full (counted and logged),
+/// rather than slowing the mail.
+const WRITER_QUEUE: usize = 4096;
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
@@ -74,10 +76,9 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("--socket-mode {m:?} is not an octal mode"))?,
         );
     }
-    let mut store = store::Store::open(&args.dir, args.max_bytes, args.rotate)?;
+    let store = store::Store::open(&args.dir, args.max_bytes, args.rotate)?;
     let settings = Arc::new(proxy::Settings {
         to,
-        bodies: args.bodies,
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         write_timeout: Duration::from_secs_f64(args.write_timeout),
@@ -85,18 +86,12 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let listener = Listener::bind(&listen, &unix)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Finished>(WRITER_QUEUE);
-    let writer = std::thread::spawn(move || {
-        for f in rx {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            if let Err(e) = store.write(&f, now) {
-                tracing::error!("{e:#}");
-            }
-        }
-    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<proxy::Note>(WRITER_QUEUE);
+    let bodies = args.bodies;
+    let writer = std::thread::Builder::new()
+        .name("transcripts".into())
+        .spawn(move || writer::run(rx, store, bodies))
+        .context("starting the transcript writer")?;
     crate::output::note(&format!(
         "minimilter record: {} -> {}, transcripts in {} (bodies: {}, at most {} bytes). \
          Relays protocol versions 2 to {}, the actions and protocol flags of libmilter 8.18 \
@@ -148,6 +143,13 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
     drop(tx);
     // Aborted tasks drop their senders; the writer then drains and ends.
     while tasks.join_next().await.is_some() {}
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    if let Ok(Ok(t)) = tokio::task::spawn_blocking(move || writer.join()).await {
+        tracing::info!(
+            written = t.written,
+            failed = t.failed,
+            dropped = t.dropped,
+            "transcript writer done"
+        );
+    }
     Ok(exit::ACCEPTED)
 }

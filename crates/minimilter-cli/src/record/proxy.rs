@@ -15,31 +15,37 @@
 //! again applies its default action, the milter sees the MTA leave).
 
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use milter_proto::{
-    Actions, Command, DataSize, FrameDecoder, FrameError, MAX_VERSION, OptNeg, Protocol,
+    Actions, Command, DataSize, Frame, FrameDecoder, FrameError, MAX_VERSION, OptNeg, Protocol,
     command::code,
 };
 use minimilter::SocketSpec;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-use crate::transcript::Bodies;
-use crate::transcript::recorder::{Finished, Recorder};
+use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
 
 /// Largest packet payload relayed, either way: the largest any MTA can
 /// negotiate (`SMFIP_MDS_1M`).
 pub const MAX_PAYLOAD: usize = DataSize::M1.max_payload();
 
+/// Packets kept before they are handed to the transcript writer even in the
+/// middle of a transaction (bounds what a connection holds).
+const BATCH_PACKETS: usize = 256;
+/// Payload bytes kept before the same.
+const BATCH_BYTES: usize = 1 << 20;
+/// How long a connection's last note (its end) may wait for room in the
+/// writer's queue. The mail is done by then; this only bounds the task.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// What every connection shares.
 pub struct Settings {
     /// The real milter.
     pub to: SocketSpec,
-    /// What transcripts keep of bodies.
-    pub bodies: Bodies,
     /// Connecting to the milter.
     pub connect_timeout: Duration,
     /// Neither side sent anything for this long: both are closed.
@@ -51,6 +57,61 @@ pub struct Settings {
 /// A byte stream either way.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Which side sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The MTA (commands).
+    Mta,
+    /// The milter (responses).
+    Milter,
+}
+
+/// What a relay tells the transcript writer (`super::writer`). The relay
+/// only collects packets (shared with its read buffer, not copied) and
+/// their times; parsing them and writing JSON happens on the writer's
+/// thread, off the path of the mail.
+#[derive(Debug)]
+pub enum Note {
+    /// A connection began.
+    Open {
+        /// Connection number.
+        connection: u64,
+        /// When (milliseconds since the Unix epoch).
+        started_unix_ms: u64,
+    },
+    /// The proxy narrowed the MTA's offer (see [`relayable`]).
+    Refused {
+        /// Connection number.
+        connection: u64,
+        /// `{"version": .., "actions": .., "protocol": ..}`
+        refused: Value,
+    },
+    /// Packets as relayed, in order, with the microsecond (since the
+    /// connection began) each was relayed at.
+    Packets {
+        /// Connection number.
+        connection: u64,
+        /// The packets.
+        packets: Vec<(Side, u64, Frame)>,
+    },
+    /// The connection ended.
+    Closed {
+        /// Connection number.
+        connection: u64,
+        /// When, in microseconds since it began.
+        at_us: u64,
+        /// Why.
+        reason: String,
+        /// Packets of this connection were dropped because the writer's
+        /// queue was full: its unfinished transcript is incomplete.
+        lost: bool,
+    },
+}
+
+/// Transcripts given up because the writer's queue was full (counted by
+/// the relays, reported by the writer).
+pub static CONNECTIONS_NOT_RECORDED: AtomicU64 = AtomicU64::new(0);
 
 async fn open(spec: &SocketSpec) -> std::io::Result<Box<dyn Stream>> {
     Ok(match spec {
@@ -79,54 +140,94 @@ pub fn relayable(offer: &OptNeg) -> OptNeg {
     }
 }
 
-fn unix_ms() -> u64 {
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-fn hand_over(rec: &mut Recorder, out: &SyncSender<Finished>) {
-    for f in rec.take_finished() {
-        tracing::info!(
-            connection = f.connection,
-            transaction = f.transaction,
-            verdict = %f.verdict.describe(),
-            "transaction recorded"
-        );
-        if let Err(TrySendError::Full(f)) = out.try_send(f) {
+/// A connection's packets on their way to the writer. When the writer's
+/// queue is full the connection stops recording (its packets are dropped,
+/// counted and logged once) and the mail goes on: recording never waits.
+struct Batch {
+    connection: u64,
+    packets: Vec<(Side, u64, Frame)>,
+    bytes: usize,
+    lost: bool,
+}
+
+impl Batch {
+    fn push(&mut self, side: Side, at_us: u64, frame: Frame) {
+        if self.lost {
+            return;
+        }
+        self.bytes += frame.payload.len();
+        self.packets.push((side, at_us, frame));
+    }
+
+    fn full(&self) -> bool {
+        self.packets.len() >= BATCH_PACKETS || self.bytes >= BATCH_BYTES
+    }
+
+    fn send(&mut self, tx: &Sender<Note>, note: Note) {
+        if self.lost {
+            return;
+        }
+        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = tx.try_send(note) {
+            self.lost = true;
+            self.packets = Vec::new();
+            let n = CONNECTIONS_NOT_RECORDED.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
-                connection = f.connection,
-                "transcript writer is behind; transcript dropped (mail is unaffected)"
+                connection = self.connection,
+                not_recorded = n,
+                "transcript writer is behind; this connection's unfinished transcript is \
+                 dropped (mail is unaffected)"
             );
         }
     }
+
+    fn hand_over(&mut self, tx: &Sender<Note>) {
+        if self.lost || self.packets.is_empty() {
+            return;
+        }
+        let packets = std::mem::replace(&mut self.packets, Vec::with_capacity(32));
+        self.bytes = 0;
+        let connection = self.connection;
+        self.send(
+            tx,
+            Note::Packets {
+                connection,
+                packets,
+            },
+        );
+    }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Mta,
-    Milter,
-}
-
-/// Cuts the packets in `buf` and appends them to `out` for the other side;
-/// the offer (first MTA packet) may be narrowed. Returns the packets for the
-/// recorder, and the framing error that stopped the cutting, if one did
-/// (the packets before it are still relayed).
+/// Cuts the packets in `buf` and appends them to `out` for the other side
+/// and to `batch` for the writer; the offer (first MTA packet) may be
+/// narrowed (and `refused` says how). Returns the framing error that
+/// stopped the cutting, if one did (the packets before it are still
+/// relayed), and whether an MTA packet ended a transaction or session
+/// (abort, MAIL, quit: a good moment to hand the batch over).
+#[allow(clippy::too_many_arguments)]
 fn cut(
     side: Side,
     buf: &mut BytesMut,
     dec: &FrameDecoder,
     first_from_mta: &mut bool,
-    rec: &mut Recorder,
+    refused: &mut Option<Value>,
     out: &mut BytesMut,
-) -> (Vec<milter_proto::Frame>, Option<FrameError>) {
-    let mut frames = Vec::new();
+    batch: &mut Batch,
+    at_us: u64,
+) -> (Option<FrameError>, bool) {
+    let mut boundary = false;
     loop {
         let mut f = match dec.decode(buf) {
             Ok(Some(f)) => f,
-            Ok(None) => return (frames, None),
-            Err(e) => return (frames, Some(e)),
+            Ok(None) => return (None, boundary),
+            Err(e) => return (Some(e), boundary),
         };
         if side == Side::Mta
             && std::mem::take(first_from_mta)
@@ -134,15 +235,13 @@ fn cut(
             && let Ok(Command::OptNeg(offer)) = Command::parse(f.clone())
             && relayable(&offer) != offer
         {
-            let refused = json!({
+            let r = json!({
                 "version": (offer.version > MAX_VERSION).then_some(offer.version),
                 "actions": (offer.actions - Actions::all()).bits(),
                 "protocol": (offer.protocol - Protocol::all()).bits(),
             });
-            tracing::warn!(
-                "the MTA offered options this proxy cannot relay exactly; refused: {refused}"
-            );
-            rec.set_refused(refused);
+            tracing::warn!("the MTA offered options this proxy cannot relay exactly; refused: {r}");
+            *refused = Some(r);
             let mut tmp = BytesMut::new();
             Command::OptNeg(relayable(&offer)).encode(&mut tmp);
             if let Ok(Some(narrowed)) = dec.decode(&mut tmp) {
@@ -150,7 +249,12 @@ fn cut(
             }
         }
         milter_proto::encode_frame(f.code, &[&f.payload], out);
-        frames.push(f);
+        boundary |= side == Side::Mta
+            && matches!(
+                f.code,
+                code::ABORT | code::MAIL | code::QUIT | code::QUIT_NC
+            );
+        batch.push(side, at_us, f);
     }
 }
 
@@ -160,7 +264,7 @@ pub async fn relay(
     mut mta: impl Stream,
     connection: u64,
     settings: Arc<Settings>,
-    transcripts: SyncSender<Finished>,
+    transcripts: Sender<Note>,
 ) {
     let started = Instant::now();
     let mut milter = match tokio::time::timeout(settings.connect_timeout, open(&settings.to)).await
@@ -183,32 +287,60 @@ pub async fn relay(
             return;
         }
     };
-    let mut rec = Recorder::new(connection, unix_ms(), settings.bodies);
+    let mut batch = Batch {
+        connection,
+        packets: Vec::with_capacity(32),
+        bytes: 0,
+        lost: false,
+    };
+    batch.send(
+        &transcripts,
+        Note::Open {
+            connection,
+            started_unix_ms: unix_ms(),
+        },
+    );
     let dec = FrameDecoder::new(MAX_PAYLOAD);
     let (mut mta_buf, mut milter_buf) =
         (BytesMut::with_capacity(8192), BytesMut::with_capacity(8192));
     let mut out = BytesMut::with_capacity(8192);
     let (mut mta_open, mut milter_open) = (true, true);
     let mut first_from_mta = true;
+    let mut refused = None;
     let at = || started.elapsed().as_micros() as u64;
+    // One timer for the whole connection, moved only when it fires early:
+    // a fresh timer per read would register and remove a timer entry for
+    // every packet.
+    let mut last_activity = Instant::now();
+    let idle = tokio::time::sleep(settings.idle_timeout);
+    tokio::pin!(idle);
     let reason: String = loop {
         if !mta_open && !milter_open {
             break "closed".into();
         }
-        let idle = tokio::time::sleep(settings.idle_timeout);
         let (side, read) = tokio::select! {
             r = mta.read_buf(&mut mta_buf), if mta_open => (Side::Mta, r),
             r = milter.read_buf(&mut milter_buf), if milter_open => (Side::Milter, r),
-            () = idle => break "idle".into(),
+            () = &mut idle => {
+                let due = last_activity + settings.idle_timeout;
+                if Instant::now() >= due {
+                    break "idle".into();
+                }
+                idle.as_mut().reset(due.into());
+                continue;
+            }
         };
         let (buf, to): (&mut BytesMut, &mut dyn Stream) = match side {
             Side::Mta => (&mut mta_buf, &mut milter),
             Side::Milter => (&mut milter_buf, &mut mta),
         };
         let n = read.unwrap_or(0);
+        let now = at();
+        last_activity = started + Duration::from_micros(now);
         out.clear();
         let mut bad = None;
-        let frames = if n == 0 {
+        let mut boundary = false;
+        if n == 0 {
             // End of stream: pass on whatever partial packet was left, then
             // the end itself (a half close), as the other side would have
             // seen it without the proxy.
@@ -218,12 +350,18 @@ pub async fn relay(
                 Side::Mta => mta_open = false,
                 Side::Milter => milter_open = false,
             }
-            Vec::new()
         } else {
-            let (frames, error) = cut(side, buf, &dec, &mut first_from_mta, &mut rec, &mut out);
-            bad = error;
-            frames
-        };
+            (bad, boundary) = cut(
+                side,
+                buf,
+                &dec,
+                &mut first_from_mta,
+                &mut refused,
+                &mut out,
+                &mut batch,
+                now,
+            );
+        }
         if !out.is_empty() {
             match tokio::time::timeout(settings.write_timeout, to.write_all(&out)).await {
                 Ok(Ok(())) => {}
@@ -234,14 +372,20 @@ pub async fn relay(
         if n == 0 {
             let _ = to.shutdown().await;
         }
-        let now = at();
-        for f in frames {
-            match side {
-                Side::Mta => rec.mta_sent(f, now),
-                Side::Milter => rec.milter_sent(f, now),
-            }
+        // After the write: handing over never delays a packet.
+        if let Some(refused) = refused.take() {
+            batch.hand_over(&transcripts);
+            batch.send(
+                &transcripts,
+                Note::Refused {
+                    connection,
+                    refused,
+                },
+            );
         }
-        hand_over(&mut rec, &transcripts);
+        if boundary || batch.full() {
+            batch.hand_over(&transcripts);
+        }
         if let Some(e) = bad {
             let who = if side == Side::Mta { "MTA" } else { "milter" };
             tracing::warn!(
@@ -251,8 +395,24 @@ pub async fn relay(
             break format!("bad packet from the {who}: {e}");
         }
     };
-    rec.closed(at(), &reason);
-    hand_over(&mut rec, &transcripts);
+    batch.hand_over(&transcripts);
+    let closed = Note::Closed {
+        connection,
+        at_us: at(),
+        reason,
+        lost: batch.lost,
+    };
+    // The writer must hear of every end (it frees the connection's state),
+    // so this one note may wait, bounded; both sockets are done with.
+    if tokio::time::timeout(CLOSE_WAIT, transcripts.send(closed))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connection,
+            "transcript writer stalled; the connection's end was not recorded"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -292,5 +452,41 @@ mod tests {
             postfix,
             "unknown version, action and flag refused"
         );
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_stops_recording_the_connection_without_waiting() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let mut batch = Batch {
+            connection: 7,
+            packets: Vec::new(),
+            bytes: 0,
+            lost: false,
+        };
+        let f = |c: u8| Frame {
+            code: c,
+            payload: bytes::Bytes::from_static(b"x"),
+        };
+        batch.push(Side::Mta, 1, f(b'M'));
+        batch.hand_over(&tx);
+        assert!(!batch.lost);
+        let before = CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed);
+        batch.push(Side::Milter, 2, f(b'c'));
+        batch.hand_over(&tx); // the queue holds one note already
+        assert!(batch.lost);
+        assert!(CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed) > before);
+        batch.push(Side::Mta, 3, f(b'E'));
+        assert!(batch.packets.is_empty(), "nothing kept once lost");
+        match rx.try_recv() {
+            Ok(Note::Packets { packets, .. }) => assert_eq!(packets.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        batch.hand_over(&tx);
+        assert!(rx.try_recv().is_err(), "nothing sent once lost");
     }
 }
