@@ -3,7 +3,7 @@
  * `minimilter bench` (docs/performance.md, "The client is not the bottleneck").
  *
  *   cc -O2 -o target/bench/loadgen scripts/bench/loadgen.c
- *   loadgen [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET
+ *   loadgen [-N] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET
  *
  * SOCKET is unix:/path, /path or inet:host:port. Each of CONNS connections
  * negotiates once (protocol 6, Postfix's offer), then plays MESSAGES
@@ -17,6 +17,14 @@
  * epoll, nonblocking reads, blocking writes (a reply is never due while we
  * write). Macro lists the milter asks for are not honoured: all macros are
  * sent, which milters ignore.
+ *
+ * With -N each message has its own connection, as an MTA that opens one
+ * milter connection per SMTP session: after a message, ABORT and QUIT are
+ * written, the socket closed and a new one opened and negotiated (without
+ * waiting: the reply is read by the event loop), still CONNS at a time and
+ * bounded by MESSAGES per slot and SECONDS. The message is encoded once, on
+ * the first negotiation; a milter that negotiates differently later is an
+ * error. slowest_negotiation_ms is connect + negotiation, worst seen.
  *
  * It checks only what it needs to go on: packet lengths, and that a reply is
  * a known code. Decisive replies before end of message end the message
@@ -81,7 +89,9 @@ static void macros(struct buf *b, char stage, const char *pairs, size_t n)
 struct seg { struct buf out; char kind; int await; };
 
 struct conn {
-    int fd, seg, nseg, done, dead;
+    int fd, seg, nseg, done, dead, negotiating;
+    uint32_t proto;   /* protocol flags of the first negotiation */
+    double neg_started;
     struct seg segs[MAXSEG];
     struct buf abort_first; /* ABORT, written in front of every message after the first */
     struct buf greeting;    /* unawaited connect/HELO bytes, written once */
@@ -95,6 +105,8 @@ static long messages = 100;
 static double duration = 60;
 static struct buf body, headers; /* headers: encoded L packets */
 static int conns = 8;
+static int new_conn_per_msg;   /* -N: one connection per message */
+static double slowest_neg;     /* seconds, connect + negotiation */
 static const char *sockspec;
 
 static double now(void)
@@ -143,17 +155,6 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
-/* Blocking read of exactly n bytes (negotiation only). */
-static void read_exact(int fd, char *p, size_t n)
-{
-    while (n) {
-        ssize_t r = read(fd, p, n);
-        if (r <= 0) { fprintf(stderr, "loadgen: milter closed at negotiation\n"); exit(1); }
-        p += r;
-        n -= (size_t)r;
-    }
-}
-
 static uint32_t be32(const char *p)
 {
     uint32_t v;
@@ -161,22 +162,27 @@ static uint32_t be32(const char *p)
     return ntohl(v);
 }
 
-/* Negotiates and encodes the message script for what the milter asked for. */
-static void setup(struct conn *c)
+/* Opens a connection and sends the offer (protocol 6, Postfix's); the
+   reply is read by the event loop. */
+static void start_conn(struct conn *c)
 {
-    char opt[12], hdr[5], reply[4096];
+    char opt[12];
     uint32_t v = htonl(6), act = htonl(0x1FF), proto = htonl(0x1FFFFF);
     memcpy(opt, &v, 4); memcpy(opt + 4, &act, 4); memcpy(opt + 8, &proto, 4);
     struct buf o = {0};
     packet(&o, 'O', opt, 12, NULL, 0);
     c->fd = open_socket();
+    c->neg_started = now();
+    c->negotiating = 1;
+    c->inlen = 0;
     write_all(c->fd, o.p, o.len);
     free(o.p);
-    read_exact(c->fd, hdr, 5);
-    uint32_t len = be32(hdr);
-    if (hdr[4] != 'O' || len < 13 || len - 1 > sizeof reply) { fprintf(stderr, "loadgen: bad negotiation reply\n"); exit(1); }
-    read_exact(c->fd, reply, len - 1);
-    uint32_t p = be32(reply + 8);
+}
+
+/* Encodes the message script for what the milter asked for (protocol
+   flags p of its negotiation reply). */
+static void encode_script(struct conn *c, uint32_t p)
+{
 #define NO(bit) (p & (bit))
     /* Each step: its macros always (as Postfix), the command unless NO_*,
        a reply awaited unless NR_*. Consecutive unawaited bytes join the next. */
@@ -251,20 +257,21 @@ int main(int argc, char **argv)
     long body_bytes = 2048;
     const char *file = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "c:n:d:b:m:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:n:d:b:m:N")) != -1) {
         switch (opt) {
         case 'c': conns = atoi(optarg); break;
         case 'n': messages = atol(optarg); break;
         case 'd': duration = atof(optarg); break;
         case 'b': body_bytes = atol(optarg); break;
         case 'm': file = optarg; break;
+        case 'N': new_conn_per_msg = 1; break;
         default:
-            fprintf(stderr, "usage: loadgen [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET\n");
+            fprintf(stderr, "usage: loadgen [-N] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET\n");
             return 2;
         }
     }
     if (optind != argc - 1 || conns < 1 || messages < 1 || duration <= 0) {
-        fprintf(stderr, "usage: loadgen [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET\n");
+        fprintf(stderr, "usage: loadgen [-N] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET\n");
         return 2;
     }
     sockspec = argv[optind];
@@ -328,12 +335,9 @@ int main(int argc, char **argv)
     int live = 0;
     for (int k = 0; k < conns; k++) {
         struct conn *c = &cs[k];
-        setup(c);
+        start_conn(c);
         struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
         epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-        c->seg = 0;
-        if (c->greeting.len) write_all(c->fd, c->greeting.p, c->greeting.len);
-        send_seg(c, 0);
         live++;
     }
     long total = 0;
@@ -349,6 +353,24 @@ int main(int argc, char **argv)
             if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
             if (r <= 0) { fprintf(stderr, "loadgen: milter closed a connection\n"); c->dead = 1; live--; epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); continue; }
             c->inlen += (size_t)r;
+            if (c->negotiating) {
+                if (c->inlen < 5) continue;
+                uint32_t len = be32(c->in);
+                if (c->in[4] != 'O' || len < 13 || len > sizeof c->in - 4) { fprintf(stderr, "loadgen: bad negotiation reply\n"); return 1; }
+                if (c->inlen < 4 + len) continue;
+                uint32_t p = be32(c->in + 5 + 8);
+                if (!c->nseg) { encode_script(c, p); c->proto = p; }
+                else if (p != c->proto) { fprintf(stderr, "loadgen: the milter negotiated differently on a new connection\n"); return 1; }
+                double took = now() - c->neg_started;
+                if (took > slowest_neg) slowest_neg = took;
+                memmove(c->in, c->in + 4 + len, c->inlen - 4 - len);
+                c->inlen -= 4 + len;
+                c->negotiating = 0;
+                c->seg = 0;
+                if (c->greeting.len) write_all(c->fd, c->greeting.p, c->greeting.len);
+                send_seg(c, 0);
+                continue;
+            }
             size_t off = 0;
             int next = 0, abort_msg = 0, end_conn = 0;
             while (c->inlen - off >= 5) {
@@ -392,6 +414,17 @@ int main(int argc, char **argv)
                     c->done = 1; live--; epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                     continue;
                 }
+                if (new_conn_per_msg) {
+                    /* as Postfix with one SMTP session per message: quit,
+                       close, and the next message on a new connection */
+                    write_all(c->fd, "\0\0\0\1A\0\0\0\1Q", 10);
+                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                    close(c->fd);
+                    start_conn(c);
+                    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+                    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+                    continue;
+                }
                 c->seg = c->greeted;
                 send_seg(c, 1);
             } else {
@@ -409,7 +442,9 @@ int main(int argc, char **argv)
     for (int k = 0; k < conns; k++)
         if (fewest < 0 || cs[k].completed < fewest) fewest = cs[k].completed;
     printf("{\"conns\": %d, \"messages\": %ld, \"seconds\": %.3f, \"msgs_per_s\": %.0f, "
-           "\"cpu_s\": %.3f, \"cpu_us_per_msg\": %.2f, \"fewest_messages_on_a_connection\": %ld}\n",
-           conns, total, elapsed, total / elapsed, cpu, total ? cpu * 1e6 / total : 0.0, fewest);
+           "\"cpu_s\": %.3f, \"cpu_us_per_msg\": %.2f, \"fewest_messages_on_a_connection\": %ld, "
+           "\"new_connection_per_message\": %s, \"slowest_negotiation_ms\": %.3f}\n",
+           conns, total, elapsed, total / elapsed, cpu, total ? cpu * 1e6 / total : 0.0, fewest,
+           new_conn_per_msg ? "true" : "false", slowest_neg * 1e3);
     return total > 0 ? 0 : 1;
 }
