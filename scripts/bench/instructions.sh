@@ -4,11 +4,17 @@
 # scripts/bench/syscalls.py for that). Bounded: CONNS x MESSAGES messages.
 #
 #   scripts/bench/instructions.sh MILTER_BINARY [BENCH_BINARY] [CONNS] [MESSAGES]
+#
+# MESSAGE=FILE sends that message (e.g. target/bench/gate-2k.eml for the
+# gate milter) instead of bench's generated one; KEEP=DIR keeps the callgrind
+# output there for callgrind_annotate.
 set -euo pipefail
 MILTER=$1
 BENCH=${2:-target/release/minimilter}
 CONNS=${3:-8}
 MESSAGES=${4:-250}
+MSG=()
+[ -n "${MESSAGE:-}" ] && MSG=(--message "$MESSAGE")
 DIR=$(mktemp -d)
 trap 'kill "$PID" 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$DIR"/cg.*.* "$KEEP"; rm -rf "$DIR"' EXIT
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.%p" \
@@ -16,10 +22,10 @@ RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.%p" \
 PID=$!
 for _ in $(seq 200); do [ -S "$DIR/s.sock" ] && break; sleep 0.1; done
 # Warm up (negotiation paths, buffers, lazy statics), then count from zero.
-"$BENCH" bench "unix:$DIR/s.sock" --conns "$CONNS" --messages 20 --duration 60 --expect accept --quiet >/dev/null
+"$BENCH" bench "unix:$DIR/s.sock" --conns "$CONNS" --messages 20 --duration 60 --expect accept "${MSG[@]}" --quiet >/dev/null
 callgrind_control -z "$PID" >/dev/null 2>&1
 N=$("$BENCH" bench "unix:$DIR/s.sock" --conns "$CONNS" --messages "$MESSAGES" --duration 120 \
-    --expect accept --json --quiet | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+    --expect accept "${MSG[@]}" --json --quiet | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
 callgrind_control -d "$PID" >/dev/null 2>&1
 sleep 1
 IR=$(cat "$DIR"/cg.*.* 2>/dev/null | awk '/^summary:/ {s+=$2} END {print s}')

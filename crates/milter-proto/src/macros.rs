@@ -8,7 +8,8 @@
 
 use bytes::Bytes;
 
-use crate::command::code;
+use crate::command::{MAX_MACRO_PAIRS, code};
+use crate::payload::memchr_nul;
 
 /// The command codes that carry macros, in protocol order. `L` (each header)
 /// and `B` (each body chunk) are Postfix's per-event lists; `U` is unknown commands.
@@ -58,24 +59,105 @@ impl MacroStore {
     ///
     /// Names and values are copied out of the packet: a stored macro must not
     /// keep a whole read buffer (up to the packet limit) alive for the rest of
-    /// the connection. At most [`MAX_STAGE_BYTES`] are kept per stage.
+    /// the connection. They are copied into one buffer per stage (the pairs
+    /// are slices of it), so a packet costs one allocation, not two per
+    /// macro. At most [`MAX_STAGE_BYTES`] are kept per stage.
     pub fn set(&mut self, stage: u8, pairs: Vec<(Bytes, Bytes)>) {
         let Some(i) = slot(stage) else {
             return;
         };
         let slot = &mut self.slots[i];
         slot.clear();
+        let mut kept = 0;
         let mut bytes = 0;
-        for (name, value) in pairs {
-            bytes += name.len() + value.len();
-            if bytes > MAX_STAGE_BYTES {
+        for (name, value) in &pairs {
+            if bytes + name.len() + value.len() > MAX_STAGE_BYTES {
                 break;
             }
-            slot.push((
-                Bytes::copy_from_slice(&name),
-                Bytes::copy_from_slice(&value),
-            ));
+            bytes += name.len() + value.len();
+            kept += 1;
         }
+        let mut copy = Vec::with_capacity(bytes);
+        for (name, value) in &pairs[..kept] {
+            copy.extend_from_slice(name);
+            copy.extend_from_slice(value);
+        }
+        let copy = Bytes::from(copy);
+        let mut at = 0;
+        for (name, value) in &pairs[..kept] {
+            let (n, v) = (name.len(), value.len());
+            slot.push((copy.slice(at..at + n), copy.slice(at + n..at + n + v)));
+            at += n + v;
+        }
+    }
+
+    /// Stores the macros of a `D` packet straight from its payload (stage
+    /// byte, then NUL-terminated names and values), and returns the stage
+    /// (0 for an empty payload). The same as [`Command::parse`] followed by
+    /// [`MacroStore::set`], with the same leniency, without building the
+    /// list of pairs in between: the runtime's path for every macro packet.
+    ///
+    /// [`Command::parse`]: crate::Command::parse
+    pub fn set_packet(&mut self, payload: &[u8]) -> u8 {
+        let Some((&stage, mut rest)) = payload.split_first() else {
+            return 0;
+        };
+        let Some(i) = slot(stage) else {
+            return stage;
+        };
+        // Pass 1: the pairs kept (offsets into `rest` of names and values),
+        // by the rules of the parser and of `set`.
+        let mut spans: [(u32, u32, u32, u32); 16] = [(0, 0, 0, 0); 16];
+        let mut more: Vec<(u32, u32, u32, u32)> = Vec::new();
+        let (mut pairs, mut kept, mut bytes, mut at) = (0usize, 0usize, 0usize, 0usize);
+        let mut stop_keeping = false;
+        while !rest.is_empty() && pairs < MAX_MACRO_PAIRS {
+            let Some(n) = memchr_nul(rest) else { break };
+            let after_name = &rest[n + 1..];
+            if after_name.is_empty() {
+                break;
+            }
+            let Some(v) = memchr_nul(after_name) else {
+                break;
+            };
+            let (name_at, value_at) = (at, at + n + 1);
+            at += n + 1 + v + 1;
+            rest = &after_name[v + 1..];
+            if n == 0 {
+                continue;
+            }
+            pairs += 1;
+            if stop_keeping || bytes + n + v > MAX_STAGE_BYTES {
+                stop_keeping = true;
+                continue;
+            }
+            bytes += n + v;
+            let span = (name_at as u32, n as u32, value_at as u32, v as u32);
+            if kept < spans.len() {
+                spans[kept] = span;
+            } else {
+                more.push(span);
+            }
+            kept += 1;
+        }
+        // Pass 2: one copy of the kept bytes, the pairs slices of it.
+        let data = &payload[1..];
+        let all = || spans[..kept.min(spans.len())].iter().chain(more.iter());
+        let mut copy = Vec::with_capacity(bytes);
+        for &(na, nl, va, vl) in all() {
+            copy.extend_from_slice(&data[na as usize..(na + nl) as usize]);
+            copy.extend_from_slice(&data[va as usize..(va + vl) as usize]);
+        }
+        let copy = Bytes::from(copy);
+        let slot = &mut self.slots[i];
+        slot.clear();
+        let mut off = 0;
+        for &(_, nl, _, vl) in all() {
+            let (n, v) = (nl as usize, vl as usize);
+            slot.push((copy.slice(off..off + n), copy.slice(off + n..off + n + v)));
+            off += n + v;
+        }
+        stage
     }
 
     /// Forgets the macros of every stage after `stage` (a command of `stage`
@@ -184,5 +266,50 @@ mod tests {
         assert_eq!(&m.get("i").unwrap()[..], b"late");
         m.set(b'Z', pairs(&[("x", "y")]));
         assert!(m.get("x").is_none());
+    }
+
+    #[test]
+    fn set_packet_keeps_what_parse_and_set_keep() {
+        use crate::{Command, Frame};
+        // Deterministic pseudo-random packets: stages, NULs, empty names,
+        // dangling names, long values, many pairs.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let stages = b"CHMRTLNBEUZ\0";
+        for round in 0..3000 {
+            let mut payload = Vec::new();
+            if round % 97 != 0 {
+                payload.push(stages[(next() % stages.len() as u64) as usize]);
+                let parts = next() % if round % 50 == 0 { 600 } else { 12 };
+                for _ in 0..parts {
+                    let len = match next() % 10 {
+                        0 => 0,
+                        1 => (next() % 40_000) as usize,
+                        _ => (next() % 12) as usize,
+                    };
+                    payload.extend((0..len).map(|_| b'a' + (next() % 26) as u8));
+                    if next() % 20 != 0 {
+                        payload.push(0);
+                    }
+                }
+            }
+            let mut a = MacroStore::new();
+            let mut b = MacroStore::new();
+            let stage_a = a.set_packet(&payload);
+            let Ok(Command::Macro { stage, pairs }) = Command::parse(Frame {
+                code: b'D',
+                payload: Bytes::from(payload.clone()),
+            }) else {
+                panic!("macro packets always parse");
+            };
+            b.set(stage, pairs);
+            assert_eq!(stage_a, stage, "round {round}");
+            assert_eq!(a.slots, b.slots, "round {round}");
+        }
     }
 }

@@ -329,6 +329,17 @@ impl MilterSession {
                 }
             }
         }
+        if frame.code == code::MACRO && self.negotiated.is_some() {
+            // The common packet (several per message): stored straight
+            // from the payload, as `Command::Macro` below would be.
+            let stage = frame.payload.first().copied().unwrap_or(0);
+            if Self::opens_transaction(stage) {
+                self.transaction_open = true;
+            }
+            self.macros.clear_after(stage);
+            self.macros.set_packet(&frame.payload);
+            return Ok(Event::Macros);
+        }
         let command = Command::parse(frame)?;
         match command {
             Command::OptNeg(offer) => {
@@ -342,16 +353,7 @@ impl MilterSession {
                 Ok(Event::Negotiated)
             }
             Command::Macro { stage, pairs } => {
-                if matches!(
-                    stage,
-                    code::MAIL
-                        | code::RCPT
-                        | code::DATA
-                        | code::HEADER
-                        | code::EOH
-                        | code::BODY
-                        | code::BODYEOB
-                ) {
+                if Self::opens_transaction(stage) {
                     self.transaction_open = true;
                 }
                 self.macros.clear_after(stage);
@@ -382,6 +384,20 @@ impl MilterSession {
             }
             command => Ok(self.step(command)),
         }
+    }
+
+    /// Whether macros of `stage` mean an SMTP transaction is under way.
+    fn opens_transaction(stage: u8) -> bool {
+        matches!(
+            stage,
+            code::MAIL
+                | code::RCPT
+                | code::DATA
+                | code::HEADER
+                | code::EOH
+                | code::BODY
+                | code::BODYEOB
+        )
     }
 
     fn step(&mut self, command: Command) -> Event {
