@@ -23,10 +23,12 @@
       idle pause after the last; VmHWM is reset (/proc/PID/clear_refs) at the start of
       each phase where the kernel allows it, so each phase has its own peak.
 
-  measure.py yardstick --pid PID --socket SPEC [--conns 32] [--seconds 5] [--repeat 3] --out FILE
+  measure.py yardstick --pid PID --socket SPEC [--conns 32] [--seconds 5] [--repeat 3]
+                       [--new-connection-per-message] --out FILE
       `minimilter bench` and scripts/bench/loadgen.c (LOADGEN_BIN) one after the other
       against the same milter (the null milter in run.sh), --repeat rounds: msgs/s and
-      each client's own CPU per message (wait4 rusage), the milter's from /proc.
+      each client's own CPU per message (wait4 rusage), the milter's from /proc. With
+      --new-connection-per-message both clients open a connection per message.
 
   measure.py gate-report --dir target/bench --out docs/performance.md
       Rewrites only the same-job section of --out (between its markers) from gate-*.json
@@ -1022,10 +1024,14 @@ def yardstick(args):
             if client == "loadgen":
                 cmd = [LOADGEN, "-c", str(args.conns), "-n", "100000000", "-d", str(args.seconds),
                        "-b", str(args.body_bytes), args.socket]
+                if args.new_connection_per_message:
+                    cmd.insert(1, "-N")
             else:
                 cmd = [BENCH, "bench", args.socket, "--conns", str(args.conns), "--messages",
                        "100000000", "--duration", str(args.seconds), "--body-bytes",
                        str(args.body_bytes), "--expect", "accept", "--json", "--quiet"]
+                if args.new_connection_per_message:
+                    cmd.append("--new-connection-per-message")
             out, rc, cpu, wall = run_client(cmd)
             sys1, cpu1 = system_busy_s(), proc_cpu_s(args.pid)
             try:
@@ -1048,6 +1054,7 @@ def yardstick(args):
         "date": f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
         "milter": args.milter, "conns": args.conns, "seconds": args.seconds,
         "body_bytes": args.body_bytes, "runs": runs,
+        "new_connection_per_message": args.new_connection_per_message,
     }
     with open(args.out, "w") as f:
         json.dump(record, f, indent=1)
@@ -1081,6 +1088,14 @@ def load_gate(d):
     if os.path.exists(y):
         with open(y) as f:
             yard = json.load(f)
+    y = os.path.join(d, "yardstick-new.json")
+    if yard is not None and os.path.exists(y):
+        with open(y) as f:
+            yard["new"] = json.load(f)
+    u = os.path.join(d, "gate-uptime.txt")
+    if yard is not None and os.path.exists(u):
+        with open(u) as f:
+            yard["uptime"] = [line.strip() for line in f if line.strip()]
     return out, yard
 
 
@@ -1181,6 +1196,23 @@ def gate_section(gate, yard):
               f"| {fmt(run['client_cpu_us_per_msg'])} | {fmt(run['milter_cpu_us_per_msg'])} "
               f"| {100 * run['other_cpu_s'] / run['wall_s']:.0f} | {run['errors']} |")
         w("")
+        new = yard.get("new")
+        if new:
+            w(f"The same with a new connection per message (`loadgen -N`, `bench "
+              f"--new-connection-per-message`: connect, negotiate, one message, QUIT), "
+              f"{new['conns']} at a time ({new['date']}):\n")
+            w("| client | round | msgs/s | client CPU µs/msg | milter CPU µs/msg | other CPU % | errors |")
+            w("|---|---:|---:|---:|---:|---:|---:|")
+            for run in new["runs"]:
+                w(f"| {run['client']} | {run['round'] + 1} | {run['msgs_per_s']:,.0f} "
+                  f"| {fmt(run['client_cpu_us_per_msg'])} | {fmt(run['milter_cpu_us_per_msg'])} "
+                  f"| {100 * run['other_cpu_s'] / run['wall_s']:.0f} | {run['errors']} |")
+            w("")
+        if yard.get("uptime"):
+            w("Machine load (`uptime`) when the run started and when it ended:\n")
+            for line in yard["uptime"]:
+                w(f"    {line}")
+            w("")
     rows = gate_targets(gate, yard)
     if rows:
         w("### Targets\n")
@@ -1309,6 +1341,7 @@ def main():
     y.add_argument("--seconds", type=float, default=5.0)
     y.add_argument("--repeat", type=int, default=3)
     y.add_argument("--quiet-wait", type=float, default=8.0)
+    y.add_argument("--new-connection-per-message", action="store_true")
     y.add_argument("--out", required=True)
     g = sub.add_parser("gate-report")
     g.add_argument("--dir", required=True)

@@ -274,12 +274,16 @@ def message(size):
 open(sys.argv[1] + "/gate-2k.eml", "w").write(message(2048))
 open(sys.argv[1] + "/gate-1m.eml", "w").write(message(1 << 20))
 PYEOF
-    rm -f "$OUT"/gate-*.json "$OUT/yardstick.json"
+    rm -f "$OUT"/gate-*.json "$OUT/yardstick.json" "$OUT/yardstick-new.json"
+    uptime >"$OUT/gate-uptime.txt"
     echo "== yardstick: minimilter bench and loadgen against the null milter, 32 connections"
     start_milter null
     "$PY" scripts/bench/measure.py yardstick --pid "$MILTER_PID" --socket "unix:$SOCK" \
         --conns 32 --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" --quiet-wait "$QUIET_WAIT" \
         --out "$OUT/yardstick.json"
+    "$PY" scripts/bench/measure.py yardstick --pid "$MILTER_PID" --socket "unix:$SOCK" \
+        --conns 32 --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" --quiet-wait "$QUIET_WAIT" \
+        --new-connection-per-message --out "$OUT/yardstick-new.json"
     stop_milter
     # The milters take turns, round after round, so that a busy spell on a shared
     # machine falls on all of them alike.
@@ -293,6 +297,7 @@ PYEOF
             gate_scenario "$round" "$m" gbig 32 "$OUT/gate-1m.eml"
         done
     done
+    uptime >>"$OUT/gate-uptime.txt"
 }
 
 if [ -n "$GATE_ONLY" ]; then

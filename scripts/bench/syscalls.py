@@ -4,7 +4,7 @@ do not depend on how loaded the machine is (syscalls and context switches per
 message), plus utime+stime per message as a secondary, load-sensitive figure.
 
     scripts/bench/syscalls.py MILTER_BINARY [--bench target/release/minimilter]
-        [--conns 32] [--messages 2000] [--duration 20] [--strace]
+        [--conns 32] [--messages 2000] [--duration 20] [--strace] [--message FILE]
 
 Starts the milter on a unix socket in a temp dir, warms it up with a short
 run, then measures one bounded run. Context switches are summed over every
@@ -43,6 +43,8 @@ def bench(args, sock, conns, messages, duration):
     cmd = [args.bench, "bench", f"unix:{sock}", "--conns", str(conns),
            "--messages", str(messages), "--duration", str(duration),
            "--expect", "accept", "--json", "--quiet"]
+    if args.message:
+        cmd += ["--message", args.message]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
     if out.returncode != 0:
         sys.exit(f"bench failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -64,6 +66,7 @@ def main():
     p.add_argument("--messages", type=int, default=2000)
     p.add_argument("--duration", type=int, default=20)
     p.add_argument("--strace", action="store_true")
+    p.add_argument("--message", help="message file for bench (default: its generated one)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as d:
         sock = os.path.join(d, "milter.sock")

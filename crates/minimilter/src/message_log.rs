@@ -75,13 +75,17 @@ impl MessageLog {
     /// Macros of a step the filter does not receive: what they say about
     /// the client, sender or recipient (`stage` is the step's command code).
     pub(crate) fn macros(&mut self, stage: u8, macros: &MacroStore) {
+        if stage == b'M' {
+            self.start();
+        }
+        if !tracing::enabled!(target: "minimilter::message", tracing::Level::INFO) {
+            // Nothing will be written: the values are not needed.
+            return;
+        }
         let raw = |name: &str| macros.get(name).filter(|v| !v.is_empty()).cloned();
         match stage {
             b'C' => self.macro_client = raw("_"),
-            b'M' => {
-                self.start();
-                self.macro_sender = raw("{mail_addr}");
-            }
+            b'M' => self.macro_sender = raw("{mail_addr}"),
             b'R' => {
                 if let Some(a) = raw("{rcpt_addr}") {
                     self.macro_rcpts.push(a);
