@@ -106,9 +106,19 @@ impl Daemon for Mailman {
         vec![ExportCli::augment_args(clap::Command::new("export")).about(EXPORT_ABOUT)]
     }
 
-    fn run_subcommand(name: &str, args: &clap::ArgMatches) -> Result<(), BoxError> {
+    fn run_subcommand(
+        name: &str,
+        args: &clap::ArgMatches,
+        config: Option<&std::path::Path>,
+    ) -> Result<(), BoxError> {
         match name {
-            "export" => export(&ExportCli::from_arg_matches(args)?),
+            "export" => {
+                let mut cli = ExportCli::from_arg_matches(args)?;
+                if cli.config.is_none() {
+                    cli.config = config.map(ToOwned::to_owned);
+                }
+                export(&cli)
+            }
             other => Err(format!("no command {other}").into()),
         }
     }
@@ -210,7 +220,9 @@ impl Daemon for Mailman {
         serve.on_reload(move || {
             let file = b.path().display();
             match b.reload() {
-                Ok(Reloaded::Loaded(n)) => Ok(format!("lists file {file} reloaded: {n} lists")),
+                Ok(Reloaded::Loaded(n)) => {
+                    Ok(format!("lists file {file} reloaded on SIGHUP: {n} lists"))
+                }
                 Ok(Reloaded::Unchanged) => Ok(format!("lists file {file} unchanged")),
                 Err(e) => Err(format!("lists file reload failed: {e}")),
             }
@@ -237,7 +249,8 @@ const EXPORT_ABOUT: &str = "Write a lists file from a running Mailman's REST API
 /// `mailman-milter export`: the arguments.
 #[derive(Debug, clap::Args)]
 struct ExportCli {
-    /// Configuration file (TOML) with the [mailman] table; without it the defaults apply.
+    /// Configuration file (TOML) with the [mailman] table; without it the
+    /// defaults apply. May also be given before `export`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where to write the lists file (default: standard output).

@@ -404,15 +404,25 @@ fn export_is_a_command_of_the_shell() {
         help.contains("Commands:\n  export  Write a lists file"),
         "{help}"
     );
-    let o = mailman_milter().run(&["export", "--config", "/nonexistent/m.toml"], &[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stderr),
-        "mailman-milter export: /nonexistent/m.toml: cannot read: No such file or directory (os error 2)\n"
-    );
+    // `--config` before or after the command's name.
+    for args in [
+        ["export", "--config", "/nonexistent/m.toml"],
+        ["--config", "/nonexistent/m.toml", "export"],
+    ] {
+        let o = mailman_milter().run(&args, &[]);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            "mailman-milter export: /nonexistent/m.toml: cannot read: No such file or directory (os error 2)\n"
+        );
+    }
     // A daemon option is not silently dropped in front of the command.
     let o = mailman_milter().run(&["--lists", "x.toml", "export"], &[]);
     assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "mailman-milter: --lists cannot be used with the command `export` (see --help)\n"
+    );
     // `export` as the value of an option is that value, not the command.
     let o = mailman_milter().run(&["--lists", "export", "--check-config"], &[]);
     assert_eq!(o.status.code(), Some(1));

@@ -116,17 +116,21 @@ pub trait Daemon: Sized + 'static {
     }
 
     /// One-shot commands beside the daemon (`mailman-milter export`),
-    /// shown in `--help`; default none. Options of the daemon cannot be
-    /// combined with a command.
+    /// shown in `--help`; default none. Of the daemon's options only
+    /// `--config` may come before a command's name.
     fn subcommands() -> Vec<clap::Command> {
         Vec::new()
     }
 
     /// Runs the command `name` of [`Daemon::subcommands`] with its
-    /// arguments. An error is printed as one line, `NAME name: what`,
-    /// with exit status 1.
-    fn run_subcommand(name: &str, args: &clap::ArgMatches) -> Result<(), BoxError> {
-        let _ = args;
+    /// arguments, and the `--config` given before its name. An error is
+    /// printed as one line, `NAME name: what`, with exit status 1.
+    fn run_subcommand(
+        name: &str,
+        args: &clap::ArgMatches,
+        config: Option<&std::path::Path>,
+    ) -> Result<(), BoxError> {
+        let _ = (args, config);
         Err(format!("no command {name}").into())
     }
 
@@ -154,7 +158,6 @@ pub fn command<D: Daemon>() -> clap::Command {
     if !subcommands.is_empty() {
         command = command
             .subcommands(subcommands)
-            .args_conflicts_with_subcommands(true)
             .disable_help_subcommand(true);
     }
     command
@@ -371,8 +374,23 @@ where
         Err(e) => return usage_error::<D>(e),
     };
     if let Some((name, args)) = matches.subcommand() {
+        // A daemon option in front of a command would do nothing: refused
+        // rather than ignored (`--config` is the command's too).
+        if let Some(arg) = command::<D>().get_arguments().find(|a| {
+            let id = a.get_id().as_str();
+            id != "config"
+                && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        }) {
+            let flag = arg.get_long().unwrap_or(arg.get_id().as_str());
+            eprintln!(
+                "{}: --{flag} cannot be used with the command `{name}` (see --help)",
+                D::NAME
+            );
+            return ExitCode::from(USAGE);
+        }
+        let config = matches.get_one::<std::path::PathBuf>("config");
         install_panic_hook();
-        return match D::run_subcommand(name, args) {
+        return match D::run_subcommand(name, args, config.map(|p| p.as_path())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{} {name}: {}", D::NAME, one_line(e.as_ref()));
