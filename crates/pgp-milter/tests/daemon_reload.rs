@@ -103,8 +103,9 @@ fn check_backend_says_there_is_none() {
     assert!(out.ends_with("configuration OK\n"), "{out}");
 }
 
-#[test]
-fn counters_count_the_bytes_judged_and_classes_of_refusal() {
+/// Sends `sends` plain messages to a daemon serving metrics; the
+/// exposition after them, and the bytes of one message as judged.
+fn metrics_after(sends: usize) -> (String, usize) {
     let s = Scratch::new("pgp-metrics");
     let inet = format!("inet:127.0.0.1:{}", free_port());
     let mport = free_port();
@@ -120,7 +121,6 @@ fn counters_count_the_bytes_judged_and_classes_of_refusal() {
     );
     d.wait_log("metrics at http://");
     let m = plain();
-    let sends = 3;
     for _ in 0..sends {
         assert!(rejected(&send_one(&inet, &m)));
     }
@@ -130,6 +130,15 @@ fn counters_count_the_bytes_judged_and_classes_of_refusal() {
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let per_message = head.lines().map(|l| l.len() + 2).sum::<usize>() + body.len();
     let (_, metrics) = scrape(mport);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0));
+    (metrics, per_message)
+}
+
+#[test]
+fn counters_count_the_bytes_judged_and_classes_of_refusal() {
+    let sends = 3;
+    let (metrics, per_message) = metrics_after(sends);
     assert_eq!(
         sample(&metrics, "pgp_milter_judged_bytes_total"),
         Some((sends * per_message) as f64),
@@ -143,8 +152,14 @@ fn counters_count_the_bytes_judged_and_classes_of_refusal() {
         Some(sends as f64),
         "{metrics}"
     );
-    d.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(d.wait_exit().code(), Some(0));
+}
+
+#[test]
+#[ignore = "needs promtool"]
+fn promtool_accepts_the_exposition_with_pgp_milters_counters() {
+    let (metrics, _) = metrics_after(2);
+    assert!(metrics.contains("# TYPE pgp_milter_judged_bytes_total counter"));
+    daemon_contract::promtool_accepts(&metrics);
 }
 
 #[test]

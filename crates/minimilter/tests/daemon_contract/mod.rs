@@ -854,3 +854,22 @@ pub fn hup(d: &mut Daemon, n: usize) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `promtool check metrics` (Debian package prometheus) accepts `body`
+/// with nothing to say.
+pub fn promtool_accepts(body: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) must be installed");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{body}"
+    );
+}
