@@ -88,7 +88,9 @@ impl Daemon for Mailman {
     }
 
     // Where the lists come from is fixed at start-up (the backend and its
-    // cache, the lists file watched); the policy applies to new connections.
+    // cache, the lists file watched), and `senders` changes the steps
+    // negotiated with the MTA; the rest of the policy applies to new
+    // connections.
     fn applies_on_reload(key: &str) -> bool {
         !matches!(
             key,
@@ -99,6 +101,7 @@ impl Daemon for Mailman {
                 | "lists"
                 | "reload_interval"
                 | "mailman"
+                | "senders"
         )
     }
 
@@ -187,8 +190,7 @@ impl Daemon for Mailman {
                 });
                 let (milter, swap) = Reloadable::new(milter);
                 serve.on_reconfigure(move |new: Mailman| {
-                    swap.replace(MailmanMilter::new(metered.clone(), new.config.settings()));
-                    Ok(())
+                    swap.replace(MailmanMilter::new(metered.clone(), new.config.settings()))
                 });
                 serve.on_reload(|| {
                     Ok(
@@ -233,9 +235,7 @@ impl Daemon for Mailman {
         let _ = milter.prime().await;
         let (milter, swap) = Reloadable::new(milter);
         serve.on_reconfigure(move |new: Mailman| {
-            let milter = MailmanMilter::new(metered.clone(), new.config.settings());
-            swap.replace(milter);
-            Ok(())
+            swap.replace(MailmanMilter::new(metered.clone(), new.config.settings()))
         });
         serve.run(milter).await
     }

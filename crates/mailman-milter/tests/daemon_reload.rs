@@ -85,13 +85,36 @@ fn hup_reloads_the_lists_and_the_policy_and_a_broken_file_changes_nothing() {
     );
     assert!(reply(&send_one(&inet, &bob)).ends_with(": new text"));
 
+    // `senders` changes the steps negotiated with the MTA: named, for a
+    // restart, and nothing else changes.
+    std::fs::write(
+        &file,
+        format!(
+            "senders = \"envelope\"\n{}",
+            config(&lists_file, &inet, "new text")
+        ),
+    )
+    .unwrap();
+    let line = hup(&mut d, 2);
+    assert!(
+        line.contains(&format!(
+            "SIGHUP: {}: changed, applying after a restart: senders: \"mailman\" -> \"envelope\"",
+            file.display()
+        )),
+        "{line}"
+    );
+    assert!(reply(&send_one(&inet, &bob)).ends_with(": new text"));
+    std::fs::write(&file, config(&lists_file, &inet, "new text")).unwrap();
+    let line = hup(&mut d, 3);
+    assert!(line.contains("no setting changed"), "{line}");
+
     // The lists: bob becomes a member.
     std::fs::write(
         &lists_file,
         lists(&["alice@example.org", "bob@example.org"]),
     )
     .unwrap();
-    let line = hup(&mut d, 2);
+    let line = hup(&mut d, 4);
     assert!(
         line.contains("lists file") && line.contains("reloaded"),
         "{line}"
@@ -100,7 +123,7 @@ fn hup_reloads_the_lists_and_the_policy_and_a_broken_file_changes_nothing() {
 
     // A broken lists file: one error line, bob stays a member.
     std::fs::write(&lists_file, "[[list]\n").unwrap();
-    let line = hup(&mut d, 3);
+    let line = hup(&mut d, 5);
     assert!(line.contains(" ERROR "), "{line}");
     assert!(line.contains("lists file reload failed"), "{line}");
     assert!(
@@ -112,7 +135,7 @@ fn hup_reloads_the_lists_and_the_policy_and_a_broken_file_changes_nothing() {
     // A broken configuration: one error line, the text stays.
     std::fs::write(&lists_file, lists(&["alice@example.org"])).unwrap();
     std::fs::write(&file, "senders = \"nobody\"\n").unwrap();
-    let line = hup(&mut d, 4);
+    let line = hup(&mut d, 6);
     assert!(line.contains(" ERROR "), "{line}");
     assert!(
         line.ends_with("; the previous state stays in force"),

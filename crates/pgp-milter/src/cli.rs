@@ -130,8 +130,7 @@ impl Daemon for Pgp {
         serve.on_reconfigure(move |new: Pgp| {
             let policy = new.0.policy;
             log_policy(&policy);
-            next.replace(Metered::new(PgpMilter::new(policy), bytes.clone()));
-            Ok(())
+            next.replace(Metered::new(PgpMilter::new(policy), bytes.clone()))
         });
         serve.on_reload(move || {
             let current = swap.current();

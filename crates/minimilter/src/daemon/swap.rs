@@ -6,6 +6,11 @@
 //! by one policy from start to end; the next connection gets the new one.
 //! Postfix opens a milter connection per SMTP session, so a new policy is
 //! in force from the next SMTP session on.
+//!
+//! A connection negotiates with the MTA (the steps and macros it gets)
+//! before its first step takes the filter in force, so a new filter must
+//! ask the MTA for exactly what the old one did: [`Swap::replace`]
+//! refuses one that does not (that change needs a restart).
 
 use std::sync::{Arc, RwLock};
 
@@ -53,11 +58,21 @@ impl<M: Milter> Reloadable<M> {
     }
 }
 
-impl<M> Swap<M> {
-    /// New connections get `milter`; those open keep theirs.
-    pub fn replace(&self, milter: M) {
+impl<M: Milter> Swap<M> {
+    /// New connections get `milter`; those open keep theirs. Refused
+    /// (the running filter stays) if `milter` needs other steps, actions
+    /// or macros from the MTA than the running one.
+    pub fn replace(&self, milter: M) -> Result<(), String> {
         let mut slot = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if milter.requirements() != slot.requirements() {
+            return Err(
+                "the new settings change what the milter asks of the MTA (steps, actions, \
+                 macros); restart to apply them"
+                    .into(),
+            );
+        }
         *slot = Arc::new(milter);
+        Ok(())
     }
 
     /// The filter new connections get.
@@ -189,5 +204,34 @@ impl<M: Milter> Milter for Reloadable<M> {
     async fn close(&self, cx: Ctx<'_, Self>) -> Result<(), crate::BoxError> {
         let (m, cx) = split(&self.current, cx);
         m.close(cx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use milter_proto::Steps;
+
+    struct Steps1(Steps, &'static str);
+
+    impl Milter for Steps1 {
+        type Connection = ();
+        type Message = ();
+        fn requirements(&self) -> Requirements {
+            Requirements {
+                steps: self.0,
+                ..Requirements::default()
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_needing_other_steps_is_refused_and_the_old_stays() {
+        let (r, swap) = Reloadable::new(Steps1(Steps::RCPT, "first"));
+        assert!(swap.replace(Steps1(Steps::RCPT, "second")).is_ok());
+        assert_eq!(r.current().1, "second");
+        let refused = swap.replace(Steps1(Steps::RCPT | Steps::HEADER, "third"));
+        assert!(refused.unwrap_err().contains("restart"));
+        assert_eq!(swap.current().1, "second");
     }
 }
