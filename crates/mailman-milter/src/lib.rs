@@ -8,20 +8,26 @@
 //! Mailman 3's REST API, with its answer cache); [`overrides`] adds the
 //! configuration's per-list `refuse_hold` and `reject_text`; [`milter`]
 //! applies it all over the minimilter runtime; [`config`] is the daemon's
-//! settings.
+//! settings; [`cli`] is the daemon itself, with [`metered`] (backend
+//! counters), [`reason_class`] (decision classes for metrics) and
+//! [`backend_probe`] (`--check-backend`).
 
 pub mod address;
 pub mod approval;
 pub mod backend;
+pub mod backend_probe;
+pub mod cli;
 pub mod config;
 pub mod export;
 pub mod header_match;
 pub mod list;
 pub mod lists_file;
+pub mod metered;
 pub mod milter;
 pub mod overrides;
 pub mod policy;
 pub mod pyregex;
+pub mod reason_class;
 pub mod recipient;
 pub mod rest;
 mod toml_error;

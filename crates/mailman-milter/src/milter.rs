@@ -136,6 +136,10 @@ pub struct Message {
     headers: SeenHeaders,
     pending: Option<Pending>,
     body_scan: BodyScan,
+    /// The decisions taken for this message (reason text, class), for
+    /// the runtime's one line per message; set where the log fields are,
+    /// which have only shared access to the state.
+    decided: std::sync::Mutex<Vec<(String, &'static str)>>,
 }
 
 /// A backend index and the same with the overrides applied.
@@ -342,11 +346,23 @@ struct LogFields<'a> {
     queue_id: String,
     sender: &'a str,
     rcpts: String,
+    decided: &'a std::sync::Mutex<Vec<(String, &'static str)>>,
 }
 
 impl LogFields<'_> {
+    /// Records the decision for the runtime's line of the message
+    /// ([`Milter::reason`]); the debug line here adds the list.
     fn emit(&self, list: &str, verdict: &str, reason: &str) {
-        tracing::info!(
+        let why = (reason.strip_prefix("pass: "))
+            .or_else(|| reason.strip_prefix("refuse: "))
+            .unwrap_or(reason);
+        let text = match list {
+            "-" => why.to_owned(),
+            list => format!("{list}: {why}"),
+        };
+        (self.decided.lock().unwrap_or_else(|e| e.into_inner()))
+            .push((text, crate::reason_class::class(verdict, why)));
+        tracing::debug!(
             queue_id = %self.queue_id,
             sender = %self.sender,
             rcpts = %self.rcpts,
@@ -377,6 +393,7 @@ fn log_fields<'a>(
             &cx.msg.envelope_raw
         },
         rcpts: rcpts.join(","),
+        decided: &cx.msg.decided,
     }
 }
 
@@ -572,6 +589,17 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
         }
         log_fields(&cx, None).emit(&p.list, "reject", &format!("refuse: {}", p.why));
         Ok(Verdict::reject_with(p.reply))
+    }
+
+    fn reason(&self, msg: &Message) -> Option<String> {
+        let decided = msg.decided.lock().unwrap_or_else(|e| e.into_inner());
+        let texts: Vec<&str> = decided.iter().map(|(t, _)| t.as_str()).collect();
+        (!texts.is_empty()).then(|| texts.join("; "))
+    }
+
+    fn reason_class(&self, msg: &Message) -> Option<&'static str> {
+        let decided = msg.decided.lock().unwrap_or_else(|e| e.into_inner());
+        decided.last().map(|(_, class)| *class)
     }
 }
 

@@ -18,23 +18,29 @@
 //!   a repeated armor;
 //! * [`policy`]: who is checked, what passes, what the refusal says;
 //! * [`config`]: the TOML file, checked at start-up;
-//! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps.
+//! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps;
+//! * [`refusal`]: the class of a decision, for metrics;
+//! * [`metered`]: the milter with its own counters (bytes judged);
+//! * [`cli`]: the daemon (`pgp-milter`), its command line and reloads.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod address;
 pub mod armor;
+pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod html;
 pub mod keyring;
+pub mod metered;
 pub mod milter;
 pub mod mime;
 pub mod openpgp;
 pub mod packets;
 pub mod payload;
 pub mod policy;
+pub mod refusal;
 pub mod report;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};

@@ -7,7 +7,7 @@ use minimilter::{
     Ctx, Envelope, Header, MacroStage, Milter, Modifications, Requirements, SmtpReply, StepResult,
     Steps, Verdict,
 };
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::address::Address;
 use crate::detect::{Detection, Detector, NotPgp, Wanted};
@@ -57,6 +57,10 @@ pub struct MessageState {
     /// The whole message, kept only for a possible delivery status report
     /// (null sender, `bounces = accept-reports`), which is read whole.
     report_data: Vec<u8>,
+    /// The decision's reason and class, for the runtime's one line per
+    /// message and its metrics (set where the decision is made, which has
+    /// only shared access to the state).
+    decided: std::sync::Mutex<Option<(String, &'static str)>>,
 }
 
 /// Text (bytes other than ASCII white space) in the preamble and in the
@@ -129,10 +133,14 @@ fn canonical(raw: &str) -> String {
     Address::parse(raw).map_or_else(String::new, |a| a.as_str().to_owned())
 }
 
-/// The one log line per decision.
+/// Records the decision for the runtime's one line per message
+/// ([`Milter::reason`]); this debug line adds nothing an administrator
+/// needs twice.
 fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
+    *cx.msg.decided.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((d.reason().to_owned(), crate::refusal::class(d)));
     let queue_id = cx.macro_str("i").unwrap_or_default().into_owned();
-    info!(
+    debug!(
         queue_id = %if queue_id.is_empty() { "-".to_owned() } else { queue_id },
         from = %format!("<{}>", cx.msg.sender),
         to = %cx.msg.rcpts.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(","),
@@ -414,6 +422,16 @@ impl Milter for PgpMilter {
         let d = self.judge(cx.msg).await;
         log_decision(&cx, &d);
         Ok(verdict(&d))
+    }
+
+    fn reason(&self, msg: &MessageState) -> Option<String> {
+        let decided = msg.decided.lock().unwrap_or_else(|e| e.into_inner());
+        decided.as_ref().map(|(why, _)| why.clone())
+    }
+
+    fn reason_class(&self, msg: &MessageState) -> Option<&'static str> {
+        let decided = msg.decided.lock().unwrap_or_else(|e| e.into_inner());
+        decided.as_ref().map(|(_, class)| *class)
     }
 }
 

@@ -105,7 +105,10 @@ fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
 
     // One log line per decision, with the queue id, envelope and reason.
     let log = daemon.log_text();
-    let decisions: Vec<&str> = log.lines().filter(|l| l.contains("decision")).collect();
+    let decisions: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("minimilter::message"))
+        .collect();
     assert_eq!(decisions.len(), 3, "{log}");
     assert!(decisions[0].contains("verdict=accept"), "{log}");
     assert!(

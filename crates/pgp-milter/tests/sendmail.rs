@@ -261,7 +261,10 @@ fn sendmail_delivers_pgp_mail_refuses_plain_mail_checks_keys_and_tempfails_witho
     // The milter logged one decision per message with Sendmail's queue id
     // (macro `i`, which Sendmail sends at MAIL FROM).
     let mlog = s.milter.log_text();
-    let decisions: Vec<&str> = mlog.lines().filter(|l| l.contains("decision")).collect();
+    let decisions: Vec<&str> = mlog
+        .lines()
+        .filter(|l| l.contains("minimilter::message"))
+        .collect();
     assert!(decisions.len() >= 5, "{mlog}");
     assert!(
         decisions.iter().all(|d| !d.contains("queue_id=-")),

@@ -72,6 +72,8 @@ pub struct FileSection {
     pub server: ServerSection,
     /// The other top-level keys.
     pub other_keys: Vec<String>,
+    /// The other top-level keys with their values: the milter's part.
+    pub milter: toml::Table,
 }
 
 impl FileSection {
@@ -106,6 +108,7 @@ impl FileSection {
             path: path.to_owned(),
             server,
             other_keys: table.keys().cloned().collect(),
+            milter: table,
         })
     }
 }

@@ -44,10 +44,12 @@ mod logging;
 mod metrics;
 mod reload;
 mod signals;
+mod swap;
 mod systemd;
 
+use std::any::Any;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args as _, FromArgMatches as _};
@@ -58,6 +60,7 @@ pub use config::{FileSection, SERVER_KEYS, ServerSection, Settings, resolve};
 pub use errors::{BoxError, DaemonError, one_line};
 pub use logging::LogFormat;
 pub use signals::ReloadHook;
+pub use swap::{Pinned, Reloadable, Swap};
 pub use systemd::{Notifier, passed_socket_count};
 
 use crate::config::ServerConfig;
@@ -102,9 +105,62 @@ pub trait Daemon: Sized + 'static {
         let _ = (report, backend);
     }
 
+    /// Whether SIGHUP applies a change of `key` (a key of
+    /// [`Daemon::settings`]) while running, through the hook given to
+    /// [`Serve::on_reconfigure`]; other changed keys are logged as taking
+    /// effect after a restart. Default: none. `[server]` keys always need
+    /// a restart (sockets are bound once).
+    fn applies_on_reload(key: &str) -> bool {
+        let _ = key;
+        false
+    }
+
+    /// One-shot commands beside the daemon (`mailman-milter export`),
+    /// shown in `--help`; default none. Of the daemon's options only
+    /// `--config` may come before a command's name.
+    fn subcommands() -> Vec<clap::Command> {
+        Vec::new()
+    }
+
+    /// Runs the command `name` of [`Daemon::subcommands`] with its
+    /// arguments, and the `--config` given before its name. An error is
+    /// printed as one line, `NAME name: what`, with exit status 1.
+    fn run_subcommand(
+        name: &str,
+        args: &clap::ArgMatches,
+        config: Option<&std::path::Path>,
+    ) -> Result<(), BoxError> {
+        let _ = (args, config);
+        Err(format!("no command {name}").into())
+    }
+
     /// Builds the filter (and its reload hook) and serves it with
     /// [`Serve::run`].
     fn serve(self, serve: Serve) -> impl Future<Output = Result<(), BoxError>>;
+}
+
+/// The whole command line of milter `D`: its own options, the shell's,
+/// and its commands, with `--help` and `--version` text. For generating
+/// manual pages and shell completions (clap_mangen, clap_complete).
+pub fn command<D: Daemon>() -> clap::Command {
+    // About and version after the options: a derived `Args` struct's doc
+    // comment would otherwise replace the milter's own text.
+    let mut command = ServerArgs::augment_args(D::Args::augment_args(clap::Command::new(D::NAME)))
+        .version(D::VERSION)
+        .about(D::ABOUT)
+        .long_about(None::<&str>)
+        .after_help(
+            "Settings: a command-line option wins over the same key in the [server] \
+                 section of the --config file, which wins over the built-in default. \
+                 SIGTERM/SIGINT drain and stop; SIGHUP reloads what the milter can reload.",
+        );
+    let subcommands = D::subcommands();
+    if !subcommands.is_empty() {
+        command = command
+            .subcommands(subcommands)
+            .disable_help_subcommand(true);
+    }
+    command
 }
 
 /// The milter's configuration, and the socket keys an older file of it has
@@ -157,17 +213,76 @@ pub struct Serve {
     handlers: signals::Handlers,
     reload: Option<ReloadHook>,
     config_watch: Option<ReloadHook>,
+    reconfigure: ReconfigureSlot,
     registry: prometheus_client::registry::Registry,
     metrics_listener: Option<tokio::net::TcpListener>,
 }
+
+/// What [`Serve::on_reconfigure`] was given, type-erased: it takes the
+/// milter's `Daemon` value, freshly configured from the re-read file.
+type ReconfigureHook = Arc<dyn Fn(Box<dyn Any>) -> Result<(), String> + Send + Sync>;
+type ReconfigureSlot = Arc<Mutex<Option<ReconfigureHook>>>;
+
+/// A counter of a milter's own ([`Serve::counter`]).
+pub type Counter = prometheus_client::metrics::counter::Counter;
+/// Label pairs of a milter's counters: fixed words, so the number of
+/// series stays bounded.
+pub type Labels = Vec<(&'static str, &'static str)>;
+/// Counters by label ([`Serve::counter_family`]).
+pub type CounterFamily = prometheus_client::metrics::family::Family<Labels, Counter>;
 
 impl Serve {
     /// Where the milter registers metrics of its own (names are prefixed
     /// with the milter's name, `-` as `_`; call once); exposed with the runtime's at
     /// `/metrics` when `metrics_listen`/`--metrics` is set, unused otherwise.
+    /// [`Serve::counter`] and [`Serve::counter_family`] cover the usual case.
     pub fn registry(&mut self) -> &mut prometheus_client::registry::Registry {
         let prefix = self.name.replace('-', "_");
         self.registry.sub_registry_with_prefix(prefix)
+    }
+
+    /// A counter of the milter's own, served as `NAME_name_total` (NAME
+    /// the milter's, `-` as `_`) beside the runtime's `milter_*` metrics.
+    /// Keep it outside the filter so that it outlives a reload.
+    pub fn counter(&mut self, name: &str, help: &str) -> Counter {
+        let c = Counter::default();
+        self.register(name, help, c.clone());
+        c
+    }
+
+    /// Counters by label values, served as `NAME_name_total{...}`.
+    pub fn counter_family(&mut self, name: &str, help: &str) -> CounterFamily {
+        let f = CounterFamily::default();
+        self.register(name, help, f.clone());
+        f
+    }
+
+    fn register(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        let full = format!("{}_{name}", self.name.replace('-', "_"));
+        self.registry.register(full, help, metric);
+    }
+
+    /// What SIGHUP does with the re-read configuration file when a setting
+    /// [`Daemon::applies_on_reload`] changed: `hook` gets the milter's
+    /// value configured from the file (checked as at start-up) and puts
+    /// it in force, typically with [`Swap::replace`]; `Err(why)` refuses
+    /// and keeps the running state. `D` must be the daemon being served.
+    pub fn on_reconfigure<D: Daemon>(
+        &mut self,
+        hook: impl Fn(D) -> Result<(), String> + Send + Sync + 'static,
+    ) {
+        let erased: ReconfigureHook = Arc::new(move |any: Box<dyn Any>| {
+            let d = any
+                .downcast::<D>()
+                .map_err(|_| "internal error: reconfigured a different daemon".to_owned())?;
+            hook(*d)
+        });
+        *self.reconfigure.lock().unwrap_or_else(|e| e.into_inner()) = Some(erased);
     }
 
     /// Whether metrics are served (a milter may skip counting otherwise).
@@ -198,6 +313,7 @@ impl Serve {
             handlers,
             reload,
             config_watch,
+            reconfigure: _,
             mut registry,
             metrics_listener,
         } = self;
@@ -253,21 +369,35 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    // About and version after the options: a derived `Args` struct's doc
-    // comment would otherwise replace the milter's own text.
-    let command = ServerArgs::augment_args(D::Args::augment_args(clap::Command::new(D::NAME)))
-        .version(D::VERSION)
-        .about(D::ABOUT)
-        .long_about(None::<&str>)
-        .after_help(
-            "Settings: a command-line option wins over the same key in the [server] \
-             section of the --config file, which wins over the built-in default. \
-             SIGTERM/SIGINT drain and stop; SIGHUP reloads what the milter can reload.",
-        );
-    let matches = match command.try_get_matches_from(argv) {
+    let matches = match command::<D>().try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => return usage_error::<D>(e),
     };
+    if let Some((name, args)) = matches.subcommand() {
+        // A daemon option in front of a command would do nothing: refused
+        // rather than ignored (`--config` is the command's too).
+        if let Some(arg) = command::<D>().get_arguments().find(|a| {
+            let id = a.get_id().as_str();
+            id != "config"
+                && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        }) {
+            let flag = arg.get_long().unwrap_or(arg.get_id().as_str());
+            eprintln!(
+                "{}: --{flag} cannot be used with the command `{name}` (see --help)",
+                D::NAME
+            );
+            return ExitCode::from(USAGE);
+        }
+        let config = matches.get_one::<std::path::PathBuf>("config");
+        install_panic_hook();
+        return match D::run_subcommand(name, args, config.map(|p| p.as_path())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{} {name}: {}", D::NAME, one_line(e.as_ref()));
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (server_args, milter_args) = match (
         ServerArgs::from_arg_matches(&matches),
         D::Args::from_arg_matches(&matches),
@@ -366,17 +496,19 @@ fn start<D: Daemon>(args: ServerArgs, milter_args: D::Args) -> Result<ExitCode, 
         .enable_all()
         .build()
         .map_err(|e| DaemonError::Start(format!("starting the async runtime: {e}")))?;
+    let reconfigure = ReconfigureSlot::default();
     let watch = file.map(|f| {
-        let running = setting_lines(&configured.daemon, &settings);
+        let running = (setting_lines(&configured.daemon, &settings), f.milter);
         config_watch::<D>(
             f.path,
             args.clone(),
             milter_args.clone(),
             passed > 0,
             running,
+            reconfigure.clone(),
         )
     });
-    let result = runtime.block_on(serve::<D>(configured.daemon, settings, watch));
+    let result = runtime.block_on(serve::<D>(configured.daemon, settings, watch, reconfigure));
     // Everything was drained; a blocking task still running (a filter's
     // computation for a connection that is gone) must not delay the exit.
     runtime.shutdown_background();
@@ -393,21 +525,25 @@ fn setting_lines<D: Daemon>(daemon: &D, settings: &Settings) -> Vec<String> {
     lines
 }
 
-/// SIGHUP's first step: the file read again as at start-up and compared
-/// with the settings in force.
+/// SIGHUP's first step: the file read again and checked as at start-up,
+/// and compared with the settings in force. Changed settings the milter
+/// applies while running ([`Daemon::applies_on_reload`], with a hook from
+/// [`Serve::on_reconfigure`]) are put in force together, or none is; the
+/// others are named as waiting for a restart.
 fn config_watch<D: Daemon>(
     path: std::path::PathBuf,
     args: ServerArgs,
     milter_args: D::Args,
     activation: bool,
-    running: Vec<String>,
+    running: (Vec<String>, toml::Table),
+    reconfigure: ReconfigureSlot,
 ) -> ReloadHook {
+    let running = Mutex::new(running);
     Arc::new(move || {
         let name = path.display().to_string();
-        let refused = |e: String| e;
-        let file = FileSection::read(&path).map_err(|e| refused(e.to_string()))?;
+        let file = FileSection::read(&path).map_err(|e| e.to_string())?;
         let configured =
-            D::configure(Some(&file), &milter_args).map_err(|e| refused(one_line(e.as_ref())))?;
+            D::configure(Some(&file), &milter_args).map_err(|e| one_line(e.as_ref()))?;
         let settings = resolve(
             &args,
             Some(&file),
@@ -415,9 +551,27 @@ fn config_watch<D: Daemon>(
             activation,
             D::DEFAULT_LISTEN,
         )
-        .map_err(|e| refused(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
         let now = setting_lines(&configured.daemon, &settings);
-        Ok(reload::sentence(&name, &reload::changes(&running, &now)))
+        let hook = reconfigure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
+        let (lines, table) = &mut *running;
+        let mut all = reload::changes(lines, &now);
+        all.extend(reload::table_changes(table, &file.milter, &all));
+        let (applied, waiting): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| {
+            hook.is_some() && !c.key.starts_with("server.") && D::applies_on_reload(&c.key)
+        });
+        if let Some(hook) = hook
+            && !applied.is_empty()
+        {
+            hook(Box::new(configured.daemon)).map_err(|why| format!("{name}: {why}"))?;
+            *lines = reload::merge(lines, &now, &applied);
+            *table = reload::merge_table(table, &file.milter, &applied);
+        }
+        Ok(reload::sentence(&name, &applied, &waiting))
     })
 }
 
@@ -425,6 +579,7 @@ async fn serve<D: Daemon>(
     daemon: D,
     settings: Settings,
     watch: Option<ReloadHook>,
+    reconfigure: ReconfigureSlot,
 ) -> Result<(), DaemonError> {
     let handlers = signals::Handlers::install()
         .map_err(|e| DaemonError::Start(format!("installing signal handlers: {e}")))?;
@@ -459,6 +614,7 @@ async fn serve<D: Daemon>(
         handlers,
         reload: None,
         config_watch: watch,
+        reconfigure,
         registry: prometheus_client::registry::Registry::default(),
         metrics_listener,
     };

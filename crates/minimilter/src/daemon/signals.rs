@@ -62,22 +62,46 @@ async fn reload_loop(
 ) {
     while hangup.recv().await.is_some() {
         notifier.notify("RELOADING=1");
-        if let Some(config) = config.clone() {
-            run(config).await;
-        }
-        match hook.clone() {
-            Some(hook) => run(hook).await,
-            None => tracing::info!("SIGHUP: this milter has no data to reload"),
-        }
+        reload_once(config.clone(), hook.clone()).await;
         notifier.notify("READY=1");
     }
 }
 
-/// Runs one hook on a blocking thread and logs its sentence.
-async fn run(hook: ReloadHook) {
+/// One SIGHUP, one log line: the configuration file first (a file that
+/// does not load refuses the whole reload), then the milter's data.
+async fn reload_once(config: Option<ReloadHook>, hook: Option<ReloadHook>) {
+    let mut done = Vec::new();
+    if let Some(config) = config {
+        match run(config).await {
+            Ok(s) => done.push(s),
+            Err(why) => {
+                tracing::error!("SIGHUP: {why}; the previous state stays in force");
+                return;
+            }
+        }
+    }
+    match hook {
+        Some(hook) => match run(hook).await {
+            Ok(s) => done.push(s),
+            Err(why) => {
+                done.push(why);
+                tracing::error!(
+                    "SIGHUP: {}; the previous data stays in force",
+                    done.join("; ")
+                );
+                return;
+            }
+        },
+        None if done.is_empty() => done.push("this milter has no data to reload".into()),
+        None => {}
+    }
+    tracing::info!("SIGHUP: {}", done.join("; "));
+}
+
+/// Runs one hook on a blocking thread.
+async fn run(hook: ReloadHook) -> Result<String, String> {
     match tokio::task::spawn_blocking(move || hook()).await {
-        Ok(Ok(changed)) => tracing::info!("SIGHUP: {changed}"),
-        Ok(Err(why)) => tracing::error!("SIGHUP: {why}; the previous state stays in force"),
-        Err(e) => tracing::error!("SIGHUP: reload failed ({e}); the previous state stays in force"),
+        Ok(r) => r,
+        Err(e) => Err(format!("reload failed ({e})")),
     }
 }

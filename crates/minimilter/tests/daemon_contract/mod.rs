@@ -628,6 +628,9 @@ pub fn one_line_per_message(b: &Binary) {
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
     let log = d.log_text();
+    // Exactly one line names the message: the milter adds none of its own.
+    let naming: Vec<&str> = log.lines().filter(|l| l.contains("4XyZ1Q2w3e")).collect();
+    assert_eq!(naming.len(), 1, "{log}");
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("minimilter::message"))
@@ -810,4 +813,63 @@ pub fn hup_rereads_the_configuration(b: &Binary) {
     std::net::TcpStream::connect(inet.strip_prefix("inet:").unwrap()).unwrap();
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0), "{}", d.log_text());
+}
+
+/// Runs `message` through the milter at `inet` on a connection of its own
+/// (a reload applies from the next connection) and returns the outcome.
+pub fn send_one(inet: &str, message: &minimilter::MessageSpec) -> minimilter::Outcome {
+    use minimilter::{ClientConfig, MilterClient, SocketSpec, run_message};
+    let spec: SocketSpec = inet.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut c = MilterClient::connect(&spec, ClientConfig::default())
+            .await
+            .unwrap();
+        let outcome = run_message(&mut c, message).await.unwrap().outcome;
+        c.quit().await.unwrap();
+        outcome
+    })
+}
+
+/// Sends SIGHUP and waits for the reload's log line (the `n`-th line
+/// starting `SIGHUP: `); returns it. Exactly one line per SIGHUP.
+pub fn hup(d: &mut Daemon, n: usize) -> String {
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = d.log_text();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("SIGHUP: ")).collect();
+        if lines.len() >= n {
+            // A second line would come right after the first.
+            std::thread::sleep(Duration::from_millis(300));
+            let again = d.log_text();
+            let count = again.lines().filter(|l| l.contains("SIGHUP: ")).count();
+            assert_eq!(count, n, "more than one line for a SIGHUP:\n{again}");
+            return lines[n - 1].to_owned();
+        }
+        assert!(Instant::now() < deadline, "no reload line in:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `promtool check metrics` (Debian package prometheus) accepts `body`
+/// with nothing to say.
+pub fn promtool_accepts(body: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) must be installed");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{body}"
+    );
 }
