@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use daemon_contract::{Binary, Scratch, free_port, hup, sample, scrape, send_one};
+use daemon_contract::{Binary, Scratch, free_port, hup, sample, send_one};
 use minimilter::{MessageSpec, Outcome};
 
 fn mailman_milter() -> Binary {
@@ -355,7 +355,7 @@ fn metrics_after(list_posts: usize, other: usize) -> String {
             Outcome::Accepted
         );
     }
-    let (_, m) = scrape(mport);
+    let m = daemon_contract::scrape_settled(mport);
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0));
     m
@@ -424,12 +424,86 @@ fn backend_errors_are_counted() {
         let o = send_one(&inet, &post("bob@example.org", LIST));
         assert!(matches!(o, Outcome::Tempfailed { .. }), "{o:?}");
     }
-    let (_, m) = scrape(mport);
+    let m = daemon_contract::scrape_settled(mport);
     // Once at start, once per recipient.
     assert_eq!(
         sample(&m, "mailman_milter_backend_errors_total{call=\"lists\"}"),
         Some((1 + sends) as f64),
         "{m}"
+    );
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0));
+}
+
+#[test]
+#[ignore = "needs the minimilter binary (cargo build -p minimilter-cli)"]
+fn backend_counters_equal_what_a_bench_run_sent() {
+    let s = Scratch::new("mm-bench");
+    let lists_file = s.path().join("lists.toml");
+    std::fs::write(&lists_file, lists(&["alice@example.org"])).unwrap();
+    let inet = format!("inet:127.0.0.1:{}", free_port());
+    let mport = free_port();
+    let mut d = mailman_milter().spawn(
+        &[
+            "--lists",
+            lists_file.to_str().unwrap(),
+            "--listen",
+            &inet,
+            "--metrics",
+            &format!("inet:127.0.0.1:{mport}"),
+        ],
+        &[],
+        &s.path().join("log"),
+    );
+    d.wait_log("metrics at http://");
+    let m = post("bob@example.org", LIST);
+    let file = s.path().join("post.eml");
+    std::fs::write(&file, &m.message).unwrap();
+    let report = daemon_contract::bench(
+        &inet,
+        &[
+            "--conns",
+            "3",
+            "--messages",
+            "7",
+            "--message",
+            file.to_str().unwrap(),
+            "--from",
+            "bob@example.org",
+            "--rcpt",
+            LIST,
+            "--expect",
+            "reject",
+        ],
+    );
+    let sent = daemon_contract::json_number(&report, "messages");
+    assert_eq!(sent, 21.0, "{report}");
+    let metrics = daemon_contract::scrape_settled(mport);
+    // The list data once at start and once per recipient; sender status
+    // once per post.
+    assert_eq!(
+        sample(
+            &metrics,
+            "mailman_milter_backend_requests_total{call=\"lists\"}"
+        ),
+        Some(1.0 + sent),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "mailman_milter_backend_requests_total{call=\"senders\"}"
+        ),
+        Some(sent),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "milter_messages_total{verdict=\"reject\",reason=\"nonmember\"}"
+        ),
+        Some(daemon_contract::json_number(&report, "reject")),
+        "{report}\n{metrics}"
     );
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0));

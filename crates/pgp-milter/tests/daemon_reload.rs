@@ -7,7 +7,7 @@
 #[path = "../../minimilter/tests/daemon_contract/mod.rs"]
 mod daemon_contract;
 
-use daemon_contract::{Binary, Scratch, free_port, hup, sample, scrape, send_one};
+use daemon_contract::{Binary, Scratch, free_port, hup, sample, send_one};
 use minimilter::{MessageSpec, Outcome};
 
 fn pgp_milter() -> Binary {
@@ -129,7 +129,7 @@ fn metrics_after(sends: usize) -> (String, usize) {
     let text = String::from_utf8(m.message.to_vec()).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let per_message = head.lines().map(|l| l.len() + 2).sum::<usize>() + body.len();
-    let (_, metrics) = scrape(mport);
+    let metrics = daemon_contract::scrape_settled(mport);
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0));
     (metrics, per_message)
@@ -160,6 +160,67 @@ fn promtool_accepts_the_exposition_with_pgp_milters_counters() {
     let (metrics, _) = metrics_after(2);
     assert!(metrics.contains("# TYPE pgp_milter_judged_bytes_total counter"));
     daemon_contract::promtool_accepts(&metrics);
+}
+
+#[test]
+#[ignore = "needs the minimilter binary (cargo build -p minimilter-cli)"]
+fn counters_equal_what_a_bench_run_sent() {
+    let s = Scratch::new("pgp-bench");
+    let inet = format!("inet:127.0.0.1:{}", free_port());
+    let mport = free_port();
+    let mut d = pgp_milter().spawn(
+        &[
+            "--listen",
+            &inet,
+            "--metrics",
+            &format!("inet:127.0.0.1:{mport}"),
+        ],
+        &[],
+        &s.path().join("log"),
+    );
+    d.wait_log("metrics at http://");
+    let m = plain();
+    let file = s.path().join("plain.eml");
+    std::fs::write(&file, &m.message).unwrap();
+    let report = daemon_contract::bench(
+        &inet,
+        &[
+            "--conns",
+            "3",
+            "--messages",
+            "7",
+            "--message",
+            file.to_str().unwrap(),
+            "--expect",
+            "reject",
+        ],
+    );
+    let sent = daemon_contract::json_number(&report, "messages");
+    assert_eq!(sent, 21.0, "{report}");
+    let text = String::from_utf8(m.message.to_vec()).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let per_message = head.lines().map(|l| l.len() + 2).sum::<usize>() + body.len();
+    let metrics = daemon_contract::scrape_settled(mport);
+    assert_eq!(
+        sample(&metrics, "pgp_milter_judged_bytes_total"),
+        Some(sent * per_message as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "milter_messages_total{verdict=\"reject\",reason=\"plaintext\"}"
+        ),
+        Some(daemon_contract::json_number(&report, "reject")),
+        "{report}\n{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "milter_connections_total"),
+        Some(daemon_contract::json_number(&report, "negotiations")),
+        "{report}\n{metrics}"
+    );
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0));
 }
 
 #[test]

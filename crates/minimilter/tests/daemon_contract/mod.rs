@@ -873,3 +873,53 @@ pub fn promtool_accepts(body: &str) {
         "promtool: {said}\n{body}"
     );
 }
+
+/// Runs `minimilter bench` (the workspace's CLI, built beside this test)
+/// against `inet` with `args`, expecting exit 0; its JSON report.
+pub fn bench(inet: &str, args: &[&str]) -> String {
+    // <target>/<profile>/deps/<this test> -> <target>/<profile>/minimilter
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("minimilter");
+    assert!(
+        path.exists(),
+        "{} missing: build it with `cargo build -p minimilter-cli` (cargo test --workspace does)",
+        path.display()
+    );
+    let o = Command::new(&path)
+        .args(["bench", inet, "--json", "--quiet"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    text(&o.stdout)
+}
+
+/// The number after `"key":` in a flat JSON text (bench's report).
+pub fn json_number(json: &str, key: &str) -> f64 {
+    let at = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {json}"));
+    let rest = &json[at + key.len() + 3..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {json}"))
+}
+
+/// `GET /metrics` once the daemon has seen every connection end (the
+/// counters of a message are final before its connection's end is).
+pub fn scrape_settled(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = scrape(port);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+        if sample(&body, "milter_connections_open") == Some(0.0) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "connections stay open:\n{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
