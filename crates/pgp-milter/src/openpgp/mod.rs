@@ -23,6 +23,7 @@ use thiserror::Error;
 use crate::packets::KeyTarget;
 
 mod certificates;
+pub mod inline_work;
 
 pub use certificates::certificates;
 
@@ -265,6 +266,9 @@ mod budget {
             let cap = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = self.0.read(&mut buf[..cap])?;
             LEFT.with(|l| l.set(Some(left - n as u64)));
+            if !super::inline_work::charge(n as u64) {
+                return Err(io::Error::other("inline work allowance exhausted"));
+            }
             Ok(n)
         }
     }
