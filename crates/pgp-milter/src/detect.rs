@@ -236,6 +236,18 @@ const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP ";
 /// Most of a kept RFC 3156 control part (`Version: 1` and white space).
 const MAX_CONTROL: usize = 1024;
 
+/// Most of a kept RFC 3156 signature part (§5): armored signatures, a few
+/// hundred octets each; a key's worth of notations fits many times.
+pub const MAX_SIGNATURE_PART: usize = 64 * 1024;
+
+/// Most of each kept part of a `multipart/alternative` (the `text/plain`
+/// armor and its `text/html` twin are compared line by line at the end,
+/// so both are held). Twins are written by webmail around a pasted or
+/// generated armor of a text message; a larger `text/plain` part is still
+/// judged (streamed, as any armor), a larger `text/html` one is refused
+/// with its own reason, since it can no longer be compared.
+pub const MAX_TWIN_PART: usize = 1024 * 1024;
+
 /// One leaf being read.
 #[derive(Debug)]
 enum Leaf {
@@ -490,10 +502,12 @@ impl State {
                 return Err(NotPgp::Smime);
             }
             let kept = keep || essence == "application/pgp-encrypted";
-            let cap = if keep && essence != "application/pgp-encrypted" {
-                usize::MAX
-            } else {
+            let cap = if !keep || essence == "application/pgp-encrypted" {
                 MAX_CONTROL
+            } else if essence == "text/plain" || essence == "text/html" {
+                MAX_TWIN_PART
+            } else {
+                MAX_SIGNATURE_PART
             };
             FrameKind::Leaf(if kept || opaque {
                 Leaf::Kept {
@@ -544,11 +558,14 @@ impl State {
         }
         let chain = frame.chain;
         // A control-type part too long to be `Version: 1` outside
-        // multipart/encrypted is OpenPGP data or plaintext: stream it.
+        // multipart/encrypted is OpenPGP data or plaintext, and a
+        // `text/plain` alternative too long to be compared with a twin is
+        // armor or plaintext: stream it.
         let convert = matches!(
             &frame.kind,
             FrameKind::Leaf(Leaf::Kept { body, cap, .. })
-                if !frame.keep && body.len() + bytes.len() > *cap
+                if (!frame.keep || frame.essence == "text/plain")
+                    && body.len() + bytes.len() > *cap
         );
         if convert {
             let essence = frame.essence.clone();
@@ -616,12 +633,19 @@ impl State {
             return Ok(());
         };
         let (class, body) = match frame.kind {
-            FrameKind::Leaf(Leaf::Kept { body, over, .. }) => {
+            FrameKind::Leaf(Leaf::Kept {
+                body, over, cap, ..
+            }) => {
                 let class = if frame.opaque {
                     Class::Empty
+                } else if over && frame.essence == "text/html" {
+                    Class::Plain(NotPgp::PlaintextPart(format!(
+                        "text/html alternative of more than {MAX_TWIN_PART} bytes, \
+                         too large to compare with its text/plain armor"
+                    )))
                 } else if over {
                     Class::Plain(NotPgp::Invalid(format!(
-                        "{} part of more than {MAX_CONTROL} bytes",
+                        "{} part of more than {cap} bytes",
                         frame.essence
                     )))
                 } else {
@@ -665,6 +689,38 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Counts the text around the top-level multipart with `boundary` in a
+/// whole `body` (which may stop anywhere in the epilogue), one pass over
+/// the lines: what a returned message inside a delivery report may carry
+/// around its parts (the streaming [`Detector`] counts its own).
+pub fn outer_text(body: &[u8], boundary: &[u8]) -> OuterText {
+    #[derive(PartialEq)]
+    enum At {
+        Preamble,
+        Parts,
+        Epilogue,
+    }
+    let mut at = At::Preamble;
+    let mut t = OuterText::default();
+    for line in body.split(|&b| b == b'\n') {
+        if at == At::Epilogue {
+            t.epilogue += text_bytes(line);
+            continue;
+        }
+        let rest = line
+            .trim_ascii_end()
+            .strip_prefix(b"--")
+            .and_then(|l| l.strip_prefix(boundary));
+        match rest {
+            Some(b"--") => at = At::Epilogue,
+            Some(b"") => at = At::Parts,
+            _ if at == At::Preamble => t.preamble += text_bytes(line),
+            _ => {}
+        }
+    }
+    t
 }
 
 fn text_bytes(bytes: &[u8]) -> usize {
@@ -1003,6 +1059,12 @@ fn pgp_mime_signed(children: &[Child]) -> Class {
     if signature.essence != "application/pgp-signature" {
         return invalid("second part is not application/pgp-signature");
     }
+    if let Class::Plain(NotPgp::Invalid(why)) = &signature.class
+        && why.contains(" part of more than ")
+    {
+        // Over MAX_SIGNATURE_PART: not held, so not read.
+        return invalid(why);
+    }
     let body = signature.body.as_deref().unwrap_or_default();
     let s = armor::scan(body);
     match (s.text_outside, s.blocks.as_slice()) {
@@ -1150,6 +1212,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn outer_text_counts_text_before_the_first_and_after_the_closing_boundary() {
+        let body = b"This is an OpenPGP/MIME encrypted message\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\ninside\r\n--b--\r\n\
+ tail  text \r\n";
+        assert_eq!(
+            outer_text(body, b"b"),
+            OuterText {
+                preamble: "ThisisanOpenPGP/MIMEencryptedmessage".len(),
+                epilogue: "tailtext".len(),
+            }
+        );
+        // Parts are not counted; a delimiter-like line for another boundary
+        // or with text after it is not ours; a second closing line is
+        // epilogue text.
+        let body = b"--b\r\n--bx--\r\n--b--x\r\n--b-- \t\r\n--b--\r\n";
+        assert_eq!(
+            outer_text(body, b"b"),
+            OuterText {
+                preamble: 0,
+                epilogue: 5,
+            }
+        );
+        // A preamble without any boundary is all preamble; white space is
+        // never counted.
+        assert_eq!(
+            outer_text(b"  \r\n\t\r\nab c", b"b"),
+            OuterText {
+                preamble: 3,
+                epilogue: 0,
+            }
+        );
+    }
+
+    #[test]
     fn closing_delimiter_is_a_whole_line() {
         assert!(has_closing_delimiter(b"a\r\n--b1--\r\n", b"b1"));
         assert!(has_closing_delimiter(b"--b1--  ", b"b1"));
@@ -1169,6 +1265,70 @@ Plaintext a reader using the last header would show.\r\n";
             detect(m),
             Detection::Plain(NotPgp::Mime(why)) if why.contains("2 Content-Type headers")
         ));
+    }
+
+    /// A `multipart/alternative` with a `text/plain` part and a
+    /// `text/html` one.
+    fn alternative(plain: &str, html: &str) -> Vec<u8> {
+        format!(
+            "Subject: twins\r\nContent-Type: multipart/alternative; boundary=alt\r\n\r\n\
+             --alt\r\nContent-Type: text/plain\r\n\r\n{plain}\r\n\
+             --alt\r\nContent-Type: text/html\r\n\r\n{html}\r\n--alt--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn kept_parts_are_bounded_and_refused_with_their_own_reason() {
+        // An HTML twin over the cap is not held: refused saying why.
+        let html = format!("<html><body>{}</body></html>", "<br>\r\n".repeat(200_000));
+        assert!(html.len() > MAX_TWIN_PART);
+        let d = detect(&alternative("", &html)).to_string();
+        assert!(
+            d.contains(&format!(
+                "text/html alternative of more than {MAX_TWIN_PART} bytes"
+            )),
+            "{d}"
+        );
+        // The same markup under the cap is judged as usual (it repeats no
+        // armor, so it is an HTML part of its own).
+        let small = format!("<html><body>{}</body></html>", "<br>\r\n".repeat(1000));
+        assert_eq!(
+            detect(&alternative("", &small)),
+            Detection::Plain(NotPgp::PlaintextPart("text/html part".into()))
+        );
+        // A text/plain alternative over the cap is still judged as armor
+        // (streamed), not refused for its size.
+        let armor = format!(
+            "-----BEGIN PGP MESSAGE-----\r\n\r\n{}-----END PGP MESSAGE-----",
+            "QUJD\r\n".repeat(MAX_TWIN_PART / 6 + 1)
+        );
+        let d = detect(&alternative(&armor, "")).to_string();
+        assert!(d.starts_with("invalid OpenPGP data"), "{d}");
+        assert!(!d.contains("more than"), "{d}");
+        // Plaintext over the cap is plaintext.
+        let text = "words ".repeat(MAX_TWIN_PART / 6 + 1);
+        assert_eq!(
+            detect(&alternative(&text, "")),
+            Detection::Plain(NotPgp::PlaintextPart("text/plain part".into()))
+        );
+        // A PGP/MIME signature part over its cap: named, not read.
+        let sig = format!(
+            "-----BEGIN PGP SIGNATURE-----\r\n\r\n{}-----END PGP SIGNATURE-----",
+            "QUJD\r\n".repeat(MAX_SIGNATURE_PART / 6 + 1)
+        );
+        let m = format!(
+            "Subject: s\r\nContent-Type: multipart/signed; protocol=\"application/pgp-signature\"; \
+             micalg=pgp-sha256; boundary=s\r\n\r\n--s\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+             --s\r\nContent-Type: application/pgp-signature\r\n\r\n{sig}\r\n--s--\r\n"
+        );
+        let d = detect(m.as_bytes()).to_string();
+        assert!(
+            d.contains(&format!(
+                "application/pgp-signature part of more than {MAX_SIGNATURE_PART} bytes"
+            )),
+            "{d}"
+        );
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! part plaintext.
 //!
 //! The work is linear in the size of the part (every byte is looked at a
-//! bounded number of times), so there is no size limit of its own: the
-//! message's `max_body_bytes` bounds it.
+//! bounded number of times). The part is held whole to be compared with
+//! its `text/plain` twin, so the detector holds at most
+//! [`crate::detect::MAX_TWIN_PART`] of it and refuses a larger one with its
+//! own reason.
 
 /// Tags that only arrange text.
 const TAGS: [&str; 11] = [

@@ -10,9 +10,10 @@ use minimilter::{
 use tracing::debug;
 
 use crate::address::Address;
-use crate::detect::{Detection, Detector, NotPgp, Wanted};
+use crate::detect::{Detection, Detector, Found, NotPgp, Wanted};
+use crate::openpgp::inline_work;
 use crate::policy::{Bounces, Decision, Policy, RecipientClass};
-use crate::report;
+use crate::report::{self, Report};
 
 pub use crate::detect::MAX_OUTER_TEXT;
 
@@ -48,6 +49,13 @@ pub struct MessageState {
     enforced: Option<bool>,
     /// Judges the message as it arrives (header lines, then body chunks).
     detector: Option<Box<Detector>>,
+    /// While the message is judged inline (see [`INLINE_BYTES`]): every
+    /// byte fed to the detector, to judge it again from its start on a
+    /// blocking thread if a step turns out expensive.
+    fed: Vec<u8>,
+    /// The message is judged on the blocking pool from now on (it grew
+    /// over [`INLINE_BYTES`], or an inline step went over its allowance).
+    heavy: bool,
     /// Header bytes seen (bounded by `max_body_bytes` too).
     header_bytes: usize,
     /// The headers alone exceeded the cap.
@@ -61,50 +69,6 @@ pub struct MessageState {
     /// message and its metrics (set where the decision is made, which has
     /// only shared access to the state).
     decided: std::sync::Mutex<Option<(String, &'static str)>>,
-}
-
-/// Text (bytes other than ASCII white space) in the preamble and in the
-/// epilogue of a top-level multipart.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct OuterText {
-    /// Before the first boundary line.
-    pub preamble: usize,
-    /// After the closing boundary line.
-    pub epilogue: usize,
-}
-
-fn text_bytes(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|b| !b.is_ascii_whitespace()).count()
-}
-
-/// Counts the text around the multipart with `boundary` in `body` (which
-/// may stop anywhere in the epilogue). One pass over the lines.
-pub fn outer_text(body: &[u8], boundary: &[u8]) -> OuterText {
-    #[derive(PartialEq)]
-    enum At {
-        Preamble,
-        Parts,
-        Epilogue,
-    }
-    let mut at = At::Preamble;
-    let mut t = OuterText::default();
-    for line in body.split(|&b| b == b'\n') {
-        if at == At::Epilogue {
-            t.epilogue += text_bytes(line);
-            continue;
-        }
-        let rest = line
-            .trim_ascii_end()
-            .strip_prefix(b"--")
-            .and_then(|l| l.strip_prefix(boundary));
-        match rest {
-            Some(b"--") => at = At::Epilogue,
-            Some(b"") => at = At::Parts,
-            _ if at == At::Preamble => t.preamble += text_bytes(line),
-            _ => {}
-        }
-    }
-    t
 }
 
 fn verdict(d: &Decision) -> Verdict {
@@ -158,6 +122,20 @@ fn size_limit() -> Decision {
     Decision::Reject(reply, "message size exceeds message_size_limit".into())
 }
 
+/// A message up to this size (header lines and body as fed to the
+/// detector) is judged inline on the async worker: reading it costs time
+/// in proportion to its bytes (tens of microseconds), far less than a
+/// hand-off to the blocking pool per chunk. Larger messages are judged on
+/// the blocking pool, chunk by chunk.
+pub const INLINE_BYTES: usize = 64 * 1024;
+
+/// Decompressed octets an inline step may produce (a fraction of a
+/// millisecond of inflating). Compressed Data is the one way a few bytes
+/// cost much more than their size (up to the message's 32 MiB budget);
+/// past this allowance the step is thrown away and the message judged
+/// again from its start on a blocking thread ([`inline_work`]).
+pub const INLINE_DECOMPRESSED: u64 = 256 * 1024;
+
 /// Runs `f` on the message's detector on a blocking thread: any step may
 /// reach rpgp (a leaf ends inside the chunk), and a small message can cost
 /// a decompression budget's worth of work, which must not stall the async
@@ -184,14 +162,6 @@ impl PgpMilter {
         Some(d)
     }
 
-    /// The detector of the message, made at its first header line.
-    fn detector<'a>(&self, msg: &'a mut MessageState) -> &'a mut Box<Detector> {
-        let keys = self.policy.require_recipient_key;
-        let limit = self.policy.max_body_bytes;
-        msg.detector
-            .get_or_insert_with(|| Box::new(Detector::with_limit(Wanted { keys }, limit)))
-    }
-
     /// A refusal proven before the end of the message, if one may be given
     /// now (a possible delivery report is judged whole, at the end).
     fn early(&self, msg: &MessageState) -> Option<Decision> {
@@ -205,30 +175,41 @@ impl PgpMilter {
         )
     }
 
-    /// Judges the whole message at its end.
+    /// Judges the whole message at its end: inline while it is light, on
+    /// a blocking thread otherwise (or, if the inline step turns heavy,
+    /// again from the message's start there).
     async fn judge(&self, msg: &mut MessageState) -> Decision {
         let report_data = std::mem::take(&mut msg.report_data);
         let wants_report = self.wants_report(&msg.sender);
-        let detector = msg.detector.take().unwrap_or_else(|| {
-            let mut d = Box::new(Detector::with_limit(Wanted::default(), 0));
-            d.feed(b"\r\n");
-            d
-        });
-        let run = move |d: &mut Detector| {
-            let found = std::mem::replace(d, Detector::with_limit(Wanted::default(), 0)).finish();
-            // The report is read with a lenient parser: only a message the
-            // strict reader read without refusing is given to it.
-            let report = match &found.detection {
-                Detection::Plain(NotPgp::Mime(_) | NotPgp::Internal(_)) => None,
-                Detection::Plain(_) | Detection::Signed(_) if wants_report => {
-                    Some(report::delivery_report(&report_data))
-                }
-                _ => None,
-            };
-            (found, report)
+        if msg.detector.is_none() {
+            // No header and no body: the blank line ends an empty header.
+            self.feed_light(msg, b"\r\n");
+        }
+        let detector = msg.detector.take().expect("just made");
+        let concluded = if msg.heavy {
+            off_worker(detector, move |d| {
+                conclude(spent(d), wants_report, &report_data)
+            })
+            .await
+            .map(|(_, r)| r)
+        } else {
+            let (r, heavy) = inline_work::run(INLINE_DECOMPRESSED, || {
+                conclude(*detector, wants_report, &report_data)
+            });
+            if heavy {
+                let fed = std::mem::take(&mut msg.fed);
+                off_worker(Box::new(self.new_detector()), move |d| {
+                    d.feed(&fed);
+                    conclude(spent(d), wants_report, &report_data)
+                })
+                .await
+                .map(|(_, r)| r)
+            } else {
+                Ok(r)
+            }
         };
-        let (found, report) = match off_worker(detector, run).await {
-            Ok((_, r)) => r,
+        let (found, report) = match concluded {
+            Ok(r) => r,
             Err(e) => return self.policy.tempfail(&e),
         };
         let targets = self
@@ -242,6 +223,36 @@ impl PgpMilter {
             .judge_bounce(&msg.sender, decision, report.as_ref(), msg.body_seen)
     }
 
+    /// A detector at the start of a message.
+    fn new_detector(&self) -> Detector {
+        let keys = self.policy.require_recipient_key;
+        Detector::with_limit(Wanted { keys }, self.policy.max_body_bytes)
+    }
+
+    /// Feeds bytes that cannot reach the expensive layers (header lines,
+    /// the blank line after them) inline, kept for a replay while the
+    /// message is light.
+    fn feed_light(&self, msg: &mut MessageState, bytes: &[u8]) {
+        self.record(msg, bytes);
+        msg.detector
+            .get_or_insert_with(|| Box::new(self.new_detector()))
+            .feed(bytes);
+    }
+
+    /// Keeps `bytes` for a replay while the message stays within
+    /// [`INLINE_BYTES`]; past it, the message is heavy for good.
+    fn record(&self, msg: &mut MessageState, bytes: &[u8]) {
+        if msg.heavy {
+            return;
+        }
+        if msg.fed.len() + bytes.len() > INLINE_BYTES {
+            msg.heavy = true;
+            msg.fed = Vec::new();
+            return;
+        }
+        msg.fed.extend_from_slice(bytes);
+    }
+
     /// Whether a message from `sender` may pass as a delivery status
     /// report (null sender, `bounces = accept-reports`).
     fn wants_report(&self, sender: &str) -> bool {
@@ -252,6 +263,31 @@ impl PgpMilter {
         self.policy
             .reject(&NotPgp::TooLarge(self.policy.max_body_bytes).to_string())
     }
+}
+
+/// Finishes a detector (leaving a spent one in its place) and, for a
+/// possible delivery report, reads the report.
+fn conclude(
+    d: Detector,
+    wants_report: bool,
+    report_data: &[u8],
+) -> (Found, Option<Result<Report, report::NotReport>>) {
+    let found = d.finish();
+    // The report is read with a lenient parser: only a message the
+    // strict reader read without refusing is given to it.
+    let report = match &found.detection {
+        Detection::Plain(NotPgp::Mime(_) | NotPgp::Internal(_)) => None,
+        Detection::Plain(_) | Detection::Signed(_) if wants_report => {
+            Some(report::delivery_report(report_data))
+        }
+        _ => None,
+    };
+    (found, report)
+}
+
+/// Takes the detector out of `d`, leaving one that judged nothing.
+fn spent(d: &mut Detector) -> Detector {
+    std::mem::replace(d, Detector::with_limit(Wanted::default(), 0))
 }
 
 impl Milter for PgpMilter {
@@ -338,7 +374,7 @@ impl Milter for PgpMilter {
             cx.msg.report_data.extend_from_slice(&line);
         }
         // A header line never reaches rpgp (no part has begun): read here.
-        self.detector(cx.msg).feed(&line);
+        self.feed_light(cx.msg, &line);
         Ok(Verdict::Continue)
     }
 
@@ -354,7 +390,7 @@ impl Milter for PgpMilter {
         if self.wants_report(&cx.msg.sender) {
             cx.msg.report_data.extend_from_slice(b"\r\n");
         }
-        self.detector(cx.msg).feed(b"\r\n");
+        self.feed_light(cx.msg, b"\r\n");
         if let Some(d) = self.early(cx.msg) {
             log_decision(&cx, &d);
             return Ok(verdict(&d));
@@ -382,32 +418,55 @@ impl Milter for PgpMilter {
             // included.
             cx.msg.report_data.extend_from_slice(&chunk);
         }
-        let detector = match cx.msg.detector.take() {
-            Some(d) => d,
-            None => {
-                // No header at all: the blank line ends an empty header.
-                let d = self.detector(cx.msg);
-                d.feed(b"\r\n");
-                cx.msg.detector.take().expect("just made")
-            }
-        };
-        if detector.refused().is_some() {
+        if cx.msg.detector.is_none() {
+            // No header at all: the blank line ends an empty header.
+            self.feed_light(cx.msg, b"\r\n");
+        }
+        // Counted before anything else, so that a large message (a report
+        // read on after a refusal too) is heavy whatever its verdict.
+        self.record(cx.msg, &chunk);
+        if cx
+            .msg
+            .detector
+            .as_ref()
+            .is_some_and(|d| d.refused().is_some())
+        {
             // Already refused (report mode reads on for the report only).
-            cx.msg.detector = Some(detector);
             return Ok(Verdict::Continue);
         }
-        match off_worker(detector, move |d| {
-            d.feed(&chunk);
-        })
-        .await
-        {
-            Ok((d, ())) => cx.msg.detector = Some(d),
-            Err(e) => {
-                let d = self.policy.tempfail(&e);
-                log_decision(&cx, &d);
-                return Ok(verdict(&d));
+        let mut detector = cx.msg.detector.take().expect("just made");
+        let mut replay = None;
+        if !cx.msg.heavy {
+            let (_, heavy) = inline_work::run(INLINE_DECOMPRESSED, || {
+                detector.feed(&chunk);
+            });
+            if heavy {
+                // The inline step's state is spent: judge the message so
+                // far again, from its start, off the worker.
+                cx.msg.heavy = true;
+                replay = Some(std::mem::take(&mut cx.msg.fed));
+                detector = Box::new(self.new_detector());
             }
         }
+        if cx.msg.heavy {
+            let step = move |d: &mut Detector| match replay {
+                Some(fed) => {
+                    d.feed(&fed);
+                }
+                None => {
+                    d.feed(&chunk);
+                }
+            };
+            match off_worker(detector, step).await {
+                Ok((d, ())) => detector = d,
+                Err(e) => {
+                    let d = self.policy.tempfail(&e);
+                    log_decision(&cx, &d);
+                    return Ok(verdict(&d));
+                }
+            }
+        }
+        cx.msg.detector = Some(detector);
         if let Some(d) = self.early(cx.msg) {
             log_decision(&cx, &d);
             return Ok(verdict(&d));
@@ -438,40 +497,6 @@ impl Milter for PgpMilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outer_text_counts_text_before_the_first_and_after_the_closing_boundary() {
-        let body = b"This is an OpenPGP/MIME encrypted message\r\n\r\n\
---b\r\nContent-Type: text/plain\r\n\r\ninside\r\n--b--\r\n\
- tail  text \r\n";
-        assert_eq!(
-            outer_text(body, b"b"),
-            OuterText {
-                preamble: "ThisisanOpenPGP/MIMEencryptedmessage".len(),
-                epilogue: "tailtext".len(),
-            }
-        );
-        // Parts are not counted; a delimiter-like line for another boundary
-        // or with text after it is not ours; a second closing line is
-        // epilogue text.
-        let body = b"--b\r\n--bx--\r\n--b--x\r\n--b-- \t\r\n--b--\r\n";
-        assert_eq!(
-            outer_text(body, b"b"),
-            OuterText {
-                preamble: 0,
-                epilogue: 5,
-            }
-        );
-        // A preamble without any boundary is all preamble; white space is
-        // never counted.
-        assert_eq!(
-            outer_text(b"  \r\n\t\r\nab c", b"b"),
-            OuterText {
-                preamble: 3,
-                epilogue: 0,
-            }
-        );
-    }
 
     #[test]
     fn the_split_reply_names_the_recipient_when_it_can() {

@@ -385,8 +385,8 @@ fn returned_outer_text(message: &[u8]) -> Result<(), String> {
     };
     let body_start = mailparse::parse_headers(message).map_or(0, |(_, offset)| offset);
     let body = &message[body_start.min(message.len())..];
-    let t = crate::milter::outer_text(body, boundary.as_bytes());
-    let max = crate::milter::MAX_OUTER_TEXT;
+    let t = crate::detect::outer_text(body, boundary.as_bytes());
+    let max = crate::detect::MAX_OUTER_TEXT;
     for (n, where_) in [
         (t.preamble, "before its first boundary (preamble)"),
         (t.epilogue, "after its closing boundary (epilogue)"),
@@ -615,7 +615,7 @@ mod tests {
                  --in\r\nContent-Type: text/plain\r\n\r\nx\r\n--in--\r\n{epilogue}"
             )))
         };
-        let max = crate::milter::MAX_OUTER_TEXT;
+        let max = crate::detect::MAX_OUTER_TEXT;
         assert!(delivery_report(returned(&"e".repeat(max)).as_bytes()).is_ok());
         assert_eq!(
             malformed(&returned(&"e".repeat(max + 1))),

@@ -3,7 +3,8 @@
 //! python3-gi), both run in-process by `tests/oracle/mime_readers.py`.
 //!
 //! Thousands of messages are generated from real GnuPG PGP/MIME and
-//! inline messages with a deterministic seed, then mutated: benign changes
+//! inline messages (alone, with a binary OpenPGP attachment, with an HTML
+//! twin; and PGP/MIME signed) with a deterministic seed, then mutated: benign changes
 //! (LF line ends, transport padding, header case, folding, extra fields,
 //! text around the multipart) and hostile ones that plant the word
 //! "marker" where some reader may show it (delimiter look-alikes, duplicate
@@ -61,7 +62,10 @@ fn benign(m: &str, rng: &mut Rng) -> String {
         0 => m.replace("\r\n", "\n"),
         1 => replace_nth(m, &format!("--{B}\r\n"), &format!("--{B} \t \r\n"), rng),
         2 => m.replace("Content-Type:", "content-TYPE:"),
-        3 => m.replace("; boundary=", ";\r\n\tboundary="),
+        // Folded with the message's own line end (a CRLF fold in an LF
+        // header is a mixed line end, refused on purpose).
+        3 if m.contains("\r\n") => m.replace("; boundary=", ";\r\n\tboundary="),
+        3 => m.replace("; boundary=", ";\n\tboundary="),
         4 => replace_nth(
             m,
             &format!("--{B}\r\n"),
@@ -181,13 +185,48 @@ struct Case {
     hostile: bool,
 }
 
+/// The header fields of the generated messages that are not built by
+/// `support`.
+const HEAD: &str =
+    "From: a@example.org\r\nTo: bob@example.org\r\nSubject: d\r\nMIME-Version: 1.0\r\n";
+
 fn cases(n: usize) -> Vec<Case> {
     let armor = support::crlf(&gpg().encrypted);
+    let binary = support::base64_lines(&gpg().encrypted_binary);
     let bases: Vec<String> = vec![
         String::from_utf8(pgp_mime("d", &armor)).unwrap(),
         String::from_utf8(inline("d", &armor, Cte::SevenBit, false)).unwrap(),
         String::from_utf8(inline("d", &armor, Cte::QuotedPrintable, false)).unwrap(),
         String::from_utf8(inline("d", &armor, Cte::Base64, false)).unwrap(),
+        // Inline armor with the same message as a binary attachment.
+        format!(
+            "{HEAD}Content-Type: multipart/mixed; boundary=\"{B}\"\r\n\r\n\
+             --{B}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{armor}\r\n\
+             --{B}\r\nContent-Type: application/octet-stream; name=\"message.pgp\"\r\n\
+             Content-Disposition: attachment; filename=\"message.pgp\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{binary}--{B}--\r\n"
+        ),
+        // A binary attachment alone (application/pgp-encrypted files).
+        format!(
+            "{HEAD}Content-Type: multipart/mixed; boundary=\"{B}\"\r\n\r\n\
+             --{B}\r\nContent-Type: application/octet-stream; name=\"message.gpg\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{binary}--{B}--\r\n"
+        ),
+        // Webmail's inline PGP: the armor and its HTML twin.
+        format!(
+            "{HEAD}Content-Type: multipart/alternative; boundary=\"{B}\"\r\n\r\n\
+             --{B}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{armor}\r\n\
+             --{B}\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n\
+             <html><body><pre>{armor}</pre></body></html>\r\n--{B}--\r\n"
+        ),
+        // PGP/MIME signed (refused: not encrypted; its signed text never
+        // holds the marker unless a mutation plants it).
+        String::from_utf8(support::pgp_mime_signed(
+            "d",
+            &support::crlf(&gpg().detached_signature),
+        ))
+        .unwrap()
+        .replace("sig-b", B),
         // PGP/MIME inside a multipart/mixed whose boundary the inner one
         // extends (legal; prefix matching used to mis-split it).
         {
@@ -227,6 +266,8 @@ fn oracle(cases: &[Case]) -> Vec<[bool; 5]> {
     let dir = tempfile::tempdir().unwrap();
     let armor_file = dir.path().join("armor");
     std::fs::write(&armor_file, &gpg().encrypted).unwrap();
+    let binary_file = dir.path().join("binary");
+    std::fs::write(&binary_file, &gpg().encrypted_binary).unwrap();
     let msgs = dir.path().join("m");
     std::fs::create_dir(&msgs).unwrap();
     for (i, c) in cases.iter().enumerate() {
@@ -236,6 +277,7 @@ fn oracle(cases: &[Case]) -> Vec<[bool; 5]> {
     let out = Command::new("/usr/bin/python3")
         .arg(script)
         .arg(&armor_file)
+        .arg(&binary_file)
         .arg(&msgs)
         .output()
         .expect("/usr/bin/python3 with python3-gi and gir1.2-gmime-3.0");

@@ -660,13 +660,12 @@ async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
 
 #[ignore = "needs gpg"]
 #[tokio::test]
-async fn an_html_twin_over_4_mib_is_judged_like_a_small_one() {
+async fn an_html_twin_is_compared_up_to_its_cap_and_refused_with_a_reason_beyond() {
     // Inline PGP as multipart/alternative whose HTML repeats the armor in
-    // <pre>, followed by 5.5 MiB of line breaks (blank lines: no text).
-    // There is no HTML size limit of its own; max_body_bytes (16 MiB by
-    // default) bounds the message.
+    // <pre>, followed by line breaks (blank lines: no text). Both twins are
+    // held to be compared, so each is bounded by MAX_TWIN_PART.
     let armor = &gpg().encrypted;
-    let alternative = |html_tail: &str| {
+    let alternative = |breaks: usize, html_tail: &str| {
         let mut m = format!(
             "From: alice@client.example\r\nTo: bob@example.org\r\nSubject: big twin\r\n\
              MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
@@ -676,23 +675,35 @@ async fn an_html_twin_over_4_mib_is_judged_like_a_small_one() {
         )
         .replace("\r\n", "\n")
         .replace('\n', "\r\n");
-        m.push_str(&"<br>\r\n".repeat(1_000_000));
+        m.push_str(&"<br>\r\n".repeat(breaks));
         m.push_str(html_tail);
         m.push_str("</body></html>\r\n--alt--\r\n");
         m.into_bytes()
     };
-    let ok = alternative("");
-    assert!(ok.len() > 5 << 20);
+    let cap = pgp_milter::detect::MAX_TWIN_PART;
+    // Just under the cap (the HTML part is the armor, markup and breaks).
+    let under = (cap - armor.len() - 200) / 6;
+    let ok = alternative(under, "");
     let mut c = client(Policy::default(), Offer::postfix()).await;
     let t = run_message(&mut c, &spec(ok)).await.unwrap();
     assert_eq!(t.outcome, Outcome::Accepted);
     // The same size with a word of text at its end is still plaintext.
-    let leak = alternative("<p>the plans</p>");
+    let leak = alternative(under, "<p>the plans</p>");
     let mut c = client(Policy::default(), Offer::postfix()).await;
     let t = run_message(&mut c, &spec(leak)).await.unwrap();
     assert!(
         rejected_text(&t.outcome).ends_with("(unencrypted content: text/html part)"),
         "{:?}",
         t.outcome
+    );
+    // Over the cap: refused, saying why, without holding more of it.
+    let big = alternative(1_000_000, "");
+    assert!(big.len() > 5 << 20);
+    let mut c = client(Policy::default(), Offer::postfix()).await;
+    let t = run_message(&mut c, &spec(big)).await.unwrap();
+    let why = rejected_text(&t.outcome);
+    assert!(
+        why.contains(&format!("text/html alternative of more than {cap} bytes")),
+        "{why}"
     );
 }

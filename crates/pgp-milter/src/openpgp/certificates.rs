@@ -6,9 +6,9 @@ use pgp::composed::{Deserializable, SignedPublicKey};
 use pgp::packet::{Signature, SignatureType, SubpacketData};
 use pgp::types::{KeyDetails, Tag};
 
+use super::cert::{Cert, Key, KeyPacket, UserIdStatus, date};
+use super::tag;
 use super::{MAX_COMPRESSION_DEPTH, OpenPgpError, check_size, isolated, parse};
-use crate::keyring::{Cert, Key, KeyPacket, UserIdStatus, date};
-use crate::packets::tag;
 
 /// Packets a public key block may hold (RFC 9580 §10.1): keys, subkeys,
 /// User IDs and attributes, signatures, and the ignorable Marker, Trust and

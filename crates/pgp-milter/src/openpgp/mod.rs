@@ -9,7 +9,7 @@
 //! `panic = "abort"`; unwinding is what makes the catch work.
 //!
 //! What comes out is our own summary ([`PacketInfo`], and the keyring's
-//! [`crate::keyring::Cert`] from [`certificates`]); rpgp's types stay inside
+//! [`cert::Cert`] from [`certificates`]); rpgp's types stay inside
 //! this module, so the message grammar in [`crate::packets`] and the keyring
 //! policy are ours and a future rpgp release only touches this module.
 
@@ -20,11 +20,13 @@ use pgp::composed::PacketBodyReader;
 use pgp::packet::{Packet, PacketHeader, PublicKeyEncryptedSessionKey};
 use thiserror::Error;
 
-use crate::packets::KeyTarget;
-
+pub mod cert;
 mod certificates;
+mod ids;
+pub mod inline_work;
 
 pub use certificates::certificates;
+pub use ids::{KeyTarget, hex, tag};
 
 /// Largest OpenPGP input handed to rpgp (a message body is already capped by
 /// `max_body_bytes`; this also bounds the keyring).
@@ -265,6 +267,9 @@ mod budget {
             let cap = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = self.0.read(&mut buf[..cap])?;
             LEFT.with(|l| l.set(Some(left - n as u64)));
+            if !super::inline_work::charge(n as u64) {
+                return Err(io::Error::other("inline work allowance exhausted"));
+            }
             Ok(n)
         }
     }
@@ -393,7 +398,7 @@ fn parse_stream<R: BufRead>(src: R, depth: usize) -> Result<Vec<PacketInfo>, Ope
             why: why.into(),
         };
         let mut body = PacketBodyReader::new(header, &mut src).map_err(|e| bad(io_why(&e)))?;
-        if tag == crate::packets::tag::LITERAL {
+        if tag == tag::LITERAL {
             skip_literal(&mut body).map_err(|e| bad(io_why(&e)))?;
             drop(body);
             out.push(PacketInfo {

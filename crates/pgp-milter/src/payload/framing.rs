@@ -699,6 +699,13 @@ fn charged_feed(inner: &mut PacketStream, data: &[u8], ctx: &mut Ctx) -> Result<
         .max_decompressed_bytes
         .saturating_sub(ctx.decompressed);
     let within = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+    if !openpgp::inline_work::charge(within as u64) {
+        // Judged inline and over the allowance: the step is redone off the
+        // async worker, this verdict is thrown away.
+        return Err(PayloadError::Limit(
+            "inline work allowance exhausted".into(),
+        ));
+    }
     ctx.decompressed += within as u64;
     inner.feed(&data[..within], ctx)?;
     if within < data.len() {

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """What two independent mail readers see in each message of a directory.
 
-Usage: mime_readers.py ARMOR_FILE DIR
+Usage: mime_readers.py ARMOR_FILE BINARY_FILE DIR
 
 For every file in DIR (sorted), prints one line:
     NAME PY_MARKER PY_WELLFORMED PY_DEFECTS GM_MARKER GM_WELLFORMED
@@ -15,7 +15,10 @@ For every file in DIR (sorted), prints one line:
   RFC 3156 multipart/encrypted (protocol application/pgp-encrypted) with
   exactly the control part ("Version: 1") and an application/octet-stream
   part holding exactly ARMOR, or a single text/plain part holding exactly
-  ARMOR; and no marker anywhere.
+  ARMOR, or a multipart/mixed or multipart/alternative of single parts
+  each holding ARMOR (text/plain, application/octet-stream), BINARY_FILE's
+  bytes (application/octet-stream), or ARMOR in `<html><body><pre>`
+  (text/html, next to a text/plain ARMOR); and no marker anywhere.
 * PY_DEFECTS: Python's parser registered a defect on some part.
 """
 
@@ -44,7 +47,31 @@ def kind(data, armor):
         return "version1"
     if n == armor:
         return "armor"
+    if data == BINARY:
+        return "binary"
+    if n == b"<html><body><pre>" + armor + b"</pre></body></html>":
+        return "htmlarmor"
     return "other"
+
+
+BINARY = b""
+
+# The leaves a well-formed multipart/mixed or alternative may hold.
+GOOD_LEAVES = {
+    "multipart/mixed": {("text/plain", "armor"), ("application/octet-stream", "armor"),
+                        ("application/octet-stream", "binary")},
+    "multipart/alternative": {("text/plain", "armor"), ("text/html", "htmlarmor")},
+}
+
+
+def good_container(top, leaves):
+    """leaves: (type, kind) of the single parts directly inside `top`."""
+    allowed = GOOD_LEAVES.get(top)
+    if not allowed or not leaves or any(leaf not in allowed for leaf in leaves):
+        return False
+    if top == "multipart/alternative":
+        return ("text/plain", "armor") in leaves
+    return True
 
 
 def has_marker(data):
@@ -76,6 +103,13 @@ def python_view(raw, armor):
             ]
     elif top == "text/plain" and not msg.is_multipart():
         wf = kind(datas[0], armor) == "armor"
+    elif top in GOOD_LEAVES:
+        kids = msg.get_payload()
+        if isinstance(kids, list) and not any(k.is_multipart() for k in kids):
+            wf = good_container(
+                top,
+                [(k.get_content_type(), kind(k.get_payload(decode=True) or b"", armor)) for k in kids],
+            )
     return marker, wf and not marker, defects
 
 
@@ -127,12 +161,18 @@ def gmime_view(raw, armor):
             ]
     elif isinstance(top, GMime.Part) and mime(top) == "text/plain":
         wf = kind(leaves[0][1], armor) == "armor"
+    elif isinstance(top, GMime.Multipart) and mime(top) in GOOD_LEAVES:
+        kids = [top.get_part(i) for i in range(top.get_count())]
+        if all(isinstance(k, GMime.Part) for k in kids):
+            wf = good_container(mime(top), [(mime(k), kind(gmime_data(k), armor)) for k in kids])
     return marker, wf and not marker
 
 
 def main():
+    global BINARY
     armor = squeeze(open(sys.argv[1], "rb").read())
-    directory = sys.argv[2]
+    BINARY = open(sys.argv[2], "rb").read()
+    directory = sys.argv[3]
     for name in sorted(os.listdir(directory)):
         raw = open(os.path.join(directory, name), "rb").read()
         pm, pw, pd = python_view(raw, armor)
