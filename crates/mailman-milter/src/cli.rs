@@ -222,9 +222,7 @@ impl Daemon for Mailman {
         serve.on_reload(move || {
             let file = b.path().display();
             match b.reload() {
-                Ok(Reloaded::Loaded(n)) => {
-                    Ok(format!("lists file {file} reloaded on SIGHUP: {n} lists"))
-                }
+                Ok(Reloaded::Loaded(n)) => Ok(format!("lists file {file} reloaded: {n} lists")),
                 Ok(Reloaded::Unchanged) => Ok(format!("lists file {file} unchanged")),
                 Err(e) => Err(format!("lists file reload failed: {e}")),
             }

@@ -121,6 +121,7 @@ impl Daemon for Pgp {
     async fn serve(self, mut serve: Serve) -> Result<(), BoxError> {
         let policy = self.0.policy;
         log_policy(&policy);
+        warn_unusable_keys(&policy);
         let bytes = serve.counter(
             "judged_bytes",
             "Message bytes (header lines and body) handed to the OpenPGP policy",
@@ -129,7 +130,8 @@ impl Daemon for Pgp {
         let next = swap.clone();
         serve.on_reconfigure(move |new: Pgp| {
             let policy = new.0.policy;
-            log_policy(&policy);
+            // The SIGHUP line names what changed; keys it cannot use, too.
+            warn_unusable_keys(&policy);
             next.replace(Metered::new(PgpMilter::new(policy), bytes.clone()))
         });
         serve.on_reload(move || {
@@ -140,7 +142,7 @@ impl Daemon for Pgp {
     }
 }
 
-/// The policy in force, and the keys it cannot use, in the log.
+/// The policy in force, in the log.
 fn log_policy(policy: &Policy) {
     let keyring = policy.keyring.as_ref().map(|k| k.get());
     info!(
@@ -150,6 +152,11 @@ fn log_policy(policy: &Policy) {
         keyring = %keyring.as_ref().map_or("none".into(), |k| describe_keyring(k)),
         "policy"
     );
+}
+
+/// One warning per key of the keyring the policy cannot use.
+fn warn_unusable_keys(policy: &Policy) {
+    let keyring = policy.keyring.as_ref().map(|k| k.get());
     for problem in keyring
         .as_ref()
         .map(|k| k.problems_at(crate::keyring::now()))
