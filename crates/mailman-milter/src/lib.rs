@@ -13,6 +13,7 @@
 pub mod address;
 pub mod approval;
 pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod export;
 pub mod header_match;

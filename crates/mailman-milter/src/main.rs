@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use mailman_milter::cli::Args as Cli;
 use mailman_milter::config::{BackendKind, Config, DEFAULT_LISTEN};
 use mailman_milter::list::unevaluable_line;
 use mailman_milter::lists_file::Reloaded;
@@ -21,19 +22,6 @@ use mailman_milter::{
 use minimilter::daemon::{
     self, BoxError, Configured, Daemon, FileSection, Report, Serve, ServerSection, one_line,
 };
-
-/// mailman-milter's own options (the socket, configuration and logging
-/// options are the shell's).
-#[derive(Debug, Clone, Parser)]
-struct Cli {
-    /// Lists file (TOML); overrides `lists` in the configuration.
-    #[arg(long, value_name = "FILE")]
-    lists: Option<PathBuf>,
-    /// Whose addresses count as the sender: mailman (From:, envelope, Reply-To:,
-    /// Sender:; decided after the headers) or envelope (decided at RCPT).
-    #[arg(long, value_parser = ["mailman", "envelope"])]
-    senders: Option<String>,
-}
 
 /// Where the list data comes from, as configured.
 enum Source {
@@ -47,10 +35,9 @@ struct Mailman {
 }
 
 impl Daemon for Mailman {
-    const NAME: &'static str = "mailman-milter";
+    const NAME: &'static str = mailman_milter::cli::NAME;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const ABOUT: &'static str = "Refuse posts to Mailman lists from senders who may not post, at SMTP time. \
-         `mailman-milter export --help`: write a lists file from Mailman's REST API.";
+    const ABOUT: &'static str = mailman_milter::cli::ABOUT;
     const DEFAULT_LISTEN: &'static str = DEFAULT_LISTEN;
     type Args = Cli;
 

@@ -18,6 +18,7 @@
 //!   a repeated armor;
 //! * [`policy`]: who is checked, what passes, what the refusal says;
 //! * [`config`]: the TOML file, checked at start-up;
+//! * [`cli`]: the command line (man page and completions come from it);
 //! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps.
 
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@
 
 pub mod address;
 pub mod armor;
+pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod html;

@@ -15,10 +15,9 @@ use tracing::{info, warn};
 struct Pgp(Config);
 
 impl Daemon for Pgp {
-    const NAME: &'static str = "pgp-milter";
+    const NAME: &'static str = pgp_milter::cli::NAME;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const ABOUT: &'static str = "Accept only OpenPGP mail (PGP/MIME or inline, encrypted; \
-        optionally signed) and refuse the rest at SMTP time. A milter for Postfix and Sendmail.";
+    const ABOUT: &'static str = pgp_milter::cli::ABOUT;
     const DEFAULT_LISTEN: &'static str = DEFAULT_LISTEN;
     type Args = NoArgs;
 

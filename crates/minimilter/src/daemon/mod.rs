@@ -241,6 +241,27 @@ impl Serve {
 /// Exit status of a usage error (as clap's).
 const USAGE: u8 = 2;
 
+/// The whole command line of a milter daemon: its own options `A` and the
+/// shell's. Public so that man pages and shell completions are generated
+/// from the very definition the daemon parses (see `crates/packaging`).
+pub fn command<A: clap::Args>(
+    name: &'static str,
+    version: &'static str,
+    about: &'static str,
+) -> clap::Command {
+    // About and version after the options: a derived `Args` struct's doc
+    // comment would otherwise replace the milter's own text.
+    ServerArgs::augment_args(A::augment_args(clap::Command::new(name)))
+        .version(version)
+        .about(about)
+        .long_about(None::<&str>)
+        .after_help(
+            "Settings: a command-line option wins over the same key in the [server] \
+             section of the --config file, which wins over the built-in default. \
+             SIGTERM/SIGINT drain and stop; SIGHUP reloads what the milter can reload.",
+        )
+}
+
 /// Runs the milter program `D` with the process's arguments.
 pub fn main<D: Daemon>() -> ExitCode {
     main_from::<D, _, _>(std::env::args_os())
@@ -253,17 +274,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    // About and version after the options: a derived `Args` struct's doc
-    // comment would otherwise replace the milter's own text.
-    let command = ServerArgs::augment_args(D::Args::augment_args(clap::Command::new(D::NAME)))
-        .version(D::VERSION)
-        .about(D::ABOUT)
-        .long_about(None::<&str>)
-        .after_help(
-            "Settings: a command-line option wins over the same key in the [server] \
-             section of the --config file, which wins over the built-in default. \
-             SIGTERM/SIGINT drain and stop; SIGHUP reloads what the milter can reload.",
-        );
+    let command = command::<D::Args>(D::NAME, D::VERSION, D::ABOUT);
     let matches = match command.try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => return usage_error::<D>(e),

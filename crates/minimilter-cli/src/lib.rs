@@ -1,0 +1,91 @@
+//! `minimilter`: run a message through any milter and see what it decided
+//! (`check`), load a milter and measure it (`bench`), record what passes
+//! between an MTA and a milter (`record`). The program is this library's
+//! [`main`]; [`command`] is its command line as data, from which the man
+//! page and shell completions are generated (`crates/packaging`).
+
+mod bench;
+mod check;
+mod check_transcript;
+mod envelope;
+mod exit;
+mod json;
+mod output;
+mod record;
+mod replay;
+mod timeouts;
+mod transcript;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Talk to any milter (Sendmail/Postfix mail filter) the way Postfix does.
+#[derive(Parser)]
+#[command(name = "minimilter", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one message through a milter and show every step, what the
+    /// milter answered, each modification, and the verdict.
+    #[command(after_help = exit::HELP)]
+    Check(check_transcript::CheckCommand),
+    /// Load a milter with many connections and messages; report throughput,
+    /// latency percentiles, verdict counts and errors.
+    Bench(bench::BenchArgs),
+    /// Sit between the MTA and a milter, relay both ways unchanged, and
+    /// write one transcript per SMTP transaction (docs/transcript.md).
+    Record(record::RecordArgs),
+    /// Play recorded transactions to a milter as the MTA did and report
+    /// every verdict and modification that differs (exit status 1 if any).
+    Replay(replay::ReplayArgs),
+}
+
+/// The whole command line, as `main` parses it.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// The `minimilter` program.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    // The proxy relays each packet as soon as it arrives; on one thread it
+    // never hands a connection from one worker to another between the two
+    // halves of an exchange, which is most of its latency.
+    let mut builder = match cli.command {
+        Command::Record(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            output::note(&format!(
+                "minimilter: cannot start the async runtime: {e}\n"
+            ));
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check(args) => check_transcript::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Record(args) => record::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            output::note(&format!("minimilter: {e:#}\n"));
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
