@@ -48,15 +48,13 @@ fn assert_documented(page_name: &str, text: &str, keys: &[String]) {
 
 fn mailman_config_keys(toml: &str) -> Vec<String> {
     let e = mailman_milter::config::Config::parse(toml, &PathBuf::from("t.toml"))
-        .err()
-        .expect("an unknown key is refused");
+        .expect_err("an unknown key is refused");
     expected_keys(&e.to_string())
 }
 
 fn lists_keys(toml: &str) -> Vec<String> {
     let e = mailman_milter::ListsData::parse(toml, "lists.toml")
-        .err()
-        .expect("an unknown key is refused");
+        .expect_err("an unknown key is refused");
     expected_keys(&e.to_string())
 }
 
@@ -64,8 +62,7 @@ fn lists_keys(toml: &str) -> Vec<String> {
 fn pgp_milter_toml_describes_every_key() {
     let text = page("pgp-milter/dist/man/pgp-milter.toml.5");
     let e = pgp_milter::Config::parse("zz_unknown = 1\n", Path::new("t.toml"))
-        .err()
-        .expect("an unknown key is refused");
+        .expect_err("an unknown key is refused");
     let mut keys = expected_keys(&e.to_string());
     assert!(keys.contains(&"require".to_owned()), "{keys:?}");
     // `server` is the [server] table; its keys come next.
