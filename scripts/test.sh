@@ -29,6 +29,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # marked test, where a missing program is a failure, not a skip.
 echo "== fast set: cargo test --workspace (scripts/test-fast.sh --hermetic)"
 ./scripts/test-fast.sh --hermetic
+# The Debian packages, built once (release) for crates/packaging's package
+# test below, which installs them into this machine, runs them behind
+# Postfix and purges them again.
+echo "== scripts/package.sh (Debian packages into target/debian/)"
+./scripts/package.sh
 echo "== tests that need external programs: cargo test --workspace -- --ignored"
 # (Benchmarks, also marked ignored, are run by hand: docs/performance.md.)
 cargo test --workspace --locked --no-fail-fast -- --ignored \
