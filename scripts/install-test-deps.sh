@@ -46,6 +46,7 @@ missing=()
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v miltertest >/dev/null 2>&1 || missing+=(miltertest)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)   # cargo-deb: $auto dependencies
 [ -f /usr/include/libmilter/mfapi.h ] || missing+=(libmilter-dev)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v m4 >/dev/null 2>&1 || missing+=(m4)
