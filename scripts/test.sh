@@ -3,7 +3,9 @@
 # swaks, miltertest, libmilter headers from Debian) when missing, then checks
 # formatting and lints and runs every test: the fast set (scripts/test-fast.sh)
 # and then the tests marked `#[ignore = "needs <program>"]`, including the ones
-# that start a real Postfix on 127.0.0.1. Last, every cargo-fuzz target runs
+# that start a real Postfix on 127.0.0.1, and the Debian package test
+# (scripts/package.sh builds the packages first; the test installs them into
+# this machine and purges them again). Last, every cargo-fuzz target runs
 # through scripts/fuzz.sh on the stable toolchain, deterministically (a fixed
 # -seed and -runs per target; FUZZ=0 skips it).
 set -euo pipefail
