@@ -328,6 +328,16 @@ fn assert_installed_layout() {
             "{name}.service is not enabled"
         );
         assert_eq!(unit_value(&unit, "User"), name);
+        // Started through deb-systemd-invoke (which asks policy-rc.d) on
+        // install, restarted on upgrade; only where systemd runs.
+        let postinst = fs::read_to_string(format!("/var/lib/dpkg/info/{name}.postinst")).unwrap();
+        for needle in [
+            format!("deb-systemd-helper enable {name}.service"),
+            "_dh_action=restart".to_owned(),
+            format!("deb-systemd-invoke $_dh_action {name}.service"),
+        ] {
+            assert!(postinst.contains(&needle), "{name}.postinst: no {needle}");
+        }
         assert!(unit_value(&unit, "ExecStartPre").ends_with("--check-config"));
         let verify = output(Command::new("systemd-analyze").arg("verify").arg(&path));
         assert!(
