@@ -184,6 +184,25 @@ impl Drop for NoServiceStarts {
     }
 }
 
+/// Purges the packages when dropped, so a failing test leaves the machine
+/// as it found it (a passing one has purged already: then a no-op).
+struct PurgeOnDrop;
+
+impl Drop for PurgeOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("apt-get")
+                .args(["-y", "-q", "purge"])
+                .args(PACKAGES.into_iter().filter(|p| {
+                    let s = status(p);
+                    !s.is_empty() && !s.starts_with("un")
+                }))
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .output();
+        }
+    }
+}
+
 /// The value of `key=` in a unit file (the first such line).
 fn unit_value(unit: &str, key: &str) -> String {
     let prefix = format!("{key}=");
@@ -556,6 +575,7 @@ fn packages_pass_lintian_install_serve_postfix_and_purge() {
     let debs = debs();
     let _no_starts = NoServiceStarts::new();
     purge_all();
+    let _purge_on_failure = PurgeOnDrop;
 
     // 2. lintian: no error, no warning without an override.
     let lintian = output(
@@ -669,6 +689,7 @@ fn upgrade_keeps_a_locally_modified_conffile() {
     let debs = debs();
     let _no_starts = NoServiceStarts::new();
     purge_all();
+    let _purge_on_failure = PurgeOnDrop;
     let work = tempfile::tempdir().unwrap();
 
     let pgp = &debs[0];
