@@ -23,6 +23,10 @@
 #                  `minimilter check` is tested against a real opendkim signing
 #                  configuration (own config, foreground, private socket; never the
 #                  service), its signatures verified with Python's dkim module
+#   lintian, man-db
+#                  the Debian packages (scripts/package.sh) are checked with lintian and
+#                  their man pages looked up with man by crates/packaging's package test
+#   cargo-deb      (crates.io, `cargo install cargo-deb --locked` when missing) builds them
 #   sendmail       sendmail-bin, sendmail-base and sendmail-cf are *not installed* (they
 #                  conflict with postfix): they are downloaded and unpacked with dpkg -x
 #                  into $SENDMAIL_DIR (/opt/minimilter-test/sendmail), where
@@ -42,6 +46,7 @@ missing=()
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v miltertest >/dev/null 2>&1 || missing+=(miltertest)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)   # cargo-deb: $auto dependencies
 [ -f /usr/include/libmilter/mfapi.h ] || missing+=(libmilter-dev)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v m4 >/dev/null 2>&1 || missing+=(m4)
@@ -64,6 +69,9 @@ ls /usr/lib/*/girepository-1.0/GMime-3.0.typelib >/dev/null 2>&1 || missing+=(gi
 /usr/bin/python3 -c 'import dkim' >/dev/null 2>&1 || missing+=(python3-dkim)
 # The milters' systemd units are checked with systemd-analyze verify (it need not run as init).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The Debian packages: lintian judges them, man finds their pages.
+command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+command -v man >/dev/null 2>&1 || missing+=(man-db)
 # The /metrics exposition is checked with promtool and scraped by a real Prometheus.
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 
@@ -118,6 +126,15 @@ else
     rm -rf "$SENDMAIL_DIR"
     mv "$work/tree" "$SENDMAIL_DIR"
     rm -rf "$work"
+fi
+
+# cargo-deb builds the Debian packages (scripts/package.sh); from crates.io, with its
+# own lockfile.
+if command -v cargo-deb >/dev/null 2>&1; then
+    echo "install-test-deps.sh: cargo-deb already installed"
+else
+    echo "install-test-deps.sh: installing cargo-deb (cargo install cargo-deb --locked)"
+    cargo install cargo-deb --locked
 fi
 
 # OpenPGP.js, a pinned version, for pgp-milter's payload corpus test.

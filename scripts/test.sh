@@ -3,7 +3,9 @@
 # swaks, miltertest, libmilter headers from Debian) when missing, then checks
 # formatting and lints and runs every test: the fast set (scripts/test-fast.sh)
 # and then the tests marked `#[ignore = "needs <program>"]`, including the ones
-# that start a real Postfix on 127.0.0.1. Last, every cargo-fuzz target runs
+# that start a real Postfix on 127.0.0.1, and the Debian package test
+# (scripts/package.sh builds the packages first; the test installs them into
+# this machine and purges them again). Last, every cargo-fuzz target runs
 # through scripts/fuzz.sh on the stable toolchain, deterministically (a fixed
 # -seed and -runs per target; FUZZ=0 skips it).
 set -euo pipefail
@@ -29,6 +31,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # marked test, where a missing program is a failure, not a skip.
 echo "== fast set: cargo test --workspace (scripts/test-fast.sh --hermetic)"
 ./scripts/test-fast.sh --hermetic
+# The Debian packages, built once (release) for crates/packaging's package
+# test below, which installs them into this machine, runs them behind
+# Postfix and purges them again.
+echo "== scripts/package.sh (Debian packages into target/debian/)"
+./scripts/package.sh
 echo "== tests that need external programs: cargo test --workspace -- --ignored"
 # (Benchmarks, also marked ignored, are run by hand: docs/performance.md.)
 cargo test --workspace --locked --no-fail-fast -- --ignored \

@@ -529,7 +529,8 @@ pub fn systemd_unit(b: &Binary, unit: &Path, config: &str) {
     let config_path = s.path().join("config.toml");
     std::fs::write(&config_path, config).unwrap();
     let text = std::fs::read_to_string(unit).unwrap();
-    let installed = format!("/usr/local/bin/{}", b.name);
+    // Where the Debian package installs the daemons (scripts/package.sh).
+    let installed = format!("/usr/sbin/{}", b.name);
     let built = b.path.display().to_string();
     // Verify the unit and its socket with the binary where it is.
     for u in [unit.to_owned(), unit.with_extension("socket")] {

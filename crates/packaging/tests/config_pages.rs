@@ -1,0 +1,124 @@
+//! The section-5 pages (`crates/*/dist/man/*.5`, written by hand) describe
+//! every key the configuration structs accept, with a default: the keys
+//! are asked of the parsers themselves (an unknown key makes serde list
+//! the ones it expects), so a key added to a struct and not to its page
+//! fails here.
+
+use std::path::{Path, PathBuf};
+
+fn page(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The keys serde expected, from the error an unknown key gives:
+/// "unknown field `zz_unknown`, expected one of `a`, `b`, ...".
+fn expected_keys(error: &str) -> Vec<String> {
+    let at = error
+        .find("expected one of ")
+        .or_else(|| error.find("expected `"))
+        .unwrap_or_else(|| panic!("no expected keys in: {error}"));
+    let keys: Vec<String> = error[at..]
+        .lines()
+        .next()
+        .unwrap()
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    assert!(!keys.is_empty(), "no keys in: {error}");
+    keys
+}
+
+/// Every key is described as a term of its own: `\fBkey\fR = default`.
+fn assert_documented(page_name: &str, text: &str, keys: &[String]) {
+    for key in keys {
+        let term = format!("\\fB{key}\\fR = ");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&term))
+            .unwrap_or_else(|| panic!("{page_name}: no `.TP` term `{term}...` for key `{key}`"));
+        assert!(
+            line.len() > term.len(),
+            "{page_name}: key `{key}` has no default: {line}"
+        );
+    }
+}
+
+fn mailman_config_keys(toml: &str) -> Vec<String> {
+    let e = mailman_milter::config::Config::parse(toml, &PathBuf::from("t.toml"))
+        .expect_err("an unknown key is refused");
+    expected_keys(&e.to_string())
+}
+
+fn lists_keys(toml: &str) -> Vec<String> {
+    let e = mailman_milter::ListsData::parse(toml, "lists.toml")
+        .expect_err("an unknown key is refused");
+    expected_keys(&e.to_string())
+}
+
+#[test]
+fn pgp_milter_toml_describes_every_key() {
+    let text = page("pgp-milter/dist/man/pgp-milter.toml.5");
+    let e = pgp_milter::Config::parse("zz_unknown = 1\n", Path::new("t.toml"))
+        .expect_err("an unknown key is refused");
+    let mut keys = expected_keys(&e.to_string());
+    assert!(keys.contains(&"require".to_owned()), "{keys:?}");
+    // `server` is the [server] table; its keys come next.
+    keys.retain(|k| k != "server");
+    keys.extend(minimilter::daemon::SERVER_KEYS.map(str::to_owned));
+    assert_documented("pgp-milter.toml(5)", &text, &keys);
+    assert!(text.contains(".SH [server]"));
+}
+
+#[test]
+fn mailman_milter_toml_describes_every_key() {
+    let text = page("mailman-milter/dist/man/mailman-milter.toml.5");
+    let mut keys = mailman_config_keys("zz_unknown = 1\n");
+    assert!(keys.contains(&"backend".to_owned()), "{keys:?}");
+    // Tables with sections of their own; the top-level socket keys of older
+    // files are described under [server], where they belong now.
+    keys.retain(|k| {
+        !["server", "mailman", "socket_mode", "socket_group", "listen"].contains(&k.as_str())
+    });
+    keys.extend(mailman_config_keys("[mailman]\nzz_unknown = 1\n"));
+    keys.extend(mailman_config_keys(
+        "[list_overrides.\"a@lists.example.org\"]\nzz_unknown = 1\n",
+    ));
+    keys.extend(minimilter::daemon::SERVER_KEYS.map(str::to_owned));
+    // list_overrides' own keys are described in its paragraph.
+    let overrides = ["refuse_hold", "reject_text"];
+    keys.retain(|k| !overrides.contains(&k.as_str()));
+    assert_documented("mailman-milter.toml(5)", &text, &keys);
+    assert_documented(
+        "mailman-milter.toml(5)",
+        &text,
+        &overrides.map(str::to_owned),
+    );
+    for section in [".SH [mailman]", ".SH [server]"] {
+        assert!(text.contains(section), "{section}");
+    }
+}
+
+#[test]
+fn mailman_milter_lists_toml_describes_every_key() {
+    let text = page("mailman-milter/dist/man/mailman-milter-lists.toml.5");
+    let top = lists_keys("zz_unknown = 1\n");
+    assert_eq!(top, ["list", "user"], "the page has a section for each");
+    for section in [".SH [[list]]", ".SH [[user]]"] {
+        assert!(text.contains(section), "{section}");
+    }
+    let mut keys = lists_keys("[[list]]\naddress = \"a@lists.example.org\"\nzz_unknown = 1\n");
+    keys.extend(lists_keys("[[user]]\naddresses = []\nzz_unknown = 1\n"));
+    assert_documented("mailman-milter-lists.toml(5)", &text, &keys);
+    // The header_matches tables' keys are described in its paragraph.
+    for key in lists_keys(
+        "[[list]]\naddress = \"a@lists.example.org\"\n[[list.header_matches]]\nheader = \"x\"\npattern = \"y\"\nzz_unknown = 1\n",
+    ) {
+        assert!(
+            text.contains(&format!("\\fB{key}\\fR")),
+            "header_matches key {key}"
+        );
+    }
+}
