@@ -17,7 +17,10 @@
 //! * [`html`]: the text of an HTML alternative that is only markup around
 //!   a repeated armor;
 //! * [`policy`]: who is checked, what passes, what the refusal says;
-//! * [`config`]: the TOML file, checked at start-up;
+//! * [`securejoin`]: the unencrypted first SecureJoin step, exactly;
+//! * [`sender_match`]: `From:` against the envelope sender of an
+//!   authenticated submission;
+//! * [`config`]: the TOML file (and its `profile`), checked at start-up;
 //! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps.
 
 #![forbid(unsafe_code)]
@@ -36,6 +39,8 @@ pub mod packets;
 pub mod payload;
 pub mod policy;
 pub mod report;
+pub mod securejoin;
+pub mod sender_match;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 pub use detect::{Detection, Form, NotPgp, detect};

@@ -1,0 +1,238 @@
+//! The chatmail rules over the milter protocol (our MTA-side client, the
+//! milter in-process): the SecureJoin exemption, the From check of
+//! authenticated submissions, and `profile = "chatmail"` as a file loads it.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use minimilter::transaction::Outcome;
+use minimilter::{
+    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, proto::Offer,
+    run_message,
+};
+use pgp_milter::{Config, PgpMilter, Policy};
+
+async fn client(policy: Policy) -> MilterClient {
+    let (a, z) = tokio::io::duplex(1 << 20);
+    let server = Server::new(PgpMilter::new(policy), ServerConfig::default());
+    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
+    let cfg = ClientConfig {
+        offer: Offer::postfix(),
+        ..ClientConfig::default()
+    };
+    MilterClient::negotiate(Box::new(a), cfg).await.unwrap()
+}
+
+fn chatmail() -> Policy {
+    Config::parse(
+        "profile = \"chatmail\"\n",
+        Path::new("/etc/pgp-milter.toml"),
+    )
+    .unwrap()
+    .policy
+}
+
+async fn outcome(policy: Policy, spec: MessageSpec) -> Outcome {
+    let mut c = client(policy).await;
+    let t = run_message(&mut c, &spec).await.unwrap();
+    t.outcome
+}
+
+fn spec(message: &str) -> MessageSpec {
+    MessageSpec {
+        from: "alice@relay.example".into(),
+        rcpts: vec!["bob@relay.example".into()],
+        message: Bytes::from(message.to_owned()),
+        ..MessageSpec::default()
+    }
+}
+
+fn authenticated(s: MessageSpec) -> MessageSpec {
+    MessageSpec {
+        macros: vec![("{auth_authen}".into(), "alice@relay.example".into())],
+        ..s
+    }
+}
+
+fn reply(o: &Outcome) -> String {
+    match o {
+        Outcome::Rejected { reply, .. } => reply.clone().unwrap_or_default(),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// The unencrypted first SecureJoin step in the shape Delta Chat sends
+/// it (key data shortened).
+const HANDSHAKE: &str = "Subject: [...]\r\n\
+From: <alice@relay.example>\r\n\
+To: <bob@relay.example>\r\n\
+Chat-Version: 1.0\r\n\
+Secure-Join: vc-request\r\n\
+Secure-Join-Invitenumber: Zt2dFq8Ykz\r\n\
+Autocrypt: addr=alice@relay.example; prefer-encrypt=mutual;\r\n\
+\x20keydata=xjMEZ2dlZhYJKwYBBAHaRw8BAQdAabcdefghijklmnopqrstuvwxyz0123456789\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"Gl92xgZjOShJ5PGHntqYkoo2OK2Dvi\"\r\n\
+\r\n\
+\r\n\
+--Gl92xgZjOShJ5PGHntqYkoo2OK2Dvi\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+Secure-Join: vc-request\r\n\
+\r\n\
+\r\n\
+--Gl92xgZjOShJ5PGHntqYkoo2OK2Dvi--\r\n";
+
+#[tokio::test]
+async fn the_securejoin_first_step_passes_only_when_configured() {
+    assert_eq!(
+        outcome(chatmail(), spec(HANDSHAKE)).await,
+        Outcome::Accepted
+    );
+    // Also as an authenticated submission (outgoing side).
+    assert_eq!(
+        outcome(chatmail(), authenticated(spec(HANDSHAKE))).await,
+        Outcome::Accepted
+    );
+    let vg = HANDSHAKE.replace("vc-request", "vg-request");
+    assert_eq!(outcome(chatmail(), spec(&vg)).await, Outcome::Accepted);
+    // Without the setting it is plaintext like any other.
+    let o = outcome(Policy::default(), spec(HANDSHAKE)).await;
+    assert!(reply(&o).starts_with("550 5.7.1 "), "{o:?}");
+}
+
+#[tokio::test]
+async fn handshake_look_alikes_are_refused_with_the_chatmail_reply() {
+    let body = "\r\nSecure-Join: vc-request\r\n\r\n";
+    let end = "--Gl92xgZjOShJ5PGHntqYkoo2OK2Dvi--";
+    let look_alikes = [
+        // The header with other content.
+        HANDSHAKE.replace(body, "\r\nhello bob, my PIN is 1234\r\n"),
+        HANDSHAKE.replace(body, "\r\nSecure-Join: vc-request\r\nand a secret\r\n"),
+        // An extra part.
+        HANDSHAKE.replace(
+            end,
+            "--Gl92xgZjOShJ5PGHntqYkoo2OK2Dvi\r\nContent-Type: text/plain\r\n\r\nsecret\r\n\
+             --Gl92xgZjOShJ5PGHntqYkoo2OK2Dvi--",
+        ),
+        // A different step in the body, a different header value.
+        HANDSHAKE.replace(body, "\r\nSecure-Join: vg-request\r\n"),
+        HANDSHAKE.replace(
+            "Secure-Join: vc-request\r\nSecure-Join-I",
+            "Secure-Join: vc-auth-required\r\nSecure-Join-I",
+        ),
+        // Text after the closing boundary, an attachment.
+        format!("{HANDSHAKE}the epilogue talks\r\n"),
+        HANDSHAKE.replace(
+            "charset=utf-8\r\n",
+            "charset=utf-8\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n",
+        ),
+        // Larger than any handshake (the early refusal comes back).
+        HANDSHAKE.replace(
+            body,
+            &format!("\r\nSecure-Join: vc-request\r\n{}\r\n", "x".repeat(40_000)),
+        ),
+    ];
+    for m in look_alikes {
+        let o = outcome(chatmail(), spec(&m)).await;
+        assert_eq!(
+            reply(&o),
+            "523 Encryption Needed: Invalid Unencrypted Mail",
+            "{m}"
+        );
+    }
+    // The body without the header is plaintext too.
+    let no_header = HANDSHAKE.replace("Secure-Join: vc-request\r\nSecure-Join-I", "Secure-Join-I");
+    assert!(matches!(
+        outcome(chatmail(), spec(&no_header)).await,
+        Outcome::Rejected { .. }
+    ));
+}
+
+fn plain_from(from: &str) -> String {
+    format!("From: {from}\r\nTo: <bob@relay.example>\r\nSubject: hi\r\n\r\nhello\r\n")
+}
+
+#[tokio::test]
+async fn an_authenticated_submission_from_another_address_gets_554() {
+    let forged = authenticated(spec(&plain_from("Bob <bob@relay.example>")));
+    let o = outcome(chatmail(), forged.clone()).await;
+    assert_eq!(
+        reply(&o),
+        "554 5.7.1 From <bob@relay.example> does not match envelope sender <alice@relay.example>"
+    );
+    // The From check comes before the content: also for a handshake.
+    let h = HANDSHAKE.replace("From: <alice@", "From: <mallory@");
+    assert!(reply(&outcome(chatmail(), authenticated(spec(&h))).await).starts_with("554 "));
+    // Two From fields, none.
+    let two = format!(
+        "From: alice@relay.example\r\n{}",
+        plain_from("bob@relay.example")
+    );
+    assert!(reply(&outcome(chatmail(), authenticated(spec(&two))).await).starts_with("554 "));
+    let none = "To: bob@relay.example\r\n\r\nhello\r\n";
+    assert_eq!(
+        reply(&outcome(chatmail(), authenticated(spec(none))).await),
+        "554 5.7.1 no From header field"
+    );
+    // The right From on plaintext: the content rule answers, not the From rule.
+    let own = authenticated(spec(&plain_from("\"Alice\" <Alice@Relay.Example>")));
+    assert_eq!(
+        reply(&outcome(chatmail(), own).await),
+        "523 Encryption Needed: Invalid Unencrypted Mail"
+    );
+    // Not authenticated: From is not ours to check (content decides).
+    let incoming = spec(&plain_from("Bob <bob@relay.example>"));
+    assert!(reply(&outcome(chatmail(), incoming).await).starts_with("523 "));
+    // Off by default: the default policy skips authenticated mail.
+    assert_eq!(outcome(Policy::default(), forged).await, Outcome::Accepted);
+    let from_only = Policy {
+        from_must_match_sender: true,
+        ..Policy::default()
+    };
+    let forged = authenticated(spec(&plain_from("bob@relay.example")));
+    assert!(reply(&outcome(from_only, forged).await).starts_with("554 5.7.1 From <bob@"));
+}
+
+#[test]
+fn the_chatmail_profile_is_one_line_and_the_file_wins() {
+    let p = chatmail();
+    assert!(p.accept_securejoin && p.from_must_match_sender && !p.skip_authenticated);
+    assert_eq!(p.bounces, pgp_milter::policy::Bounces::AcceptReports);
+    assert_eq!(
+        p.reject_reply.to_string(),
+        "523 Encryption Needed: Invalid Unencrypted Mail"
+    );
+    let c = Config::parse(
+        "profile = \"chatmail\"\nskip_authenticated = true\nreject_reply = \"550 5.7.1 no ({reason})\"\n",
+        Path::new("/etc/pgp-milter.toml"),
+    )
+    .unwrap();
+    assert!(c.policy.skip_authenticated && c.policy.accept_securejoin);
+    assert_eq!(c.policy.reject_reply.to_string(), "550 5.7.1 no ({reason})");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("from_must_match_sender")),
+        "{:?}",
+        c.warnings
+    );
+    let d = Config::parse("", Path::new("/etc/pgp-milter.toml")).unwrap();
+    assert!(!d.policy.accept_securejoin && !d.policy.from_must_match_sender);
+    for (text, key) in [
+        ("profile = \"chatmal\"", "chatmal"),
+        (
+            "from_mismatch_reply = \"450 no\"",
+            "key `from_mismatch_reply`",
+        ),
+        ("accept_securejoin = \"yes\"", "accept_securejoin"),
+    ] {
+        let e = Config::parse(text, Path::new("/etc/pgp-milter.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/pgp-milter.toml: ") && e.contains(key),
+            "{e}"
+        );
+    }
+}
