@@ -23,6 +23,12 @@
 #                  `minimilter check` is tested against a real opendkim signing
 #                  configuration (own config, foreground, private socket; never the
 #                  service), its signatures verified with Python's dkim module
+#   dovecot-imapd, dovecot-lmtpd, python3-venv
+#                  pgp-milter's Delta Chat test (tests/deltachat.rs) runs a private Dovecot
+#                  (own config, foreground, loopback ports; never the service) for IMAP
+#                  and SMTP AUTH, and the real Delta Chat core from PyPI
+#                  (deltachat-rpc-server + deltachat-rpc-client, one pinned version) in
+#                  a venv at $DELTACHAT_VENV (/opt/minimilter-test/deltachat-venv)
 #   sendmail       sendmail-bin, sendmail-base and sendmail-cf are *not installed* (they
 #                  conflict with postfix): they are downloaded and unpacked with dpkg -x
 #                  into $SENDMAIL_DIR (/opt/minimilter-test/sendmail), where
@@ -62,6 +68,10 @@ ls /usr/lib/*/girepository-1.0/GMime-3.0.typelib >/dev/null 2>&1 || missing+=(gi
 [ -x /usr/sbin/opendkim ] || missing+=(opendkim)
 [ -x /usr/sbin/opendkim-genkey ] || missing+=(opendkim-tools)
 /usr/bin/python3 -c 'import dkim' >/dev/null 2>&1 || missing+=(python3-dkim)
+# pgp-milter's Delta Chat test: a private Dovecot (IMAP, SASL for Postfix) and a venv.
+[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The milters' systemd units are checked with systemd-analyze verify (it need not run as init).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # The /metrics exposition is checked with promtool and scraped by a real Prometheus.
@@ -129,6 +139,22 @@ else
     echo "install-test-deps.sh: installing OpenPGP.js $OPENPGPJS_VERSION into $OPENPGPJS_DIR"
     mkdir -p "$OPENPGPJS_DIR"
     (cd "$OPENPGPJS_DIR" && npm install --no-audit --no-fund --silent "openpgp@$OPENPGPJS_VERSION")
+fi
+
+# The real Delta Chat core and its Python client, one pinned version for both (config
+# keys and contact fields change between releases), in a venv of Debian's python3.
+DELTACHAT_VENV=/opt/minimilter-test/deltachat-venv
+DELTACHAT_VERSION=2.65.0
+if [ -x "$DELTACHAT_VENV/bin/deltachat-rpc-server" ] &&
+    "$DELTACHAT_VENV/bin/pip" show deltachat-rpc-server deltachat-rpc-client 2>/dev/null |
+    grep -c "^Version: $DELTACHAT_VERSION\$" | grep -qx 2; then
+    echo "install-test-deps.sh: Delta Chat $DELTACHAT_VERSION already in $DELTACHAT_VENV"
+else
+    echo "install-test-deps.sh: installing Delta Chat $DELTACHAT_VERSION into $DELTACHAT_VENV"
+    rm -rf "$DELTACHAT_VENV"
+    /usr/bin/python3 -m venv "$DELTACHAT_VENV"
+    "$DELTACHAT_VENV/bin/pip" install -q --disable-pip-version-check \
+        "deltachat-rpc-server==$DELTACHAT_VERSION" "deltachat-rpc-client==$DELTACHAT_VERSION"
 fi
 
 # The default instance (config /etc/postfix, queue /var/spool/postfix) is not used by the

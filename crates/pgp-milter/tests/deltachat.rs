@@ -25,9 +25,8 @@
 //! decisions, the subject here, are the same either way).
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::{MilterProcess, Postfix, SmtpClient, SmtpService};
@@ -198,8 +197,9 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
     let mut child = Command::new(&python)
         .arg(&driver)
         .arg(&driver_config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // Files, not pipes: a full pipe would stall the core's logging.
+        .stdout(std::fs::File::create(work.join("driver.out")).unwrap())
+        .stderr(std::fs::File::create(work.join("driver.err")).unwrap())
         .env("RUST_LOG", "warn")
         .spawn()
         .unwrap();
@@ -215,10 +215,8 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let out = std::fs::read_to_string(work.join("driver.out")).unwrap_or_default();
+    let err = std::fs::read_to_string(work.join("driver.err")).unwrap_or_default();
     let elapsed = started.elapsed();
     let log = daemon.log_text();
     let report = || {
@@ -299,7 +297,11 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
         .map(|e| e.unwrap().path())
         .collect();
     captured.sort();
-    assert_eq!(captured.len(), received.len(), "one capture copy per message");
+    assert_eq!(
+        captured.len(),
+        received.len(),
+        "one capture copy per message"
+    );
     let mut c = SmtpClient::connect(pf.port("mx")).unwrap();
     assert!(c.ehlo("relay2.example").unwrap().is_positive());
     for path in &captured {
