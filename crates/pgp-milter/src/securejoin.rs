@@ -316,6 +316,44 @@ Secure-Join: vc-request\r\n\
         assert_eq!(handshake(&lower), Ok(Step::VcRequest));
     }
 
+    /// The first step as `deltachat-rpc-server` 2.65.0 sent it with an
+    /// invite link without `v=3` (captured at the MTA, LF line ends as
+    /// stored; Postfix's trace fields removed).
+    const CAPTURED: &[u8] = include_bytes!("../tests/deltachat/vc-request.eml");
+
+    #[test]
+    fn the_message_delta_chat_sends_passes_and_nothing_near_it() {
+        let lf = String::from_utf8(CAPTURED.to_vec()).unwrap();
+        let crlf = lf.replace('\n', "\r\n");
+        for m in [&lf, &crlf] {
+            assert_eq!(handshake(m.as_bytes()), Ok(Step::VcRequest));
+            let vg = m.replace("vc-request", "vg-request");
+            assert_eq!(handshake(vg.as_bytes()), Ok(Step::VgRequest));
+        }
+        let body = "\r\nSecure-Join: vc-request\r\n--";
+        assert!(crlf.contains(body));
+        for (look_alike, why) in [
+            (
+                crlf.replace(body, "\r\nSecure-Join: vc-request\r\nhi\r\n--"),
+                NotHandshake::Body(Step::VcRequest),
+            ),
+            (
+                crlf.replace(body, "\r\nSecure-Join: vc-request hi\r\n--"),
+                NotHandshake::Body(Step::VcRequest),
+            ),
+            (
+                crlf.replace("charset=\"utf-8\"", "charset=\"utf-8\"; name=\"hi\""),
+                NotHandshake::Shape("a text/plain parameter besides charset"),
+            ),
+            (
+                crlf.replace("Secure-Join-Invitenumber", "Secure-Join: vc-request\r\nX"),
+                NotHandshake::BadHeader,
+            ),
+        ] {
+            assert_eq!(handshake(look_alike.as_bytes()), Err(why), "{look_alike}");
+        }
+    }
+
     #[test]
     fn look_alikes_are_not_handshakes() {
         let body_line = "\r\nSecure-Join: vc-request\r\n\r\n";

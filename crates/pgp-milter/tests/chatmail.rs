@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use minimilter::proto::Step;
 use minimilter::transaction::Outcome;
 use minimilter::{
     ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, proto::Offer,
@@ -48,8 +49,12 @@ fn spec(message: &str) -> MessageSpec {
 }
 
 fn authenticated(s: MessageSpec) -> MessageSpec {
+    authenticated_as(s, "alice@relay.example")
+}
+
+fn authenticated_as(s: MessageSpec, login: &str) -> MessageSpec {
     MessageSpec {
-        macros: vec![("{auth_authen}".into(), "alice@relay.example".into())],
+        macros: vec![("{auth_authen}".into(), login.into())],
         ..s
     }
 }
@@ -99,6 +104,38 @@ async fn the_securejoin_first_step_passes_only_when_configured() {
     // Without the setting it is plaintext like any other.
     let o = outcome(Policy::default(), spec(HANDSHAKE)).await;
     assert!(reply(&o).starts_with("550 5.7.1 "), "{o:?}");
+}
+
+#[tokio::test]
+async fn the_captured_delta_chat_first_step_passes() {
+    // As deltachat-rpc-server 2.65.0 sent it (tests/deltachat/), on the
+    // wire with CRLF.
+    let real = include_str!("deltachat/vc-request.eml").replace('\n', "\r\n");
+    let s = MessageSpec {
+        from: "carol@example.org".into(),
+        rcpts: vec!["alice@example.org".into()],
+        ..spec(&real)
+    };
+    assert_eq!(outcome(chatmail(), s.clone()).await, Outcome::Accepted);
+    assert_eq!(
+        outcome(chatmail(), authenticated_as(s.clone(), "carol@example.org")).await,
+        Outcome::Accepted
+    );
+    // With one more line of text it is plaintext.
+    let more = real.replace(
+        "\r\nSecure-Join: vc-request\r\n--",
+        "\r\nSecure-Join: vc-request\r\nP.S. the door code is 1234\r\n--",
+    );
+    assert_ne!(more, real);
+    let o = outcome(
+        chatmail(),
+        MessageSpec {
+            message: Bytes::from(more),
+            ..s
+        },
+    )
+    .await;
+    assert!(reply(&o).starts_with("523 "), "{o:?}");
 }
 
 #[tokio::test]
@@ -235,4 +272,41 @@ fn the_chatmail_profile_is_one_line_and_the_file_wins() {
             "{e}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_handshake_candidate_defers_the_early_refusal_only_while_it_is_small() {
+    let step_of = |o: &Outcome| match o {
+        Outcome::Rejected { at, .. } => *at,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    // Plaintext without a Secure-Join field: refused while it streams, as
+    // without the profile.
+    let big_text = format!("{}\r\n", "plain words ".repeat(20_000));
+    let plain = HANDSHAKE
+        .replace("Secure-Join: vc-request\r\nSecure-Join-I", "Secure-Join-I")
+        .replace(
+            "\r\nSecure-Join: vc-request\r\n\r\n",
+            &format!("\r\n{big_text}"),
+        );
+    assert_eq!(
+        step_of(&outcome(chatmail(), spec(&plain)).await),
+        Step::Body
+    );
+    // With the field, small: judged at the end (and refused there, it is
+    // not the handshake).
+    let small = HANDSHAKE.replace("\r\nSecure-Join: vc-request\r\n\r\n", "\r\nhello\r\n");
+    assert_eq!(
+        step_of(&outcome(chatmail(), spec(&small)).await),
+        Step::EndOfMessage
+    );
+    // With the field, larger than any handshake: refused while it streams.
+    let large = HANDSHAKE.replace(
+        "\r\nSecure-Join: vc-request\r\n\r\n",
+        &format!("\r\n{big_text}"),
+    );
+    assert_eq!(
+        step_of(&outcome(chatmail(), spec(&large)).await),
+        Step::Body
+    );
 }
