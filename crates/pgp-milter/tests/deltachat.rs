@@ -5,9 +5,9 @@
 //! * Postfix (testkit) with two smtpd services on 127.0.0.1, both with
 //!   pgp-milter: `mx` (port 25's role, unauthenticated) and `submission`
 //!   (SASL through Dovecot, so `{auth_authen}` reaches the milter);
-//!   delivery by virtual(8) into Maildirs, `always_bcc` to a capture box;
-//! * Dovecot (Debian's `dovecot-imapd`) serving those Maildirs over IMAP and
-//!   authenticating SMTP submission;
+//!   delivery over LMTP to Dovecot, `always_bcc` to a capture mailbox;
+//! * Dovecot (Debian's `dovecot-imapd`, `dovecot-lmtpd`): LMTP delivery
+//!   into Maildirs, IMAP for the clients, and SMTP AUTH for Postfix;
 //! * `tests/deltachat/driver.py`: three accounts, SecureJoin by invite link
 //!   as issued (`v=3`) and without `v=3` (unencrypted first step), 1:1 text,
 //!   a group of three, an image, a 20 MB file, a reaction, an edit, read
@@ -19,10 +19,6 @@
 //! message, sent again through the `mx` service as incoming mail, is
 //! accepted too; plaintext from swaks gets `523`, a submission with a
 //! forged `From:` `554`.
-//!
-//! Delivery is Postfix virtual(8) into the Maildirs Dovecot serves, not
-//! LMTP: testkit's master.cf has no lmtp client service (the milter
-//! decisions, the subject here, are the same either way).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -50,7 +46,7 @@ fn require(path: &Path) {
     );
 }
 
-fn dovecot_conf(dir: &Path, mail: &Path, imap: u16, auth: u16) -> String {
+fn dovecot_conf(dir: &Path, mail: &Path, imap: u16, lmtp: u16, auth: u16) -> String {
     let d = dir.display();
     let m = mail.display();
     format!(
@@ -58,7 +54,7 @@ fn dovecot_conf(dir: &Path, mail: &Path, imap: u16, auth: u16) -> String {
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-protocols = imap
+protocols = imap lmtp
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -72,7 +68,13 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid=65534 gid=65534 home={m}/%d/%n
+  args = uid=65534 gid=65534 home={m}/%d/%n allow_all_users=yes
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -127,6 +129,7 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
     let milter = format!("unix:{}", socket.display());
     let imap = testkit::free_port();
     let auth = testkit::free_port();
+    let lmtp = testkit::free_port();
 
     // Dovecot first: Postfix's submission service asks it about logins.
     let dove = root.join("dovecot");
@@ -138,7 +141,7 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
     std::fs::write(dove.join("users"), users).unwrap();
     std::fs::write(
         dove.join("dovecot.conf"),
-        dovecot_conf(&dove, &root.join("mail"), imap, auth),
+        dovecot_conf(&dove, &root.join("mail"), imap, lmtp, auth),
     )
     .unwrap();
     let mut cmd = Command::new("/usr/sbin/dovecot");
@@ -157,6 +160,7 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
     let pf = builder
         .service(SmtpService::new("mx").with_milters(&milter))
         .service(submission)
+        .main_cf("virtual_transport", format!("lmtp:inet:127.0.0.1:{lmtp}"))
         .main_cf("always_bcc", format!("capture@{}", testkit::MAIL_DOMAIN))
         .main_cf("message_size_limit", "104857600")
         .main_cf("mailbox_size_limit", "0")
@@ -249,6 +253,10 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
         .filter_map(|l| l.split(": ").nth(1).map(str::to_owned))
         .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric()))
         .collect();
+    assert!(
+        postfix_log.contains("postfix/lmtp[") && !postfix_log.contains("status=deferred"),
+        "delivery is over LMTP to Dovecot, none deferred:\n{postfix_log}"
+    );
     let decisions: Vec<&str> = log.lines().filter(|l| l.contains(" decision")).collect();
     let rejected: Vec<&&str> = decisions
         .iter()
@@ -306,12 +314,12 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
     assert!(c.ehlo("relay2.example").unwrap().is_positive());
     for path in &captured {
         let message = std::fs::read(path).unwrap();
-        // virtual(8) adds Return-Path first: the original envelope sender.
+        // Dovecot's LMTP adds Return-Path first: the original envelope sender.
         let text = String::from_utf8_lossy(&message[..message.len().min(512)]).into_owned();
         let sender = text
             .strip_prefix("Return-Path: ")
             .and_then(|r| r.split("\n").next())
-            .unwrap_or("<>")
+            .unwrap_or_else(|| panic!("no Return-Path in {}", path.display()))
             .trim()
             .to_owned();
         assert!(c.mail(&sender).unwrap().is_positive());
