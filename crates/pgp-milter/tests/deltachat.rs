@@ -131,23 +131,6 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
     let auth = testkit::free_port();
     let lmtp = testkit::free_port();
 
-    // Dovecot first: Postfix's submission service asks it about logins.
-    let dove = root.join("dovecot");
-    std::fs::create_dir_all(&dove).unwrap();
-    let users: String = ACCOUNTS
-        .iter()
-        .map(|u| format!("{u}@{}:{{PLAIN}}{PASSWORD}\n", testkit::MAIL_DOMAIN))
-        .collect();
-    std::fs::write(dove.join("users"), users).unwrap();
-    std::fs::write(
-        dove.join("dovecot.conf"),
-        dovecot_conf(&dove, &root.join("mail"), imap, lmtp, auth),
-    )
-    .unwrap();
-    let mut cmd = Command::new("/usr/sbin/dovecot");
-    cmd.arg("-F").arg("-c").arg(dove.join("dovecot.conf"));
-    let dovecot = MilterProcess::start_inet(cmd, imap, dove.join("dovecot.stderr")).unwrap();
-
     let submission = SmtpService::new("submission")
         .with_milters(&milter)
         .with_option("smtpd_sasl_auth_enable", "yes")
@@ -167,6 +150,26 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
         .main_cf("virtual_mailbox_limit", "0")
         .start()
         .unwrap();
+
+    // Dovecot after Postfix (Postfix asks it only when a client logs in),
+    // so it is stopped first: its processes write into Postfix's directory.
+    let dove = root.join("dovecot");
+    std::fs::create_dir_all(&dove).unwrap();
+    let users: String = ACCOUNTS
+        .iter()
+        .map(|u| format!("{u}@{}:{{PLAIN}}{PASSWORD}\n", testkit::MAIL_DOMAIN))
+        .collect();
+    std::fs::write(dove.join("users"), users).unwrap();
+    std::fs::write(
+        dove.join("dovecot.conf"),
+        dovecot_conf(&dove, &root.join("mail"), imap, lmtp, auth),
+    )
+    .unwrap();
+    let mut cmd = Command::new("/usr/sbin/dovecot");
+    cmd.arg("-F").arg("-c").arg(dove.join("dovecot.conf"));
+    let dovecot = Dovecot(Some(
+        MilterProcess::start_inet(cmd, imap, dove.join("dovecot.stderr")).unwrap(),
+    ));
 
     let config = root.join("pgp-milter.toml");
     std::fs::write(
@@ -379,6 +382,35 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
         "{out}"
     );
     drop(dovecot);
+    drop(daemon);
+}
+
+/// The private Dovecot; stopped with SIGTERM (its master then ends its
+/// children) and waited for, so nothing writes into the directory Postfix
+/// removes next.
+struct Dovecot(Option<MilterProcess>);
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let Some(process) = self.0.take() else { return };
+        if let Some(pid) = process.pid() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // Ended (a zombie until MilterProcess reaps it) or gone.
+            let ended = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                })
+            };
+            while !ended() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        drop(process);
+    }
 }
 
 fn tail(text: &str, n: usize) -> String {
