@@ -61,8 +61,8 @@ pub struct MessageState {
     report_data: Vec<u8>,
     /// The SASL login (`{auth_authen}`), if any.
     auth: Option<String>,
-    /// The first two `From:` values and how many there were (for
-    /// `from_must_match_sender`).
+    /// The first two `From:` values (two: more than one), for
+    /// `from_must_match_sender`.
     from_fields: Vec<String>,
     /// The message so far while it may still be a SecureJoin handshake
     /// (`accept_securejoin`), at most `securejoin::MAX_HANDSHAKE_BYTES`;

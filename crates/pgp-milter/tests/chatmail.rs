@@ -310,3 +310,31 @@ async fn a_handshake_candidate_defers_the_early_refusal_only_while_it_is_small()
         Step::Body
     );
 }
+
+#[test]
+fn check_config_shows_what_the_profile_expands_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgp-milter.toml");
+    std::fs::write(&file, "profile = \"chatmail\"\nskip_authenticated = true\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgp-milter"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "profile = \"chatmail\"",
+        "reject_reply = \"523 Encryption Needed: Invalid Unencrypted Mail\"",
+        "accept_securejoin = true",
+        "from_must_match_sender = true",
+        "bounces = \"accept-reports\"",
+        // The file's own key wins over the profile.
+        "skip_authenticated = true",
+        "# profile \"chatmail\" sets skip_authenticated = false (unless the file sets it)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
+}
