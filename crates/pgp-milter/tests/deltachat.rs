@@ -95,6 +95,12 @@ service auth {{
     )
 }
 
+/// The queue id of a Postfix log line (`… postfix/x[1]: 4ABC: …`).
+fn queue_id(line: &str) -> Option<&str> {
+    let id = line.split("]: ").nth(1)?.split(':').next()?;
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric())).then_some(id)
+}
+
 /// `queue_id=X` of a decision line.
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let start = line.find(&format!("{name}="))? + name.len() + 1;
@@ -250,11 +256,25 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
 
     // Every message Postfix received over submission got an accept decision.
     let postfix_log = pf.log();
-    let received: BTreeSet<String> = postfix_log
+    // A queue id from a submission session whose message Postfix queued
+    // (qmgr's `from=`) or refused (`milter-reject`); a transaction the
+    // client broke off (the core stopping at the end) has neither.
+    let sessions: BTreeSet<&str> = postfix_log
         .lines()
         .filter(|l| l.contains("postfix/submission/smtpd[") && l.contains(": client="))
-        .filter_map(|l| l.split(": ").nth(1).map(str::to_owned))
-        .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric()))
+        .filter_map(queue_id)
+        .collect();
+    let ended: BTreeSet<&str> = postfix_log
+        .lines()
+        .filter(|l| {
+            (l.contains("postfix/qmgr[") && l.contains(": from=<"))
+                || l.contains(": milter-reject: ")
+        })
+        .filter_map(queue_id)
+        .collect();
+    let received: BTreeSet<String> = sessions
+        .intersection(&ended)
+        .map(|s| (*s).to_owned())
         .collect();
     assert!(
         postfix_log.contains("postfix/lmtp[") && !postfix_log.contains("status=deferred"),
@@ -296,9 +316,11 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
         report()
     );
     eprintln!(
-        "{} messages from Delta Chat, {} pgp-milter decisions, all accept",
+        "{} messages from Delta Chat, {} pgp-milter decisions, all accept; \
+         {} transactions broken off by the client",
         received.len(),
-        decisions.len()
+        decisions.len(),
+        sessions.len() - received.len()
     );
 
     // Every captured message, sent again as incoming mail on the mx service.
@@ -334,6 +356,39 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
             "{} refused as incoming mail: {r:?}\n{}",
             path.display(),
             tail(&daemon.log_text(), 5)
+        );
+    }
+
+    // The real unencrypted first step, changed a little: refused.
+    let first_step = captured
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).replace("\r\n", "\n"))
+        .find(|m| m.contains("\nSecure-Join: vc-request\n") && !m.contains("BEGIN PGP MESSAGE"))
+        .expect("the unencrypted vc-request was captured");
+    let boundary = first_step
+        .split("boundary=\"")
+        .nth(1)
+        .and_then(|b| b.split('"').next())
+        .unwrap()
+        .to_owned();
+    let body = "\n\nSecure-Join: vc-request\n--";
+    assert!(first_step.contains(body), "{first_step}");
+    let look_alikes = [
+        first_step.replace(body, "\n\nSecure-Join: vc-request\nmeet me at noon\n--"),
+        first_step.replace(body, "\n\nSecure-Join: vc-request, and hi\n--"),
+        first_step.replace(
+            &format!("--{boundary}--"),
+            &format!("--{boundary}\nContent-Type: text/plain\n\nsecret\n--{boundary}--"),
+        ),
+    ];
+    for m in look_alikes {
+        assert!(c.mail("<carol@example.org>").unwrap().is_positive());
+        assert!(c.rcpt("<dave@example.org>").unwrap().is_positive());
+        let r = c.data(m.replace('\n', "\r\n")).unwrap();
+        assert_eq!(
+            (r.code, r.text().as_str()),
+            (523, "Encryption Needed: Invalid Unencrypted Mail"),
+            "a look-alike of the first step:\n{m}"
         );
     }
     let _ = c.quit();

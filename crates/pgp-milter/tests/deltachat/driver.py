@@ -293,7 +293,7 @@ def run(rpc):
 
     # Let the last outgoing messages (read receipts, sync) leave the queues.
     for who in (alice, bob, carol):
-        rpc.wait_for_all_work_done(who) if hasattr(rpc, "wait_for_all_work_done") else None
+        rpc.wait_for_all_work_done(who)
     time.sleep(2)
     for who in (alice, bob, carol):
         acs.drain(who, 0.1)
