@@ -236,6 +236,29 @@ impl Default for Config {
 }
 
 impl Config {
+    /// For `--check-config`: the profile, what it expands to, and the
+    /// settings it and the chatmail rules add.
+    pub fn report_chatmail_settings(&self, report: &mut minimilter::daemon::Report) {
+        use minimilter::daemon::toml_string;
+        let p = &self.policy;
+        if let Some(profile) = self.profile {
+            report.setting("profile", toml_string(profile.name()));
+            for (key, value) in profile.settings() {
+                report.note(format!(
+                    "profile {:?} sets {key} = {value} (unless the file sets it)",
+                    profile.name()
+                ));
+            }
+        }
+        report.setting("reject_reply", toml_string(&p.reject_reply.to_string()));
+        report.setting("accept_securejoin", p.accept_securejoin);
+        report.setting("from_must_match_sender", p.from_must_match_sender);
+        report.setting(
+            "from_mismatch_reply",
+            toml_string(&p.from_mismatch_reply.to_string()),
+        );
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

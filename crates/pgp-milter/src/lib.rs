@@ -17,11 +17,15 @@
 //! * [`html`]: the text of an HTML alternative that is only markup around
 //!   a repeated armor;
 //! * [`policy`]: who is checked, what passes, what the refusal says;
+//! * [`config`]: the TOML file, checked at start-up;
+//! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps.
+
+//!
+//! For chatmail relays (`profile = "chatmail"`), also testable without a
+//! socket:
 //! * [`securejoin`]: the unencrypted first SecureJoin step, exactly;
 //! * [`sender_match`]: `From:` against the envelope sender of an
-//!   authenticated submission;
-//! * [`config`]: the TOML file (and its `profile`), checked at start-up;
-//! * [`milter`]: the [`minimilter::Milter`] tying them to the SMTP steps.
+//!   authenticated submission.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

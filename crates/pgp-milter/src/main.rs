@@ -44,28 +44,13 @@ impl Daemon for Pgp {
     }
 
     fn settings(&self, report: &mut Report) {
+        self.0.report_chatmail_settings(report);
         let p = &self.0.policy;
         let list = |v: &[String]| {
             let items: Vec<String> = v.iter().map(|s| toml_string(s)).collect();
             format!("[{}]", items.join(", "))
         };
-        if let Some(profile) = self.0.profile {
-            report.setting("profile", toml_string(profile.name()));
-            for (key, value) in profile.settings() {
-                report.note(format!(
-                    "profile {:?} sets {key} = {value} (unless the file sets it)",
-                    profile.name()
-                ));
-            }
-        }
         report.setting("require", toml_string(&p.require.to_string()));
-        report.setting("reject_reply", toml_string(&p.reject_reply.to_string()));
-        report.setting("accept_securejoin", p.accept_securejoin);
-        report.setting("from_must_match_sender", p.from_must_match_sender);
-        report.setting(
-            "from_mismatch_reply",
-            toml_string(&p.from_mismatch_reply.to_string()),
-        );
         report.setting("max_body_bytes", p.max_body_bytes);
         report.setting("skip_authenticated", p.skip_authenticated);
         report.setting("enforce_domains", list(&p.enforce_domains));

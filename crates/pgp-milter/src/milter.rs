@@ -13,8 +13,6 @@ use crate::address::Address;
 use crate::detect::{Detection, Detector, NotPgp, Wanted};
 use crate::policy::{Bounces, Decision, Policy, RecipientClass};
 use crate::report;
-use crate::securejoin;
-use crate::sender_match;
 
 pub use crate::detect::MAX_OUTER_TEXT;
 
@@ -46,6 +44,12 @@ pub struct MessageState {
     exempt: Option<String>,
     /// The exemption comes from the sender: every recipient passes.
     sender_exempt: bool,
+    /// The SASL login (`{auth_authen}`), if any.
+    auth: Option<String>,
+    /// For `from_must_match_sender`.
+    from_fields: crate::sender_match::FromFields,
+    /// For `accept_securejoin`.
+    handshake: crate::securejoin::Candidate,
     /// Whether the accepted recipients are enforced (set by the first one).
     enforced: Option<bool>,
     /// Judges the message as it arrives (header lines, then body chunks).
@@ -59,20 +63,6 @@ pub struct MessageState {
     /// The whole message, kept only for a possible delivery status report
     /// (null sender, `bounces = accept-reports`), which is read whole.
     report_data: Vec<u8>,
-    /// The SASL login (`{auth_authen}`), if any.
-    auth: Option<String>,
-    /// The first two `From:` values (two: more than one), for
-    /// `from_must_match_sender`.
-    from_fields: Vec<String>,
-    /// The message so far while it may still be a SecureJoin handshake
-    /// (`accept_securejoin`), at most `securejoin::MAX_HANDSHAKE_BYTES`;
-    /// `None` before the first header line and once larger.
-    handshake: Option<Vec<u8>>,
-    /// Larger than a handshake: nothing more is kept.
-    handshake_dead: bool,
-    /// A `Secure-Join` field was seen and the message is still small
-    /// enough: early refusals wait for the end of the message.
-    handshake_candidate: bool,
 }
 
 /// Text (bytes other than ASCII white space) in the preamble and in the
@@ -204,7 +194,7 @@ impl PgpMilter {
     /// now (a possible delivery report is judged whole, at the end).
     fn early(&self, msg: &MessageState) -> Option<Decision> {
         let why = msg.detector.as_ref()?.refused()?;
-        if self.wants_report(&msg.sender) || msg.handshake_candidate {
+        if self.wants_report(&msg.sender) || msg.handshake.pending() {
             return None;
         }
         Some(
@@ -254,32 +244,6 @@ impl PgpMilter {
     /// report (null sender, `bounces = accept-reports`).
     fn wants_report(&self, sender: &str) -> bool {
         sender.is_empty() && self.policy.bounces == Bounces::AcceptReports
-    }
-
-    /// Keeps `bytes` of a message that may be a SecureJoin handshake;
-    /// past the bound it is none.
-    fn keep_for_handshake(&self, msg: &mut MessageState, bytes: &[u8]) {
-        if !self.policy.accept_securejoin || msg.handshake_dead {
-            return;
-        }
-        let buf = msg.handshake.get_or_insert_with(Vec::new);
-        if buf.len() + bytes.len() > securejoin::MAX_HANDSHAKE_BYTES {
-            msg.handshake = None;
-            msg.handshake_dead = true;
-            msg.handshake_candidate = false;
-            return;
-        }
-        buf.extend_from_slice(bytes);
-    }
-
-    /// The refusal of an authenticated submission whose `From:` is not
-    /// its envelope sender, if `from_must_match_sender` asks and it is not.
-    fn sender_mismatch(&self, msg: &MessageState) -> Option<Decision> {
-        if !self.policy.from_must_match_sender || msg.auth.as_deref().unwrap_or("").is_empty() {
-            return None;
-        }
-        let why = sender_match::check(&msg.from_fields, &msg.sender).err()?;
-        Some(self.policy.from_mismatch(&why.to_string()))
     }
 
     fn too_large(&self) -> Decision {
@@ -372,15 +336,9 @@ impl Milter for PgpMilter {
         if self.wants_report(&cx.msg.sender) {
             cx.msg.report_data.extend_from_slice(&line);
         }
-        if header.name.eq_ignore_ascii_case(b"from") && cx.msg.from_fields.len() < 2 {
-            let value = &line[header.name.len() + 1..];
-            cx.msg
-                .from_fields
-                .push(String::from_utf8_lossy(value).into_owned());
-        }
-        self.keep_for_handshake(cx.msg, &line);
-        if header.name.eq_ignore_ascii_case(b"secure-join") && cx.msg.handshake.is_some() {
-            cx.msg.handshake_candidate = true;
+        cx.msg.from_fields.header(&header.name, &header.value);
+        if self.policy.accept_securejoin {
+            cx.msg.handshake.header(&header.name, &line);
         }
         // A header line never reaches rpgp (no part has begun): read here.
         self.detector(cx.msg).feed(&line);
@@ -388,16 +346,17 @@ impl Milter for PgpMilter {
     }
 
     async fn end_of_headers(&self, cx: Ctx<'_, Self>) -> StepResult {
-        if let Some(d) = self.sender_mismatch(cx.msg) {
+        // An authenticated submission in another's name: before anything
+        // else, an exemption included.
+        if self.policy.from_must_match_sender
+            && cx.msg.auth.as_deref().is_some_and(|a| !a.is_empty())
+            && let Err(why) = cx.msg.from_fields.check(&cx.msg.sender)
+        {
+            let d = self.policy.from_mismatch(&why.to_string());
             log_decision(&cx, &d);
             return Ok(verdict(&d));
         }
-        self.keep_for_handshake(cx.msg, b"\r\n");
-        if !cx.msg.handshake_candidate {
-            // No Secure-Join field: not a handshake, keep nothing.
-            cx.msg.handshake = None;
-            cx.msg.handshake_dead = true;
-        }
+        cx.msg.handshake.end_of_headers();
         if let Some(d) = self.exempt_decision(&cx) {
             return Ok(verdict(&d));
         }
@@ -419,6 +378,7 @@ impl Milter for PgpMilter {
 
     async fn body(&self, cx: Ctx<'_, Self>, chunk: Bytes) -> StepResult {
         cx.msg.body_seen += chunk.len();
+        cx.msg.handshake.body(&chunk);
         if let Some(limit) = self.policy.message_size_limit
             && cx.msg.body_seen > limit
         {
@@ -436,9 +396,6 @@ impl Milter for PgpMilter {
             // `max_bounce_bytes` and its epilogue (which must be blank)
             // included.
             cx.msg.report_data.extend_from_slice(&chunk);
-        }
-        if cx.msg.handshake_candidate {
-            self.keep_for_handshake(cx.msg, &chunk);
         }
         let detector = match cx.msg.detector.take() {
             Some(d) => d,
@@ -478,9 +435,8 @@ impl Milter for PgpMilter {
             return Ok(verdict(&d));
         }
         let mut d = self.judge(cx.msg).await;
-        if let (Decision::Reject(..), Some(message)) = (&d, cx.msg.handshake.take())
-            && cx.msg.handshake_candidate
-            && let Ok(step) = securejoin::handshake(&message)
+        if let Decision::Reject(..) = d
+            && let Some(step) = cx.msg.handshake.judge()
         {
             d = Decision::Accept(format!("SecureJoin handshake ({step})"));
         }

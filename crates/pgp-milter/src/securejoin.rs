@@ -100,6 +100,76 @@ pub enum NotHandshake {
     Body(Step),
 }
 
+/// What the milter keeps of a message while it may be a handshake: its
+/// header lines as it gives them to the reader, then the body, at most
+/// [`MAX_HANDSHAKE_BYTES`] in all, and only when the message has a
+/// `Secure-Join` field (anything else is dropped at the end of the header).
+#[derive(Debug, Default)]
+pub struct Candidate {
+    kept: Vec<u8>,
+    /// Not a handshake (too large, or no `Secure-Join` field): keep nothing.
+    out: bool,
+    /// A `Secure-Join` field was seen.
+    field: bool,
+}
+
+impl Candidate {
+    /// One header field (`name`, and `line`: the field as the reader gets
+    /// it, `name: value` and CRLF).
+    pub fn header(&mut self, name: &[u8], line: &[u8]) {
+        if name.eq_ignore_ascii_case(b"secure-join") {
+            self.field = true;
+        }
+        self.keep(line);
+    }
+
+    /// The blank line after the header: without a `Secure-Join` field the
+    /// message is no handshake.
+    pub fn end_of_headers(&mut self) {
+        self.keep(b"\r\n");
+        if !self.field {
+            self.drop_all();
+        }
+    }
+
+    /// A body chunk.
+    pub fn body(&mut self, chunk: &[u8]) {
+        self.keep(chunk);
+    }
+
+    /// Whether the message may still be a handshake: a refusal found
+    /// before its end waits for the end.
+    pub fn pending(&self) -> bool {
+        self.field && !self.out
+    }
+
+    /// At the end of the message: the handshake step it is, if it is one.
+    pub fn judge(&mut self) -> Option<Step> {
+        if !self.pending() {
+            return None;
+        }
+        let message = std::mem::take(&mut self.kept);
+        self.out = true;
+        handshake(&message).ok()
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.out {
+            return;
+        }
+        if self.kept.len() + bytes.len() > MAX_HANDSHAKE_BYTES {
+            self.drop_all();
+            return;
+        }
+        self.kept.extend_from_slice(bytes);
+    }
+
+    fn drop_all(&mut self) {
+        self.out = true;
+        self.kept = Vec::new();
+    }
+}
+
 /// The header field lines of `message` (up to the blank line), unfolded,
 /// as (name, value) with the value's surrounding white space removed.
 fn header_fields(message: &[u8]) -> Vec<(String, String)> {
@@ -485,6 +555,57 @@ Secure-Join: vc-request\r\n\
                 String::from_utf8_lossy(&message)
             );
         }
+    }
+
+    /// Feeds `message` to a [`Candidate`] as the milter does: header
+    /// lines, the blank line, body chunks of `chunk` bytes.
+    fn through_candidate(message: &[u8], chunk: usize) -> (bool, Option<Step>) {
+        let text = String::from_utf8_lossy(message).replace("\r\n", "\n");
+        let (header, body) = text.split_once("\n\n").unwrap();
+        let mut c = Candidate::default();
+        let mut fields: Vec<String> = Vec::new();
+        for line in header.split('\n') {
+            if line.starts_with([' ', '\t']) {
+                let last = fields.last_mut().unwrap();
+                last.push_str("\r\n");
+                last.push_str(line);
+            } else {
+                fields.push(line.to_owned());
+            }
+        }
+        for f in fields {
+            let name = f.split(':').next().unwrap().to_owned();
+            c.header(name.as_bytes(), format!("{f}\r\n").as_bytes());
+        }
+        c.end_of_headers();
+        let body = body.replace('\n', "\r\n");
+        for piece in body.as_bytes().chunks(chunk) {
+            c.body(piece);
+        }
+        (c.pending(), c.judge())
+    }
+
+    #[test]
+    fn the_candidate_keeps_only_a_small_message_with_the_field() {
+        let real = String::from_utf8(CAPTURED.to_vec()).unwrap();
+        for chunk in [1, 7, 4096] {
+            assert_eq!(
+                through_candidate(real.as_bytes(), chunk),
+                (true, Some(Step::VcRequest))
+            );
+        }
+        // No field: nothing kept, nothing deferred.
+        let none = real.replace("Secure-Join: vc-request\nSecure-Join-I", "Secure-Join-I");
+        assert_eq!(through_candidate(none.as_bytes(), 4096), (false, None));
+        // Too large: no longer pending, not a handshake.
+        let big = real.replace(
+            "\nSecure-Join: vc-request\n--",
+            &format!("\n{}\n--", "x".repeat(MAX_HANDSHAKE_BYTES)),
+        );
+        assert_eq!(through_candidate(big.as_bytes(), 4096), (false, None));
+        // Pending but not the shape.
+        let other = real.replace("\nSecure-Join: vc-request\n--", "\nhello\n--");
+        assert_eq!(through_candidate(other.as_bytes(), 4096), (true, None));
     }
 
     #[test]

@@ -89,6 +89,25 @@ pub fn from_mailbox(value: &str) -> Option<Address> {
     Some(address)
 }
 
+/// The `From:` fields of a message as the milter sees them: the first
+/// two values (two mean "more than one"), so its memory is bounded.
+#[derive(Debug, Default)]
+pub struct FromFields(Vec<String>);
+
+impl FromFields {
+    /// One header field, name and value as the MTA gives them.
+    pub fn header(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"from") && self.0.len() < 2 {
+            self.0.push(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+
+    /// [`check`] on these fields.
+    pub fn check(&self, sender: &str) -> Result<(), Mismatch> {
+        check(&self.0, sender)
+    }
+}
+
 /// Checks the `From:` field values of a message (all of them, in order)
 /// against the envelope `sender` (canonical, as the milter keeps it).
 pub fn check(from_fields: &[String], sender: &str) -> Result<(), Mismatch> {
@@ -115,6 +134,20 @@ mod tests {
 
     fn one(v: &str) -> Vec<String> {
         vec![v.to_owned()]
+    }
+
+    #[test]
+    fn from_fields_keep_two_at_most() {
+        let mut f = FromFields::default();
+        f.header(b"Subject", b"alice@relay.example");
+        assert_eq!(f.check("alice@relay.example"), Err(Mismatch::Missing));
+        f.header(b"FROM", b" Alice <alice@relay.example>");
+        assert_eq!(f.check("alice@relay.example"), Ok(()));
+        for _ in 0..1000 {
+            f.header(b"from", b"alice@relay.example");
+        }
+        assert_eq!(f.0.len(), 2);
+        assert_eq!(f.check("alice@relay.example"), Err(Mismatch::Several));
     }
 
     #[test]

@@ -184,7 +184,10 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
     )
     .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgp-milter"));
-    cmd.arg("--config").arg(&config).env("RUST_LOG", "info");
+    // The decision lines, whether the crate logs them at info or debug.
+    cmd.arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info,pgp_milter::milter=debug");
     let daemon = MilterProcess::start(cmd, &socket, root.join("pgp-milter.log")).unwrap();
 
     // Delta Chat.
