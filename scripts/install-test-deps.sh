@@ -17,18 +17,18 @@
 #   python3-gi, gir1.2-gmime-3.0
 #                  pgp-milter's differential tests ask Python's email and GMime (in-process,
 #                  from Debian's /usr/bin/python3) what a mail reader sees
+#   dovecot-imapd, dovecot-lmtpd, python3-venv
+#                  pgp-milter's Delta Chat test (tests/deltachat.rs) runs a private Dovecot
+#                  (own config, foreground, loopback ports; never the service) for LMTP,
+#                  IMAP and SMTP AUTH, and the real Delta Chat core from PyPI
+#                  (deltachat-rpc-server + deltachat-rpc-client, one pinned version) in
+#                  a venv at $DELTACHAT_VENV (/opt/minimilter-test/deltachat-venv)
 #   mailman3       a real Mailman 3 core; mailman-milter's tests start a private one (own
 #                  config and var dir, REST on a free 127.0.0.1 port) and never the service
 #   opendkim, opendkim-tools, python3-dkim
 #                  `minimilter check` is tested against a real opendkim signing
 #                  configuration (own config, foreground, private socket; never the
 #                  service), its signatures verified with Python's dkim module
-#   dovecot-imapd, dovecot-lmtpd, python3-venv
-#                  pgp-milter's Delta Chat test (tests/deltachat.rs) runs a private Dovecot
-#                  (own config, foreground, loopback ports; never the service) for IMAP
-#                  and SMTP AUTH, and the real Delta Chat core from PyPI
-#                  (deltachat-rpc-server + deltachat-rpc-client, one pinned version) in
-#                  a venv at $DELTACHAT_VENV (/opt/minimilter-test/deltachat-venv)
 #   sendmail       sendmail-bin, sendmail-base and sendmail-cf are *not installed* (they
 #                  conflict with postfix): they are downloaded and unpacked with dpkg -x
 #                  into $SENDMAIL_DIR (/opt/minimilter-test/sendmail), where
