@@ -311,6 +311,10 @@ fn delta_chat_through_pgp_milter_on_a_chatmail_relay() {
     let handshakes = decisions
         .iter()
         .filter(|l| l.contains("SecureJoin handshake (vc-request)"))
+        .inspect(|l| {
+            // Only Carol's, who joined by the link without v=3.
+            assert!(l.contains("from=<carol@example.org>"), "{l}\n{}", report());
+        })
         .count();
     // The link without v=3 makes one (the core may send it again); the
     // link as issued none.
