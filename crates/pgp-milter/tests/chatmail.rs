@@ -338,3 +338,48 @@ fn check_config_shows_what_the_profile_expands_to() {
         assert!(text.lines().any(|l| l == line), "{line}\n{text}");
     }
 }
+
+mod never_panic {
+    use pgp_milter::mime::transcript;
+    use pgp_milter::securejoin::handshake;
+    use pgp_milter::sender_match::{check, from_mailbox};
+    use proptest::prelude::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any bytes, and the real first step with bytes spliced into its
+        /// body: an answer, never a panic; a splice that passes reads as
+        /// the real message does (it carries nothing).
+        #[test]
+        fn handshake_reads_anything(
+            junk in proptest::collection::vec(any::<u8>(), 0..600),
+            at in 0usize..2000,
+        ) {
+            let _ = handshake(&junk);
+            let real: &[u8] = include_bytes!("deltachat/vc-request.eml");
+            let body_at = real.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+            let at = (body_at + at).min(real.len());
+            let mut m = real[..at].to_vec();
+            m.extend_from_slice(&junk);
+            m.extend_from_slice(&real[at..]);
+            if handshake(&m).is_ok() && junk.iter().any(|b| !b.is_ascii_whitespace()) {
+                prop_assert_eq!(transcript(&m, &[]), transcript(real, &[]));
+            }
+        }
+
+        #[test]
+        fn from_fields_read_anything(value in "\\PC{0,200}", sender in "[a-z@.]{0,30}") {
+            let _ = from_mailbox(&value);
+            let _ = check(&[value], &sender);
+        }
+    }
+}
