@@ -17,6 +17,12 @@
 #   python3-gi, gir1.2-gmime-3.0
 #                  pgp-milter's differential tests ask Python's email and GMime (in-process,
 #                  from Debian's /usr/bin/python3) what a mail reader sees
+#   dovecot-imapd, dovecot-lmtpd, python3-venv
+#                  pgp-milter's Delta Chat test (tests/deltachat.rs) runs a private Dovecot
+#                  (own config, foreground, loopback ports; never the service) for LMTP,
+#                  IMAP and SMTP AUTH, and the real Delta Chat core from PyPI
+#                  (deltachat-rpc-server + deltachat-rpc-client, one pinned version) in
+#                  a venv at $DELTACHAT_VENV (/opt/minimilter-test/deltachat-venv)
 #   mailman3       a real Mailman 3 core; mailman-milter's tests start a private one (own
 #                  config and var dir, REST on a free 127.0.0.1 port) and never the service
 #   opendkim, opendkim-tools, python3-dkim
@@ -67,6 +73,10 @@ ls /usr/lib/*/girepository-1.0/GMime-3.0.typelib >/dev/null 2>&1 || missing+=(gi
 [ -x /usr/sbin/opendkim ] || missing+=(opendkim)
 [ -x /usr/sbin/opendkim-genkey ] || missing+=(opendkim-tools)
 /usr/bin/python3 -c 'import dkim' >/dev/null 2>&1 || missing+=(python3-dkim)
+# pgp-milter's Delta Chat test: a private Dovecot (IMAP, SASL for Postfix) and a venv.
+[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The milters' systemd units are checked with systemd-analyze verify (it need not run as init).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # The Debian packages: lintian judges them, man finds their pages.
@@ -146,6 +156,22 @@ else
     echo "install-test-deps.sh: installing OpenPGP.js $OPENPGPJS_VERSION into $OPENPGPJS_DIR"
     mkdir -p "$OPENPGPJS_DIR"
     (cd "$OPENPGPJS_DIR" && npm install --no-audit --no-fund --silent "openpgp@$OPENPGPJS_VERSION")
+fi
+
+# The real Delta Chat core and its Python client, one pinned version for both (config
+# keys and contact fields change between releases), in a venv of Debian's python3.
+DELTACHAT_VENV=/opt/minimilter-test/deltachat-venv
+DELTACHAT_VERSION=2.65.0
+if [ -x "$DELTACHAT_VENV/bin/deltachat-rpc-server" ] &&
+    "$DELTACHAT_VENV/bin/pip" show deltachat-rpc-server deltachat-rpc-client 2>/dev/null |
+    grep -c "^Version: $DELTACHAT_VERSION\$" | grep -qx 2; then
+    echo "install-test-deps.sh: Delta Chat $DELTACHAT_VERSION already in $DELTACHAT_VENV"
+else
+    echo "install-test-deps.sh: installing Delta Chat $DELTACHAT_VERSION into $DELTACHAT_VENV"
+    rm -rf "$DELTACHAT_VENV"
+    /usr/bin/python3 -m venv "$DELTACHAT_VENV"
+    "$DELTACHAT_VENV/bin/pip" install -q --disable-pip-version-check \
+        "deltachat-rpc-server==$DELTACHAT_VERSION" "deltachat-rpc-client==$DELTACHAT_VERSION"
 fi
 
 # The default instance (config /etc/postfix, queue /var/spool/postfix) is not used by the

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use crate::address::canonical_domain;
 use crate::keyring::{Keyring, SharedKeyring};
 use crate::policy::{
-    AddressPattern, Bounces, DEFAULT_RECIPIENT_DELIMITER, DEFAULT_REJECT_ENCRYPTED,
-    DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL, HiddenRecipients, Policy, RecipientKeyScope,
-    ReplyTemplate, Require, UnknownRecipient,
+    AddressPattern, Bounces, DEFAULT_FROM_MISMATCH, DEFAULT_RECIPIENT_DELIMITER,
+    DEFAULT_REJECT_ENCRYPTED, DEFAULT_REJECT_SIGNED, DEFAULT_TEMPFAIL, HiddenRecipients, Policy,
+    RecipientKeyScope, ReplyTemplate, Require, UnknownRecipient,
 };
 
 /// Where the daemon listens when neither `--listen` nor `listen` says.
@@ -73,6 +73,77 @@ pub struct ConfigFile {
     pub max_bounce_bytes: Option<usize>,
     /// Characters starting an address extension (`"+"`); `""`: none.
     pub recipient_delimiter: Option<String>,
+    /// A named set of defaults for the other keys (`"chatmail"`); keys
+    /// given in the file win over it.
+    pub profile: Option<Profile>,
+    /// Let the unencrypted first SecureJoin step (Delta Chat) pass.
+    pub accept_securejoin: Option<bool>,
+    /// An authenticated submission's `From:` must be its envelope sender.
+    pub from_must_match_sender: Option<bool>,
+    /// `"554 5.7.1 {reason}"`: reply when it is not.
+    pub from_mismatch_reply: Option<String>,
+}
+
+/// A named set of defaults: one line in the file for a known deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A chatmail relay (Delta Chat's servers), as its filtermail filters:
+    /// see [`Profile::settings`].
+    Chatmail,
+}
+
+/// The reply chatmail's filtermail gives unencrypted mail.
+pub const CHATMAIL_REJECT: &str = "523 Encryption Needed: Invalid Unencrypted Mail";
+
+impl Profile {
+    /// The profile's name as the file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Chatmail => "chatmail",
+        }
+    }
+
+    /// What the profile sets, as `key = value` lines of the file.
+    pub fn settings(self) -> Vec<(&'static str, String)> {
+        let p = self.defaults();
+        let mut v = Vec::new();
+        let q = |s: &str| format!("{s:?}");
+        if let Some(r) = &p.reject_reply {
+            v.push(("reject_reply", q(r)));
+        }
+        if let Some(b) = p.skip_authenticated {
+            v.push(("skip_authenticated", b.to_string()));
+        }
+        if let Some(b) = p.bounces {
+            v.push(("bounces", q(&b.to_string())));
+        }
+        if let Some(b) = p.accept_securejoin {
+            v.push(("accept_securejoin", b.to_string()));
+        }
+        if let Some(b) = p.from_must_match_sender {
+            v.push(("from_must_match_sender", b.to_string()));
+        }
+        v
+    }
+
+    /// The profile as a file that sets only its keys.
+    fn defaults(self) -> ConfigFile {
+        match self {
+            // A chatmail relay checks its users' outgoing mail too
+            // (filtermail's outbound side), lets the SecureJoin first step
+            // and its own MTA's bounces through, ties From: to the login,
+            // and answers with filtermail's reply, which Delta Chat shows.
+            Profile::Chatmail => ConfigFile {
+                reject_reply: Some(CHATMAIL_REJECT.to_owned()),
+                skip_authenticated: Some(false),
+                bounces: Some(Bounces::AcceptReports),
+                accept_securejoin: Some(true),
+                from_must_match_sender: Some(true),
+                ..ConfigFile::default()
+            },
+        }
+    }
 }
 
 /// `listen = "inet:…"` or `listen = ["inet:…", "unix:…"]`. (Only called
@@ -140,6 +211,8 @@ pub enum ConfigError {
 pub struct Config {
     /// The milter policy.
     pub policy: Policy,
+    /// The `profile` the file names, if any (already applied to `policy`).
+    pub profile: Option<Profile>,
     /// Socket specs from the file (empty: use the command line or default).
     pub listen: Vec<String>,
     /// Unix socket mode.
@@ -163,6 +236,29 @@ impl Default for Config {
 }
 
 impl Config {
+    /// For `--check-config`: the profile, what it expands to, and the
+    /// settings it and the chatmail rules add.
+    pub fn report_chatmail_settings(&self, report: &mut minimilter::daemon::Report) {
+        use minimilter::daemon::toml_string;
+        let p = &self.policy;
+        if let Some(profile) = self.profile {
+            report.setting("profile", toml_string(profile.name()));
+            for (key, value) in profile.settings() {
+                report.note(format!(
+                    "profile {:?} sets {key} = {value} (unless the file sets it)",
+                    profile.name()
+                ));
+            }
+        }
+        report.setting("reject_reply", toml_string(&p.reject_reply.to_string()));
+        report.setting("accept_securejoin", p.accept_securejoin);
+        report.setting("from_must_match_sender", p.from_must_match_sender);
+        report.setting(
+            "from_mismatch_reply",
+            toml_string(&p.from_mismatch_reply.to_string()),
+        );
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -184,7 +280,15 @@ impl Config {
 
 impl ConfigFile {
     /// Checks every value.
-    pub fn check(self, path: &Path) -> Result<Config, ConfigError> {
+    pub fn check(mut self, path: &Path) -> Result<Config, ConfigError> {
+        if let Some(profile) = self.profile {
+            let d = profile.defaults();
+            self.reject_reply = self.reject_reply.or(d.reject_reply);
+            self.skip_authenticated = self.skip_authenticated.or(d.skip_authenticated);
+            self.bounces = self.bounces.or(d.bounces);
+            self.accept_securejoin = self.accept_securejoin.or(d.accept_securejoin);
+            self.from_must_match_sender = self.from_must_match_sender.or(d.from_must_match_sender);
+        }
         let err = |key: &str, message: String| ConfigError::Value {
             file: path.to_owned(),
             key: key.to_owned(),
@@ -271,6 +375,13 @@ impl ConfigFile {
             4,
         )
         .map_err(|m| err("tempfail_reply", m))?;
+        let from_mismatch_reply = ReplyTemplate::parse(
+            self.from_mismatch_reply
+                .as_deref()
+                .unwrap_or(DEFAULT_FROM_MISMATCH),
+            5,
+        )
+        .map_err(|m| err("from_mismatch_reply", m))?;
         let require_recipient_key = self.require_recipient_key.unwrap_or(false);
         let keyring = match &self.keyring_dir {
             None if require_recipient_key => {
@@ -311,10 +422,14 @@ impl ConfigFile {
             exempt_recipients: patterns("exempt_recipients", &self.exempt_recipients)?,
             reject_reply,
             tempfail_reply,
+            accept_securejoin: self.accept_securejoin.unwrap_or(false),
+            from_must_match_sender: self.from_must_match_sender.unwrap_or(false),
+            from_mismatch_reply,
         };
         let warnings = self.warnings(&policy);
         Ok(Config {
             policy,
+            profile: self.profile,
             listen,
             warnings,
             socket_mode,
@@ -352,6 +467,20 @@ impl ConfigFile {
         if self.max_bounce_bytes.is_some() && policy.bounces == Bounces::Refuse {
             w.push(
                 "`max_bounce_bytes` has no effect with `bounces = \"refuse\"` (the default)".into(),
+            );
+        }
+        if policy.from_must_match_sender && policy.skip_authenticated {
+            w.push(
+                "`from_must_match_sender = true` with `skip_authenticated = true`: the From \
+                 check still applies, but the content of authenticated submissions is not \
+                 checked"
+                    .into(),
+            );
+        }
+        if self.from_mismatch_reply.is_some() && !policy.from_must_match_sender {
+            w.push(
+                "`from_mismatch_reply` has no effect without `from_must_match_sender = true`"
+                    .into(),
             );
         }
         if policy.require_recipient_key

@@ -27,6 +27,13 @@
 //! * [`metered`]: the milter with its own counters (bytes judged);
 //! * [`cli`]: the daemon (`pgp-milter`), its command line and reloads.
 
+//!
+//! For chatmail relays (`profile = "chatmail"`), also testable without a
+//! socket:
+//! * [`securejoin`]: the unencrypted first SecureJoin step, exactly;
+//! * [`sender_match`]: `From:` against the envelope sender of an
+//!   authenticated submission.
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -46,6 +53,8 @@ pub mod payload;
 pub mod policy;
 pub mod refusal;
 pub mod report;
+pub mod securejoin;
+pub mod sender_match;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 pub use detect::{Detection, Form, NotPgp, detect};

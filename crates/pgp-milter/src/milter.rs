@@ -45,6 +45,12 @@ pub struct MessageState {
     exempt: Option<String>,
     /// The exemption comes from the sender: every recipient passes.
     sender_exempt: bool,
+    /// The SASL login (`{auth_authen}`), if any.
+    auth: Option<String>,
+    /// For `from_must_match_sender`.
+    from_fields: crate::sender_match::FromFields,
+    /// For `accept_securejoin`.
+    handshake: crate::securejoin::Candidate,
     /// Whether the accepted recipients are enforced (set by the first one).
     enforced: Option<bool>,
     /// Judges the message as it arrives (header lines, then body chunks).
@@ -166,7 +172,7 @@ impl PgpMilter {
     /// now (a possible delivery report is judged whole, at the end).
     fn early(&self, msg: &MessageState) -> Option<Decision> {
         let why = msg.detector.as_ref()?.refused()?;
-        if self.wants_report(&msg.sender) {
+        if self.wants_report(&msg.sender) || msg.handshake.pending() {
             return None;
         }
         Some(
@@ -313,6 +319,7 @@ impl Milter for PgpMilter {
         // decision and the log see the mailbox, not the client's spelling.
         cx.msg.sender = canonical(&sender.address());
         let auth = cx.macro_str("{auth_authen}").map(|a| a.into_owned());
+        cx.msg.auth = auth.clone();
         cx.msg.exempt = self
             .policy
             .sender_exemption(&cx.msg.sender, auth.as_deref());
@@ -373,12 +380,27 @@ impl Milter for PgpMilter {
         if self.wants_report(&cx.msg.sender) {
             cx.msg.report_data.extend_from_slice(&line);
         }
+        cx.msg.from_fields.header(&header.name, &header.value);
+        if self.policy.accept_securejoin {
+            cx.msg.handshake.header(&header.name, &line);
+        }
         // A header line never reaches rpgp (no part has begun): read here.
         self.feed_light(cx.msg, &line);
         Ok(Verdict::Continue)
     }
 
     async fn end_of_headers(&self, cx: Ctx<'_, Self>) -> StepResult {
+        // An authenticated submission in another's name: before anything
+        // else, an exemption included.
+        if self.policy.from_must_match_sender
+            && cx.msg.auth.as_deref().is_some_and(|a| !a.is_empty())
+            && let Err(why) = cx.msg.from_fields.check(&cx.msg.sender)
+        {
+            let d = self.policy.from_mismatch(&why.to_string());
+            log_decision(&cx, &d);
+            return Ok(verdict(&d));
+        }
+        cx.msg.handshake.end_of_headers();
         if let Some(d) = self.exempt_decision(&cx) {
             return Ok(verdict(&d));
         }
@@ -400,6 +422,7 @@ impl Milter for PgpMilter {
 
     async fn body(&self, cx: Ctx<'_, Self>, chunk: Bytes) -> StepResult {
         cx.msg.body_seen += chunk.len();
+        cx.msg.handshake.body(&chunk);
         if let Some(limit) = self.policy.message_size_limit
             && cx.msg.body_seen > limit
         {
@@ -478,7 +501,12 @@ impl Milter for PgpMilter {
         if let Some(d) = self.exempt_decision(&cx) {
             return Ok(verdict(&d));
         }
-        let d = self.judge(cx.msg).await;
+        let mut d = self.judge(cx.msg).await;
+        if let Decision::Reject(..) = d
+            && let Some(step) = cx.msg.handshake.judge()
+        {
+            d = Decision::Accept(format!("SecureJoin handshake ({step})"));
+        }
         log_decision(&cx, &d);
         Ok(verdict(&d))
     }

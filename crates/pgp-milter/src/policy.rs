@@ -138,6 +138,20 @@ impl ReplyTemplate {
     }
 }
 
+impl std::fmt::Display for ReplyTemplate {
+    /// As the configuration file spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(e) = &self.enhanced {
+            write!(f, " {e}")?;
+        }
+        if !self.text.is_empty() {
+            write!(f, " {}", self.text)?;
+        }
+        Ok(())
+    }
+}
+
 /// Longest reason put into an SMTP reply (the log keeps the whole one).
 const MAX_REASON_IN_REPLY: usize = 160;
 
@@ -292,6 +306,14 @@ pub struct Policy {
     /// Characters that start an address extension (`bob+tag@`), as
     /// Postfix's `recipient_delimiter`; empty: none.
     pub recipient_delimiter: String,
+    /// Let the unencrypted first SecureJoin step pass (see
+    /// [`crate::securejoin`]).
+    pub accept_securejoin: bool,
+    /// An authenticated submission's `From:` must be its envelope sender
+    /// (see [`crate::sender_match`]).
+    pub from_must_match_sender: bool,
+    /// Reply when it is not.
+    pub from_mismatch_reply: ReplyTemplate,
 }
 
 /// Default `recipient_delimiter`: Postfix's common setting.
@@ -306,6 +328,9 @@ pub const DEFAULT_REJECT_SIGNED: &str =
 /// Default `max_bounce_bytes`: Postfix returns at most `bounce_size_limit`
 /// (50000) bytes of the original message, so its reports stay well below.
 pub const DEFAULT_MAX_BOUNCE_BYTES: usize = 128 << 10;
+/// Default reply for an authenticated submission whose `From:` is not
+/// its envelope sender.
+pub const DEFAULT_FROM_MISMATCH: &str = "554 5.7.1 {reason}";
 /// Default reply on internal errors.
 pub const DEFAULT_TEMPFAIL: &str =
     "451 4.3.0 Could not check the message for OpenPGP, try again later ({reason})";
@@ -332,6 +357,10 @@ impl Default for Policy {
             bounces: Bounces::Refuse,
             max_bounce_bytes: DEFAULT_MAX_BOUNCE_BYTES,
             recipient_delimiter: DEFAULT_RECIPIENT_DELIMITER.to_owned(),
+            accept_securejoin: false,
+            from_must_match_sender: false,
+            from_mismatch_reply: ReplyTemplate::parse(DEFAULT_FROM_MISMATCH, 5)
+                .expect("default reply is valid"),
         }
     }
 }
@@ -620,6 +649,20 @@ impl Policy {
                 reason.to_owned(),
             ),
         }
+    }
+
+    /// The refusal of an authenticated submission whose `From:` is not
+    /// its envelope sender.
+    pub fn from_mismatch(&self, reason: &str) -> Decision {
+        let reply = self
+            .from_mismatch_reply
+            .render(&for_reply(reason))
+            .or_else(|_| {
+                self.from_mismatch_reply
+                    .render("From does not match sender")
+            })
+            .expect("checked at start-up");
+        Decision::Reject(reply, reason.to_owned())
     }
 
     /// A temporary failure naming `reason`.
