@@ -67,6 +67,7 @@ impl Daemon for Pgp {
     }
 
     fn settings(&self, report: &mut Report) {
+        self.0.report_chatmail_settings(report);
         let p = &self.0.policy;
         let list = |v: &[String]| {
             let items: Vec<String> = v.iter().map(|s| toml_string(s)).collect();
