@@ -180,6 +180,10 @@ impl<B: ListBackend> MailmanMilter<B> {
     /// lists.
     pub async fn prime(&self) -> Result<usize, BackendError> {
         let index = self.lists().await?;
+        if self.backend.lazy() {
+            // `lists` applied nothing: the lists are used as found.
+            self.warn_missing(&index);
+        }
         // Alias-domain keys name a list twice.
         let lists: std::collections::HashSet<&str> =
             index.values().map(|p| p.address.as_str()).collect();
@@ -189,7 +193,7 @@ impl<B: ListBackend> MailmanMilter<B> {
     /// The backend's lists with the configured overrides applied.
     async fn lists(&self) -> Result<Arc<ListIndex>, BackendError> {
         let index = self.backend.lists().await?;
-        if self.settings.overrides.is_empty() {
+        if self.settings.overrides.is_empty() || self.backend.lazy() {
             return Ok(index);
         }
         let mut cached = self
@@ -205,6 +209,20 @@ impl<B: ListBackend> MailmanMilter<B> {
         let applied = Arc::new(self.settings.overrides.apply(&index));
         *cached = Some((index, applied.clone()));
         Ok(applied)
+    }
+
+    /// The lists `rcpt` may name, with the configured overrides applied:
+    /// for a backend that reads lists one by one, those found; else all.
+    async fn find_lists(&self, rcpt: &str) -> Result<Arc<ListIndex>, BackendError> {
+        if !self.backend.lazy() {
+            return self.lists().await;
+        }
+        let candidates = self.settings.rules.candidates(rcpt);
+        let index = self.backend.find_lists(&candidates).await?;
+        if self.settings.overrides.is_empty() {
+            return Ok(index);
+        }
+        Ok(Arc::new(self.settings.overrides.apply(&index)))
     }
 
     fn warn_missing(&self, index: &ListIndex) {
@@ -253,7 +271,7 @@ impl<B: ListBackend> MailmanMilter<B> {
                 _ => return Ok(Class::Other),
             }
         }
-        let index = self.lists().await?;
+        let index = self.find_lists(rcpt).await?;
         let class = match self
             .settings
             .rules

@@ -326,6 +326,13 @@ fn route(target: &str) -> Option<Value> {
                 .collect(),
             &query,
         )),
+        // Mailman finds a list by its list_id or its posting address.
+        ["lists", id] => {
+            let (list_id, fqdn, _) = LISTS.iter().find(|(i, f, _)| i == id || f == id)?;
+            Some(
+                json!({"list_id": list_id, "fqdn_listname": fqdn, "mail_host": "lists.example.org"}),
+            )
+        }
         ["lists", id, "config"] => {
             let (_, _, action) = LISTS.iter().find(|(i, _, _)| i == id)?;
             let mut config = json!({
@@ -548,7 +555,7 @@ async fn members_accept_patterns_and_bans_decide_as_mailman_would() {
     let reqs = fake.requests();
     assert!(
         reqs.iter()
-            .any(|r| r.starts_with("/3.1/lists?") && r.contains("page=2")),
+            .any(|r| r.contains("/header-matches?") && r.contains("page=2")),
         "{reqs:?}"
     );
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,8 @@ use super::answer_cache::{AnswerCache, Cached, Key};
 use super::client::{Api, enc};
 use super::list_cache::Slot;
 use super::members::MemberInfo;
-use super::snapshot::Snapshot;
+use super::per_list::{Known, PerList};
+use super::snapshot::{ListEntry, RawSnapshot, Site, Snapshot};
 use super::state;
 use super::{RestConfig, RestError, check_url};
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
@@ -25,7 +26,13 @@ pub struct RestBackend {
     timeout: Duration,
     ttl: Duration,
     max_stale: Duration,
+    /// Whole reads of the list data (`lists`).
     lists: Arc<Slot>,
+    /// The list data read list by list, as RCPTs need it (also fed by
+    /// whole reads and the state file).
+    per_list: Arc<PerList>,
+    /// A write of the list data to `state_dir` is due.
+    saving: Arc<AtomicBool>,
     members: Arc<AnswerCache<MemberInfo>>,
     /// Membership lookups in flight, shared by identical ones.
     inflight: Arc<InFlight>,
@@ -58,6 +65,37 @@ async fn keep_members(dir: &Option<PathBuf>, base: &str, cache: &AnswerCache<Mem
     }
 }
 
+/// Writes the list data of `per_list` younger than `keep` to `dir` (if any).
+async fn keep_lists(dir: &Option<PathBuf>, base: &str, per_list: &PerList, keep: Duration) {
+    let Some(dir) = dir.clone() else { return };
+    let site = per_list.site.entries().into_iter().next();
+    let (mut lists, mut absent) = (Vec::new(), Vec::new());
+    let entries = per_list.lists.entries();
+    for (address, age, known) in &entries {
+        match known {
+            Some(l) if *age < keep => lists.push((*age, &**l)),
+            None if *age < keep => absent.push(address.clone()),
+            _ => {}
+        }
+    }
+    let raw = RawSnapshot::of(
+        site.as_ref().map(|(_, age, s)| (*age, &**s)),
+        lists,
+        absent,
+        !per_list.has_names(),
+    );
+    let base = base.to_owned();
+    let saved =
+        tokio::task::spawn_blocking(move || state::save(&dir, &base, &raw).map_err(|e| (dir, e)))
+            .await;
+    if let Ok(Err((dir, e))) = saved {
+        tracing::warn!(
+            file = %state::path(&dir).display(),
+            "cannot keep the list data on disk: {e}"
+        );
+    }
+}
+
 /// Most time one load of the list data may take, all requests together.
 /// Callers wait at most their `timeout` for it; the load goes on.
 pub const LOAD_BOUND: Duration = Duration::from_secs(600);
@@ -80,11 +118,12 @@ impl RestBackend {
     pub fn new(config: &RestConfig) -> Result<RestBackend, RestError> {
         let base = check_url(&config.url)?;
         let lists = Arc::new(Slot::default());
+        let per_list = Arc::new(PerList::new(config.cache_ttl, config.max_stale));
         if let Some(dir) = &config.state_dir
             && let Some((age, raw)) = state::load(dir, &base)
         {
-            match raw.build(&base) {
-                Ok(s) => {
+            match raw.build(&base).and_then(|s| Ok((s, raw.parts(&base)?))) {
+                Ok((s, (site, entries))) => {
                     let usable = age < config.max_stale.max(config.cache_ttl);
                     tracing::info!(
                         file = %state::path(dir).display(),
@@ -93,8 +132,33 @@ impl RestBackend {
                         "list data kept from a previous run{}",
                         if usable { "" } else { " (too old to serve; its domains still count)" }
                     );
-                    let at = Instant::now().checked_sub(age).filter(|_| usable);
-                    lists.set(at, Arc::new(s));
+                    let at =
+                        |more: u64| Instant::now().checked_sub(age + Duration::from_secs(more));
+                    per_list.learn_domains(s.domains.iter().map(String::as_str));
+                    per_list.log_unevaluable(&entries);
+                    if let Some(t) = at(raw.site_age) {
+                        per_list.site.insert((), t, Arc::new(site));
+                    }
+                    if !raw.partial
+                        && let Some(t) = at(0)
+                    {
+                        per_list.set_names(t, s.list_ids.keys().cloned().collect());
+                    }
+                    for e in entries {
+                        if let Some(t) = at(e.raw.age) {
+                            per_list
+                                .lists
+                                .insert(e.raw.address.clone(), t, Some(Arc::new(e)));
+                        }
+                    }
+                    if let Some(t) = at(0) {
+                        for a in &raw.absent {
+                            per_list.lists.insert(a.clone(), t, None);
+                        }
+                    }
+                    // Whole reads only: `lists` serves nothing less.
+                    let whole = at(0).filter(|_| usable && !raw.partial);
+                    lists.set(whole, Arc::new(s));
                 }
                 Err(e) => tracing::warn!(
                     file = %state::path(dir).display(),
@@ -133,6 +197,8 @@ impl RestBackend {
             ttl: config.cache_ttl,
             max_stale: config.max_stale,
             lists,
+            per_list,
+            saving: Arc::default(),
             members,
         };
         backend.keep_state_periodically();
@@ -143,6 +209,18 @@ impl RestBackend {
     /// [`KEEP_INTERVAL`] while the backend lives, inside a Tokio runtime).
     pub async fn keep_state(&self) {
         keep_members(&self.state_dir, &self.api.base, &self.members).await;
+        keep_lists(
+            &self.state_dir,
+            &self.api.base,
+            &self.per_list,
+            self.keep_age(),
+        )
+        .await;
+    }
+
+    /// Age past which kept answers are useless.
+    fn keep_age(&self) -> Duration {
+        self.ttl.max(self.max_stale)
     }
 
     fn keep_state_periodically(&self) {
@@ -170,17 +248,16 @@ impl RestBackend {
     /// The unevaluable patterns of the list data read last (none before
     /// the first read).
     pub fn unevaluable(&self) -> Vec<Unevaluable> {
-        self.lists
-            .get()
-            .map(|(_, s)| s.unevaluable())
-            .unwrap_or_default()
+        self.per_list.unevaluable()
     }
 
     /// The list domains: configured, or else those of the list data last
     /// read (from the API or the state file), whatever its age. None:
     /// never known.
     pub fn known_list_domains(&self) -> Option<Arc<HashSet<String>>> {
-        self.list_domains.clone().or_else(|| self.lists.domains())
+        self.list_domains
+            .clone()
+            .or_else(|| self.per_list.domains())
     }
 
     /// Number of cached membership answers (for tests and diagnostics).
@@ -241,27 +318,26 @@ impl RestBackend {
             return;
         }
         let (api, slot, state_dir) = (self.api.clone(), self.lists.clone(), self.state_dir.clone());
+        let (per_list, keep) = (self.per_list.clone(), self.keep_age());
         tokio::spawn(async move {
             let read = tokio::time::timeout(LOAD_BOUND, api.fetch_raw())
                 .await
                 .unwrap_or(Err(RestError::Timeout(LOAD_BOUND)));
-            match read.and_then(|raw| Ok((raw.build(&api.base)?, raw))) {
-                Ok((s, raw)) => {
+            match read.and_then(|raw| Ok((raw.build(&api.base)?, raw.parts(&api.base)?))) {
+                Ok((s, (site, entries))) => {
                     tracing::debug!(lists = s.list_ids.len(), "Mailman lists read");
-                    slot.set(Some(Instant::now()), Arc::new(s));
-                    if let Some(dir) = state_dir {
-                        let base = api.base.clone();
-                        let saved = tokio::task::spawn_blocking(move || {
-                            state::save(&dir, &base, &raw).map_err(|e| (dir, e))
-                        })
-                        .await;
-                        if let Ok(Err((dir, e))) = saved {
-                            tracing::warn!(
-                                file = %state::path(&dir).display(),
-                                "cannot keep the list data on disk: {e}"
-                            );
-                        }
+                    let now = Instant::now();
+                    per_list.learn_domains(s.domains.iter().map(String::as_str));
+                    per_list.log_unevaluable(&entries);
+                    per_list.site.insert((), now, Arc::new(site));
+                    per_list.set_names(now, s.list_ids.keys().cloned().collect());
+                    for e in entries {
+                        per_list
+                            .lists
+                            .insert(e.raw.address.clone(), now, Some(Arc::new(e)));
                     }
+                    slot.set(Some(now), Arc::new(s));
+                    keep_lists(&state_dir, &api.base, &per_list, keep).await;
                 }
                 Err(e) => {
                     tracing::warn!("reading the Mailman lists: {e}");
@@ -381,20 +457,15 @@ impl RestBackend {
 
     async fn status(
         &self,
-        snapshot: &Snapshot,
+        entry: &ListEntry,
         list: &ListPolicy,
         sender: &str,
     ) -> Result<SenderStatus, RestError> {
-        let list_id = snapshot
-            .list_ids
-            .get(&list.address)
-            .ok_or_else(|| RestError::NotFound {
-                url: format!("{}/lists/{}", self.api.base, enc(&list.address)),
-            })?;
-        let banned = snapshot
+        let list_id = &entry.raw.list_id;
+        let banned = entry
             .bans
-            .get(&list.address)
-            .is_some_and(|b| b.iter().any(|p| p.matches(sender) == PatternMatch::Yes));
+            .iter()
+            .any(|p| p.matches(sender) == PatternMatch::Yes);
         let info = if banned {
             MemberInfo::default()
         } else {
@@ -406,10 +477,10 @@ impl RestBackend {
             for p in &list.accept_nonmembers {
                 if let Pattern::ListMembers(other) = p
                     && other != &list.address
-                    && let Some(other_id) = snapshot.list_ids.get(other)
-                    && self.member_info(other_id, sender).await?.member
+                    && let Some(other) = self.known(other).await?
+                    && self.member_info(&other.raw.list_id, sender).await?.member
                 {
-                    accepted_via = Some(other.clone());
+                    accepted_via = Some(other.raw.address.clone());
                     break;
                 }
             }
@@ -420,6 +491,128 @@ impl RestBackend {
             accepted_via,
             moderation: info.moderation,
         })
+    }
+
+    /// The site's domains and bans: cached, or read now.
+    async fn site(&self) -> Result<Arc<Site>, RestError> {
+        let (api, per_list) = (self.api.clone(), self.per_list.clone());
+        let fetch = || async move {
+            let (domains, bans) = api.fetch_site().await?;
+            Ok(Arc::new(Site::build(domains, bans, &api.base)?))
+        };
+        let keep = self.keep_soon();
+        self.per_list
+            .site
+            .get(&(), fetch, move |site: &Arc<Site>| {
+                per_list.learn_domains(site.domains.iter().map(String::as_str));
+                keep();
+            })
+            .await
+    }
+
+    /// A closure that has the list data written to `state_dir` soon.
+    fn keep_soon(&self) -> impl FnOnce() + Send + 'static {
+        let twin = KeepSoon {
+            state_dir: self.state_dir.clone(),
+            base: self.api.base.clone(),
+            per_list: self.per_list.clone(),
+            saving: self.saving.clone(),
+            keep: self.keep_age(),
+        };
+        move || twin.run()
+    }
+
+    /// What `address` (normalised, maybe in an alias domain) names: a
+    /// list, or none. From the cache, else read from the API (the site
+    /// data first, for the alias domains). When the API fails, a whole
+    /// read younger than `max_stale` that has no such list still says
+    /// "none".
+    async fn known(&self, address: &str) -> Result<Known, RestError> {
+        // A whole read that has no such list is a cached answer like any
+        // other: used as it is within `cache_ttl`; past it, asked again,
+        // and still used within `max_stale` if the API fails or is slow.
+        let absent_for = self.per_list.absent_since(address);
+        if absent_for.is_some_and(|a| a < self.ttl)
+            && self.per_list.lists.peek(&address.to_owned()).is_none()
+        {
+            return Ok(None);
+        }
+        let fallback = absent_for.is_some_and(|a| !self.ttl.is_zero() && a < self.max_stale);
+        if !fallback {
+            return self.ask(address).await;
+        }
+        match tokio::time::timeout(self.timeout / 2, self.ask(address)).await {
+            Ok(Ok(k)) => Ok(k),
+            Ok(Err(_)) | Err(_) => Ok(None),
+        }
+    }
+
+    /// What `address` names, from the per-list cache or the API.
+    async fn ask(&self, address: &str) -> Result<Known, RestError> {
+        let (local, domain) = crate::address::split(address);
+        let site = self.site().await?;
+        let address = match site.aliases.get(domain) {
+            Some(host) => format!("{local}@{host}"),
+            None if site.mail_hosts.contains(domain) => address.to_owned(),
+            // No list lives there.
+            None => return Ok(None),
+        };
+        let (api, per_list) = (self.api.clone(), self.per_list.clone());
+        let key = address.clone();
+        let fetch = || async move {
+            let Some((raw, refuse, hold)) = api.fetch_list(&key).await? else {
+                return Ok(None);
+            };
+            let entry = ListEntry::build(raw, refuse, hold, &site, &api.base)?;
+            Ok(Some(Arc::new(entry)))
+        };
+        let keep = self.keep_soon();
+        self.per_list
+            .lists
+            .get(&address, fetch, move |known: &Known| {
+                if let Some(l) = known {
+                    per_list.learn_domains([crate::address::split(&l.raw.address).1]);
+                    per_list.log_unevaluable([&**l]);
+                }
+                keep();
+            })
+            .await
+    }
+
+    /// The lists among `candidates` (normalised posting addresses, in the
+    /// order a recipient is matched): each asked in turn until one is a
+    /// list, which is then the only one in the index.
+    async fn find(&self, candidates: &[String]) -> Result<ListIndex, RestError> {
+        let mut index = ListIndex::new();
+        for c in candidates {
+            if let Some(l) = self.known(c).await? {
+                index.insert(c.clone(), l.policy.clone());
+                break;
+            }
+        }
+        Ok(index)
+    }
+}
+
+/// What [`RestBackend::keep_soon`] needs.
+struct KeepSoon {
+    state_dir: Option<PathBuf>,
+    base: String,
+    per_list: Arc<PerList>,
+    saving: Arc<AtomicBool>,
+    keep: Duration,
+}
+
+impl KeepSoon {
+    fn run(self) {
+        if self.state_dir.is_none() || self.saving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.saving.store(false, Ordering::Release);
+            keep_lists(&self.state_dir, &self.base, &self.per_list, self.keep).await;
+        });
     }
 }
 
@@ -433,16 +626,29 @@ impl ListBackend for RestBackend {
         Ok(s.index.clone())
     }
 
+    fn lazy(&self) -> bool {
+        true
+    }
+
+    async fn find_lists(&self, candidates: &[String]) -> Result<Arc<ListIndex>, BackendError> {
+        Ok(Arc::new(self.bounded(self.find(candidates)).await?))
+    }
+
     async fn senders(
         &self,
         list: &ListPolicy,
         senders: &[String],
     ) -> Result<Vec<SenderStatus>, BackendError> {
         let all = async {
-            let snapshot = self.snapshot().await?;
+            let entry = self
+                .known(&list.address)
+                .await?
+                .ok_or_else(|| RestError::NotFound {
+                    url: format!("{}/lists/{}", self.api.base, enc(&list.address)),
+                })?;
             let mut out = Vec::with_capacity(senders.len());
             for s in senders {
-                out.push(self.status(&snapshot, list, s).await?);
+                out.push(self.status(&entry, list, s).await?);
             }
             Ok(out)
         };

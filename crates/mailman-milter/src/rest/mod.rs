@@ -26,9 +26,11 @@ mod client;
 mod config;
 mod error;
 mod list_cache;
+mod list_fetch;
 mod members;
 mod model;
 mod paging;
+mod per_list;
 mod snapshot;
 pub mod state;
 
