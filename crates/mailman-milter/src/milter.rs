@@ -178,12 +178,24 @@ impl<B: ListBackend> MailmanMilter<B> {
     /// Reads the list data once, as the first mail would, so problems
     /// (an override naming no list) are logged at start-up; the number of
     /// lists.
+    /// A backend that reads lists one by one is not read whole: only the
+    /// lists the overrides name are (the number found is returned).
     pub async fn prime(&self) -> Result<usize, BackendError> {
-        let index = self.lists().await?;
         if self.backend.lazy() {
-            // `lists` applied nothing: the lists are used as found.
-            self.warn_missing(&index);
+            let mut named: Vec<String> = self.settings.overrides.lists.keys().cloned().collect();
+            named.sort();
+            // No candidates: the backend's site data (list domains).
+            self.backend.find_lists(&[]).await?;
+            let mut found = ListIndex::new();
+            // Asked one by one: each is a posting address of its own.
+            for name in named {
+                let index = self.backend.find_lists(std::slice::from_ref(&name)).await?;
+                found.extend(index.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            self.warn_missing(&found);
+            return Ok(found.len());
         }
+        let index = self.lists().await?;
         // Alias-domain keys name a list twice.
         let lists: std::collections::HashSet<&str> =
             index.values().map(|p| p.address.as_str()).collect();

@@ -584,6 +584,10 @@ impl RestBackend {
     /// list, which is then the only one in the index.
     async fn find(&self, candidates: &[String]) -> Result<ListIndex, RestError> {
         let mut index = ListIndex::new();
+        if candidates.is_empty() {
+            // Nothing to find: the site data (list domains) is read.
+            self.site().await?;
+        }
         for c in candidates {
             if let Some(l) = self.known(c).await? {
                 index.insert(c.clone(), l.policy.clone());
