@@ -27,6 +27,13 @@ const REFUSAL: &str =
 const UNAVAILABLE: &str = "451 4.3.0 Mailing list data temporarily unavailable; try again later";
 /// Basic auth for restadmin:restpass.
 const AUTH: &str = "Basic cmVzdGFkbWluOnJlc3RwYXNz";
+/// The backend's `timeout` against the fake: generous, so a loaded machine
+/// never turns a healthy answer into a 451. Tests of the timeout itself set
+/// their own.
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// Mail that must not wait for the API is answered within this: half the
+/// timeout (waiting for the API would take all of it).
+const QUICK: Duration = Duration::from_millis(1500);
 /// The fake serves at most this many entries per page, whatever `count` says,
 /// so the client's paging is exercised.
 const FAKE_PAGE: usize = 2;
@@ -102,7 +109,7 @@ impl Fake {
     fn config(&self) -> RestConfig {
         RestConfig {
             url: self.url.clone(),
-            timeout: Duration::from_millis(800),
+            timeout: TIMEOUT,
             ..RestConfig::default()
         }
     }
@@ -662,7 +669,13 @@ async fn a_refused_connection_tempfails_or_passes_never_rejects() {
 #[tokio::test]
 async fn a_stalled_api_tempfails_within_the_timeout() {
     let fake = Fake::start(Mode::Stall).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let backend = Arc::new(
+        RestBackend::new(&RestConfig {
+            timeout: Duration::from_secs(1),
+            ..fake.config()
+        })
+        .unwrap(),
+    );
     let started = Instant::now();
     let t = post(
         &backend,
@@ -673,11 +686,12 @@ async fn a_stalled_api_tempfails_within_the_timeout() {
     .await;
     assert_tempfail(&t, Step::Rcpt);
     let took = started.elapsed();
+    // Waited for the timeout (1 s), then gave up: never the stall's 30 s.
     assert!(
-        took < Duration::from_millis(2500),
-        "took {took:?} (timeout 800 ms)"
+        took < Duration::from_secs(15),
+        "took {took:?} (timeout 1 s)"
     );
-    assert!(took >= Duration::from_millis(700), "took {took:?}");
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
 }
 
 #[tokio::test]
@@ -914,7 +928,7 @@ async fn the_daemon_decides_from_the_api() {
         dir.path(),
         "c.toml",
         &format!(
-            "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 1\n[list_overrides.\"gone@lists.example.org\"]\nrefuse_hold = true\n",
+            "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 5\n[list_overrides.\"gone@lists.example.org\"]\nrefuse_hold = true\n",
             socket.display(),
             fake.url
         ),
@@ -979,7 +993,7 @@ async fn stale_lists_are_served_while_refreshed_in_the_background_then_expire() 
     let fake = Fake::start(Mode::Serve).await;
     let backend = RestBackend::new(&RestConfig {
         cache_ttl: Duration::from_secs(1),
-        max_stale: Duration::from_secs(2),
+        max_stale: Duration::from_secs(4),
         ..fake.config()
     })
     .unwrap();
@@ -1011,25 +1025,17 @@ async fn stale_lists_are_served_while_refreshed_in_the_background_then_expire() 
             .unwrap()
             .contains_key("team@lists.example.org")
     );
-    assert!(
-        t.elapsed() < Duration::from_millis(300),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < QUICK, "{:?}", t.elapsed());
     // Older than max_stale: no longer used; the API must answer, and does
     // not (within the timeout, or at once while backing off after the
     // stalled refresh).
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     let t = Instant::now();
     let e = backend.lists().await.unwrap_err().to_string();
     assert!(e.contains("within") || e.contains("next try"), "{e}");
-    assert!(
-        t.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < TIMEOUT + QUICK, "{:?}", t.elapsed());
     fake.set(Mode::Serve);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while backend.lists().await.is_err() {
         assert!(
             Instant::now() < deadline,
@@ -1508,12 +1514,10 @@ async fn mail_outside_the_list_domains_never_waits_for_a_stalled_api() {
         let t = Instant::now();
         let o = post(&backend, Settings::default(), "stranger@example.com", rcpt).await;
         assert_eq!(o.outcome, Outcome::Accepted, "{rcpt}");
-        assert!(
-            t.elapsed() < Duration::from_millis(300),
-            "{rcpt}: {:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed() < QUICK, "{rcpt}: {:?}", t.elapsed());
     }
+    // Not a single request for them.
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
     let o = post(
         &backend,
         Settings::default(),
@@ -1566,13 +1570,7 @@ async fn a_restart_during_an_outage_serves_the_kept_list_data() {
     let domains = backend.known_list_domains().unwrap();
     assert!(domains.contains("lists.example.org") && domains.contains("alias.example"));
     let s = Settings::default;
-    let quick = |t: Instant| {
-        assert!(
-            t.elapsed() < Duration::from_millis(300),
-            "{:?}",
-            t.elapsed()
-        )
-    };
+    let quick = |t: Instant| assert!(t.elapsed() < QUICK, "{:?}", t.elapsed());
     let t = Instant::now();
     assert_eq!(
         post(&backend, s(), "x@example.com", "bob@example.org")
@@ -1712,8 +1710,10 @@ async fn api_faults_never_delay_other_mail_nor_give_list_mail_a_5xx() {
     for fault in faults {
         for warm in [false, true] {
             let fake = Fake::start(Mode::Serve).await;
+            // Shorter than the slow fault's 1.5 s, so that is a fault.
             let config = RestConfig {
                 list_domains: Some(vec!["lists.example.org".into()]),
+                timeout: Duration::from_secs(1),
                 ..fake.config()
             };
             let backend = Arc::new(RestBackend::new(&config).unwrap());
@@ -1740,14 +1740,12 @@ async fn api_faults_never_delay_other_mail_nor_give_list_mail_a_5xx() {
             };
             let what = format!("{fault:?} warm={warm}");
             let s = Settings::default;
+            // Answered without waiting for the API: before the timeout
+            // could have passed.
             let t = Instant::now();
             let o = post(&backend, s(), "stranger@example.com", "bob@example.org").await;
             assert_eq!(o.outcome, Outcome::Accepted, "{what}");
-            assert!(
-                t.elapsed() < Duration::from_millis(300),
-                "{what}: {:?}",
-                t.elapsed()
-            );
+            assert!(t.elapsed() < config.timeout, "{what}: {:?}", t.elapsed());
             for from in [
                 "stranger@example.com",
                 "alice@example.org",
