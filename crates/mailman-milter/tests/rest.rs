@@ -1645,6 +1645,81 @@ async fn a_restart_during_an_outage_serves_the_kept_list_data() {
     );
 }
 
+/// Lists read one by one (on their first RCPT, never whole) are kept in
+/// `state_dir` too, without any explicit save: after a restart during an
+/// outage they are served (within `max_stale`), and so are the addresses
+/// known to name no list; what was never read gets the fail-safe, never a
+/// 5xx, and mail outside the list domains passes without waiting.
+#[tokio::test]
+async fn a_restart_during_an_outage_serves_the_lists_read_one_by_one() {
+    let fake = Fake::start(Mode::Serve).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = RestConfig {
+        state_dir: Some(state.clone()),
+        ..fake.config()
+    };
+    let first = Arc::new(RestBackend::new(&config).unwrap());
+    let s = Settings::default;
+    let team = "team@lists.example.org";
+    assert_eq!(
+        reply_of(&post(&first, s(), "spammer@evil.example", team).await),
+        REFUSAL
+    );
+    assert_eq!(
+        post(&first, s(), "x@example.com", "bob@lists.example.org")
+            .await
+            .outcome,
+        Outcome::Accepted
+    );
+    assert!(
+        !fake.requests().iter().any(|r| r.starts_with("/3.1/lists?")),
+        "the lists were read whole: {:?}",
+        fake.requests()
+    );
+    // Written soon after the reads, by itself.
+    let file = mailman_milter::rest::state::path(&state);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("team.lists.example.org") && text.contains("bob@lists.example.org") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not kept: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(first);
+    fake.set(Mode::Stall);
+    let before = fake.requests().len();
+    let backend = Arc::new(RestBackend::new(&config).unwrap());
+    assert!(
+        backend
+            .known_list_domains()
+            .unwrap()
+            .contains("lists.example.org")
+    );
+    // Kept: the list (its ban decides without Mailman) and "no such list".
+    assert_eq!(
+        reply_of(&post(&backend, s(), "spammer@evil.example", team).await),
+        REFUSAL
+    );
+    let t = Instant::now();
+    for rcpt in ["bob@lists.example.org", "carol@example.org"] {
+        assert_eq!(
+            post(&backend, s(), "x@example.com", rcpt).await.outcome,
+            Outcome::Accepted,
+            "{rcpt}"
+        );
+    }
+    assert!(t.elapsed() < QUICK, "{:?}", t.elapsed());
+    assert_eq!(fake.requests().len(), before, "{:?}", fake.requests());
+    // Never read before: Mailman must answer, and does not.
+    assert_tempfail(
+        &post(&backend, s(), "x@example.com", "quiet@lists.example.org").await,
+        Step::Rcpt,
+    );
+}
+
 /// 32 posts from the same new sender at once ask Mailman once.
 #[tokio::test]
 async fn identical_lookups_in_flight_are_one_request() {
