@@ -28,6 +28,10 @@ pub(super) const MAX_ENTRIES: usize = 200_000;
 /// Longest one fetch (a list or the site data) may run, all its requests
 /// together; each request is bounded by `timeout` besides.
 pub(super) const FETCH_BOUND: Duration = Duration::from_secs(60);
+/// Reads in flight at most per store (each waits its turn for one of the
+/// client's few connections); past it a new read fails at once instead of
+/// queueing, so a flood of new addresses cannot pile up tasks.
+pub(super) const MAX_FLIGHTS: usize = 1024;
 
 /// How old a cached value is (see [`Timed::age_class`]).
 pub(super) enum Age {
@@ -151,6 +155,9 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'sta
         if let Some(rx) = flights.get(key) {
             return rx.clone();
         }
+        if flights.len() >= MAX_FLIGHTS {
+            return watch::channel(Some(Err(RestError::Busy(MAX_FLIGHTS)))).1;
+        }
         let (tx, rx) = watch::channel(None);
         flights.insert(key.clone(), rx.clone());
         drop(flights);
@@ -269,5 +276,86 @@ impl PerList {
         out.sort();
         out.dedup();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn store() -> Arc<Store<String, u32>> {
+        Arc::new(Store::new(HOUR, 2 * HOUR, |_| false))
+    }
+
+    #[tokio::test]
+    async fn identical_reads_in_flight_are_one_and_the_answer_is_cached() {
+        let s = store();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (gate_tx, gate_rx) = watch::channel(false);
+        let get = |s: Arc<Store<String, u32>>| {
+            let (calls, mut gate) = (calls.clone(), gate_rx.clone());
+            async move {
+                s.get(
+                    &"k".to_owned(),
+                    || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        let _ = gate.wait_for(|open| *open).await;
+                        Ok(7)
+                    },
+                    |_| {},
+                )
+                .await
+            }
+        };
+        let waiting: Vec<_> = (0..10).map(|_| tokio::spawn(get(s.clone()))).collect();
+        tokio::task::yield_now().await;
+        gate_tx.send_replace(true);
+        for w in waiting {
+            assert_eq!(w.await.unwrap().unwrap(), 7);
+        }
+        assert_eq!(get(s.clone()).await.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(matches!(s.peek(&"k".to_owned()), Some((Age::Fresh, 7))));
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_not_cached() {
+        let s = store();
+        let r = s
+            .get(
+                &"k".to_owned(),
+                || async { Err(RestError::Timeout(HOUR)) },
+                |_| {},
+            )
+            .await;
+        assert!(r.is_err());
+        assert!(s.peek(&"k".to_owned()).is_none());
+        let r = s.get(&"k".to_owned(), || async { Ok(1) }, |_| {}).await;
+        assert_eq!(r.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_on_reads_in_flight_a_new_read_fails_at_once() {
+        let s = store();
+        let (_gate_tx, gate_rx) = watch::channel(false);
+        for i in 0..MAX_FLIGHTS {
+            let mut gate = gate_rx.clone();
+            drop(s.start(
+                &i.to_string(),
+                || async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok(0)
+                },
+                |_| {},
+            ));
+        }
+        let r = s
+            .get(&"one more".to_owned(), || async { Ok(1) }, |_| {})
+            .await;
+        assert!(matches!(r, Err(RestError::Busy(_))), "{r:?}");
     }
 }
