@@ -1480,6 +1480,18 @@ async fn mailmans_alias_domains_are_the_lists_domain() {
             .outcome,
         Outcome::Accepted
     );
+    // The same after a whole read, which knows every list by its mail
+    // host's address only.
+    let read_whole = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    read_whole.lists().await.unwrap();
+    let t = post(
+        &read_whole,
+        s(),
+        "stranger@example.com",
+        "team@alias.example",
+    )
+    .await;
+    assert_eq!(reply_of(&t), REFUSAL, "{t:?}");
     // Priming reads the lists the overrides name (in either domain), not
     // every list.
     let mut settings = Settings::default();

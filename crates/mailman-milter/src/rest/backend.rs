@@ -524,39 +524,39 @@ impl RestBackend {
 
     /// What `address` (normalised, maybe in an alias domain) names: a
     /// list, or none. From the cache, else read from the API (the site
-    /// data first, for the alias domains). When the API fails, a whole
-    /// read younger than `max_stale` that has no such list still says
-    /// "none".
+    /// data first, for the alias domains).
     async fn known(&self, address: &str) -> Result<Known, RestError> {
-        // A whole read that has no such list is a cached answer like any
-        // other: used as it is within `cache_ttl`; past it, asked again,
-        // and still used within `max_stale` if the API fails or is slow.
-        let absent_for = self.per_list.absent_since(address);
-        if absent_for.is_some_and(|a| a < self.ttl)
-            && self.per_list.lists.peek(&address.to_owned()).is_none()
-        {
-            return Ok(None);
-        }
-        let fallback = absent_for.is_some_and(|a| !self.ttl.is_zero() && a < self.max_stale);
-        if !fallback {
-            return self.ask(address).await;
-        }
-        match tokio::time::timeout(self.timeout / 2, self.ask(address)).await {
-            Ok(Ok(k)) => Ok(k),
-            Ok(Err(_)) | Err(_) => Ok(None),
-        }
-    }
-
-    /// What `address` names, from the per-list cache or the API.
-    async fn ask(&self, address: &str) -> Result<Known, RestError> {
-        let (local, domain) = crate::address::split(address);
+        // The site data is as old as any whole read, or newer: if it
+        // cannot be had, no whole read can say anything either.
         let site = self.site().await?;
+        let (local, domain) = crate::address::split(address);
         let address = match site.aliases.get(domain) {
             Some(host) => format!("{local}@{host}"),
             None if site.mail_hosts.contains(domain) => address.to_owned(),
             // No list lives there.
             None => return Ok(None),
         };
+        // A whole read that has no such list is a cached answer like any
+        // other: used as it is within `cache_ttl`; past it, asked again,
+        // and still used within `max_stale` if the API fails or is slow.
+        let absent_for = self.per_list.absent_since(&address);
+        if absent_for.is_some_and(|a| a < self.ttl) && self.per_list.lists.peek(&address).is_none()
+        {
+            return Ok(None);
+        }
+        let fallback = absent_for.is_some_and(|a| !self.ttl.is_zero() && a < self.max_stale);
+        if !fallback {
+            return self.ask(address, site).await;
+        }
+        match tokio::time::timeout(self.timeout / 2, self.ask(address, site)).await {
+            Ok(Ok(k)) => Ok(k),
+            Ok(Err(_)) | Err(_) => Ok(None),
+        }
+    }
+
+    /// What `address` (a mail host's) names, from the per-list cache or
+    /// the API.
+    async fn ask(&self, address: String, site: Arc<Site>) -> Result<Known, RestError> {
         let (api, per_list) = (self.api.clone(), self.per_list.clone());
         let key = address.clone();
         let fetch = || async move {
