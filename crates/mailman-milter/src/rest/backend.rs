@@ -78,12 +78,15 @@ async fn keep_lists(dir: &Option<PathBuf>, base: &str, per_list: &PerList, keep:
             _ => {}
         }
     }
-    let raw = RawSnapshot::of(
+    let written: HashSet<&str> = lists.iter().map(|(_, l)| l.raw.address.as_str()).collect();
+    let complete = per_list.complete(&written, keep);
+    let mut raw = RawSnapshot::of(
         site.as_ref().map(|(_, age, s)| (*age, &**s)),
         lists,
         absent,
-        !per_list.has_names(),
+        complete.is_none(),
     );
+    raw.names_age = complete.map_or(0, |a| a.as_secs());
     let base = base.to_owned();
     let saved =
         tokio::task::spawn_blocking(move || state::save(&dir, &base, &raw).map_err(|e| (dir, e)))
@@ -140,7 +143,7 @@ impl RestBackend {
                         per_list.site.insert((), t, Arc::new(site));
                     }
                     if !raw.partial
-                        && let Some(t) = at(0)
+                        && let Some(t) = at(raw.names_age)
                     {
                         per_list.set_names(t, s.list_ids.keys().cloned().collect());
                     }
@@ -157,7 +160,7 @@ impl RestBackend {
                         }
                     }
                     // Whole reads only: `lists` serves nothing less.
-                    let whole = at(0).filter(|_| usable && !raw.partial);
+                    let whole = at(raw.names_age).filter(|_| usable && !raw.partial);
                     lists.set(whole, Arc::new(s));
                 }
                 Err(e) => tracing::warn!(

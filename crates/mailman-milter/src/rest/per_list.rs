@@ -242,12 +242,15 @@ impl PerList {
             .map(|(at, _)| at.elapsed())
     }
 
-    /// Whether a whole read is known (so kept data is complete).
-    pub(super) fn has_names(&self) -> bool {
-        self.names
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+    /// Whether `lists` holds every list of a whole read younger than
+    /// `keep` (so data made of them is complete as of that read).
+    /// If so, the age of that read.
+    pub(super) fn complete(&self, lists: &HashSet<&str>, keep: Duration) -> Option<Duration> {
+        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        names
+            .as_ref()
+            .filter(|(at, n)| at.elapsed() < keep && n.iter().all(|a| lists.contains(a.as_str())))
+            .map(|(at, _)| at.elapsed())
     }
 
     /// Logs the unevaluable patterns of `entries` not logged before, on

@@ -46,6 +46,10 @@ pub(super) struct RawSnapshot {
     /// Seconds `domains` and `site_bans` were older than the file.
     #[serde(default)]
     pub(super) site_age: u64,
+    /// Seconds the whole read that `lists` completes was older than the
+    /// file (when not `partial`).
+    #[serde(default)]
+    pub(super) names_age: u64,
 }
 
 /// One list's answers.
