@@ -17,7 +17,8 @@
 //! Files: `config` (where and how long), `client` (one HTTP `GET`, the
 //! request bound and back-off), `paging` (collections), `model` (Mailman's
 //! JSON to the milter's types), `members` (membership lookups),
-//! `list_fetch` (one list, or the site data, read on demand), `per_list`
+//! `list_fetch` (one list, or the site data, read on demand), `find` (the
+//! list a recipient names, through the per-list cache), `per_list`
 //! (the cache of lists read one by one, with shared fetches in flight),
 //! `snapshot` (Mailman's answers as kept and as used), `list_cache` (the
 //! whole read behind `lists`), `answer_cache` (membership answers),
@@ -29,6 +30,7 @@ mod backend;
 mod client;
 mod config;
 mod error;
+mod find;
 mod list_cache;
 mod list_fetch;
 mod members;
