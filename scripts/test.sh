@@ -38,8 +38,7 @@ echo "== scripts/package.sh (Debian packages into target/debian/)"
 ./scripts/package.sh
 echo "== tests that need external programs: cargo test --workspace -- --ignored"
 # (Benchmarks, also marked ignored, are run by hand: docs/performance.md.)
-cargo test --workspace --locked --no-fail-fast -- --ignored \
-    --skip rest_backend_at_10000_lists_and_100000_members 2>&1 | tee target/test-output.txt
+cargo test --workspace --locked --no-fail-fast -- --ignored 2>&1 | tee target/test-output.txt
 
 # The fuzz targets' checks already ran above on every committed seed
 # (crates/fuzz-checks/tests/corpus_replay.rs) and, on generated inputs, in

@@ -47,6 +47,23 @@ pub trait ListBackend: Send + Sync + 'static {
     /// All lists, with their posting policy.
     fn lists(&self) -> impl Future<Output = Result<Arc<ListIndex>, BackendError>> + Send;
 
+    /// True if lists are read one by one as recipients need them
+    /// ([`ListBackend::find_lists`]) rather than whole.
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    /// An index holding every list among `candidates` (normalised posting
+    /// addresses, in the order a recipient is matched; it may hold more).
+    /// By default, all lists.
+    fn find_lists(
+        &self,
+        candidates: &[String],
+    ) -> impl Future<Output = Result<Arc<ListIndex>, BackendError>> + Send {
+        let _ = candidates;
+        self.lists()
+    }
+
     /// The status of each of `senders` (normalised) on `list`, in order.
     fn senders(
         &self,

@@ -175,14 +175,19 @@ impl Daemon for Mailman {
                 }
                 let metered = Arc::new(Metered::new(backend.clone(), counters));
                 let milter = MailmanMilter::new(metered.clone(), config.settings());
-                // Listen at once; the lists are read meanwhile, through a
-                // milter so overrides naming unknown lists are logged.
+                // Listen at once; the domains and the lists the overrides
+                // name are read meanwhile, so overrides naming unknown
+                // lists are logged.
                 let primer = milter.twin();
                 let on_error = config.on_backend_error.name();
                 let api = backend.base().to_owned();
                 tokio::spawn(async move {
                     match primer.prime().await {
-                        Ok(n) => tracing::info!(api, lists = n, "Mailman lists read"),
+                        Ok(n) => tracing::info!(
+                            api,
+                            override_lists = n,
+                            "Mailman REST API answered; lists are read on their first RCPT"
+                        ),
                         Err(e) => tracing::error!(
                             "{e}; list mail gets {on_error} (on_backend_error) until the Mailman REST API answers"
                         ),

@@ -182,7 +182,23 @@ impl<B: ListBackend> MailmanMilter<B> {
     /// Reads the list data once, as the first mail would, so problems
     /// (an override naming no list) are logged at start-up; the number of
     /// lists.
+    /// A backend that reads lists one by one is not read whole: only the
+    /// lists the overrides name are (the number found is returned).
     pub async fn prime(&self) -> Result<usize, BackendError> {
+        if self.backend.lazy() {
+            let mut named: Vec<String> = self.settings.overrides.lists.keys().cloned().collect();
+            named.sort();
+            // No candidates: the backend's site data (list domains).
+            self.backend.find_lists(&[]).await?;
+            let mut found = ListIndex::new();
+            // Asked one by one: each is a posting address of its own.
+            for name in named {
+                let index = self.backend.find_lists(std::slice::from_ref(&name)).await?;
+                found.extend(index.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            self.warn_missing(&found);
+            return Ok(found.len());
+        }
         let index = self.lists().await?;
         // Alias-domain keys name a list twice.
         let lists: std::collections::HashSet<&str> =
@@ -193,7 +209,7 @@ impl<B: ListBackend> MailmanMilter<B> {
     /// The backend's lists with the configured overrides applied.
     async fn lists(&self) -> Result<Arc<ListIndex>, BackendError> {
         let index = self.backend.lists().await?;
-        if self.settings.overrides.is_empty() {
+        if self.settings.overrides.is_empty() || self.backend.lazy() {
             return Ok(index);
         }
         let mut cached = self
@@ -209,6 +225,20 @@ impl<B: ListBackend> MailmanMilter<B> {
         let applied = Arc::new(self.settings.overrides.apply(&index));
         *cached = Some((index, applied.clone()));
         Ok(applied)
+    }
+
+    /// The lists `rcpt` may name, with the configured overrides applied:
+    /// for a backend that reads lists one by one, those found; else all.
+    async fn find_lists(&self, rcpt: &str) -> Result<Arc<ListIndex>, BackendError> {
+        if !self.backend.lazy() {
+            return self.lists().await;
+        }
+        let candidates = self.settings.rules.candidates(rcpt);
+        let index = self.backend.find_lists(&candidates).await?;
+        if self.settings.overrides.is_empty() {
+            return Ok(index);
+        }
+        Ok(Arc::new(self.settings.overrides.apply(&index)))
     }
 
     fn warn_missing(&self, index: &ListIndex) {
@@ -257,7 +287,7 @@ impl<B: ListBackend> MailmanMilter<B> {
                 _ => return Ok(Class::Other),
             }
         }
-        let index = self.lists().await?;
+        let index = self.find_lists(rcpt).await?;
         let class = match self
             .settings
             .rules

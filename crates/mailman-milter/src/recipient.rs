@@ -100,6 +100,20 @@ impl AddressRules {
         Recipient::Other
     }
 
+    /// Every address [`AddressRules::classify`] may ask about for `rcpt`,
+    /// in the order it asks (at most four).
+    pub fn candidates(&self, rcpt: &str) -> Vec<String> {
+        let asked = std::cell::RefCell::new(Vec::new());
+        self.classify(rcpt, |a| {
+            asked.borrow_mut().push(a.to_owned());
+            false
+        });
+        let mut out = asked.into_inner();
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|a| seen.insert(a.clone()));
+        out
+    }
+
     fn classify_local(
         &self,
         local: &str,

@@ -8,18 +8,26 @@
 //! password, an alias domain). Each post is decided by the milter (over
 //! the milter protocol) and then delivered to Mailman over LMTP; Mailman's
 //! own outcome is read from its `vette` log (ACCEPT, REJECT, DISCARD,
-//! HOLD). Asserted, for the REST backend and for a lists file written by
-//! `mailman-milter export`, each with and without `refuse_hold`: the
-//! milter refuses exactly the posts Mailman rejects or discards (and holds,
-//! with `refuse_hold`), which here are all decided by the REST data.
+//! HOLD). The same posts also go over SMTP through a real private Postfix
+//! (testkit) whose smtpd services each run the `mailman-milter` daemon
+//! (REST backend, or the exported lists file; with and without
+//! `refuse_hold`); that Postfix hands the list domains to its `discard`
+//! transport, so Mailman sees each post once, without the milter.
+//! Asserted, for the REST backend and for a lists file written by
+//! `mailman-milter export`, each with and without `refuse_hold`, in
+//! process and through Postfix: the milter refuses (5xx) exactly the posts
+//! Mailman rejects or discards (and holds, with `refuse_hold`), which here
+//! are all decided by the REST data; Postfix never answers 4xx.
 //!
-//! Needs root and `mailman3` (scripts/install-test-deps.sh).
+//! Needs root, Postfix and `mailman3` (scripts/install-test-deps.sh).
 
 mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +38,7 @@ use minimilter::{
     ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, run_message,
 };
 use support::{Mailman, create_user, rest, set_moderation};
+use testkit::{MilterProcess, Postfix, SmtpClient, SmtpService};
 
 const TEAM: &str = "team.lists.example.org";
 const PW: &str = "pw.lists.example.org";
@@ -250,6 +259,101 @@ fn lmtp(port: u16, post: &Post) {
     step("QUIT\r\n", "221");
 }
 
+/// The four ways through Postfix: (service name, REST backend, refuse_hold),
+/// in the order of the in-process verdicts.
+const ROUTES: [(&str, bool, bool); 4] = [
+    ("rest", true, false),
+    ("file", false, false),
+    ("rest_hold", true, true),
+    ("file_hold", false, true),
+];
+
+/// Each post sent over SMTP through a private Postfix, once per route of
+/// [`ROUTES`], each smtpd with its own `mailman-milter` daemon: whether it
+/// was refused (5xx). A 4xx fails the test.
+fn through_postfix(rest_port: u16, lists_file: &Path, posts: &[Post]) -> Vec<Vec<bool>> {
+    let builder = Postfix::prepare().unwrap();
+    let dir = builder.path().to_owned();
+    let transport = dir.join("transport");
+    // Accepted posts end here: Mailman gets each post once, over LMTP.
+    std::fs::write(
+        &transport,
+        "lists.example.org discard:\nalias.example discard:\n",
+    )
+    .unwrap();
+    let mut builder = builder
+        .main_cf("relay_domains", "lists.example.org, alias.example")
+        .main_cf(
+            "transport_maps",
+            format!("texthash:{}", transport.display()),
+        )
+        .main_cf("recipient_delimiter", "+");
+    let mut daemons = Vec::new();
+    for (name, rest_backend, refuse_hold) in ROUTES {
+        let sock = builder.socket_path(&format!("{name}.sock"));
+        let source = if rest_backend {
+            "backend = \"mailman\"\n".to_owned()
+        } else {
+            format!(
+                "lists = \"{}\"\nalias_domains = {{ \"alias.example\" = \"lists.example.org\" }}\n",
+                lists_file.display()
+            )
+        };
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "{source}refuse_hold = {refuse_hold}\n\n[server]\nlisten = \"unix:{}\"\nsocket_mode = \"666\"\n\n\
+                 [mailman]\nurl = \"http://127.0.0.1:{rest_port}/3.1\"\ntimeout = 10\n",
+                sock.display()
+            ),
+        )
+        .unwrap();
+        // The [mailman] table is for the REST routes only.
+        if !rest_backend {
+            let text = std::fs::read_to_string(&config).unwrap();
+            let cut = text.find("[mailman]").unwrap();
+            std::fs::write(&config, &text[..cut]).unwrap();
+        }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mailman-milter"));
+        command.arg("--config").arg(&config).env("RUST_LOG", "info");
+        daemons
+            .push(MilterProcess::start(command, &sock, dir.join(format!("{name}.log"))).unwrap());
+        builder = builder
+            .service(SmtpService::new(name).with_milters(format!("unix:{}", sock.display())));
+    }
+    let pf = builder.start().unwrap();
+    let mut out = Vec::new();
+    for post in posts {
+        let mut refused = Vec::new();
+        for ((name, ..), daemon) in ROUTES.iter().zip(&daemons) {
+            let mut c = SmtpClient::connect(pf.port(name)).unwrap();
+            assert!(c.ehlo("client.example").unwrap().is_success());
+            let t = c
+                .transaction(post.from, &[post.rcpt], post.message())
+                .unwrap();
+            let last = t.data.clone().unwrap_or_else(|| t.rcpts[0].clone());
+            let context = || {
+                format!(
+                    "{} -> {} [{}] via {name}: {t:?}\n--- milter ---\n{}",
+                    post.from,
+                    post.rcpt,
+                    post.headers.trim(),
+                    daemon.log_text()
+                )
+            };
+            assert!(t.mail.is_success(), "{}", context());
+            assert!(!last.is_transient(), "{}", context());
+            assert!(last.is_success() || last.is_permanent(), "{}", context());
+            refused.push(last.is_permanent());
+            let _ = c.quit();
+        }
+        out.push(refused);
+    }
+    drop(pf);
+    out
+}
+
 /// Mailman's outcome for each message id, from its vette log.
 fn outcomes(m: &Mailman, ids: &[String]) -> HashMap<String, Verdict> {
     // Mailman's `vette` logger writes to mailman.log unless configured.
@@ -295,7 +399,7 @@ fn outcomes(m: &Mailman, ids: &[String]) -> HashMap<String, Verdict> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs mailman"]
+#[ignore = "needs postfix and mailman"]
 async fn the_milter_refuses_exactly_what_mailman_rejects_or_discards() {
     let mut mailman = tokio::task::spawn_blocking(|| Mailman::start(None))
         .await
@@ -345,8 +449,15 @@ async fn the_milter_refuses_exactly_what_mailman_rejects_or_discards() {
         }
         verdicts.push((post.id.clone(), v));
     }
-    let ids: Vec<String> = posts.iter().map(|p| p.id.clone()).collect();
     let posts = Arc::new(posts);
+    let (p, f) = (posts.clone(), file.clone());
+    let smtp = tokio::task::spawn_blocking(move || through_postfix(port, &f, &p))
+        .await
+        .unwrap();
+    for ((_, v), s) in verdicts.iter_mut().zip(smtp) {
+        v.extend(s);
+    }
+    let ids: Vec<String> = posts.iter().map(|p| p.id.clone()).collect();
     let p = posts.clone();
     tokio::task::spawn_blocking(move || {
         for post in p.iter() {
@@ -367,9 +478,16 @@ async fn the_milter_refuses_exactly_what_mailman_rejects_or_discards() {
     for (post, (id, v)) in posts.iter().zip(&verdicts) {
         let mailman = mm[id];
         *seen.entry(format!("{mailman:?}")).or_insert(0) += 1;
+        // In process (0..4), then through Postfix (4..8), both in the
+        // order rest, file, rest with refuse_hold, file with refuse_hold.
         for (i, refused) in v.iter().enumerate() {
-            let refuse_hold = i >= 2;
-            let backend = if i % 2 == 0 { "rest" } else { "file" };
+            let refuse_hold = i % 4 >= 2;
+            let backend = match (i % 2 == 0, i >= 4) {
+                (true, false) => "rest",
+                (false, false) => "file",
+                (true, true) => "rest via Postfix",
+                (false, true) => "file via Postfix",
+            };
             let want = match mailman {
                 Verdict::Reject | Verdict::Discard => true,
                 Verdict::Hold => refuse_hold,

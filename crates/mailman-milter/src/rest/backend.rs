@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,9 +11,11 @@ use tokio::sync::OnceCell;
 
 use super::answer_cache::{AnswerCache, Cached, Key};
 use super::client::{Api, enc};
+use super::find::keep_lists;
 use super::list_cache::Slot;
 use super::members::MemberInfo;
-use super::snapshot::Snapshot;
+use super::per_list::PerList;
+use super::snapshot::{ListEntry, Snapshot};
 use super::state;
 use super::{RestConfig, RestError, check_url};
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
@@ -21,17 +23,23 @@ use crate::list::{ListPolicy, Pattern, PatternMatch, Unevaluable};
 
 /// Mailman 3's REST API as a [`ListBackend`].
 pub struct RestBackend {
-    api: Arc<Api>,
-    timeout: Duration,
-    ttl: Duration,
-    max_stale: Duration,
-    lists: Arc<Slot>,
-    members: Arc<AnswerCache<MemberInfo>>,
+    pub(super) api: Arc<Api>,
+    pub(super) timeout: Duration,
+    pub(super) ttl: Duration,
+    pub(super) max_stale: Duration,
+    /// Whole reads of the list data (`lists`).
+    pub(super) lists: Arc<Slot>,
+    /// The list data read list by list, as RCPTs need it (also fed by
+    /// whole reads and the state file).
+    pub(super) per_list: Arc<PerList>,
+    /// A write of the list data to `state_dir` is due.
+    pub(super) saving: Arc<AtomicBool>,
+    pub(super) members: Arc<AnswerCache<MemberInfo>>,
     /// Membership lookups in flight, shared by identical ones.
-    inflight: Arc<InFlight>,
-    state_dir: Option<PathBuf>,
+    pub(super) inflight: Arc<InFlight>,
+    pub(super) state_dir: Option<PathBuf>,
     /// Configured list domains (`[mailman] list_domains`).
-    list_domains: Option<Arc<HashSet<String>>>,
+    pub(super) list_domains: Option<Arc<HashSet<String>>>,
 }
 
 /// Membership lookups in flight: one shared answer per (list, sender).
@@ -80,11 +88,12 @@ impl RestBackend {
     pub fn new(config: &RestConfig) -> Result<RestBackend, RestError> {
         let base = check_url(&config.url)?;
         let lists = Arc::new(Slot::default());
+        let per_list = Arc::new(PerList::new(config.cache_ttl, config.max_stale));
         if let Some(dir) = &config.state_dir
             && let Some((age, raw)) = state::load(dir, &base)
         {
-            match raw.build(&base) {
-                Ok(s) => {
+            match raw.build(&base).and_then(|s| Ok((s, raw.parts(&base)?))) {
+                Ok((s, (site, entries))) => {
                     let usable = age < config.max_stale.max(config.cache_ttl);
                     tracing::info!(
                         file = %state::path(dir).display(),
@@ -93,8 +102,33 @@ impl RestBackend {
                         "list data kept from a previous run{}",
                         if usable { "" } else { " (too old to serve; its domains still count)" }
                     );
-                    let at = Instant::now().checked_sub(age).filter(|_| usable);
-                    lists.set(at, Arc::new(s));
+                    let at =
+                        |more: u64| Instant::now().checked_sub(age + Duration::from_secs(more));
+                    per_list.learn_domains(s.domains.iter().map(String::as_str));
+                    per_list.log_unevaluable(&entries);
+                    if let Some(t) = at(raw.site_age) {
+                        per_list.site.insert((), t, Arc::new(site));
+                    }
+                    if !raw.partial
+                        && let Some(t) = at(raw.names_age)
+                    {
+                        per_list.set_names(t, s.list_ids.keys().cloned().collect());
+                    }
+                    for e in entries {
+                        if let Some(t) = at(e.raw.age) {
+                            per_list
+                                .lists
+                                .insert(e.raw.address.clone(), t, Some(Arc::new(e)));
+                        }
+                    }
+                    if let Some(t) = at(0) {
+                        for a in &raw.absent {
+                            per_list.lists.insert(a.clone(), t, None);
+                        }
+                    }
+                    // Whole reads only: `lists` serves nothing less.
+                    let whole = at(raw.names_age).filter(|_| usable && !raw.partial);
+                    lists.set(whole, Arc::new(s));
                 }
                 Err(e) => tracing::warn!(
                     file = %state::path(dir).display(),
@@ -133,6 +167,8 @@ impl RestBackend {
             ttl: config.cache_ttl,
             max_stale: config.max_stale,
             lists,
+            per_list,
+            saving: Arc::default(),
             members,
         };
         backend.keep_state_periodically();
@@ -143,6 +179,18 @@ impl RestBackend {
     /// [`KEEP_INTERVAL`] while the backend lives, inside a Tokio runtime).
     pub async fn keep_state(&self) {
         keep_members(&self.state_dir, &self.api.base, &self.members).await;
+        keep_lists(
+            &self.state_dir,
+            &self.api.base,
+            &self.per_list,
+            self.keep_age(),
+        )
+        .await;
+    }
+
+    /// Age past which kept answers are useless.
+    pub(super) fn keep_age(&self) -> Duration {
+        self.ttl.max(self.max_stale)
     }
 
     fn keep_state_periodically(&self) {
@@ -170,17 +218,16 @@ impl RestBackend {
     /// The unevaluable patterns of the list data read last (none before
     /// the first read).
     pub fn unevaluable(&self) -> Vec<Unevaluable> {
-        self.lists
-            .get()
-            .map(|(_, s)| s.unevaluable())
-            .unwrap_or_default()
+        self.per_list.unevaluable()
     }
 
     /// The list domains: configured, or else those of the list data last
     /// read (from the API or the state file), whatever its age. None:
     /// never known.
     pub fn known_list_domains(&self) -> Option<Arc<HashSet<String>>> {
-        self.list_domains.clone().or_else(|| self.lists.domains())
+        self.list_domains
+            .clone()
+            .or_else(|| self.per_list.domains())
     }
 
     /// Number of cached membership answers (for tests and diagnostics).
@@ -188,7 +235,7 @@ impl RestBackend {
         self.members.len()
     }
 
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         f: impl Future<Output = Result<T, RestError>>,
     ) -> Result<T, RestError> {
@@ -241,27 +288,26 @@ impl RestBackend {
             return;
         }
         let (api, slot, state_dir) = (self.api.clone(), self.lists.clone(), self.state_dir.clone());
+        let (per_list, keep) = (self.per_list.clone(), self.keep_age());
         tokio::spawn(async move {
             let read = tokio::time::timeout(LOAD_BOUND, api.fetch_raw())
                 .await
                 .unwrap_or(Err(RestError::Timeout(LOAD_BOUND)));
-            match read.and_then(|raw| Ok((raw.build(&api.base)?, raw))) {
-                Ok((s, raw)) => {
+            match read.and_then(|raw| Ok((raw.build(&api.base)?, raw.parts(&api.base)?))) {
+                Ok((s, (site, entries))) => {
                     tracing::debug!(lists = s.list_ids.len(), "Mailman lists read");
-                    slot.set(Some(Instant::now()), Arc::new(s));
-                    if let Some(dir) = state_dir {
-                        let base = api.base.clone();
-                        let saved = tokio::task::spawn_blocking(move || {
-                            state::save(&dir, &base, &raw).map_err(|e| (dir, e))
-                        })
-                        .await;
-                        if let Ok(Err((dir, e))) = saved {
-                            tracing::warn!(
-                                file = %state::path(&dir).display(),
-                                "cannot keep the list data on disk: {e}"
-                            );
-                        }
+                    let now = Instant::now();
+                    per_list.learn_domains(s.domains.iter().map(String::as_str));
+                    per_list.log_unevaluable(&entries);
+                    per_list.site.insert((), now, Arc::new(site));
+                    per_list.set_names(now, s.list_ids.keys().cloned().collect());
+                    for e in entries {
+                        per_list
+                            .lists
+                            .insert(e.raw.address.clone(), now, Some(Arc::new(e)));
                     }
+                    slot.set(Some(now), Arc::new(s));
+                    keep_lists(&state_dir, &api.base, &per_list, keep).await;
                 }
                 Err(e) => {
                     tracing::warn!("reading the Mailman lists: {e}");
@@ -381,20 +427,15 @@ impl RestBackend {
 
     async fn status(
         &self,
-        snapshot: &Snapshot,
+        entry: &ListEntry,
         list: &ListPolicy,
         sender: &str,
     ) -> Result<SenderStatus, RestError> {
-        let list_id = snapshot
-            .list_ids
-            .get(&list.address)
-            .ok_or_else(|| RestError::NotFound {
-                url: format!("{}/lists/{}", self.api.base, enc(&list.address)),
-            })?;
-        let banned = snapshot
+        let list_id = &entry.raw.list_id;
+        let banned = entry
             .bans
-            .get(&list.address)
-            .is_some_and(|b| b.iter().any(|p| p.matches(sender) == PatternMatch::Yes));
+            .iter()
+            .any(|p| p.matches(sender) == PatternMatch::Yes);
         let info = if banned {
             MemberInfo::default()
         } else {
@@ -406,10 +447,10 @@ impl RestBackend {
             for p in &list.accept_nonmembers {
                 if let Pattern::ListMembers(other) = p
                     && other != &list.address
-                    && let Some(other_id) = snapshot.list_ids.get(other)
-                    && self.member_info(other_id, sender).await?.member
+                    && let Some(other) = self.known(other).await?
+                    && self.member_info(&other.raw.list_id, sender).await?.member
                 {
-                    accepted_via = Some(other.clone());
+                    accepted_via = Some(other.raw.address.clone());
                     break;
                 }
             }
@@ -433,16 +474,29 @@ impl ListBackend for RestBackend {
         Ok(s.index.clone())
     }
 
+    fn lazy(&self) -> bool {
+        true
+    }
+
+    async fn find_lists(&self, candidates: &[String]) -> Result<Arc<ListIndex>, BackendError> {
+        Ok(Arc::new(self.bounded(self.find(candidates)).await?))
+    }
+
     async fn senders(
         &self,
         list: &ListPolicy,
         senders: &[String],
     ) -> Result<Vec<SenderStatus>, BackendError> {
         let all = async {
-            let snapshot = self.snapshot().await?;
+            let entry = self
+                .known(&list.address)
+                .await?
+                .ok_or_else(|| RestError::NotFound {
+                    url: format!("{}/lists/{}", self.api.base, enc(&list.address)),
+                })?;
             let mut out = Vec::with_capacity(senders.len());
             for s in senders {
-                out.push(self.status(&snapshot, list, s).await?);
+                out.push(self.status(&entry, list, s).await?);
             }
             Ok(out)
         };

@@ -101,6 +101,9 @@ impl Api {
         let mut b = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
         match &result {
             Ok(_) | Err(RestError::NotFound { .. }) => *b = Backoff::default(),
+            // Requests that were in flight together fail together: one
+            // step of the back-off, not one per request.
+            Err(_) if b.until.is_some_and(|u| u > Instant::now()) => {}
             Err(e) => {
                 b.failures = b.failures.saturating_add(1);
                 let delay = FIRST_BACKOFF

@@ -55,6 +55,10 @@ pub enum RestError {
         /// The failure that started or extended the back-off.
         last: String,
     },
+    /// Too many reads are already waiting for the API (a flood of new
+    /// addresses in the list domains): this one is not queued.
+    #[error("{0} Mailman REST reads already in flight; not queued")]
+    Busy(usize),
     /// The call took longer than the timeout.
     #[error("no complete answer from the Mailman REST API within {0:?}")]
     Timeout(Duration),

@@ -1,6 +1,6 @@
 //! The Mailman 3 REST backend: lists, their posting settings and bans from
-//! the REST API (HTTP basic auth), and membership lookups per sender, behind
-//! small TTL caches.
+//! the REST API (HTTP basic auth), read list by list on the first RCPT to
+//! each, and membership lookups per sender, behind TTL caches.
 //!
 //! - Every backend call ([`crate::ListBackend::lists`], [`crate::ListBackend::senders`])
 //!   is bounded by one `timeout` as a whole: a slow API is an error, never
@@ -14,10 +14,15 @@
 //!
 //! Only `http://` is spoken (the API normally listens on localhost).
 //!
-//! Files: `config` (where and how long), `client` (one HTTP `GET`),
-//! `paging` (collections), `model` (Mailman's JSON to the milter's types),
-//! `members` (membership lookups), `snapshot` (the list data), `list_cache`
-//! and `answer_cache` (the caches), `backend` (all of it as a
+//! Files: `config` (where and how long), `client` (one HTTP `GET`, the
+//! request bound and back-off), `paging` (collections), `model` (Mailman's
+//! JSON to the milter's types), `members` (membership lookups),
+//! `list_fetch` (one list, or the site data, read on demand), `find` (the
+//! list a recipient names, through the per-list cache), `per_list`
+//! (the cache of lists read one by one, with shared fetches in flight),
+//! `snapshot` (Mailman's answers as kept and as used), `list_cache` (the
+//! whole read behind `lists`), `answer_cache` (membership answers),
+//! `state` (the state directory), `backend` (all of it as a
 //! [`crate::backend::ListBackend`]).
 
 mod answer_cache;
@@ -25,10 +30,13 @@ mod backend;
 mod client;
 mod config;
 mod error;
+mod find;
 mod list_cache;
+mod list_fetch;
 mod members;
 mod model;
 mod paging;
+mod per_list;
 mod snapshot;
 pub mod state;
 

@@ -2,9 +2,12 @@
 //! restart while Mailman's API is down still knows the list domains, and
 //! still serves the lists within `max_stale` of when they were read.
 //!
-//! One JSON file, Mailman's own answers ([`RawSnapshot`]) with the time
-//! they were read and the API's URL; written whole to a temporary file and
-//! renamed over the old one, so a crash never leaves half a file.
+//! One JSON file, Mailman's own answers ([`RawSnapshot`]: the domains and
+//! site bans, every list read so far, each with its age, and the addresses
+//! known to name no list), the time it was written and the API's URL;
+//! written whole to a temporary file and renamed over the old one, so a
+//! crash never leaves half a file. Files written before lists were read
+//! one by one (no ages, no `partial`) read as one whole read.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
