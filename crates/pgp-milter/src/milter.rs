@@ -62,8 +62,9 @@ pub struct MessageState {
     headers_overflow: bool,
     /// Body bytes received.
     body_seen: usize,
-    /// The whole message, kept only for a possible delivery status report
-    /// (null sender, `bounces = accept-reports`), which is read whole.
+    /// The message, kept only for a possible delivery status report (null
+    /// sender, `bounces = accept-reports`): the header and at most one
+    /// byte more than `max_bounce_bytes` of the body.
     report_data: Vec<u8>,
 }
 
@@ -400,15 +401,14 @@ impl Milter for PgpMilter {
             return Ok(verdict(&d));
         }
         if self.wants_report(&cx.msg.sender) {
-            if cx.msg.body_seen > self.policy.max_body_bytes {
-                let d = self.too_large();
-                log_decision(&cx, &d);
-                return Ok(verdict(&d));
-            }
-            // A report is judged on the whole message: its size against
-            // `max_bounce_bytes` and its epilogue (which must be blank)
-            // included.
-            cx.msg.report_data.extend_from_slice(&chunk);
+            // A report is read from a copy of the message, kept up to one
+            // byte over `max_bounce_bytes` (more is refused for its size
+            // alone), so memory stays bounded whatever the message's size.
+            let body_kept = cx.msg.body_seen - chunk.len();
+            let room = (self.policy.max_bounce_bytes + 1).saturating_sub(body_kept);
+            cx.msg
+                .report_data
+                .extend_from_slice(&chunk[..room.min(chunk.len())]);
         }
         if cx.msg.detector.is_none() {
             // No header at all: the blank line ends an empty header.
