@@ -15,8 +15,6 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use mailparse::{MailHeaderMap, ParsedMail};
-
 use crate::armor::{self, Kind};
 use crate::mime::{self, Event, Part, ReadError};
 use crate::openpgp;
@@ -353,6 +351,61 @@ impl Detector {
             Ok(Ok(())) => {}
             Ok(Err(ReadError::Mime(e))) => self.state.refused = Some(NotPgp::Mime(e.to_string())),
             Ok(Err(ReadError::Sink(why))) | Err(why) => self.state.refused = Some(why),
+        }
+    }
+}
+
+/// Judges one entity from the strict reader's events, for a caller that
+/// reads the message itself (a delivery report judging the message it
+/// returns): the same judgement a [`Detector`] gives, fed the events from
+/// the entity's `Start` to its `End`.
+#[derive(Debug)]
+pub struct EntityJudge {
+    state: State,
+}
+
+impl Default for EntityJudge {
+    fn default() -> Self {
+        EntityJudge::new()
+    }
+}
+
+impl EntityJudge {
+    /// A judge before the entity's `Start`.
+    pub fn new() -> EntityJudge {
+        EntityJudge {
+            state: Detector::new(Wanted::default()).state,
+        }
+    }
+
+    /// One event of the entity; an error is the final refusal (feed no
+    /// more). Never panics: a panic in the parsers is an internal error.
+    pub fn event(&mut self, e: Event<'_>) -> Result<(), NotPgp> {
+        if let Some(why) = &self.state.refused {
+            return Err(why.clone());
+        }
+        let state = &mut self.state;
+        let mut budget = state.budget;
+        let r = guarded(&mut budget, || state.event(e)).and_then(|r| r);
+        state.budget = budget;
+        if let Err(why) = &r {
+            state.refused = Some(why.clone());
+        }
+        r
+    }
+
+    /// Text around the entity's multiparts so far.
+    pub fn outer(&self) -> OuterText {
+        self.state.outer
+    }
+
+    /// What the entity is (after its `End`).
+    pub fn finish(self) -> Detection {
+        let s = self.state;
+        match (s.refused, s.result) {
+            (Some(why), _) => Detection::Plain(why),
+            (None, Some(class)) => class.into_detection(),
+            (None, None) => Detection::Plain(NotPgp::Internal("entity not finished".into())),
         }
     }
 }
@@ -982,35 +1035,6 @@ fn is_smime(mime: &str) -> bool {
     )
 }
 
-/// A multipart needs its parts and its closing delimiter: without them it
-/// was cut off (or is not a multipart at all).
-pub(crate) fn multipart_complete(part: &ParsedMail<'_>) -> Result<(), String> {
-    let Some(boundary) = part.ctype.params.get("boundary") else {
-        return Err(format!("{} without a boundary", part.ctype.mimetype));
-    };
-    if part.subparts.is_empty() {
-        return Err(format!("{} without parts", part.ctype.mimetype));
-    }
-    if !has_closing_delimiter(part.raw_bytes, boundary.as_bytes()) {
-        return Err(format!(
-            "{} without its closing boundary (truncated)",
-            part.ctype.mimetype
-        ));
-    }
-    Ok(())
-}
-
-/// True if a line of `raw` is `--boundary--` (RFC 2046 §5.1.1; trailing
-/// whitespace allowed).
-pub fn has_closing_delimiter(raw: &[u8], boundary: &[u8]) -> bool {
-    raw.split(|&b| b == b'\n').any(|line| {
-        line.trim_ascii_end()
-            .strip_prefix(b"--")
-            .and_then(|l| l.strip_prefix(boundary))
-            .is_some_and(|l| l == b"--")
-    })
-}
-
 /// RFC 3156 §4: the control part, then the encrypted data.
 fn pgp_mime_encrypted(children: &[Child]) -> Class {
     let invalid = |why: &str| Class::Plain(NotPgp::Invalid(format!("PGP/MIME encrypted: {why}")));
@@ -1196,15 +1220,26 @@ pub fn encrypted_to(message: &[u8]) -> Result<Vec<Vec<packets::KeyTarget>>, Stri
 }
 
 /// True if the headers of `message` (as far as present) declare a top-level
-/// multipart; returns its boundary. Used to decide before end of message.
+/// multipart; returns its boundary. Read by the strict reader: headers it
+/// refuses declare nothing.
 pub fn top_boundary(headers: &[u8]) -> Option<String> {
-    let (headers, _) = mailparse::parse_headers(headers).ok()?;
-    let ct = headers.get_first_value("Content-Type")?;
-    let ct = mailparse::parse_content_type(&ct);
-    if !ct.mimetype.to_ascii_lowercase().starts_with("multipart/") {
-        return None;
-    }
-    ct.params.get("boundary").cloned()
+    let mut reader = mime::Reader::new();
+    let mut boundary = None;
+    let mut sink = |e: Event<'_>| -> Result<(), ()> {
+        if let Event::Start(part) = e {
+            if part.media.type_ == "multipart" {
+                boundary = part.media.param("boundary").map(str::to_owned);
+            }
+            // The first entity is the message: nothing more is needed.
+            return Err(());
+        }
+        Ok(())
+    };
+    // The headers may stop anywhere; a blank line ends them.
+    let _ = reader
+        .feed(headers, &mut sink)
+        .and_then(|()| reader.feed(b"\r\n\r\n", &mut sink));
+    boundary
 }
 
 #[cfg(test)]
@@ -1243,15 +1278,6 @@ mod tests {
                 epilogue: 0,
             }
         );
-    }
-
-    #[test]
-    fn closing_delimiter_is_a_whole_line() {
-        assert!(has_closing_delimiter(b"a\r\n--b1--\r\n", b"b1"));
-        assert!(has_closing_delimiter(b"--b1--  ", b"b1"));
-        assert!(!has_closing_delimiter(b"a\r\n--b1\r\n", b"b1"));
-        assert!(!has_closing_delimiter(b"x--b1--\r\n", b"b1"));
-        assert!(!has_closing_delimiter(b"--b1--x\r\n", b"b1"));
     }
 
     #[test]
@@ -1329,6 +1355,19 @@ Plaintext a reader using the last header would show.\r\n";
             )),
             "{d}"
         );
+    }
+
+    #[test]
+    fn top_boundary_reads_the_headers_strictly() {
+        let h = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=\"b 1\"\r\n";
+        assert_eq!(top_boundary(h).as_deref(), Some("b 1"));
+        // With the blank line and a body too.
+        let m = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n";
+        assert_eq!(top_boundary(m).as_deref(), Some("x"));
+        assert_eq!(top_boundary(b"Content-Type: text/plain\r\n"), None);
+        // Headers the strict reader refuses declare nothing.
+        let twice = b"Content-Type: multipart/mixed; boundary=x; boundary=y\r\n";
+        assert_eq!(top_boundary(twice), None);
     }
 
     #[test]
