@@ -578,18 +578,8 @@ impl Policy {
         if !matches!(decision, Decision::Reject(..)) {
             return decision;
         }
-        // A report over `max_bounce_bytes` is read only that far (the
-        // milter keeps no more of it), so its size is the reason whatever
-        // the cut-off reading found.
-        let too_large = || {
-            self.reject(&format!(
-                "delivery status report larger than {} bytes (max_bounce_bytes)",
-                self.max_bounce_bytes
-            ))
-        };
         let report = match report {
             None | Some(Err(NotReport::OtherType)) => return decision,
-            Some(_) if body_bytes > self.max_bounce_bytes => return too_large(),
             Some(Err(NotReport::Malformed(why))) => {
                 return self.reject(&format!(
                     "null sender, but not a well-formed delivery status report: {why}"
@@ -597,6 +587,12 @@ impl Policy {
             }
             Some(Ok(report)) => report,
         };
+        if body_bytes > self.max_bounce_bytes {
+            return self.reject(&format!(
+                "delivery status report larger than {} bytes (max_bounce_bytes)",
+                self.max_bounce_bytes
+            ));
+        }
         if let Returned::Message(returned) = &report.returned {
             match self.judge(returned) {
                 Decision::Accept(_) => {}

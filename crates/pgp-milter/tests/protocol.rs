@@ -610,9 +610,8 @@ async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
         ..Policy::default()
     };
     // Text after the closing boundary: the milter must not SKIP at the
-    // boundary, so it sees all of it. Within max_bounce_bytes the epilogue
-    // is the reason; far more than it, the size (the milter keeps no more
-    // of a report than max_bounce_bytes).
+    // boundary, so it sees all of it, however much there is (the report
+    // is read as it streams, nothing of it kept).
     let mut leak = report.clone();
     for i in 0..100 {
         leak.extend_from_slice(format!("plaintext line {i} after the report\r\n").as_bytes());
@@ -639,7 +638,8 @@ async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
         (
             "text epilogue over the cap",
             big_leak,
-            "(delivery status report larger than 131072 bytes (max_bounce_bytes))",
+            "(null sender, but not a well-formed delivery status report: \
+             text after the closing boundary (epilogue))",
         ),
         (
             "blank epilogue over the cap",
