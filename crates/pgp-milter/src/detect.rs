@@ -744,38 +744,6 @@ impl State {
     }
 }
 
-/// Counts the text around the top-level multipart with `boundary` in a
-/// whole `body` (which may stop anywhere in the epilogue), one pass over
-/// the lines: what a returned message inside a delivery report may carry
-/// around its parts (the streaming [`Detector`] counts its own).
-pub fn outer_text(body: &[u8], boundary: &[u8]) -> OuterText {
-    #[derive(PartialEq)]
-    enum At {
-        Preamble,
-        Parts,
-        Epilogue,
-    }
-    let mut at = At::Preamble;
-    let mut t = OuterText::default();
-    for line in body.split(|&b| b == b'\n') {
-        if at == At::Epilogue {
-            t.epilogue += text_bytes(line);
-            continue;
-        }
-        let rest = line
-            .trim_ascii_end()
-            .strip_prefix(b"--")
-            .and_then(|l| l.strip_prefix(boundary));
-        match rest {
-            Some(b"--") => at = At::Epilogue,
-            Some(b"") => at = At::Parts,
-            _ if at == At::Preamble => t.preamble += text_bytes(line),
-            _ => {}
-        }
-    }
-    t
-}
-
 fn text_bytes(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| !b.is_ascii_whitespace()).count()
 }
@@ -1245,40 +1213,6 @@ pub fn top_boundary(headers: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outer_text_counts_text_before_the_first_and_after_the_closing_boundary() {
-        let body = b"This is an OpenPGP/MIME encrypted message\r\n\r\n\
---b\r\nContent-Type: text/plain\r\n\r\ninside\r\n--b--\r\n\
- tail  text \r\n";
-        assert_eq!(
-            outer_text(body, b"b"),
-            OuterText {
-                preamble: "ThisisanOpenPGP/MIMEencryptedmessage".len(),
-                epilogue: "tailtext".len(),
-            }
-        );
-        // Parts are not counted; a delimiter-like line for another boundary
-        // or with text after it is not ours; a second closing line is
-        // epilogue text.
-        let body = b"--b\r\n--bx--\r\n--b--x\r\n--b-- \t\r\n--b--\r\n";
-        assert_eq!(
-            outer_text(body, b"b"),
-            OuterText {
-                preamble: 0,
-                epilogue: 5,
-            }
-        );
-        // A preamble without any boundary is all preamble; white space is
-        // never counted.
-        assert_eq!(
-            outer_text(b"  \r\n\t\r\nab c", b"b"),
-            OuterText {
-                preamble: 3,
-                epilogue: 0,
-            }
-        );
-    }
 
     #[test]
     fn duplicate_content_type_is_ambiguous_and_refused() {
