@@ -134,10 +134,14 @@ pub struct ReportReader {
 }
 
 impl ReportReader {
-    /// Reads the next bytes.
+    /// Reads the next bytes. Never panics: a panic in the reading stops it
+    /// with an error.
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.stopped.is_none() {
-            let r = self.reader.feed(bytes, &mut |e| self.state.event(e));
+            let ReportReader { reader, state, .. } = self;
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                reader.feed(bytes, &mut |e| state.event(e))
+            }));
             self.settle(r);
         }
     }
@@ -145,7 +149,8 @@ impl ReportReader {
     /// The message ended: the report, or why it is none.
     pub fn finish(mut self) -> Result<Report, NotReport> {
         if self.stopped.is_none() {
-            let r = self.reader.finish(&mut |e| self.state.event(e));
+            let ReportReader { reader, state, .. } = &mut self;
+            let r = catch_unwind(AssertUnwindSafe(|| reader.finish(&mut |e| state.event(e))));
             self.settle(r);
         }
         if let Some(why) = self.stopped {
@@ -165,13 +170,18 @@ impl ReportReader {
         })
     }
 
-    fn settle(&mut self, r: Result<(), mime::ReadError<NotReport>>) {
+    fn settle(&mut self, r: std::thread::Result<Result<(), mime::ReadError<NotReport>>>) {
         match r {
-            Ok(()) => {}
-            Err(mime::ReadError::Mime(e)) => {
+            Ok(Ok(())) => {}
+            Ok(Err(mime::ReadError::Mime(e))) => {
                 self.stopped = Some(NotReport::Malformed(e.to_string()));
             }
-            Err(mime::ReadError::Sink(why)) => self.stopped = Some(why),
+            Ok(Err(mime::ReadError::Sink(why))) => self.stopped = Some(why),
+            Err(_) => {
+                self.stopped = Some(NotReport::Malformed(
+                    "the report reader panicked on it".into(),
+                ));
+            }
         }
     }
 }
