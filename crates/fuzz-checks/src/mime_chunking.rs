@@ -11,9 +11,12 @@
 //!   and its reason) is the same whole, cut at the given offsets, and fed
 //!   byte by byte;
 //! - the detection (and the recipients found) is the same whole and cut;
+//! - the delivery-report reading (the report, or why it is none) is the
+//!   same whole and cut, and the report reader never panics;
 
 use pgp_milter::detect::{Detector, Found, Wanted};
 use pgp_milter::mime::{Transcript, transcript};
+use pgp_milter::report::{NotReport, ReportReader, delivery_report};
 use pgp_milter::{Detection, NotPgp};
 
 use crate::{Failure, Input, Outcome, ensure_eq};
@@ -75,5 +78,27 @@ pub fn check(message: &[u8], cuts: &[usize]) -> Outcome {
     let a = detect_in(message, &[])?;
     let b = detect_in(message, cuts)?;
     ensure_eq!(a, b, "detection depends on the chunking {cuts:?}");
+    let whole = delivery_report(message);
+    if let Err(NotReport::Malformed(why)) = &whole
+        && why.contains("panicked")
+    {
+        return Err(Failure(format!(
+            "report reader panicked\ninput: {:?}",
+            String::from_utf8_lossy(message)
+        )));
+    }
+    let mut points: Vec<usize> = cuts.to_vec();
+    points.extend([0, message.len()]);
+    points.sort_unstable();
+    points.dedup();
+    let mut r = ReportReader::default();
+    for w in points.windows(2) {
+        r.feed(&message[w[0]..w[1]]);
+    }
+    ensure_eq!(
+        whole,
+        r.finish(),
+        "report reading depends on the chunking {cuts:?}"
+    );
     Ok(())
 }

@@ -15,8 +15,6 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use mailparse::{MailHeaderMap, ParsedMail};
-
 use crate::armor::{self, Kind};
 use crate::mime::{self, Event, Part, ReadError};
 use crate::openpgp;
@@ -357,6 +355,61 @@ impl Detector {
     }
 }
 
+/// Judges one entity from the strict reader's events, for a caller that
+/// reads the message itself (a delivery report judging the message it
+/// returns): the same judgement a [`Detector`] gives, fed the events from
+/// the entity's `Start` to its `End`.
+#[derive(Debug)]
+pub struct EntityJudge {
+    state: State,
+}
+
+impl Default for EntityJudge {
+    fn default() -> Self {
+        EntityJudge::new()
+    }
+}
+
+impl EntityJudge {
+    /// A judge before the entity's `Start`.
+    pub fn new() -> EntityJudge {
+        EntityJudge {
+            state: Detector::new(Wanted::default()).state,
+        }
+    }
+
+    /// One event of the entity; an error is the final refusal (feed no
+    /// more). Never panics: a panic in the parsers is an internal error.
+    pub fn event(&mut self, e: Event<'_>) -> Result<(), NotPgp> {
+        if let Some(why) = &self.state.refused {
+            return Err(why.clone());
+        }
+        let state = &mut self.state;
+        let mut budget = state.budget;
+        let r = guarded(&mut budget, || state.event(e)).and_then(|r| r);
+        state.budget = budget;
+        if let Err(why) = &r {
+            state.refused = Some(why.clone());
+        }
+        r
+    }
+
+    /// Text around the entity's multiparts so far.
+    pub fn outer(&self) -> OuterText {
+        self.state.outer
+    }
+
+    /// What the entity is (after its `End`).
+    pub fn finish(self) -> Detection {
+        let s = self.state;
+        match (s.refused, s.result) {
+            (Some(why), _) => Detection::Plain(why),
+            (None, Some(class)) => class.into_detection(),
+            (None, None) => Detection::Plain(NotPgp::Internal("entity not finished".into())),
+        }
+    }
+}
+
 /// Runs `f` with the message's decompression budget, catching a panic.
 fn guarded<T>(budget: &mut u64, f: impl FnOnce() -> T) -> Result<T, NotPgp> {
     catch_unwind(AssertUnwindSafe(|| openpgp::resume_message(budget, f))).map_err(|panic| {
@@ -691,38 +744,6 @@ impl State {
     }
 }
 
-/// Counts the text around the top-level multipart with `boundary` in a
-/// whole `body` (which may stop anywhere in the epilogue), one pass over
-/// the lines: what a returned message inside a delivery report may carry
-/// around its parts (the streaming [`Detector`] counts its own).
-pub fn outer_text(body: &[u8], boundary: &[u8]) -> OuterText {
-    #[derive(PartialEq)]
-    enum At {
-        Preamble,
-        Parts,
-        Epilogue,
-    }
-    let mut at = At::Preamble;
-    let mut t = OuterText::default();
-    for line in body.split(|&b| b == b'\n') {
-        if at == At::Epilogue {
-            t.epilogue += text_bytes(line);
-            continue;
-        }
-        let rest = line
-            .trim_ascii_end()
-            .strip_prefix(b"--")
-            .and_then(|l| l.strip_prefix(boundary));
-        match rest {
-            Some(b"--") => at = At::Epilogue,
-            Some(b"") => at = At::Parts,
-            _ if at == At::Preamble => t.preamble += text_bytes(line),
-            _ => {}
-        }
-    }
-    t
-}
-
 fn text_bytes(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| !b.is_ascii_whitespace()).count()
 }
@@ -982,35 +1003,6 @@ fn is_smime(mime: &str) -> bool {
     )
 }
 
-/// A multipart needs its parts and its closing delimiter: without them it
-/// was cut off (or is not a multipart at all).
-pub(crate) fn multipart_complete(part: &ParsedMail<'_>) -> Result<(), String> {
-    let Some(boundary) = part.ctype.params.get("boundary") else {
-        return Err(format!("{} without a boundary", part.ctype.mimetype));
-    };
-    if part.subparts.is_empty() {
-        return Err(format!("{} without parts", part.ctype.mimetype));
-    }
-    if !has_closing_delimiter(part.raw_bytes, boundary.as_bytes()) {
-        return Err(format!(
-            "{} without its closing boundary (truncated)",
-            part.ctype.mimetype
-        ));
-    }
-    Ok(())
-}
-
-/// True if a line of `raw` is `--boundary--` (RFC 2046 §5.1.1; trailing
-/// whitespace allowed).
-pub fn has_closing_delimiter(raw: &[u8], boundary: &[u8]) -> bool {
-    raw.split(|&b| b == b'\n').any(|line| {
-        line.trim_ascii_end()
-            .strip_prefix(b"--")
-            .and_then(|l| l.strip_prefix(boundary))
-            .is_some_and(|l| l == b"--")
-    })
-}
-
 /// RFC 3156 §4: the control part, then the encrypted data.
 fn pgp_mime_encrypted(children: &[Child]) -> Class {
     let invalid = |why: &str| Class::Plain(NotPgp::Invalid(format!("PGP/MIME encrypted: {why}")));
@@ -1196,63 +1188,31 @@ pub fn encrypted_to(message: &[u8]) -> Result<Vec<Vec<packets::KeyTarget>>, Stri
 }
 
 /// True if the headers of `message` (as far as present) declare a top-level
-/// multipart; returns its boundary. Used to decide before end of message.
+/// multipart; returns its boundary. Read by the strict reader: headers it
+/// refuses declare nothing.
 pub fn top_boundary(headers: &[u8]) -> Option<String> {
-    let (headers, _) = mailparse::parse_headers(headers).ok()?;
-    let ct = headers.get_first_value("Content-Type")?;
-    let ct = mailparse::parse_content_type(&ct);
-    if !ct.mimetype.to_ascii_lowercase().starts_with("multipart/") {
-        return None;
-    }
-    ct.params.get("boundary").cloned()
+    let mut reader = mime::Reader::new();
+    let mut boundary = None;
+    let mut sink = |e: Event<'_>| -> Result<(), ()> {
+        if let Event::Start(part) = e {
+            if part.media.type_ == "multipart" {
+                boundary = part.media.param("boundary").map(str::to_owned);
+            }
+            // The first entity is the message: nothing more is needed.
+            return Err(());
+        }
+        Ok(())
+    };
+    // The headers may stop anywhere; a blank line ends them.
+    let _ = reader
+        .feed(headers, &mut sink)
+        .and_then(|()| reader.feed(b"\r\n\r\n", &mut sink));
+    boundary
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outer_text_counts_text_before_the_first_and_after_the_closing_boundary() {
-        let body = b"This is an OpenPGP/MIME encrypted message\r\n\r\n\
---b\r\nContent-Type: text/plain\r\n\r\ninside\r\n--b--\r\n\
- tail  text \r\n";
-        assert_eq!(
-            outer_text(body, b"b"),
-            OuterText {
-                preamble: "ThisisanOpenPGP/MIMEencryptedmessage".len(),
-                epilogue: "tailtext".len(),
-            }
-        );
-        // Parts are not counted; a delimiter-like line for another boundary
-        // or with text after it is not ours; a second closing line is
-        // epilogue text.
-        let body = b"--b\r\n--bx--\r\n--b--x\r\n--b-- \t\r\n--b--\r\n";
-        assert_eq!(
-            outer_text(body, b"b"),
-            OuterText {
-                preamble: 0,
-                epilogue: 5,
-            }
-        );
-        // A preamble without any boundary is all preamble; white space is
-        // never counted.
-        assert_eq!(
-            outer_text(b"  \r\n\t\r\nab c", b"b"),
-            OuterText {
-                preamble: 3,
-                epilogue: 0,
-            }
-        );
-    }
-
-    #[test]
-    fn closing_delimiter_is_a_whole_line() {
-        assert!(has_closing_delimiter(b"a\r\n--b1--\r\n", b"b1"));
-        assert!(has_closing_delimiter(b"--b1--  ", b"b1"));
-        assert!(!has_closing_delimiter(b"a\r\n--b1\r\n", b"b1"));
-        assert!(!has_closing_delimiter(b"x--b1--\r\n", b"b1"));
-        assert!(!has_closing_delimiter(b"--b1--x\r\n", b"b1"));
-    }
 
     #[test]
     fn duplicate_content_type_is_ambiguous_and_refused() {
@@ -1329,6 +1289,19 @@ Plaintext a reader using the last header would show.\r\n";
             )),
             "{d}"
         );
+    }
+
+    #[test]
+    fn top_boundary_reads_the_headers_strictly() {
+        let h = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=\"b 1\"\r\n";
+        assert_eq!(top_boundary(h).as_deref(), Some("b 1"));
+        // With the blank line and a body too.
+        let m = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n";
+        assert_eq!(top_boundary(m).as_deref(), Some("x"));
+        assert_eq!(top_boundary(b"Content-Type: text/plain\r\n"), None);
+        // Headers the strict reader refuses declare nothing.
+        let twice = b"Content-Type: multipart/mixed; boundary=x; boundary=y\r\n";
+        assert_eq!(top_boundary(twice), None);
     }
 
     #[test]

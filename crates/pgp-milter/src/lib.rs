@@ -17,7 +17,7 @@
 //! * [`payload`]: the streaming OpenPGP payload reader of one leaf
 //!   (armor, packet framing, grammar, ciphertext randomness);
 //! * [`keyring`]: the public keys of `keyring_dir`, by e-mail address;
-//! * [`detect`]: what a message is (encrypted, signed, plain), judged on
+//! * [`detect`](mod@detect): what a message is (encrypted, signed, plain), judged on
 //!   the reader's events as the bytes arrive;
 //! * [`report`]: a delivery status report from the null sender;
 //! * [`policy`]: who is checked, what passes, what the refusal says;

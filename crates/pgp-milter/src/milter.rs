@@ -13,7 +13,7 @@ use crate::address::Address;
 use crate::detect::{Detection, Detector, Found, NotPgp, Wanted};
 use crate::openpgp::inline_work;
 use crate::policy::{Bounces, Decision, Policy, RecipientClass};
-use crate::report::{self, Report};
+use crate::report::{self, Report, ReportReader};
 
 pub use crate::detect::MAX_OUTER_TEXT;
 
@@ -54,7 +54,7 @@ pub struct MessageState {
     /// Whether the accepted recipients are enforced (set by the first one).
     enforced: Option<bool>,
     /// Judges the message as it arrives (header lines, then body chunks).
-    detector: Option<Box<Detector>>,
+    reading: Option<Box<Reading>>,
     /// While the message is judged inline (see [`INLINE_BYTES`]): every
     /// byte fed to the detector, to judge it again from its start on a
     /// blocking thread if a step turns out expensive.
@@ -62,19 +62,43 @@ pub struct MessageState {
     /// The message is judged on the blocking pool from now on (it grew
     /// over [`INLINE_BYTES`], or an inline step went over its allowance).
     heavy: bool,
-    /// Header bytes seen (bounded by `max_body_bytes` too).
-    header_bytes: usize,
-    /// The headers alone exceeded the cap.
-    headers_overflow: bool,
     /// Body bytes received.
     body_seen: usize,
-    /// The whole message, kept only for a possible delivery status report
-    /// (null sender, `bounces = accept-reports`), which is read whole.
-    report_data: Vec<u8>,
     /// The decision's reason and class, for the runtime's one line per
     /// message and its metrics (set where the decision is made, which has
     /// only shared access to the state).
     decided: std::sync::Mutex<Option<(String, &'static str)>>,
+}
+
+/// The readers of one message: the detector, and for a possible delivery
+/// status report (null sender, `bounces = accept-reports`) the report
+/// reader, both fed the same bytes as they arrive, both in bounded memory.
+#[derive(Debug)]
+struct Reading {
+    detector: Detector,
+    report: Option<ReportReader>,
+}
+
+impl Reading {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.detector.feed(bytes);
+        if let Some(r) = &mut self.report {
+            r.feed(bytes);
+        }
+    }
+
+    /// The detector's finding and, for a possible report, the report.
+    fn conclude(self) -> (Found, Option<Result<Report, report::NotReport>>) {
+        let found = self.detector.finish();
+        let report = match (&found.detection, self.report) {
+            // The detector refused the structure or failed itself: that is
+            // the message's verdict.
+            (Detection::Plain(NotPgp::Mime(_) | NotPgp::Internal(_)), _) => None,
+            (Detection::Plain(_) | Detection::Signed(_), Some(r)) => Some(r.finish()),
+            _ => None,
+        };
+        (found, report)
+    }
 }
 
 fn verdict(d: &Decision) -> Verdict {
@@ -142,16 +166,16 @@ pub const INLINE_BYTES: usize = 64 * 1024;
 /// again from its start on a blocking thread ([`inline_work`]).
 pub const INLINE_DECOMPRESSED: u64 = 256 * 1024;
 
-/// Runs `f` on the message's detector on a blocking thread: any step may
+/// Runs `f` on the message's readers on a blocking thread: any step may
 /// reach rpgp (a leaf ends inside the chunk), and a small message can cost
 /// a decompression budget's worth of work, which must not stall the async
 /// workers serving the other connections.
 async fn off_worker<T: Send + 'static>(
-    detector: Box<Detector>,
-    f: impl FnOnce(&mut Detector) -> T + Send + 'static,
-) -> Result<(Box<Detector>, T), String> {
+    reading: Box<Reading>,
+    f: impl FnOnce(&mut Reading) -> T + Send + 'static,
+) -> Result<(Box<Reading>, T), String> {
     tokio::task::spawn_blocking(move || {
-        let mut d = detector;
+        let mut d = reading;
         let t = f(&mut d);
         (d, t)
     })
@@ -171,7 +195,7 @@ impl PgpMilter {
     /// A refusal proven before the end of the message, if one may be given
     /// now (a possible delivery report is judged whole, at the end).
     fn early(&self, msg: &MessageState) -> Option<Decision> {
-        let why = msg.detector.as_ref()?.refused()?;
+        let why = msg.reading.as_ref()?.detector.refused()?;
         if self.wants_report(&msg.sender) || msg.handshake.pending() {
             return None;
         }
@@ -185,28 +209,22 @@ impl PgpMilter {
     /// a blocking thread otherwise (or, if the inline step turns heavy,
     /// again from the message's start there).
     async fn judge(&self, msg: &mut MessageState) -> Decision {
-        let report_data = std::mem::take(&mut msg.report_data);
-        let wants_report = self.wants_report(&msg.sender);
-        if msg.detector.is_none() {
+        if msg.reading.is_none() {
             // No header and no body: the blank line ends an empty header.
             self.feed_light(msg, b"\r\n");
         }
-        let detector = msg.detector.take().expect("just made");
+        let reading = msg.reading.take().expect("just made");
         let concluded = if msg.heavy {
-            off_worker(detector, move |d| {
-                conclude(spent(d), wants_report, &report_data)
-            })
-            .await
-            .map(|(_, r)| r)
+            off_worker(reading, |r| spent(r).conclude())
+                .await
+                .map(|(_, r)| r)
         } else {
-            let (r, heavy) = inline_work::run(INLINE_DECOMPRESSED, || {
-                conclude(*detector, wants_report, &report_data)
-            });
+            let (r, heavy) = inline_work::run(INLINE_DECOMPRESSED, || reading.conclude());
             if heavy {
                 let fed = std::mem::take(&mut msg.fed);
-                off_worker(Box::new(self.new_detector()), move |d| {
-                    d.feed(&fed);
-                    conclude(spent(d), wants_report, &report_data)
+                off_worker(Box::new(self.new_reading(&msg.sender)), move |r| {
+                    r.feed(&fed);
+                    spent(r).conclude()
                 })
                 .await
                 .map(|(_, r)| r)
@@ -229,10 +247,13 @@ impl PgpMilter {
             .judge_bounce(&msg.sender, decision, report.as_ref(), msg.body_seen)
     }
 
-    /// A detector at the start of a message.
-    fn new_detector(&self) -> Detector {
+    /// The readers at the start of a message from `sender`.
+    fn new_reading(&self, sender: &str) -> Reading {
         let keys = self.policy.require_recipient_key;
-        Detector::with_limit(Wanted { keys }, self.policy.max_body_bytes)
+        Reading {
+            detector: Detector::with_limit(Wanted { keys }, self.policy.max_body_bytes),
+            report: self.wants_report(sender).then(ReportReader::default),
+        }
     }
 
     /// Feeds bytes that cannot reach the expensive layers (header lines,
@@ -240,8 +261,9 @@ impl PgpMilter {
     /// message is light.
     fn feed_light(&self, msg: &mut MessageState, bytes: &[u8]) {
         self.record(msg, bytes);
-        msg.detector
-            .get_or_insert_with(|| Box::new(self.new_detector()))
+        let sender = &msg.sender;
+        msg.reading
+            .get_or_insert_with(|| Box::new(self.new_reading(sender)))
             .feed(bytes);
     }
 
@@ -264,36 +286,17 @@ impl PgpMilter {
     fn wants_report(&self, sender: &str) -> bool {
         sender.is_empty() && self.policy.bounces == Bounces::AcceptReports
     }
-
-    fn too_large(&self) -> Decision {
-        self.policy
-            .reject(&NotPgp::TooLarge(self.policy.max_body_bytes).to_string())
-    }
 }
 
-/// Finishes a detector (leaving a spent one in its place) and, for a
-/// possible delivery report, reads the report.
-fn conclude(
-    d: Detector,
-    wants_report: bool,
-    report_data: &[u8],
-) -> (Found, Option<Result<Report, report::NotReport>>) {
-    let found = d.finish();
-    // The report is read with a lenient parser: only a message the
-    // strict reader read without refusing is given to it.
-    let report = match &found.detection {
-        Detection::Plain(NotPgp::Mime(_) | NotPgp::Internal(_)) => None,
-        Detection::Plain(_) | Detection::Signed(_) if wants_report => {
-            Some(report::delivery_report(report_data))
-        }
-        _ => None,
-    };
-    (found, report)
-}
-
-/// Takes the detector out of `d`, leaving one that judged nothing.
-fn spent(d: &mut Detector) -> Detector {
-    std::mem::replace(d, Detector::with_limit(Wanted::default(), 0))
+/// Takes the readers out of `r`, leaving ones that read nothing.
+fn spent(r: &mut Reading) -> Reading {
+    std::mem::replace(
+        r,
+        Reading {
+            detector: Detector::with_limit(Wanted::default(), 0),
+            report: None,
+        },
+    )
 }
 
 impl Milter for PgpMilter {
@@ -359,14 +362,8 @@ impl Milter for PgpMilter {
     }
 
     async fn header(&self, cx: Ctx<'_, Self>, header: &Header) -> StepResult {
-        // The headers go to the reader (the MIME structure starts there),
-        // one line at a time. Only a possible report keeps them, within
-        // `max_body_bytes`.
-        cx.msg.header_bytes += header.name.len() + header.value.len() + 4;
-        if self.wants_report(&cx.msg.sender) && cx.msg.header_bytes > self.policy.max_body_bytes {
-            cx.msg.headers_overflow = true;
-            return Ok(Verdict::Continue);
-        }
+        // The headers go to the readers (the MIME structure starts there),
+        // one line at a time.
         let mut line = Vec::with_capacity(header.name.len() + header.value.len() + 4);
         line.extend_from_slice(&header.name);
         line.extend_from_slice(b": ");
@@ -377,9 +374,6 @@ impl Milter for PgpMilter {
             line.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
         }
         line.extend_from_slice(b"\r\n");
-        if self.wants_report(&cx.msg.sender) {
-            cx.msg.report_data.extend_from_slice(&line);
-        }
         cx.msg.from_fields.header(&header.name, &header.value);
         if self.policy.accept_securejoin {
             cx.msg.handshake.header(&header.name, &line);
@@ -404,14 +398,6 @@ impl Milter for PgpMilter {
         if let Some(d) = self.exempt_decision(&cx) {
             return Ok(verdict(&d));
         }
-        if cx.msg.headers_overflow {
-            let d = self.too_large();
-            log_decision(&cx, &d);
-            return Ok(verdict(&d));
-        }
-        if self.wants_report(&cx.msg.sender) {
-            cx.msg.report_data.extend_from_slice(b"\r\n");
-        }
         self.feed_light(cx.msg, b"\r\n");
         if let Some(d) = self.early(cx.msg) {
             log_decision(&cx, &d);
@@ -430,18 +416,7 @@ impl Milter for PgpMilter {
             log_decision(&cx, &d);
             return Ok(verdict(&d));
         }
-        if self.wants_report(&cx.msg.sender) {
-            if cx.msg.body_seen > self.policy.max_body_bytes {
-                let d = self.too_large();
-                log_decision(&cx, &d);
-                return Ok(verdict(&d));
-            }
-            // A report is judged on the whole message: its size against
-            // `max_bounce_bytes` and its epilogue (which must be blank)
-            // included.
-            cx.msg.report_data.extend_from_slice(&chunk);
-        }
-        if cx.msg.detector.is_none() {
+        if cx.msg.reading.is_none() {
             // No header at all: the blank line ends an empty header.
             self.feed_light(cx.msg, b"\r\n");
         }
@@ -450,38 +425,34 @@ impl Milter for PgpMilter {
         self.record(cx.msg, &chunk);
         if cx
             .msg
-            .detector
+            .reading
             .as_ref()
-            .is_some_and(|d| d.refused().is_some())
+            .is_some_and(|r| r.report.is_none() && r.detector.refused().is_some())
         {
-            // Already refused (report mode reads on for the report only).
+            // Already refused (a possible report is read on to its end).
             return Ok(Verdict::Continue);
         }
-        let mut detector = cx.msg.detector.take().expect("just made");
+        let mut reading = cx.msg.reading.take().expect("just made");
         let mut replay = None;
         if !cx.msg.heavy {
             let (_, heavy) = inline_work::run(INLINE_DECOMPRESSED, || {
-                detector.feed(&chunk);
+                reading.feed(&chunk);
             });
             if heavy {
-                // The inline step's state is spent: judge the message so
+                // The inline step's state is spent: read the message so
                 // far again, from its start, off the worker.
                 cx.msg.heavy = true;
                 replay = Some(std::mem::take(&mut cx.msg.fed));
-                detector = Box::new(self.new_detector());
+                reading = Box::new(self.new_reading(&cx.msg.sender));
             }
         }
         if cx.msg.heavy {
-            let step = move |d: &mut Detector| match replay {
-                Some(fed) => {
-                    d.feed(&fed);
-                }
-                None => {
-                    d.feed(&chunk);
-                }
+            let step = move |r: &mut Reading| match replay {
+                Some(fed) => r.feed(&fed),
+                None => r.feed(&chunk),
             };
-            match off_worker(detector, step).await {
-                Ok((d, ())) => detector = d,
+            match off_worker(reading, step).await {
+                Ok((r, ())) => reading = r,
                 Err(e) => {
                     let d = self.policy.tempfail(&e);
                     log_decision(&cx, &d);
@@ -489,7 +460,7 @@ impl Milter for PgpMilter {
                 }
             }
         }
-        cx.msg.detector = Some(detector);
+        cx.msg.reading = Some(reading);
         if let Some(d) = self.early(cx.msg) {
             log_decision(&cx, &d);
             return Ok(verdict(&d));

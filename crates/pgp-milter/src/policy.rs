@@ -30,7 +30,7 @@ pub enum HiddenRecipients {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnknownRecipient {
-    /// It cannot be satisfied ("no key for <rcpt> in the keyring").
+    /// It cannot be satisfied ("no key for \<rcpt\> in the keyring").
     #[default]
     Reject,
     /// Any encrypted message to it passes.

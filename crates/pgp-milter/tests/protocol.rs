@@ -609,11 +609,16 @@ async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
         bounces: Bounces::AcceptReports,
         ..Policy::default()
     };
-    // Text after the closing boundary, far more than max_bounce_bytes: the
-    // milter must not SKIP at the boundary, so it sees all of it.
+    // Text after the closing boundary: the milter must not SKIP at the
+    // boundary, so it sees all of it, however much there is (the report
+    // is read as it streams, nothing of it kept).
     let mut leak = report.clone();
-    for i in 0..20_000 {
+    for i in 0..100 {
         leak.extend_from_slice(format!("plaintext line {i} after the report\r\n").as_bytes());
+    }
+    let mut big_leak = report.clone();
+    for i in 0..20_000 {
+        big_leak.extend_from_slice(format!("plaintext line {i} after the report\r\n").as_bytes());
     }
     // White space only, but more of it than max_bounce_bytes allows.
     let mut blank = report.clone();
@@ -627,6 +632,12 @@ async fn a_report_is_read_to_the_end_and_its_epilogue_counted() {
         (
             "text epilogue",
             leak,
+            "(null sender, but not a well-formed delivery status report: \
+             text after the closing boundary (epilogue))",
+        ),
+        (
+            "text epilogue over the cap",
+            big_leak,
             "(null sender, but not a well-formed delivery status report: \
              text after the closing boundary (epilogue))",
         ),
@@ -706,4 +717,75 @@ async fn an_html_twin_is_compared_up_to_its_cap_and_refused_with_a_reason_beyond
         why.contains(&format!("text/html alternative of more than {cap} bytes")),
         "{why}"
     );
+}
+
+#[tokio::test]
+async fn hostile_reports_are_refused_in_bounded_memory() {
+    use support::{DsnReturn, postfix_dsn};
+    let policy = Policy {
+        bounces: Bounces::AcceptReports,
+        ..Policy::default()
+    };
+    let boundary = "8C2D61E0A3.1795945200/mx.remote.example";
+    // Huge: 20 MiB of explanation, more than max_body_bytes (16 MiB). Read
+    // to its end and refused for its size, never for a buffering limit.
+    let huge = postfix_dsn(
+        "dsn-huge",
+        &DsnReturn::Nothing,
+        &"Padding the explanation.\n".repeat(840_000),
+    );
+    assert!(huge.len() > 20 << 20);
+    // Ambiguous boundaries: two boundary parameters (readers disagree on
+    // which one counts).
+    let two = String::from_utf8(postfix_dsn("dsn-two", &DsnReturn::Nothing, ""))
+        .unwrap()
+        .replacen(
+            &format!("boundary=\"{boundary}\""),
+            &format!("boundary=\"{boundary}\"; boundary=\"other\""),
+            1,
+        )
+        .into_bytes();
+    // A delimiter look-alike that closes the multipart for some readers,
+    // with a part after it that others show.
+    let lookalike = String::from_utf8(postfix_dsn("dsn-look", &DsnReturn::Nothing, ""))
+        .unwrap()
+        .replacen(
+            &format!("--{boundary}--"),
+            &format!(
+                "--{boundary}--x\r\nContent-Type: text/plain\r\n\r\nthe plans\r\n--{boundary}--"
+            ),
+            1,
+        )
+        .into_bytes();
+    // Nested: a returned message holding a message holding a message...
+    // deeper than the reader reads.
+    let mut inner = plain("innermost", "The plans.\n");
+    for _ in 0..12 {
+        let mut m = b"Content-Type: message/rfc822\r\n\r\n".to_vec();
+        m.extend_from_slice(&inner);
+        inner = m;
+    }
+    let nested = postfix_dsn("dsn-nested", &DsnReturn::Message(inner), "");
+    let mut c = client(policy, Offer::postfix()).await;
+    let mut first = true;
+    for (name, m, reason) in [
+        (
+            "huge",
+            huge,
+            "(delivery status report larger than 131072 bytes (max_bounce_bytes))",
+        ),
+        ("two boundaries", two, "parameter boundary given twice"),
+        (
+            "delimiter look-alike",
+            lookalike,
+            "begins with a boundary but is not a delimiter",
+        ),
+        ("nested", nested, "nested"),
+    ] {
+        let t = next(&mut c, &bounce(m), &mut first).await;
+        let text = rejected_text(&t.outcome);
+        assert!(text.starts_with("550 5.7.1 "), "{name}: {text}");
+        assert!(text.contains(reason), "{name}: {text}");
+    }
+    c.quit().await.unwrap();
 }
