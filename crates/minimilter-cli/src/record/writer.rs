@@ -25,9 +25,11 @@ pub struct Totals {
     pub written: u64,
     /// Transcripts that could not be written (disk errors).
     pub failed: u64,
-    /// Connections whose unfinished transcript was dropped because the
-    /// queue was full.
+    /// Connections that stopped being recorded because the queue was
+    /// full (their unfinished transcript is dropped).
     pub dropped: u64,
+    /// Transactions those connections began afterwards, not recorded.
+    pub later_not_recorded: u64,
 }
 
 /// Runs until every sender is gone and the queue is empty.
@@ -90,6 +92,7 @@ pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
                 at_us,
                 reason,
                 lost,
+                later_transactions,
             } => {
                 let r = recorders.remove(&connection);
                 match (r, lost) {
@@ -101,11 +104,15 @@ pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
                     }
                     _ => {
                         totals.dropped += 1;
+                        totals.later_not_recorded += later_transactions;
                         tracing::warn!(
                             connection,
+                            later_transactions,
                             dropped = totals.dropped,
+                            later_not_recorded = totals.later_not_recorded,
                             not_recorded = CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed),
-                            "unfinished transcript dropped: the writer's queue was full"
+                            "connection's unfinished transcript and later transactions not \
+                             recorded: the writer's queue was full"
                         );
                     }
                 }
@@ -166,6 +173,7 @@ mod tests {
                 at_us: 9,
                 reason: "closed".into(),
                 lost,
+                later_transactions: 0,
             })
             .unwrap();
         }
@@ -178,7 +186,8 @@ mod tests {
             Totals {
                 written: 2,
                 failed: 0,
-                dropped: 1
+                dropped: 1,
+                later_not_recorded: 0,
             }
         );
         let files = super::super::store::list_transcripts(&dir).unwrap();
