@@ -25,12 +25,23 @@ RUST_LOG=warn valgrind --tool=callgrind --separate-threads=yes --callgrind-out-f
     --bodies "$BODIES" 2>"$DIR/vg.log" &
 PID=$!
 for _ in $(seq 300); do [ -S "$DIR/p.sock" ] && break; sleep 0.1; done
+# The writer runs behind the relay (more so under valgrind): wait until the
+# transcript count stops changing before zeroing and before dumping.
+settle() {
+    local before=-1 now
+    for _ in $(seq 120); do
+        now=$(find "$DIR/t" -name '*.jsonl' 2>/dev/null | wc -l)
+        [ "$now" = "$before" ] && return
+        before=$now
+        sleep 2
+    done
+}
 "$BENCH" bench "unix:$DIR/p.sock" --conns "$CONNS" --messages 20 --duration 60 --expect accept --quiet >/dev/null
-sleep 1
+settle
 callgrind_control -z "$PID" >/dev/null 2>&1
 N=$("$BENCH" bench "unix:$DIR/p.sock" --conns "$CONNS" --messages "$MESSAGES" --duration 300 \
     --expect accept --json --quiet | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
-sleep 2
+settle
 callgrind_control -d "$PID" >/dev/null 2>&1
 sleep 1
 python3 - "$DIR" "$N" "$RECORD" <<'PY'
