@@ -32,8 +32,27 @@ pub struct Totals {
     pub later_not_recorded: u64,
 }
 
+/// How much lower the writer thread's priority is than the relay's (a nice
+/// value): on a busy machine the relay, which the mail waits for, gets the
+/// CPU first, and the writer falls behind (and drops) instead.
+const WRITER_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority. On Linux a thread id names one
+/// thread for `setpriority(PRIO_PROCESS, ..)`, so the relay threads keep
+/// theirs; elsewhere it would renice the whole process, so it is not done.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), WRITER_NICENESS) {
+            tracing::debug!("cannot lower the transcript writer's priority: {e}");
+        }
+    }
+}
+
 /// Runs until every sender is gone and the queue is empty.
 pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
+    lower_priority();
     let mut recorders: HashMap<u64, Recorder> = HashMap::new();
     let mut totals = Totals::default();
     let write = |store: &mut Store, f: Finished, totals: &mut Totals| {
