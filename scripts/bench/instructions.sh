@@ -6,7 +6,8 @@
 #   scripts/bench/instructions.sh MILTER_BINARY [BENCH_BINARY] [CONNS] [MESSAGES]
 #
 # MESSAGE=FILE sends that message (e.g. target/bench/gate-2k.eml for the
-# gate milter) instead of bench's generated one; KEEP=DIR keeps the callgrind
+# gate milter) instead of bench's generated one; NEW_CONN=1 opens a connection
+# per message; KEEP=DIR keeps the callgrind
 # output there for callgrind_annotate.
 set -euo pipefail
 MILTER=$1
@@ -15,6 +16,8 @@ CONNS=${3:-8}
 MESSAGES=${4:-250}
 MSG=()
 [ -n "${MESSAGE:-}" ] && MSG=(--message "$MESSAGE")
+# NEW_CONN=1: a new connection per message (connect, negotiate, one message, QUIT).
+[ -n "${NEW_CONN:-}" ] && MSG+=(--new-connection-per-message)
 DIR=$(mktemp -d)
 trap 'kill "$PID" 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$DIR"/cg.*.* "$KEEP"; rm -rf "$DIR"' EXIT
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.%p" \

@@ -148,6 +148,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
             written = t.written,
             failed = t.failed,
             dropped = t.dropped,
+            later_not_recorded = t.later_not_recorded,
             "transcript writer done"
         );
     }

@@ -106,6 +106,9 @@ pub enum Note {
         /// Packets of this connection were dropped because the writer's
         /// queue was full: its unfinished transcript is incomplete.
         lost: bool,
+        /// Transactions (MAIL commands) the MTA began after that, which
+        /// were not recorded either.
+        later_transactions: u64,
     },
 }
 
@@ -156,11 +159,26 @@ struct Batch {
     packets: Vec<(Side, u64, Frame)>,
     bytes: usize,
     lost: bool,
+    /// MAIL commands seen since recording stopped.
+    later_transactions: u64,
 }
 
 impl Batch {
+    fn new(connection: u64) -> Batch {
+        Batch {
+            connection,
+            packets: Vec::with_capacity(32),
+            bytes: 0,
+            lost: false,
+            later_transactions: 0,
+        }
+    }
+
     fn push(&mut self, side: Side, at_us: u64, frame: Frame) {
         if self.lost {
+            if side == Side::Mta && frame.code == code::MAIL {
+                self.later_transactions += 1;
+            }
             return;
         }
         self.bytes += frame.payload.len();
@@ -287,12 +305,7 @@ pub async fn relay(
             return;
         }
     };
-    let mut batch = Batch {
-        connection,
-        packets: Vec::with_capacity(32),
-        bytes: 0,
-        lost: false,
-    };
+    let mut batch = Batch::new(connection);
     batch.send(
         &transcripts,
         Note::Open {
@@ -401,6 +414,7 @@ pub async fn relay(
         at_us: at(),
         reason,
         lost: batch.lost,
+        later_transactions: batch.later_transactions,
     };
     // The writer must hear of every end (it frees the connection's state),
     // so this one note may wait, bounded; both sockets are done with.
@@ -462,12 +476,7 @@ mod batch_tests {
     #[test]
     fn a_full_queue_stops_recording_the_connection_without_waiting() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let mut batch = Batch {
-            connection: 7,
-            packets: Vec::new(),
-            bytes: 0,
-            lost: false,
-        };
+        let mut batch = Batch::new(7);
         let f = |c: u8| Frame {
             code: c,
             payload: bytes::Bytes::from_static(b"x"),
@@ -481,7 +490,9 @@ mod batch_tests {
         assert!(batch.lost);
         assert!(CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed) > before);
         batch.push(Side::Mta, 3, f(b'E'));
+        batch.push(Side::Mta, 4, f(b'M'));
         assert!(batch.packets.is_empty(), "nothing kept once lost");
+        assert_eq!(batch.later_transactions, 1, "later transactions counted");
         match rx.try_recv() {
             Ok(Note::Packets { packets, .. }) => assert_eq!(packets.len(), 1),
             other => panic!("{other:?}"),

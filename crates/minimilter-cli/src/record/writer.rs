@@ -25,13 +25,34 @@ pub struct Totals {
     pub written: u64,
     /// Transcripts that could not be written (disk errors).
     pub failed: u64,
-    /// Connections whose unfinished transcript was dropped because the
-    /// queue was full.
+    /// Connections that stopped being recorded because the queue was
+    /// full (their unfinished transcript is dropped).
     pub dropped: u64,
+    /// Transactions those connections began afterwards, not recorded.
+    pub later_not_recorded: u64,
+}
+
+/// How much lower the writer thread's priority is than the relay's (a nice
+/// value): on a busy machine the relay, which the mail waits for, gets the
+/// CPU first, and the writer falls behind (and drops) instead.
+const WRITER_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority. On Linux a thread id names one
+/// thread for `setpriority(PRIO_PROCESS, ..)`, so the relay threads keep
+/// theirs; elsewhere it would renice the whole process, so it is not done.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), WRITER_NICENESS) {
+            tracing::debug!("cannot lower the transcript writer's priority: {e}");
+        }
+    }
 }
 
 /// Runs until every sender is gone and the queue is empty.
 pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
+    lower_priority();
     let mut recorders: HashMap<u64, Recorder> = HashMap::new();
     let mut totals = Totals::default();
     let write = |store: &mut Store, f: Finished, totals: &mut Totals| {
@@ -90,6 +111,7 @@ pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
                 at_us,
                 reason,
                 lost,
+                later_transactions,
             } => {
                 let r = recorders.remove(&connection);
                 match (r, lost) {
@@ -101,11 +123,15 @@ pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
                     }
                     _ => {
                         totals.dropped += 1;
+                        totals.later_not_recorded += later_transactions;
                         tracing::warn!(
                             connection,
+                            later_transactions,
                             dropped = totals.dropped,
+                            later_not_recorded = totals.later_not_recorded,
                             not_recorded = CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed),
-                            "unfinished transcript dropped: the writer's queue was full"
+                            "connection's unfinished transcript and later transactions not \
+                             recorded: the writer's queue was full"
                         );
                     }
                 }
@@ -166,6 +192,7 @@ mod tests {
                 at_us: 9,
                 reason: "closed".into(),
                 lost,
+                later_transactions: 0,
             })
             .unwrap();
         }
@@ -178,7 +205,8 @@ mod tests {
             Totals {
                 written: 2,
                 failed: 0,
-                dropped: 1
+                dropped: 1,
+                later_not_recorded: 0,
             }
         );
         let files = super::super::store::list_transcripts(&dir).unwrap();

@@ -132,7 +132,8 @@ impl Recorder {
 
     fn push(&mut self, event: Value) {
         let is_command = event["type"] == "command";
-        let line = event.to_string();
+        // serde_json's writer into a Vec, not `Display` through a formatter.
+        let line = json_line(&event);
         let used = self.context_bytes + self.txn.as_ref().map_or(0, |t| t.bytes);
         if used + line.len() > MAX_TRANSCRIPT_BYTES {
             if !self.truncated {
@@ -489,7 +490,7 @@ impl Recorder {
             .to_string(),
         );
         match &self.negotiate {
-            Some(n) => line(&n.to_string()),
+            Some(n) => line(&json_line(n)),
             None => {
                 if self.notes.len() < 32 {
                     self.notes.push("no option negotiation was seen".into());
@@ -517,7 +518,7 @@ impl Recorder {
         if !self.notes.is_empty() {
             end["notes"] = json!(self.notes);
         }
-        line(&end.to_string());
+        line(&json_line(&end));
         // Notes and truncation belong to the transaction just written.
         self.notes.clear();
         self.truncated = false;
@@ -547,6 +548,11 @@ pub fn optneg_json(o: &OptNeg) -> Value {
         );
     }
     v
+}
+
+/// One JSON value as a line of text.
+fn json_line(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 #[cfg(test)]
