@@ -21,6 +21,7 @@ use crate::list::unevaluable_line;
 use crate::lists_file::Reloaded;
 use crate::metered::{BackendCounters, Metered};
 use crate::overrides::missing_override;
+use crate::rest::RestMetrics;
 use crate::{
     FileBackend, ListBackend, ListIndex, ListsData, MailmanMilter, RestBackend, SenderMode,
 };
@@ -163,7 +164,7 @@ impl Daemon for Mailman {
         let lists = match source {
             Source::File(lists) => lists,
             Source::Mailman(rest) => {
-                let backend = Arc::new(RestBackend::new(&rest)?);
+                let backend = Arc::new(RestBackend::counted(&rest, rest_metrics(&mut serve))?);
                 match backend.known_list_domains() {
                     Some(d) => tracing::info!(
                         domains = d.len(),
@@ -241,6 +242,34 @@ impl Daemon for Mailman {
             swap.replace(MailmanMilter::new(metered.clone(), new.config.settings()))
         });
         serve.run(milter).await
+    }
+}
+
+/// The REST backend's own counters, registered with the daemon: what
+/// only the backend knows (requests really sent, their failures, the
+/// caches' answers). Registered for the REST backend only.
+fn rest_metrics(serve: &mut Serve) -> RestMetrics {
+    RestMetrics {
+        requests: serve.counter_family(
+            "rest_requests",
+            "HTTP requests sent to the Mailman REST API, by what they ask for \
+             (kind); answers from the caches send none",
+        ),
+        errors: serve.counter_family(
+            "rest_errors",
+            "HTTP requests to the Mailman REST API that failed, by class: timeout, \
+             connect, status, body, json, request",
+        ),
+        cache_hits: serve.counter_family(
+            "cache_hits",
+            "Answers from the REST backend's caches younger than cache_ttl, by cache: \
+             site, list, member, lists",
+        ),
+        stale_answers: serve.counter_family(
+            "stale_answers",
+            "Answers from the REST backend's caches older than cache_ttl (within \
+             max_stale) because Mailman had not answered anew, by cache",
+        ),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Backend counters as the policy sees them: every call for list data or
 //! sender status, and those that failed. Counted around the backend, so
 //! the backends stay free of metrics; the counters outlive a reload.
-//! (The REST backend's cache hits and stale answers are known only inside
-//! it and are not counted here.)
+//! A call answered from the REST backend's cache counts as a call here;
+//! the HTTP requests really sent, their failures and the caches' hits and
+//! stale answers are known only inside that backend and are counted there
+//! ([`crate::rest::RestMetrics`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;

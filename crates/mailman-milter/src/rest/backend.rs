@@ -17,7 +17,7 @@ use super::members::MemberInfo;
 use super::per_list::PerList;
 use super::snapshot::{ListEntry, Snapshot};
 use super::state;
-use super::{RestConfig, RestError, check_url};
+use super::{RestConfig, RestError, RestMetrics, check_url};
 use crate::backend::{BackendError, ListBackend, ListIndex, SenderStatus};
 use crate::list::{ListPolicy, Pattern, PatternMatch, Unevaluable};
 
@@ -84,11 +84,17 @@ impl std::fmt::Debug for RestBackend {
 impl RestBackend {
     /// A backend for `config`. Nothing is fetched yet; the list data kept
     /// in `state_dir`, if any, is read (and served as long as its age
-    /// allows: its domains always).
+    /// allows: its domains always). Counts into unregistered counters.
     pub fn new(config: &RestConfig) -> Result<RestBackend, RestError> {
+        RestBackend::counted(config, RestMetrics::default())
+    }
+
+    /// [`RestBackend::new`], counting HTTP requests, their failures and
+    /// the caches' answers into `metrics`.
+    pub fn counted(config: &RestConfig, metrics: RestMetrics) -> Result<RestBackend, RestError> {
         let base = check_url(&config.url)?;
         let lists = Arc::new(Slot::default());
-        let per_list = Arc::new(PerList::new(config.cache_ttl, config.max_stale));
+        let per_list = Arc::new(PerList::new(config.cache_ttl, config.max_stale, &metrics));
         if let Some(dir) = &config.state_dir
             && let Some((age, raw)) = state::load(dir, &base)
         {
@@ -154,7 +160,7 @@ impl RestBackend {
                 );
             }
         }
-        let api = Api::new(base, config);
+        let api = Api::new(base, config, metrics);
         let backend = RestBackend {
             inflight: Arc::default(),
             state_dir: config.state_dir.clone(),
@@ -260,11 +266,13 @@ impl RestBackend {
                 if at.elapsed() >= self.ttl / 4 * 3 {
                     self.start_load();
                 }
+                self.api.metrics.hit("lists");
                 return Ok(s);
             }
             // No TTL means no cache: nothing is served stale either.
             Some((at, s)) if !self.ttl.is_zero() && at.elapsed() < self.max_stale => {
                 self.start_load();
+                self.api.metrics.stale("lists");
                 return Ok(s);
             }
             _ => {}
@@ -327,8 +335,12 @@ impl RestBackend {
     async fn member_info(&self, list_id: &str, sender: &str) -> Result<MemberInfo, RestError> {
         let key = (list_id.to_owned(), sender.to_owned());
         let stale = match self.members.get(&key) {
-            Cached::Fresh(info) => return Ok(info),
+            Cached::Fresh(info) => {
+                self.api.metrics.hit("member");
+                return Ok(info);
+            }
             Cached::Aging(info) => {
+                self.api.metrics.hit("member");
                 self.refresh_member_in_background(key);
                 return Ok(info);
             }
@@ -340,7 +352,11 @@ impl RestBackend {
             return asked.await;
         };
         // Leave time for the rest of the decision within `timeout`.
-        match tokio::time::timeout(self.timeout / 2, asked).await {
+        let answer = tokio::time::timeout(self.timeout / 2, asked).await;
+        if !matches!(answer, Ok(Ok(_))) {
+            self.api.metrics.stale("member");
+        }
+        match answer {
             Ok(Ok(info)) => Ok(info),
             Ok(Err(e)) => {
                 tracing::warn!(

@@ -15,7 +15,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::{RestConfig, RestError};
+use super::{RestConfig, RestError, RestMetrics};
 
 /// Largest answer body read.
 const MAX_BODY: usize = 16 << 20;
@@ -38,6 +38,8 @@ pub(super) struct Api {
     /// Requests in flight at most ([`MAX_IN_FLIGHT`]).
     permits: Semaphore,
     backoff: Mutex<Backoff>,
+    /// Requests sent, failures, and (counted by the backend) cache use.
+    pub(super) metrics: RestMetrics,
 }
 
 /// Requests sent to the API at once at most; the rest wait their turn
@@ -59,8 +61,8 @@ struct Backoff {
 
 impl Api {
     /// A client for the API at `base` (checked), as `config` says: HTTP/1.1
-    /// with idle connections kept for reuse.
-    pub(super) fn new(base: String, config: &RestConfig) -> Api {
+    /// with idle connections kept for reuse; counting into `metrics`.
+    pub(super) fn new(base: String, config: &RestConfig, metrics: RestMetrics) -> Api {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeout));
         connector.set_nodelay(true);
@@ -80,6 +82,7 @@ impl Api {
             timeout: config.timeout,
             permits: Semaphore::new(MAX_IN_FLIGHT),
             backoff: Mutex::new(Backoff::default()),
+            metrics,
         }
     }
 
@@ -95,9 +98,13 @@ impl Api {
             .map_err(|_| RestError::Timeout(self.timeout))?;
         // Checked again: failures may have come in while waiting.
         self.backing_off()?;
+        self.metrics.request(path);
         let result = tokio::time::timeout(self.timeout, self.send(path))
             .await
-            .unwrap_or(Err(RestError::Timeout(self.timeout)));
+            .unwrap_or_else(|_| {
+                self.metrics.error("timeout");
+                Err(RestError::Timeout(self.timeout))
+            });
         let mut b = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
         match &result {
             Ok(_) | Err(RestError::NotFound { .. }) => *b = Backoff::default(),
@@ -129,28 +136,33 @@ impl Api {
         }
     }
 
+    /// One request; a failure is counted by its class.
     async fn send(&self, path: &str) -> Result<Value, RestError> {
         let url = format!("{}{path}", self.base);
-        let http = |message: String| RestError::Http {
-            url: url.clone(),
-            message,
+        let http = |class: &'static str, message: String| {
+            self.metrics.error(class);
+            RestError::Http {
+                url: url.clone(),
+                message,
+            }
         };
         let request = Request::get(url.as_str())
             .header(hyper::header::AUTHORIZATION, &self.auth)
             .header(hyper::header::ACCEPT, "application/json")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| http(e.to_string()))?;
+            .map_err(|e| http("request", e.to_string()))?;
         tracing::debug!(%url, "Mailman REST request");
         let response = self
             .client
             .request(request)
             .await
-            .map_err(|e| http(error_chain(&e)))?;
+            .map_err(|e| http("connect", error_chain(&e)))?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Err(RestError::NotFound { url });
         }
         if status != StatusCode::OK {
+            self.metrics.error("status");
             return Err(RestError::Status {
                 url,
                 status: status.as_u16(),
@@ -159,11 +171,14 @@ impl Api {
         let body = Limited::new(response.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|e| http(format!("reading the answer: {e}")))?
+            .map_err(|e| http("body", format!("reading the answer: {e}")))?
             .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| RestError::Garbage {
-            url,
-            message: format!("not JSON: {e}"),
+        serde_json::from_slice(&body).map_err(|e| {
+            self.metrics.error("json");
+            RestError::Garbage {
+                url,
+                message: format!("not JSON: {e}"),
+            }
         })
     }
 }

@@ -105,6 +105,7 @@ impl RestBackend {
         let absent_for = self.per_list.absent_since(&address);
         if absent_for.is_some_and(|a| a < self.ttl) && self.per_list.lists.peek(&address).is_none()
         {
+            self.api.metrics.hit("list");
             return Ok(None);
         }
         let fallback = absent_for.is_some_and(|a| !self.ttl.is_zero() && a < self.max_stale);
@@ -113,7 +114,10 @@ impl RestBackend {
         }
         match tokio::time::timeout(self.timeout / 2, self.ask(address, site)).await {
             Ok(Ok(k)) => Ok(k),
-            Ok(Err(_)) | Err(_) => Ok(None),
+            Ok(Err(_)) | Err(_) => {
+                self.api.metrics.stale("list");
+                Ok(None)
+            }
         }
     }
 

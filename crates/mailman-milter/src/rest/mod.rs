@@ -22,7 +22,7 @@
 //! (the cache of lists read one by one, with shared fetches in flight),
 //! `snapshot` (Mailman's answers as kept and as used), `list_cache` (the
 //! whole read behind `lists`), `answer_cache` (membership answers),
-//! `state` (the state directory), `backend` (all of it as a
+//! `state` (the state directory), `metrics` (what is counted), `backend` (all of it as a
 //! [`crate::backend::ListBackend`]).
 
 mod answer_cache;
@@ -34,6 +34,7 @@ mod find;
 mod list_cache;
 mod list_fetch;
 mod members;
+mod metrics;
 mod model;
 mod paging;
 mod per_list;
@@ -46,6 +47,7 @@ pub use config::{
     DEFAULT_URL, DEFAULT_USER, RestConfig, check_url,
 };
 pub use error::RestError;
+pub use metrics::{RestMetrics, request_kind};
 pub use members::lookup_safe;
 
 /// Plain reads of the API, with the backend's authentication, bounds,
@@ -55,7 +57,7 @@ pub struct Reader(client::Api);
 impl Reader {
     /// A reader of the API at `base` (checked with [`check_url`]).
     pub fn new(base: String, config: &RestConfig) -> Reader {
-        Reader(client::Api::new(base, config))
+        Reader(client::Api::new(base, config, RestMetrics::default()))
     }
 
     /// `GET base+path`, JSON answer.

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::RestError;
 use super::snapshot::{ListEntry, Site};
+use super::{RestError, RestMetrics};
 use crate::list::{Unevaluable, unevaluable_line};
 
 /// Most entries (lists and addresses known to name none) kept; past it,
@@ -52,18 +52,29 @@ pub(super) struct Store<K, V> {
     evictable: fn(&V) -> bool,
     map: Mutex<HashMap<K, (Instant, V)>>,
     flights: Mutex<HashMap<K, Flight<V>>>,
+    /// Where answers from the cache are counted, as `cache`.
+    metrics: RestMetrics,
+    cache: &'static str,
 }
 
 type Flight<V> = watch::Receiver<Option<Result<V, RestError>>>;
 
 impl<K: Eq + Hash + Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Store<K, V> {
-    pub(super) fn new(ttl: Duration, max_stale: Duration, evictable: fn(&V) -> bool) -> Self {
+    /// A store counting its answers into `metrics` as `cache`.
+    pub(super) fn new(
+        ttl: Duration,
+        max_stale: Duration,
+        evictable: fn(&V) -> bool,
+        (metrics, cache): (RestMetrics, &'static str),
+    ) -> Self {
         Store {
             ttl,
             max_stale,
             evictable,
             map: Mutex::default(),
             flights: Mutex::default(),
+            metrics,
+            cache,
         }
     }
 
@@ -125,8 +136,16 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'sta
         Fut: Future<Output = Result<V, RestError>> + Send + 'static,
     {
         match self.peek(key) {
-            Some((Age::Fresh, v)) => return Ok(v),
-            Some((Age::Aging | Age::Stale, v)) => {
+            Some((Age::Fresh, v)) => {
+                self.metrics.hit(self.cache);
+                return Ok(v);
+            }
+            Some((age @ (Age::Aging | Age::Stale), v)) => {
+                if matches!(age, Age::Stale) {
+                    self.metrics.stale(self.cache);
+                } else {
+                    self.metrics.hit(self.cache);
+                }
                 drop(self.start(key, fetch, then));
                 return Ok(v);
             }
@@ -199,10 +218,21 @@ pub(super) struct PerList {
 }
 
 impl PerList {
-    pub(super) fn new(ttl: Duration, max_stale: Duration) -> PerList {
+    /// Empty stores, counting their answers into `metrics`.
+    pub(super) fn new(ttl: Duration, max_stale: Duration, metrics: &RestMetrics) -> PerList {
         PerList {
-            site: Arc::new(Store::new(ttl, max_stale, |_| false)),
-            lists: Arc::new(Store::new(ttl, max_stale, Option::is_none)),
+            site: Arc::new(Store::new(
+                ttl,
+                max_stale,
+                |_| false,
+                (metrics.clone(), "site"),
+            )),
+            lists: Arc::new(Store::new(
+                ttl,
+                max_stale,
+                Option::is_none,
+                (metrics.clone(), "list"),
+            )),
             names: Mutex::default(),
             domains: Mutex::default(),
             logged: Mutex::default(),
@@ -291,7 +321,12 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     fn store() -> Arc<Store<String, u32>> {
-        Arc::new(Store::new(HOUR, 2 * HOUR, |_| false))
+        Arc::new(Store::new(
+            HOUR,
+            2 * HOUR,
+            |_| false,
+            (RestMetrics::default(), "test"),
+        ))
     }
 
     #[tokio::test]
