@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mailman_milter::config::{BackendKind, Config};
+use mailman_milter::rest::{RestMetrics, request_kind};
 use mailman_milter::{
     ListBackend, MailmanMilter, OnBackendError, RestBackend, RestConfig, SenderStatus, Settings,
 };
+use minimilter::daemon::CounterFamily;
 use minimilter::proto::Step;
 use minimilter::transaction::Outcome;
 use minimilter::{
@@ -1965,4 +1967,182 @@ async fn the_export_subcommand_writes_a_lists_file_the_daemon_accepts() {
         text.contains("team@lists.example.org: non-members reject; guarded"),
         "{text}"
     );
+}
+
+/// Every `kind` the client's requests can have.
+const KINDS: [&str; 10] = [
+    "domains",
+    "bans",
+    "lists",
+    "list",
+    "config",
+    "header_matches",
+    "roster",
+    "members",
+    "addresses",
+    "other",
+];
+const CLASSES: [&str; 6] = ["timeout", "connect", "status", "body", "json", "request"];
+const CACHES: [&str; 4] = ["site", "list", "member", "lists"];
+
+fn count(f: &CounterFamily, label: &'static str, value: &'static str) -> u64 {
+    f.get_or_create(&vec![(label, value)]).get()
+}
+
+fn total(f: &CounterFamily, label: &'static str, values: &[&'static str]) -> u64 {
+    values.iter().map(|v| count(f, label, v)).sum()
+}
+
+/// The requests the fake saw, by kind (the path below the API's `/3.1`).
+fn seen(fake: &Fake, kind: &str) -> u64 {
+    fake.requests()
+        .iter()
+        .filter(|r| request_kind(r.strip_prefix("/3.1").unwrap_or(r)) == kind)
+        .count() as u64
+}
+
+/// HTTP requests counted by kind are the requests the server received;
+/// an answer from the cache sends none and counts as a hit.
+#[tokio::test]
+async fn rest_metrics_count_the_requests_the_server_saw_and_the_cache_hits() {
+    let fake = Fake::start(Mode::Serve).await;
+    let m = RestMetrics::default();
+    let backend = Arc::new(RestBackend::counted(&fake.config(), m.clone()).unwrap());
+    let team = "team@lists.example.org";
+    let post_alice = || post(&backend, Settings::default(), "alice@example.org", team);
+    assert_eq!(post_alice().await.outcome, Outcome::Accepted);
+    let cold = fake.requests().len() as u64;
+    assert!(cold > 0);
+    assert_eq!(total(&m.requests, "kind", &KINDS), cold);
+    for kind in KINDS {
+        assert_eq!(
+            count(&m.requests, "kind", kind),
+            seen(&fake, kind),
+            "{kind}"
+        );
+    }
+    // The list resource and its config once; the sender asked once.
+    assert_eq!(count(&m.requests, "kind", "list"), 1);
+    assert_eq!(count(&m.requests, "kind", "config"), 1);
+    assert_eq!(seen(&fake, "members"), 3 + 1, "{:?}", fake.requests());
+    assert_eq!(total(&m.errors, "class", &CLASSES), 0);
+    assert_eq!(total(&m.stale_answers, "cache", &CACHES), 0);
+    // Nothing was answered from the cache but what this post itself read
+    // (the list's data, read at RCPT and used again for the sender).
+    assert_eq!(count(&m.cache_hits, "cache", "member"), 0);
+    let hits = |c| count(&m.cache_hits, "cache", c);
+    let (site, list) = (hits("site"), hits("list"));
+    // The same post again: no request; the list data and the sender's
+    // answer from the cache.
+    assert_eq!(post_alice().await.outcome, Outcome::Accepted);
+    assert_eq!(fake.requests().len() as u64, cold);
+    assert_eq!(total(&m.requests, "kind", &KINDS), cold);
+    assert_eq!(hits("member"), 1);
+    // The recipient's list looked up at RCPT and for the sender's status:
+    // the site data and the list each twice.
+    assert_eq!((hits("site") - site, hits("list") - list), (2, 2));
+    assert_eq!(total(&m.stale_answers, "cache", &CACHES), 0);
+    assert_eq!(total(&m.errors, "class", &CLASSES), 0);
+}
+
+/// With the server gone and the answers past `cache_ttl` (within
+/// `max_stale`), the post is still decided from them: counted as stale
+/// answers, and the failed requests as errors.
+#[tokio::test]
+async fn rest_metrics_count_stale_answers_and_failed_requests() {
+    let fake = Fake::start(Mode::Serve).await;
+    let m = RestMetrics::default();
+    let backend = Arc::new(
+        RestBackend::counted(
+            &RestConfig {
+                cache_ttl: Duration::from_secs(1),
+                max_stale: Duration::from_secs(60),
+                ..fake.config()
+            },
+            m.clone(),
+        )
+        .unwrap(),
+    );
+    let team = "team@lists.example.org";
+    let post_alice = || post(&backend, Settings::default(), "alice@example.org", team);
+    assert_eq!(post_alice().await.outcome, Outcome::Accepted);
+    let before = total(&m.requests, "kind", &KINDS);
+    assert_eq!(before, fake.requests().len() as u64);
+    let hits = total(&m.cache_hits, "cache", &CACHES);
+    // The server stops: connections are refused.
+    drop(fake);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(post_alice().await.outcome, Outcome::Accepted);
+    let stale = |c| count(&m.stale_answers, "cache", c);
+    // The sender's answer once; the site data and the list at RCPT and
+    // for the sender's status (their refreshes fail in the background).
+    assert_eq!((stale("member"), stale("site"), stale("list")), (1, 2, 2));
+    assert_eq!(total(&m.cache_hits, "cache", &CACHES), hits);
+    // Every request sent since failed to connect (more are not sent while
+    // backing off); the background refreshes may still be ending.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent = total(&m.requests, "kind", &KINDS) - before;
+        let failed = count(&m.errors, "class", "connect");
+        if sent >= 1 && failed == sent {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sent {sent}, failed {failed}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        total(&m.errors, "class", &CLASSES),
+        count(&m.errors, "class", "connect")
+    );
+}
+
+/// Each way a request fails is counted in its class.
+#[tokio::test]
+async fn rest_metrics_count_failures_by_class() {
+    for (mode, class) in [
+        (Mode::Error500, "status"),
+        (Mode::Garbage, "json"),
+        (Mode::Stall, "timeout"),
+    ] {
+        let fake = Fake::start(mode).await;
+        let m = RestMetrics::default();
+        let backend = Arc::new(
+            RestBackend::counted(
+                &RestConfig {
+                    timeout: Duration::from_millis(500),
+                    ..fake.config()
+                },
+                m.clone(),
+            )
+            .unwrap(),
+        );
+        let t = post(
+            &backend,
+            Settings::default(),
+            "alice@example.org",
+            "team@lists.example.org",
+        )
+        .await;
+        assert_tempfail(&t, Step::Rcpt);
+        // The requests sent (the fake saw each) all failed, in this class;
+        // with back-off, maybe only the first ones.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let sent = total(&m.requests, "kind", &KINDS);
+            let failed = count(&m.errors, "class", class);
+            if sent >= 1 && failed == sent && sent == fake.requests().len() as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{mode:?}: sent {sent}, failed {failed}, seen {:?}",
+                fake.requests()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            total(&m.errors, "class", &CLASSES),
+            count(&m.errors, "class", class)
+        );
+    }
 }

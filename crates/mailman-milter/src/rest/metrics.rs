@@ -84,7 +84,10 @@ mod tests {
         for (path, kind) in [
             ("/domains?count=500&page=1", "domains"),
             ("/bans?count=500&page=2", "bans"),
-            ("/lists/team.lists.example.org/bans?count=500&page=1", "bans"),
+            (
+                "/lists/team.lists.example.org/bans?count=500&page=1",
+                "bans",
+            ),
             ("/lists?count=500&page=1", "lists"),
             ("/lists/team%40lists.example.org", "list"),
             ("/lists/team.lists.example.org/config", "config"),

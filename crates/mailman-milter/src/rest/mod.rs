@@ -47,8 +47,8 @@ pub use config::{
     DEFAULT_URL, DEFAULT_USER, RestConfig, check_url,
 };
 pub use error::RestError;
-pub use metrics::{RestMetrics, request_kind};
 pub use members::lookup_safe;
+pub use metrics::{RestMetrics, request_kind};
 
 /// Plain reads of the API, with the backend's authentication, bounds,
 /// back-off and paging (for `mailman-milter export`).
