@@ -3,6 +3,9 @@
 //! garbage or HTTP 500. Decisions are driven over the milter protocol by
 //! minimilter's `MilterClient`.
 
+#[path = "../../minimilter/tests/daemon_contract/mod.rs"]
+mod daemon_contract;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -2145,4 +2148,133 @@ async fn rest_metrics_count_failures_by_class() {
             count(&m.errors, "class", class)
         );
     }
+}
+
+/// The daemon on the fake API with `--metrics`, after the same post twice
+/// (with `outage`, a third once the answers are past `cache_ttl` and the
+/// API answers HTTP 500): its `/metrics` exposition.
+async fn daemon_metrics(fake: &Fake, outage: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("milter.sock");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"{}\"\ntimeout = 5\n{}",
+            socket.display(),
+            fake.url,
+            if outage {
+                "cache_ttl = 1\nmax_stale = 60\n"
+            } else {
+                ""
+            }
+        ),
+    );
+    let mport = daemon_contract::free_port();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--config", file.to_str().unwrap()])
+        .args(["--metrics", &format!("inet:127.0.0.1:{mport}")])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists()
+        || !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("metrics at")
+    {
+        assert!(
+            daemon.try_wait().unwrap().is_none(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "the daemon does not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spec_of: minimilter::SocketSpec = format!("unix:{}", socket.display()).parse().unwrap();
+    for i in 0..if outage { 3 } else { 2 } {
+        if i == 2 {
+            fake.set(Mode::Error500);
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+        let mut c = MilterClient::connect(&spec_of, ClientConfig::default())
+            .await
+            .unwrap();
+        let t = tokio::time::timeout(
+            Duration::from_secs(20),
+            run_message(&mut c, &spec("alice@example.org", "team@lists.example.org")),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(t.outcome, Outcome::Accepted);
+    }
+    let m = tokio::task::spawn_blocking(move || daemon_contract::scrape_settled(mport))
+        .await
+        .unwrap();
+    daemon.kill().await.unwrap();
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_exposes_the_rest_counters() {
+    let fake = Fake::start(Mode::Serve).await;
+    let m = daemon_metrics(&fake, false).await;
+    let sample = |s: &str| daemon_contract::sample(&m, s);
+    let sent: f64 = KINDS
+        .iter()
+        .filter_map(|k| {
+            sample(&format!(
+                "mailman_milter_rest_requests_total{{kind=\"{k}\"}}"
+            ))
+        })
+        .sum();
+    assert_eq!(sent, fake.requests().len() as f64, "{m}");
+    // The whole list data read at start (paged by two).
+    assert!(
+        sample("mailman_milter_rest_requests_total{kind=\"lists\"}").is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    // The second post's sender answer came from the cache.
+    assert_eq!(
+        sample("mailman_milter_cache_hits_total{cache=\"member\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    for family in ["rest_errors", "stale_answers"] {
+        assert!(
+            !m.contains(&format!("mailman_milter_{family}_total{{")),
+            "{m}"
+        );
+    }
+    // The policy-level counters stay beside them.
+    assert_eq!(
+        sample("mailman_milter_backend_requests_total{call=\"senders\"}"),
+        Some(2.0),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs promtool"]
+async fn promtool_accepts_the_exposition_with_the_rest_counters() {
+    let fake = Fake::start(Mode::Serve).await;
+    let m = daemon_metrics(&fake, true).await;
+    for family in [
+        "rest_requests",
+        "rest_errors",
+        "cache_hits",
+        "stale_answers",
+    ] {
+        assert!(
+            m.contains(&format!("# TYPE mailman_milter_{family}_total counter")),
+            "{m}"
+        );
+    }
+    daemon_contract::promtool_accepts(&m);
 }
