@@ -1217,3 +1217,19 @@ fn pathological_inputs_finish() {
         }
     }
 }
+
+/// Found by the property above with a random seed: a space inserted inside
+/// an armor line of a real PGP/MIME message was accepted (the reader
+/// skipped it, as base64 decoders do), while the independent check refused
+/// the part. White space inside an armor line is now refused.
+#[test]
+fn a_space_inside_an_armor_line_is_not_accepted() {
+    let (name, mut m) = real_encrypted().swap_remove(0);
+    mutate(
+        &mut m,
+        &Mutation::Insert(2_724_818_102_374_931_282, vec![b' ']),
+    );
+    let d = detect(&m);
+    assert!(!is_encrypted(&d), "{name}: {d}");
+    assert!(ref_acceptable(&m).is_err());
+}

@@ -722,3 +722,54 @@ fn corrupt_compressed_data_is_judged_the_same_in_any_chunking() {
         }
     }
 }
+
+/// White space inside a base64 line is refused (no OpenPGP implementation
+/// writes it, and spaces would let "ciphertext" lines read as words);
+/// white space before or after a line's data is allowed, whatever the
+/// chunking.
+#[test]
+fn white_space_inside_an_armor_line_is_refused() {
+    let good = armor("MESSAGE", "", &encrypted(1000), true);
+    let text = String::from_utf8(good).unwrap();
+    let lines: Vec<String> = text.split("\r\n").map(str::to_owned).collect();
+    // lines[0] BEGIN, lines[1] blank, lines[2..] base64.
+    let spaced = |f: &dyn Fn(&str) -> String| {
+        let mut l = lines.clone();
+        l[3] = f(&l[3]);
+        l.join("\r\n")
+    };
+    let inside = spaced(&|l| format!("{} {}", &l[..1], &l[1..]));
+    let tab_inside = spaced(&|l| format!("{}\t{}", &l[..40], &l[40..]));
+    let leading = spaced(&|l| format!("  {l}"));
+    let trailing = spaced(&|l| format!("{l} \t "));
+    for chunk in [1, 2, 7, 4096] {
+        for bad in [&inside, &tab_inside] {
+            assert_eq!(
+                read(Encoding::Armored, bad.as_bytes(), chunk).map(|p| p.kind),
+                Err(PayloadError::Armor(
+                    "white space inside an armor line".into()
+                )),
+                "chunk {chunk}"
+            );
+        }
+        for ok in [&leading, &trailing] {
+            assert_eq!(
+                read(Encoding::Armored, ok.as_bytes(), chunk).map(|p| p.kind),
+                Ok(PayloadKind::Encrypted),
+                "chunk {chunk}"
+            );
+        }
+    }
+    // Padding after a gap is refused too (1027 octets: `==` padding).
+    let m = encrypted(1001);
+    assert_eq!(m.len() % 3, 1);
+    let text = String::from_utf8(armor("MESSAGE", "", &m, true)).unwrap();
+    let padded = text.replacen("==\r\n", " ==\r\n", 1);
+    assert_ne!(padded, text);
+    assert_eq!(
+        read(Encoding::Armored, padded.as_bytes(), 3).map(|p| p.kind),
+        Err(PayloadError::Armor(
+            "white space inside an armor line".into()
+        ))
+    );
+}

@@ -176,6 +176,10 @@ struct Current {
     checksum: Option<u32>,
     data_bytes: u64,
     stream: PacketStream,
+    /// White space after base64 on the current line: only the line end
+    /// may follow. No OpenPGP implementation writes spaces inside an armor
+    /// line, and allowing them would let "ciphertext" lines read as words.
+    gap: bool,
 }
 
 /// Reads armored text; see the module documentation.
@@ -470,6 +474,7 @@ impl ArmorReader {
             checksum: None,
             data_bytes: 0,
             stream: PacketStream::new(0),
+            gap: false,
         });
         self.state = St::Headers { cleartext: false };
     }
@@ -489,7 +494,12 @@ impl ArmorReader {
         let mut result = Ok(());
         while i < bytes.len() {
             // Fast path: four alphabet characters in a row.
-            if cur.quad_len == 0 && cur.padding == 0 && i + 4 <= bytes.len() && n + 3 <= out.len() {
+            if cur.quad_len == 0
+                && cur.padding == 0
+                && !cur.gap
+                && i + 4 <= bytes.len()
+                && n + 3 <= out.len()
+            {
                 let (a, b, c, d) = (
                     B64[usize::from(bytes[i])],
                     B64[usize::from(bytes[i + 1])],
@@ -517,6 +527,10 @@ impl ArmorReader {
             let b = bytes[i];
             let v = B64[usize::from(b)];
             if v != INVALID {
+                if cur.gap {
+                    result = Err(armor_err("white space inside an armor line"));
+                    break;
+                }
                 if cur.padding > 0 {
                     result = Err(armor_err("armor data after base64 padding"));
                     break;
@@ -540,7 +554,11 @@ impl ArmorReader {
                 continue;
             }
             match b {
-                b'\n' => line_start = true,
+                b'\n' => {
+                    line_start = true;
+                    cur.gap = false;
+                }
+                b' ' | b'\t' if !line_start => cur.gap = true,
                 b' ' | b'\t' | b'\r' => {}
                 b'-' if line_start => {
                     self.state = St::End;
@@ -548,6 +566,10 @@ impl ArmorReader {
                 }
                 b'=' if line_start => {
                     self.state = St::Checksum;
+                    break;
+                }
+                b'=' if cur.gap => {
+                    result = Err(armor_err("white space inside an armor line"));
                     break;
                 }
                 b'=' => {
