@@ -31,6 +31,7 @@ EXTERNAL_FILES=(
     /usr/sbin/opendkim /usr/sbin/opendkim-genkey /usr/bin/opendkim-genkey
     /usr/bin/opendkim-testmsg /usr/bin/promtool /usr/bin/prometheus
     /usr/bin/neomutt /usr/bin/mu /usr/bin/systemd-analyze /usr/bin/node /usr/bin/nodejs /usr/bin/npm
+    /usr/sbin/dovecot /usr/bin/doveadm /usr/bin/lintian /usr/bin/dpkg-deb /usr/bin/setpriv
 )
 EXTERNAL_DIRS=(/usr/include/libmilter /opt/minimilter-test)
 
