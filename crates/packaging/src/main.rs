@@ -1,12 +1,12 @@
-//! `gen-docs OUT_DIR`: writes the man pages (section 8 for the daemons, 1
-//! for the `minimilter` tool and each of its subcommands) and the bash, zsh
+//! `gen-docs OUT_DIR`: writes the man pages (section 8 for the daemons and
+//! their subcommands, 1 for the `minimilter` tool and each of its subcommands) and the bash, zsh
 //! and fish completions of the three programs, from the clap definitions
 //! the programs themselves parse (`pgp_milter::cli::command()`, ...), so
 //! they cannot disagree with `--help`. Layout, as the Debian packages take
 //! it (`scripts/package.sh`):
 //!
 //! ```text
-//! OUT_DIR/man/pgp-milter.8  mailman-milter.8  minimilter.1  minimilter-check.1 ...
+//! OUT_DIR/man/pgp-milter.8  mailman-milter.8  mailman-milter-export.8  minimilter.1  minimilter-check.1 ...
 //! OUT_DIR/completions/bash/NAME  zsh/_NAME  fish/NAME.fish
 //! ```
 //!
@@ -44,7 +44,10 @@ smtpd_milters = unix:pgp-milter/pgp-milter.sock
 .RE
 .SH SIGNALS
 SIGTERM and SIGINT drain (messages in progress finish) and stop; SIGHUP
-reloads \fBkeyring_dir\fR.
+checks the configuration file again and puts its policy keys in force for
+new connections, and reloads \fBkeyring_dir\fR; the \fB[server]\fR keys
+apply after a restart. One log line says what changed, or why the reload
+was refused (the old state stays).
 .SH EXIT STATUS
 0 after a clean shutdown or a clean \fB\-\-check\-config\fR; 1 for a
 configuration, socket or start-up error; 2 for a usage error.
@@ -54,9 +57,9 @@ configuration, socket or start-up error; 2 for a usage error.
 
 const MAILMAN_EXTRA: &str = r#".SH COMMANDS
 .TP
-\fBmailman\-milter export\fR \fB\-\-url\fR \fIURL\fR ...
-Writes a lists file from a running Mailman 3's REST API (see
-\fBmailman\-milter export \-\-help\fR).
+\fBmailman\-milter export\fR [\fB\-\-config\fR \fIFILE\fR] [\fB\-o\fR \fIFILE\fR]
+Writes a lists file from a running Mailman 3's REST API; see
+\fBmailman\-milter\-export\fR(8).
 .SH FILES
 .TP
 .I /etc/mailman-milter/config.toml
@@ -78,7 +81,11 @@ smtpd_milters = unix:mailman-milter/mailman-milter.sock
 \fBstate_dir\fR for the Mailman REST backend.
 .SH SIGNALS
 SIGTERM and SIGINT drain (messages in progress finish) and stop; SIGHUP
-(and a change of the lists file) reloads the lists.
+(and a change of the lists file) reloads the lists, and puts a changed
+policy in force for new connections; \fBbackend\fR, \fBlists\fR,
+\fBsenders\fR, \fBreload_interval\fR, \fB[mailman]\fR and the \fB[server]\fR
+keys apply after a restart. One log line says what changed, or why the
+reload was refused (the old state stays).
 .SH EXIT STATUS
 0 after a clean shutdown or a clean \fB\-\-check\-config\fR; 1 for a
 configuration, socket or start-up error; 2 for a usage error.

@@ -272,6 +272,7 @@ fn assert_installed_layout() {
         ("8", "mailman-milter"),
         ("5", "mailman-milter.toml"),
         ("5", "mailman-milter-lists.toml"),
+        ("8", "mailman-milter-export"),
         ("1", "minimilter"),
         ("1", "minimilter-check"),
         ("1", "minimilter-bench"),
