@@ -618,8 +618,14 @@ fn one_second_read_timeout_defeats_progress() {
     let (r, subj) = s.send(&["bob@example.org"], &["slow 2000"], "", "b\r\n");
     assert_eq!(r.code, 451, "{r:?}\n{}", s.logs());
     let qid = s.queue_id(&subj);
-    s.wait_for_log(
-        &qid,
-        "Milter read(milter0): timeout before data read, where=eom",
+    // Sendmail counts the timeout in whole seconds, so under load a second
+    // boundary may already pass while it waits for a header's answer (a few
+    // milliseconds): then it gives up at `where=header`, before the slow end
+    // of message. Either way the 1 s limit is what ends the conversation.
+    let line = s.wait_for_log(&qid, "Milter read(milter0): timeout before data read");
+    assert!(
+        line.ends_with("where=eom") || line.ends_with("where=header"),
+        "{line}\n{}",
+        s.logs()
     );
 }
