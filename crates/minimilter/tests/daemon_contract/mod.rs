@@ -440,7 +440,10 @@ pub fn spawn_with_passed_socket(
         format!("exec 3<&{fd} {fd}<&-; ")
     };
     let script = format!("{moved}LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\"");
-    let mut c = Command::new("/bin/sh");
+    // bash, not sh: Debian's sh (dash) takes only one-digit descriptors in
+    // a redirection, and with tests running in parallel `fd` is often 10
+    // or more ("Bad fd number").
+    let mut c = Command::new("/bin/bash");
     c.arg("-c")
         .arg(&script)
         .arg("sh")
