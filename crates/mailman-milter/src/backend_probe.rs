@@ -10,7 +10,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::RestConfig;
@@ -27,8 +26,7 @@ pub async fn probe(config: &RestConfig) -> Result<String, String> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("backend: {url}: not a URL: {e}"))?;
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.timeout));
+    let connector = crate::rest::probe_connector(config).map_err(|e| format!("backend: {e}"))?;
     let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
     let auth = format!(
         "Basic {}",
@@ -55,7 +53,13 @@ pub async fn probe(config: &RestConfig) -> Result<String, String> {
             "backend: {url}: no answer within {} (timeout)",
             seconds(config.timeout)
         )),
-        Ok(Err(e)) => Err(format!("backend: {url}: {}", cause(&e))),
+        Ok(Err(e)) => {
+            let cause = cause(&e);
+            Err(format!(
+                "backend: {url}: {cause}{}",
+                crate::rest::tls_hint(&cause)
+            ))
+        }
         Ok(Ok(s)) if s.is_success() => Ok(format!(
             "backend: the Mailman REST API at {} answers (HTTP {}, {ms} ms)",
             config.url,

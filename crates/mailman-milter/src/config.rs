@@ -52,6 +52,10 @@ pub struct MailmanSection {
     /// The domains of the lists (mail hosts and alias domains), as given
     /// here instead of read from Mailman's `/domains`.
     pub list_domains: Option<Vec<String>>,
+    /// For an `https://` URL: a PEM file of the CA certificates trusted
+    /// (alone) to vouch for the API; relative to the config file. None:
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MailmanSection {
@@ -67,6 +71,7 @@ impl Default for MailmanSection {
             cache_size: rest::DEFAULT_CACHE_SIZE,
             state_dir: None,
             list_domains: None,
+            ca_file: None,
         }
     }
 }
@@ -85,6 +90,19 @@ impl MailmanSection {
     /// Checks the values; the error starts with the key.
     pub fn check(&self) -> Result<(), String> {
         rest::check_url(&self.url).map_err(|e| format!("mailman.url: {e}"))?;
+        if let Some(f) = &self.ca_file {
+            if !self
+                .url
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+            {
+                return Err(format!(
+                    "mailman.ca_file: set, but mailman.url {:?} is not https:// (the file would not be used)",
+                    self.url
+                ));
+            }
+            rest::roots_from(f).map_err(|e| format!("mailman.ca_file: {e}"))?;
+        }
         if self.user.is_empty() || self.user.contains(':') {
             return Err(format!(
                 "mailman.user: {:?} cannot be a basic-auth user",
@@ -163,6 +181,7 @@ impl MailmanSection {
                     .map(|d| d.trim().trim_end_matches('.').to_lowercase())
                     .collect()
             }),
+            ca_file: self.ca_file.clone(),
         })
     }
 }
@@ -328,6 +347,13 @@ impl Config {
         {
             m.state_dir = Some(dir.join(sd));
         }
+        if let Some(m) = &mut config.mailman
+            && let Some(ca) = &m.ca_file
+            && ca.is_relative()
+            && let Some(dir) = file.parent()
+        {
+            m.ca_file = Some(dir.join(ca));
+        }
         config.check().map_err(|message| ConfigError {
             file: name,
             message,
@@ -455,6 +481,9 @@ impl Config {
                 }
                 if let Some(d) = &m.list_domains {
                     t.insert("list_domains".into(), strings(d));
+                }
+                if let Some(f) = &m.ca_file {
+                    t.insert("ca_file".into(), s(&f.display().to_string()));
                 }
                 out.push(("mailman", Value::Table(t)));
             }

@@ -67,7 +67,7 @@ pub enum ExportError {
 /// The lists file for the API `config` reaches, as TOML text.
 pub async fn export(config: &RestConfig) -> Result<String, ExportError> {
     let base = check_url(&config.url)?;
-    let api = crate::rest::Reader::new(base, config);
+    let api = crate::rest::Reader::new(base, config)?;
     let garbage = |url: &str, message: &str| RestError::Garbage {
         url: url.to_owned(),
         message: message.to_owned(),

@@ -135,36 +135,46 @@ fn the_shipped_example_configuration_is_valid() {
     );
 }
 
-/// An `https://` base URL is refused at start-up (no TLS in this build),
-/// both by `--check-config` and when starting to serve, with the file, the
-/// key and the reason; the daemon never starts listening.
+/// A TLS setting that cannot work (`ca_file` with an `http://` URL; a
+/// `ca_file` that is missing) is refused at start-up, both by
+/// `--check-config` and when starting to serve, with the file, the key and
+/// the reason; the daemon never starts listening.
 #[test]
-fn an_https_url_is_refused_at_start_up_naming_the_key_and_the_file() {
+fn a_tls_setting_that_cannot_work_is_refused_at_start_up_naming_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("m.sock");
     let config = dir.path().join("rest.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"https://lists.example.org:8001/3.1\"\n",
-            socket.display()
+    let cases = [
+        (
+            "http://lists.example.org:8001/3.1",
+            "mailman.ca_file: set, but mailman.url \"http://lists.example.org:8001/3.1\" is not https://",
         ),
-    )
-    .unwrap();
-    for extra in [&["--check-config"][..], &[]] {
-        let mut args = vec!["--config", config.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let o = run_bounded(&args);
-        let out = text(&o);
-        assert_eq!(o.status.code(), Some(1), "{extra:?}: {out}");
-        assert!(
-            out.contains(&format!(
-                "{}: mailman.url: \"https://lists.example.org:8001/3.1\": https:// is not supported",
-                config.display()
-            )),
-            "{extra:?}: {out}"
-        );
-        assert!(!socket.exists());
+        (
+            "https://lists.example.org:8001/3.1",
+            "mailman.ca_file: ca_file ",
+        ),
+    ];
+    for (url, message) in cases {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"unix:{}\"\nbackend = \"mailman\"\n[mailman]\nurl = \"{url}\"\nca_file = \"missing-ca.pem\"\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        for extra in [&["--check-config"][..], &[]] {
+            let mut args = vec!["--config", config.to_str().unwrap()];
+            args.extend_from_slice(extra);
+            let o = run_bounded(&args);
+            let out = text(&o);
+            assert_eq!(o.status.code(), Some(1), "{extra:?}: {out}");
+            assert!(
+                out.contains(&format!("{}: {message}", config.display())),
+                "{extra:?}: {out}"
+            );
+            assert!(!socket.exists());
+        }
     }
 }
 

@@ -160,7 +160,7 @@ impl RestBackend {
                 );
             }
         }
-        let api = Api::new(base, config, metrics);
+        let api = Api::new(base, config, metrics)?;
         let backend = RestBackend {
             inflight: Arc::default(),
             state_dir: config.state_dir.clone(),

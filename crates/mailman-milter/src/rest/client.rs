@@ -9,12 +9,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use super::tls::{self, Connector};
 use super::{RestConfig, RestError, RestMetrics};
 
 /// Largest answer body read.
@@ -32,7 +32,7 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 pub(super) struct Api {
     pub(super) base: String,
     pub(super) auth: String,
-    pub(super) client: Client<HttpConnector, Empty<Bytes>>,
+    pub(super) client: Client<Connector, Empty<Bytes>>,
     /// Bound on one request, connecting included.
     timeout: Duration,
     /// Requests in flight at most ([`MAX_IN_FLIGHT`]).
@@ -61,11 +61,15 @@ struct Backoff {
 
 impl Api {
     /// A client for the API at `base` (checked), as `config` says: HTTP/1.1
-    /// with idle connections kept for reuse; counting into `metrics`.
-    pub(super) fn new(base: String, config: &RestConfig, metrics: RestMetrics) -> Api {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.timeout));
-        connector.set_nodelay(true);
+    /// with idle connections kept for reuse, over TLS for an `https://`
+    /// base; counting into `metrics`. An error: the TLS roots cannot be
+    /// read.
+    pub(super) fn new(
+        base: String,
+        config: &RestConfig,
+        metrics: RestMetrics,
+    ) -> Result<Api, RestError> {
+        let connector = tls::connector(&base, config.ca_file.as_deref(), config.timeout)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(MAX_IN_FLIGHT)
@@ -75,7 +79,7 @@ impl Api {
             base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", config.user, config.password))
         );
-        Api {
+        Ok(Api {
             base,
             auth,
             client,
@@ -83,7 +87,7 @@ impl Api {
             permits: Semaphore::new(MAX_IN_FLIGHT),
             backoff: Mutex::new(Backoff::default()),
             metrics,
-        }
+        })
     }
 
     /// `GET base+path`, JSON answer; each request bounded by `timeout`, at
@@ -152,11 +156,11 @@ impl Api {
             .body(Empty::<Bytes>::new())
             .map_err(|e| http("request", e.to_string()))?;
         tracing::debug!(%url, "Mailman REST request");
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| http("connect", error_chain(&e)))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            let chain = error_chain(&e);
+            let hint = tls::hint(&chain);
+            http("connect", format!("{chain}{hint}"))
+        })?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Err(RestError::NotFound { url });

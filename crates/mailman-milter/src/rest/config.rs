@@ -49,6 +49,9 @@ pub struct RestConfig {
     /// The list domains (lowercased), if configured: then `/domains` is
     /// not needed to tell list mail from other mail.
     pub list_domains: Option<Vec<String>>,
+    /// For an `https://` URL: the PEM file of the CA certificates that
+    /// alone are trusted to vouch for the API (None: the system's roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RestConfig {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for RestConfig {
             .field("cache_size", &self.cache_size)
             .field("state_dir", &self.state_dir)
             .field("list_domains", &self.list_domains)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -79,22 +83,17 @@ impl Default for RestConfig {
             cache_size: DEFAULT_CACHE_SIZE,
             state_dir: None,
             list_domains: None,
+            ca_file: None,
         }
     }
 }
 
-/// Checks a base URL: `http://host[:port][/path]`. Returns it without a
-/// trailing `/`.
+/// Checks a base URL: `http://host[:port][/path]` or
+/// `https://host[:port][/path]`. Returns it without a trailing `/`.
 pub fn check_url(url: &str) -> Result<String, RestError> {
     let bad = || RestError::BadUrl(url.to_owned());
     let uri: Uri = url.parse().map_err(|_| bad())?;
-    if uri
-        .scheme_str()
-        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
-    {
-        return Err(RestError::Https(url.to_owned()));
-    }
-    if uri.scheme_str() != Some("http") || uri.host().is_none_or(str::is_empty) {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
         return Err(bad());
     }
     if uri.query().is_some() {

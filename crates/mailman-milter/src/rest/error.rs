@@ -8,14 +8,11 @@ use crate::backend::BackendError;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RestError {
     /// The base URL cannot be used.
-    #[error("{0:?} is not an http:// URL with a host")]
+    #[error("{0:?} is not an http:// or https:// URL with a host")]
     BadUrl(String),
-    /// An `https://` URL: this client speaks plain HTTP only.
-    #[error(
-        "{0:?}: https:// is not supported (no TLS in this build); use http:// to Mailman's \
-         REST API on localhost (its default), or an http:// endpoint of a local TLS proxy"
-    )]
-    Https(String),
+    /// The TLS set-up cannot be made (no trusted roots, a bad `ca_file`).
+    #[error("{0}")]
+    Tls(String),
     /// Connecting or sending failed.
     #[error("GET {url}: {message}")]
     Http {

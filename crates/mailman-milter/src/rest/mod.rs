@@ -12,7 +12,8 @@
 //!   into an SQL `LIKE` search (`*@example.org` would be "a member"). Such a
 //!   sender is compared against the list's roster instead.
 //!
-//! Only `http://` is spoken (the API normally listens on localhost).
+//! `http://` (the API's default, on localhost) and `https://` (an API on
+//! another host behind TLS; `tls`) are spoken.
 //!
 //! Files: `config` (where and how long), `client` (one HTTP `GET`, the
 //! request bound and back-off), `paging` (collections), `model` (Mailman's
@@ -22,7 +23,8 @@
 //! (the cache of lists read one by one, with shared fetches in flight),
 //! `snapshot` (Mailman's answers as kept and as used), `list_cache` (the
 //! whole read behind `lists`), `answer_cache` (membership answers),
-//! `state` (the state directory), `metrics` (what is counted), `backend` (all of it as a
+//! `state` (the state directory), `tls` (the TLS connector and its
+//! roots), `metrics` (what is counted), `backend` (all of it as a
 //! [`crate::backend::ListBackend`]).
 
 mod answer_cache;
@@ -40,6 +42,7 @@ mod paging;
 mod per_list;
 mod snapshot;
 pub mod state;
+mod tls;
 
 pub use backend::{LOAD_BOUND, RestBackend};
 pub use config::{
@@ -49,15 +52,21 @@ pub use config::{
 pub use error::RestError;
 pub use members::lookup_safe;
 pub use metrics::{RestMetrics, request_kind};
+pub use tls::roots_from;
 
 /// Plain reads of the API, with the backend's authentication, bounds,
 /// back-off and paging (for `mailman-milter export`).
 pub struct Reader(client::Api);
 
 impl Reader {
-    /// A reader of the API at `base` (checked with [`check_url`]).
-    pub fn new(base: String, config: &RestConfig) -> Reader {
-        Reader(client::Api::new(base, config, RestMetrics::default()))
+    /// A reader of the API at `base` (checked with [`check_url`]); an
+    /// error if its TLS roots cannot be read.
+    pub fn new(base: String, config: &RestConfig) -> Result<Reader, RestError> {
+        Ok(Reader(client::Api::new(
+            base,
+            config,
+            RestMetrics::default(),
+        )?))
     }
 
     /// `GET base+path`, JSON answer.
@@ -74,6 +83,17 @@ impl Reader {
     pub fn base(&self) -> &str {
         &self.0.base
     }
+}
+
+/// The connector `--check-backend` asks through: the REST client's, TLS
+/// roots included.
+pub(crate) fn probe_connector(config: &RestConfig) -> Result<tls::Connector, RestError> {
+    tls::connector(&config.url, config.ca_file.as_deref(), config.timeout)
+}
+
+/// A hint for a TLS failure's text, or "".
+pub(crate) fn tls_hint(message: &str) -> &'static str {
+    tls::hint(message)
 }
 
 /// Percent-encodes a path segment or query value.
