@@ -270,6 +270,7 @@ fn rest_metrics(serve: &mut Serve) -> RestMetrics {
             "Answers from the REST backend's caches older than cache_ttl (within \
              max_stale) because Mailman had not answered anew, by cache",
         ),
+        resolved: Default::default(),
     }
 }
 

@@ -4,7 +4,9 @@
 //! fresh or stale. The daemon registers these counters (see `cli.rs`);
 //! left at their default they are counted but never exposed.
 
-use minimilter::daemon::CounterFamily;
+use std::sync::{Arc, OnceLock};
+
+use minimilter::daemon::{Counter, CounterFamily};
 
 /// The REST backend's counters; clones count into the same counters, so
 /// they outlive the backend (a reload) when kept by the daemon.
@@ -29,6 +31,33 @@ pub struct RestMetrics {
     /// background, or after asking again failed. Labelled `cache` as
     /// [`RestMetrics::cache_hits`].
     pub stale_answers: CounterFamily,
+    /// The series of `cache_hits` and `stale_answers` once found (see
+    /// [`ResolvedCounters`]); shared by clones. Build with `Default::default()`.
+    pub resolved: Arc<ResolvedCounters>,
+}
+
+/// The cache names counted, in [`ResolvedCounters`]'s order.
+const CACHES: [&str; 4] = ["site", "list", "member", "lists"];
+
+/// The `cache_hits` and `stale_answers` series per cache, each looked up
+/// in its family at its first use and kept: a warm decision counts two or
+/// three hits, and a family look-up costs a label vector, a hash and a
+/// lock shared by every connection (about 1,100 instructions each, measured
+/// with callgrind). Series still appear only once counted.
+#[derive(Debug, Default)]
+pub struct ResolvedCounters {
+    hits: [OnceLock<Counter>; 4],
+    stale: [OnceLock<Counter>; 4],
+}
+
+/// Counts one in `family`'s series for `cache`, through `kept`.
+fn count(kept: &[OnceLock<Counter>; 4], family: &CounterFamily, cache: &'static str) {
+    match CACHES.iter().position(|c| *c == cache) {
+        Some(i) => kept[i]
+            .get_or_init(|| family.get_or_create(&vec![("cache", cache)]).clone())
+            .inc(),
+        None => family.get_or_create(&vec![("cache", cache)]).inc(),
+    };
 }
 
 impl RestMetrics {
@@ -43,13 +72,11 @@ impl RestMetrics {
     }
 
     pub(super) fn hit(&self, cache: &'static str) {
-        self.cache_hits.get_or_create(&vec![("cache", cache)]).inc();
+        count(&self.resolved.hits, &self.cache_hits, cache);
     }
 
     pub(super) fn stale(&self, cache: &'static str) {
-        self.stale_answers
-            .get_or_create(&vec![("cache", cache)])
-            .inc();
+        count(&self.resolved.stale, &self.stale_answers, cache);
     }
 }
 
@@ -77,7 +104,7 @@ pub fn request_kind(path: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::request_kind;
+    use super::*;
 
     #[test]
     fn every_path_the_client_asks_for_has_its_kind() {
@@ -108,5 +135,26 @@ mod tests {
         ] {
             assert_eq!(request_kind(path), kind, "{path}");
         }
+    }
+
+    fn value(family: &CounterFamily, cache: &'static str) -> u64 {
+        family.get_or_create(&vec![("cache", cache)]).get()
+    }
+
+    #[test]
+    fn kept_series_count_into_the_families_for_every_clone() {
+        let m = RestMetrics::default();
+        let c = m.clone();
+        m.hit("member");
+        c.hit("member");
+        m.hit("site");
+        c.stale("list");
+        // A name outside the fixed set still counts, through the family.
+        m.hit("other");
+        assert_eq!(value(&m.cache_hits, "member"), 2);
+        assert_eq!(value(&c.cache_hits, "site"), 1);
+        assert_eq!(value(&m.stale_answers, "list"), 1);
+        assert_eq!(value(&m.stale_answers, "member"), 0);
+        assert_eq!(value(&m.cache_hits, "other"), 1);
     }
 }

@@ -51,7 +51,7 @@ pub use config::{
 };
 pub use error::RestError;
 pub use members::lookup_safe;
-pub use metrics::{RestMetrics, request_kind};
+pub use metrics::{ResolvedCounters, RestMetrics, request_kind};
 pub use tls::roots_from;
 
 /// Plain reads of the API, with the backend's authentication, bounds,
