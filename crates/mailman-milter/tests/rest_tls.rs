@@ -33,7 +33,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// second, untrusted CA sign.
 struct Pki {
     dir: tempfile::TempDir,
-    /// For 127.0.0.1, signed by the CA.
+    /// For 127.0.0.1 and localhost, signed by the CA.
     good: Arc<rustls::ServerConfig>,
     /// For mailman.example.org only, signed by the CA.
     wrong_name: Arc<rustls::ServerConfig>,
@@ -49,9 +49,9 @@ impl Pki {
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
         std::fs::write(dir.path().join("other-ca.pem"), other.pem()).unwrap();
         Pki {
-            good: server(&ca, "127.0.0.1"),
-            wrong_name: server(&ca, "mailman.example.org"),
-            untrusted: server(&other, "127.0.0.1"),
+            good: server(&ca, &["127.0.0.1", "localhost"]),
+            wrong_name: server(&ca, &["mailman.example.org"]),
+            untrusted: server(&other, &["127.0.0.1"]),
             dir,
         }
     }
@@ -76,11 +76,11 @@ fn ca_other() -> CertifiedIssuer<'static, KeyPair> {
     ca("another test CA")
 }
 
-/// A server configuration with a certificate for `name` (a DNS name or an
-/// IP address) signed by `ca`.
-fn server(ca: &CertifiedIssuer<'static, KeyPair>, name: &str) -> Arc<rustls::ServerConfig> {
+/// A server configuration with a certificate for `names` (DNS names or IP
+/// addresses) signed by `ca`.
+fn server(ca: &CertifiedIssuer<'static, KeyPair>, names: &[&str]) -> Arc<rustls::ServerConfig> {
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![name.to_owned()])
+    let cert = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .unwrap()
         .signed_by(&key, ca)
         .unwrap();
@@ -278,6 +278,19 @@ async fn list_mail_is_decided_over_https_with_a_private_ca() {
         Outcome::Rejected { .. }
     ));
     assert!(api.requests.load(Ordering::Relaxed) >= 2);
+    // A host name in the URL is verified (and sent as SNI) as well.
+    let port_and_path = api.url.rsplit(':').next().unwrap();
+    let by_name = config(
+        &format!("https://localhost:{port_and_path}"),
+        Some(&pki.ca_file()),
+    );
+    let base = mailman_milter::rest::check_url(&by_name.url).unwrap();
+    let domains = Reader::new(base, &by_name)
+        .unwrap()
+        .get("/domains")
+        .await
+        .unwrap();
+    assert_eq!(domains["entries"][0]["mail_host"], "lists.example.org");
     assert_eq!(api.failed_handshakes.load(Ordering::Relaxed), 0);
 }
 
@@ -354,6 +367,39 @@ async fn an_unreachable_https_api_tempfails_and_says_so() {
         rcpt(&mut c, "alice@example.org", "bob@example.org").await,
         Outcome::Accepted
     );
+}
+
+/// A server that accepts the connection and never answers the TLS
+/// handshake: bounded by `timeout`, then the fail-safe.
+#[tokio::test]
+async fn a_stalled_tls_handshake_tempfails_within_the_timeout() {
+    let pki = Pki::new();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/3.1", l.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        for _ in 0..100 {
+            let Ok((s, _)) = l.accept().await else { return };
+            kept.push(s);
+        }
+    });
+    let config = RestConfig {
+        timeout: Duration::from_millis(800),
+        ..config(&url, Some(&pki.ca_file()))
+    };
+    let e = read_error(&config).await;
+    assert!(e.contains("within"), "{e}");
+    let backend = Arc::new(RestBackend::new(&config).unwrap());
+    let mut c = client(backend).await;
+    assert!(matches!(
+        rcpt(&mut c, "alice@example.org", "team@lists.example.org").await,
+        Outcome::Tempfailed { .. }
+    ));
+    assert_eq!(
+        rcpt(&mut c, "alice@example.org", "bob@example.org").await,
+        Outcome::Accepted
+    );
+    held.abort();
 }
 
 fn check_backend(config: &Path, ssl_cert_file: Option<&Path>) -> (Option<i32>, String) {
