@@ -466,6 +466,12 @@ async fn check_backend_verifies_the_api_against_ca_file_or_the_system_roots() {
             "{out}"
         );
         assert!(out.contains("1 lists") || out.contains("1 list"), "{out}");
+        // The settings read back name the file, resolved beside the
+        // configuration.
+        assert!(
+            out.contains(&format!("ca_file = \"{}\"", ca.display())),
+            "{out}"
+        );
         // The system roots, as SSL_CERT_FILE gives them.
         let (code, out) = check_backend(&system, Some(&ca));
         assert_eq!(code, Some(0), "{out}");
