@@ -402,6 +402,40 @@ async fn a_stalled_tls_handshake_tempfails_within_the_timeout() {
     held.abort();
 }
 
+/// An https:// URL naming a plain HTTP port (the server answers the TLS
+/// greeting with an HTTP error): the fail-safe, and an error that says so.
+#[tokio::test]
+async fn an_https_url_to_a_plain_http_port_tempfails_and_says_so() {
+    let pki = Pki::new();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/3.1", l.local_addr().unwrap());
+    let plain = tokio::spawn(async move {
+        for _ in 0..100 {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut greeting = [0u8; 512];
+            let _ = s.read(&mut greeting).await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let config = config(&url, Some(&pki.ca_file()));
+    let e = read_error(&config).await;
+    assert!(e.contains("InvalidContentType"), "{e}");
+    assert!(e.contains("does not speak TLS"), "{e}");
+    let backend = Arc::new(RestBackend::new(&config).unwrap());
+    let mut c = client(backend).await;
+    assert!(matches!(
+        rcpt(&mut c, "alice@example.org", "team@lists.example.org").await,
+        Outcome::Tempfailed { .. }
+    ));
+    plain.abort();
+}
+
 fn check_backend(config: &Path, ssl_cert_file: Option<&Path>) -> (Option<i32>, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailman-milter"));
     cmd.args([

@@ -98,6 +98,8 @@ pub(crate) fn hint(message: &str) -> &'static str {
         " (the API's certificate is not signed by a trusted CA: set [mailman] ca_file to its CA)"
     } else if message.contains("not valid for name") || message.contains("NotValidForName") {
         " (the API's certificate does not name the host in [mailman] url)"
+    } else if message.contains("InvalidContentType") {
+        " (the server does not speak TLS there: is the url's port a plain http:// one?)"
     } else {
         ""
     }
