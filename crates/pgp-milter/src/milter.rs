@@ -367,11 +367,22 @@ impl Milter for PgpMilter {
         let mut line = Vec::with_capacity(header.name.len() + header.value.len() + 4);
         line.extend_from_slice(&header.name);
         line.extend_from_slice(b": ");
-        for (i, l) in header.value.split(|&b| b == b'\n').enumerate() {
-            if i > 0 {
+        // A fold's line end (LF, or CRLF) becomes CRLF. A CR at the end of
+        // the value is no line end: it stays, for the reader to refuse as
+        // a bare CR (Postfix delivers `Subject: x<CR><CR><LF>`, which ends
+        // the header there for readers that take a bare CR as a line end).
+        let mut lines = header.value.split(|&b| b == b'\n').peekable();
+        let mut first = true;
+        while let Some(l) = lines.next() {
+            if !std::mem::take(&mut first) {
                 line.extend_from_slice(b"\r\n");
             }
-            line.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
+            let folded = lines.peek().is_some();
+            line.extend_from_slice(if folded {
+                l.strip_suffix(b"\r").unwrap_or(l)
+            } else {
+                l
+            });
         }
         line.extend_from_slice(b"\r\n");
         cx.msg.from_fields.header(&header.name, &header.value);
