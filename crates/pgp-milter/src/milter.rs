@@ -367,22 +367,17 @@ impl Milter for PgpMilter {
         let mut line = Vec::with_capacity(header.name.len() + header.value.len() + 4);
         line.extend_from_slice(&header.name);
         line.extend_from_slice(b": ");
-        // A fold's line end (LF, or CRLF) becomes CRLF. A CR at the end of
-        // the value is no line end: it stays, for the reader to refuse as
-        // a bare CR (Postfix delivers `Subject: x<CR><CR><LF>`, which ends
-        // the header there for readers that take a bare CR as a line end).
-        let mut lines = header.value.split(|&b| b == b'\n').peekable();
-        let mut first = true;
-        while let Some(l) = lines.next() {
-            if !std::mem::take(&mut first) {
+        // MTAs send a fold as LF alone (Postfix, Sendmail: the milter
+        // protocol's form); it becomes CRLF. A CR in the value, before a
+        // fold or at its end, is a bare CR of the message as the MTA
+        // delivers it (`Subject: d<CR><CR><LF>` arrives as `d<CR>`): it
+        // stays, for the reader to refuse, since readers that take a bare
+        // CR as a line end see the header end there.
+        for (i, l) in header.value.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
                 line.extend_from_slice(b"\r\n");
             }
-            let folded = lines.peek().is_some();
-            line.extend_from_slice(if folded {
-                l.strip_suffix(b"\r").unwrap_or(l)
-            } else {
-                l
-            });
+            line.extend_from_slice(l);
         }
         line.extend_from_slice(b"\r\n");
         cx.msg.from_fields.header(&header.name, &header.value);
