@@ -9,8 +9,8 @@
 //! text around the multipart) and hostile ones that plant the word
 //! "marker" where some reader may show it (delimiter look-alikes, duplicate
 //! parameters and fields, encoded words, white space before a colon, bare
-//! CR, NUL, commented transfer encodings, mislabelled parts, random
-//! insertions and deletions). Asserted:
+//! CR, NUL, commented transfer encodings, mislabelled parts, a top header
+//! line ending in a bare CR, random insertions and deletions). Asserted:
 //! * whenever pgp-milter accepts, neither reader has a leaf holding the
 //!   marker (the plaintext it would display or let the user open);
 //! * whenever both readers see a well-formed encrypted message (and only

@@ -28,18 +28,14 @@
 
 mod mutations;
 mod support;
+mod through_milter;
 
 use std::process::Command;
 
-use bytes::Bytes;
-use minimilter::proto::Offer;
-use minimilter::transaction::{Outcome, run_next_message};
-use minimilter::{
-    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, run_message,
-};
+use minimilter::transaction::Outcome;
 use mutations::{Rng, replace_nth};
 use pgp_milter::policy::Bounces;
-use pgp_milter::{Config, PgpMilter, Policy};
+use pgp_milter::{Config, Policy};
 use support::crlf;
 
 const ARMOR: &str = include_str!("fixtures/gpg/encrypted.asc");
@@ -541,47 +537,8 @@ fn oracle(messages: &[&[u8]]) -> Vec<[bool; 5]> {
     views
 }
 
-async fn client(policy: Policy) -> MilterClient {
-    let (a, z) = tokio::io::duplex(1 << 20);
-    let server = Server::new(PgpMilter::new(policy), ServerConfig::default());
-    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
-    let cfg = ClientConfig {
-        offer: Offer::postfix(),
-        ..ClientConfig::default()
-    };
-    MilterClient::negotiate(Box::new(a), cfg).await.unwrap()
-}
-
-/// A message from the null sender.
-fn bounce(message: &[u8]) -> MessageSpec {
-    MessageSpec {
-        from: String::new(),
-        rcpts: vec!["alice@example.org".into()],
-        message: Bytes::copy_from_slice(message),
-        ..MessageSpec::default()
-    }
-}
-
-/// The milter's outcome for each message, from the null sender, on one
-/// connection, and what the MTA delivers of each message it accepts.
-async fn judged(policy: Policy, messages: &[&[u8]]) -> Vec<(Outcome, Option<Vec<u8>>)> {
-    let mut c = client(policy).await;
-    let mut out = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        let t = if i == 0 {
-            run_message(&mut c, &bounce(m)).await
-        } else {
-            run_next_message(&mut c, &bounce(m)).await
-        };
-        let t = t.unwrap();
-        out.push((t.outcome, t.delivered.map(|d| d.render())));
-    }
-    c.quit().await.unwrap();
-    out
-}
-
 async fn outcomes(policy: Policy, messages: &[&[u8]]) -> Vec<Outcome> {
-    judged(policy, messages)
+    through_milter::judged(policy, "", messages)
         .await
         .into_iter()
         .map(|(o, _)| o)
@@ -653,7 +610,7 @@ async fn the_bounce_limit_holds_whatever_max_body_bytes_says() {
 async fn reports_pgp_milter_accepts_show_no_text_beyond_the_report_rules() {
     let cases = cases(1500);
     let messages: Vec<&[u8]> = cases.iter().map(|c| c.message.as_slice()).collect();
-    let got = judged(accept_reports(), &messages).await;
+    let got = through_milter::judged(accept_reports(), "", &messages).await;
     // Well-formed: as sent. Leaks: in what the MTA delivers (a header
     // line is delivered as the MTA cut it, not as it was sent).
     let views = oracle(&messages);

@@ -67,7 +67,7 @@ pub fn benign(m: &str, rng: &mut Rng) -> String {
 pub fn hostile(m: &str, rng: &mut Rng) -> String {
     let close = format!("--{B}--");
     let part = "Content-Type: text/plain\r\n\r\nthe marker text\r\n";
-    match rng.below(13) {
+    match rng.below(14) {
         0 => {
             let junk = rng.pick(&["z", "--x", "-", " x", "\t--", "--\r\nmore"]);
             m.replacen(&close, &format!("--{B}{junk}\r\n{part}{close}"), 1)
@@ -157,6 +157,15 @@ pub fn hostile(m: &str, rng: &mut Rng) -> String {
             ),
             1,
         ),
+        // A top header line that ends in a bare CR (before a NUL, where
+        // the MTA cuts the line): readers that end the header there show
+        // what follows, the preamble too, which holds the marker.
+        12 => {
+            let end = m.find("\r\n\r\n").unwrap_or(0);
+            let cr = rng.pick(&["\r", "\r\0x"]);
+            let with_cr = replace_nth(&m[..end], "\r\n", &format!("{cr}\r\n"), rng);
+            format!("{with_cr}\r\n\r\nthe marker in the preamble{}", &m[end..])
+        }
         _ => m.replacen(
             &close,
             &format!("--{B}\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\nthe marker\r\n{close}"),
