@@ -369,8 +369,8 @@ impl Milter for PgpMilter {
         line.extend_from_slice(b": ");
         // MTAs send a fold as LF alone (Postfix, Sendmail: the milter
         // protocol's form); it becomes CRLF. A CR in the value, before a
-        // fold or at its end, is a bare CR of the message as the MTA
-        // delivers it (`Subject: d<CR><CR><LF>` arrives as `d<CR>`): it
+        // fold or at its end, is a bare CR of the message (an MTA may pass
+        // `Subject: d<CR><CR><LF>` on as `d<CR>`; Postfix 3.7 drops it): it
         // stays, for the reader to refuse, since readers that take a bare
         // CR as a line end see the header end there.
         for (i, l) in header.value.split(|&b| b == b'\n').enumerate() {

@@ -1,12 +1,14 @@
-//! A header line that ends in a bare CR, as the milter protocol delivers
-//! it: Postfix sends `Subject: d<CR>` for the SMTP line
-//! `Subject: d<CR><CR><LF>` and delivers that line as it came. Python's
-//! `email` takes the bare CR as a line end and the CRLF after it as the
-//! blank line that ends the header, so it shows everything after it (the
-//! MIME header fields, and the preamble text readers otherwise ignore) as
-//! a text/plain body. The same holds for a CR at the end of a folded line
-//! (MTAs send folds as LF alone, so the CR is the message's). The milter
-//! must see the bare CR and refuse it as the strict reader does.
+//! A header line that ends in a bare CR, as the milter protocol may carry
+//! it: an MTA that passed the SMTP line `Subject: d<CR><CR><LF>` on as
+//! `Subject: d<CR>` (minimilter's Postfix model does; Postfix 3.7 itself
+//! drops trailing CRs and turns inner ones into spaces) would deliver a
+//! header that Python's `email` ends at the bare CR, taking the CRLF after
+//! it as the blank line that ends the header, so it shows everything after
+//! it (the MIME header fields, and the preamble text readers otherwise
+//! ignore) as a text/plain body. The same holds for a CR at the end of a
+//! folded line (MTAs send folds as LF alone, so such a CR is the
+//! message's). The milter must see the bare CR and refuse it as the strict
+//! reader does.
 
 mod support;
 
