@@ -367,11 +367,17 @@ impl Milter for PgpMilter {
         let mut line = Vec::with_capacity(header.name.len() + header.value.len() + 4);
         line.extend_from_slice(&header.name);
         line.extend_from_slice(b": ");
+        // MTAs send a fold as LF alone (Postfix, Sendmail: the milter
+        // protocol's form); it becomes CRLF. A CR in the value, before a
+        // fold or at its end, is a bare CR of the message (an MTA may pass
+        // `Subject: d<CR><CR><LF>` on as `d<CR>`; Postfix 3.7 drops it): it
+        // stays, for the reader to refuse, since readers that take a bare
+        // CR as a line end see the header end there.
         for (i, l) in header.value.split(|&b| b == b'\n').enumerate() {
             if i > 0 {
                 line.extend_from_slice(b"\r\n");
             }
-            line.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
+            line.extend_from_slice(l);
         }
         line.extend_from_slice(b"\r\n");
         cx.msg.from_fields.header(&header.name, &header.value);

@@ -269,8 +269,8 @@ pub struct Policy {
     /// What passes.
     pub require: Require,
     /// What is kept whole at most: the parts a rule reads as a whole (an
-    /// HTML twin and its text, a signature part) and a possible delivery
-    /// report (null sender, `bounces = accept-reports`). Everything else
+    /// HTML twin and its text, a signature part). Everything else, a
+    /// possible delivery report included (`max_bounce_bytes` bounds that),
     /// is judged as it streams, whatever the message size.
     pub max_body_bytes: usize,
     /// Largest message body accepted, refused like Postfix's
