@@ -183,7 +183,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             if self.session.negotiated().is_none() {
                 continue;
             }
-            if self.shutdown.kill.is_cancelled() {
+            if self.shutdown.is_killed() {
                 return ConnectionEnd::Shutdown;
             }
         }
