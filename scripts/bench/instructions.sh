@@ -19,8 +19,8 @@ MSG=()
 # NEW_CONN=1: a new connection per message (connect, negotiate, one message, QUIT).
 [ -n "${NEW_CONN:-}" ] && MSG+=(--new-connection-per-message)
 DIR=$(mktemp -d)
-trap 'kill "$PID" 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp "$DIR"/cg.*.* "$KEEP"; rm -rf "$DIR"' EXIT
-RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.%p" \
+trap 'kill "$PID" 2>/dev/null || true; [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$DIR"/cg.*.* "$KEEP"/; rm -rf "$DIR"' EXIT
+RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$DIR/cg.%p" \
     "$MILTER" --listen "unix:$DIR/s.sock" 2>"$DIR/vg.log" &
 PID=$!
 for _ in $(seq 200); do [ -S "$DIR/s.sock" ] && break; sleep 0.1; done

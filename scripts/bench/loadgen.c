@@ -24,7 +24,8 @@
  * waiting: the reply is read by the event loop), still CONNS at a time and
  * bounded by MESSAGES per slot and SECONDS. The message is encoded once, on
  * the first negotiation; a milter that negotiates differently later is an
- * error. slowest_negotiation_ms is connect + negotiation, worst seen.
+ * error. slowest_negotiation_ms is connect + negotiation, worst seen;
+ * negotiation_ms gives the distribution (p50 to p99.9) over all of them.
  *
  * It checks only what it needs to go on: packet lengths, and that a reply is
  * a known code. Decisive replies before end of message end the message
@@ -107,6 +108,8 @@ static struct buf body, headers; /* headers: encoded L packets */
 static int conns = 8;
 static int new_conn_per_msg;   /* -N: one connection per message */
 static double slowest_neg;     /* seconds, connect + negotiation */
+static double *negs;           /* every negotiation's time, for the distribution */
+static size_t nneg, negcap;
 static const char *sockspec;
 
 static double now(void)
@@ -228,6 +231,20 @@ static void encode_script(struct conn *c, uint32_t p)
 }
 
 static struct conn *cs;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile of the sorted negotiation times (nearest rank), 0 if none. */
+static double quantile(double q)
+{
+    if (!nneg) return 0;
+    size_t k = (size_t)(q * (double)nneg);
+    return negs[k < nneg ? k : nneg - 1];
+}
 
 /* Writes segment c->seg (with ABORT in front when a message came before). */
 static void send_seg(struct conn *c, int after_abort)
@@ -363,6 +380,12 @@ int main(int argc, char **argv)
                 else if (p != c->proto) { fprintf(stderr, "loadgen: the milter negotiated differently on a new connection\n"); return 1; }
                 double took = now() - c->neg_started;
                 if (took > slowest_neg) slowest_neg = took;
+                if (nneg == negcap) {
+                    negcap = negcap ? 2 * negcap : 1024;
+                    negs = realloc(negs, negcap * sizeof *negs);
+                    if (!negs) { perror("realloc"); return 1; }
+                }
+                negs[nneg++] = took;
                 memmove(c->in, c->in + 4 + len, c->inlen - 4 - len);
                 c->inlen -= 4 + len;
                 c->negotiating = 0;
@@ -441,10 +464,13 @@ int main(int argc, char **argv)
     long fewest = -1;
     for (int k = 0; k < conns; k++)
         if (fewest < 0 || cs[k].completed < fewest) fewest = cs[k].completed;
+    qsort(negs, nneg, sizeof *negs, cmp_double);
     printf("{\"conns\": %d, \"messages\": %ld, \"seconds\": %.3f, \"msgs_per_s\": %.0f, "
            "\"cpu_s\": %.3f, \"cpu_us_per_msg\": %.2f, \"fewest_messages_on_a_connection\": %ld, "
-           "\"new_connection_per_message\": %s, \"slowest_negotiation_ms\": %.3f}\n",
+           "\"new_connection_per_message\": %s, \"slowest_negotiation_ms\": %.3f, "
+           "\"negotiations\": %zu, \"negotiation_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, \"p999\": %.3f}}\n",
            conns, total, elapsed, total / elapsed, cpu, total ? cpu * 1e6 / total : 0.0, fewest,
-           new_conn_per_msg ? "true" : "false", slowest_neg * 1e3);
+           new_conn_per_msg ? "true" : "false", slowest_neg * 1e3, nneg,
+           quantile(0.5) * 1e3, quantile(0.9) * 1e3, quantile(0.99) * 1e3, quantile(0.999) * 1e3);
     return total > 0 ? 0 : 1;
 }

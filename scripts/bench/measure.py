@@ -1046,6 +1046,9 @@ def yardstick(args):
                 "milter_cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / msgs if msgs else None,
                 "other_cpu_s": max(0.0, (sys1 - sys0) - (cpu1 - cpu0) - cpu), "wall_s": wall,
                 "errors": sum(r.get("errors", {}).values()) if client == "bench" else 0,
+                # loadgen gives the distribution; bench only the slowest.
+                "negotiation_ms": r.get("negotiation_ms"),
+                "slowest_negotiation_ms": r.get("slowest_negotiation_ms"),
             })
             print(f"  {client:<8} round {i}: {msgs} msgs, {r.get('msgs_per_s', 0):.0f} msg/s, "
                   f"client {runs[-1]['client_cpu_us_per_msg'] or 0:.1f} us/msg, "
@@ -1201,12 +1204,17 @@ def gate_section(gate, yard):
             w(f"The same with a new connection per message (`loadgen -N`, `bench "
               f"--new-connection-per-message`: connect, negotiate, one message, QUIT), "
               f"{new['conns']} at a time ({new['date']}):\n")
-            w("| client | round | msgs/s | client CPU µs/msg | milter CPU µs/msg | other CPU % | errors |")
-            w("|---|---:|---:|---:|---:|---:|---:|")
+            w("| client | round | msgs/s | client CPU µs/msg | milter CPU µs/msg | other CPU % "
+              "| negotiation ms p50 / p99 / p99.9 | slowest negotiation ms | errors |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
             for run in new["runs"]:
+                q = run.get("negotiation_ms")
+                dist = f"{q['p50']:.2f} / {q['p99']:.2f} / {q['p999']:.2f}" if q else "–"
+                slow = run.get("slowest_negotiation_ms")
                 w(f"| {run['client']} | {run['round'] + 1} | {run['msgs_per_s']:,.0f} "
                   f"| {fmt(run['client_cpu_us_per_msg'])} | {fmt(run['milter_cpu_us_per_msg'])} "
-                  f"| {100 * run['other_cpu_s'] / run['wall_s']:.0f} | {run['errors']} |")
+                  f"| {100 * run['other_cpu_s'] / run['wall_s']:.0f} | {dist} "
+                  f"| {'–' if slow is None else f'{slow:.1f}'} | {run['errors']} |")
             w("")
         if yard.get("uptime"):
             w("Machine load (`uptime`) when the run started and when it ended:\n")

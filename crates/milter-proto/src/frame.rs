@@ -96,8 +96,8 @@ impl FrameDecoder {
             buf.reserve((total - buf.len()).min(RESERVE_STEP));
             return Ok(None);
         }
-        buf.advance(4);
-        let code = buf.get_u8();
+        let code = buf[4];
+        buf.advance(5);
         let payload = buf.split_to(len as usize - 1).freeze();
         Ok(Some(Frame { code, payload }))
     }

@@ -6,6 +6,8 @@
 //! `{rcpt_addr}` of the previous recipient must not be seen at MAIL of the next
 //! message, but the connect-stage `j` stays for the whole connection.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 
 use crate::command::{MAX_MACRO_PAIRS, code};
@@ -43,9 +45,59 @@ pub fn bare_name(name: &[u8]) -> &[u8] {
 }
 
 /// Macro values by stage, copied out of the packets (see [`MacroStore::set`]).
+///
+/// Each stage keeps its pairs in one buffer of its own, as length-prefixed
+/// names and values back to back, and keeps that buffer from packet to
+/// packet: a connection receives several macro packets per message, and
+/// storing one costs a copy, not allocations. The `Bytes` that
+/// [`MacroStore::get`] and [`MacroStore::iter`] hand out are made only when
+/// asked for, once per stored packet, since most filters look at few macros
+/// or none. The cache of those is allocated on first use, so an idle
+/// connection pays for ten empty buffers and one pointer.
 #[derive(Debug, Default, Clone)]
 pub struct MacroStore {
-    slots: [Vec<(Bytes, Bytes)>; ORDER.len()],
+    /// Per stage: for each pair, name length and value length (`u32`, native
+    /// order), then the name and the value.
+    slots: [Vec<u8>; ORDER.len()],
+    /// Per stage, its pairs as `Bytes` (slices of one copy of the stage).
+    cache: OnceLock<Box<[OnceLock<Pairs>; ORDER.len()]>>,
+}
+
+/// A stage's pairs as `Bytes`.
+type Pairs = Box<[(Bytes, Bytes)]>;
+
+/// A stage buffer above this is given back when the stage is cleared, so a
+/// connection does not keep the largest macro packet it ever got.
+const KEEP_CAPACITY: usize = 1024;
+
+/// Bytes in front of each pair in a stage buffer.
+const PAIR_HEADER: usize = 8;
+
+fn push_pair(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    buf.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+    buf.extend_from_slice(&(value.len() as u32).to_ne_bytes());
+    buf.extend_from_slice(name);
+    buf.extend_from_slice(value);
+}
+
+/// The pairs of a stage buffer, each with the offsets of its name and value.
+fn pairs_of(buf: &[u8]) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let header = buf.get(at..at + PAIR_HEADER)?;
+        let n = u32::from_ne_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let v = u32::from_ne_bytes(header[4..].try_into().expect("4 bytes")) as usize;
+        let name_at = at + PAIR_HEADER;
+        at = name_at + n + v;
+        Some((name_at, n, name_at + n, v))
+    })
+}
+
+impl PartialEq for MacroStore {
+    /// Same macros by stage (the cache is not compared).
+    fn eq(&self, other: &Self) -> bool {
+        self.slots == other.slots
+    }
 }
 
 impl MacroStore {
@@ -54,40 +106,39 @@ impl MacroStore {
         MacroStore::default()
     }
 
+    /// Empties stage `i` for new pairs, and forgets its cached `Bytes`.
+    fn reset(&mut self, i: usize) -> &mut Vec<u8> {
+        if let Some(cache) = self.cache.get_mut() {
+            cache[i].take();
+        }
+        let buf = &mut self.slots[i];
+        if buf.capacity() > KEEP_CAPACITY {
+            *buf = Vec::new();
+        } else {
+            buf.clear();
+        }
+        buf
+    }
+
     /// Stores the macros of a `D` packet, replacing earlier ones of that stage.
     /// Packets for stages that do not exist are dropped, as libmilter does.
     ///
     /// Names and values are copied out of the packet: a stored macro must not
     /// keep a whole read buffer (up to the packet limit) alive for the rest of
-    /// the connection. They are copied into one buffer per stage (the pairs
-    /// are slices of it), so a packet costs one allocation, not two per
-    /// macro. At most [`MAX_STAGE_BYTES`] are kept per stage.
+    /// the connection. At most [`MAX_STAGE_BYTES`] of names and values are
+    /// kept per stage (the pairs up to the first that does not fit).
     pub fn set(&mut self, stage: u8, pairs: Vec<(Bytes, Bytes)>) {
         let Some(i) = slot(stage) else {
             return;
         };
-        let slot = &mut self.slots[i];
-        slot.clear();
-        let mut kept = 0;
+        let buf = self.reset(i);
         let mut bytes = 0;
         for (name, value) in &pairs {
-            if bytes + name.len() + value.len() > MAX_STAGE_BYTES {
+            bytes += name.len() + value.len();
+            if bytes > MAX_STAGE_BYTES {
                 break;
             }
-            bytes += name.len() + value.len();
-            kept += 1;
-        }
-        let mut copy = Vec::with_capacity(bytes);
-        for (name, value) in &pairs[..kept] {
-            copy.extend_from_slice(name);
-            copy.extend_from_slice(value);
-        }
-        let copy = Bytes::from(copy);
-        let mut at = 0;
-        for (name, value) in &pairs[..kept] {
-            let (n, v) = (name.len(), value.len());
-            slot.push((copy.slice(at..at + n), copy.slice(at + n..at + n + v)));
-            at += n + v;
+            push_pair(buf, name, value);
         }
     }
 
@@ -105,12 +156,10 @@ impl MacroStore {
         let Some(i) = slot(stage) else {
             return stage;
         };
-        // Pass 1: the pairs kept (offsets into `rest` of names and values),
-        // by the rules of the parser and of `set`.
-        let mut spans: [(u32, u32, u32, u32); 16] = [(0, 0, 0, 0); 16];
-        let mut more: Vec<(u32, u32, u32, u32)> = Vec::new();
-        let (mut pairs, mut kept, mut bytes, mut at) = (0usize, 0usize, 0usize, 0usize);
-        let mut stop_keeping = false;
+        let buf = self.reset(i);
+        // The parser's rules (pairs up to the first incomplete one, empty
+        // names dropped, at most MAX_MACRO_PAIRS), then `set`'s.
+        let (mut pairs, mut bytes) = (0, 0);
         while !rest.is_empty() && pairs < MAX_MACRO_PAIRS {
             let Some(n) = memchr_nul(rest) else { break };
             let after_name = &rest[n + 1..];
@@ -120,42 +169,17 @@ impl MacroStore {
             let Some(v) = memchr_nul(after_name) else {
                 break;
             };
-            let (name_at, value_at) = (at, at + n + 1);
-            at += n + 1 + v + 1;
+            let (name, value) = (&rest[..n], &after_name[..v]);
             rest = &after_name[v + 1..];
             if n == 0 {
                 continue;
             }
             pairs += 1;
-            if stop_keeping || bytes + n + v > MAX_STAGE_BYTES {
-                stop_keeping = true;
-                continue;
-            }
             bytes += n + v;
-            let span = (name_at as u32, n as u32, value_at as u32, v as u32);
-            if kept < spans.len() {
-                spans[kept] = span;
-            } else {
-                more.push(span);
+            if bytes > MAX_STAGE_BYTES {
+                break;
             }
-            kept += 1;
-        }
-        // Pass 2: one copy of the kept bytes, the pairs slices of it.
-        let data = &payload[1..];
-        let all = || spans[..kept.min(spans.len())].iter().chain(more.iter());
-        let mut copy = Vec::with_capacity(bytes);
-        for &(na, nl, va, vl) in all() {
-            copy.extend_from_slice(&data[na as usize..(na + nl) as usize]);
-            copy.extend_from_slice(&data[va as usize..(va + vl) as usize]);
-        }
-        let copy = Bytes::from(copy);
-        let slot = &mut self.slots[i];
-        slot.clear();
-        let mut off = 0;
-        for &(_, nl, _, vl) in all() {
-            let (n, v) = (nl as usize, vl as usize);
-            slot.push((copy.slice(off..off + n), copy.slice(off + n..off + n + v)));
-            off += n + v;
+            push_pair(buf, name, value);
         }
         stage
     }
@@ -167,25 +191,38 @@ impl MacroStore {
             return;
         }
         if let Some(i) = slot(stage) {
-            for s in &mut self.slots[i + 1..] {
-                s.clear();
-            }
+            self.clear_from(i + 1);
         }
     }
 
     /// Forgets the message macros (MAIL onwards), for an aborted message.
     pub fn clear_message(&mut self) {
-        let i = slot(code::MAIL).expect("MAIL is a stage");
-        for s in &mut self.slots[i..] {
-            s.clear();
-        }
+        self.clear_from(slot(code::MAIL).expect("MAIL is a stage"));
     }
 
     /// Forgets everything (a new connection on the same socket).
     pub fn clear_all(&mut self) {
-        for s in &mut self.slots {
-            s.clear();
+        self.clear_from(0);
+    }
+
+    fn clear_from(&mut self, first: usize) {
+        for i in first..ORDER.len() {
+            if !self.slots[i].is_empty() {
+                self.reset(i);
+            }
         }
+    }
+
+    /// Stage `i`'s pairs as `Bytes`, made on first use.
+    fn cached(&self, i: usize) -> &[(Bytes, Bytes)] {
+        let cache = self.cache.get_or_init(Default::default);
+        cache[i].get_or_init(|| {
+            let buf = &self.slots[i];
+            let copy = Bytes::copy_from_slice(buf);
+            pairs_of(buf)
+                .map(|(na, n, va, v)| (copy.slice(na..na + n), copy.slice(va..va + v)))
+                .collect()
+        })
     }
 
     /// Looks a macro up by name, with or without braces (`{auth_authen}` and
@@ -193,11 +230,12 @@ impl MacroStore {
     /// stage wins.
     pub fn get(&self, name: &str) -> Option<&Bytes> {
         let wanted = bare_name(name.as_bytes());
-        self.slots
-            .iter()
-            .rev()
-            .flatten()
-            .find_map(|(n, v)| (bare_name(n) == wanted).then_some(v))
+        (0..ORDER.len()).rev().find_map(|i| {
+            let buf = &self.slots[i];
+            let k =
+                pairs_of(buf).position(|(na, n, _, _)| bare_name(&buf[na..na + n]) == wanted)?;
+            Some(&self.cached(i)[k].1)
+        })
     }
 
     /// Like [`get`](Self::get), as text (lossy for non-UTF-8 values).
@@ -207,7 +245,11 @@ impl MacroStore {
 
     /// Every macro currently known, latest stage first.
     pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.slots.iter().rev().flatten().map(|(n, v)| (n, v))
+        (0..ORDER.len())
+            .rev()
+            .filter(|&i| !self.slots[i].is_empty())
+            .flat_map(|i| self.cached(i))
+            .map(|(n, v)| (n, v))
     }
 }
 
@@ -269,6 +311,49 @@ mod tests {
     }
 
     #[test]
+    fn a_new_packet_replaces_what_was_looked_up() {
+        // Look-ups are cached per stage; storing or clearing a stage must
+        // never leave the old values visible.
+        let mut m = MacroStore::new();
+        m.set_packet(b"Mi\0first\0{mail_addr}\0a@b\0");
+        assert_eq!(&m.get("i").unwrap()[..], b"first");
+        assert_eq!(m.iter().count(), 2);
+        m.set_packet(b"Mi\0second\0");
+        assert_eq!(&m.get("i").unwrap()[..], b"second");
+        assert!(m.get("mail_addr").is_none());
+        assert_eq!(m.iter().count(), 1);
+        m.set_packet(b"Cj\0mx\0");
+        m.clear_after(b'C');
+        assert!(m.get("i").is_none());
+        assert_eq!(&m.get("j").unwrap()[..], b"mx");
+        let copy = m.clone();
+        m.clear_all();
+        assert!(m.get("j").is_none());
+        assert_eq!(&copy.get("j").unwrap()[..], b"mx");
+    }
+
+    #[test]
+    fn a_large_packet_is_not_kept_after_its_stage_ends() {
+        let mut m = MacroStore::new();
+        let mut big = b"R{rcpt_addr}\0".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 50_000));
+        big.push(0);
+        m.set_packet(&big);
+        assert_eq!(m.get("rcpt_addr").unwrap().len(), 50_000);
+        let r = slot(code::RCPT).unwrap();
+        assert!(m.slots[r].capacity() >= 50_000);
+        m.clear_message();
+        assert!(m.slots[r].capacity() <= KEEP_CAPACITY);
+        // A small one keeps its buffer for the next packet.
+        m.set_packet(b"R{rcpt_addr}\0c@d\0");
+        let before = m.slots[r].as_ptr();
+        m.clear_message();
+        m.set_packet(b"R{rcpt_addr}\0e@f\0");
+        assert_eq!(m.slots[r].as_ptr(), before);
+        assert_eq!(&m.get("rcpt_addr").unwrap()[..], b"e@f");
+    }
+
+    #[test]
     fn set_packet_keeps_what_parse_and_set_keep() {
         use crate::{Command, Frame};
         // Deterministic pseudo-random packets: stages, NULs, empty names,
@@ -309,7 +394,8 @@ mod tests {
             };
             b.set(stage, pairs);
             assert_eq!(stage_a, stage, "round {round}");
-            assert_eq!(a.slots, b.slots, "round {round}");
+            assert_eq!(a, b, "round {round}");
+            assert!(a.iter().eq(b.iter()), "round {round}");
         }
     }
 }

@@ -162,8 +162,13 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             }
             self.call_close().await;
         }
-        // Best effort: the peer may be gone already.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        // Best effort: the peer may be gone already. After QUIT or the MTA's
+        // own close there is nobody to tell: dropping the stream closes it
+        // (one system call fewer per connection, for MTAs that open one per
+        // SMTP session).
+        if !matches!(end, ConnectionEnd::Closed) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        }
         end
     }
 
@@ -174,7 +179,15 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 Ok(None) => return ConnectionEnd::Closed,
                 Err(e) => return e,
             };
-            if let Err(e) = self.handle(frame).await {
+            // Macro packets (most of what an MTA sends) need no filter call
+            // and no reply: handled here without building the step's future.
+            let event = match self.receive(frame) {
+                Ok(e) => e,
+                Err(e) => return e,
+            };
+            if !matches!(event, Event::Macros)
+                && let Err(e) = self.handle(event).await
+            {
                 return e;
             }
             if let Err(e) = self.flush().await {
@@ -183,7 +196,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             if self.session.negotiated().is_none() {
                 continue;
             }
-            if self.shutdown.kill.is_cancelled() {
+            if self.shutdown.is_killed() {
                 return ConnectionEnd::Shutdown;
             }
         }
@@ -289,7 +302,8 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         Ok(())
     }
 
-    async fn handle(&mut self, frame: Frame) -> Result<(), ConnectionEnd> {
+    /// Runs a packet through the protocol session.
+    fn receive(&mut self, frame: Frame) -> Result<Event, ConnectionEnd> {
         let macro_stage = (frame.code == milter_proto::command::code::MACRO)
             .then(|| frame.payload.first().copied())
             .flatten();
@@ -297,6 +311,12 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         if let Some(stage) = macro_stage {
             self.log.macros(stage, self.session.macros());
         }
+        Ok(event)
+    }
+
+    /// Acts on what a packet meant: filter calls, the message log, the
+    /// connection's end.
+    async fn handle(&mut self, event: Event) -> Result<(), ConnectionEnd> {
         match event {
             Event::Negotiated => {
                 let neg = self.session.negotiated().expect("just negotiated");
@@ -396,7 +416,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             return Ok(());
         }
         let limit = self.step_limit(step);
-        let started = std::time::Instant::now();
+        let started = self.observer.times_steps().then(std::time::Instant::now);
         let outcome = if let Command::EndOfMessage(last_chunk) = command {
             // libmilter treats data on `E` as a last body chunk. MTAs send it
             // empty; for one that does not, the filter sees the chunk first,
@@ -425,7 +445,9 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 .await
                 .map(|v| (v, Vec::new()))
         };
-        self.observer.step(step, started.elapsed());
+        if let Some(started) = started {
+            self.observer.step(step, started.elapsed());
+        }
         let mut fail_reason = None;
         let verdict = match outcome {
             Ok((verdict, mods)) => {

@@ -124,6 +124,15 @@ impl Observer {
         Observer { inner }
     }
 
+    /// Whether step times are recorded: if not, the caller need not read
+    /// the clock around each filter call.
+    pub(crate) fn times_steps(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        return self.inner.is_some();
+        #[cfg(not(feature = "metrics"))]
+        false
+    }
+
     pub(crate) fn step(&self, step: Step, took: Duration) {
         #[cfg(feature = "metrics")]
         if let Some(m) = &self.inner {

@@ -140,10 +140,14 @@ impl<F: Milter> Server<F> {
         let mut backoff = Duration::from_millis(10);
         let mut last_full_warning: Option<Instant> = None;
         let mut refused_since_warning = 0u64;
+        // One waiter for the whole loop: a fresh `cancelled()` per accept
+        // registered and removed a waiter (two locks) for every connection.
+        let stopped = shutdown.stop.clone().cancelled_owned();
+        tokio::pin!(stopped);
         loop {
             let accepted = tokio::select! {
                 biased;
-                _ = shutdown.stop.cancelled() => return,
+                _ = &mut stopped => return,
                 a = listener.accept() => a,
             };
             let accepted = match accepted {

@@ -6,6 +6,9 @@
 //! packet boundary (never in the middle of a reply), and the MTA applies its
 //! default action to whatever was still open.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio_util::sync::CancellationToken;
 
 /// The two shutdown signals a connection listens to.
@@ -13,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 pub struct Shutdown {
     pub(crate) stop: CancellationToken,
     pub(crate) kill: CancellationToken,
+    /// Set by [`Shutdown::kill`] before `kill` is cancelled, and shared with
+    /// the connections' copies: a connection checks it after every packet,
+    /// and a token's `is_cancelled` takes a lock each time.
+    killed: Arc<AtomicBool>,
 }
 
 impl Shutdown {
@@ -28,8 +35,15 @@ impl Shutdown {
 
     /// Ends the grace period.
     pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
         self.stop.cancel();
         self.kill.cancel();
+    }
+
+    /// True once [`Shutdown::kill`] was called (on this value or the one it
+    /// was made from).
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
     }
 
     /// Signals for one connection: child tokens, so that waiting on them
@@ -39,6 +53,7 @@ impl Shutdown {
         Shutdown {
             stop: self.stop.child_token(),
             kill: self.kill.child_token(),
+            killed: self.killed.clone(),
         }
     }
 
