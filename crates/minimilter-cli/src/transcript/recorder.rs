@@ -79,6 +79,11 @@ pub struct Recorder {
     awaiting: Option<(Step, u64)>,
     transactions: u32,
     written: u32,
+    /// The number of the last transaction written (0: none yet).
+    last_written: u32,
+    /// Transactions of this connection not recorded just before the next
+    /// one (recording stopped and resumed), for its header line.
+    not_recorded_before: u32,
     notes: Vec<String>,
     truncated: bool,
     finished: Vec<Finished>,
@@ -106,6 +111,8 @@ impl Recorder {
             awaiting: None,
             transactions: 0,
             written: 0,
+            last_written: 0,
+            not_recorded_before: 0,
             notes: Vec::new(),
             truncated: false,
             finished: Vec::new(),
@@ -116,6 +123,21 @@ impl Recorder {
     /// not know how to relay), as `{"version": .., "actions": .., "protocol": ..}`.
     pub fn set_refused(&mut self, refused: Value) {
         self.refused = Some(refused);
+    }
+
+    /// The number of the last transaction written (0: none).
+    pub fn last_written(&self) -> u32 {
+        self.last_written
+    }
+
+    /// Recording starts again after a gap (a recorder fed only the
+    /// connection's context): `transactions` were begun before this point,
+    /// of which `not_recorded` right before it were not recorded; the next
+    /// transcript says so, and numbers its transaction as the MTA counted.
+    pub fn resume_after(&mut self, transactions: u32, not_recorded: u32) {
+        self.transactions = transactions;
+        self.not_recorded_before = not_recorded;
+        self.finished.clear();
     }
 
     /// Transcripts finished so far, handed over once.
@@ -462,6 +484,7 @@ impl Recorder {
         };
         self.emit(self.transactions, Some(txn), reason, at_us);
         self.written += 1;
+        self.last_written = self.transactions;
     }
 
     fn emit(&mut self, transaction: u32, txn: Option<Txn>, reason: &str, at_us: u64) {
@@ -476,19 +499,20 @@ impl Recorder {
             text.push_str(l);
             text.push('\n');
         };
-        line(
-            &json!({
-                "type": "transcript",
-                "schema": SCHEMA,
-                "version": VERSION,
-                "recorder": concat!("minimilter record ", env!("CARGO_PKG_VERSION")),
-                "started_unix_ms": self.started_unix_ms,
-                "connection": self.connection,
-                "transaction": transaction,
-                "bodies": self.bodies.name(),
-            })
-            .to_string(),
-        );
+        let mut head = json!({
+            "type": "transcript",
+            "schema": SCHEMA,
+            "version": VERSION,
+            "recorder": concat!("minimilter record ", env!("CARGO_PKG_VERSION")),
+            "started_unix_ms": self.started_unix_ms,
+            "connection": self.connection,
+            "transaction": transaction,
+            "bodies": self.bodies.name(),
+        });
+        if self.not_recorded_before > 0 {
+            head["not_recorded_before"] = json!(std::mem::take(&mut self.not_recorded_before));
+        }
+        line(&head.to_string());
         match &self.negotiate {
             Some(n) => line(&json_line(n)),
             None => {
