@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 
 use milter_proto::Frame;
 use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use super::proxy::{CONNECTIONS_NOT_RECORDED, Note, Side, unix_ms};
 use super::store::Store;
@@ -44,6 +45,10 @@ pub struct Totals {
 /// value): on a busy machine the relay, which the mail waits for, gets the
 /// CPU first, and the writer falls behind (and drops) instead.
 const WRITER_NICENESS: i32 = 10;
+
+/// How long a busy writer sleeps before taking what has queued (at most a
+/// few hundred notes at the highest rates measured; the queue holds 4096).
+const POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Lowers the calling thread's priority. On Linux a thread id names one
 /// thread for `setpriority(PRIO_PROCESS, ..)`, so the relay threads keep
@@ -88,7 +93,26 @@ pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
             }
         }
     };
-    while let Some(note) = rx.blocking_recv() {
+    // While notes keep coming the thread wakes on a timer and takes what
+    // queued meanwhile; only an idle writer blocks on the queue. A relay's
+    // send then wakes nobody (no futex call on the mail's path, no switch
+    // to this thread per transaction), and the writer works in batches.
+    let mut busy = false;
+    loop {
+        let note = match rx.try_recv() {
+            Ok(n) => n,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) if busy => {
+                busy = false;
+                std::thread::sleep(POLL);
+                continue;
+            }
+            Err(TryRecvError::Empty) => match rx.blocking_recv() {
+                Some(n) => n,
+                None => break,
+            },
+        };
+        busy = true;
         match note {
             Note::Open {
                 connection,
