@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use milter_proto::{
     Actions, Command, DataSize, Frame, FrameDecoder, FrameError, MAX_VERSION, OptNeg, Protocol,
     command::code,
@@ -333,12 +333,14 @@ impl Batch {
     }
 }
 
-/// Cuts the packets in `buf` and appends them to `out` for the other side
-/// and to `batch` for the writer; the offer (first MTA packet) may be
-/// narrowed (and `refused` says how). Returns the framing error that
-/// stopped the cutting, if one did (the packets before it are still
-/// relayed), and whether an MTA packet ended a transaction or session
-/// (abort, MAIL, quit: a good moment to hand the batch over).
+/// Cuts the complete packets at the front of `buf` and hands each to
+/// `batch` for the writer; returns the bytes to relay, which are those very
+/// packets as read (one slice of the read buffer, no copy, no re-framing),
+/// except that the offer (first MTA packet) may be narrowed (and `refused`
+/// says how). Also returns the framing error that stopped the cutting, if
+/// one did (the packets before it are still relayed), and whether an MTA
+/// packet ended a transaction or session (abort, MAIL, quit: a good moment
+/// to hand the batch over).
 #[allow(clippy::too_many_arguments)]
 fn cut(
     side: Side,
@@ -346,17 +348,37 @@ fn cut(
     dec: &FrameDecoder,
     first_from_mta: &mut bool,
     refused: &mut Option<Value>,
-    out: &mut BytesMut,
     batch: &mut Batch,
     at_us: u64,
-) -> (Option<FrameError>, bool) {
+) -> (Bytes, Option<FrameError>, bool) {
+    // The length of the complete packets at the front: those the decoder
+    // would return (the same checks, in the same order).
+    let mut n = 0;
+    while let Some(h) = buf.get(n..n + 4) {
+        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if len == 0 || len - 1 > dec.max_payload() || buf.len() - n - 4 < len {
+            break;
+        }
+        n += 4 + len;
+    }
+    let raw = buf.split_to(n).freeze();
+    // What is left is a partial packet (the decoder reserves room for it)
+    // or a bad one (the decoder says why).
+    let bad = match dec.decode(buf) {
+        Ok(None) => None,
+        Err(e) => Some(e),
+        Ok(Some(_)) => unreachable!("every complete packet was taken above"),
+    };
+    let mut relay = raw.clone();
     let mut boundary = false;
-    loop {
-        let mut f = match dec.decode(buf) {
-            Ok(Some(f)) => f,
-            Ok(None) => return (None, boundary),
-            Err(e) => return (Some(e), boundary),
+    let mut off = 0;
+    while off < raw.len() {
+        let len = u32::from_be_bytes([raw[off], raw[off + 1], raw[off + 2], raw[off + 3]]) as usize;
+        let mut f = Frame {
+            code: raw[off + 4],
+            payload: raw.slice(off + 5..off + 4 + len),
         };
+        off += 4 + len;
         if side == Side::Mta
             && std::mem::take(first_from_mta)
             && f.code == code::OPTNEG
@@ -370,13 +392,17 @@ fn cut(
             });
             tracing::warn!("the MTA offered options this proxy cannot relay exactly; refused: {r}");
             *refused = Some(r);
-            let mut tmp = BytesMut::new();
-            Command::OptNeg(relayable(&offer)).encode(&mut tmp);
-            if let Ok(Some(narrowed)) = dec.decode(&mut tmp) {
-                f = narrowed;
+            // The offer is the first packet: what is relayed is the
+            // narrowed offer, then the rest as read.
+            let mut narrowed = BytesMut::new();
+            Command::OptNeg(relayable(&offer)).encode(&mut narrowed);
+            let mut out = narrowed.clone();
+            out.extend_from_slice(&raw[off..]);
+            relay = out.freeze();
+            if let Ok(Some(nf)) = dec.decode(&mut narrowed) {
+                f = nf;
             }
         }
-        milter_proto::encode_frame(f.code, &[&f.payload], out);
         boundary |= side == Side::Mta
             && matches!(
                 f.code,
@@ -384,6 +410,7 @@ fn cut(
             );
         batch.push(side, at_us, f);
     }
+    (relay, bad, boundary)
 }
 
 /// Relays one MTA connection to the milter until both sides have closed,
@@ -424,7 +451,6 @@ pub async fn relay(
     let dec = FrameDecoder::new(MAX_PAYLOAD);
     let (mut mta_buf, mut milter_buf) =
         (BytesMut::with_capacity(8192), BytesMut::with_capacity(8192));
-    let mut out = BytesMut::with_capacity(8192);
     let (mut mta_open, mut milter_open) = (true, true);
     let mut first_from_mta = true;
     let mut refused = None;
@@ -458,27 +484,23 @@ pub async fn relay(
         let n = read.unwrap_or(0);
         let now = at();
         last_activity = started + Duration::from_micros(now);
-        out.clear();
-        let mut bad = None;
-        let mut boundary = false;
+        let (out, bad, boundary);
         if n == 0 {
             // End of stream: pass on whatever partial packet was left, then
             // the end itself (a half close), as the other side would have
             // seen it without the proxy.
-            out.extend_from_slice(buf);
-            buf.clear();
+            (out, bad, boundary) = (buf.split().freeze(), None, false);
             match side {
                 Side::Mta => mta_open = false,
                 Side::Milter => milter_open = false,
             }
         } else {
-            (bad, boundary) = cut(
+            (out, bad, boundary) = cut(
                 side,
                 buf,
                 &dec,
                 &mut first_from_mta,
                 &mut refused,
-                &mut out,
                 &mut batch,
                 now,
             );
@@ -567,6 +589,96 @@ mod tests {
             postfix,
             "unknown version, action and flag refused"
         );
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::*;
+
+    fn encoded(c: Command) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        c.encode(&mut b);
+        b.to_vec()
+    }
+
+    fn offer(actions: u32, protocol: u32) -> Command {
+        Command::OptNeg(OptNeg {
+            version: 6,
+            actions: Actions::from_bits_retain(actions),
+            protocol: Protocol::from_bits_retain(protocol),
+            macros: vec![],
+        })
+    }
+
+    fn run(bytes: &[u8], first: bool) -> (Bytes, Option<FrameError>, bool, BytesMut, Vec<u8>) {
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let mut batch = Batch::new(1, 0, tx);
+        let mut buf = BytesMut::from(bytes);
+        let mut first = first;
+        let mut refused = None;
+        let dec = FrameDecoder::new(MAX_PAYLOAD);
+        let (out, bad, boundary) = cut(
+            Side::Mta,
+            &mut buf,
+            &dec,
+            &mut first,
+            &mut refused,
+            &mut batch,
+            5,
+        );
+        let codes = batch.packets.iter().map(|(_, _, f)| f.code).collect();
+        (out, bad, boundary, buf, codes)
+    }
+
+    #[test]
+    fn complete_packets_go_on_as_read_and_a_partial_one_waits() {
+        let mut stream = encoded(offer(0x1FF, 0x1F_FFFF));
+        stream.extend(encoded(Command::Helo(Bytes::from_static(b"client"))));
+        stream.extend(encoded(Command::Mail(vec![Bytes::from_static(b"<a@b>")])));
+        let whole = stream.len();
+        let partial = encoded(Command::Body(Bytes::from_static(b"0123456789")));
+        stream.extend(&partial[..7]);
+        let (out, bad, boundary, rest, codes) = run(&stream, true);
+        assert_eq!(&out[..], &stream[..whole], "the same bytes, not re-framed");
+        assert_eq!(
+            &rest[..],
+            &partial[..7],
+            "the partial packet stays for the next read"
+        );
+        assert_eq!((bad, boundary), (None, true));
+        assert_eq!(codes, b"OHM");
+    }
+
+    #[test]
+    fn packets_before_a_bad_one_are_relayed_and_the_error_returned() {
+        let mut stream = encoded(Command::Helo(Bytes::from_static(b"client")));
+        let good = stream.len();
+        stream.extend([0, 0, 0, 0, b'X']);
+        let (out, bad, _, _, codes) = run(&stream, false);
+        assert_eq!(&out[..], &stream[..good]);
+        assert_eq!(bad, Some(FrameError::Empty));
+        assert_eq!(codes, b"H");
+        let mut stream = encoded(Command::Quit);
+        stream.extend(u32::MAX.to_be_bytes());
+        let (out, bad, boundary, _, _) = run(&stream, false);
+        assert_eq!(&out[..], &encoded(Command::Quit)[..]);
+        assert!(matches!(bad, Some(FrameError::TooLong { .. })));
+        assert!(boundary);
+    }
+
+    #[test]
+    fn an_offer_with_unknown_bits_is_relayed_narrowed_and_the_rest_as_read() {
+        let mut stream = encoded(offer(0x1FF | 0x1000, 0x1F_FFFF));
+        let rest = encoded(Command::Helo(Bytes::from_static(b"client")));
+        stream.extend(&rest);
+        let (out, _, _, _, _) = run(&stream, true);
+        let mut want = encoded(offer(0x1FF, 0x1F_FFFF));
+        want.extend(&rest);
+        assert_eq!(&out[..], &want[..]);
+        // Only the first MTA packet is an offer to narrow.
+        let (out, _, _, _, _) = run(&stream, false);
+        assert_eq!(&out[..], &stream[..]);
     }
 }
 
