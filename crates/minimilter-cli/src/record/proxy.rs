@@ -250,7 +250,13 @@ impl Batch {
             && let Some(c) = &mut self.context
         {
             if c.len() < CONTEXT_PACKETS {
-                c.push((side, at_us, frame.clone()));
+                // Copied: a slice would keep the whole read buffer it came
+                // from for as long as the connection lasts.
+                let copy = Frame {
+                    code: frame.code,
+                    payload: Bytes::copy_from_slice(&frame.payload),
+                };
+                c.push((side, at_us, copy));
                 if side == Side::Milter && frame.code == code::OPTNEG && self.negotiation_len == 0 {
                     self.negotiation_len = c.len();
                 }
