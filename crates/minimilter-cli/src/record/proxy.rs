@@ -373,6 +373,8 @@ fn cut(
     let bad = match dec.decode(buf) {
         Ok(None) => None,
         Err(e) => Some(e),
+        // The loop above applies the decoder's checks in its order, so no
+        // complete packet is left.
         Ok(Some(_)) => unreachable!("every complete packet was taken above"),
     };
     let mut relay = raw.clone();
