@@ -284,12 +284,9 @@ impl Batch {
             context: context.clone(),
             transactions: before,
         };
+        // The writer logs the resumption, with the gap.
         if self.tx.try_send(note).is_ok() {
             self.lost = false;
-            tracing::info!(
-                connection = self.connection,
-                "transcript writer caught up; recording this connection again"
-            );
         }
     }
 
