@@ -277,6 +277,12 @@ impl Batch {
         let Some(context) = &self.context else {
             return;
         };
+        // Only once the queue has room again for more than this note: a
+        // connection resumed into a nearly full queue would stop again at
+        // its next hand-over, having recorded nothing.
+        if self.tx.capacity() < self.tx.max_capacity().div_ceil(4) {
+            return;
+        }
         let note = Note::Resumed {
             connection: self.connection,
             started_unix_ms: self.started_unix_ms,
@@ -910,6 +916,58 @@ mod batch_tests {
             kinds(resumed),
             kinds(&ts[0]),
             "the same lines as a transcript recorded without a stop"
+        );
+    }
+
+    #[test]
+    fn a_connection_that_stops_twice_counts_each_transaction_not_recorded_once() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let mut notes = Vec::new();
+        let mut clock = 0;
+        let mut batch = Batch::new(3, 1_000, tx.clone());
+        batch.send(Note::Open {
+            connection: 3,
+            started_unix_ms: 1_000,
+        });
+        let mut first = negotiation();
+        first.extend(session("mx"));
+        first.extend(transaction(1));
+        relay(&mut batch, first, &mut clock);
+        for n in 2..=4 {
+            relay(&mut batch, transaction(n), &mut clock);
+        }
+        assert!(batch.lost, "stopped at MAIL 4 (transaction 3 unfinished)");
+        drain(&mut rx, &mut notes);
+        relay(&mut batch, transaction(5), &mut clock);
+        assert!(!batch.lost, "resumed at MAIL 5");
+        // Other connections fill the queue: MAIL 6 stops it again, and
+        // MAIL 7 finds no room to resume.
+        for other in [90, 91] {
+            tx.try_send(Note::Open {
+                connection: other,
+                started_unix_ms: 0,
+            })
+            .unwrap();
+        }
+        relay(&mut batch, transaction(6), &mut clock);
+        relay(&mut batch, transaction(7), &mut clock);
+        assert!(batch.lost);
+        relay(&mut batch, vec![mta(Command::Quit)], &mut clock);
+        drain(&mut rx, &mut notes);
+        notes.push(Note::Closed {
+            connection: 3,
+            at_us: clock,
+            reason: "closed".into(),
+            lost: batch.lost,
+            transactions: batch.transactions,
+        });
+        let (totals, ts) = write_all(notes, "twice");
+        let written: Vec<u32> = ts.iter().map(|t| t.transaction).collect();
+        assert_eq!(written, [1, 2]);
+        assert_eq!(
+            (totals.dropped, totals.resumed, totals.not_recorded),
+            (2, 1, 5),
+            "3 and 4 before the resumption, 5, 6 and 7 after it"
         );
     }
 

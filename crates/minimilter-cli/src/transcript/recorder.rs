@@ -79,7 +79,8 @@ pub struct Recorder {
     awaiting: Option<(Step, u64)>,
     transactions: u32,
     written: u32,
-    /// The number of the last transaction written (0: none yet).
+    /// The number of the last transaction written (0: none yet), or
+    /// accounted for as not recorded.
     last_written: u32,
     /// Transactions of this connection not recorded just before the next
     /// one (recording stopped and resumed), for its header line.
@@ -135,6 +136,8 @@ impl Recorder {
     /// transcript says so, and numbers its transaction as the MTA counted.
     pub fn resume_after(&mut self, transactions: u32, not_recorded: u32) {
         self.transactions = transactions;
+        // Those before are accounted for (written, or counted in the gap).
+        self.last_written = transactions;
         self.not_recorded_before = not_recorded;
         self.finished.clear();
     }
