@@ -277,10 +277,11 @@ impl Batch {
         let Some(context) = &self.context else {
             return;
         };
-        // Only once the queue has room again for more than this note: a
-        // connection resumed into a nearly full queue would stop again at
-        // its next hand-over, having recorded nothing.
-        if self.tx.capacity() < self.tx.max_capacity().div_ceil(4) {
+        // Only once a sixteenth of the queue is free (room for this note
+        // and the transactions after it): a connection resumed into a
+        // nearly full queue stops again at its next hand-over, having
+        // recorded nothing.
+        if self.tx.capacity() < self.tx.max_capacity().div_ceil(16) {
             return;
         }
         let note = Note::Resumed {
