@@ -15,7 +15,9 @@ of message). Added latency per step = (latency through the proxy - latency
 direct) / awaited steps per message, with one connection (nothing queues),
 at the median and at p99 of each run's messages, from the run with the
 median msgs/s of each path. The proxy's CPU is utime+stime of the record
-process (relay and transcript writer thread) over each run, per message.
+process (relay and transcript writer thread) over each run, per message, and
+in parentheses the writer thread's share (it runs behind the relay, so a
+run's share may include transcripts of the run before).
 Everything runs under /tmp and is bounded: 5000 messages on 1 connection,
 32 x 300 messages, 300 MB of transcripts per proxy."""
 import json, os, subprocess, sys, time
@@ -29,6 +31,15 @@ os.makedirs(M, exist_ok=True)
 def cpu(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def writer_cpu(pid):
+    """CPU seconds of the transcript writer thread (named "transcripts")."""
+    for t in os.listdir(f"/proc/{pid}/task"):
+        if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "transcripts":
+            f = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def start(args, log):
@@ -49,7 +60,8 @@ for f in os.listdir(M):
         os.remove(os.path.join(M, f))
 subprocess.run(["rm", "-rf", f"{M}/t-null-keep", f"{M}/t-null-hash",
                 f"{M}/t-action-keep", f"{M}/t-action-hash"])
-print("uptime at start:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+print("uptime at start:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+      flush=True)
 procs = []
 targets = {}
 for milter, steps in (("null_milter", 1), ("action_milter", 6)):
@@ -73,16 +85,19 @@ for rnd in range(ROUNDS):
     for sname, sargs in scen:
         for (milter, path), (sock, pid, steps) in targets.items():
             c0 = cpu(pid) if pid else 0
+            w0 = writer_cpu(pid) if pid else 0
             out = subprocess.run([f"{R}/minimilter", "bench", f"unix:{sock}", *sargs,
                                   "--body-bytes", "2048", "--expect", "accept", "--json",
                                   "--quiet", "--duration", "60"],
                                  capture_output=True, text=True)
             c1 = cpu(pid) if pid else 0
+            w1 = writer_cpu(pid) if pid else 0
             j = json.loads(out.stdout)
             errs = sum(j["errors"].values()) if j.get("errors") else 0
             res.setdefault((milter, sname, path), []).append(
                 (j["msgs_per_s"], j["latency_ms"]["p50"], j["latency_ms"]["p99"],
-                 (c1 - c0) * 1e6 / max(j["messages"], 1), j["messages"], errs, steps))
+                 (c1 - c0) * 1e6 / max(j["messages"], 1), j["messages"], errs, steps,
+                 (w1 - w0) * 1e6 / max(j["messages"], 1)))
 for p in procs:
     p.terminate()
     p.wait()
@@ -90,7 +105,7 @@ print("uptime at end:", subprocess.run(["uptime"], capture_output=True, text=Tru
 print()
 print("| milter (awaited steps per message) | scenario | path | msgs/s (median; min–max) "
       "| p50 ms | p99 ms | added per step, p50 µs | added per step, p99 µs "
-      "| proxy CPU µs/msg | errors |")
+      "| proxy CPU µs/msg (of it writer) | errors |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 med = {}
 for key, runs in res.items():
@@ -107,12 +122,19 @@ for (milter, sname, path), runs in res.items():
         a99 = f"{(m[2] - d[2]) * 1000 / steps:.0f}"
     print(f"| {milter} ({steps}) | {sname} | {path} | {m[0]:,.0f} ({runs[0][0]:,.0f}–{runs[-1][0]:,.0f}) "
           f"| {m[1]:.3f} | {m[2]:.3f} | {a50} | {a99} "
-          f"| {'–' if path == 'direct' else f'{m[3]:.1f}'} | {sum(r[5] for r in runs)} |")
+          f"| {'–' if path == 'direct' else f'{m[3]:.1f} ({m[7]:.1f})'} | {sum(r[5] for r in runs)} |")
 counts = {d: sum(len(fs) for _, _, fs in os.walk(f"{M}/{d}"))
           for d in ("t-null-keep", "t-null-hash", "t-action-keep", "t-action-hash")}
 print("\ntranscripts written:", counts)
 for short in ("null", "action"):
     for bodies in ("keep", "hash"):
         log = open(f"{M}/{short}-{bodies}.log").read()
-        if "dropped" in log:
-            print(f"{short}-{bodies}: the proxy log mentions dropped transcripts")
+        stops = log.count("transcript writer is behind")
+        resumed = log.count("recording resumed")
+        if stops or "dropped" in log:
+            print(f"{short}-{bodies}: recording stopped {stops} times (writer queue full), "
+                  f"resumed {resumed} times")
+# Hundreds of thousands of small files: removed now rather than at the next
+# start, where it delayed the first measurement by minutes.
+subprocess.run(["rm", "-rf", f"{M}/t-null-keep", f"{M}/t-null-hash",
+                f"{M}/t-action-keep", f"{M}/t-action-hash"])

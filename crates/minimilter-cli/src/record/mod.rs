@@ -61,8 +61,8 @@ pub struct RecordArgs {
 
 /// How many notes (a connection's packets up to a transaction boundary,
 /// mostly) may wait for the transcript writer; beyond that recording stops
-/// for the connection that finds the queue full (counted and logged),
-/// rather than slowing the mail.
+/// for the connection that finds the queue full (counted and logged) until
+/// its next transaction, rather than slowing the mail.
 const WRITER_QUEUE: usize = 4096;
 
 /// Runs the proxy until SIGTERM or SIGINT.
@@ -148,7 +148,8 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
             written = t.written,
             failed = t.failed,
             dropped = t.dropped,
-            later_not_recorded = t.later_not_recorded,
+            resumed = t.resumed,
+            not_recorded = t.not_recorded,
             "transcript writer done"
         );
     }

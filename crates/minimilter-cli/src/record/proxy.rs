@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use milter_proto::{
     Actions, Command, DataSize, Frame, FrameDecoder, FrameError, MAX_VERSION, OptNeg, Protocol,
     command::code,
@@ -95,6 +95,24 @@ pub enum Note {
         /// The packets.
         packets: Vec<(Side, u64, Frame)>,
     },
+    /// Recording of a connection stopped (the queue was full) and starts
+    /// again here, at a transaction boundary: the writer forgets what it
+    /// had of the connection and starts over from `context`.
+    Resumed {
+        /// Connection number.
+        connection: u64,
+        /// When the connection began (milliseconds since the Unix epoch).
+        started_unix_ms: u64,
+        /// What the proxy refused of the offer, if anything.
+        refused: Option<Value>,
+        /// The packets that every transcript of the connection repeats:
+        /// the negotiation, then the current SMTP session's packets before
+        /// its first transaction (connect, HELO, their macros and answers).
+        context: Vec<(Side, u64, Frame)>,
+        /// Transactions the MTA began on the connection before this point
+        /// (recorded or not): the next one is number `transactions + 1`.
+        transactions: u64,
+    },
     /// The connection ended.
     Closed {
         /// Connection number.
@@ -103,12 +121,11 @@ pub enum Note {
         at_us: u64,
         /// Why.
         reason: String,
-        /// Packets of this connection were dropped because the writer's
-        /// queue was full: its unfinished transcript is incomplete.
+        /// Recording had stopped (the writer's queue was full) and had not
+        /// resumed: the writer's unfinished transcript is incomplete.
         lost: bool,
-        /// Transactions (MAIL commands) the MTA began after that, which
-        /// were not recorded either.
-        later_transactions: u64,
+        /// Transactions the MTA began on the connection, recorded or not.
+        transactions: u64,
     },
 }
 
@@ -151,84 +168,189 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Most packets kept as a connection's context (see [`Note::Resumed`]);
+/// a session with more before its first transaction is not resumed.
+const CONTEXT_PACKETS: usize = 64;
+
 /// A connection's packets on their way to the writer. When the writer's
 /// queue is full the connection stops recording (its packets are dropped,
-/// counted and logged once) and the mail goes on: recording never waits.
+/// counted and logged) and the mail goes on: recording never waits. It
+/// resumes at the next transaction boundary (the MTA's first packet of a
+/// transaction, or of a new SMTP session after `K`), from a copy of the
+/// connection's context kept for that.
 struct Batch {
     connection: u64,
+    started_unix_ms: u64,
+    tx: Sender<Note>,
     packets: Vec<(Side, u64, Frame)>,
     bytes: usize,
     lost: bool,
-    /// MAIL commands seen since recording stopped.
-    later_transactions: u64,
+    /// Transactions the MTA began (MAIL, or MAIL's macros when MAIL is
+    /// negotiated away), recorded or not.
+    transactions: u64,
+    /// The last MTA packet was MAIL's macros (the MAIL that follows is
+    /// the same transaction).
+    after_mail_macros: bool,
+    /// The negotiation and the current SMTP session's packets before its
+    /// first transaction; `None` once too long to keep.
+    context: Option<Vec<(Side, u64, Frame)>>,
+    /// Packets of `context` that are the negotiation (kept across `K`).
+    negotiation_len: usize,
+    /// Still adding to `context` (no transaction yet in this session).
+    in_context: bool,
+    /// The next MTA packet begins a new SMTP session (it follows `K`).
+    session_start: bool,
+    refused: Option<Value>,
 }
 
 impl Batch {
-    fn new(connection: u64) -> Batch {
+    fn new(connection: u64, started_unix_ms: u64, tx: Sender<Note>) -> Batch {
         Batch {
             connection,
+            started_unix_ms,
+            tx,
             packets: Vec::with_capacity(32),
             bytes: 0,
             lost: false,
-            later_transactions: 0,
+            transactions: 0,
+            after_mail_macros: false,
+            context: Some(Vec::new()),
+            negotiation_len: 0,
+            in_context: true,
+            session_start: false,
+            refused: None,
         }
     }
 
     fn push(&mut self, side: Side, at_us: u64, frame: Frame) {
-        if self.lost {
-            if side == Side::Mta && frame.code == code::MAIL {
-                self.later_transactions += 1;
+        let (mut boundary, mut starts) = (false, false);
+        if side == Side::Mta {
+            let mail_macros =
+                frame.code == code::MACRO && frame.payload.first() == Some(&code::MAIL);
+            starts = mail_macros || (frame.code == code::MAIL && !self.after_mail_macros);
+            self.after_mail_macros = mail_macros;
+            boundary = starts || std::mem::take(&mut self.session_start);
+            if starts {
+                self.transactions += 1;
+                self.in_context = false;
             }
+            if frame.code == code::QUIT_NC {
+                self.session_start = true;
+                self.in_context = true;
+                if let Some(c) = &mut self.context {
+                    c.truncate(self.negotiation_len);
+                }
+            }
+        }
+        if self.lost && boundary {
+            // `transactions` already counts the one this packet begins.
+            self.resume(self.transactions - u64::from(starts));
+        }
+        if self.in_context
+            && let Some(c) = &mut self.context
+        {
+            if c.len() < CONTEXT_PACKETS {
+                // Copied: a slice would keep the whole read buffer it came
+                // from for as long as the connection lasts.
+                let copy = Frame {
+                    code: frame.code,
+                    payload: Bytes::copy_from_slice(&frame.payload),
+                };
+                c.push((side, at_us, copy));
+                if side == Side::Milter && frame.code == code::OPTNEG && self.negotiation_len == 0 {
+                    self.negotiation_len = c.len();
+                }
+            } else {
+                self.context = None;
+            }
+        }
+        if self.lost {
             return;
         }
         self.bytes += frame.payload.len();
         self.packets.push((side, at_us, frame));
     }
 
+    /// Tries to start recording again (at a boundary): the writer is told
+    /// to start the connection over from its context.
+    fn resume(&mut self, before: u64) {
+        let Some(context) = &self.context else {
+            return;
+        };
+        // Only once a sixteenth of the queue is free (room for this note
+        // and the transactions after it): a connection resumed into a
+        // nearly full queue stops again at its next hand-over, having
+        // recorded nothing.
+        if self.tx.capacity() < self.tx.max_capacity().div_ceil(16) {
+            return;
+        }
+        let note = Note::Resumed {
+            connection: self.connection,
+            started_unix_ms: self.started_unix_ms,
+            refused: self.refused.clone(),
+            context: context.clone(),
+            transactions: before,
+        };
+        // The writer logs the resumption, with the gap.
+        if self.tx.try_send(note).is_ok() {
+            self.lost = false;
+        }
+    }
+
     fn full(&self) -> bool {
         self.packets.len() >= BATCH_PACKETS || self.bytes >= BATCH_BYTES
     }
 
-    fn send(&mut self, tx: &Sender<Note>, note: Note) {
+    fn send(&mut self, note: Note) {
         if self.lost {
             return;
         }
-        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = tx.try_send(note) {
+        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = self.tx.try_send(note) {
             self.lost = true;
             self.packets = Vec::new();
+            self.bytes = 0;
             let n = CONNECTIONS_NOT_RECORDED.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
                 connection = self.connection,
                 not_recorded = n,
                 "transcript writer is behind; this connection's unfinished transcript is \
-                 dropped (mail is unaffected)"
+                 dropped and recording resumes at its next transaction (mail is unaffected)"
             );
         }
     }
 
-    fn hand_over(&mut self, tx: &Sender<Note>) {
+    fn refused(&mut self, refused: Value) {
+        self.hand_over();
+        self.refused = Some(refused.clone());
+        let connection = self.connection;
+        self.send(Note::Refused {
+            connection,
+            refused,
+        });
+    }
+
+    fn hand_over(&mut self) {
         if self.lost || self.packets.is_empty() {
             return;
         }
         let packets = std::mem::replace(&mut self.packets, Vec::with_capacity(32));
         self.bytes = 0;
         let connection = self.connection;
-        self.send(
-            tx,
-            Note::Packets {
-                connection,
-                packets,
-            },
-        );
+        self.send(Note::Packets {
+            connection,
+            packets,
+        });
     }
 }
 
-/// Cuts the packets in `buf` and appends them to `out` for the other side
-/// and to `batch` for the writer; the offer (first MTA packet) may be
-/// narrowed (and `refused` says how). Returns the framing error that
-/// stopped the cutting, if one did (the packets before it are still
-/// relayed), and whether an MTA packet ended a transaction or session
-/// (abort, MAIL, quit: a good moment to hand the batch over).
+/// Cuts the complete packets at the front of `buf` and hands each to
+/// `batch` for the writer; returns the bytes to relay, which are those very
+/// packets as read (one slice of the read buffer, no copy, no re-framing),
+/// except that the offer (first MTA packet) may be narrowed (and `refused`
+/// says how). Also returns the framing error that stopped the cutting, if
+/// one did (the packets before it are still relayed), and whether an MTA
+/// packet ended a transaction or session (abort, MAIL, quit: a good moment
+/// to hand the batch over).
 #[allow(clippy::too_many_arguments)]
 fn cut(
     side: Side,
@@ -236,17 +358,39 @@ fn cut(
     dec: &FrameDecoder,
     first_from_mta: &mut bool,
     refused: &mut Option<Value>,
-    out: &mut BytesMut,
     batch: &mut Batch,
     at_us: u64,
-) -> (Option<FrameError>, bool) {
+) -> (Bytes, Option<FrameError>, bool) {
+    // The length of the complete packets at the front: those the decoder
+    // would return (the same checks, in the same order).
+    let mut n = 0;
+    while let Some(h) = buf.get(n..n + 4) {
+        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if len == 0 || len - 1 > dec.max_payload() || buf.len() - n - 4 < len {
+            break;
+        }
+        n += 4 + len;
+    }
+    let raw = buf.split_to(n).freeze();
+    // What is left is a partial packet (the decoder reserves room for it)
+    // or a bad one (the decoder says why).
+    let bad = match dec.decode(buf) {
+        Ok(None) => None,
+        Err(e) => Some(e),
+        // The loop above applies the decoder's checks in its order, so no
+        // complete packet is left.
+        Ok(Some(_)) => unreachable!("every complete packet was taken above"),
+    };
+    let mut relay = raw.clone();
     let mut boundary = false;
-    loop {
-        let mut f = match dec.decode(buf) {
-            Ok(Some(f)) => f,
-            Ok(None) => return (None, boundary),
-            Err(e) => return (Some(e), boundary),
+    let mut off = 0;
+    while off < raw.len() {
+        let len = u32::from_be_bytes([raw[off], raw[off + 1], raw[off + 2], raw[off + 3]]) as usize;
+        let mut f = Frame {
+            code: raw[off + 4],
+            payload: raw.slice(off + 5..off + 4 + len),
         };
+        off += 4 + len;
         if side == Side::Mta
             && std::mem::take(first_from_mta)
             && f.code == code::OPTNEG
@@ -260,13 +404,17 @@ fn cut(
             });
             tracing::warn!("the MTA offered options this proxy cannot relay exactly; refused: {r}");
             *refused = Some(r);
-            let mut tmp = BytesMut::new();
-            Command::OptNeg(relayable(&offer)).encode(&mut tmp);
-            if let Ok(Some(narrowed)) = dec.decode(&mut tmp) {
-                f = narrowed;
+            // The offer is the first packet: what is relayed is the
+            // narrowed offer, then the rest as read.
+            let mut narrowed = BytesMut::new();
+            Command::OptNeg(relayable(&offer)).encode(&mut narrowed);
+            let mut out = narrowed.clone();
+            out.extend_from_slice(&raw[off..]);
+            relay = out.freeze();
+            if let Ok(Some(nf)) = dec.decode(&mut narrowed) {
+                f = nf;
             }
         }
-        milter_proto::encode_frame(f.code, &[&f.payload], out);
         boundary |= side == Side::Mta
             && matches!(
                 f.code,
@@ -274,6 +422,7 @@ fn cut(
             );
         batch.push(side, at_us, f);
     }
+    (relay, bad, boundary)
 }
 
 /// Relays one MTA connection to the milter until both sides have closed,
@@ -305,18 +454,15 @@ pub async fn relay(
             return;
         }
     };
-    let mut batch = Batch::new(connection);
-    batch.send(
-        &transcripts,
-        Note::Open {
-            connection,
-            started_unix_ms: unix_ms(),
-        },
-    );
+    let started_unix_ms = unix_ms();
+    let mut batch = Batch::new(connection, started_unix_ms, transcripts.clone());
+    batch.send(Note::Open {
+        connection,
+        started_unix_ms,
+    });
     let dec = FrameDecoder::new(MAX_PAYLOAD);
     let (mut mta_buf, mut milter_buf) =
         (BytesMut::with_capacity(8192), BytesMut::with_capacity(8192));
-    let mut out = BytesMut::with_capacity(8192);
     let (mut mta_open, mut milter_open) = (true, true);
     let mut first_from_mta = true;
     let mut refused = None;
@@ -350,27 +496,23 @@ pub async fn relay(
         let n = read.unwrap_or(0);
         let now = at();
         last_activity = started + Duration::from_micros(now);
-        out.clear();
-        let mut bad = None;
-        let mut boundary = false;
+        let (out, bad, boundary);
         if n == 0 {
             // End of stream: pass on whatever partial packet was left, then
             // the end itself (a half close), as the other side would have
             // seen it without the proxy.
-            out.extend_from_slice(buf);
-            buf.clear();
+            (out, bad, boundary) = (buf.split().freeze(), None, false);
             match side {
                 Side::Mta => mta_open = false,
                 Side::Milter => milter_open = false,
             }
         } else {
-            (bad, boundary) = cut(
+            (out, bad, boundary) = cut(
                 side,
                 buf,
                 &dec,
                 &mut first_from_mta,
                 &mut refused,
-                &mut out,
                 &mut batch,
                 now,
             );
@@ -387,17 +529,10 @@ pub async fn relay(
         }
         // After the write: handing over never delays a packet.
         if let Some(refused) = refused.take() {
-            batch.hand_over(&transcripts);
-            batch.send(
-                &transcripts,
-                Note::Refused {
-                    connection,
-                    refused,
-                },
-            );
+            batch.refused(refused);
         }
         if boundary || batch.full() {
-            batch.hand_over(&transcripts);
+            batch.hand_over();
         }
         if let Some(e) = bad {
             let who = if side == Side::Mta { "MTA" } else { "milter" };
@@ -408,13 +543,13 @@ pub async fn relay(
             break format!("bad packet from the {who}: {e}");
         }
     };
-    batch.hand_over(&transcripts);
+    batch.hand_over();
     let closed = Note::Closed {
         connection,
         at_us: at(),
         reason,
         lost: batch.lost,
-        later_transactions: batch.later_transactions,
+        transactions: batch.transactions,
     };
     // The writer must hear of every end (it frees the connection's state),
     // so this one note may wait, bounded; both sockets are done with.
@@ -470,34 +605,440 @@ mod tests {
 }
 
 #[cfg(test)]
-mod batch_tests {
+mod cut_tests {
     use super::*;
 
+    fn encoded(c: Command) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        c.encode(&mut b);
+        b.to_vec()
+    }
+
+    fn offer(actions: u32, protocol: u32) -> Command {
+        Command::OptNeg(OptNeg {
+            version: 6,
+            actions: Actions::from_bits_retain(actions),
+            protocol: Protocol::from_bits_retain(protocol),
+            macros: vec![],
+        })
+    }
+
+    fn run(bytes: &[u8], first: bool) -> (Bytes, Option<FrameError>, bool, BytesMut, Vec<u8>) {
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let mut batch = Batch::new(1, 0, tx);
+        let mut buf = BytesMut::from(bytes);
+        let mut first = first;
+        let mut refused = None;
+        let dec = FrameDecoder::new(MAX_PAYLOAD);
+        let (out, bad, boundary) = cut(
+            Side::Mta,
+            &mut buf,
+            &dec,
+            &mut first,
+            &mut refused,
+            &mut batch,
+            5,
+        );
+        let codes = batch.packets.iter().map(|(_, _, f)| f.code).collect();
+        (out, bad, boundary, buf, codes)
+    }
+
     #[test]
-    fn a_full_queue_stops_recording_the_connection_without_waiting() {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let mut batch = Batch::new(7);
-        let f = |c: u8| Frame {
-            code: c,
-            payload: bytes::Bytes::from_static(b"x"),
+    fn complete_packets_go_on_as_read_and_a_partial_one_waits() {
+        let mut stream = encoded(offer(0x1FF, 0x1F_FFFF));
+        stream.extend(encoded(Command::Helo(Bytes::from_static(b"client"))));
+        stream.extend(encoded(Command::Mail(vec![Bytes::from_static(b"<a@b>")])));
+        let whole = stream.len();
+        let partial = encoded(Command::Body(Bytes::from_static(b"0123456789")));
+        stream.extend(&partial[..7]);
+        let (out, bad, boundary, rest, codes) = run(&stream, true);
+        assert_eq!(&out[..], &stream[..whole], "the same bytes, not re-framed");
+        assert_eq!(
+            &rest[..],
+            &partial[..7],
+            "the partial packet stays for the next read"
+        );
+        assert_eq!((bad, boundary), (None, true));
+        assert_eq!(codes, b"OHM");
+    }
+
+    #[test]
+    fn packets_before_a_bad_one_are_relayed_and_the_error_returned() {
+        let mut stream = encoded(Command::Helo(Bytes::from_static(b"client")));
+        let good = stream.len();
+        stream.extend([0, 0, 0, 0, b'X']);
+        let (out, bad, _, _, codes) = run(&stream, false);
+        assert_eq!(&out[..], &stream[..good]);
+        assert_eq!(bad, Some(FrameError::Empty));
+        assert_eq!(codes, b"H");
+        let mut stream = encoded(Command::Quit);
+        stream.extend(u32::MAX.to_be_bytes());
+        let (out, bad, boundary, _, _) = run(&stream, false);
+        assert_eq!(&out[..], &encoded(Command::Quit)[..]);
+        assert!(matches!(bad, Some(FrameError::TooLong { .. })));
+        assert!(boundary);
+    }
+
+    #[test]
+    fn an_offer_with_unknown_bits_is_relayed_narrowed_and_the_rest_as_read() {
+        let mut stream = encoded(offer(0x1FF | 0x1000, 0x1F_FFFF));
+        let rest = encoded(Command::Helo(Bytes::from_static(b"client")));
+        stream.extend(&rest);
+        let (out, _, _, _, _) = run(&stream, true);
+        let mut want = encoded(offer(0x1FF, 0x1F_FFFF));
+        want.extend(&rest);
+        assert_eq!(&out[..], &want[..]);
+        // Only the first MTA packet is an offer to narrow.
+        let (out, _, _, _, _) = run(&stream, false);
+        assert_eq!(&out[..], &stream[..]);
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::record::{store, writer};
+    use crate::transcript::Bodies;
+    use crate::transcript::file::Transcript;
+    use bytes::Bytes;
+    use milter_proto::{ConnectAddress, Response};
+    use tokio::sync::mpsc::Receiver;
+
+    fn frame(encode: impl FnOnce(&mut BytesMut)) -> Frame {
+        let mut b = BytesMut::new();
+        encode(&mut b);
+        FrameDecoder::new(MAX_PAYLOAD)
+            .decode(&mut b)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn mta(c: Command) -> (Side, Frame) {
+        (Side::Mta, frame(|b| c.encode(b)))
+    }
+
+    fn milter(r: Response) -> (Side, Frame) {
+        (Side::Milter, frame(|b| r.encode(b)))
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn negotiation() -> Vec<(Side, Frame)> {
+        let o = |actions, protocol| OptNeg {
+            version: 6,
+            actions: Actions::from_bits_retain(actions),
+            protocol: Protocol::from_bits_retain(protocol),
+            macros: vec![],
         };
-        batch.push(Side::Mta, 1, f(b'M'));
-        batch.hand_over(&tx);
-        assert!(!batch.lost);
-        let before = CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed);
-        batch.push(Side::Milter, 2, f(b'c'));
-        batch.hand_over(&tx); // the queue holds one note already
-        assert!(batch.lost);
-        assert!(CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed) > before);
-        batch.push(Side::Mta, 3, f(b'E'));
-        batch.push(Side::Mta, 4, f(b'M'));
-        assert!(batch.packets.is_empty(), "nothing kept once lost");
-        assert_eq!(batch.later_transactions, 1, "later transactions counted");
-        match rx.try_recv() {
-            Ok(Note::Packets { packets, .. }) => assert_eq!(packets.len(), 1),
-            other => panic!("{other:?}"),
+        vec![
+            mta(Command::OptNeg(o(0x1FF, 0x1F_FFFF))),
+            milter(Response::OptNeg(o(0x1, 0))),
+        ]
+    }
+
+    fn session(host: &str) -> Vec<(Side, Frame)> {
+        vec![
+            mta(Command::Macro {
+                stage: b'C',
+                pairs: vec![(b("j"), b("mx"))],
+            }),
+            mta(Command::Connect {
+                hostname: b(host),
+                address: ConnectAddress::Unknown,
+            }),
+            milter(Response::Continue),
+            mta(Command::Helo(b("client"))),
+            milter(Response::Continue),
+        ]
+    }
+
+    /// One transaction whose message has subject `n`, accepted with a header.
+    fn transaction(n: u32) -> Vec<(Side, Frame)> {
+        vec![
+            mta(Command::Macro {
+                stage: b'M',
+                pairs: vec![(b("i"), b(&format!("Q{n}")))],
+            }),
+            mta(Command::Mail(vec![b("<a@b>")])),
+            milter(Response::Continue),
+            mta(Command::Header {
+                name: b("Subject"),
+                value: b(&format!("message {n}")),
+            }),
+            milter(Response::Continue),
+            mta(Command::EndOfMessage(Bytes::new())),
+            milter(Response::AddHeader {
+                name: b("X-N"),
+                value: b(&n.to_string()),
+            }),
+            milter(Response::Continue),
+        ]
+    }
+
+    /// Feeds packets to `batch` as the relay does: handed over after the
+    /// MTA's MAIL, abort or quit.
+    fn relay(batch: &mut Batch, packets: Vec<(Side, Frame)>, clock: &mut u64) {
+        for (side, f) in packets {
+            *clock += 10;
+            let boundary = side == Side::Mta
+                && matches!(
+                    f.code,
+                    code::ABORT | code::MAIL | code::QUIT | code::QUIT_NC
+                );
+            batch.push(side, *clock, f);
+            if boundary {
+                batch.hand_over();
+            }
         }
-        batch.hand_over(&tx);
-        assert!(rx.try_recv().is_err(), "nothing sent once lost");
+    }
+
+    fn drain(rx: &mut Receiver<Note>, into: &mut Vec<Note>) {
+        while let Ok(n) = rx.try_recv() {
+            into.push(n);
+        }
+    }
+
+    /// Runs the writer on `notes` and reads back what it wrote.
+    fn write_all(notes: Vec<Note>, name: &str) -> (writer::Totals, Vec<Transcript>) {
+        let dir = std::env::temp_dir().join(format!("mm-resume-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = store::Store::open(&dir, 1 << 20, 3600).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(notes.len() + 1);
+        for n in notes {
+            tx.try_send(n).unwrap();
+        }
+        drop(tx);
+        let totals = writer::run(rx, store, Bodies::Keep);
+        let read = store::list_transcripts(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| Transcript::read(p).unwrap())
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        (totals, read)
+    }
+
+    fn subject(t: &Transcript) -> String {
+        t.lines
+            .iter()
+            .find(|l| l.get("name").and_then(|v| v.as_str()) == Some("Subject"))
+            .and_then(|l| l["value"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_full_queue_stops_recording_and_the_next_transaction_resumes_it() {
+        // Room for three notes, and the writer reads only when told: the
+        // fourth hand-over finds the queue full.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(3);
+        let mut notes = Vec::new();
+        let mut clock = 0;
+        let mut batch = Batch::new(7, 1_000, tx.clone());
+        batch.send(Note::Open {
+            connection: 7,
+            started_unix_ms: 1_000,
+        });
+        let mut first = negotiation();
+        first.extend(session("mx.one"));
+        first.extend(transaction(1));
+        relay(&mut batch, first, &mut clock); // hands over at MAIL 1
+        relay(&mut batch, transaction(2), &mut clock); // at MAIL 2: queue full now
+        assert!(!batch.lost);
+        let stops = CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed);
+        relay(&mut batch, transaction(3), &mut clock); // MAIL 3 finds it full
+        assert!(batch.lost, "recording stopped, and the relay did not wait");
+        assert!(CONNECTIONS_NOT_RECORDED.load(Ordering::Relaxed) > stops);
+        assert!(batch.packets.is_empty(), "nothing kept while stopped");
+        // Still full at the next boundary: MAIL 4 is not recorded either.
+        relay(&mut batch, transaction(4), &mut clock);
+        assert!(batch.lost);
+        // The writer catches up; MAIL 5 resumes recording.
+        drain(&mut rx, &mut notes);
+        relay(&mut batch, transaction(5), &mut clock);
+        assert!(!batch.lost, "resumed at the transaction boundary");
+        relay(&mut batch, vec![mta(Command::Quit)], &mut clock);
+        drain(&mut rx, &mut notes);
+        batch
+            .tx
+            .try_send(Note::Closed {
+                connection: 7,
+                at_us: clock,
+                reason: "closed".into(),
+                lost: batch.lost,
+                transactions: batch.transactions,
+            })
+            .unwrap();
+        drain(&mut rx, &mut notes);
+        let (totals, ts) = write_all(notes, "txn");
+        assert_eq!(
+            totals,
+            writer::Totals {
+                written: 2,
+                failed: 0,
+                dropped: 1,
+                resumed: 1,
+                not_recorded: 3,
+            },
+            "transactions 2 (unfinished at the stop), 3 and 4 not recorded"
+        );
+        let got: Vec<(u32, String)> = ts.iter().map(|t| (t.transaction, subject(t))).collect();
+        assert_eq!(
+            got,
+            [(1, "message 1".into()), (5, "message 5".into())],
+            "numbered as the MTA counted them"
+        );
+        let resumed = &ts[1];
+        assert_eq!(
+            resumed.lines[0]["not_recorded_before"], 3,
+            "the gap is in the file"
+        );
+        assert!(!ts[0].lines[0].contains_key("not_recorded_before"));
+        // The resumed transcript stands on its own: negotiation, connect
+        // and HELO from the kept context, then the whole transaction.
+        assert!(resumed.answer.is_some());
+        let steps: Vec<&str> = resumed
+            .lines
+            .iter()
+            .filter(|l| l["type"] == "command")
+            .map(|l| l["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["C", "H", "M", "L", "E"]);
+        assert_eq!(resumed.verdict.name, "accept");
+        let kinds = |t: &Transcript| -> Vec<String> {
+            t.lines
+                .iter()
+                .map(|l| format!("{} {}", l["type"], l.get("code").unwrap_or(&l["type"])))
+                .collect()
+        };
+        assert_eq!(
+            kinds(resumed),
+            kinds(&ts[0]),
+            "the same lines as a transcript recorded without a stop"
+        );
+    }
+
+    #[test]
+    fn a_connection_that_stops_twice_counts_each_transaction_not_recorded_once() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let mut notes = Vec::new();
+        let mut clock = 0;
+        let mut batch = Batch::new(3, 1_000, tx.clone());
+        batch.send(Note::Open {
+            connection: 3,
+            started_unix_ms: 1_000,
+        });
+        let mut first = negotiation();
+        first.extend(session("mx"));
+        first.extend(transaction(1));
+        relay(&mut batch, first, &mut clock);
+        for n in 2..=4 {
+            relay(&mut batch, transaction(n), &mut clock);
+        }
+        assert!(batch.lost, "stopped at MAIL 4 (transaction 3 unfinished)");
+        drain(&mut rx, &mut notes);
+        relay(&mut batch, transaction(5), &mut clock);
+        assert!(!batch.lost, "resumed at MAIL 5");
+        // Other connections fill the queue: MAIL 6 stops it again, and
+        // MAIL 7 finds no room to resume.
+        for other in [90, 91] {
+            tx.try_send(Note::Open {
+                connection: other,
+                started_unix_ms: 0,
+            })
+            .unwrap();
+        }
+        relay(&mut batch, transaction(6), &mut clock);
+        relay(&mut batch, transaction(7), &mut clock);
+        assert!(batch.lost);
+        relay(&mut batch, vec![mta(Command::Quit)], &mut clock);
+        drain(&mut rx, &mut notes);
+        notes.push(Note::Closed {
+            connection: 3,
+            at_us: clock,
+            reason: "closed".into(),
+            lost: batch.lost,
+            transactions: batch.transactions,
+        });
+        let (totals, ts) = write_all(notes, "twice");
+        let written: Vec<u32> = ts.iter().map(|t| t.transaction).collect();
+        assert_eq!(written, [1, 2]);
+        assert_eq!(
+            (totals.dropped, totals.resumed, totals.not_recorded),
+            (2, 1, 5),
+            "3 and 4 before the resumption, 5, 6 and 7 after it"
+        );
+    }
+
+    #[test]
+    fn after_a_new_session_on_the_same_connection_recording_resumes_with_its_context() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let mut notes = Vec::new();
+        let mut clock = 0;
+        let mut batch = Batch::new(9, 2_000, tx.clone());
+        // The Open note is lost too: the queue is full from the start.
+        tx.try_send(Note::Open {
+            connection: 99,
+            started_unix_ms: 0,
+        })
+        .unwrap();
+        tx.try_send(Note::Open {
+            connection: 98,
+            started_unix_ms: 0,
+        })
+        .unwrap();
+        batch.send(Note::Open {
+            connection: 9,
+            started_unix_ms: 2_000,
+        });
+        assert!(batch.lost);
+        let mut first = negotiation();
+        first.extend(session("mx.one"));
+        first.extend(transaction(1));
+        first.push(mta(Command::QuitNewConnection));
+        relay(&mut batch, first, &mut clock);
+        drain(&mut rx, &mut notes);
+        // The next SMTP session's first packet resumes recording.
+        let mut second = session("mx.two");
+        second.extend(transaction(2));
+        relay(&mut batch, second, &mut clock);
+        assert!(!batch.lost);
+        drain(&mut rx, &mut notes);
+        relay(&mut batch, vec![mta(Command::Quit)], &mut clock);
+        drain(&mut rx, &mut notes);
+        batch
+            .tx
+            .try_send(Note::Closed {
+                connection: 9,
+                at_us: clock,
+                reason: "closed".into(),
+                lost: batch.lost,
+                transactions: batch.transactions,
+            })
+            .unwrap();
+        drain(&mut rx, &mut notes);
+        let (totals, ts) = write_all(notes, "session");
+        assert_eq!(
+            (totals.written, totals.resumed, totals.not_recorded),
+            (1, 1, 1)
+        );
+        assert_eq!(ts.len(), 1);
+        let t = &ts[0];
+        assert_eq!((t.connection, t.transaction), (9, 2));
+        assert_eq!(subject(t), "message 2");
+        assert_eq!(t.lines[0]["not_recorded_before"], 1);
+        let hosts: Vec<&str> = t
+            .lines
+            .iter()
+            .filter(|l| l["type"] == "command" && l["code"] == "C")
+            .map(|l| l["hostname"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            hosts,
+            ["mx.two"],
+            "the new session's connect, not the old one's"
+        );
     }
 }

@@ -25,8 +25,9 @@ pub struct Store {
     rotate_secs: u64,
     files: VecDeque<(PathBuf, u64)>,
     total: u64,
-    /// The period directory last created (a `mkdir` per file is wasted work).
-    current_period: Option<PathBuf>,
+    /// The period directory last created, with its start (a `mkdir` and a
+    /// date per file is wasted work).
+    current_period: Option<(u64, PathBuf)>,
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time in seconds (proleptic Gregorian, UTC).
@@ -92,12 +93,14 @@ impl Store {
     pub fn write(&mut self, f: &Finished, now_unix_ms: u64) -> anyhow::Result<PathBuf> {
         let now = now_unix_ms / 1000;
         let period_start = now - now % self.rotate_secs;
-        let period = self.dir.join(utc_stamp(period_start));
-        if self.current_period.as_ref() != Some(&period) {
-            std::fs::create_dir_all(&period)
-                .with_context(|| format!("creating {}", period.display()))?;
-            self.current_period = Some(period.clone());
-        }
+        let period = match &self.current_period {
+            Some((start, p)) if *start == period_start => p,
+            _ => {
+                let p = self.dir.join(utc_stamp(period_start));
+                std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+                &self.current_period.insert((period_start, p)).1
+            }
+        };
         let name = format!(
             "{:013}-c{}-t{}{SUFFIX}",
             f.started_unix_ms, f.connection, f.transaction
@@ -130,7 +133,7 @@ impl Store {
                 // Removes the period's directory once it is empty; fails
                 // harmlessly while it is not.
                 if std::fs::remove_dir(parent).is_ok()
-                    && self.current_period.as_deref() == Some(parent)
+                    && self.current_period.as_ref().map(|(_, p)| p.as_path()) == Some(parent)
                 {
                     self.current_period = None;
                 }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::Bodies;
+use super::line::{Line, Val};
 
 /// A byte string as JSON: a string if UTF-8, else `{"hex": ...}`.
 pub fn bytes_to_json(b: &[u8]) -> Value {
@@ -65,11 +66,13 @@ fn unhex(h: &str) -> anyhow::Result<Vec<u8>> {
         .collect()
 }
 
+#[cfg(test)]
 fn list(items: &[Bytes]) -> Value {
     Value::Array(items.iter().map(|a| bytes_to_json(a)).collect())
 }
 
 /// The macros of a `D` packet as `[[name, value], ...]`.
+#[cfg(test)]
 pub fn pairs_to_json(pairs: &[(Bytes, Bytes)]) -> Value {
     Value::Array(
         pairs
@@ -102,7 +105,9 @@ pub fn code_str(code: u8) -> String {
     }
 }
 
-/// Fields of a command (not its code), into `m`.
+/// Fields of a command (not its code), into `m`: the `Value` form of
+/// [`command_line`], which the tests hold the line writer to.
+#[cfg(test)]
 pub fn command_fields(c: &Command, bodies: Bodies, m: &mut Map<String, Value>) {
     match c {
         Command::Connect { hostname, address } => {
@@ -147,6 +152,112 @@ pub fn command_fields(c: &Command, bodies: Bodies, m: &mut Map<String, Value>) {
         | Command::Abort
         | Command::Quit
         | Command::QuitNewConnection => {}
+    }
+}
+
+/// Fields of a command (its code too) into a transcript line; the same
+/// fields as [`command_fields`], written without building JSON values.
+pub fn command_line<'a>(c: &'a Command, bodies: Bodies, l: &mut Line<'a>) {
+    l.set("code", Val::Code(c.code()));
+    match c {
+        Command::Connect { hostname, address } => {
+            l.set("hostname", Val::Bytes(hostname));
+            let (family, port, addr) = match address {
+                ConnectAddress::Unknown => ("U", None, None),
+                ConnectAddress::Unix { port, path } => ("L", Some(*port), Some(path)),
+                ConnectAddress::Inet { port, addr } => ("4", Some(*port), Some(addr)),
+                ConnectAddress::Inet6 { port, addr } => ("6", Some(*port), Some(addr)),
+            };
+            l.set("family", Val::Str(family));
+            if let Some(p) = port {
+                l.set("port", Val::U64(p.into()));
+            }
+            if let Some(a) = addr {
+                l.set("address", Val::Bytes(a));
+            }
+        }
+        Command::Helo(s) => {
+            l.set("name", Val::Bytes(s));
+        }
+        Command::Mail(args) | Command::Rcpt(args) => {
+            l.set("args", Val::List(args));
+        }
+        Command::Header { name, value } => {
+            l.set("name", Val::Bytes(name));
+            l.set("value", Val::Bytes(value));
+        }
+        Command::Body(b) | Command::EndOfMessage(b) => {
+            l.set("body", Val::Body(b, bodies));
+        }
+        Command::Unknown(s) => {
+            l.set("text", Val::Bytes(s));
+        }
+        Command::Macro { stage, pairs } => {
+            l.set("stage", Val::Code(*stage));
+            l.set("pairs", Val::Pairs(pairs));
+        }
+        Command::OptNeg(_)
+        | Command::Data
+        | Command::EndOfHeaders
+        | Command::Abort
+        | Command::Quit
+        | Command::QuitNewConnection => {}
+    }
+}
+
+/// Fields of a response (its code too) into a transcript line; the same
+/// fields as [`response_fields`].
+pub fn response_line<'a>(r: &'a Response, bodies: Bodies, l: &mut Line<'a>) {
+    l.set("code", Val::Code(r.code()));
+    match r {
+        Response::ReplyCode(s) => {
+            l.set("text", Val::Bytes(s));
+        }
+        Response::AddHeader { name, value } => {
+            l.set("name", Val::Bytes(name));
+            l.set("value", Val::Bytes(value));
+        }
+        Response::InsertHeader { index, name, value }
+        | Response::ChangeHeader { index, name, value } => {
+            l.set("index", Val::U64((*index).into()));
+            l.set("name", Val::Bytes(name));
+            l.set("value", Val::Bytes(value));
+        }
+        Response::AddRcpt(s) | Response::DelRcpt(s) => {
+            l.set("rcpt", Val::Bytes(s));
+        }
+        Response::AddRcptPar { rcpt, args } => {
+            l.set("rcpt", Val::Bytes(rcpt));
+            if let Some(a) = args {
+                l.set("args", Val::Bytes(a));
+            }
+        }
+        Response::ChangeFrom { sender, args } => {
+            l.set("sender", Val::Bytes(sender));
+            if let Some(a) = args {
+                l.set("args", Val::Bytes(a));
+            }
+        }
+        Response::ReplaceBody(b) => {
+            l.set("body", Val::Body(b, bodies));
+        }
+        Response::Quarantine(s) => {
+            l.set("reason", Val::Bytes(s));
+        }
+        Response::SetSymList { stage, names } => {
+            l.set("stage", Val::U64((*stage).into()));
+            l.set("names", Val::Bytes(names));
+        }
+        Response::OptNeg(_)
+        | Response::Continue
+        | Response::Accept
+        | Response::Reject
+        | Response::Tempfail
+        | Response::Discard
+        | Response::Skip
+        | Response::ConnFail
+        | Response::Shutdown
+        | Response::Progress => {}
     }
 }
 
@@ -336,6 +447,7 @@ pub fn response_to_json(r: &Response, bodies: Bodies) -> Map<String, Value> {
 }
 
 /// A command as one JSON object: code plus fields.
+#[cfg(test)]
 pub fn command_to_json(c: &Command, bodies: Bodies) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("code".into(), json!(code_str(c.code())));
@@ -443,6 +555,126 @@ mod tests {
         assert_eq!(dropped["body"], json!({"len": 20}));
         let r = response_to_json(&Response::ReplaceBody(b(b"new body")), Bodies::Drop);
         assert_eq!(r["body"], json!({"len": 8}));
+    }
+
+    /// The line writer against `serde_json` writing the `Value` form of
+    /// the same packet, byte for byte, in every bodies mode.
+    #[test]
+    fn lines_are_what_serde_json_writes_for_the_same_fields() {
+        let commands = [
+            Command::Connect {
+                hostname: b(b"mx.example"),
+                address: ConnectAddress::Inet {
+                    port: 25,
+                    addr: b(b"192.0.2.1"),
+                },
+            },
+            Command::Connect {
+                hostname: b(b"l"),
+                address: ConnectAddress::Unix {
+                    port: 0,
+                    path: b(b"/run/x"),
+                },
+            },
+            Command::Connect {
+                hostname: b(b"[unknown]"),
+                address: ConnectAddress::Unknown,
+            },
+            Command::Helo(b(b"h\xffi")),
+            Command::Mail(vec![b(b"<a@b>"), b(b"SIZE=10")]),
+            Command::Rcpt(vec![]),
+            Command::Data,
+            Command::Header {
+                name: b(b"Subject"),
+                value: b(b" caf\xc3\xa9\n\tsecond \"q\" \\ \x01\x7f"),
+            },
+            Command::EndOfHeaders,
+            Command::Body(b(b"\x00\x01binary\r\n")),
+            Command::Body(b(b"text body\r\n")),
+            Command::EndOfMessage(Bytes::new()),
+            Command::Unknown(b(b"XYZZY")),
+            Command::Macro {
+                stage: b'M',
+                pairs: vec![(b(b"i"), b(b"Q1")), (b(b"{x}"), b(b"\xfe"))],
+            },
+            Command::Macro {
+                stage: 0x01,
+                pairs: vec![],
+            },
+            Command::Abort,
+            Command::Quit,
+        ];
+        let responses = [
+            Response::Continue,
+            Response::ReplyCode(b(b"550 5.7.1 no\r\n")),
+            Response::AddHeader {
+                name: b(b"X-A"),
+                value: b(b" v\xfe"),
+            },
+            Response::InsertHeader {
+                index: 0,
+                name: b(b"X-B"),
+                value: b(b"w"),
+            },
+            Response::ChangeHeader {
+                index: 7,
+                name: b(b"X-C"),
+                value: Bytes::new(),
+            },
+            Response::AddRcpt(b(b"<x@y>")),
+            Response::DelRcpt(b(b"<z@y>")),
+            Response::AddRcptPar {
+                rcpt: b(b"<p@q>"),
+                args: Some(b(b"NOTIFY=NEVER")),
+            },
+            Response::AddRcptPar {
+                rcpt: b(b"<p@q>"),
+                args: None,
+            },
+            Response::ChangeFrom {
+                sender: b(b"<s@t>"),
+                args: Some(b(b"A=1")),
+            },
+            Response::ReplaceBody(b(b"new\r\nbody\r\n")),
+            Response::ReplaceBody(b(b"\xff")),
+            Response::Quarantine(b(b"held")),
+            Response::SetSymList {
+                stage: 4,
+                names: b(b"{rcpt_addr} i"),
+            },
+        ];
+        for bodies in [Bodies::Keep, Bodies::Hash, Bodies::Drop] {
+            for c in &commands {
+                let mut m = command_to_json(c, bodies);
+                m.insert("type".into(), json!("command"));
+                m.insert("at_us".into(), json!(123_456_789u64));
+                m.insert("step".into(), json!("mail"));
+                m.insert("unexpected".into(), json!(true));
+                let mut l = Line::new();
+                command_line(c, bodies, &mut l);
+                l.set("type", Val::Str("command"))
+                    .set("at_us", Val::U64(123_456_789))
+                    .set("step", Val::Str("mail"))
+                    .set("unexpected", Val::Bool(true));
+                let mut s = String::new();
+                l.write(&mut s);
+                assert_eq!(s, serde_json::to_string(&m).unwrap(), "{c:?}");
+            }
+            for r in &responses {
+                let mut m = response_to_json(r, bodies);
+                m.insert("type".into(), json!("response"));
+                m.insert("after_us".into(), json!(0));
+                m.insert("answer".into(), json!("continue"));
+                let mut l = Line::new();
+                response_line(r, bodies, &mut l);
+                l.set("type", Val::Str("response"))
+                    .set("after_us", Val::U64(0))
+                    .set("answer", Val::Str("continue"));
+                let mut s = String::new();
+                l.write(&mut s);
+                assert_eq!(s, serde_json::to_string(&m).unwrap(), "{r:?}");
+            }
+        }
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! reader, so the two cannot drift apart.
 //!
 //! - [`codec`]: packets as JSON fields and back, byte-exact;
+//! - [`line`]: the recorder's writer of JSON lines (as `serde_json` writes
+//!   them, without building values first);
 //! - [`recorder`]: a state machine (no I/O) fed the packets of one milter
 //!   connection, which cuts them into transactions;
 //! - [`file`]: reading a transcript file back.
 
 pub mod codec;
 pub mod file;
+pub mod line;
 pub mod recorder;
 
 use milter_proto::{Answer, Step};

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use milter_proto::{Command, Dispatch, Frame, MtaEvent, MtaSession, Offer, OptNeg, Response, Step};
 use serde_json::{Value, json};
 
-use super::codec::{code_str, command_to_json, pairs_to_json, response_to_json};
+use super::codec::{code_str, command_line, response_line};
+use super::line::{Line, Val};
 use super::{Answered, Bodies, SCHEMA, VERSION, Verdict};
 
 /// Most bytes of events kept for one transaction (its connection's steps
@@ -48,9 +49,8 @@ type PendingMacros = (u64, u8, Vec<(Bytes, Bytes)>);
 
 #[derive(Default)]
 struct Txn {
-    /// Events as JSON lines (each serialised once, as it happens).
-    events: Vec<String>,
-    bytes: usize,
+    /// Events as JSON lines (each written once, as it happens).
+    events: String,
     answers: Vec<Answered>,
     /// A message step was seen (a later MAIL starts the next transaction).
     has_step: bool,
@@ -68,10 +68,10 @@ pub struct Recorder {
     offer: Option<OptNeg>,
     offer_at: u64,
     refused: Option<Value>,
-    negotiate: Option<Value>,
+    /// The negotiation's line, written once per connection.
+    negotiate: Option<String>,
     /// The connection's events outside transactions, as JSON lines.
-    context: Vec<String>,
-    context_bytes: usize,
+    context: String,
     context_has_command: bool,
     context_answers: Vec<Answered>,
     txn: Option<Txn>,
@@ -79,6 +79,12 @@ pub struct Recorder {
     awaiting: Option<(Step, u64)>,
     transactions: u32,
     written: u32,
+    /// The number of the last transaction written (0: none yet), or
+    /// accounted for as not recorded.
+    last_written: u32,
+    /// Transactions of this connection not recorded just before the next
+    /// one (recording stopped and resumed), for its header line.
+    not_recorded_before: u32,
     notes: Vec<String>,
     truncated: bool,
     finished: Vec<Finished>,
@@ -97,8 +103,7 @@ impl Recorder {
             offer_at: 0,
             refused: None,
             negotiate: None,
-            context: Vec::new(),
-            context_bytes: 0,
+            context: String::new(),
             context_has_command: false,
             context_answers: Vec::new(),
             txn: None,
@@ -106,6 +111,8 @@ impl Recorder {
             awaiting: None,
             transactions: 0,
             written: 0,
+            last_written: 0,
+            not_recorded_before: 0,
             notes: Vec::new(),
             truncated: false,
             finished: Vec::new(),
@@ -116,6 +123,23 @@ impl Recorder {
     /// not know how to relay), as `{"version": .., "actions": .., "protocol": ..}`.
     pub fn set_refused(&mut self, refused: Value) {
         self.refused = Some(refused);
+    }
+
+    /// The number of the last transaction written (0: none).
+    pub fn last_written(&self) -> u32 {
+        self.last_written
+    }
+
+    /// Recording starts again after a gap (a recorder fed only the
+    /// connection's context): `transactions` were begun before this point,
+    /// of which `not_recorded` right before it were not recorded; the next
+    /// transcript says so, and numbers its transaction as the MTA counted.
+    pub fn resume_after(&mut self, transactions: u32, not_recorded: u32) {
+        self.transactions = transactions;
+        // Those before are accounted for (written, or counted in the gap).
+        self.last_written = transactions;
+        self.not_recorded_before = not_recorded;
+        self.finished.clear();
     }
 
     /// Transcripts finished so far, handed over once.
@@ -130,29 +154,48 @@ impl Recorder {
         }
     }
 
-    fn push(&mut self, event: Value) {
-        let is_command = event["type"] == "command";
-        // serde_json's writer into a Vec, not `Display` through a formatter.
-        let line = json_line(&event);
-        let used = self.context_bytes + self.txn.as_ref().map_or(0, |t| t.bytes);
-        if used + line.len() > MAX_TRANSCRIPT_BYTES {
+    /// Writes one event line to the transaction (or the connection's
+    /// context), unless that would pass the size limit.
+    fn push(&mut self, line: &mut Line<'_>, is_command: bool) {
+        let used = self.context.len() + self.txn.as_ref().map_or(0, |t| t.events.len());
+        let out = match &mut self.txn {
+            Some(t) => &mut t.events,
+            None => &mut self.context,
+        };
+        let before = out.len();
+        line.write_line(out);
+        if used + (out.len() - before) > MAX_TRANSCRIPT_BYTES {
+            out.truncate(before);
             if !self.truncated {
                 self.truncated = true;
                 self.note("transcript truncated: size limit reached".into());
             }
             return;
         }
-        match &mut self.txn {
-            Some(t) => {
-                t.bytes += line.len();
-                t.events.push(line);
-            }
-            None => {
-                self.context_bytes += line.len();
-                self.context_has_command |= is_command;
-                self.context.push(line);
-            }
+        if self.txn.is_none() {
+            self.context_has_command |= is_command;
         }
+    }
+
+    /// A command line with no fields but its code.
+    fn push_bare_command(&mut self, code: u8, at_us: u64) {
+        let mut l = Line::new();
+        l.set("type", Val::Str("command"))
+            .set("at_us", Val::U64(at_us))
+            .set("code", Val::Code(code));
+        self.push(&mut l, true);
+    }
+
+    /// A response line: code, fields and the extras in `more`.
+    fn push_response(&mut self, r: &Response, at_us: u64, more: &[(&'static str, Val<'_>)]) {
+        let mut l = Line::new();
+        response_line(r, self.bodies, &mut l);
+        l.set("type", Val::Str("response"))
+            .set("at_us", Val::U64(at_us));
+        for (k, v) in more {
+            l.set(k, *v);
+        }
+        self.push(&mut l, false);
     }
 
     fn answered(&mut self, a: Answered) {
@@ -214,14 +257,14 @@ impl Recorder {
                 }
                 self.awaiting = None;
                 if self.txn.is_some() {
-                    self.push(json!({"type": "command", "at_us": at_us, "code": "A"}));
+                    self.push_bare_command(code, at_us);
                     self.finish_txn("abort", at_us);
                 }
             }
             Command::Quit | Command::QuitNewConnection => {
                 self.flush_orphan_macros();
                 if self.txn.is_some() {
-                    self.push(json!({"type": "command", "at_us": at_us, "code": code_str(code)}));
+                    self.push_bare_command(code, at_us);
                     self.finish_txn("quit", at_us);
                 }
                 self.finish_connection(at_us);
@@ -229,7 +272,6 @@ impl Recorder {
                     // A new SMTP connection follows on the same milter
                     // connection: the negotiation stays, the rest starts over.
                     self.context.clear();
-                    self.context_bytes = 0;
                     self.context_has_command = false;
                     self.context_answers.clear();
                     self.written = 0;
@@ -245,20 +287,19 @@ impl Recorder {
 
     fn flush_orphan_macros(&mut self) {
         if let Some((at, stage, pairs)) = self.pending_macros.take() {
-            self.push(json!({
-                "type": "macros", "at_us": at, "stage": code_str(stage),
-                "pairs": pairs_to_json(&pairs),
-            }));
+            let mut l = Line::new();
+            l.set("type", Val::Str("macros"))
+                .set("at_us", Val::U64(at))
+                .set("stage", Val::Code(stage))
+                .set("pairs", Val::Pairs(&pairs));
+            self.push(&mut l, false);
         }
     }
 
     /// The pending macros, if they belong to command `code`.
-    fn attach_macros_or_flush(&mut self, code: u8) -> Option<Value> {
+    fn attach_macros_or_flush(&mut self, code: u8) -> Option<Vec<(Bytes, Bytes)>> {
         match &self.pending_macros {
-            Some((_, stage, _)) if *stage == code => self
-                .pending_macros
-                .take()
-                .map(|(_, _, p)| pairs_to_json(&p)),
+            Some((_, stage, _)) if *stage == code => self.pending_macros.take().map(|(_, _, p)| p),
             Some(_) => {
                 self.flush_orphan_macros();
                 None
@@ -284,13 +325,6 @@ impl Recorder {
                 t.has_step = true;
             }
         }
-        let mut event = command_to_json(&command, self.bodies);
-        event.insert("type".into(), json!("command"));
-        event.insert("at_us".into(), json!(at_us));
-        event.insert("step".into(), json!(step.name()));
-        if let Some(m) = macros {
-            event.insert("macros".into(), m);
-        }
         let mut dispatch = None;
         if let Some(s) = &mut self.session {
             if s.is_awaiting() {
@@ -301,15 +335,23 @@ impl Recorder {
                 self.session = None;
                 self.awaiting = None;
             } else if s.options().is_some() {
-                let d = s.send_step(command);
-                s.clear_output();
+                // The state change of sending it; the bytes went already.
+                let d = s.send_encoded_step(step);
                 dispatch = Some(d);
             }
+        }
+        let mut l = Line::new();
+        command_line(&command, self.bodies, &mut l);
+        l.set("type", Val::Str("command"))
+            .set("at_us", Val::U64(at_us))
+            .set("step", Val::Str(step.name()));
+        if let Some(m) = &macros {
+            l.set("macros", Val::Pairs(m));
         }
         match dispatch {
             Some(Dispatch::AwaitAnswer) => self.awaiting = Some((step, at_us)),
             Some(Dispatch::NotSent) => {
-                event.insert("unexpected".into(), json!(true));
+                l.set("unexpected", Val::Bool(true));
                 self.note(format!(
                     "MTA sent {step}, which the milter negotiated away or skipped"
                 ));
@@ -322,9 +364,9 @@ impl Recorder {
                 Dispatch::NoReply => "no-reply",
                 Dispatch::NotSent => "not-negotiated",
             };
-            event.insert("reply".into(), json!(name));
+            l.set("reply", Val::Str(name));
         }
-        self.push(Value::Object(event));
+        self.push(&mut l, true);
     }
 
     /// A message starts: the previous transaction, if it saw a step and
@@ -353,12 +395,7 @@ impl Recorder {
         let Some(session) = &mut self.session else {
             // Not understood: recorded as it parses, or noted.
             match Response::parse(frame) {
-                Ok(r) => {
-                    let mut e = response_to_json(&r, self.bodies);
-                    e.insert("type".into(), json!("response"));
-                    e.insert("at_us".into(), json!(at_us));
-                    self.push(Value::Object(e));
-                }
+                Ok(r) => self.push_response(&r, at_us, &[]),
                 Err(err) => self.note(format!(
                     "milter sent a '{}' packet that does not parse: {err}",
                     code_str(code)
@@ -387,28 +424,30 @@ impl Recorder {
                 if let Some(r) = &self.refused {
                     e["refused"] = r.clone();
                 }
-                self.negotiate = Some(e);
+                // A `Value` object writes its keys sorted, as lines do.
+                self.negotiate = Some(e.to_string());
             }
             Ok(event) => {
                 let Ok(response) = parsed else {
                     unreachable!("the session accepted it, so it parses")
                 };
-                let mut e = response_to_json(&response, self.bodies);
-                e.insert("type".into(), json!("response"));
-                e.insert("at_us".into(), json!(at_us));
                 let awaited = self.awaiting;
-                if let Some((step, sent)) = awaited {
-                    e.insert("step".into(), json!(step.name()));
-                    e.insert("after_us".into(), json!(at_us.saturating_sub(sent)));
-                }
                 let answer = match &event {
                     MtaEvent::Answer(a) => awaited.map(|(step, _)| Answered::new(step, a)),
                     _ => None,
                 };
-                if let Some(a) = &answer {
-                    e.insert("answer".into(), json!(a.answer));
+                let mut more = [("", Val::U64(0)); 3];
+                let mut n = 0;
+                if let Some((step, sent)) = awaited {
+                    more[0] = ("step", Val::Str(step.name()));
+                    more[1] = ("after_us", Val::U64(at_us.saturating_sub(sent)));
+                    n = 2;
                 }
-                self.push(Value::Object(e));
+                if let Some(a) = &answer {
+                    more[n] = ("answer", Val::Str(&a.answer));
+                    n += 1;
+                }
+                self.push_response(&response, at_us, &more[..n]);
                 if let Some(a) = answer {
                     self.awaiting = None;
                     let step = a.step;
@@ -424,11 +463,8 @@ impl Recorder {
             }
             Err(violation) => {
                 if let Ok(r) = parsed {
-                    let mut e = response_to_json(&r, self.bodies);
-                    e.insert("type".into(), json!("response"));
-                    e.insert("at_us".into(), json!(at_us));
-                    e.insert("violation".into(), json!(violation.to_string()));
-                    self.push(Value::Object(e));
+                    let why = violation.to_string();
+                    self.push_response(&r, at_us, &[("violation", Val::Str(&why))]);
                 }
                 self.note(format!("milter broke the protocol: {violation}"));
                 self.session = None;
@@ -462,6 +498,7 @@ impl Recorder {
         };
         self.emit(self.transactions, Some(txn), reason, at_us);
         self.written += 1;
+        self.last_written = self.transactions;
     }
 
     fn emit(&mut self, transaction: u32, txn: Option<Txn>, reason: &str, at_us: u64) {
@@ -470,55 +507,59 @@ impl Recorder {
         answers.extend(txn.answers.iter().cloned());
         let verdict = Verdict::of(&answers);
         let mut text = String::with_capacity(
-            self.context_bytes + txn.bytes + self.context.len() + txn.events.len() + 1024,
+            self.context.len()
+                + txn.events.len()
+                + self.negotiate.as_ref().map_or(0, String::len)
+                + 512,
         );
-        let mut line = |l: &str| {
-            text.push_str(l);
-            text.push('\n');
-        };
-        line(
-            &json!({
-                "type": "transcript",
-                "schema": SCHEMA,
-                "version": VERSION,
-                "recorder": concat!("minimilter record ", env!("CARGO_PKG_VERSION")),
-                "started_unix_ms": self.started_unix_ms,
-                "connection": self.connection,
-                "transaction": transaction,
-                "bodies": self.bodies.name(),
-            })
-            .to_string(),
-        );
+        let mut head = Line::new();
+        head.set("type", Val::Str("transcript"))
+            .set("schema", Val::Str(SCHEMA))
+            .set("version", Val::U64(VERSION))
+            .set(
+                "recorder",
+                Val::Str(concat!("minimilter record ", env!("CARGO_PKG_VERSION"))),
+            )
+            .set("started_unix_ms", Val::U64(self.started_unix_ms))
+            .set("connection", Val::U64(self.connection))
+            .set("transaction", Val::U64(transaction.into()))
+            .set("bodies", Val::Str(self.bodies.name()));
+        let gap = std::mem::take(&mut self.not_recorded_before);
+        if gap > 0 {
+            head.set("not_recorded_before", Val::U64(gap.into()));
+        }
+        head.write_line(&mut text);
         match &self.negotiate {
-            Some(n) => line(&json_line(n)),
+            Some(n) => {
+                text.push_str(n);
+                text.push('\n');
+            }
             None => {
                 if self.notes.len() < 32 {
                     self.notes.push("no option negotiation was seen".into());
                 }
             }
         }
-        for l in self.context.iter().chain(&txn.events) {
-            line(l);
-        }
-        let mut end = json!({
-            "type": "end",
-            "at_us": at_us,
-            "reason": reason,
-            "verdict": verdict.name,
-        });
+        text.push_str(&self.context);
+        text.push_str(&txn.events);
+        let mut end = Line::new();
+        end.set("type", Val::Str("end"))
+            .set("at_us", Val::U64(at_us))
+            .set("reason", Val::Str(reason))
+            .set("verdict", Val::Str(&verdict.name));
         if let Some(at) = verdict.at {
-            end["at"] = json!(at.name());
+            end.set("at", Val::Str(at.name()));
         }
         if let Some(r) = &verdict.reply {
-            end["reply"] = json!(r);
+            end.set("reply", Val::Str(r));
         }
         if self.truncated {
-            end["truncated"] = json!(true);
+            end.set("truncated", Val::Bool(true));
         }
         if !self.notes.is_empty() {
-            end["notes"] = json!(self.notes);
+            end.set("notes", Val::Strs(&self.notes));
         }
-        line(&json_line(&end));
+        end.write_line(&mut text);
         // Notes and truncation belong to the transaction just written.
         self.notes.clear();
         self.truncated = false;
@@ -548,11 +589,6 @@ pub fn optneg_json(o: &OptNeg) -> Value {
         );
     }
     v
-}
-
-/// One JSON value as a line of text.
-fn json_line(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -755,7 +791,11 @@ mod tests {
             r.closed(1_000, "closed");
             for t in r.take_finished() {
                 for l in t.text.lines() {
-                    serde_json::from_str::<Value>(l).expect("every line is JSON");
+                    let v: Value = serde_json::from_str(l).expect("every line is JSON");
+                    // Written as serde_json writes a value: sorted keys,
+                    // the same escapes (the format before lines were
+                    // written by hand).
+                    assert_eq!(l, v.to_string());
                 }
             }
         }
