@@ -133,6 +133,9 @@ fn canonical(raw: &str) -> String {
 fn log_decision(cx: &Ctx<'_, PgpMilter>, d: &Decision) {
     *cx.msg.decided.lock().unwrap_or_else(|e| e.into_inner()) =
         Some((d.reason().to_owned(), crate::refusal::class(d)));
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let queue_id = cx.macro_str("i").unwrap_or_default().into_owned();
     debug!(
         queue_id = %if queue_id.is_empty() { "-".to_owned() } else { queue_id },
@@ -158,6 +161,10 @@ fn size_limit() -> Decision {
 /// hand-off to the blocking pool per chunk. Larger messages are judged on
 /// the blocking pool, chunk by chunk.
 pub const INLINE_BYTES: usize = 64 * 1024;
+
+/// The first allocation of the copy kept for a replay: a small message's
+/// header and body.
+const FED_START: usize = 4096;
 
 /// Decompressed octets an inline step may produce (a fraction of a
 /// millisecond of inflating). Compressed Data is the one way a few bytes
@@ -277,6 +284,11 @@ impl PgpMilter {
             msg.heavy = true;
             msg.fed = Vec::new();
             return;
+        }
+        if msg.fed.capacity() == 0 {
+            // One allocation for a typical small message, instead of a
+            // dozen as the copy grows line by line.
+            msg.fed.reserve(FED_START);
         }
         msg.fed.extend_from_slice(bytes);
     }

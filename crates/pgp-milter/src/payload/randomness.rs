@@ -93,8 +93,10 @@ fn verdict(counts: &[u32; 256], n: usize) -> Result<(), String> {
 /// The test over one packet's bytes, fed in pieces.
 #[derive(Debug)]
 pub struct Randomness {
-    /// The last up to [`WINDOW`] bytes, in a ring.
-    ring: Box<[u8; WINDOW]>,
+    /// The last up to [`WINDOW`] bytes, in a ring. Grows with the first
+    /// [`WINDOW`] bytes (a session-key or small data packet never pays
+    /// for a whole window), then is written round.
+    ring: Vec<u8>,
     /// Histogram of the current aligned window.
     counts: Box<[u32; 256]>,
     /// Bytes seen in total.
@@ -104,7 +106,7 @@ pub struct Randomness {
 impl Default for Randomness {
     fn default() -> Self {
         Randomness {
-            ring: Box::new([0; WINDOW]),
+            ring: Vec::new(),
             counts: Box::new([0; 256]),
             total: 0,
         }
@@ -121,7 +123,14 @@ impl Randomness {
             let at = (self.total % WINDOW as u64) as usize;
             let take = bytes.len().min(WINDOW - at);
             let (now, rest) = bytes.split_at(take);
-            self.ring[at..at + take].copy_from_slice(now);
+            if self.ring.len() < WINDOW {
+                // Still filling: `at` is the length (nothing went round).
+                let want = (at + take).max(2 * self.ring.capacity()).min(WINDOW);
+                self.ring.reserve_exact(want - self.ring.len());
+                self.ring.extend_from_slice(now);
+            } else {
+                self.ring[at..at + take].copy_from_slice(now);
+            }
             for &b in now {
                 self.counts[usize::from(b)] += 1;
             }
