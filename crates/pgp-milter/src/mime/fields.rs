@@ -434,7 +434,17 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         };
         s = after.trim_start_matches([' ', '\t']);
         let (value, had_backslash);
-        if let Some(q) = s.strip_prefix('"') {
+        let plain_quoted = s.strip_prefix('"').and_then(|q| {
+            // The common case, read in one piece: no backslash before the
+            // closing quote (what the loop below reads the same).
+            let i = q.find(['"', '\\'])?;
+            (q.as_bytes()[i] == b'"').then(|| (q[..i].to_owned(), &q[i + 1..]))
+        });
+        if let Some((v, after)) = plain_quoted {
+            value = v;
+            had_backslash = false;
+            s = after;
+        } else if let Some(q) = s.strip_prefix('"') {
             let mut v = String::new();
             let mut chars = q.char_indices();
             let mut close = None;
