@@ -385,6 +385,9 @@ fn split_head(value: &str) -> (&str, &str) {
 
 /// True if `(` appears outside a quoted string.
 fn has_comment(value: &str) -> bool {
+    if !value.contains('(') {
+        return false;
+    }
     let mut quoted = false;
     let mut escaped = false;
     for c in value.chars() {
