@@ -9,6 +9,11 @@
 #   cargo build --release -p pgp-milter -p minimilter-cli
 #   /usr/bin/python3 scripts/bench/pgp_messages.py --out-dir DIR --recipient bob@example.org
 #   scripts/bench/pgp-small-cpu.sh target/release/pgp-milter DIR
+#
+# CPU time here depends on the machine's load; the instructions per message
+# (user space, callgrind) do not, and are what tells whether a change helps:
+#
+#   MESSAGE=DIR/pgp-msg-encrypted.eml scripts/bench/instructions.sh target/release/pgp-milter
 set -eu
 BIN=$1
 DIR=$2

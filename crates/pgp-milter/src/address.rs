@@ -30,6 +30,59 @@ impl Address {
     /// angle brackets), a configured address or a keyring address. `None`
     /// for the null address `<>`.
     pub fn parse(raw: &str) -> Option<Address> {
+        Address::parse_plain(raw).or_else(|| Address::parse_any(raw))
+    }
+
+    /// The common spelling, read without the general canonicaliser:
+    /// `local@domain`, with or without angle brackets, the local part a
+    /// dot-string of `atext` (so it needs no quotes), the domain letters,
+    /// digits, `-` and `.`. Nothing in such an address is syntax to the
+    /// canonicaliser (no quote, backslash, comment, white space, route or
+    /// literal), so its reading is the text itself: the domain loses one
+    /// trailing dot (not after a dot), the whole is lowercased. `None`
+    /// for anything else, which [`Address::parse_any`] reads; a test
+    /// checks the two agree wherever this one answers.
+    fn parse_plain(raw: &str) -> Option<Address> {
+        let inner = match raw.strip_prefix('<') {
+            Some(r) => r.strip_suffix('>')?,
+            None => raw,
+        };
+        let (local, domain) = inner.split_once('@')?;
+        let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+        if local.is_empty()
+            || local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+            || !local.bytes().all(|b| b == b'.' || atext(b))
+        {
+            return None;
+        }
+        if domain.is_empty()
+            || !domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return None;
+        }
+        let domain = match domain.strip_suffix('.') {
+            Some(d) if domain.len() > 1 && !d.ends_with('.') => d,
+            _ => domain,
+        };
+        let local = local.to_ascii_lowercase();
+        let domain = domain.to_ascii_lowercase();
+        let mut text = String::with_capacity(local.len() + 1 + domain.len());
+        text.push_str(&local);
+        text.push('@');
+        text.push_str(&domain);
+        Some(Address {
+            text,
+            local,
+            domain: Some(domain),
+        })
+    }
+
+    /// Any spelling, through the project's canonicaliser.
+    fn parse_any(raw: &str) -> Option<Address> {
         let parsed = EnvelopeAddress::parse(raw);
         let mailbox = parsed.mailbox()?;
         Some(Address {
@@ -206,5 +259,62 @@ mod tests {
         for bad in ["", "@", "a b", "a@b", "\"x\"", "."] {
             assert_eq!(canonical_domain(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_plain_reading_agrees_with_the_canonicaliser() {
+        // Every string of up to 4 characters over an alphabet of the
+        // characters that matter (syntax, atext, case, dots), and longer
+        // ones from a fixed-seed generator: wherever the plain reading
+        // answers, it gives what the canonicaliser gives.
+        const ALPHABET: &[u8] = b"aZ9.@<>\"\\( )+-_!:,[]";
+        let check = |raw: &str| {
+            if let Some(plain) = Address::parse_plain(raw) {
+                assert_eq!(Some(plain), Address::parse_any(raw), "{raw:?}");
+            }
+        };
+        let mut answered = 0;
+        let mut s = Vec::new();
+        fn all(s: &mut Vec<u8>, left: usize, f: &mut dyn FnMut(&str)) {
+            f(std::str::from_utf8(s).unwrap());
+            if left == 0 {
+                return;
+            }
+            for &c in ALPHABET {
+                s.push(c);
+                all(s, left - 1, f);
+                s.pop();
+            }
+        }
+        all(&mut s, 4, &mut |raw| {
+            answered += usize::from(Address::parse_plain(raw).is_some());
+            check(raw);
+        });
+        assert!(answered > 400, "{answered}");
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..200_000 {
+            let len = (x % 24) as usize + 3;
+            let raw: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(ALPHABET[(x % ALPHABET.len() as u64) as usize])
+                })
+                .collect();
+            check(&raw);
+        }
+        for raw in [
+            "<Bob.Smith+tag@Example.ORG.>",
+            "bob@example.org..",
+            "bob@.",
+            "{x}|y~@a-b.c",
+        ] {
+            check(raw);
+        }
+        assert_eq!(
+            Address::parse_plain("<Bob@Example.ORG.>").unwrap().as_str(),
+            "bob@example.org"
+        );
     }
 }

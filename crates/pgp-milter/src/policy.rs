@@ -601,10 +601,11 @@ impl Policy {
         report: Option<&Result<Report, NotReport>>,
         body_bytes: usize,
     ) -> Decision {
-        if Address::parse(sender).is_some() || self.bounces == Bounces::Refuse {
-            return decision;
-        }
-        if !matches!(decision, Decision::Reject(..)) {
+        // Cheapest first: most messages are accepted or have a sender.
+        if !matches!(decision, Decision::Reject(..))
+            || self.bounces == Bounces::Refuse
+            || Address::parse(sender).is_some()
+        {
             return decision;
         }
         let report = match report {

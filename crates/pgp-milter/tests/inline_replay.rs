@@ -11,42 +11,14 @@
 mod support;
 
 use std::io::Write;
-use std::sync::Mutex;
-use std::thread::ThreadId;
 
 use minimilter::proto::Offer;
 use minimilter::run_message;
 use minimilter::transaction::Outcome;
 use minimilter::{ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown};
 use pgp_milter::{Decision, PgpMilter, Policy, detect};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
+use support::threads::{self, ThreadRecorder};
 use tracing_subscriber::util::SubscriberInitExt;
-
-/// The target and thread of every log event.
-static EVENTS: Mutex<Vec<(String, ThreadId)>> = Mutex::new(Vec::new());
-
-struct ThreadRecorder;
-
-impl Subscriber for ThreadRecorder {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, e: &Event<'_>) {
-        let target = e.metadata().target().to_string();
-        EVENTS
-            .lock()
-            .unwrap()
-            .push((target, std::thread::current().id()));
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
 
 /// A new-format packet with a five-octet length.
 fn packet(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -133,7 +105,7 @@ async fn inline_and_replayed_messages_get_the_detectors_verdict() {
             message: bytes::Bytes::from(m.clone()),
             ..MessageSpec::default()
         };
-        EVENTS.lock().unwrap().clear();
+        threads::clear();
         let t = run_message(&mut c, &spec).await.unwrap();
         let Outcome::Rejected { reply, .. } = &t.outcome else {
             panic!("{name}: expected a rejection, got {:?}", t.outcome)
@@ -142,12 +114,10 @@ async fn inline_and_replayed_messages_get_the_detectors_verdict() {
         if name.contains("bomb") {
             assert!(expected.contains("per-message limit"), "{name}: {expected}");
             let runtime_thread = std::thread::current().id();
-            let threads: Vec<ThreadId> = EVENTS
-                .lock()
-                .unwrap()
-                .iter()
+            let threads: Vec<std::thread::ThreadId> = threads::events()
+                .into_iter()
                 .filter(|(target, _)| target.starts_with("pgp_milter::detect"))
-                .map(|(_, t)| *t)
+                .map(|(_, t)| t)
                 .collect();
             assert!(
                 !threads.is_empty(),

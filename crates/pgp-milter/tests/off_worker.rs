@@ -11,44 +11,14 @@
 
 mod support;
 
-use std::sync::Mutex;
-use std::thread::ThreadId;
-
 use bytes::Bytes;
 use minimilter::proto::Offer;
 use minimilter::run_message;
 use minimilter::transaction::Outcome;
 use minimilter::{ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown};
 use pgp_milter::{PgpMilter, Policy};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
+use support::threads::{self, ThreadRecorder};
 use tracing_subscriber::util::SubscriberInitExt;
-
-/// The target and thread of every log event.
-static EVENTS: Mutex<Vec<(String, ThreadId)>> = Mutex::new(Vec::new());
-
-/// Records the target and thread of every event.
-struct ThreadRecorder;
-
-impl Subscriber for ThreadRecorder {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, e: &Event<'_>) {
-        let target = e.metadata().target().to_string();
-        EVENTS
-            .lock()
-            .unwrap()
-            .push((target, std::thread::current().id()));
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
 
 #[ignore = "needs gpg"]
 #[tokio::test(flavor = "current_thread")]
@@ -89,14 +59,12 @@ async fn a_small_hostile_message_is_judged_off_the_async_worker() {
     assert!(reply.contains("per-message limit"), "{reply}");
 
     let runtime_thread = std::thread::current().id();
-    let threads: Vec<ThreadId> = EVENTS
-        .lock()
-        .unwrap()
-        .iter()
+    let threads: Vec<std::thread::ThreadId> = threads::events()
+        .into_iter()
         .filter(|(target, _)| {
             target.starts_with("pgp_milter::openpgp") || target.starts_with("pgp_milter::detect")
         })
-        .map(|(_, t)| *t)
+        .map(|(_, t)| t)
         .collect();
     assert!(!threads.is_empty(), "the budget event was not logged");
     assert!(
@@ -107,7 +75,7 @@ async fn a_small_hostile_message_is_judged_off_the_async_worker() {
     // rpgp's own (multi-line) records about bad input never reach the
     // log: one line per decision. A malformed PKESK and a malformed
     // signature make rpgp log when it is not silenced.
-    EVENTS.lock().unwrap().clear();
+    threads::clear();
     for data in [
         &[
             0xc1, 13, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 64, 1, 0xd2, 2, 1, 0,
@@ -117,7 +85,7 @@ async fn a_small_hostile_message_is_judged_off_the_async_worker() {
     ] {
         assert!(pgp_milter::packets::shape(data).is_err());
     }
-    let events = EVENTS.lock().unwrap().clone();
+    let events = threads::events();
     let from_rpgp: Vec<&String> = events
         .iter()
         .map(|(target, _)| target)

@@ -175,7 +175,7 @@ impl Reader {
                     continue;
                 }
             }
-            let nl = rest.iter().position(|&b| b == b'\n');
+            let nl = memchr::memchr(b'\n', rest);
             let seg = &rest[..nl.unwrap_or(rest.len())];
             match self.mode {
                 Mode::Stream => {
@@ -307,20 +307,23 @@ impl Reader {
     {
         let mut j = 0;
         let mut last: Option<(usize, bool)> = None;
-        while let Some(nl) = bytes[j..].iter().position(|&b| b == b'\n') {
-            let line = &bytes[j..j + nl];
-            if self.multiparts > 0 && line.first() == Some(&b'-') {
+        loop {
+            let rest = &bytes[j..];
+            if self.multiparts > 0 && rest.first() == Some(&b'-') {
                 break;
             }
-            let (content, crlf) = match line.strip_suffix(b"\r") {
-                Some(c) => (c, true),
-                None => (line, false),
+            // The first LF, CR or NUL: the line's end (LF or CRLF), or
+            // what ends the run (NUL, a CR not before LF, no line end).
+            let Some(k) = memchr::memchr3(b'\n', b'\r', 0, rest) else {
+                break;
             };
-            if content.iter().any(|&b| b == 0 || b == b'\r') {
-                break;
-            }
-            last = Some((j + content.len(), crlf));
-            j += nl + 1;
+            let crlf = match rest[k] {
+                b'\n' => false,
+                b'\r' if rest.get(k + 1) == Some(&b'\n') => true,
+                _ => break,
+            };
+            last = Some((j + k, crlf));
+            j += k + 1 + usize::from(crlf);
         }
         let Some((end, crlf)) = last else {
             return Ok(None);
@@ -658,9 +661,12 @@ impl Reader {
     {
         let nul_ok = self.in_binary_leaf();
         let cr_ok = self.bare_cr_allowed().is_ok();
-        let bad = seg
-            .iter()
-            .position(|&b| (b == 0 && !nul_ok) || (b == b'\r' && !cr_ok));
+        let bad = match (nul_ok, cr_ok) {
+            (false, false) => memchr::memchr2(0, b'\r', seg),
+            (false, true) => memchr::memchr(0, seg),
+            (true, false) => memchr::memchr(b'\r', seg),
+            (true, true) => None,
+        };
         let Some(at) = bad else {
             return self.emit(seg, sink);
         };

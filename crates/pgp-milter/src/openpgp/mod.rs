@@ -112,7 +112,7 @@ pub fn isolated<T>(f: impl FnOnce() -> Result<T, OpenPgpError>) -> Result<T, Ope
         // the subscriber (rpgp uses `log`; tracing-log forwards it to the
         // current dispatcher, which here drops it). Our own outcome is
         // logged by the caller.
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
+        tracing::dispatcher::with_default(silent(), f)
     })) {
         Ok(r) => r,
         Err(panic) => {
@@ -124,6 +124,15 @@ pub fn isolated<T>(f: impl FnOnce() -> Result<T, OpenPgpError>) -> Result<T, Ope
             Err(OpenPgpError::Panicked(what))
         }
     }
+}
+
+/// The dispatcher that drops everything, made once: making a `Dispatch`
+/// registers it with every callsite in the program (a global lock and a
+/// walk over all of them), far more work than the small packets checked
+/// here, so it is made once and only entered per call.
+fn silent() -> &'static tracing::Dispatch {
+    static SILENT: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SILENT.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()))
 }
 
 /// The first line of `text`, at most 120 characters: what may go into an

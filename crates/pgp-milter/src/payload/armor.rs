@@ -484,11 +484,30 @@ impl ArmorReader {
     fn data(
         &mut self,
         bytes: &[u8],
+        i: usize,
+        line_start: bool,
+        ctx: &mut Ctx,
+    ) -> Result<usize, PayloadError> {
+        // The output buffer is zeroed on every call: a small one for a
+        // small input (a session-key packet's armor), so that zeroing does
+        // not cost more than decoding. How often decoded bytes are flushed
+        // to the packets does not change what they make of them.
+        if bytes.len().saturating_sub(i) <= 1024 {
+            self.data_into::<768>(bytes, i, line_start, ctx)
+        } else {
+            self.data_into::<{ 3 * 1024 }>(bytes, i, line_start, ctx)
+        }
+    }
+
+    /// [`Self::data`], decoding into a buffer of `N` octets.
+    fn data_into<const N: usize>(
+        &mut self,
+        bytes: &[u8],
         mut i: usize,
         mut line_start: bool,
         ctx: &mut Ctx,
     ) -> Result<usize, PayloadError> {
-        let mut out = [0u8; 3 * 1024];
+        let mut out = [0u8; N];
         let mut n = 0;
         let cur = self.current.as_mut().expect("block open");
         let mut result = Ok(());

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod threads;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
