@@ -50,13 +50,10 @@ impl Drop for Scratch {
     }
 }
 
-/// A TCP port free a moment ago.
+/// A TCP port free a moment ago, and handed to no other test (see
+/// `testkit::free_port`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::free_port()
 }
 
 impl Binary {
