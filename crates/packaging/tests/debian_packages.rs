@@ -479,9 +479,17 @@ fn message(from: &str, to: &str, subject: &str, extra_headers: &str, body: &str)
         .into_bytes()
 }
 
-/// Sends one message in a session of its own; the first refusal, or the
-/// DATA reply.
-fn send(port: u16, from: &str, to: &str, message: &[u8]) -> testkit::Reply {
+/// Sends one message (see [`message`]) in a session of its own; the first
+/// refusal, or the DATA reply.
+fn send(
+    port: u16,
+    from: &str,
+    to: &str,
+    subject: &str,
+    extra_headers: &str,
+    body: &str,
+) -> testkit::Reply {
+    let message = message(from, to, subject, extra_headers, body);
     let mut c = SmtpClient::connect(port).unwrap();
     assert!(c.ehlo("client.example").unwrap().is_positive());
     let r = c.mail(&format!("<{from}>")).unwrap();
@@ -492,7 +500,7 @@ fn send(port: u16, from: &str, to: &str, message: &[u8]) -> testkit::Reply {
     if !r.is_positive() {
         return r;
     }
-    let r = c.data(message).unwrap();
+    let r = c.data(&message).unwrap();
     let _ = c.quit();
     r
 }
@@ -521,25 +529,21 @@ fn behind_postfix(work: &Path, daemons: &[MilterProcess]) {
 
     // pgp-milter: plain text refused, OpenPGP delivered.
     let armored = encrypted_for_bob(work);
-    let plain = message(
+    let r = send(
+        pf.port("pgp"),
         "alice@client.example",
         "bob@example.org",
         "plain-1",
         "",
         "Hello in the clear.\n",
     );
-    let r = send(
-        pf.port("pgp"),
-        "alice@client.example",
-        "bob@example.org",
-        &plain,
-    );
     assert_eq!(r.code, 550, "plain text: {r:?}\n{}", logs());
     assert!(
         r.text().contains("5.7.1 Only OpenPGP-encrypted mail"),
         "{r:?}"
     );
-    let pgp_mime = message(
+    let r = send(
+        pf.port("pgp"),
         "alice@client.example",
         "bob@example.org",
         "encrypted-1",
@@ -550,41 +554,25 @@ fn behind_postfix(work: &Path, daemons: &[MilterProcess]) {
              --b1\nContent-Type: application/octet-stream\n\n{armored}\n--b1--\n"
         ),
     );
-    let r = send(
-        pf.port("pgp"),
-        "alice@client.example",
-        "bob@example.org",
-        &pgp_mime,
-    );
     assert_eq!(r.code, 250, "PGP/MIME: {r:?}\n{}", logs());
 
     // mailman-milter: a member's post delivered, a non-member's refused.
-    let member = message(
+    let r = send(
+        pf.port("mailman"),
         "alice@example.org",
         "team@example.org",
         "member-1",
         "",
         "From a member.\n",
     );
+    assert_eq!(r.code, 250, "member: {r:?}\n{}", logs());
     let r = send(
         pf.port("mailman"),
-        "alice@example.org",
-        "team@example.org",
-        &member,
-    );
-    assert_eq!(r.code, 250, "member: {r:?}\n{}", logs());
-    let stranger = message(
         "mallory@stranger.example",
         "team@example.org",
         "stranger-1",
         "",
         "From a non-member.\n",
-    );
-    let r = send(
-        pf.port("mailman"),
-        "mallory@stranger.example",
-        "team@example.org",
-        &stranger,
     );
     assert_eq!(r.code, 550, "non-member: {r:?}\n{}", logs());
     assert!(r.text().contains("not allowed to post"), "{r:?}");
