@@ -17,7 +17,7 @@
 #                                (target/package-build), removed once the
 #                                packages are written: scripts/test.sh does
 #                                this, since only the .debs are tested and
-#                                the build would add about DISK_MB MB to the
+#                                the build would add about 550 MB to the
 #                                disk a clone takes after the test command
 set -euo pipefail
 cd "$(dirname "$0")/.."

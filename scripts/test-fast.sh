@@ -4,8 +4,9 @@
 # promtool, ...), in under a minute once the workspace is built.
 #
 # The tests run under cargo-nextest (installed from crates.io when missing):
-# every test binary at once, one test per core, slowest first
-# (.config/nextest.toml); then the doctests with `cargo test --doc`. Plain
+# every test binary at once, four tests at a time on two cores (CPU-bound
+# ones count double), slowest first (.config/nextest.toml); then the
+# doctests with `cargo test --doc`. Plain
 # `cargo test --workspace` runs the same tests, one binary after another.
 #
 # Tests that need a program are marked `#[ignore = "needs <program>"]`;
@@ -48,7 +49,7 @@ while [ $# -gt 0 ]; do
         --hermetic) hermetic=1 ;;
         --inside-namespace) hermetic=2 ;;
         --) shift; args=("$@"); break ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test-fast.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
