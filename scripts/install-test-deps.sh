@@ -35,6 +35,8 @@
 #                  the Debian packages (scripts/package.sh) are checked with lintian and
 #                  their man pages looked up with man by crates/packaging's package test
 #   cargo-deb      (crates.io, `cargo install cargo-deb --locked` when missing) builds them
+#   cargo-nextest  (crates.io, `cargo install cargo-nextest --locked` when missing) runs
+#                  the fast set (scripts/test-fast.sh, which also installs it itself)
 #   sendmail       sendmail-bin, sendmail-base and sendmail-cf are *not installed* (they
 #                  conflict with postfix): they are downloaded and unpacked with dpkg -x
 #                  into $SENDMAIL_DIR (/opt/minimilter-test/sendmail), where
@@ -148,6 +150,15 @@ if command -v cargo-deb >/dev/null 2>&1; then
 else
     echo "install-test-deps.sh: installing cargo-deb (cargo install cargo-deb --locked)"
     cargo install cargo-deb --locked
+fi
+
+# cargo-nextest runs the fast set (scripts/test-fast.sh); from crates.io, with its
+# own lockfile (machines of the project's kind come with it).
+if cargo nextest --version >/dev/null 2>&1; then
+    echo "install-test-deps.sh: cargo-nextest already installed"
+else
+    echo "install-test-deps.sh: installing cargo-nextest (cargo install cargo-nextest --locked)"
+    cargo install cargo-nextest --locked
 fi
 
 # OpenPGP.js, a pinned version, for pgp-milter's payload corpus test.

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # The fast inner loop: every test that needs no external program (no Postfix,
 # Sendmail, Mailman, GnuPG, miltertest, libmilter, Python, opendkim,
-# promtool, ...), in well under a minute once the workspace is built.
+# promtool, ...), in under a minute once the workspace is built.
+#
+# The tests run under cargo-nextest (installed from crates.io when missing):
+# every test binary at once, four tests at a time on two cores (CPU-bound
+# ones count double), slowest first (.config/nextest.toml); then the
+# doctests with `cargo test --doc`. Plain
+# `cargo test --workspace` runs the same tests, one binary after another.
 #
 # Tests that need a program are marked `#[ignore = "needs <program>"]`;
-# `cargo test` skips them, and this script counts them by reason at the end.
+# both skip them, and this script counts them by reason at the end.
 # scripts/test.sh runs them all (`cargo test -- --ignored`), where a missing
 # program fails the test.
 #
-#   scripts/test-fast.sh              cargo test --workspace, plus the summary
+#   scripts/test-fast.sh              the fast set, plus the summary
 #   scripts/test-fast.sh --hermetic   the same with the external programs
 #                                     hidden (bind-mounted over, in a private
 #                                     mount namespace; root only): a test that
 #                                     needs one but is not marked fails, which
 #                                     is how scripts/test.sh keeps the fast set
 #                                     honest
-#   scripts/test-fast.sh -- ARGS      extra arguments for the test binaries
+#   scripts/test-fast.sh -- ARGS      test name filters (and libtest's
+#                                     --exact, --skip, --include-ignored)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,11 +49,19 @@ while [ $# -gt 0 ]; do
         --hermetic) hermetic=1 ;;
         --inside-namespace) hermetic=2 ;;
         --) shift; args=("$@"); break ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test-fast.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+
+# cargo-nextest: the machine's own, else from crates.io (before the
+# external programs are hidden: cargo needs nothing hidden, but this is the
+# step that reaches the network).
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "== cargo install cargo-nextest --locked"
+    cargo install cargo-nextest --locked
+fi
 
 if [ "$hermetic" = 1 ]; then
     if [ "$(id -u)" -eq 0 ] && unshare -m true 2>/dev/null; then
@@ -73,15 +88,50 @@ if [ "$hermetic" = 2 ]; then
 fi
 
 log=$(mktemp /tmp/minimilter-test-fast.XXXXXX)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$log.ignored"' EXIT
 start=$(date +%s)
 status=0
-cargo test --workspace --locked --no-fail-fast -- "${args[@]}" 2>&1 | tee "$log" || status=$?
+extra=()
+if [ ${#args[@]} -gt 0 ]; then extra=(-- "${args[@]}"); fi
+cargo nextest run --workspace --locked --no-fail-fast "${extra[@]}" 2>&1 | tee "$log" || status=$?
+# nextest runs no doctests.
+cargo test --workspace --locked --doc "${extra[@]}" 2>&1 | tee -a "$log" || status=$?
 elapsed=$(( $(date +%s) - start ))
 
-# cargo prints one "test result:" line per test binary; add them up, and name
-# what the ignored tests wait for.
+# Why each skipped test was skipped: nextest does not say, but each test
+# binary does when asked for exactly its ignored tests (which it then lists
+# as "ignored, <reason>" without running anything).
+bin=""
+names=()
+flush() {
+    if [ -n "$bin" ] && [ ${#names[@]} -gt 0 ]; then
+        "$bin" --exact "${names[@]}" 2>&1 | grep ' \.\.\. ignored' || true
+    fi
+    names=()
+}
+{
+    while IFS= read -r line; do
+        case "$line" in *"(skipped)"*) continue ;; esac
+        b=${line#*\[bin: }; b=${b%%\]*}
+        [ "$b" = "$bin" ] || flush
+        bin=$b
+        rest=${line#* }
+        names+=("${rest%% \[bin: *}")
+    done < <(cargo nextest list --workspace --locked --run-ignored only -v 2>/dev/null)
+    flush
+} >"$log.ignored"
+
+# nextest's summary ("N tests run: N passed, N failed, N skipped"), the
+# doctests' "test result:" lines, and the reasons.
 awk -v secs="$elapsed" '
+    FILENAME ~ /ignored$/ { sub(/.* \.\.\. ignored, /, ""); why[$0]++; next }
+    /^ *Summary \[/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i+1) ~ /^passed/) p += $i
+            if ($(i+1) ~ /^failed/) f += $i
+            if ($(i+1) ~ /^skipped/) ig += $i
+        }
+    }
     /^test result:/ {
         for (i = 1; i <= NF; i++) {
             if ($(i+1) ~ /^passed/) p += $i
@@ -89,9 +139,8 @@ awk -v secs="$elapsed" '
             if ($(i+1) ~ /^ignored/) ig += $i
         }
     }
-    / \.\.\. ignored, / { sub(/.* \.\.\. ignored, /, ""); why[$0]++ }
     END {
         printf "\n== fast set: %d passed, %d failed, %d ignored (need an external program; scripts/test.sh runs them) in %d s\n", p, f, ig, secs
         for (w in why) printf "   %4d  %s\n", why[w], w
-    }' "$log"
+    }' "$log" "$log.ignored"
 exit "$status"

@@ -38,9 +38,12 @@ echo "== fast set: cargo test --workspace (scripts/test-fast.sh --hermetic)"
 ./scripts/test-fast.sh --hermetic
 # The Debian packages, built once (release) for crates/packaging's package
 # test below, which installs them into this machine, runs them behind
-# Postfix and purges them again.
-echo "== scripts/package.sh (Debian packages into target/debian/)"
-./scripts/package.sh
+# Postfix and purges them again. Only the .debs are tested, so the release
+# build goes into a directory of its own and is removed once they are
+# written (--clean): it would be the largest part of the disk a clone takes
+# after this command.
+echo "== scripts/package.sh --clean (Debian packages into target/debian/)"
+./scripts/package.sh --clean
 echo "== tests that need external programs: cargo test --workspace -- --ignored"
 # (Benchmarks, also marked ignored, are run by hand: docs/performance.md.)
 cargo test --workspace --locked --no-fail-fast -- --ignored 2>&1 | tee target/test-output.txt

@@ -326,21 +326,10 @@ fn metrics_after(list_posts: usize, other: usize) -> String {
     let s = Scratch::new("mm-metrics");
     let lists_file = s.path().join("lists.toml");
     std::fs::write(&lists_file, lists(&["alice@example.org"])).unwrap();
-    let inet = format!("inet:127.0.0.1:{}", free_port());
-    let mport = free_port();
-    let mut d = mailman_milter().spawn(
-        &[
-            "--lists",
-            lists_file.to_str().unwrap(),
-            "--listen",
-            &inet,
-            "--metrics",
-            &format!("inet:127.0.0.1:{mport}"),
-        ],
-        &[],
+    let (mut d, inet, mport) = mailman_milter().spawn_with_metrics(
+        &["--lists", lists_file.to_str().unwrap()],
         &s.path().join("log"),
     );
-    d.wait_log("metrics at http://");
     for i in 0..list_posts {
         let from = if i % 2 == 0 {
             "alice@example.org"
@@ -404,21 +393,10 @@ fn backend_errors_are_counted() {
     let s = Scratch::new("mm-errors");
     let lists_file = s.path().join("lists.toml");
     std::fs::write(&lists_file, "[[list]\n").unwrap();
-    let inet = format!("inet:127.0.0.1:{}", free_port());
-    let mport = free_port();
-    let mut d = mailman_milter().spawn(
-        &[
-            "--lists",
-            lists_file.to_str().unwrap(),
-            "--listen",
-            &inet,
-            "--metrics",
-            &format!("inet:127.0.0.1:{mport}"),
-        ],
-        &[],
+    let (mut d, inet, mport) = mailman_milter().spawn_with_metrics(
+        &["--lists", lists_file.to_str().unwrap()],
         &s.path().join("log"),
     );
-    d.wait_log("metrics at http://");
     let sends = 3;
     for _ in 0..sends {
         let o = send_one(&inet, &post("bob@example.org", LIST));
@@ -441,21 +419,10 @@ fn backend_counters_equal_what_a_bench_run_sent() {
     let s = Scratch::new("mm-bench");
     let lists_file = s.path().join("lists.toml");
     std::fs::write(&lists_file, lists(&["alice@example.org"])).unwrap();
-    let inet = format!("inet:127.0.0.1:{}", free_port());
-    let mport = free_port();
-    let mut d = mailman_milter().spawn(
-        &[
-            "--lists",
-            lists_file.to_str().unwrap(),
-            "--listen",
-            &inet,
-            "--metrics",
-            &format!("inet:127.0.0.1:{mport}"),
-        ],
-        &[],
+    let (mut d, inet, mport) = mailman_milter().spawn_with_metrics(
+        &["--lists", lists_file.to_str().unwrap()],
         &s.path().join("log"),
     );
-    d.wait_log("metrics at http://");
     let m = post("bob@example.org", LIST);
     let file = s.path().join("post.eml");
     std::fs::write(&file, &m.message).unwrap();

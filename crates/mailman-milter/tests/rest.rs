@@ -103,6 +103,17 @@ impl Fake {
         }
     }
 
+    /// A fake answering in `mode` and a backend on it, configured by
+    /// `config` from the fake's own [`Fake::config`].
+    async fn with_backend(
+        mode: Mode,
+        config: impl FnOnce(RestConfig) -> RestConfig,
+    ) -> (Fake, Arc<RestBackend>) {
+        let fake = Fake::start(mode).await;
+        let backend = Arc::new(RestBackend::new(&config(fake.config())).unwrap());
+        (fake, backend)
+    }
+
     fn set(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
     }
@@ -487,6 +498,17 @@ async fn post(
     .unwrap()
 }
 
+/// A post from a sender nobody knows to the guarded list.
+async fn post_stranger(backend: &Arc<RestBackend>) -> Transcript {
+    post(
+        backend,
+        Settings::default(),
+        "stranger@example.com",
+        "team@lists.example.org",
+    )
+    .await
+}
+
 fn reply_of(t: &Transcript) -> String {
     match &t.outcome {
         Outcome::Rejected { reply, .. } | Outcome::Tempfailed { reply, .. } => {
@@ -508,8 +530,7 @@ fn assert_tempfail(t: &Transcript, step: Step) {
 
 #[tokio::test]
 async fn members_accept_patterns_and_bans_decide_as_mailman_would() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let team = "team@lists.example.org";
     let s = Settings::default;
     assert_eq!(
@@ -574,8 +595,7 @@ async fn members_accept_patterns_and_bans_decide_as_mailman_would() {
 
 #[tokio::test]
 async fn a_sender_with_a_wildcard_is_never_sent_to_a_lookup() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let team = "team@lists.example.org";
     // A lookup of "*@example.org" would find alice (Mailman's LIKE search).
     let t = post(&backend, Settings::default(), "*@example.org", team).await;
@@ -673,22 +693,13 @@ async fn a_refused_connection_tempfails_or_passes_never_rejects() {
 
 #[tokio::test]
 async fn a_stalled_api_tempfails_within_the_timeout() {
-    let fake = Fake::start(Mode::Stall).await;
-    let backend = Arc::new(
-        RestBackend::new(&RestConfig {
-            timeout: Duration::from_secs(1),
-            ..fake.config()
-        })
-        .unwrap(),
-    );
-    let started = Instant::now();
-    let t = post(
-        &backend,
-        Settings::default(),
-        "stranger@example.com",
-        "team@lists.example.org",
-    )
+    let (_fake, backend) = Fake::with_backend(Mode::Stall, |c| RestConfig {
+        timeout: Duration::from_secs(1),
+        ..c
+    })
     .await;
+    let started = Instant::now();
+    let t = post_stranger(&backend).await;
     assert_tempfail(&t, Step::Rcpt);
     let took = started.elapsed();
     // Waited for the timeout (1 s), then gave up: never the stall's 30 s.
@@ -702,15 +713,8 @@ async fn a_stalled_api_tempfails_within_the_timeout() {
 #[tokio::test]
 async fn garbage_and_http_500_tempfail() {
     for mode in [Mode::Garbage, Mode::Error500] {
-        let fake = Fake::start(mode).await;
-        let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
-        let t = post(
-            &backend,
-            Settings::default(),
-            "stranger@example.com",
-            "team@lists.example.org",
-        )
-        .await;
+        let (_fake, backend) = Fake::with_backend(mode, |c| c).await;
+        let t = post_stranger(&backend).await;
         assert_tempfail(&t, Step::Rcpt);
         let err = backend.lists().await.unwrap_err().to_string();
         let want = if mode == Mode::Garbage {
@@ -724,21 +728,12 @@ async fn garbage_and_http_500_tempfail() {
 
 #[tokio::test]
 async fn wrong_credentials_tempfail() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(
-        RestBackend::new(&RestConfig {
-            password: "wrong".into(),
-            ..fake.config()
-        })
-        .unwrap(),
-    );
-    let t = post(
-        &backend,
-        Settings::default(),
-        "stranger@example.com",
-        "team@lists.example.org",
-    )
+    let (_fake, backend) = Fake::with_backend(Mode::Serve, |c| RestConfig {
+        password: "wrong".into(),
+        ..c
+    })
     .await;
+    let t = post_stranger(&backend).await;
     assert_tempfail(&t, Step::Rcpt);
     assert!(
         backend
@@ -752,8 +747,7 @@ async fn wrong_credentials_tempfail() {
 
 #[tokio::test]
 async fn a_failure_at_the_member_lookup_tempfails_after_the_headers() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     // The lists are read (and cached); then the API stalls, answers
     // garbage or fails for the member lookup.
     backend.lists().await.unwrap();
@@ -1061,8 +1055,7 @@ async fn stale_lists_are_served_while_refreshed_in_the_background_then_expire() 
 
 #[tokio::test]
 async fn moderation_actions_and_legacy_nonmember_lists_decide_as_mailman_3() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (_fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let team = "team@lists.example.org";
     let s = Settings::default;
     let refused = |t: &Transcript| reply_of(t) == REFUSAL;
@@ -1160,8 +1153,7 @@ async fn moderation_actions_and_legacy_nonmember_lists_decide_as_mailman_3() {
 
 #[tokio::test]
 async fn per_list_overrides_refuse_holds_with_their_own_text() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (_fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let friends = "friends@lists.example.org";
     // Mailman holds non-member posts to friends@: left alone by default.
     assert_eq!(
@@ -1227,15 +1219,12 @@ async fn per_list_overrides_refuse_holds_with_their_own_text() {
 
 #[tokio::test]
 async fn stale_membership_answers_are_served_while_refreshed_then_expire() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(
-        RestBackend::new(&RestConfig {
-            cache_ttl: Duration::from_secs(1),
-            max_stale: Duration::from_secs(4),
-            ..fake.config()
-        })
-        .unwrap(),
-    );
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| RestConfig {
+        cache_ttl: Duration::from_secs(1),
+        max_stale: Duration::from_secs(4),
+        ..c
+    })
+    .await;
     let team = "team@lists.example.org";
     let s = Settings::default;
     let lookups = || {
@@ -1311,8 +1300,7 @@ fn refused_reply(t: &Transcript) -> String {
 
 #[tokio::test]
 async fn a_member_through_another_address_of_the_same_user_is_a_member() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let team = "team@lists.example.org";
     let s = Settings::default;
     assert_eq!(
@@ -1364,8 +1352,7 @@ async fn a_member_through_another_address_of_the_same_user_is_a_member() {
 /// and the refusal comes at once; quiet@ has one, so Mailman checks it.
 #[tokio::test]
 async fn approval_claims_pass_only_where_mailman_has_a_moderator_password() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (_fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let approved = |rcpt: &str| MessageSpec {
         message: Bytes::from(format!(
             "From: stranger@example.com\r\nTo: {rcpt}\r\nApproved: guess\r\nSubject: hi\r\n\r\nBody.\r\n"
@@ -1400,8 +1387,7 @@ async fn approval_claims_pass_only_where_mailman_has_a_moderator_password() {
 /// them; one whose action is defer does not), before the non-member rules.
 #[tokio::test]
 async fn header_match_rules_decide_in_mailmans_chain_order() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (_fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let team = "team@lists.example.org";
     let with = |from: &str, extra: &str| MessageSpec {
         message: Bytes::from(format!(
@@ -1467,8 +1453,7 @@ async fn header_match_rules_decide_in_mailmans_chain_order() {
 /// without repeating them in `alias_domains`.
 #[tokio::test]
 async fn mailmans_alias_domains_are_the_lists_domain() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let s = Settings::default;
     let t = post(&backend, s(), "stranger@example.com", "team@alias.example").await;
     assert_eq!(reply_of(&t), REFUSAL, "{t:?}");
@@ -1519,14 +1504,11 @@ async fn mailmans_alias_domains_are_the_lists_domain() {
 /// mail gets the fail-safe (4xx), never a 5xx.
 #[tokio::test]
 async fn mail_outside_the_list_domains_never_waits_for_a_stalled_api() {
-    let fake = Fake::start(Mode::Stall).await;
-    let backend = Arc::new(
-        RestBackend::new(&RestConfig {
-            list_domains: Some(vec!["lists.example.org".into()]),
-            ..fake.config()
-        })
-        .unwrap(),
-    );
+    let (fake, backend) = Fake::with_backend(Mode::Stall, |c| RestConfig {
+        list_domains: Some(vec!["lists.example.org".into()]),
+        ..c
+    })
+    .await;
     for rcpt in ["bob@example.org", "team@lists.example.org.evil", "<>"] {
         let t = Instant::now();
         let o = post(&backend, Settings::default(), "stranger@example.com", rcpt).await;
@@ -1535,13 +1517,7 @@ async fn mail_outside_the_list_domains_never_waits_for_a_stalled_api() {
     }
     // Not a single request for them.
     assert!(fake.requests().is_empty(), "{:?}", fake.requests());
-    let o = post(
-        &backend,
-        Settings::default(),
-        "stranger@example.com",
-        "team@lists.example.org",
-    )
-    .await;
+    let o = post_stranger(&backend).await;
     assert_tempfail(&o, Step::Rcpt);
     assert!(!fake.requests().is_empty());
 }
@@ -1740,8 +1716,7 @@ async fn a_restart_during_an_outage_serves_the_lists_read_one_by_one() {
 /// 32 posts from the same new sender at once ask Mailman once.
 #[tokio::test]
 async fn identical_lookups_in_flight_are_one_request() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let index = backend.lists().await.unwrap();
     let team = index["team@lists.example.org"].clone();
     let tasks: Vec<_> = (0..32)
@@ -1765,8 +1740,7 @@ async fn identical_lookups_in_flight_are_one_request() {
 /// posts from new senders does not become a burst of requests.
 #[tokio::test]
 async fn a_failing_api_is_backed_off_not_hammered() {
-    let fake = Fake::start(Mode::Serve).await;
-    let backend = Arc::new(RestBackend::new(&fake.config()).unwrap());
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
     let index = backend.lists().await.unwrap();
     let team = index["team@lists.example.org"].clone();
     fake.set(Mode::Error500);

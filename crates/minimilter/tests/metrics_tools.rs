@@ -62,20 +62,7 @@ const SUBJECTS: [&str; 6] = ["a", "[reject] b", "c", "[tempfail] d", "e", "[reje
 #[ignore = "needs promtool"]
 fn promtool_accepts_the_exposition() {
     let s = Scratch::new("promtool");
-    let inet = format!("inet:127.0.0.1:{}", free_port());
-    let mport = free_port();
-    let b = keyword_milter();
-    let mut d = b.spawn(
-        &[
-            "--listen",
-            &inet,
-            "--metrics",
-            &format!("inet:127.0.0.1:{mport}"),
-        ],
-        &[],
-        &s.path().join("log"),
-    );
-    d.wait_log("metrics at http://");
+    let (_daemon, inet, mport) = keyword_milter().spawn_with_metrics(&[], &s.path().join("log"));
     send(&inet, &SUBJECTS);
     let (_, body) = scrape(mport);
     let mut child = Command::new("promtool")
@@ -128,20 +115,7 @@ fn query(port: u16, query: &str) -> Option<f64> {
 #[ignore = "needs prometheus"]
 fn a_prometheus_server_scrapes_the_counters() {
     let s = Scratch::new("prometheus");
-    let inet = format!("inet:127.0.0.1:{}", free_port());
-    let mport = free_port();
-    let b = keyword_milter();
-    let mut d = b.spawn(
-        &[
-            "--listen",
-            &inet,
-            "--metrics",
-            &format!("inet:127.0.0.1:{mport}"),
-        ],
-        &[],
-        &s.path().join("log"),
-    );
-    d.wait_log("metrics at http://");
+    let (_daemon, inet, mport) = keyword_milter().spawn_with_metrics(&[], &s.path().join("log"));
     send(&inet, &SUBJECTS);
     let config = s.path().join("prometheus.yml");
     std::fs::write(

@@ -203,6 +203,39 @@ impl Drop for PurgeOnDrop {
     }
 }
 
+/// What each test holds while it changes the machine: the machine itself
+/// (one test at a time), a policy-rc.d forbidding service starts, and a
+/// purge should the test fail. Taking it purges what an earlier run left.
+struct CleanMachine {
+    debs: Vec<PathBuf>,
+    // Dropped in this order: the purge (on failure), then the policy-rc.d,
+    // then the machine's lock.
+    _purge_on_failure: PurgeOnDrop,
+    _no_starts: NoServiceStarts,
+    _machine: MutexGuard<'static, ()>,
+}
+
+impl CleanMachine {
+    fn take() -> CleanMachine {
+        let machine = machine();
+        let debs = debs();
+        let no_starts = NoServiceStarts::new();
+        purge_all();
+        CleanMachine {
+            debs,
+            _purge_on_failure: PurgeOnDrop,
+            _no_starts: no_starts,
+            _machine: machine,
+        }
+    }
+}
+
+/// Names step `n` of the module's list on standard error (shown with a
+/// failure), so a failing run says how far it got.
+fn step(n: u32, what: &str) {
+    eprintln!("== step {n}: {what}");
+}
+
 /// The value of `key=` in a unit file (the first such line).
 fn unit_value(unit: &str, key: &str) -> String {
     let prefix = format!("{key}=");
@@ -446,9 +479,17 @@ fn message(from: &str, to: &str, subject: &str, extra_headers: &str, body: &str)
         .into_bytes()
 }
 
-/// Sends one message in a session of its own; the first refusal, or the
-/// DATA reply.
-fn send(port: u16, from: &str, to: &str, message: &[u8]) -> testkit::Reply {
+/// Sends one message (see [`message`]) in a session of its own; the first
+/// refusal, or the DATA reply.
+fn send(
+    port: u16,
+    from: &str,
+    to: &str,
+    subject: &str,
+    extra_headers: &str,
+    body: &str,
+) -> testkit::Reply {
+    let message = message(from, to, subject, extra_headers, body);
     let mut c = SmtpClient::connect(port).unwrap();
     assert!(c.ehlo("client.example").unwrap().is_positive());
     let r = c.mail(&format!("<{from}>")).unwrap();
@@ -459,7 +500,7 @@ fn send(port: u16, from: &str, to: &str, message: &[u8]) -> testkit::Reply {
     if !r.is_positive() {
         return r;
     }
-    let r = c.data(message).unwrap();
+    let r = c.data(&message).unwrap();
     let _ = c.quit();
     r
 }
@@ -488,25 +529,21 @@ fn behind_postfix(work: &Path, daemons: &[MilterProcess]) {
 
     // pgp-milter: plain text refused, OpenPGP delivered.
     let armored = encrypted_for_bob(work);
-    let plain = message(
+    let r = send(
+        pf.port("pgp"),
         "alice@client.example",
         "bob@example.org",
         "plain-1",
         "",
         "Hello in the clear.\n",
     );
-    let r = send(
-        pf.port("pgp"),
-        "alice@client.example",
-        "bob@example.org",
-        &plain,
-    );
     assert_eq!(r.code, 550, "plain text: {r:?}\n{}", logs());
     assert!(
         r.text().contains("5.7.1 Only OpenPGP-encrypted mail"),
         "{r:?}"
     );
-    let pgp_mime = message(
+    let r = send(
+        pf.port("pgp"),
         "alice@client.example",
         "bob@example.org",
         "encrypted-1",
@@ -517,41 +554,25 @@ fn behind_postfix(work: &Path, daemons: &[MilterProcess]) {
              --b1\nContent-Type: application/octet-stream\n\n{armored}\n--b1--\n"
         ),
     );
-    let r = send(
-        pf.port("pgp"),
-        "alice@client.example",
-        "bob@example.org",
-        &pgp_mime,
-    );
     assert_eq!(r.code, 250, "PGP/MIME: {r:?}\n{}", logs());
 
     // mailman-milter: a member's post delivered, a non-member's refused.
-    let member = message(
+    let r = send(
+        pf.port("mailman"),
         "alice@example.org",
         "team@example.org",
         "member-1",
         "",
         "From a member.\n",
     );
+    assert_eq!(r.code, 250, "member: {r:?}\n{}", logs());
     let r = send(
         pf.port("mailman"),
-        "alice@example.org",
-        "team@example.org",
-        &member,
-    );
-    assert_eq!(r.code, 250, "member: {r:?}\n{}", logs());
-    let stranger = message(
         "mallory@stranger.example",
         "team@example.org",
         "stranger-1",
         "",
         "From a non-member.\n",
-    );
-    let r = send(
-        pf.port("mailman"),
-        "mallory@stranger.example",
-        "team@example.org",
-        &stranger,
     );
     assert_eq!(r.code, 550, "non-member: {r:?}\n{}", logs());
     assert!(r.text().contains("not allowed to post"), "{r:?}");
@@ -572,17 +593,15 @@ fn behind_postfix(work: &Path, daemons: &[MilterProcess]) {
 #[test]
 #[ignore = "needs root, dpkg, apt-get, lintian, postfix, systemd-analyze, gpg, setpriv and the .debs of scripts/package.sh"]
 fn packages_pass_lintian_install_serve_postfix_and_purge() {
-    let _machine = machine();
-    let debs = debs();
-    let _no_starts = NoServiceStarts::new();
-    purge_all();
-    let _purge_on_failure = PurgeOnDrop;
+    step(1, "the packages exist (scripts/package.sh built them)");
+    let clean = CleanMachine::take();
+    let debs = &clean.debs;
 
-    // 2. lintian: no error, no warning without an override.
+    step(2, "lintian: no error, no warning without an override");
     let lintian = output(
         Command::new("lintian")
             .args(["--fail-on", "error,warning", "--info"])
-            .args(&debs),
+            .args(debs),
     );
     assert!(
         lintian.status.success(),
@@ -591,7 +610,7 @@ fn packages_pass_lintian_install_serve_postfix_and_purge() {
         String::from_utf8_lossy(&lintian.stderr)
     );
 
-    // 3. install as an administrator would.
+    step(3, "install as an administrator would");
     let mut args = vec!["install".to_owned()];
     args.extend(debs.iter().map(|d| d.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -600,11 +619,14 @@ fn packages_pass_lintian_install_serve_postfix_and_purge() {
         assert_eq!(status(pkg), "ii", "{pkg}");
     }
 
-    // 4. what is installed.
+    step(4, "what is installed");
     assert_installed_layout();
 
-    // 5. each daemon from its unit's own command lines, as its user. The
-    // list the mailman-milter test uses goes into the shipped lists file.
+    step(
+        5,
+        "each daemon from its unit's own command lines, as its user",
+    );
+    // The list the mailman-milter test uses goes into the shipped lists file.
     let lists = "/etc/mailman-milter/lists.toml";
     let mut text = fs::read_to_string(lists).unwrap();
     text.push_str(
@@ -615,11 +637,14 @@ fn packages_pass_lintian_install_serve_postfix_and_purge() {
     let work = tempfile::tempdir().unwrap();
     let daemons = start_daemons(work.path());
 
-    // 6. a real Postfix at the packaged sockets.
+    step(6, "a real Postfix at the packaged sockets");
     behind_postfix(work.path(), &daemons);
     drop(daemons);
 
-    // 7. remove keeps the configuration; purge removes it, keeps the users.
+    step(
+        7,
+        "remove keeps the configuration; purge removes it, keeps the users",
+    );
     apt_get(&["remove", "pgp-milter", "mailman-milter", "minimilter"]);
     for name in DAEMONS {
         assert_eq!(status(name), "rc", "{name} removed, config kept");
@@ -686,15 +711,12 @@ fn repack(deb: &Path, new_version: &str, dir: &Path, edit: impl Fn(&Path)) -> Pa
 #[test]
 #[ignore = "needs root, dpkg, apt-get and the .debs of scripts/package.sh"]
 fn upgrade_keeps_a_locally_modified_conffile() {
-    let _machine = machine();
-    let debs = debs();
-    let _no_starts = NoServiceStarts::new();
-    purge_all();
-    let _purge_on_failure = PurgeOnDrop;
+    let clean = CleanMachine::take();
     let work = tempfile::tempdir().unwrap();
 
-    let pgp = &debs[0];
-    let mailman = &debs[1];
+    let pgp = &clean.debs[0];
+    let mailman = &clean.debs[1];
+    step(1, "install version N");
     apt_get(&["install", pgp.to_str().unwrap(), mailman.to_str().unwrap()]);
     let n = version("pgp-milter");
 
@@ -714,6 +736,7 @@ fn upgrade_keeps_a_locally_modified_conffile() {
     );
     fs::write(lists, &local_lists).unwrap();
 
+    step(2, "upgrade to N+1, whose conffile changed too");
     let next = format!("{n}+upgrade1");
     let upstream_note = "# (a comment version N+1 adds)\n";
     let pgp_next = repack(pgp, &next, &work.path().join("pgp"), |tree| {
@@ -731,6 +754,10 @@ fn upgrade_keeps_a_locally_modified_conffile() {
     assert_eq!(version("pgp-milter"), next);
     assert_eq!(version("mailman-milter"), next);
 
+    step(
+        3,
+        "the administrator's files are kept, the new one is beside",
+    );
     // Kept: the administrator's file, byte for byte; the new one beside it.
     assert_eq!(fs::read_to_string(config).unwrap(), local);
     let dist = fs::read_to_string(format!("{config}.dpkg-dist")).unwrap();

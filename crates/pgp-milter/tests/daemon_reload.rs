@@ -107,19 +107,7 @@ fn check_backend_says_there_is_none() {
 /// exposition after them, and the bytes of one message as judged.
 fn metrics_after(sends: usize) -> (String, usize) {
     let s = Scratch::new("pgp-metrics");
-    let inet = format!("inet:127.0.0.1:{}", free_port());
-    let mport = free_port();
-    let mut d = pgp_milter().spawn(
-        &[
-            "--listen",
-            &inet,
-            "--metrics",
-            &format!("inet:127.0.0.1:{mport}"),
-        ],
-        &[],
-        &s.path().join("log"),
-    );
-    d.wait_log("metrics at http://");
+    let (mut d, inet, mport) = pgp_milter().spawn_with_metrics(&[], &s.path().join("log"));
     let m = plain();
     for _ in 0..sends {
         assert!(rejected(&send_one(&inet, &m)));
@@ -166,19 +154,7 @@ fn promtool_accepts_the_exposition_with_pgp_milters_counters() {
 #[ignore = "needs the minimilter binary (cargo build -p minimilter-cli)"]
 fn counters_equal_what_a_bench_run_sent() {
     let s = Scratch::new("pgp-bench");
-    let inet = format!("inet:127.0.0.1:{}", free_port());
-    let mport = free_port();
-    let mut d = pgp_milter().spawn(
-        &[
-            "--listen",
-            &inet,
-            "--metrics",
-            &format!("inet:127.0.0.1:{mport}"),
-        ],
-        &[],
-        &s.path().join("log"),
-    );
-    d.wait_log("metrics at http://");
+    let (mut d, inet, mport) = pgp_milter().spawn_with_metrics(&[], &s.path().join("log"));
     let m = plain();
     let file = s.path().join("plain.eml");
     std::fs::write(&file, &m.message).unwrap();

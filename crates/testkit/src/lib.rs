@@ -47,7 +47,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use daemon::{DEFAULT_MILTER_START_TIMEOUT, MilterProcess};
 pub use error::Error;
@@ -61,10 +61,12 @@ pub use smtp::{
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///
-/// The port is found by binding `127.0.0.1:0` and dropping the listener, so another
-/// process could in theory grab it before the caller binds it. Within this process the
-/// same port is never handed out twice, so tests running in parallel threads cannot
-/// collide with each other.
+/// The port is found by binding `127.0.0.1:0` and dropping the listener, so a program
+/// that is not a test could in theory grab it before the caller binds it. Tests cannot
+/// collide with each other: within this process the same port is never handed out
+/// twice, and across processes (cargo-nextest runs each test in its own, several at
+/// once) a port handed out is claimed for [`PORT_CLAIM`] by a file named for it in
+/// `$TMPDIR/testkit-ports/`, which other tests' `free_port` skip.
 ///
 /// # Panics
 /// If binding to loopback fails (no loopback interface) or no new port is found.
@@ -78,11 +80,50 @@ pub fn free_port() -> u16 {
             .local_addr()
             .unwrap_or_else(|e| panic!("testkit::free_port: local_addr: {e}"))
             .port();
-        if handed_out.insert(port) {
+        if handed_out.insert(port) && claim(port) {
             return port;
         }
     }
     panic!("testkit::free_port: no unused loopback port found after 1000 attempts");
+}
+
+/// How long a port [`free_port`] handed out stays claimed against other processes:
+/// far longer than any test takes to bind the port it was given.
+pub const PORT_CLAIM: Duration = Duration::from_secs(120);
+
+/// Claims `port` against other processes' [`free_port`]: true unless another process
+/// claimed it within [`PORT_CLAIM`]. Where the claims directory cannot be written,
+/// every port counts as unclaimed (only this process's own record protects).
+fn claim(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("testkit-ports");
+    let path = dir.join(port.to_string());
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+    };
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    match create() {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let age = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            // A stale claim is taken over. Renaming it away is atomic: of two
+            // processes taking over the same claim, one renames and claims,
+            // the other finds it gone and tries another port.
+            let aside = dir.join(format!("{port}.stale.{}", std::process::id()));
+            age.is_some_and(|a| a > PORT_CLAIM)
+                && std::fs::rename(&path, &aside).is_ok()
+                && std::fs::remove_file(&aside).is_ok()
+                && create().is_ok()
+        }
+        Err(_) => true,
+    }
 }
 
 /// Returns a string that is unique within this machine for practical purposes:
@@ -108,6 +149,25 @@ mod tests {
         let b = free_port();
         assert_ne!(a, b);
         TcpListener::bind((Ipv4Addr::LOCALHOST, a)).unwrap();
+    }
+
+    #[test]
+    fn a_claimed_port_is_skipped_until_its_claim_is_stale() {
+        let port = free_port();
+        // Handed out here, so claimed for every other process.
+        assert!(!claim(port));
+        let path = std::env::temp_dir()
+            .join("testkit-ports")
+            .join(port.to_string());
+        let old = SystemTime::now() - PORT_CLAIM - Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(claim(port), "a stale claim is taken over");
+        assert!(!claim(port), "and then fresh again");
     }
 
     #[test]

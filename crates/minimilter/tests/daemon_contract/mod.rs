@@ -50,13 +50,10 @@ impl Drop for Scratch {
     }
 }
 
-/// A TCP port free a moment ago.
+/// A TCP port free a moment ago, and handed to no other test (see
+/// `testkit::free_port`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::free_port()
 }
 
 impl Binary {
@@ -98,6 +95,21 @@ impl Binary {
             child: c.spawn().unwrap(),
             log: log.to_owned(),
         }
+    }
+
+    /// Starts the daemon with `extra` arguments, a milter socket on a free
+    /// loopback port and `--metrics` on another, logging to `log`; returns
+    /// once it says "metrics at http://", with the milter socket's
+    /// `inet:127.0.0.1:PORT` and the metrics port.
+    pub fn spawn_with_metrics(&self, extra: &[&str], log: &Path) -> (Daemon, String, u16) {
+        let inet = format!("inet:127.0.0.1:{}", free_port());
+        let mport = free_port();
+        let metrics = format!("inet:127.0.0.1:{mport}");
+        let mut args = extra.to_vec();
+        args.extend(["--listen", &inet, "--metrics", &metrics]);
+        let mut d = self.spawn(&args, &[], log);
+        d.wait_log("metrics at http://");
+        (d, inet, mport)
     }
 }
 
@@ -694,19 +706,7 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
 pub fn metrics_count_what_was_sent(b: &Binary, messages: usize) {
     use minimilter::{ClientConfig, MessageSpec, MilterClient, SocketSpec, run_message};
     let s = Scratch::new("metrics");
-    let inet = format!("inet:127.0.0.1:{}", free_port());
-    let mport = free_port();
-    let mut d = b.spawn(
-        &[
-            "--listen",
-            &inet,
-            "--metrics",
-            &format!("inet:127.0.0.1:{mport}"),
-        ],
-        &[],
-        &s.path().join("log"),
-    );
-    d.wait_log("metrics at http://");
+    let (mut d, inet, mport) = b.spawn_with_metrics(&[], &s.path().join("log"));
     let spec: SocketSpec = inet.parse().unwrap();
     let message = MessageSpec {
         from: "alice@client.example".into(),
