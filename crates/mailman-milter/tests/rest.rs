@@ -801,7 +801,7 @@ fn the_mailman_backend_is_configured_and_checked() {
 
     let bad = [
         (
-            "backend = \"mailman\"\n[mailman]\nurl = \"https://127.0.0.1:8001/3.1\"\n",
+            "backend = \"mailman\"\n[mailman]\nurl = \"ftp://127.0.0.1:8001/3.1\"\n",
             "mailman.url",
         ),
         (
