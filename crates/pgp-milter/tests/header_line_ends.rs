@@ -11,14 +11,10 @@
 //! reader does.
 
 mod support;
+mod through_milter;
 
-use bytes::Bytes;
-use minimilter::proto::Offer;
 use minimilter::transaction::Outcome;
-use minimilter::{
-    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, run_message,
-};
-use pgp_milter::{PgpMilter, Policy};
+use pgp_milter::Policy;
 
 const ARMOR: &str = include_str!("fixtures/gpg/encrypted.asc");
 
@@ -36,21 +32,9 @@ fn pgp_mime(subject_line: &str) -> Vec<u8> {
 }
 
 async fn outcome(message: Vec<u8>) -> Outcome {
-    let (a, z) = tokio::io::duplex(1 << 20);
-    let server = Server::new(PgpMilter::new(Policy::default()), ServerConfig::default());
-    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
-    let cfg = ClientConfig {
-        offer: Offer::postfix(),
-        ..ClientConfig::default()
-    };
-    let mut c = MilterClient::negotiate(Box::new(a), cfg).await.unwrap();
-    let spec = MessageSpec {
-        from: "alice@client.example".into(),
-        rcpts: vec!["bob@example.org".into()],
-        message: Bytes::from(message),
-        ..MessageSpec::default()
-    };
-    run_message(&mut c, &spec).await.unwrap().outcome
+    let mut judged =
+        through_milter::judged(Policy::default(), "alice@client.example", &[&message]).await;
+    judged.remove(0).0
 }
 
 #[tokio::test]
