@@ -1,16 +1,14 @@
 //! The milter driven over the real milter protocol by minimilter's MTA-side
 //! client (in process, over a pipe), the way Postfix drives it.
 
+mod in_process;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mailman_milter::{FileBackend, MailmanMilter, OnBackendError, SenderMode, Settings};
+use mailman_milter::{FileBackend, OnBackendError, SenderMode, Settings};
 use minimilter::proto::Step;
 use minimilter::transaction::{Outcome, run_next_message};
-use minimilter::{
-    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, Transcript,
-    run_message,
-};
+use minimilter::{MessageSpec, Transcript, run_message};
 
 const LISTS: &str = r#"
 [[list]]
@@ -50,18 +48,6 @@ fn harness(lists: &str) -> Harness {
     }
 }
 
-async fn client(backend: Arc<FileBackend>, settings: Settings) -> MilterClient {
-    let (a, z) = tokio::io::duplex(1 << 20);
-    let server = Server::new(
-        MailmanMilter::new(backend, settings),
-        ServerConfig::default(),
-    );
-    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
-    MilterClient::negotiate(Box::new(a), ClientConfig::default())
-        .await
-        .unwrap()
-}
-
 fn spec(from: &str, header_from: &str, rcpts: &[&str], extra_headers: &str) -> MessageSpec {
     MessageSpec {
         from: from.into(),
@@ -75,7 +61,7 @@ fn spec(from: &str, header_from: &str, rcpts: &[&str], extra_headers: &str) -> M
 
 async fn run(settings: Settings, s: &MessageSpec) -> Transcript {
     let h = harness(LISTS);
-    let mut c = client(h.backend.clone(), settings).await;
+    let mut c = in_process::client(h.backend.clone(), settings).await;
     run_message(&mut c, s).await.unwrap()
 }
 
@@ -337,7 +323,7 @@ async fn two_guarded_lists_are_kept_apart() {
 #[tokio::test]
 async fn message_state_does_not_leak_into_the_next_message() {
     let h = harness(LISTS);
-    let mut c = client(h.backend.clone(), Settings::default()).await;
+    let mut c = in_process::client(h.backend.clone(), Settings::default()).await;
     let first = spec(
         "stranger@example.com",
         "stranger@example.com",
@@ -494,7 +480,7 @@ async fn unavailable_list_data_tempfails_or_passes_never_rejects() {
         &["team@lists.example.org"],
         "",
     );
-    let mut c = client(backend.clone(), Settings::default()).await;
+    let mut c = in_process::client(backend.clone(), Settings::default()).await;
     let t = run_message(&mut c, &s).await.unwrap();
     match &t.outcome {
         Outcome::Tempfailed {
@@ -510,7 +496,7 @@ async fn unavailable_list_data_tempfails_or_passes_never_rejects() {
         on_backend_error: OnBackendError::Accept,
         ..Settings::default()
     };
-    let mut c = client(backend, pass).await;
+    let mut c = in_process::client(backend, pass).await;
     let t = run_message(&mut c, &s).await.unwrap();
     assert_eq!(t.outcome, Outcome::Accepted);
 }

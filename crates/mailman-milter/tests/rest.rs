@@ -5,6 +5,7 @@
 
 #[path = "../../minimilter/tests/daemon_contract/mod.rs"]
 mod daemon_contract;
+mod in_process;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -19,10 +20,7 @@ use mailman_milter::{
 use minimilter::daemon::CounterFamily;
 use minimilter::proto::Step;
 use minimilter::transaction::Outcome;
-use minimilter::{
-    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, Transcript,
-    run_message,
-};
+use minimilter::{ClientConfig, MessageSpec, MilterClient, Transcript, run_message};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -459,18 +457,6 @@ fn route(target: &str) -> Option<Value> {
     }
 }
 
-async fn client(backend: Arc<RestBackend>, settings: Settings) -> MilterClient {
-    let (a, z) = tokio::io::duplex(1 << 20);
-    let server = Server::new(
-        MailmanMilter::new(backend, settings),
-        ServerConfig::default(),
-    );
-    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
-    MilterClient::negotiate(Box::new(a), ClientConfig::default())
-        .await
-        .unwrap()
-}
-
 fn spec(from: &str, rcpt: &str) -> MessageSpec {
     MessageSpec {
         from: from.into(),
@@ -488,7 +474,7 @@ async fn post(
     from: &str,
     rcpt: &str,
 ) -> Transcript {
-    let mut c = client(backend.clone(), settings).await;
+    let mut c = in_process::client(backend.clone(), settings).await;
     tokio::time::timeout(
         Duration::from_secs(20),
         run_message(&mut c, &spec(from, rcpt)),
@@ -1363,7 +1349,7 @@ async fn approval_claims_pass_only_where_mailman_has_a_moderator_password() {
         ("team@lists.example.org", false),
         ("quiet@lists.example.org", true),
     ] {
-        let mut c = client(backend.clone(), Settings::default()).await;
+        let mut c = in_process::client(backend.clone(), Settings::default()).await;
         let t = run_message(&mut c, &approved(rcpt)).await.unwrap();
         if passes {
             assert_eq!(t.outcome, Outcome::Accepted, "{rcpt}");
@@ -1398,7 +1384,7 @@ async fn header_match_rules_decide_in_mailmans_chain_order() {
     let outcome = |from: &'static str, extra: &'static str| {
         let backend = backend.clone();
         async move {
-            let mut c = client(backend, Settings::default()).await;
+            let mut c = in_process::client(backend, Settings::default()).await;
             run_message(&mut c, &with(from, extra))
                 .await
                 .unwrap()

@@ -8,11 +8,12 @@
 //!
 //! `cargo test --release -p mailman-milter --test rest_scale -- --nocapture`
 
+mod in_process;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mailman_milter::{ListBackend, MailmanMilter, RestBackend, RestConfig, SenderMode, Settings};
+use mailman_milter::{ListBackend, RestBackend, RestConfig};
 use minimilter::transaction::Outcome;
 use minimilter::{
     ClientConfig, MessageSpec, Milter, MilterClient, Requirements, Server, ServerConfig, Shutdown,
@@ -138,22 +139,6 @@ async fn fake(delay: Duration) -> (String, tokio::task::JoinHandle<()>, Arc<Atom
         }
     });
     (url, task, count)
-}
-
-async fn client<B: ListBackend>(backend: Arc<B>) -> MilterClient {
-    let (a, z) = tokio::io::duplex(1 << 16);
-    let settings = Settings {
-        senders: SenderMode::Envelope,
-        ..Settings::default()
-    };
-    let server = Server::new(
-        MailmanMilter::new(backend, settings),
-        ServerConfig::default(),
-    );
-    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
-    MilterClient::negotiate(Box::new(a), ClientConfig::default())
-        .await
-        .unwrap()
 }
 
 async fn rcpt(c: &mut MilterClient, from: &str, to: &str) -> Outcome {
@@ -285,7 +270,7 @@ async fn rest_backend_at_10000_lists_and_100000_members() {
     // RCPT to a list, from a member, decided at RCPT.
     let t = Instant::now();
     let backend = Arc::new(RestBackend::new(&config).unwrap());
-    let mut c = client(backend.clone()).await;
+    let mut c = in_process::client(backend.clone(), in_process::envelope_senders()).await;
     assert_eq!(
         rcpt(&mut c, "m73125@example.org", "l7312@lists.example.org").await,
         Outcome::Accepted
@@ -323,7 +308,8 @@ async fn rest_backend_at_10000_lists_and_100000_members() {
     // Warm: 32 connections, members of their lists (1,600 lists, 1,600
     // members); the first round fills the caches, the second is timed.
     let b = backend.clone();
-    let (mut all, mut steps) = warm(move || client(b.clone())).await;
+    let (mut all, mut steps) =
+        warm(move || in_process::client(b.clone(), in_process::envelope_senders())).await;
     println!(
         "warm transaction (MAIL+RCPT+DATA, decided at RCPT), 32 connections, {} samples: p50 {:?} p99 {:?}",
         all.len(),
@@ -396,7 +382,7 @@ async fn rest_backend_at_10000_lists_and_100000_members() {
             })
             .unwrap(),
         );
-        let mut c = client(backend).await;
+        let mut c = in_process::client(backend, in_process::envelope_senders()).await;
         let mut times = Vec::new();
         for i in 0..100 {
             let t = Instant::now();

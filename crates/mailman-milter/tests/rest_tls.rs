@@ -7,17 +7,16 @@
 //! the fail-safe (451 for list mail, other mail untouched), as an
 //! unreachable API does.
 
+mod in_process;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mailman_milter::rest::Reader;
-use mailman_milter::{MailmanMilter, RestBackend, RestConfig, SenderMode, Settings};
+use mailman_milter::{RestBackend, RestConfig};
 use minimilter::transaction::Outcome;
-use minimilter::{
-    ClientConfig, MessageSpec, MilterClient, Server, ServerConfig, Shutdown, run_message,
-};
+use minimilter::{MessageSpec, MilterClient, run_message};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -223,22 +222,6 @@ fn config(url: &str, ca_file: Option<&Path>) -> RestConfig {
     }
 }
 
-async fn client(backend: Arc<RestBackend>) -> MilterClient {
-    let (a, z) = tokio::io::duplex(1 << 16);
-    let settings = Settings {
-        senders: SenderMode::Envelope,
-        ..Settings::default()
-    };
-    let server = Server::new(
-        MailmanMilter::new(backend, settings),
-        ServerConfig::default(),
-    );
-    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
-    MilterClient::negotiate(Box::new(a), ClientConfig::default())
-        .await
-        .unwrap()
-}
-
 async fn rcpt(c: &mut MilterClient, from: &str, to: &str) -> Outcome {
     let spec = MessageSpec {
         from: from.into(),
@@ -268,7 +251,7 @@ async fn list_mail_is_decided_over_https_with_a_private_ca() {
     let pki = Pki::new();
     let api = fake(pki.good.clone()).await;
     let backend = Arc::new(RestBackend::new(&config(&api.url, Some(&pki.ca_file()))).unwrap());
-    let mut c = client(backend).await;
+    let mut c = in_process::client(backend, in_process::envelope_senders()).await;
     assert_eq!(
         rcpt(&mut c, "alice@example.org", "team@lists.example.org").await,
         Outcome::Accepted
@@ -299,7 +282,7 @@ async fn list_mail_is_decided_over_https_with_a_private_ca() {
 /// request reaches the server.
 async fn refused_server_keeps_the_fail_safe(api: &Fake, config: &RestConfig) {
     let backend = Arc::new(RestBackend::new(config).unwrap());
-    let mut c = client(backend).await;
+    let mut c = in_process::client(backend, in_process::envelope_senders()).await;
     for from in ["alice@example.org", "stranger@example.com"] {
         let outcome = rcpt(&mut c, from, "team@lists.example.org").await;
         assert!(
@@ -358,7 +341,7 @@ async fn an_unreachable_https_api_tempfails_and_says_so() {
     let e = read_error(&config).await;
     assert!(e.contains("refused"), "{e}");
     let backend = Arc::new(RestBackend::new(&config).unwrap());
-    let mut c = client(backend).await;
+    let mut c = in_process::client(backend, in_process::envelope_senders()).await;
     assert!(matches!(
         rcpt(&mut c, "alice@example.org", "team@lists.example.org").await,
         Outcome::Tempfailed { .. }
@@ -390,7 +373,7 @@ async fn a_stalled_tls_handshake_tempfails_within_the_timeout() {
     let e = read_error(&config).await;
     assert!(e.contains("within"), "{e}");
     let backend = Arc::new(RestBackend::new(&config).unwrap());
-    let mut c = client(backend).await;
+    let mut c = in_process::client(backend, in_process::envelope_senders()).await;
     assert!(matches!(
         rcpt(&mut c, "alice@example.org", "team@lists.example.org").await,
         Outcome::Tempfailed { .. }
@@ -428,7 +411,7 @@ async fn an_https_url_to_a_plain_http_port_tempfails_and_says_so() {
     assert!(e.contains("InvalidContentType"), "{e}");
     assert!(e.contains("does not speak TLS"), "{e}");
     let backend = Arc::new(RestBackend::new(&config).unwrap());
-    let mut c = client(backend).await;
+    let mut c = in_process::client(backend, in_process::envelope_senders()).await;
     assert!(matches!(
         rcpt(&mut c, "alice@example.org", "team@lists.example.org").await,
         Outcome::Tempfailed { .. }
