@@ -16,122 +16,22 @@
 //! API on 127.0.0.1 answers the cold reads; every list is read before the
 //! counted transactions, which ask the API nothing (checked).
 
+#[path = "../tests/fake_api/mod.rs"]
+mod fake_api;
+#[path = "../tests/in_process/mod.rs"]
+mod in_process;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mailman_milter::{MailmanMilter, RestBackend, RestConfig, SenderMode, Settings};
+use mailman_milter::{RestBackend, RestConfig};
 use minimilter::transaction::Outcome;
-use minimilter::{
-    ClientConfig, MessageSpec, Milter, MilterClient, Requirements, Server, ServerConfig, Shutdown,
-    Steps, run_message,
-};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use minimilter::{MessageSpec, MilterClient, run_message};
 
 /// Connections, and distinct (member, list) pairs per connection.
 const CONNS: usize = 32;
 const PAIRS: usize = 10;
-
-fn page(entries: Vec<Value>) -> Value {
-    json!({"start": 0, "total_size": entries.len(), "entries": entries})
-}
-
-/// List `lN@lists.example.org` has one member, `mN@example.org`.
-fn route(target: &str) -> Option<Value> {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let segs: Vec<&str> = path.trim_start_matches("/3.1/").split('/').collect();
-    let n = |s: &str| {
-        s.strip_prefix('l')
-            .and_then(|r| r.split(['.', '%', '@']).next())
-            .and_then(|n| n.parse::<usize>().ok())
-    };
-    Some(match segs.as_slice() {
-        ["domains"] => page(vec![json!({"mail_host": "lists.example.org"})]),
-        ["bans"] => page(vec![]),
-        ["lists", id] => {
-            let n = n(id)?;
-            json!({"list_id": format!("l{n}.lists.example.org"), "fqdn_listname": format!("l{n}@lists.example.org")})
-        }
-        ["lists", _, "config"] => {
-            json!({"default_nonmember_action": "reject", "default_member_action": "defer"})
-        }
-        ["lists", _, _] => page(vec![]),
-        ["members", "find"] => {
-            let sub = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("subscriber="));
-            let list = query.split('&').find_map(|kv| kv.strip_prefix("list_id="));
-            let member = match (sub, list) {
-                (Some(s), Some(l)) => s
-                    .strip_prefix('m')
-                    .and_then(|s| s.split_once("%40"))
-                    .is_some_and(|(m, _)| n(l).is_some_and(|l| l.to_string() == m)),
-                _ => false,
-            };
-            page(if member {
-                vec![json!({"email": sub?.replace("%40", "@"), "role": "member", "list_id": list})]
-            } else {
-                vec![]
-            })
-        }
-        _ => json!({}),
-    })
-}
-
-async fn serve(mut s: TcpStream, count: Arc<AtomicUsize>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    for _ in 0..100_000 {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
-        let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
-        count.fetch_add(1, Ordering::Relaxed);
-        let (status, body) = match route(&target) {
-            Some(v) => ("200 OK", v.to_string()),
-            None => ("404 Not Found", "{}".to_owned()),
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if s.write_all(response.as_bytes()).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// A milter that decides nothing.
-struct Null;
-
-impl Milter for Null {
-    type Connection = ();
-    type Message = ();
-
-    fn requirements(&self) -> Requirements {
-        Requirements {
-            steps: Steps::MAIL | Steps::RCPT,
-            ..Requirements::default()
-        }
-    }
-}
-
-async fn connect<M: Milter>(milter: M) -> MilterClient {
-    let (a, z) = tokio::io::duplex(1 << 16);
-    let server = Server::new(milter, ServerConfig::default());
-    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
-    MilterClient::negotiate(Box::new(a), ClientConfig::default())
-        .await
-        .expect("negotiated")
-}
 
 /// One list post from the member of list `n`.
 async fn post(c: &mut MilterClient, n: usize) {
@@ -157,16 +57,16 @@ fn main() {
         .build()
         .expect("a runtime");
     runtime.block_on(async move {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let url = format!("http://{}/3.1", l.local_addr().expect("an address"));
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
-        tokio::spawn(async move {
-            for _ in 0..10_000 {
-                let Ok((s, _)) = l.accept().await else { return };
-                tokio::spawn(serve(s, c.clone()));
-            }
-        });
+        // List `lN@lists.example.org` has one member, `mN@example.org`.
+        let shape = fake_api::Shape {
+            lists: CONNS * PAIRS,
+            members_per_list: 1,
+        };
+        let fake_api::FakeApi {
+            url,
+            requests: count,
+            ..
+        } = fake_api::start(shape, Duration::ZERO).await;
         let backend = Arc::new(
             RestBackend::new(&RestConfig {
                 url,
@@ -177,15 +77,12 @@ fn main() {
             })
             .expect("a backend"),
         );
-        let settings = Settings {
-            senders: SenderMode::Envelope,
-            ..Settings::default()
-        };
+        let settings = in_process::envelope_senders();
         let mut clients = Vec::new();
         for _ in 0..CONNS {
             clients.push(match kind.as_str() {
-                "null" => connect(Null).await,
-                _ => connect(MailmanMilter::new(backend.clone(), settings.clone())).await,
+                "null" => in_process::null_client().await,
+                _ => in_process::client(backend.clone(), settings.clone()).await,
             });
         }
         // Warm up: every list read, every member answer cached.

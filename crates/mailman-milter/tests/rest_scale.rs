@@ -8,138 +8,23 @@
 //!
 //! `cargo test --release -p mailman-milter --test rest_scale -- --nocapture`
 
+mod fake_api;
 mod in_process;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mailman_milter::{ListBackend, RestBackend, RestConfig};
 use minimilter::transaction::Outcome;
-use minimilter::{
-    ClientConfig, MessageSpec, Milter, MilterClient, Requirements, Server, ServerConfig, Shutdown,
-    Steps, run_message,
-};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use minimilter::{MessageSpec, MilterClient, run_message};
 
 /// Lists served by the generated API.
 const LISTS: usize = 10_000;
 const MEMBERS_PER_LIST: usize = 10;
-
-fn page(all: Vec<Value>, query: &str) -> Value {
-    let get = |k: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(q, _)| *q == k)
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-    };
-    let (count, page) = (get("count").unwrap_or(usize::MAX), get("page").unwrap_or(1));
-    let total = all.len();
-    let entries: Vec<Value> = all
-        .into_iter()
-        .skip((page - 1) * count)
-        .take(count)
-        .collect();
-    json!({"start": 0, "total_size": total, "entries": entries})
-}
-
-/// Mailman's answer to `target`; None: 404.
-fn route(target: &str) -> Option<Value> {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let segs: Vec<&str> = path.trim_start_matches("/3.1/").split('/').collect();
-    Some(match segs.as_slice() {
-        ["domains"] => page(vec![json!({"mail_host": "lists.example.org"})], query),
-        ["bans"] => page(vec![], query),
-        ["lists"] => page(
-            (0..LISTS)
-                .map(|i| json!({"list_id": format!("l{i}.lists.example.org"), "fqdn_listname": format!("l{i}@lists.example.org")}))
-                .collect(),
-            query,
-        ),
-        // By list_id or posting address, as Mailman finds a list.
-        ["lists", id] => {
-            let n = id
-                .strip_prefix('l')
-                .and_then(|r| r.split(['.', '%']).next())
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n < LISTS);
-            match n {
-                Some(n) => json!({"list_id": format!("l{n}.lists.example.org"), "fqdn_listname": format!("l{n}@lists.example.org")}),
-                None => return None,
-            }
-        }
-        ["lists", _, "config"] => json!({"default_nonmember_action": "reject", "default_member_action": "defer"}),
-        ["lists", _, _] => page(vec![], query),
-        ["members", "find"] => {
-            // subscriber=mJ%40example.org is a member of list lJ/10.
-            let sub = query.split('&').find_map(|kv| kv.strip_prefix("subscriber="));
-            let list = query.split('&').find_map(|kv| kv.strip_prefix("list_id="));
-            let hit = match (sub, list) {
-                (Some(s), Some(l)) => s
-                    .strip_prefix('m')
-                    .and_then(|s| s.split_once("%40"))
-                    .and_then(|(n, _)| n.parse::<usize>().ok())
-                    .is_some_and(|n| format!("l{}.lists.example.org", n / MEMBERS_PER_LIST) == l),
-                _ => false,
-            };
-            let entries = if hit {
-                vec![json!({"email": sub.unwrap().replace("%40", "@"), "role": "member", "list_id": list})]
-            } else {
-                vec![]
-            };
-            page(entries, query)
-        }
-        _ => json!({}),
-    })
-}
-
-/// Serves one keep-alive connection.
-async fn serve(mut s: TcpStream, delay: Duration, count: Arc<AtomicUsize>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    for _ in 0..1_000_000 {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
-        let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
-        count.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(delay).await;
-        let (status, body) = match route(&target) {
-            Some(v) => ("200 OK", v.to_string()),
-            None => ("404 Not Found", "{}".to_owned()),
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if s.write_all(response.as_bytes()).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The generated API; its URL, its task and its count of requests.
-async fn fake(delay: Duration) -> (String, tokio::task::JoinHandle<()>, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/3.1", l.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    let task = tokio::spawn(async move {
-        for _ in 0..100_000 {
-            let Ok((s, _)) = l.accept().await else { return };
-            tokio::spawn(serve(s, delay, c.clone()));
-        }
-    });
-    (url, task, count)
-}
+const SHAPE: fake_api::Shape = fake_api::Shape {
+    lists: LISTS,
+    members_per_list: MEMBERS_PER_LIST,
+};
 
 async fn rcpt(c: &mut MilterClient, from: &str, to: &str) -> Outcome {
     rcpt_timed(c, from, to).await.0
@@ -207,30 +92,6 @@ where
     (all, steps)
 }
 
-/// A milter that decides nothing: every step continues.
-struct Null;
-
-impl Milter for Null {
-    type Connection = ();
-    type Message = ();
-
-    fn requirements(&self) -> Requirements {
-        Requirements {
-            steps: Steps::MAIL | Steps::RCPT,
-            ..Requirements::default()
-        }
-    }
-}
-
-async fn null_client() -> MilterClient {
-    let (a, z) = tokio::io::duplex(1 << 16);
-    let server = Server::new(Null, ServerConfig::default());
-    tokio::spawn(async move { server.serve_stream(z, Shutdown::new()).await });
-    MilterClient::negotiate(Box::new(a), ClientConfig::default())
-        .await
-        .unwrap()
-}
-
 /// Percentiles, the worst, and how many samples took over 1 ms.
 fn distribution(all: &mut [Duration]) -> String {
     let over = all
@@ -255,7 +116,7 @@ fn percentile(all: &mut [Duration], q: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_backend_at_10000_lists_and_100000_members() {
-    let (url, _task, requests) = fake(Duration::ZERO).await;
+    let fake_api::FakeApi { url, requests, .. } = fake_api::start(SHAPE, Duration::ZERO).await;
     let config = RestConfig {
         url,
         // Generous: a loaded CI machine must not turn into a 451 here.
@@ -325,7 +186,7 @@ async fn rest_backend_at_10000_lists_and_100000_members() {
     println!("  distribution: {}", distribution(&mut steps));
     // The same harness with a milter that decides nothing (no backend, no
     // policy): what remains is the protocol, the runtime and the machine.
-    let (_, mut null_steps) = warm(null_client).await;
+    let (_, mut null_steps) = warm(in_process::null_client).await;
     println!(
         "control, a milter that decides nothing, same harness: RCPT step {}",
         distribution(&mut null_steps)
@@ -373,7 +234,7 @@ async fn rest_backend_at_10000_lists_and_100000_members() {
     // every request (list domains configured, nothing read yet).
     let mut worst = Vec::new();
     for delay in [Duration::ZERO, Duration::from_secs(2)] {
-        let (url, _task, _) = fake(delay).await;
+        let url = fake_api::start(SHAPE, delay).await.url;
         let backend = Arc::new(
             RestBackend::new(&RestConfig {
                 url,
