@@ -3,8 +3,10 @@
 //! (garbage, silence, a slow or broken filter) ends in a log line and either
 //! the fail-safe reply or a clean close — never a half-written packet.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -79,6 +81,27 @@ fn context<'a, C, M>(
 const IDLE_BUFFER: usize = 1024;
 
 /// The state of one connection.
+///
+/// **Readiness, and why a read costs one system call.** The streams are
+/// tokio's (`UnixStream`, `TcpStream`), registered edge-triggered with epoll.
+/// When a `recv` fills less than the buffer it was given, tokio (1.30 and
+/// later, tokio-rs/tokio#5866) clears the stream's read readiness itself, so
+/// the next read parks the task without a `recv` that would return EAGAIN:
+/// the kernel empties the whole receive queue into a read that has room, so
+/// a short read means nothing was left. No wake-up is lost: readiness is
+/// cleared only for the driver tick the read observed, and bytes that arrive
+/// after the `recv` raise a new epoll edge, a new tick, and the waker. So
+/// per MTA write the runtime makes exactly one `recv` (measured: 2.00 `recvfrom`
+/// and 2.00 `sendto` per message for the gate milter, whose MTA writes twice
+/// per message and waits for a reply each time; docs/performance.md). A
+/// `try_io` of our own would only repeat what tokio does.
+///
+/// Between the reply and the next command no wake-up can be saved either:
+/// the MTA sends its next awaited command only after reading the reply, so
+/// that command always finds the task parked, and pipelined no-reply packets
+/// (macros, `A`) arrive in the same write as the awaited command that
+/// follows them (Postfix and `minimilter bench` write them together) or
+/// wake the task once more, which is the MTA's choice, not ours.
 pub(crate) struct Connection<F: Milter, S> {
     filter: Arc<F>,
     cfg: Arc<ServerConfig>,
@@ -97,11 +120,12 @@ pub(crate) struct Connection<F: Milter, S> {
     /// is only moved when the deadline changes (and moving it later is
     /// cheap in tokio), and it is never disarmed between reads.
     read_timer: Pin<Box<Sleep>>,
-    /// The waiter on the shutdown signal that ends a read, kept across reads
-    /// for the same reason: re-polling a registered waiter is cheaper than
-    /// registering a new one and removing it again for every packet. One
-    /// waiter is enough: between messages it watches `stop`, which `kill`
-    /// always fires too; inside a message it watches `kill`.
+    /// The waiter on the shutdown signal that wakes a waiting read, kept
+    /// for the whole connection: registering a waiter and removing it again
+    /// takes the token's lock twice. One waiter is enough: it watches `stop`,
+    /// which `kill` always fires too, until `stop` fires inside a message;
+    /// from then on it watches `kill`. It is only polled while a read waits;
+    /// the atomic flags of [`Shutdown`] are checked around every read.
     shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Whether `shutdown_wait` watches `stop` (else `kill`).
     watching_stop: bool,
@@ -125,7 +149,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Self {
         let requirements = filter.requirements();
         let read_timer = Box::pin(tokio::time::sleep(cfg.negotiation_timeout));
-        let shutdown_wait = Box::pin(shutdown.kill.clone().cancelled_owned());
+        let shutdown_wait = Box::pin(shutdown.stop.clone().cancelled_owned());
         Connection {
             filter,
             cfg,
@@ -140,7 +164,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             packet_deadline: None,
             read_timer,
             shutdown_wait,
-            watching_stop: false,
+            watching_stop: true,
             stats,
             log: MessageLog::default(),
             observer,
@@ -228,26 +252,6 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 Err(e) => return Err(e.into()),
             }
             let idle = self.buf.is_empty();
-            let now = Instant::now();
-            let (deadline, timeout_end) = if first {
-                // An MTA sends its offer at once; a silent peer must not hold a slot.
-                let d = *self
-                    .packet_deadline
-                    .get_or_insert(now + self.cfg.negotiation_timeout);
-                (d, ConnectionEnd::IoTimeout(self.cfg.negotiation_timeout))
-            } else if idle {
-                self.packet_deadline = None;
-                (
-                    now + self.cfg.idle_timeout,
-                    ConnectionEnd::IdleTimeout(self.cfg.idle_timeout),
-                )
-            } else {
-                // One deadline for the whole packet: dripping bytes does not extend it.
-                let d = *self
-                    .packet_deadline
-                    .get_or_insert(now + self.cfg.io_timeout);
-                (d, ConnectionEnd::IoTimeout(self.cfg.io_timeout))
-            };
             if idle && !self.session.in_transaction() && self.buf.capacity() > 4 * IDLE_BUFFER {
                 // Between messages a connection may idle for hours; give
                 // back what a large message made the buffer grow to.
@@ -255,28 +259,73 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             } else if self.buf.capacity() - self.buf.len() < IDLE_BUFFER / 2 {
                 self.buf.reserve(if idle { IDLE_BUFFER } else { 16 * 1024 });
             }
+            // Shutdown wins over data already there, as it did when it was
+            // requested before this read: `stop` ends a connection between
+            // messages, `kill` any connection, at this packet boundary.
             let may_stop = idle && !self.session.in_transaction();
-            if may_stop != self.watching_stop {
-                let signal = if may_stop {
-                    &self.shutdown.stop
-                } else {
-                    &self.shutdown.kill
-                };
-                self.shutdown_wait.set(signal.clone().cancelled_owned());
-                self.watching_stop = may_stop;
+            if self.shutdown_requested(may_stop) {
+                return Err(ConnectionEnd::Shutdown);
             }
-            if self.read_timer.deadline() != deadline {
-                self.read_timer.as_mut().reset(deadline);
-            }
-            let n = tokio::select! {
-                biased;
-                _ = self.shutdown_wait.as_mut() => return Err(ConnectionEnd::Shutdown),
-                r = self.stream.read_buf(&mut self.buf) => r?,
-                // Polled after the read: data already there wins over a
-                // deadline that passed while the task waited to run, as
-                // with `timeout_at`.
-                _ = self.read_timer.as_mut() => return Err(timeout_end),
+            let mut read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
+            // Read before arming anything: when the bytes are there (or the
+            // stream already knows they are not, see `Connection`'s note on
+            // readiness), no clock is read, no timer moved and no shutdown
+            // waiter polled. The real waker is registered by this poll.
+            let ready = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+            let n = match ready {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    let now = Instant::now();
+                    let (deadline, timeout_end) = if first {
+                        // An MTA sends its offer at once; a silent peer must not hold a slot.
+                        let d = *self
+                            .packet_deadline
+                            .get_or_insert(now + self.cfg.negotiation_timeout);
+                        (d, ConnectionEnd::IoTimeout(self.cfg.negotiation_timeout))
+                    } else if idle {
+                        self.packet_deadline = None;
+                        (
+                            now + self.cfg.idle_timeout,
+                            ConnectionEnd::IdleTimeout(self.cfg.idle_timeout),
+                        )
+                    } else {
+                        // One deadline for the whole packet: dripping bytes does not extend it.
+                        let d = *self
+                            .packet_deadline
+                            .get_or_insert(now + self.cfg.io_timeout);
+                        (d, ConnectionEnd::IoTimeout(self.cfg.io_timeout))
+                    };
+                    if self.read_timer.deadline() != deadline {
+                        self.read_timer.as_mut().reset(deadline);
+                    }
+                    loop {
+                        tokio::select! {
+                            // The read first: data that arrived wins over a
+                            // deadline that passed while the task waited to
+                            // run (as with `timeout_at`), and a wake-up for
+                            // data costs no look at the shutdown waiter.
+                            biased;
+                            r = read.as_mut() => break r?,
+                            _ = self.shutdown_wait.as_mut() => {
+                                if may_stop || !self.watching_stop || self.shutdown.is_killed() {
+                                    return Err(ConnectionEnd::Shutdown);
+                                }
+                                // `stop` inside a message: the message goes
+                                // on; from now on only `kill` interrupts a
+                                // read (`shutdown_requested` ends the
+                                // connection once the message is over).
+                                self.shutdown_wait
+                                    .set(self.shutdown.kill.clone().cancelled_owned());
+                                self.watching_stop = false;
+                            }
+                            _ = self.read_timer.as_mut() => return Err(timeout_end),
+                        }
+                    }
+                }
             };
+            if self.shutdown_requested(may_stop) {
+                return Err(ConnectionEnd::Shutdown);
+            }
             if n == 0 {
                 if first && !self.buf.is_empty() {
                     return Err(ConnectionEnd::Probe(classify_probe(
@@ -288,15 +337,30 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         }
     }
 
+    /// Whether a shutdown signal ends the connection at this packet
+    /// boundary: `kill` always, `stop` when no message is in progress.
+    /// Two atomic loads; the waiter in `shutdown_wait` is what wakes a
+    /// connection that waits for data.
+    fn shutdown_requested(&self, may_stop: bool) -> bool {
+        self.shutdown.is_killed() || (may_stop && self.shutdown.is_stop_requested())
+    }
+
     async fn flush(&mut self) -> Result<(), ConnectionEnd> {
         if self.session.output().is_empty() {
             return Ok(());
         }
         let limit = self.cfg.io_timeout;
         // Never raced against shutdown: a reply is written whole or not at all.
-        match tokio::time::timeout(limit, self.stream.write_all(self.session.output())).await {
-            Err(_) => return Err(ConnectionEnd::IoTimeout(limit)),
-            Ok(r) => r?,
+        let mut write = std::pin::pin!(self.stream.write_all(self.session.output()));
+        // A reply almost always fits the socket buffer at once: the timer
+        // (a clock read and a timer entry) is made only when it does not.
+        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(r) => r?,
+            Poll::Pending => match tokio::time::timeout(limit, write).await {
+                Err(_) => return Err(ConnectionEnd::IoTimeout(limit)),
+                Ok(r) => r?,
+            },
         }
         self.session.clear_output();
         Ok(())
