@@ -76,6 +76,24 @@ fn context<'a, C, M>(
     }
 }
 
+/// What a read waits for, which decides its deadline.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The MTA's offer (`negotiation_timeout` from the first read).
+    Negotiation,
+    /// The next packet between packets (`idle_timeout` from now).
+    Idle,
+    /// The rest of a packet that has begun (`io_timeout` from its start).
+    Packet,
+}
+
+/// How a read's wait ended.
+enum Waited {
+    Read(std::io::Result<usize>),
+    Shutdown,
+    Timeout,
+}
+
 /// Read buffer of a connection waiting between messages: enough for the
 /// small packets of the SMTP commands; a large packet grows it as it arrives.
 const IDLE_BUFFER: usize = 1024;
@@ -266,61 +284,84 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             if self.shutdown_requested(may_stop) {
                 return Err(ConnectionEnd::Shutdown);
             }
+            let wait = if first {
+                Wait::Negotiation
+            } else if idle {
+                Wait::Idle
+            } else {
+                Wait::Packet
+            };
             let mut read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
-            // Read before arming anything: when the bytes are there (or the
-            // stream already knows they are not, see `Connection`'s note on
-            // readiness), no clock is read, no timer moved and no shutdown
-            // waiter polled. The real waker is registered by this poll.
-            let ready = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-            let n = match ready {
-                Poll::Ready(r) => r?,
-                Poll::Pending => {
+            // One poll function for the wait, read first: when the bytes are
+            // there (or tokio already knows they are not, see `Connection`'s
+            // note on readiness) no clock is read, no timer touched and no
+            // shutdown waiter polled; data that arrived wins over a deadline
+            // that passed while the task waited to run (as with
+            // `timeout_at`); and each wake-up polls the read once.
+            let mut deadline = None;
+            let waited = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Waited::Read(r));
+                }
+                let deadline = *deadline.get_or_insert_with(|| {
                     let now = Instant::now();
-                    let (deadline, timeout_end) = if first {
+                    let d = match wait {
                         // An MTA sends its offer at once; a silent peer must not hold a slot.
-                        let d = *self
+                        Wait::Negotiation => *self
                             .packet_deadline
-                            .get_or_insert(now + self.cfg.negotiation_timeout);
-                        (d, ConnectionEnd::IoTimeout(self.cfg.negotiation_timeout))
-                    } else if idle {
-                        self.packet_deadline = None;
-                        (
-                            now + self.cfg.idle_timeout,
-                            ConnectionEnd::IdleTimeout(self.cfg.idle_timeout),
-                        )
-                    } else {
-                        // One deadline for the whole packet: dripping bytes does not extend it.
-                        let d = *self
-                            .packet_deadline
-                            .get_or_insert(now + self.cfg.io_timeout);
-                        (d, ConnectionEnd::IoTimeout(self.cfg.io_timeout))
-                    };
-                    if self.read_timer.deadline() != deadline {
-                        self.read_timer.as_mut().reset(deadline);
-                    }
-                    loop {
-                        tokio::select! {
-                            // The read first: data that arrived wins over a
-                            // deadline that passed while the task waited to
-                            // run (as with `timeout_at`), and a wake-up for
-                            // data costs no look at the shutdown waiter.
-                            biased;
-                            r = read.as_mut() => break r?,
-                            _ = self.shutdown_wait.as_mut() => {
-                                if may_stop || !self.watching_stop || self.shutdown.is_killed() {
-                                    return Err(ConnectionEnd::Shutdown);
-                                }
-                                // `stop` inside a message: the message goes
-                                // on; from now on only `kill` interrupts a
-                                // read (`shutdown_requested` ends the
-                                // connection once the message is over).
-                                self.shutdown_wait
-                                    .set(self.shutdown.kill.clone().cancelled_owned());
-                                self.watching_stop = false;
-                            }
-                            _ = self.read_timer.as_mut() => return Err(timeout_end),
+                            .get_or_insert(now + self.cfg.negotiation_timeout),
+                        Wait::Idle => {
+                            self.packet_deadline = None;
+                            now + self.cfg.idle_timeout
                         }
+                        // One deadline for the whole packet: dripping bytes does not extend it.
+                        Wait::Packet => *self
+                            .packet_deadline
+                            .get_or_insert(now + self.cfg.io_timeout),
+                    };
+                    // The timer is only ever moved earlier here. A later
+                    // deadline (the idle one, which moves with every wait)
+                    // leaves it where it is: when it fires early, it is
+                    // moved to the real deadline below. Moving a tokio
+                    // timer costs a clock conversion each time.
+                    if d < self.read_timer.deadline() {
+                        self.read_timer.as_mut().reset(d);
                     }
+                    d
+                });
+                loop {
+                    if self.shutdown_wait.as_mut().poll(cx).is_pending() {
+                        break;
+                    }
+                    if may_stop || !self.watching_stop || self.shutdown.is_killed() {
+                        return Poll::Ready(Waited::Shutdown);
+                    }
+                    // `stop` inside a message: the message goes on; from
+                    // now on only `kill` interrupts a read
+                    // (`shutdown_requested` ends the connection once the
+                    // message is over).
+                    self.shutdown_wait
+                        .set(self.shutdown.kill.clone().cancelled_owned());
+                    self.watching_stop = false;
+                }
+                while self.read_timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Waited::Timeout);
+                    }
+                    self.read_timer.as_mut().reset(deadline);
+                }
+                Poll::Pending
+            })
+            .await;
+            let n = match waited {
+                Waited::Read(r) => r?,
+                Waited::Shutdown => return Err(ConnectionEnd::Shutdown),
+                Waited::Timeout => {
+                    return Err(match wait {
+                        Wait::Negotiation => ConnectionEnd::IoTimeout(self.cfg.negotiation_timeout),
+                        Wait::Idle => ConnectionEnd::IdleTimeout(self.cfg.idle_timeout),
+                        Wait::Packet => ConnectionEnd::IoTimeout(self.cfg.io_timeout),
+                    });
                 }
             };
             if self.shutdown_requested(may_stop) {
