@@ -622,13 +622,16 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                     },
                 )
             };
-            let reason = fail_reason
-                .or_else(|| self.filter.reason(&self.msg))
-                .or_else(|| reply_text(&verdict))
-                .unwrap_or_else(|| "-".into());
+            // Made only if the line is written (a String per message otherwise).
+            let reason = || {
+                fail_reason
+                    .or_else(|| self.filter.reason(&self.msg))
+                    .or_else(|| reply_text(&verdict))
+                    .unwrap_or_else(|| "-".into())
+            };
             if self
                 .log
-                .settle(self.id, self.session.macros(), applied, &reason)
+                .settle(self.id, self.session.macros(), applied, reason)
             {
                 self.observer.message(applied, class);
             }
@@ -731,13 +734,14 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     /// The line of a message that ends without a verdict of its own.
     fn settle_unfinished(&mut self, why: &str) {
         if !self.log.is_logged() {
-            let reason = self
-                .filter
-                .reason(&self.msg)
-                .unwrap_or_else(|| why.to_owned());
+            let reason = || {
+                self.filter
+                    .reason(&self.msg)
+                    .unwrap_or_else(|| why.to_owned())
+            };
             if self
                 .log
-                .settle(self.id, self.session.macros(), "aborted", &reason)
+                .settle(self.id, self.session.macros(), "aborted", reason)
             {
                 self.observer.message("aborted", "aborted");
             }
