@@ -118,8 +118,11 @@ const IDLE_BUFFER: usize = 1024;
 /// the MTA sends its next awaited command only after reading the reply, so
 /// that command always finds the task parked, and pipelined no-reply packets
 /// (macros, `A`) arrive in the same write as the awaited command that
-/// follows them (Postfix and `minimilter bench` write them together) or
-/// wake the task once more, which is the MTA's choice, not ours.
+/// follows them (`minimilter bench` and scripts/bench/loadgen.c write them
+/// together) or wake the task once more, which is the MTA's choice, not
+/// ours. The `EPOLLOUT` edge the MTA raises by reading our reply comes with
+/// the `EPOLLIN` of its next command in practice (one event, one wake-up:
+/// 2.07 `epoll_wait` per message of two replies at one connection).
 pub(crate) struct Connection<F: Milter, S> {
     filter: Arc<F>,
     cfg: Arc<ServerConfig>,
