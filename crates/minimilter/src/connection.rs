@@ -138,8 +138,9 @@ pub(crate) struct Connection<F: Milter, S> {
     packet_deadline: Option<Instant>,
     /// The one timer behind every read deadline. A fresh `timeout_at` per
     /// read registered and removed a timer entry for every packet; this one
-    /// is only moved when the deadline changes (and moving it later is
-    /// cheap in tokio), and it is never disarmed between reads.
+    /// is never disarmed between reads, is moved earlier at once when a
+    /// nearer deadline is needed, and is left alone when the deadline moves
+    /// later (every idle wait): when it then fires early, it is moved on.
     read_timer: Pin<Box<Sleep>>,
     /// The waiter on the shutdown signal that wakes a waiting read, kept
     /// for the whole connection: registering a waiter and removing it again
