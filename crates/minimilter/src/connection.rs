@@ -698,35 +698,45 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
         let kill = &self.shutdown.kill;
         let neg = self.session.negotiated().expect("negotiated");
-        // Progress packets exist from protocol 6 on; the session encodes
-        // them (and refuses outside end of message).
-        let progress = match neg.version >= 6 {
-            true => self.session.progress_packet().ok(),
-            false => None,
-        };
         let mut mods = Modifications::new(neg.actions);
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
         let interval = self.cfg.progress_interval;
         let io_timeout = self.cfg.io_timeout;
         let stream = &mut self.stream;
+        let session = &self.session;
         let verdict = {
             let call = guarded(filter.end_of_message(cx, &mut mods), limit, kill);
             tokio::pin!(call);
-            loop {
-                tokio::select! {
-                    // Call first: most filters answer without waiting, and
-                    // then the progress timer is never polled, so it is never
-                    // registered (nor, being nearer than the read deadline,
-                    // does it wake the parked I/O driver to re-arm epoll).
-                    biased;
-                    r = &mut call => break r,
-                    _ = tokio::time::sleep(interval), if progress.is_some() => {
-                        let packet = progress.as_deref().unwrap_or_default();
-                        let w = tokio::time::timeout(io_timeout, stream.write_all(packet)).await;
-                        if !matches!(w, Ok(Ok(()))) {
-                            // Possibly a partial packet: the stream is unusable.
-                            break Err(FilterFailure::Connection);
+            // Most filters answer without waiting: then no progress packet
+            // is encoded and no progress timer made (a select! makes its
+            // branches' futures before it polls any).
+            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    // Progress packets exist from protocol 6 on; the session
+                    // encodes them (and refuses outside end of message).
+                    let progress = match neg.version >= 6 {
+                        true => session.progress_packet().ok(),
+                        false => None,
+                    };
+                    loop {
+                        tokio::select! {
+                            // Call first: a timer that is never polled is
+                            // never registered (nor, being nearer than the
+                            // read deadline, does it wake the parked I/O
+                            // driver to re-arm epoll).
+                            biased;
+                            r = &mut call => break r,
+                            _ = tokio::time::sleep(interval), if progress.is_some() => {
+                                let packet = progress.as_deref().unwrap_or_default();
+                                let w = tokio::time::timeout(io_timeout, stream.write_all(packet)).await;
+                                if !matches!(w, Ok(Ok(()))) {
+                                    // Possibly a partial packet: the stream is unusable.
+                                    break Err(FilterFailure::Connection);
+                                }
+                            }
                         }
                     }
                 }
