@@ -3,7 +3,7 @@
  * `minimilter bench` (docs/performance.md, "The client is not the bottleneck").
  *
  *   cc -O2 -o target/bench/loadgen scripts/bench/loadgen.c
- *   loadgen [-N] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET
+ *   loadgen [-N] [-S MS] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET
  *
  * SOCKET is unix:/path, /path or inet:host:port. Each of CONNS connections
  * negotiates once (protocol 6, Postfix's offer), then plays MESSAGES
@@ -26,6 +26,10 @@
  * the first negotiation; a milter that negotiates differently later is an
  * error. slowest_negotiation_ms is connect + negotiation, worst seen;
  * negotiation_ms gives the distribution (p50 to p99.9) over all of them.
+ * -S MS prints each negotiation, and each awaited reply, slower than MS
+ * milliseconds to stderr, with when it started (ms into the run), to tell
+ * one slow connection (or a slow accept) from a stall that holds every
+ * connection at once.
  *
  * It checks only what it needs to go on: packet lengths, and that a reply is
  * a known code. Decisive replies before end of message end the message
@@ -93,6 +97,7 @@ struct conn {
     int fd, seg, nseg, done, dead, negotiating;
     uint32_t proto;   /* protocol flags of the first negotiation */
     double neg_started;
+    double sent_at;         /* when the current step's bytes were written (for -S) */
     struct seg segs[MAXSEG];
     struct buf abort_first; /* ABORT, written in front of every message after the first */
     struct buf greeting;    /* unawaited connect/HELO bytes, written once */
@@ -109,6 +114,8 @@ static int conns = 8;
 static int new_conn_per_msg;   /* -N: one connection per message */
 static double slowest_neg;     /* seconds, connect + negotiation */
 static double *negs;           /* every negotiation's time, for the distribution */
+static double slow_ms = -1;    /* -S MS: print each negotiation slower than this */
+static double run_started;
 static size_t nneg, negcap;
 static const char *sockspec;
 
@@ -250,6 +257,7 @@ static double quantile(double q)
 static void send_seg(struct conn *c, int after_abort)
 {
     struct buf *b = &c->segs[c->seg].out;
+    if (slow_ms >= 0) c->sent_at = now();
     if (after_abort) {
         struct iovec io[2] = {{c->abort_first.p, c->abort_first.len}, {b->p, b->len}};
         struct msghdr m = { .msg_iov = io, .msg_iovlen = 2 };
@@ -274,7 +282,7 @@ int main(int argc, char **argv)
     long body_bytes = 2048;
     const char *file = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "c:n:d:b:m:N")) != -1) {
+    while ((opt = getopt(argc, argv, "c:n:d:b:m:NS:")) != -1) {
         switch (opt) {
         case 'c': conns = atoi(optarg); break;
         case 'n': messages = atol(optarg); break;
@@ -282,13 +290,14 @@ int main(int argc, char **argv)
         case 'b': body_bytes = atol(optarg); break;
         case 'm': file = optarg; break;
         case 'N': new_conn_per_msg = 1; break;
+        case 'S': slow_ms = atof(optarg); break;
         default:
-            fprintf(stderr, "usage: loadgen [-N] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET\n");
+            fprintf(stderr, "usage: loadgen [-N] [-S MS] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET\n");
             return 2;
         }
     }
     if (optind != argc - 1 || conns < 1 || messages < 1 || duration <= 0) {
-        fprintf(stderr, "usage: loadgen [-N] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET\n");
+        fprintf(stderr, "usage: loadgen [-N] [-S MS] [-c CONNS] [-n MESSAGES] [-d SECONDS] [-b BODY_BYTES] [-m FILE] SOCKET\n");
         return 2;
     }
     sockspec = argv[optind];
@@ -349,6 +358,9 @@ int main(int argc, char **argv)
     cs = calloc((size_t)conns, sizeof *cs);
     int ep = epoll_create1(0);
     double started = now(), deadline = started + duration;
+    run_started = started;
+    if (slow_ms >= 0)
+        fprintf(stderr, "run started at CLOCK_MONOTONIC %.6f s\n", started);
     int live = 0;
     for (int k = 0; k < conns; k++) {
         struct conn *c = &cs[k];
@@ -380,6 +392,9 @@ int main(int argc, char **argv)
                 else if (p != c->proto) { fprintf(stderr, "loadgen: the milter negotiated differently on a new connection\n"); return 1; }
                 double took = now() - c->neg_started;
                 if (took > slowest_neg) slowest_neg = took;
+                if (slow_ms >= 0 && took * 1e3 > slow_ms)
+                    fprintf(stderr, "slow negotiation: started at %.3f ms, took %.3f ms\n",
+                            (c->neg_started - run_started) * 1e3, took * 1e3);
                 if (nneg == negcap) {
                     negcap = negcap ? 2 * negcap : 1024;
                     negs = realloc(negs, negcap * sizeof *negs);
@@ -425,6 +440,9 @@ int main(int argc, char **argv)
             memmove(c->in, c->in + off, c->inlen - off);
             c->inlen -= off;
             if (!next) continue;
+            if (slow_ms >= 0 && (now() - c->sent_at) * 1e3 > slow_ms)
+                fprintf(stderr, "slow reply: step sent at %.3f ms, took %.3f ms\n",
+                        (c->sent_at - run_started) * 1e3, (now() - c->sent_at) * 1e3);
             if (end_conn) {
                 fprintf(stderr, "loadgen: the milter ended a session at connect/HELO\n");
                 c->dead = 1; live--; epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); continue;

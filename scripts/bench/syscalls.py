@@ -4,7 +4,7 @@ do not depend on how loaded the machine is (syscalls and context switches per
 message), plus utime+stime per message as a secondary, load-sensitive figure.
 
     scripts/bench/syscalls.py MILTER_BINARY [--bench target/release/minimilter]
-        [--conns 32] [--messages 2000] [--duration 20] [--strace] [--message FILE]
+        [--conns 32] [--messages 2000] [--duration 20] [--strace] [--perf] [--message FILE]
 
 Starts the milter on a unix socket in a temp dir, warms it up with a short
 run, then measures one bounded run. Context switches are summed over every
@@ -12,8 +12,18 @@ thread from /proc/PID/task/*/status; with --strace a second bounded run is
 made under `strace -f -c` (which slows the milter, so its CPU is not used)
 for syscall counts by name. Everything is bounded by --duration and by the
 messages per connection.
+
+With --perf a further bounded run is counted by `perf stat` on syscall
+tracepoints (plus context switches and wake-ups), which costs the milter
+little, so the counts are those of a normal run: whether a read ever
+returns EAGAIN, how often a worker parks (epoll_wait) or wakes another
+(futex). Needs perf and access to tracepoints (root, or
+perf_event_paranoid <= -1).
 """
 import argparse, glob, json, os, signal, subprocess, sys, tempfile, time
+
+PERF_SYSCALLS = ["recvfrom", "sendto", "read", "write", "readv", "writev", "epoll_wait",
+                 "epoll_ctl", "futex", "accept4", "close", "shutdown", "sched_yield"]
 
 
 def cpu_seconds(pid):
@@ -66,6 +76,8 @@ def main():
     p.add_argument("--messages", type=int, default=2000)
     p.add_argument("--duration", type=int, default=20)
     p.add_argument("--strace", action="store_true")
+    p.add_argument("--perf", action="store_true",
+                   help="count syscalls with perf tracepoints in a further run")
     p.add_argument("--message", help="message file for bench (default: its generated one)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -113,6 +125,28 @@ def main():
                 report["syscalls_per_msg"] = round(sum(calls.values()) / n, 2)
                 report["by_name_per_msg"] = {k: round(v / n, 2) for k, v in
                                              sorted(calls.items(), key=lambda kv: -kv[1])}
+            if args.perf:
+                out = os.path.join(d, "perf.txt")
+                events = [f"syscalls:sys_enter_{c}" for c in PERF_SYSCALLS]
+                events += ["context-switches", "sched:sched_wakeup"]
+                cmd = ["perf", "stat", "-x", ",", "-o", out, "-p", str(m.pid)]
+                for e in events:
+                    cmd += ["-e", e]
+                s = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+                time.sleep(1)
+                r = bench(args, sock, args.conns, args.messages, args.duration)
+                n = messages_done(r)
+                s.send_signal(signal.SIGINT)
+                s.wait(timeout=30)
+                counts = {}
+                with open(out) as f:
+                    for line in f:
+                        parts = line.strip().split(",")
+                        if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+                            name = parts[2].replace("syscalls:sys_enter_", "")
+                            counts[name] = int(float(parts[0]))
+                report["perf_messages"] = n
+                report["perf_per_msg"] = {k: round(v / n, 3) for k, v in counts.items() if v}
             print(json.dumps(report, indent=1))
         finally:
             m.send_signal(signal.SIGTERM)

@@ -3,8 +3,10 @@
 //! (garbage, silence, a slow or broken filter) ends in a log line and either
 //! the fail-safe reply or a clean close — never a half-written packet.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -74,11 +76,53 @@ fn context<'a, C, M>(
     }
 }
 
+/// What a read waits for, which decides its deadline.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The MTA's offer (`negotiation_timeout` from the first read).
+    Negotiation,
+    /// The next packet between packets (`idle_timeout` from now).
+    Idle,
+    /// The rest of a packet that has begun (`io_timeout` from its start).
+    Packet,
+}
+
+/// How a read's wait ended.
+enum Waited {
+    Read(std::io::Result<usize>),
+    Shutdown,
+    Timeout,
+}
+
 /// Read buffer of a connection waiting between messages: enough for the
 /// small packets of the SMTP commands; a large packet grows it as it arrives.
 const IDLE_BUFFER: usize = 1024;
 
 /// The state of one connection.
+///
+/// **Readiness, and why a read costs one system call.** The streams are
+/// tokio's (`UnixStream`, `TcpStream`), registered edge-triggered with epoll.
+/// When a `recv` fills less than the buffer it was given, tokio (1.30 and
+/// later, tokio-rs/tokio#5866) clears the stream's read readiness itself, so
+/// the next read parks the task without a `recv` that would return EAGAIN:
+/// the kernel empties the whole receive queue into a read that has room, so
+/// a short read means nothing was left. No wake-up is lost: readiness is
+/// cleared only for the driver tick the read observed, and bytes that arrive
+/// after the `recv` raise a new epoll edge, a new tick, and the waker. So
+/// per MTA write the runtime makes exactly one `recv` (measured: 2.00 `recvfrom`
+/// and 2.00 `sendto` per message for the gate milter, whose MTA writes twice
+/// per message and waits for a reply each time; docs/performance.md). A
+/// `try_io` of our own would only repeat what tokio does.
+///
+/// Between the reply and the next command no wake-up can be saved either:
+/// the MTA sends its next awaited command only after reading the reply, so
+/// that command always finds the task parked, and pipelined no-reply packets
+/// (macros, `A`) arrive in the same write as the awaited command that
+/// follows them (`minimilter bench` and scripts/bench/loadgen.c write them
+/// together) or wake the task once more, which is the MTA's choice, not
+/// ours. The `EPOLLOUT` edge the MTA raises by reading our reply comes with
+/// the `EPOLLIN` of its next command in practice (one event, one wake-up:
+/// 2.07 `epoll_wait` per message of two replies at one connection).
 pub(crate) struct Connection<F: Milter, S> {
     filter: Arc<F>,
     cfg: Arc<ServerConfig>,
@@ -94,14 +138,16 @@ pub(crate) struct Connection<F: Milter, S> {
     packet_deadline: Option<Instant>,
     /// The one timer behind every read deadline. A fresh `timeout_at` per
     /// read registered and removed a timer entry for every packet; this one
-    /// is only moved when the deadline changes (and moving it later is
-    /// cheap in tokio), and it is never disarmed between reads.
+    /// is never disarmed between reads, is moved earlier at once when a
+    /// nearer deadline is needed, and is left alone when the deadline moves
+    /// later (every idle wait): when it then fires early, it is moved on.
     read_timer: Pin<Box<Sleep>>,
-    /// The waiter on the shutdown signal that ends a read, kept across reads
-    /// for the same reason: re-polling a registered waiter is cheaper than
-    /// registering a new one and removing it again for every packet. One
-    /// waiter is enough: between messages it watches `stop`, which `kill`
-    /// always fires too; inside a message it watches `kill`.
+    /// The waiter on the shutdown signal that wakes a waiting read, kept
+    /// for the whole connection: registering a waiter and removing it again
+    /// takes the token's lock twice. One waiter is enough: it watches `stop`,
+    /// which `kill` always fires too, until `stop` fires inside a message;
+    /// from then on it watches `kill`. It is only polled while a read waits;
+    /// the atomic flags of [`Shutdown`] are checked around every read.
     shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Whether `shutdown_wait` watches `stop` (else `kill`).
     watching_stop: bool,
@@ -125,7 +171,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Self {
         let requirements = filter.requirements();
         let read_timer = Box::pin(tokio::time::sleep(cfg.negotiation_timeout));
-        let shutdown_wait = Box::pin(shutdown.kill.clone().cancelled_owned());
+        let shutdown_wait = Box::pin(shutdown.stop.clone().cancelled_owned());
         Connection {
             filter,
             cfg,
@@ -140,7 +186,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             packet_deadline: None,
             read_timer,
             shutdown_wait,
-            watching_stop: false,
+            watching_stop: true,
             stats,
             log: MessageLog::default(),
             observer,
@@ -228,26 +274,6 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 Err(e) => return Err(e.into()),
             }
             let idle = self.buf.is_empty();
-            let now = Instant::now();
-            let (deadline, timeout_end) = if first {
-                // An MTA sends its offer at once; a silent peer must not hold a slot.
-                let d = *self
-                    .packet_deadline
-                    .get_or_insert(now + self.cfg.negotiation_timeout);
-                (d, ConnectionEnd::IoTimeout(self.cfg.negotiation_timeout))
-            } else if idle {
-                self.packet_deadline = None;
-                (
-                    now + self.cfg.idle_timeout,
-                    ConnectionEnd::IdleTimeout(self.cfg.idle_timeout),
-                )
-            } else {
-                // One deadline for the whole packet: dripping bytes does not extend it.
-                let d = *self
-                    .packet_deadline
-                    .get_or_insert(now + self.cfg.io_timeout);
-                (d, ConnectionEnd::IoTimeout(self.cfg.io_timeout))
-            };
             if idle && !self.session.in_transaction() && self.buf.capacity() > 4 * IDLE_BUFFER {
                 // Between messages a connection may idle for hours; give
                 // back what a large message made the buffer grow to.
@@ -255,28 +281,96 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             } else if self.buf.capacity() - self.buf.len() < IDLE_BUFFER / 2 {
                 self.buf.reserve(if idle { IDLE_BUFFER } else { 16 * 1024 });
             }
+            // Shutdown wins over data already there, as it did when it was
+            // requested before this read: `stop` ends a connection between
+            // messages, `kill` any connection, at this packet boundary.
             let may_stop = idle && !self.session.in_transaction();
-            if may_stop != self.watching_stop {
-                let signal = if may_stop {
-                    &self.shutdown.stop
-                } else {
-                    &self.shutdown.kill
-                };
-                self.shutdown_wait.set(signal.clone().cancelled_owned());
-                self.watching_stop = may_stop;
+            if self.shutdown_requested(may_stop) {
+                return Err(ConnectionEnd::Shutdown);
             }
-            if self.read_timer.deadline() != deadline {
-                self.read_timer.as_mut().reset(deadline);
-            }
-            let n = tokio::select! {
-                biased;
-                _ = self.shutdown_wait.as_mut() => return Err(ConnectionEnd::Shutdown),
-                r = self.stream.read_buf(&mut self.buf) => r?,
-                // Polled after the read: data already there wins over a
-                // deadline that passed while the task waited to run, as
-                // with `timeout_at`.
-                _ = self.read_timer.as_mut() => return Err(timeout_end),
+            let wait = if first {
+                Wait::Negotiation
+            } else if idle {
+                Wait::Idle
+            } else {
+                Wait::Packet
             };
+            let mut read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
+            // One poll function for the wait, read first: when the bytes are
+            // there (or tokio already knows they are not, see `Connection`'s
+            // note on readiness) no clock is read, no timer touched and no
+            // shutdown waiter polled; data that arrived wins over a deadline
+            // that passed while the task waited to run (as with
+            // `timeout_at`); and each wake-up polls the read once.
+            let mut deadline = None;
+            let waited = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Waited::Read(r));
+                }
+                let deadline = *deadline.get_or_insert_with(|| {
+                    let now = Instant::now();
+                    let d = match wait {
+                        // An MTA sends its offer at once; a silent peer must not hold a slot.
+                        Wait::Negotiation => *self
+                            .packet_deadline
+                            .get_or_insert(now + self.cfg.negotiation_timeout),
+                        Wait::Idle => {
+                            self.packet_deadline = None;
+                            now + self.cfg.idle_timeout
+                        }
+                        // One deadline for the whole packet: dripping bytes does not extend it.
+                        Wait::Packet => *self
+                            .packet_deadline
+                            .get_or_insert(now + self.cfg.io_timeout),
+                    };
+                    // The timer is only ever moved earlier here. A later
+                    // deadline (the idle one, which moves with every wait)
+                    // leaves it where it is: when it fires early, it is
+                    // moved to the real deadline below. Moving a tokio
+                    // timer costs a clock conversion each time.
+                    if d < self.read_timer.deadline() {
+                        self.read_timer.as_mut().reset(d);
+                    }
+                    d
+                });
+                loop {
+                    if self.shutdown_wait.as_mut().poll(cx).is_pending() {
+                        break;
+                    }
+                    if may_stop || !self.watching_stop || self.shutdown.is_killed() {
+                        return Poll::Ready(Waited::Shutdown);
+                    }
+                    // `stop` inside a message: the message goes on; from
+                    // now on only `kill` interrupts a read
+                    // (`shutdown_requested` ends the connection once the
+                    // message is over).
+                    self.shutdown_wait
+                        .set(self.shutdown.kill.clone().cancelled_owned());
+                    self.watching_stop = false;
+                }
+                while self.read_timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Waited::Timeout);
+                    }
+                    self.read_timer.as_mut().reset(deadline);
+                }
+                Poll::Pending
+            })
+            .await;
+            let n = match waited {
+                Waited::Read(r) => r?,
+                Waited::Shutdown => return Err(ConnectionEnd::Shutdown),
+                Waited::Timeout => {
+                    return Err(match wait {
+                        Wait::Negotiation => ConnectionEnd::IoTimeout(self.cfg.negotiation_timeout),
+                        Wait::Idle => ConnectionEnd::IdleTimeout(self.cfg.idle_timeout),
+                        Wait::Packet => ConnectionEnd::IoTimeout(self.cfg.io_timeout),
+                    });
+                }
+            };
+            if self.shutdown_requested(may_stop) {
+                return Err(ConnectionEnd::Shutdown);
+            }
             if n == 0 {
                 if first && !self.buf.is_empty() {
                     return Err(ConnectionEnd::Probe(classify_probe(
@@ -288,15 +382,30 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         }
     }
 
+    /// Whether a shutdown signal ends the connection at this packet
+    /// boundary: `kill` always, `stop` when no message is in progress.
+    /// Two atomic loads; the waiter in `shutdown_wait` is what wakes a
+    /// connection that waits for data.
+    fn shutdown_requested(&self, may_stop: bool) -> bool {
+        self.shutdown.is_killed() || (may_stop && self.shutdown.is_stop_requested())
+    }
+
     async fn flush(&mut self) -> Result<(), ConnectionEnd> {
         if self.session.output().is_empty() {
             return Ok(());
         }
         let limit = self.cfg.io_timeout;
         // Never raced against shutdown: a reply is written whole or not at all.
-        match tokio::time::timeout(limit, self.stream.write_all(self.session.output())).await {
-            Err(_) => return Err(ConnectionEnd::IoTimeout(limit)),
-            Ok(r) => r?,
+        let mut write = std::pin::pin!(self.stream.write_all(self.session.output()));
+        // A reply almost always fits the socket buffer at once: the timer
+        // (a clock read and a timer entry) is made only when it does not.
+        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(r) => r?,
+            Poll::Pending => match tokio::time::timeout(limit, write).await {
+                Err(_) => return Err(ConnectionEnd::IoTimeout(limit)),
+                Ok(r) => r?,
+            },
         }
         self.session.clear_output();
         Ok(())
@@ -517,13 +626,16 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                     },
                 )
             };
-            let reason = fail_reason
-                .or_else(|| self.filter.reason(&self.msg))
-                .or_else(|| reply_text(&verdict))
-                .unwrap_or_else(|| "-".into());
+            // Made only if the line is written (a String per message otherwise).
+            let reason = || {
+                fail_reason
+                    .or_else(|| self.filter.reason(&self.msg))
+                    .or_else(|| reply_text(&verdict))
+                    .unwrap_or_else(|| "-".into())
+            };
             if self
                 .log
-                .settle(self.id, self.session.macros(), applied, &reason)
+                .settle(self.id, self.session.macros(), applied, reason)
             {
                 self.observer.message(applied, class);
             }
@@ -586,35 +698,45 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
         let kill = &self.shutdown.kill;
         let neg = self.session.negotiated().expect("negotiated");
-        // Progress packets exist from protocol 6 on; the session encodes
-        // them (and refuses outside end of message).
-        let progress = match neg.version >= 6 {
-            true => self.session.progress_packet().ok(),
-            false => None,
-        };
         let mut mods = Modifications::new(neg.actions);
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
         let interval = self.cfg.progress_interval;
         let io_timeout = self.cfg.io_timeout;
         let stream = &mut self.stream;
+        let session = &self.session;
         let verdict = {
             let call = guarded(filter.end_of_message(cx, &mut mods), limit, kill);
             tokio::pin!(call);
-            loop {
-                tokio::select! {
-                    // Call first: most filters answer without waiting, and
-                    // then the progress timer is never polled, so it is never
-                    // registered (nor, being nearer than the read deadline,
-                    // does it wake the parked I/O driver to re-arm epoll).
-                    biased;
-                    r = &mut call => break r,
-                    _ = tokio::time::sleep(interval), if progress.is_some() => {
-                        let packet = progress.as_deref().unwrap_or_default();
-                        let w = tokio::time::timeout(io_timeout, stream.write_all(packet)).await;
-                        if !matches!(w, Ok(Ok(()))) {
-                            // Possibly a partial packet: the stream is unusable.
-                            break Err(FilterFailure::Connection);
+            // Most filters answer without waiting: then no progress packet
+            // is encoded and no progress timer made (a select! makes its
+            // branches' futures before it polls any).
+            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    // Progress packets exist from protocol 6 on; the session
+                    // encodes them (and refuses outside end of message).
+                    let progress = match neg.version >= 6 {
+                        true => session.progress_packet().ok(),
+                        false => None,
+                    };
+                    loop {
+                        tokio::select! {
+                            // Call first: a timer that is never polled is
+                            // never registered (nor, being nearer than the
+                            // read deadline, does it wake the parked I/O
+                            // driver to re-arm epoll).
+                            biased;
+                            r = &mut call => break r,
+                            _ = tokio::time::sleep(interval), if progress.is_some() => {
+                                let packet = progress.as_deref().unwrap_or_default();
+                                let w = tokio::time::timeout(io_timeout, stream.write_all(packet)).await;
+                                if !matches!(w, Ok(Ok(()))) {
+                                    // Possibly a partial packet: the stream is unusable.
+                                    break Err(FilterFailure::Connection);
+                                }
+                            }
                         }
                     }
                 }
@@ -626,13 +748,14 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     /// The line of a message that ends without a verdict of its own.
     fn settle_unfinished(&mut self, why: &str) {
         if !self.log.is_logged() {
-            let reason = self
-                .filter
-                .reason(&self.msg)
-                .unwrap_or_else(|| why.to_owned());
+            let reason = || {
+                self.filter
+                    .reason(&self.msg)
+                    .unwrap_or_else(|| why.to_owned())
+            };
             if self
                 .log
-                .settle(self.id, self.session.macros(), "aborted", &reason)
+                .settle(self.id, self.session.macros(), "aborted", reason)
             {
                 self.observer.message("aborted", "aborted");
             }

@@ -110,14 +110,15 @@ impl MessageLog {
 
     /// Writes the message's line once: `verdict` as the MTA will apply it
     /// (`accept` for continue at end of message), `reason` as the filter
-    /// gave it or the reply text. Whether a line was written (not for a
-    /// message already settled, nor outside a message).
+    /// gave it or the reply text (asked for only if the line is enabled).
+    /// Whether the message was settled now (not when it was already, nor
+    /// outside a message), whether or not the line is enabled.
     pub(crate) fn settle(
         &mut self,
         conn: u64,
         macros: &MacroStore,
         verdict: &str,
-        reason: &str,
+        reason: impl FnOnce() -> String,
     ) -> bool {
         if self.logged || self.started.is_none() {
             return false;
@@ -126,6 +127,7 @@ impl MessageLog {
         if !tracing::enabled!(target: "minimilter::message", tracing::Level::INFO) {
             return true;
         }
+        let reason = reason();
         let ms = self.started.map_or(0, |t| t.elapsed().as_millis() as u64);
         let queue_id = macros
             .get_str("i")

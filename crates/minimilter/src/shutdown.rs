@@ -20,6 +20,9 @@ pub struct Shutdown {
     /// the connections' copies: a connection checks it after every packet,
     /// and a token's `is_cancelled` takes a lock each time.
     killed: Arc<AtomicBool>,
+    /// Set by [`Shutdown::stop`] (and `kill`) before `stop` is cancelled,
+    /// shared the same way: a connection checks it around every read.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Shutdown {
@@ -30,12 +33,14 @@ impl Shutdown {
 
     /// Begins a graceful shutdown.
     pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
         self.stop.cancel();
     }
 
     /// Ends the grace period.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Release);
+        self.stopped.store(true, Ordering::Release);
         self.stop.cancel();
         self.kill.cancel();
     }
@@ -46,6 +51,12 @@ impl Shutdown {
         self.killed.load(Ordering::Acquire)
     }
 
+    /// True once [`Shutdown::stop`] or [`Shutdown::kill`] was called (on
+    /// this value or the one it was made from), without a lock.
+    pub(crate) fn is_stop_requested(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     /// Signals for one connection: child tokens, so that waiting on them
     /// touches only this connection's state, never a lock shared by all
     /// connections (cancelling the parent still reaches every child).
@@ -54,6 +65,7 @@ impl Shutdown {
             stop: self.stop.child_token(),
             kill: self.kill.child_token(),
             killed: self.killed.clone(),
+            stopped: self.stopped.clone(),
         }
     }
 

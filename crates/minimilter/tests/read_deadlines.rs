@@ -1,7 +1,10 @@
-//! The connection keeps one read timer for its whole life and moves it as
-//! the deadline changes (idle wait, packet in progress). These tests pin the
-//! two directions that move can go: later with activity, earlier when a
-//! packet starts after a long idle wait.
+//! The connection keeps one read timer for its whole life. It moves it
+//! earlier at once when a nearer deadline is needed (a packet in progress
+//! after an idle wait), and leaves it when the deadline moves later (idle
+//! waits, each later than the last), moving it on when it fires early. These
+//! tests pin both directions: later with activity, earlier when a packet
+//! starts after a long idle wait, and an idle wait after a packet's nearer
+//! deadline.
 
 mod support;
 
@@ -96,4 +99,36 @@ async fn a_packet_stalled_after_an_idle_wait_ends_at_the_packet_deadline() {
         .expect("the stalled packet was cut off by its deadline, not the idle one")
         .unwrap();
     assert!(matches!(end, ConnectionEnd::IoTimeout(_)), "{end:?}");
+}
+
+/// The other way round: after a packet that arrived in pieces (its nearer
+/// deadline armed the timer), the idle wait that follows ends at the idle
+/// deadline. The runtime leaves the timer at the packet's deadline and moves
+/// it on when it fires early: that early firing must not end the connection.
+#[tokio::test]
+async fn an_idle_wait_after_a_packet_in_pieces_outlives_the_packet_deadline() {
+    let io = Duration::from_millis(200);
+    let cfg = ServerConfig {
+        idle_timeout: Duration::from_millis(1500),
+        io_timeout: io,
+        ..ServerConfig::default()
+    };
+    let (mut mta, task) = pipe(cfg);
+    mta.negotiate(postfix_offer()).await;
+    let mut mail = Vec::new();
+    let payload = b"M<a@example.org>\0";
+    mail.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    mail.extend_from_slice(payload);
+    mta.send_raw(&mail[..6]).await;
+    // The connection now waits for the rest with the packet deadline.
+    tokio::time::sleep(io / 2).await;
+    mta.send_raw(&mail[6..]).await;
+    assert_eq!(mta.recv().await, Some(Response::Continue));
+    // Silent for three packet deadlines: the timer fired at the packet's
+    // deadline and was moved on to the idle one.
+    tokio::time::sleep(3 * io).await;
+    assert!(!task.is_finished(), "closed early: {:?}", task.await);
+    mta.expect_eof().await;
+    let end = task.await.unwrap();
+    assert!(matches!(end, ConnectionEnd::IdleTimeout(_)), "{end:?}");
 }
