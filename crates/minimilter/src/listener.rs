@@ -276,8 +276,46 @@ fn bind_unix(path: &Path, opts: &UnixSocketOptions) -> Result<Listener, ListenEr
         std::fs::remove_file(path)
             .map_err(io_err(format!("removing stale socket {}", path.display())))?;
     }
+    // The socket appears at `path` only once it listens, with its mode and
+    // owner already set: it is bound and set up under a staging name beside
+    // `path`, then hard-linked into place. So whoever sees the file (an MTA
+    // started with us, a test, a systemd path unit) can connect at once,
+    // never gets ECONNREFUSED from a socket bound but not yet listening, and
+    // never finds it with the umask's mode. link(2) fails if `path` was taken
+    // meanwhile (another milter starting at the same moment), where a rename
+    // would silently replace that milter's socket.
+    let staging = staging_name(path);
+    let bound_at = staging.as_deref().unwrap_or(path);
+    if staging.is_some() {
+        // Left only by a daemon of this pid killed between bind and link.
+        let _ = std::fs::remove_file(bound_at);
+    }
     let listener =
-        UnixListener::bind(path).map_err(io_err(format!("binding unix:{}", path.display())))?;
+        UnixListener::bind(bound_at).map_err(io_err(format!("binding unix:{}", path.display())))?;
+    let staged = RemoveOnDrop(staging.clone());
+    if let Some(mode) = opts.mode {
+        std::fs::set_permissions(bound_at, std::fs::Permissions::from_mode(mode)).map_err(
+            io_err(format!("setting mode {mode:o} on {}", path.display())),
+        )?;
+    }
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::chown(bound_at, uid, gid)
+            .map_err(io_err(format!("changing owner of {}", path.display())))?;
+    }
+    if let Some(staging) = &staging {
+        match std::fs::hard_link(staging, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(check_unix_path(path).err().unwrap_or(ListenError::InUse {
+                    path: path.to_owned(),
+                }));
+            }
+            // A file system without hard links: checked free above.
+            Err(_) => std::fs::rename(staging, path)
+                .map_err(io_err(format!("binding unix:{}", path.display())))?,
+        }
+    }
+    drop(staged);
     let ino = std::fs::symlink_metadata(path)
         .map_err(io_err(format!("inspecting {}", path.display())))?
         .ino();
@@ -285,16 +323,31 @@ fn bind_unix(path: &Path, opts: &UnixSocketOptions) -> Result<Listener, ListenEr
         path: path.to_owned(),
         ino,
     };
-    if let Some(mode) = opts.mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(
-            format!("setting mode {mode:o} on {}", path.display()),
-        ))?;
-    }
-    if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::chown(path, uid, gid)
-            .map_err(io_err(format!("changing owner of {}", path.display())))?;
-    }
     Ok(Listener::Unix(listener, Some(guard)))
+}
+
+/// The staging name a unix socket is bound at before it is linked to
+/// `path` (`.NAME.PID` in the same directory, so on the same file system);
+/// None when that name would not fit a socket address (107 bytes), and the
+/// socket is bound at `path` itself.
+fn staging_name(path: &Path) -> Option<std::path::PathBuf> {
+    let name = path.file_name()?;
+    let mut staging = std::ffi::OsString::from(".");
+    staging.push(name);
+    staging.push(format!(".{}", std::process::id()));
+    let staging = path.with_file_name(staging);
+    (staging.as_os_str().len() <= 107).then_some(staging)
+}
+
+/// Removes a path (if any) when dropped; a missing file is fine.
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// A user name or numeric id.

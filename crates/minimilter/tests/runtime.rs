@@ -549,6 +549,15 @@ async fn unix_socket_lifecycle() {
         0o660
     );
 
+    // It appeared whole: listening (a client connects the moment it sees
+    // the file), and with no staging name left beside it.
+    std::os::unix::net::UnixStream::connect(&path).expect("listening");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["m.sock"]);
+
     // A live one is not stolen.
     match Listener::bind(&spec, &opts).await {
         Err(ListenError::InUse { .. }) => {}
@@ -564,6 +573,33 @@ async fn unix_socket_lifecycle() {
         other => panic!("expected NotASocket, got {other:?}"),
     }
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A path too long for a staging name beside it (a socket address holds
+/// 107 bytes) is bound in place, as before, and still works.
+#[tokio::test]
+async fn a_unix_path_near_the_address_limit_is_bound_in_place() {
+    let dir = temp_dir();
+    let room = 107 - dir.as_os_str().len() - 1;
+    let path = dir.join("m".repeat(room - 5) + ".sock");
+    assert_eq!(path.as_os_str().len(), 107);
+    let opts = UnixSocketOptions {
+        mode: Some(0o600),
+        ..Default::default()
+    };
+    let live = Listener::bind(&SocketSpec::Unix(path.clone()), &opts)
+        .await
+        .expect("bound");
+    std::os::unix::net::UnixStream::connect(&path).expect("listening");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    drop(live);
+    assert!(!path.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
