@@ -73,24 +73,29 @@ impl Encoding {
 /// lowercase, values as written, quotes removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaType {
-    /// `text`, `multipart`, ...
-    pub type_: String,
-    /// `plain`, `mixed`, ...
-    pub subtype: String,
+    /// `type/subtype`, lowercase: kept whole, since every reader of a part
+    /// asks for it (one string, not one per look-up).
+    essence: String,
+    /// Where the `/` is in `essence`.
+    slash: usize,
     /// In order; no name twice.
     pub params: Vec<(String, String)>,
 }
 
 impl MediaType {
     /// `type/subtype`.
-    pub fn essence(&self) -> String {
-        // Built by hand: this runs for every part of every message, and
-        // `format!` costs several times more.
-        let mut e = String::with_capacity(self.type_.len() + 1 + self.subtype.len());
-        e.push_str(&self.type_);
-        e.push('/');
-        e.push_str(&self.subtype);
-        e
+    pub fn essence(&self) -> &str {
+        &self.essence
+    }
+
+    /// `text`, `multipart`, ...
+    pub fn type_(&self) -> &str {
+        &self.essence[..self.slash]
+    }
+
+    /// `plain`, `mixed`, ...
+    pub fn subtype(&self) -> &str {
+        &self.essence[self.slash + 1..]
     }
 
     /// A parameter's value (name in lowercase).
@@ -108,8 +113,8 @@ impl MediaType {
             ("text", "plain")
         };
         MediaType {
-            type_: t.into(),
-            subtype: s.into(),
+            essence: format!("{t}/{s}"),
+            slash: t.len(),
             params: Vec::new(),
         }
     }
@@ -137,7 +142,7 @@ pub struct Part {
 
 impl Part {
     /// `type/subtype`.
-    pub fn essence(&self) -> String {
+    pub fn essence(&self) -> &str {
         self.media.essence()
     }
 }
@@ -346,9 +351,12 @@ pub fn parse_content_type(value: &str) -> Result<MediaType, MimeError> {
         return Err(not_type());
     }
     let params = parse_params(rest, "Content-Type")?;
+    let mut essence = String::with_capacity(head.len());
+    essence.push_str(head);
+    essence.make_ascii_lowercase();
     let media = MediaType {
-        type_: t.to_ascii_lowercase(),
-        subtype: s.to_ascii_lowercase(),
+        essence,
+        slash: t.len(),
         params,
     };
     if let Some(b) = media.param("boundary") {

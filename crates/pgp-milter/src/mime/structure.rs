@@ -563,7 +563,7 @@ impl Reader {
         let (block, depth, digest) = self.headers.take().expect("reading a header");
         let part = block.finish(depth, digest)?;
         let essence = part.essence();
-        let kind = if part.media.type_ == "multipart" {
+        let kind = if part.media.type_() == "multipart" {
             if self.multiparts >= MAX_MULTIPART_NESTING {
                 return Err(MimeError::malformed(format!(
                     "multiparts nested more than {MAX_MULTIPART_NESTING} deep"
@@ -590,8 +590,8 @@ impl Reader {
                 boundary: boundary.as_bytes().to_vec(),
                 phase: Phase::Preamble,
                 parts: 0,
-                digest: part.media.subtype == "digest",
-                essence: essence.clone(),
+                digest: part.media.subtype() == "digest",
+                essence: essence.to_owned(),
             }
         } else if essence == "message/rfc822" || essence == "message/global" {
             if !part.encoding.is_identity() {
