@@ -551,7 +551,7 @@ impl State {
                 class: Class::Empty,
             }
         } else {
-            if chain && is_smime(&essence) {
+            if chain && is_smime(essence) {
                 return Err(NotPgp::Smime);
             }
             let kept = keep || essence == "application/pgp-encrypted";
@@ -570,7 +570,7 @@ impl State {
                     decided: false,
                 }
             } else {
-                self.streamed(&essence)
+                self.streamed(essence)
             })
         };
         self.frames.push(Frame {
