@@ -317,20 +317,35 @@ fn shorten(s: &str) -> String {
 }
 
 /// RFC 2045 §5.1 `tspecials`.
-fn is_tspecial(c: char) -> bool {
-    matches!(
-        c,
-        '(' | ')' | '<' | '>' | '@' | ',' | ';' | ':' | '\\' | '"' | '/' | '[' | ']' | '?' | '='
-    )
-}
+const TSPECIALS: &[u8] = b"()<>@,;:\\\"/[]?=";
 
-/// RFC 2045 token character.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii() && !c.is_ascii_control() && c != ' ' && !is_tspecial(c)
-}
+/// RFC 2045 token characters by octet: printable US-ASCII other than
+/// space and `tspecials` (a table: every parameter of every part is
+/// checked with it).
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 33;
+    while c < 127 {
+        let mut special = false;
+        let mut k = 0;
+        while k < TSPECIALS.len() {
+            special |= TSPECIALS[k] == c as u8;
+            k += 1;
+        }
+        t[c] = !special;
+        c += 1;
+    }
+    t
+};
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(is_token_char)
+    !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
+}
+
+/// `s` without its leading spaces and tabs.
+fn skip_ws(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    &s[n..]
 }
 
 /// `type/subtype *(; parameter)`, strictly.
@@ -421,29 +436,32 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         ))
     };
     loop {
-        s = s.trim_start_matches([' ', '\t']);
+        s = skip_ws(s);
         if s.is_empty() {
             return Ok(params);
         }
         let Some(after) = s.strip_prefix(';') else {
             return Err(malformed(s));
         };
-        s = after.trim_start_matches([' ', '\t']);
+        s = skip_ws(after);
         if s.is_empty() || s.starts_with(';') {
             // An empty parameter (`; ;` or a trailing `;`): nothing to read
             // differently.
             continue;
         }
-        let end = s.find(|c: char| !is_token_char(c)).unwrap_or(s.len());
+        let end = s
+            .bytes()
+            .position(|b| !TOKEN[usize::from(b)])
+            .unwrap_or(s.len());
         let name = s[..end].to_ascii_lowercase();
         if name.is_empty() {
             return Err(malformed(s));
         }
-        s = s[end..].trim_start_matches([' ', '\t']);
+        s = skip_ws(&s[end..]);
         let Some(after) = s.strip_prefix('=') else {
             return Err(malformed(&name));
         };
-        s = after.trim_start_matches([' ', '\t']);
+        s = skip_ws(after);
         let (value, had_backslash);
         let plain_quoted = s.strip_prefix('"').and_then(|q| {
             // The common case, read in one piece: no backslash before the
@@ -535,14 +553,26 @@ fn is_encoded_word(v: &str) -> bool {
 
 /// RFC 2046 §5.1.1: 1 to 70 of `bchars`, not ending in a space.
 fn check_boundary(b: &str) -> Result<(), MimeError> {
-    let ok_char = |c: char| {
+    let ok_char = |c: u8| {
         c.is_ascii_alphanumeric()
             || matches!(
                 c,
-                '\'' | '(' | ')' | '+' | '_' | ',' | '-' | '.' | '/' | ':' | '=' | '?' | ' '
+                b'\''
+                    | b'('
+                    | b')'
+                    | b'+'
+                    | b'_'
+                    | b','
+                    | b'-'
+                    | b'.'
+                    | b'/'
+                    | b':'
+                    | b'='
+                    | b'?'
+                    | b' '
             )
     };
-    if b.is_empty() || b.len() > 70 || b.ends_with(' ') || !b.chars().all(ok_char) {
+    if b.is_empty() || b.len() > 70 || b.ends_with(' ') || !b.bytes().all(ok_char) {
         return Err(MimeError::ambiguous(format!(
             "boundary {:?} is not allowed by RFC 2046",
             shorten(b)
