@@ -466,7 +466,7 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         let plain_quoted = s.strip_prefix('"').and_then(|q| {
             // The common case, read in one piece: no backslash before the
             // closing quote (what the loop below reads the same).
-            let i = q.find(['"', '\\'])?;
+            let i = memchr::memchr2(b'"', b'\\', q.as_bytes())?;
             (q.as_bytes()[i] == b'"').then(|| (q[..i].to_owned(), &q[i + 1..]))
         });
         if let Some((v, after)) = plain_quoted {
@@ -503,7 +503,7 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
             had_backslash = bs;
             s = &q[close + 1..];
         } else {
-            let end = s.find([';', ' ', '\t']).unwrap_or(s.len());
+            let end = memchr::memchr3(b';', b' ', b'\t', s.as_bytes()).unwrap_or(s.len());
             let v = &s[..end];
             if !is_token(v) {
                 return Err(MimeError::ambiguous(format!(
@@ -514,7 +514,7 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
             had_backslash = false;
             s = &s[end..];
         }
-        let base = name.split('*').next().unwrap_or_default();
+        let base = param_base(&name);
         if STRUCTURAL_PARAMS.contains(&base) {
             if name != base {
                 return Err(MimeError::ambiguous(format!(
@@ -534,9 +534,7 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         }
         if params.iter().any(|(n, _)| *n == name)
             || (STRUCTURAL_PARAMS.contains(&base)
-                && params
-                    .iter()
-                    .any(|(n, _)| n.split('*').next() == Some(base)))
+                && params.iter().any(|(n, _)| param_base(n) == base))
         {
             return Err(MimeError::ambiguous(format!(
                 "parameter {name} given twice in {field}"
@@ -548,7 +546,20 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
 
 /// Looks like an RFC 2047 encoded word somewhere (`=?` … `?=`).
 fn is_encoded_word(v: &str) -> bool {
-    v.find("=?").is_some_and(|i| v[i + 2..].contains("?="))
+    find_pair(v.as_bytes(), b'=', b'?')
+        .is_some_and(|i| find_pair(&v.as_bytes()[i + 2..], b'?', b'=').is_some())
+}
+
+/// Where `a` followed by `b` first occurs in `s` (short values: no
+/// searcher to set up).
+fn find_pair(s: &[u8], a: u8, b: u8) -> Option<usize> {
+    memchr::memchr_iter(a, s).find(|&i| s.get(i + 1) == Some(&b))
+}
+
+/// A parameter name without its RFC 2231 section or encoding mark
+/// (`name*0*` is `name`).
+fn param_base(name: &str) -> &str {
+    &name[..memchr::memchr(b'*', name.as_bytes()).unwrap_or(name.len())]
 }
 
 /// RFC 2046 §5.1.1: 1 to 70 of `bchars`, not ending in a space.
