@@ -1,7 +1,7 @@
 //! Reading the fields inside a packet payload: big-endian integers and
 //! NUL-terminated strings, returned as zero-copy slices of the payload.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 /// Why a payload does not have the shape its code requires.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +66,7 @@ impl Cursor {
             return Err(self.short(field));
         }
         let b = self.data[0];
-        let _ = self.data.split_to(1);
+        self.data.advance(1);
         Ok(b)
     }
 
@@ -74,16 +74,19 @@ impl Cursor {
         if self.data.len() < 2 {
             return Err(self.short(field));
         }
-        let b = self.data.split_to(2);
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        let v = u16::from_be_bytes([self.data[0], self.data[1]]);
+        self.data.advance(2);
+        Ok(v)
     }
 
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, PayloadError> {
         if self.data.len() < 4 {
             return Err(self.short(field));
         }
-        let b = self.data.split_to(4);
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        let d = &self.data;
+        let v = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+        self.data.advance(4);
+        Ok(v)
     }
 
     /// A NUL-terminated string, without its NUL.
@@ -93,8 +96,10 @@ impl Cursor {
         }
         match memchr_nul(&self.data) {
             Some(i) => {
+                // `advance` past the NUL moves a pointer; a second
+                // `split_to` would make and drop a reference to the buffer.
                 let s = self.data.split_to(i);
-                let _ = self.data.split_to(1);
+                self.data.advance(1);
                 Ok(s)
             }
             None => Err(PayloadError::MissingNul {
@@ -135,8 +140,10 @@ impl Cursor {
     }
 }
 
+/// The first NUL byte, found a word at a time (every header, macro and
+/// address string of every packet ends at one).
 pub(crate) fn memchr_nul(data: &[u8]) -> Option<usize> {
-    data.iter().position(|&b| b == 0)
+    memchr::memchr(0, data)
 }
 
 /// True if `s` can be sent as a NUL-terminated string.

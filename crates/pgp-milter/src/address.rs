@@ -18,12 +18,35 @@ use minimilter::envelope_address;
 
 /// A canonical, lower-cased envelope address that is not the null
 /// address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Address {
     text: String,
-    local: String,
-    domain: Option<String>,
+    parts: Parts,
 }
+
+/// Where an address's local part and domain are.
+#[derive(Debug, Clone)]
+enum Parts {
+    /// In `text`, around the `@` at this offset (the plain spelling, whose
+    /// text is `local@domain`): no copies to make.
+    Around(usize),
+    /// Copies (any other spelling: the text may quote the local part).
+    Own {
+        local: String,
+        domain: Option<String>,
+    },
+}
+
+impl PartialEq for Address {
+    /// The same text, local part and domain, however they are stored.
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+            && self.local_part() == other.local_part()
+            && self.domain() == other.domain()
+    }
+}
+
+impl Eq for Address {}
 
 impl Address {
     /// Canonicalises a `MAIL FROM`/`RCPT TO` argument (with or without
@@ -68,16 +91,14 @@ impl Address {
             Some(d) if domain.len() > 1 && !d.ends_with('.') => d,
             _ => domain,
         };
-        let local = local.to_ascii_lowercase();
-        let domain = domain.to_ascii_lowercase();
         let mut text = String::with_capacity(local.len() + 1 + domain.len());
-        text.push_str(&local);
+        text.push_str(local);
         text.push('@');
-        text.push_str(&domain);
+        text.push_str(domain);
+        text.make_ascii_lowercase();
         Some(Address {
             text,
-            local,
-            domain: Some(domain),
+            parts: Parts::Around(local.len()),
         })
     }
 
@@ -87,8 +108,10 @@ impl Address {
         let mailbox = parsed.mailbox()?;
         Some(Address {
             text: parsed.to_string().to_lowercase(),
-            local: mailbox.local_part().to_lowercase(),
-            domain: mailbox.domain().map(|d| d.as_str().to_lowercase()),
+            parts: Parts::Own {
+                local: mailbox.local_part().to_lowercase(),
+                domain: mailbox.domain().map(|d| d.as_str().to_lowercase()),
+            },
         })
     }
 
@@ -99,12 +122,18 @@ impl Address {
 
     /// The local part, unquoted.
     pub fn local_part(&self) -> &str {
-        &self.local
+        match &self.parts {
+            Parts::Around(at) => &self.text[..*at],
+            Parts::Own { local, .. } => local,
+        }
     }
 
     /// The domain, `None` for an unqualified address (`postmaster`).
     pub fn domain(&self) -> Option<&str> {
-        self.domain.as_deref()
+        match &self.parts {
+            Parts::Around(at) => Some(&self.text[at + 1..]),
+            Parts::Own { domain, .. } => domain.as_deref(),
+        }
     }
 
     /// The address without its extension: the local part cut at the first
@@ -113,11 +142,11 @@ impl Address {
     /// no delimiter is configured, or the local part starts with a
     /// delimiter (nothing would be left of the mailbox).
     pub fn without_extension(&self, delimiters: &str) -> Option<Address> {
-        let base = envelope_address::without_extension(&self.local, delimiters)?;
+        let base = envelope_address::without_extension(self.local_part(), delimiters)?;
         // Rebuilt through the canonicaliser with both parts quoted, so any
         // character in them stays content.
         let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-        let raw = match &self.domain {
+        let raw = match self.domain() {
             Some(d) => format!("{}@{}", quote(base), quote(d)),
             None => quote(base),
         };
@@ -137,7 +166,8 @@ pub fn canonical_domain(configured: &str) -> Option<String> {
         return None;
     }
     Address::parse(&format!("x@{d}"))?
-        .domain
+        .domain()
+        .map(str::to_owned)
         .filter(|d| !d.is_empty() && !d.starts_with('.') && !d.contains(".."))
 }
 

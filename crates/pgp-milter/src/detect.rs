@@ -533,9 +533,9 @@ impl State {
                 (opaque, keep, chain)
             }
         };
-        let kind = if part.media.type_ == "multipart" {
+        let kind = if part.media.type_() == "multipart" {
             let protocol = part.media.param("protocol").map(str::to_ascii_lowercase);
-            let rule = match (part.media.subtype.as_str(), protocol.as_deref()) {
+            let rule = match (part.media.subtype(), protocol.as_deref()) {
                 ("encrypted", Some("application/pgp-encrypted")) => Rule::Encrypted,
                 ("signed", Some("application/pgp-signature")) => Rule::Signed,
                 ("signed", Some(p)) if is_smime(p) => Rule::Smime,
@@ -551,7 +551,7 @@ impl State {
                 class: Class::Empty,
             }
         } else {
-            if chain && is_smime(&essence) {
+            if chain && is_smime(essence) {
                 return Err(NotPgp::Smime);
             }
             let kept = keep || essence == "application/pgp-encrypted";
@@ -570,11 +570,11 @@ impl State {
                     decided: false,
                 }
             } else {
-                self.streamed(&essence)
+                self.streamed(essence)
             })
         };
         self.frames.push(Frame {
-            essence,
+            essence: essence.to_owned(),
             kind,
             opaque,
             keep,
@@ -1195,7 +1195,7 @@ pub fn top_boundary(headers: &[u8]) -> Option<String> {
     let mut boundary = None;
     let mut sink = |e: Event<'_>| -> Result<(), ()> {
         if let Event::Start(part) = e {
-            if part.media.type_ == "multipart" {
+            if part.media.type_() == "multipart" {
                 boundary = part.media.param("boundary").map(str::to_owned);
             }
             // The first entity is the message: nothing more is needed.

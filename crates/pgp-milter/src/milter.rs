@@ -127,9 +127,10 @@ fn split_reply(rcpt: &str) -> SmtpReply {
         .expect("a valid fixed reply")
 }
 
-/// The canonical form of an envelope address; empty for the null address.
-fn canonical(raw: &str) -> String {
-    Address::parse(raw).map_or_else(String::new, |a| a.as_str().to_owned())
+/// The canonical form of a parsed envelope address; empty for the null
+/// address.
+fn canonical(a: Option<&Address>) -> String {
+    a.map_or_else(String::new, |a| a.as_str().to_owned())
 }
 
 /// Records the decision for the runtime's one line per message
@@ -352,20 +353,23 @@ impl Milter for PgpMilter {
     async fn mail(&self, cx: Ctx<'_, Self>, sender: &Envelope) -> StepResult {
         // Canonical from here on (the null sender is empty): every policy
         // decision and the log see the mailbox, not the client's spelling.
-        cx.msg.sender = canonical(&sender.address());
+        // Parsed once: the canonical text and the exemption both read it.
+        let parsed = Address::parse(&sender.address());
+        cx.msg.sender = canonical(parsed.as_ref());
         let auth = cx.macro_str("{auth_authen}").map(|a| a.into_owned());
-        cx.msg.auth = auth.clone();
         cx.msg.exempt = self
             .policy
-            .sender_exemption(&cx.msg.sender, auth.as_deref());
+            .sender_exemption_of(parsed.as_ref(), auth.as_deref());
+        cx.msg.auth = auth;
         cx.msg.sender_exempt = cx.msg.exempt.is_some();
         Ok(Verdict::Continue)
     }
 
     async fn rcpt(&self, cx: Ctx<'_, Self>, recipient: &Envelope) -> StepResult {
         let raw = recipient.address().into_owned();
-        let rcpt = canonical(&raw);
-        let class = self.policy.recipient_class(&rcpt);
+        let parsed = Address::parse(&raw);
+        let rcpt = canonical(parsed.as_ref());
+        let class = self.policy.recipient_class_of(parsed.as_ref());
         let enforced = class == RecipientClass::Enforced;
         match cx.msg.enforced {
             _ if cx.msg.sender_exempt => {}

@@ -371,6 +371,16 @@ impl Policy {
     /// `sender` is canonicalised first (any spelling of an exempt sender
     /// is exempt, no other).
     pub fn sender_exemption(&self, sender: &str, auth: Option<&str>) -> Option<String> {
+        self.sender_exemption_of(Address::parse(sender).as_ref(), auth)
+    }
+
+    /// [`Policy::sender_exemption`] for a sender parsed already (`None`:
+    /// the null sender, or one that does not parse).
+    pub fn sender_exemption_of(
+        &self,
+        sender: Option<&Address>,
+        auth: Option<&str>,
+    ) -> Option<String> {
         if self.skip_authenticated
             && let Some(user) = auth.filter(|a| !a.is_empty())
         {
@@ -378,10 +388,10 @@ impl Policy {
         }
         // Exact mailbox only: an extension does not widen a sender
         // exemption (senders are unauthenticated; keep the hole small).
-        let sender = Address::parse(sender)?;
+        let sender = sender?;
         self.exempt_senders
             .iter()
-            .any(|p| p.matches(&sender, ""))
+            .any(|p| p.matches(sender, ""))
             .then(|| format!("exempt sender {}", sender.as_str()))
     }
 
@@ -389,13 +399,19 @@ impl Policy {
     /// the decision is the one for the mailbox the MTA delivers to, however
     /// the client spelled it.
     pub fn recipient_class(&self, rcpt: &str) -> RecipientClass {
-        let Some(rcpt) = Address::parse(rcpt) else {
+        self.recipient_class_of(Address::parse(rcpt).as_ref())
+    }
+
+    /// [`Policy::recipient_class`] for a recipient parsed already (`None`:
+    /// `<>`, or one that does not parse).
+    pub fn recipient_class_of(&self, rcpt: Option<&Address>) -> RecipientClass {
+        let Some(rcpt) = rcpt else {
             // `RCPT TO:<>` is refused by every MTA; if one passes it on,
             // it is checked.
             return RecipientClass::Enforced;
         };
         let base = rcpt.without_extension(&self.recipient_delimiter);
-        let local = base.as_ref().unwrap_or(&rcpt).local_part();
+        let local = base.as_ref().unwrap_or(rcpt).local_part();
         let shown = rcpt.as_str();
         if local == "postmaster" || local == "abuse" {
             return RecipientClass::Exempt(format!(
@@ -405,7 +421,7 @@ impl Policy {
         if self
             .exempt_recipients
             .iter()
-            .any(|p| p.matches(&rcpt, &self.recipient_delimiter))
+            .any(|p| p.matches(rcpt, &self.recipient_delimiter))
         {
             return RecipientClass::Exempt(format!("exempt recipient {shown}"));
         }

@@ -267,7 +267,7 @@ impl Reading {
     }
 
     fn start(&mut self, part: &mime::Part) -> Result<(), Start> {
-        let m = part.essence();
+        let m = part.essence().to_owned();
         let role = match self.roles.last() {
             None => {
                 if m != "multipart/report" {

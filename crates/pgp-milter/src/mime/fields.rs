@@ -73,24 +73,29 @@ impl Encoding {
 /// lowercase, values as written, quotes removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaType {
-    /// `text`, `multipart`, ...
-    pub type_: String,
-    /// `plain`, `mixed`, ...
-    pub subtype: String,
+    /// `type/subtype`, lowercase: kept whole, since every reader of a part
+    /// asks for it (one string, not one per look-up).
+    essence: String,
+    /// Where the `/` is in `essence`.
+    slash: usize,
     /// In order; no name twice.
     pub params: Vec<(String, String)>,
 }
 
 impl MediaType {
     /// `type/subtype`.
-    pub fn essence(&self) -> String {
-        // Built by hand: this runs for every part of every message, and
-        // `format!` costs several times more.
-        let mut e = String::with_capacity(self.type_.len() + 1 + self.subtype.len());
-        e.push_str(&self.type_);
-        e.push('/');
-        e.push_str(&self.subtype);
-        e
+    pub fn essence(&self) -> &str {
+        &self.essence
+    }
+
+    /// `text`, `multipart`, ...
+    pub fn type_(&self) -> &str {
+        &self.essence[..self.slash]
+    }
+
+    /// `plain`, `mixed`, ...
+    pub fn subtype(&self) -> &str {
+        &self.essence[self.slash + 1..]
     }
 
     /// A parameter's value (name in lowercase).
@@ -108,8 +113,8 @@ impl MediaType {
             ("text", "plain")
         };
         MediaType {
-            type_: t.into(),
-            subtype: s.into(),
+            essence: format!("{t}/{s}"),
+            slash: t.len(),
             params: Vec::new(),
         }
     }
@@ -137,7 +142,7 @@ pub struct Part {
 
 impl Part {
     /// `type/subtype`.
-    pub fn essence(&self) -> String {
+    pub fn essence(&self) -> &str {
         self.media.essence()
     }
 }
@@ -312,20 +317,35 @@ fn shorten(s: &str) -> String {
 }
 
 /// RFC 2045 §5.1 `tspecials`.
-fn is_tspecial(c: char) -> bool {
-    matches!(
-        c,
-        '(' | ')' | '<' | '>' | '@' | ',' | ';' | ':' | '\\' | '"' | '/' | '[' | ']' | '?' | '='
-    )
-}
+const TSPECIALS: &[u8] = b"()<>@,;:\\\"/[]?=";
 
-/// RFC 2045 token character.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii() && !c.is_ascii_control() && c != ' ' && !is_tspecial(c)
-}
+/// RFC 2045 token characters by octet: printable US-ASCII other than
+/// space and `tspecials` (a table: every parameter of every part is
+/// checked with it).
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 33;
+    while c < 127 {
+        let mut special = false;
+        let mut k = 0;
+        while k < TSPECIALS.len() {
+            special |= TSPECIALS[k] == c as u8;
+            k += 1;
+        }
+        t[c] = !special;
+        c += 1;
+    }
+    t
+};
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(is_token_char)
+    !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
+}
+
+/// `s` without its leading spaces and tabs.
+fn skip_ws(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    &s[n..]
 }
 
 /// `type/subtype *(; parameter)`, strictly.
@@ -346,9 +366,12 @@ pub fn parse_content_type(value: &str) -> Result<MediaType, MimeError> {
         return Err(not_type());
     }
     let params = parse_params(rest, "Content-Type")?;
+    let mut essence = String::with_capacity(head.len());
+    essence.push_str(head);
+    essence.make_ascii_lowercase();
     let media = MediaType {
-        type_: t.to_ascii_lowercase(),
-        subtype: s.to_ascii_lowercase(),
+        essence,
+        slash: t.len(),
         params,
     };
     if let Some(b) = media.param("boundary") {
@@ -413,34 +436,37 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         ))
     };
     loop {
-        s = s.trim_start_matches([' ', '\t']);
+        s = skip_ws(s);
         if s.is_empty() {
             return Ok(params);
         }
         let Some(after) = s.strip_prefix(';') else {
             return Err(malformed(s));
         };
-        s = after.trim_start_matches([' ', '\t']);
+        s = skip_ws(after);
         if s.is_empty() || s.starts_with(';') {
             // An empty parameter (`; ;` or a trailing `;`): nothing to read
             // differently.
             continue;
         }
-        let end = s.find(|c: char| !is_token_char(c)).unwrap_or(s.len());
+        let end = s
+            .bytes()
+            .position(|b| !TOKEN[usize::from(b)])
+            .unwrap_or(s.len());
         let name = s[..end].to_ascii_lowercase();
         if name.is_empty() {
             return Err(malformed(s));
         }
-        s = s[end..].trim_start_matches([' ', '\t']);
+        s = skip_ws(&s[end..]);
         let Some(after) = s.strip_prefix('=') else {
             return Err(malformed(&name));
         };
-        s = after.trim_start_matches([' ', '\t']);
+        s = skip_ws(after);
         let (value, had_backslash);
         let plain_quoted = s.strip_prefix('"').and_then(|q| {
             // The common case, read in one piece: no backslash before the
             // closing quote (what the loop below reads the same).
-            let i = q.find(['"', '\\'])?;
+            let i = memchr::memchr2(b'"', b'\\', q.as_bytes())?;
             (q.as_bytes()[i] == b'"').then(|| (q[..i].to_owned(), &q[i + 1..]))
         });
         if let Some((v, after)) = plain_quoted {
@@ -477,7 +503,7 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
             had_backslash = bs;
             s = &q[close + 1..];
         } else {
-            let end = s.find([';', ' ', '\t']).unwrap_or(s.len());
+            let end = memchr::memchr3(b';', b' ', b'\t', s.as_bytes()).unwrap_or(s.len());
             let v = &s[..end];
             if !is_token(v) {
                 return Err(MimeError::ambiguous(format!(
@@ -488,7 +514,7 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
             had_backslash = false;
             s = &s[end..];
         }
-        let base = name.split('*').next().unwrap_or_default();
+        let base = param_base(&name);
         if STRUCTURAL_PARAMS.contains(&base) {
             if name != base {
                 return Err(MimeError::ambiguous(format!(
@@ -508,9 +534,7 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         }
         if params.iter().any(|(n, _)| *n == name)
             || (STRUCTURAL_PARAMS.contains(&base)
-                && params
-                    .iter()
-                    .any(|(n, _)| n.split('*').next() == Some(base)))
+                && params.iter().any(|(n, _)| param_base(n) == base))
         {
             return Err(MimeError::ambiguous(format!(
                 "parameter {name} given twice in {field}"
@@ -522,19 +546,44 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
 
 /// Looks like an RFC 2047 encoded word somewhere (`=?` … `?=`).
 fn is_encoded_word(v: &str) -> bool {
-    v.find("=?").is_some_and(|i| v[i + 2..].contains("?="))
+    find_pair(v.as_bytes(), b'=', b'?')
+        .is_some_and(|i| find_pair(&v.as_bytes()[i + 2..], b'?', b'=').is_some())
+}
+
+/// Where `a` followed by `b` first occurs in `s` (short values: no
+/// searcher to set up).
+fn find_pair(s: &[u8], a: u8, b: u8) -> Option<usize> {
+    memchr::memchr_iter(a, s).find(|&i| s.get(i + 1) == Some(&b))
+}
+
+/// A parameter name without its RFC 2231 section or encoding mark
+/// (`name*0*` is `name`).
+fn param_base(name: &str) -> &str {
+    &name[..memchr::memchr(b'*', name.as_bytes()).unwrap_or(name.len())]
 }
 
 /// RFC 2046 §5.1.1: 1 to 70 of `bchars`, not ending in a space.
 fn check_boundary(b: &str) -> Result<(), MimeError> {
-    let ok_char = |c: char| {
+    let ok_char = |c: u8| {
         c.is_ascii_alphanumeric()
             || matches!(
                 c,
-                '\'' | '(' | ')' | '+' | '_' | ',' | '-' | '.' | '/' | ':' | '=' | '?' | ' '
+                b'\''
+                    | b'('
+                    | b')'
+                    | b'+'
+                    | b'_'
+                    | b','
+                    | b'-'
+                    | b'.'
+                    | b'/'
+                    | b':'
+                    | b'='
+                    | b'?'
+                    | b' '
             )
     };
-    if b.is_empty() || b.len() > 70 || b.ends_with(' ') || !b.chars().all(ok_char) {
+    if b.is_empty() || b.len() > 70 || b.ends_with(' ') || !b.bytes().all(ok_char) {
         return Err(MimeError::ambiguous(format!(
             "boundary {:?} is not allowed by RFC 2046",
             shorten(b)

@@ -219,6 +219,13 @@ impl Reader {
                         ))
                         .into());
                     }
+                    if nl.is_some() && self.line.is_empty() {
+                        // A whole header line in this chunk: read in place,
+                        // as `complete_line` reads a collected one.
+                        i += seg.len() + 1;
+                        self.one_line(seg, true, sink)?;
+                        continue;
+                    }
                     self.line.extend_from_slice(seg);
                     i += seg.len();
                     if nl.is_some() {
@@ -412,25 +419,20 @@ impl Reader {
         S: FnMut(Event<'_>) -> Result<(), E>,
     {
         let mut line = std::mem::take(&mut self.line);
-        let r = self.one_line(&mut line, lf, sink);
+        let r = self.one_line(&line, lf, sink);
         line.clear();
         self.line = line;
         r
     }
 
-    fn one_line<E, S>(
-        &mut self,
-        line: &mut Vec<u8>,
-        lf: bool,
-        sink: &mut S,
-    ) -> Result<(), ReadError<E>>
+    /// One whole line (`lf`: it ended in LF, not included; else the
+    /// message ended).
+    fn one_line<E, S>(&mut self, line: &[u8], lf: bool, sink: &mut S) -> Result<(), ReadError<E>>
     where
         S: FnMut(Event<'_>) -> Result<(), E>,
     {
         let crlf = lf && line.last() == Some(&b'\r');
-        if crlf {
-            line.pop();
-        }
+        let line = if crlf { &line[..line.len() - 1] } else { line };
         if self.multiparts > 0
             && let Some((k, close)) = self.delimiter(line)?
         {
@@ -438,10 +440,11 @@ impl Reader {
             return self.on_delimiter(k, close, sink);
         }
         if let Some((block, _, _)) = &mut self.headers {
-            if line.contains(&0) {
-                return Err(MimeError::ambiguous("NUL byte in a header").into());
-            }
-            if line.contains(&b'\r') {
+            // One scan for both; a NUL anywhere is the reason given.
+            if let Some(k) = memchr::memchr2(0, b'\r', line) {
+                if line[k] == 0 || memchr::memchr(0, &line[k..]).is_some() {
+                    return Err(MimeError::ambiguous("NUL byte in a header").into());
+                }
                 return Err(
                     MimeError::ambiguous("bare CR (not followed by LF) in a header").into(),
                 );
@@ -457,8 +460,7 @@ impl Reader {
             return Ok(());
         }
         self.flush_held(sink)?;
-        if !lf && line.last() == Some(&b'\r') {
-            line.pop();
+        if let (false, Some((b'\r', line))) = (lf, line.split_last()) {
             self.emit_checked(line, sink)?;
             self.bare_cr_allowed()?;
             return self.emit(b"\r", sink);
@@ -563,7 +565,7 @@ impl Reader {
         let (block, depth, digest) = self.headers.take().expect("reading a header");
         let part = block.finish(depth, digest)?;
         let essence = part.essence();
-        let kind = if part.media.type_ == "multipart" {
+        let kind = if part.media.type_() == "multipart" {
             if self.multiparts >= MAX_MULTIPART_NESTING {
                 return Err(MimeError::malformed(format!(
                     "multiparts nested more than {MAX_MULTIPART_NESTING} deep"
@@ -590,8 +592,8 @@ impl Reader {
                 boundary: boundary.as_bytes().to_vec(),
                 phase: Phase::Preamble,
                 parts: 0,
-                digest: part.media.subtype == "digest",
-                essence: essence.clone(),
+                digest: part.media.subtype() == "digest",
+                essence: essence.to_owned(),
             }
         } else if essence == "message/rfc822" || essence == "message/global" {
             if !part.encoding.is_identity() {

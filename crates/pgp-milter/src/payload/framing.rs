@@ -388,6 +388,10 @@ impl PacketStream {
         };
         let (t, offset) = (cur.tag, cur.offset);
         match cur.sink {
+            Sink::Collect(body) if t == tag::PKESK && pkesk_accepted(&body).is_some() => {
+                let r = pkesk_accepted(&body).expect("just checked");
+                push_recipient(ctx, r)?;
+            }
             Sink::Collect(body) => {
                 let info = validate(t, offset, &body)?;
                 check_version(t, info.version)?;
@@ -395,13 +399,7 @@ impl PacketStream {
                     let Some(r) = info.recipient else {
                         return Err(unknown_version(t, info.version));
                     };
-                    if ctx.recipients.len() >= ctx.limits.max_recipients {
-                        return Err(PayloadError::Limit(format!(
-                            "more than {} public-key session key packets",
-                            ctx.limits.max_recipients
-                        )));
-                    }
-                    ctx.recipients.push(r);
+                    push_recipient(ctx, r)?;
                 }
             }
             Sink::Literal { need, .. } => {
@@ -504,9 +502,89 @@ fn validate(t: u8, offset: u64, body: &[u8]) -> Result<openpgp::PacketInfo, Payl
 }
 
 /// rpgp checks the fields at the start of an encrypted-data packet.
+///
+/// A SEIPD packet whose fields rpgp is known to accept is not handed to
+/// it: a call costs about as much as the rest of a small message's
+/// payload (a packet buffer, rpgp's readers, its error types), and for
+/// these prefixes its answer is fixed (see [`seipd_accepted`]). Every
+/// other prefix still gets rpgp's verdict and reason.
 fn check_prefix(t: u8, offset: u64, prefix: &[u8]) -> Result<(), PayloadError> {
+    if t == tag::SEIPD && seipd_accepted(prefix) {
+        return Ok(());
+    }
     let info = validate(t, offset, prefix)?;
     check_version(t, info.version)
+}
+
+/// One more PKESK recipient of the current block, within the limit.
+fn push_recipient(ctx: &mut Ctx, r: KeyTarget) -> Result<(), PayloadError> {
+    if ctx.recipients.len() >= ctx.limits.max_recipients {
+        return Err(PayloadError::Limit(format!(
+            "more than {} public-key session key packets",
+            ctx.limits.max_recipients
+        )));
+    }
+    ctx.recipients.push(r);
+    Ok(())
+}
+
+/// The recipient of a version 3 PKESK body of the two shapes nearly all
+/// mail carries (RSA: one MPI; ECDH: an MPI and a length-prefixed wrapped
+/// key), when rpgp 0.21 is known to accept it: its
+/// `PublicKeyEncryptedSessionKey::try_from_reader` reads the version, the
+/// 8-octet key ID, the algorithm and exactly these fields (an MPI of at
+/// most 16384 bits), and `Packet::from_reader` refuses a body with
+/// octets left over. What rpgp then reports is what this returns (an
+/// all-zero key ID is the wildcard). `None` only means "ask rpgp", which
+/// also gives the reason for a refusal.
+fn pkesk_accepted(body: &[u8]) -> Option<KeyTarget> {
+    fn mpi(b: &[u8]) -> Option<&[u8]> {
+        let bits = u16::from_be_bytes([*b.first()?, *b.get(1)?]);
+        if bits > 16384 {
+            return None;
+        }
+        b.get(2 + usize::from(bits.div_ceil(8))..)
+    }
+    let [3, id @ .., algo] = body.get(..10)? else {
+        return None;
+    };
+    let fields = &body[10..];
+    let rest = match algo {
+        // RSA (encrypt or sign), RSA encrypt-only.
+        1..=3 => mpi(fields)?,
+        // ECDH: the ephemeral point, then the wrapped session key.
+        18 => {
+            let after = mpi(fields)?;
+            let (&len, key) = after.split_first()?;
+            key.get(usize::from(len)..)?
+        }
+        _ => return None,
+    };
+    if !rest.is_empty() {
+        return None;
+    }
+    let id: [u8; 8] = id.try_into().ok()?;
+    Some(if id == [0; 8] {
+        KeyTarget::Wildcard
+    } else {
+        KeyTarget::KeyId(id)
+    })
+}
+
+/// Whether rpgp 0.21's `SymEncryptedProtectedData::try_from_reader`
+/// accepts a SEIPD body starting with `prefix` (and ending with it or
+/// going on): version 1 is the version octet alone, the rest is data;
+/// version 2 is the version, a symmetric and an AEAD algorithm octet
+/// (any value: rpgp maps unknown ones and does not fail), a chunk size
+/// octet of 0 to 16 (64 B to 4 MiB, RFC 9580 §5.13.2) and a 32-octet
+/// salt. Both have a version [`check_version`] knows. A `false` here
+/// only means "ask rpgp".
+fn seipd_accepted(prefix: &[u8]) -> bool {
+    match prefix {
+        [1, ..] => true,
+        [2, _, _, chunk, ..] => *chunk <= 16 && prefix.len() >= 4 + 32,
+        _ => false,
+    }
 }
 
 fn sink_feed(cur: &mut Current, bytes: &[u8], ctx: &mut Ctx) -> Result<(), PayloadError> {
@@ -745,5 +823,83 @@ fn body_length(o: &[u8]) -> Option<Len> {
             let four: [u8; 4] = o.get(1..5)?.try_into().ok()?;
             Some(Len::Fixed(u64::from(u32::from_be_bytes(four))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SEIPD fast path accepts only what rpgp accepts: every version
+    /// octet, every chunk size octet, every prefix length up to [`PREFIX`].
+    #[test]
+    fn the_seipd_fast_path_agrees_with_rpgp() {
+        let mut accepted = 0;
+        for version in 0..=3u8 {
+            for chunk in 0..=255u8 {
+                for len in 1..=PREFIX {
+                    let mut prefix: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+                    prefix[0] = version;
+                    if len > 3 {
+                        prefix[3] = chunk;
+                    }
+                    let rpgp = validate(tag::SEIPD, 0, &prefix)
+                        .and_then(|info| check_version(tag::SEIPD, info.version));
+                    if seipd_accepted(&prefix) {
+                        accepted += 1;
+                        assert!(rpgp.is_ok(), "{prefix:?}: {rpgp:?}");
+                    }
+                    // Whatever the path, the answer is rpgp's.
+                    assert_eq!(
+                        check_prefix(tag::SEIPD, 0, &prefix).is_ok(),
+                        rpgp.is_ok(),
+                        "{prefix:?}"
+                    );
+                }
+            }
+        }
+        assert!(accepted > 256 * PREFIX, "the fast path is taken");
+    }
+
+    /// The PKESK fast path gives rpgp's recipient, and only for bodies
+    /// rpgp accepts: every algorithm octet, MPIs of every bit length
+    /// around their bounds, wrapped keys of every length, cut short and
+    /// with octets left over.
+    #[test]
+    fn the_pkesk_fast_path_agrees_with_rpgp() {
+        let mut bodies = Vec::new();
+        for id in [[0u8; 8], [0x42, 0xde, 0x44, 0xf2, 0x78, 0xa6, 0x4c, 0x75]] {
+            for algo in 0..=40u8 {
+                for bits in [0u16, 1, 7, 8, 9, 255, 263, 2048, 16384, 16385, 65535] {
+                    let bytes = usize::from(bits.div_ceil(8)).min(2100);
+                    for wrapped in [None, Some(0usize), Some(1), Some(48), Some(255)] {
+                        let mut b = vec![3];
+                        b.extend_from_slice(&id);
+                        b.push(algo);
+                        b.extend_from_slice(&bits.to_be_bytes());
+                        b.extend((0..bytes).map(|i| (i as u8) | 1));
+                        if let Some(n) = wrapped {
+                            b.push(n as u8);
+                            b.extend((0..n).map(|i| i as u8));
+                        }
+                        for cut in [0, 1, 5] {
+                            bodies.push(b[..b.len().saturating_sub(cut)].to_vec());
+                        }
+                        let mut longer = b.clone();
+                        longer.push(7);
+                        bodies.push(longer);
+                    }
+                }
+            }
+        }
+        let mut fast = 0;
+        for b in &bodies {
+            let Some(r) = pkesk_accepted(b) else { continue };
+            fast += 1;
+            let info = validate(tag::PKESK, 0, b).unwrap_or_else(|e| panic!("{b:?}: {e}"));
+            assert_eq!(info.version, Some(3), "{b:?}");
+            assert_eq!(info.recipient, Some(r), "{b:?}");
+        }
+        assert!(fast > 40, "the fast path is taken ({fast})");
     }
 }
