@@ -2,6 +2,7 @@
 //! transcript per SMTP transaction (see `docs/transcript.md`).
 
 pub mod proxy;
+pub mod socket;
 pub mod store;
 pub mod writer;
 
@@ -124,13 +125,15 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         };
         connection += 1;
         let (settings, tx) = (settings.clone(), tx.clone());
-        match accepted {
-            Accepted::Tcp(s, _) => {
+        let socket = match accepted {
+            Accepted::Tcp(s, _) => socket::Socket::tcp(s),
+            Accepted::Unix(s) => socket::Socket::unix(s),
+        };
+        match socket {
+            Ok(s) => {
                 tasks.spawn(proxy::relay(s, connection, settings, tx));
             }
-            Accepted::Unix(s) => {
-                tasks.spawn(proxy::relay(s, connection, settings, tx));
-            }
+            Err(e) => tracing::warn!(connection, "registering the MTA's connection: {e}"),
         }
     }
     drop(listener);

@@ -25,7 +25,8 @@ use milter_proto::{
 };
 use minimilter::SocketSpec;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::socket::Socket;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -53,10 +54,6 @@ pub struct Settings {
     /// Writing one packet to either side.
     pub write_timeout: Duration,
 }
-
-/// A byte stream either way.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Which side sent a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,9 +130,9 @@ pub enum Note {
 /// the relays, reported by the writer).
 pub static CONNECTIONS_NOT_RECORDED: AtomicU64 = AtomicU64::new(0);
 
-async fn open(spec: &SocketSpec) -> std::io::Result<Box<dyn Stream>> {
-    Ok(match spec {
-        SocketSpec::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+async fn open(spec: &SocketSpec) -> std::io::Result<Socket> {
+    match spec {
+        SocketSpec::Unix(path) => Socket::unix(tokio::net::UnixStream::connect(path).await?),
         SocketSpec::Inet { host, port, v6 } => {
             let host = match (host.as_str(), v6) {
                 ("" | "*", false) => "127.0.0.1",
@@ -144,9 +141,9 @@ async fn open(spec: &SocketSpec) -> std::io::Result<Box<dyn Stream>> {
             };
             let s = tokio::net::TcpStream::connect((host, *port)).await?;
             s.set_nodelay(true)?;
-            Box::new(s)
+            Socket::tcp(s)
         }
-    })
+    }
 }
 
 /// The parts of an offer the proxy relays: known actions and protocol
@@ -428,14 +425,13 @@ fn cut(
 /// Relays one MTA connection to the milter until both sides have closed,
 /// either breaks the framing, or both are idle.
 pub async fn relay(
-    mut mta: impl Stream,
+    mta: Socket,
     connection: u64,
     settings: Arc<Settings>,
     transcripts: Sender<Note>,
 ) {
     let started = Instant::now();
-    let mut milter = match tokio::time::timeout(settings.connect_timeout, open(&settings.to)).await
-    {
+    let milter = match tokio::time::timeout(settings.connect_timeout, open(&settings.to)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::warn!(
@@ -489,9 +485,9 @@ pub async fn relay(
                 continue;
             }
         };
-        let (buf, to): (&mut BytesMut, &mut dyn Stream) = match side {
-            Side::Mta => (&mut mta_buf, &mut milter),
-            Side::Milter => (&mut milter_buf, &mut mta),
+        let (buf, to) = match side {
+            Side::Mta => (&mut mta_buf, &milter),
+            Side::Milter => (&mut milter_buf, &mta),
         };
         let n = read.unwrap_or(0);
         let now = at();
@@ -525,7 +521,7 @@ pub async fn relay(
             }
         }
         if n == 0 {
-            let _ = to.shutdown().await;
+            let _ = to.shutdown_write();
         }
         // After the write: handing over never delays a packet.
         if let Some(refused) = refused.take() {
