@@ -26,7 +26,7 @@ use milter_proto::{
 use minimilter::SocketSpec;
 use serde_json::{Value, json};
 
-use super::socket::Socket;
+use super::socket::{ReadBuf, Socket};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -65,7 +65,7 @@ pub enum Side {
 }
 
 /// What a relay tells the transcript writer (`super::writer`). The relay
-/// only collects packets (shared with its read buffer, not copied) and
+/// only collects packets (payloads copied into one block per many packets) and
 /// their times; parsing them and writing JSON happens on the writer's
 /// thread, off the path of the mail.
 #[derive(Debug)]
@@ -165,6 +165,10 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes of the block the recorded payloads are copied into (see
+/// [`Batch`]); a larger payload gets a block of its own size.
+const ARENA: usize = 64 * 1024;
+
 /// Most packets kept as a connection's context (see [`Note::Resumed`]);
 /// a session with more before its first transaction is not resumed.
 const CONTEXT_PACKETS: usize = 64;
@@ -181,6 +185,11 @@ struct Batch {
     tx: Sender<Note>,
     packets: Vec<(Side, u64, Frame)>,
     bytes: usize,
+    /// The recorded packets' payloads, copied out of the read buffer (so
+    /// that buffer is never shared and is reused for the connection's
+    /// life); handed to the writer as slices of one block, a new block
+    /// every [`ARENA`] bytes or so.
+    arena: BytesMut,
     lost: bool,
     /// Transactions the MTA began (MAIL, or MAIL's macros when MAIL is
     /// negotiated away), recorded or not.
@@ -208,6 +217,7 @@ impl Batch {
             tx,
             packets: Vec::with_capacity(32),
             bytes: 0,
+            arena: BytesMut::new(),
             lost: false,
             transactions: 0,
             after_mail_macros: false,
@@ -219,19 +229,24 @@ impl Batch {
         }
     }
 
+    #[cfg(test)]
     fn push(&mut self, side: Side, at_us: u64, frame: Frame) {
+        self.push_raw(side, at_us, frame.code, &frame.payload);
+    }
+
+    /// Takes a packet as relayed: its code and payload (in the read buffer).
+    fn push_raw(&mut self, side: Side, at_us: u64, code: u8, payload: &[u8]) {
         let (mut boundary, mut starts) = (false, false);
         if side == Side::Mta {
-            let mail_macros =
-                frame.code == code::MACRO && frame.payload.first() == Some(&code::MAIL);
-            starts = mail_macros || (frame.code == code::MAIL && !self.after_mail_macros);
+            let mail_macros = code == code::MACRO && payload.first() == Some(&code::MAIL);
+            starts = mail_macros || (code == code::MAIL && !self.after_mail_macros);
             self.after_mail_macros = mail_macros;
             boundary = starts || std::mem::take(&mut self.session_start);
             if starts {
                 self.transactions += 1;
                 self.in_context = false;
             }
-            if frame.code == code::QUIT_NC {
+            if code == code::QUIT_NC {
                 self.session_start = true;
                 self.in_context = true;
                 if let Some(c) = &mut self.context {
@@ -247,14 +262,14 @@ impl Batch {
             && let Some(c) = &mut self.context
         {
             if c.len() < CONTEXT_PACKETS {
-                // Copied: a slice would keep the whole read buffer it came
-                // from for as long as the connection lasts.
+                // A copy of its own: a slice of the arena would keep a
+                // whole block for as long as the connection lasts.
                 let copy = Frame {
-                    code: frame.code,
-                    payload: Bytes::copy_from_slice(&frame.payload),
+                    code,
+                    payload: Bytes::copy_from_slice(payload),
                 };
                 c.push((side, at_us, copy));
-                if side == Side::Milter && frame.code == code::OPTNEG && self.negotiation_len == 0 {
+                if side == Side::Milter && code == code::OPTNEG && self.negotiation_len == 0 {
                     self.negotiation_len = c.len();
                 }
             } else {
@@ -264,8 +279,13 @@ impl Batch {
         if self.lost {
             return;
         }
-        self.bytes += frame.payload.len();
-        self.packets.push((side, at_us, frame));
+        if self.arena.capacity() < payload.len() {
+            self.arena.reserve(payload.len().max(ARENA));
+        }
+        self.arena.extend_from_slice(payload);
+        let payload = self.arena.split().freeze();
+        self.bytes += payload.len();
+        self.packets.push((side, at_us, Frame { code, payload }));
     }
 
     /// Tries to start recording again (at a boundary): the writer is told
@@ -340,58 +360,77 @@ impl Batch {
     }
 }
 
-/// Cuts the complete packets at the front of `buf` and hands each to
-/// `batch` for the writer; returns the bytes to relay, which are those very
-/// packets as read (one slice of the read buffer, no copy, no re-framing),
-/// except that the offer (first MTA packet) may be narrowed (and `refused`
-/// says how). Also returns the framing error that stopped the cutting, if
-/// one did (the packets before it are still relayed), and whether an MTA
-/// packet ended a transaction or session (abort, MAIL, quit: a good moment
-/// to hand the batch over).
-#[allow(clippy::too_many_arguments)]
+/// What [`cut`] found at the front of the bytes read.
+#[derive(Debug)]
+struct Cut {
+    /// Bytes that are complete packets: relayed, then dropped from the
+    /// read buffer.
+    len: usize,
+    /// What to relay instead of those bytes, if not them as read: the
+    /// narrowed offer, then the rest as read.
+    replaced: Option<Vec<u8>>,
+    /// The framing error that stopped the cutting, if one did (the packets
+    /// before it are still relayed).
+    bad: Option<FrameError>,
+    /// An MTA packet ended a transaction or session (abort, MAIL, quit: a
+    /// good moment to hand the batch over).
+    boundary: bool,
+}
+
+/// Cuts the complete packets at the front of `data` and hands each to
+/// `batch` for the writer. What is relayed is those very packets as read
+/// (no re-framing), except that the offer (first MTA packet) may be
+/// narrowed (and `refused` says how).
 fn cut(
     side: Side,
-    buf: &mut BytesMut,
+    data: &[u8],
     dec: &FrameDecoder,
     first_from_mta: &mut bool,
     refused: &mut Option<Value>,
     batch: &mut Batch,
     at_us: u64,
-) -> (Bytes, Option<FrameError>, bool) {
+) -> Cut {
     // The length of the complete packets at the front: those the decoder
     // would return (the same checks, in the same order).
     let mut n = 0;
-    while let Some(h) = buf.get(n..n + 4) {
+    while let Some(h) = data.get(n..n + 4) {
         let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        if len == 0 || len - 1 > dec.max_payload() || buf.len() - n - 4 < len {
+        if len == 0 || len - 1 > dec.max_payload() || data.len() - n - 4 < len {
             break;
         }
         n += 4 + len;
     }
-    let raw = buf.split_to(n).freeze();
-    // What is left is a partial packet (the decoder reserves room for it)
-    // or a bad one (the decoder says why).
-    let bad = match dec.decode(buf) {
-        Ok(None) => None,
-        Err(e) => Some(e),
-        // The loop above applies the decoder's checks in its order, so no
-        // complete packet is left.
-        Ok(Some(_)) => unreachable!("every complete packet was taken above"),
-    };
-    let mut relay = raw.clone();
+    // What is left is a partial packet or a bad one; its length field says
+    // which, by the decoder's rules.
+    let bad = data.get(n..n + 4).and_then(|h| {
+        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+        if len == 0 {
+            Some(FrameError::Empty)
+        } else if len as usize - 1 > dec.max_payload() {
+            Some(FrameError::TooLong {
+                len,
+                max: dec.max_payload() + 1,
+            })
+        } else {
+            None
+        }
+    });
+    let mut replaced = None;
     let mut boundary = false;
     let mut off = 0;
-    while off < raw.len() {
-        let len = u32::from_be_bytes([raw[off], raw[off + 1], raw[off + 2], raw[off + 3]]) as usize;
-        let mut f = Frame {
-            code: raw[off + 4],
-            payload: raw.slice(off + 5..off + 4 + len),
-        };
+    while off < n {
+        let len =
+            u32::from_be_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+        let code = data[off + 4];
+        let payload = &data[off + 5..off + 4 + len];
         off += 4 + len;
         if side == Side::Mta
             && std::mem::take(first_from_mta)
-            && f.code == code::OPTNEG
-            && let Ok(Command::OptNeg(offer)) = Command::parse(f.clone())
+            && code == code::OPTNEG
+            && let Ok(Command::OptNeg(offer)) = Command::parse(Frame {
+                code,
+                payload: Bytes::copy_from_slice(payload),
+            })
             && relayable(&offer) != offer
         {
             let r = json!({
@@ -405,21 +444,24 @@ fn cut(
             // narrowed offer, then the rest as read.
             let mut narrowed = BytesMut::new();
             Command::OptNeg(relayable(&offer)).encode(&mut narrowed);
-            let mut out = narrowed.clone();
-            out.extend_from_slice(&raw[off..]);
-            relay = out.freeze();
+            let mut out = narrowed.to_vec();
+            out.extend_from_slice(&data[off..n]);
+            replaced = Some(out);
             if let Ok(Some(nf)) = dec.decode(&mut narrowed) {
-                f = nf;
+                batch.push_raw(side, at_us, nf.code, &nf.payload);
             }
+            continue;
         }
         boundary |= side == Side::Mta
-            && matches!(
-                f.code,
-                code::ABORT | code::MAIL | code::QUIT | code::QUIT_NC
-            );
-        batch.push(side, at_us, f);
+            && matches!(code, code::ABORT | code::MAIL | code::QUIT | code::QUIT_NC);
+        batch.push_raw(side, at_us, code, payload);
     }
-    (relay, bad, boundary)
+    Cut {
+        len: n,
+        replaced,
+        bad,
+        boundary,
+    }
 }
 
 /// Relays one MTA connection to the milter until both sides have closed,
@@ -457,8 +499,7 @@ pub async fn relay(
         started_unix_ms,
     });
     let dec = FrameDecoder::new(MAX_PAYLOAD);
-    let (mut mta_buf, mut milter_buf) =
-        (BytesMut::with_capacity(8192), BytesMut::with_capacity(8192));
+    let (mut mta_buf, mut milter_buf) = (ReadBuf::default(), ReadBuf::default());
     let (mut mta_open, mut milter_open) = (true, true);
     let mut first_from_mta = true;
     let mut refused = None;
@@ -474,8 +515,8 @@ pub async fn relay(
             break "closed".into();
         }
         let (side, read) = tokio::select! {
-            r = mta.read_buf(&mut mta_buf), if mta_open => (Side::Mta, r),
-            r = milter.read_buf(&mut milter_buf), if milter_open => (Side::Milter, r),
+            r = mta.read(&mut mta_buf), if mta_open => (Side::Mta, r),
+            r = milter.read(&mut milter_buf), if milter_open => (Side::Milter, r),
             () = &mut idle => {
                 let due = last_activity + settings.idle_timeout;
                 if Instant::now() >= due {
@@ -492,34 +533,41 @@ pub async fn relay(
         let n = read.unwrap_or(0);
         let now = at();
         last_activity = started + Duration::from_micros(now);
-        let (out, bad, boundary);
-        if n == 0 {
+        let c = if n == 0 {
             // End of stream: pass on whatever partial packet was left, then
             // the end itself (a half close), as the other side would have
             // seen it without the proxy.
-            (out, bad, boundary) = (buf.split().freeze(), None, false);
             match side {
                 Side::Mta => mta_open = false,
                 Side::Milter => milter_open = false,
             }
+            Cut {
+                len: buf.bytes().len(),
+                replaced: None,
+                bad: None,
+                boundary: false,
+            }
         } else {
-            (out, bad, boundary) = cut(
+            cut(
                 side,
-                buf,
+                buf.bytes(),
                 &dec,
                 &mut first_from_mta,
                 &mut refused,
                 &mut batch,
                 now,
-            );
-        }
+            )
+        };
+        let out = c.replaced.as_deref().unwrap_or(&buf.bytes()[..c.len]);
         if !out.is_empty() {
-            match tokio::time::timeout(settings.write_timeout, to.write_all(&out)).await {
+            match tokio::time::timeout(settings.write_timeout, to.write_all(out)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => break format!("write error: {e}"),
                 Err(_) => break "write timeout".into(),
             }
         }
+        buf.consume(c.len);
+        let (bad, boundary) = (c.bad, c.boundary);
         if n == 0 {
             let _ = to.shutdown_write();
         }
@@ -619,16 +667,18 @@ mod cut_tests {
         })
     }
 
-    fn run(bytes: &[u8], first: bool) -> (Bytes, Option<FrameError>, bool, BytesMut, Vec<u8>) {
+    /// Cuts `bytes` as the relay does: what it relays, the error, whether
+    /// a boundary was seen, what stays in the read buffer, and the codes
+    /// of the packets handed to the batch.
+    fn run(bytes: &[u8], first: bool) -> (Vec<u8>, Option<FrameError>, bool, Vec<u8>, Vec<u8>) {
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let mut batch = Batch::new(1, 0, tx);
-        let mut buf = BytesMut::from(bytes);
         let mut first = first;
         let mut refused = None;
         let dec = FrameDecoder::new(MAX_PAYLOAD);
-        let (out, bad, boundary) = cut(
+        let c = cut(
             Side::Mta,
-            &mut buf,
+            bytes,
             &dec,
             &mut first,
             &mut refused,
@@ -636,7 +686,8 @@ mod cut_tests {
             5,
         );
         let codes = batch.packets.iter().map(|(_, _, f)| f.code).collect();
-        (out, bad, boundary, buf, codes)
+        let out = c.replaced.unwrap_or_else(|| bytes[..c.len].to_vec());
+        (out, c.bad, c.boundary, bytes[c.len..].to_vec(), codes)
     }
 
     #[test]

@@ -74,6 +74,79 @@ impl AsFd for Inner {
     }
 }
 
+/// Room for a read when no longer packet is under way, and the size a
+/// read buffer returns to once empty if a long packet made it larger than
+/// [`KEEP`].
+const MIN_READ: usize = 16 * 1024;
+/// Most room added for one read of a long packet: memory follows the bytes
+/// that arrive, not what a (possibly hostile) length field promises.
+const MAX_STEP: usize = 256 * 1024;
+/// A read buffer up to this size is kept as it is when it empties (room for
+/// one 64 KiB body chunk, Postfix's and Sendmail's largest, and its header).
+const KEEP: usize = 128 * 1024;
+
+/// One direction's read buffer: read into in place and reused for the
+/// connection's life, so relaying allocates nothing per packet or message.
+/// (Packets handed to the transcript writer are copied out of it; see
+/// `proxy::Batch`.)
+#[derive(Debug)]
+pub struct ReadBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Default for ReadBuf {
+    fn default() -> Self {
+        ReadBuf {
+            data: vec![0; MIN_READ],
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl ReadBuf {
+    /// The bytes read and not yet consumed.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// Drops the first `n` bytes of [`ReadBuf::bytes`].
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.end);
+        if self.start >= self.end {
+            (self.start, self.end) = (0, 0);
+            if self.data.len() > KEEP {
+                self.data.truncate(MIN_READ);
+                self.data.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Room for the next read: [`MIN_READ`], or what the packet at the front
+    /// still lacks, up to [`MAX_STEP`] more. Moves a partial packet to the
+    /// front first if that makes the room.
+    fn spare(&mut self) -> &mut [u8] {
+        let have = self.bytes();
+        let want = match have.get(..4) {
+            Some(h) => (4 + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize)
+                .saturating_sub(have.len())
+                .clamp(MIN_READ, MAX_STEP),
+            None => MIN_READ,
+        };
+        if self.data.len() - self.end < want {
+            self.data.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+            if self.data.len() - self.end < want {
+                self.data.resize(self.end + want, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+}
+
 /// Registers `inner` with the runtime for `interest` only.
 ///
 /// `unsafe` is needed because tokio (1.54) offers no safe way to register
@@ -116,24 +189,21 @@ impl Socket {
         })
     }
 
-    /// Reads what has arrived onto the end of `buf`, into its spare
-    /// capacity (at least 4 KiB); waits until something has. 0 is the end
-    /// of the stream. Cancel-safe: nothing is read unless this returns.
-    pub async fn read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    /// Reads what has arrived onto the end of `buf`; waits until something
+    /// has. 0 is the end of the stream. Cancel-safe: nothing is read unless
+    /// this returns.
+    pub async fn read(&self, buf: &mut ReadBuf) -> io::Result<usize> {
         loop {
             let mut ready = self.fd.readable().await?;
-            let len = buf.len();
-            let room = (buf.capacity() - len).max(4096);
-            buf.resize(len + room, 0);
-            let r = ready.try_io(|s| s.get_ref().read(&mut buf[len..]));
-            let n = match &r {
-                Ok(Ok(n)) => *n,
-                _ => 0,
-            };
-            buf.truncate(len + n);
-            match r {
+            let spare = buf.spare();
+            match ready.try_io(|s| s.get_ref().read(spare)) {
+                Ok(Ok(n)) => {
+                    buf.end += n;
+                    return Ok(n);
+                }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(r) => return r,
+                Ok(Err(e)) => return Err(e),
+                // Not readable after all: readiness is cleared; wait again.
                 Err(_would_block) => continue,
             }
         }
@@ -187,10 +257,14 @@ mod tests {
     async fn reads_writes_and_half_closes() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (s, mut peer) = pair().await;
+        let mut buf = ReadBuf::default();
+        peer.write_all(b">").await.unwrap();
+        s.read(&mut buf).await.unwrap();
         peer.write_all(b"hello").await.unwrap();
-        let mut buf = bytes::BytesMut::from(&b">"[..]);
-        s.read_buf(&mut buf).await.unwrap();
-        assert_eq!(&buf[..], b">hello", "appended to what the buffer held");
+        s.read(&mut buf).await.unwrap();
+        assert_eq!(buf.bytes(), b">hello", "appended to what the buffer held");
+        buf.consume(1);
+        assert_eq!(buf.bytes(), b"hello");
         s.write_all(b"world").await.unwrap();
         let mut got = [0u8; 5];
         peer.read_exact(&mut got).await.unwrap();
@@ -203,11 +277,39 @@ mod tests {
         );
         drop(peer);
         assert_eq!(
-            s.read_buf(&mut buf).await.unwrap(),
+            s.read(&mut buf).await.unwrap(),
             0,
             "and this side sees its end"
         );
-        assert_eq!(&buf[..], b">hello");
+        assert_eq!(buf.bytes(), b"hello");
+    }
+
+    #[test]
+    fn a_read_buffer_grows_with_what_arrives_and_shrinks_once_empty() {
+        let mut b = ReadBuf::default();
+        // A packet header promising 1 MiB: the room offered grows by at most
+        // MAX_STEP per read, not to the promised size at once.
+        let header = ((1u32 << 20) + 1).to_be_bytes();
+        b.spare()[..4].copy_from_slice(&header);
+        b.end += 4;
+        assert_eq!(b.spare().len(), MAX_STEP);
+        let mut filled = 4;
+        while filled < 4 + (1 << 20) + 1 {
+            let room = b.spare().len();
+            assert!(room <= MAX_STEP + MIN_READ, "room {room}");
+            let n = room.min(4 + (1 << 20) + 1 - filled);
+            b.end += n;
+            filled += n;
+        }
+        assert_eq!(b.bytes().len(), filled);
+        b.consume(filled);
+        assert_eq!(b.data.len(), MIN_READ, "back to its first size");
+        // A partial packet near the end moves to the front, kept as it was.
+        b.data[MIN_READ - 4..MIN_READ - 2].copy_from_slice(b"ab");
+        b.end = MIN_READ - 2;
+        b.consume(MIN_READ - 4);
+        assert!(b.spare().len() >= MIN_READ);
+        assert_eq!((b.start, b.bytes()), (0, &b"ab"[..]));
     }
 
     #[tokio::test]
