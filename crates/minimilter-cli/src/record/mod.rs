@@ -1,6 +1,7 @@
 //! `minimilter record`: a transparent milter proxy that writes one
 //! transcript per SMTP transaction (see `docs/transcript.md`).
 
+pub mod priority;
 pub mod proxy;
 pub mod socket;
 pub mod store;
@@ -78,7 +79,9 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         );
     }
     let store = store::Store::open(&args.dir, args.max_bytes, args.rotate)?;
+    let priority = Arc::new(priority::WriterPriority::new());
     let settings = Arc::new(proxy::Settings {
+        writer: priority.clone(),
         to,
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
@@ -91,7 +94,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let bodies = args.bodies;
     let writer = std::thread::Builder::new()
         .name("transcripts".into())
-        .spawn(move || writer::run(rx, store, bodies))
+        .spawn(move || writer::run(rx, store, bodies, &priority))
         .context("starting the transcript writer")?;
     crate::output::note(&format!(
         "minimilter record: {} -> {}, transcripts in {} (bodies: {}, at most {} bytes). \

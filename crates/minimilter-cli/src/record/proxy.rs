@@ -26,6 +26,7 @@ use milter_proto::{
 use minimilter::SocketSpec;
 use serde_json::{Value, json};
 
+use super::priority::WriterPriority;
 use super::socket::{ReadBuf, Socket};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
@@ -45,6 +46,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// What every connection shares.
 pub struct Settings {
+    /// The transcript writer's priority (raised when a relay finds its
+    /// queue filling up).
+    pub writer: Arc<WriterPriority>,
     /// The real milter.
     pub to: SocketSpec,
     /// Connecting to the milter.
@@ -183,6 +187,7 @@ struct Batch {
     connection: u64,
     started_unix_ms: u64,
     tx: Sender<Note>,
+    writer: Arc<WriterPriority>,
     packets: Vec<(Side, u64, Frame)>,
     bytes: usize,
     /// The recorded packets' payloads, copied out of the read buffer (so
@@ -210,11 +215,17 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(connection: u64, started_unix_ms: u64, tx: Sender<Note>) -> Batch {
+    fn new(
+        connection: u64,
+        started_unix_ms: u64,
+        tx: Sender<Note>,
+        writer: Arc<WriterPriority>,
+    ) -> Batch {
         Batch {
             connection,
             started_unix_ms,
             tx,
+            writer,
             packets: Vec::with_capacity(32),
             bytes: 0,
             arena: BytesMut::new(),
@@ -322,7 +333,13 @@ impl Batch {
         if self.lost {
             return;
         }
-        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = self.tx.try_send(note) {
+        let sent = self.tx.try_send(note);
+        // Three quarters full: the writer is falling behind; it gets a
+        // share of the CPU until it has caught up (see `super::priority`).
+        if self.tx.capacity() < self.tx.max_capacity() / 4 {
+            self.writer.behind();
+        }
+        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = sent {
             self.lost = true;
             self.packets = Vec::new();
             self.bytes = 0;
@@ -493,7 +510,12 @@ pub async fn relay(
         }
     };
     let started_unix_ms = unix_ms();
-    let mut batch = Batch::new(connection, started_unix_ms, transcripts.clone());
+    let mut batch = Batch::new(
+        connection,
+        started_unix_ms,
+        transcripts.clone(),
+        settings.writer.clone(),
+    );
     batch.send(Note::Open {
         connection,
         started_unix_ms,
@@ -672,7 +694,7 @@ mod cut_tests {
     /// of the packets handed to the batch.
     fn run(bytes: &[u8], first: bool) -> (Vec<u8>, Option<FrameError>, bool, Vec<u8>, Vec<u8>) {
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
-        let mut batch = Batch::new(1, 0, tx);
+        let mut batch = Batch::new(1, 0, tx, Arc::default());
         let mut first = first;
         let mut refused = None;
         let dec = FrameDecoder::new(MAX_PAYLOAD);
@@ -857,7 +879,7 @@ mod batch_tests {
             tx.try_send(n).unwrap();
         }
         drop(tx);
-        let totals = writer::run(rx, store, Bodies::Keep);
+        let totals = writer::run(rx, store, Bodies::Keep, &Default::default());
         let read = store::list_transcripts(&dir)
             .unwrap()
             .iter()
@@ -883,7 +905,7 @@ mod batch_tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(3);
         let mut notes = Vec::new();
         let mut clock = 0;
-        let mut batch = Batch::new(7, 1_000, tx.clone());
+        let mut batch = Batch::new(7, 1_000, tx.clone(), Arc::default());
         batch.send(Note::Open {
             connection: 7,
             started_unix_ms: 1_000,
@@ -972,7 +994,7 @@ mod batch_tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let mut notes = Vec::new();
         let mut clock = 0;
-        let mut batch = Batch::new(3, 1_000, tx.clone());
+        let mut batch = Batch::new(3, 1_000, tx.clone(), Arc::default());
         batch.send(Note::Open {
             connection: 3,
             started_unix_ms: 1_000,
@@ -1024,7 +1046,7 @@ mod batch_tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(2);
         let mut notes = Vec::new();
         let mut clock = 0;
-        let mut batch = Batch::new(9, 2_000, tx.clone());
+        let mut batch = Batch::new(9, 2_000, tx.clone(), Arc::default());
         // The Open note is lost too: the queue is full from the start.
         tx.try_send(Note::Open {
             connection: 99,
