@@ -196,8 +196,17 @@ impl Socket {
         loop {
             let mut ready = self.fd.readable().await?;
             let spare = buf.spare();
+            let room = spare.len();
             match ready.try_io(|s| s.get_ref().read(spare)) {
                 Ok(Ok(n)) => {
+                    // A read that did not fill the room emptied the socket:
+                    // the next one would only fail with EAGAIN (one system
+                    // call per read for nothing), so readiness is cleared
+                    // now. (Only the readiness this guard saw: data that
+                    // arrived since then still wakes the next read.)
+                    if n > 0 && n < room {
+                        ready.clear_ready();
+                    }
                     buf.end += n;
                     return Ok(n);
                 }
