@@ -51,8 +51,9 @@ per = {}
 for f in glob.glob(d + "/cg.*"):
     text = open(f, errors="replace").read()
     total = sum(int(l.split()[1]) for l in text.splitlines() if l.startswith("summary:"))
-    # The writer thread is the one that ran the store.
-    name = "writer" if "Store>::write" in text or "store::Store::write" in text else "relay"
+    # The writer thread is the one that ran the writer's loop (a store
+    # call can be inlined away; the loop's symbol stays).
+    name = "writer" if "record::writer::run" in text else "relay"
     per[name] = per.get(name, 0) + total
 print(json.dumps({"record": sys.argv[3], "messages": n,
                   "instructions_per_msg": {k: v // n for k, v in per.items()},

@@ -1,45 +1,57 @@
 #!/usr/bin/env python3
-"""What `minimilter record` adds between an MTA and a milter: `minimilter
-bench` straight to a milter and through `record` in front of it (--bodies
-keep and hash), interleaved rounds; prints the tables of docs/performance.md
-("Overhead of `minimilter record`").
+"""What `minimilter record` adds between an MTA and a milter; prints the
+tables of docs/performance.md ("Overhead of `minimilter record`").
 
     cargo build --release -p minimilter-cli -p minimilter \
-        --example null_milter --example action_milter
-    scripts/bench/record_overhead.py [target/release] [ROUNDS]
+        --example null_milter --example action_milter --example step_latency
+    cargo build --release -p minimilter-cli --bin minimilter
+    scripts/bench/record_overhead.py [target/release] [ROUNDS] [MESSAGES]
 
-Two milters: the null milter, for which a message is one awaited step (end
-of message; it declines every optional step), so a message's latency *is*
-a step's, and the action milter (6 awaited steps: 4 headers, the body, end
-of message). Added latency per step = (latency through the proxy - latency
-direct) / awaited steps per message, with one connection (nothing queues),
-at the median and at p99 of each run's messages, from the run with the
-median msgs/s of each path. The proxy's CPU is utime+stime of the record
-process (relay and transcript writer thread) over each run, per message, and
-in parentheses the writer thread's share (it runs behind the relay, so a
-run's share may include transcripts of the run before).
-Everything runs under /tmp and is bounded: 5000 messages on 1 connection,
-32 x 300 messages, 300 MB of transcripts per proxy."""
-import json, os, subprocess, sys, time
+Two milters: the null milter (one awaited step per message: end of message;
+it declines every optional step) and the action milter (6 awaited steps: 4
+headers, the body, end of message), each served directly and through two
+`record` proxies (--bodies keep and hash).
+
+1. Latency per step, as the MTA sees it. The `step_latency` example holds
+   one connection straight to the milter and one through the proxy and
+   alternates messages between them (and which path goes first), so both
+   paths see the same machine load at the same moments. It times every
+   awaited step from writing the command to reading the final answer, and
+   reports per path the quantiles over all steps, "added" = quantile through
+   the proxy - the same quantile direct, and the quantiles of the paired
+   differences (each step through the proxy minus the same step of the
+   direct message sent next to it). Each of ROUNDS rounds runs MESSAGES
+   messages per path for every proxy (proxies in rotating order); the table
+   shows the median over rounds and the range.
+2. Throughput and CPU with `minimilter bench` (1 connection x 5000 messages,
+   32 x 300), direct and through each proxy, interleaved rounds, the run
+   with the median msgs/s shown. The proxy's CPU is the time its threads
+   spent on a CPU (/proc/PID/task/*/schedstat, in ns: exact, not sampled at
+   clock ticks) per message, and in parentheses the transcript writer
+   thread's share (it runs behind the relay, so a run's share may include
+   transcripts of the run before).
+
+Everything runs under /tmp and is bounded: at most 300 MB of transcripts per
+proxy, every run capped at 60 s."""
+import json, os, statistics, subprocess, sys, time
 
 R = sys.argv[1] if len(sys.argv) > 1 else "target/release"
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+MESSAGES = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
 M = "/tmp/minimilter-record-bench"
 os.makedirs(M, exist_ok=True)
+TDIRS = [f"{M}/t-{m}-{b}" for m in ("null", "action") for b in ("keep", "hash")]
 
 
-def cpu(pid):
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def writer_cpu(pid):
-    """CPU seconds of the transcript writer thread (named "transcripts")."""
+def cpu_ns(pid, writer_only=False):
+    """Nanoseconds the process's threads (or only the transcript writer,
+    named "transcripts") spent running."""
+    total = 0
     for t in os.listdir(f"/proc/{pid}/task"):
-        if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "transcripts":
-            f = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
-            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
+        if writer_only and open(f"/proc/{pid}/task/{t}/comm").read().strip() != "transcripts":
+            continue
+        total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+    return total
 
 
 def start(args, log):
@@ -55,13 +67,15 @@ def wait_socket(path):
     sys.exit(f"no socket {path}")
 
 
+def uptime():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 for f in os.listdir(M):
     if f.endswith(".sock"):
         os.remove(os.path.join(M, f))
-subprocess.run(["rm", "-rf", f"{M}/t-null-keep", f"{M}/t-null-hash",
-                f"{M}/t-action-keep", f"{M}/t-action-hash"])
-print("uptime at start:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-      flush=True)
+subprocess.run(["rm", "-rf", *TDIRS])
+print("uptime at start:", uptime(), flush=True)
 procs = []
 targets = {}
 for milter, steps in (("null_milter", 1), ("action_milter", 6)):
@@ -78,53 +92,80 @@ for milter, steps in (("null_milter", 1), ("action_milter", 6)):
         procs.append(p)
         wait_socket(psock)
         targets[(short, f"record --bodies {bodies}")] = (psock, p.pid, steps)
+
+# 1. Latency per step, both paths side by side.
+proxies = [(k, v) for k, v in targets.items() if v[1]]
+steps_res = {}
+for rnd in range(ROUNDS):
+    order = proxies[rnd % len(proxies):] + proxies[:rnd % len(proxies)]
+    for (milter, path), (psock, _, _) in order:
+        direct = targets[(milter, "direct")][0]
+        out = subprocess.run([f"{R}/examples/step_latency", f"unix:{direct}", f"unix:{psock}",
+                              "--messages", str(MESSAGES)],
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            sys.exit(f"step_latency {milter} {path}: {out.stderr}")
+        steps_res.setdefault((milter, path), []).append(json.loads(out.stdout))
+print("uptime after the latency runs:", uptime(), flush=True)
+
+# 2. Throughput and CPU.
 scen = [("1 connection", ["--conns", "1", "--messages", "5000"]),
         ("32 connections", ["--conns", "32", "--messages", "300"])]
 res = {}
 for rnd in range(ROUNDS):
     for sname, sargs in scen:
         for (milter, path), (sock, pid, steps) in targets.items():
-            c0 = cpu(pid) if pid else 0
-            w0 = writer_cpu(pid) if pid else 0
+            c0 = cpu_ns(pid) if pid else 0
+            w0 = cpu_ns(pid, True) if pid else 0
             out = subprocess.run([f"{R}/minimilter", "bench", f"unix:{sock}", *sargs,
                                   "--body-bytes", "2048", "--expect", "accept", "--json",
                                   "--quiet", "--duration", "60"],
                                  capture_output=True, text=True)
-            c1 = cpu(pid) if pid else 0
-            w1 = writer_cpu(pid) if pid else 0
+            c1 = cpu_ns(pid) if pid else 0
+            w1 = cpu_ns(pid, True) if pid else 0
             j = json.loads(out.stdout)
             errs = sum(j["errors"].values()) if j.get("errors") else 0
+            n = max(j["messages"], 1)
             res.setdefault((milter, sname, path), []).append(
                 (j["msgs_per_s"], j["latency_ms"]["p50"], j["latency_ms"]["p99"],
-                 (c1 - c0) * 1e6 / max(j["messages"], 1), j["messages"], errs, steps,
-                 (w1 - w0) * 1e6 / max(j["messages"], 1)))
+                 (c1 - c0) / 1e3 / n, errs, steps, (w1 - w0) / 1e3 / n))
 for p in procs:
     p.terminate()
     p.wait()
-print("uptime at end:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+print("uptime at end:", uptime())
+
+
+def med(runs, *keys):
+    v = sorted(r[keys[0]][keys[1]] for r in runs)
+    return v, statistics.median(v)
+
+
+print()
+print(f"Latency per awaited step (µs), median of {ROUNDS} rounds [min–max], "
+      f"{MESSAGES} messages per path and round:")
+print()
+print("| milter (awaited steps per message) | path | direct p50 | direct p99 | record p50 "
+      "| record p99 | added p50 | **added p99** | added p99.9 | paired difference p99 |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for (milter, path), runs in steps_res.items():
+    cells = []
+    for k in (("direct_us", "p50"), ("direct_us", "p99"), ("record_us", "p50"),
+              ("record_us", "p99"), ("added_us", "p50"), ("added_us", "p99"),
+              ("added_us", "p99.9"), ("paired_difference_us", "p99")):
+        v, m = med(runs, *k)
+        cells.append(f"{m:.0f} [{v[0]:.0f}–{v[-1]:.0f}]")
+    print(f"| {milter} ({runs[0]['awaited_steps_per_message']}) | {path} | " + " | ".join(cells) + " |")
 print()
 print("| milter (awaited steps per message) | scenario | path | msgs/s (median; min–max) "
-      "| p50 ms | p99 ms | added per step, p50 µs | added per step, p99 µs "
-      "| proxy CPU µs/msg (of it writer) | errors |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-med = {}
-for key, runs in res.items():
-    runs.sort(key=lambda r: r[0])
-    med[key] = runs[len(runs) // 2]
+      "| p50 ms | p99 ms | proxy CPU µs/msg (of it writer) | errors |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
 for (milter, sname, path), runs in res.items():
-    m = med[(milter, sname, path)]
-    d = med[(milter, sname, "direct")]
-    steps = m[6]
-    if path == "direct" or sname != "1 connection":
-        a50 = a99 = "–"
-    else:
-        a50 = f"{(m[1] - d[1]) * 1000 / steps:.0f}"
-        a99 = f"{(m[2] - d[2]) * 1000 / steps:.0f}"
-    print(f"| {milter} ({steps}) | {sname} | {path} | {m[0]:,.0f} ({runs[0][0]:,.0f}–{runs[-1][0]:,.0f}) "
-          f"| {m[1]:.3f} | {m[2]:.3f} | {a50} | {a99} "
-          f"| {'–' if path == 'direct' else f'{m[3]:.1f} ({m[7]:.1f})'} | {sum(r[5] for r in runs)} |")
-counts = {d: sum(len(fs) for _, _, fs in os.walk(f"{M}/{d}"))
-          for d in ("t-null-keep", "t-null-hash", "t-action-keep", "t-action-hash")}
+    runs.sort(key=lambda r: r[0])
+    m = runs[len(runs) // 2]
+    print(f"| {milter} ({m[5]}) | {sname} | {path} | {m[0]:,.0f} ({runs[0][0]:,.0f}–{runs[-1][0]:,.0f}) "
+          f"| {m[1]:.3f} | {m[2]:.3f} "
+          f"| {'–' if path == 'direct' else f'{m[3]:.1f} ({m[6]:.1f})'} | {sum(r[4] for r in runs)} |")
+counts = {os.path.basename(d): sum(len(fs) for _, _, fs in os.walk(d)) for d in TDIRS}
 print("\ntranscripts written:", counts)
 for short in ("null", "action"):
     for bodies in ("keep", "hash"):
@@ -136,5 +177,4 @@ for short in ("null", "action"):
                   f"resumed {resumed} times")
 # Hundreds of thousands of small files: removed now rather than at the next
 # start, where it delayed the first measurement by minutes.
-subprocess.run(["rm", "-rf", f"{M}/t-null-keep", f"{M}/t-null-hash",
-                f"{M}/t-action-keep", f"{M}/t-action-hash"])
+subprocess.run(["rm", "-rf", *TDIRS])

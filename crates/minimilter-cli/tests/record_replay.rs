@@ -547,3 +547,58 @@ async fn hashed_bodies_stay_out_and_the_directory_stays_under_its_limit() {
     assert!(notes.contains("the body was not kept"), "{notes}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// A message far larger than the relay's read buffer and than a socket
+/// buffer: 64 KiB body chunks arrive over several reads each, and writes
+/// must wait for the reader. It passes byte for byte and is recorded whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_passes_whole_and_is_recorded_whole() {
+    let tmp = scratch("large");
+    let milter = tmp.join("milter.sock");
+    serve_policy(&milter, false).await;
+    let dir = tmp.join("t");
+    let listen = tmp.join("proxy.sock");
+    let mut proxy = Proxy::start(&listen, &format!("unix:{}", milter.display()), &dir, &[]);
+    // 3 MiB of lines that differ (a repeated block would hide a chunk
+    // relayed twice or out of order).
+    let mut body = String::new();
+    let mut n = 0u64;
+    while body.len() < 3 << 20 {
+        body.push_str(&format!(
+            "line {n:08} {:016x}\r\n",
+            n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ));
+        n += 1;
+    }
+    let mut s = spec("a@example.com", &["ok@example.org"], "[modify] large");
+    s.message = format!(
+        "From: <a@example.com>\r\nTo: <ok@example.org>\r\nSubject: [modify] large\r\n\r\n{body}"
+    )
+    .into();
+    let (direct, direct_bytes) = play(&milter, &s).await;
+    let (proxied, proxied_bytes) = play(&listen, &s).await;
+    assert_eq!(direct, "accept");
+    assert_eq!(proxied, direct);
+    assert_eq!(proxied_bytes, direct_bytes);
+    let files = wait_for_transcripts(&dir, 1);
+    assert_eq!(files.len(), 1, "{}", proxy.log_text());
+    let l = lines(&files[0]);
+    let chunks: Vec<&str> = l
+        .iter()
+        .filter(|e| e["type"] == "command" && e["code"] == "B")
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert!(
+        chunks.len() >= 48,
+        "sent in 64 KiB chunks: {}",
+        chunks.len()
+    );
+    assert!(
+        chunks.concat() == body,
+        "the body is recorded whole and in order"
+    );
+    assert_eq!(l.last().unwrap()["verdict"], "accept");
+    assert!(proxy.alive());
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&tmp);
+}

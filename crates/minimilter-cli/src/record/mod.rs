@@ -1,7 +1,9 @@
 //! `minimilter record`: a transparent milter proxy that writes one
 //! transcript per SMTP transaction (see `docs/transcript.md`).
 
+pub mod priority;
 pub mod proxy;
+pub mod socket;
 pub mod store;
 pub mod writer;
 
@@ -77,7 +79,9 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         );
     }
     let store = store::Store::open(&args.dir, args.max_bytes, args.rotate)?;
+    let priority = Arc::new(priority::WriterPriority::new());
     let settings = Arc::new(proxy::Settings {
+        writer: priority.clone(),
         to,
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
@@ -90,7 +94,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let bodies = args.bodies;
     let writer = std::thread::Builder::new()
         .name("transcripts".into())
-        .spawn(move || writer::run(rx, store, bodies))
+        .spawn(move || writer::run(rx, store, bodies, &priority))
         .context("starting the transcript writer")?;
     crate::output::note(&format!(
         "minimilter record: {} -> {}, transcripts in {} (bodies: {}, at most {} bytes). \
@@ -124,13 +128,15 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         };
         connection += 1;
         let (settings, tx) = (settings.clone(), tx.clone());
-        match accepted {
-            Accepted::Tcp(s, _) => {
+        let socket = match accepted {
+            Accepted::Tcp(s, _) => socket::Socket::tcp(s),
+            Accepted::Unix(s) => socket::Socket::unix(s),
+        };
+        match socket {
+            Ok(s) => {
                 tasks.spawn(proxy::relay(s, connection, settings, tx));
             }
-            Accepted::Unix(s) => {
-                tasks.spawn(proxy::relay(s, connection, settings, tx));
-            }
+            Err(e) => tracing::warn!(connection, "registering the MTA's connection: {e}"),
         }
     }
     drop(listener);

@@ -25,7 +25,9 @@ use milter_proto::{
 };
 use minimilter::SocketSpec;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::priority::WriterPriority;
+use super::socket::{ReadBuf, Socket};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -44,6 +46,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// What every connection shares.
 pub struct Settings {
+    /// The transcript writer's priority (raised when a relay finds its
+    /// queue filling up).
+    pub writer: Arc<WriterPriority>,
     /// The real milter.
     pub to: SocketSpec,
     /// Connecting to the milter.
@@ -53,10 +58,6 @@ pub struct Settings {
     /// Writing one packet to either side.
     pub write_timeout: Duration,
 }
-
-/// A byte stream either way.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Which side sent a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +69,7 @@ pub enum Side {
 }
 
 /// What a relay tells the transcript writer (`super::writer`). The relay
-/// only collects packets (shared with its read buffer, not copied) and
+/// only collects packets (payloads copied into one block per many packets) and
 /// their times; parsing them and writing JSON happens on the writer's
 /// thread, off the path of the mail.
 #[derive(Debug)]
@@ -133,9 +134,9 @@ pub enum Note {
 /// the relays, reported by the writer).
 pub static CONNECTIONS_NOT_RECORDED: AtomicU64 = AtomicU64::new(0);
 
-async fn open(spec: &SocketSpec) -> std::io::Result<Box<dyn Stream>> {
-    Ok(match spec {
-        SocketSpec::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+async fn open(spec: &SocketSpec) -> std::io::Result<Socket> {
+    match spec {
+        SocketSpec::Unix(path) => Socket::unix(tokio::net::UnixStream::connect(path).await?),
         SocketSpec::Inet { host, port, v6 } => {
             let host = match (host.as_str(), v6) {
                 ("" | "*", false) => "127.0.0.1",
@@ -144,9 +145,9 @@ async fn open(spec: &SocketSpec) -> std::io::Result<Box<dyn Stream>> {
             };
             let s = tokio::net::TcpStream::connect((host, *port)).await?;
             s.set_nodelay(true)?;
-            Box::new(s)
+            Socket::tcp(s)
         }
-    })
+    }
 }
 
 /// The parts of an offer the proxy relays: known actions and protocol
@@ -168,6 +169,10 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes of the block the recorded payloads are copied into (see
+/// [`Batch`]); a larger payload gets a block of its own size.
+const ARENA: usize = 64 * 1024;
+
 /// Most packets kept as a connection's context (see [`Note::Resumed`]);
 /// a session with more before its first transaction is not resumed.
 const CONTEXT_PACKETS: usize = 64;
@@ -182,8 +187,14 @@ struct Batch {
     connection: u64,
     started_unix_ms: u64,
     tx: Sender<Note>,
+    writer: Arc<WriterPriority>,
     packets: Vec<(Side, u64, Frame)>,
     bytes: usize,
+    /// The recorded packets' payloads, copied out of the read buffer (so
+    /// that buffer is never shared and is reused for the connection's
+    /// life); handed to the writer as slices of one block, a new block
+    /// every [`ARENA`] bytes or so.
+    arena: BytesMut,
     lost: bool,
     /// Transactions the MTA began (MAIL, or MAIL's macros when MAIL is
     /// negotiated away), recorded or not.
@@ -204,13 +215,20 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(connection: u64, started_unix_ms: u64, tx: Sender<Note>) -> Batch {
+    fn new(
+        connection: u64,
+        started_unix_ms: u64,
+        tx: Sender<Note>,
+        writer: Arc<WriterPriority>,
+    ) -> Batch {
         Batch {
             connection,
             started_unix_ms,
             tx,
+            writer,
             packets: Vec::with_capacity(32),
             bytes: 0,
+            arena: BytesMut::new(),
             lost: false,
             transactions: 0,
             after_mail_macros: false,
@@ -222,19 +240,24 @@ impl Batch {
         }
     }
 
+    #[cfg(test)]
     fn push(&mut self, side: Side, at_us: u64, frame: Frame) {
+        self.push_raw(side, at_us, frame.code, &frame.payload);
+    }
+
+    /// Takes a packet as relayed: its code and payload (in the read buffer).
+    fn push_raw(&mut self, side: Side, at_us: u64, code: u8, payload: &[u8]) {
         let (mut boundary, mut starts) = (false, false);
         if side == Side::Mta {
-            let mail_macros =
-                frame.code == code::MACRO && frame.payload.first() == Some(&code::MAIL);
-            starts = mail_macros || (frame.code == code::MAIL && !self.after_mail_macros);
+            let mail_macros = code == code::MACRO && payload.first() == Some(&code::MAIL);
+            starts = mail_macros || (code == code::MAIL && !self.after_mail_macros);
             self.after_mail_macros = mail_macros;
             boundary = starts || std::mem::take(&mut self.session_start);
             if starts {
                 self.transactions += 1;
                 self.in_context = false;
             }
-            if frame.code == code::QUIT_NC {
+            if code == code::QUIT_NC {
                 self.session_start = true;
                 self.in_context = true;
                 if let Some(c) = &mut self.context {
@@ -250,14 +273,14 @@ impl Batch {
             && let Some(c) = &mut self.context
         {
             if c.len() < CONTEXT_PACKETS {
-                // Copied: a slice would keep the whole read buffer it came
-                // from for as long as the connection lasts.
+                // A copy of its own: a slice of the arena would keep a
+                // whole block for as long as the connection lasts.
                 let copy = Frame {
-                    code: frame.code,
-                    payload: Bytes::copy_from_slice(&frame.payload),
+                    code,
+                    payload: Bytes::copy_from_slice(payload),
                 };
                 c.push((side, at_us, copy));
-                if side == Side::Milter && frame.code == code::OPTNEG && self.negotiation_len == 0 {
+                if side == Side::Milter && code == code::OPTNEG && self.negotiation_len == 0 {
                     self.negotiation_len = c.len();
                 }
             } else {
@@ -267,8 +290,13 @@ impl Batch {
         if self.lost {
             return;
         }
-        self.bytes += frame.payload.len();
-        self.packets.push((side, at_us, frame));
+        if self.arena.capacity() < payload.len() {
+            self.arena.reserve(payload.len().max(ARENA));
+        }
+        self.arena.extend_from_slice(payload);
+        let payload = self.arena.split().freeze();
+        self.bytes += payload.len();
+        self.packets.push((side, at_us, Frame { code, payload }));
     }
 
     /// Tries to start recording again (at a boundary): the writer is told
@@ -305,7 +333,13 @@ impl Batch {
         if self.lost {
             return;
         }
-        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = self.tx.try_send(note) {
+        let sent = self.tx.try_send(note);
+        // Three quarters full: the writer is falling behind; it gets a
+        // share of the CPU until it has caught up (see `super::priority`).
+        if self.tx.capacity() < self.tx.max_capacity() / 4 {
+            self.writer.behind();
+        }
+        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = sent {
             self.lost = true;
             self.packets = Vec::new();
             self.bytes = 0;
@@ -343,58 +377,77 @@ impl Batch {
     }
 }
 
-/// Cuts the complete packets at the front of `buf` and hands each to
-/// `batch` for the writer; returns the bytes to relay, which are those very
-/// packets as read (one slice of the read buffer, no copy, no re-framing),
-/// except that the offer (first MTA packet) may be narrowed (and `refused`
-/// says how). Also returns the framing error that stopped the cutting, if
-/// one did (the packets before it are still relayed), and whether an MTA
-/// packet ended a transaction or session (abort, MAIL, quit: a good moment
-/// to hand the batch over).
-#[allow(clippy::too_many_arguments)]
+/// What [`cut`] found at the front of the bytes read.
+#[derive(Debug)]
+struct Cut {
+    /// Bytes that are complete packets: relayed, then dropped from the
+    /// read buffer.
+    len: usize,
+    /// What to relay instead of those bytes, if not them as read: the
+    /// narrowed offer, then the rest as read.
+    replaced: Option<Vec<u8>>,
+    /// The framing error that stopped the cutting, if one did (the packets
+    /// before it are still relayed).
+    bad: Option<FrameError>,
+    /// An MTA packet ended a transaction or session (abort, MAIL, quit: a
+    /// good moment to hand the batch over).
+    boundary: bool,
+}
+
+/// Cuts the complete packets at the front of `data` and hands each to
+/// `batch` for the writer. What is relayed is those very packets as read
+/// (no re-framing), except that the offer (first MTA packet) may be
+/// narrowed (and `refused` says how).
 fn cut(
     side: Side,
-    buf: &mut BytesMut,
+    data: &[u8],
     dec: &FrameDecoder,
     first_from_mta: &mut bool,
     refused: &mut Option<Value>,
     batch: &mut Batch,
     at_us: u64,
-) -> (Bytes, Option<FrameError>, bool) {
+) -> Cut {
     // The length of the complete packets at the front: those the decoder
     // would return (the same checks, in the same order).
     let mut n = 0;
-    while let Some(h) = buf.get(n..n + 4) {
+    while let Some(h) = data.get(n..n + 4) {
         let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        if len == 0 || len - 1 > dec.max_payload() || buf.len() - n - 4 < len {
+        if len == 0 || len - 1 > dec.max_payload() || data.len() - n - 4 < len {
             break;
         }
         n += 4 + len;
     }
-    let raw = buf.split_to(n).freeze();
-    // What is left is a partial packet (the decoder reserves room for it)
-    // or a bad one (the decoder says why).
-    let bad = match dec.decode(buf) {
-        Ok(None) => None,
-        Err(e) => Some(e),
-        // The loop above applies the decoder's checks in its order, so no
-        // complete packet is left.
-        Ok(Some(_)) => unreachable!("every complete packet was taken above"),
-    };
-    let mut relay = raw.clone();
+    // What is left is a partial packet or a bad one; its length field says
+    // which, by the decoder's rules.
+    let bad = data.get(n..n + 4).and_then(|h| {
+        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+        if len == 0 {
+            Some(FrameError::Empty)
+        } else if len as usize - 1 > dec.max_payload() {
+            Some(FrameError::TooLong {
+                len,
+                max: dec.max_payload() + 1,
+            })
+        } else {
+            None
+        }
+    });
+    let mut replaced = None;
     let mut boundary = false;
     let mut off = 0;
-    while off < raw.len() {
-        let len = u32::from_be_bytes([raw[off], raw[off + 1], raw[off + 2], raw[off + 3]]) as usize;
-        let mut f = Frame {
-            code: raw[off + 4],
-            payload: raw.slice(off + 5..off + 4 + len),
-        };
+    while off < n {
+        let len =
+            u32::from_be_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+        let code = data[off + 4];
+        let payload = &data[off + 5..off + 4 + len];
         off += 4 + len;
         if side == Side::Mta
             && std::mem::take(first_from_mta)
-            && f.code == code::OPTNEG
-            && let Ok(Command::OptNeg(offer)) = Command::parse(f.clone())
+            && code == code::OPTNEG
+            && let Ok(Command::OptNeg(offer)) = Command::parse(Frame {
+                code,
+                payload: Bytes::copy_from_slice(payload),
+            })
             && relayable(&offer) != offer
         {
             let r = json!({
@@ -408,34 +461,36 @@ fn cut(
             // narrowed offer, then the rest as read.
             let mut narrowed = BytesMut::new();
             Command::OptNeg(relayable(&offer)).encode(&mut narrowed);
-            let mut out = narrowed.clone();
-            out.extend_from_slice(&raw[off..]);
-            relay = out.freeze();
+            let mut out = narrowed.to_vec();
+            out.extend_from_slice(&data[off..n]);
+            replaced = Some(out);
             if let Ok(Some(nf)) = dec.decode(&mut narrowed) {
-                f = nf;
+                batch.push_raw(side, at_us, nf.code, &nf.payload);
             }
+            continue;
         }
         boundary |= side == Side::Mta
-            && matches!(
-                f.code,
-                code::ABORT | code::MAIL | code::QUIT | code::QUIT_NC
-            );
-        batch.push(side, at_us, f);
+            && matches!(code, code::ABORT | code::MAIL | code::QUIT | code::QUIT_NC);
+        batch.push_raw(side, at_us, code, payload);
     }
-    (relay, bad, boundary)
+    Cut {
+        len: n,
+        replaced,
+        bad,
+        boundary,
+    }
 }
 
 /// Relays one MTA connection to the milter until both sides have closed,
 /// either breaks the framing, or both are idle.
 pub async fn relay(
-    mut mta: impl Stream,
+    mta: Socket,
     connection: u64,
     settings: Arc<Settings>,
     transcripts: Sender<Note>,
 ) {
     let started = Instant::now();
-    let mut milter = match tokio::time::timeout(settings.connect_timeout, open(&settings.to)).await
-    {
+    let milter = match tokio::time::timeout(settings.connect_timeout, open(&settings.to)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::warn!(
@@ -455,14 +510,18 @@ pub async fn relay(
         }
     };
     let started_unix_ms = unix_ms();
-    let mut batch = Batch::new(connection, started_unix_ms, transcripts.clone());
+    let mut batch = Batch::new(
+        connection,
+        started_unix_ms,
+        transcripts.clone(),
+        settings.writer.clone(),
+    );
     batch.send(Note::Open {
         connection,
         started_unix_ms,
     });
     let dec = FrameDecoder::new(MAX_PAYLOAD);
-    let (mut mta_buf, mut milter_buf) =
-        (BytesMut::with_capacity(8192), BytesMut::with_capacity(8192));
+    let (mut mta_buf, mut milter_buf) = (ReadBuf::default(), ReadBuf::default());
     let (mut mta_open, mut milter_open) = (true, true);
     let mut first_from_mta = true;
     let mut refused = None;
@@ -478,8 +537,8 @@ pub async fn relay(
             break "closed".into();
         }
         let (side, read) = tokio::select! {
-            r = mta.read_buf(&mut mta_buf), if mta_open => (Side::Mta, r),
-            r = milter.read_buf(&mut milter_buf), if milter_open => (Side::Milter, r),
+            r = mta.read(&mut mta_buf), if mta_open => (Side::Mta, r),
+            r = milter.read(&mut milter_buf), if milter_open => (Side::Milter, r),
             () = &mut idle => {
                 let due = last_activity + settings.idle_timeout;
                 if Instant::now() >= due {
@@ -489,43 +548,50 @@ pub async fn relay(
                 continue;
             }
         };
-        let (buf, to): (&mut BytesMut, &mut dyn Stream) = match side {
-            Side::Mta => (&mut mta_buf, &mut milter),
-            Side::Milter => (&mut milter_buf, &mut mta),
+        let (buf, to) = match side {
+            Side::Mta => (&mut mta_buf, &milter),
+            Side::Milter => (&mut milter_buf, &mta),
         };
         let n = read.unwrap_or(0);
         let now = at();
         last_activity = started + Duration::from_micros(now);
-        let (out, bad, boundary);
-        if n == 0 {
+        let c = if n == 0 {
             // End of stream: pass on whatever partial packet was left, then
             // the end itself (a half close), as the other side would have
             // seen it without the proxy.
-            (out, bad, boundary) = (buf.split().freeze(), None, false);
             match side {
                 Side::Mta => mta_open = false,
                 Side::Milter => milter_open = false,
             }
+            Cut {
+                len: buf.bytes().len(),
+                replaced: None,
+                bad: None,
+                boundary: false,
+            }
         } else {
-            (out, bad, boundary) = cut(
+            cut(
                 side,
-                buf,
+                buf.bytes(),
                 &dec,
                 &mut first_from_mta,
                 &mut refused,
                 &mut batch,
                 now,
-            );
-        }
+            )
+        };
+        let out = c.replaced.as_deref().unwrap_or(&buf.bytes()[..c.len]);
         if !out.is_empty() {
-            match tokio::time::timeout(settings.write_timeout, to.write_all(&out)).await {
+            match tokio::time::timeout(settings.write_timeout, to.write_all(out)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => break format!("write error: {e}"),
                 Err(_) => break "write timeout".into(),
             }
         }
+        buf.consume(c.len);
+        let (bad, boundary) = (c.bad, c.boundary);
         if n == 0 {
-            let _ = to.shutdown().await;
+            let _ = to.shutdown_write();
         }
         // After the write: handing over never delays a packet.
         if let Some(refused) = refused.take() {
@@ -623,16 +689,18 @@ mod cut_tests {
         })
     }
 
-    fn run(bytes: &[u8], first: bool) -> (Bytes, Option<FrameError>, bool, BytesMut, Vec<u8>) {
+    /// Cuts `bytes` as the relay does: what it relays, the error, whether
+    /// a boundary was seen, what stays in the read buffer, and the codes
+    /// of the packets handed to the batch.
+    fn run(bytes: &[u8], first: bool) -> (Vec<u8>, Option<FrameError>, bool, Vec<u8>, Vec<u8>) {
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
-        let mut batch = Batch::new(1, 0, tx);
-        let mut buf = BytesMut::from(bytes);
+        let mut batch = Batch::new(1, 0, tx, Arc::default());
         let mut first = first;
         let mut refused = None;
         let dec = FrameDecoder::new(MAX_PAYLOAD);
-        let (out, bad, boundary) = cut(
+        let c = cut(
             Side::Mta,
-            &mut buf,
+            bytes,
             &dec,
             &mut first,
             &mut refused,
@@ -640,7 +708,8 @@ mod cut_tests {
             5,
         );
         let codes = batch.packets.iter().map(|(_, _, f)| f.code).collect();
-        (out, bad, boundary, buf, codes)
+        let out = c.replaced.unwrap_or_else(|| bytes[..c.len].to_vec());
+        (out, c.bad, c.boundary, bytes[c.len..].to_vec(), codes)
     }
 
     #[test]
@@ -810,7 +879,7 @@ mod batch_tests {
             tx.try_send(n).unwrap();
         }
         drop(tx);
-        let totals = writer::run(rx, store, Bodies::Keep);
+        let totals = writer::run(rx, store, Bodies::Keep, &Default::default());
         let read = store::list_transcripts(&dir)
             .unwrap()
             .iter()
@@ -836,7 +905,7 @@ mod batch_tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(3);
         let mut notes = Vec::new();
         let mut clock = 0;
-        let mut batch = Batch::new(7, 1_000, tx.clone());
+        let mut batch = Batch::new(7, 1_000, tx.clone(), Arc::default());
         batch.send(Note::Open {
             connection: 7,
             started_unix_ms: 1_000,
@@ -925,7 +994,7 @@ mod batch_tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let mut notes = Vec::new();
         let mut clock = 0;
-        let mut batch = Batch::new(3, 1_000, tx.clone());
+        let mut batch = Batch::new(3, 1_000, tx.clone(), Arc::default());
         batch.send(Note::Open {
             connection: 3,
             started_unix_ms: 1_000,
@@ -977,7 +1046,7 @@ mod batch_tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(2);
         let mut notes = Vec::new();
         let mut clock = 0;
-        let mut batch = Batch::new(9, 2_000, tx.clone());
+        let mut batch = Batch::new(9, 2_000, tx.clone(), Arc::default());
         // The Open note is lost too: the queue is full from the start.
         tx.try_send(Note::Open {
             connection: 99,

@@ -17,6 +17,7 @@ use milter_proto::Frame;
 use tokio::sync::mpsc::Receiver;
 use tokio::sync::mpsc::error::TryRecvError;
 
+use super::priority::WriterPriority;
 use super::proxy::{CONNECTIONS_NOT_RECORDED, Note, Side, unix_ms};
 use super::store::Store;
 use crate::transcript::Bodies;
@@ -41,27 +42,9 @@ pub struct Totals {
     pub not_recorded: u64,
 }
 
-/// How much lower the writer thread's priority is than the relay's (a nice
-/// value): on a busy machine the relay, which the mail waits for, gets the
-/// CPU first, and the writer falls behind (and drops) instead.
-const WRITER_NICENESS: i32 = 10;
-
 /// How long a busy writer sleeps before taking what has queued (at most a
 /// few hundred notes at the highest rates measured; the queue holds 4096).
 const POLL: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// Lowers the calling thread's priority. On Linux a thread id names one
-/// thread for `setpriority(PRIO_PROCESS, ..)`, so the relay threads keep
-/// theirs; elsewhere it would renice the whole process, so it is not done.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), WRITER_NICENESS) {
-            tracing::debug!("cannot lower the transcript writer's priority: {e}");
-        }
-    }
-}
 
 /// Feeds relayed packets to a connection's recorder.
 fn feed(r: &mut Recorder, packets: Vec<(Side, u64, Frame)>) {
@@ -74,8 +57,13 @@ fn feed(r: &mut Recorder, packets: Vec<(Side, u64, Frame)>) {
 }
 
 /// Runs until every sender is gone and the queue is empty.
-pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
-    lower_priority();
+pub fn run(
+    mut rx: Receiver<Note>,
+    mut store: Store,
+    bodies: Bodies,
+    priority: &WriterPriority,
+) -> Totals {
+    priority.start_on_writer();
     let mut recorders: HashMap<u64, Recorder> = HashMap::new();
     let mut totals = Totals::default();
     let write = |store: &mut Store, f: Finished, totals: &mut Totals| {
@@ -103,14 +91,18 @@ pub fn run(mut rx: Receiver<Note>, mut store: Store, bodies: Bodies) -> Totals {
             Ok(n) => n,
             Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Empty) if busy => {
+                priority.caught_up();
                 busy = false;
                 std::thread::sleep(POLL);
                 continue;
             }
-            Err(TryRecvError::Empty) => match rx.blocking_recv() {
-                Some(n) => n,
-                None => break,
-            },
+            Err(TryRecvError::Empty) => {
+                priority.caught_up();
+                match rx.blocking_recv() {
+                    Some(n) => n,
+                    None => break,
+                }
+            }
         };
         busy = true;
         match note {
@@ -266,7 +258,7 @@ mod tests {
             .unwrap();
         }
         drop(tx);
-        let totals = run(rx, store, Bodies::Keep);
+        let totals = run(rx, store, Bodies::Keep, &WriterPriority::default());
         // Connection 2's transaction had ended (QUIT) before its loss: it is
         // written; only the unfinished remainder is dropped.
         assert_eq!(
