@@ -30,6 +30,8 @@ pub struct WriterPriority {
     tid: AtomicI32,
     /// The writer is in the normal class (behind).
     raised: AtomicBool,
+    /// The writer uses the idle class (this process may raise it again).
+    use_idle: AtomicBool,
 }
 
 impl WriterPriority {
@@ -54,13 +56,29 @@ impl WriterPriority {
         if let Err(e) = rustix::process::setpriority_process(Some(tid), NICENESS) {
             tracing::debug!("cannot lower the transcript writer's priority: {e}");
         }
-        set_class(tid.as_raw_nonzero().get(), Class::Idle);
+        // Only where the writer can be raised again: leaving the idle
+        // class takes CAP_SYS_NICE or an RLIMIT_NICE that allows nice 10
+        // (sched(7)). Without either, a writer put in the idle class would
+        // stay there for good and, on a busy machine, recording would stop;
+        // it stays in the normal class at nice 10 instead.
+        if may_leave_idle_class() {
+            self.use_idle.store(true, Ordering::Release);
+            set_class(tid.as_raw_nonzero().get(), Class::Idle);
+        } else {
+            tracing::debug!(
+                "the transcript writer stays at nice {NICENESS}: this process may not \
+                 raise a thread out of the idle scheduling class (no CAP_SYS_NICE, RLIMIT_NICE)"
+            );
+        }
     }
 
     /// On the writer thread, when its queue is empty: back to the idle
     /// class if a relay raised it.
     pub fn caught_up(&self) {
-        if self.enabled && self.raised.swap(false, Ordering::AcqRel) {
+        if self.enabled
+            && self.use_idle.load(Ordering::Acquire)
+            && self.raised.swap(false, Ordering::AcqRel)
+        {
             set_class(self.tid.load(Ordering::Acquire), Class::Idle);
         }
     }
@@ -68,7 +86,10 @@ impl WriterPriority {
     /// From a relay that found the writer's queue filling up: the writer
     /// goes to the normal class (once, until it has caught up).
     pub fn behind(&self) {
-        if !self.enabled || self.raised.swap(true, Ordering::AcqRel) {
+        if !self.enabled
+            || !self.use_idle.load(Ordering::Acquire)
+            || self.raised.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let tid = self.tid.load(Ordering::Acquire);
@@ -86,7 +107,23 @@ enum Class {
 
 /// Puts thread `tid` in a scheduling class (Linux only; elsewhere the
 /// writer keeps its niceness alone).
-fn set_class(tid: i32, class: Class) {
+/// Whether this process may move a thread from the idle class back to the
+/// normal class at nice 10. Tried on a short-lived thread of its own (a
+/// new thread has its creator's credentials): the rule depends on
+/// capabilities and limits, and trying is the one sure way to know.
+fn may_leave_idle_class() -> bool {
+    std::thread::spawn(|| {
+        let tid = rustix::thread::gettid();
+        rustix::process::setpriority_process(Some(tid), NICENESS).is_ok()
+            && set_class(tid.as_raw_nonzero().get(), Class::Idle)
+            && set_class(tid.as_raw_nonzero().get(), Class::Normal)
+    })
+    .join()
+    .unwrap_or(false)
+}
+
+/// Puts thread `tid` in `class`; false (logged) if the kernel refused.
+fn set_class(tid: i32, class: Class) -> bool {
     #[cfg(target_os = "linux")]
     {
         let policy = match class {
@@ -106,9 +143,13 @@ fn set_class(tid: i32, class: Class) {
                 std::io::Error::last_os_error()
             );
         }
+        r == 0
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (tid, class);
+    {
+        let _ = (tid, class);
+        false
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -149,6 +190,15 @@ mod tests {
         };
         let tid = from_writer.recv().unwrap();
         const IDLE: u32 = libc::SCHED_IDLE as u32;
+        if !may_leave_idle_class() {
+            // Not root (no CAP_SYS_NICE) here: the other test covers it.
+            assert_eq!(policy_and_nice(tid), (0, 10), "normal class, nice 10");
+            to_writer.send(()).unwrap();
+            from_writer.recv().unwrap();
+            to_writer.send(()).unwrap();
+            writer.join().unwrap();
+            return;
+        }
         assert_eq!(policy_and_nice(tid), (IDLE, 10), "idle class to start");
         p.behind();
         assert_eq!(
@@ -168,5 +218,45 @@ mod tests {
         off.start_on_writer();
         off.behind();
         assert_eq!(off.tid.load(Ordering::Acquire), 0);
+    }
+
+    /// A process that may not raise a thread out of the idle class (no
+    /// CAP_SYS_NICE, RLIMIT_NICE 0: an ordinary user) keeps its writer in
+    /// the normal class at nice 10 for good: in the idle class it could
+    /// never be raised when behind. Made here by dropping CAP_SYS_NICE from
+    /// the writer thread alone (capabilities are per thread, and threads it
+    /// starts inherit them).
+    #[test]
+    fn without_the_right_to_raise_it_the_writer_never_enters_the_idle_class() {
+        use rustix::process::{Resource, getrlimit};
+        use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+        // An RLIMIT_NICE of 10 or more allows nice 10 without the capability.
+        let rlimit_allows = getrlimit(Resource::Nice).current.is_some_and(|n| n >= 10);
+        let p = Arc::new(WriterPriority::new());
+        let q = p.clone();
+        let (tid, states) = std::thread::spawn(move || {
+            let mut caps = capabilities(None).unwrap();
+            caps.effective.remove(CapabilitySet::SYS_NICE);
+            caps.permitted.remove(CapabilitySet::SYS_NICE);
+            set_capabilities(None, caps).unwrap();
+            q.start_on_writer();
+            let tid = q.tid.load(Ordering::Acquire);
+            let mut states = vec![policy_and_nice(tid)];
+            q.behind();
+            states.push(policy_and_nice(tid));
+            q.caught_up();
+            states.push(policy_and_nice(tid));
+            (tid, states)
+        })
+        .join()
+        .unwrap();
+        assert_ne!(tid, 0);
+        if rlimit_allows {
+            assert_eq!(states[0].0, libc::SCHED_IDLE as u32, "{states:?}");
+        } else {
+            assert_eq!(states, [(0, 10); 3], "normal class, nice 10, throughout");
+        }
+        // The relays' side never asked for the idle class either.
+        assert!(rlimit_allows || !p.use_idle.load(Ordering::Acquire));
     }
 }
