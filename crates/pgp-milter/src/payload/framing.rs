@@ -388,18 +388,22 @@ impl PacketStream {
         };
         let (t, offset) = (cur.tag, cur.offset);
         match cur.sink {
-            Sink::Collect(body) if t == tag::PKESK && pkesk_accepted(&body).is_some() => {
-                let r = pkesk_accepted(&body).expect("just checked");
-                push_recipient(ctx, r)?;
-            }
             Sink::Collect(body) => {
-                let info = validate(t, offset, &body)?;
-                check_version(t, info.version)?;
-                if t == tag::PKESK {
-                    let Some(r) = info.recipient else {
-                        return Err(unknown_version(t, info.version));
-                    };
+                // A PKESK of a shape rpgp is known to accept is not handed
+                // to it (see `pkesk_accepted`); everything else is.
+                if t == tag::PKESK
+                    && let Some(r) = pkesk_accepted(&body)
+                {
                     push_recipient(ctx, r)?;
+                } else {
+                    let info = validate(t, offset, &body)?;
+                    check_version(t, info.version)?;
+                    if t == tag::PKESK {
+                        let Some(r) = info.recipient else {
+                            return Err(unknown_version(t, info.version));
+                        };
+                        push_recipient(ctx, r)?;
+                    }
                 }
             }
             Sink::Literal { need, .. } => {
