@@ -21,7 +21,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use crate::config::ServerConfig;
 use crate::context::{Context, Modifications};
 use crate::filter::{ConnectInfo, Envelope, Header, Milter};
-use crate::guard::{FilterFailure, guarded};
+use crate::guard::{FilterFailure, guarded, poll_once};
 use crate::listener::Stream;
 use crate::message_log::{MessageLog, applied_name, ends_message, reply_text};
 use crate::metrics::Observer;
@@ -399,8 +399,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let mut write = std::pin::pin!(self.stream.write_all(self.session.output()));
         // A reply almost always fits the socket buffer at once: the timer
         // (a clock read and a timer entry) is made only when it does not.
-        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
-        match first {
+        match poll_once(write.as_mut()).await {
             Poll::Ready(r) => r?,
             Poll::Pending => match tokio::time::timeout(limit, write).await {
                 Err(_) => return Err(ConnectionEnd::IoTimeout(limit)),
@@ -711,8 +710,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
             // Most filters answer without waiting: then no progress packet
             // is encoded and no progress timer made (a select! makes its
             // branches' futures before it polls any).
-            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-            match first {
+            match poll_once(call.as_mut()).await {
                 Poll::Ready(r) => r,
                 Poll::Pending => {
                     // Progress packets exist from protocol 6 on; the session

@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -34,6 +36,14 @@ impl std::fmt::Display for FilterFailure {
     }
 }
 
+/// Polls `fut` once, without waiting: its output if it is done, else
+/// `Pending` (its waker is registered, and the future can be polled or
+/// awaited again). For the fast paths that make a timer, a waiter or a
+/// packet only when a step does not finish at once.
+pub(crate) async fn poll_once<F: Future>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+}
+
 /// Runs `fut` with a time limit, turning errors and panics into a failure.
 pub(crate) async fn guarded<T>(
     fut: impl Future<Output = Result<T, BoxError>>,
@@ -44,10 +54,9 @@ pub(crate) async fn guarded<T>(
     tokio::pin!(call);
     // Most filter steps finish without waiting: poll once before arming a
     // timer and a cancellation waiter, which cost more than the step itself.
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
-    let outcome = match first {
-        std::task::Poll::Ready(r) => Ok(r),
-        std::task::Poll::Pending => {
+    let outcome = match poll_once(call.as_mut()).await {
+        Poll::Ready(r) => Ok(r),
+        Poll::Pending => {
             tokio::select! {
                 biased;
                 r = tokio::time::timeout(limit, call) => r.map_err(|_| FilterFailure::Timeout(limit)),
