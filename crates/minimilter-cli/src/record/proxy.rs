@@ -409,29 +409,20 @@ fn cut(
 ) -> Cut {
     // The length of the complete packets at the front: those the decoder
     // would return (the same checks, in the same order).
+    let judge = |at: usize| {
+        data.get(at..at + 4)
+            .map(|h| dec.judge_len(u32::from_be_bytes([h[0], h[1], h[2], h[3]])))
+    };
     let mut n = 0;
-    while let Some(h) = data.get(n..n + 4) {
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        if len == 0 || len - 1 > dec.max_payload() || data.len() - n - 4 < len {
+    while let Some(Ok(len)) = judge(n) {
+        if data.len() - n - 4 < len {
             break;
         }
         n += 4 + len;
     }
     // What is left is a partial packet or a bad one; its length field says
     // which, by the decoder's rules.
-    let bad = data.get(n..n + 4).and_then(|h| {
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-        if len == 0 {
-            Some(FrameError::Empty)
-        } else if len as usize - 1 > dec.max_payload() {
-            Some(FrameError::TooLong {
-                len,
-                max: dec.max_payload() + 1,
-            })
-        } else {
-            None
-        }
-    });
+    let bad = judge(n).and_then(Result::err);
     let mut replaced = None;
     let mut boundary = false;
     let mut off = 0;
