@@ -1,9 +1,14 @@
-//! One MTA connection relayed to the milter, packet by packet.
+//! One MTA connection's packets: how they are cut off the stream, which
+//! the proxy may change, and how they reach the transcript writer (the
+//! threads that move them are in `super::relay`).
 //!
 //! Each packet is cut off the stream by the protocol core's
-//! [`FrameDecoder`] and written to the other side as it came (re-framing a
-//! packet gives the same bytes), *then* handed to the recorder, so recording
-//! never delays a packet. The only packet the proxy may change is the MTA's
+//! [`FrameDecoder`] rules and written to the other side as it came
+//! (re-framing a packet gives the same bytes). It is copied into the
+//! connection's [`Batch`] just before it is written on, so that an answer
+//! (read by the other direction's thread) is never recorded before its
+//! command; all other recording work happens after the write or on the
+//! writer's thread. The only packet the proxy may change is the MTA's
 //! option negotiation offer: bits it does not know (a future protocol
 //! version, flag or action) are refused, because the proxy could not record
 //! what they do to the conversation; it logs which.
