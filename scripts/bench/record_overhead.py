@@ -33,10 +33,11 @@ headers, the body, end of message), each served directly and through two
 2. Throughput and CPU with `minimilter bench` (1 connection x 5000 messages,
    32 x 300), direct and through each proxy, interleaved rounds, the run
    with the median msgs/s shown. The proxy's CPU is the time its threads
-   spent on a CPU (/proc/PID/task/*/schedstat, in ns: exact, not sampled at
-   clock ticks) per message, and in parentheses the transcript writer
-   thread's share (it runs behind the relay, so a run's share may include
-   transcripts of the run before).
+   spent on a CPU per message (utime + stime of /proc/PID/stat, which keeps
+   the threads that have ended, as a relay's do with their connection; in
+   10 ms clock ticks), and in parentheses the transcript writer thread's
+   share (/proc/PID/task/*/schedstat, exact; it runs behind the relay, so a
+   run's share may include transcripts of the run before).
 
 Everything runs under /tmp and is bounded: at most 300 MB of transcripts per
 proxy, every run capped at 60 s."""
@@ -61,14 +62,19 @@ TDIRS = [f"{M}/t-{m}-{b}{x}" for m in ("null", "action") for b in ("keep", "hash
 
 
 def cpu_ns(pid, writer_only=False):
-    """Nanoseconds the process's threads (or only the transcript writer,
-    named "transcripts") spent running."""
-    total = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        if writer_only and open(f"/proc/{pid}/task/{t}/comm").read().strip() != "transcripts":
-            continue
-        total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
-    return total
+    """Nanoseconds the process (all its threads, those that have ended
+    included: a relay's threads end with their connection) or only the
+    transcript writer (a thread named "transcripts") spent running. The
+    writer's figure is exact (schedstat); the process's is utime + stime
+    in clock ticks (10 ms), the only figure that keeps ended threads."""
+    if writer_only:
+        total = 0
+        for t in os.listdir(f"/proc/{pid}/task"):
+            if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "transcripts":
+                total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+        return total
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e9 / os.sysconf("SC_CLK_TCK")
 
 
 def start(args, log):

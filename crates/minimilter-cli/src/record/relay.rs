@@ -65,6 +65,20 @@ impl Drop for Slot {
     }
 }
 
+/// A relay's entry in [`Relays`] (for [`Relays::close_all`]) and its
+/// place, both given up on drop.
+struct Registered(
+    Arc<Relays>,
+    u64,
+    #[allow(dead_code, reason = "held for its drop")] Slot,
+);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.0.open).remove(&self.1);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -128,13 +142,13 @@ impl Relays {
             .name(format!("relay-{connection}"))
             .stack_size(STACK)
             .spawn(move || {
-                let _slot = slot;
+                // Both let go when the thread ends, even by a panic.
+                let _registered = Registered(relays, connection, slot);
                 lock(&conn.batch).send(Note::Open {
                     connection,
                     started_unix_ms,
                 });
                 run(&conn, &settings, &tx);
-                lock(&relays.open).remove(&connection);
             });
         if let Err(e) = spawned {
             tracing::warn!(
