@@ -190,19 +190,21 @@ for (milter, path), runs in steps_res.items():
 if BASELINE:
     # Rounds are paired: both builds of a configuration ran back to back.
     print()
-    print(f"A/B per round (this build {R}/minimilter vs baseline {BASELINE}): added p99 "
-          "per step, µs, each round; rounds this build was lower / all rounds")
+    print(f"A/B per round (this build {R}/minimilter vs baseline {BASELINE}): µs per "
+          "step, each round in order; rounds this build was lower / all rounds")
     print()
-    print("| milter | --bodies | this build | baseline | lower in |")
-    print("|---|---|---|---|---:|")
+    print("| milter | --bodies | figure | this build | baseline | lower in |")
+    print("|---|---|---|---|---|---:|")
     for (milter, path), runs in steps_res.items():
         if path.startswith("baseline"):
             continue
         base = steps_res[(milter, "baseline " + path)]
-        a = [r["added_us"]["p99"] for r in runs]
-        b = [r["added_us"]["p99"] for r in base]
-        print(f"| {milter} | {path.split()[-1]} | {' '.join(f'{x:.0f}' for x in a)} "
-              f"| {' '.join(f'{x:.0f}' for x in b)} | {sum(x < y for x, y in zip(a, b))}/{len(a)} |")
+        for figure, key in (("added p99", "added_us"), ("paired difference p99",
+                                                        "paired_difference_us")):
+            a = [r[key]["p99"] for r in runs]
+            b = [r[key]["p99"] for r in base]
+            print(f"| {milter} | {path.split()[-1]} | {figure} | {' '.join(f'{x:.0f}' for x in a)} "
+                  f"| {' '.join(f'{x:.0f}' for x in b)} | {sum(x < y for x, y in zip(a, b))}/{len(a)} |")
 print()
 print("| milter (awaited steps per message) | scenario | path | msgs/s (median; min–max) "
       "| p50 ms | p99 ms | proxy CPU µs/msg (of it writer) | errors |")

@@ -140,6 +140,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
             }
         };
         connection += 1;
+        let accepted_at = std::time::Instant::now();
         let Some(slot) = relays.reserve() else {
             tracing::warn!(
                 connection,
@@ -184,7 +185,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
                         return;
                     }
                 };
-            relays.start(slot, connection, mta, milter, settings, tx);
+            relays.start(slot, connection, accepted_at, mta, milter, settings, tx);
         });
     }
     drop(listener);

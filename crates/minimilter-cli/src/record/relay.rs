@@ -108,13 +108,16 @@ impl Relays {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Starts relaying `mta` to `milter` on two new threads. If a thread
-    /// cannot be started, both connections are closed (the MTA applies its
-    /// default action).
+    /// Starts relaying `mta` (accepted at `accepted`: packet times count
+    /// from then) to `milter` on two new threads. If a thread cannot be
+    /// started, both connections are closed (the MTA applies its default
+    /// action).
+    #[allow(clippy::too_many_arguments, reason = "one call site, all distinct")]
     pub fn start(
         self: &Arc<Self>,
         slot: Slot,
         connection: u64,
+        accepted: Instant,
         mta: Stream,
         milter: Stream,
         settings: Arc<Settings>,
@@ -131,7 +134,7 @@ impl Relays {
             connection,
             mta,
             milter,
-            started: Instant::now(),
+            started: accepted,
             last_activity_us: AtomicU64::new(0),
             batch: Mutex::new(batch),
             reason: Mutex::new(None),
