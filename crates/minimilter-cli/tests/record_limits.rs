@@ -1,6 +1,6 @@
 //! `minimilter record`'s bounds on its relay threads: the connection limit,
 //! the idle timeout (of the connection as a whole, though each direction
-//! has its own thread), and the shutdown at SIGTERM (connections in
+//! has its own thread), the write timeout, and the shutdown at SIGTERM (connections in
 //! progress go on for a while, then are closed, and the process ends).
 //! The milter is a scripted one on plain threads, so each test controls
 //! exactly which side speaks when.
@@ -12,7 +12,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Proxy, scratch};
+use support::{Proxy, scratch, wait_for_transcripts};
 
 fn packet(code: u8, payload: &[u8]) -> Vec<u8> {
     let mut p = (payload.len() as u32 + 1).to_be_bytes().to_vec();
@@ -205,6 +205,56 @@ fn at_sigterm_connections_in_progress_go_on_then_are_closed_and_the_proxy_ends()
         "{}",
         proxy.log_text()
     );
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_milter_that_stops_reading_ends_the_connection_at_the_write_timeout() {
+    let tmp = scratch("stall");
+    let milter = tmp.join("milter.sock");
+    // Answers the offer and HELO, then reads nothing more for a minute.
+    let l = UnixListener::bind(&milter).unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        for _ in 0..2 {
+            let Some((code, _)) = read_packet(&mut s) else {
+                return;
+            };
+            let answer = if code == b'O' {
+                negotiated()
+            } else {
+                packet(b'c', b"")
+            };
+            let _ = s.write_all(&answer);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let listen = tmp.join("proxy.sock");
+    let to = format!("unix:{}", milter.display());
+    let dir = tmp.join("t");
+    let mut proxy = Proxy::start(&listen, &to, &dir, &["--write-timeout", "1"]);
+    let mut s = negotiate(&listen);
+    helo(&mut s);
+    // A transaction whose body is far more than the socket buffers hold:
+    // the proxy's write to the milter waits, then gives up.
+    let mut w = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        w.write_all(&packet(b'M', b"<a@example.com>\0")).unwrap();
+        let chunk = packet(b'B', &[b'x'; 65_535]);
+        for _ in 0..256 {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(rest(&mut s), b"", "the MTA's connection ends");
+    sender.join().unwrap();
+    let t = wait_for_transcripts(&dir, 1);
+    assert_eq!(t.len(), 1, "{}", proxy.log_text());
+    let text = std::fs::read_to_string(&t[0]).unwrap();
+    assert!(text.contains("write timeout"), "{text}");
+    assert!(proxy.alive());
     drop(proxy);
     let _ = std::fs::remove_dir_all(&tmp);
 }
