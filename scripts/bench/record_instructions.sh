@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # User-space instructions per message of `minimilter record`, counted by
-# callgrind per thread (independent of machine load): the relay (tokio
-# threads) and the transcript writer thread. Bounded: CONNS x MESSAGES.
+# callgrind per thread (independent of machine load): the relay (its
+# threads, the runtime and every connection's two, those that ended included)
+# and the transcript writer thread. Bounded: CONNS x MESSAGES.
 #
 #   scripts/bench/record_instructions.sh [RECORD_BINARY] [MILTER_BINARY] [CONNS] [MESSAGES] [BODIES]
 #

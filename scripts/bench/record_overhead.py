@@ -5,7 +5,14 @@ tables of docs/performance.md ("Overhead of `minimilter record`").
     cargo build --release -p minimilter-cli -p minimilter \
         --example null_milter --example action_milter --example step_latency
     cargo build --release -p minimilter-cli --bin minimilter
-    scripts/bench/record_overhead.py [target/release] [ROUNDS] [MESSAGES]
+    scripts/bench/record_overhead.py [target/release] [ROUNDS] [MESSAGES] \
+        [--baseline OTHER_MINIMILTER] [--latency-only]
+
+With --baseline, every proxy is also run with another build of `minimilter`
+(e.g. main's, copied to target/release/minimilter.main before building), and
+each round measures both builds back to back (which goes first alternates by
+round), so an A/B comparison sees the same machine load. --latency-only skips
+part 2.
 
 Two milters: the null milter (one awaited step per message: end of message;
 it declines every optional step) and the action milter (6 awaited steps: 4
@@ -26,32 +33,48 @@ headers, the body, end of message), each served directly and through two
 2. Throughput and CPU with `minimilter bench` (1 connection x 5000 messages,
    32 x 300), direct and through each proxy, interleaved rounds, the run
    with the median msgs/s shown. The proxy's CPU is the time its threads
-   spent on a CPU (/proc/PID/task/*/schedstat, in ns: exact, not sampled at
-   clock ticks) per message, and in parentheses the transcript writer
-   thread's share (it runs behind the relay, so a run's share may include
-   transcripts of the run before).
+   spent on a CPU per message (utime + stime of /proc/PID/stat, which keeps
+   the threads that have ended, as a relay's do with their connection; in
+   10 ms clock ticks), and in parentheses the transcript writer thread's
+   share (/proc/PID/task/*/schedstat, exact; it runs behind the relay, so a
+   run's share may include transcripts of the run before).
 
 Everything runs under /tmp and is bounded: at most 300 MB of transcripts per
 proxy, every run capped at 60 s."""
 import json, os, statistics, subprocess, sys, time
 
-R = sys.argv[1] if len(sys.argv) > 1 else "target/release"
-ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-MESSAGES = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
+ARGV = sys.argv[1:]
+BASELINE = None
+if "--baseline" in ARGV:
+    i = ARGV.index("--baseline")
+    BASELINE = ARGV[i + 1]
+    del ARGV[i:i + 2]
+LATENCY_ONLY = "--latency-only" in ARGV
+ARGV = [a for a in ARGV if a != "--latency-only"]
+R = ARGV[0] if len(ARGV) > 0 else "target/release"
+ROUNDS = int(ARGV[1]) if len(ARGV) > 1 else 3
+MESSAGES = int(ARGV[2]) if len(ARGV) > 2 else 3000
+BUILDS = [("", f"{R}/minimilter")] + ([("baseline ", BASELINE)] if BASELINE else [])
 M = "/tmp/minimilter-record-bench"
 os.makedirs(M, exist_ok=True)
-TDIRS = [f"{M}/t-{m}-{b}" for m in ("null", "action") for b in ("keep", "hash")]
+TDIRS = [f"{M}/t-{m}-{b}{x}" for m in ("null", "action") for b in ("keep", "hash")
+         for x in ("", "-baseline")]
 
 
 def cpu_ns(pid, writer_only=False):
-    """Nanoseconds the process's threads (or only the transcript writer,
-    named "transcripts") spent running."""
-    total = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        if writer_only and open(f"/proc/{pid}/task/{t}/comm").read().strip() != "transcripts":
-            continue
-        total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
-    return total
+    """Nanoseconds the process (all its threads, those that have ended
+    included: a relay's threads end with their connection) or only the
+    transcript writer (a thread named "transcripts") spent running. The
+    writer's figure is exact (schedstat); the process's is utime + stime
+    in clock ticks (10 ms), the only figure that keeps ended threads."""
+    if writer_only:
+        total = 0
+        for t in os.listdir(f"/proc/{pid}/task"):
+            if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "transcripts":
+                total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+        return total
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e9 / os.sysconf("SC_CLK_TCK")
 
 
 def start(args, log):
@@ -85,19 +108,24 @@ for milter, steps in (("null_milter", 1), ("action_milter", 6)):
     wait_socket(sock)
     targets[(short, "direct")] = (sock, None, steps)
     for bodies in ("keep", "hash"):
-        psock = f"{M}/{short}-{bodies}.sock"
-        p = start([f"{R}/minimilter", "record", "--listen", f"unix:{psock}", "--to",
-                   f"unix:{sock}", "--dir", f"{M}/t-{short}-{bodies}", "--bodies", bodies,
-                   "--max-bytes", "300000000"], f"{M}/{short}-{bodies}.log")
-        procs.append(p)
-        wait_socket(psock)
-        targets[(short, f"record --bodies {bodies}")] = (psock, p.pid, steps)
+        for label, binary in BUILDS:
+            x = "-baseline" if label else ""
+            psock = f"{M}/{short}-{bodies}{x}.sock"
+            p = start([binary, "record", "--listen", f"unix:{psock}", "--to",
+                       f"unix:{sock}", "--dir", f"{M}/t-{short}-{bodies}{x}", "--bodies", bodies,
+                       "--max-bytes", "300000000"], f"{M}/{short}-{bodies}{x}.log")
+            procs.append(p)
+            wait_socket(psock)
+            targets[(short, f"{label}record --bodies {bodies}")] = (psock, p.pid, steps)
 
 # 1. Latency per step, both paths side by side.
+# Proxies in groups of the builds of one configuration, measured back to back.
 proxies = [(k, v) for k, v in targets.items() if v[1]]
+groups = [proxies[i:i + len(BUILDS)] for i in range(0, len(proxies), len(BUILDS))]
 steps_res = {}
 for rnd in range(ROUNDS):
-    order = proxies[rnd % len(proxies):] + proxies[:rnd % len(proxies)]
+    order = groups[rnd % len(groups):] + groups[:rnd % len(groups)]
+    order = [p for g in order for p in (g if rnd % 2 == 0 else g[::-1])]
     for (milter, path), (psock, _, _) in order:
         direct = targets[(milter, "direct")][0]
         out = subprocess.run([f"{R}/examples/step_latency", f"unix:{direct}", f"unix:{psock}",
@@ -109,10 +137,14 @@ for rnd in range(ROUNDS):
 print("uptime after the latency runs:", uptime(), flush=True)
 
 # 2. Throughput and CPU.
+if LATENCY_ONLY:
+    ROUNDS_2 = 0
+else:
+    ROUNDS_2 = ROUNDS
 scen = [("1 connection", ["--conns", "1", "--messages", "5000"]),
         ("32 connections", ["--conns", "32", "--messages", "300"])]
 res = {}
-for rnd in range(ROUNDS):
+for rnd in range(ROUNDS_2):
     for sname, sargs in scen:
         for (milter, path), (sock, pid, steps) in targets.items():
             c0 = cpu_ns(pid) if pid else 0
@@ -155,6 +187,24 @@ for (milter, path), runs in steps_res.items():
         v, m = med(runs, *k)
         cells.append(f"{m:.0f} [{v[0]:.0f}–{v[-1]:.0f}]")
     print(f"| {milter} ({runs[0]['awaited_steps_per_message']}) | {path} | " + " | ".join(cells) + " |")
+if BASELINE:
+    # Rounds are paired: both builds of a configuration ran back to back.
+    print()
+    print(f"A/B per round (this build {R}/minimilter vs baseline {BASELINE}): µs per "
+          "step, each round in order; rounds this build was lower / all rounds")
+    print()
+    print("| milter | --bodies | figure | this build | baseline | lower in |")
+    print("|---|---|---|---|---|---:|")
+    for (milter, path), runs in steps_res.items():
+        if path.startswith("baseline"):
+            continue
+        base = steps_res[(milter, "baseline " + path)]
+        for figure, key in (("added p99", "added_us"), ("paired difference p99",
+                                                        "paired_difference_us")):
+            a = [r[key]["p99"] for r in runs]
+            b = [r[key]["p99"] for r in base]
+            print(f"| {milter} | {path.split()[-1]} | {figure} | {' '.join(f'{x:.0f}' for x in a)} "
+                  f"| {' '.join(f'{x:.0f}' for x in b)} | {sum(x < y for x, y in zip(a, b))}/{len(a)} |")
 print()
 print("| milter (awaited steps per message) | scenario | path | msgs/s (median; min–max) "
       "| p50 ms | p99 ms | proxy CPU µs/msg (of it writer) | errors |")
@@ -168,7 +218,9 @@ for (milter, sname, path), runs in res.items():
 counts = {os.path.basename(d): sum(len(fs) for _, _, fs in os.walk(d)) for d in TDIRS}
 print("\ntranscripts written:", counts)
 for short in ("null", "action"):
-    for bodies in ("keep", "hash"):
+    for bodies in [b + x for b in ("keep", "hash") for x in ("", "-baseline")]:
+        if not os.path.exists(f"{M}/{short}-{bodies}.log"):
+            continue
         log = open(f"{M}/{short}-{bodies}.log").read()
         stops = log.count("transcript writer is behind")
         resumed = log.count("recording resumed")

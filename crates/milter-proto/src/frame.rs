@@ -70,15 +70,13 @@ impl FrameDecoder {
         self.max_payload = max_payload;
     }
 
-    /// Takes one packet off the front of `buf`, if a whole one is there.
-    ///
-    /// On `Ok(None)`, `buf` may have been given spare capacity for the rest of
-    /// the packet (bounded by the limit), so the caller's next read fills it.
-    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        if buf.len() < 4 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    /// Judges a packet's 4-octet length field (already read as big-endian)
+    /// by this decoder's rules: the bytes that follow the field (code byte
+    /// and payload), or why the stream cannot be cut there. Zero is
+    /// [`FrameError::Empty`]; a payload over the limit is
+    /// [`FrameError::TooLong`]. For callers that cut packets out of bytes
+    /// they do not own (a relay), so they need not restate the rules.
+    pub fn judge_len(&self, len: u32) -> Result<usize, FrameError> {
         if len == 0 {
             return Err(FrameError::Empty);
         }
@@ -89,7 +87,19 @@ impl FrameDecoder {
                 max: self.max_payload + 1,
             });
         }
-        let total = 4 + len as usize;
+        Ok(len as usize)
+    }
+
+    /// Takes one packet off the front of `buf`, if a whole one is there.
+    ///
+    /// On `Ok(None)`, `buf` may have been given spare capacity for the rest of
+    /// the packet (bounded by the limit), so the caller's next read fills it.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = self.judge_len(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))?;
+        let total = 4 + len;
         if buf.len() < total {
             // Room for what is missing, in steps: memory follows the bytes that
             // actually arrive, not what a (possibly hostile) length promises.
@@ -98,7 +108,7 @@ impl FrameDecoder {
         }
         let code = buf[4];
         buf.advance(5);
-        let payload = buf.split_to(len as usize - 1).freeze();
+        let payload = buf.split_to(len - 1).freeze();
         Ok(Some(Frame { code, payload }))
     }
 
@@ -214,6 +224,34 @@ mod tests {
             dec.decode(&mut buf),
             Err(FrameError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn judge_len_gives_the_bytes_after_the_field_or_the_decoders_error() {
+        let dec = FrameDecoder::new(2);
+        assert_eq!(dec.judge_len(0), Err(FrameError::Empty));
+        assert_eq!(dec.judge_len(1), Ok(1), "a code byte and no payload");
+        assert_eq!(dec.judge_len(3), Ok(3), "a payload at the limit");
+        assert_eq!(
+            dec.judge_len(4),
+            Err(FrameError::TooLong { len: 4, max: 3 })
+        );
+        assert_eq!(
+            dec.judge_len(u32::MAX),
+            Err(FrameError::TooLong {
+                len: u32::MAX,
+                max: 3
+            })
+        );
+        // The same verdicts as decode gives for a packet with that field.
+        for len in [0u32, 1, 3, 4, u32::MAX] {
+            let mut buf = BytesMut::from(&len.to_be_bytes()[..]);
+            buf.extend_from_slice(&[b'B'; 3]);
+            match dec.judge_len(len) {
+                Err(e) => assert_eq!(dec.decode(&mut buf), Err(e)),
+                Ok(n) => assert_eq!(dec.decode(&mut buf).unwrap().unwrap().payload.len(), n - 1),
+            }
+        }
     }
 
     #[test]

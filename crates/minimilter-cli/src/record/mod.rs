@@ -3,6 +3,7 @@
 
 pub mod priority;
 pub mod proxy;
+pub mod relay;
 pub mod socket;
 pub mod store;
 pub mod writer;
@@ -59,6 +60,11 @@ pub struct RecordArgs {
     /// Seconds to write one packet to either side.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS", value_parser = positive_seconds)]
     pub write_timeout: f64,
+    /// Most MTA connections relayed at once (each takes two threads); one
+    /// more is closed at once, so the MTA applies its default action as
+    /// with the milter down.
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// How many notes (a connection's packets up to a transaction boundary,
@@ -66,6 +72,10 @@ pub struct RecordArgs {
 /// for the connection that finds the queue full (counted and logged) until
 /// its next transaction, rather than slowing the mail.
 const WRITER_QUEUE: usize = 4096;
+
+/// At SIGTERM, how long connections in progress may go on (then they are
+/// closed), and how long their relays may then take to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
@@ -108,7 +118,10 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         milter_proto::MAX_VERSION,
         proxy::MAX_PAYLOAD,
     ));
-    let mut tasks = tokio::task::JoinSet::new();
+    let relays = relay::Relays::new(args.max_connections as usize);
+    // Only connecting to the milter runs on the runtime; the relay itself
+    // runs on the connection's threads (see `relay`).
+    let mut connecting = tokio::task::JoinSet::new();
     let mut connection = 0u64;
     let stop = minimilter::shutdown::signal();
     tokio::pin!(stop);
@@ -117,7 +130,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
             a = listener.accept() => a,
             () = &mut stop => break,
         };
-        while tasks.try_join_next().is_some() {}
+        while connecting.try_join_next().is_some() {}
         let accepted = match accepted {
             Ok(a) => a,
             Err(e) => {
@@ -127,28 +140,76 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
             }
         };
         connection += 1;
-        let (settings, tx) = (settings.clone(), tx.clone());
-        let socket = match accepted {
-            Accepted::Tcp(s, _) => socket::Socket::tcp(s),
-            Accepted::Unix(s) => socket::Socket::unix(s),
+        let accepted_at = std::time::Instant::now();
+        let Some(slot) = relays.reserve() else {
+            tracing::warn!(
+                connection,
+                "{} connections are open (--max-connections); closing this one so the MTA \
+                 applies its default action",
+                args.max_connections
+            );
+            continue;
         };
-        match socket {
-            Ok(s) => {
-                tasks.spawn(proxy::relay(s, connection, settings, tx));
+        let mta = match accepted {
+            Accepted::Tcp(s, _) => socket::Stream::tcp(s),
+            Accepted::Unix(s) => socket::Stream::unix(s),
+        };
+        let mta = match mta {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(connection, "taking over the MTA's connection: {e}");
+                continue;
             }
-            Err(e) => tracing::warn!(connection, "registering the MTA's connection: {e}"),
-        }
+        };
+        let (settings, tx, relays) = (settings.clone(), tx.clone(), relays.clone());
+        connecting.spawn(async move {
+            let milter =
+                match tokio::time::timeout(settings.connect_timeout, proxy::open(&settings.to))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::warn!(
+                            connection,
+                            "cannot connect to the milter {}: {e}; closing the MTA's connection so it applies its default action",
+                            settings.to
+                        );
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            connection,
+                            "connecting to the milter {} timed out; closing the MTA's connection so it applies its default action",
+                            settings.to
+                        );
+                        return;
+                    }
+                };
+            relays.start(slot, connection, accepted_at, mta, milter, settings, tx);
+        });
     }
     drop(listener);
-    // Connections in progress get a moment to finish their transaction.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    tasks.abort_all();
+    // Connections in progress get a moment to finish their transaction,
+    // then are closed.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while relays.active() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    connecting.abort_all();
+    while connecting.join_next().await.is_some() {}
+    relays.close_all();
     drop(tx);
-    // Aborted tasks drop their senders; the writer then drains and ends.
-    while tasks.join_next().await.is_some() {}
+    // Each closed relay sends its end to the writer (waiting at most a
+    // bounded time for room), then lets go of its sender; the writer then
+    // drains and ends.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while relays.active() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if relays.active() > 0 {
+        tracing::warn!("relays still running at exit; their transcripts may be incomplete");
+        return Ok(exit::ACCEPTED);
+    }
     if let Ok(Ok(t)) = tokio::task::spawn_blocking(move || writer.join()).await {
         tracing::info!(
             written = t.written,

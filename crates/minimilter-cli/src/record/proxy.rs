@@ -1,9 +1,14 @@
-//! One MTA connection relayed to the milter, packet by packet.
+//! One MTA connection's packets: how they are cut off the stream, which
+//! the proxy may change, and how they reach the transcript writer (the
+//! threads that move them are in `super::relay`).
 //!
 //! Each packet is cut off the stream by the protocol core's
-//! [`FrameDecoder`] and written to the other side as it came (re-framing a
-//! packet gives the same bytes), *then* handed to the recorder, so recording
-//! never delays a packet. The only packet the proxy may change is the MTA's
+//! [`FrameDecoder`] rules and written to the other side as it came
+//! (re-framing a packet gives the same bytes). It is copied into the
+//! connection's [`Batch`] just before it is written on, so that an answer
+//! (read by the other direction's thread) is never recorded before its
+//! command; all other recording work happens after the write or on the
+//! writer's thread. The only packet the proxy may change is the MTA's
 //! option negotiation offer: bits it does not know (a future protocol
 //! version, flag or action) are refused, because the proxy could not record
 //! what they do to the conversation; it logs which.
@@ -16,7 +21,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use milter_proto::{
@@ -27,7 +32,7 @@ use minimilter::SocketSpec;
 use serde_json::{Value, json};
 
 use super::priority::WriterPriority;
-use super::socket::{ReadBuf, Socket};
+use super::socket::Stream;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -40,9 +45,6 @@ pub const MAX_PAYLOAD: usize = DataSize::M1.max_payload();
 const BATCH_PACKETS: usize = 256;
 /// Payload bytes kept before the same.
 const BATCH_BYTES: usize = 1 << 20;
-/// How long a connection's last note (its end) may wait for room in the
-/// writer's queue. The mail is done by then; this only bounds the task.
-const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// What every connection shares.
 pub struct Settings {
@@ -134,18 +136,18 @@ pub enum Note {
 /// the relays, reported by the writer).
 pub static CONNECTIONS_NOT_RECORDED: AtomicU64 = AtomicU64::new(0);
 
-async fn open(spec: &SocketSpec) -> std::io::Result<Socket> {
+/// Connects to the milter; the socket is then handed to the relay's
+/// threads in blocking mode.
+pub async fn open(spec: &SocketSpec) -> std::io::Result<Stream> {
     match spec {
-        SocketSpec::Unix(path) => Socket::unix(tokio::net::UnixStream::connect(path).await?),
+        SocketSpec::Unix(path) => Stream::unix(tokio::net::UnixStream::connect(path).await?),
         SocketSpec::Inet { host, port, v6 } => {
             let host = match (host.as_str(), v6) {
                 ("" | "*", false) => "127.0.0.1",
                 ("" | "*", true) => "::1",
                 (h, _) => h,
             };
-            let s = tokio::net::TcpStream::connect((host, *port)).await?;
-            s.set_nodelay(true)?;
-            Socket::tcp(s)
+            Stream::tcp(tokio::net::TcpStream::connect((host, *port)).await?)
         }
     }
 }
@@ -183,7 +185,7 @@ const CONTEXT_PACKETS: usize = 64;
 /// resumes at the next transaction boundary (the MTA's first packet of a
 /// transaction, or of a new SMTP session after `K`), from a copy of the
 /// connection's context kept for that.
-struct Batch {
+pub struct Batch {
     connection: u64,
     started_unix_ms: u64,
     tx: Sender<Note>,
@@ -195,10 +197,11 @@ struct Batch {
     /// life); handed to the writer as slices of one block, a new block
     /// every [`ARENA`] bytes or so.
     arena: BytesMut,
-    lost: bool,
+    /// Recording is stopped (the writer's queue was full).
+    pub lost: bool,
     /// Transactions the MTA began (MAIL, or MAIL's macros when MAIL is
     /// negotiated away), recorded or not.
-    transactions: u64,
+    pub transactions: u64,
     /// The last MTA packet was MAIL's macros (the MAIL that follows is
     /// the same transaction).
     after_mail_macros: bool,
@@ -215,7 +218,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(
+    pub fn new(
         connection: u64,
         started_unix_ms: u64,
         tx: Sender<Note>,
@@ -325,11 +328,11 @@ impl Batch {
         }
     }
 
-    fn full(&self) -> bool {
+    pub fn full(&self) -> bool {
         self.packets.len() >= BATCH_PACKETS || self.bytes >= BATCH_BYTES
     }
 
-    fn send(&mut self, note: Note) {
+    pub fn send(&mut self, note: Note) {
         if self.lost {
             return;
         }
@@ -353,7 +356,7 @@ impl Batch {
         }
     }
 
-    fn refused(&mut self, refused: Value) {
+    pub fn refused(&mut self, refused: Value) {
         self.hand_over();
         self.refused = Some(refused.clone());
         let connection = self.connection;
@@ -363,7 +366,7 @@ impl Batch {
         });
     }
 
-    fn hand_over(&mut self) {
+    pub fn hand_over(&mut self) {
         if self.lost || self.packets.is_empty() {
             return;
         }
@@ -379,26 +382,26 @@ impl Batch {
 
 /// What [`cut`] found at the front of the bytes read.
 #[derive(Debug)]
-struct Cut {
+pub struct Cut {
     /// Bytes that are complete packets: relayed, then dropped from the
     /// read buffer.
-    len: usize,
+    pub len: usize,
     /// What to relay instead of those bytes, if not them as read: the
     /// narrowed offer, then the rest as read.
-    replaced: Option<Vec<u8>>,
+    pub replaced: Option<Vec<u8>>,
     /// The framing error that stopped the cutting, if one did (the packets
     /// before it are still relayed).
-    bad: Option<FrameError>,
+    pub bad: Option<FrameError>,
     /// An MTA packet ended a transaction or session (abort, MAIL, quit: a
     /// good moment to hand the batch over).
-    boundary: bool,
+    pub boundary: bool,
 }
 
 /// Cuts the complete packets at the front of `data` and hands each to
 /// `batch` for the writer. What is relayed is those very packets as read
 /// (no re-framing), except that the offer (first MTA packet) may be
 /// narrowed (and `refused` says how).
-fn cut(
+pub fn cut(
     side: Side,
     data: &[u8],
     dec: &FrameDecoder,
@@ -409,29 +412,20 @@ fn cut(
 ) -> Cut {
     // The length of the complete packets at the front: those the decoder
     // would return (the same checks, in the same order).
+    let judge = |at: usize| {
+        data.get(at..at + 4)
+            .map(|h| dec.judge_len(u32::from_be_bytes([h[0], h[1], h[2], h[3]])))
+    };
     let mut n = 0;
-    while let Some(h) = data.get(n..n + 4) {
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        if len == 0 || len - 1 > dec.max_payload() || data.len() - n - 4 < len {
+    while let Some(Ok(len)) = judge(n) {
+        if data.len() - n - 4 < len {
             break;
         }
         n += 4 + len;
     }
     // What is left is a partial packet or a bad one; its length field says
     // which, by the decoder's rules.
-    let bad = data.get(n..n + 4).and_then(|h| {
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-        if len == 0 {
-            Some(FrameError::Empty)
-        } else if len as usize - 1 > dec.max_payload() {
-            Some(FrameError::TooLong {
-                len,
-                max: dec.max_payload() + 1,
-            })
-        } else {
-            None
-        }
-    });
+    let bad = judge(n).and_then(Result::err);
     let mut replaced = None;
     let mut boundary = false;
     let mut off = 0;
@@ -478,155 +472,6 @@ fn cut(
         replaced,
         bad,
         boundary,
-    }
-}
-
-/// Relays one MTA connection to the milter until both sides have closed,
-/// either breaks the framing, or both are idle.
-pub async fn relay(
-    mta: Socket,
-    connection: u64,
-    settings: Arc<Settings>,
-    transcripts: Sender<Note>,
-) {
-    let started = Instant::now();
-    let milter = match tokio::time::timeout(settings.connect_timeout, open(&settings.to)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::warn!(
-                connection,
-                "cannot connect to the milter {}: {e}; closing the MTA's connection so it applies its default action",
-                settings.to
-            );
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(
-                connection,
-                "connecting to the milter {} timed out; closing the MTA's connection so it applies its default action",
-                settings.to
-            );
-            return;
-        }
-    };
-    let started_unix_ms = unix_ms();
-    let mut batch = Batch::new(
-        connection,
-        started_unix_ms,
-        transcripts.clone(),
-        settings.writer.clone(),
-    );
-    batch.send(Note::Open {
-        connection,
-        started_unix_ms,
-    });
-    let dec = FrameDecoder::new(MAX_PAYLOAD);
-    let (mut mta_buf, mut milter_buf) = (ReadBuf::default(), ReadBuf::default());
-    let (mut mta_open, mut milter_open) = (true, true);
-    let mut first_from_mta = true;
-    let mut refused = None;
-    let at = || started.elapsed().as_micros() as u64;
-    // One timer for the whole connection, moved only when it fires early:
-    // a fresh timer per read would register and remove a timer entry for
-    // every packet.
-    let mut last_activity = Instant::now();
-    let idle = tokio::time::sleep(settings.idle_timeout);
-    tokio::pin!(idle);
-    let reason: String = loop {
-        if !mta_open && !milter_open {
-            break "closed".into();
-        }
-        let (side, read) = tokio::select! {
-            r = mta.read(&mut mta_buf), if mta_open => (Side::Mta, r),
-            r = milter.read(&mut milter_buf), if milter_open => (Side::Milter, r),
-            () = &mut idle => {
-                let due = last_activity + settings.idle_timeout;
-                if Instant::now() >= due {
-                    break "idle".into();
-                }
-                idle.as_mut().reset(due.into());
-                continue;
-            }
-        };
-        let (buf, to) = match side {
-            Side::Mta => (&mut mta_buf, &milter),
-            Side::Milter => (&mut milter_buf, &mta),
-        };
-        let n = read.unwrap_or(0);
-        let now = at();
-        last_activity = started + Duration::from_micros(now);
-        let c = if n == 0 {
-            // End of stream: pass on whatever partial packet was left, then
-            // the end itself (a half close), as the other side would have
-            // seen it without the proxy.
-            match side {
-                Side::Mta => mta_open = false,
-                Side::Milter => milter_open = false,
-            }
-            Cut {
-                len: buf.bytes().len(),
-                replaced: None,
-                bad: None,
-                boundary: false,
-            }
-        } else {
-            cut(
-                side,
-                buf.bytes(),
-                &dec,
-                &mut first_from_mta,
-                &mut refused,
-                &mut batch,
-                now,
-            )
-        };
-        let out = c.replaced.as_deref().unwrap_or(&buf.bytes()[..c.len]);
-        if !out.is_empty() {
-            match tokio::time::timeout(settings.write_timeout, to.write_all(out)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => break format!("write error: {e}"),
-                Err(_) => break "write timeout".into(),
-            }
-        }
-        buf.consume(c.len);
-        let (bad, boundary) = (c.bad, c.boundary);
-        if n == 0 {
-            let _ = to.shutdown_write();
-        }
-        // After the write: handing over never delays a packet.
-        if let Some(refused) = refused.take() {
-            batch.refused(refused);
-        }
-        if boundary || batch.full() {
-            batch.hand_over();
-        }
-        if let Some(e) = bad {
-            let who = if side == Side::Mta { "MTA" } else { "milter" };
-            tracing::warn!(
-                connection,
-                "bad packet from the {who}: {e}; closing both connections"
-            );
-            break format!("bad packet from the {who}: {e}");
-        }
-    };
-    batch.hand_over();
-    let closed = Note::Closed {
-        connection,
-        at_us: at(),
-        reason,
-        lost: batch.lost,
-        transactions: batch.transactions,
-    };
-    // The writer must hear of every end (it frees the connection's state),
-    // so this one note may wait, bounded; both sockets are done with.
-    if tokio::time::timeout(CLOSE_WAIT, transcripts.send(closed))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            connection,
-            "transcript writer stalled; the connection's end was not recorded"
-        );
     }
 }
 

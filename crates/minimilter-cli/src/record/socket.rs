@@ -1,76 +1,131 @@
-//! The relay's sockets, registered with the event loop for *reading only*.
+//! The relay's sockets: plain blocking sockets, each direction read and
+//! written by its own thread (see `super::relay`).
 //!
-//! tokio's own socket types register every socket for both read and write
-//! readiness. For a unix or TCP socket that means: each time the peer reads
-//! what was sent to it, the kernel signals "writable" to this side, and a
-//! relay asleep waiting for the peer's answer is woken for nothing (and the
-//! peer, which triggered the wake-up from inside its read, is often
-//! preempted by it). A relay makes two hops per milter step, so that was
-//! two needless wake-ups and context switches per step on the mail's path.
-//!
-//! Here a socket is registered for read readiness only. A write is tried
-//! directly; only if the socket buffer is full (a large body chunk to a slow
-//! reader) is a second descriptor of the same socket registered for write
-//! readiness, for as long as that write waits.
+//! A blocked `recv(2)` is woken by the kernel when the peer writes, with no
+//! event loop in between: per hop one `recvfrom` and one `sendto`, as an
+//! MTA's own blocking milter client does. Timeouts are the sockets' own
+//! (`SO_RCVTIMEO` for the idle timeout, `SO_SNDTIMEO` for the write
+//! timeout), and a thread blocked in either is woken by `shutdown(2)` of
+//! its socket from another thread.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-
-/// A connected unix or TCP socket (non-blocking).
+/// A connected unix or TCP socket, in blocking mode.
 #[derive(Debug)]
-pub enum Inner {
+pub enum Stream {
     /// Unix domain.
     Unix(std::os::unix::net::UnixStream),
     /// TCP.
     Tcp(std::net::TcpStream),
 }
 
-impl Inner {
+impl Stream {
+    /// Takes over a tokio unix socket (it is switched to blocking mode).
+    pub fn unix(s: tokio::net::UnixStream) -> io::Result<Stream> {
+        let s = s.into_std()?;
+        s.set_nonblocking(false)?;
+        Ok(Stream::Unix(s))
+    }
+
+    /// Takes over a tokio TCP socket (it is switched to blocking mode).
+    pub fn tcp(s: tokio::net::TcpStream) -> io::Result<Stream> {
+        let s = s.into_std()?;
+        s.set_nonblocking(false)?;
+        s.set_nodelay(true)?;
+        Ok(Stream::Tcp(s))
+    }
+
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Inner::Unix(s) => (&*s).read(buf),
-            Inner::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+            Stream::Tcp(s) => (&*s).read(buf),
         }
     }
 
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Inner::Unix(s) => (&*s).write(buf),
-            Inner::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
+            Stream::Tcp(s) => (&*s).write(buf),
         }
     }
 
-    fn try_clone(&self) -> io::Result<Inner> {
-        Ok(match self {
-            Inner::Unix(s) => Inner::Unix(s.try_clone()?),
-            Inner::Tcp(s) => Inner::Tcp(s.try_clone()?),
-        })
-    }
-
-    fn shutdown_write(&self) -> io::Result<()> {
+    /// `shutdown(2)`: `Write` is a half close (the peer reads its end);
+    /// `Both` also wakes a thread blocked reading or writing this socket.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
-            Inner::Unix(s) => s.shutdown(Shutdown::Write),
-            Inner::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(how),
+            Stream::Tcp(s) => s.shutdown(how),
         }
     }
-}
 
-impl AsRawFd for Inner {
-    fn as_raw_fd(&self) -> RawFd {
-        self.as_fd().as_raw_fd()
-    }
-}
-
-impl AsFd for Inner {
-    fn as_fd(&self) -> BorrowedFd<'_> {
+    /// `SO_RCVTIMEO`: a read that waits this long fails with `WouldBlock`.
+    pub fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
         match self {
-            Inner::Unix(s) => s.as_fd(),
-            Inner::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.set_read_timeout(Some(t)),
+            Stream::Tcp(s) => s.set_read_timeout(Some(t)),
         }
+    }
+
+    /// `SO_SNDTIMEO`: a write that waits this long for room returns what
+    /// it wrote, or fails with `WouldBlock` if nothing.
+    pub fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_write_timeout(Some(t)),
+            Stream::Tcp(s) => s.set_write_timeout(Some(t)),
+        }
+    }
+
+    /// Reads what has arrived onto the end of `buf`; waits until something
+    /// has, or the read timeout. 0 is the end of the stream.
+    pub fn read_into(&self, buf: &mut ReadBuf) -> io::Result<usize> {
+        let n = self.read(buf.spare())?;
+        buf.end += n;
+        Ok(n)
+    }
+
+    /// Writes all of `data` within `timeout` (the socket's write timeout,
+    /// which this leaves as it found it). A write that fits the socket
+    /// buffer is one system call.
+    pub fn write_all(&self, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+        // (Reading the clock is a vDSO call, not a system call.)
+        let deadline = Instant::now() + timeout;
+        let mut shortened = false;
+        let result = loop {
+            if data.is_empty() {
+                break Ok(());
+            }
+            match self.write(data) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    data = &data[n..];
+                    if data.is_empty() {
+                        break Ok(());
+                    }
+                    // A partial write (the peer reads slowly): what is left
+                    // gets only what remains of the timeout, not a new one.
+                    match deadline.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => {
+                            shortened = true;
+                            if let Err(e) = self.set_write_timeout(left) {
+                                break Err(e);
+                            }
+                        }
+                        _ => break Err(io::ErrorKind::TimedOut.into()),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    break Err(io::ErrorKind::TimedOut.into());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if shortened {
+            let _ = self.set_write_timeout(timeout);
+        }
+        result
     }
 }
 
@@ -147,146 +202,36 @@ impl ReadBuf {
     }
 }
 
-/// Registers `inner` with the runtime for `interest` only.
-///
-/// `unsafe` is needed because tokio (1.54) offers no safe way to register
-/// a socket for one kind of readiness: its socket types always register
-/// both, and `AsyncFd::with_interest`, the safe constructor, is deprecated
-/// as unsound in general (for a type whose descriptor could change).
-fn register(inner: Inner, interest: Interest) -> io::Result<AsyncFd<Inner>> {
-    // SAFETY: `register_with_interest` requires the descriptor to stay open
-    // and the same for the `AsyncFd`'s whole life. `Inner` owns its socket
-    // (a std `UnixStream` or `TcpStream`, closed only when dropped), has no
-    // method that replaces it, and `AsyncFd` only hands out `&Inner` here
-    // (this module never calls `get_mut` or `into_inner`), so the socket,
-    // and with it the descriptor, lives exactly as long as the `AsyncFd`.
-    unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(io::Error::from)
-}
-
-/// One end of a relayed connection.
-pub struct Socket {
-    fd: AsyncFd<Inner>,
-}
-
-impl Socket {
-    /// Takes over a tokio unix socket.
-    pub fn unix(s: tokio::net::UnixStream) -> io::Result<Socket> {
-        Socket::new(Inner::Unix(s.into_std()?))
-    }
-
-    /// Takes over a tokio TCP socket.
-    pub fn tcp(s: tokio::net::TcpStream) -> io::Result<Socket> {
-        Socket::new(Inner::Tcp(s.into_std()?))
-    }
-
-    fn new(inner: Inner) -> io::Result<Socket> {
-        match &inner {
-            Inner::Unix(s) => s.set_nonblocking(true)?,
-            Inner::Tcp(s) => s.set_nonblocking(true)?,
-        }
-        Ok(Socket {
-            fd: register(inner, Interest::READABLE)?,
-        })
-    }
-
-    /// Reads what has arrived onto the end of `buf`; waits until something
-    /// has. 0 is the end of the stream. Cancel-safe: nothing is read unless
-    /// this returns.
-    pub async fn read(&self, buf: &mut ReadBuf) -> io::Result<usize> {
-        loop {
-            let mut ready = self.fd.readable().await?;
-            let spare = buf.spare();
-            let room = spare.len();
-            match ready.try_io(|s| s.get_ref().read(spare)) {
-                Ok(Ok(n)) => {
-                    // A read that did not fill the room emptied the socket:
-                    // the next one would only fail with EAGAIN (one system
-                    // call per read for nothing), so readiness is cleared
-                    // now. (Only the readiness this guard saw: data that
-                    // arrived since then still wakes the next read.)
-                    if n > 0 && n < room {
-                        ready.clear_ready();
-                    }
-                    buf.end += n;
-                    return Ok(n);
-                }
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) => return Err(e),
-                // Not readable after all: readiness is cleared; wait again.
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
-    /// Writes all of `data`.
-    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
-        // Registered for write readiness only while a write has to wait.
-        let mut waiting: Option<AsyncFd<Inner>> = None;
-        while !data.is_empty() {
-            let written = match &waiting {
-                None => self.fd.get_ref().write(data),
-                Some(w) => {
-                    let mut ready = w.writable().await?;
-                    match ready.try_io(|s| s.get_ref().write(data)) {
-                        Ok(r) => r,
-                        Err(_would_block) => continue,
-                    }
-                }
-            };
-            match written {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && waiting.is_none() => {
-                    let dup = self.fd.get_ref().try_clone()?;
-                    waiting = Some(register(dup, Interest::WRITABLE)?);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the stream this way (a half close): the peer reads its end.
-    pub fn shutdown_write(&self) -> io::Result<()> {
-        self.fd.get_ref().shutdown_write()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixStream;
 
-    async fn pair() -> (Socket, tokio::net::UnixStream) {
-        let (a, b) = tokio::net::UnixStream::pair().unwrap();
-        (Socket::unix(a).unwrap(), b)
+    fn pair() -> (Stream, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (Stream::Unix(a), b)
     }
 
-    #[tokio::test]
-    async fn reads_writes_and_half_closes() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (s, mut peer) = pair().await;
+    #[test]
+    fn reads_writes_and_half_closes() {
+        let (s, mut peer) = pair();
         let mut buf = ReadBuf::default();
-        peer.write_all(b">").await.unwrap();
-        s.read(&mut buf).await.unwrap();
-        peer.write_all(b"hello").await.unwrap();
-        s.read(&mut buf).await.unwrap();
+        peer.write_all(b">").unwrap();
+        s.read_into(&mut buf).unwrap();
+        peer.write_all(b"hello").unwrap();
+        s.read_into(&mut buf).unwrap();
         assert_eq!(buf.bytes(), b">hello", "appended to what the buffer held");
         buf.consume(1);
         assert_eq!(buf.bytes(), b"hello");
-        s.write_all(b"world").await.unwrap();
+        s.write_all(b"world", Duration::from_secs(5)).unwrap();
         let mut got = [0u8; 5];
-        peer.read_exact(&mut got).await.unwrap();
+        peer.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"world");
-        s.shutdown_write().unwrap();
-        assert_eq!(
-            peer.read(&mut got).await.unwrap(),
-            0,
-            "the peer sees the end"
-        );
+        s.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(peer.read(&mut got).unwrap(), 0, "the peer sees the end");
         drop(peer);
         assert_eq!(
-            s.read(&mut buf).await.unwrap(),
+            s.read_into(&mut buf).unwrap(),
             0,
             "and this side sees its end"
         );
@@ -321,19 +266,59 @@ mod tests {
         assert_eq!((b.start, b.bytes()), (0, &b"ab"[..]));
     }
 
-    #[tokio::test]
-    async fn a_write_larger_than_the_socket_buffer_waits_for_the_reader() {
-        use tokio::io::AsyncReadExt;
-        let (s, mut peer) = pair().await;
+    #[test]
+    fn a_write_larger_than_the_socket_buffer_waits_for_the_reader() {
+        let (s, mut peer) = pair();
         // Far more than a unix socket buffers: the write must wait for room.
         let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
-        let reader = tokio::spawn(async move {
+        let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
-            peer.read_to_end(&mut got).await.unwrap();
+            peer.read_to_end(&mut got).unwrap();
             got
         });
-        s.write_all(&data).await.unwrap();
-        s.shutdown_write().unwrap();
-        assert_eq!(reader.await.unwrap(), data);
+        s.set_write_timeout(Duration::from_secs(60)).unwrap();
+        s.write_all(&data, Duration::from_secs(60)).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(reader.join().unwrap(), data);
+    }
+
+    #[test]
+    fn a_write_the_reader_does_not_take_times_out_as_a_whole() {
+        let (s, _peer) = pair();
+        let timeout = Duration::from_millis(300);
+        s.set_write_timeout(timeout).unwrap();
+        // Fills the socket buffer and more; nobody reads.
+        let data = vec![7u8; 8 << 20];
+        let e = s.write_all(&data, timeout).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn a_read_with_nothing_arriving_ends_at_the_read_timeout() {
+        let (s, _peer) = pair();
+        s.set_read_timeout(Duration::from_millis(50)).unwrap();
+        let e = s.read_into(&mut ReadBuf::default()).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shutdown_from_another_thread_wakes_a_blocked_read() {
+        let (s, _peer) = pair();
+        let s = std::sync::Arc::new(s);
+        let other = s.clone();
+        let t = std::thread::spawn(move || other.read_into(&mut ReadBuf::default()));
+        std::thread::sleep(Duration::from_millis(50));
+        s.shutdown(Shutdown::Both).unwrap();
+        assert_eq!(
+            t.join().unwrap().unwrap(),
+            0,
+            "woken with the end of stream"
+        );
     }
 }
