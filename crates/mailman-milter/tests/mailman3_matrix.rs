@@ -42,6 +42,7 @@ use testkit::{MilterProcess, Postfix, SmtpClient, SmtpService};
 
 const TEAM: &str = "team.lists.example.org";
 const PW: &str = "pw.lists.example.org";
+const MODERATED: &str = "moderated.lists.example.org";
 
 /// Mailman's outcome for a post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +64,14 @@ impl Post {
     fn message(&self) -> String {
         // To: the list's own address (Mailman holds a post that does not
         // name it: `implicit-dest`), whatever the envelope says.
+        // A row's own From: replaces the envelope sender's.
+        let from = if self.headers.starts_with("From:") {
+            String::new()
+        } else {
+            format!("From: {}\r\n", self.from)
+        };
         format!(
-            "From: {}\r\nTo: {}\r\nMessage-ID: <{}>\r\n{}{}\r\nHello list.\r\n",
-            self.from,
+            "{from}To: {}\r\nMessage-ID: <{}>\r\n{}{}\r\nHello list.\r\n",
             self.rcpt.replace("@alias.example", "@lists.example.org"),
             self.id,
             if self.headers.contains("Subject:") {
@@ -88,7 +94,11 @@ fn configure(port: u16) {
             ("alias_domain", "alias.example"),
         ],
     );
-    for list in ["team@lists.example.org", "pw@lists.example.org"] {
+    for list in [
+        "team@lists.example.org",
+        "pw@lists.example.org",
+        "moderated@lists.example.org",
+    ] {
         rest(port, "POST", "/lists", &[("fqdn_listname", list)]);
     }
     let patch = |list: &str, key: &str, value: &str| {
@@ -107,6 +117,29 @@ fn configure(port: u16) {
     patch(PW, "default_nonmember_action", "reject");
     patch(PW, "moderator_password", "secret");
     create_user(port, &["alice@example.org", "alice.alt@example.net"]);
+    // Members held by the list's default, non-members discarded.
+    patch(MODERATED, "default_member_action", "hold");
+    patch(MODERATED, "default_nonmember_action", "discard");
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", MODERATED),
+            ("subscriber", "alice@example.org"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    set_moderation(port, MODERATED, "boss@example.org", "member", "accept");
+    // A site-wide ban.
+    rest(
+        port,
+        "POST",
+        "/bans",
+        &[("email", "^.*@site-banned\\.example$")],
+    );
     for (list, email, role, action) in [
         (TEAM, "alice@example.org", "member", "defer"),
         (TEAM, "troll@example.org", "member", "discard"),
@@ -119,6 +152,7 @@ fn configure(port: u16) {
         "^.*@SPAMMER\\.example$",
         "banned@example.com",
         "Shouty@Example.com",
+        "^root@",
     ] {
         rest(
             port,
@@ -181,6 +215,43 @@ fn posts() -> Vec<Post> {
             "Approved: secret\r\n",
         ),
         ("stranger@example.com", "pw@lists.example.org", ""),
+        // Addresses Mailman's validator drops from the senders (a `_` in
+        // the domain): neither the ban `^root@` nor `^held@` applies, the
+        // member or accepted sender decides.
+        (
+            "alice@example.org",
+            team,
+            "Reply-To: root@mail_relay.example.com\r\n",
+        ),
+        (
+            "x@partner.example",
+            team,
+            "From: held@bad_host.example.com\r\n",
+        ),
+        // Case, plus-addressing, several From: addresses, Sender:, an
+        // encoded display name, a user's other address in capitals.
+        ("ALICE@Example.ORG", team, ""),
+        ("alice+tag@example.org", team, ""),
+        (
+            "stranger@example.com",
+            team,
+            "From: stranger@example.com, alice@example.org\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "Sender: alice@example.org\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "From: =?utf-8?q?Alice_=C3=84lt?= <Alice.Alt@Example.NET>\r\n",
+        ),
+        // A site-wide ban; a list whose members are held by default.
+        ("x@site-banned.example", team, ""),
+        ("alice@example.org", "moderated@lists.example.org", ""),
+        ("boss@example.org", "moderated@lists.example.org", ""),
+        ("stranger@example.com", "moderated@lists.example.org", ""),
     ];
     rows.iter()
         .enumerate()
