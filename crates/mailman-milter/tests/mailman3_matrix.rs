@@ -5,7 +5,10 @@
 //! regex and a plain entry with capitals, bans as a case-insensitive regex,
 //! a plain ban and one with capitals, header-match rules with every action
 //! and a look-behind, `Approved:` on lists with and without a moderator
-//! password, an alias domain). Each post is decided by the milter (over
+//! password, an alias domain, a site-wide ban, a list holding members by
+//! default), and posts from senders in every shape Mailman reads (case,
+//! plus-addressing, several `From:` addresses, `Sender:`, an encoded
+//! display name, addresses its validator drops). Each post is decided by the milter (over
 //! the milter protocol) and then delivered to Mailman over LMTP; Mailman's
 //! own outcome is read from its `vette` log (ACCEPT, REJECT, DISCARD,
 //! HOLD). The same posts also go over SMTP through a real private Postfix
