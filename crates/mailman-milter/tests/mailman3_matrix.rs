@@ -120,6 +120,29 @@ fn configure(port: u16) {
     patch(PW, "default_nonmember_action", "reject");
     patch(PW, "moderator_password", "secret");
     create_user(port, &["alice@example.org", "alice.alt@example.net"]);
+    // A member subscribed as a user (through its preferred address, as
+    // Postorius does for "primary address"), with an unverified other
+    // address.
+    let carol = create_user(port, &["carol@example.org", "carol.alt@example.net"]);
+    rest(port, "POST", "/addresses/carol@example.org/verify", &[]);
+    rest(
+        port,
+        "POST",
+        &format!("/users/{carol}/preferred_address"),
+        &[("email", "carol@example.org")],
+    );
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", TEAM),
+            ("subscriber", &carol),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
     // Members held by the list's default, non-members discarded.
     patch(MODERATED, "default_member_action", "hold");
     patch(MODERATED, "default_nonmember_action", "discard");
@@ -250,6 +273,9 @@ fn posts() -> Vec<Post> {
             team,
             "From: =?utf-8?q?Alice_=C3=84lt?= <Alice.Alt@Example.NET>\r\n",
         ),
+        // A member subscribed as a user, from either address.
+        ("carol@example.org", team, ""),
+        ("Carol.Alt@example.net", team, ""),
         // A site-wide ban; a list whose members are held by default.
         ("x@site-banned.example", team, ""),
         ("alice@example.org", "moderated@lists.example.org", ""),
