@@ -560,6 +560,12 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             None
         };
         let value = header.value_str();
+        if name.eq_ignore_ascii_case("content-transfer-encoding")
+            && value.trim().eq_ignore_ascii_case("base64")
+        {
+            // Mailman reads an approval line in the decoded text.
+            cx.msg.body_scan = BodyScan::base64();
+        }
         if let Some(Class::List(list)) = &cx.msg.class
             && !list.header_matches.is_empty()
         {

@@ -73,8 +73,14 @@ impl Post {
         } else {
             format!("From: {}\r\n", self.from)
         };
+        // A row's own body follows its headers and an empty line.
+        let (headers, body) = self
+            .headers
+            .split_once("\r\n\r\n")
+            .map(|(h, b)| (format!("{h}\r\n"), b))
+            .unwrap_or((self.headers.to_owned(), "Hello list.\r\n"));
         format!(
-            "{from}To: {}\r\nMessage-ID: <{}>\r\n{}{}\r\nHello list.\r\n",
+            "{from}To: {}\r\nMessage-ID: <{}>\r\n{}{headers}\r\n{body}",
             self.rcpt.replace("@alias.example", "@lists.example.org"),
             self.id,
             if self.headers.contains("Subject:") {
@@ -82,7 +88,6 @@ impl Post {
             } else {
                 "Subject: matrix\r\n"
             },
-            self.headers,
         )
     }
 }
@@ -272,6 +277,24 @@ fn posts() -> Vec<Post> {
             "stranger@example.com",
             team,
             "From: =?utf-8?q?Alice_=C3=84lt?= <Alice.Alt@Example.NET>\r\n",
+        ),
+        // The moderator password in the first line of a base64 text/plain
+        // body, alone and as the first part of a multipart/alternative.
+        (
+            "stranger@example.com",
+            "pw@lists.example.org",
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n\
+             QXBwcm92ZWQ6IHNlY3JldA0KSGVsbG8gbGlzdCwgcHJlLWFwcHJvdmVkLg0K\r\n",
+        ),
+        (
+            "stranger@example.com",
+            "pw@lists.example.org",
+            "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n\
+             --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n\
+             QXBwcm92ZWQ6IHNlY3JldA0KSGVsbG8gbGlzdCwgcHJlLWFwcHJvdmVkLg0K\r\n\
+             --b1\r\nContent-Type: text/html\r\n\r\n<p>Hello list.</p>\r\n--b1--\r\n",
         ),
         // A member subscribed as a user, from either address.
         ("carol@example.org", team, ""),

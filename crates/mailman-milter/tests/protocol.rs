@@ -518,6 +518,22 @@ async fn an_approval_line_at_the_top_of_the_body_passes_to_mailman() {
     s.message = Bytes::from_static(b"From: x@example.com\r\nSubject: hi\r\n\r\nThe post.\r\n");
     let t = run(Settings::default(), &s).await;
     assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL);
+    // In a base64 body (as mail clients send non-ASCII text), Mailman
+    // decodes the line: "Approved: secret\r\nHello list, pre-approved.\r\n".
+    s.message = Bytes::from_static(
+        b"From: x@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n\
+          Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+          QXBwcm92ZWQ6IHNlY3JldA0KSGVsbG8gbGlz\r\ndCwgcHJlLWFwcHJvdmVkLg0K\r\n",
+    );
+    let t = run(Settings::default(), &s).await;
+    assert_eq!(t.outcome, Outcome::Accepted);
+    // Base64 of text without one is refused.
+    s.message = Bytes::from_static(
+        b"From: x@example.com\r\nSubject: hi\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+          SGVsbG8gbGlzdC4NCg==\r\n",
+    );
+    let t = run(Settings::default(), &s).await;
+    assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL);
 }
 
 #[tokio::test]
