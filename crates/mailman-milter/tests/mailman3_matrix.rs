@@ -148,6 +148,31 @@ fn configure(port: u16) {
             ("pre_approved", "true"),
         ],
     );
+    // A member whose user has addresses with characters a URL path
+    // escapes.
+    create_user(
+        port,
+        &[
+            "dave@example.org",
+            "dave#x@example.net",
+            "dave%y@example.net",
+            "dave?z@example.net",
+            "dave/w@example.net",
+            "dave*v@example.net",
+        ],
+    );
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", TEAM),
+            ("subscriber", "dave@example.org"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
     // Members held by the list's default, non-members discarded.
     patch(MODERATED, "default_member_action", "hold");
     patch(MODERATED, "default_nonmember_action", "discard");
@@ -299,6 +324,11 @@ fn posts() -> Vec<Post> {
         // A member subscribed as a user, from either address.
         ("carol@example.org", team, ""),
         ("Carol.Alt@example.net", team, ""),
+        ("dave#x@example.net", team, ""),
+        ("dave%y@example.net", team, ""),
+        ("dave?z@example.net", team, ""),
+        ("dave/w@example.net", team, ""),
+        ("dave*v@example.net", team, ""),
         // A site-wide ban; a list whose members are held by default.
         ("x@site-banned.example", team, ""),
         ("alice@example.org", "moderated@lists.example.org", ""),

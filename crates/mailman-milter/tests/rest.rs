@@ -333,6 +333,20 @@ fn route(target: &str) -> Option<Value> {
                 None => None,
             }
         }
+        // Mailman's user search: a substring of an address, any case.
+        ["users", "find"] => {
+            let needle = q("q")?.to_lowercase();
+            Some(page(
+                USERS
+                    .iter()
+                    .filter(|(_, a)| a.iter().any(|a| a.to_lowercase().contains(&needle)))
+                    .map(|(id, _)| {
+                        json!({"user_id": id, "self_link": format!("http://localhost:8001/3.1/users/{id}")})
+                    })
+                    .collect(),
+                &query,
+            ))
+        }
         ["users", id, "addresses"] => {
             let (_, addresses) = USERS.iter().find(|(i, _)| i == id)?;
             Some(page(
