@@ -329,6 +329,39 @@ fn posts() -> Vec<Post> {
         ("dave?z@example.net", team, ""),
         ("dave/w@example.net", team, ""),
         ("dave*v@example.net", team, ""),
+        // Sender headers in other shapes: two From: fields, Reply-To:, a
+        // group, a comment, the null envelope sender, a banned Sender:, the
+        // list itself. (An encoded word that decodes to an address in the
+        // display name is left to Mailman, which rejects it: the milter
+        // passes what it cannot read as Mailman does.)
+        (
+            "stranger@example.com",
+            team,
+            "From: stranger@example.com\r\nFrom: alice@example.org\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "Reply-To: Alice <alice@example.org>\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "From: Team: alice@example.org;\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "From: alice@example.org (Stranger)\r\n",
+        ),
+        ("", team, "From: alice@example.org\r\n"),
+        ("", team, "From: stranger@example.com\r\n"),
+        ("alice@example.org", team, "Sender: x@spammer.example\r\n"),
+        (
+            "stranger@example.com",
+            team,
+            "Reply-To: team@lists.example.org\r\n",
+        ),
         // A site-wide ban; a list whose members are held by default.
         ("x@site-banned.example", team, ""),
         ("alice@example.org", "moderated@lists.example.org", ""),
