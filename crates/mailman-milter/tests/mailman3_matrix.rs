@@ -46,6 +46,7 @@ use testkit::{MilterProcess, Postfix, SmtpClient, SmtpService};
 const TEAM: &str = "team.lists.example.org";
 const PW: &str = "pw.lists.example.org";
 const MODERATED: &str = "moderated.lists.example.org";
+const EMERGENCY: &str = "emergency.lists.example.org";
 
 /// Mailman's outcome for a post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,7 @@ fn configure(port: u16) {
         "team@lists.example.org",
         "pw@lists.example.org",
         "moderated@lists.example.org",
+        "emergency@lists.example.org",
     ] {
         rest(port, "POST", "/lists", &[("fqdn_listname", list)]);
     }
@@ -189,6 +191,15 @@ fn configure(port: u16) {
         ],
     );
     set_moderation(port, MODERATED, "boss@example.org", "member", "accept");
+    // Emergency moderation on a list that rejects non-members and bans.
+    patch(EMERGENCY, "default_nonmember_action", "reject");
+    patch(EMERGENCY, "emergency", "true");
+    rest(
+        port,
+        "POST",
+        &format!("/lists/{EMERGENCY}/bans"),
+        &[("email", "banned@example.com")],
+    );
     // A site-wide ban.
     rest(
         port,
@@ -362,6 +373,10 @@ fn posts() -> Vec<Post> {
             team,
             "Reply-To: team@lists.example.org\r\n",
         ),
+        // Emergency moderation: Mailman holds every post, a banned
+        // sender's too.
+        ("stranger@example.com", "emergency@lists.example.org", ""),
+        ("banned@example.com", "emergency@lists.example.org", ""),
         // A site-wide ban; a list whose members are held by default.
         ("x@site-banned.example", team, ""),
         ("alice@example.org", "moderated@lists.example.org", ""),
@@ -676,7 +691,9 @@ async fn the_milter_refuses_exactly_what_mailman_rejects_or_discards() {
             };
             let want = match mailman {
                 Verdict::Reject | Verdict::Discard => true,
-                Verdict::Hold => refuse_hold,
+                // Emergency holds are the moderators' to release: never
+                // refused, whatever refuse_hold says.
+                Verdict::Hold => refuse_hold && !post.rcpt.starts_with("emergency@"),
                 Verdict::Accept => false,
             };
             if *refused != want {
