@@ -160,7 +160,8 @@ pub fn read_header_addresses(value: &str) -> Option<Vec<String>> {
     // completes them with `@$myorigin` for local clients before Mailman
     // reads them, and Mailman may then see a member. (Words that come from
     // an encoded word, `=?utf-8?q?Doe=2C_John?=`, are not completed.)
-    let raw: Vec<char> = value.chars().collect();
+    // (Line breaks of a folded value go, as Mailman deletes them.)
+    let raw: Vec<char> = value.chars().filter(|&c| c != '\r' && c != '\n').collect();
     if matches!(read_list(&raw), Some((_, true))) {
         return None;
     }
