@@ -175,6 +175,19 @@ fn configure(port: u16) {
             ("pre_approved", "true"),
         ],
     );
+    // A member subscribed in capitals.
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", TEAM),
+            ("subscriber", "Carl.Caps@Example.ORG"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
     // Members held by the list's default, non-members discarded.
     patch(MODERATED, "default_member_action", "hold");
     patch(MODERATED, "default_nonmember_action", "discard");
@@ -335,6 +348,7 @@ fn posts() -> Vec<Post> {
         // A member subscribed as a user, from either address.
         ("carol@example.org", team, ""),
         ("Carol.Alt@example.net", team, ""),
+        ("carl.caps@example.org", team, ""),
         ("dave#x@example.net", team, ""),
         ("dave%y@example.net", team, ""),
         ("dave?z@example.net", team, ""),
