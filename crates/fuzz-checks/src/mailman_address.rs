@@ -17,7 +17,9 @@
 //! - bounded output: no more text than three times the input, and without
 //!   encoded words at most one address per comma-separated item;
 //! - never an address from a comment or a quoted display name: a decoy
-//!   there is never found, whatever else the value holds.
+//!   there is never found, whatever else the value holds;
+//! - nothing from a value with an item of bare words (`alice`), which the
+//!   MTA may complete into a member's address before Mailman reads it.
 
 use mailman_milter::address::{header_addresses, normalize, split};
 
@@ -52,6 +54,17 @@ pub fn check_text(s: &str) -> Outcome {
     // then finds it too); without one the decoy can only come from the text.
     if !s.contains("=?") && !s.to_lowercase().contains(DECOY) {
         ensure!(!found.iter().any(|a| a == DECOY), "decoy from {s:?}");
+    }
+
+    // Words without an `@` as an item of their own (`alice`): Postfix
+    // completes them before Mailman reads them, so nothing is found in the
+    // value (whatever else it holds, the milter then refuses nothing).
+    if !s.contains("=?") {
+        let value = format!("{s}, alice");
+        ensure!(
+            header_addresses(&value).is_empty(),
+            "an address from {value:?} beside a bare word"
+        );
     }
 
     // The text inside a quoted display name and inside a comment, next to

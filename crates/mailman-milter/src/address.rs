@@ -60,6 +60,56 @@ pub fn split(addr: &str) -> (&str, &str) {
     }
 }
 
+/// An address without a domain (`alice`) or with a one-label domain
+/// (`alice@host`). Postfix completes these before Mailman reads them: the
+/// envelope sender always, header addresses of local clients
+/// (`local_header_rewrite_clients`): `@$myorigin` is appended
+/// (`append_at_myorigin`), and `.$mydomain` to a one-label domain with
+/// `append_dot_mydomain = yes` (the default before Postfix 3.0). Mailman
+/// may see a member in the completed address, so a refusal cannot rest on
+/// one of these.
+pub fn incomplete(addr: &str) -> bool {
+    match addr.rsplit_once('@') {
+        None => true,
+        Some((_, domain)) => !domain.contains('.') && !domain.starts_with('['),
+    }
+}
+
+/// Whether Mailman 3 keeps `addr` (lowercased) among a post's senders.
+///
+/// `Message.senders` drops every address its `IEmailValidator`
+/// (`mailman/email/validate.py`) refuses, before any rule looks at it: an
+/// address Mailman drops can be neither banned nor matched by a
+/// `*_these_nonmembers` entry there, so the milter must not refuse a post
+/// for it either (`root@localhost` in `Reply-To:` matching a ban `^root@`
+/// while the envelope sender is a member). The validator splits at the
+/// first `@`; the local part may hold only letters, digits and
+/// ``-!#$%&'*+./=?@_`{}~``, the domain at least two dot-separated labels of
+/// letters, digits and `-`, none empty or starting with `-`. Python matches
+/// those classes ignoring case, which also lets `İ`, `ı`, `ſ` and the Kelvin
+/// sign `K` through.
+pub fn mailman_keeps(addr: &str) -> bool {
+    fn letter_or_digit(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '\u{130}' | '\u{131}' | '\u{17f}' | '\u{212a}')
+    }
+    let (local, domain) = match addr.split_once('@') {
+        Some(parts) => parts,
+        None => return false,
+    };
+    let local_ok = !local.is_empty()
+        && local
+            .chars()
+            .all(|c| letter_or_digit(c) || "-!#$%&'*+./=?@_`{}~".contains(c));
+    let mut labels = domain.split('.');
+    let domain_ok = domain.contains('.')
+        && labels.all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && l.chars().all(|c| letter_or_digit(c) || c == '-')
+        });
+    local_ok && domain_ok
+}
+
 /// Every address in a sender header value (`From:`, `Reply-To:`,
 /// `Sender:`), lowercased, in order, read the way Mailman 3 reads it or
 /// more cautiously.
@@ -105,13 +155,27 @@ pub fn header_addresses(value: &str) -> Vec<String> {
 pub fn read_header_addresses(value: &str) -> Option<Vec<String>> {
     let text = as_mailman_reads(value)?;
     let chars: Vec<char> = text.chars().collect();
-    let found = read_list(&chars)?;
+    let (found, _) = read_list(&chars)?;
+    // Words without an `@` in the value as sent (`From: alice`): Postfix
+    // completes them with `@$myorigin` for local clients before Mailman
+    // reads them, and Mailman may then see a member. (Words that come from
+    // an encoded word, `=?utf-8?q?Doe=2C_John?=`, are not completed.)
+    // (Line breaks of a folded value go, as Mailman deletes them.)
+    let raw: Vec<char> = value.chars().filter(|&c| c != '\r' && c != '\n').collect();
+    if matches!(read_list(&raw), Some((_, true))) {
+        return None;
+    }
     // Text decoded from a charset the milter has no table for: Mailman
     // decodes it and may find an address there.
     if found
         .iter()
         .any(|a| a.contains(char::REPLACEMENT_CHARACTER))
     {
+        return None;
+    }
+    // An address the MTA may complete before Mailman reads it, where
+    // Mailman may then see a member.
+    if found.iter().any(|a| !a.is_empty() && incomplete(a)) {
         return None;
     }
     Some(
@@ -387,18 +451,35 @@ fn items(chars: &[char]) -> Vec<&[char]> {
     out
 }
 
-/// The addresses of a decoded value, `None` if any item is not one plain
-/// mailbox (or group start or end).
-fn read_list(chars: &[char]) -> Option<Vec<String>> {
+/// What one item of an address list holds.
+enum Item {
+    /// One mailbox.
+    Address(String),
+    /// An empty group.
+    Empty,
+    /// Words without an `@`: Python reads them as an address without a
+    /// domain.
+    Words,
+}
+
+/// The addresses of a decoded value, and whether an item was words
+/// without an `@`; `None` if any item is not one plain mailbox (or group
+/// start or end) or such words.
+fn read_list(chars: &[char]) -> Option<(Vec<String>, bool)> {
     let mut found = Vec::new();
+    let mut words = false;
     let mut in_group = false;
     for item in items(chars) {
         let mut r = ItemReader { s: item, i: 0 };
-        if let Some(addr) = r.mailbox(&mut in_group)? {
-            found.push(addr);
+        match r.mailbox(&mut in_group)? {
+            Item::Address(addr) => found.push(addr),
+            Item::Empty => {}
+            // Part of an encoded word cut at a comma in the raw value is
+            // not an address there.
+            Item::Words => words |= !item.windows(2).any(|w| w == ['=', '?']),
         }
     }
-    Some(found)
+    Some((found, words))
 }
 
 /// A character of an atom (RFC 5322 atext, any non-ASCII, and `.`), as
@@ -497,10 +578,8 @@ impl ItemReader<'_> {
         (self.i == self.s.len()).then_some(())
     }
 
-    /// One item: `Some(Some(addr))`, `Some(None)` for an item without an
-    /// address (a display name alone, an empty group), `None` if the item
-    /// is not one the milter reads.
-    fn mailbox(&mut self, in_group: &mut bool) -> Option<Option<String>> {
+    /// One item, `None` if it is not one the milter reads.
+    fn mailbox(&mut self, in_group: &mut bool) -> Option<Item> {
         let mut group_opened = false;
         loop {
             self.cfws()?;
@@ -537,7 +616,7 @@ impl ItemReader<'_> {
                         self.i += 1;
                         *in_group = false;
                         self.cfws()?;
-                        return (self.i == self.s.len()).then_some(None);
+                        return (self.i == self.s.len()).then_some(Item::Empty);
                     }
                 }
                 Some('<') => {
@@ -552,7 +631,7 @@ impl ItemReader<'_> {
                     (self.peek() == Some('>')).then_some(())?;
                     self.i += 1;
                     self.end(in_group)?;
-                    return Some(Some(addr));
+                    return Some(Item::Address(addr));
                 }
                 Some('@') => {
                     // A bare address: one atom right before the `@`.
@@ -560,11 +639,13 @@ impl ItemReader<'_> {
                     self.i = start;
                     let addr = self.addr_spec()?;
                     self.end(in_group)?;
-                    return Some(Some(addr));
+                    return Some(Item::Address(addr));
                 }
+                // Words and no `@` (`alice`, `John Smith`): Python reads
+                // an address without a domain there.
                 None | Some(';') if words > 0 => {
                     self.end(in_group)?;
-                    return Some(None);
+                    return Some(Item::Words);
                 }
                 _ => return None,
             }

@@ -263,7 +263,7 @@ impl ListsData {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| LoadError {
             file: file.clone(),
-            message: format!("cannot read: {e}"),
+            message: format!("cannot read the lists file (`lists`, or --lists): {e}"),
         })?;
         ListsData::parse(&text, &file)
     }

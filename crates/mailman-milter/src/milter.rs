@@ -10,7 +10,7 @@ use minimilter::{
     Ctx, Envelope, Header, MacroStage, Milter, Requirements, SmtpReply, StepResult, Steps, Verdict,
 };
 
-use crate::address::{envelope, read_header_addresses};
+use crate::address::{envelope, incomplete, mailman_keeps, read_header_addresses};
 use crate::approval::BodyScan;
 use crate::backend::{BackendError, ListBackend, ListIndex};
 use crate::header_match::SeenHeaders;
@@ -328,6 +328,42 @@ impl<B: ListBackend> MailmanMilter<B> {
     }
 }
 
+/// The candidate senders of a post in Mailman 3's order (its default
+/// `sender_headers`: From:, the envelope sender, Reply-To:, Sender:; only
+/// the envelope sender without `headers`), each once, without those
+/// Mailman's validator drops ([`mailman_keeps`]): Mailman never bans,
+/// moderates or matches them. The second value says why a refusal cannot
+/// rest on them: an envelope sender without a domain, which the MTA
+/// completes ([`incomplete`]) before Mailman sees it.
+fn candidates(m: &Message, headers: bool) -> (Vec<String>, Option<String>) {
+    let none: &[String] = &[];
+    let (from, reply_to, sender) = if headers {
+        (&m.from[..], &m.reply_to[..], &m.sender[..])
+    } else {
+        (none, none, none)
+    };
+    let mut senders: Vec<String> = Vec::new();
+    let mut unqualified = None;
+    for s in from
+        .iter()
+        .chain(m.envelope.iter())
+        .chain(reply_to)
+        .chain(sender)
+    {
+        if incomplete(s) {
+            unqualified.get_or_insert_with(|| {
+                format!(
+                    "envelope sender {s} has no full domain (the MTA completes it before \
+                     Mailman reads it)"
+                )
+            });
+        } else if mailman_keeps(s) && !senders.contains(s) {
+            senders.push(s.clone());
+        }
+    }
+    (senders, unqualified)
+}
+
 /// A decision with its log text.
 enum Judgement {
     Pass(String),
@@ -473,11 +509,14 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
         if self.settings.senders == SenderMode::Envelope {
             // Decided here, for this recipient alone: no need to split.
             if let Class::List(list) = &class {
-                let senders: Vec<String> = cx.msg.envelope.iter().cloned().collect();
-                let v = self
-                    .judge(list, &senders, false, None)
-                    .await
-                    .conclude(&list.address, &log_fields(&cx, Some(&rcpt)));
+                let (senders, unqualified) = candidates(cx.msg, false);
+                let judgement = match (self.judge(list, &senders, false, None).await, unqualified) {
+                    (Judgement::Refuse(_, why), Some(unknown)) => Judgement::Pass(format!(
+                        "{unknown}, so Mailman decides (the milter alone would refuse: {why})"
+                    )),
+                    (j, _) => j,
+                };
+                let v = judgement.conclude(&list.address, &log_fields(&cx, Some(&rcpt)));
                 if v != Verdict::Continue {
                     return Ok(v);
                 }
@@ -521,6 +560,12 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             None
         };
         let value = header.value_str();
+        if name.eq_ignore_ascii_case("content-transfer-encoding")
+            && value.trim().eq_ignore_ascii_case("base64")
+        {
+            // Mailman reads an approval line in the decoded text.
+            cx.msg.body_scan = BodyScan::base64();
+        }
         if let Some(Class::List(list)) = &cx.msg.class
             && !list.header_matches.is_empty()
         {
@@ -542,29 +587,21 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             tracing::debug!(rcpts = %cx.msg.rcpts.join(","), "no guarded list; pass");
             return Ok(Verdict::Accept);
         };
-        // Mailman 3's default `sender_headers`: from, envelope, reply-to, sender.
-        let mut senders: Vec<String> = Vec::new();
-        let m = &*cx.msg;
-        for s in m
-            .from
-            .iter()
-            .chain(m.envelope.iter())
-            .chain(&m.reply_to)
-            .chain(&m.sender)
-        {
-            if !senders.contains(s) {
-                senders.push(s.clone());
-            }
-        }
+        let (senders, unqualified) = candidates(cx.msg, true);
         let headers = std::mem::take(&mut cx.msg.headers);
+        let unknown = cx
+            .msg
+            .unreadable
+            .as_ref()
+            .map(|name| format!("{name}: holds a value the milter cannot read as Mailman does"))
+            .or(unqualified);
         let judgement = match (
             self.judge(&list, &senders, cx.msg.approved, Some(&headers))
                 .await,
-            &cx.msg.unreadable,
+            unknown,
         ) {
-            (Judgement::Refuse(_, why), Some(name)) => Judgement::Pass(format!(
-                "{name}: holds a value the milter cannot read as Mailman does, so Mailman \
-                 decides (the milter alone would refuse: {why})"
+            (Judgement::Refuse(_, why), Some(unknown)) => Judgement::Pass(format!(
+                "{unknown}, so Mailman decides (the milter alone would refuse: {why})"
             )),
             (j, _) => j,
         };

@@ -204,6 +204,17 @@ proptest! {
         }
     }
 
+    /// An item of bare words (`alice`, which Postfix completes into an
+    /// address Mailman may find a member in) leaves nothing found in the
+    /// value, whatever else it holds (encoded words aside: a decoded one
+    /// may hold such words, which no MTA completes).
+    #[test]
+    fn a_bare_word_item_finds_nothing(s in messy(), folded in any::<bool>()) {
+        prop_assume!(!s.contains("=?"));
+        let value = if folded { format!("{s},\r\n alice") } else { format!("{s}, alice") };
+        prop_assert!(header_addresses(&value).is_empty(), "{:?}", value);
+    }
+
     /// `list+anything@domain` is the list, whatever `anything` is and however
     /// the address is cased or wrapped.
     #[test]

@@ -5,7 +5,10 @@
 //! regex and a plain entry with capitals, bans as a case-insensitive regex,
 //! a plain ban and one with capitals, header-match rules with every action
 //! and a look-behind, `Approved:` on lists with and without a moderator
-//! password, an alias domain). Each post is decided by the milter (over
+//! password, an alias domain, a site-wide ban, a list holding members by
+//! default), and posts from senders in every shape Mailman reads (case,
+//! plus-addressing, several `From:` addresses, `Sender:`, an encoded
+//! display name, addresses its validator drops). Each post is decided by the milter (over
 //! the milter protocol) and then delivered to Mailman over LMTP; Mailman's
 //! own outcome is read from its `vette` log (ACCEPT, REJECT, DISCARD,
 //! HOLD). The same posts also go over SMTP through a real private Postfix
@@ -42,6 +45,8 @@ use testkit::{MilterProcess, Postfix, SmtpClient, SmtpService};
 
 const TEAM: &str = "team.lists.example.org";
 const PW: &str = "pw.lists.example.org";
+const MODERATED: &str = "moderated.lists.example.org";
+const EMERGENCY: &str = "emergency.lists.example.org";
 
 /// Mailman's outcome for a post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +68,20 @@ impl Post {
     fn message(&self) -> String {
         // To: the list's own address (Mailman holds a post that does not
         // name it: `implicit-dest`), whatever the envelope says.
+        // A row's own From: replaces the envelope sender's.
+        let from = if self.headers.starts_with("From:") {
+            String::new()
+        } else {
+            format!("From: {}\r\n", self.from)
+        };
+        // A row's own body follows its headers and an empty line.
+        let (headers, body) = self
+            .headers
+            .split_once("\r\n\r\n")
+            .map(|(h, b)| (format!("{h}\r\n"), b))
+            .unwrap_or((self.headers.to_owned(), "Hello list.\r\n"));
         format!(
-            "From: {}\r\nTo: {}\r\nMessage-ID: <{}>\r\n{}{}\r\nHello list.\r\n",
-            self.from,
+            "{from}To: {}\r\nMessage-ID: <{}>\r\n{}{headers}\r\n{body}",
             self.rcpt.replace("@alias.example", "@lists.example.org"),
             self.id,
             if self.headers.contains("Subject:") {
@@ -73,7 +89,6 @@ impl Post {
             } else {
                 "Subject: matrix\r\n"
             },
-            self.headers,
         )
     }
 }
@@ -88,7 +103,12 @@ fn configure(port: u16) {
             ("alias_domain", "alias.example"),
         ],
     );
-    for list in ["team@lists.example.org", "pw@lists.example.org"] {
+    for list in [
+        "team@lists.example.org",
+        "pw@lists.example.org",
+        "moderated@lists.example.org",
+        "emergency@lists.example.org",
+    ] {
         rest(port, "POST", "/lists", &[("fqdn_listname", list)]);
     }
     let patch = |list: &str, key: &str, value: &str| {
@@ -107,6 +127,99 @@ fn configure(port: u16) {
     patch(PW, "default_nonmember_action", "reject");
     patch(PW, "moderator_password", "secret");
     create_user(port, &["alice@example.org", "alice.alt@example.net"]);
+    // A member subscribed as a user (through its preferred address, as
+    // Postorius does for "primary address"), with an unverified other
+    // address.
+    let carol = create_user(port, &["carol@example.org", "carol.alt@example.net"]);
+    rest(port, "POST", "/addresses/carol@example.org/verify", &[]);
+    rest(
+        port,
+        "POST",
+        &format!("/users/{carol}/preferred_address"),
+        &[("email", "carol@example.org")],
+    );
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", TEAM),
+            ("subscriber", &carol),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    // A member whose user has addresses with characters a URL path
+    // escapes.
+    create_user(
+        port,
+        &[
+            "dave@example.org",
+            "dave#x@example.net",
+            "dave%y@example.net",
+            "dave?z@example.net",
+            "dave/w@example.net",
+            "dave*v@example.net",
+        ],
+    );
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", TEAM),
+            ("subscriber", "dave@example.org"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    // A member subscribed in capitals.
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", TEAM),
+            ("subscriber", "Carl.Caps@Example.ORG"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    // Members held by the list's default, non-members discarded.
+    patch(MODERATED, "default_member_action", "hold");
+    patch(MODERATED, "default_nonmember_action", "discard");
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", MODERATED),
+            ("subscriber", "alice@example.org"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    set_moderation(port, MODERATED, "boss@example.org", "member", "accept");
+    // Emergency moderation on a list that rejects non-members and bans.
+    patch(EMERGENCY, "default_nonmember_action", "reject");
+    patch(EMERGENCY, "emergency", "true");
+    rest(
+        port,
+        "POST",
+        &format!("/lists/{EMERGENCY}/bans"),
+        &[("email", "banned@example.com")],
+    );
+    // A site-wide ban.
+    rest(
+        port,
+        "POST",
+        "/bans",
+        &[("email", "^.*@site-banned\\.example$")],
+    );
     for (list, email, role, action) in [
         (TEAM, "alice@example.org", "member", "defer"),
         (TEAM, "troll@example.org", "member", "discard"),
@@ -119,6 +232,7 @@ fn configure(port: u16) {
         "^.*@SPAMMER\\.example$",
         "banned@example.com",
         "Shouty@Example.com",
+        "^root@",
     ] {
         rest(
             port,
@@ -181,6 +295,107 @@ fn posts() -> Vec<Post> {
             "Approved: secret\r\n",
         ),
         ("stranger@example.com", "pw@lists.example.org", ""),
+        // Addresses Mailman's validator drops from the senders (a `_` in
+        // the domain): neither the ban `^root@` nor `^held@` applies, the
+        // member or accepted sender decides.
+        (
+            "alice@example.org",
+            team,
+            "Reply-To: root@mail_relay.example.com\r\n",
+        ),
+        (
+            "x@partner.example",
+            team,
+            "From: held@bad_host.example.com\r\n",
+        ),
+        // Case, plus-addressing, several From: addresses, Sender:, an
+        // encoded display name, a user's other address in capitals.
+        ("ALICE@Example.ORG", team, ""),
+        ("alice+tag@example.org", team, ""),
+        (
+            "stranger@example.com",
+            team,
+            "From: stranger@example.com, alice@example.org\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "Sender: alice@example.org\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "From: =?utf-8?q?Alice_=C3=84lt?= <Alice.Alt@Example.NET>\r\n",
+        ),
+        // The moderator password in the first line of a base64 text/plain
+        // body, alone and as the first part of a multipart/alternative.
+        (
+            "stranger@example.com",
+            "pw@lists.example.org",
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n\
+             QXBwcm92ZWQ6IHNlY3JldA0KSGVsbG8gbGlzdCwgcHJlLWFwcHJvdmVkLg0K\r\n",
+        ),
+        (
+            "stranger@example.com",
+            "pw@lists.example.org",
+            "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n\
+             --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n\
+             QXBwcm92ZWQ6IHNlY3JldA0KSGVsbG8gbGlzdCwgcHJlLWFwcHJvdmVkLg0K\r\n\
+             --b1\r\nContent-Type: text/html\r\n\r\n<p>Hello list.</p>\r\n--b1--\r\n",
+        ),
+        // A member subscribed as a user, from either address.
+        ("carol@example.org", team, ""),
+        ("Carol.Alt@example.net", team, ""),
+        ("carl.caps@example.org", team, ""),
+        ("dave#x@example.net", team, ""),
+        ("dave%y@example.net", team, ""),
+        ("dave?z@example.net", team, ""),
+        ("dave/w@example.net", team, ""),
+        ("dave*v@example.net", team, ""),
+        // Sender headers in other shapes: two From: fields, Reply-To:, a
+        // group, a comment, the null envelope sender, a banned Sender:, the
+        // list itself. (An encoded word that decodes to an address in the
+        // display name is left to Mailman, which rejects it: the milter
+        // passes what it cannot read as Mailman does.)
+        (
+            "stranger@example.com",
+            team,
+            "From: stranger@example.com\r\nFrom: alice@example.org\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "Reply-To: Alice <alice@example.org>\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "From: Team: alice@example.org;\r\n",
+        ),
+        (
+            "stranger@example.com",
+            team,
+            "From: alice@example.org (Stranger)\r\n",
+        ),
+        ("", team, "From: alice@example.org\r\n"),
+        ("", team, "From: stranger@example.com\r\n"),
+        ("alice@example.org", team, "Sender: x@spammer.example\r\n"),
+        (
+            "stranger@example.com",
+            team,
+            "Reply-To: team@lists.example.org\r\n",
+        ),
+        // Emergency moderation: Mailman holds every post, a banned
+        // sender's too.
+        ("stranger@example.com", "emergency@lists.example.org", ""),
+        ("banned@example.com", "emergency@lists.example.org", ""),
+        // A site-wide ban; a list whose members are held by default.
+        ("x@site-banned.example", team, ""),
+        ("alice@example.org", "moderated@lists.example.org", ""),
+        ("boss@example.org", "moderated@lists.example.org", ""),
+        ("stranger@example.com", "moderated@lists.example.org", ""),
     ];
     rows.iter()
         .enumerate()
@@ -490,7 +705,9 @@ async fn the_milter_refuses_exactly_what_mailman_rejects_or_discards() {
             };
             let want = match mailman {
                 Verdict::Reject | Verdict::Discard => true,
-                Verdict::Hold => refuse_hold,
+                // Emergency holds are the moderators' to release: never
+                // refused, whatever refuse_hold says.
+                Verdict::Hold => refuse_hold && !post.rcpt.starts_with("emergency@"),
                 Verdict::Accept => false,
             };
             if *refused != want {

@@ -31,6 +31,9 @@ const VIP: &str = "vip@outside.example";
 /// Another address of the user of a member (DANA).
 const DANA_ALT: &str = "dana.alt@other.example";
 const DANA: &str = "dana@client.example";
+/// A member at Postfix's `$myorigin` (testkit's `myhostname`): Postfix
+/// completes a sender written `local` to this before Mailman reads it.
+const LOCAL: &str = "local@mx.testkit.invalid";
 /// A non-member on the list's hold_these_nonmembers.
 const WAITING: &str = "waiting@outside.example";
 /// How long Mailman's runners (in → pipeline → out) may take per message.
@@ -206,6 +209,18 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
             ("pre_approved", "true"),
         ],
     );
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", LIST_ID),
+            ("subscriber", LOCAL),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
 
     // Postfix: the list domain goes to Mailman's LMTP port, example.org to
     // Maildirs; the milter guards the only smtpd.
@@ -294,6 +309,24 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
     let (_, r) = send(&mut c, DANA_ALT, &[LIST], &linked);
     assert_eq!(r.unwrap().code, 250, "{}", ctx("linked address"));
 
+    // Addresses Postfix completes with `@$myorigin` before Mailman reads
+    // them (the envelope sender always, headers of local clients such as
+    // this one): `local` is the member LOCAL for Mailman, so the milter,
+    // which cannot know `$myorigin`, refuses nothing.
+    let unqualified_envelope = unique_id("unqualified-envelope");
+    // (Another non-member than STRANGER, which must never reach Mailman.)
+    let passerby = "passerby@client.example";
+    let msg = simple_message(passerby, LIST, &unqualified_envelope, "Hello list.\n");
+    let t = c.transaction("local", &[LIST], msg).unwrap();
+    assert!(t.mail.is_success(), "{:?}", t.mail);
+    let r = t.data.unwrap();
+    assert_eq!(r.code, 250, "{}", ctx(&format!("MAIL FROM:<local>: {r:?}")));
+    let unqualified_from = unique_id("unqualified-from");
+    let msg = format!("From: local\nTo: <{LIST}>\nSubject: {unqualified_from}\n\nHello list.\n");
+    let t = c.transaction(passerby, &[LIST], msg).unwrap();
+    let r = t.data.unwrap();
+    assert_eq!(r.code, 250, "{}", ctx(&format!("From: local: {r:?}")));
+
     // -request from a non-member: passes; Mailman answers the command.
     let r = c.mail(&format!("<{STRANGER}>")).unwrap();
     assert!(r.is_success());
@@ -325,7 +358,14 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
 
     // What reached Mailman. The member's and the partner's posts are
     // distributed to the member (Mailman's outgoing SMTP is the sink).
-    for subject in [&member_post, &partner, &vip, &linked] {
+    for subject in [
+        &member_post,
+        &partner,
+        &vip,
+        &linked,
+        &unqualified_envelope,
+        &unqualified_from,
+    ] {
         let m = sink.wait_for(subject, MAILMAN_DELIVERY).unwrap_or_else(|| {
             panic!(
                 "Mailman did not distribute {subject} within {MAILMAN_DELIVERY:?}; sink got {:?}\n{}",
@@ -337,7 +377,7 @@ fn postfix_to_a_real_mailman_3_refuses_non_members_and_tempfails_without_rest() 
         // posting).
         let mut rcpts = m.rcpts.clone();
         rcpts.sort();
-        assert_eq!(rcpts, [MEMBER, DANA, TROLL], "{m:?}");
+        assert_eq!(rcpts, [MEMBER, DANA, LOCAL, TROLL], "{m:?}");
         assert!(
             m.data.contains("List-Id: <team.lists.example.org>"),
             "{m:?}"

@@ -518,6 +518,22 @@ async fn an_approval_line_at_the_top_of_the_body_passes_to_mailman() {
     s.message = Bytes::from_static(b"From: x@example.com\r\nSubject: hi\r\n\r\nThe post.\r\n");
     let t = run(Settings::default(), &s).await;
     assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL);
+    // In a base64 body (as mail clients send non-ASCII text), Mailman
+    // decodes the line: "Approved: secret\r\nHello list, pre-approved.\r\n".
+    s.message = Bytes::from_static(
+        b"From: x@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n\
+          Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+          QXBwcm92ZWQ6IHNlY3JldA0KSGVsbG8gbGlz\r\ndCwgcHJlLWFwcHJvdmVkLg0K\r\n",
+    );
+    let t = run(Settings::default(), &s).await;
+    assert_eq!(t.outcome, Outcome::Accepted);
+    // Base64 of text without one is refused.
+    s.message = Bytes::from_static(
+        b"From: x@example.com\r\nSubject: hi\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+          SGVsbG8gbGlzdC4NCg==\r\n",
+    );
+    let t = run(Settings::default(), &s).await;
+    assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL);
 }
 
 #[tokio::test]
@@ -626,6 +642,103 @@ async fn an_unreadable_sender_header_leaves_the_post_to_mailman() {
         &spec(
             "stranger@example.com",
             "\"Doe, John\" <stranger@example.com>",
+            &["team@lists.example.org"],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL);
+}
+
+/// Mailman drops from a post's senders every address its validator refuses
+/// (`mailman/email/validate.py`: here a `_` in the domain, a `|` in the
+/// local part, a domain literal) before any rule sees it: such an address
+/// is never banned nor a non-member there, so the member or accepted sender
+/// decides. (`tests/mailman3_matrix.rs` checks this against a real
+/// Mailman.)
+#[tokio::test]
+async fn addresses_mailman_drops_neither_ban_nor_refuse() {
+    for (envelope, from, headers) in [
+        (
+            "alice@example.org",
+            "alice@example.org",
+            "Reply-To: x@mail_relay.evil.example\r\n",
+        ),
+        ("alice@example.org", "x@mail_relay.evil.example", ""),
+        (
+            "boss@partner.example",
+            "a|b@evil.example",
+            "Sender: c@[192.0.2.1]\r\n",
+        ),
+    ] {
+        let t = run(
+            Settings::default(),
+            &spec(envelope, from, &["team@lists.example.org"], headers),
+        )
+        .await;
+        assert_eq!(t.outcome, Outcome::Accepted, "{envelope} {from} {headers}");
+    }
+    // The same addresses, valid for Mailman, are banned.
+    let t = run(
+        Settings::default(),
+        &spec(
+            "alice@example.org",
+            "alice@example.org",
+            &["team@lists.example.org"],
+            "Reply-To: a-b@evil.example\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL);
+    // Nothing but dropped addresses: Mailman's `no-senders` discards.
+    let t = run(
+        Settings::default(),
+        &spec(
+            "x@[192.0.2.1]",
+            "x@mail_relay.example.com",
+            &["team@lists.example.org"],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(rejected_at(&t, Step::EndOfMessage), REFUSAL);
+}
+
+/// An envelope sender or a header address without a domain, or with a
+/// one-label domain, is completed by Postfix (`@$myorigin`,
+/// `append_dot_mydomain`) before Mailman reads it, and may then be a
+/// member's: the milter refuses nothing for such a post.
+#[tokio::test]
+async fn incomplete_addresses_are_left_to_mailman() {
+    for (envelope, from) in [
+        ("alice", "stranger@example.com"),
+        ("alice@host", "stranger@example.com"),
+        ("stranger@example.com", "alice"),
+        ("stranger@example.com", "Alice <alice@host>"),
+        ("stranger@example.com", "Alice Smith"),
+    ] {
+        for mode in [SenderMode::Mailman, SenderMode::Envelope] {
+            if mode == SenderMode::Envelope && envelope.starts_with("stranger") {
+                continue;
+            }
+            let settings = Settings {
+                senders: mode,
+                ..Settings::default()
+            };
+            let t = run(
+                settings,
+                &spec(envelope, from, &["team@lists.example.org"], ""),
+            )
+            .await;
+            assert_eq!(t.outcome, Outcome::Accepted, "{envelope} {from} {mode:?}");
+        }
+    }
+    // A full address is still refused.
+    let t = run(
+        Settings::default(),
+        &spec(
+            "stranger@example.com",
+            "stranger@example.com",
             &["team@lists.example.org"],
             "",
         ),

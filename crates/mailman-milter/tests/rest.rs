@@ -333,6 +333,20 @@ fn route(target: &str) -> Option<Value> {
                 None => None,
             }
         }
+        // Mailman's user search: a substring of an address, any case.
+        ["users", "find"] => {
+            let needle = q("q")?.to_lowercase();
+            Some(page(
+                USERS
+                    .iter()
+                    .filter(|(_, a)| a.iter().any(|a| a.to_lowercase().contains(&needle)))
+                    .map(|(id, _)| {
+                        json!({"user_id": id, "self_link": format!("http://localhost:8001/3.1/users/{id}")})
+                    })
+                    .collect(),
+                &query,
+            ))
+        }
         ["users", id, "addresses"] => {
             let (_, addresses) = USERS.iter().find(|(i, _)| i == id)?;
             Some(page(
@@ -1739,6 +1753,49 @@ async fn a_failing_api_is_backed_off_not_hammered() {
     }
     let sent = fake.requests().len() - before;
     assert!(sent <= 3, "{sent} requests for 40 lookups");
+}
+
+/// When the API answers again after failures spaced past each back-off,
+/// lookups succeed again, and a good answer leaves no back-off over.
+#[tokio::test]
+async fn after_an_outage_answers_come_back() {
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
+    let index = backend.lists().await.unwrap();
+    let team = index["team@lists.example.org"].clone();
+    fake.set(Mode::Error500);
+    for i in 0..3 {
+        assert!(
+            backend
+                .senders(&team, &[format!("down{i}@example.com")])
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(600 << i)).await;
+    }
+    fake.set(Mode::Serve);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(70);
+    let mut tries = 0;
+    let status = loop {
+        tries += 1;
+        match backend
+            .senders(&team, &["alice@example.org".to_owned()])
+            .await
+        {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no recovery: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(status[0].member, "{status:?}");
+    // Back to normal: the next new sender is asked at once.
+    let s = backend
+        .senders(&team, &["stranger@example.com".to_owned()])
+        .await
+        .expect("no back-off after a good answer");
+    assert!(!s[0].member);
+    eprintln!("answers came back after {tries} tries");
 }
 
 /// Faults of the API (stalled, slow, closing, garbage, HTTP 500, down),

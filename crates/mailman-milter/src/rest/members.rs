@@ -104,46 +104,39 @@ impl Api {
     /// The membership of another address of the user `sender` belongs to
     /// (`_find_sender_member` in Mailman 3's `rules/moderation.py`), if
     /// any: `GET /addresses/{sender}`, its `user`, that user's addresses,
-    /// then a lookup of each (at most [`MAX_LINKED`]). An address that
-    /// cannot go into a path as is (`/`, `?`, `#`, `%`) or any with `*` is
-    /// not followed.
+    /// then a lookup of each (at most [`MAX_LINKED`]). A sender that cannot
+    /// be a path segment (`/`: the server decodes `%2F` before it splits
+    /// the path) or holds `*` is found with `GET /users/find?q=…` instead,
+    /// keeping the user that has exactly that address.
     async fn linked_member(
         &self,
         list_id: &str,
         sender: &str,
     ) -> Result<Option<MemberInfo>, RestError> {
-        if !lookup_safe(sender) || sender.contains(['/', '?', '#', '%']) {
-            return Ok(None);
-        }
-        let address = match self.get(&format!("/addresses/{}", enc(sender))).await {
-            Ok(a) => a,
-            Err(RestError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let Some(user) = address.get("user").and_then(Value::as_str) else {
-            return Ok(None);
-        };
-        let Some(user_id) = user
-            .trim_end_matches('/')
-            .rsplit_once("/users/")
-            .map(|(_, id)| id)
-            .filter(|id| {
-                !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            })
-        else {
-            return Err(RestError::Garbage {
-                url: format!("{}/addresses/{}", self.base, enc(sender)),
-                message: format!("user link {user:?} is not /users/ID"),
-            });
-        };
-        let linked = match self
-            .collection(&format!("/users/{user_id}/addresses"))
-            .await
-        {
-            Ok(l) => l,
-            // The user was deleted since.
-            Err(RestError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        let linked = if lookup_safe(sender) && !sender.contains('/') {
+            let address = match self.get(&format!("/addresses/{}", enc(sender))).await {
+                Ok(a) => a,
+                Err(RestError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let Some(user) = address.get("user").and_then(Value::as_str) else {
+                return Ok(None);
+            };
+            let user_id = self.user_id(user, sender)?;
+            match self
+                .collection(&format!("/users/{user_id}/addresses"))
+                .await
+            {
+                Ok(l) => l,
+                // The user was deleted since.
+                Err(RestError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        } else {
+            match self.user_by_search(sender).await? {
+                Some(l) => l,
+                None => return Ok(None),
+            }
         };
         let others = linked
             .iter()
@@ -167,6 +160,52 @@ impl Api {
                     member: true,
                     moderation: self.own_action(e, list_id, &other)?,
                 }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The id in a user link (`…/users/ID`).
+    fn user_id<'a>(&self, link: &'a str, sender: &str) -> Result<&'a str, RestError> {
+        link.trim_end_matches('/')
+            .rsplit_once("/users/")
+            .map(|(_, id)| id)
+            .filter(|id| {
+                !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+            .ok_or_else(|| RestError::Garbage {
+                url: format!("{}/addresses/{}", self.base, enc(sender)),
+                message: format!("user link {link:?} is not /users/ID"),
+            })
+    }
+
+    /// The addresses of the user that has `sender` among its addresses,
+    /// found by Mailman's user search (a case-insensitive substring match
+    /// on addresses and names; the users it finds are checked for the exact
+    /// address, at most [`MAX_LINKED`] of them).
+    async fn user_by_search(&self, sender: &str) -> Result<Option<Vec<Value>>, RestError> {
+        let users = self
+            .collection(&format!("/users/find?q={}", enc(sender)))
+            .await?;
+        for user in users.iter().take(MAX_LINKED) {
+            let Some(link) = user.get("self_link").and_then(Value::as_str) else {
+                continue;
+            };
+            let user_id = self.user_id(link, sender)?;
+            let addresses = match self
+                .collection(&format!("/users/{user_id}/addresses"))
+                .await
+            {
+                Ok(l) => l,
+                Err(RestError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if addresses.iter().any(|a| {
+                a.get("email")
+                    .and_then(Value::as_str)
+                    .is_some_and(|e| e.to_lowercase() == sender)
+            }) {
+                return Ok(Some(addresses));
             }
         }
         Ok(None)

@@ -83,8 +83,8 @@ impl RestMetrics {
 /// What a request to `path` (below the API's base, query included) asks
 /// for, as a fixed word: `domains`, `bans` (site or list), `lists` (the
 /// collection), `list` (one list resource), `config`, `header_matches`,
-/// `roster`, `members` (`/members/find`), `addresses` (an address or a
-/// user's addresses), `other`.
+/// `roster`, `members` (`/members/find`), `addresses` (an address, a
+/// user's addresses, or the user search for an address), `other`.
 pub fn request_kind(path: &str) -> &'static str {
     let path = path.split('?').next().unwrap_or_default();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -97,7 +97,7 @@ pub fn request_kind(path: &str) -> &'static str {
         ["lists", _, "header-matches", ..] => "header_matches",
         ["lists", _, "roster", ..] => "roster",
         ["members", "find", ..] => "members",
-        ["addresses", ..] | ["users", _, "addresses", ..] => "addresses",
+        ["addresses", ..] | ["users", _, "addresses", ..] | ["users", "find"] => "addresses",
         _ => "other",
     }
 }
@@ -118,6 +118,10 @@ mod tests {
             ("/lists?count=500&page=1", "lists"),
             ("/lists/team%40lists.example.org", "list"),
             ("/lists/team.lists.example.org/config", "config"),
+            (
+                "/users/find?q=a%2Fb%40example.org&count=500&page=1",
+                "addresses",
+            ),
             (
                 "/lists/team.lists.example.org/header-matches?count=500&page=1",
                 "header_matches",
