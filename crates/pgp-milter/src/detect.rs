@@ -185,6 +185,9 @@ struct State {
     buffered: usize,
     limit: usize,
     budget: u64,
+    /// The randomness test over small pieces, carried from leaf to leaf
+    /// (see [`PayloadReader::with_pieces`]).
+    pieces: Option<Box<crate::payload::randomness::Randomness>>,
 }
 
 /// How a multipart decides from its parts.
@@ -297,6 +300,7 @@ impl Detector {
                 buffered: 0,
                 limit,
                 budget: openpgp::MAX_DECOMPRESSED_BYTES as u64,
+                pieces: None,
             },
         }
     }
@@ -583,7 +587,7 @@ impl State {
         Ok(())
     }
 
-    fn streamed(&self, essence: &str) -> Leaf {
+    fn streamed(&mut self, essence: &str) -> Leaf {
         let limits = PayloadLimits {
             max_decompressed_bytes: self.budget,
             ..PayloadLimits::default()
@@ -594,7 +598,7 @@ impl State {
             Encoding::Auto
         };
         Leaf::Streamed(Box::new(Streamed {
-            reader: PayloadReader::new(encoding, &limits),
+            reader: PayloadReader::new(encoding, &limits).with_pieces(self.pieces.take()),
             head: Vec::new(),
             first: None,
             decided: false,
@@ -713,7 +717,8 @@ impl State {
             }
             FrameKind::Leaf(Leaf::Streamed(s)) => {
                 let targets = self.wanted.keys.then_some(&mut self.targets);
-                (s.finish(&frame.essence, targets, &mut self.budget), None)
+                let carry = (&mut self.budget, &mut self.pieces);
+                (s.finish(&frame.essence, targets, carry), None)
             }
             FrameKind::Multipart { rule, children } => {
                 let class = if frame.opaque {
@@ -824,7 +829,7 @@ impl Streamed {
             return Ok(());
         }
         if let Err(e) = self.reader.feed(bytes) {
-            match payload_class(essence, Err(e), None, &mut 0) {
+            match payload_class(essence, Err(e), None, (&mut 0, &mut None)) {
                 Class::Plain(why) if chain => return Err(why),
                 c => self.verdict = Some(c),
             }
@@ -832,7 +837,7 @@ impl Streamed {
         Ok(())
     }
 
-    fn finish(mut self, essence: &str, targets: Targets<'_>, budget: &mut u64) -> Class {
+    fn finish(mut self, essence: &str, targets: Targets<'_>, carry: Carry<'_>) -> Class {
         if let Some(v) = self.verdict.take() {
             return v;
         }
@@ -844,12 +849,19 @@ impl Streamed {
             }
             let head = std::mem::take(&mut self.head);
             if let Err(e) = self.reader.feed(&head) {
-                return payload_class(essence, Err(e), None, budget);
+                return payload_class(essence, Err(e), None, carry);
             }
         }
-        payload_class(essence, self.reader.finish(), targets, budget)
+        payload_class(essence, self.reader.finish(), targets, carry)
     }
 }
+
+/// What a streamed leaf hands on to the next: the message's decompression
+/// budget and the randomness test over small pieces.
+type Carry<'a> = (
+    &'a mut u64,
+    &'a mut Option<Box<crate::payload::randomness::Randomness>>,
+);
 
 /// The class of a streamed leaf from the payload reader's verdict (the
 /// reasons the whole-body functions give for the same bytes).
@@ -857,9 +869,9 @@ fn payload_class(
     essence: &str,
     r: Result<Payload, PayloadError>,
     targets: Targets<'_>,
-    budget: &mut u64,
+    (budget, pieces): Carry<'_>,
 ) -> Class {
-    let p = match r {
+    let mut p = match r {
         Ok(p) => p,
         Err(e) => {
             return Class::Plain(match (e.class(), &e) {
@@ -903,6 +915,7 @@ fn payload_class(
         }
     };
     *budget = budget.saturating_sub(p.decompressed_bytes);
+    *pieces = p.pieces.take();
     match p.kind {
         PayloadKind::Empty => Class::Empty,
         PayloadKind::Key => Class::Key,

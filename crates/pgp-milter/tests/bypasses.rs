@@ -84,6 +84,10 @@ checks!(
     a_padding_packet_full_of_text_before_real_ciphertext,
     ciphertext_that_is_text,
     armor_headers_are_bounded,
+    session_key_packets_full_of_text,
+    many_short_padding_packets_of_text,
+    short_encrypted_packets_of_text_in_many_attachments,
+    sentences_planted_in_ciphertext,
 );
 
 const SECRET: &str = "The meeting is at noon, bring the contract.";
@@ -405,4 +409,127 @@ fn armor_headers_are_bounded(g: &Material) {
         1,
     );
     accepted(&inline_armor(&text));
+}
+
+/// The first packet of `data` (GnuPG's session-key packet) and the rest.
+fn split_first_packet(data: &[u8]) -> (&[u8], &[u8]) {
+    let (head, len) = match data[0] {
+        b if b & 0x40 != 0 => match data[1] {
+            n @ 0..192 => (2, usize::from(n)),
+            n @ 192..224 => (
+                3,
+                ((usize::from(n) - 192) << 8) + usize::from(data[2]) + 192,
+            ),
+            _ => panic!("unexpected length octet"),
+        },
+        b => match b & 3 {
+            0 => (2, usize::from(data[1])),
+            1 => (3, usize::from(u16::from_be_bytes([data[1], data[2]]))),
+            _ => panic!("unexpected old length type"),
+        },
+    };
+    data.split_at(head + len)
+}
+
+/// A multipart/mixed of binary attachments named `.txt`, one per payload.
+fn attachments(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let parts: String = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "--m\nContent-Type: application/octet-stream; name=\"note{i}.txt\"\n\
+                 Content-Transfer-Encoding: base64\n\n{}",
+                support::base64_lines(p)
+            )
+        })
+        .collect();
+    crlf(&format!(
+        "Content-Type: multipart/mixed; boundary=m\n\n{parts}--m--\n"
+    ))
+    .into_bytes()
+}
+
+/// An MPI (RFC 9580 §3.2) of `value` (first octet not zero).
+fn mpi(value: &[u8]) -> Vec<u8> {
+    let bits = (value.len() - 1) * 8 + (8 - value[0].leading_zeros() as usize);
+    let mut m = (bits as u16).to_be_bytes().to_vec();
+    m.extend_from_slice(value);
+    m
+}
+
+fn session_key_packets_full_of_text(g: &Material) {
+    // rpgp reads an RSA "ciphertext" of any octets: prose there, in one
+    // large PKESK or in many small ones, before GnuPG's real packets.
+    let mut big = vec![3, 1, 2, 3, 4, 5, 6, 7, 8, 1];
+    big.extend(mpi(SECRET.repeat(10).as_bytes()));
+    let mut data = packet(1, &big);
+    data.extend_from_slice(&g.encrypted_binary);
+    refused(&attachments(&[data]), "not ciphertext");
+    let mut small = vec![3, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    small.extend(mpi(SECRET.as_bytes()));
+    let mut data = packet(1, &small).repeat(30);
+    data.extend_from_slice(&g.encrypted_binary);
+    refused(&inline_armor(&armored(&data, "")), "not ciphertext");
+    // A passphrase session key whose "encrypted session key" is prose.
+    let mut skesk = vec![4, 9, 3, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0x60];
+    skesk.extend(SECRET.repeat(4).as_bytes());
+    let mut data = packet(3, &skesk);
+    data.extend_from_slice(split_first_packet(&g.encrypted_binary).1);
+    refused(&attachments(&[data]), "not ciphertext");
+}
+
+fn many_short_padding_packets_of_text(g: &Material) {
+    // Each under the 64 octets one packet needs to be judged alone.
+    let mut data = packet(21, &SECRET.as_bytes()[..40]).repeat(40);
+    data.extend_from_slice(&g.encrypted_binary);
+    refused(&attachments(&[data]), "not ciphertext");
+}
+
+fn short_encrypted_packets_of_text_in_many_attachments(g: &Material) {
+    // Each attachment: GnuPG's session key, then a SEIPD v1 of 43 octets
+    // of prose (too short to judge alone). Together they are judged.
+    let (pkesk, _) = split_first_packet(&g.encrypted_binary);
+    let mut seipd = vec![1u8];
+    seipd.extend(SECRET.as_bytes());
+    let one = [pkesk, &packet(18, &seipd)].concat();
+    refused(&attachments(&vec![one.clone(); 30]), "not ciphertext");
+    // One such attachment alone stays under what can be judged.
+    accepted(&attachments(&[one]));
+}
+
+fn sentences_planted_in_ciphertext(g: &Material) {
+    // 64 KiB of random-looking "ciphertext" with a sentence of 130 octets
+    // every 4 KiB: too little to move the 4096-octet windows, enough to
+    // read.
+    let (pkesk, _) = split_first_packet(&g.encrypted_binary);
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut body: Vec<u8> = std::iter::once(1u8)
+        .chain((0..65_536).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        }))
+        .collect();
+    let sentence = SECRET.repeat(4);
+    for at in (1000..60_000).step_by(4096) {
+        body[at..at + 130].copy_from_slice(&sentence.as_bytes()[..130]);
+    }
+    let mut seipd = vec![0xD2, 0xFF];
+    seipd.extend((body.len() as u32).to_be_bytes());
+    seipd.extend(&body);
+    let data = [pkesk, &seipd].concat();
+    refused(&attachments(std::slice::from_ref(&data)), "not ciphertext");
+    // The same without the sentences passes.
+    let mut clean = data;
+    let start = clean.len() - body.len();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for b in &mut clean[start + 1..] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 32) as u8;
+    }
+    accepted(&attachments(&[clean]));
 }

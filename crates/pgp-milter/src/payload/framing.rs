@@ -27,7 +27,8 @@
 //! the end of the data.
 
 use super::grammar::{Grammar, Mode, Shape};
-use super::randomness::Randomness;
+use super::key_material::random_fields;
+use super::randomness::{MIN_WINDOW, Randomness};
 use super::{PayloadError, PayloadLimits};
 use crate::openpgp::{self, OpenPgpError, packet_name};
 use crate::packets::{KeyTarget, tag};
@@ -59,6 +60,14 @@ pub struct Ctx {
     /// Deepest Compressed Data nesting decompressed (each level holds an
     /// output buffer of [`INFLATE_CHUNK`] octets).
     pub inflate_depth: usize,
+    /// The randomness test over the small pieces of the message that
+    /// should be random but are too short to be tested alone: the random
+    /// fields of session-key packets ([`random_fields`]) and encrypted-data
+    /// and Padding packets under [`MIN_WINDOW`] octets, all concatenated.
+    /// Without it a thousand session-key packets, or many small Padding
+    /// packets, could each carry a few hundred octets of text. The caller
+    /// may carry it from leaf to leaf (see `PayloadReader::with_pieces`).
+    pub pieces: Option<Box<Randomness>>,
 }
 
 impl Ctx {
@@ -71,6 +80,7 @@ impl Ctx {
             peak_collect: 0,
             used_window: false,
             inflate_depth: 0,
+            pieces: None,
         }
     }
 }
@@ -405,6 +415,11 @@ impl PacketStream {
                         push_recipient(ctx, r)?;
                     }
                 }
+                if matches!(t, tag::PKESK | tag::SKESK) && ctx.limits.require_random_ciphertext {
+                    for field in random_fields(t, &body) {
+                        feed_pieces(ctx, field).map_err(|why| not_random(t, offset, &why))?;
+                    }
+                }
             }
             Sink::Literal { need, .. } => {
                 if need > 0 {
@@ -421,11 +436,13 @@ impl PacketStream {
                 }
                 if ctx.limits.require_random_ciphertext {
                     rand.finish().map_err(|why| not_random(t, offset, &why))?;
+                    small_piece(ctx, &rand).map_err(|why| not_random(t, offset, &why))?;
                 }
             }
             Sink::Padding(rand) => {
                 if ctx.limits.require_random_ciphertext {
                     rand.finish().map_err(|why| not_random(t, offset, &why))?;
+                    small_piece(ctx, &rand).map_err(|why| not_random(t, offset, &why))?;
                 }
             }
             Sink::Compressed(mut c) => {
@@ -453,6 +470,20 @@ impl PacketStream {
             self.end_packet(ctx)?;
         }
         self.grammar.finish()
+    }
+}
+
+/// More bytes for the test over the small pieces ([`Ctx::pieces`]).
+fn feed_pieces(ctx: &mut Ctx, bytes: &[u8]) -> Result<(), String> {
+    ctx.used_window = true;
+    ctx.pieces.get_or_insert_default().feed(bytes)
+}
+
+/// A packet too short for its own test goes to the small pieces' one.
+fn small_piece(ctx: &mut Ctx, rand: &Randomness) -> Result<(), String> {
+    match rand.all() {
+        Some(all) if rand.total() < MIN_WINDOW as u64 => feed_pieces(ctx, all),
+        _ => Ok(()),
     }
 }
 

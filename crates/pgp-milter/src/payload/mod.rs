@@ -102,6 +102,7 @@
 mod armor;
 mod framing;
 mod grammar;
+mod key_material;
 pub mod randomness;
 
 use thiserror::Error;
@@ -207,6 +208,10 @@ pub struct Payload {
     pub decompressed_bytes: u64,
     /// The most octets the reader held at once (its own buffers).
     pub buffer_high_water: usize,
+    /// The test over the small pieces that should be random (session-key
+    /// fields, short encrypted-data and Padding packets), to carry on to
+    /// the next leaf of the message with [`PayloadReader::with_pieces`].
+    pub pieces: Option<Box<randomness::Randomness>>,
 }
 
 /// How the caller should answer a [`PayloadError`].
@@ -316,6 +321,15 @@ impl PayloadReader {
         }
     }
 
+    /// Goes on with the test over small pieces of the leaves before (from
+    /// their [`Payload::pieces`]): pieces too short to judge in one leaf
+    /// are judged together with those of the others, so a message of many
+    /// leaves gets no more untested bytes than one of a single leaf.
+    pub fn with_pieces(mut self, pieces: Option<Box<randomness::Randomness>>) -> Self {
+        self.ctx.pieces = pieces;
+        self
+    }
+
     /// The next decoded bytes of the leaf, any chunking. An error is final
     /// (and may come before the end: early reject).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
@@ -381,6 +395,11 @@ impl PayloadReader {
                 }]
             }
         };
+        if let Some(pieces) = &self.ctx.pieces {
+            pieces.finish().map_err(|why| {
+                PayloadError::NotCiphertext(format!("session keys and short packets: {why}"))
+            })?;
+        }
         let kind = combine(&blocks);
         let peak_line = match &self.input {
             Input::Armored(a) => a.peak_line,
@@ -402,6 +421,7 @@ impl PayloadReader {
                     0
                 }
                 + self.ctx.inflate_depth * framing::INFLATE_CHUNK,
+            pieces: self.ctx.pieces,
         })
     }
 }
