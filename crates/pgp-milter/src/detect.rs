@@ -20,7 +20,7 @@ use crate::mime::{self, Event, Part, ReadError};
 use crate::openpgp;
 use crate::packets::{self, Shape};
 use crate::payload::{
-    Encoding, ErrorClass, Payload, PayloadError, PayloadKind, PayloadLimits, PayloadReader,
+    Carried, Encoding, ErrorClass, Payload, PayloadError, PayloadKind, PayloadLimits, PayloadReader,
 };
 
 /// How the OpenPGP protection was found.
@@ -185,9 +185,9 @@ struct State {
     buffered: usize,
     limit: usize,
     budget: u64,
-    /// The randomness test over small pieces, carried from leaf to leaf
-    /// (see [`PayloadReader::with_pieces`]).
-    pieces: Option<Box<crate::payload::randomness::Randomness>>,
+    /// What a streamed leaf hands on to the next (see
+    /// [`PayloadReader::with_carried`]).
+    carried: Carried,
 }
 
 /// How a multipart decides from its parts.
@@ -300,7 +300,7 @@ impl Detector {
                 buffered: 0,
                 limit,
                 budget: openpgp::MAX_DECOMPRESSED_BYTES as u64,
-                pieces: None,
+                carried: Carried::default(),
             },
         }
     }
@@ -598,7 +598,8 @@ impl State {
             Encoding::Auto
         };
         Leaf::Streamed(Box::new(Streamed {
-            reader: PayloadReader::new(encoding, &limits).with_pieces(self.pieces.take()),
+            reader: PayloadReader::new(encoding, &limits)
+                .with_carried(std::mem::take(&mut self.carried)),
             head: Vec::new(),
             first: None,
             decided: false,
@@ -717,7 +718,7 @@ impl State {
             }
             FrameKind::Leaf(Leaf::Streamed(s)) => {
                 let targets = self.wanted.keys.then_some(&mut self.targets);
-                let carry = (&mut self.budget, &mut self.pieces);
+                let carry = (&mut self.budget, &mut self.carried);
                 (s.finish(&frame.essence, targets, carry), None)
             }
             FrameKind::Multipart { rule, children } => {
@@ -829,7 +830,7 @@ impl Streamed {
             return Ok(());
         }
         if let Err(e) = self.reader.feed(bytes) {
-            match payload_class(essence, Err(e), None, (&mut 0, &mut None)) {
+            match payload_class(essence, Err(e), None, (&mut 0, &mut Carried::default())) {
                 Class::Plain(why) if chain => return Err(why),
                 c => self.verdict = Some(c),
             }
@@ -857,11 +858,8 @@ impl Streamed {
 }
 
 /// What a streamed leaf hands on to the next: the message's decompression
-/// budget and the randomness test over small pieces.
-type Carry<'a> = (
-    &'a mut u64,
-    &'a mut Option<Box<crate::payload::randomness::Randomness>>,
-);
+/// budget and what the payload reader carries ([`Carried`]).
+type Carry<'a> = (&'a mut u64, &'a mut Carried);
 
 /// The class of a streamed leaf from the payload reader's verdict (the
 /// reasons the whole-body functions give for the same bytes).
@@ -869,7 +867,7 @@ fn payload_class(
     essence: &str,
     r: Result<Payload, PayloadError>,
     targets: Targets<'_>,
-    (budget, pieces): Carry<'_>,
+    (budget, carried): Carry<'_>,
 ) -> Class {
     let mut p = match r {
         Ok(p) => p,
@@ -915,7 +913,7 @@ fn payload_class(
         }
     };
     *budget = budget.saturating_sub(p.decompressed_bytes);
-    *pieces = p.pieces.take();
+    *carried = std::mem::take(&mut p.carried);
     match p.kind {
         PayloadKind::Empty => Class::Empty,
         PayloadKind::Key => Class::Key,

@@ -88,6 +88,7 @@ checks!(
     many_short_padding_packets_of_text,
     short_encrypted_packets_of_text_in_many_attachments,
     sentences_planted_in_ciphertext,
+    a_key_next_to_the_message_with_user_ids_of_prose,
 );
 
 const SECRET: &str = "The meeting is at noon, bring the contract.";
@@ -532,4 +533,40 @@ fn sentences_planted_in_ciphertext(g: &Material) {
         *b = (x >> 32) as u8;
     }
     accepted(&attachments(&[clean]));
+}
+
+/// A v4 Ed25519 public key packet body (RFC 9580 §5.5.2): what rpgp reads.
+fn ed25519_key() -> Vec<u8> {
+    let mut k = vec![
+        4, 0x66, 0, 0, 0, 22, 9, 0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01,
+    ];
+    k.extend([0x01, 0x07, 0x40]);
+    k.extend((0u8..32).map(|i| i.wrapping_mul(97).wrapping_add(13)));
+    k
+}
+
+fn a_key_next_to_the_message_with_user_ids_of_prose(g: &Material) {
+    // A binary key attachment named .txt whose User IDs are a letter.
+    let key = |uids: &[&str]| -> Vec<u8> {
+        let mut k = packet(6, &ed25519_key());
+        for u in uids {
+            k.extend(packet(13, u.as_bytes()));
+        }
+        k
+    };
+    let letter: Vec<String> = (0..30).map(|i| format!("{i}: {SECRET}")).collect();
+    let letter: Vec<&str> = letter.iter().map(String::as_str).collect();
+    let mut m = attachments(&[g.encrypted_binary.clone(), key(&letter)]);
+    refused(&m, "User IDs");
+    // The same letter spread over many key attachments.
+    let keys: Vec<Vec<u8>> = std::iter::once(g.encrypted_binary.clone())
+        .chain(letter.iter().map(|u| key(&[u])))
+        .collect();
+    refused(&attachments(&keys), "User IDs");
+    // A key with the User IDs a real one has passes.
+    m = attachments(&[
+        g.encrypted_binary.clone(),
+        key(&["Bob Example <bob@example.org>", "Bob <bob@work.example>"]),
+    ]);
+    accepted(&m);
 }

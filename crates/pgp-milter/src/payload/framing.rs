@@ -29,7 +29,7 @@
 use super::grammar::{Grammar, Mode, Shape};
 use super::key_material::random_fields;
 use super::randomness::{MIN_WINDOW, Randomness};
-use super::{PayloadError, PayloadLimits};
+use super::{Carried, PayloadError, PayloadLimits};
 use crate::openpgp::{self, OpenPgpError, packet_name};
 use crate::packets::{KeyTarget, tag};
 
@@ -66,8 +66,9 @@ pub struct Ctx {
     /// and Padding packets under [`MIN_WINDOW`] octets, all concatenated.
     /// Without it a thousand session-key packets, or many small Padding
     /// packets, could each carry a few hundred octets of text. The caller
-    /// may carry it from leaf to leaf (see `PayloadReader::with_pieces`).
-    pub pieces: Option<Box<Randomness>>,
+    /// may carry it from leaf to leaf (see `PayloadReader::with_carried`),
+    /// with the bytes of User IDs and attributes so far.
+    pub carried: Carried,
 }
 
 impl Ctx {
@@ -80,7 +81,7 @@ impl Ctx {
             peak_collect: 0,
             used_window: false,
             inflate_depth: 0,
-            pieces: None,
+            carried: Carried::default(),
         }
     }
 }
@@ -415,6 +416,15 @@ impl PacketStream {
                         push_recipient(ctx, r)?;
                     }
                 }
+                if matches!(t, tag::USER_ID | tag::USER_ATTRIBUTE | tag::TRUST) {
+                    ctx.carried.key_text += body.len();
+                    if ctx.carried.key_text > ctx.limits.max_key_text_bytes {
+                        return Err(PayloadError::Limit(format!(
+                            "key blocks with more than {} bytes of User IDs and attributes",
+                            ctx.limits.max_key_text_bytes
+                        )));
+                    }
+                }
                 if matches!(t, tag::PKESK | tag::SKESK) && ctx.limits.require_random_ciphertext {
                     for field in random_fields(t, &body) {
                         feed_pieces(ctx, field).map_err(|why| not_random(t, offset, &why))?;
@@ -473,10 +483,10 @@ impl PacketStream {
     }
 }
 
-/// More bytes for the test over the small pieces ([`Ctx::pieces`]).
+/// More bytes for the test over the small pieces ([`Ctx::carried`]).
 fn feed_pieces(ctx: &mut Ctx, bytes: &[u8]) -> Result<(), String> {
     ctx.used_window = true;
-    ctx.pieces.get_or_insert_default().feed(bytes)
+    ctx.carried.pieces.get_or_insert_default().feed(bytes)
 }
 
 /// A packet too short for its own test goes to the small pieces' one.

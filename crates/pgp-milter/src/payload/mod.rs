@@ -145,6 +145,11 @@ pub struct PayloadLimits {
     pub max_decompressed_bytes: u64,
     /// Compressed Data inside Compressed Data, at most this deep.
     pub max_compression_depth: usize,
+    /// Bytes of User ID, user attribute (photo ID) and trust packets that
+    /// key blocks may hold, in all leaves of a message together: they are
+    /// text (or an image) that a key next to an encrypted message could
+    /// carry. Real keys have a few User IDs of some 40 bytes each.
+    pub max_key_text_bytes: usize,
     /// Encrypted-data and Padding packets must look random
     /// (see the randomness test). Off only in tests of other layers.
     pub require_random_ciphertext: bool,
@@ -160,6 +165,7 @@ impl Default for PayloadLimits {
             max_recipients: 1000,
             max_decompressed_bytes: crate::openpgp::MAX_DECOMPRESSED_BYTES as u64,
             max_compression_depth: crate::openpgp::MAX_COMPRESSION_DEPTH,
+            max_key_text_bytes: 1024,
             require_random_ciphertext: true,
         }
     }
@@ -208,10 +214,22 @@ pub struct Payload {
     pub decompressed_bytes: u64,
     /// The most octets the reader held at once (its own buffers).
     pub buffer_high_water: usize,
+    /// What the next leaf of the message goes on with
+    /// ([`PayloadReader::with_carried`]).
+    pub carried: Carried,
+}
+
+/// What one leaf hands on to the next leaf of the same message, so that a
+/// message of many leaves gets no more than one of a single leaf.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
     /// The test over the small pieces that should be random (session-key
-    /// fields, short encrypted-data and Padding packets), to carry on to
-    /// the next leaf of the message with [`PayloadReader::with_pieces`].
+    /// fields, short encrypted-data and Padding packets): pieces too short
+    /// to judge in one leaf are judged with those of the others.
     pub pieces: Option<Box<randomness::Randomness>>,
+    /// Bytes of User ID, user attribute and trust packets in key blocks
+    /// (see [`PayloadLimits::max_key_text_bytes`]).
+    pub key_text: usize,
 }
 
 /// How the caller should answer a [`PayloadError`].
@@ -321,12 +339,9 @@ impl PayloadReader {
         }
     }
 
-    /// Goes on with the test over small pieces of the leaves before (from
-    /// their [`Payload::pieces`]): pieces too short to judge in one leaf
-    /// are judged together with those of the others, so a message of many
-    /// leaves gets no more untested bytes than one of a single leaf.
-    pub fn with_pieces(mut self, pieces: Option<Box<randomness::Randomness>>) -> Self {
-        self.ctx.pieces = pieces;
+    /// Goes on from the leaves before (their [`Payload::carried`]).
+    pub fn with_carried(mut self, carried: Carried) -> Self {
+        self.ctx.carried = carried;
         self
     }
 
@@ -395,7 +410,7 @@ impl PayloadReader {
                 }]
             }
         };
-        if let Some(pieces) = &self.ctx.pieces {
+        if let Some(pieces) = &self.ctx.carried.pieces {
             pieces.finish().map_err(|why| {
                 PayloadError::NotCiphertext(format!("session keys and short packets: {why}"))
             })?;
@@ -421,7 +436,7 @@ impl PayloadReader {
                     0
                 }
                 + self.ctx.inflate_depth * framing::INFLATE_CHUNK,
-            pieces: self.ctx.pieces,
+            carried: self.ctx.carried,
         })
     }
 }
