@@ -558,6 +558,14 @@ impl State {
             if chain && is_smime(essence) {
                 return Err(NotPgp::Smime);
             }
+            if !opaque
+                && let Some(cs) = part.media.param("charset")
+                && !armor_reads_as_ascii(cs)
+            {
+                return Err(NotPgp::PlaintextPart(format!(
+                    "{essence} part in charset {cs}, which does not read armor as ASCII"
+                )));
+            }
             let kept = keep || essence == "application/pgp-encrypted";
             let cap = if !keep || essence == "application/pgp-encrypted" {
                 MAX_CONTROL
@@ -1012,6 +1020,56 @@ fn is_smime(mime: &str) -> bool {
             | "application/pkcs7-signature"
             | "application/x-pkcs7-signature"
     )
+}
+
+/// Whether a reader showing bytes in charset `cs` shows ASCII armor as the
+/// same ASCII characters. Not so for UTF-7 (a `+` starts base64 that is
+/// read as UTF-16: armor lines can end in `+AG0AYQByAGsAZQBy`, "marker",
+/// while their bytes stay random enough), UTF-16/32 and UCS-2/4 (pairs of
+/// armor bytes read as CJK characters), HZ (`~{` switches to GB2312) and
+/// EBCDIC. No client labels armor so; every other charset (ASCII, UTF-8,
+/// ISO 8859, Windows code pages, the East Asian multibyte ones, which keep
+/// ASCII bytes ASCII without escape sequences) passes.
+fn armor_reads_as_ascii(cs: &str) -> bool {
+    let c: String = cs
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect();
+    let c = c.as_str();
+    if c.contains("utf8") {
+        return true;
+    }
+    let unreadable = c.contains("utf7")
+        || c.starts_with("utf16")
+        || c.starts_with("utf32")
+        || c.starts_with("ucs")
+        || c.starts_with("iso10646")
+        || c.starts_with("unicode")
+        || c.starts_with("csunicode")
+        || c.starts_with("utf1")
+        || c == "utfebcdic"
+        || c.starts_with("hz")
+        || c.contains("ebcdic")
+        || c == "bocu1"
+        || c == "scsu"
+        || matches!(
+            c,
+            "cp037"
+                | "cp273"
+                | "cp500"
+                | "cp875"
+                | "cp1026"
+                | "cp1047"
+                | "cp1140"
+                | "ibm037"
+                | "ibm273"
+                | "ibm500"
+                | "ibm1026"
+                | "ibm1047"
+                | "ibm1140"
+        );
+    !unreadable
 }
 
 /// RFC 3156 §4: the control part, then the encrypted data.

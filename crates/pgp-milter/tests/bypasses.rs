@@ -89,6 +89,7 @@ checks!(
     short_encrypted_packets_of_text_in_many_attachments,
     sentences_planted_in_ciphertext,
     a_key_next_to_the_message_with_user_ids_of_prose,
+    a_charset_that_does_not_read_armor_as_ascii,
 );
 
 const SECRET: &str = "The meeting is at noon, bring the contract.";
@@ -569,4 +570,88 @@ fn a_key_next_to_the_message_with_user_ids_of_prose(g: &Material) {
         key(&["Bob Example <bob@example.org>", "Bob <bob@work.example>"]),
     ]);
     accepted(&m);
+}
+
+/// Armor whose lines end in `+` and base64 that UTF-7 reads as words
+/// (`+AG0AYQByAGsAZQBy` is "marker"), one line in three; its ciphertext
+/// stays random enough. Labelled `charset=utf-7` (made by a script that
+/// placed the words; the session key is GnuPG's from `fixtures/gpg`).
+const UTF7_ARMOR: &[u8] = include_bytes!("fixtures/crafted/utf7-armor.eml");
+
+fn a_charset_that_does_not_read_armor_as_ascii(g: &Material) {
+    refused(UTF7_ARMOR, "charset utf-7");
+    // Only the label makes it text: read as UTF-8 it is armor.
+    let as_utf8 = String::from_utf8_lossy(UTF7_ARMOR).replace("charset=utf-7", "charset=utf-8");
+    accepted(as_utf8.as_bytes());
+    let with = |cs: &str| {
+        crlf(&format!(
+            "Subject: s\nContent-Type: text/plain; {cs}\n\n{}",
+            g.encrypted
+        ))
+        .into_bytes()
+    };
+    for cs in [
+        "charset=utf-7",
+        "charset=\"UTF-7\"",
+        "charset=unicode-1-1-utf-7",
+        "charset=x-imap4-modified-utf7",
+        "charset=utf-16",
+        "charset=UTF-16LE",
+        "charset=utf-32be",
+        "charset=ucs-2",
+        "charset=hz-gb-2312",
+        "charset=ibm037",
+    ] {
+        refused(&with(cs), "which does not read armor as ASCII");
+    }
+    // The label written so that readers and a filter could disagree.
+    for cs in [
+        "charset*=''utf-7",
+        "charset*0=utf; charset*1=-7",
+        "charset=\"=?us-ascii?q?utf-7?=\"",
+        "charset=utf-8; charset=utf-7",
+    ] {
+        refused(&with(cs), "ambiguous MIME");
+    }
+    for cs in [
+        "charset=us-ascii",
+        "charset=\"utf-8\"",
+        "charset=UTF8",
+        "charset=iso-8859-1",
+        "charset=windows-1252",
+        "charset=shift_jis",
+        "charset=iso-2022-jp",
+        "charset=unicode-1-1-utf-8",
+    ] {
+        accepted(&with(cs));
+    }
+}
+
+/// Python's `email` (policy default) shows the words of the UTF-7 armor:
+/// the oracle's verdict on the committed message.
+#[test]
+#[ignore = "needs python3"]
+fn python_shows_text_in_the_utf7_armor() {
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys,email,email.policy;\
+             m=email.message_from_bytes(sys.stdin.buffer.read(),policy=email.policy.default);\
+             sys.stdout.buffer.write(m.get_content().encode(\"utf-8\",\"replace\"))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(UTF7_ARMOR)?;
+            c.wait_with_output()
+        })
+        .expect("run /usr/bin/python3");
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("marker") && shown.contains("secret"),
+        "{shown}"
+    );
 }
