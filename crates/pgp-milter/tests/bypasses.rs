@@ -90,6 +90,7 @@ checks!(
     sentences_planted_in_ciphertext,
     a_key_next_to_the_message_with_user_ids_of_prose,
     a_charset_that_does_not_read_armor_as_ascii,
+    an_archive_or_document_inside_the_ciphertext,
 );
 
 const SECRET: &str = "The meeting is at noon, bring the contract.";
@@ -653,5 +654,107 @@ fn python_shows_text_in_the_utf7_armor() {
     assert!(
         shown.contains("marker") && shown.contains("secret"),
         "{shown}"
+    );
+}
+
+/// A ZIP archive (RFC-less, PKWARE's APPNOTE) of one deflated text file.
+fn zip_of(name: &str, text: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(text).unwrap();
+    let data = e.finish().unwrap();
+    let mut crc = flate2::Crc::new();
+    crc.update(text);
+    let fields = |z: &mut Vec<u8>| {
+        z.extend([20, 0, 0, 0, 8, 0, 0, 0, 0x21, 0]);
+        z.extend(crc.sum().to_le_bytes());
+        z.extend((data.len() as u32).to_le_bytes());
+        z.extend((text.len() as u32).to_le_bytes());
+        z.extend((name.len() as u16).to_le_bytes());
+        z.extend([0, 0]);
+    };
+    let mut z = b"PK\x03\x04".to_vec();
+    fields(&mut z);
+    z.extend(name.as_bytes());
+    z.extend(&data);
+    let cd_at = z.len() as u32;
+    z.extend(b"PK\x01\x02\x14\x00");
+    fields(&mut z);
+    z.extend([0; 14]);
+    z.extend(name.as_bytes());
+    let cd_len = z.len() as u32 - cd_at;
+    z.extend(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
+    z.extend(cd_len.to_le_bytes());
+    z.extend(cd_at.to_le_bytes());
+    z.extend([0, 0]);
+    z
+}
+
+/// GnuPG's session key, then a SEIPD v1 whose "ciphertext" is `inner`
+/// after some noise: what a ZIP reader or PDF viewer opens whole.
+fn polyglot(g: &Material, inner: &[u8]) -> Vec<u8> {
+    let (pkesk, _) = split_first_packet(&g.encrypted_binary);
+    let mut x = 0x2545_f491_u64;
+    let mut body = vec![1u8];
+    body.extend((0..600).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 24) as u8
+    }));
+    body.extend(inner);
+    let mut seipd = vec![0xD2, 0xFF];
+    seipd.extend((body.len() as u32).to_be_bytes());
+    seipd.extend(body);
+    [pkesk, &seipd].concat()
+}
+
+/// A letter that deflates well: 40,000 words of a small vocabulary.
+fn letter() -> Vec<u8> {
+    let words = [
+        "the", "merger", "closes", "friday", "keep", "quiet", "vote", "board",
+    ];
+    let mut x = 7u64;
+    let mut t = String::from("marker: ");
+    for _ in 0..40_000 {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        t.push_str(words[(x >> 60) as usize % words.len()]);
+        t.push(' ');
+    }
+    t.into_bytes()
+}
+
+fn an_archive_or_document_inside_the_ciphertext(g: &Material) {
+    // Deflated text is as close to uniform bytes as ciphertext: only the
+    // archive's end record tells it.
+    let zip = polyglot(g, &zip_of("letter.txt", &letter()));
+    refused(&attachments(std::slice::from_ref(&zip)), "ZIP archive");
+    let mut pdf = b"%PDF-1.7\n%".to_vec();
+    pdf.extend(&zip_of("x", &letter())[30..]);
+    refused(&attachments(&[polyglot(g, &pdf)]), "PDF document");
+    // The same bytes armored are not a file anyone opens as an archive.
+    accepted(&inline_armor(&armored(&zip, "")));
+}
+
+/// `unzip` extracts the letter from the attachment that passed as
+/// encrypted before: the oracle's verdict.
+#[test]
+#[ignore = "needs unzip"]
+fn unzip_opens_the_archive_inside_the_ciphertext() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("letter.zip");
+    std::fs::write(
+        &file,
+        polyglot(&committed(), &zip_of("letter.txt", &letter())),
+    )
+    .unwrap();
+    let out = std::process::Command::new("unzip")
+        .arg("-p")
+        .arg(&file)
+        .output()
+        .expect("unzip must be installed (Debian package unzip)");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("marker: "),
+        "{out:?}"
     );
 }

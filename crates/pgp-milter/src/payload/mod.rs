@@ -103,6 +103,7 @@ mod armor;
 mod framing;
 mod grammar;
 mod key_material;
+mod polyglot;
 pub mod randomness;
 
 use thiserror::Error;
@@ -307,6 +308,8 @@ impl PayloadError {
 pub struct PayloadReader {
     input: Input,
     ctx: Ctx,
+    /// A binary payload is also checked for being a ZIP or PDF file.
+    polyglot: Option<Box<polyglot::Polyglot>>,
     failed: Option<PayloadError>,
     fed: u64,
 }
@@ -331,9 +334,12 @@ impl PayloadReader {
             Encoding::Binary => Input::Binary(PacketStream::new(0)),
             Encoding::Auto => Input::Auto,
         };
+        let polyglot = (matches!(encoding, Encoding::Binary) && limits.require_random_ciphertext)
+            .then(Box::default);
         PayloadReader {
             input,
             ctx: Ctx::new(limits.clone()),
+            polyglot,
             failed: None,
             fed: 0,
         }
@@ -356,12 +362,18 @@ impl PayloadReader {
         }
         if let Input::Auto = self.input {
             self.input = if bytes[0] & 0x80 != 0 {
+                if self.ctx.limits.require_random_ciphertext {
+                    self.polyglot = Some(Box::default());
+                }
                 Input::Binary(PacketStream::new(0))
             } else {
                 Input::Armored(ArmorReader::default())
             };
         }
         self.fed += bytes.len() as u64;
+        if let Some(p) = &mut self.polyglot {
+            p.feed(bytes);
+        }
         let r = match &mut self.input {
             Input::Armored(a) => a.feed(bytes, &mut self.ctx),
             Input::Binary(s) => {
@@ -410,6 +422,9 @@ impl PayloadReader {
                 }]
             }
         };
+        if let Some(p) = &self.polyglot {
+            p.finish().map_err(PayloadError::NotCiphertext)?;
+        }
         if let Some(pieces) = &self.ctx.carried.pieces {
             pieces.finish().map_err(|why| {
                 PayloadError::NotCiphertext(format!("session keys and short packets: {why}"))
@@ -429,6 +444,7 @@ impl PayloadReader {
             blocks,
             decompressed_bytes: self.ctx.decompressed,
             buffer_high_water: peak_line
+                + self.polyglot.as_ref().map_or(0, |p| p.held())
                 + self.ctx.peak_collect
                 + if self.ctx.used_window {
                     WINDOW_STATE
