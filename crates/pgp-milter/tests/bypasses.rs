@@ -91,6 +91,7 @@ checks!(
     a_key_next_to_the_message_with_user_ids_of_prose,
     a_charset_that_does_not_read_armor_as_ascii,
     an_archive_or_document_inside_the_ciphertext,
+    part_headers_are_bounded,
 );
 
 const SECRET: &str = "The meeting is at noon, bring the contract.";
@@ -757,4 +758,22 @@ fn unzip_opens_the_archive_inside_the_ciphertext() {
         String::from_utf8_lossy(&out.stdout).starts_with("marker: "),
         "{out:?}"
     );
+}
+
+fn part_headers_are_bounded(g: &Material) {
+    // Fields of a part are not judged, but they are stored in the clear:
+    // 300 KiB of them next to the encrypted part is refused.
+    let field = format!("X-Note: {SECRET}\n");
+    let many = field.repeat((300 << 10) / field.len());
+    let with = |fields: &str| {
+        crlf(&format!(
+            "Content-Type: multipart/mixed; boundary=m\n\n--m\n\
+             Content-Type: text/plain\n{fields}\n{}--m--\n",
+            g.encrypted
+        ))
+        .into_bytes()
+    };
+    refused(&with(&many), "part headers of more than 262144 bytes");
+    // A part header as clients write it, and a long one, pass.
+    accepted(&with(&field.repeat(200)));
 }
