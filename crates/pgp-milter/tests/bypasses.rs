@@ -470,9 +470,15 @@ fn session_key_packets_full_of_text(g: &Material) {
     let mut data = packet(1, &big);
     data.extend_from_slice(&g.encrypted_binary);
     refused(&attachments(&[data]), "not ciphertext");
-    let mut small = vec![3, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    small.extend(mpi(SECRET.as_bytes()));
-    let mut data = packet(1, &small).repeat(30);
+    // Each different (a piece repeated is tested once: repeating carries
+    // nothing new).
+    let mut data: Vec<u8> = (0..30)
+        .flat_map(|i| {
+            let mut small = vec![3, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            small.extend(mpi(format!("{i:02} {SECRET}").as_bytes()));
+            packet(1, &small)
+        })
+        .collect();
     data.extend_from_slice(&g.encrypted_binary);
     refused(&inline_armor(&armored(&data, "")), "not ciphertext");
     // A passphrase session key whose "encrypted session key" is prose.
@@ -485,7 +491,9 @@ fn session_key_packets_full_of_text(g: &Material) {
 
 fn many_short_padding_packets_of_text(g: &Material) {
     // Each under the 64 octets one packet needs to be judged alone.
-    let mut data = packet(21, &SECRET.as_bytes()[..40]).repeat(40);
+    let mut data: Vec<u8> = (0..40)
+        .flat_map(|i| packet(21, &format!("{i:02} {SECRET}").as_bytes()[..40]))
+        .collect();
     data.extend_from_slice(&g.encrypted_binary);
     refused(&attachments(&[data]), "not ciphertext");
 }
@@ -494,12 +502,17 @@ fn short_encrypted_packets_of_text_in_many_attachments(g: &Material) {
     // Each attachment: GnuPG's session key, then a SEIPD v1 of 43 octets
     // of prose (too short to judge alone). Together they are judged.
     let (pkesk, _) = split_first_packet(&g.encrypted_binary);
-    let mut seipd = vec![1u8];
-    seipd.extend(SECRET.as_bytes());
-    let one = [pkesk, &packet(18, &seipd)].concat();
-    refused(&attachments(&vec![one.clone(); 30]), "not ciphertext");
+    let one = |i: usize| {
+        let mut seipd = vec![1u8];
+        seipd.extend(format!("{SECRET} {i:02}").as_bytes());
+        [pkesk, &packet(18, &seipd)].concat()
+    };
+    let all: Vec<Vec<u8>> = (0..30).map(one).collect();
+    refused(&attachments(&all), "not ciphertext");
+    // The same attachment thirty times repeats one piece, tested once.
+    accepted(&attachments(&vec![one(0); 30]));
     // One such attachment alone stays under what can be judged.
-    accepted(&attachments(&[one]));
+    accepted(&attachments(&[one(0)]));
 }
 
 fn sentences_planted_in_ciphertext(g: &Material) {

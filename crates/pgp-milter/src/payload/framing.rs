@@ -483,9 +483,22 @@ impl PacketStream {
     }
 }
 
-/// More bytes for the test over the small pieces ([`Ctx::carried`]).
+/// Bytes of distinct pieces remembered per message; past this, repeated
+/// pieces are tested again.
+pub const MAX_SEEN_BYTES: usize = 64 << 10;
+
+/// More bytes for the test over the small pieces ([`Ctx::carried`]),
+/// unless the same bytes were tested before.
 fn feed_pieces(ctx: &mut Ctx, bytes: &[u8]) -> Result<(), String> {
     ctx.used_window = true;
+    let c = &mut ctx.carried;
+    if c.seen.contains(bytes) {
+        return Ok(());
+    }
+    if c.seen_bytes + bytes.len() <= MAX_SEEN_BYTES {
+        c.seen_bytes += bytes.len();
+        c.seen.insert(bytes.to_vec());
+    }
     ctx.carried.pieces.get_or_insert_default().feed(bytes)
 }
 

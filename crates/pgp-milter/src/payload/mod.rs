@@ -231,6 +231,14 @@ pub struct Carried {
     /// Bytes of User ID, user attribute and trust packets in key blocks
     /// (see [`PayloadLimits::max_key_text_bytes`]).
     pub key_text: usize,
+    /// The pieces tested so far (up to a bound of bytes): a piece seen
+    /// before (the same recipient's key ID in every block, the same
+    /// encrypted message attached twice) is not tested again. Repeating
+    /// random bytes carries no text, and the repetition itself would look
+    /// far from uniform.
+    pub seen: std::collections::HashSet<Vec<u8>>,
+    /// Bytes held in `seen`.
+    pub seen_bytes: usize,
 }
 
 /// How the caller should answer a [`PayloadError`].
