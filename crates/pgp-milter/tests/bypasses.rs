@@ -585,6 +585,65 @@ fn a_key_next_to_the_message_with_user_ids_of_prose(g: &Material) {
         key(&["Bob Example <bob@example.org>", "Bob <bob@work.example>"]),
     ]);
     accepted(&m);
+    // A self-signature whose notation is a letter (human-readable or not).
+    for flags in [0x80, 0] {
+        let name = b"note@example.org";
+        let letter = SECRET.repeat(30);
+        let mut notation = vec![flags, 0, 0, 0];
+        notation.extend((name.len() as u16).to_be_bytes());
+        notation.extend((letter.len() as u16).to_be_bytes());
+        notation.extend(name);
+        notation.extend(letter.as_bytes());
+        let mut hashed = vec![5, 2, 0x66, 0, 0, 0];
+        let n = notation.len() + 1 - 192;
+        hashed.extend([(n >> 8) as u8 + 192, n as u8, 20]);
+        hashed.extend(notation);
+        let mut sig = vec![4, 0x13, 22, 8];
+        sig.extend((hashed.len() as u16).to_be_bytes());
+        sig.extend(hashed);
+        sig.extend([0, 0, 0xab, 0xcd, 0, 0xff]);
+        sig.extend([7; 32]);
+        sig.extend([0, 0xff]);
+        sig.extend([9; 32]);
+        let mut k = key(&["Bob <bob@example.org>"]);
+        k.extend(packet(2, &sig));
+        let m = attachments(&[g.encrypted_binary.clone(), k]);
+        let d = detect(&m);
+        assert!(!matches!(d, Detection::Encrypted(_)), "accepted: {d}");
+    }
+}
+
+/// Keys as GnuPG and Sequoia export them (Sequoia salts every signature
+/// with a notation of random bytes) pass next to the message.
+#[test]
+#[ignore = "needs gpg and sq"]
+fn real_keys_next_to_the_message_pass() {
+    let g = fresh();
+    let mut keys = vec![support::gpg().public_key.clone()];
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    let status = std::process::Command::new("sq")
+        .args(["key", "generate", "--userid", "Dave <dave@example.org>"])
+        .args(["--userid", "<dave@work.example>", "--export"])
+        .arg(&key)
+        .status()
+        .expect("sq must be installed");
+    assert!(status.success());
+    let cert = std::process::Command::new("sq")
+        .args(["key", "extract-cert"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(cert.status.success());
+    keys.push(String::from_utf8(cert.stdout).unwrap());
+    for k in keys {
+        let m = crlf(&format!(
+            "Content-Type: multipart/mixed; boundary=m\n\n--m\nContent-Type: text/plain\n\n{}\
+             --m\nContent-Type: application/pgp-keys; name=\"key.asc\"\n\n{k}--m--\n",
+            g.encrypted
+        ));
+        accepted(m.as_bytes());
+    }
 }
 
 /// Armor whose lines end in `+` and base64 that UTF-7 reads as words

@@ -416,11 +416,24 @@ impl PacketStream {
                         push_recipient(ctx, r)?;
                     }
                 }
-                if matches!(t, tag::USER_ID | tag::USER_ATTRIBUTE | tag::TRUST) {
-                    ctx.carried.key_text += body.len();
+                let key_text = match t {
+                    tag::USER_ID | tag::USER_ATTRIBUTE | tag::TRUST => body.len(),
+                    tag::SIGNATURE if self.grammar.in_key_block() => {
+                        let (n, values) = super::subpackets::free_text_bytes(&body);
+                        if ctx.limits.require_random_ciphertext {
+                            for v in values {
+                                feed_pieces(ctx, v).map_err(|why| not_random(t, offset, &why))?;
+                            }
+                        }
+                        n
+                    }
+                    _ => 0,
+                };
+                if key_text > 0 {
+                    ctx.carried.key_text += key_text;
                     if ctx.carried.key_text > ctx.limits.max_key_text_bytes {
                         return Err(PayloadError::Limit(format!(
-                            "key blocks with more than {} bytes of User IDs and attributes",
+                            "key blocks with more than {} bytes of User IDs, attributes and signature notes",
                             ctx.limits.max_key_text_bytes
                         )));
                     }

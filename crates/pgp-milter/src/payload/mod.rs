@@ -105,6 +105,7 @@ mod grammar;
 mod key_material;
 mod polyglot;
 pub mod randomness;
+mod subpackets;
 
 use thiserror::Error;
 
