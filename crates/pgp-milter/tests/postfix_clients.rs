@@ -10,6 +10,8 @@
 //! folded `Content-Type`, a trailing `;`, `charset` on the parts), in
 //! 7bit, base64 and quoted-printable, with CRLF and with bare LF line
 //! ends (Postfix turns those into CRLF), sent with DATA and with BDAT.
+//! Then the milter restarts while Postfix holds a transaction open: that
+//! message gets a tempfail, the next session is judged by the new daemon.
 //!
 //! Needs Postfix and root (scripts/install-test-deps.sh), `gpg` and `sq`.
 
@@ -430,4 +432,37 @@ fn postfix_delivers_what_real_clients_send() {
     let log = daemon.log_text();
     let accepted = log.matches("verdict=accept").count();
     assert_eq!(accepted, messages.len(), "{log}");
+
+    // The milter restarts while Postfix holds a session in the middle of a
+    // transaction: that message gets Postfix's tempfail (the client tries
+    // again later; nothing is refused for good or let through unchecked),
+    // and the next session is served by the new daemon.
+    let (name, m) = &messages[0];
+    let mut c = SmtpClient::connect(port).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    assert!(c.mail("<alice@client.example>").unwrap().is_positive());
+    assert!(c.rcpt("<bob@example.org>").unwrap().is_positive());
+    let mut daemon = daemon;
+    daemon.stop();
+    let _ = std::fs::remove_file(&socket);
+    let daemon = start_milter(&config, &socket, dir.join("pgp-milter-2.log"));
+    let r = c.data(m).unwrap();
+    assert!(r.is_transient(), "{name} across a restart: {r:?}");
+    let _ = c.quit();
+    let mut c = SmtpClient::connect(port).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    assert!(c.mail("<alice@client.example>").unwrap().is_positive());
+    assert!(c.rcpt("<bob@example.org>").unwrap().is_positive());
+    let r = c.data(m).unwrap();
+    assert_eq!(
+        r.code,
+        250,
+        "{name} after the restart: {r:?}\n{}",
+        daemon.log_text()
+    );
+    assert!(c.mail("<alice@client.example>").unwrap().is_positive());
+    assert!(c.rcpt("<bob@example.org>").unwrap().is_positive());
+    let r = c.data(support::plain("plain", "In the clear.\n")).unwrap();
+    assert_eq!(r.code, 550, "plain after the restart: {r:?}");
+    c.quit().unwrap();
 }
