@@ -466,3 +466,91 @@ fn postfix_delivers_what_real_clients_send() {
     assert_eq!(r.code, 550, "plain after the restart: {r:?}");
     c.quit().unwrap();
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// A 50 MB file encrypted by GnuPG and sent as PGP/MIME (about 68 MB of
+/// armor) through Postfix: delivered, judged completely, in bounded memory.
+#[test]
+#[ignore = "needs postfix and gpg"]
+fn postfix_delivers_a_fifty_megabyte_encrypted_attachment() {
+    let home = tempfile::Builder::new().prefix("big").tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let dir = home.path();
+    let gpg = |args: &[&str], input: &[u8]| {
+        let mut all = vec!["--batch", "--yes", "--trust-model", "always", "--quiet"];
+        all.extend_from_slice(args);
+        run("gpg", dir, &all, input)
+    };
+    gpg(
+        &[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Bob <bob@example.org>",
+            "future-default",
+            "default",
+            "never",
+        ],
+        b"",
+    );
+    // Incompressible content (GnuPG would compress zeros to nothing).
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let file: Vec<u8> = (0..50_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let armor = gpg(&["--armor", "-r", "bob@example.org", "-e"], &file);
+    drop(file);
+    let armor = String::from_utf8(armor).unwrap();
+    let message = support::pgp_mime("fifty megabytes", &armor);
+    drop(armor);
+    assert!(message.len() > 60_000_000);
+
+    let builder = Postfix::prepare()
+        .unwrap()
+        .user("postmaster")
+        .main_cf("message_size_limit", "100000000");
+    let socket = builder.socket_path("pgp.sock");
+    let pdir = builder.path().to_owned();
+    let milter = format!("unix:{}", socket.display());
+    let pf = builder
+        .service(SmtpService::new("pgp").with_milters(&milter))
+        .start()
+        .unwrap();
+    let config = pdir.join("pgp-milter.toml");
+    std::fs::write(
+        &config,
+        format!("listen = [\"{milter}\"]\nsocket_mode = \"666\"\n"),
+    )
+    .unwrap();
+    let daemon = start_milter(&config, &socket, pdir.join("pgp-milter.log"));
+    let mut c = SmtpClient::connect(pf.port("pgp")).unwrap();
+    c.set_timeout(Duration::from_secs(300)).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    assert!(c.mail("<alice@client.example>").unwrap().is_positive());
+    assert!(c.rcpt("<bob@example.org>").unwrap().is_positive());
+    let r = c.data(&message).unwrap();
+    assert_eq!(r.code, 250, "{r:?}\n{}", daemon.log_text());
+    c.quit().unwrap();
+    let log = daemon.log_text();
+    assert!(log.contains("verdict=accept"), "{log}");
+    // Peak resident memory of the whole daemon: far below the message.
+    let peak = rss_kib(daemon.pid().unwrap());
+    eprintln!("pgp-milter peak RSS {peak} KiB");
+    assert!(peak < 64 << 10, "peak RSS {peak} KiB for a 68 MB message");
+}
