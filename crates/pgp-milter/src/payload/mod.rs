@@ -82,7 +82,12 @@
 //! (4 KiB ring and a histogram) and the first 64 octets of an encrypted
 //! packet. [`Payload::buffer_high_water`] reports an upper bound of what it
 //! held at once (the sum of each buffer's largest size): about 5 KiB for
-//! an encrypted message of any size. Large packet bodies (encrypted data,
+//! an encrypted message of any size. Carried from leaf to leaf of a
+//! message ([`Carried`]): the test over small pieces (another ring and
+//! histogram once used) and the distinct pieces already tested (at most
+//! 64 KiB). A binary payload adds the ZIP/PDF scanner: its first 1 KiB and
+//! the fields of candidate ZIP end records (a few in real data, at most
+//! 256). Large packet bodies (encrypted data,
 //! literal data, padding) are checked while they stream by and never held.
 //! Decompression (only signed messages carry Compressed Data outside the
 //! encryption) adds an 8 KiB output buffer per nesting level and the
