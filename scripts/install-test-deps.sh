@@ -19,6 +19,8 @@
 #                  from Debian's /usr/bin/python3) what a mail reader sees
 #   neomutt        a third mail reader for pgp-milter's differential tests
 #                  (tests/differential_neomutt.rs: run headless under util-linux `script`)
+#   unzip          the oracle of pgp-milter's ZIP-inside-ciphertext test (tests/bypasses.rs:
+#                  `unzip` extracts the letter such an attachment holds)
 #   dovecot-imapd, dovecot-lmtpd, python3-venv
 #                  pgp-milter's Delta Chat test (tests/deltachat.rs) runs a private Dovecot
 #                  (own config, foreground, loopback ports; never the service) for LMTP,
@@ -72,6 +74,7 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 /usr/bin/python3 -c 'import gi' >/dev/null 2>&1 || missing+=(python3-gi)
 ls /usr/lib/*/girepository-1.0/GMime-3.0.typelib >/dev/null 2>&1 || missing+=(gir1.2-gmime-3.0)
 command -v neomutt >/dev/null 2>&1 || missing+=(neomutt)
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 # mailman-milter's REST backend is tested against Debian's Mailman 3 core.
 [ -x /usr/bin/mailman ] && [ -x /usr/lib/mailman3/bin/master ] || missing+=(mailman3)
 # minimilter check's opendkim example; the verifier runs under Debian's python3.

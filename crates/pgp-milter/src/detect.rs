@@ -20,7 +20,7 @@ use crate::mime::{self, Event, Part, ReadError};
 use crate::openpgp;
 use crate::packets::{self, Shape};
 use crate::payload::{
-    Encoding, ErrorClass, Payload, PayloadError, PayloadKind, PayloadLimits, PayloadReader,
+    Carried, Encoding, ErrorClass, Payload, PayloadError, PayloadKind, PayloadLimits, PayloadReader,
 };
 
 /// How the OpenPGP protection was found.
@@ -185,6 +185,9 @@ struct State {
     buffered: usize,
     limit: usize,
     budget: u64,
+    /// What a streamed leaf hands on to the next (see
+    /// [`PayloadReader::with_carried`]).
+    carried: Carried,
 }
 
 /// How a multipart decides from its parts.
@@ -297,6 +300,7 @@ impl Detector {
                 buffered: 0,
                 limit,
                 budget: openpgp::MAX_DECOMPRESSED_BYTES as u64,
+                carried: Carried::default(),
             },
         }
     }
@@ -554,6 +558,14 @@ impl State {
             if chain && is_smime(essence) {
                 return Err(NotPgp::Smime);
             }
+            if !opaque
+                && let Some(cs) = part.media.param("charset")
+                && !armor_reads_as_ascii(cs)
+            {
+                return Err(NotPgp::PlaintextPart(format!(
+                    "{essence} part in charset {cs}, which does not read armor as ASCII"
+                )));
+            }
             let kept = keep || essence == "application/pgp-encrypted";
             let cap = if !keep || essence == "application/pgp-encrypted" {
                 MAX_CONTROL
@@ -583,7 +595,7 @@ impl State {
         Ok(())
     }
 
-    fn streamed(&self, essence: &str) -> Leaf {
+    fn streamed(&mut self, essence: &str) -> Leaf {
         let limits = PayloadLimits {
             max_decompressed_bytes: self.budget,
             ..PayloadLimits::default()
@@ -594,7 +606,8 @@ impl State {
             Encoding::Auto
         };
         Leaf::Streamed(Box::new(Streamed {
-            reader: PayloadReader::new(encoding, &limits),
+            reader: PayloadReader::new(encoding, &limits)
+                .with_carried(std::mem::take(&mut self.carried)),
             head: Vec::new(),
             first: None,
             decided: false,
@@ -713,7 +726,8 @@ impl State {
             }
             FrameKind::Leaf(Leaf::Streamed(s)) => {
                 let targets = self.wanted.keys.then_some(&mut self.targets);
-                (s.finish(&frame.essence, targets, &mut self.budget), None)
+                let carry = (&mut self.budget, &mut self.carried);
+                (s.finish(&frame.essence, targets, carry), None)
             }
             FrameKind::Multipart { rule, children } => {
                 let class = if frame.opaque {
@@ -824,7 +838,7 @@ impl Streamed {
             return Ok(());
         }
         if let Err(e) = self.reader.feed(bytes) {
-            match payload_class(essence, Err(e), None, &mut 0) {
+            match payload_class(essence, Err(e), None, (&mut 0, &mut Carried::default())) {
                 Class::Plain(why) if chain => return Err(why),
                 c => self.verdict = Some(c),
             }
@@ -832,7 +846,7 @@ impl Streamed {
         Ok(())
     }
 
-    fn finish(mut self, essence: &str, targets: Targets<'_>, budget: &mut u64) -> Class {
+    fn finish(mut self, essence: &str, targets: Targets<'_>, carry: Carry<'_>) -> Class {
         if let Some(v) = self.verdict.take() {
             return v;
         }
@@ -844,12 +858,16 @@ impl Streamed {
             }
             let head = std::mem::take(&mut self.head);
             if let Err(e) = self.reader.feed(&head) {
-                return payload_class(essence, Err(e), None, budget);
+                return payload_class(essence, Err(e), None, carry);
             }
         }
-        payload_class(essence, self.reader.finish(), targets, budget)
+        payload_class(essence, self.reader.finish(), targets, carry)
     }
 }
+
+/// What a streamed leaf hands on to the next: the message's decompression
+/// budget and what the payload reader carries ([`Carried`]).
+type Carry<'a> = (&'a mut u64, &'a mut Carried);
 
 /// The class of a streamed leaf from the payload reader's verdict (the
 /// reasons the whole-body functions give for the same bytes).
@@ -857,9 +875,9 @@ fn payload_class(
     essence: &str,
     r: Result<Payload, PayloadError>,
     targets: Targets<'_>,
-    budget: &mut u64,
+    (budget, carried): Carry<'_>,
 ) -> Class {
-    let p = match r {
+    let mut p = match r {
         Ok(p) => p,
         Err(e) => {
             return Class::Plain(match (e.class(), &e) {
@@ -903,6 +921,7 @@ fn payload_class(
         }
     };
     *budget = budget.saturating_sub(p.decompressed_bytes);
+    *carried = std::mem::take(&mut p.carried);
     match p.kind {
         PayloadKind::Empty => Class::Empty,
         PayloadKind::Key => Class::Key,
@@ -1001,6 +1020,56 @@ fn is_smime(mime: &str) -> bool {
             | "application/pkcs7-signature"
             | "application/x-pkcs7-signature"
     )
+}
+
+/// Whether a reader showing bytes in charset `cs` shows ASCII armor as the
+/// same ASCII characters. Not so for UTF-7 (a `+` starts base64 that is
+/// read as UTF-16: armor lines can end in `+AG0AYQByAGsAZQBy`, "marker",
+/// while their bytes stay random enough), UTF-16/32 and UCS-2/4 (pairs of
+/// armor bytes read as CJK characters), HZ (`~{` switches to GB2312) and
+/// EBCDIC. No client labels armor so; every other charset (ASCII, UTF-8,
+/// ISO 8859, Windows code pages, the East Asian multibyte ones, which keep
+/// ASCII bytes ASCII without escape sequences) passes.
+fn armor_reads_as_ascii(cs: &str) -> bool {
+    let c: String = cs
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect();
+    let c = c.as_str();
+    if c.contains("utf8") {
+        return true;
+    }
+    let unreadable = c.contains("utf7")
+        || c.starts_with("utf16")
+        || c.starts_with("utf32")
+        || c.starts_with("ucs")
+        || c.starts_with("iso10646")
+        || c.starts_with("unicode")
+        || c.starts_with("csunicode")
+        || c.starts_with("utf1")
+        || c == "utfebcdic"
+        || c.starts_with("hz")
+        || c.contains("ebcdic")
+        || c == "bocu1"
+        || c == "scsu"
+        || matches!(
+            c,
+            "cp037"
+                | "cp273"
+                | "cp500"
+                | "cp875"
+                | "cp1026"
+                | "cp1047"
+                | "cp1140"
+                | "ibm037"
+                | "ibm273"
+                | "ibm500"
+                | "ibm1026"
+                | "ibm1047"
+                | "ibm1140"
+        );
+    !unreadable
 }
 
 /// RFC 3156 §4: the control part, then the encrypted data.

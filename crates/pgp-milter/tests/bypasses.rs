@@ -84,6 +84,14 @@ checks!(
     a_padding_packet_full_of_text_before_real_ciphertext,
     ciphertext_that_is_text,
     armor_headers_are_bounded,
+    session_key_packets_full_of_text,
+    many_short_padding_packets_of_text,
+    short_encrypted_packets_of_text_in_many_attachments,
+    sentences_planted_in_ciphertext,
+    a_key_next_to_the_message_with_user_ids_of_prose,
+    a_charset_that_does_not_read_armor_as_ascii,
+    an_archive_or_document_inside_the_ciphertext,
+    part_headers_are_bounded,
 );
 
 const SECRET: &str = "The meeting is at noon, bring the contract.";
@@ -405,4 +413,439 @@ fn armor_headers_are_bounded(g: &Material) {
         1,
     );
     accepted(&inline_armor(&text));
+}
+
+/// The first packet of `data` (GnuPG's session-key packet) and the rest.
+fn split_first_packet(data: &[u8]) -> (&[u8], &[u8]) {
+    let (head, len) = match data[0] {
+        b if b & 0x40 != 0 => match data[1] {
+            n @ 0..192 => (2, usize::from(n)),
+            n @ 192..224 => (
+                3,
+                ((usize::from(n) - 192) << 8) + usize::from(data[2]) + 192,
+            ),
+            _ => panic!("unexpected length octet"),
+        },
+        b => match b & 3 {
+            0 => (2, usize::from(data[1])),
+            1 => (3, usize::from(u16::from_be_bytes([data[1], data[2]]))),
+            _ => panic!("unexpected old length type"),
+        },
+    };
+    data.split_at(head + len)
+}
+
+/// A multipart/mixed of binary attachments named `.txt`, one per payload.
+fn attachments(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let parts: String = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "--m\nContent-Type: application/octet-stream; name=\"note{i}.txt\"\n\
+                 Content-Transfer-Encoding: base64\n\n{}",
+                support::base64_lines(p)
+            )
+        })
+        .collect();
+    crlf(&format!(
+        "Content-Type: multipart/mixed; boundary=m\n\n{parts}--m--\n"
+    ))
+    .into_bytes()
+}
+
+/// An MPI (RFC 9580 §3.2) of `value` (first octet not zero).
+fn mpi(value: &[u8]) -> Vec<u8> {
+    let bits = (value.len() - 1) * 8 + (8 - value[0].leading_zeros() as usize);
+    let mut m = (bits as u16).to_be_bytes().to_vec();
+    m.extend_from_slice(value);
+    m
+}
+
+fn session_key_packets_full_of_text(g: &Material) {
+    // rpgp reads an RSA "ciphertext" of any octets: prose there, in one
+    // large PKESK or in many small ones, before GnuPG's real packets.
+    let mut big = vec![3, 1, 2, 3, 4, 5, 6, 7, 8, 1];
+    big.extend(mpi(SECRET.repeat(10).as_bytes()));
+    let mut data = packet(1, &big);
+    data.extend_from_slice(&g.encrypted_binary);
+    refused(&attachments(&[data]), "not ciphertext");
+    // Each different (a piece repeated is tested once: repeating carries
+    // nothing new).
+    let mut data: Vec<u8> = (0..30)
+        .flat_map(|i| {
+            let mut small = vec![3, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            small.extend(mpi(format!("{i:02} {SECRET}").as_bytes()));
+            packet(1, &small)
+        })
+        .collect();
+    data.extend_from_slice(&g.encrypted_binary);
+    refused(&inline_armor(&armored(&data, "")), "not ciphertext");
+    // A passphrase session key whose "encrypted session key" is prose.
+    let mut skesk = vec![4, 9, 3, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0x60];
+    skesk.extend(SECRET.repeat(4).as_bytes());
+    let mut data = packet(3, &skesk);
+    data.extend_from_slice(split_first_packet(&g.encrypted_binary).1);
+    refused(&attachments(&[data]), "not ciphertext");
+}
+
+fn many_short_padding_packets_of_text(g: &Material) {
+    // Each under the 64 octets one packet needs to be judged alone.
+    let mut data: Vec<u8> = (0..40)
+        .flat_map(|i| packet(21, &format!("{i:02} {SECRET}").as_bytes()[..40]))
+        .collect();
+    data.extend_from_slice(&g.encrypted_binary);
+    refused(&attachments(&[data]), "not ciphertext");
+}
+
+fn short_encrypted_packets_of_text_in_many_attachments(g: &Material) {
+    // Each attachment: GnuPG's session key, then a SEIPD v1 of 43 octets
+    // of prose (too short to judge alone). Together they are judged.
+    let (pkesk, _) = split_first_packet(&g.encrypted_binary);
+    let one = |i: usize| {
+        let mut seipd = vec![1u8];
+        seipd.extend(format!("{SECRET} {i:02}").as_bytes());
+        [pkesk, &packet(18, &seipd)].concat()
+    };
+    let all: Vec<Vec<u8>> = (0..30).map(one).collect();
+    refused(&attachments(&all), "not ciphertext");
+    // The same attachment thirty times repeats one piece, tested once.
+    accepted(&attachments(&vec![one(0); 30]));
+    // One such attachment alone stays under what can be judged.
+    accepted(&attachments(&[one(0)]));
+}
+
+fn sentences_planted_in_ciphertext(g: &Material) {
+    // 64 KiB of random-looking "ciphertext" with a sentence of 130 octets
+    // every 4 KiB: too little to move the 4096-octet windows, enough to
+    // read.
+    let (pkesk, _) = split_first_packet(&g.encrypted_binary);
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut body: Vec<u8> = std::iter::once(1u8)
+        .chain((0..65_536).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        }))
+        .collect();
+    let sentence = SECRET.repeat(4);
+    for at in (1000..60_000).step_by(4096) {
+        body[at..at + 130].copy_from_slice(&sentence.as_bytes()[..130]);
+    }
+    let mut seipd = vec![0xD2, 0xFF];
+    seipd.extend((body.len() as u32).to_be_bytes());
+    seipd.extend(&body);
+    let data = [pkesk, &seipd].concat();
+    refused(&attachments(std::slice::from_ref(&data)), "not ciphertext");
+    // The same without the sentences passes.
+    let mut clean = data;
+    let start = clean.len() - body.len();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for b in &mut clean[start + 1..] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 32) as u8;
+    }
+    accepted(&attachments(&[clean]));
+}
+
+/// A v4 Ed25519 public key packet body (RFC 9580 §5.5.2): what rpgp reads.
+fn ed25519_key() -> Vec<u8> {
+    let mut k = vec![
+        4, 0x66, 0, 0, 0, 22, 9, 0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01,
+    ];
+    k.extend([0x01, 0x07, 0x40]);
+    k.extend((0u8..32).map(|i| i.wrapping_mul(97).wrapping_add(13)));
+    k
+}
+
+fn a_key_next_to_the_message_with_user_ids_of_prose(g: &Material) {
+    // A binary key attachment named .txt whose User IDs are a letter.
+    let key = |uids: &[&str]| -> Vec<u8> {
+        let mut k = packet(6, &ed25519_key());
+        for u in uids {
+            k.extend(packet(13, u.as_bytes()));
+        }
+        k
+    };
+    let letter: Vec<String> = (0..30).map(|i| format!("{i}: {SECRET}")).collect();
+    let letter: Vec<&str> = letter.iter().map(String::as_str).collect();
+    let mut m = attachments(&[g.encrypted_binary.clone(), key(&letter)]);
+    refused(&m, "User IDs");
+    // The same letter spread over many key attachments.
+    let keys: Vec<Vec<u8>> = std::iter::once(g.encrypted_binary.clone())
+        .chain(letter.iter().map(|u| key(&[u])))
+        .collect();
+    refused(&attachments(&keys), "User IDs");
+    // A key with the User IDs a real one has passes.
+    m = attachments(&[
+        g.encrypted_binary.clone(),
+        key(&["Bob Example <bob@example.org>", "Bob <bob@work.example>"]),
+    ]);
+    accepted(&m);
+    // A self-signature whose notation is a letter (human-readable or not).
+    for flags in [0x80, 0] {
+        let name = b"note@example.org";
+        let letter = SECRET.repeat(30);
+        let mut notation = vec![flags, 0, 0, 0];
+        notation.extend((name.len() as u16).to_be_bytes());
+        notation.extend((letter.len() as u16).to_be_bytes());
+        notation.extend(name);
+        notation.extend(letter.as_bytes());
+        let mut hashed = vec![5, 2, 0x66, 0, 0, 0];
+        let n = notation.len() + 1 - 192;
+        hashed.extend([(n >> 8) as u8 + 192, n as u8, 20]);
+        hashed.extend(notation);
+        let mut sig = vec![4, 0x13, 22, 8];
+        sig.extend((hashed.len() as u16).to_be_bytes());
+        sig.extend(hashed);
+        sig.extend([0, 0, 0xab, 0xcd, 0, 0xff]);
+        sig.extend([7; 32]);
+        sig.extend([0, 0xff]);
+        sig.extend([9; 32]);
+        let mut k = key(&["Bob <bob@example.org>"]);
+        k.extend(packet(2, &sig));
+        let m = attachments(&[g.encrypted_binary.clone(), k]);
+        let d = detect(&m);
+        assert!(!matches!(d, Detection::Encrypted(_)), "accepted: {d}");
+    }
+}
+
+/// Keys as GnuPG and Sequoia export them (Sequoia salts every signature
+/// with a notation of random bytes) pass next to the message.
+#[test]
+#[ignore = "needs gpg and sq"]
+fn real_keys_next_to_the_message_pass() {
+    let g = fresh();
+    let mut keys = vec![support::gpg().public_key.clone()];
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    let status = std::process::Command::new("sq")
+        .args(["key", "generate", "--userid", "Dave <dave@example.org>"])
+        .args(["--userid", "<dave@work.example>", "--export"])
+        .arg(&key)
+        .status()
+        .expect("sq must be installed");
+    assert!(status.success());
+    let cert = std::process::Command::new("sq")
+        .args(["key", "extract-cert"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(cert.status.success());
+    keys.push(String::from_utf8(cert.stdout).unwrap());
+    for k in keys {
+        let m = crlf(&format!(
+            "Content-Type: multipart/mixed; boundary=m\n\n--m\nContent-Type: text/plain\n\n{}\
+             --m\nContent-Type: application/pgp-keys; name=\"key.asc\"\n\n{k}--m--\n",
+            g.encrypted
+        ));
+        accepted(m.as_bytes());
+    }
+}
+
+/// Armor whose lines end in `+` and base64 that UTF-7 reads as words
+/// (`+AG0AYQByAGsAZQBy` is "marker"), one line in three; its ciphertext
+/// stays random enough. Labelled `charset=utf-7` (made by a script that
+/// placed the words; the session key is GnuPG's from `fixtures/gpg`).
+const UTF7_ARMOR: &[u8] = include_bytes!("fixtures/crafted/utf7-armor.eml");
+
+fn a_charset_that_does_not_read_armor_as_ascii(g: &Material) {
+    refused(UTF7_ARMOR, "charset utf-7");
+    // Only the label makes it text: read as UTF-8 it is armor.
+    let as_utf8 = String::from_utf8_lossy(UTF7_ARMOR).replace("charset=utf-7", "charset=utf-8");
+    accepted(as_utf8.as_bytes());
+    let with = |cs: &str| {
+        crlf(&format!(
+            "Subject: s\nContent-Type: text/plain; {cs}\n\n{}",
+            g.encrypted
+        ))
+        .into_bytes()
+    };
+    for cs in [
+        "charset=utf-7",
+        "charset=\"UTF-7\"",
+        "charset=unicode-1-1-utf-7",
+        "charset=x-imap4-modified-utf7",
+        "charset=utf-16",
+        "charset=UTF-16LE",
+        "charset=utf-32be",
+        "charset=ucs-2",
+        "charset=hz-gb-2312",
+        "charset=ibm037",
+    ] {
+        refused(&with(cs), "which does not read armor as ASCII");
+    }
+    // The label written so that readers and a filter could disagree.
+    for cs in [
+        "charset*=''utf-7",
+        "charset*0=utf; charset*1=-7",
+        "charset=\"=?us-ascii?q?utf-7?=\"",
+        "charset=utf-8; charset=utf-7",
+    ] {
+        refused(&with(cs), "ambiguous MIME");
+    }
+    for cs in [
+        "charset=us-ascii",
+        "charset=\"utf-8\"",
+        "charset=UTF8",
+        "charset=iso-8859-1",
+        "charset=windows-1252",
+        "charset=shift_jis",
+        "charset=iso-2022-jp",
+        "charset=unicode-1-1-utf-8",
+    ] {
+        accepted(&with(cs));
+    }
+}
+
+/// Python's `email` (policy default) shows the words of the UTF-7 armor:
+/// the oracle's verdict on the committed message.
+#[test]
+#[ignore = "needs python3"]
+fn python_shows_text_in_the_utf7_armor() {
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys,email,email.policy;\
+             m=email.message_from_bytes(sys.stdin.buffer.read(),policy=email.policy.default);\
+             sys.stdout.buffer.write(m.get_content().encode(\"utf-8\",\"replace\"))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(UTF7_ARMOR)?;
+            c.wait_with_output()
+        })
+        .expect("run /usr/bin/python3");
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("marker") && shown.contains("secret"),
+        "{shown}"
+    );
+}
+
+/// A ZIP archive (RFC-less, PKWARE's APPNOTE) of one deflated text file.
+fn zip_of(name: &str, text: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(text).unwrap();
+    let data = e.finish().unwrap();
+    let mut crc = flate2::Crc::new();
+    crc.update(text);
+    let fields = |z: &mut Vec<u8>| {
+        z.extend([20, 0, 0, 0, 8, 0, 0, 0, 0x21, 0]);
+        z.extend(crc.sum().to_le_bytes());
+        z.extend((data.len() as u32).to_le_bytes());
+        z.extend((text.len() as u32).to_le_bytes());
+        z.extend((name.len() as u16).to_le_bytes());
+        z.extend([0, 0]);
+    };
+    let mut z = b"PK\x03\x04".to_vec();
+    fields(&mut z);
+    z.extend(name.as_bytes());
+    z.extend(&data);
+    let cd_at = z.len() as u32;
+    z.extend(b"PK\x01\x02\x14\x00");
+    fields(&mut z);
+    z.extend([0; 14]);
+    z.extend(name.as_bytes());
+    let cd_len = z.len() as u32 - cd_at;
+    z.extend(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
+    z.extend(cd_len.to_le_bytes());
+    z.extend(cd_at.to_le_bytes());
+    z.extend([0, 0]);
+    z
+}
+
+/// GnuPG's session key, then a SEIPD v1 whose "ciphertext" is `inner`
+/// after some noise: what a ZIP reader or PDF viewer opens whole.
+fn polyglot(g: &Material, inner: &[u8]) -> Vec<u8> {
+    let (pkesk, _) = split_first_packet(&g.encrypted_binary);
+    let mut x = 0x2545_f491_u64;
+    let mut body = vec![1u8];
+    body.extend((0..600).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 24) as u8
+    }));
+    body.extend(inner);
+    let mut seipd = vec![0xD2, 0xFF];
+    seipd.extend((body.len() as u32).to_be_bytes());
+    seipd.extend(body);
+    [pkesk, &seipd].concat()
+}
+
+/// A letter that deflates well: 40,000 words of a small vocabulary.
+fn letter() -> Vec<u8> {
+    let words = [
+        "the", "merger", "closes", "friday", "keep", "quiet", "vote", "board",
+    ];
+    let mut x = 7u64;
+    let mut t = String::from("marker: ");
+    for _ in 0..40_000 {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        t.push_str(words[(x >> 60) as usize % words.len()]);
+        t.push(' ');
+    }
+    t.into_bytes()
+}
+
+fn an_archive_or_document_inside_the_ciphertext(g: &Material) {
+    // Deflated text is as close to uniform bytes as ciphertext: only the
+    // archive's end record tells it.
+    let zip = polyglot(g, &zip_of("letter.txt", &letter()));
+    refused(&attachments(std::slice::from_ref(&zip)), "ZIP archive");
+    let mut pdf = b"%PDF-1.7\n%".to_vec();
+    pdf.extend(&zip_of("x", &letter())[30..]);
+    refused(&attachments(&[polyglot(g, &pdf)]), "PDF document");
+    // The same bytes armored are not a file anyone opens as an archive.
+    accepted(&inline_armor(&armored(&zip, "")));
+}
+
+/// `unzip` extracts the letter from the attachment that passed as
+/// encrypted before: the oracle's verdict.
+#[test]
+#[ignore = "needs unzip"]
+fn unzip_opens_the_archive_inside_the_ciphertext() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("letter.zip");
+    std::fs::write(
+        &file,
+        polyglot(&committed(), &zip_of("letter.txt", &letter())),
+    )
+    .unwrap();
+    let out = std::process::Command::new("unzip")
+        .arg("-p")
+        .arg(&file)
+        .output()
+        .expect("unzip must be installed (Debian package unzip)");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("marker: "),
+        "{out:?}"
+    );
+}
+
+fn part_headers_are_bounded(g: &Material) {
+    // Fields of a part are not judged, but they are stored in the clear:
+    // 300 KiB of them next to the encrypted part is refused.
+    let field = format!("X-Note: {SECRET}\n");
+    let many = field.repeat((300 << 10) / field.len());
+    let with = |fields: &str| {
+        crlf(&format!(
+            "Content-Type: multipart/mixed; boundary=m\n\n--m\n\
+             Content-Type: text/plain\n{fields}\n{}--m--\n",
+            g.encrypted
+        ))
+        .into_bytes()
+    };
+    refused(&with(&many), "part headers of more than 262144 bytes");
+    // A part header as clients write it, and a long one, pass.
+    accepted(&with(&field.repeat(200)));
 }

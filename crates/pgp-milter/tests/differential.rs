@@ -33,7 +33,14 @@ fn cases(n: usize) -> Vec<Case> {
         binary: &g.encrypted_binary,
         signature: Some(&g.detached_signature),
     });
-    mutations::cases(&bases, n, 0x005E_ED0F_D1FF)
+    // By hand, more cases or another seed: DIFFERENTIAL_CASES=20000
+    // DIFFERENTIAL_SEED=7 (CI keeps the fixed ones).
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    mutations::cases(
+        &bases,
+        env("DIFFERENTIAL_CASES").map_or(n, |c| c as usize),
+        env("DIFFERENTIAL_SEED").unwrap_or(0x005E_ED0F_D1FF),
+    )
 }
 
 /// The readers' views: (python marker, python well-formed, python defects,

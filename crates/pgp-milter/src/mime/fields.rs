@@ -147,9 +147,18 @@ impl Part {
     }
 }
 
-/// Parameters whose value decides the structure or the protocol: they
-/// must be plain (no RFC 2231 encoding, no encoded words, no backslash).
-const STRUCTURAL_PARAMS: [&str; 5] = ["boundary", "protocol", "report-type", "type", "micalg"];
+/// Parameters whose value decides the structure or the protocol, or (the
+/// `charset`) which characters a reader shows for the bytes: they must be
+/// plain (no RFC 2231 encoding, no encoded words, no backslash) and given
+/// once.
+const STRUCTURAL_PARAMS: [&str; 6] = [
+    "boundary",
+    "protocol",
+    "report-type",
+    "type",
+    "micalg",
+    "charset",
+];
 
 /// The MIME fields being collected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

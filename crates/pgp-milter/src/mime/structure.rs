@@ -29,6 +29,13 @@ use super::{Event, MimeError, ReadError};
 pub const MAX_MULTIPART_NESTING: usize = 16;
 /// Deepest nesting of encapsulated messages (`message/rfc822`).
 pub const MAX_MESSAGE_NESTING: usize = 8;
+/// Octets of the header lines of all parts and encapsulated messages
+/// together (the message's own header is the MTA's to bound: Postfix's
+/// `header_size_limit` is 100 KiB). The fields are not judged, but they
+/// are stored in the clear: without a bound a part header could hold
+/// megabytes of text next to a small encrypted body. Real parts have a
+/// few hundred octets of header each.
+pub const MAX_PART_HEADERS: u64 = 256 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -87,6 +94,8 @@ pub struct Reader {
     held_eol: Option<bool>,
     multiparts: usize,
     messages: usize,
+    /// Octets of part header lines so far (see [`MAX_PART_HEADERS`]).
+    part_headers: u64,
     out: Vec<u8>,
     poisoned: Option<MimeError>,
     finished: bool,
@@ -114,6 +123,7 @@ impl Reader {
             held_eol: None,
             multiparts: 0,
             messages: 0,
+            part_headers: 0,
             out: Vec::new(),
             poisoned: None,
             finished: false,
@@ -439,7 +449,16 @@ impl Reader {
             self.held_eol = None;
             return self.on_delimiter(k, close, sink);
         }
-        if let Some((block, _, _)) = &mut self.headers {
+        if let Some((block, depth, _)) = &mut self.headers {
+            if *depth > 0 {
+                self.part_headers += line.len() as u64 + 1;
+                if self.part_headers > MAX_PART_HEADERS {
+                    return Err(MimeError::malformed(format!(
+                        "part headers of more than {MAX_PART_HEADERS} bytes together"
+                    ))
+                    .into());
+                }
+            }
             // One scan for both; a NUL anywhere is the reason given.
             if let Some(k) = memchr::memchr2(0, b'\r', line) {
                 if line[k] == 0 || memchr::memchr(0, &line[k..]).is_some() {

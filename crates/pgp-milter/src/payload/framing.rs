@@ -27,8 +27,9 @@
 //! the end of the data.
 
 use super::grammar::{Grammar, Mode, Shape};
-use super::randomness::Randomness;
-use super::{PayloadError, PayloadLimits};
+use super::key_material::random_fields;
+use super::randomness::{MIN_WINDOW, Randomness};
+use super::{Carried, PayloadError, PayloadLimits};
 use crate::openpgp::{self, OpenPgpError, packet_name};
 use crate::packets::{KeyTarget, tag};
 
@@ -59,6 +60,15 @@ pub struct Ctx {
     /// Deepest Compressed Data nesting decompressed (each level holds an
     /// output buffer of [`INFLATE_CHUNK`] octets).
     pub inflate_depth: usize,
+    /// The randomness test over the small pieces of the message that
+    /// should be random but are too short to be tested alone: the random
+    /// fields of session-key packets ([`random_fields`]) and encrypted-data
+    /// and Padding packets under [`MIN_WINDOW`] octets, all concatenated.
+    /// Without it a thousand session-key packets, or many small Padding
+    /// packets, could each carry a few hundred octets of text. The caller
+    /// may carry it from leaf to leaf (see `PayloadReader::with_carried`),
+    /// with the bytes of User IDs and attributes so far.
+    pub carried: Carried,
 }
 
 impl Ctx {
@@ -71,6 +81,7 @@ impl Ctx {
             peak_collect: 0,
             used_window: false,
             inflate_depth: 0,
+            carried: Carried::default(),
         }
     }
 }
@@ -405,6 +416,33 @@ impl PacketStream {
                         push_recipient(ctx, r)?;
                     }
                 }
+                let key_text = match t {
+                    tag::USER_ID | tag::USER_ATTRIBUTE | tag::TRUST => body.len(),
+                    tag::SIGNATURE if self.grammar.in_key_block() => {
+                        let (n, values) = super::subpackets::free_text_bytes(&body);
+                        if ctx.limits.require_random_ciphertext {
+                            for v in values {
+                                feed_pieces(ctx, v).map_err(|why| not_random(t, offset, &why))?;
+                            }
+                        }
+                        n
+                    }
+                    _ => 0,
+                };
+                if key_text > 0 {
+                    ctx.carried.key_text += key_text;
+                    if ctx.carried.key_text > ctx.limits.max_key_text_bytes {
+                        return Err(PayloadError::Limit(format!(
+                            "key blocks with more than {} bytes of User IDs, attributes and signature notes",
+                            ctx.limits.max_key_text_bytes
+                        )));
+                    }
+                }
+                if matches!(t, tag::PKESK | tag::SKESK) && ctx.limits.require_random_ciphertext {
+                    for field in random_fields(t, &body) {
+                        feed_pieces(ctx, field).map_err(|why| not_random(t, offset, &why))?;
+                    }
+                }
             }
             Sink::Literal { need, .. } => {
                 if need > 0 {
@@ -421,11 +459,13 @@ impl PacketStream {
                 }
                 if ctx.limits.require_random_ciphertext {
                     rand.finish().map_err(|why| not_random(t, offset, &why))?;
+                    small_piece(ctx, &rand).map_err(|why| not_random(t, offset, &why))?;
                 }
             }
             Sink::Padding(rand) => {
                 if ctx.limits.require_random_ciphertext {
                     rand.finish().map_err(|why| not_random(t, offset, &why))?;
+                    small_piece(ctx, &rand).map_err(|why| not_random(t, offset, &why))?;
                 }
             }
             Sink::Compressed(mut c) => {
@@ -453,6 +493,33 @@ impl PacketStream {
             self.end_packet(ctx)?;
         }
         self.grammar.finish()
+    }
+}
+
+/// Bytes of distinct pieces remembered per message; past this, repeated
+/// pieces are tested again.
+pub const MAX_SEEN_BYTES: usize = 64 << 10;
+
+/// More bytes for the test over the small pieces ([`Ctx::carried`]),
+/// unless the same bytes were tested before.
+fn feed_pieces(ctx: &mut Ctx, bytes: &[u8]) -> Result<(), String> {
+    ctx.used_window = true;
+    let c = &mut ctx.carried;
+    if c.seen.contains(bytes) {
+        return Ok(());
+    }
+    if c.seen_bytes + bytes.len() <= MAX_SEEN_BYTES {
+        c.seen_bytes += bytes.len();
+        c.seen.insert(bytes.to_vec());
+    }
+    ctx.carried.pieces.get_or_insert_default().feed(bytes)
+}
+
+/// A packet too short for its own test goes to the small pieces' one.
+fn small_piece(ctx: &mut Ctx, rand: &Randomness) -> Result<(), String> {
+    match rand.all() {
+        Some(all) if rand.total() < MIN_WINDOW as u64 => feed_pieces(ctx, all),
+        _ => Ok(()),
     }
 }
 

@@ -182,6 +182,11 @@ impl Grammar {
         Ok(())
     }
 
+    /// Whether the packets so far are a key block.
+    pub fn in_key_block(&self) -> bool {
+        self.state == State::Key
+    }
+
     /// The Compressed Data packet just read held a message that is signed
     /// (or not).
     pub fn compressed_contents(&mut self, inner_signed: bool) {

@@ -82,7 +82,12 @@
 //! (4 KiB ring and a histogram) and the first 64 octets of an encrypted
 //! packet. [`Payload::buffer_high_water`] reports an upper bound of what it
 //! held at once (the sum of each buffer's largest size): about 5 KiB for
-//! an encrypted message of any size. Large packet bodies (encrypted data,
+//! an encrypted message of any size. Carried from leaf to leaf of a
+//! message ([`Carried`]): the test over small pieces (another ring and
+//! histogram once used) and the distinct pieces already tested (at most
+//! 64 KiB). A binary payload adds the ZIP/PDF scanner: its first 1 KiB and
+//! the fields of candidate ZIP end records (a few in real data, at most
+//! 256). Large packet bodies (encrypted data,
 //! literal data, padding) are checked while they stream by and never held.
 //! Decompression (only signed messages carry Compressed Data outside the
 //! encryption) adds an 8 KiB output buffer per nesting level and the
@@ -102,7 +107,10 @@
 mod armor;
 mod framing;
 mod grammar;
+mod key_material;
+mod polyglot;
 pub mod randomness;
+mod subpackets;
 
 use thiserror::Error;
 
@@ -144,6 +152,11 @@ pub struct PayloadLimits {
     pub max_decompressed_bytes: u64,
     /// Compressed Data inside Compressed Data, at most this deep.
     pub max_compression_depth: usize,
+    /// Bytes of User ID, user attribute (photo ID) and trust packets that
+    /// key blocks may hold, in all leaves of a message together: they are
+    /// text (or an image) that a key next to an encrypted message could
+    /// carry. Real keys have a few User IDs of some 40 bytes each.
+    pub max_key_text_bytes: usize,
     /// Encrypted-data and Padding packets must look random
     /// (see the randomness test). Off only in tests of other layers.
     pub require_random_ciphertext: bool,
@@ -159,6 +172,7 @@ impl Default for PayloadLimits {
             max_recipients: 1000,
             max_decompressed_bytes: crate::openpgp::MAX_DECOMPRESSED_BYTES as u64,
             max_compression_depth: crate::openpgp::MAX_COMPRESSION_DEPTH,
+            max_key_text_bytes: 1024,
             require_random_ciphertext: true,
         }
     }
@@ -207,6 +221,30 @@ pub struct Payload {
     pub decompressed_bytes: u64,
     /// The most octets the reader held at once (its own buffers).
     pub buffer_high_water: usize,
+    /// What the next leaf of the message goes on with
+    /// ([`PayloadReader::with_carried`]).
+    pub carried: Carried,
+}
+
+/// What one leaf hands on to the next leaf of the same message, so that a
+/// message of many leaves gets no more than one of a single leaf.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// The test over the small pieces that should be random (session-key
+    /// fields, short encrypted-data and Padding packets): pieces too short
+    /// to judge in one leaf are judged with those of the others.
+    pub pieces: Option<Box<randomness::Randomness>>,
+    /// Bytes of User ID, user attribute and trust packets in key blocks
+    /// (see [`PayloadLimits::max_key_text_bytes`]).
+    pub key_text: usize,
+    /// The pieces tested so far (up to a bound of bytes): a piece seen
+    /// before (the same recipient's key ID in every block, the same
+    /// encrypted message attached twice) is not tested again. Repeating
+    /// random bytes carries no text, and the repetition itself would look
+    /// far from uniform.
+    pub seen: std::collections::HashSet<Vec<u8>>,
+    /// Bytes held in `seen`.
+    pub seen_bytes: usize,
 }
 
 /// How the caller should answer a [`PayloadError`].
@@ -284,6 +322,8 @@ impl PayloadError {
 pub struct PayloadReader {
     input: Input,
     ctx: Ctx,
+    /// A binary payload is also checked for being a ZIP or PDF file.
+    polyglot: Option<Box<polyglot::Polyglot>>,
     failed: Option<PayloadError>,
     fed: u64,
 }
@@ -308,12 +348,21 @@ impl PayloadReader {
             Encoding::Binary => Input::Binary(PacketStream::new(0)),
             Encoding::Auto => Input::Auto,
         };
+        let polyglot = (matches!(encoding, Encoding::Binary) && limits.require_random_ciphertext)
+            .then(Box::default);
         PayloadReader {
             input,
             ctx: Ctx::new(limits.clone()),
+            polyglot,
             failed: None,
             fed: 0,
         }
+    }
+
+    /// Goes on from the leaves before (their [`Payload::carried`]).
+    pub fn with_carried(mut self, carried: Carried) -> Self {
+        self.ctx.carried = carried;
+        self
     }
 
     /// The next decoded bytes of the leaf, any chunking. An error is final
@@ -327,12 +376,18 @@ impl PayloadReader {
         }
         if let Input::Auto = self.input {
             self.input = if bytes[0] & 0x80 != 0 {
+                if self.ctx.limits.require_random_ciphertext {
+                    self.polyglot = Some(Box::default());
+                }
                 Input::Binary(PacketStream::new(0))
             } else {
                 Input::Armored(ArmorReader::default())
             };
         }
         self.fed += bytes.len() as u64;
+        if let Some(p) = &mut self.polyglot {
+            p.feed(bytes);
+        }
         let r = match &mut self.input {
             Input::Armored(a) => a.feed(bytes, &mut self.ctx),
             Input::Binary(s) => {
@@ -381,6 +436,14 @@ impl PayloadReader {
                 }]
             }
         };
+        if let Some(p) = &self.polyglot {
+            p.finish().map_err(PayloadError::NotCiphertext)?;
+        }
+        if let Some(pieces) = &self.ctx.carried.pieces {
+            pieces.finish().map_err(|why| {
+                PayloadError::NotCiphertext(format!("session keys and short packets: {why}"))
+            })?;
+        }
         let kind = combine(&blocks);
         let peak_line = match &self.input {
             Input::Armored(a) => a.peak_line,
@@ -395,6 +458,7 @@ impl PayloadReader {
             blocks,
             decompressed_bytes: self.ctx.decompressed,
             buffer_high_water: peak_line
+                + self.polyglot.as_ref().map_or(0, |p| p.held())
                 + self.ctx.peak_collect
                 + if self.ctx.used_window {
                     WINDOW_STATE
@@ -402,6 +466,7 @@ impl PayloadReader {
                     0
                 }
                 + self.ctx.inflate_depth * framing::INFLATE_CHUNK,
+            carried: self.ctx.carried,
         })
     }
 }

@@ -31,6 +31,12 @@
 //!   bounds for every table entry.
 //!
 //! Windows: every aligned 4096-byte window of a packet's bytes is tested.
+//! So is every 64-byte window starting at a multiple of 32 ([`RUN`]), for
+//! text bytes only (the 64-byte threshold, 61): text is seldom spread
+//! evenly, and a sentence of 95 bytes or more planted among random bytes
+//! (which a large window dilutes below its threshold) always fills one of
+//! these windows. Counting text bytes per 32-byte block costs one table
+//! lookup per byte; no histogram is kept for them.
 //! At the end of a packet the last `m` bytes are tested too, `m` the largest
 //! table size not over what is available (at most 4096), and for a packet
 //! shorter than 4096 bytes also its first `m`: every byte of a packet of 64
@@ -38,9 +44,10 @@
 //! bytes are not tested (they cannot be told from random with this bound).
 //!
 //! False positives per message: a message of `N` packet bytes gets at most
-//! `N/4096 + 2` windows per packet, two statistics each. A message of 1 TiB
-//! has fewer than 2^29 windows, so its false-positive probability is below
-//! `2^30 · 1e-21 ≈ 1.1e-12`; a 100 MB message below `1e-16`.
+//! `N/4096 + 2` windows per packet, two statistics each, and `N/32` short
+//! windows (one statistic). A message of 1 TiB has fewer than 2^36
+//! windows, so its false-positive probability is below
+//! `2^36 · 1e-21 ≈ 6.9e-11`; a 100 MB message below `1e-14`.
 //!
 //! Detection (what it refuses): in a full window, any byte distribution
 //! with `Σ p_v² ≥ 1.88/256` (English letters: about 15/256; the base64
@@ -63,6 +70,31 @@ pub const THRESHOLDS: [(usize, u64, u32); 7] = [
     (2048, 44165, 1005),
     (4096, 122834, 1884),
 ];
+
+/// Step of the short text-byte windows: each is two adjacent blocks of
+/// `RUN` bytes, tested against the threshold for [`MIN_WINDOW`] bytes.
+pub const RUN: usize = MIN_WINDOW / 2;
+
+/// Text bytes of a short window at which it fails (the threshold for
+/// [`MIN_WINDOW`] bytes in [`THRESHOLDS`]).
+const RUN_MAX: u32 = THRESHOLDS[0].2;
+
+/// 1 for a text byte, 0 otherwise (see `is_text_byte`).
+const TEXT: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = matches!(b as u8, 0 | b'\t' | b'\n' | b'\r' | 0x20..=0x7e) as u8;
+        b += 1;
+    }
+    t
+};
+
+/// A text byte, by comparisons (see `TEXT`).
+#[inline]
+fn is_text(b: u8) -> bool {
+    b.wrapping_sub(0x20) < 0x5f || b == 0 || b == b'\t' || b == b'\n' || b == b'\r'
+}
 
 /// NUL, TAB, LF, CR and printable ASCII (the definition; [`text_count`]
 /// sums the same bytes by range).
@@ -102,7 +134,7 @@ fn verdict(counts: &[u32; 256], n: usize) -> Result<(), String> {
 }
 
 /// The test over one packet's bytes, fed in pieces.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Randomness {
     /// The last up to [`WINDOW`] bytes, in a ring. Grows with the first
     /// [`WINDOW`] bytes (a session-key or small data packet never pays
@@ -112,6 +144,10 @@ pub struct Randomness {
     counts: Box<[u32; 256]>,
     /// Bytes seen in total.
     total: u64,
+    /// Text bytes in the current block of [`RUN`] bytes.
+    run: u32,
+    /// Text bytes in the block before it (0 before the first).
+    prev_run: u32,
 }
 
 impl Default for Randomness {
@@ -120,6 +156,8 @@ impl Default for Randomness {
             ring: Vec::new(),
             counts: Box::new([0; 256]),
             total: 0,
+            run: 0,
+            prev_run: 0,
         }
     }
 }
@@ -145,6 +183,7 @@ impl Randomness {
             for &b in now {
                 self.counts[usize::from(b)] += 1;
             }
+            self.runs(self.total, now)?;
             self.total += take as u64;
             bytes = rest;
             if at + take == WINDOW {
@@ -153,6 +192,49 @@ impl Randomness {
             }
         }
         Ok(())
+    }
+
+    /// The short windows over `bytes`, which start at stream offset `at`.
+    fn runs(&mut self, at: u64, bytes: &[u8]) -> Result<(), String> {
+        let mut fill = (at % RUN as u64) as usize;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let take = rest.len().min(RUN - fill);
+            let (now, next) = rest.split_at(take);
+            self.run += match <&[u8; RUN]>::try_from(now) {
+                // A whole block: a comparison per byte the compiler turns
+                // into vector instructions (a table lookup would not be).
+                Ok(block) => u32::from(block.iter().map(|&b| u8::from(is_text(b))).sum::<u8>()),
+                Err(_) => now
+                    .iter()
+                    .map(|&b| u32::from(TEXT[usize::from(b)]))
+                    .sum::<u32>(),
+            };
+            fill += take;
+            rest = next;
+            if fill == RUN {
+                if self.prev_run + self.run >= RUN_MAX {
+                    return Err(format!(
+                        "{} of {MIN_WINDOW} bytes are text characters",
+                        self.prev_run + self.run
+                    ));
+                }
+                self.prev_run = self.run;
+                self.run = 0;
+                fill = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes fed so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// All bytes fed, while fewer than [`WINDOW`] were (`None` after).
+    pub fn all(&self) -> Option<&[u8]> {
+        (self.total < WINDOW as u64).then_some(&self.ring[..])
     }
 
     /// The end of the packet: the tail windows.
@@ -183,6 +265,14 @@ impl Randomness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_and_the_comparisons_agree_with_the_definition() {
+        for b in 0..=255u8 {
+            assert_eq!(is_text(b), is_text_byte(b), "{b}");
+            assert_eq!(TEXT[usize::from(b)] == 1, is_text_byte(b), "{b}");
+        }
+    }
 
     #[test]
     fn text_bytes_are_counted_by_range_as_one_by_one() {
@@ -341,6 +431,32 @@ mod tests {
         assert!(run(&short, 5000).is_err());
         // Too short to judge: passes.
         assert_eq!(run(&text[..63], 63), Ok(()));
+    }
+
+    #[test]
+    fn a_sentence_among_random_bytes_fails() {
+        // 95 bytes of text planted at any offset of random bytes fill one
+        // short window; the large windows alone let this through.
+        let sentence = b"marker: the merger closes Friday at nine; keep this quiet, the vote is unanimous, burn it..";
+        assert_eq!(sentence.len(), 91);
+        let planted: Vec<u8> = sentence.iter().chain(b"!!!!").cloned().collect();
+        for at in [0, 1, 31, 32, 33, 1000, 4095, 4096, 9000] {
+            let mut data = random_bytes(at as u64 + 3, 12_000);
+            data[at..at + planted.len()].copy_from_slice(&planted);
+            for chunk in [1, 13, 4096] {
+                assert!(run(&data, chunk).is_err(), "at {at} chunk {chunk}");
+            }
+        }
+        // Planted every 4096 bytes, each 360 bytes: the large windows stay
+        // under their thresholds, the short ones do not.
+        let mut data = random_bytes(5, 5 * WINDOW);
+        for w in 0..5 {
+            let at = w * WINDOW + 1000;
+            for (i, b) in data[at..at + 360].iter_mut().enumerate() {
+                *b = sentence[i % sentence.len()];
+            }
+        }
+        assert!(run(&data, 4096).is_err());
     }
 
     #[test]
