@@ -8,19 +8,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::served::{BehindPostfix, behind_postfix, start_milter};
+
+use std::path::Path;
 use std::time::Duration;
 
-use testkit::{MilterProcess, Postfix, SmtpClient, SmtpService};
+use testkit::{Postfix, SmtpClient, SmtpService};
 
 /// The daemon with `config`, once it listens on `socket`; killed on drop.
-fn start_milter(config: &Path, socket: &Path, log: PathBuf) -> MilterProcess {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgp-milter"));
-    cmd.arg("--config").arg(config).env("RUST_LOG", "info");
-    MilterProcess::start(cmd, socket, log).unwrap()
-}
-
 fn send(c: &mut SmtpClient, message: &[u8]) -> testkit::Reply {
     let r = c.mail("<alice@client.example>").unwrap();
     assert!(r.is_positive(), "{r:?}");
@@ -33,21 +28,11 @@ fn send(c: &mut SmtpClient, message: &[u8]) -> testkit::Reply {
 #[test]
 fn postfix_delivers_encrypted_mail_and_refuses_plain_mail() {
     let corpus = support::gpg();
-    let builder = Postfix::prepare().unwrap().user("postmaster");
-    let socket = builder.socket_path("pgp.sock");
-    let dir = builder.path().to_owned();
-    let milter = format!("unix:{}", socket.display());
-    let pf = builder
-        .service(SmtpService::new("pgp").with_milters(&milter))
-        .start()
-        .unwrap();
-    let config = dir.join("pgp-milter.toml");
-    std::fs::write(
-        &config,
-        format!("listen = [\"{milter}\"]\nsocket_mode = \"666\"\n"),
-    )
-    .unwrap();
-    let mut daemon = start_milter(&config, &socket, dir.join("pgp-milter.log"));
+    let BehindPostfix {
+        postfix: pf,
+        mut daemon,
+        ..
+    } = behind_postfix(Postfix::prepare().unwrap().user("postmaster"), "");
     let ctx = |what: &str| format!("{what}\n--- pgp-milter log ---\n{}", daemon.log_text());
 
     let mut c = SmtpClient::connect(pf.port("pgp")).unwrap();
@@ -428,24 +413,18 @@ fn postfix_enforces_recipient_keys() {
 #[test]
 fn postfix_made_bounces_pass_only_as_reports_without_plaintext() {
     let corpus = support::gpg();
-    let builder = Postfix::prepare().unwrap();
-    let socket = builder.socket_path("pgp.sock");
-    let dir = builder.path().to_owned();
-    let milter = format!("unix:{}", socket.display());
-    let pf = builder
-        .service(SmtpService::new("pgp").with_milters(&milter))
-        // Accepts mail to other domains at RCPT (otherwise smtpd refuses
-        // it there, seeing the error transport), so it bounces in the queue.
-        .service(SmtpService::new("out").with_option("smtpd_reject_unlisted_recipient", "no"))
-        .start()
-        .unwrap();
-    let config = dir.join("pgp-milter.toml");
-    std::fs::write(
-        &config,
-        format!("listen = [\"{milter}\"]\nsocket_mode = \"666\"\nbounces = \"accept-reports\"\n"),
-    )
-    .unwrap();
-    let daemon = start_milter(&config, &socket, dir.join("pgp-milter.log"));
+    let BehindPostfix {
+        postfix: pf,
+        daemon,
+        ..
+    } = behind_postfix(
+        Postfix::prepare()
+            .unwrap()
+            // Accepts mail to other domains at RCPT (otherwise smtpd refuses
+            // it there, seeing the error transport), so it bounces in the queue.
+            .service(SmtpService::new("out").with_option("smtpd_reject_unlisted_recipient", "no")),
+        "bounces = \"accept-reports\"\n",
+    );
 
     // Alice sends four messages out; each bounces back to her: plaintext
     // with RET=HDRS (the report returns its headers only), plaintext in

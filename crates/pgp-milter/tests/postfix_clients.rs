@@ -17,19 +17,15 @@
 
 mod support;
 
+use support::served::{BehindPostfix, behind_postfix, start_milter};
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use testkit::{MilterProcess, Postfix, SmtpClient, SmtpService};
-
-fn start_milter(config: &Path, socket: &Path, log: PathBuf) -> MilterProcess {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgp-milter"));
-    cmd.arg("--config").arg(config).env("RUST_LOG", "info");
-    MilterProcess::start(cmd, socket, log).unwrap()
-}
+use testkit::{Postfix, SmtpClient};
 
 /// Runs `program` with `args` in `dir`, `input` on stdin; its stdout.
 fn run(program: &str, dir: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
@@ -393,21 +389,13 @@ fn postfix_delivers_what_real_clients_send() {
         );
     }
 
-    let builder = Postfix::prepare().unwrap().user("postmaster");
-    let socket = builder.socket_path("pgp.sock");
-    let dir = builder.path().to_owned();
-    let milter = format!("unix:{}", socket.display());
-    let pf = builder
-        .service(SmtpService::new("pgp").with_milters(&milter))
-        .start()
-        .unwrap();
-    let config = dir.join("pgp-milter.toml");
-    std::fs::write(
-        &config,
-        format!("listen = [\"{milter}\"]\nsocket_mode = \"666\"\n"),
-    )
-    .unwrap();
-    let daemon = start_milter(&config, &socket, dir.join("pgp-milter.log"));
+    let BehindPostfix {
+        postfix: pf,
+        daemon,
+        config,
+        socket,
+        dir,
+    } = behind_postfix(Postfix::prepare().unwrap().user("postmaster"), "");
     let port = pf.port("pgp");
     let mut c = SmtpClient::connect(port).unwrap();
     assert!(c.ehlo("client.example").unwrap().is_positive());
@@ -521,24 +509,17 @@ fn postfix_delivers_a_fifty_megabyte_encrypted_attachment() {
     drop(armor);
     assert!(message.len() > 60_000_000);
 
-    let builder = Postfix::prepare()
-        .unwrap()
-        .user("postmaster")
-        .main_cf("message_size_limit", "100000000");
-    let socket = builder.socket_path("pgp.sock");
-    let pdir = builder.path().to_owned();
-    let milter = format!("unix:{}", socket.display());
-    let pf = builder
-        .service(SmtpService::new("pgp").with_milters(&milter))
-        .start()
-        .unwrap();
-    let config = pdir.join("pgp-milter.toml");
-    std::fs::write(
-        &config,
-        format!("listen = [\"{milter}\"]\nsocket_mode = \"666\"\n"),
-    )
-    .unwrap();
-    let daemon = start_milter(&config, &socket, pdir.join("pgp-milter.log"));
+    let BehindPostfix {
+        postfix: pf,
+        daemon,
+        ..
+    } = behind_postfix(
+        Postfix::prepare()
+            .unwrap()
+            .user("postmaster")
+            .main_cf("message_size_limit", "100000000"),
+        "",
+    );
     let mut c = SmtpClient::connect(pf.port("pgp")).unwrap();
     c.set_timeout(Duration::from_secs(300)).unwrap();
     assert!(c.ehlo("client.example").unwrap().is_positive());
