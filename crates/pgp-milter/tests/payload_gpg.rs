@@ -8,9 +8,13 @@
 //! Every test here needs `gpg` (GnuPG 2.2 or later) and runs it in a
 //! throwaway GNUPGHOME.
 
+mod tools;
+
+use tools::random_bytes;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use pgp_milter::packets::KeyTarget;
 use pgp_milter::payload::{
@@ -73,40 +77,8 @@ impl Gpg {
 
     /// Runs gpg with `input` on stdin; its stdout.
     fn run(&self, args: &[&str], input: &[u8]) -> Vec<u8> {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gpg must be installed (GnuPG 2.2 or later)");
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        tools::output(&mut self.command(args), input)
     }
-}
-
-/// xorshift64*: fixed-seed file contents.
-fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
 }
 
 /// Compressible text of `n` bytes.

@@ -2,6 +2,10 @@
 //! passes, what is refused and why, and that chunking never changes the
 //! verdict.
 
+mod tools;
+
+use tools::random_bytes;
+
 use base64::Engine;
 use pgp_milter::packets::KeyTarget;
 use pgp_milter::payload::{
@@ -15,19 +19,6 @@ const LITERAL: u8 = 11;
 const SEIPD: u8 = 18;
 const PADDING: u8 = 21;
 const MARKER: u8 = 10;
-
-/// xorshift64*: fixed-seed stand-in for ciphertext.
-fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
-}
 
 /// A new-format packet with a five-octet length.
 fn packet(tag: u8, body: &[u8]) -> Vec<u8> {

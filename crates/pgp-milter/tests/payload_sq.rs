@@ -3,9 +3,12 @@
 //! they are. Needs `sq` (Debian's `sq` package; 0.27 writes v4 keys and
 //! messages, with its default `pad` compression).
 
-use std::io::Write;
+mod tools;
+
+use tools::random_bytes;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use pgp_milter::packets::KeyTarget;
 use pgp_milter::payload::{
@@ -13,39 +16,7 @@ use pgp_milter::payload::{
 };
 
 fn sq(dir: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("sq")
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sq must be installed (Debian package sq)");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "sq {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
+    tools::output(Command::new("sq").current_dir(dir).args(args), input)
 }
 
 fn read(data: &[u8], chunk: usize) -> Result<Payload, PayloadError> {

@@ -17,40 +17,27 @@
 
 mod support;
 
+mod tools;
+
 use support::served::{BehindPostfix, behind_postfix, start_milter};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use testkit::{Postfix, SmtpClient};
 
 /// Runs `program` with `args` in `dir`, `input` on stdin; its stdout.
 fn run(program: &str, dir: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(program)
-        .env("GNUPGHOME", dir)
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} must be installed: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    tools::output(
+        Command::new(program)
+            .env("GNUPGHOME", dir)
+            .current_dir(dir)
+            .args(args),
+        input,
+    )
 }
 
 /// OpenPGP messages of real implementations: (what, armored or binary).
