@@ -15,7 +15,7 @@
 #                              so the deterministic run replays it from then on.
 #
 # Environment:
-#   FUZZ_TARGETS    space-separated subset (default: all five)
+#   FUZZ_TARGETS    space-separated subset (default: all seven)
 #   FUZZ_JOBS       targets fuzzed at once, one process each (default 2: CI
 #                   has 2 cores)
 #   FUZZ_TOOLCHAIN  stable (default) or nightly (AddressSanitizer)
@@ -23,6 +23,8 @@
 #   FUZZ_SEED       libFuzzer -seed (default 20261206)
 #   FUZZ_RUNS       -runs for every target (default: per target, below,
 #                   about 20-40 s each on 2 shared cores)
+#   FUZZ_MAX_LEN    -max_len (default 4096: libFuzzer's own default while
+#                   every corpus file was shorter; see below)
 #   explore mode only:
 #   FUZZ_SECONDS    seconds per target (default 300)
 #
@@ -98,6 +100,13 @@ declare -A runs_of=(
     [payload_chunking]=1000000
     [mime_chunking]=500000
 )
+
+# -max_len of the deterministic mode: libFuzzer's own default is the
+# largest corpus file or 4096, so one large reproducer (a ZIP inside
+# ciphertext is 41 KB) would let every mutation grow that long and cut the
+# executions per second tenfold. Longer corpus files are read up to this
+# length here; `cargo test` (corpus_replay.rs) replays them whole.
+max_len=${FUZZ_MAX_LEN:-4096}
 
 jobs=${FUZZ_JOBS:-2}
 targets=${FUZZ_TARGETS:-"frame_decoder milter_session mta_session pgp_detect mailman_address payload_chunking mime_chunking"}
@@ -177,7 +186,7 @@ run_one() {
         # timeout is the backstop should libFuzzer itself hang.
         timeout --kill-after=10 "${FUZZ_BACKSTOP:-900}" \
             cargo "+$toolchain" fuzz run -s "$sanitizer" --fuzz-dir "$fuzz_dir" "$t" "$work/$t" -- \
-            -seed="$seed" -runs="${FUZZ_RUNS:-${runs_of[$t]}}" \
+            -seed="$seed" -runs="${FUZZ_RUNS:-${runs_of[$t]}}" -max_len="$max_len" \
             -seed_inputs="@$work/$t.seeds" -reload=0 -use_cmp=0 -use_memmem=0 \
             -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
             >"$work/$t.log" 2>&1
