@@ -58,9 +58,9 @@ pub fn main() -> ExitCode {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    // The proxy relays each packet as soon as it arrives; on one thread it
-    // never hands a connection from one worker to another between the two
-    // halves of an exchange, which is most of its latency.
+    // The recording proxy's runtime only accepts MTA connections and
+    // connects to the milter; packets are relayed on threads of their own
+    // (record/relay.rs), so one runtime thread is enough.
     let mut builder = match cli.command {
         Command::Record(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),

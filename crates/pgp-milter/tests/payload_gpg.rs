@@ -323,9 +323,13 @@ fn large_messages_pass_with_bounded_buffers() {
         }
     }
     // The same small constant whatever the size (armored: marks[0], 2, 4;
-    // binary: 1, 3, 5).
+    // binary: 1, 3, 5). The one allowance: a binary payload's ZIP scanner
+    // keeps the position and 18 following bytes (26 in its count) of each
+    // `PK\x05\x06` it meets until it is too far from the end to be an end
+    // record, and GnuPG's random ciphertext holds one about once in 4 GiB
+    // (2.3 % of 100 MB files); more than four in one file, about 10^-10.
     assert!(marks.iter().all(|&m| m <= 16 << 10), "{marks:?}");
     for i in 2..marks.len() {
-        assert_eq!(marks[i], marks[i - 2], "{marks:?}");
+        assert!(marks[i].abs_diff(marks[i - 2]) <= 4 * 26, "{marks:?}");
     }
 }
