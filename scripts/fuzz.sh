@@ -23,8 +23,8 @@
 #   FUZZ_SEED       libFuzzer -seed (default 20261206)
 #   FUZZ_RUNS       -runs for every target (default: per target, below,
 #                   about 20-40 s each on 2 shared cores)
-#   FUZZ_MAX_LEN    -max_len (default 4096: libFuzzer's own default while
-#                   every corpus file was shorter; see below)
+#   FUZZ_MAX_LEN    -max_len (default 4096, the length libFuzzer chose by
+#                   itself while every corpus file was shorter; see below)
 #   explore mode only:
 #   FUZZ_SECONDS    seconds per target (default 300)
 #
@@ -101,8 +101,8 @@ declare -A runs_of=(
     [mime_chunking]=500000
 )
 
-# -max_len of the deterministic mode: libFuzzer's own default is the
-# largest corpus file or 4096, so one large reproducer (a ZIP inside
+# -max_len of the deterministic mode: left to itself libFuzzer lets inputs
+# grow to the largest corpus file (at least 4096), so one large reproducer (a ZIP inside
 # ciphertext is 41 KB) would let every mutation grow that long and cut the
 # executions per second tenfold. Longer corpus files are read up to this
 # length here; `cargo test` (corpus_replay.rs) replays them whole.
