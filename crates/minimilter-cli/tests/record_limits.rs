@@ -12,14 +12,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Proxy, scratch, wait_for_transcripts};
-
-fn packet(code: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = (payload.len() as u32 + 1).to_be_bytes().to_vec();
-    p.push(code);
-    p.extend_from_slice(payload);
-    p
-}
+use support::{Proxy, packet, read_packet, scratch, wait_for_transcripts};
 
 /// What Postfix offers: version 6, all actions and protocol flags.
 fn offer() -> Vec<u8> {
@@ -33,16 +26,6 @@ fn offer() -> Vec<u8> {
 /// steps wanted.
 fn negotiated() -> Vec<u8> {
     packet(b'O', &[0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0])
-}
-
-/// Reads one packet (code, payload), or `None` at the end of the stream.
-fn read_packet(s: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).ok()?;
-    let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
-    let mut payload = vec![0; len - 1];
-    s.read_exact(&mut payload).ok()?;
-    Some((head[4], payload))
 }
 
 /// A milter that answers the offer and HELO (with continue) and nothing

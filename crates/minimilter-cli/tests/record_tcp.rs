@@ -9,23 +9,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{minimilter, scratch};
-
-fn packet(code: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = (payload.len() as u32 + 1).to_be_bytes().to_vec();
-    p.push(code);
-    p.extend_from_slice(payload);
-    p
-}
-
-fn read_packet(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).ok()?;
-    let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
-    let mut payload = vec![0; len - 1];
-    s.read_exact(&mut payload).ok()?;
-    Some((head[4], payload))
-}
+use support::{minimilter, packet, read_packet, scratch};
 
 /// Answers the offer and HELO; closes once the proxy half-closes.
 fn scripted_milter() -> u16 {

@@ -276,3 +276,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// One milter packet: length (of code and payload), code, payload.
+pub fn packet(code: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = (payload.len() as u32 + 1).to_be_bytes().to_vec();
+    p.push(code);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Reads one packet (code, payload), or `None` at the end of the stream.
+pub fn read_packet(s: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).ok()?;
+    let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
+    let mut payload = vec![0; len - 1];
+    s.read_exact(&mut payload).ok()?;
+    Some((head[4], payload))
+}
