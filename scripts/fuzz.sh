@@ -51,6 +51,19 @@
 #     (the default, off): nothing that depends on time or addresses.
 #   -timeout (an input running 30 s is a hang) and -rss_limit_mb are
 #   time/memory-based, but only fail on a real hang or blow-up.
+# And outside libFuzzer: the fuzzer binary runs directly (not through
+# `cargo fuzz run`, which adds cargo's environment) under `env -i` with a
+# fixed environment and fixed argument lengths, and with address-space
+# randomization off (`setarch -R`). The kernel places the initial stack at
+# a random 16-byte offset, so a stack buffer is 32-byte aligned in about
+# half the runs; instrumented code with alignment-dependent paths (SIMD
+# searches, word-at-a-time loops that first walk to an aligned address)
+# then covers different edges. Measured: pgp_detect's 100,000 runs through
+# this script ended at cov 4049 in some runs and 3921 in others, the same
+# build and command; with randomization off, the same every time. The
+# environment and arguments are fixed because their size moves the stack
+# too. Where the kernel refuses the personality (some container seccomp
+# profiles), the script says so and runs with randomization.
 #
 # And what keeps it the same in every clone, wherever it lies: the build and
 # the runs go through one fixed path, a link $FUZZ_LINK
@@ -153,6 +166,19 @@ if ! cargo "+$toolchain" metadata --locked --format-version 1 --manifest-path fu
     exit 1
 fi
 
+# The fixed process layout of the deterministic runs (see the top).
+fixed_layout=(env -i RUST_BACKTRACE=1)
+if [ "$toolchain" = nightly ]; then
+    fixed_layout+=(ASAN_OPTIONS=detect_odr_violation=0) # as cargo fuzz run sets it
+fi
+if setarch "$(uname -m)" -R true 2>/dev/null; then
+    fixed_layout=(setarch "$(uname -m)" -R "${fixed_layout[@]}")
+elif [ "$mode" = deterministic ]; then
+    echo "fuzz.sh: warning: this kernel refuses setarch -R (no address-space randomization);" >&2
+    echo "fuzz.sh: coverage counts may differ from run to run (never whether a committed input crashes)" >&2
+fi
+host=$(rustc "+$toolchain" -vV | sed -n 's/^host: //p')
+
 link=${FUZZ_LINK:-/tmp/minimilter-fuzz-root}
 exec 9>"$link.lock"
 if ! flock -n 9; then
@@ -183,9 +209,12 @@ run_one() {
             list+=("fuzz/corpus/$t/$f")
         done < <(LC_ALL=C ls -A "fuzz/corpus/$t" | LC_ALL=C sort)
         (IFS=,; printf '%s' "${list[*]}") >"$work/$t.seeds"
-        # timeout is the backstop should libFuzzer itself hang.
-        timeout --kill-after=10 "${FUZZ_BACKSTOP:-900}" \
-            cargo "+$toolchain" fuzz run -s "$sanitizer" --fuzz-dir "$fuzz_dir" "$t" "$work/$t" -- \
+        # timeout is the backstop should libFuzzer itself hang. The binary
+        # was built above; run it as `cargo fuzz run` would, minus cargo's
+        # environment (see the top).
+        mkdir -p "$fuzz_dir/artifacts/$t"
+        timeout --kill-after=10 "${FUZZ_BACKSTOP:-900}" "${fixed_layout[@]}" \
+            "$fuzz_dir/target/$host/release/$t" -artifact_prefix="$fuzz_dir/artifacts/$t/" "$work/$t" \
             -seed="$seed" -runs="${FUZZ_RUNS:-${runs_of[$t]}}" -max_len="$max_len" \
             -seed_inputs="@$work/$t.seeds" -reload=0 -use_cmp=0 -use_memmem=0 \
             -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \

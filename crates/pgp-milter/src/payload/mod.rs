@@ -241,8 +241,12 @@ pub struct Carried {
     /// before (the same recipient's key ID in every block, the same
     /// encrypted message attached twice) is not tested again. Repeating
     /// random bytes carries no text, and the repetition itself would look
-    /// far from uniform.
-    pub seen: std::collections::HashSet<Vec<u8>>,
+    /// far from uniform. A `BTreeSet`, not a `HashSet`: the bytes are the
+    /// sender's, so no hash of them to aim collisions at, and the order of
+    /// work does not depend on a random hash seed (the deterministic fuzz
+    /// run of the test command saw different coverage on every run while
+    /// this was a `HashSet`).
+    pub seen: std::collections::BTreeSet<Vec<u8>>,
     /// Bytes held in `seen`.
     pub seen_bytes: usize,
 }
