@@ -7,19 +7,8 @@ use base64::engine::general_purpose::STANDARD;
 use pgp_milter::detect::{Detector, Wanted};
 use pgp_milter::{Detection, NotPgp};
 
-/// xorshift64*: stands in for ciphertext (random-looking bytes).
-struct Random(u64);
-
-impl Random {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            *b = (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
-        }
-    }
-}
+/// Stands in for ciphertext (random-looking bytes).
+use testkit::random::Xorshift as Random;
 
 /// Feeds a PGP/MIME message whose armored payload is a passphrase session
 /// key and `size` bytes of encrypted data, in 64 KiB body chunks, then

@@ -13,6 +13,8 @@
 //! running as root (Postfix's master must start as root). `scripts/install-test-deps.sh`
 //! installs everything; [`Postfix::start`] fails with that hint rather than skipping.
 //!
+//! * [`random`] gives fixed-seed pseudo-random bytes and choices, the same on every run.
+//!
 //! Debugging: when a test panics while a [`Postfix`] is alive, the tail of its log is
 //! printed (the harness shows it for failed tests); `TESTKIT_KEEP=1` keeps each
 //! instance's directory (config, queue, Maildirs, `postfix.log`) after the test.
@@ -40,6 +42,7 @@ mod daemon;
 mod error;
 mod host;
 mod postfix;
+pub mod random;
 mod sendmail;
 mod smtp;
 

@@ -293,18 +293,7 @@ mod tests {
         }
     }
 
-    /// xorshift64*: uniform bytes for the tests, fixed seed.
-    fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x >> 12;
-                x ^= x << 25;
-                x ^= x >> 27;
-                (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-            })
-            .collect()
-    }
+    use testkit::random::random_bytes;
 
     fn run(data: &[u8], chunk: usize) -> Result<(), String> {
         let mut r = Randomness::default();

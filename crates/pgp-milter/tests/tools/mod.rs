@@ -39,15 +39,6 @@ pub fn output(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
-/// xorshift64*: fixed-seed bytes, a stand-in for ciphertext.
-pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
-}
+/// Fixed-seed bytes, a stand-in for ciphertext.
+#[allow(unused_imports)] // not every test binary that includes this module uses it
+pub use testkit::random::random_bytes;
