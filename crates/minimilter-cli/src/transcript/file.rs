@@ -8,7 +8,10 @@ use bytes::Bytes;
 use milter_proto::{Actions, Command, Protocol, Step};
 use serde_json::{Map, Value};
 
+use std::io::{BufRead, Read};
+
 use super::codec::{body_elided, command_from_json, pairs_from_json};
+use super::recorder::MAX_TRANSCRIPT_BYTES;
 use super::{Answered, Bodies, SCHEMA, VERSION, Verdict, step_from_name};
 
 /// The MTA's offer or the milter's answer at negotiation.
@@ -89,6 +92,23 @@ pub struct Transcript {
     pub lines: Vec<Map<String, Value>>,
 }
 
+/// The largest transcript file read: what `record` can write (the
+/// events it keeps of a transaction, plus its header, negotiation and end
+/// lines, which a packet's limit bounds).
+pub const MAX_FILE_BYTES: u64 = MAX_TRANSCRIPT_BYTES as u64 + 16 * 1024 * 1024;
+
+/// One line: `None` if blank.
+fn parse_line(bytes: &[u8], n: usize) -> anyhow::Result<Option<Map<String, Value>>> {
+    if bytes.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    let v: Value = serde_json::from_slice(bytes).with_context(|| format!("line {n}: not JSON"))?;
+    let Value::Object(m) = v else {
+        bail!("line {n}: not a JSON object");
+    };
+    Ok(Some(m))
+}
+
 fn u32_of(v: &Value, what: &str) -> anyhow::Result<u32> {
     v.as_u64()
         .and_then(|n| u32::try_from(n).ok())
@@ -120,27 +140,68 @@ fn negotiation(v: &Value) -> anyhow::Result<Negotiation> {
 }
 
 impl Transcript {
-    /// Reads and checks one transcript file.
+    /// Reads and checks one transcript file, a line at a time: memory
+    /// follows what the file holds, and a file larger than `record` ever
+    /// writes is refused before it is read.
     pub fn read(path: &Path) -> anyhow::Result<Transcript> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading transcript {}", path.display()))?;
-        Transcript::parse(&text, path).with_context(|| format!("transcript {}", path.display()))
+        let whose = || format!("transcript {}", path.display());
+        let file = std::fs::File::open(path).with_context(|| format!("reading {}", whose()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > MAX_FILE_BYTES {
+            bail!(
+                "{}: {len} bytes, larger than any transcript `record` writes ({MAX_FILE_BYTES}); not read",
+                whose()
+            );
+        }
+        // A file that grows while it is read stops at the limit too.
+        let mut reader = std::io::BufReader::new(file.take(MAX_FILE_BYTES + 1));
+        let mut lines = Vec::new();
+        let (mut buf, mut n, mut total) = (Vec::new(), 0usize, 0u64);
+        loop {
+            buf.clear();
+            let got = reader
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("reading {}: line {}", whose(), n + 1))?;
+            if got == 0 {
+                break;
+            }
+            n += 1;
+            total += got as u64;
+            if total > MAX_FILE_BYTES {
+                bail!(
+                    "{}: line {n}: larger than any transcript `record` writes",
+                    whose()
+                );
+            }
+            if let Some(m) = parse_line(&buf, n).with_context(whose)? {
+                lines.push((n, m));
+            }
+        }
+        Transcript::from_lines(lines, n, path).with_context(whose)
     }
 
-    /// Parses the text of a transcript file.
+    /// Parses the text of a transcript file (as `read` does, from memory).
+    #[cfg(test)]
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Transcript> {
         let mut lines = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
+        let mut count = 0;
+        for (i, line) in text.lines().enumerate() {
+            count = i + 1;
+            if let Some(m) = parse_line(line.as_bytes(), count)? {
+                lines.push((count, m));
             }
-            let v: Value =
-                serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
-            let Value::Object(m) = v else {
-                bail!("line {}: not a JSON object", n + 1);
-            };
-            lines.push(m);
         }
+        Transcript::from_lines(lines, count, path)
+    }
+
+    /// Checks and interprets the non-blank lines (with their numbers in a
+    /// file of `count` lines).
+    fn from_lines(
+        numbered: Vec<(usize, Map<String, Value>)>,
+        count: usize,
+        path: &Path,
+    ) -> anyhow::Result<Transcript> {
+        let (numbers, lines): (Vec<usize>, Vec<Map<String, Value>>) = numbered.into_iter().unzip();
         let Some(head) = lines.first() else {
             bail!("empty file");
         };
@@ -182,9 +243,10 @@ impl Transcript {
             lines: Vec::new(),
         };
         let mut saw_negotiation = false;
-        for (n, m) in lines.iter().enumerate().skip(1) {
+        let mut saw_end = false;
+        for (i, m) in lines.iter().enumerate().skip(1) {
             let kind = m.get("type").and_then(Value::as_str).unwrap_or_default();
-            let at = || format!("line {}", n + 1);
+            let at = || format!("line {}", numbers[i]);
             match kind {
                 "negotiate" => {
                     t.offer =
@@ -275,6 +337,7 @@ impl Transcript {
                     }
                 }
                 "end" => {
+                    saw_end = true;
                     t.end_reason = m
                         .get("reason")
                         .and_then(Value::as_str)
@@ -295,6 +358,12 @@ impl Transcript {
         }
         if !saw_negotiation {
             bail!("no negotiate line");
+        }
+        // `record` writes the end line last, and a file whole or not at
+        // all: without it the file was cut short (copied while written
+        // elsewhere, a full disk, an editor), and its verdict is unknown.
+        if !saw_end {
+            bail!("line {count}: the file ends before its \"end\" line (cut short?)");
         }
         t.lines = lines;
         Ok(t)

@@ -1,0 +1,182 @@
+//! Damaged, foreign and oversized transcript files, as `check --transcript`
+//! and `replay` meet them: a one-line error that names the file and the
+//! line, never a panic, a misleading display or memory that follows the
+//! file's size.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
+    let d = std::env::temp_dir().join(format!("mm-damage-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    TempDir(d)
+}
+
+/// A whole transcript as `record` writes it (abridged: a milter that
+/// asked only for end of message and accepted).
+const GOOD: &str = concat!(
+    r#"{"bodies":"keep","connection":1,"recorder":"minimilter record 0.1.0","schema":"minimilter-transcript","started_unix_ms":1796579803792,"transaction":1,"type":"transcript","version":1}"#,
+    "\n",
+    r#"{"after_us":370,"answer":{"actions":1,"protocol":2047,"version":6},"at_us":153,"offer":{"actions":511,"protocol":2097151,"version":6},"type":"negotiate"}"#,
+    "\n",
+    r#"{"at_us":1321,"pairs":[["j","mx.example"]],"stage":"C","type":"macros"}"#,
+    "\n",
+    r#"{"at_us":55509,"body":"","code":"E","reply":"answer","step":"eom","type":"command"}"#,
+    "\n",
+    r#"{"after_us":69,"answer":"accept","at_us":55578,"code":"a","step":"eom","type":"response"}"#,
+    "\n",
+    r#"{"at":"eom","at_us":55578,"reason":"end-of-message","type":"end","verdict":"accept"}"#,
+    "\n",
+);
+
+fn minimilter(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_minimilter"));
+    c.args(args);
+    // A bound in time: every case here is read from a local file.
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        let _ = Command::new("kill").arg(id.to_string()).status();
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(watchdog);
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `check --transcript` refuses the file with exit status 1, one line on
+/// standard error naming the file and containing `want`, and nothing on
+/// standard output (a half display would pass for a transaction).
+fn refused(path: &Path, want: &str) {
+    let o = minimilter(&["check", "--transcript", path.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{path:?}: {err}");
+    assert!(
+        o.stdout.is_empty(),
+        "{path:?}: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(&path.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(err.contains(want), "{want:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn the_good_transcript_is_read() {
+    let d = temp_dir("good");
+    let p = d.0.join("good.jsonl");
+    std::fs::write(&p, GOOD).unwrap();
+    let o = minimilter(&["check", "--transcript", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verdict: accept"));
+}
+
+#[test]
+fn invalid_utf8_names_its_line() {
+    let d = temp_dir("utf8");
+    let p = d.0.join("binary.jsonl");
+    let mut bytes = Vec::new();
+    for (n, line) in GOOD.lines().enumerate() {
+        if n == 2 {
+            bytes.extend_from_slice(b"{\"type\":\"macros\",\"x\":\"\xff\xfe\"}");
+        } else {
+            bytes.extend_from_slice(line.as_bytes());
+        }
+        bytes.push(b'\n');
+    }
+    std::fs::write(&p, bytes).unwrap();
+    refused(&p, "line 3");
+}
+
+#[test]
+fn a_file_cut_short_at_a_line_boundary_is_refused_not_shown_half() {
+    let d = temp_dir("cut");
+    let p = d.0.join("cut.jsonl");
+    let kept: String = GOOD.lines().take(4).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&p, kept).unwrap();
+    refused(&p, "line 4: the file ends before its \"end\" line");
+}
+
+#[test]
+fn line_numbers_count_blank_lines() {
+    let d = temp_dir("blank");
+    let p = d.0.join("blank.jsonl");
+    let text = GOOD
+        .replacen('\n', "\n\n\n", 1)
+        .replace(r#""code":"E""#, r#""code":"Z""#);
+    std::fs::write(&p, text).unwrap();
+    // The command is on the fourth line of the file's six, plus two blank.
+    refused(&p, "line 6:");
+}
+
+#[test]
+fn a_file_larger_than_any_transcript_is_refused_unread() {
+    let d = temp_dir("huge");
+    let p = d.0.join("huge.jsonl");
+    std::fs::write(&p, GOOD).unwrap();
+    // Sparse: costs no disk, and reading it whole would cost 1 GiB.
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    refused(&p, "larger than");
+}
+
+#[test]
+fn replay_reports_each_damaged_file_with_its_line_and_valid_json() {
+    let d = temp_dir("replaydir");
+    let period = d.0.join("20261206T170000Z");
+    std::fs::create_dir_all(&period).unwrap();
+    std::fs::write(
+        period.join("1-c1-t1.jsonl"),
+        GOOD.replace("\"version\":1", "\"version\":7"),
+    )
+    .unwrap();
+    let cut: String = GOOD.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(period.join("2-c1-t2.jsonl"), cut).unwrap();
+    std::fs::write(period.join("3-c1-t3.jsonl"), &GOOD[..200]).unwrap();
+    // No milter at all: the damaged files are reported before any
+    // connection is tried.
+    let sock = d.0.join("no-milter.sock");
+    let spec = format!("unix:{}", sock.display());
+    let o = minimilter(&["replay", "--json", d.0.to_str().unwrap(), &spec]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("--json prints JSON");
+    let unreadable = v["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 3, "{v:#}");
+    let errors: Vec<&str> = unreadable
+        .iter()
+        .map(|u| u["error"].as_str().unwrap())
+        .collect();
+    assert!(errors[0].contains("version 7"), "{errors:?}");
+    assert!(
+        errors[1].contains("line 3: the file ends before"),
+        "{errors:?}"
+    );
+    assert!(errors[2].contains("line 2: not JSON"), "{errors:?}");
+    for e in &errors {
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}
