@@ -366,20 +366,7 @@ pub fn describe(m: &Response, leading_space: bool) -> String {
 }
 
 pub(crate) fn print_verdict(out: &mut String, t: &Transcript) {
-    for r in &t.refused_rcpts {
-        let kind = if r.temporary {
-            "tempfailed"
-        } else {
-            "rejected"
-        };
-        match &r.reply {
-            Some(text) => outln!(out, "recipient {} {kind}: {text}", r.rcpt),
-            None => outln!(out, "recipient {} {kind}", r.rcpt),
-        }
-    }
-    for w in &t.warnings {
-        outln!(out, "warning: {w}");
-    }
+    print_refusals(out, t);
     let line = match &t.outcome {
         Outcome::Accepted if t.quarantine.is_some() => format!(
             "accept, but quarantined (held): {}",
@@ -398,6 +385,24 @@ pub(crate) fn print_verdict(out: &mut String, t: &Transcript) {
         Outcome::Shutdown { at } => format!("shutdown at {at} (the MTA answers 421 and closes)"),
     };
     outln!(out, "verdict: {line}");
+}
+
+/// The recipients refused one by one, and the warnings.
+pub(crate) fn print_refusals(out: &mut String, t: &Transcript) {
+    for r in &t.refused_rcpts {
+        let kind = if r.temporary {
+            "tempfailed"
+        } else {
+            "rejected"
+        };
+        match &r.reply {
+            Some(text) => outln!(out, "recipient {} {kind}: {text}", r.rcpt),
+            None => outln!(out, "recipient {} {kind}", r.rcpt),
+        }
+    }
+    for w in &t.warnings {
+        outln!(out, "warning: {w}");
+    }
 }
 
 fn print_message(out: &mut String, t: &Transcript) {

@@ -91,8 +91,11 @@ fn answer(s: &RecordedStep) -> Option<Answer> {
     })
 }
 
-/// The recorded transaction in the shape `check` prints.
-fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, Played)> {
+/// The recorded transaction in the shape `check` prints (if the milter
+/// answered the negotiation), and whether it reached a verdict (a
+/// transaction the client reset or left has none; its `Played` then holds
+/// a stand-in outcome that is not shown).
+fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, Played, bool)> {
     let a = t.answer.as_ref()?;
     let options = MilterOptions {
         version: a.version,
@@ -175,8 +178,12 @@ fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, 
         },
         "discard" => Outcome::Discarded { at },
         "shutdown" => Outcome::Shutdown { at },
-        _ => return None,
+        _ => Outcome::Accepted,
     };
+    let decided = matches!(
+        v.name.as_str(),
+        "accept" | "reject" | "tempfail" | "discard" | "shutdown"
+    );
     Some((
         options.clone(),
         Played {
@@ -191,6 +198,7 @@ fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, 
             session_ended: false,
             body_not_sent: None,
         },
+        decided,
     ))
 }
 
@@ -225,7 +233,7 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
     );
     let mut warnings = Vec::new();
     match played(&t, &mut warnings) {
-        Some((options, p)) => {
+        Some((options, p, decided)) => {
             outln!(
                 out,
                 "milter (recorded): protocol version {}",
@@ -237,10 +245,20 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
                 outln!(out, "  macros at {stage:?}: {}", names.join(" "));
             }
             check::print_steps(&mut out, &p.steps, Some(&options));
-            check::print_verdict(&mut out, &p);
-            outln!(out, "(transaction ended: {})", t.end_reason);
+            if decided {
+                check::print_verdict(&mut out, &p);
+                outln!(out, "(transaction ended: {})", t.end_reason);
+                output::emit(&out)?;
+                return Ok(check::exit_code(&p.outcome));
+            }
+            check::print_refusals(&mut out, &p);
+            outln!(
+                out,
+                "verdict: none (the transaction ended before the milter decided: {})",
+                t.end_reason
+            );
             output::emit(&out)?;
-            Ok(check::exit_code(&p.outcome))
+            Ok(exit::NO_VERDICT)
         }
         None => {
             for item in &t.items {
@@ -274,6 +292,6 @@ fn exit_code(verdict: &str) -> u8 {
         "reject" => exit::REJECTED,
         "tempfail" | "shutdown" => exit::TEMPFAILED,
         "discard" => exit::DISCARDED,
-        _ => exit::ERROR,
+        _ => exit::NO_VERDICT,
     }
 }

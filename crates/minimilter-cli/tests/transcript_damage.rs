@@ -180,3 +180,56 @@ fn replay_reports_each_damaged_file_with_its_line_and_valid_json() {
         assert_eq!(e.lines().count(), 1, "{e}");
     }
 }
+
+/// A transaction Postfix aborted (the client sent RSET after RCPT), as
+/// `record` wrote it through Postfix 3.7 at protocol 6.
+const ABORTED: &str = concat!(
+    r#"{"bodies":"keep","connection":1,"recorder":"minimilter record 0.1.0","schema":"minimilter-transcript","started_unix_ms":1796633997149,"transaction":2,"type":"transcript","version":1}"#,
+    "\n",
+    r#"{"after_us":300,"answer":{"actions":257,"macros":[{"names":"i","stage":5}],"protocol":1859,"version":6},"at_us":100,"offer":{"actions":511,"protocol":2097151,"version":6},"type":"negotiate"}"#,
+    "\n",
+    r#"{"args":["<b@client.example>"],"at_us":5000,"code":"M","reply":"answer","step":"mail","type":"command"}"#,
+    "\n",
+    r#"{"after_us":130,"answer":"continue","at_us":5130,"code":"c","step":"mail","type":"response"}"#,
+    "\n",
+    r#"{"args":["<ok@example.org>"],"at_us":6000,"code":"R","reply":"answer","step":"rcpt","type":"command"}"#,
+    "\n",
+    r#"{"after_us":690,"answer":"continue","at_us":6690,"code":"c","step":"rcpt","type":"response"}"#,
+    "\n",
+    r#"{"at_us":7000,"code":"A","type":"command"}"#,
+    "\n",
+    r#"{"at_us":7000,"reason":"abort","type":"end","verdict":"none"}"#,
+    "\n",
+);
+
+#[test]
+fn a_transaction_without_a_verdict_is_shown_whole_with_its_own_status() {
+    let d = temp_dir("aborted");
+    let p = d.0.join("aborted.jsonl");
+    std::fs::write(&p, ABORTED).unwrap();
+    let o = minimilter(&["check", "--transcript", p.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    // Not an error of ours (1): the transcript was read; it holds no verdict.
+    assert_eq!(o.status.code(), Some(8), "{out}{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    // The negotiation and the milter's times, as for any other transaction.
+    assert!(
+        out.contains("milter (recorded): protocol version 6"),
+        "{out}"
+    );
+    assert!(out.contains("macros at EndOfMessage: i"), "{out}");
+    let mail = out
+        .lines()
+        .find(|l| l.contains("MAIL FROM:<b@client.example>"))
+        .unwrap();
+    assert!(mail.ends_with("-> continue (0.13 ms)"), "{mail}");
+    let rcpt = out
+        .lines()
+        .find(|l| l.contains("RCPT TO:<ok@example.org>"))
+        .unwrap();
+    assert!(rcpt.ends_with("-> continue (0.69 ms)"), "{rcpt}");
+    assert!(
+        out.contains("verdict: none (the transaction ended before the milter decided: abort)"),
+        "{out}"
+    );
+}
