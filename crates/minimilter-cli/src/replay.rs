@@ -39,6 +39,13 @@ pub struct ReplayArgs {
     /// Transcripts replayed at once, each on its own milter connection.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub conns: u32,
+    /// Compare the headers named NAME that the milter adds, inserts or
+    /// changes by name and position only, not by value: for values that
+    /// differ on every run by design, such as a DKIM signer's
+    /// `DKIM-Signature` (its `t=` time and signature) or a date. Repeat for
+    /// several; case does not matter.
+    #[arg(long, value_name = "NAME")]
+    pub ignore_value: Vec<String>,
     #[command(flatten)]
     pub timeouts: Timeouts,
 }
@@ -173,8 +180,33 @@ async fn orphan_macros(
     Ok(())
 }
 
-/// Replays one transcript.
-pub async fn replay_one(t: &Transcript, spec: &SocketSpec, cfg: ClientConfig) -> MessageReport {
+/// The modifications as compared: the value of a header named in
+/// `ignore` (added, inserted or changed) left out.
+fn comparable(mods: &[Map<String, Value>], ignore: &[String]) -> Vec<Map<String, Value>> {
+    mods.iter()
+        .map(|m| {
+            let named = m
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| ignore.iter().any(|i| i.eq_ignore_ascii_case(n)));
+            let header = matches!(m.get("code").and_then(Value::as_str), Some("h" | "i" | "m"));
+            let mut m = m.clone();
+            if named && header {
+                m.insert("value".into(), Value::String("(value not compared)".into()));
+            }
+            m
+        })
+        .collect()
+}
+
+/// Replays one transcript; header values named in `ignore` are not
+/// compared.
+pub async fn replay_one(
+    t: &Transcript,
+    spec: &SocketSpec,
+    cfg: ClientConfig,
+    ignore: &[String],
+) -> MessageReport {
     let mut report = MessageReport {
         path: t.path.clone(),
         origin: (t.connection, t.transaction, t.started_unix_ms),
@@ -280,7 +312,7 @@ pub async fn replay_one(t: &Transcript, spec: &SocketSpec, cfg: ClientConfig) ->
             .iter()
             .map(|m| response_to_json(m, t.bodies))
             .collect();
-        if mods != rs.modifications {
+        if comparable(&mods, ignore) != comparable(&rs.modifications, ignore) {
             report.differences.push(format!(
                 "{}: modifications differ: recorded {}; replayed {}",
                 label(rs),
@@ -405,7 +437,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     } else {
         vec![args.dir.clone()]
     };
-    let (reports, unreadable) = replay_all(&paths, &spec, cfg, args.conns as usize).await;
+    let (reports, unreadable) = replay_all(
+        &paths,
+        &spec,
+        cfg,
+        args.conns as usize,
+        Arc::new(args.ignore_value.clone()),
+    )
+    .await;
     if args.json {
         let ch: Vec<Value> = changes(&reports)
             .into_iter()
@@ -435,11 +474,13 @@ pub async fn replay_all(
     spec: &SocketSpec,
     cfg: ClientConfig,
     conns: usize,
+    ignore: Arc<Vec<String>>,
 ) -> (Vec<MessageReport>, Vec<(PathBuf, String)>) {
     let sem = Arc::new(tokio::sync::Semaphore::new(conns.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, p) in paths.iter().enumerate() {
         let (sem, spec, cfg, p) = (sem.clone(), spec.clone(), cfg.clone(), p.clone());
+        let ignore = ignore.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let read = tokio::task::spawn_blocking({
@@ -448,7 +489,7 @@ pub async fn replay_all(
             })
             .await;
             match read {
-                Ok(Ok(t)) => (i, Ok(replay_one(&t, &spec, cfg).await)),
+                Ok(Ok(t)) => (i, Ok(replay_one(&t, &spec, cfg, &ignore).await)),
                 Ok(Err(e)) => (i, Err((p, format!("{e:#}")))),
                 Err(e) => (i, Err((p, format!("reading failed: {e}")))),
             }
