@@ -3,7 +3,8 @@
 //! the total size held under a limit by deleting the oldest files first.
 //!
 //! File names start with the connection's start time in milliseconds,
-//! zero-padded, so name order is time order and no index file is needed:
+//! zero-padded, then the connection and transaction numbers, so their
+//! numbers give the time order and no index file is needed:
 //! the store rebuilds its list from the directory when it opens. A file is
 //! written under a temporary name and renamed into place, so a reader
 //! (`replay`) never sees half a transcript.
@@ -142,13 +143,27 @@ impl Store {
     }
 }
 
+/// The entries of `dir` in time order: period directories by name, and
+/// transcripts by their numbers (start time, connection, transaction), so
+/// that `-t10` comes after `-t9` although it sorts before it as text.
 fn read_dir_sorted(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
-    v.sort();
+    v.sort_by_cached_key(|p| (order_key(p), p.clone()));
     Ok(v)
+}
+
+/// `(start ms, connection, transaction)` of a name `MS-cN-tN.jsonl`; names
+/// of another form (period directories) sort by name, before them.
+fn order_key(p: &Path) -> Option<(u64, u64, u64)> {
+    let name = p.file_name()?.to_str()?.strip_suffix(SUFFIX)?;
+    let mut parts = name.split('-');
+    let ms = parts.next()?.parse().ok()?;
+    let c = parts.next()?.strip_prefix('c')?.parse().ok()?;
+    let t = parts.next()?.strip_prefix('t')?.parse().ok()?;
+    parts.next().is_none().then_some((ms, c, t))
 }
 
 /// Every transcript under `dir` (its period subdirectories, or `dir`
