@@ -57,6 +57,11 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (a full disk under the log
+        // file, a log reader gone) is dropped: by default the subscriber
+        // reports it with `eprintln!`, which panics the thread that logged
+        // (for `record`, a relay or the transcript writer).
+        .log_internal_errors(false)
         .init();
     // The recording proxy's runtime only accepts MTA connections and
     // connects to the milter; packets are relayed on threads of their own
