@@ -16,6 +16,10 @@ use anyhow::Context;
 
 use crate::transcript::recorder::Finished;
 
+/// Most old transcripts deleted to make room for one new one on a full
+/// file system.
+const MAX_EVICTIONS_PER_WRITE: u32 = 64;
+
 /// The suffix of transcript files.
 pub const SUFFIX: &str = ".jsonl";
 
@@ -107,10 +111,46 @@ impl Store {
             f.started_unix_ms, f.connection, f.transaction
         );
         let path = period.join(&name);
+        let period = period.clone();
         let tmp = period.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, f.text.as_bytes())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        // A file system that fills up before `max_bytes` is reached: the
+        // oldest transcripts make room, as the limit would have deleted
+        // them (bounded: a disk filled by others may not be freed by us).
+        let mut freed = 0;
+        loop {
+            match std::fs::write(&tmp, f.text.as_bytes()) {
+                Ok(()) => break,
+                Err(e) => {
+                    // Never leave a half-written temporary file behind.
+                    let _ = std::fs::remove_file(&tmp);
+                    let full = matches!(
+                        e.kind(),
+                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                    );
+                    if !full || freed >= MAX_EVICTIONS_PER_WRITE || !self.evict_oldest() {
+                        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+                    }
+                    freed += 1;
+                    // Making room may have removed the (then empty) period
+                    // directory.
+                    std::fs::create_dir_all(&period)
+                        .with_context(|| format!("creating {}", period.display()))?;
+                    if self.current_period.is_none() {
+                        self.current_period = Some((period_start, period.clone()));
+                    }
+                }
+            }
+        }
+        if freed > 0 {
+            tracing::warn!(
+                deleted = freed,
+                "file system full before --max-bytes: deleted the oldest transcripts to make room"
+            );
+        }
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("renaming to {}", path.display()));
+        }
         let len = f.text.len() as u64;
         self.files.push_back((path.clone(), len));
         self.total += len;
@@ -121,25 +161,33 @@ impl Store {
     /// Deletes the oldest transcripts until the total is within the limit.
     fn evict(&mut self) {
         while self.total > self.max_bytes {
-            let Some((path, len)) = self.files.pop_front() else {
+            if !self.evict_oldest() {
                 break;
-            };
-            self.total -= len;
-            if let Err(e) = std::fs::remove_file(&path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(path = %path.display(), "cannot delete old transcript: {e}");
-            }
-            if let Some(parent) = path.parent() {
-                // Removes the period's directory once it is empty; fails
-                // harmlessly while it is not.
-                if std::fs::remove_dir(parent).is_ok()
-                    && self.current_period.as_ref().map(|(_, p)| p.as_path()) == Some(parent)
-                {
-                    self.current_period = None;
-                }
             }
         }
+    }
+
+    /// Deletes the oldest transcript (false if there is none).
+    fn evict_oldest(&mut self) -> bool {
+        let Some((path, len)) = self.files.pop_front() else {
+            return false;
+        };
+        self.total -= len;
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), "cannot delete old transcript: {e}");
+        }
+        if let Some(parent) = path.parent() {
+            // Removes the period's directory once it is empty; fails
+            // harmlessly while it is not.
+            if std::fs::remove_dir(parent).is_ok()
+                && self.current_period.as_ref().map(|(_, p)| p.as_path()) == Some(parent)
+            {
+                self.current_period = None;
+            }
+        }
+        true
     }
 }
 
