@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod batch;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
