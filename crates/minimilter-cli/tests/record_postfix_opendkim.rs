@@ -24,7 +24,6 @@ use testkit::{Postfix, SmtpService};
 
 struct OpenDkim {
     child: Child,
-    dir: PathBuf,
 }
 
 impl Drop for OpenDkim {
@@ -74,10 +73,7 @@ fn start_opendkim(dir: &Path) -> (OpenDkim, PathBuf) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let d = OpenDkim {
-        child,
-        dir: dir.to_owned(),
-    };
+    let d = OpenDkim { child };
     let deadline = Instant::now() + Duration::from_secs(20);
     while !socket.exists() {
         assert!(Instant::now() < deadline, "opendkim did not listen");
