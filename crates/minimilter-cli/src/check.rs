@@ -35,7 +35,8 @@ pub struct CheckArgs {
     /// Print the message as Postfix would deliver it.
     #[arg(long)]
     pub show_message: bool,
-    /// Print the whole result as JSON (one object) instead of a transcript.
+    /// Print the whole result as JSON (one object) instead of a transcript;
+    /// an error of ours (exit status 1) as `{"error": "..."}`.
     #[arg(long)]
     pub json: bool,
     /// Write the body the milter replaced the message's body with (its

@@ -79,6 +79,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
+    let json = match &cli.command {
+        Command::Check(c) => c.args.json,
+        Command::Bench(b) => b.json,
+        Command::Replay(r) => r.json,
+        Command::Record(_) => false,
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Check(args) => check_transcript::run(args).await,
@@ -90,7 +96,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            output::note(&format!("minimilter: {e:#}\n"));
+            let text = format!("{e:#}");
+            output::note(&format!("minimilter: {text}\n"));
+            // `--json` promises JSON on standard output: the error too.
+            if json {
+                let _ = output::emit(&format!("{}\n", serde_json::json!({ "error": text })));
+            }
             ExitCode::from(exit::ERROR)
         }
     }

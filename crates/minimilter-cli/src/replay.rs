@@ -33,7 +33,8 @@ pub struct ReplayArgs {
     pub dir: PathBuf,
     /// The milter to replay to: unix:/path, inet:host:port, ...
     pub socket: String,
-    /// Print the whole report as one JSON object.
+    /// Print the whole report as one JSON object; an error that stops the
+    /// replay as `{"error": "..."}`.
     #[arg(long)]
     pub json: bool,
     /// Transcripts replayed at once, each on its own milter connection.

@@ -233,3 +233,47 @@ fn a_transaction_without_a_verdict_is_shown_whole_with_its_own_status() {
         "{out}"
     );
 }
+
+/// With `--json`, an error of ours (exit status 1) is a JSON object on
+/// standard output too, `{"error": "..."}`, so that a script reading the
+/// output as JSON reads the error instead of failing on nothing; standard
+/// error keeps its one line.
+#[test]
+fn json_errors_are_json_on_standard_output() {
+    let d = temp_dir("jsonerr");
+    let cut = d.0.join("cut.jsonl");
+    std::fs::write(&cut, GOOD.lines().take(3).collect::<Vec<_>>().join("\n")).unwrap();
+    let missing = d.0.join("missing.eml");
+    let sock = format!("unix:{}", d.0.join("none.sock").display());
+    let cases: [&[&str]; 4] = [
+        &["check", "--json", "--transcript", cut.to_str().unwrap()],
+        &["check", "--json", &sock, missing.to_str().unwrap()],
+        &[
+            "bench",
+            "--json",
+            "--message",
+            missing.to_str().unwrap(),
+            &sock,
+        ],
+        &[
+            "replay",
+            "--json",
+            d.0.to_str().unwrap(),
+            "no-such-socket-kind:x",
+        ],
+    ];
+    for args in cases {
+        let o = minimilter(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        });
+        let err = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{args:?}: {v}"));
+        assert!(stderr(&o).contains(err), "{args:?}: {err} / {}", stderr(&o));
+    }
+}
