@@ -106,10 +106,20 @@ impl Store {
                 &self.current_period.insert((period_start, p)).1
             }
         };
-        let name = format!(
-            "{:013}-c{}-t{}{SUFFIX}",
+        // A name already taken: a later SMTP session on the same milter
+        // connection (after `K`) with no transaction either, whose
+        // connection-only transcript is transaction 0 too. It gets `-2`,
+        // `-3`, ... rather than replace the earlier one.
+        let stem = format!(
+            "{:013}-c{}-t{}",
             f.started_unix_ms, f.connection, f.transaction
         );
+        let mut name = format!("{stem}{SUFFIX}");
+        let mut n = 1u32;
+        while period.join(&name).exists() {
+            n += 1;
+            name = format!("{stem}-{n}{SUFFIX}");
+        }
         let path = period.join(&name);
         let period = period.clone();
         let tmp = period.join(format!(".{name}.tmp"));
@@ -203,15 +213,20 @@ fn read_dir_sorted(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// `(start ms, connection, transaction)` of a name `MS-cN-tN.jsonl`; names
-/// of another form (period directories) sort by name, before them.
-fn order_key(p: &Path) -> Option<(u64, u64, u64)> {
+/// `(start ms, connection, transaction, repeat)` of a name
+/// `MS-cN-tN[-R].jsonl`; names of another form (period directories) sort
+/// by name, before them.
+fn order_key(p: &Path) -> Option<(u64, u64, u64, u64)> {
     let name = p.file_name()?.to_str()?.strip_suffix(SUFFIX)?;
     let mut parts = name.split('-');
     let ms = parts.next()?.parse().ok()?;
     let c = parts.next()?.strip_prefix('c')?.parse().ok()?;
     let t = parts.next()?.strip_prefix('t')?.parse().ok()?;
-    parts.next().is_none().then_some((ms, c, t))
+    let repeat = match parts.next() {
+        Some(r) => r.parse().ok()?,
+        None => 1,
+    };
+    parts.next().is_none().then_some((ms, c, t, repeat))
 }
 
 /// Every transcript under `dir` (its period subdirectories, or `dir`
