@@ -277,3 +277,43 @@ fn json_errors_are_json_on_standard_output() {
         assert!(stderr(&o).contains(err), "{args:?}: {err} / {}", stderr(&o));
     }
 }
+
+/// A packet larger than any milter packet (an edited transcript: `record`
+/// relays at most 1 MiB − 1 of payload) is refused at its line, not sent
+/// to the milter, which would drop the connection.
+#[test]
+fn a_packet_larger_than_the_protocol_allows_is_refused_at_its_line() {
+    let d = temp_dir("bigpacket");
+    for (name, line) in [
+        (
+            "body",
+            format!(
+                r#"{{"at_us":55509,"body":"{}","code":"B","reply":"answer","step":"body","type":"command"}}"#,
+                "a".repeat(2 << 20)
+            ),
+        ),
+        (
+            "macros",
+            format!(
+                r#"{{"at_us":55509,"body":"","code":"E","macros":[["i","{}"]],"reply":"answer","step":"eom","type":"command"}}"#,
+                "b".repeat(2 << 20)
+            ),
+        ),
+    ] {
+        let p = d.0.join(format!("{name}.jsonl"));
+        let text: String = GOOD
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 3 {
+                    format!("{line}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&p, text).unwrap();
+        refused(&p, "line 4: ");
+        refused(&p, "more than a milter packet holds");
+    }
+}

@@ -109,6 +109,29 @@ fn parse_line(bytes: &[u8], n: usize) -> anyhow::Result<Option<Map<String, Value
     Ok(Some(m))
 }
 
+/// The most payload a milter packet carries (what `record` relays, and
+/// the largest an MTA negotiates).
+const MAX_PAYLOAD: usize = milter_proto::DataSize::M1.max_payload();
+
+/// Refuses a command whose packet would be larger than any milter packet:
+/// `record` never writes one, and a milter would drop the connection.
+fn fits_a_packet(c: &Command) -> anyhow::Result<()> {
+    if !c.is_encodable() {
+        // Replay reports it when it would send it.
+        return Ok(());
+    }
+    let mut b = bytes::BytesMut::new();
+    c.encode(&mut b);
+    let payload = b.len().saturating_sub(5);
+    if payload > MAX_PAYLOAD {
+        bail!(
+            "a '{}' packet of {payload} bytes, more than a milter packet holds ({MAX_PAYLOAD})",
+            char::from(c.code())
+        );
+    }
+    Ok(())
+}
+
 fn u32_of(v: &Value, what: &str) -> anyhow::Result<u32> {
     v.as_u64()
         .and_then(|n| u32::try_from(n).ok())
@@ -277,12 +300,21 @@ impl Transcript {
                                     bodies.name()
                                 ))
                             } else {
-                                Ok(command_from_json(m).with_context(at)?)
+                                let c = command_from_json(m).with_context(at)?;
+                                fits_a_packet(&c).with_context(at)?;
+                                Ok(c)
                             };
                             let macros = match m.get("macros") {
                                 Some(v) => pairs_from_json(v).with_context(at)?,
                                 None => Vec::new(),
                             };
+                            if let Ok(c) = &command {
+                                fits_a_packet(&Command::Macro {
+                                    stage: c.code(),
+                                    pairs: macros.clone(),
+                                })
+                                .with_context(|| format!("{}: macros", at()))?;
+                            }
                             t.items.push(Item::Step(Box::new(RecordedStep {
                                 step,
                                 command,
@@ -301,6 +333,11 @@ impl Transcript {
                     let stage = m.get("stage").and_then(Value::as_str).unwrap_or_default();
                     if let [code] = stage.as_bytes() {
                         let pairs = pairs_from_json(get(m, "pairs")).with_context(at)?;
+                        fits_a_packet(&Command::Macro {
+                            stage: *code,
+                            pairs: pairs.clone(),
+                        })
+                        .with_context(at)?;
                         t.items.push(Item::Macros(*code, pairs));
                     }
                 }
