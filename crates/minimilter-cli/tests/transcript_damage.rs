@@ -317,3 +317,27 @@ fn a_packet_larger_than_the_protocol_allows_is_refused_at_its_line() {
         refused(&p, "more than a milter packet holds");
     }
 }
+
+/// A FIFO, a device or a directory named like a transcript is refused at
+/// once: opening a FIFO for reading waits for a writer that never comes.
+#[test]
+fn a_file_that_is_not_a_regular_file_is_refused_without_waiting() {
+    let d = temp_dir("fifo");
+    let fifo = d.0.join("fifo.jsonl");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    refused(&fifo, "not a regular file");
+    let dir = d.0.join("dir.jsonl");
+    std::fs::create_dir_all(&dir).unwrap();
+    refused(&dir, "not a regular file");
+    let dev = d.0.join("dev.jsonl");
+    std::os::unix::fs::symlink("/dev/zero", &dev).unwrap();
+    refused(&dev, "not a regular file");
+    // replay reports it among the unreadable and goes on.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&dev).unwrap();
+    let sock = format!("unix:{}", d.0.join("none.sock").display());
+    let o = minimilter(&["replay", "--json", d.0.to_str().unwrap(), &sock]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["unreadable"].as_array().unwrap().len(), 1, "{v:#}");
+}

@@ -168,6 +168,11 @@ impl Transcript {
     /// writes is refused before it is read.
     pub fn read(path: &Path) -> anyhow::Result<Transcript> {
         let whose = || format!("transcript {}", path.display());
+        // Before opening: opening a FIFO waits for a writer.
+        let meta = std::fs::metadata(path).with_context(|| format!("reading {}", whose()))?;
+        if !meta.is_file() {
+            bail!("{}: not a regular file", whose());
+        }
         let file = std::fs::File::open(path).with_context(|| format!("reading {}", whose()))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len > MAX_FILE_BYTES {
