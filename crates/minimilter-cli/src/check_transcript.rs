@@ -232,6 +232,18 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
         flag_names(&o.protocol)
     );
     let mut warnings = Vec::new();
+    if t.truncated {
+        warnings.push(
+            "the recording was truncated at its size limit (64 MiB of events): \
+             the steps after that are not shown"
+                .to_owned(),
+        );
+    }
+    let notes: String = t
+        .recorded_notes
+        .iter()
+        .map(|n| format!("note (recorded): {n}\n"))
+        .collect();
     match played(&t, &mut warnings) {
         Some((options, p, decided)) => {
             outln!(
@@ -248,6 +260,7 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
             if decided {
                 check::print_verdict(&mut out, &p);
                 outln!(out, "(transaction ended: {})", t.end_reason);
+                out.push_str(&notes);
                 output::emit(&out)?;
                 return Ok(check::exit_code(&p.outcome));
             }
@@ -257,6 +270,7 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
                 "verdict: none (the transaction ended before the milter decided: {})",
                 t.end_reason
             );
+            out.push_str(&notes);
             output::emit(&out)?;
             Ok(exit::NO_VERDICT)
         }
@@ -274,12 +288,16 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
                     );
                 }
             }
+            for w in &warnings {
+                outln!(out, "warning: {w}");
+            }
             outln!(
                 out,
                 "verdict: {} (transaction ended: {})",
                 t.verdict.describe(),
                 t.end_reason
             );
+            out.push_str(&notes);
             output::emit(&out)?;
             Ok(exit_code(&t.verdict.name))
         }

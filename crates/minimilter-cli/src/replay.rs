@@ -217,6 +217,15 @@ pub async fn replay_one(
         notes: Vec::new(),
         error: None,
     };
+    if t.truncated {
+        report.notes.push(
+            "the recording was truncated at its size limit: only the steps before that were replayed"
+                .into(),
+        );
+    }
+    for n in &t.recorded_notes {
+        report.notes.push(format!("recorded: {n}"));
+    }
     let cfg = ClientConfig {
         offer: Offer {
             version: t.offer.version,

@@ -341,3 +341,34 @@ fn a_file_that_is_not_a_regular_file_is_refused_without_waiting() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["unreadable"].as_array().unwrap().len(), 1, "{v:#}");
 }
+
+/// A transcript `record` cut at its size limit, or written after protocol
+/// trouble, says so in its end line; `check --transcript` and `replay`
+/// pass that on, since what they show or replay is then not the whole
+/// transaction.
+#[test]
+fn truncation_and_recorded_notes_are_shown_and_replay_notes_them() {
+    let d = temp_dir("notes");
+    let p = d.0.join("truncated.jsonl");
+    let text = GOOD.replace(
+        r#""type":"end","verdict":"accept"}"#,
+        r#""notes":["transcript truncated: size limit reached"],"truncated":true,"type":"end","verdict":"accept"}"#,
+    );
+    assert_ne!(text, GOOD);
+    std::fs::write(&p, text).unwrap();
+    let o = minimilter(&["check", "--transcript", p.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("warning: the recording was truncated at its size limit"),
+        "{out}"
+    );
+    assert!(
+        out.contains("note (recorded): transcript truncated: size limit reached"),
+        "{out}"
+    );
+    let sock = format!("unix:{}", d.0.join("none.sock").display());
+    let o = minimilter(&["replay", "--json", p.to_str().unwrap(), &sock]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let notes = v["messages"][0]["notes"].to_string();
+    assert!(notes.contains("truncated"), "{v:#}");
+}

@@ -90,6 +90,11 @@ pub struct Transcript {
     pub verdict: Verdict,
     /// Every line, for display.
     pub lines: Vec<Map<String, Value>>,
+    /// The recorder left events out (the transaction passed its size
+    /// limit): the steps end early.
+    pub truncated: bool,
+    /// Protocol trouble the recorder noted (the end line's `notes`).
+    pub recorded_notes: Vec<String>,
 }
 
 /// The largest transcript file read: what `record` can write (the
@@ -269,6 +274,8 @@ impl Transcript {
                 reply: None,
             },
             lines: Vec::new(),
+            truncated: false,
+            recorded_notes: Vec::new(),
         };
         let mut saw_negotiation = false;
         let mut saw_end = false;
@@ -380,6 +387,17 @@ impl Transcript {
                 }
                 "end" => {
                     saw_end = true;
+                    t.truncated = m.get("truncated").and_then(Value::as_bool) == Some(true);
+                    t.recorded_notes = m
+                        .get("notes")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     t.end_reason = m
                         .get("reason")
                         .and_then(Value::as_str)
