@@ -120,12 +120,61 @@ fn describe_answer(a: Option<&Answered>) -> String {
         .unwrap_or_else(|| "continue (no answer awaited)".into())
 }
 
-fn mods_text(m: &[Map<String, Value>]) -> String {
+/// Longest string value shown whole in a difference; a longer one (a
+/// replaced body, a long signature) shows a part and its size: from where
+/// it first differs from its counterpart, else its start.
+const SHOWN_CHARS: usize = 120;
+
+fn cut(t: &str, from: usize) -> String {
+    let n = t.chars().count();
+    if n <= SHOWN_CHARS {
+        return t.to_owned();
+    }
+    let start = from.saturating_sub(SHOWN_CHARS / 3).min(n - SHOWN_CHARS);
+    let part: String = t.chars().skip(start).take(SHOWN_CHARS).collect();
+    let before = if start > 0 { "…" } else { "" };
+    let after = if start + SHOWN_CHARS < n { "…" } else { "" };
+    format!("{before}{part}{after} ({} bytes)", t.len())
+}
+
+/// `v` with long strings cut, around where they differ from `other` (the
+/// same place in the other list of modifications).
+fn cut_long(v: &Value, other: Option<&Value>) -> Value {
+    match v {
+        Value::String(t) => {
+            let from = match other {
+                Some(Value::String(o)) => {
+                    t.chars().zip(o.chars()).take_while(|(a, b)| a == b).count()
+                }
+                _ => 0,
+            };
+            Value::String(cut(t, from))
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), cut_long(x, other.and_then(|o| o.get(k)))))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, x)| cut_long(x, other.and_then(|o| o.get(i))))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn mods_text(m: &[Map<String, Value>], other: &[Map<String, Value>]) -> String {
     if m.is_empty() {
         return "none".into();
     }
     m.iter()
-        .map(|x| Value::Object(x.clone()).to_string())
+        .enumerate()
+        .map(|(i, x)| {
+            let o = other.get(i).map(|o| Value::Object(o.clone()));
+            cut_long(&Value::Object(x.clone()), o.as_ref()).to_string()
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -326,8 +375,8 @@ pub async fn replay_one(
             report.differences.push(format!(
                 "{}: modifications differ: recorded {}; replayed {}",
                 label(rs),
-                mods_text(&rs.modifications),
-                mods_text(&mods)
+                mods_text(&rs.modifications, &mods),
+                mods_text(&mods, &rs.modifications)
             ));
         }
         if let Some(a) = replayed {
