@@ -76,6 +76,34 @@ fn detail(s: &RecordedStep) -> String {
     }
 }
 
+/// What a step not sent to the milter was about, from the macros the MTA
+/// sent for it (Postfix's names).
+fn not_sent_detail(step: Step, pairs: &[(bytes::Bytes, bytes::Bytes)]) -> String {
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n.as_ref() == name.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let with = |label: &str, v: Option<String>| match v {
+        Some(v) => format!("{label} {v}"),
+        None => label.to_owned(),
+    };
+    match step {
+        Step::Connect => with("CONNECT", get("_")),
+        Step::Helo => with("HELO", get("{client_helo}")),
+        Step::Mail => {
+            with("MAIL FROM:", get("{mail_addr}").map(|a| format!("<{a}>"))).replace(": <", ":<")
+        }
+        Step::Rcpt => {
+            with("RCPT TO:", get("{rcpt_addr}").map(|a| format!("<{a}>"))).replace(": <", ":<")
+        }
+        Step::Data => "DATA".into(),
+        Step::EndOfHeaders => "END OF HEADERS".into(),
+        other => other.to_string().to_uppercase(),
+    }
+}
+
 fn answer(s: &RecordedStep) -> Option<Answer> {
     let r = response_from_json(s.answer_line.as_ref()?).ok()?;
     Some(match r {
@@ -117,6 +145,23 @@ fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, 
     let mut modifications = Vec::new();
     let mut quarantine = None;
     for item in &t.items {
+        if let Item::Macros(code, pairs) = item {
+            // The milter negotiated the step away; the MTA sent its macros.
+            if let Some(step) = Step::from_command_code(*code) {
+                steps.push(StepRecord {
+                    detail: not_sent_detail(step, pairs),
+                    outcome: StepOutcome {
+                        step,
+                        dispatch: Dispatch::NotSent,
+                        answer: None,
+                        modifications: Vec::new(),
+                        progress: 0,
+                        elapsed: Duration::ZERO,
+                    },
+                });
+            }
+            continue;
+        }
         let Item::Step(s) = item else { continue };
         let ans = answer(s);
         let dispatch = match s.line.get("reply").and_then(Value::as_str) {

@@ -372,3 +372,32 @@ fn truncation_and_recorded_notes_are_shown_and_replay_notes_them() {
     let notes = v["messages"][0]["notes"].to_string();
     assert!(notes.contains("truncated"), "{v:#}");
 }
+
+/// A step the recorded milter negotiated away (its macros were recorded
+/// alone) gets a "not sent" line, as `check` gives it, with the macro
+/// values the MTA sent for it.
+#[test]
+fn steps_negotiated_away_are_shown_not_sent_as_check_shows_them() {
+    let d = temp_dir("notsent");
+    let p = d.0.join("good.jsonl");
+    std::fs::write(&p, GOOD).unwrap();
+    let o = minimilter(&["check", "--transcript", p.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let connect = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("CONNECT"))
+        .unwrap_or_else(|| panic!("no CONNECT line:\n{out}"));
+    assert!(
+        connect.contains("-> not sent (negotiated away)"),
+        "{connect}"
+    );
+    let eom = out
+        .lines()
+        .position(|l| l.contains("END OF MESSAGE"))
+        .unwrap();
+    let c = out
+        .lines()
+        .position(|l| l.trim_start().starts_with("CONNECT"))
+        .unwrap();
+    assert!(c < eom, "in order:\n{out}");
+}
