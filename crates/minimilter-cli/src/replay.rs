@@ -496,12 +496,18 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     } else {
         vec![args.dir.clone()]
     };
-    let (reports, unreadable) = replay_all(
+    let listed = args.dir.is_dir();
+    let Replayed {
+        reports,
+        unreadable,
+        gone,
+    } = replay_all(
         &paths,
         &spec,
         cfg,
         args.conns as usize,
         Arc::new(args.ignore_value.clone()),
+        listed,
     )
     .await;
     if args.json {
@@ -513,28 +519,51 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             "milter": spec.to_string(),
             "transcripts": reports.len(),
             "different": reports.iter().filter(|r| r.differs()).count(),
+            "gone": gone,
             "unreadable": unreadable.iter().map(|(p, e)| json!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
             "changes": ch,
             "messages": reports.iter().map(message_json).collect::<Vec<_>>(),
         });
         output::emit(&format!("{v:#}\n"))?;
     } else {
-        output::emit(&render(&reports, &unreadable))?;
+        let mut text = render(&reports, &unreadable);
+        if gone > 0 {
+            outln!(
+                text,
+                "{} deleted since the directory was listed (record's --max-bytes), not replayed",
+                plural(gone, "transcript")
+            );
+        }
+        output::emit(&text)?;
     }
     let same = unreadable.is_empty() && reports.iter().all(|r| !r.differs());
     Ok(if same { 0 } else { 1 })
 }
 
+/// What `replay_all` gives: the reports, the files that could not be read,
+/// and how many listed files were gone when their turn came.
+pub struct Replayed {
+    /// One per transcript replayed, in file order.
+    pub reports: Vec<MessageReport>,
+    /// Files that could not be read, with why.
+    pub unreadable: Vec<(PathBuf, String)>,
+    /// Files of the directory listing deleted before their turn (by
+    /// `record --max-bytes`, replaying a directory it is writing).
+    pub gone: usize,
+}
+
 /// Replays every file, `conns` at a time; reports in file order. Each file
 /// is read only when its turn comes, so memory follows `conns`, not the
-/// size of the directory.
+/// size of the directory. `listed`: the paths come from listing a
+/// directory, so one deleted since is counted as gone, not unreadable.
 pub async fn replay_all(
     paths: &[PathBuf],
     spec: &SocketSpec,
     cfg: ClientConfig,
     conns: usize,
     ignore: Arc<Vec<String>>,
-) -> (Vec<MessageReport>, Vec<(PathBuf, String)>) {
+    listed: bool,
+) -> Replayed {
     let sem = Arc::new(tokio::sync::Semaphore::new(conns.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, p) in paths.iter().enumerate() {
@@ -542,15 +571,21 @@ pub async fn replay_all(
         let ignore = ignore.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
+            if listed
+                && std::fs::symlink_metadata(&p)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                return (i, None);
+            }
             let read = tokio::task::spawn_blocking({
                 let p = p.clone();
                 move || Transcript::read(&p)
             })
             .await;
             match read {
-                Ok(Ok(t)) => (i, Ok(replay_one(&t, &spec, cfg, &ignore).await)),
-                Ok(Err(e)) => (i, Err((p, format!("{e:#}")))),
-                Err(e) => (i, Err((p, format!("reading failed: {e}")))),
+                Ok(Ok(t)) => (i, Some(Ok(replay_one(&t, &spec, cfg, &ignore).await))),
+                Ok(Err(e)) => (i, Some(Err((p, format!("{e:#}"))))),
+                Err(e) => (i, Some(Err((p, format!("reading failed: {e}"))))),
             }
         });
     }
@@ -560,17 +595,25 @@ pub async fn replay_all(
             Ok(x) => done.push(x),
             Err(e) => done.push((
                 usize::MAX,
-                Err((PathBuf::from("?"), format!("replay task failed: {e}"))),
+                Some(Err((
+                    PathBuf::from("?"),
+                    format!("replay task failed: {e}"),
+                ))),
             )),
         }
     }
     done.sort_by_key(|(i, _)| *i);
-    let (mut reports, mut unreadable) = (Vec::new(), Vec::new());
+    let mut out = Replayed {
+        reports: Vec::new(),
+        unreadable: Vec::new(),
+        gone: 0,
+    };
     for (_, r) in done {
         match r {
-            Ok(report) => reports.push(report),
-            Err(bad) => unreadable.push(bad),
+            Some(Ok(report)) => out.reports.push(report),
+            Some(Err(bad)) => out.unreadable.push(bad),
+            None => out.gone += 1,
         }
     }
-    (reports, unreadable)
+    out
 }
