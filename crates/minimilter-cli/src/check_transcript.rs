@@ -248,7 +248,7 @@ fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, 
 }
 
 fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
-    let t = Transcript::read(path)?;
+    let t = Transcript::read_with(path, as_json)?;
     if as_json {
         let v = json!({
             "transcript": path.display().to_string(),

@@ -401,3 +401,33 @@ fn steps_negotiated_away_are_shown_not_sent_as_check_shows_them() {
         .unwrap();
     assert!(c < eom, "in order:\n{out}");
 }
+
+/// Memory follows the steps, not the number of lines: three million
+/// lines a reader skips (9 MB) are read within 100 MB of address space
+/// (the reader used to keep every line's JSON: about 190 MB).
+#[test]
+fn many_small_lines_are_read_in_bounded_memory() {
+    let d = temp_dir("manylines");
+    let p = d.0.join("many.jsonl");
+    let mut lines: Vec<&str> = GOOD.lines().collect();
+    let end = lines.pop().unwrap();
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text.push_str(&"{}\n".repeat(3_000_000));
+    text.push_str(end);
+    text.push('\n');
+    std::fs::write(&p, text).unwrap();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 100000 && exec \"$0\" check --transcript \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_minimilter"))
+        .arg(&p)
+        // One runtime thread and one malloc arena, so the address space
+        // does not grow with the machine's cores.
+        .env("TOKIO_WORKER_THREADS", "1")
+        .env("MALLOC_ARENA_MAX", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verdict: accept"));
+}

@@ -97,6 +97,13 @@ pub struct Transcript {
     pub recorded_notes: Vec<String>,
 }
 
+/// What the lines read so far held.
+#[derive(Default)]
+struct Seen {
+    negotiation: bool,
+    end: bool,
+}
+
 /// The largest transcript file read: what `record` can write (the
 /// events it keeps of a transaction, plus its header, negotiation and end
 /// lines, which a packet's limit bounds).
@@ -172,6 +179,11 @@ impl Transcript {
     /// follows what the file holds, and a file larger than `record` ever
     /// writes is refused before it is read.
     pub fn read(path: &Path) -> anyhow::Result<Transcript> {
+        Transcript::read_with(path, false)
+    }
+
+    /// `read`, keeping every line's JSON in `lines` if `keep_lines`.
+    pub fn read_with(path: &Path, keep_lines: bool) -> anyhow::Result<Transcript> {
         let whose = || format!("transcript {}", path.display());
         // Before opening: opening a FIFO waits for a writer.
         let meta = std::fs::metadata(path).with_context(|| format!("reading {}", whose()))?;
@@ -188,56 +200,53 @@ impl Transcript {
         }
         // A file that grows while it is read stops at the limit too.
         let mut reader = std::io::BufReader::new(file.take(MAX_FILE_BYTES + 1));
-        let mut lines = Vec::new();
         let (mut buf, mut n, mut total) = (Vec::new(), 0usize, 0u64);
-        loop {
-            buf.clear();
-            let got = reader
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("reading {}: line {}", whose(), n + 1))?;
-            if got == 0 {
-                break;
+        let lines = std::iter::from_fn(|| {
+            loop {
+                buf.clear();
+                let got = match reader.read_until(b'\n', &mut buf) {
+                    Ok(got) => got,
+                    Err(e) => {
+                        return Some(Err(
+                            anyhow::Error::from(e).context(format!("line {}", n + 1))
+                        ));
+                    }
+                };
+                if got == 0 {
+                    return None;
+                }
+                n += 1;
+                total += got as u64;
+                if total > MAX_FILE_BYTES {
+                    return Some(Err(anyhow::anyhow!(
+                        "line {n}: larger than any transcript `record` writes"
+                    )));
+                }
+                match parse_line(&buf, n) {
+                    Ok(Some(m)) => return Some(Ok((n, m))),
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                }
             }
-            n += 1;
-            total += got as u64;
-            if total > MAX_FILE_BYTES {
-                bail!(
-                    "{}: line {n}: larger than any transcript `record` writes",
-                    whose()
-                );
-            }
-            if let Some(m) = parse_line(&buf, n).with_context(whose)? {
-                lines.push((n, m));
-            }
-        }
-        Transcript::from_lines(lines, n, path).with_context(whose)
+        });
+        let (t, _) = Transcript::from_lines(lines, path, keep_lines).with_context(whose)?;
+        Ok(t)
     }
 
     /// Parses the text of a transcript file (as `read` does, from memory).
     #[cfg(test)]
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Transcript> {
-        let mut lines = Vec::new();
-        let mut count = 0;
-        for (i, line) in text.lines().enumerate() {
-            count = i + 1;
-            if let Some(m) = parse_line(line.as_bytes(), count)? {
-                lines.push((count, m));
-            }
-        }
-        Transcript::from_lines(lines, count, path)
+        let lines = text.lines().enumerate().filter_map(|(i, l)| {
+            parse_line(l.as_bytes(), i + 1)
+                .transpose()
+                .map(|r| r.map(|m| (i + 1, m)))
+        });
+        Ok(Transcript::from_lines(lines, path, true)?.0)
     }
 
-    /// Checks and interprets the non-blank lines (with their numbers in a
-    /// file of `count` lines).
-    fn from_lines(
-        numbered: Vec<(usize, Map<String, Value>)>,
-        count: usize,
-        path: &Path,
-    ) -> anyhow::Result<Transcript> {
-        let (numbers, lines): (Vec<usize>, Vec<Map<String, Value>>) = numbered.into_iter().unzip();
-        let Some(head) = lines.first() else {
-            bail!("empty file");
-        };
+    /// The transcript's first line, checked: the reader refuses another
+    /// schema or version rather than misread it.
+    fn from_head(head: &Map<String, Value>, path: &Path) -> anyhow::Result<Transcript> {
         if head.get("schema").and_then(Value::as_str) != Some(SCHEMA) {
             bail!("first line is not a {SCHEMA} header");
         }
@@ -250,7 +259,7 @@ impl Transcript {
             .and_then(Value::as_str)
             .and_then(Bodies::from_name)
             .context("header: bad \"bodies\"")?;
-        let mut t = Transcript {
+        let t = Transcript {
             path: path.to_owned(),
             bodies,
             connection: head.get("connection").and_then(Value::as_u64).unwrap_or(0),
@@ -277,156 +286,194 @@ impl Transcript {
             truncated: false,
             recorded_notes: Vec::new(),
         };
-        let mut saw_negotiation = false;
-        let mut saw_end = false;
-        for (i, m) in lines.iter().enumerate().skip(1) {
-            let kind = m.get("type").and_then(Value::as_str).unwrap_or_default();
-            let at = || format!("line {}", numbers[i]);
-            match kind {
-                "negotiate" => {
-                    t.offer =
-                        negotiation(get(m, "offer")).with_context(|| format!("{}: offer", at()))?;
-                    if m.contains_key("answer") {
-                        t.answer = Some(
-                            negotiation(get(m, "answer"))
-                                .with_context(|| format!("{}: answer", at()))?,
-                        );
-                    }
-                    saw_negotiation = true;
+        Ok(t)
+    }
+
+    /// Interprets one line after the first (line `n` of the file).
+    fn line(
+        t: &mut Transcript,
+        seen: &mut Seen,
+        n: usize,
+        m: &Map<String, Value>,
+    ) -> anyhow::Result<()> {
+        let kind = m.get("type").and_then(Value::as_str).unwrap_or_default();
+        let at = || format!("line {n}");
+        match kind {
+            "negotiate" => {
+                t.offer =
+                    negotiation(get(m, "offer")).with_context(|| format!("{}: offer", at()))?;
+                if m.contains_key("answer") {
+                    t.answer = Some(
+                        negotiation(get(m, "answer"))
+                            .with_context(|| format!("{}: answer", at()))?,
+                    );
                 }
-                "command" => {
-                    let code = m.get("code").and_then(Value::as_str).unwrap_or_default();
-                    match code {
-                        "A" => t.items.push(Item::Abort),
-                        "Q" | "K" => t.items.push(Item::Quit),
-                        _ => {
-                            let step = m
-                                .get("step")
-                                .and_then(Value::as_str)
-                                .and_then(step_from_name)
-                                .with_context(|| format!("{}: no step", at()))?;
-                            let elided = m.get("body").is_some_and(body_elided);
-                            let command = if elided {
-                                Err(format!(
-                                    "the body was not kept (--bodies {})",
-                                    bodies.name()
-                                ))
-                            } else {
-                                let c = command_from_json(m).with_context(at)?;
-                                fits_a_packet(&c).with_context(at)?;
-                                Ok(c)
-                            };
-                            let macros = match m.get("macros") {
-                                Some(v) => pairs_from_json(v).with_context(at)?,
-                                None => Vec::new(),
-                            };
-                            if let Ok(c) = &command {
-                                fits_a_packet(&Command::Macro {
-                                    stage: c.code(),
-                                    pairs: macros.clone(),
-                                })
-                                .with_context(|| format!("{}: macros", at()))?;
-                            }
-                            t.items.push(Item::Step(Box::new(RecordedStep {
-                                step,
-                                command,
-                                macros,
-                                line: m.clone(),
-                                answer: None,
-                                answer_line: None,
-                                elapsed_us: None,
-                                progress: 0,
-                                modifications: Vec::new(),
-                            })));
-                        }
-                    }
-                }
-                "macros" => {
-                    let stage = m.get("stage").and_then(Value::as_str).unwrap_or_default();
-                    if let [code] = stage.as_bytes() {
-                        let pairs = pairs_from_json(get(m, "pairs")).with_context(at)?;
-                        fits_a_packet(&Command::Macro {
-                            stage: *code,
-                            pairs: pairs.clone(),
-                        })
-                        .with_context(at)?;
-                        t.items.push(Item::Macros(*code, pairs));
-                    }
-                }
-                "response" => {
-                    let Some(Item::Step(last)) = t.items.last_mut() else {
-                        continue;
-                    };
-                    let named = m
-                        .get("step")
-                        .and_then(Value::as_str)
-                        .and_then(step_from_name);
-                    if named != Some(last.step) {
-                        continue;
-                    }
-                    if let Some(answer) = m.get("answer").and_then(Value::as_str) {
-                        let reply = (m.get("code").and_then(Value::as_str) == Some("y"))
-                            .then(|| m.get("text").and_then(Value::as_str).map(str::to_owned))
-                            .flatten();
-                        last.answer = Some(Answered {
-                            step: last.step,
-                            answer: answer.to_owned(),
-                            reply,
-                        });
-                        last.elapsed_us = m.get("after_us").and_then(Value::as_u64);
-                        last.answer_line = Some(m.clone());
-                    } else if m.get("code").and_then(Value::as_str) == Some("p") {
-                        last.progress += 1;
-                    } else {
-                        let mut r = m.clone();
-                        for k in ["type", "at_us", "after_us", "step"] {
-                            r.remove(k);
-                        }
-                        last.modifications.push(r);
-                    }
-                }
-                "end" => {
-                    saw_end = true;
-                    t.truncated = m.get("truncated").and_then(Value::as_bool) == Some(true);
-                    t.recorded_notes = m
-                        .get("notes")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    t.end_reason = m
-                        .get("reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
-                    t.verdict = Verdict {
-                        name: m
-                            .get("verdict")
-                            .and_then(Value::as_str)
-                            .unwrap_or("none")
-                            .to_owned(),
-                        at: m.get("at").and_then(Value::as_str).and_then(step_from_name),
-                        reply: m.get("reply").and_then(Value::as_str).map(str::to_owned),
-                    };
-                }
-                _ => {}
+                seen.negotiation = true;
             }
+            "command" => {
+                let code = m.get("code").and_then(Value::as_str).unwrap_or_default();
+                match code {
+                    "A" => t.items.push(Item::Abort),
+                    "Q" | "K" => t.items.push(Item::Quit),
+                    _ => {
+                        let step = m
+                            .get("step")
+                            .and_then(Value::as_str)
+                            .and_then(step_from_name)
+                            .with_context(|| format!("{}: no step", at()))?;
+                        let elided = m.get("body").is_some_and(body_elided);
+                        let command = if elided {
+                            Err(format!(
+                                "the body was not kept (--bodies {})",
+                                t.bodies.name()
+                            ))
+                        } else {
+                            let c = command_from_json(m).with_context(at)?;
+                            fits_a_packet(&c).with_context(at)?;
+                            Ok(c)
+                        };
+                        let macros = match m.get("macros") {
+                            Some(v) => pairs_from_json(v).with_context(at)?,
+                            None => Vec::new(),
+                        };
+                        if let Ok(c) = &command {
+                            fits_a_packet(&Command::Macro {
+                                stage: c.code(),
+                                pairs: macros.clone(),
+                            })
+                            .with_context(|| format!("{}: macros", at()))?;
+                        }
+                        t.items.push(Item::Step(Box::new(RecordedStep {
+                            step,
+                            command,
+                            macros,
+                            line: m.clone(),
+                            answer: None,
+                            answer_line: None,
+                            elapsed_us: None,
+                            progress: 0,
+                            modifications: Vec::new(),
+                        })));
+                    }
+                }
+            }
+            "macros" => {
+                let stage = m.get("stage").and_then(Value::as_str).unwrap_or_default();
+                if let [code] = stage.as_bytes() {
+                    let pairs = pairs_from_json(get(m, "pairs")).with_context(at)?;
+                    fits_a_packet(&Command::Macro {
+                        stage: *code,
+                        pairs: pairs.clone(),
+                    })
+                    .with_context(at)?;
+                    t.items.push(Item::Macros(*code, pairs));
+                }
+            }
+            "response" => {
+                let Some(Item::Step(last)) = t.items.last_mut() else {
+                    return Ok(());
+                };
+                let named = m
+                    .get("step")
+                    .and_then(Value::as_str)
+                    .and_then(step_from_name);
+                if named != Some(last.step) {
+                    return Ok(());
+                }
+                if let Some(answer) = m.get("answer").and_then(Value::as_str) {
+                    let reply = (m.get("code").and_then(Value::as_str) == Some("y"))
+                        .then(|| m.get("text").and_then(Value::as_str).map(str::to_owned))
+                        .flatten();
+                    last.answer = Some(Answered {
+                        step: last.step,
+                        answer: answer.to_owned(),
+                        reply,
+                    });
+                    last.elapsed_us = m.get("after_us").and_then(Value::as_u64);
+                    last.answer_line = Some(m.clone());
+                } else if m.get("code").and_then(Value::as_str) == Some("p") {
+                    last.progress += 1;
+                } else {
+                    let mut r = m.clone();
+                    for k in ["type", "at_us", "after_us", "step"] {
+                        r.remove(k);
+                    }
+                    last.modifications.push(r);
+                }
+            }
+            "end" => {
+                seen.end = true;
+                t.truncated = m.get("truncated").and_then(Value::as_bool) == Some(true);
+                t.recorded_notes = m
+                    .get("notes")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                t.end_reason = m
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                t.verdict = Verdict {
+                    name: m
+                        .get("verdict")
+                        .and_then(Value::as_str)
+                        .unwrap_or("none")
+                        .to_owned(),
+                    at: m.get("at").and_then(Value::as_str).and_then(step_from_name),
+                    reply: m.get("reply").and_then(Value::as_str).map(str::to_owned),
+                };
+            }
+            _ => {}
         }
-        if !saw_negotiation {
+        Ok(())
+    }
+
+    /// The checks once every line is read (`count` lines in the file).
+    fn finish(t: Option<Transcript>, seen: &Seen, count: usize) -> anyhow::Result<Transcript> {
+        let Some(t) = t else {
+            bail!("empty file");
+        };
+        if !seen.negotiation {
             bail!("no negotiate line");
         }
         // `record` writes the end line last, and a file whole or not at
         // all: without it the file was cut short (copied while written
         // elsewhere, a full disk, an editor), and its verdict is unknown.
-        if !saw_end {
+        if !seen.end {
             bail!("line {count}: the file ends before its \"end\" line (cut short?)");
         }
-        t.lines = lines;
         Ok(t)
+    }
+
+    /// Reads the lines one by one into a transcript; `keep_lines` keeps
+    /// every line's JSON too (for `check --json`), else a line is dropped
+    /// once interpreted, so memory follows the steps, not the lines.
+    fn from_lines(
+        lines: impl Iterator<Item = anyhow::Result<(usize, Map<String, Value>)>>,
+        path: &Path,
+        keep_lines: bool,
+    ) -> anyhow::Result<(Transcript, usize)> {
+        let mut t: Option<Transcript> = None;
+        let mut seen = Seen::default();
+        let mut count = 0;
+        for l in lines {
+            let (n, m) = l?;
+            count = n;
+            match &mut t {
+                None => t = Some(Transcript::from_head(&m, path)?),
+                Some(t) => Transcript::line(t, &mut seen, n, &m)?,
+            }
+            if keep_lines && let Some(t) = &mut t {
+                t.lines.push(m);
+            }
+        }
+        Ok((Transcript::finish(t, &seen, count)?, count))
     }
 }
 
