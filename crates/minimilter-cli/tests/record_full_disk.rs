@@ -118,3 +118,49 @@ fn a_full_disk_drops_the_oldest_transcripts_and_leaves_no_temporary_files() {
     );
     drop(proxy);
 }
+
+#[ignore = "needs root (mounts a tmpfs)"]
+#[test]
+fn a_transcript_directory_that_cannot_be_written_stops_record_at_start() {
+    let base = scratch("read-only");
+    let mnt = base.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,ro", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("mount(8)");
+    assert!(st.success(), "mounting a tmpfs needs root");
+    let _mounted = Mounted(mnt.clone());
+    let listen = base.join("record.sock");
+    let mut child = Command::new(minimilter())
+        .arg("record")
+        .arg("--listen")
+        .arg(format!("unix:{}", listen.display()))
+        .arg("--to")
+        .arg(format!("unix:{}", base.join("none.sock").display()))
+        .arg("--dir")
+        .arg(&mnt)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("record started on a directory it cannot write to");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write to the transcript directory"),
+        "{err}"
+    );
+    assert!(err.contains(&mnt.display().to_string()), "{err}");
+}

@@ -63,6 +63,26 @@ impl Store {
     pub fn open(dir: &Path, max_bytes: u64, rotate_secs: u64) -> anyhow::Result<Store> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating transcript directory {}", dir.display()))?;
+        // A directory that exists but cannot be written to (read-only, a
+        // full disk, permissions) would relay mail and record nothing:
+        // say so at start instead.
+        let probe = dir.join(".minimilter-write-test.tmp");
+        let wrote = std::fs::write(&probe, b"x");
+        let _ = std::fs::remove_file(&probe);
+        match wrote {
+            // Full: writing makes room by deleting the oldest transcripts.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                tracing::warn!(dir = %dir.display(), "transcript directory full: {e}");
+            }
+            r => r.with_context(|| {
+                format!("cannot write to the transcript directory {}", dir.display())
+            })?,
+        }
         let mut found = Vec::new();
         for period in read_dir_sorted(dir)? {
             if !period.is_dir() {
