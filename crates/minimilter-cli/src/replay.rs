@@ -496,6 +496,12 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     } else {
         vec![args.dir.clone()]
     };
+    // A replay that compared nothing cannot say "no difference".
+    anyhow::ensure!(
+        !paths.is_empty(),
+        "no transcripts (*.jsonl) in {} or its period subdirectories",
+        args.dir.display()
+    );
     let listed = args.dir.is_dir();
     let Replayed {
         reports,

@@ -431,3 +431,25 @@ fn many_small_lines_are_read_in_bounded_memory() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("verdict: accept"));
 }
+
+/// A directory with no transcript (a mistyped path, the parent of the
+/// transcript directory) is an error: a replay that compared nothing
+/// cannot report "no difference".
+#[test]
+fn replay_of_a_directory_without_transcripts_is_an_error() {
+    let d = temp_dir("empty");
+    let deeper = d.0.join("transcripts").join("20261206T170000Z");
+    std::fs::create_dir_all(&deeper).unwrap();
+    std::fs::write(deeper.join("1-c1-t1.jsonl"), GOOD).unwrap();
+    let sock = format!("unix:{}", d.0.join("none.sock").display());
+    // The parent of the transcript directory: two levels above the files.
+    let o = minimilter(&["replay", d.0.to_str().unwrap(), &sock]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(stderr(&o).contains("no transcripts"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(d.0.to_str().unwrap()), "{}", stderr(&o));
+}
