@@ -29,7 +29,8 @@ use crate::transcript::{Answered, Verdict};
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
     /// A directory of transcripts as `record` writes it (its period
-    /// subdirectories are read too), or one transcript file.
+    /// subdirectories are read too; none at all is an error), or one
+    /// transcript file.
     pub dir: PathBuf,
     /// The milter to replay to: unix:/path, inet:host:port, ...
     pub socket: String,
