@@ -165,5 +165,16 @@ fn every_kind_of_session_at_every_protocol_version_records_and_replays_alike() {
             "{shown}"
         );
         assert!(shown.contains("RCPT TO:<refused@example.org>"), "{shown}");
+        // The queue id it shows is the one in Postfix's log line for it.
+        let id = shown
+            .lines()
+            .find_map(|l| l.strip_prefix("queue id (macro i): "))
+            .unwrap_or_else(|| panic!("no queue id: {shown}"));
+        assert!(
+            pf.log()
+                .contains(&format!("{id}: milter-reject: END-OF-MESSAGE")),
+            "protocol {v}: {id} not in\n{}",
+            pf.log()
+        );
     }
 }

@@ -453,3 +453,23 @@ fn replay_of_a_directory_without_transcripts_is_an_error() {
     assert!(stderr(&o).contains("no transcripts"), "{}", stderr(&o));
     assert!(stderr(&o).contains(d.0.to_str().unwrap()), "{}", stderr(&o));
 }
+
+/// The queue id (macro `i`), when the MTA sent it, is shown at the top,
+/// so a transcript can be matched with the MTA's log line and found from
+/// it.
+#[test]
+fn the_queue_id_is_shown_to_match_the_mta_log() {
+    let d = temp_dir("queueid");
+    let p = d.0.join("qid.jsonl");
+    let text = GOOD.replace(
+        r#""code":"E","reply""#,
+        r#""code":"E","macros":[["i","CE98698D0FC"]],"reply""#,
+    );
+    assert_ne!(text, GOOD);
+    std::fs::write(&p, text).unwrap();
+    let o = minimilter(&["check", "--transcript", p.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let second = out.lines().nth(1).unwrap_or_default();
+    assert_eq!(second, "queue id (macro i): CE98698D0FC", "{out}");
+}
