@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 
 use support::{minimilter, scratch, serve_policy, transcripts};
 
+/// Kills the child on drop, so a failing assertion leaves no process.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn record_with_a_closed_log_pipe_relays_and_records_every_message() {
     let base = scratch("closed-log");
@@ -19,7 +29,7 @@ fn record_with_a_closed_log_pipe_relays_and_records_every_message() {
     rt.block_on(serve_policy(&milter_sock, false));
     let listen = base.join("record.sock");
     let dir = base.join("transcripts");
-    let mut child = Command::new(minimilter())
+    let child = Command::new(minimilter())
         .arg("record")
         .arg("--listen")
         .arg(format!("unix:{}", listen.display()))
@@ -33,9 +43,10 @@ fn record_with_a_closed_log_pipe_relays_and_records_every_message() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = Killed(child);
     // The log reader goes away at once: every write to standard error
     // fails (EPIPE).
-    drop(child.stderr.take());
+    drop(child.0.stderr.take());
     let deadline = Instant::now() + Duration::from_secs(20);
     while !listen.exists() {
         assert!(Instant::now() < deadline, "record did not start");
@@ -72,8 +83,7 @@ fn record_with_a_closed_log_pipe_relays_and_records_every_message() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(matches!(child.try_wait(), Ok(None)), "record still runs");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(matches!(child.0.try_wait(), Ok(None)), "record still runs");
+    drop(child);
     let _ = std::fs::remove_dir_all(&base);
 }

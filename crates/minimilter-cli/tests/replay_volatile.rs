@@ -69,7 +69,7 @@ fn serve(rt: &tokio::runtime::Runtime, path: &std::path::Path, fixed: &'static s
 fn recorded(dir: &std::path::Path, milter: &str) -> PathBuf {
     let listen = dir.join("record.sock");
     let transcripts = dir.join("transcripts");
-    let mut proxy = Command::new(env!("CARGO_BIN_EXE_minimilter"))
+    let proxy = Command::new(env!("CARGO_BIN_EXE_minimilter"))
         .arg("record")
         .arg("--listen")
         .arg(format!("unix:{}", listen.display()))
@@ -78,6 +78,8 @@ fn recorded(dir: &std::path::Path, milter: &str) -> PathBuf {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed on drop, also when an assertion fails.
+    let proxy = Killed(proxy);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !listen.exists() {
         assert!(
@@ -105,8 +107,7 @@ fn recorded(dir: &std::path::Path, milter: &str) -> PathBuf {
         assert!(std::time::Instant::now() < deadline, "{n} transcripts");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     transcripts
 }
 
@@ -168,4 +169,14 @@ fn ignored_header_values_do_not_count_as_differences_and_others_still_do() {
     assert_eq!(v["different"], 2, "{v:#}");
     let diff = v["messages"][0]["differences"][0].as_str().unwrap();
     assert!(diff.contains("X-Fixed"), "{diff}");
+}
+
+/// Kills the child on drop, so a failing assertion leaves no process.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

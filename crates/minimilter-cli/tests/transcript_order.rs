@@ -87,7 +87,7 @@ fn record_started_on_a_full_directory_deletes_the_oldest_transaction_first() {
     let files = write_period(&tx, &[(1, 9), (1, 10), (1, 11)], 600);
     let listen = d.0.join("record.sock");
     // Room for two of the three: the oldest (t9) must go.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minimilter"))
+    let child = Command::new(env!("CARGO_BIN_EXE_minimilter"))
         .arg("record")
         .arg("--listen")
         .arg(format!("unix:{}", listen.display()))
@@ -100,13 +100,24 @@ fn record_started_on_a_full_directory_deletes_the_oldest_transaction_first() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Killed on drop, also when an assertion fails.
+    let child = Killed(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !listen.exists() {
         assert!(Instant::now() < deadline, "record did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let kept: Vec<bool> = files.iter().map(|f| f.exists()).collect();
     assert_eq!(kept, [false, true, true], "t9 deleted, t10 and t11 kept");
+}
+
+/// Kills the child on drop, so a failing assertion leaves no process.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
