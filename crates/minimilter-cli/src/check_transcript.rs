@@ -268,7 +268,7 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
         t.transaction,
         t.started_unix_ms
     );
-    if let Some(id) = queue_id(&t) {
+    if let Some(id) = t.queue_id() {
         outln!(out, "queue id (macro i): {id}");
     }
     let o = &t.offer;
@@ -350,22 +350,6 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
             Ok(exit_code(&t.verdict.name))
         }
     }
-}
-
-/// The queue id the MTA sent (macro `i`), if it sent one: what its log
-/// lines carry.
-fn queue_id(t: &Transcript) -> Option<String> {
-    t.items.iter().find_map(|item| {
-        let pairs = match item {
-            Item::Step(s) => &s.macros,
-            Item::Macros(_, pairs) => pairs,
-            _ => return None,
-        };
-        pairs
-            .iter()
-            .find(|(n, v)| n.as_ref() == b"i" && !v.is_empty())
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    })
 }
 
 fn exit_code(verdict: &str) -> u8 {

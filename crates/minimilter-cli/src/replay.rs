@@ -70,6 +70,8 @@ pub struct MessageReport {
     pub notes: Vec<String>,
     /// Why the replay failed, if it did.
     pub error: Option<String>,
+    /// The MTA's queue id (macro `i`), if it sent one.
+    pub queue_id: Option<String>,
 }
 
 impl MessageReport {
@@ -266,6 +268,7 @@ pub async fn replay_one(
         differences: Vec::new(),
         notes: Vec::new(),
         error: None,
+        queue_id: t.queue_id(),
     };
     if t.truncated {
         report.notes.push(
@@ -410,6 +413,7 @@ fn message_json(r: &MessageReport) -> Value {
         |v: &Verdict| json!({"verdict": v.name, "at": v.at.map(|s| s.name()), "reply": v.reply});
     json!({
         "path": r.path.display().to_string(),
+        "queue_id": r.queue_id,
         "connection": r.origin.0,
         "transaction": r.origin.1,
         "started_unix_ms": r.origin.2,
@@ -451,6 +455,9 @@ pub fn render(reports: &[MessageReport], unreadable: &[(PathBuf, String)]) -> St
             r.recorded.name,
             r.replayed_name()
         );
+        if let Some(id) = &r.queue_id {
+            outln!(out, "  queue id (macro i): {id}");
+        }
         for d in &r.differences {
             outln!(out, "  {d}");
         }

@@ -473,3 +473,24 @@ fn the_queue_id_is_shown_to_match_the_mta_log() {
     let second = out.lines().nth(1).unwrap_or_default();
     assert_eq!(second, "queue id (macro i): CE98698D0FC", "{out}");
 }
+
+/// replay names each differing message's queue id too (text and JSON).
+#[test]
+fn replay_names_the_queue_id_of_each_differing_message() {
+    let d = temp_dir("replayqid");
+    let p = d.0.join("qid.jsonl");
+    let text = GOOD.replace(
+        r#""code":"E","reply""#,
+        r#""code":"E","macros":[["i","CE98698D0FC"]],"reply""#,
+    );
+    std::fs::write(&p, text).unwrap();
+    let sock = format!("unix:{}", d.0.join("none.sock").display());
+    let o = minimilter(&["replay", p.to_str().unwrap(), &sock]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].ends_with("qid.jsonl: accept → error"), "{out}");
+    assert_eq!(lines[1], "  queue id (macro i): CE98698D0FC", "{out}");
+    let o = minimilter(&["replay", "--json", p.to_str().unwrap(), &sock]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["messages"][0]["queue_id"], "CE98698D0FC", "{v:#}");
+}

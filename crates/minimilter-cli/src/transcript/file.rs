@@ -182,6 +182,22 @@ impl Transcript {
         Transcript::read_with(path, false)
     }
 
+    /// The queue id the MTA sent (macro `i`), if it sent one: what its
+    /// log lines carry.
+    pub fn queue_id(&self) -> Option<String> {
+        self.items.iter().find_map(|item| {
+            let pairs = match item {
+                Item::Step(s) => &s.macros,
+                Item::Macros(_, pairs) => pairs,
+                _ => return None,
+            };
+            pairs
+                .iter()
+                .find(|(n, v)| n.as_ref() == b"i" && !v.is_empty())
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        })
+    }
+
     /// `read`, keeping every line's JSON in `lines` if `keep_lines`.
     pub fn read_with(path: &Path, keep_lines: bool) -> anyhow::Result<Transcript> {
         let whose = || format!("transcript {}", path.display());
