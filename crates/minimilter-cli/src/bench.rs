@@ -85,7 +85,8 @@ pub struct BenchArgs {
     /// Protocol version to offer (2, 3, 4 or 6).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=6))]
     pub protocol_version: u32,
-    /// Print the result as JSON.
+    /// Print the result as JSON (one object); an error (exit status 1)
+    /// as `{"error": "..."}`.
     #[arg(long)]
     pub json: bool,
     /// No progress line on standard error.

@@ -35,7 +35,8 @@ pub struct CheckArgs {
     /// Print the message as Postfix would deliver it.
     #[arg(long)]
     pub show_message: bool,
-    /// Print the whole result as JSON (one object) instead of a transcript.
+    /// Print the whole result as JSON (one object) instead of a transcript;
+    /// an error of ours (exit status 1) as `{"error": "..."}`.
     #[arg(long)]
     pub json: bool,
     /// Write the body the milter replaced the message's body with (its
@@ -366,20 +367,7 @@ pub fn describe(m: &Response, leading_space: bool) -> String {
 }
 
 pub(crate) fn print_verdict(out: &mut String, t: &Transcript) {
-    for r in &t.refused_rcpts {
-        let kind = if r.temporary {
-            "tempfailed"
-        } else {
-            "rejected"
-        };
-        match &r.reply {
-            Some(text) => outln!(out, "recipient {} {kind}: {text}", r.rcpt),
-            None => outln!(out, "recipient {} {kind}", r.rcpt),
-        }
-    }
-    for w in &t.warnings {
-        outln!(out, "warning: {w}");
-    }
+    print_refusals(out, t);
     let line = match &t.outcome {
         Outcome::Accepted if t.quarantine.is_some() => format!(
             "accept, but quarantined (held): {}",
@@ -398,6 +386,24 @@ pub(crate) fn print_verdict(out: &mut String, t: &Transcript) {
         Outcome::Shutdown { at } => format!("shutdown at {at} (the MTA answers 421 and closes)"),
     };
     outln!(out, "verdict: {line}");
+}
+
+/// The recipients refused one by one, and the warnings.
+pub(crate) fn print_refusals(out: &mut String, t: &Transcript) {
+    for r in &t.refused_rcpts {
+        let kind = if r.temporary {
+            "tempfailed"
+        } else {
+            "rejected"
+        };
+        match &r.reply {
+            Some(text) => outln!(out, "recipient {} {kind}: {text}", r.rcpt),
+            None => outln!(out, "recipient {} {kind}", r.rcpt),
+        }
+    }
+    for w in &t.warnings {
+        outln!(out, "warning: {w}");
+    }
 }
 
 fn print_message(out: &mut String, t: &Transcript) {

@@ -76,6 +76,34 @@ fn detail(s: &RecordedStep) -> String {
     }
 }
 
+/// What a step not sent to the milter was about, from the macros the MTA
+/// sent for it (Postfix's names).
+fn not_sent_detail(step: Step, pairs: &[(bytes::Bytes, bytes::Bytes)]) -> String {
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n.as_ref() == name.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let with = |label: &str, v: Option<String>| match v {
+        Some(v) => format!("{label} {v}"),
+        None => label.to_owned(),
+    };
+    match step {
+        Step::Connect => with("CONNECT", get("_")),
+        Step::Helo => with("HELO", get("{client_helo}")),
+        Step::Mail => {
+            with("MAIL FROM:", get("{mail_addr}").map(|a| format!("<{a}>"))).replace(": <", ":<")
+        }
+        Step::Rcpt => {
+            with("RCPT TO:", get("{rcpt_addr}").map(|a| format!("<{a}>"))).replace(": <", ":<")
+        }
+        Step::Data => "DATA".into(),
+        Step::EndOfHeaders => "END OF HEADERS".into(),
+        other => other.to_string().to_uppercase(),
+    }
+}
+
 fn answer(s: &RecordedStep) -> Option<Answer> {
     let r = response_from_json(s.answer_line.as_ref()?).ok()?;
     Some(match r {
@@ -91,8 +119,11 @@ fn answer(s: &RecordedStep) -> Option<Answer> {
     })
 }
 
-/// The recorded transaction in the shape `check` prints.
-fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, Played)> {
+/// The recorded transaction in the shape `check` prints (if the milter
+/// answered the negotiation), and whether it reached a verdict (a
+/// transaction the client reset or left has none; its `Played` then holds
+/// a stand-in outcome that is not shown).
+fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, Played, bool)> {
     let a = t.answer.as_ref()?;
     let options = MilterOptions {
         version: a.version,
@@ -114,6 +145,23 @@ fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, 
     let mut modifications = Vec::new();
     let mut quarantine = None;
     for item in &t.items {
+        if let Item::Macros(code, pairs) = item {
+            // The milter negotiated the step away; the MTA sent its macros.
+            if let Some(step) = Step::from_command_code(*code) {
+                steps.push(StepRecord {
+                    detail: not_sent_detail(step, pairs),
+                    outcome: StepOutcome {
+                        step,
+                        dispatch: Dispatch::NotSent,
+                        answer: None,
+                        modifications: Vec::new(),
+                        progress: 0,
+                        elapsed: Duration::ZERO,
+                    },
+                });
+            }
+            continue;
+        }
         let Item::Step(s) = item else { continue };
         let ans = answer(s);
         let dispatch = match s.line.get("reply").and_then(Value::as_str) {
@@ -175,8 +223,12 @@ fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, 
         },
         "discard" => Outcome::Discarded { at },
         "shutdown" => Outcome::Shutdown { at },
-        _ => return None,
+        _ => Outcome::Accepted,
     };
+    let decided = matches!(
+        v.name.as_str(),
+        "accept" | "reject" | "tempfail" | "discard" | "shutdown"
+    );
     Some((
         options.clone(),
         Played {
@@ -191,11 +243,12 @@ fn played(t: &Transcript, warnings: &mut Vec<String>) -> Option<(MilterOptions, 
             session_ended: false,
             body_not_sent: None,
         },
+        decided,
     ))
 }
 
 fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
-    let t = Transcript::read(path)?;
+    let t = Transcript::read_with(path, as_json)?;
     if as_json {
         let v = json!({
             "transcript": path.display().to_string(),
@@ -215,6 +268,9 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
         t.transaction,
         t.started_unix_ms
     );
+    if let Some(id) = t.queue_id() {
+        outln!(out, "queue id (macro i): {id}");
+    }
     let o = &t.offer;
     outln!(
         out,
@@ -224,8 +280,20 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
         flag_names(&o.protocol)
     );
     let mut warnings = Vec::new();
+    if t.truncated {
+        warnings.push(
+            "the recording was truncated at its size limit (64 MiB of events): \
+             the steps after that are not shown"
+                .to_owned(),
+        );
+    }
+    let notes: String = t
+        .recorded_notes
+        .iter()
+        .map(|n| format!("note (recorded): {n}\n"))
+        .collect();
     match played(&t, &mut warnings) {
-        Some((options, p)) => {
+        Some((options, p, decided)) => {
             outln!(
                 out,
                 "milter (recorded): protocol version {}",
@@ -237,10 +305,22 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
                 outln!(out, "  macros at {stage:?}: {}", names.join(" "));
             }
             check::print_steps(&mut out, &p.steps, Some(&options));
-            check::print_verdict(&mut out, &p);
-            outln!(out, "(transaction ended: {})", t.end_reason);
+            if decided {
+                check::print_verdict(&mut out, &p);
+                outln!(out, "(transaction ended: {})", t.end_reason);
+                out.push_str(&notes);
+                output::emit(&out)?;
+                return Ok(check::exit_code(&p.outcome));
+            }
+            check::print_refusals(&mut out, &p);
+            outln!(
+                out,
+                "verdict: none (the transaction ended before the milter decided: {})",
+                t.end_reason
+            );
+            out.push_str(&notes);
             output::emit(&out)?;
-            Ok(check::exit_code(&p.outcome))
+            Ok(exit::NO_VERDICT)
         }
         None => {
             for item in &t.items {
@@ -256,12 +336,16 @@ fn show(path: &Path, as_json: bool) -> anyhow::Result<u8> {
                     );
                 }
             }
+            for w in &warnings {
+                outln!(out, "warning: {w}");
+            }
             outln!(
                 out,
                 "verdict: {} (transaction ended: {})",
                 t.verdict.describe(),
                 t.end_reason
             );
+            out.push_str(&notes);
             output::emit(&out)?;
             Ok(exit_code(&t.verdict.name))
         }
@@ -274,6 +358,6 @@ fn exit_code(verdict: &str) -> u8 {
         "reject" => exit::REJECTED,
         "tempfail" | "shutdown" => exit::TEMPFAILED,
         "discard" => exit::DISCARDED,
-        _ => exit::ERROR,
+        _ => exit::NO_VERDICT,
     }
 }

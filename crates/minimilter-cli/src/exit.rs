@@ -19,6 +19,10 @@ pub const PROTOCOL: u8 = 6;
 /// The milter could not be reached, closed the connection, or did not give a
 /// whole answer in time.
 pub const UNREACHABLE: u8 = 7;
+/// `check --transcript`: the recorded transaction ended before the milter
+/// decided (the client reset it, quit or went away; the MTA refused it
+/// for reasons of its own).
+pub const NO_VERDICT: u8 = 8;
 
 /// The table shown by `--help`.
 pub const HELP: &str = "\
@@ -32,6 +36,8 @@ Exit status:
   5  discarded
   6  protocol violation by the milter (the transcript says which)
   7  milter unreachable, connection closed, or no whole answer in time
+  8  with --transcript: the recorded transaction ended before the milter
+     decided (the client reset it or went away); the steps are still shown
 If standard output is closed early (e.g. piped into head), the rest of the
 output is dropped silently and the status is still the one above.
 A NUL byte in a header line cuts the line short there, as Postfix does

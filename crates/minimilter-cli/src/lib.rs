@@ -57,6 +57,11 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (a full disk under the log
+        // file, a log reader gone) is dropped: by default the subscriber
+        // reports it with `eprintln!`, which panics the thread that logged
+        // (for `record`, a relay or the transcript writer).
+        .log_internal_errors(false)
         .init();
     // The recording proxy's runtime only accepts MTA connections and
     // connects to the milter; packets are relayed on threads of their own
@@ -74,6 +79,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
+    let json = match &cli.command {
+        Command::Check(c) => c.args.json,
+        Command::Bench(b) => b.json,
+        Command::Replay(r) => r.json,
+        Command::Record(_) => false,
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Check(args) => check_transcript::run(args).await,
@@ -85,7 +96,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            output::note(&format!("minimilter: {e:#}\n"));
+            let text = format!("{e:#}");
+            output::note(&format!("minimilter: {text}\n"));
+            // `--json` promises JSON on standard output: the error too.
+            if json {
+                let _ = output::emit(&format!("{}\n", serde_json::json!({ "error": text })));
+            }
             ExitCode::from(exit::ERROR)
         }
     }

@@ -29,16 +29,25 @@ use crate::transcript::{Answered, Verdict};
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
     /// A directory of transcripts as `record` writes it (its period
-    /// subdirectories are read too), or one transcript file.
+    /// subdirectories are read too; none at all is an error), or one
+    /// transcript file.
     pub dir: PathBuf,
     /// The milter to replay to: unix:/path, inet:host:port, ...
     pub socket: String,
-    /// Print the whole report as one JSON object.
+    /// Print the whole report as one JSON object; an error that stops the
+    /// replay as `{"error": "..."}`.
     #[arg(long)]
     pub json: bool,
     /// Transcripts replayed at once, each on its own milter connection.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub conns: u32,
+    /// Compare the headers named NAME that the milter adds, inserts or
+    /// changes by name and position only, not by value: for values that
+    /// differ on every run by design, such as a DKIM signer's
+    /// `DKIM-Signature` (its `t=` time and signature) or a date. Repeat for
+    /// several; case does not matter.
+    #[arg(long, value_name = "NAME")]
+    pub ignore_value: Vec<String>,
     #[command(flatten)]
     pub timeouts: Timeouts,
 }
@@ -61,6 +70,8 @@ pub struct MessageReport {
     pub notes: Vec<String>,
     /// Why the replay failed, if it did.
     pub error: Option<String>,
+    /// The MTA's queue id (macro `i`), if it sent one.
+    pub queue_id: Option<String>,
 }
 
 impl MessageReport {
@@ -112,12 +123,61 @@ fn describe_answer(a: Option<&Answered>) -> String {
         .unwrap_or_else(|| "continue (no answer awaited)".into())
 }
 
-fn mods_text(m: &[Map<String, Value>]) -> String {
+/// Longest string value shown whole in a difference; a longer one (a
+/// replaced body, a long signature) shows a part and its size: from where
+/// it first differs from its counterpart, else its start.
+const SHOWN_CHARS: usize = 120;
+
+fn cut(t: &str, from: usize) -> String {
+    let n = t.chars().count();
+    if n <= SHOWN_CHARS {
+        return t.to_owned();
+    }
+    let start = from.saturating_sub(SHOWN_CHARS / 3).min(n - SHOWN_CHARS);
+    let part: String = t.chars().skip(start).take(SHOWN_CHARS).collect();
+    let before = if start > 0 { "…" } else { "" };
+    let after = if start + SHOWN_CHARS < n { "…" } else { "" };
+    format!("{before}{part}{after} ({} bytes)", t.len())
+}
+
+/// `v` with long strings cut, around where they differ from `other` (the
+/// same place in the other list of modifications).
+fn cut_long(v: &Value, other: Option<&Value>) -> Value {
+    match v {
+        Value::String(t) => {
+            let from = match other {
+                Some(Value::String(o)) => {
+                    t.chars().zip(o.chars()).take_while(|(a, b)| a == b).count()
+                }
+                _ => 0,
+            };
+            Value::String(cut(t, from))
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), cut_long(x, other.and_then(|o| o.get(k)))))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, x)| cut_long(x, other.and_then(|o| o.get(i))))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn mods_text(m: &[Map<String, Value>], other: &[Map<String, Value>]) -> String {
     if m.is_empty() {
         return "none".into();
     }
     m.iter()
-        .map(|x| Value::Object(x.clone()).to_string())
+        .enumerate()
+        .map(|(i, x)| {
+            let o = other.get(i).map(|o| Value::Object(o.clone()));
+            cut_long(&Value::Object(x.clone()), o.as_ref()).to_string()
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -173,8 +233,33 @@ async fn orphan_macros(
     Ok(())
 }
 
-/// Replays one transcript.
-pub async fn replay_one(t: &Transcript, spec: &SocketSpec, cfg: ClientConfig) -> MessageReport {
+/// The modifications as compared: the value of a header named in
+/// `ignore` (added, inserted or changed) left out.
+fn comparable(mods: &[Map<String, Value>], ignore: &[String]) -> Vec<Map<String, Value>> {
+    mods.iter()
+        .map(|m| {
+            let named = m
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| ignore.iter().any(|i| i.eq_ignore_ascii_case(n)));
+            let header = matches!(m.get("code").and_then(Value::as_str), Some("h" | "i" | "m"));
+            let mut m = m.clone();
+            if named && header {
+                m.insert("value".into(), Value::String("(value not compared)".into()));
+            }
+            m
+        })
+        .collect()
+}
+
+/// Replays one transcript; header values named in `ignore` are not
+/// compared.
+pub async fn replay_one(
+    t: &Transcript,
+    spec: &SocketSpec,
+    cfg: ClientConfig,
+    ignore: &[String],
+) -> MessageReport {
     let mut report = MessageReport {
         path: t.path.clone(),
         origin: (t.connection, t.transaction, t.started_unix_ms),
@@ -183,7 +268,17 @@ pub async fn replay_one(t: &Transcript, spec: &SocketSpec, cfg: ClientConfig) ->
         differences: Vec::new(),
         notes: Vec::new(),
         error: None,
+        queue_id: t.queue_id(),
     };
+    if t.truncated {
+        report.notes.push(
+            "the recording was truncated at its size limit: only the steps before that were replayed"
+                .into(),
+        );
+    }
+    for n in &t.recorded_notes {
+        report.notes.push(format!("recorded: {n}"));
+    }
     let cfg = ClientConfig {
         offer: Offer {
             version: t.offer.version,
@@ -280,12 +375,12 @@ pub async fn replay_one(t: &Transcript, spec: &SocketSpec, cfg: ClientConfig) ->
             .iter()
             .map(|m| response_to_json(m, t.bodies))
             .collect();
-        if mods != rs.modifications {
+        if comparable(&mods, ignore) != comparable(&rs.modifications, ignore) {
             report.differences.push(format!(
                 "{}: modifications differ: recorded {}; replayed {}",
                 label(rs),
-                mods_text(&rs.modifications),
-                mods_text(&mods)
+                mods_text(&rs.modifications, &mods),
+                mods_text(&mods, &rs.modifications)
             ));
         }
         if let Some(a) = replayed {
@@ -318,6 +413,7 @@ fn message_json(r: &MessageReport) -> Value {
         |v: &Verdict| json!({"verdict": v.name, "at": v.at.map(|s| s.name()), "reply": v.reply});
     json!({
         "path": r.path.display().to_string(),
+        "queue_id": r.queue_id,
         "connection": r.origin.0,
         "transaction": r.origin.1,
         "started_unix_ms": r.origin.2,
@@ -359,6 +455,9 @@ pub fn render(reports: &[MessageReport], unreadable: &[(PathBuf, String)]) -> St
             r.recorded.name,
             r.replayed_name()
         );
+        if let Some(id) = &r.queue_id {
+            outln!(out, "  queue id (macro i): {id}");
+        }
         for d in &r.differences {
             outln!(out, "  {d}");
         }
@@ -405,7 +504,26 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     } else {
         vec![args.dir.clone()]
     };
-    let (reports, unreadable) = replay_all(&paths, &spec, cfg, args.conns as usize).await;
+    // A replay that compared nothing cannot say "no difference".
+    anyhow::ensure!(
+        !paths.is_empty(),
+        "no transcripts (*.jsonl) in {} or its period subdirectories",
+        args.dir.display()
+    );
+    let listed = args.dir.is_dir();
+    let Replayed {
+        reports,
+        unreadable,
+        gone,
+    } = replay_all(
+        &paths,
+        &spec,
+        cfg,
+        args.conns as usize,
+        Arc::new(args.ignore_value.clone()),
+        listed,
+    )
+    .await;
     if args.json {
         let ch: Vec<Value> = changes(&reports)
             .into_iter()
@@ -415,42 +533,73 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             "milter": spec.to_string(),
             "transcripts": reports.len(),
             "different": reports.iter().filter(|r| r.differs()).count(),
+            "gone": gone,
             "unreadable": unreadable.iter().map(|(p, e)| json!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
             "changes": ch,
             "messages": reports.iter().map(message_json).collect::<Vec<_>>(),
         });
         output::emit(&format!("{v:#}\n"))?;
     } else {
-        output::emit(&render(&reports, &unreadable))?;
+        let mut text = render(&reports, &unreadable);
+        if gone > 0 {
+            outln!(
+                text,
+                "{} deleted since the directory was listed (record's --max-bytes), not replayed",
+                plural(gone, "transcript")
+            );
+        }
+        output::emit(&text)?;
     }
     let same = unreadable.is_empty() && reports.iter().all(|r| !r.differs());
     Ok(if same { 0 } else { 1 })
 }
 
+/// What `replay_all` gives: the reports, the files that could not be read,
+/// and how many listed files were gone when their turn came.
+pub struct Replayed {
+    /// One per transcript replayed, in file order.
+    pub reports: Vec<MessageReport>,
+    /// Files that could not be read, with why.
+    pub unreadable: Vec<(PathBuf, String)>,
+    /// Files of the directory listing deleted before their turn (by
+    /// `record --max-bytes`, replaying a directory it is writing).
+    pub gone: usize,
+}
+
 /// Replays every file, `conns` at a time; reports in file order. Each file
 /// is read only when its turn comes, so memory follows `conns`, not the
-/// size of the directory.
+/// size of the directory. `listed`: the paths come from listing a
+/// directory, so one deleted since is counted as gone, not unreadable.
 pub async fn replay_all(
     paths: &[PathBuf],
     spec: &SocketSpec,
     cfg: ClientConfig,
     conns: usize,
-) -> (Vec<MessageReport>, Vec<(PathBuf, String)>) {
+    ignore: Arc<Vec<String>>,
+    listed: bool,
+) -> Replayed {
     let sem = Arc::new(tokio::sync::Semaphore::new(conns.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, p) in paths.iter().enumerate() {
         let (sem, spec, cfg, p) = (sem.clone(), spec.clone(), cfg.clone(), p.clone());
+        let ignore = ignore.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
+            if listed
+                && std::fs::symlink_metadata(&p)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                return (i, None);
+            }
             let read = tokio::task::spawn_blocking({
                 let p = p.clone();
                 move || Transcript::read(&p)
             })
             .await;
             match read {
-                Ok(Ok(t)) => (i, Ok(replay_one(&t, &spec, cfg).await)),
-                Ok(Err(e)) => (i, Err((p, format!("{e:#}")))),
-                Err(e) => (i, Err((p, format!("reading failed: {e}")))),
+                Ok(Ok(t)) => (i, Some(Ok(replay_one(&t, &spec, cfg, &ignore).await))),
+                Ok(Err(e)) => (i, Some(Err((p, format!("{e:#}"))))),
+                Err(e) => (i, Some(Err((p, format!("reading failed: {e}"))))),
             }
         });
     }
@@ -460,17 +609,25 @@ pub async fn replay_all(
             Ok(x) => done.push(x),
             Err(e) => done.push((
                 usize::MAX,
-                Err((PathBuf::from("?"), format!("replay task failed: {e}"))),
+                Some(Err((
+                    PathBuf::from("?"),
+                    format!("replay task failed: {e}"),
+                ))),
             )),
         }
     }
     done.sort_by_key(|(i, _)| *i);
-    let (mut reports, mut unreadable) = (Vec::new(), Vec::new());
+    let mut out = Replayed {
+        reports: Vec::new(),
+        unreadable: Vec::new(),
+        gone: 0,
+    };
     for (_, r) in done {
         match r {
-            Ok(report) => reports.push(report),
-            Err(bad) => unreadable.push(bad),
+            Some(Ok(report)) => out.reports.push(report),
+            Some(Err(bad)) => out.unreadable.push(bad),
+            None => out.gone += 1,
         }
     }
-    (reports, unreadable)
+    out
 }

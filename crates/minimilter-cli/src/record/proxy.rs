@@ -728,7 +728,7 @@ mod batch_tests {
         let read = store::list_transcripts(&dir)
             .unwrap()
             .iter()
-            .map(|p| Transcript::read(p).unwrap())
+            .map(|p| Transcript::read_with(p, true).unwrap())
             .collect();
         let _ = std::fs::remove_dir_all(&dir);
         (totals, read)

@@ -3,7 +3,8 @@
 //! the total size held under a limit by deleting the oldest files first.
 //!
 //! File names start with the connection's start time in milliseconds,
-//! zero-padded, so name order is time order and no index file is needed:
+//! zero-padded, then the connection and transaction numbers, so their
+//! numbers give the time order and no index file is needed:
 //! the store rebuilds its list from the directory when it opens. A file is
 //! written under a temporary name and renamed into place, so a reader
 //! (`replay`) never sees half a transcript.
@@ -14,6 +15,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::transcript::recorder::Finished;
+
+/// Most old transcripts deleted to make room for one new one on a full
+/// file system.
+const MAX_EVICTIONS_PER_WRITE: u32 = 64;
 
 /// The suffix of transcript files.
 pub const SUFFIX: &str = ".jsonl";
@@ -58,6 +63,26 @@ impl Store {
     pub fn open(dir: &Path, max_bytes: u64, rotate_secs: u64) -> anyhow::Result<Store> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating transcript directory {}", dir.display()))?;
+        // A directory that exists but cannot be written to (read-only, a
+        // full disk, permissions) would relay mail and record nothing:
+        // say so at start instead.
+        let probe = dir.join(".minimilter-write-test.tmp");
+        let wrote = std::fs::write(&probe, b"x");
+        let _ = std::fs::remove_file(&probe);
+        match wrote {
+            // Full: writing makes room by deleting the oldest transcripts.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                tracing::warn!(dir = %dir.display(), "transcript directory full: {e}");
+            }
+            r => r.with_context(|| {
+                format!("cannot write to the transcript directory {}", dir.display())
+            })?,
+        }
         let mut found = Vec::new();
         for period in read_dir_sorted(dir)? {
             if !period.is_dir() {
@@ -101,15 +126,61 @@ impl Store {
                 &self.current_period.insert((period_start, p)).1
             }
         };
-        let name = format!(
-            "{:013}-c{}-t{}{SUFFIX}",
+        // A name already taken: a later SMTP session on the same milter
+        // connection (after `K`) with no transaction either, whose
+        // connection-only transcript is transaction 0 too. It gets `-2`,
+        // `-3`, ... rather than replace the earlier one.
+        let stem = format!(
+            "{:013}-c{}-t{}",
             f.started_unix_ms, f.connection, f.transaction
         );
+        let mut name = format!("{stem}{SUFFIX}");
+        let mut n = 1u32;
+        while period.join(&name).exists() {
+            n += 1;
+            name = format!("{stem}-{n}{SUFFIX}");
+        }
         let path = period.join(&name);
+        let period = period.clone();
         let tmp = period.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, f.text.as_bytes())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        // A file system that fills up before `max_bytes` is reached: the
+        // oldest transcripts make room, as the limit would have deleted
+        // them (bounded: a disk filled by others may not be freed by us).
+        let mut freed = 0;
+        loop {
+            match std::fs::write(&tmp, f.text.as_bytes()) {
+                Ok(()) => break,
+                Err(e) => {
+                    // Never leave a half-written temporary file behind.
+                    let _ = std::fs::remove_file(&tmp);
+                    let full = matches!(
+                        e.kind(),
+                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                    );
+                    if !full || freed >= MAX_EVICTIONS_PER_WRITE || !self.evict_oldest() {
+                        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+                    }
+                    freed += 1;
+                    // Making room may have removed the (then empty) period
+                    // directory.
+                    std::fs::create_dir_all(&period)
+                        .with_context(|| format!("creating {}", period.display()))?;
+                    if self.current_period.is_none() {
+                        self.current_period = Some((period_start, period.clone()));
+                    }
+                }
+            }
+        }
+        if freed > 0 {
+            tracing::warn!(
+                deleted = freed,
+                "file system full before --max-bytes: deleted the oldest transcripts to make room"
+            );
+        }
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("renaming to {}", path.display()));
+        }
         let len = f.text.len() as u64;
         self.files.push_back((path.clone(), len));
         self.total += len;
@@ -120,35 +191,62 @@ impl Store {
     /// Deletes the oldest transcripts until the total is within the limit.
     fn evict(&mut self) {
         while self.total > self.max_bytes {
-            let Some((path, len)) = self.files.pop_front() else {
+            if !self.evict_oldest() {
                 break;
-            };
-            self.total -= len;
-            if let Err(e) = std::fs::remove_file(&path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(path = %path.display(), "cannot delete old transcript: {e}");
-            }
-            if let Some(parent) = path.parent() {
-                // Removes the period's directory once it is empty; fails
-                // harmlessly while it is not.
-                if std::fs::remove_dir(parent).is_ok()
-                    && self.current_period.as_ref().map(|(_, p)| p.as_path()) == Some(parent)
-                {
-                    self.current_period = None;
-                }
             }
         }
     }
+
+    /// Deletes the oldest transcript (false if there is none).
+    fn evict_oldest(&mut self) -> bool {
+        let Some((path, len)) = self.files.pop_front() else {
+            return false;
+        };
+        self.total -= len;
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), "cannot delete old transcript: {e}");
+        }
+        if let Some(parent) = path.parent() {
+            // Removes the period's directory once it is empty; fails
+            // harmlessly while it is not.
+            if std::fs::remove_dir(parent).is_ok()
+                && self.current_period.as_ref().map(|(_, p)| p.as_path()) == Some(parent)
+            {
+                self.current_period = None;
+            }
+        }
+        true
+    }
 }
 
+/// The entries of `dir` in time order: period directories by name, and
+/// transcripts by their numbers (start time, connection, transaction), so
+/// that `-t10` comes after `-t9` although it sorts before it as text.
 fn read_dir_sorted(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
-    v.sort();
+    v.sort_by_cached_key(|p| (order_key(p), p.clone()));
     Ok(v)
+}
+
+/// `(start ms, connection, transaction, repeat)` of a name
+/// `MS-cN-tN[-R].jsonl`; names of another form (period directories) sort
+/// by name, before them.
+fn order_key(p: &Path) -> Option<(u64, u64, u64, u64)> {
+    let name = p.file_name()?.to_str()?.strip_suffix(SUFFIX)?;
+    let mut parts = name.split('-');
+    let ms = parts.next()?.parse().ok()?;
+    let c = parts.next()?.strip_prefix('c')?.parse().ok()?;
+    let t = parts.next()?.strip_prefix('t')?.parse().ok()?;
+    let repeat = match parts.next() {
+        Some(r) => r.parse().ok()?,
+        None => 1,
+    };
+    parts.next().is_none().then_some((ms, c, t, repeat))
 }
 
 /// Every transcript under `dir` (its period subdirectories, or `dir`

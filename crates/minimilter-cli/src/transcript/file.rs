@@ -8,7 +8,10 @@ use bytes::Bytes;
 use milter_proto::{Actions, Command, Protocol, Step};
 use serde_json::{Map, Value};
 
+use std::io::{BufRead, Read};
+
 use super::codec::{body_elided, command_from_json, pairs_from_json};
+use super::recorder::MAX_TRANSCRIPT_BYTES;
 use super::{Answered, Bodies, SCHEMA, VERSION, Verdict, step_from_name};
 
 /// The MTA's offer or the milter's answer at negotiation.
@@ -87,6 +90,58 @@ pub struct Transcript {
     pub verdict: Verdict,
     /// Every line, for display.
     pub lines: Vec<Map<String, Value>>,
+    /// The recorder left events out (the transaction passed its size
+    /// limit): the steps end early.
+    pub truncated: bool,
+    /// Protocol trouble the recorder noted (the end line's `notes`).
+    pub recorded_notes: Vec<String>,
+}
+
+/// What the lines read so far held.
+#[derive(Default)]
+struct Seen {
+    negotiation: bool,
+    end: bool,
+}
+
+/// The largest transcript file read: what `record` can write (the
+/// events it keeps of a transaction, plus its header, negotiation and end
+/// lines, which a packet's limit bounds).
+pub const MAX_FILE_BYTES: u64 = MAX_TRANSCRIPT_BYTES as u64 + 16 * 1024 * 1024;
+
+/// One line: `None` if blank.
+fn parse_line(bytes: &[u8], n: usize) -> anyhow::Result<Option<Map<String, Value>>> {
+    if bytes.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    let v: Value = serde_json::from_slice(bytes).with_context(|| format!("line {n}: not JSON"))?;
+    let Value::Object(m) = v else {
+        bail!("line {n}: not a JSON object");
+    };
+    Ok(Some(m))
+}
+
+/// The most payload a milter packet carries (what `record` relays, and
+/// the largest an MTA negotiates).
+const MAX_PAYLOAD: usize = milter_proto::DataSize::M1.max_payload();
+
+/// Refuses a command whose packet would be larger than any milter packet:
+/// `record` never writes one, and a milter would drop the connection.
+fn fits_a_packet(c: &Command) -> anyhow::Result<()> {
+    if !c.is_encodable() {
+        // Replay reports it when it would send it.
+        return Ok(());
+    }
+    let mut b = bytes::BytesMut::new();
+    c.encode(&mut b);
+    let payload = b.len().saturating_sub(5);
+    if payload > MAX_PAYLOAD {
+        bail!(
+            "a '{}' packet of {payload} bytes, more than a milter packet holds ({MAX_PAYLOAD})",
+            char::from(c.code())
+        );
+    }
+    Ok(())
 }
 
 fn u32_of(v: &Value, what: &str) -> anyhow::Result<u32> {
@@ -120,30 +175,94 @@ fn negotiation(v: &Value) -> anyhow::Result<Negotiation> {
 }
 
 impl Transcript {
-    /// Reads and checks one transcript file.
+    /// Reads and checks one transcript file, a line at a time: memory
+    /// follows what the file holds, and a file larger than `record` ever
+    /// writes is refused before it is read.
     pub fn read(path: &Path) -> anyhow::Result<Transcript> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading transcript {}", path.display()))?;
-        Transcript::parse(&text, path).with_context(|| format!("transcript {}", path.display()))
+        Transcript::read_with(path, false)
     }
 
-    /// Parses the text of a transcript file.
-    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Transcript> {
-        let mut lines = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: Value =
-                serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
-            let Value::Object(m) = v else {
-                bail!("line {}: not a JSON object", n + 1);
+    /// The queue id the MTA sent (macro `i`), if it sent one: what its
+    /// log lines carry.
+    pub fn queue_id(&self) -> Option<String> {
+        self.items.iter().find_map(|item| {
+            let pairs = match item {
+                Item::Step(s) => &s.macros,
+                Item::Macros(_, pairs) => pairs,
+                _ => return None,
             };
-            lines.push(m);
+            pairs
+                .iter()
+                .find(|(n, v)| n.as_ref() == b"i" && !v.is_empty())
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        })
+    }
+
+    /// `read`, keeping every line's JSON in `lines` if `keep_lines`.
+    pub fn read_with(path: &Path, keep_lines: bool) -> anyhow::Result<Transcript> {
+        let whose = || format!("transcript {}", path.display());
+        // Before opening: opening a FIFO waits for a writer.
+        let meta = std::fs::metadata(path).with_context(|| format!("reading {}", whose()))?;
+        if !meta.is_file() {
+            bail!("{}: not a regular file", whose());
         }
-        let Some(head) = lines.first() else {
-            bail!("empty file");
-        };
+        let file = std::fs::File::open(path).with_context(|| format!("reading {}", whose()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > MAX_FILE_BYTES {
+            bail!(
+                "{}: {len} bytes, larger than any transcript `record` writes ({MAX_FILE_BYTES}); not read",
+                whose()
+            );
+        }
+        // A file that grows while it is read stops at the limit too.
+        let mut reader = std::io::BufReader::new(file.take(MAX_FILE_BYTES + 1));
+        let (mut buf, mut n, mut total) = (Vec::new(), 0usize, 0u64);
+        let lines = std::iter::from_fn(|| {
+            loop {
+                buf.clear();
+                let got = match reader.read_until(b'\n', &mut buf) {
+                    Ok(got) => got,
+                    Err(e) => {
+                        return Some(Err(
+                            anyhow::Error::from(e).context(format!("line {}", n + 1))
+                        ));
+                    }
+                };
+                if got == 0 {
+                    return None;
+                }
+                n += 1;
+                total += got as u64;
+                if total > MAX_FILE_BYTES {
+                    return Some(Err(anyhow::anyhow!(
+                        "line {n}: larger than any transcript `record` writes"
+                    )));
+                }
+                match parse_line(&buf, n) {
+                    Ok(Some(m)) => return Some(Ok((n, m))),
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        });
+        let (t, _) = Transcript::from_lines(lines, path, keep_lines).with_context(whose)?;
+        Ok(t)
+    }
+
+    /// Parses the text of a transcript file (as `read` does, from memory).
+    #[cfg(test)]
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Transcript> {
+        let lines = text.lines().enumerate().filter_map(|(i, l)| {
+            parse_line(l.as_bytes(), i + 1)
+                .transpose()
+                .map(|r| r.map(|m| (i + 1, m)))
+        });
+        Ok(Transcript::from_lines(lines, path, true)?.0)
+    }
+
+    /// The transcript's first line, checked: the reader refuses another
+    /// schema or version rather than misread it.
+    fn from_head(head: &Map<String, Value>, path: &Path) -> anyhow::Result<Transcript> {
         if head.get("schema").and_then(Value::as_str) != Some(SCHEMA) {
             bail!("first line is not a {SCHEMA} header");
         }
@@ -156,7 +275,7 @@ impl Transcript {
             .and_then(Value::as_str)
             .and_then(Bodies::from_name)
             .context("header: bad \"bodies\"")?;
-        let mut t = Transcript {
+        let t = Transcript {
             path: path.to_owned(),
             bodies,
             connection: head.get("connection").and_then(Value::as_u64).unwrap_or(0),
@@ -180,124 +299,197 @@ impl Transcript {
                 reply: None,
             },
             lines: Vec::new(),
+            truncated: false,
+            recorded_notes: Vec::new(),
         };
-        let mut saw_negotiation = false;
-        for (n, m) in lines.iter().enumerate().skip(1) {
-            let kind = m.get("type").and_then(Value::as_str).unwrap_or_default();
-            let at = || format!("line {}", n + 1);
-            match kind {
-                "negotiate" => {
-                    t.offer =
-                        negotiation(get(m, "offer")).with_context(|| format!("{}: offer", at()))?;
-                    if m.contains_key("answer") {
-                        t.answer = Some(
-                            negotiation(get(m, "answer"))
-                                .with_context(|| format!("{}: answer", at()))?,
-                        );
-                    }
-                    saw_negotiation = true;
+        Ok(t)
+    }
+
+    /// Interprets one line after the first (line `n` of the file).
+    fn line(
+        t: &mut Transcript,
+        seen: &mut Seen,
+        n: usize,
+        m: &Map<String, Value>,
+    ) -> anyhow::Result<()> {
+        let kind = m.get("type").and_then(Value::as_str).unwrap_or_default();
+        let at = || format!("line {n}");
+        match kind {
+            "negotiate" => {
+                t.offer =
+                    negotiation(get(m, "offer")).with_context(|| format!("{}: offer", at()))?;
+                if m.contains_key("answer") {
+                    t.answer = Some(
+                        negotiation(get(m, "answer"))
+                            .with_context(|| format!("{}: answer", at()))?,
+                    );
                 }
-                "command" => {
-                    let code = m.get("code").and_then(Value::as_str).unwrap_or_default();
-                    match code {
-                        "A" => t.items.push(Item::Abort),
-                        "Q" | "K" => t.items.push(Item::Quit),
-                        _ => {
-                            let step = m
-                                .get("step")
-                                .and_then(Value::as_str)
-                                .and_then(step_from_name)
-                                .with_context(|| format!("{}: no step", at()))?;
-                            let elided = m.get("body").is_some_and(body_elided);
-                            let command = if elided {
-                                Err(format!(
-                                    "the body was not kept (--bodies {})",
-                                    bodies.name()
-                                ))
-                            } else {
-                                Ok(command_from_json(m).with_context(at)?)
-                            };
-                            let macros = match m.get("macros") {
-                                Some(v) => pairs_from_json(v).with_context(at)?,
-                                None => Vec::new(),
-                            };
-                            t.items.push(Item::Step(Box::new(RecordedStep {
-                                step,
-                                command,
-                                macros,
-                                line: m.clone(),
-                                answer: None,
-                                answer_line: None,
-                                elapsed_us: None,
-                                progress: 0,
-                                modifications: Vec::new(),
-                            })));
-                        }
-                    }
-                }
-                "macros" => {
-                    let stage = m.get("stage").and_then(Value::as_str).unwrap_or_default();
-                    if let [code] = stage.as_bytes() {
-                        let pairs = pairs_from_json(get(m, "pairs")).with_context(at)?;
-                        t.items.push(Item::Macros(*code, pairs));
-                    }
-                }
-                "response" => {
-                    let Some(Item::Step(last)) = t.items.last_mut() else {
-                        continue;
-                    };
-                    let named = m
-                        .get("step")
-                        .and_then(Value::as_str)
-                        .and_then(step_from_name);
-                    if named != Some(last.step) {
-                        continue;
-                    }
-                    if let Some(answer) = m.get("answer").and_then(Value::as_str) {
-                        let reply = (m.get("code").and_then(Value::as_str) == Some("y"))
-                            .then(|| m.get("text").and_then(Value::as_str).map(str::to_owned))
-                            .flatten();
-                        last.answer = Some(Answered {
-                            step: last.step,
-                            answer: answer.to_owned(),
-                            reply,
-                        });
-                        last.elapsed_us = m.get("after_us").and_then(Value::as_u64);
-                        last.answer_line = Some(m.clone());
-                    } else if m.get("code").and_then(Value::as_str) == Some("p") {
-                        last.progress += 1;
-                    } else {
-                        let mut r = m.clone();
-                        for k in ["type", "at_us", "after_us", "step"] {
-                            r.remove(k);
-                        }
-                        last.modifications.push(r);
-                    }
-                }
-                "end" => {
-                    t.end_reason = m
-                        .get("reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
-                    t.verdict = Verdict {
-                        name: m
-                            .get("verdict")
-                            .and_then(Value::as_str)
-                            .unwrap_or("none")
-                            .to_owned(),
-                        at: m.get("at").and_then(Value::as_str).and_then(step_from_name),
-                        reply: m.get("reply").and_then(Value::as_str).map(str::to_owned),
-                    };
-                }
-                _ => {}
+                seen.negotiation = true;
             }
+            "command" => {
+                let code = m.get("code").and_then(Value::as_str).unwrap_or_default();
+                match code {
+                    "A" => t.items.push(Item::Abort),
+                    "Q" | "K" => t.items.push(Item::Quit),
+                    _ => {
+                        let step = m
+                            .get("step")
+                            .and_then(Value::as_str)
+                            .and_then(step_from_name)
+                            .with_context(|| format!("{}: no step", at()))?;
+                        let elided = m.get("body").is_some_and(body_elided);
+                        let command = if elided {
+                            Err(format!(
+                                "the body was not kept (--bodies {})",
+                                t.bodies.name()
+                            ))
+                        } else {
+                            let c = command_from_json(m).with_context(at)?;
+                            fits_a_packet(&c).with_context(at)?;
+                            Ok(c)
+                        };
+                        let macros = match m.get("macros") {
+                            Some(v) => pairs_from_json(v).with_context(at)?,
+                            None => Vec::new(),
+                        };
+                        if let Ok(c) = &command {
+                            fits_a_packet(&Command::Macro {
+                                stage: c.code(),
+                                pairs: macros.clone(),
+                            })
+                            .with_context(|| format!("{}: macros", at()))?;
+                        }
+                        t.items.push(Item::Step(Box::new(RecordedStep {
+                            step,
+                            command,
+                            macros,
+                            line: m.clone(),
+                            answer: None,
+                            answer_line: None,
+                            elapsed_us: None,
+                            progress: 0,
+                            modifications: Vec::new(),
+                        })));
+                    }
+                }
+            }
+            "macros" => {
+                let stage = m.get("stage").and_then(Value::as_str).unwrap_or_default();
+                if let [code] = stage.as_bytes() {
+                    let pairs = pairs_from_json(get(m, "pairs")).with_context(at)?;
+                    fits_a_packet(&Command::Macro {
+                        stage: *code,
+                        pairs: pairs.clone(),
+                    })
+                    .with_context(at)?;
+                    t.items.push(Item::Macros(*code, pairs));
+                }
+            }
+            "response" => {
+                let Some(Item::Step(last)) = t.items.last_mut() else {
+                    return Ok(());
+                };
+                let named = m
+                    .get("step")
+                    .and_then(Value::as_str)
+                    .and_then(step_from_name);
+                if named != Some(last.step) {
+                    return Ok(());
+                }
+                if let Some(answer) = m.get("answer").and_then(Value::as_str) {
+                    let reply = (m.get("code").and_then(Value::as_str) == Some("y"))
+                        .then(|| m.get("text").and_then(Value::as_str).map(str::to_owned))
+                        .flatten();
+                    last.answer = Some(Answered {
+                        step: last.step,
+                        answer: answer.to_owned(),
+                        reply,
+                    });
+                    last.elapsed_us = m.get("after_us").and_then(Value::as_u64);
+                    last.answer_line = Some(m.clone());
+                } else if m.get("code").and_then(Value::as_str) == Some("p") {
+                    last.progress += 1;
+                } else {
+                    let mut r = m.clone();
+                    for k in ["type", "at_us", "after_us", "step"] {
+                        r.remove(k);
+                    }
+                    last.modifications.push(r);
+                }
+            }
+            "end" => {
+                seen.end = true;
+                t.truncated = m.get("truncated").and_then(Value::as_bool) == Some(true);
+                t.recorded_notes = m
+                    .get("notes")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                t.end_reason = m
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                t.verdict = Verdict {
+                    name: m
+                        .get("verdict")
+                        .and_then(Value::as_str)
+                        .unwrap_or("none")
+                        .to_owned(),
+                    at: m.get("at").and_then(Value::as_str).and_then(step_from_name),
+                    reply: m.get("reply").and_then(Value::as_str).map(str::to_owned),
+                };
+            }
+            _ => {}
         }
-        if !saw_negotiation {
+        Ok(())
+    }
+
+    /// The checks once every line is read (`count` lines in the file).
+    fn finish(t: Option<Transcript>, seen: &Seen, count: usize) -> anyhow::Result<Transcript> {
+        let Some(t) = t else {
+            bail!("empty file");
+        };
+        if !seen.negotiation {
             bail!("no negotiate line");
         }
-        t.lines = lines;
+        // `record` writes the end line last, and a file whole or not at
+        // all: without it the file was cut short (copied while written
+        // elsewhere, a full disk, an editor), and its verdict is unknown.
+        if !seen.end {
+            bail!("line {count}: the file ends before its \"end\" line (cut short?)");
+        }
         Ok(t)
+    }
+
+    /// Reads the lines one by one into a transcript; `keep_lines` keeps
+    /// every line's JSON too (for `check --json`), else a line is dropped
+    /// once interpreted, so memory follows the steps, not the lines.
+    fn from_lines(
+        lines: impl Iterator<Item = anyhow::Result<(usize, Map<String, Value>)>>,
+        path: &Path,
+        keep_lines: bool,
+    ) -> anyhow::Result<(Transcript, usize)> {
+        let mut t: Option<Transcript> = None;
+        let mut seen = Seen::default();
+        let mut count = 0;
+        for l in lines {
+            let (n, m) = l?;
+            count = n;
+            match &mut t {
+                None => t = Some(Transcript::from_head(&m, path)?),
+                Some(t) => Transcript::line(t, &mut seen, n, &m)?,
+            }
+            if keep_lines && let Some(t) = &mut t {
+                t.lines.push(m);
+            }
+        }
+        Ok((Transcript::finish(t, &seen, count)?, count))
     }
 }
 

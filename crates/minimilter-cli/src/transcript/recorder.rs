@@ -462,6 +462,25 @@ impl Recorder {
                 }
             }
             Err(violation) => {
+                // An answer to the negotiation that breaks the rules is
+                // still the negotiation this transcript is about: keep the
+                // offer and the answer, with why, so the file can be read.
+                if let (Ok(Response::OptNeg(answer)), Some(offer), None) =
+                    (&parsed, &self.offer, &self.negotiate)
+                {
+                    let mut e = json!({
+                        "type": "negotiate",
+                        "at_us": self.offer_at,
+                        "after_us": at_us.saturating_sub(self.offer_at),
+                        "offer": optneg_json(offer),
+                        "answer": optneg_json(answer),
+                        "violation": violation.to_string(),
+                    });
+                    if let Some(r) = &self.refused {
+                        e["refused"] = r.clone();
+                    }
+                    self.negotiate = Some(e.to_string());
+                }
                 if let Ok(r) = parsed {
                     let why = violation.to_string();
                     self.push_response(&r, at_us, &[("violation", Val::Str(&why))]);

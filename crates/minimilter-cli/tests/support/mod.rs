@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod batch;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -155,16 +156,23 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts `record --listen unix:LISTEN --to TO --dir DIR EXTRA...` and
-    /// waits until it listens.
+    /// Starts `record --listen unix:LISTEN --to TO --dir DIR EXTRA...`
+    /// (with `--socket-mode 666` unless EXTRA has one) and waits until it
+    /// listens.
     pub fn start(listen: &Path, to: &str, dir: &Path, extra: &[&str]) -> Proxy {
         let log = dir.with_extension("log");
         let child = Command::new(minimilter())
             .arg("record")
             .arg("--listen")
             .arg(format!("unix:{}", listen.display()))
-            .args(["--to", to, "--socket-mode", "666", "--dir"])
+            .args(["--to", to, "--dir"])
             .arg(dir)
+            // Mode 666 unless the test gives its own.
+            .args(if extra.contains(&"--socket-mode") {
+                &[][..]
+            } else {
+                &["--socket-mode", "666"][..]
+            })
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
