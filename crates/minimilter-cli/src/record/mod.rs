@@ -216,6 +216,12 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
     while relays.active() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let (found, empty) = relays.spins();
+    tracing::info!(
+        spins_found = found,
+        spins_empty = empty,
+        "relays done (spins that found the next packet, and that found nothing)"
+    );
     if relays.active() > 0 {
         tracing::warn!("relays still running at exit; their transcripts may be incomplete");
         return Ok(exit::ACCEPTED);

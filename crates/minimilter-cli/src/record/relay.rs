@@ -22,9 +22,11 @@
 //! DATA, the next message) it blocks at once. The spin is bounded three
 //! ways: in time per wait; per connection, by resting after spins that
 //! found nothing (a milter slower than the spin, or a CPU given to other
-//! work); and across connections, by spinning on at most half the CPUs at
+//! work); across connections, by spinning on at most half the CPUs at
 //! once, yielding the CPU (`sched_yield`) between polls so that a runnable
-//! milter or MTA on the same CPU goes first.
+//! milter or MTA on the same CPU goes first; and not at all while the
+//! machine has no CPU to spare ([`watch_load`]): a spin saves a wake-up
+//! only where a CPU would otherwise go idle.
 //!
 //! What a connection costs: one thread with [`STACK`] of address space (of
 //! which only the pages touched are memory, a few KiB), the two read
@@ -48,8 +50,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use milter_proto::command::code;
@@ -71,11 +73,19 @@ pub const STACK: usize = 128 * 1024;
 /// writer's queue. The mail is done by then; this only bounds the thread.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
-/// `--spin-us`'s default: most answers of a milter that is not itself
-/// waiting (on DNS, a database, ...) come back within it on an idle
-/// machine; a slower one costs at most this much CPU per awaited step,
-/// and less once the connection rests ([`Spin`]).
-pub const DEFAULT_SPIN_US: u64 = 200;
+/// `--spin-us`'s default: off. On this project's shared 2-vCPU machine
+/// spinning did not lower the latency per step under load (where the load
+/// watcher mostly keeps it off anyway) and cost CPU; whether it pays on an
+/// idle machine, where a proxy's wake-ups cost the most, is measured with
+/// `scripts/bench/record_overhead.py` (docs/performance.md, "Overhead of
+/// `minimilter record`"). 200 µs covers most answers of a milter that does
+/// not itself wait (on DNS, a database, ...).
+pub const DEFAULT_SPIN_US: u64 = 0;
+
+/// How often the machine's load is sampled (see [`watch_load`]), and over
+/// how many samples it is averaged.
+const LOAD_SAMPLE: Duration = Duration::from_millis(100);
+const LOAD_WINDOW: usize = 10;
 
 /// Spins in a row that found nothing before a connection rests.
 const MISSES_BEFORE_REST: u32 = 3;
@@ -110,6 +120,10 @@ pub struct Relays {
     open: Mutex<HashMap<u64, Arc<Conn>>>,
     spin: Spin,
     spinning: AtomicUsize,
+    /// The machine has a CPU to spare (see [`watch_load`]).
+    spare: AtomicBool,
+    /// Spins that found a packet, and spins that found nothing.
+    spins: [AtomicU64; 2],
 }
 
 /// A place among the [`Relays`]' bounded number, held from accepting a
@@ -141,15 +155,41 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Relays {
-    /// At most `max` connections at once, each spinning as `spin` says.
+    /// At most `max` connections at once, each spinning as `spin` says
+    /// while the machine has a CPU to spare.
     pub fn new(max: usize, spin: Spin) -> Arc<Relays> {
+        let relays = Relays::unwatched(max, spin);
+        if !spin.max.is_zero() {
+            let weak = Arc::downgrade(&relays);
+            let watching = std::thread::Builder::new()
+                .name("load".into())
+                .stack_size(STACK)
+                .spawn(move || watch_load(&weak));
+            if let Err(e) = watching {
+                tracing::warn!("cannot start the load watcher: {e}; relays will not spin");
+                relays.spare.store(false, Ordering::Relaxed);
+            }
+        }
+        relays
+    }
+
+    /// As [`Relays::new`], spinning whatever the machine's load.
+    fn unwatched(max: usize, spin: Spin) -> Arc<Relays> {
         Arc::new(Relays {
             max,
             active: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
             spin,
             spinning: AtomicUsize::new(0),
+            spare: AtomicBool::new(true),
+            spins: [AtomicU64::new(0), AtomicU64::new(0)],
         })
+    }
+
+    /// Spins so far that found a packet, and that found nothing.
+    pub fn spins(&self) -> (u64, u64) {
+        let [hit, miss] = &self.spins;
+        (hit.load(Ordering::Relaxed), miss.load(Ordering::Relaxed))
     }
 
     /// A place for one more connection, unless `max` are open.
@@ -277,7 +317,7 @@ fn run(conn: &Conn, settings: &Settings, relays: &Relays, tx: Sender<Note>) {
         refused: None,
         last_activity: Instant::now(),
         next: Next::default(),
-        misses: 0,
+        misses: [0, 0],
         rest: 0,
     }
     .run();
@@ -312,6 +352,54 @@ fn run(conn: &Conn, settings: &Settings, relays: &Relays, tx: Sender<Note>) {
             }
         }
     }
+}
+
+/// Watches whether the machine has a CPU to spare, and lets relays spin
+/// only then: a spin saves a wake-up only where a CPU would otherwise go
+/// idle (and, in a VM, halt); on a busy machine it takes a CPU from work
+/// that waits for one, the milter's among it. Every [`LOAD_SAMPLE`] it
+/// reads the CPUs' idle time (`/proc/stat`); over the last [`LOAD_WINDOW`]
+/// samples it must come to at least half a CPU. (The spins themselves
+/// count as busy: a relay that spins on an otherwise idle machine still
+/// leaves a CPU idle, as one step at a time occupies one CPU at most.)
+/// Ends with the [`Relays`].
+fn watch_load(relays: &Weak<Relays>) {
+    let mut window = [0u64; LOAD_WINDOW];
+    let mut at = 0;
+    let mut samples = 0;
+    loop {
+        std::thread::sleep(LOAD_SAMPLE);
+        let Some(relays) = relays.upgrade() else {
+            return;
+        };
+        let Some(idle) = idle_ns() else {
+            // Without the figure, the other bounds on spinning still hold.
+            relays.spare.store(true, Ordering::Relaxed);
+            continue;
+        };
+        let then = window[at];
+        window[at] = idle;
+        at = (at + 1) % LOAD_WINDOW;
+        samples += 1;
+        if samples <= LOAD_WINDOW {
+            continue;
+        }
+        let span = LOAD_SAMPLE.as_nanos() as u64 * LOAD_WINDOW as u64;
+        relays
+            .spare
+            .store(idle.saturating_sub(then) >= span / 2, Ordering::Relaxed);
+    }
+}
+
+/// Nanoseconds all CPUs have been idle since boot (`/proc/stat`'s first
+/// line, idle and iowait, in clock ticks).
+fn idle_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut f = text.lines().next()?.split_whitespace();
+    (f.next()? == "cpu").then_some(())?;
+    let ticks: Vec<u64> = f.take(5).map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    let hz = rustix::param::clock_ticks_per_second();
+    Some((ticks.get(3)? + ticks.get(4)?) * 1_000_000_000 / hz)
 }
 
 /// Index of a side's read buffer and open flag.
@@ -419,8 +507,10 @@ struct Relay<'a> {
     refused: Option<serde_json::Value>,
     last_activity: Instant,
     next: Next,
-    /// Spins in a row that found nothing.
-    misses: u32,
+    /// Spins in a row that found nothing, of those waiting for the
+    /// milter's answer and of those waiting for the MTA (a hit of one kind
+    /// does not hide a milter slower than the spin).
+    misses: [u32; 2],
     /// Waits left before this connection spins again.
     rest: u32,
 }
@@ -500,13 +590,15 @@ impl Relay<'_> {
                     std::thread::yield_now();
                 };
                 spinning.fetch_sub(1, Ordering::AcqRel);
+                self.relays.spins[usize::from(!found)].fetch_add(1, Ordering::Relaxed);
+                let kind = usize::from(!self.next.owed);
                 if found {
-                    self.misses = 0;
+                    self.misses[kind] = 0;
                     return Ok(ready(fds));
                 }
-                self.misses += 1;
-                if self.misses >= MISSES_BEFORE_REST {
-                    (self.misses, self.rest) = (0, REST_WAITS);
+                self.misses[kind] += 1;
+                if self.misses[kind] >= MISSES_BEFORE_REST {
+                    (self.misses, self.rest) = ([0, 0], REST_WAITS);
                 }
             } else {
                 spinning.fetch_sub(1, Ordering::AcqRel);
@@ -536,7 +628,10 @@ impl Relay<'_> {
     /// Whether this wait spins: the next packet is due at once, spinning
     /// is on, and the connection is not resting.
     fn spin_now(&mut self) -> bool {
-        if self.relays.spin.max.is_zero() || !self.next.soon() {
+        if self.relays.spin.max.is_zero()
+            || !self.next.soon()
+            || !self.relays.spare.load(Ordering::Relaxed)
+        {
             return false;
         }
         if self.rest > 0 {
@@ -645,6 +740,179 @@ fn write_failure(e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use milter_proto::Frame;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    fn packet(c: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = (payload.len() as u32 + 1).to_be_bytes().to_vec();
+        p.push(c);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn read_packet(s: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).ok()?;
+        let mut p = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut p).ok()?;
+        Some((p[0], p[1..].to_vec()))
+    }
+
+    /// A milter that answers each header after `delay(n)` (n counts the
+    /// headers), end of message with a header and accept, and closes at the
+    /// end of the proxy's stream.
+    fn milter(mut s: UnixStream, delay: fn(usize) -> Duration) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut headers = 0;
+            while let Some((c, _)) = read_packet(&mut s) {
+                let answer = match c {
+                    code::OPTNEG => vec![packet(b'O', &[0, 0, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0])],
+                    code::HEADER => {
+                        std::thread::sleep(delay(headers));
+                        headers += 1;
+                        vec![packet(answer::CONTINUE, b"")]
+                    }
+                    code::BODYEOB => vec![
+                        packet(answer::ADDHEADER, b"X-Seen\0yes\0"),
+                        packet(answer::ACCEPT, b""),
+                    ],
+                    _ => continue,
+                };
+                for a in answer {
+                    s.write_all(&a).unwrap();
+                }
+            }
+        })
+    }
+
+    /// Relays one connection through `relays`: negotiation, `headers`
+    /// headers each with its macros, end of message, then the MTA's half
+    /// close; returns what the MTA read and what was recorded.
+    fn converse(
+        relays: &Arc<Relays>,
+        headers: usize,
+        delay: fn(usize) -> Duration,
+    ) -> (Vec<u8>, Vec<(Side, u8)>) {
+        let (mta_end, mut mta) = UnixStream::pair().unwrap();
+        let (milter_end, m) = UnixStream::pair().unwrap();
+        let answers = milter(m, delay);
+        let settings = Arc::new(Settings {
+            writer: Arc::default(),
+            to: "unix:/nonexistent".parse().unwrap(),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let slot = relays.reserve().unwrap();
+        relays.start(
+            slot,
+            1,
+            Instant::now(),
+            Stream::Unix(mta_end),
+            Stream::Unix(milter_end),
+            settings,
+            tx,
+        );
+        mta.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut offer = 6u32.to_be_bytes().to_vec();
+        offer.extend(0x1FFu32.to_be_bytes());
+        offer.extend(0x1F_FFFFu32.to_be_bytes());
+        mta.write_all(&packet(code::OPTNEG, &offer)).unwrap();
+        let mut got = vec![read_packet(&mut mta).unwrap().0];
+        for n in 0..headers {
+            let mut p = packet(code::MACRO, b"Li\0Q1\0");
+            p.extend(packet(code::HEADER, format!("X-{n}\0v\0").as_bytes()));
+            mta.write_all(&p).unwrap();
+            got.push(read_packet(&mut mta).unwrap().0);
+        }
+        mta.write_all(&packet(code::BODYEOB, b"")).unwrap();
+        got.push(read_packet(&mut mta).unwrap().0);
+        got.push(read_packet(&mut mta).unwrap().0);
+        mta.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        mta.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"", "the milter's close passed on");
+        answers.join().unwrap();
+        let mut recorded = Vec::new();
+        while let Some(note) = rx.blocking_recv() {
+            match note {
+                Note::Packets { packets, .. } => recorded.extend(
+                    packets
+                        .into_iter()
+                        .map(|(side, _, f): (Side, u64, Frame)| (side, f.code)),
+                ),
+                Note::Closed { reason, .. } => {
+                    assert_eq!(reason, "closed");
+                    break;
+                }
+                _ => {}
+            }
+        }
+        (got, recorded)
+    }
+
+    /// What the conversation of [`converse`] must look like, as relayed
+    /// and as recorded, whatever the spinning.
+    fn check(headers: usize, got: &[u8], recorded: &[(Side, u8)]) {
+        let mut want = vec![b'O'];
+        want.extend(std::iter::repeat_n(b'c', headers));
+        want.extend([b'h', b'a']);
+        assert_eq!(got, want, "every answer reached the MTA, in order");
+        let mut order = vec![(Side::Mta, b'O'), (Side::Milter, b'O')];
+        for _ in 0..headers {
+            order.extend([(Side::Mta, b'D'), (Side::Mta, b'L'), (Side::Milter, b'c')]);
+        }
+        order.extend([
+            (Side::Mta, b'E'),
+            (Side::Milter, b'h'),
+            (Side::Milter, b'a'),
+        ]);
+        assert_eq!(
+            recorded, order,
+            "recorded as relayed, commands before answers"
+        );
+    }
+
+    #[test]
+    fn spinning_relays_every_packet_in_order_whether_the_answer_comes_during_the_spin_or_after() {
+        // Spins of 20 ms; every third header is answered after 60 ms, so
+        // that spin finds nothing and the thread blocks, the others at once.
+        let relays = Relays::unwatched(4, Spin::new(20_000));
+        let delay = |n: usize| Duration::from_millis(if n % 3 == 2 { 60 } else { 0 });
+        let (got, recorded) = converse(&relays, 12, delay);
+        check(12, &got, &recorded);
+        let (hits, misses) = relays.spins();
+        assert!(hits > 0, "answers found while spinning ({hits}, {misses})");
+        assert!(
+            misses > 0,
+            "slow answers outlast the spin ({hits}, {misses})"
+        );
+    }
+
+    #[test]
+    fn a_connection_whose_spins_find_nothing_rests_and_still_relays_all() {
+        // Every header answered after 5 ms, the spin 1 ms: after three
+        // empty spins the connection blocks at once for a while.
+        let relays = Relays::unwatched(4, Spin::new(1_000));
+        let (got, recorded) = converse(&relays, 20, |_| Duration::from_millis(5));
+        check(20, &got, &recorded);
+        let (hits, misses) = relays.spins();
+        assert!(misses >= MISSES_BEFORE_REST as u64, "{hits} {misses}");
+        assert!(
+            hits + misses < 20 + 2,
+            "fewer spins than waits for an answer: the connection rested ({hits}, {misses})"
+        );
+    }
+
+    #[test]
+    fn with_spinning_off_the_relay_never_spins_and_relays_the_same() {
+        let relays = Relays::unwatched(4, Spin::new(0));
+        let (got, recorded) = converse(&relays, 6, |_| Duration::ZERO);
+        check(6, &got, &recorded);
+        assert_eq!(relays.spins(), (0, 0));
+    }
 
     #[test]
     fn an_awaited_command_owes_an_answer_until_its_final_one() {
