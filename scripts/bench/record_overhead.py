@@ -79,8 +79,11 @@ def cpu_ns(pid, writer_only=False):
     if writer_only:
         total = 0
         for t in os.listdir(f"/proc/{pid}/task"):
-            if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "transcripts":
-                total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+            try:
+                if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "transcripts":
+                    total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a relay thread that ended meanwhile
         return total
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * 1e9 / os.sysconf("SC_CLK_TCK")
