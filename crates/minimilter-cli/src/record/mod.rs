@@ -67,9 +67,10 @@ pub struct RecordArgs {
     pub max_connections: u32,
     /// Microseconds a connection's thread polls without sleeping where the
     /// next packet is due at once (the milter's answer to a command, the
-    /// MTA's next part of a message), before it sleeps; 0: never. Saves
-    /// waking a sleeping CPU per hop at the cost of up to this much CPU per
-    /// wait (on at most half the CPUs at once).
+    /// MTA's next part of a message), before it sleeps; 0: never. Meant to
+    /// save waking a sleeping CPU per hop, at the cost of up to this much
+    /// CPU per wait; only while the CPUs have half a CPU idle, on at most
+    /// half of them at once (see docs/performance.md before turning it on).
     #[arg(long, default_value_t = relay::DEFAULT_SPIN_US, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub spin_us: u64,
 }
