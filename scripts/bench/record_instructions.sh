@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # User-space instructions per message of `minimilter record`, counted by
 # callgrind per thread (independent of machine load): the relay (its
-# threads, the runtime and every connection's two, those that ended included)
+# thread per connection, the runtime and the load watcher, those that ended included)
 # and the transcript writer thread. Bounded: CONNS x MESSAGES.
 #
 #   scripts/bench/record_instructions.sh [RECORD_BINARY] [MILTER_BINARY] [CONNS] [MESSAGES] [BODIES]
@@ -9,6 +9,8 @@
 # RECORD_BINARY is the `minimilter` binary whose `record` is measured (load
 # comes from target/release/minimilter bench, BENCH=... to change);
 # MILTER_BINARY defaults to the action milter (6 awaited steps per message).
+# RECORD_ARGS="..." adds options to `record` (e.g. "--spin-us 200"; a spin's
+# polls count as instructions too).
 set -euo pipefail
 RECORD=${1:-target/release/minimilter}
 MILTER=${2:-target/release/examples/action_milter}
@@ -23,7 +25,7 @@ MPID=$!
 for _ in $(seq 100); do [ -S "$DIR/m.sock" ] && break; sleep 0.1; done
 RUST_LOG=warn valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$DIR/cg.%p" \
     "$RECORD" record --listen "unix:$DIR/p.sock" --to "unix:$DIR/m.sock" --dir "$DIR/t" \
-    --bodies "$BODIES" 2>"$DIR/vg.log" &
+    --bodies "$BODIES" ${RECORD_ARGS:-} 2>"$DIR/vg.log" &
 PID=$!
 for _ in $(seq 300); do [ -S "$DIR/p.sock" ] && break; sleep 0.1; done
 # The writer runs behind the relay (more so under valgrind): wait until the

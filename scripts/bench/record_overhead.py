@@ -6,13 +6,16 @@ tables of docs/performance.md ("Overhead of `minimilter record`").
         --example null_milter --example action_milter --example step_latency
     cargo build --release -p minimilter-cli --bin minimilter
     scripts/bench/record_overhead.py [target/release] [ROUNDS] [MESSAGES] \
-        [--baseline OTHER_MINIMILTER] [--latency-only]
+        [--baseline OTHER_MINIMILTER] [--latency-only] \
+        [--args "RECORD OPTIONS"] [--baseline-args "RECORD OPTIONS"]
 
 With --baseline, every proxy is also run with another build of `minimilter`
 (e.g. main's, copied to target/release/minimilter.main before building), and
 each round measures both builds back to back (which goes first alternates by
 round), so an A/B comparison sees the same machine load. --latency-only skips
-part 2.
+part 2. --args and --baseline-args add options to this build's and the
+baseline's `record` (e.g. --baseline target/release/minimilter
+--baseline-args "--spin-us 0" compares one build with and without spinning).
 
 Two milters: the null milter (one awaited step per message: end of message;
 it declines every optional step) and the action milter (6 awaited steps: 4
@@ -41,7 +44,7 @@ headers, the body, end of message), each served directly and through two
 
 Everything runs under /tmp and is bounded: at most 300 MB of transcripts per
 proxy, every run capped at 60 s."""
-import json, os, statistics, subprocess, sys, time
+import json, os, re, shlex, statistics, subprocess, sys, time
 
 ARGV = sys.argv[1:]
 BASELINE = None
@@ -49,6 +52,12 @@ if "--baseline" in ARGV:
     i = ARGV.index("--baseline")
     BASELINE = ARGV[i + 1]
     del ARGV[i:i + 2]
+EXTRA = {"": [], "baseline ": []}
+for opt, label in (("--args", ""), ("--baseline-args", "baseline ")):
+    if opt in ARGV:
+        i = ARGV.index(opt)
+        EXTRA[label] = shlex.split(ARGV[i + 1])
+        del ARGV[i:i + 2]
 LATENCY_ONLY = "--latency-only" in ARGV
 ARGV = [a for a in ARGV if a != "--latency-only"]
 R = ARGV[0] if len(ARGV) > 0 else "target/release"
@@ -70,16 +79,22 @@ def cpu_ns(pid, writer_only=False):
     if writer_only:
         total = 0
         for t in os.listdir(f"/proc/{pid}/task"):
-            if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "transcripts":
-                total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+            try:
+                if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "transcripts":
+                    total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a relay thread that ended meanwhile
         return total
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * 1e9 / os.sysconf("SC_CLK_TCK")
 
 
 def start(args, log):
+    # record's end-of-run counts (spins) are logged at info; the writer's
+    # per-transaction lines are not wanted.
+    level = "warn,minimilter_cli::record::writer=warn,minimilter_cli::record=info"
     return subprocess.Popen(args, stderr=open(log, "w"), stdout=subprocess.DEVNULL,
-                            env=dict(os.environ, RUST_LOG="warn"))
+                            env=dict(os.environ, RUST_LOG=level))
 
 
 def wait_socket(path):
@@ -99,6 +114,9 @@ for f in os.listdir(M):
         os.remove(os.path.join(M, f))
 subprocess.run(["rm", "-rf", *TDIRS])
 print("uptime at start:", uptime(), flush=True)
+print("this build:", BUILDS[0][1], *EXTRA[""], flush=True)
+if BASELINE:
+    print("baseline:", BASELINE, *EXTRA["baseline "], flush=True)
 procs = []
 targets = {}
 for milter, steps in (("null_milter", 1), ("action_milter", 6)):
@@ -113,7 +131,7 @@ for milter, steps in (("null_milter", 1), ("action_milter", 6)):
             psock = f"{M}/{short}-{bodies}{x}.sock"
             p = start([binary, "record", "--listen", f"unix:{psock}", "--to",
                        f"unix:{sock}", "--dir", f"{M}/t-{short}-{bodies}{x}", "--bodies", bodies,
-                       "--max-bytes", "300000000"], f"{M}/{short}-{bodies}{x}.log")
+                       "--max-bytes", "300000000", *EXTRA[label]], f"{M}/{short}-{bodies}{x}.log")
             procs.append(p)
             wait_socket(psock)
             targets[(short, f"{label}record --bodies {bodies}")] = (psock, p.pid, steps)
@@ -222,9 +240,15 @@ for short in ("null", "action"):
         if not os.path.exists(f"{M}/{short}-{bodies}.log"):
             continue
         log = open(f"{M}/{short}-{bodies}.log").read()
+        for line in log.splitlines():
+            if "spins_found" in line:
+                line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+                f = dict(w.split("=", 1) for w in line.split() if "=" in w)
+                print(f"{short}-{bodies}: relay spins that found the next packet "
+                      f"{f.get('spins_found')}, that found nothing {f.get('spins_empty')}")
         stops = log.count("transcript writer is behind")
         resumed = log.count("recording resumed")
-        if stops or "dropped" in log:
+        if stops or resumed:
             print(f"{short}-{bodies}: recording stopped {stops} times (writer queue full), "
                   f"resumed {resumed} times")
 # Hundreds of thousands of small files: removed now rather than at the next

@@ -1,7 +1,8 @@
 //! `minimilter record`'s bounds on its relay threads: the connection limit,
-//! the idle timeout (of the connection as a whole, though each direction
-//! has its own thread), the write timeout, and the shutdown at SIGTERM (connections in
-//! progress go on for a while, then are closed, and the process ends).
+//! the idle timeout (of the connection as a whole: one direction silent is
+//! not idle), the write timeout, and the shutdown at SIGTERM (connections in
+//! progress go on for a while, then are closed, and the process ends); and
+//! its `--spin-us` option.
 //! The milter is a scripted one on plain threads, so each test controls
 //! exactly which side speaks when.
 
@@ -238,6 +239,52 @@ fn a_milter_that_stops_reading_ends_the_connection_at_the_write_timeout() {
     let text = std::fs::read_to_string(&t[0]).unwrap();
     assert!(text.contains("write timeout"), "{text}");
     assert!(proxy.alive());
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_bad_spin_us_is_a_clear_error_and_the_option_is_in_the_help() {
+    let tmp = scratch("spin");
+    for bad in ["abc", "-1", "10001", "1.5"] {
+        let out = std::process::Command::new(support::minimilter())
+            .args(["record", "--listen", "unix:/nonexistent/p.sock"])
+            .args(["--to", "unix:/nonexistent/m.sock", "--dir"])
+            .arg(tmp.join("t"))
+            .arg(format!("--spin-us={bad}"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--spin-us {bad}: {err}");
+        assert!(err.contains("--spin-us"), "names the option: {err}");
+    }
+    assert!(!tmp.join("t").exists(), "nothing done for a bad option");
+    let help = std::process::Command::new(support::minimilter())
+        .args(["record", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--spin-us <US>"), "{help}");
+    assert!(help.contains("[default: 0]"), "{help}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn with_spinning_on_a_conversation_passes_as_without() {
+    // A long spin: if the relay's wait ever held a packet back until the
+    // spin ended, or lost one, the answers below would not match.
+    let tmp = scratch("spinon");
+    let milter = tmp.join("milter.sock");
+    scripted_milter(&milter);
+    let listen = tmp.join("proxy.sock");
+    let to = format!("unix:{}", milter.display());
+    let proxy = Proxy::start(&listen, &to, &tmp.join("t"), &["--spin-us", "10000"]);
+    let mut s = negotiate(&listen);
+    for _ in 0..50 {
+        // Macros (no answer, the command follows), then HELO (answered).
+        s.write_all(&packet(b'D', b"Hj\0mx\0")).unwrap();
+        helo(&mut s);
+    }
     drop(proxy);
     let _ = std::fs::remove_dir_all(&tmp);
 }

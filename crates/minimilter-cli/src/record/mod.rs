@@ -60,11 +60,19 @@ pub struct RecordArgs {
     /// Seconds to write one packet to either side.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS", value_parser = positive_seconds)]
     pub write_timeout: f64,
-    /// Most MTA connections relayed at once (each takes two threads); one
+    /// Most MTA connections relayed at once (each takes a thread); one
     /// more is closed at once, so the MTA applies its default action as
     /// with the milter down.
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Microseconds a connection's thread polls without sleeping where the
+    /// next packet is due at once (the milter's answer to a command, the
+    /// MTA's next part of a message), before it sleeps; 0: never. Meant to
+    /// save waking a sleeping CPU per hop, at the cost of up to this much
+    /// CPU per wait; only while the CPUs have half a CPU idle, on at most
+    /// half of them at once (see docs/performance.md before turning it on).
+    #[arg(long, default_value_t = relay::DEFAULT_SPIN_US, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub spin_us: u64,
 }
 
 /// How many notes (a connection's packets up to a transaction boundary,
@@ -118,7 +126,10 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
         milter_proto::MAX_VERSION,
         proxy::MAX_PAYLOAD,
     ));
-    let relays = relay::Relays::new(args.max_connections as usize);
+    let relays = relay::Relays::new(
+        args.max_connections as usize,
+        relay::Spin::new(args.spin_us),
+    );
     // Only connecting to the milter runs on the runtime; the relay itself
     // runs on the connection's threads (see `relay`).
     let mut connecting = tokio::task::JoinSet::new();
@@ -206,6 +217,12 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
     while relays.active() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let (found, empty) = relays.spins();
+    tracing::info!(
+        spins_found = found,
+        spins_empty = empty,
+        "relays done (spins that found the next packet, and that found nothing)"
+    );
     if relays.active() > 0 {
         tracing::warn!("relays still running at exit; their transcripts may be incomplete");
         return Ok(exit::ACCEPTED);

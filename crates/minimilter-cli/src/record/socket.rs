@@ -10,6 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 /// A connected unix or TCP socket, in blocking mode.
@@ -126,6 +127,15 @@ impl Stream {
             let _ = self.set_write_timeout(timeout);
         }
         result
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
     }
 }
 
