@@ -23,19 +23,7 @@ for b in target/release/minimilter target/release/examples/pgp_gate_milter "$IND
     [ -x "$b" ] || { echo "negotiation_tail.sh: $b is missing; build as scripts/bench/run.sh's build_gate does" >&2; exit 2; }
 done
 mkdir -p "$OUT"
-/usr/bin/python3 - "$OUT" <<'PY'
-import sys
-def message(size):  # the gate's message, as run.sh writes it
-    head = ("From: Alice <alice@example.com>\r\nTo: Bob <bob@example.org>\r\n"
-            "Subject: encrypted\r\nMessage-ID: <gate@minimilter.invalid>\r\n\r\n")
-    body = "-----BEGIN PGP MESSAGE-----\r\n\r\n"
-    line = "hQEMA5V3x4x0A1cDAQf/Z2F0ZSBiZW5jaG1hcmsgYm9keSBsaW5lIG9mIGJhc2U2NCB0ZXh0\r\n"
-    while len(body) < size - 60:
-        body += line
-    return head + body + "=abcd\r\n-----END PGP MESSAGE-----\r\n"
-open(sys.argv[1] + "/gate-2k.eml", "w").write(message(2048))
-open(sys.argv[1] + "/gate-1m.eml", "w").write(message(1 << 20))
-PY
+/usr/bin/python3 scripts/bench/gate_messages.py "$OUT"
 steal() { awk '/^cpu /{print $9}' /proc/stat; }
 run() { # LABEL BENCH-ARGS...
     local label=$1 s0 s1 res

@@ -261,19 +261,7 @@ gate_scenario() {
 
 # The same job on every runtime (the PGP gate), and the client yardstick.
 run_gate() {
-    "$PY" - "$OUT" <<'PYEOF'
-import sys
-def message(size):
-    head = ("From: Alice <alice@example.com>\r\nTo: Bob <bob@example.org>\r\n"
-            "Subject: encrypted\r\nMessage-ID: <gate@minimilter.invalid>\r\n\r\n")
-    body = "-----BEGIN PGP MESSAGE-----\r\n\r\n"
-    line = "hQEMA5V3x4x0A1cDAQf/Z2F0ZSBiZW5jaG1hcmsgYm9keSBsaW5lIG9mIGJhc2U2NCB0ZXh0\r\n"
-    while len(body) < size - 60:
-        body += line
-    return head + body + "=abcd\r\n-----END PGP MESSAGE-----\r\n"
-open(sys.argv[1] + "/gate-2k.eml", "w").write(message(2048))
-open(sys.argv[1] + "/gate-1m.eml", "w").write(message(1 << 20))
-PYEOF
+    "$PY" scripts/bench/gate_messages.py "$OUT"
     rm -f "$OUT"/gate-*.json "$OUT/yardstick.json" "$OUT/yardstick-new.json"
     uptime >"$OUT/gate-uptime.txt"
     echo "== yardstick: minimilter bench and loadgen against the null milter, 32 connections"
