@@ -49,6 +49,13 @@ pub struct RecordArgs {
     /// the MTA runs as another user).
     #[arg(long, value_name = "OCTAL")]
     pub socket_mode: Option<String>,
+    /// Group of a unix listening socket, a name or number (e.g. postfix,
+    /// with --socket-mode 660: the MTA's group may connect, nobody else).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Owner of a unix listening socket, a name or number.
+    #[arg(long, value_name = "USER")]
+    pub socket_owner: Option<String>,
     /// Seconds to connect to the milter; keep it below the MTA's own
     /// milter connect timeout.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = positive_seconds)]
@@ -96,6 +103,15 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("--socket-mode {m:?} is not an octal mode"))?,
         );
     }
+    // Names checked here, so the error names the option.
+    if let Some(g) = &args.socket_group {
+        minimilter::listener::lookup_group(g).with_context(|| format!("--socket-group {g:?}"))?;
+    }
+    if let Some(u) = &args.socket_owner {
+        minimilter::listener::lookup_user(u).with_context(|| format!("--socket-owner {u:?}"))?;
+    }
+    unix.group = args.socket_group.clone();
+    unix.owner = args.socket_owner.clone();
     let store = store::Store::open(&args.dir, args.max_bytes, args.rotate)?;
     let priority = Arc::new(priority::WriterPriority::new());
     let settings = Arc::new(proxy::Settings {
