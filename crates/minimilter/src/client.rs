@@ -540,10 +540,10 @@ impl MilterClient {
             if step == Step::Body && !self.session.would_send(Step::Body) {
                 continue;
             }
-            self.wbuf.extend_from_slice(&script.wire[s.macros.clone()]);
+            script.append_macros(s, &mut self.wbuf);
             let dispatch = self.session.send_encoded_step(step);
             if dispatch != Dispatch::NotSent {
-                self.wbuf.extend_from_slice(&script.wire[s.command.clone()]);
+                script.append_command(s, &mut self.wbuf);
             }
             if dispatch != Dispatch::AwaitAnswer {
                 if step == Step::Rcpt {

@@ -34,6 +34,7 @@
 //! no reply, so the milter sees the same byte stream.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use milter_proto::{CHUNK_SIZE, MilterOptions, Protocol, Step, encode_macros};
@@ -51,6 +52,8 @@ pub(crate) struct ScriptStep {
     pub(crate) step: Step,
     pub(crate) macros: Range<usize>,
     pub(crate) command: Range<usize>,
+    /// The entries of `qid_at` that lie in `macros`.
+    qids: Range<usize>,
 }
 
 /// Every packet of one SMTP session with one message, encoded for one set
@@ -58,16 +61,20 @@ pub(crate) struct ScriptStep {
 #[derive(Debug, Clone)]
 pub struct MessageScript {
     options: MilterOptions,
-    pub(crate) wire: Vec<u8>,
+    /// The encoded packets, shared by every copy of the script: a copy
+    /// per connection (each with its own queue id) costs no copy of a
+    /// large message's body. The queue id is written into the outgoing
+    /// bytes instead ([`MessageScript::append_macros`]).
+    wire: Arc<[u8]>,
     pub(crate) steps: Vec<ScriptStep>,
     /// Index of MAIL: a later message on the same connection starts here.
     pub(crate) message_start: usize,
     /// Index of the first step after the recipients.
     pub(crate) rcpts_end: usize,
-    /// Where the queue id (macro `i`) lies in `wire`, for
-    /// [`MessageScript::set_queue_id`].
+    /// Where the queue id (macro `i`) lies in `wire`, in order.
     qid_at: Vec<usize>,
-    qid_len: usize,
+    /// The queue id this copy sends ([`MessageScript::set_queue_id`]).
+    qid: Vec<u8>,
 }
 
 /// How a replayed message ended.
@@ -89,12 +96,12 @@ impl MessageScript {
     pub fn new(options: &MilterOptions, spec: &MessageSpec) -> Result<MessageScript, ClientError> {
         let mut script = MessageScript {
             options: options.clone(),
-            wire: Vec::new(),
+            wire: Arc::from(&[][..]),
             steps: Vec::new(),
             message_start: 0,
             rcpts_end: 0,
             qid_at: Vec::new(),
-            qid_len: spec.queue_id.len(),
+            qid: spec.queue_id.as_bytes().to_vec(),
         };
         let mut out = BytesMut::new();
         let qid = spec.queue_id.as_str();
@@ -121,7 +128,7 @@ impl MessageScript {
             offset = end;
         }
         script.add(&mut out, end_of_message_step(spec, qid), qid)?;
-        script.wire = out.to_vec();
+        script.wire = Arc::from(&out[..]);
         Ok(script)
     }
 
@@ -136,6 +143,7 @@ impl MessageScript {
         let start = out.len();
         encode_macros(&self.options, step, &p.macros, out);
         let macros = start..out.len();
+        let first_qid = self.qid_at.len();
         self.find_queue_id(&out[macros.clone()], start, qid);
         p.command.encode(out);
         let command = macros.end..out.len();
@@ -143,6 +151,7 @@ impl MessageScript {
             step,
             macros,
             command,
+            qids: first_qid..self.qid_at.len(),
         });
         Ok(())
     }
@@ -174,12 +183,26 @@ impl MessageScript {
     /// Only an id as long as the one the script was built with fits, and it
     /// must be printable ASCII; returns false (and changes nothing) otherwise.
     pub fn set_queue_id(&mut self, qid: &str) -> bool {
-        if qid.len() != self.qid_len || !qid.bytes().all(|b| b.is_ascii_graphic()) {
+        if qid.len() != self.qid.len() || !qid.bytes().all(|b| b.is_ascii_graphic()) {
             return false;
         }
-        for &at in &self.qid_at {
-            self.wire[at..at + qid.len()].copy_from_slice(qid.as_bytes());
-        }
+        self.qid.clear();
+        self.qid.extend_from_slice(qid.as_bytes());
         true
+    }
+
+    /// Appends `s`'s macro packet to `out`, with this copy's queue id.
+    pub(crate) fn append_macros(&self, s: &ScriptStep, out: &mut Vec<u8>) {
+        let base = out.len();
+        out.extend_from_slice(&self.wire[s.macros.clone()]);
+        for &at in &self.qid_at[s.qids.clone()] {
+            let from = base + (at - s.macros.start);
+            out[from..from + self.qid.len()].copy_from_slice(&self.qid);
+        }
+    }
+
+    /// Appends `s`'s command packet to `out`.
+    pub(crate) fn append_command(&self, s: &ScriptStep, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.wire[s.command.clone()]);
     }
 }

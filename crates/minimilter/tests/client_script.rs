@@ -418,6 +418,38 @@ async fn the_queue_id_changes_in_place() {
 }
 
 #[tokio::test]
+async fn copies_of_a_script_each_send_their_own_queue_id() {
+    // bench gives every connection a copy of one encoded script and its own
+    // ids: the copies share the encoded bytes, so a change of id in one
+    // must not show in another, and the first must still send its own.
+    let (c, _) = tapped(decider()).await;
+    let mut s = spec("", &["b@example.org"], "x\r\n");
+    s.queue_id = "AAAA0000001".into();
+    let original = MessageScript::new(c.options(), &s).unwrap();
+    let mut copies = vec![original.clone(), original.clone(), original];
+    assert!(copies[1].set_queue_id("BBBB0000002"));
+    assert!(copies[2].set_queue_id("CCCC0000003"));
+    for (script, id) in copies
+        .iter()
+        .zip(["AAAA0000001", "BBBB0000002", "CCCC0000003"])
+    {
+        let (mut c, _) = tapped(decider()).await;
+        let mut mods = Vec::new();
+        c.play_script(script, true, &mut |m| mods.push(m.clone()))
+            .await
+            .unwrap();
+        let seen = format!("{mods:?}");
+        assert!(seen.contains(id), "{id}: {seen}");
+        for other in ["AAAA0000001", "BBBB0000002", "CCCC0000003"] {
+            assert!(
+                other == id || !seen.contains(other),
+                "{id} sent {other}: {seen}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_script_refuses_what_the_protocol_cannot_carry() {
     let (c, _) = tapped(decider()).await;
     let mut s = spec("", &["b@example.org"], "x\r\n");
