@@ -426,7 +426,7 @@ async fn copies_of_a_script_each_send_their_own_queue_id() {
     let mut s = spec("", &["b@example.org"], "x\r\n");
     s.queue_id = "AAAA0000001".into();
     let original = MessageScript::new(c.options(), &s).unwrap();
-    let mut copies = vec![original.clone(), original.clone(), original];
+    let mut copies = [original.clone(), original.clone(), original];
     assert!(copies[1].set_queue_id("BBBB0000002"));
     assert!(copies[2].set_queue_id("CCCC0000003"));
     for (script, id) in copies
