@@ -122,3 +122,46 @@ fn mailman_milter_lists_toml_describes_every_key() {
         );
     }
 }
+
+/// The configuration file a package puts in /etc says every key is
+/// optional and shows the defaults as comments: each key the parser accepts
+/// appears there, set or commented out (`key = ` or `# key = `), so an
+/// administrator reading the file, not the page, still sees every setting.
+fn assert_shown(file_name: &str, text: &str, keys: &[String]) {
+    for key in keys {
+        let shown = text.lines().any(|l| {
+            let l = l.trim_start_matches('#').trim_start();
+            l.starts_with(&format!("{key} = ")) || l.starts_with(&format!("[{key}"))
+        });
+        assert!(shown, "{file_name}: key `{key}` is not shown");
+    }
+}
+
+#[test]
+fn packaged_pgp_milter_config_shows_every_key() {
+    let text = page("pgp-milter/dist/debian/config.toml");
+    let e = pgp_milter::Config::parse("zz_unknown = 1\n", Path::new("t.toml"))
+        .expect_err("an unknown key is refused");
+    let mut keys = expected_keys(&e.to_string());
+    // The top-level socket keys of older files belong in [server].
+    keys.retain(|k| {
+        !["listen", "socket_mode", "socket_group", "max_connections"].contains(&k.as_str())
+    });
+    keys.extend(minimilter::daemon::SERVER_KEYS.map(str::to_owned));
+    assert_shown("pgp-milter/dist/debian/config.toml", &text, &keys);
+    // The packaged file is the daemon's real configuration: it loads.
+    pgp_milter::Config::parse(&text, Path::new("config.toml")).expect("it loads");
+}
+
+#[test]
+fn packaged_mailman_milter_config_shows_every_key() {
+    let text = page("mailman-milter/dist/debian/config.toml");
+    let mut keys = mailman_config_keys("zz_unknown = 1\n");
+    keys.retain(|k| !["listen", "socket_mode", "socket_group"].contains(&k.as_str()));
+    keys.extend(mailman_config_keys("[mailman]\nzz_unknown = 1\n"));
+    keys.extend(mailman_config_keys(
+        "[list_overrides.\"a@lists.example.org\"]\nzz_unknown = 1\n",
+    ));
+    keys.extend(minimilter::daemon::SERVER_KEYS.map(str::to_owned));
+    assert_shown("mailman-milter/dist/debian/config.toml", &text, &keys);
+}
