@@ -135,6 +135,11 @@ fn assert_shown(file_name: &str, text: &str, keys: &[String]) {
         });
         assert!(shown, "{file_name}: key `{key}` is not shown");
     }
+    // [server] is the last table, and the file says why: whatever an
+    // administrator appends lands in it.
+    let last_table = text.lines().filter(|l| l.starts_with('[')).last();
+    assert_eq!(last_table, Some("[server]"), "{file_name}");
+    assert!(text.contains("# [server] stays last"), "{file_name}");
 }
 
 #[test]
