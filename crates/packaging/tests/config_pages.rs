@@ -137,7 +137,7 @@ fn assert_shown(file_name: &str, text: &str, keys: &[String]) {
     }
     // [server] is the last table, and the file says why: whatever an
     // administrator appends lands in it.
-    let last_table = text.lines().filter(|l| l.starts_with('[')).last();
+    let last_table = text.lines().rfind(|l| l.starts_with('['));
     assert_eq!(last_table, Some("[server]"), "{file_name}");
     assert!(text.contains("# [server] stays last"), "{file_name}");
 }
