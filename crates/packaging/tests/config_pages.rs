@@ -170,3 +170,47 @@ fn packaged_mailman_milter_config_shows_every_key() {
     keys.extend(minimilter::daemon::SERVER_KEYS.map(str::to_owned));
     assert_shown("mailman-milter/dist/debian/config.toml", &text, &keys);
 }
+
+/// The docs name the milters' sockets as the packages make them: a README
+/// path under `/var/spool/postfix/<name>/` (the packaged socket directory)
+/// or a chrooted `unix:<name>/...` is the packaged socket, which the
+/// packaged config.toml listens on. An administrator of the packaged
+/// service copies these lines into main.cf; a different file name there
+/// means 451 for every message.
+#[test]
+fn the_readmes_name_the_packaged_sockets() {
+    let docs = [
+        "README.md",
+        "crates/pgp-milter/README.md",
+        "crates/mailman-milter/README.md",
+    ];
+    for name in ["pgp-milter", "mailman-milter"] {
+        let packaged = format!("/var/spool/postfix/{name}/{name}.sock");
+        let config = page(&format!("{name}/dist/debian/config.toml"));
+        assert!(
+            config.contains(&format!("listen = \"unix:{packaged}\"")),
+            "{name}: the packaged config listens on {packaged}"
+        );
+        let mut seen = 0;
+        for doc in docs {
+            let text = page(&format!("../{doc}"));
+            for prefix in [
+                format!("/var/spool/postfix/{name}/"),
+                format!("unix:{name}/"),
+            ] {
+                for (at, _) in text.match_indices(&prefix) {
+                    let path: String = text[at + prefix.len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || "._-/".contains(*c))
+                        .collect();
+                    // The directory alone (`install -d`, the package table).
+                    if !path.is_empty() {
+                        assert_eq!(path, format!("{name}.sock"), "{doc}: {prefix}{path}");
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert!(seen >= 2, "{name}: the READMEs show its socket");
+    }
+}
