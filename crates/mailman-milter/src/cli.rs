@@ -130,8 +130,8 @@ impl Daemon for Mailman {
     fn settings(&self, report: &mut Report) {
         // The socket keys are the shell's ([server]).
         for line in self.config.summary() {
-            let (key, value) = line.split_once(" = ").unwrap_or((&line, ""));
-            if !matches!(key, "listen" | "socket_mode" | "socket_group") {
+            if !is_socket_setting(&line) {
+                let (key, value) = line.split_once(" = ").unwrap_or((&line, ""));
                 report.setting(key, value);
             }
         }
@@ -150,7 +150,15 @@ impl Daemon for Mailman {
 
     async fn serve(self, mut serve: Serve) -> Result<(), BoxError> {
         let Mailman { config, source } = self;
-        tracing::info!("settings: {}", config.summary().join("; "));
+        // The sockets are the shell's: it logs what it listens on, and
+        // `config.listen` is only the milter's default, which [server] or
+        // --listen may have replaced (as in the packaged configuration).
+        let settings: Vec<String> = config
+            .summary()
+            .into_iter()
+            .filter(|line| !is_socket_setting(line))
+            .collect();
+        tracing::info!("settings: {}", settings.join("; "));
         let counters = BackendCounters {
             requests: serve.counter_family(
                 "backend_requests",
@@ -489,4 +497,11 @@ fn watch(backend: Arc<FileBackend>, interval: Duration) {
             }
         }
     });
+}
+
+/// A `key = value` line of [`Config::summary`] for a socket key, which the
+/// daemon shell ([server], --listen) owns and reports itself.
+fn is_socket_setting(line: &str) -> bool {
+    let key = line.split_once(" = ").map_or(line, |(key, _)| key);
+    matches!(key, "listen" | "socket_mode" | "socket_group")
 }

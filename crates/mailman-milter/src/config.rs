@@ -86,6 +86,38 @@ impl BackendKind {
     }
 }
 
+/// `state_dir` can be written: the directory, or the nearest of its
+/// parents that exists (the daemon creates the rest), is a directory this
+/// process may create a file in. Checked at start-up (and so by
+/// `--check-config`, which the unit runs as its user and in its sandbox,
+/// where only the StateDirectory /var/lib/mailman-milter is writable),
+/// since the daemon itself would only log a failed write each time it keeps
+/// its state, and a restart while Mailman is down would then find nothing.
+fn state_dir_writable(dir: &Path) -> Result<(), String> {
+    let existing = dir
+        .ancestors()
+        .find(|a| a.as_os_str().is_empty() || a.exists())
+        .filter(|a| !a.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        return Err(format!(
+            "{}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        ));
+    }
+    let probe = existing.join(format!(".mailman-milter-check.{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| {
+        format!(
+            "{}: cannot write in {}: {e}",
+            dir.display(),
+            existing.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 impl MailmanSection {
     /// Checks the values; the error starts with the key.
     pub fn check(&self) -> Result<(), String> {
@@ -142,6 +174,9 @@ impl MailmanSection {
                 "mailman.cache_size: {} is more than 10000000",
                 self.cache_size
             ));
+        }
+        if let Some(dir) = &self.state_dir {
+            state_dir_writable(dir).map_err(|e| format!("mailman.state_dir: {e}"))?;
         }
         Ok(())
     }

@@ -301,3 +301,100 @@ fn a_lists_file_syntax_error_is_one_line() {
         "{err}"
     );
 }
+
+/// The start-up log's `settings:` line leaves the sockets to the shell's own
+/// `listening on` line: with the packaged configuration ([server] listen =
+/// a unix socket) it used to say `listen = ["inet:127.0.0.1:8893"]`, the
+/// built-in default the daemon was not listening on.
+#[test]
+fn the_start_up_settings_line_does_not_name_a_socket_the_daemon_is_not_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lists.toml"), "").unwrap();
+    let socket = dir.path().join("mm.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "lists = \"lists.toml\"\n[server]\nlisten = \"unix:{}\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let err_path = dir.path().join("err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    // Bounded: 20 s for the daemon to say it listens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let log = std::fs::read_to_string(&err_path).unwrap_or_default();
+        if log.contains("listening on") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break std::fs::read_to_string(&err_path).unwrap_or_default();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        log.contains(&format!("listening on unix:{}", socket.display())),
+        "{log}"
+    );
+    let settings = log
+        .lines()
+        .find(|l| l.contains("settings: "))
+        .unwrap_or_else(|| panic!("no settings line: {log}"));
+    assert!(settings.contains("backend = \"file\""), "{settings}");
+    assert!(!settings.contains("listen"), "{settings}");
+    assert!(!settings.contains("8893"), "{settings}");
+}
+
+/// `state_dir` must be writable at start-up: a path that cannot become a
+/// directory is refused with the key and the file (before, the check passed
+/// and the daemon only logged each failed write of its kept state); a
+/// directory still to be made under a writable one is fine, and the check
+/// leaves nothing behind.
+#[test]
+fn a_state_dir_that_cannot_be_written_is_refused_naming_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain-file"), "").unwrap();
+    let config = dir.path().join("mm.toml");
+    let with_state_dir = |state_dir: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "backend = \"mailman\"\n[mailman]\nurl = \"http://127.0.0.1:1/3.1\"\n\
+                 list_domains = [\"lists.example.org\"]\nstate_dir = \"{state_dir}\"\n\
+                 [server]\nlisten = \"unix:{}\"\n",
+                dir.path().join("mm.sock").display()
+            ),
+        )
+        .unwrap();
+        run(&["--config", config.to_str().unwrap(), "--check-config"])
+    };
+    let o = with_state_dir("plain-file/state");
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("mailman.state_dir"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains(config.to_str().unwrap()), "{line}");
+    assert!(line.contains("plain-file is not a directory"), "{line}");
+
+    let o = with_state_dir("state/sub");
+    assert!(o.status.success(), "{}", text(&o));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".mailman-milter-check"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

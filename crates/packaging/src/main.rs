@@ -132,7 +132,14 @@ fn main() -> Result<()> {
         let mut command = p.command;
         command.build();
         let name = command.get_name().to_owned();
-        write_page(&man, &command, &name, p.section, p.extra)?;
+        // clap's `help` subcommand gets no page of its own (below), so the
+        // main page must not list a `NAME-help` page either; `--help` is
+        // described with the options.
+        let listed = match command.find_subcommand("help") {
+            Some(_) => command.clone().mut_subcommand("help", |h| h.hide(true)),
+            None => command.clone(),
+        };
+        write_page(&man, &listed, &name, p.section, p.extra)?;
         // One page per subcommand (minimilter check, ...): the main page
         // only lists them.
         for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {

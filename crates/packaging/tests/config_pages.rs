@@ -122,3 +122,95 @@ fn mailman_milter_lists_toml_describes_every_key() {
         );
     }
 }
+
+/// The configuration file a package puts in /etc says every key is
+/// optional and shows the defaults as comments: each key the parser accepts
+/// appears there, set or commented out (`key = ` or `# key = `), so an
+/// administrator reading the file, not the page, still sees every setting.
+fn assert_shown(file_name: &str, text: &str, keys: &[String]) {
+    for key in keys {
+        let shown = text.lines().any(|l| {
+            let l = l.trim_start_matches('#').trim_start();
+            l.starts_with(&format!("{key} = ")) || l.starts_with(&format!("[{key}"))
+        });
+        assert!(shown, "{file_name}: key `{key}` is not shown");
+    }
+    // [server] is the last table, and the file says why: whatever an
+    // administrator appends lands in it.
+    let last_table = text.lines().rfind(|l| l.starts_with('['));
+    assert_eq!(last_table, Some("[server]"), "{file_name}");
+    assert!(text.contains("# [server] stays last"), "{file_name}");
+}
+
+#[test]
+fn packaged_pgp_milter_config_shows_every_key() {
+    let text = page("pgp-milter/dist/debian/config.toml");
+    let e = pgp_milter::Config::parse("zz_unknown = 1\n", Path::new("t.toml"))
+        .expect_err("an unknown key is refused");
+    let mut keys = expected_keys(&e.to_string());
+    // The top-level socket keys of older files belong in [server].
+    keys.retain(|k| {
+        !["listen", "socket_mode", "socket_group", "max_connections"].contains(&k.as_str())
+    });
+    keys.extend(minimilter::daemon::SERVER_KEYS.map(str::to_owned));
+    assert_shown("pgp-milter/dist/debian/config.toml", &text, &keys);
+    // The packaged file is the daemon's real configuration: it loads.
+    pgp_milter::Config::parse(&text, Path::new("config.toml")).expect("it loads");
+}
+
+#[test]
+fn packaged_mailman_milter_config_shows_every_key() {
+    let text = page("mailman-milter/dist/debian/config.toml");
+    let mut keys = mailman_config_keys("zz_unknown = 1\n");
+    keys.retain(|k| !["listen", "socket_mode", "socket_group"].contains(&k.as_str()));
+    keys.extend(mailman_config_keys("[mailman]\nzz_unknown = 1\n"));
+    keys.extend(mailman_config_keys(
+        "[list_overrides.\"a@lists.example.org\"]\nzz_unknown = 1\n",
+    ));
+    keys.extend(minimilter::daemon::SERVER_KEYS.map(str::to_owned));
+    assert_shown("mailman-milter/dist/debian/config.toml", &text, &keys);
+}
+
+/// The docs name the milters' sockets as the packages make them: a README
+/// path under `/var/spool/postfix/<name>/` (the packaged socket directory)
+/// or a chrooted `unix:<name>/...` is the packaged socket, which the
+/// packaged config.toml listens on. An administrator of the packaged
+/// service copies these lines into main.cf; a different file name there
+/// means 451 for every message.
+#[test]
+fn the_readmes_name_the_packaged_sockets() {
+    let docs = [
+        "README.md",
+        "crates/pgp-milter/README.md",
+        "crates/mailman-milter/README.md",
+    ];
+    for name in ["pgp-milter", "mailman-milter"] {
+        let packaged = format!("/var/spool/postfix/{name}/{name}.sock");
+        let config = page(&format!("{name}/dist/debian/config.toml"));
+        assert!(
+            config.contains(&format!("listen = \"unix:{packaged}\"")),
+            "{name}: the packaged config listens on {packaged}"
+        );
+        let mut seen = 0;
+        for doc in docs {
+            let text = page(&format!("../{doc}"));
+            for prefix in [
+                format!("/var/spool/postfix/{name}/"),
+                format!("unix:{name}/"),
+            ] {
+                for (at, _) in text.match_indices(&prefix) {
+                    let path: String = text[at + prefix.len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || "._-/".contains(*c))
+                        .collect();
+                    // The directory alone (`install -d`, the package table).
+                    if !path.is_empty() {
+                        assert_eq!(path, format!("{name}.sock"), "{doc}: {prefix}{path}");
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert!(seen >= 2, "{name}: the READMEs show its socket");
+    }
+}

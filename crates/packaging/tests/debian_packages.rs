@@ -10,7 +10,9 @@
 //!    completions, users and socket directories are in place, and
 //!    `systemd-analyze verify` accepts the units;
 //! 5. each daemon starts from its unit's own `ExecStartPre`/`ExecStart`
-//!    lines, as the unit's `User=`/`Group=` (no init system needed);
+//!    lines, as the unit's `User=`/`Group=` (no init system needed), and
+//!    the check run again while it serves fails on the socket in use alone
+//!    (as the packaged config.toml says);
 //! 6. a real Postfix reaches them at the packaged socket paths and
 //!    delivers what they pass and refuses what they refuse;
 //! 7. `apt-get remove` keeps the configuration, `apt-get purge` removes it
@@ -636,6 +638,28 @@ fn packages_pass_lintian_install_serve_postfix_and_purge() {
     fs::write(lists, text).unwrap();
     let work = tempfile::tempdir().unwrap();
     let daemons = start_daemons(work.path());
+    // What the packaged config.toml and the section-5 pages tell an
+    // administrator about checking a change while the service runs: the
+    // check as the unit's user exits 1, and its only error is the socket
+    // in use.
+    for name in DAEMONS {
+        let (_, unit) = installed_unit(name);
+        let check = output(&mut as_unit_user(&unit, &unit_value(&unit, "ExecStartPre")));
+        let stderr = String::from_utf8_lossy(&check.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains(": warning: "))
+            .collect();
+        assert_eq!(check.status.code(), Some(1), "{name}: {stderr}");
+        assert_eq!(
+            errors,
+            [format!(
+                "{name}: {}: another milter is already listening on this socket",
+                socket_path(name).display()
+            )],
+            "{name}"
+        );
+    }
 
     step(6, "a real Postfix at the packaged sockets");
     behind_postfix(work.path(), &daemons);

@@ -192,7 +192,8 @@ pub enum ConfigError {
     Syntax {
         /// The file.
         file: PathBuf,
-        /// The parser's message (it names the key and the line).
+        /// The parser's message on one line, with the line, column and
+        /// the quoted source line (which names the key).
         message: String,
     },
     /// A value of the right type that makes no sense.
@@ -273,7 +274,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             file: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: crate::toml_error::one_line(text, &e),
         })?;
         file.check(path)
     }
@@ -504,6 +505,41 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/pgp-milter.toml"))
+    }
+
+    /// A typo'd key, a value of the wrong type and an unknown choice each
+    /// come back as one line that names the file, the place and the key.
+    #[test]
+    fn serde_errors_are_one_line_naming_the_file_and_the_key() {
+        for (text, place, what) in [
+            (
+                "require = \"encrypted\"\nrequrie = \"encrypted\"\n",
+                "line 2, column 1 (`requrie = \"encrypted\"`)",
+                "unknown field `requrie`",
+            ),
+            (
+                "max_body_bytes = \"big\"",
+                "line 1, column 18 (`max_body_bytes = \"big\"`)",
+                "invalid type: string \"big\"",
+            ),
+            (
+                "\n  skip_authenticated = 1\n",
+                "line 2, column 24 (`skip_authenticated = 1`)",
+                "invalid type: integer `1`",
+            ),
+            (
+                "require = \"signed\"",
+                "line 1, column 11 (`require = \"signed\"`)",
+                "unknown variant `signed`",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{text:?}: {e}");
+            assert!(
+                e.starts_with(&format!("/etc/pgp-milter.toml: {place}: {what}")),
+                "{text:?}: {e}"
+            );
+        }
     }
 
     #[test]
