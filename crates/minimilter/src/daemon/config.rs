@@ -88,11 +88,27 @@ impl FileSection {
         let server = match table.remove("server") {
             None => ServerSection::default(),
             Some(toml::Value::Table(t)) => {
-                if let Some(k) = t.keys().find(|k| !SERVER_KEYS.contains(&k.as_str())) {
-                    return Err(DaemonError::Config(format!(
-                        "{file}: key `server.{k}`: unknown (the keys of [server] are {})",
-                        SERVER_KEYS.join(", ")
-                    )));
+                // Each key on its own first, so an error names the key and
+                // its line (the table has lost the file's positions).
+                for (k, v) in &t {
+                    let at = server_key_line(&text, k)
+                        .map(|n| format!("line {n}: "))
+                        .unwrap_or_default();
+                    if !SERVER_KEYS.contains(&k.as_str()) {
+                        return Err(DaemonError::Config(format!(
+                            "{file}: {at}key `server.{k}`: unknown (the keys of [server] are {}; \
+                             every key below a [server] line belongs to [server], so the \
+                             milter's own keys go above it)",
+                            SERVER_KEYS.join(", ")
+                        )));
+                    }
+                    let one = toml::Table::from_iter([(k.clone(), v.clone())]);
+                    ServerSection::deserialize(toml::Value::Table(one)).map_err(|e| {
+                        DaemonError::Config(format!(
+                            "{file}: {at}key `server.{k}`: {}",
+                            fold(e.message())
+                        ))
+                    })?;
                 }
                 ServerSection::deserialize(toml::Value::Table(t)).map_err(|e| {
                     DaemonError::Config(format!("{file}: [server]: {}", fold(e.message())))
@@ -111,6 +127,27 @@ impl FileSection {
             milter: table,
         })
     }
+}
+
+/// The line (from 1) where `key = ...` stands in the file's `[server]`
+/// table, if it is written that way (not as a dotted key or inline table).
+fn server_key_line(text: &str, key: &str) -> Option<usize> {
+    let mut in_server = false;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(header) = l.strip_prefix('[') {
+            let name = header.split(']').next().unwrap_or("").trim();
+            in_server = !header.starts_with('[') && name == "server";
+            continue;
+        }
+        if in_server {
+            let name = l.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if name == key && l.contains('=') {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
 }
 
 /// `line N, column M: message` from a TOML parse error.
@@ -460,8 +497,28 @@ mod tests {
         let e = file("[server]\nmax_connections = \"x\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("[server]: "), "{e}");
+        assert!(
+            e.contains(": line 2: key `server.max_connections`: invalid type: string \"x\""),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
+        // The likeliest slip: the mode as a number.
+        let e = file("# m\nsocket_group = \"postfix\"\n\n[server]\nlisten = \"inet:1@127.0.0.1\"\nsocket_mode = 660\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(": line 6: key `server.socket_mode`: invalid type: integer `660`"),
+            "{e}"
+        );
+        // A milter key written below [server] is told where it belongs.
+        let e = file("[server]\nlisten = \"inet:1@127.0.0.1\"\nreject_reply = \"no\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(": line 3: key `server.reject_reply`: unknown"),
+            "{e}"
+        );
+        assert!(e.contains("the milter's own keys go above it"), "{e}");
         let e = file("[server\n").unwrap_err().to_string();
         assert!(!e.contains('\n'), "{e}");
     }

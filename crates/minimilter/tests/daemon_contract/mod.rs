@@ -273,8 +273,10 @@ pub fn bad_server_key(b: &Binary) {
         b,
         &["--config", file.to_str().unwrap()],
         &format!(
-            "{}: key `server.listen_on`: unknown (the keys of [server] are listen, socket_mode, \
-             socket_group, socket_owner, max_connections, log_format, metrics_listen)",
+            "{}: line 2: key `server.listen_on`: unknown (the keys of [server] are listen, \
+             socket_mode, socket_group, socket_owner, max_connections, log_format, \
+             metrics_listen; every key below a [server] line belongs to [server], so the \
+             milter's own keys go above it)",
             file.display()
         ),
     );
