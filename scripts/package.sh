@@ -50,6 +50,9 @@ CARGO_TARGET_DIR=$build_dir cargo build --release --locked \
 generated=crates/packaging/generated
 rm -rf "$generated"
 "$build_dir/release/gen-docs" "$generated"
+# The transcript format that minimilter-record(1) and replay refer to, as
+# Debian keeps documentation: compressed, in /usr/share/doc/minimilter/.
+gzip -9n -c docs/transcript.md >"$generated/transcript.md.gz"
 
 mkdir -p "$out"
 rm -f "$out"/*.deb

@@ -38,7 +38,11 @@ enum Command {
     /// latency percentiles, verdict counts and errors.
     Bench(bench::BenchArgs),
     /// Sit between the MTA and a milter, relay both ways unchanged, and
-    /// write one transcript per SMTP transaction (docs/transcript.md).
+    /// write one transcript per SMTP transaction.
+    ///
+    /// The transcript format is described in
+    /// /usr/share/doc/minimilter/transcript.md.gz (docs/transcript.md in the
+    /// source).
     Record(record::RecordArgs),
     /// Play recorded transactions to a milter as the MTA did and report
     /// every verdict and modification that differs (exit status 1 if any).

@@ -363,6 +363,14 @@ fn assert_installed_layout() {
             assert!(Path::new(&f).is_file(), "{pkg}: {f} missing");
         }
     }
+    // The transcript format record's man page points to.
+    let format = sh("zcat /usr/share/doc/minimilter/transcript.md.gz");
+    assert!(format.contains("JSON Lines"), "{format}");
+    let page = sh("zcat /usr/share/man/man1/minimilter-record.1.gz");
+    assert!(
+        page.contains("/usr/share/doc/minimilter/transcript.md.gz"),
+        "{page}"
+    );
     let bash = fs::read_to_string("/usr/share/bash-completion/completions/pgp-milter").unwrap();
     assert!(bash.contains("--check-config"), "{bash}");
 
