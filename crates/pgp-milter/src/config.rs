@@ -589,6 +589,10 @@ mod tests {
         assert!(e.contains("require") || e.contains("sometimes"), "{e}");
         for (text, key) in [
             ("reject_reply = \"451 4.7.1 no\"", "reject_reply"),
+            (
+                "reject_reply = \"550 5.7.1 Encrypt first ({reasn})\"",
+                "reject_reply",
+            ),
             ("tempfail_reply = \"oops\"", "tempfail_reply"),
             (
                 "exempt_senders = [\"ok@x.example\", \"nobody\"]",

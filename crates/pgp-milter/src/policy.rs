@@ -118,6 +118,11 @@ impl ReplyTemplate {
             _ if is_enhanced(rest) => (Some(rest.to_owned()), String::new()),
             _ => (None, rest.to_owned()),
         };
+        if let Some(name) = unknown_placeholder(&text) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} (the only one is {{reason}})"
+            ));
+        }
         let t = ReplyTemplate {
             code,
             enhanced,
@@ -136,6 +141,25 @@ impl ReplyTemplate {
             &self.text.replace("{reason}", reason),
         )
     }
+}
+
+/// The first `{name}` in `text` (a name of letters, digits and `_`) that is
+/// not `{reason}`: a misspelt placeholder would otherwise go out to senders
+/// as written. Other braces are left alone, as text.
+fn unknown_placeholder(text: &str) -> Option<&str> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find('}') else { break };
+        let name = &rest[..close];
+        if !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && name != "reason"
+        {
+            return Some(name);
+        }
+    }
+    None
 }
 
 impl std::fmt::Display for ReplyTemplate {
@@ -710,6 +734,11 @@ mod tests {
         assert!(ReplyTemplate::parse("hello", 5).is_err());
         assert!(ReplyTemplate::parse("554 5.7.1 x", 5).is_ok());
         assert!(ReplyTemplate::parse("550 Nope", 5).is_ok());
+        // A misspelt placeholder is refused, naming it; other braces are text.
+        let e = ReplyTemplate::parse("550 5.7.1 Encrypt first ({reasons})", 5).unwrap_err();
+        assert!(e.contains("unknown placeholder {reasons}"), "{e}");
+        assert!(ReplyTemplate::parse("550 5.7.1 {nope} and {reason}", 5).is_err());
+        assert!(ReplyTemplate::parse("550 5.7.1 use {} or { x } ({reason})", 5).is_ok());
     }
 
     #[test]
