@@ -994,6 +994,7 @@ GATE_MILTERS = [
     ("gate-indymilter", "indymilter (Rust)"),
     ("gate-libmilter", "libmilter (C)"),
     ("gate-pymilter", "pymilter (Python)"),
+    ("gate-floor", "floor (C, no policy)"),
 ]
 
 GATE_SCENARIOS = [
@@ -1142,7 +1143,11 @@ def gate_section(gate, yard):
     w("- **indymilter (Rust)**: `scripts/bench/indymilter_gate/` (indymilter 0.3 from crates.io, "
       "its own Cargo project and lockfile, outside the workspace);")
     w("- **libmilter (C)**: `scripts/bench/pgp_gate_libmilter.c` against Debian's libmilter;")
-    w("- **pymilter (Python)**: `scripts/bench/pgp_gate.py` on Debian's python3-milter.\n")
+    w("- **pymilter (Python)**: `scripts/bench/pgp_gate.py` on Debian's python3-milter;")
+    w("- **floor (C, no policy)**: `scripts/bench/floor_milter.c`, the same conversation "
+      "answered by one epoll thread that looks at nothing but each packet's command byte: "
+      "not a milter to use, but the least any milter can cost on this machine, the "
+      "yardstick for the CPU and negotiation targets.\n")
     w("The message (`target/bench/gate-2k.eml`, `gate-1m.eml`, made by run.sh) is an armored PGP "
       "message, so every message is accepted with the header added (`--expect accept`; "
       "anything else counts as an error). Load comes from `minimilter bench` on unix sockets. "
@@ -1271,6 +1276,14 @@ def gate_targets(gate, yard):
     if cpus:
         rows.append(["minimilter milter CPU ≤ 10 µs/msg (2 KiB, same connection)",
                      ", ".join(f"{sid}: {v:.1f}" for sid, v in sorted(cpus)), ok(all(v <= 10 for _, v in cpus))])
+        floor = {sid: r["milter_cpu_us_per_msg"] for (m, sid), r in gate.items()
+                 if m == "gate-floor" and r["milter_cpu_us_per_msg"]}
+        if floor:
+            rows.append(["(the floor, same run) `floor_milter.c`'s CPU per message",
+                         ", ".join(f"{sid}: {v:.1f}" for sid, v in sorted(floor.items())
+                                   if sid in ("g32", "g1")),
+                         "ours/floor " + ", ".join(f"{sid}: {v / floor[sid]:.2f}×"
+                                                   for sid, v in sorted(cpus) if sid in floor)])
     fr = [(sid, fewest_ratio(r)) for (m, sid), r in gate.items() if m == "gate-minimilter" and fewest_ratio(r) is not None and r["conns"] > 1]
     if fr:
         rows.append(["no connection starved (fewest ≥ 50 % of mean)",
@@ -1279,6 +1292,12 @@ def gate_targets(gate, yard):
     if neg:
         rows.append(["slowest negotiation < 5 ms",
                      ", ".join(f"{sid}: {v:.2f} ms" for sid, v in sorted(neg)), ok(all(v < 5 for _, v in neg))])
+        floor = [(sid, worst_negotiation(r)) for (m, sid), r in gate.items()
+                 if m == "gate-floor" and worst_negotiation(r) is not None]
+        if floor:
+            rows.append(["(the floor, same run) `floor_milter.c`'s slowest negotiation",
+                         ", ".join(f"{sid}: {v:.2f} ms" for sid, v in sorted(floor)),
+                         "under 5 ms everywhere" if all(v < 5 for _, v in floor) else "also over 5 ms"])
     return rows
 
 

@@ -19,9 +19,10 @@
 #                                     tables are regenerated from target/bench/
 #   scripts/bench/run.sh --gate-only  only the same-job comparison (minimilter, indymilter,
 #                                     libmilter, pymilter all running the PGP gate of
-#                                     crates/minimilter/examples/pgp_gate_milter.rs) and the
+#                                     crates/minimilter/examples/pgp_gate_milter.rs, and the
+#                                     floor, scripts/bench/floor_milter.c) and the
 #                                     client yardstick (bench against scripts/bench/loadgen.c
-#                                     on the null milter), about 10 minutes; rewrites only
+#                                     on the null milter), about 12 minutes; rewrites only
 #                                     that section of docs/performance.md
 # Everything runs locally: unix sockets only, every load run bounded in messages
 # and time.
@@ -85,6 +86,7 @@ build_gate() {
         --manifest-path scripts/bench/indymilter_gate/Cargo.toml
     cc -O2 -o "$OUT/pgp_gate_libmilter" scripts/bench/pgp_gate_libmilter.c -lmilter -lpthread
     cc -O2 -o "$OUT/loadgen" scripts/bench/loadgen.c
+    cc -O2 -o "$OUT/floor_milter" scripts/bench/floor_milter.c -lpthread
 }
 if [ -n "$GATE_ONLY" ]; then
     build_gate
@@ -194,6 +196,9 @@ start_milter() {
     gate-pymilter)
         "$PY" scripts/bench/pgp_gate.py "unix:$SOCK" 2>>"$OUT/$name.log" &
         ;;
+    gate-floor)
+        "$OUT/floor_milter" "$SOCK" 2>>"$OUT/$name.log" &
+        ;;
     null)
         RUST_LOG=warn target/release/examples/null_milter --listen "unix:$SOCK" \
             --socket-mode 666 --max-connections 20000 2>>"$OUT/$name.log" &
@@ -278,7 +283,7 @@ run_gate() {
     local m round
     for round in $(seq "$REPEAT"); do
         echo "== same job, round $round of $REPEAT"
-        for m in gate-minimilter gate-indymilter gate-libmilter gate-pymilter; do
+        for m in gate-minimilter gate-indymilter gate-libmilter gate-pymilter gate-floor; do
             gate_scenario "$round" "$m" g32 32 "$OUT/gate-2k.eml"
             gate_scenario "$round" "$m" g1 1 "$OUT/gate-2k.eml"
             gate_scenario "$round" "$m" gnew 32 "$OUT/gate-2k.eml" --new-connection-per-message
