@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::args::ServerArgs;
 use super::errors::{DaemonError, fold};
 use super::logging::LogFormat;
+use super::toml_error::toml_error_line;
 use crate::listener::{UnixSocketOptions, lookup_group, lookup_user};
 use crate::spec::SocketSpec;
 
@@ -84,29 +85,37 @@ impl FileSection {
         let text = std::fs::read_to_string(path)
             .map_err(|e| DaemonError::Config(format!("{file}: cannot read: {e}")))?;
         let mut table: toml::Table = toml::from_str(&text)
-            .map_err(|e| DaemonError::Config(format!("{file}: {}", toml_message(&e))))?;
+            .map_err(|e| DaemonError::Config(format!("{file}: {}", toml_line(&text, &e))))?;
         let server = match table.remove("server") {
             None => ServerSection::default(),
             Some(toml::Value::Table(t)) => {
-                // Each key on its own first, so an error names the key and
-                // its line (the table has lost the file's positions).
-                for (k, v) in &t {
-                    let at = server_key_line(&text, k)
-                        .map(|n| format!("line {n}: "))
-                        .unwrap_or_default();
-                    if !SERVER_KEYS.contains(&k.as_str()) {
-                        return Err(DaemonError::Config(format!(
-                            "{file}: {at}key `server.{k}`: unknown (the keys of [server] are {}; \
-                             every key below a [server] line belongs to [server], so the \
-                             milter's own keys go above it)",
+                // Each key on its own first, in the file's order, so an
+                // error names its place (the table has lost the file's
+                // positions; a second reading keeps them).
+                let spans = toml::from_str::<ServerSpans>(&text).map_err(|e| {
+                    DaemonError::Config(format!("{file}: {}", toml_line(&text, &e)))
+                })?;
+                let mut keys: Vec<_> = spans.server.into_iter().collect();
+                keys.sort_by_key(|(k, _)| k.span().start);
+                for (k, v) in keys {
+                    let (key, at) = (k.get_ref(), k.span());
+                    if !SERVER_KEYS.contains(&key.as_str()) {
+                        let why = format!(
+                            "unknown key `{key}` (the keys of [server] are {}; every key \
+                             below a [server] line belongs to [server], so the milter's own \
+                             keys go above it)",
                             SERVER_KEYS.join(", ")
+                        );
+                        return Err(DaemonError::Config(format!(
+                            "{file}: {}",
+                            toml_error_line(&text, Some(at), &why)
                         )));
                     }
-                    let one = toml::Table::from_iter([(k.clone(), v.clone())]);
+                    let one = toml::Table::from_iter([(key.clone(), v.get_ref().clone())]);
                     ServerSection::deserialize(toml::Value::Table(one)).map_err(|e| {
                         DaemonError::Config(format!(
-                            "{file}: {at}key `server.{k}`: {}",
-                            fold(e.message())
+                            "{file}: {}",
+                            toml_error_line(&text, Some(v.span()), e.message())
                         ))
                     })?;
                 }
@@ -129,40 +138,16 @@ impl FileSection {
     }
 }
 
-/// The line (from 1) where `key = ...` stands in the file's `[server]`
-/// table, if it is written that way (not as a dotted key or inline table).
-fn server_key_line(text: &str, key: &str) -> Option<usize> {
-    let mut in_server = false;
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if let Some(header) = l.strip_prefix('[') {
-            let name = header.split(']').next().unwrap_or("").trim();
-            in_server = !header.starts_with('[') && name == "server";
-            continue;
-        }
-        if in_server {
-            let name = l.split('=').next().unwrap_or("").trim().trim_matches('"');
-            if name == key && l.contains('=') {
-                return Some(i + 1);
-            }
-        }
-    }
-    None
+/// `[server]` once more, with the place of each key and value.
+#[derive(Deserialize)]
+struct ServerSpans {
+    #[serde(default)]
+    server: std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>,
 }
 
-/// `line N, column M: message` from a TOML parse error.
-fn toml_message(e: &toml::de::Error) -> String {
-    let at = e.span().map(|_| e.to_string()).unwrap_or_default();
-    // toml's Display already says "TOML parse error at line N, column M"
-    // followed by a source excerpt; keep its first line and the message.
-    let first = at.lines().next().unwrap_or("").trim();
-    let first = first.strip_prefix("TOML parse error at ").unwrap_or(first);
-    let message = fold(e.message());
-    if first.is_empty() {
-        message
-    } else {
-        format!("{first}: {message}")
-    }
+/// `e` (from parsing `text`) on one line, with its place.
+fn toml_line(text: &str, e: &toml::de::Error) -> String {
+    toml_error_line(text, e.span(), e.message())
 }
 
 /// Where a value came from, for error messages.
@@ -489,36 +474,62 @@ mod tests {
                 "{cli:?} {text:?}"
             );
         }
-        let e = file("[server]\nlisten_on = 1\n").unwrap_err().to_string();
-        assert!(
-            e.contains("key `server.listen_on`: unknown (the keys of [server] are listen, "),
-            "{e}"
+        // Each error is one line after the file's name: the place, the
+        // table, the line as written, what is wrong.
+        let after_file = |text: &str| {
+            let e = file(text).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{e}");
+            let (_, rest) = e.split_once(".toml: ").unwrap();
+            rest.to_owned()
+        };
+        assert_eq!(
+            after_file("[server]\nlisten_on = 1\n"),
+            "line 2, column 1 in [server] (`listen_on = 1`): unknown key `listen_on` (the keys \
+             of [server] are listen, socket_mode, socket_group, socket_owner, max_connections, \
+             log_format, metrics_listen; every key below a [server] line belongs to [server], \
+             so the milter's own keys go above it)"
         );
-        let e = file("[server]\nmax_connections = \"x\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(": line 2: key `server.max_connections`: invalid type: string \"x\""),
-            "{e}"
+        assert_eq!(
+            after_file("[server]\nmax_connections = \"x\"\n"),
+            "line 2, column 19 in [server] (`max_connections = \"x\"`): invalid type: string \
+             \"x\", expected usize"
         );
-        assert!(!e.contains('\n'), "{e}");
-        // The likeliest slip: the mode as a number.
-        let e = file("# m\nsocket_group = \"postfix\"\n\n[server]\nlisten = \"inet:1@127.0.0.1\"\nsocket_mode = 660\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(": line 6: key `server.socket_mode`: invalid type: integer `660`"),
-            "{e}"
+        // The likeliest slip: the mode as a number; the column counts
+        // characters.
+        assert_eq!(
+            after_file(
+                "# m\u{e4}\nsocket_group = \"postfix\"\n\n[server]\nlisten = \"inet:1@127.0.0.1\"\n\
+                 socket_mode = 660\n"
+            ),
+            "line 6, column 15 in [server] (`socket_mode = 660`): invalid type: integer `660`, \
+             expected a string"
         );
-        // A milter key written below [server] is told where it belongs.
-        let e = file("[server]\nlisten = \"inet:1@127.0.0.1\"\nreject_reply = \"no\"\n")
-            .unwrap_err()
-            .to_string();
+        // A milter key written below [server] is told where it belongs;
+        // the first wrong key in the file is the one named.
+        let e =
+            after_file("[server]\nlisten = \"inet:1@127.0.0.1\"\nreject_reply = \"no\"\nabc = 1\n");
         assert!(
-            e.contains(": line 3: key `server.reject_reply`: unknown"),
+            e.starts_with(
+                "line 3, column 1 in [server] (`reject_reply = \"no\"`): unknown key `reject_reply`"
+            ),
             "{e}"
         );
         assert!(e.contains("the milter's own keys go above it"), "{e}");
+        // Dotted keys and inline tables are quoted as written.
+        assert_eq!(
+            after_file("server.listen = 5\n"),
+            "line 1, column 17 (`server.listen = 5`): listen: expected a socket such as \
+             \"inet:127.0.0.1:8891\", or an array of them"
+        );
+        assert_eq!(
+            after_file("server = { max_connections = -1 }\n"),
+            "line 1, column 30 (`server = { max_connections = -1 }`): invalid value: integer \
+             `-1`, expected usize"
+        );
+        assert_eq!(
+            after_file("a = 1\n[server]\nlisten = \"x\"\nlisten = \"y\"\n"),
+            "line 4, column 1 in [server] (`listen = \"y\"`): duplicate key"
+        );
         let e = file("[server\n").unwrap_err().to_string();
         assert!(!e.contains('\n'), "{e}");
     }

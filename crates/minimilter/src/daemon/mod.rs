@@ -46,6 +46,7 @@ mod reload;
 mod signals;
 mod swap;
 mod systemd;
+mod toml_error;
 
 use std::any::Any;
 use std::process::ExitCode;
@@ -62,6 +63,7 @@ pub use logging::LogFormat;
 pub use signals::ReloadHook;
 pub use swap::{Pinned, Reloadable, Swap};
 pub use systemd::{Notifier, passed_socket_count};
+pub use toml_error::toml_error_line;
 
 use crate::config::ServerConfig;
 use crate::filter::Milter;

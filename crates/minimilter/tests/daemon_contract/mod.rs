@@ -273,7 +273,8 @@ pub fn bad_server_key(b: &Binary) {
         b,
         &["--config", file.to_str().unwrap()],
         &format!(
-            "{}: line 2: key `server.listen_on`: unknown (the keys of [server] are listen, \
+            "{}: line 2, column 1 in [server] (`listen_on = \"inet:127.0.0.1:1\"`): unknown key \
+             `listen_on` (the keys of [server] are listen, \
              socket_mode, socket_group, socket_owner, max_connections, log_format, \
              metrics_listen; every key below a [server] line belongs to [server], so the \
              milter's own keys go above it)",
