@@ -166,6 +166,18 @@ impl Source<'_> {
             Source::TopLevel(file) => format!("{}: key `{key}`: {why}", file.display()),
         })
     }
+
+    /// Where `key = value` was given, for an error found after reading
+    /// (the socket's directory is missing, the address is taken):
+    /// `--listen unix:/x`, `FILE: [server] listen = "unix:/x"`.
+    fn origin(&self, key: &str, value: &str) -> String {
+        let value_toml = toml::Value::String(value.to_owned()).to_string();
+        match self {
+            Source::Flag(flag) => format!("--{flag} {value}"),
+            Source::Server(file) => format!("{}: [server] {key} = {value_toml}", file.display()),
+            Source::TopLevel(file) => format!("{}: {key} = {value_toml}", file.display()),
+        }
+    }
 }
 
 /// The shell's settings in effect.
@@ -173,6 +185,10 @@ impl Source<'_> {
 pub struct Settings {
     /// Sockets to bind; empty when systemd passes them.
     pub listen: Vec<SocketSpec>,
+    /// Where each of `listen` was given, in the same order, to start an
+    /// error about that socket: `--listen unix:/x`,
+    /// `FILE: [server] listen = "unix:/x"`, or the built-in default.
+    pub listen_origins: Vec<String>,
     /// Sockets come from systemd (`LISTEN_FDS`).
     pub socket_activation: bool,
     /// Unix socket mode, owner, group (both checked to exist).
@@ -183,6 +199,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Prometheus endpoint.
     pub metrics_listen: Option<SocketSpec>,
+    /// Where `metrics_listen` was given (as `listen_origins`).
+    pub metrics_origin: Option<String>,
     /// Things that work but should be changed, one sentence each.
     pub warnings: Vec<String>,
 }
@@ -235,6 +253,7 @@ pub fn resolve(
     let cli_listen = (!args.listen.is_empty()).then(|| args.listen.clone());
     let listen = pick!(listen, "listen", cli_listen);
     let mut specs = Vec::new();
+    let mut listen_origins = Vec::new();
     let activation = socket_activation
         && matches!(
             listen,
@@ -247,6 +266,7 @@ pub fn resolve(
         ));
     }
     if !activation {
+        let default = listen.is_none();
         let (source, list) =
             listen.unwrap_or((Source::Flag("listen"), vec![default_listen.to_owned()]));
         if list.is_empty() {
@@ -265,6 +285,11 @@ pub fn resolve(
                 return Err(source.error(&key, text, "the same socket is given twice"));
             }
             specs.push(spec);
+            listen_origins.push(if default {
+                format!("the default socket {text} (no --listen, no `listen` in [server])")
+            } else {
+                source.origin(&key, text)
+            });
         }
     }
     let mut unix = UnixSocketOptions::default();
@@ -293,9 +318,13 @@ pub fn resolve(
     let log_format = pick!(log_format, "log-format", args.log_format)
         .map(|(_, f)| f)
         .unwrap_or_default();
+    let mut metrics_origin = None;
     let metrics_listen = match pick!(metrics_listen, "metrics", args.metrics.clone()) {
         Some((source, m)) => match m.parse::<SocketSpec>() {
-            Ok(spec @ SocketSpec::Inet { .. }) => Some(spec),
+            Ok(spec @ SocketSpec::Inet { .. }) => {
+                metrics_origin = Some(source.origin("metrics_listen", &m));
+                Some(spec)
+            }
             Ok(SocketSpec::Unix(_)) => {
                 return Err(source.error(
                     "metrics_listen",
@@ -309,11 +338,13 @@ pub fn resolve(
     };
     Ok(Settings {
         listen: specs,
+        listen_origins,
         socket_activation: activation,
         unix,
         max_connections,
         log_format,
         metrics_listen,
+        metrics_origin,
         warnings,
     })
 }
@@ -532,6 +563,59 @@ mod tests {
         );
         let e = file("[server\n").unwrap_err().to_string();
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn each_socket_knows_where_it_was_given() {
+        let none = ServerSection::default();
+        let s = resolve_with(&[], "", &none).unwrap();
+        assert_eq!(
+            s.listen_origins,
+            ["the default socket inet:127.0.0.1:8891 (no --listen, no `listen` in [server])"]
+        );
+        let s = resolve_with(
+            &[
+                "--listen",
+                "unix:/a/m.sock",
+                "--metrics",
+                "inet:127.0.0.1:9",
+            ],
+            "",
+            &none,
+        )
+        .unwrap();
+        assert_eq!(s.listen_origins, ["--listen unix:/a/m.sock"]);
+        assert_eq!(
+            s.metrics_origin.as_deref(),
+            Some("--metrics inet:127.0.0.1:9")
+        );
+        let s = resolve_with(
+            &[],
+            "[server]\nlisten = [\"inet:127.0.0.1:1\", \"unix:/a/m.sock\"]\n\
+             metrics_listen = \"inet:127.0.0.1:9\"\n",
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            s.listen_origins,
+            [
+                "/etc/m.toml: [server] listen[0] = \"inet:127.0.0.1:1\"",
+                "/etc/m.toml: [server] listen[1] = \"unix:/a/m.sock\"",
+            ]
+        );
+        assert_eq!(
+            s.metrics_origin.as_deref(),
+            Some("/etc/m.toml: [server] metrics_listen = \"inet:127.0.0.1:9\"")
+        );
+        let legacy = ServerSection {
+            listen: Some(vec!["unix:/a/\"q\".sock".into()]),
+            ..ServerSection::default()
+        };
+        let s = resolve_with(&[], "", &legacy).unwrap();
+        assert_eq!(
+            s.listen_origins,
+            ["/etc/m.toml: listen = 'unix:/a/\"q\".sock'"]
+        );
     }
 
     #[test]

@@ -242,17 +242,49 @@ pub fn usage_and_version(b: &Binary) {
     }
 }
 
+/// A socket whose directory is missing is refused naming where it was
+/// given: the option, or the file, `[server]` and the key as written.
 pub fn missing_socket_directory(b: &Binary) {
     let s = Scratch::new("nodir");
     let dir = s.path().join("no-such-dir");
     let sock = dir.join("m.sock");
+    let why = format!("directory {} does not exist", dir.display());
     assert_refused(
         b,
         &["--listen", &format!("unix:{}", sock.display())],
+        &format!("--listen unix:{}: {why}", sock.display()),
+    );
+    let file = s.path().join("m.toml");
+    std::fs::write(
+        &file,
+        format!("[server]\nlisten = \"unix:{}\"\n", sock.display()),
+    )
+    .unwrap();
+    assert_refused(
+        b,
+        &["--config", file.to_str().unwrap()],
         &format!(
-            "{}: directory {} does not exist",
-            sock.display(),
-            dir.display()
+            "{}: [server] listen = \"unix:{}\": {why}",
+            file.display(),
+            sock.display()
+        ),
+    );
+    let port = free_port();
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = [\"inet:127.0.0.1:{port}\", \"unix:{}\"]\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    assert_refused(
+        b,
+        &["--config", file.to_str().unwrap()],
+        &format!(
+            "{}: [server] listen[1] = \"unix:{}\": {why}",
+            file.display(),
+            sock.display()
         ),
     );
 }
@@ -300,7 +332,7 @@ pub fn live_instance_on_the_socket(b: &Binary) {
         b,
         &["--listen", &format!("unix:{}", sock.display())],
         &format!(
-            "{}: another milter is already listening on this socket",
+            "--listen unix:{}: another milter is already listening on this socket",
             sock.display()
         ),
     );
