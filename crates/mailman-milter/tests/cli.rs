@@ -398,3 +398,33 @@ fn a_state_dir_that_cannot_be_written_is_refused_naming_the_key_and_the_file() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A lists file that cannot be read is named by where it was given: the
+/// option, or the configuration file and its `lists` key.
+#[test]
+fn an_unreadable_lists_file_is_named_by_its_option_or_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-lists.toml");
+    let o = run(&["--lists", missing.to_str().unwrap(), "--check-config"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "mailman-milter: --lists {}: cannot read: No such file or directory (os error 2)\n",
+            missing.display()
+        )
+    );
+    // A directory where the file is expected, given in the configuration.
+    let config = dir.path().join("mm.toml");
+    std::fs::write(&config, "lists = \".\"\n").unwrap();
+    let o = run(&["--config", config.to_str().unwrap(), "--check-config"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "mailman-milter: {}: key `lists` ({}): cannot read: Is a directory (os error 21)\n",
+            config.display(),
+            dir.path().join(".").display()
+        )
+    );
+}
