@@ -315,6 +315,18 @@ pub fn bad_server_key(b: &Binary) {
     );
 }
 
+/// A metrics address that is taken is named by the option that gave it.
+pub fn metrics_address_in_use(b: &Binary) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = format!("inet:127.0.0.1:{}", taken.local_addr().unwrap().port());
+    let listen = format!("inet:127.0.0.1:{}", free_port());
+    assert_refused(
+        b,
+        &["--listen", &listen, "--metrics", &spec],
+        &format!("--metrics {spec}: cannot bind: Address already in use (os error 98)"),
+    );
+}
+
 pub fn same_socket_twice(b: &Binary) {
     let spec = format!("inet:127.0.0.1:{}", free_port());
     assert_refused(
@@ -528,6 +540,10 @@ macro_rules! daemon_contract_tests {
         #[test]
         fn bad_server_key() {
             daemon_contract::bad_server_key(&$make);
+        }
+        #[test]
+        fn metrics_address_in_use() {
+            daemon_contract::metrics_address_in_use(&$make);
         }
         #[test]
         fn same_socket_twice() {
