@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::args::ServerArgs;
 use super::errors::{DaemonError, fold};
 use super::logging::LogFormat;
+use super::socket_owner::Credentials;
 use super::toml_error::toml_error_line;
 use crate::listener::{UnixSocketOptions, lookup_group, lookup_user};
 use crate::spec::SocketSpec;
@@ -218,6 +219,19 @@ pub fn resolve(
     socket_activation: bool,
     default_listen: &str,
 ) -> Result<Settings, DaemonError> {
+    let who = Credentials::current();
+    resolve_as(&who, args, file, legacy, socket_activation, default_listen)
+}
+
+/// [`resolve`] for a process of credentials `who`.
+fn resolve_as(
+    who: &Credentials,
+    args: &ServerArgs,
+    file: Option<&FileSection>,
+    legacy: &ServerSection,
+    socket_activation: bool,
+    default_listen: &str,
+) -> Result<Settings, DaemonError> {
     let mut warnings = Vec::new();
     let empty = ServerSection::default();
     let (server, path) = match file {
@@ -300,12 +314,24 @@ pub fn resolve(
             .ok_or_else(|| source.error("socket_mode", &m, "not an octal mode such as 660"))?;
         unix.mode = Some(bits);
     }
+    // Checked only where a unix socket is made: chown fails for a
+    // process that may not give it away.
+    let unix_made = specs.iter().any(|s| matches!(s, SocketSpec::Unix(_)));
     if let Some((source, g)) = pick!(socket_group, "socket-group", args.socket_group.clone()) {
-        lookup_group(&g).map_err(|_| source.error("socket_group", &g, "no such group"))?;
+        let gid =
+            lookup_group(&g).map_err(|_| source.error("socket_group", &g, "no such group"))?;
+        if unix_made {
+            who.may_group(gid, &g)
+                .map_err(|why| source.error("socket_group", &g, &why))?;
+        }
         unix.group = Some(g);
     }
     if let Some((source, u)) = pick!(socket_owner, "socket-owner", args.socket_owner.clone()) {
-        lookup_user(&u).map_err(|_| source.error("socket_owner", &u, "no such user"))?;
+        let uid = lookup_user(&u).map_err(|_| source.error("socket_owner", &u, "no such user"))?;
+        if unix_made {
+            who.may_own(uid, &u)
+                .map_err(|why| source.error("socket_owner", &u, &why))?;
+        }
         unix.owner = Some(u);
     }
     let max_connections = match pick!(max_connections, "max-connections", args.max_connections) {
@@ -616,6 +642,53 @@ mod tests {
             s.listen_origins,
             ["/etc/m.toml: listen = 'unix:/a/\"q\".sock'"]
         );
+    }
+
+    #[test]
+    fn an_owner_or_group_this_process_cannot_give_is_refused_naming_the_key() {
+        let nobody = Credentials {
+            euid: 65534,
+            groups: vec![65534],
+            cap_chown: false,
+        };
+        let f = file("[server]\nlisten = \"unix:/run/m/m.sock\"\nsocket_owner = \"0\"\n").unwrap();
+        let none = ServerSection::default();
+        let e = resolve_as(
+            &nobody,
+            &args(&[]),
+            Some(&f),
+            &none,
+            false,
+            "inet:127.0.0.1:1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("/etc/m.toml: key `server.socket_owner`: only root (or CAP_CHOWN)"),
+            "{e}"
+        );
+        let e = resolve_as(
+            &nobody,
+            &args(&["--socket-group", "0"]),
+            Some(&f),
+            &none,
+            false,
+            "inet:127.0.0.1:1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "--socket-group 0: this process (uid 65534) is not in group \"0\" (gid 0)"
+            ),
+            "{e}"
+        );
+        // Without a unix socket there is nothing to give away.
+        let tcp = args(&["--listen", "inet:127.0.0.1:1", "--socket-group", "0"]);
+        assert!(resolve_as(&nobody, &tcp, Some(&f), &none, false, "inet:127.0.0.1:1").is_ok());
+        // Its own user and group are fine.
+        let own = args(&["--socket-owner", "65534", "--socket-group", "65534"]);
+        assert!(resolve_as(&nobody, &own, Some(&f), &none, false, "inet:127.0.0.1:1").is_ok());
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod logging;
 mod metrics;
 mod reload;
 mod signals;
+mod socket_owner;
 mod swap;
 mod systemd;
 mod toml_error;
