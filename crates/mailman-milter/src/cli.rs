@@ -171,8 +171,8 @@ impl Daemon for Mailman {
                 "Calls that failed; on_backend_error answered",
             ),
         };
-        let lists = match source {
-            Source::File(lists, _) => lists,
+        let (lists, origin) = match source {
+            Source::File(lists, origin) => (lists, origin),
             Source::Mailman(rest) => {
                 let backend = Arc::new(RestBackend::counted(&rest, rest_metrics(&mut serve))?);
                 match backend.known_list_domains() {
@@ -221,6 +221,7 @@ impl Daemon for Mailman {
         let (backend, error) = FileBackend::open(&lists);
         match error {
             Some(e) => tracing::error!(
+                given = %origin,
                 "{e}; answering {} (on_backend_error) until it loads (SIGHUP or a change reloads it)",
                 config.on_backend_error.name()
             ),
