@@ -52,7 +52,9 @@ pub struct Cli {
 
 /// Where the list data comes from, as configured.
 enum Source {
-    File(PathBuf),
+    /// The lists file, and where it was given (`--lists FILE`, or the
+    /// configuration file's `lists` key), to start an error about it.
+    File(PathBuf, String),
     Mailman(crate::RestConfig),
 }
 
@@ -169,8 +171,8 @@ impl Daemon for Mailman {
                 "Calls that failed; on_backend_error answered",
             ),
         };
-        let lists = match source {
-            Source::File(lists) => lists,
+        let (lists, origin) = match source {
+            Source::File(lists, origin) => (lists, origin),
             Source::Mailman(rest) => {
                 let backend = Arc::new(RestBackend::counted(&rest, rest_metrics(&mut serve))?);
                 match backend.known_list_domains() {
@@ -219,6 +221,7 @@ impl Daemon for Mailman {
         let (backend, error) = FileBackend::open(&lists);
         match error {
             Some(e) => tracing::error!(
+                given = %origin,
                 "{e}; answering {} (on_backend_error) until it loads (SIGHUP or a change reloads it)",
                 config.on_backend_error.name()
             ),
@@ -339,11 +342,13 @@ fn configure(file: Option<&std::path::Path>, cli: &Cli) -> Result<(Config, Sourc
             SenderMode::Mailman
         };
     }
+    let mut origin = None;
     if let Some(l) = &cli.lists {
         if config.backend == BackendKind::Mailman {
             return Err("--lists: not used with backend = \"mailman\" in the configuration".into());
         }
         config.lists = Some(l.clone());
+        origin = Some(format!("--lists {}", l.display()));
     }
     if config.backend == BackendKind::Mailman {
         let file = file
@@ -360,14 +365,18 @@ fn configure(file: Option<&std::path::Path>, cli: &Cli) -> Result<(Config, Sourc
             "no lists file: give --lists FILE, or `lists = \"FILE\"` in the configuration".into(),
         );
     };
-    Ok((config, Source::File(lists)))
+    let origin = origin.unwrap_or_else(|| {
+        let file = file.map_or_else(|| "(defaults)".into(), |p| p.display().to_string());
+        format!("{file}: key `lists` ({})", lists.display())
+    });
+    Ok((config, Source::File(lists, origin)))
 }
 
 /// `--check-backend`: asks the REST API once; whether the lists should be
 /// read next (not when the API did not answer: that is the one error).
 fn check_backend(report: &mut Report, source: &Source) -> bool {
     match source {
-        Source::File(lists) => {
+        Source::File(lists, _) => {
             report.note(format!(
                 "backend: the lists file {} (no service to ask)",
                 lists.display()
@@ -399,8 +408,12 @@ fn check(report: &mut Report, config: &Config, source: &Source) -> Result<(), Bo
     let overrides = config.settings().overrides;
     let mut out = Vec::new();
     match source {
-        Source::File(lists) => {
-            let data = ListsData::load(lists)?;
+        Source::File(lists, origin) => {
+            // Read here rather than by ListsData::load, so that a file
+            // that cannot be read is named by where it was given.
+            let text = std::fs::read_to_string(lists)
+                .map_err(|e| format!("{origin}: cannot read: {e}"))?;
+            let data = ListsData::parse(&text, &lists.display().to_string())?;
             let index = overrides.apply(data.index());
             print_lists(&mut out, &lists.display().to_string(), &index)?;
             if let Some(line) = unevaluable_line(&data.unevaluable()) {

@@ -360,7 +360,7 @@ impl Config {
         let name = file.display().to_string();
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
             file: name.clone(),
-            message: crate::toml_error::one_line(text, &e),
+            message: minimilter::daemon::toml_error_line(text, e.span(), e.message()),
         })?;
         if let Some(lists) = &config.lists
             && lists.is_relative()

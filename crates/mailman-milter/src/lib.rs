@@ -30,7 +30,6 @@ pub mod pyregex;
 pub mod reason_class;
 pub mod recipient;
 pub mod rest;
-mod toml_error;
 
 pub use backend::{BackendError, ListBackend, ListIndex, SenderStatus};
 pub use lists_file::{FileBackend, ListsData, LoadError};

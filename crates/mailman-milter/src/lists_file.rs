@@ -138,8 +138,13 @@ impl ListsData {
             file: file.to_owned(),
             message,
         };
-        let raw: RawFile =
-            toml::from_str(text).map_err(|e| err(crate::toml_error::one_line(text, &e)))?;
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            err(minimilter::daemon::toml_error_line(
+                text,
+                e.span(),
+                e.message(),
+            ))
+        })?;
         let mut data = ListsData::default();
         let mut index = ListIndex::new();
         for (i, l) in raw.list.into_iter().enumerate() {

@@ -398,3 +398,83 @@ fn a_state_dir_that_cannot_be_written_is_refused_naming_the_key_and_the_file() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A lists file that cannot be read is named by where it was given: the
+/// option, or the configuration file and its `lists` key.
+#[test]
+fn an_unreadable_lists_file_is_named_by_its_option_or_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-lists.toml");
+    let o = run(&["--lists", missing.to_str().unwrap(), "--check-config"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "mailman-milter: --lists {}: cannot read: No such file or directory (os error 2)\n",
+            missing.display()
+        )
+    );
+    // A directory where the file is expected, given in the configuration.
+    let config = dir.path().join("mm.toml");
+    std::fs::write(&config, "lists = \".\"\n").unwrap();
+    let o = run(&["--config", config.to_str().unwrap(), "--check-config"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "mailman-milter: {}: key `lists` ({}): cannot read: Is a directory (os error 21)\n",
+            config.display(),
+            dir.path().join(".").display()
+        )
+    );
+}
+
+/// At start-up a lists file that cannot be read is not fatal (the daemon
+/// answers on_backend_error until it loads), but the error it logs names
+/// where the file was given too, as --check-config does.
+#[test]
+fn the_start_up_log_names_where_an_unreadable_lists_file_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("mm.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "lists = \"gone.toml\"\n").unwrap();
+    let err_path = dir.path().join("err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--listen", &format!("unix:{}", socket.display())])
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    // Bounded: 20 s for the daemon to say it listens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let log = std::fs::read_to_string(&err_path).unwrap_or_default();
+        if log.contains("listening on") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break std::fs::read_to_string(&err_path).unwrap_or_default();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot read the lists file"))
+        .unwrap_or_else(|| panic!("no lists error: {log}"));
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        json["fields"]["given"],
+        format!(
+            "{}: key `lists` ({})",
+            config.display(),
+            dir.path().join("gone.toml").display()
+        ),
+        "{line}"
+    );
+}

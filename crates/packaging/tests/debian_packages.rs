@@ -662,7 +662,8 @@ fn packages_pass_lintian_install_serve_postfix_and_purge() {
         assert_eq!(
             errors,
             [format!(
-                "{name}: {}: another milter is already listening on this socket",
+                "{name}: /etc/{name}/config.toml: [server] listen = \"unix:{}\": another milter \
+                 is already listening on this socket",
                 socket_path(name).display()
             )],
             "{name}"

@@ -274,7 +274,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             file: path.to_owned(),
-            message: crate::toml_error::one_line(text, &e),
+            message: minimilter::daemon::toml_error_line(text, e.span(), e.message()),
         })?;
         file.check(path)
     }

@@ -55,7 +55,6 @@ pub mod refusal;
 pub mod report;
 pub mod securejoin;
 pub mod sender_match;
-pub mod toml_error;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 pub use detect::{Detection, Form, NotPgp, detect};

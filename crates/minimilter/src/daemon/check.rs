@@ -12,7 +12,8 @@ use std::fmt::Display;
 use std::io::Write;
 
 use super::config::Settings;
-use crate::listener::check_unix_path;
+use super::errors::one_line;
+use crate::listener::{ListenError, check_unix_path};
 use crate::spec::SocketSpec;
 
 /// What a check found; the milter's hook adds its own.
@@ -100,24 +101,34 @@ pub fn toml_string(s: &str) -> String {
 
 /// Each socket can be made: a unix socket's directory exists and is
 /// writable and no live milter holds it; a TCP address can be bound now
-/// (free, and allowed to this user).
+/// (free, and allowed to this user). Each error starts with where the
+/// socket was given ([`Settings::listen_origins`]).
 pub fn check_sockets(settings: &Settings, report: &mut Report) {
-    for spec in &settings.listen {
+    for (spec, origin) in settings.listen.iter().zip(&settings.listen_origins) {
         if let Err(e) = check_socket(spec) {
-            report.error(e);
+            report.error(format!("{origin}: {e}"));
         }
     }
     if let Some(m) = &settings.metrics_listen
         && let Err(e) = check_socket(m)
     {
-        report.error(format!("metrics: {e}"));
+        report.error(format!("{}: {e}", metrics_origin(settings)));
     }
 }
 
-/// The same sentence start-up prints when this socket fails.
+/// Where the metrics socket was given.
+pub(crate) fn metrics_origin(settings: &Settings) -> &str {
+    settings.metrics_origin.as_deref().unwrap_or("metrics")
+}
+
+/// What is wrong with a socket, after where it was given (which names the
+/// socket), so the same sentence as start-up's: `directory /x does not
+/// exist`, `cannot bind: Address already in use (os error 98)`.
 pub(crate) fn check_socket(spec: &SocketSpec) -> Result<(), String> {
     match spec {
-        SocketSpec::Unix(path) => check_unix_path(path).map(|_| ()).map_err(|e| e.to_string()),
+        SocketSpec::Unix(path) => check_unix_path(path)
+            .map(|_| ())
+            .map_err(|e| listen_reason(spec, &e)),
         SocketSpec::Inet { host, port, v6 } => {
             use std::net::ToSocketAddrs;
             let host = match (host.as_str(), v6) {
@@ -127,12 +138,61 @@ pub(crate) fn check_socket(spec: &SocketSpec) -> Result<(), String> {
             };
             let addr = (host, *port)
                 .to_socket_addrs()
-                .map_err(|e| format!("resolving {spec}: {e}"))?
+                .map_err(|e| format!("cannot resolve the host: {e}"))?
                 .find(|a| a.is_ipv6() == *v6)
-                .ok_or_else(|| format!("{spec}: host does not resolve to an address"))?;
+                .ok_or_else(|| "host does not resolve to an address".to_owned())?;
             std::net::TcpListener::bind(addr)
                 .map(drop)
-                .map_err(|e| format!("binding {spec}: {e}"))
+                .map_err(|e| format!("cannot bind: {e}"))
         }
+    }
+}
+
+/// `e` (about `spec`) without the socket's name it starts with, which the
+/// origin in front of it already gives.
+pub(crate) fn listen_reason(spec: &SocketSpec, e: &ListenError) -> String {
+    let text = one_line(e);
+    let path = match spec {
+        SocketSpec::Unix(p) => format!("{}: ", p.display()),
+        SocketSpec::Inet { .. } => format!("{spec}: "),
+    };
+    let binding = format!("binding {spec}: ");
+    if let Some(rest) = text.strip_prefix(&path) {
+        rest.to_owned()
+    } else if let Some(rest) = text.strip_prefix(&binding) {
+        format!("cannot bind: {rest}")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_leaves_out_the_socket_the_origin_names() {
+        let spec: SocketSpec = "unix:/run/x/m.sock".parse().unwrap();
+        let e = ListenError::NoDirectory {
+            path: "/run/x/m.sock".into(),
+            dir: "/run/x".into(),
+        };
+        assert_eq!(listen_reason(&spec, &e), "directory /run/x does not exist");
+        let io = ListenError::Io {
+            what: "binding unix:/run/x/m.sock".into(),
+            source: std::io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(
+            listen_reason(&spec, &io),
+            "cannot bind: Permission denied (os error 13)"
+        );
+        let other = ListenError::Io {
+            what: "changing owner of /run/x/m.sock".into(),
+            source: std::io::Error::from_raw_os_error(1),
+        };
+        assert_eq!(
+            listen_reason(&spec, &other),
+            "changing owner of /run/x/m.sock: Operation not permitted (os error 1)"
+        );
     }
 }

@@ -11,6 +11,8 @@ use serde::Deserialize;
 use super::args::ServerArgs;
 use super::errors::{DaemonError, fold};
 use super::logging::LogFormat;
+use super::socket_owner::Credentials;
+use super::toml_error::toml_error_line;
 use crate::listener::{UnixSocketOptions, lookup_group, lookup_user};
 use crate::spec::SocketSpec;
 
@@ -84,29 +86,37 @@ impl FileSection {
         let text = std::fs::read_to_string(path)
             .map_err(|e| DaemonError::Config(format!("{file}: cannot read: {e}")))?;
         let mut table: toml::Table = toml::from_str(&text)
-            .map_err(|e| DaemonError::Config(format!("{file}: {}", toml_message(&e))))?;
+            .map_err(|e| DaemonError::Config(format!("{file}: {}", toml_line(&text, &e))))?;
         let server = match table.remove("server") {
             None => ServerSection::default(),
             Some(toml::Value::Table(t)) => {
-                // Each key on its own first, so an error names the key and
-                // its line (the table has lost the file's positions).
-                for (k, v) in &t {
-                    let at = server_key_line(&text, k)
-                        .map(|n| format!("line {n}: "))
-                        .unwrap_or_default();
-                    if !SERVER_KEYS.contains(&k.as_str()) {
-                        return Err(DaemonError::Config(format!(
-                            "{file}: {at}key `server.{k}`: unknown (the keys of [server] are {}; \
-                             every key below a [server] line belongs to [server], so the \
-                             milter's own keys go above it)",
+                // Each key on its own first, in the file's order, so an
+                // error names its place (the table has lost the file's
+                // positions; a second reading keeps them).
+                let spans = toml::from_str::<ServerSpans>(&text).map_err(|e| {
+                    DaemonError::Config(format!("{file}: {}", toml_line(&text, &e)))
+                })?;
+                let mut keys: Vec<_> = spans.server.into_iter().collect();
+                keys.sort_by_key(|(k, _)| k.span().start);
+                for (k, v) in keys {
+                    let (key, at) = (k.get_ref(), k.span());
+                    if !SERVER_KEYS.contains(&key.as_str()) {
+                        let why = format!(
+                            "unknown key `{key}` (the keys of [server] are {}; every key \
+                             below a [server] line belongs to [server], so the milter's own \
+                             keys go above it)",
                             SERVER_KEYS.join(", ")
+                        );
+                        return Err(DaemonError::Config(format!(
+                            "{file}: {}",
+                            toml_error_line(&text, Some(at), &why)
                         )));
                     }
-                    let one = toml::Table::from_iter([(k.clone(), v.clone())]);
+                    let one = toml::Table::from_iter([(key.clone(), v.get_ref().clone())]);
                     ServerSection::deserialize(toml::Value::Table(one)).map_err(|e| {
                         DaemonError::Config(format!(
-                            "{file}: {at}key `server.{k}`: {}",
-                            fold(e.message())
+                            "{file}: {}",
+                            toml_error_line(&text, Some(v.span()), e.message())
                         ))
                     })?;
                 }
@@ -129,40 +139,16 @@ impl FileSection {
     }
 }
 
-/// The line (from 1) where `key = ...` stands in the file's `[server]`
-/// table, if it is written that way (not as a dotted key or inline table).
-fn server_key_line(text: &str, key: &str) -> Option<usize> {
-    let mut in_server = false;
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if let Some(header) = l.strip_prefix('[') {
-            let name = header.split(']').next().unwrap_or("").trim();
-            in_server = !header.starts_with('[') && name == "server";
-            continue;
-        }
-        if in_server {
-            let name = l.split('=').next().unwrap_or("").trim().trim_matches('"');
-            if name == key && l.contains('=') {
-                return Some(i + 1);
-            }
-        }
-    }
-    None
+/// `[server]` once more, with the place of each key and value.
+#[derive(Deserialize)]
+struct ServerSpans {
+    #[serde(default)]
+    server: std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>,
 }
 
-/// `line N, column M: message` from a TOML parse error.
-fn toml_message(e: &toml::de::Error) -> String {
-    let at = e.span().map(|_| e.to_string()).unwrap_or_default();
-    // toml's Display already says "TOML parse error at line N, column M"
-    // followed by a source excerpt; keep its first line and the message.
-    let first = at.lines().next().unwrap_or("").trim();
-    let first = first.strip_prefix("TOML parse error at ").unwrap_or(first);
-    let message = fold(e.message());
-    if first.is_empty() {
-        message
-    } else {
-        format!("{first}: {message}")
-    }
+/// `e` (from parsing `text`) on one line, with its place.
+fn toml_line(text: &str, e: &toml::de::Error) -> String {
+    toml_error_line(text, e.span(), e.message())
 }
 
 /// Where a value came from, for error messages.
@@ -181,6 +167,18 @@ impl Source<'_> {
             Source::TopLevel(file) => format!("{}: key `{key}`: {why}", file.display()),
         })
     }
+
+    /// Where `key = value` was given, for an error found after reading
+    /// (the socket's directory is missing, the address is taken):
+    /// `--listen unix:/x`, `FILE: [server] listen = "unix:/x"`.
+    fn origin(&self, key: &str, value: &str) -> String {
+        let value_toml = toml::Value::String(value.to_owned()).to_string();
+        match self {
+            Source::Flag(flag) => format!("--{flag} {value}"),
+            Source::Server(file) => format!("{}: [server] {key} = {value_toml}", file.display()),
+            Source::TopLevel(file) => format!("{}: {key} = {value_toml}", file.display()),
+        }
+    }
 }
 
 /// The shell's settings in effect.
@@ -188,6 +186,10 @@ impl Source<'_> {
 pub struct Settings {
     /// Sockets to bind; empty when systemd passes them.
     pub listen: Vec<SocketSpec>,
+    /// Where each of `listen` was given, in the same order, to start an
+    /// error about that socket: `--listen unix:/x`,
+    /// `FILE: [server] listen = "unix:/x"`, or the built-in default.
+    pub listen_origins: Vec<String>,
     /// Sockets come from systemd (`LISTEN_FDS`).
     pub socket_activation: bool,
     /// Unix socket mode, owner, group (both checked to exist).
@@ -198,6 +200,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Prometheus endpoint.
     pub metrics_listen: Option<SocketSpec>,
+    /// Where `metrics_listen` was given (as `listen_origins`).
+    pub metrics_origin: Option<String>,
     /// Things that work but should be changed, one sentence each.
     pub warnings: Vec<String>,
 }
@@ -209,6 +213,19 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// of the milter has (`legacy`, already read by the milter), whether
 /// systemd passed sockets, and the default socket.
 pub fn resolve(
+    args: &ServerArgs,
+    file: Option<&FileSection>,
+    legacy: &ServerSection,
+    socket_activation: bool,
+    default_listen: &str,
+) -> Result<Settings, DaemonError> {
+    let who = Credentials::current();
+    resolve_as(&who, args, file, legacy, socket_activation, default_listen)
+}
+
+/// [`resolve`] for a process of credentials `who`.
+fn resolve_as(
+    who: &Credentials,
     args: &ServerArgs,
     file: Option<&FileSection>,
     legacy: &ServerSection,
@@ -250,6 +267,7 @@ pub fn resolve(
     let cli_listen = (!args.listen.is_empty()).then(|| args.listen.clone());
     let listen = pick!(listen, "listen", cli_listen);
     let mut specs = Vec::new();
+    let mut listen_origins = Vec::new();
     let activation = socket_activation
         && matches!(
             listen,
@@ -262,6 +280,7 @@ pub fn resolve(
         ));
     }
     if !activation {
+        let default = listen.is_none();
         let (source, list) =
             listen.unwrap_or((Source::Flag("listen"), vec![default_listen.to_owned()]));
         if list.is_empty() {
@@ -280,6 +299,11 @@ pub fn resolve(
                 return Err(source.error(&key, text, "the same socket is given twice"));
             }
             specs.push(spec);
+            listen_origins.push(if default {
+                format!("the default socket {text} (no --listen, no `listen` in [server])")
+            } else {
+                source.origin(&key, text)
+            });
         }
     }
     let mut unix = UnixSocketOptions::default();
@@ -290,12 +314,24 @@ pub fn resolve(
             .ok_or_else(|| source.error("socket_mode", &m, "not an octal mode such as 660"))?;
         unix.mode = Some(bits);
     }
+    // Checked only where a unix socket is made: chown fails for a
+    // process that may not give it away.
+    let unix_made = specs.iter().any(|s| matches!(s, SocketSpec::Unix(_)));
     if let Some((source, g)) = pick!(socket_group, "socket-group", args.socket_group.clone()) {
-        lookup_group(&g).map_err(|_| source.error("socket_group", &g, "no such group"))?;
+        let gid =
+            lookup_group(&g).map_err(|_| source.error("socket_group", &g, "no such group"))?;
+        if unix_made {
+            who.may_group(gid, &g)
+                .map_err(|why| source.error("socket_group", &g, &why))?;
+        }
         unix.group = Some(g);
     }
     if let Some((source, u)) = pick!(socket_owner, "socket-owner", args.socket_owner.clone()) {
-        lookup_user(&u).map_err(|_| source.error("socket_owner", &u, "no such user"))?;
+        let uid = lookup_user(&u).map_err(|_| source.error("socket_owner", &u, "no such user"))?;
+        if unix_made {
+            who.may_own(uid, &u)
+                .map_err(|why| source.error("socket_owner", &u, &why))?;
+        }
         unix.owner = Some(u);
     }
     let max_connections = match pick!(max_connections, "max-connections", args.max_connections) {
@@ -308,9 +344,13 @@ pub fn resolve(
     let log_format = pick!(log_format, "log-format", args.log_format)
         .map(|(_, f)| f)
         .unwrap_or_default();
+    let mut metrics_origin = None;
     let metrics_listen = match pick!(metrics_listen, "metrics", args.metrics.clone()) {
         Some((source, m)) => match m.parse::<SocketSpec>() {
-            Ok(spec @ SocketSpec::Inet { .. }) => Some(spec),
+            Ok(spec @ SocketSpec::Inet { .. }) => {
+                metrics_origin = Some(source.origin("metrics_listen", &m));
+                Some(spec)
+            }
             Ok(SocketSpec::Unix(_)) => {
                 return Err(source.error(
                     "metrics_listen",
@@ -324,11 +364,13 @@ pub fn resolve(
     };
     Ok(Settings {
         listen: specs,
+        listen_origins,
         socket_activation: activation,
         unix,
         max_connections,
         log_format,
         metrics_listen,
+        metrics_origin,
         warnings,
     })
 }
@@ -489,38 +531,164 @@ mod tests {
                 "{cli:?} {text:?}"
             );
         }
-        let e = file("[server]\nlisten_on = 1\n").unwrap_err().to_string();
-        assert!(
-            e.contains("key `server.listen_on`: unknown (the keys of [server] are listen, "),
-            "{e}"
+        // Each error is one line after the file's name: the place, the
+        // table, the line as written, what is wrong.
+        let after_file = |text: &str| {
+            let e = file(text).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{e}");
+            let (_, rest) = e.split_once(".toml: ").unwrap();
+            rest.to_owned()
+        };
+        assert_eq!(
+            after_file("[server]\nlisten_on = 1\n"),
+            "line 2, column 1 in [server] (`listen_on = 1`): unknown key `listen_on` (the keys \
+             of [server] are listen, socket_mode, socket_group, socket_owner, max_connections, \
+             log_format, metrics_listen; every key below a [server] line belongs to [server], \
+             so the milter's own keys go above it)"
         );
-        let e = file("[server]\nmax_connections = \"x\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(": line 2: key `server.max_connections`: invalid type: string \"x\""),
-            "{e}"
+        assert_eq!(
+            after_file("[server]\nmax_connections = \"x\"\n"),
+            "line 2, column 19 in [server] (`max_connections = \"x\"`): invalid type: string \
+             \"x\", expected usize"
         );
-        assert!(!e.contains('\n'), "{e}");
-        // The likeliest slip: the mode as a number.
-        let e = file("# m\nsocket_group = \"postfix\"\n\n[server]\nlisten = \"inet:1@127.0.0.1\"\nsocket_mode = 660\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(": line 6: key `server.socket_mode`: invalid type: integer `660`"),
-            "{e}"
+        // The likeliest slip: the mode as a number; the column counts
+        // characters.
+        assert_eq!(
+            after_file(
+                "# m\u{e4}\nsocket_group = \"postfix\"\n\n[server]\nlisten = \"inet:1@127.0.0.1\"\n\
+                 socket_mode = 660\n"
+            ),
+            "line 6, column 15 in [server] (`socket_mode = 660`): invalid type: integer `660`, \
+             expected a string"
         );
-        // A milter key written below [server] is told where it belongs.
-        let e = file("[server]\nlisten = \"inet:1@127.0.0.1\"\nreject_reply = \"no\"\n")
-            .unwrap_err()
-            .to_string();
+        // A milter key written below [server] is told where it belongs;
+        // the first wrong key in the file is the one named.
+        let e =
+            after_file("[server]\nlisten = \"inet:1@127.0.0.1\"\nreject_reply = \"no\"\nabc = 1\n");
         assert!(
-            e.contains(": line 3: key `server.reject_reply`: unknown"),
+            e.starts_with(
+                "line 3, column 1 in [server] (`reject_reply = \"no\"`): unknown key `reject_reply`"
+            ),
             "{e}"
         );
         assert!(e.contains("the milter's own keys go above it"), "{e}");
+        // Dotted keys and inline tables are quoted as written.
+        assert_eq!(
+            after_file("server.listen = 5\n"),
+            "line 1, column 17 (`server.listen = 5`): listen: expected a socket such as \
+             \"inet:127.0.0.1:8891\", or an array of them"
+        );
+        assert_eq!(
+            after_file("server = { max_connections = -1 }\n"),
+            "line 1, column 30 (`server = { max_connections = -1 }`): invalid value: integer \
+             `-1`, expected usize"
+        );
+        assert_eq!(
+            after_file("a = 1\n[server]\nlisten = \"x\"\nlisten = \"y\"\n"),
+            "line 4, column 1 in [server] (`listen = \"y\"`): duplicate key"
+        );
         let e = file("[server\n").unwrap_err().to_string();
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn each_socket_knows_where_it_was_given() {
+        let none = ServerSection::default();
+        let s = resolve_with(&[], "", &none).unwrap();
+        assert_eq!(
+            s.listen_origins,
+            ["the default socket inet:127.0.0.1:8891 (no --listen, no `listen` in [server])"]
+        );
+        let s = resolve_with(
+            &[
+                "--listen",
+                "unix:/a/m.sock",
+                "--metrics",
+                "inet:127.0.0.1:9",
+            ],
+            "",
+            &none,
+        )
+        .unwrap();
+        assert_eq!(s.listen_origins, ["--listen unix:/a/m.sock"]);
+        assert_eq!(
+            s.metrics_origin.as_deref(),
+            Some("--metrics inet:127.0.0.1:9")
+        );
+        let s = resolve_with(
+            &[],
+            "[server]\nlisten = [\"inet:127.0.0.1:1\", \"unix:/a/m.sock\"]\n\
+             metrics_listen = \"inet:127.0.0.1:9\"\n",
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            s.listen_origins,
+            [
+                "/etc/m.toml: [server] listen[0] = \"inet:127.0.0.1:1\"",
+                "/etc/m.toml: [server] listen[1] = \"unix:/a/m.sock\"",
+            ]
+        );
+        assert_eq!(
+            s.metrics_origin.as_deref(),
+            Some("/etc/m.toml: [server] metrics_listen = \"inet:127.0.0.1:9\"")
+        );
+        let legacy = ServerSection {
+            listen: Some(vec!["unix:/a/\"q\".sock".into()]),
+            ..ServerSection::default()
+        };
+        let s = resolve_with(&[], "", &legacy).unwrap();
+        assert_eq!(
+            s.listen_origins,
+            ["/etc/m.toml: listen = 'unix:/a/\"q\".sock'"]
+        );
+    }
+
+    #[test]
+    fn an_owner_or_group_this_process_cannot_give_is_refused_naming_the_key() {
+        let nobody = Credentials {
+            euid: 65534,
+            groups: vec![65534],
+            cap_chown: false,
+        };
+        let f = file("[server]\nlisten = \"unix:/run/m/m.sock\"\nsocket_owner = \"0\"\n").unwrap();
+        let none = ServerSection::default();
+        let e = resolve_as(
+            &nobody,
+            &args(&[]),
+            Some(&f),
+            &none,
+            false,
+            "inet:127.0.0.1:1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("/etc/m.toml: key `server.socket_owner`: only root (or CAP_CHOWN)"),
+            "{e}"
+        );
+        let e = resolve_as(
+            &nobody,
+            &args(&["--socket-group", "0"]),
+            Some(&f),
+            &none,
+            false,
+            "inet:127.0.0.1:1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "--socket-group 0: this process (uid 65534) is not in group \"0\" (gid 0)"
+            ),
+            "{e}"
+        );
+        // Without a unix socket there is nothing to give away.
+        let tcp = args(&["--listen", "inet:127.0.0.1:1", "--socket-group", "0"]);
+        assert!(resolve_as(&nobody, &tcp, Some(&f), &none, false, "inet:127.0.0.1:1").is_ok());
+        // Its own user and group are fine.
+        let own = args(&["--socket-owner", "65534", "--socket-group", "65534"]);
+        assert!(resolve_as(&nobody, &own, Some(&f), &none, false, "inet:127.0.0.1:1").is_ok());
     }
 
     #[test]

@@ -44,8 +44,10 @@ mod logging;
 mod metrics;
 mod reload;
 mod signals;
+mod socket_owner;
 mod swap;
 mod systemd;
+mod toml_error;
 
 use std::any::Any;
 use std::process::ExitCode;
@@ -62,6 +64,7 @@ pub use logging::LogFormat;
 pub use signals::ReloadHook;
 pub use swap::{Pinned, Reloadable, Swap};
 pub use systemd::{Notifier, passed_socket_count};
+pub use toml_error::toml_error_line;
 
 use crate::config::ServerConfig;
 use crate::filter::Milter;
@@ -485,8 +488,8 @@ fn start<D: Daemon>(args: ServerArgs, milter_args: D::Args) -> Result<ExitCode, 
     }
     // The same checks as --check-config, so start-up fails with the same
     // sentence (a missing directory, a live instance) before anything is made.
-    for spec in &settings.listen {
-        check::check_socket(spec).map_err(DaemonError::Start)?;
+    for (spec, origin) in settings.listen.iter().zip(&settings.listen_origins) {
+        check::check_socket(spec).map_err(|e| DaemonError::Start(format!("{origin}: {e}")))?;
     }
     logging::init(settings.log_format);
     for w in &warnings {
@@ -587,17 +590,23 @@ async fn serve<D: Daemon>(
     if settings.socket_activation {
         listeners = systemd::passed_listeners().map_err(DaemonError::Start)?;
     }
-    for spec in &settings.listen {
-        let l = Listener::bind(spec, &settings.unix)
-            .await
-            .map_err(|e| DaemonError::Start(one_line(&e)))?;
+    for (spec, origin) in settings.listen.iter().zip(&settings.listen_origins) {
+        let l = Listener::bind(spec, &settings.unix).await.map_err(|e| {
+            DaemonError::Start(format!("{origin}: {}", check::listen_reason(spec, &e)))
+        })?;
         listeners.push(l);
     }
     let metrics_listener = match &settings.metrics_listen {
         Some(spec) => match Listener::bind(spec, &settings.unix).await {
             Ok(Listener::Tcp(l)) => Some(l),
             Ok(_) => None,
-            Err(e) => return Err(DaemonError::Start(format!("metrics: {}", one_line(&e)))),
+            Err(e) => {
+                return Err(DaemonError::Start(format!(
+                    "{}: {}",
+                    check::metrics_origin(&settings),
+                    check::listen_reason(spec, &e)
+                )));
+            }
         },
         None => None,
     };

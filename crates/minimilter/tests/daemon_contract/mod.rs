@@ -242,17 +242,49 @@ pub fn usage_and_version(b: &Binary) {
     }
 }
 
+/// A socket whose directory is missing is refused naming where it was
+/// given: the option, or the file, `[server]` and the key as written.
 pub fn missing_socket_directory(b: &Binary) {
     let s = Scratch::new("nodir");
     let dir = s.path().join("no-such-dir");
     let sock = dir.join("m.sock");
+    let why = format!("directory {} does not exist", dir.display());
     assert_refused(
         b,
         &["--listen", &format!("unix:{}", sock.display())],
+        &format!("--listen unix:{}: {why}", sock.display()),
+    );
+    let file = s.path().join("m.toml");
+    std::fs::write(
+        &file,
+        format!("[server]\nlisten = \"unix:{}\"\n", sock.display()),
+    )
+    .unwrap();
+    assert_refused(
+        b,
+        &["--config", file.to_str().unwrap()],
         &format!(
-            "{}: directory {} does not exist",
-            sock.display(),
-            dir.display()
+            "{}: [server] listen = \"unix:{}\": {why}",
+            file.display(),
+            sock.display()
+        ),
+    );
+    let port = free_port();
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = [\"inet:127.0.0.1:{port}\", \"unix:{}\"]\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    assert_refused(
+        b,
+        &["--config", file.to_str().unwrap()],
+        &format!(
+            "{}: [server] listen[1] = \"unix:{}\": {why}",
+            file.display(),
+            sock.display()
         ),
     );
 }
@@ -273,12 +305,25 @@ pub fn bad_server_key(b: &Binary) {
         b,
         &["--config", file.to_str().unwrap()],
         &format!(
-            "{}: line 2: key `server.listen_on`: unknown (the keys of [server] are listen, \
+            "{}: line 2, column 1 in [server] (`listen_on = \"inet:127.0.0.1:1\"`): unknown key \
+             `listen_on` (the keys of [server] are listen, \
              socket_mode, socket_group, socket_owner, max_connections, log_format, \
              metrics_listen; every key below a [server] line belongs to [server], so the \
              milter's own keys go above it)",
             file.display()
         ),
+    );
+}
+
+/// A metrics address that is taken is named by the option that gave it.
+pub fn metrics_address_in_use(b: &Binary) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = format!("inet:127.0.0.1:{}", taken.local_addr().unwrap().port());
+    let listen = format!("inet:127.0.0.1:{}", free_port());
+    assert_refused(
+        b,
+        &["--listen", &listen, "--metrics", &spec],
+        &format!("--metrics {spec}: cannot bind: Address already in use (os error 98)"),
     );
 }
 
@@ -299,7 +344,7 @@ pub fn live_instance_on_the_socket(b: &Binary) {
         b,
         &["--listen", &format!("unix:{}", sock.display())],
         &format!(
-            "{}: another milter is already listening on this socket",
+            "--listen unix:{}: another milter is already listening on this socket",
             sock.display()
         ),
     );
@@ -495,6 +540,10 @@ macro_rules! daemon_contract_tests {
         #[test]
         fn bad_server_key() {
             daemon_contract::bad_server_key(&$make);
+        }
+        #[test]
+        fn metrics_address_in_use() {
+            daemon_contract::metrics_address_in_use(&$make);
         }
         #[test]
         fn same_socket_twice() {
