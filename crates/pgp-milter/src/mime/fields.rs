@@ -13,8 +13,19 @@
 
 use super::MimeError;
 
-/// Longest header line (RFC 5322 §2.1.1), without its line end.
+/// Longest header line (RFC 5322 §2.1.1), without its line end, in a MIME
+/// field, and the longest stretch before a field name's colon: an MTA that
+/// enforces the limit (Postfix's `smtp(8)` breaks longer lines at octet 998
+/// with CRLF SPACE) would change the structure there, so such lines are
+/// ambiguous. A delimiter line is bounded the same way.
 pub const MAX_LINE: usize = 998;
+/// Longest header line of any other field. Real mail has them beyond 998
+/// octets (Outlook writes a long thread's `References` on one line; some
+/// libraries Q-encode a long `Subject` unfolded) and Postfix passes them
+/// on; a break at octet 998 makes a continuation line of the same field,
+/// which no reader takes structure from. The bound keeps the line buffer
+/// small; part headers are bounded together besides.
+pub const MAX_HEADER_LINE: usize = 65536;
 /// Longest unfolded MIME field kept (several folded lines).
 pub const MAX_FIELD: usize = 8192;
 
@@ -186,9 +197,11 @@ impl HeaderBlock {
     /// One header line without its line end (`crlf`: it ended in CRLF,
     /// else LF). The structure layer has refused NUL and bare CR already.
     pub fn line(&mut self, line: &[u8], crlf: bool) -> Result<(), MimeError> {
-        if line.len() > MAX_LINE {
+        let too_long =
+            || MimeError::ambiguous(format!("header line longer than {MAX_LINE} octets"));
+        if line.len() > MAX_HEADER_LINE {
             return Err(MimeError::ambiguous(format!(
-                "header line longer than {MAX_LINE} octets"
+                "header line longer than {MAX_HEADER_LINE} octets"
             )));
         }
         match self.crlf {
@@ -207,6 +220,9 @@ impl HeaderBlock {
                 ));
             }
             if let Some((_, value)) = &mut self.current {
+                if line.len() > MAX_LINE {
+                    return Err(too_long());
+                }
                 if value.len() + line.len() > MAX_FIELD {
                     return Err(MimeError::malformed(format!(
                         "MIME header field longer than {MAX_FIELD} octets"
@@ -223,6 +239,9 @@ impl HeaderBlock {
                 shorten(&String::from_utf8_lossy(line))
             )));
         };
+        if colon >= MAX_LINE {
+            return Err(too_long());
+        }
         let name = &line[..colon];
         if name.last().is_some_and(|b| matches!(b, b' ' | b'\t')) {
             return Err(MimeError::ambiguous(format!(
@@ -246,6 +265,9 @@ impl HeaderBlock {
         } else {
             None
         };
+        if which.is_some() && line.len() > MAX_LINE {
+            return Err(too_long());
+        }
         self.current = which.map(|w| (w, line[colon + 1..].to_vec()));
         Ok(())
     }
@@ -720,8 +742,28 @@ mod tests {
             assert!(why.contains(want), "{lines:?}: {why}");
             assert!(why.starts_with("ambiguous MIME: "), "{why}");
         }
-        let long = format!("X-Long: {}", "a".repeat(MAX_LINE));
-        assert!(refused(&[&long]).contains("longer than 998"));
+        // Over 998 octets only where a break at octet 998 changes what
+        // readers see: a MIME field, or before a field name's colon.
+        let mut h = HeaderBlock::default();
+        h.line(format!("X-Long: {}", "a".repeat(MAX_LINE)).as_bytes(), true)
+            .unwrap();
+        h.line(format!(" {}", "a".repeat(MAX_LINE)).as_bytes(), true)
+            .unwrap();
+        for lines in [
+            &[format!(
+                "Content-Type: text/plain; x=\"{}\"",
+                "a".repeat(MAX_LINE)
+            )][..],
+            &[
+                "Content-Type: text/plain;".to_owned(),
+                format!(" x=\"{}\"", "a".repeat(MAX_LINE)),
+            ],
+            &[format!("X-{}: a", "n".repeat(MAX_LINE))],
+            &[format!("X-Long: {}", "a".repeat(MAX_HEADER_LINE))],
+        ] {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            assert!(refused(&lines).contains("longer than"), "{lines:?}");
+        }
         let mut h = HeaderBlock::default();
         h.line(b"A: b", true).unwrap();
         assert!(
