@@ -7,7 +7,8 @@
 //! and encrypted, binary) and by Sequoia's `sq` (v4); the MIME around it
 //! follows what each client writes (header fields and part fields as
 //! they send them, the Autocrypt header of Delta Chat and Thunderbird, a
-//! folded `Content-Type`, a trailing `;`, `charset` on the parts), in
+//! folded `Content-Type`, a trailing `;`, `charset` on the parts,
+//! Outlook's one-line `References` of over 998 octets), in
 //! 7bit, base64 and quoted-printable, with CRLF and with bare LF line
 //! ends (Postfix turns those into CRLF), sent with DATA and with BDAT.
 //! Then the milter restarts while Postfix holds a transaction open: that
@@ -257,6 +258,30 @@ fn shapes(what: &str, data: &[u8]) -> Vec<(String, String)> {
              Content-Disposition: inline; filename=encrypted.asc\n\
              Content-Transfer-Encoding: 7bit\n\n{armor}\n------K9ABCDEF--\n",
             top("Encrypted message", "")
+        ),
+    ));
+    // Outlook with GpgOL, a reply deep in a thread: Outlook writes
+    // `References` on one line, here over 1900 octets (RFC 5322's limit
+    // is 998; Postfix passes it on as it came).
+    let references: Vec<String> = (0..24)
+        .map(|i| format!("<PR0P264MB33563D04B559EC154855E36AD28B{i:02}@PR0P264MB3356.FRAP264.PROD.OUTLOOK.COM>"))
+        .collect();
+    v.push((
+        format!("{what}: Outlook GpgOL, long References"),
+        format!(
+            "{}Content-Type: multipart/encrypted;\n\tprotocol=\"application/pgp-encrypted\";\n\t\
+             boundary=\"=-=_GpgOL_0123456789-=-=\"\nContent-Transfer-Encoding: 7Bit\n\n\
+             --=-=_GpgOL_0123456789-=-=\nContent-Type: application/pgp-encrypted\n\
+             Content-Transfer-Encoding: 7Bit\n\nVersion: 1\n\n\
+             --=-=_GpgOL_0123456789-=-=\nContent-Type: application/octet-stream\n\
+             Content-Transfer-Encoding: 7Bit\n\n{armor}\n--=-=_GpgOL_0123456789-=-=--\n",
+            top(
+                "RE: plan",
+                &format!(
+                    "References: {}\nX-Mailer: Microsoft Outlook 16.0\n",
+                    references.join(" ")
+                )
+            )
         ),
     ));
     // Proton: PGP/MIME, the armored part base64-encoded.
