@@ -373,6 +373,18 @@ fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
 }
 
+/// `type/subtype`, two tokens: what a `protocol` parameter names. Some
+/// senders leave it unquoted (`protocol=application/pgp-encrypted`: KMail
+/// 3's GPGME plug-in, Python's genemail). Readers then disagree on the
+/// value (Python's default policy reads `application`, GMime the media
+/// type), never on the structure around it (the `/` is the only special
+/// character, so the parameter still ends at the `;`), and the detector
+/// judges every part whatever the protocol names.
+fn is_media_type(s: &str) -> bool {
+    s.split_once('/')
+        .is_some_and(|(t, sub)| is_token(t) && is_token(sub))
+}
+
 /// `s` without its leading spaces and tabs.
 fn skip_ws(s: &str) -> &str {
     let n = s.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
@@ -536,7 +548,8 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         } else {
             let end = memchr::memchr3(b';', b' ', b'\t', s.as_bytes()).unwrap_or(s.len());
             let v = &s[..end];
-            if !is_token(v) {
+            let bare_protocol = name == "protocol" && is_media_type(v);
+            if !(is_token(v) || bare_protocol) {
                 return Err(MimeError::ambiguous(format!(
                     "parameter {name} of {field} holds special characters without quotes"
                 )));
@@ -640,6 +653,16 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_protocol_media_type_is_read() {
+        let p = part(&[
+            "Content-Type: multipart/encrypted; protocol=application/pgp-encrypted; boundary=b",
+        ])
+        .unwrap();
+        assert_eq!(p.media.param("protocol"), Some("application/pgp-encrypted"));
+        assert_eq!(p.media.param("boundary"), Some("b"));
+    }
+
+    #[test]
     fn mime_fields_are_parsed() {
         let p = part(&[
             "Subject: x",
@@ -726,6 +749,14 @@ mod tests {
             ),
             (
                 &["Content-Type: multipart/mixed; boundary=a=b"],
+                "without quotes",
+            ),
+            (
+                &["Content-Type: multipart/encrypted; protocol=a/b/c"],
+                "without quotes",
+            ),
+            (
+                &["Content-Type: multipart/mixed; boundary=a/b"],
                 "without quotes",
             ),
             (
