@@ -8,7 +8,8 @@
 //! follows what each client writes (header fields and part fields as
 //! they send them, the Autocrypt header of Delta Chat and Thunderbird, a
 //! folded `Content-Type`, a trailing `;`, `charset` on the parts,
-//! Outlook's one-line `References` of over 998 octets; Apple Mail, KMail,
+//! Outlook's one-line `References` of over 998 octets, an unquoted
+//! `protocol` (KMail 3, genemail); Apple Mail, KMail,
 //! PGP Universal, Exchange's and Proton Bridge's "mixed up" form, and
 //! PHPMailer's armor labelled `text/html`), in
 //! 7bit, base64 and quoted-printable, with CRLF and with bare LF line
@@ -335,6 +336,18 @@ fn shapes(what: &str, data: &[u8]) -> Vec<(String, String)> {
              Content-Disposition: inline; filename=\"msg.asc\"\n\n{armor}\n\n\
              --nextPart1234567.ABCdefGHij--\n\n",
             top("...", "User-Agent: KMail/5.2.3\n")
+        ),
+    ));
+    // KMail 3's GPGME plug-in and Python's genemail: the protocol
+    // parameter without quotes.
+    v.push((
+        format!("{what}: unquoted protocol"),
+        format!(
+            "{}Content-Type: multipart/encrypted; protocol=application/pgp-encrypted; \
+             boundary=\"==BNDRY==\"\nContent-Transfer-Encoding: 7bit\n\n\
+             --==BNDRY==\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n\n\
+             --==BNDRY==\nContent-Type: application/octet-stream\n\n{armor}\n--==BNDRY==--\n",
+            top("...", "")
         ),
     ));
     // Symantec Encryption Server (PGP Universal): Mac type parameters,
