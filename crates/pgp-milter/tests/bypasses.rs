@@ -245,9 +245,28 @@ fn a_boundary_rfc_2046_does_not_allow(g: &Material) {
     refused(&pgp_mime_with(g, &header, ""), "not allowed by RFC 2046");
 }
 
+/// Over 998 octets where a break at octet 998 (Postfix's `smtp(8)` inserts
+/// CRLF SPACE there) would change the structure: in a MIME field, before
+/// a field name's colon, on a line that begins with a boundary. A long
+/// line of any other field is real mail (Outlook's `References`) that
+/// Python's `email`, GMime and NeoMutt read as one field:
+/// `tests/long_header_lines.rs`.
 fn a_header_line_over_998_octets(g: &Material) {
-    let header = format!("{CT}\nX-Long: {}", "x".repeat(1000));
-    refused(&pgp_mime_with(g, &header, ""), "longer than 998 octets");
+    let long = "x".repeat(1000);
+    for header in [
+        format!("{CT}; x-pad=\"{long}\""),
+        format!("{CT}\nX-{long}: a"),
+        format!("{CT}\nContent-Disposition: inline; filename=\"{long}\""),
+    ] {
+        refused(&pgp_mime_with(g, &header, ""), "longer than 998 octets");
+    }
+    let m = pgp_mime_with(
+        g,
+        CT,
+        &format!("--b\nX-A: {SECRET}\n--b{}\n\n{SECRET}\n", " ".repeat(1000)),
+    );
+    refused(&m, "more than 998 octets beginning with a boundary");
+    accepted(&pgp_mime_with(g, &format!("{CT}\nX-Long: {long}"), ""));
 }
 
 fn parts_typed_as_something_other_than_type_and_subtype(g: &Material) {

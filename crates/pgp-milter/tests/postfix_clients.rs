@@ -7,7 +7,11 @@
 //! and encrypted, binary) and by Sequoia's `sq` (v4); the MIME around it
 //! follows what each client writes (header fields and part fields as
 //! they send them, the Autocrypt header of Delta Chat and Thunderbird, a
-//! folded `Content-Type`, a trailing `;`, `charset` on the parts), in
+//! folded `Content-Type`, a trailing `;`, `charset` on the parts,
+//! Outlook's one-line `References` of over 998 octets, an unquoted
+//! `protocol` (KMail 3, genemail); Apple Mail, KMail,
+//! PGP Universal, Exchange's and Proton Bridge's "mixed up" form, and
+//! PHPMailer's armor labelled `text/html`), in
 //! 7bit, base64 and quoted-printable, with CRLF and with bare LF line
 //! ends (Postfix turns those into CRLF), sent with DATA and with BDAT.
 //! Then the milter restarts while Postfix holds a transaction open: that
@@ -259,6 +263,30 @@ fn shapes(what: &str, data: &[u8]) -> Vec<(String, String)> {
             top("Encrypted message", "")
         ),
     ));
+    // Outlook with GpgOL, a reply deep in a thread: Outlook writes
+    // `References` on one line, here over 1900 octets (RFC 5322's limit
+    // is 998; Postfix passes it on as it came).
+    let references: Vec<String> = (0..24)
+        .map(|i| format!("<PR0P264MB33563D04B559EC154855E36AD28B{i:02}@PR0P264MB3356.FRAP264.PROD.OUTLOOK.COM>"))
+        .collect();
+    v.push((
+        format!("{what}: Outlook GpgOL, long References"),
+        format!(
+            "{}Content-Type: multipart/encrypted;\n\tprotocol=\"application/pgp-encrypted\";\n\t\
+             boundary=\"=-=_GpgOL_0123456789-=-=\"\nContent-Transfer-Encoding: 7Bit\n\n\
+             --=-=_GpgOL_0123456789-=-=\nContent-Type: application/pgp-encrypted\n\
+             Content-Transfer-Encoding: 7Bit\n\nVersion: 1\n\n\
+             --=-=_GpgOL_0123456789-=-=\nContent-Type: application/octet-stream\n\
+             Content-Transfer-Encoding: 7Bit\n\n{armor}\n--=-=_GpgOL_0123456789-=-=--\n",
+            top(
+                "RE: plan",
+                &format!(
+                    "References: {}\nX-Mailer: Microsoft Outlook 16.0\n",
+                    references.join(" ")
+                )
+            )
+        ),
+    ));
     // Proton: PGP/MIME, the armored part base64-encoded.
     v.push((
         format!("{what}: base64 armored part"),
@@ -275,6 +303,107 @@ fn shapes(what: &str, data: &[u8]) -> Vec<(String, String)> {
              -----------------------a1b2c3d4e5f6--\n",
             top("Proton", "X-Pm-Origin: internal\n"),
             b64(armor.as_bytes())
+        ),
+    ));
+    // Apple Mail with GPG Suite: the boundary has `=`, parameters folded
+    // with tabs, a blank line after the header, the control part
+    // described as "Versions Identification".
+    v.push((
+        format!("{what}: Apple Mail GPG Suite"),
+        format!(
+            "{}Content-Type: multipart/encrypted;\n\tboundary=\"Apple-Mail=_8A2E0E4B-0E3B-4C6B\";\n\t\
+             protocol=\"application/pgp-encrypted\"\n\n\n\
+             --Apple-Mail=_8A2E0E4B-0E3B-4C6B\nContent-Transfer-Encoding: 7bit\n\
+             Content-Type: application/pgp-encrypted\n\
+             Content-Description: PGP/MIME Versions Identification\n\nVersion: 1\n\n\
+             --Apple-Mail=_8A2E0E4B-0E3B-4C6B\nContent-Transfer-Encoding: 7bit\n\
+             Content-Disposition: inline;\n\tfilename=encrypted.asc\n\
+             Content-Type: application/octet-stream;\n\tname=encrypted.asc\n\
+             Content-Description: OpenPGP encrypted message\n\n{armor}\n\n\
+             --Apple-Mail=_8A2E0E4B-0E3B-4C6B--\n",
+            top("...", "X-Mailer: Apple Mail (2.3445.104.21)\n")
+        ),
+    ));
+    // KMail: `7Bit` on the multipart, no blank line after `Version: 1`.
+    v.push((
+        format!("{what}: KMail"),
+        format!(
+            "{}Content-Type: multipart/encrypted; boundary=\"nextPart1234567.ABCdefGHij\"; \
+             protocol=\"application/pgp-encrypted\"\nContent-Transfer-Encoding: 7Bit\n\n\
+             --nextPart1234567.ABCdefGHij\nContent-Type: application/pgp-encrypted\n\
+             Content-Disposition: attachment\n\nVersion: 1\n\
+             --nextPart1234567.ABCdefGHij\nContent-Type: application/octet-stream\n\
+             Content-Disposition: inline; filename=\"msg.asc\"\n\n{armor}\n\n\
+             --nextPart1234567.ABCdefGHij--\n\n",
+            top("...", "User-Agent: KMail/5.2.3\n")
+        ),
+    ));
+    // KMail 3's GPGME plug-in and Python's genemail: the protocol
+    // parameter without quotes.
+    v.push((
+        format!("{what}: unquoted protocol"),
+        format!(
+            "{}Content-Type: multipart/encrypted; protocol=application/pgp-encrypted; \
+             boundary=\"==BNDRY==\"\nContent-Transfer-Encoding: 7bit\n\n\
+             --==BNDRY==\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n\n\
+             --==BNDRY==\nContent-Type: application/octet-stream\n\n{armor}\n--==BNDRY==--\n",
+            top("...", "")
+        ),
+    ));
+    // Symantec Encryption Server (PGP Universal): Mac type parameters,
+    // file names on both parts, its own armor `Version:` line.
+    let universal = armor.replacen(
+        "-----BEGIN PGP MESSAGE-----\n",
+        "-----BEGIN PGP MESSAGE-----\nVersion: PGP Universal 3.3.2 (Build 21495)\n",
+        1,
+    );
+    v.push((
+        format!("{what}: PGP Universal"),
+        format!(
+            "{}X-PGP-Universal: processed;\n\tby pgp1.client.example on Fri, 19 Oct 2018 10:12:05 -0400\n\
+             X-PGP-Encoding-Format: MIME\nContent-Type: multipart/encrypted;\n\t\
+             boundary=\"PGP_Universal_0F1A1B2B_79986338\";\n\tprotocol=\"application/pgp-encrypted\"\n\n\n\
+             --PGP_Universal_0F1A1B2B_79986338\nContent-Type: application/pgp-encrypted;\n\t\
+             x-mac-type=54455854;\n\tname=Version.txt\n\
+             Content-Disposition: attachment; filename=Version.txt\n\nVersion: 1\n\n\
+             --PGP_Universal_0F1A1B2B_79986338\nContent-Type: application/octet-stream;\n\t\
+             x-mac-type=70674546;\n\tname=Message.pgp\n\
+             Content-Disposition: attachment; filename=Message.pgp\n\n{universal}\n\n\
+             --PGP_Universal_0F1A1B2B_79986338--\n",
+            top("...", "")
+        ),
+    ));
+    // Exchange and Proton Bridge "mixed up" (draft-dkg-openpgp-pgpmime-
+    // message-mangling): multipart/mixed, an empty text/plain body, the
+    // two RFC 3156 parts as base64 attachments.
+    v.push((
+        format!("{what}: Exchange mixed up"),
+        format!(
+            "{}Content-Type: multipart/mixed;\n\tboundary=\"_003_415B007C20834BE7_\"\n\n\
+             --_003_415B007C20834BE7_\nContent-Type: text/plain; charset=\"us-ascii\"\n\
+             Content-Transfer-Encoding: quoted-printable\n\n\n\
+             --_003_415B007C20834BE7_\n\
+             Content-Type: application/pgp-encrypted; name=\"PGPMIME Versions Identification\"\n\
+             Content-Description: PGP/MIME Versions Identification\n\
+             Content-Disposition: attachment; filename=\"PGPMIME Versions Identification\"; size=13\n\
+             Content-Transfer-Encoding: base64\n\n{}\n\
+             --_003_415B007C20834BE7_\n\
+             Content-Type: application/octet-stream; name=\"encrypted.asc\"\n\
+             Content-Description: OpenPGP encrypted message.asc\n\
+             Content-Disposition: attachment; filename=\"encrypted.asc\"\n\
+             Content-Transfer-Encoding: base64\n\n{}\n--_003_415B007C20834BE7_--\n",
+            top("...", "X-MS-Has-Attach: yes\n"),
+            b64(b"Version: 1\r\n"),
+            b64(armor.replace('\n', "\r\n").as_bytes())
+        ),
+    ));
+    // WordPress (wp-pgp-encrypted-emails through PHPMailer): the armor
+    // alone, labelled text/html.
+    v.push((
+        format!("{what}: PHPMailer text/html"),
+        format!(
+            "{}Content-Type: text/html; charset=UTF-8\n\n{armor}\n",
+            top("Neue Anmeldung", "X-Mailer: WPMailSMTP/Mailer/mail 1.4.1\n")
         ),
     ));
     // Inline PGP (Enigmail, GpgOL, webmail plug-ins): armor in

@@ -13,8 +13,19 @@
 
 use super::MimeError;
 
-/// Longest header line (RFC 5322 §2.1.1), without its line end.
+/// Longest header line (RFC 5322 §2.1.1), without its line end, in a MIME
+/// field, and the longest stretch before a field name's colon: an MTA that
+/// enforces the limit (Postfix's `smtp(8)` breaks longer lines at octet 998
+/// with CRLF SPACE) would change the structure there, so such lines are
+/// ambiguous. A delimiter line is bounded the same way.
 pub const MAX_LINE: usize = 998;
+/// Longest header line of any other field. Real mail has them beyond 998
+/// octets (Outlook writes a long thread's `References` on one line; some
+/// libraries Q-encode a long `Subject` unfolded) and Postfix passes them
+/// on; a break at octet 998 makes a continuation line of the same field,
+/// which no reader takes structure from. The bound keeps the line buffer
+/// small; part headers are bounded together besides.
+pub const MAX_HEADER_LINE: usize = 65536;
 /// Longest unfolded MIME field kept (several folded lines).
 pub const MAX_FIELD: usize = 8192;
 
@@ -186,9 +197,11 @@ impl HeaderBlock {
     /// One header line without its line end (`crlf`: it ended in CRLF,
     /// else LF). The structure layer has refused NUL and bare CR already.
     pub fn line(&mut self, line: &[u8], crlf: bool) -> Result<(), MimeError> {
-        if line.len() > MAX_LINE {
+        let too_long =
+            || MimeError::ambiguous(format!("header line longer than {MAX_LINE} octets"));
+        if line.len() > MAX_HEADER_LINE {
             return Err(MimeError::ambiguous(format!(
-                "header line longer than {MAX_LINE} octets"
+                "header line longer than {MAX_HEADER_LINE} octets"
             )));
         }
         match self.crlf {
@@ -207,6 +220,9 @@ impl HeaderBlock {
                 ));
             }
             if let Some((_, value)) = &mut self.current {
+                if line.len() > MAX_LINE {
+                    return Err(too_long());
+                }
                 if value.len() + line.len() > MAX_FIELD {
                     return Err(MimeError::malformed(format!(
                         "MIME header field longer than {MAX_FIELD} octets"
@@ -223,6 +239,9 @@ impl HeaderBlock {
                 shorten(&String::from_utf8_lossy(line))
             )));
         };
+        if colon >= MAX_LINE {
+            return Err(too_long());
+        }
         let name = &line[..colon];
         if name.last().is_some_and(|b| matches!(b, b' ' | b'\t')) {
             return Err(MimeError::ambiguous(format!(
@@ -246,6 +265,9 @@ impl HeaderBlock {
         } else {
             None
         };
+        if which.is_some() && line.len() > MAX_LINE {
+            return Err(too_long());
+        }
         self.current = which.map(|w| (w, line[colon + 1..].to_vec()));
         Ok(())
     }
@@ -349,6 +371,18 @@ const TOKEN: [bool; 256] = {
 
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
+}
+
+/// `type/subtype`, two tokens: what a `protocol` parameter names. Some
+/// senders leave it unquoted (`protocol=application/pgp-encrypted`: KMail
+/// 3's GPGME plug-in, Python's genemail). Readers then disagree on the
+/// value (Python's default policy reads `application`, GMime the media
+/// type), never on the structure around it (the `/` is the only special
+/// character, so the parameter still ends at the `;`), and the detector
+/// judges every part whatever the protocol names.
+fn is_media_type(s: &str) -> bool {
+    s.split_once('/')
+        .is_some_and(|(t, sub)| is_token(t) && is_token(sub))
 }
 
 /// `s` without its leading spaces and tabs.
@@ -514,7 +548,8 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         } else {
             let end = memchr::memchr3(b';', b' ', b'\t', s.as_bytes()).unwrap_or(s.len());
             let v = &s[..end];
-            if !is_token(v) {
+            let bare_protocol = name == "protocol" && is_media_type(v);
+            if !(is_token(v) || bare_protocol) {
                 return Err(MimeError::ambiguous(format!(
                     "parameter {name} of {field} holds special characters without quotes"
                 )));
@@ -618,6 +653,16 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_protocol_media_type_is_read() {
+        let p = part(&[
+            "Content-Type: multipart/encrypted; protocol=application/pgp-encrypted; boundary=b",
+        ])
+        .unwrap();
+        assert_eq!(p.media.param("protocol"), Some("application/pgp-encrypted"));
+        assert_eq!(p.media.param("boundary"), Some("b"));
+    }
+
+    #[test]
     fn mime_fields_are_parsed() {
         let p = part(&[
             "Subject: x",
@@ -707,6 +752,14 @@ mod tests {
                 "without quotes",
             ),
             (
+                &["Content-Type: multipart/encrypted; protocol=a/b/c"],
+                "without quotes",
+            ),
+            (
+                &["Content-Type: multipart/mixed; boundary=a/b"],
+                "without quotes",
+            ),
+            (
                 &["Content-Type: text/plain; charset"],
                 "malformed parameter",
             ),
@@ -720,8 +773,28 @@ mod tests {
             assert!(why.contains(want), "{lines:?}: {why}");
             assert!(why.starts_with("ambiguous MIME: "), "{why}");
         }
-        let long = format!("X-Long: {}", "a".repeat(MAX_LINE));
-        assert!(refused(&[&long]).contains("longer than 998"));
+        // Over 998 octets only where a break at octet 998 changes what
+        // readers see: a MIME field, or before a field name's colon.
+        let mut h = HeaderBlock::default();
+        h.line(format!("X-Long: {}", "a".repeat(MAX_LINE)).as_bytes(), true)
+            .unwrap();
+        h.line(format!(" {}", "a".repeat(MAX_LINE)).as_bytes(), true)
+            .unwrap();
+        for lines in [
+            &[format!(
+                "Content-Type: text/plain; x=\"{}\"",
+                "a".repeat(MAX_LINE)
+            )][..],
+            &[
+                "Content-Type: text/plain;".to_owned(),
+                format!(" x=\"{}\"", "a".repeat(MAX_LINE)),
+            ],
+            &[format!("X-{}: a", "n".repeat(MAX_LINE))],
+            &[format!("X-Long: {}", "a".repeat(MAX_HEADER_LINE))],
+        ] {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            assert!(refused(&lines).contains("longer than"), "{lines:?}");
+        }
         let mut h = HeaderBlock::default();
         h.line(b"A: b", true).unwrap();
         assert!(

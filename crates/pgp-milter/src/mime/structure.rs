@@ -21,7 +21,7 @@
 //! only header lines and lines that could be delimiters (starting with
 //! `--`, at most 998 octets) are buffered.
 
-use super::fields::{HeaderBlock, MAX_LINE};
+use super::fields::{HeaderBlock, MAX_HEADER_LINE, MAX_LINE};
 use super::transfer::Decoder;
 use super::{Event, MimeError, ReadError};
 
@@ -223,9 +223,11 @@ impl Reader {
                     }
                 }
                 Mode::Buffer => {
-                    if self.line.len() + seg.len() > MAX_CANDIDATE {
+                    // A header line (and its CR) of the longest kind any
+                    // field may have; the header block bounds each field.
+                    if self.line.len() + seg.len() > MAX_HEADER_LINE + 1 {
                         return Err(MimeError::ambiguous(format!(
-                            "header line longer than {MAX_LINE} octets"
+                            "header line longer than {MAX_HEADER_LINE} octets"
                         ))
                         .into());
                     }
@@ -358,11 +360,12 @@ impl Reader {
 
     /// Whether the buffered line begins with `--boundary` of an open multipart.
     fn begins_with_delimiter(&self) -> bool {
-        self.boundaries().any(|(_, b)| {
-            self.line
-                .strip_prefix(b"--")
-                .is_some_and(|l| l.starts_with(b))
-        })
+        self.starts_with_boundary(&self.line)
+    }
+
+    fn starts_with_boundary(&self, line: &[u8]) -> bool {
+        self.boundaries()
+            .any(|(_, b)| line.strip_prefix(b"--").is_some_and(|l| l.starts_with(b)))
     }
 
     fn boundaries(&self) -> impl Iterator<Item = (usize, &[u8])> {
@@ -443,6 +446,14 @@ impl Reader {
     {
         let crlf = lf && line.last() == Some(&b'\r');
         let line = if crlf { &line[..line.len() - 1] } else { line };
+        if line.len() > MAX_LINE && self.starts_with_boundary(line) {
+            // Only a header line gets here this long: a break at octet 998
+            // would make it a delimiter, or not.
+            return Err(MimeError::ambiguous(format!(
+                "line of more than {MAX_LINE} octets beginning with a boundary"
+            ))
+            .into());
+        }
         if self.multiparts > 0
             && let Some((k, close)) = self.delimiter(line)?
         {
@@ -740,6 +751,7 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fields::MAX_HEADER_LINE;
     use super::super::{Item, MimeError, Transcript, transcript};
 
     /// The transcript, checked to be the same fed whole and byte by byte.
@@ -951,7 +963,19 @@ Content-Transfer-Encoding: binary\r\n\r\nx\r--b--\r\n--b--\r\n";
             " ".repeat(1000)
         );
         assert!(refusal(&m).contains("more than 998 octets beginning with a boundary"));
-        assert!(refusal(&format!("A: {body}\n\n")).contains("longer than 998"));
+        // A long header line of a field no reader takes structure from is
+        // read; one beginning with a boundary is not.
+        assert_eq!(
+            shape(&read(&format!("A: {body}\n\nx"))),
+            ["<text/plain", "B:x", ">"]
+        );
+        let m = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\nA: c\n--b{}\n\n--b--\n",
+            " ".repeat(1000)
+        );
+        assert!(refusal(&m).contains("more than 998 octets beginning with a boundary"));
+        let huge = "y".repeat(MAX_HEADER_LINE);
+        assert!(refusal(&format!("A: {huge}\n\n")).contains("longer than 65536"));
     }
 
     #[test]
