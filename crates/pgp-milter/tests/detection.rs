@@ -378,3 +378,44 @@ fn armor_with_blank_lines_passes_as_gnupg_reads_it_and_a_cut_one_is_truncated() 
         );
     }
 }
+
+/// Armor header keys no RFC defines (`Subject:`, `X-Mailer-Version:`, even
+/// `Bad Key:`) GnuPG reads past ("unknown armor header") to the same
+/// packets, so an inline message carrying them is encrypted mail and must
+/// pass; a header line GnuPG calls invalid (no space after the colon) is
+/// refused by both.
+#[ignore = "needs gpg"]
+#[test]
+fn armor_headers_gnupg_reads_past_pass_and_one_it_refuses_is_refused() {
+    let enc = support::gpg().encrypted.replace("\r\n", "\n");
+    let packets = gnupg_dearmor(&enc).expect("GnuPG reads its own armor");
+    let (begin, rest) = enc.split_once('\n').unwrap();
+    for extra in [
+        "Subject: hello there\n",
+        "X-Mailer-Version: 1.2\nComment: two lines\n",
+        "Bad Key: x\n",
+    ] {
+        let text = format!("{begin}\n{extra}{rest}");
+        assert_eq!(
+            gnupg_dearmor(&text).as_deref(),
+            Some(packets.as_slice()),
+            "{extra:?}: GnuPG reads the same packets"
+        );
+        let d = detect(&support::inline(
+            "headers",
+            &text,
+            support::Cte::SevenBit,
+            false,
+        ));
+        assert_eq!(d.to_string(), "encrypted (inline PGP)", "{extra:?}");
+    }
+    let text = format!("{begin}\nComment:no space\n{rest}");
+    assert_eq!(gnupg_dearmor(&text), None, "GnuPG refuses it");
+    let d = detect(&support::inline(
+        "bad",
+        &text,
+        support::Cte::SevenBit,
+        false,
+    ));
+    assert!(d.to_string().starts_with("invalid OpenPGP data"), "{d}");
+}

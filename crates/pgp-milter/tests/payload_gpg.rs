@@ -333,3 +333,56 @@ fn large_messages_pass_with_bounded_buffers() {
         assert!(marks[i].abs_diff(marks[i - 2]) <= 4 * 26, "{marks:?}");
     }
 }
+
+/// Armor header keys no RFC defines: GnuPG reads on ("unknown armor
+/// header") and decrypts, so the reader must accept them too; a header line
+/// without the space after the colon GnuPG refuses ("invalid armor
+/// header"), and so does the reader. GnuPG is the oracle here, not our own
+/// idea of armor.
+#[test]
+#[ignore = "needs gpg"]
+fn armor_header_keys_gnupg_reads_are_accepted() {
+    let gpg = Gpg::new();
+    let plain = text(7, 300);
+    let armored = gpg.run(
+        &["--armor", "--encrypt", "--recipient", "alice@example.org"],
+        &plain,
+    );
+    let text = String::from_utf8(armored).unwrap();
+    let (begin, rest) = text.split_once('\n').unwrap();
+    for (extra, good) in [
+        ("Subject: hello there\n", true),
+        ("X-Mailer-Version: 1.2\nComment: both\n", true),
+        ("Bad Key: x\n", true),
+        ("Comment:no space\n", false),
+    ] {
+        let with = format!("{begin}\n{extra}{rest}");
+        let out = gpg
+            .command(&["--passphrase", "", "--decrypt"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(with.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            good,
+            "gpg on {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if good {
+            assert_eq!(out.stdout, plain, "gpg decrypted {extra:?}");
+            assert_eq!(
+                read(with.as_bytes(), 50).map(|p| p.kind),
+                Ok(PayloadKind::Encrypted),
+                "{extra:?}"
+            );
+        } else {
+            assert!(read(with.as_bytes(), 50).is_err(), "{extra:?}");
+        }
+    }
+}

@@ -201,10 +201,20 @@ fn armor_headers_are_bounded() {
     assert!(e.to_string().contains("armor header lines"), "{e}");
     let long = format!("Comment: {}\r\n", "x".repeat(200));
     assert!(kind(Encoding::Armored, &armor("MESSAGE", &long, &m, true)).is_err());
-    let unknown = "Subject: hello there\r\n";
-    let e = kind(Encoding::Armored, &armor("MESSAGE", unknown, &m, true)).unwrap_err();
-    assert!(e.to_string().contains("unknown armor header"), "{e}");
+    for bad in [
+        ": no key\r\n",
+        " Comment: a space before the key\r\n",
+        "Comment:no space after the colon\r\n",
+        "K\u{e9}y: not ASCII\r\n",
+    ] {
+        let e = kind(Encoding::Armored, &armor("MESSAGE", bad, &m, true)).unwrap_err();
+        assert!(e.to_string().contains("armor header"), "{bad:?}: {e}");
+    }
     for ok in [
+        // Keys no RFC defines: GnuPG and OpenPGP.js read on (tests/payload_gpg.rs).
+        "Subject: hello there\r\n",
+        "X-Mailer-Version: 1.2\r\nComment: both\r\n",
+        "Bad Key: a space in the key\r\n",
         "Version: GnuPG v2\r\n",
         "Version: OpenPGP.js v4.10.10\r\nComment: https://openpgpjs.org\r\n",
         "Comment: Using GnuPG with Thunderbird - https://www.enigmail.net/\r\n",

@@ -28,9 +28,6 @@ use super::{Block, PayloadError, PayloadKind};
 /// octets) plus room for trailing white space.
 const MAX_MARKER_LINE: usize = 80;
 
-/// The header keys RFC 9580 §6.2.2.x and RFC 4880 §6.2 define.
-const KNOWN_KEYS: [&str; 5] = ["Version", "Comment", "Hash", "Charset", "MessageID"];
-
 /// The armor's label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Label {
@@ -741,18 +738,35 @@ fn flush(cur: &mut Current, data: &[u8], ctx: &mut Ctx) -> Result<(), PayloadErr
     cur.stream.feed(data, ctx)
 }
 
-/// `Key: value` with a known key, printable value.
+/// `Key: value`: a key of printable ASCII that does not begin or end with a
+/// space (a cleartext signature's only `Hash`), a space, and a printable
+/// value.
+///
+/// Keys beyond those RFC 9580 §6.2.2 and RFC 4880 §6.2 define (`Version`,
+/// `Comment`, `Hash`, `Charset`, `MessageID`) are tolerated, as GnuPG
+/// ("unknown armor header", then it goes on, even for `Bad Key: x`) and
+/// OpenPGP.js (a debug line) tolerate them: refusing them would lose mail those readers decrypt, and
+/// a defined key (`Comment`) carries any text anyway, so what keeps prose
+/// out of the armor is the bound on the lines' count and length.
 fn check_header(line: &[u8], cleartext: bool) -> Result<(), PayloadError> {
     let colon = line.iter().position(|&b| b == b':').unwrap_or(0);
     let key = &line[..colon];
-    let known = if cleartext {
+    let well_formed = if cleartext {
         key == b"Hash"
     } else {
-        KNOWN_KEYS.iter().any(|k| k.as_bytes() == key)
+        !key.is_empty()
+            && key.iter().all(|b| (0x20..0x7f).contains(b))
+            && key[0] != b' '
+            && key[key.len() - 1] != b' '
     };
-    if !known {
+    if !well_formed {
         return Err(armor_err(format!(
-            "unknown armor header {:?}",
+            "{} {:?}",
+            if cleartext {
+                "cleartext signature header that is not Hash:"
+            } else {
+                "malformed armor header key"
+            },
             String::from_utf8_lossy(&key[..key.len().min(40)])
         )));
     }

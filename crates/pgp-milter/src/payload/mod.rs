@@ -19,7 +19,7 @@
 //!
 //! * [`Encoding::Armored`]: white space, then one or more ASCII-armored
 //!   blocks (RFC 9580 §6.2) separated by white space; any other text is
-//!   plaintext. Armor header lines are bounded (count, length, known keys).
+//!   plaintext. Armor header lines are bounded (count, length, well-formed keys).
 //! * [`Encoding::Binary`]: OpenPGP packets (a `.pgp` attachment, the second
 //!   part of PGP/MIME sent in binary); only an encrypted message or a key
 //!   counts, any other bytes are an ordinary, unencrypted attachment.
@@ -68,7 +68,8 @@
 //! unencrypted attachment), as in the detector.
 //!
 //! What is stricter than the whole-message detector: armor header lines
-//! are bounded and their keys known (see the private `armor` module); a key block may
+//! are bounded in count and length and their keys well formed (see the
+//! private `armor` module); a key block may
 //! hold only key-block packets (a literal packet riding after a key was
 //! accepted before); encrypted-data and Padding packets must look random
 //! ([`randomness`]).
