@@ -15,6 +15,8 @@
 //! Nothing here touches a socket, a clock or a runtime, so every rule can be
 //! tested, fuzzed and reused by any driver.
 
+#![warn(missing_docs)]
+
 pub mod command;
 pub mod flags;
 pub mod frame;

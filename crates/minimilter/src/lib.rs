@@ -10,6 +10,8 @@
 //!
 //! See `examples/keyword_milter.rs` for a complete milter in a screenful.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod config;
 pub mod connection;

@@ -15,11 +15,16 @@
 //! - the packets come from the same step builders (macros, commands, header
 //!   and body form) and the same encoders as `run_message`'s, so the bytes on
 //!   the wire are the same;
-//! - every step goes through [`MtaSession::send_encoded_step`], which decides
-//!   as [`MtaSession::send_step`] does whether the step is sent (`NO_*`,
-//!   skip) and whether its answer is awaited (`NR_*`);
-//! - every response goes through [`MtaSession::receive`], the same protocol
-//!   checks as [`MilterClient::step`](crate::MilterClient::step), within the
+//! - every step goes through
+//!   [`MtaSession::send_encoded_step`](milter_proto::MtaSession::send_encoded_step),
+//!   which decides as
+//!   [`MtaSession::send_step`](milter_proto::MtaSession::send_step) does
+//!   whether the step is sent (`NO_*`, skip) and whether its answer is
+//!   awaited (`NR_*`);
+//! - every response goes through
+//!   [`MtaSession::receive`](milter_proto::MtaSession::receive), the same
+//!   protocol checks as [`MilterClient::step`](crate::MilterClient::step),
+//!   within the
 //!   same per-step deadlines, and a reply nobody asked for is reported the
 //!   same way;
 //! - the decisions are `run_message`'s: a decisive answer ends the message
