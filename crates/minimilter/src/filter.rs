@@ -13,6 +13,7 @@ use bytes::Bytes;
 use milter_proto::{ConnectAddress, Requirements, Verdict};
 
 use crate::context::{Context, Modifications};
+use crate::envelope_address::EnvelopeAddress;
 
 /// An error from a filter; the runtime answers with the fail-safe reply.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -67,6 +68,13 @@ impl Envelope {
             .and_then(|r| r.strip_suffix(b">"))
             .unwrap_or(trimmed);
         String::from_utf8_lossy(inner)
+    }
+
+    /// The address canonicalised for comparing (quoting undone, domain
+    /// lower-cased, source route dropped; `<>` is
+    /// [`EnvelopeAddress::Null`]). See [`crate::envelope_address`].
+    pub fn parsed(&self) -> EnvelopeAddress {
+        EnvelopeAddress::parse(&self.address())
     }
 
     /// The arguments as text.
