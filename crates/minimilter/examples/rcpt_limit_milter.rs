@@ -94,9 +94,10 @@ impl Milter for RcptLimitMilter {
         Requirements {
             // Only these steps are sent; end of message always is.
             steps: Steps::MAIL | Steps::RCPT | Steps::BODY,
-            // Multi-letter macro names go in braces, as the MTA spells them.
-            // Postfix sends neither of these to milters by default at these
-            // stages: asking is what makes them arrive.
+            // Multi-letter names in braces, as Sendmail and Postfix spell
+            // them (Postfix also takes them bare; `macro_value` finds them
+            // either way). Postfix sends neither of these to milters by
+            // default at these stages: asking is what makes them arrive.
             macros: vec![
                 (MacroStage::Connect, "{client_addr}".into()),
                 (MacroStage::Mail, "{auth_authen}".into()),
