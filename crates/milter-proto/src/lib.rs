@@ -48,6 +48,7 @@ pub use reply::{ReplyError, SmtpReply};
 pub use response::Response;
 pub use session::{
     Event, MilterSession, ModifyError, OPTNEG_MAX_PAYLOAD, Sent, SessionError, check_modification,
+    check_values,
 };
 pub use step::{Step, Steps};
 pub use verdict::Verdict;

@@ -697,7 +697,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
         let kill = &self.shutdown.kill;
         let neg = self.session.negotiated().expect("negotiated");
-        let mut mods = Modifications::new(neg.actions);
+        let mut mods = Modifications::new(neg.actions, neg.data_size.max_payload());
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
         let interval = self.cfg.progress_interval;
