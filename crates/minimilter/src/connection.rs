@@ -559,6 +559,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let mut fail_reason = None;
         let verdict = match outcome {
             Ok((verdict, mods)) => {
+                warn_mismatched_reply(self.id, step, &verdict);
                 // Skip at end of message means nothing more to skip: the
                 // message is delivered, and the session answers continue.
                 let delivering =
@@ -788,5 +789,25 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 tracing::warn!(conn = self.id, "close handler: {e}");
             }
         }
+    }
+}
+
+/// A reply text of the other class is not sent (the MTA's default text
+/// is): a filter that built `Reject` with a 4xx text (or `Tempfail` with a
+/// 5xx one) meant something else, so say so.
+fn warn_mismatched_reply(conn: u64, step: Step, verdict: &Verdict) {
+    let (wanted, reply) = match verdict {
+        Verdict::Reject(Some(r)) => (5, r),
+        Verdict::Tempfail(Some(r)) => (4, r),
+        _ => return,
+    };
+    if reply.class() != wanted {
+        tracing::warn!(
+            conn,
+            %step,
+            "{} with a {}xx reply text: the text is not sent, the MTA's default {wanted}xx reply is",
+            verdict.name(),
+            reply.class()
+        );
     }
 }
