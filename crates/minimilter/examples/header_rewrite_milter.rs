@@ -124,7 +124,7 @@ impl HeaderRewriteMilter {
         if let Some((local, domain)) = &msg.sender
             && domain.ends_with(&format!(".{}", self.masquerade_as))
         {
-            mods.change_sender(&format!("<{local}@{}>", self.masquerade_as), None)?;
+            mods.change_sender(&format!("{local}@{}", self.masquerade_as), None)?;
         }
         mods.add_header(
             "X-Rewritten",

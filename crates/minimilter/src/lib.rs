@@ -227,12 +227,19 @@ pub use shutdown::Shutdown;
 pub use spec::{SocketSpec, SpecError};
 pub use stats::{Stats, StatsSnapshot};
 pub use transaction::{
-    Interrupted, MessageSpec, Outcome, Transcript, UnsentBody, run_message, run_next_message,
+    Interrupted, MessageSpec, Outcome, RefusedRcpt, StepRecord, Transcript, UnsentBody,
+    run_message, run_next_message,
 };
 
 /// The protocol core, re-exported so a filter needs one dependency.
 pub use milter_proto as proto;
-pub use milter_proto::{Actions, MacroStage, Requirements, SmtpReply, Step, Steps, Verdict};
+/// The protocol types a filter and its tests meet (the fields of
+/// [`Requirements`] and [`ConnectInfo`], the errors of [`Modifications`] and
+/// [`SmtpReply`], the requests in a [`Transcript`]).
+pub use milter_proto::{
+    Actions, ConnectAddress, DataSize, MacroStage, MacroStore, ModifyError, ReplyError,
+    Requirements, Response, SmtpReply, Step, Steps, Verdict,
+};
 
 /// Compiles the README's code samples as doctests, so they stay true.
 #[cfg(doctest)]

@@ -209,7 +209,7 @@ fn headers_are_deleted_changed_and_added_and_the_sender_masqueraded() {
     assert_eq!(names, ["From", "Subject", "X-Other", "X-Rewritten"]);
     // Internal sender: no tag, but the envelope is masqueraded.
     assert_eq!(delivered.headers[1].value, " quarterly numbers");
-    assert_eq!(delivered.sender, "<alice@example.org>");
+    assert_eq!(delivered.sender, "alice@example.org");
     assert_eq!(
         delivered.headers[3].value,
         " by header_rewrite_milter (queue id 4ABCDEF0123)"
