@@ -28,7 +28,7 @@
 //!   end of message ([`Actions::ADD_HEADERS`], `CHANGE_HEADERS`,
 //!   `CHANGE_FROM`, `ADD_RCPT`, `DELETE_RCPT`, `CHANGE_BODY`, `QUARANTINE`,
 //!   ...). A request for an action not granted fails with
-//!   [`ModifyError::NotNegotiated`](proto::ModifyError::NotNegotiated).
+//!   [`ModifyError::NotNegotiated`].
 //! - [`Requirements::macros`]: the macros to ask for, per [`MacroStage`],
 //!   names separated by spaces; multi-letter names in braces as the MTAs
 //!   spell them (`"{auth_authen} {client_addr}"`). Asking replaces the MTA's
@@ -65,7 +65,7 @@
 //!   connect or HELO, the connection's mail). Give a reply text built with
 //!   [`SmtpReply::new`] (code, enhanced status code, text; checked against
 //!   what Postfix and Sendmail accept, with a typed
-//!   [`ReplyError`](proto::ReplyError)) through [`Verdict::reject_with`] /
+//!   [`ReplyError`]) through [`Verdict::reject_with`] /
 //!   [`Verdict::tempfail_with`]. The reply's class must match: a 4xx text
 //!   in a `Reject` is not sent (the MTA's default 5xx text is), and the
 //!   runtime logs a warning;
@@ -81,7 +81,7 @@
 //! ## Errors, timeouts, disconnects
 //!
 //! A step that returns an error (any [`BoxError`], so `?` works on
-//! [`ReplyError`](proto::ReplyError), [`ModifyError`](proto::ModifyError)
+//! [`ReplyError`], [`ModifyError`]
 //! and your own errors), panics, or runs longer than
 //! [`ServerConfig::command_timeout`] (connect to RCPT, DATA, unknown; 25 s)
 //! or [`ServerConfig::content_timeout`] (headers, body, end of message;
