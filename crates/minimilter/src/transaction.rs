@@ -28,7 +28,10 @@ pub struct MessageSpec {
     pub helo: String,
     /// Envelope sender, without angle brackets (empty for `<>`).
     pub from: String,
-    /// Envelope recipients, without angle brackets.
+    /// Envelope recipients, without angle brackets. With none, the message
+    /// ends after MAIL as one whose every recipient was refused:
+    /// [`Outcome::Rejected`] at RCPT with no reply text (no MTA goes on to
+    /// DATA without a recipient), whatever the milter does.
     pub rcpts: Vec<String>,
     /// Extra macros, `(name, value)`; sent at the stage Postfix sends that
     /// macro at (unknown names at connect, which keeps them in scope for the
