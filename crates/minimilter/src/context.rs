@@ -152,8 +152,11 @@ impl Modifications {
         })
     }
 
-    /// Changes the `index`-th header called `name` (1-based); if there are
-    /// fewer, the MTA adds one.
+    /// Changes the `index`-th header called `name` (1-based, counted among
+    /// the headers of that name, ignoring case; 0 counts as 1); if there
+    /// are fewer, the MTA adds one. An empty `value` is sent as a single
+    /// space (an empty value on the wire would delete the header; use
+    /// [`delete_header`](Self::delete_header) for that).
     pub fn change_header(
         &mut self,
         name: &str,
@@ -176,7 +179,9 @@ impl Modifications {
         })
     }
 
-    /// Deletes the `index`-th header called `name` (1-based).
+    /// Deletes the `index`-th header called `name` (1-based). Postfix
+    /// renumbers after a delete, so to delete several of one name go from the
+    /// highest index down.
     pub fn delete_header(&mut self, name: &str, index: u32) -> Result<(), ModifyError> {
         self.push(Response::ChangeHeader {
             index,
