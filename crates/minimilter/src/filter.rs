@@ -145,6 +145,14 @@ impl Header {
 /// Methods run one at a time per connection, in protocol order. Returning an
 /// error, panicking, or taking longer than the configured step timeout makes
 /// the runtime answer that step with the fail-safe reply (tempfail by default).
+///
+/// Write the methods as `async fn`. Connections run on tokio's worker
+/// threads, so each method's future must be `Send`: do not hold a
+/// `std::sync::MutexGuard` (or an `Rc`) across an `.await` (take what you
+/// need and drop the guard first, or use `tokio::sync::Mutex`); the
+/// compiler's complaint about a future that "is not `Send`" means this.
+/// CPU-heavy work belongs in `tokio::task::spawn_blocking`, so other
+/// connections are not held up.
 pub trait Milter: Send + Sync + 'static {
     /// Per-connection state.
     type Connection: Default + Send + 'static;

@@ -187,9 +187,12 @@
 //!   (`{auth_authen}`, `{client_addr}`), per-connection and per-message
 //!   state, an async lookup with a timeout, a refusal during the body;
 //! - `examples/header_rewrite_milter.rs`: headers deleted, changed and
-//!   added and the envelope sender changed at end of message.
+//!   added and the envelope sender changed at end of message;
+//! - `examples/body_digest_milter.rs`: the body read with bounded memory,
+//!   `Skip` once enough is read, CPU work in `spawn_blocking`, quarantine.
 //!
-//! `tests/writing_milters.rs` tests the last two as above.
+//! `tests/writing_milters.rs` tests the last three as above, and
+//! `tests/writing_milters_postfix.rs` behind a real Postfix.
 
 #![warn(missing_docs)]
 

@@ -3,6 +3,9 @@
 //! in-memory pipe, the MTA-side `MilterClient` (Postfix's offer, Postfix's
 //! way of playing a message) on the other. No socket, no MTA.
 
+#[path = "../examples/body_digest_milter.rs"]
+#[allow(dead_code)]
+mod body_digest_milter;
 #[path = "../examples/header_rewrite_milter.rs"]
 #[allow(dead_code)]
 mod header_rewrite_milter;
@@ -234,4 +237,107 @@ fn external_mail_gets_its_subject_tagged_or_one_added() {
     let second = t[1].delivered.as_ref().unwrap();
     let subject = second.headers.iter().find(|h| h.name == "Subject").unwrap();
     assert_eq!(subject.value, " [external]");
+}
+
+/// The X-Body-Digest value the milter added.
+fn digest_header(t: &Transcript) -> String {
+    let delivered = t.delivered.as_ref().expect("delivered");
+    let h = delivered
+        .headers
+        .iter()
+        .find(|h| h.name == "X-Body-Digest")
+        .expect("tagged");
+    h.value.trim().to_owned()
+}
+
+#[test]
+fn the_body_digest_is_of_the_body_as_the_milter_sees_it() {
+    let body = "line one\r\nline two\r\n";
+    let t = within(play(
+        body_digest_milter::example_policy(),
+        &[spec(
+            "a@far.example",
+            &["bob@example.org"],
+            &format!("Subject: d\r\n\r\n{body}"),
+        )],
+    ));
+    assert_eq!(t[0].outcome, Outcome::Accepted);
+    assert_eq!(
+        digest_header(&t[0]),
+        body_digest_milter::digest(body.as_bytes())
+    );
+}
+
+#[test]
+fn listed_digests_are_refused_or_held() {
+    let blocked_body = "buy now\r\n";
+    let held_body = "look at me\r\n";
+    let mut policy = body_digest_milter::example_policy();
+    let blocked = body_digest_milter::digest(blocked_body.as_bytes());
+    policy.blocked = std::sync::Arc::new([blocked.clone()].into());
+    policy.held = std::sync::Arc::new([body_digest_milter::digest(held_body.as_bytes())].into());
+    let msg = |b: &str| {
+        spec(
+            "a@far.example",
+            &["bob@example.org"],
+            &format!("Subject: x\r\n\r\n{b}"),
+        )
+    };
+    let t = within(play(
+        policy,
+        &[msg(blocked_body), msg(held_body), msg("fine\r\n")],
+    ));
+    assert_eq!(
+        t[0].outcome,
+        Outcome::Rejected {
+            at: Step::EndOfMessage,
+            reply: Some(format!("554 5.7.1 Message content blocked ({blocked})"))
+        }
+    );
+    assert_eq!(t[1].outcome, Outcome::Accepted);
+    let q = t[1].quarantine.as_deref().expect("held");
+    assert!(q.contains("on the hold list"), "{q}");
+    assert_eq!(t[2].outcome, Outcome::Accepted);
+    assert_eq!(t[2].quarantine, None);
+}
+
+#[test]
+fn a_long_body_is_hashed_in_part_and_the_rest_skipped() {
+    let mut policy = body_digest_milter::example_policy();
+    policy.scan_limit = 76; // two lines
+    let line = "0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    let long = line.repeat(5000); // 190 000 bytes: several chunks
+    let exact = &long[..76];
+    let t = within(play(
+        policy,
+        &[
+            spec(
+                "a@far.example",
+                &["bob@example.org"],
+                &format!("Subject: l\r\n\r\n{long}"),
+            ),
+            spec(
+                "a@far.example",
+                &["bob@example.org"],
+                &format!("Subject: e\r\n\r\n{exact}"),
+            ),
+        ],
+    ));
+    // Postfix offers SKIP: after the first chunk no more were sent, and the
+    // whole body is still delivered.
+    let unsent = t[0].body_not_sent.as_ref().expect("rest skipped");
+    assert!(unsent.skipped && unsent.chunks >= 1, "{unsent:?}");
+    assert_eq!(t[0].delivered.as_ref().unwrap().body.len(), long.len());
+    assert_eq!(
+        digest_header(&t[0]),
+        format!(
+            "{} (partial, first 76 bytes)",
+            body_digest_milter::digest(&long.as_bytes()[..76])
+        )
+    );
+    // Exactly the limit: all of it was read, so not partial.
+    assert_eq!(
+        digest_header(&t[1]),
+        body_digest_milter::digest(exact.as_bytes())
+    );
 }

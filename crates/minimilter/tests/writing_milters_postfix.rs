@@ -6,6 +6,9 @@
 //! The milter runs in this process (`Server::serve` on a loopback port):
 //! how a developer tests a milter of their own behind Postfix.
 
+#[path = "../examples/body_digest_milter.rs"]
+#[allow(dead_code)]
+mod body_digest_milter;
 #[path = "../examples/header_rewrite_milter.rs"]
 #[allow(dead_code)]
 mod header_rewrite_milter;
@@ -194,4 +197,62 @@ fn header_rewrite_milter_behind_postfix() {
         "{m}"
     );
     assert!(m.starts_with("Return-Path: <x@far.example>\n"), "{m}");
+}
+
+#[ignore = "needs postfix"]
+#[test]
+fn body_digest_milter_behind_postfix() {
+    let held_body = "please hold me\r\n";
+    let blocked_body = "buy now\r\n";
+    let mut policy = body_digest_milter::example_policy();
+    policy.scan_limit = 1000;
+    policy.held = std::sync::Arc::new([body_digest_milter::digest(held_body.as_bytes())].into());
+    let blocked = body_digest_milter::digest(blocked_body.as_bytes());
+    policy.blocked = std::sync::Arc::new([blocked.clone()].into());
+    let milter = InProcess::start(policy);
+    let pf = postfix_with(&milter);
+    let mut c = SmtpClient::connect(pf.port("smtp")).unwrap();
+    assert!(c.ehlo("client.example").unwrap().is_positive());
+    let mut send = |subject: &str, body: &str| {
+        assert!(c.mail("<x@far.example>").unwrap().is_positive());
+        assert!(c.rcpt("<bob@example.org>").unwrap().is_positive());
+        c.data(format!("Subject: {subject}\r\n\r\n{body}").as_bytes())
+            .unwrap()
+    };
+    let r = send("digest-blocked", blocked_body);
+    assert_eq!(r.code, 554, "{r:?}");
+    assert_eq!(
+        r.text(),
+        format!("5.7.1 Message content blocked ({blocked})")
+    );
+    assert_eq!(send("digest-held", held_body).code, 250);
+    // Longer than the limit: the milter skips the rest, Postfix delivers all.
+    let long = "0123456789abcdefghijklmnopqrstuvwxyz\r\n".repeat(5000);
+    assert_eq!(send("digest-long", &long).code, 250);
+    let _ = c.quit();
+
+    pf.wait_for_log("milter-hold: END-OF-MESSAGE", WAIT)
+        .unwrap();
+    let q = pf.queue().unwrap();
+    assert!(
+        q.contains('!'),
+        "held messages are marked ! in postqueue -p:\n{q}"
+    );
+    let m = delivered(&pf, "bob", "digest-long");
+    let digest = body_digest_milter::digest(&long.as_bytes()[..1000]);
+    assert!(
+        m.contains(&format!(
+            "\nX-Body-Digest: {digest} (partial, first 1000 bytes)\n"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.ends_with(&long.replace("\r\n", "\n")),
+        "the whole body is delivered"
+    );
+    assert!(
+        !pf.delivered("bob")
+            .iter()
+            .any(|m| m.contains("digest-held"))
+    );
 }
