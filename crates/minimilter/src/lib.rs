@@ -102,7 +102,7 @@
 //!
 //! ## Serving it
 //!
-//! [`daemon::main`] (feature `daemon`, on by default) is a whole program:
+//! `daemon::main` (feature `daemon`, on by default) is a whole program:
 //! command line, TOML configuration, logging, signals, systemd, metrics; see
 //! `examples/keyword_milter.rs`. [`run`] binds [`SocketSpec`]s
 //! (`unix:/path`, `inet:127.0.0.1:8891`, `inet6:...`) and serves until

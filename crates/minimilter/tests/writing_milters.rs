@@ -3,6 +3,9 @@
 //! in-memory pipe, the MTA-side `MilterClient` (Postfix's offer, Postfix's
 //! way of playing a message) on the other. No socket, no MTA.
 
+// The examples are daemons (the `daemon` feature, on by default).
+#![cfg(feature = "daemon")]
+
 #[path = "../examples/body_digest_milter.rs"]
 #[allow(dead_code)]
 mod body_digest_milter;

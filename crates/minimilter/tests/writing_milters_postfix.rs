@@ -6,6 +6,9 @@
 //! The milter runs in this process (`Server::serve` on a loopback port):
 //! how a developer tests a milter of their own behind Postfix.
 
+// The examples are daemons (the `daemon` feature, on by default).
+#![cfg(feature = "daemon")]
+
 #[path = "../examples/body_digest_milter.rs"]
 #[allow(dead_code)]
 mod body_digest_milter;
