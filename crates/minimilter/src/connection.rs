@@ -701,7 +701,10 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let mut mods = Modifications::new(neg.actions, neg.data_size.max_payload());
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
-        let interval = self.cfg.progress_interval;
+        let interval = self
+            .cfg
+            .progress_interval
+            .max(crate::config::MIN_PROGRESS_INTERVAL);
         let io_timeout = self.cfg.io_timeout;
         let stream = &mut self.stream;
         let session = &self.session;

@@ -1,5 +1,7 @@
-//! A reply text whose class differs from its verdict (a 4xx text in a
-//! `Reject`) is not sent: the MTA's default text is, and the runtime warns.
+//! What the runtime makes of a verdict or a setting a filter gets wrong: a
+//! reply text whose class differs from its verdict (a 4xx text in a
+//! `Reject`) is not sent, the MTA's default text is, and the runtime warns;
+//! a zero progress interval is raised to the floor, not a flood.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -81,5 +83,64 @@ fn a_reject_with_a_4xx_text_sends_the_default_reject_and_warns() {
     assert!(
         text.contains("reject with a 4xx reply text: the text is not sent"),
         "{text}"
+    );
+}
+
+struct SlowEnd;
+
+impl Milter for SlowEnd {
+    type Connection = ();
+    type Message = ();
+
+    fn requirements(&self) -> Requirements {
+        Requirements::default()
+    }
+
+    async fn end_of_message(
+        &self,
+        _cx: Ctx<'_, Self>,
+        _mods: &mut minimilter::Modifications,
+    ) -> StepResult {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(Verdict::Continue)
+    }
+}
+
+#[test]
+fn a_zero_progress_interval_does_not_flood_the_mta() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = rt.block_on(async {
+        let cfg = ServerConfig {
+            progress_interval: Duration::ZERO,
+            ..ServerConfig::default()
+        };
+        let server = Server::new(SlowEnd, cfg);
+        let (mta, milter_end) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move { server.serve_stream(milter_end, Shutdown::new()).await });
+        let mut client = MilterClient::negotiate(Box::new(mta), ClientConfig::default())
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            run_message(&mut client, &MessageSpec::default()),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+    });
+    assert_eq!(t.outcome, Outcome::Accepted);
+    let eom = &t.steps.last().unwrap().outcome;
+    assert_eq!(eom.step, Step::EndOfMessage);
+    // At most one per MIN_PROGRESS_INTERVAL of the time it took (before
+    // the floor: one per loop turn, 178 in 200 ms over an in-memory pipe).
+    let most = eom.elapsed.as_millis() / minimilter::config::MIN_PROGRESS_INTERVAL.as_millis();
+    assert!(
+        u128::from(eom.progress) <= most,
+        "{} progress packets in {:?}",
+        eom.progress,
+        eom.elapsed
     );
 }
