@@ -288,7 +288,7 @@ pub(crate) fn with_requested(
         let value = match (from_spec, bare) {
             (Some((_, v)), _) => Some(v.clone()),
             (None, b"client_addr") => spec.client_addr.map(|a| a.to_string()),
-            (None, b"client_name" | b"client_ptr") => Some(spec.client_name.clone()),
+            (None, b"client_name") => Some(spec.client_name.clone()),
             (None, b"client_port") => spec.client_addr.map(|_| spec.client_port.to_string()),
             (None, b"i") if order(step) >= order(Step::Mail) => Some(qid.to_owned()),
             (None, b"mail_addr") if order(step) >= order(Step::Mail) => Some(spec.from.clone()),
