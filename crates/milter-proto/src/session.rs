@@ -92,10 +92,10 @@ pub enum ModifyError {
     /// A header name that is empty or contains `:`, whitespace or controls.
     #[error("invalid header name")]
     BadHeaderName,
-    /// A header value with a CR, or a line break not followed by a space or
-    /// tab (a fold is `\n` then whitespace; the MTA adds the CR). Found by
-    /// [`check_values`].
-    #[error("invalid header value: {0} (fold lines with \\n followed by a space or tab; no CR)")]
+    /// A header value with a CR. A line break is `\n` alone (the MTA adds
+    /// the CR; a CR of the filter's own is kept as data by Postfix, so the
+    /// delivered header would carry a stray CR). Found by [`check_values`].
+    #[error("invalid header value: {0} (break lines with \\n alone; the MTA adds the CR)")]
     BadHeaderValue(&'static str),
     /// An empty address in a sender change or a recipient addition or
     /// removal (libmilter refuses these too; the null sender is `<>`).
@@ -136,11 +136,11 @@ pub fn check_modification(granted: Actions, modification: &Response) -> Result<(
 
 /// Checks the values of a modification request against what MTAs make of
 /// them, beyond what [`check_modification`] checks (which is what the wire
-/// can carry): a header value must fold as `\n` plus a space or tab and
-/// hold no CR (Postfix keeps a CR before the line end as data, so the
-/// delivered header gets a stray CR; a line break before text would start
-/// a new header were the MTA not to indent it), and an address to add,
-/// remove or set as the sender must not be empty. `minimilter`'s
+/// can carry): a header value must hold no CR (Postfix keeps a CR before
+/// the line end as data, so the delivered header gets a stray CR; a line
+/// break is `\n` alone, and a line after it that does not start with a
+/// space or tab is indented by the MTA, so it stays a fold), and an address
+/// to add, remove or set as the sender must not be empty. `minimilter`'s
 /// `Modifications` applies both checks to every request; a driver of
 /// [`MilterSession`] may call this before [`MilterSession::modify`], which
 /// sends what it is given.
@@ -151,12 +151,6 @@ pub fn check_values(modification: &Response) -> Result<(), ModifyError> {
         | Response::ChangeHeader { value, .. } => {
             if value.contains(&b'\r') {
                 return Err(ModifyError::BadHeaderValue("carriage return"));
-            }
-            let mut lines = value.split(|&b| b == b'\n').skip(1);
-            if lines.any(|l| !l.starts_with(b" ") && !l.starts_with(b"\t")) {
-                return Err(ModifyError::BadHeaderValue(
-                    "line break not followed by a space or tab",
-                ));
             }
             Ok(())
         }

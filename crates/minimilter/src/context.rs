@@ -62,8 +62,8 @@ impl<C, M> Context<'_, C, M> {
 ///   offer it too, see [`Context::actions`]);
 /// - a header name is not empty and has no `:`, whitespace or control
 ///   character ([`ModifyError::BadHeaderName`]);
-/// - a header value folds as `\n` followed by a space or tab and has no CR
-///   ([`ModifyError::BadHeaderValue`]);
+/// - a header value has no CR: lines break with `\n` alone, the MTA adds
+///   the CR ([`ModifyError::BadHeaderValue`]);
 /// - an address is not empty ([`ModifyError::EmptyAddress`]; the null
 ///   sender is `<>`);
 /// - no string has a NUL byte ([`ModifyError::Nul`]);
@@ -130,7 +130,8 @@ impl Modifications {
     }
 
     /// Appends a header. Multi-line values are folded with `\n` followed by
-    /// a space or tab (the MTA adds the CR).
+    /// a space or tab (the MTA adds the CR; a line that starts with neither
+    /// gets a tab from Postfix, so it stays part of this header).
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), ModifyError> {
         self.push(Response::AddHeader {
             name: Bytes::copy_from_slice(name.as_bytes()),
