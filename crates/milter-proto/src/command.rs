@@ -8,20 +8,35 @@ use crate::payload::{Cursor, PayloadError, has_nul};
 
 /// Command codes (`SMFIC_*`).
 pub mod code {
+    /// `SMFIC_ABORT`.
     pub const ABORT: u8 = b'A';
+    /// `SMFIC_BODY`.
     pub const BODY: u8 = b'B';
+    /// `SMFIC_CONNECT`.
     pub const CONNECT: u8 = b'C';
+    /// `SMFIC_MACRO`.
     pub const MACRO: u8 = b'D';
+    /// `SMFIC_BODYEOB`.
     pub const BODYEOB: u8 = b'E';
+    /// `SMFIC_HELO`.
     pub const HELO: u8 = b'H';
+    /// `SMFIC_QUIT_NC`.
     pub const QUIT_NC: u8 = b'K';
+    /// `SMFIC_HEADER`.
     pub const HEADER: u8 = b'L';
+    /// `SMFIC_MAIL`.
     pub const MAIL: u8 = b'M';
+    /// `SMFIC_EOH`.
     pub const EOH: u8 = b'N';
+    /// `SMFIC_OPTNEG`.
     pub const OPTNEG: u8 = b'O';
+    /// `SMFIC_QUIT`.
     pub const QUIT: u8 = b'Q';
+    /// `SMFIC_RCPT`.
     pub const RCPT: u8 = b'R';
+    /// `SMFIC_DATA`.
     pub const DATA: u8 = b'T';
+    /// `SMFIC_UNKNOWN`.
     pub const UNKNOWN: u8 = b'U';
 }
 

@@ -42,28 +42,45 @@ bitflags! {
     /// milter will not answer (`NR_*`), and behaviour switches.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     pub struct Protocol: u32 {
+        /// Do not send connect.
         const NO_CONNECT = 0x0000_0001;
+        /// Do not send HELO.
         const NO_HELO = 0x0000_0002;
+        /// Do not send MAIL FROM.
         const NO_MAIL = 0x0000_0004;
+        /// Do not send RCPT TO.
         const NO_RCPT = 0x0000_0008;
+        /// Do not send body chunks.
         const NO_BODY = 0x0000_0010;
+        /// Do not send headers.
         const NO_HEADERS = 0x0000_0020;
+        /// Do not send end of headers.
         const NO_EOH = 0x0000_0040;
         /// No reply to each header (older name `SMFIP_NOHREPL`).
         const NR_HEADER = 0x0000_0080;
+        /// Do not send unknown commands.
         const NO_UNKNOWN = 0x0000_0100;
+        /// Do not send DATA.
         const NO_DATA = 0x0000_0200;
         /// The MTA understands `SMFIR_SKIP`.
         const SKIP = 0x0000_0400;
         /// Also send recipients the MTA already rejected.
         const RCPT_REJ = 0x0000_0800;
+        /// No reply to connect.
         const NR_CONNECT = 0x0000_1000;
+        /// No reply to HELO.
         const NR_HELO = 0x0000_2000;
+        /// No reply to MAIL FROM.
         const NR_MAIL = 0x0000_4000;
+        /// No reply to RCPT TO.
         const NR_RCPT = 0x0000_8000;
+        /// No reply to DATA.
         const NR_DATA = 0x0001_0000;
+        /// No reply to unknown commands.
         const NR_UNKNOWN = 0x0002_0000;
+        /// No reply to end of headers.
         const NR_EOH = 0x0004_0000;
+        /// No reply to body chunks.
         const NR_BODY = 0x0008_0000;
         /// Header values are passed and taken byte-exact, leading space included.
         const HEADER_LEADING_SPACE = 0x0010_0000;

@@ -34,7 +34,15 @@ pub struct Requirements {
     pub no_reply: Steps,
     /// Modifications the filter may request at end of message.
     pub actions: Actions,
-    /// Macro lists to ask for, per stage (names separated by spaces).
+    /// Macro lists to ask for, per stage: names separated by spaces,
+    /// multi-letter names in braces as the MTAs spell them
+    /// (`"{auth_authen} {client_addr}"`; Postfix also takes them bare). A
+    /// list replaces the MTA's default list for its stage, and needs
+    /// protocol 6 and an MTA offering `SETSYMLIST` (Postfix and Sendmail
+    /// 8.14+ do); otherwise the defaults apply and the shortfall is noted.
+    /// Postfix sends a stage's macros even when the step itself was
+    /// declined, so `{client_addr}` at connect does not need
+    /// [`Steps::CONNECT`].
     pub macros: Vec<(MacroStage, String)>,
     /// Receive and send header values byte-exact, leading space included.
     pub header_leading_space: bool,

@@ -14,12 +14,19 @@ use crate::payload::{Cursor, PayloadError, has_nul};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u32)]
 pub enum MacroStage {
+    /// With the connect step (`SMFIM_CONNECT`).
     Connect = 0,
+    /// With HELO/EHLO (`SMFIM_HELO`).
     Helo = 1,
+    /// With MAIL FROM (`SMFIM_ENVFROM`).
     Mail = 2,
+    /// With each RCPT TO (`SMFIM_ENVRCPT`).
     Rcpt = 3,
+    /// With DATA (`SMFIM_DATA`).
     Data = 4,
+    /// With end of message (`SMFIM_EOM`); the queue id `i` is usually asked for here.
     EndOfMessage = 5,
+    /// With end of headers (`SMFIM_EOH`).
     EndOfHeaders = 6,
 }
 

@@ -59,6 +59,25 @@ pub struct SmtpReply {
 impl SmtpReply {
     /// A one-line reply. `enhanced` is e.g. `"5.7.1"`; pass `None` to leave it
     /// out (Sendmail then adds one itself).
+    ///
+    /// ```
+    /// use milter_proto::{ReplyError, SmtpReply};
+    ///
+    /// let r = SmtpReply::new(550, Some("5.7.1"), "Relaying denied, 100% sure").unwrap();
+    /// assert_eq!(&r.wire()[..], b"550 5.7.1 Relaying denied, 100%% sure");
+    /// assert_eq!(r.to_string(), "550 5.7.1 Relaying denied, 100% sure");
+    ///
+    /// // What an MTA would replace or refuse is an error, never a panic.
+    /// assert_eq!(SmtpReply::new(250, None, "ok"), Err(ReplyError::BadCode(250)));
+    /// assert_eq!(
+    ///     SmtpReply::new(550, None, "two\r\nlines"),
+    ///     Err(ReplyError::ControlChar(b'\r'))
+    /// );
+    /// assert!(matches!(
+    ///     SmtpReply::new(451, Some("5.7.1"), "class differs"),
+    ///     Err(ReplyError::ClassMismatch { .. })
+    /// ));
+    /// ```
     pub fn new(code: u16, enhanced: Option<&str>, text: &str) -> Result<SmtpReply, ReplyError> {
         SmtpReply::multiline(code, enhanced, &[text])
     }

@@ -10,26 +10,47 @@ use crate::payload::{Cursor, PayloadError, has_nul};
 
 /// Response codes (`SMFIR_*`).
 pub mod code {
+    /// `SMFIR_ADDRCPT`.
     pub const ADDRCPT: u8 = b'+';
+    /// `SMFIR_DELRCPT`.
     pub const DELRCPT: u8 = b'-';
+    /// `SMFIR_ADDRCPT_PAR`.
     pub const ADDRCPT_PAR: u8 = b'2';
+    /// `SMFIR_SHUTDOWN`.
     pub const SHUTDOWN: u8 = b'4';
+    /// `SMFIR_ACCEPT`.
     pub const ACCEPT: u8 = b'a';
+    /// `SMFIR_REPLBODY`.
     pub const REPLBODY: u8 = b'b';
+    /// `SMFIR_CONTINUE`.
     pub const CONTINUE: u8 = b'c';
+    /// `SMFIR_DISCARD`.
     pub const DISCARD: u8 = b'd';
+    /// `SMFIR_CHGFROM`.
     pub const CHGFROM: u8 = b'e';
+    /// `SMFIR_CONN_FAIL`.
     pub const CONN_FAIL: u8 = b'f';
+    /// `SMFIR_ADDHEADER`.
     pub const ADDHEADER: u8 = b'h';
+    /// `SMFIR_INSHEADER`.
     pub const INSHEADER: u8 = b'i';
+    /// `SMFIR_SETSYMLIST`.
     pub const SETSYMLIST: u8 = b'l';
+    /// `SMFIR_CHGHEADER`.
     pub const CHGHEADER: u8 = b'm';
+    /// `SMFIR_OPTNEG`.
     pub const OPTNEG: u8 = b'O';
+    /// `SMFIR_PROGRESS`.
     pub const PROGRESS: u8 = b'p';
+    /// `SMFIR_QUARANTINE`.
     pub const QUARANTINE: u8 = b'q';
+    /// `SMFIR_REJECT`.
     pub const REJECT: u8 = b'r';
+    /// `SMFIR_SKIP`.
     pub const SKIP: u8 = b's';
+    /// `SMFIR_TEMPFAIL`.
     pub const TEMPFAIL: u8 = b't';
+    /// `SMFIR_REPLYCODE`.
     pub const REPLYCODE: u8 = b'y';
 }
 

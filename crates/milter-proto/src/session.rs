@@ -68,7 +68,9 @@ pub enum ModifyError {
     NotAtEndOfMessage,
     /// The action was not negotiated (the MTA did not offer it, or the filter
     /// did not declare it).
-    #[error("action {0:?} was not negotiated")]
+    #[error(
+        "action {0:?} was not negotiated (declare it in Requirements::actions; the MTA must offer it too)"
+    )]
     NotNegotiated(Actions),
     /// A string field contains a NUL byte.
     #[error("field contains a NUL byte")]
@@ -90,6 +92,16 @@ pub enum ModifyError {
     /// A header name that is empty or contains `:`, whitespace or controls.
     #[error("invalid header name")]
     BadHeaderName,
+    /// A header value with a CR. A line break is `\n` alone (the MTA adds
+    /// the CR; a CR of the filter's own is kept as data by Postfix, so the
+    /// delivered header would carry a stray CR). Found by [`check_values`].
+    #[error("invalid header value: {0} (break lines with \\n alone; the MTA adds the CR)")]
+    BadHeaderValue(&'static str),
+    /// An empty address in a sender change or a recipient addition or
+    /// removal (libmilter refuses these too; the null sender is `<>`).
+    /// Found by [`check_values`].
+    #[error("empty address (the null sender is written <>)")]
+    EmptyAddress,
 }
 
 /// Checks a modification request against the negotiated actions and the
@@ -120,6 +132,38 @@ pub fn check_modification(granted: Actions, modification: &Response) -> Result<(
         return Err(ModifyError::BadHeaderName);
     }
     Ok(())
+}
+
+/// Checks the values of a modification request against what MTAs make of
+/// them, beyond what [`check_modification`] checks (which is what the wire
+/// can carry): a header value must hold no CR (Postfix keeps a CR before
+/// the line end as data, so the delivered header gets a stray CR; a line
+/// break is `\n` alone, and a line after it that does not start with a
+/// space or tab is indented by the MTA, so it stays a fold), and an address
+/// to add, remove or set as the sender must not be empty. `minimilter`'s
+/// `Modifications` applies both checks to every request; a driver of
+/// [`MilterSession`] may call this before [`MilterSession::modify`], which
+/// sends what it is given.
+pub fn check_values(modification: &Response) -> Result<(), ModifyError> {
+    match modification {
+        Response::AddHeader { value, .. }
+        | Response::InsertHeader { value, .. }
+        | Response::ChangeHeader { value, .. } => {
+            if value.contains(&b'\r') {
+                return Err(ModifyError::BadHeaderValue("carriage return"));
+            }
+            Ok(())
+        }
+        Response::AddRcpt(a)
+        | Response::DelRcpt(a)
+        | Response::AddRcptPar { rcpt: a, .. }
+        | Response::ChangeFrom { sender: a, .. }
+            if a.trim_ascii().is_empty() =>
+        {
+            Err(ModifyError::EmptyAddress)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What the driver must do after a packet.

@@ -9,15 +9,25 @@ use crate::flags::Protocol;
 /// One step of the SMTP session, as the milter sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
+    /// The SMTP client connected (`C`): host name and address.
     Connect,
+    /// HELO or EHLO (`H`).
     Helo,
+    /// MAIL FROM (`M`): the sender and its ESMTP arguments.
     Mail,
+    /// RCPT TO (`R`): one recipient and its ESMTP arguments.
     Rcpt,
+    /// DATA (`T`), protocol version 4 and later.
     Data,
+    /// One message header (`L`).
     Header,
+    /// End of the headers (`N`).
     EndOfHeaders,
+    /// One body chunk (`B`).
     Body,
+    /// End of message (`E`): always sent; the only step that may modify.
     EndOfMessage,
+    /// An SMTP command the MTA did not recognise (`U`), version 3 and later.
     Unknown,
 }
 
@@ -25,15 +35,25 @@ bitflags! {
     /// A set of steps.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     pub struct Steps: u16 {
+        /// [`Step::Connect`].
         const CONNECT = 1 << 0;
+        /// [`Step::Helo`].
         const HELO = 1 << 1;
+        /// [`Step::Mail`].
         const MAIL = 1 << 2;
+        /// [`Step::Rcpt`].
         const RCPT = 1 << 3;
+        /// [`Step::Data`].
         const DATA = 1 << 4;
+        /// [`Step::Header`].
         const HEADER = 1 << 5;
+        /// [`Step::EndOfHeaders`].
         const END_OF_HEADERS = 1 << 6;
+        /// [`Step::Body`].
         const BODY = 1 << 7;
+        /// [`Step::EndOfMessage`].
         const END_OF_MESSAGE = 1 << 8;
+        /// [`Step::Unknown`].
         const UNKNOWN = 1 << 9;
     }
 }

@@ -51,6 +51,9 @@ impl std::str::FromStr for FailSafe {
     }
 }
 
+/// The shortest [`ServerConfig::progress_interval`] the runtime uses.
+pub const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Settings of a [`Server`](crate::Server).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -82,7 +85,9 @@ pub struct ServerConfig {
     /// message. Postfix waits 300 s (`milter_content_timeout`). Default 280 s.
     pub content_timeout: Duration,
     /// While end of message runs longer than this, send progress packets at
-    /// this interval so the MTA keeps waiting (protocol 6 only). Default 60 s.
+    /// this interval so the MTA keeps waiting (protocol 6 only). Default 60 s;
+    /// at least [`MIN_PROGRESS_INTERVAL`] (a shorter one, zero included, is
+    /// raised to it rather than flooding the MTA).
     pub progress_interval: Duration,
     /// How long in-flight messages may take to finish after shutdown starts.
     /// Default 30 s.

@@ -559,6 +559,7 @@ impl<F: Milter, S: Stream> Connection<F, S> {
         let mut fail_reason = None;
         let verdict = match outcome {
             Ok((verdict, mods)) => {
+                warn_mismatched_reply(self.id, step, &verdict);
                 // Skip at end of message means nothing more to skip: the
                 // message is delivered, and the session answers continue.
                 let delivering =
@@ -697,10 +698,13 @@ impl<F: Milter, S: Stream> Connection<F, S> {
     ) -> Result<(Verdict, Vec<milter_proto::Response>), FilterFailure> {
         let kill = &self.shutdown.kill;
         let neg = self.session.negotiated().expect("negotiated");
-        let mut mods = Modifications::new(neg.actions);
+        let mut mods = Modifications::new(neg.actions, neg.data_size.max_payload());
         let filter = &*self.filter;
         let cx = context(&mut self.conn, &mut self.msg, &self.session, self.id);
-        let interval = self.cfg.progress_interval;
+        let interval = self
+            .cfg
+            .progress_interval
+            .max(crate::config::MIN_PROGRESS_INTERVAL);
         let io_timeout = self.cfg.io_timeout;
         let stream = &mut self.stream;
         let session = &self.session;
@@ -788,5 +792,25 @@ impl<F: Milter, S: Stream> Connection<F, S> {
                 tracing::warn!(conn = self.id, "close handler: {e}");
             }
         }
+    }
+}
+
+/// A reply text of the other class is not sent (the MTA's default text
+/// is): a filter that built `Reject` with a 4xx text (or `Tempfail` with a
+/// 5xx one) meant something else, so say so.
+fn warn_mismatched_reply(conn: u64, step: Step, verdict: &Verdict) {
+    let (wanted, reply) = match verdict {
+        Verdict::Reject(Some(r)) => (5, r),
+        Verdict::Tempfail(Some(r)) => (4, r),
+        _ => return,
+    };
+    if reply.class() != wanted {
+        tracing::warn!(
+            conn,
+            %step,
+            "{} with a {}xx reply text: the text is not sent, the MTA's default {wanted}xx reply is",
+            verdict.name(),
+            reply.class()
+        );
     }
 }

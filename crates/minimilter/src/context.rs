@@ -5,7 +5,9 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use milter_proto::{Actions, MacroStore, ModifyError, Negotiated, Response, check_modification};
+use milter_proto::{
+    Actions, MacroStore, ModifyError, Negotiated, Response, check_modification, check_values,
+};
 
 /// The filter's view of one step.
 pub struct Context<'a, C, M> {
@@ -50,22 +52,55 @@ impl<C, M> Context<'_, C, M> {
     }
 }
 
-/// Modification requests made at end of message. Each request is checked
-/// when made (negotiated? well-formed?) so the filter learns of a problem at
-/// once; they are sent before the final verdict, in the order made.
+/// Modification requests made at end of message, sent before the final
+/// verdict, in the order made.
+///
+/// Each request is checked when made, so the filter learns of a problem at
+/// once, as a [`ModifyError`], and nothing is queued for it:
+/// - the action was negotiated ([`ModifyError::NotNegotiated`]: declare it
+///   in [`Requirements::actions`](crate::Requirements::actions); the MTA must
+///   offer it too, see [`Context::actions`]);
+/// - a header name is not empty and has no `:`, whitespace or control
+///   character ([`ModifyError::BadHeaderName`]);
+/// - a header value has no CR: lines break with `\n` alone, the MTA adds
+///   the CR ([`ModifyError::BadHeaderValue`]);
+/// - an address is not empty ([`ModifyError::EmptyAddress`]; the null
+///   sender is `<>`);
+/// - no string has a NUL byte ([`ModifyError::Nul`]);
+/// - the request fits in one packet of the negotiated size
+///   ([`ModifyError::TooLarge`]; 64 KiB unless
+///   [`Requirements::data_size`](crate::Requirements::data_size) asked for
+///   more and the MTA offered it). A replacement body has no limit: it is
+///   sent in chunks.
+///
+/// Returning the error with `?` makes the step fail, and the runtime
+/// answers with the fail-safe reply (tempfail by default) and sends none of
+/// the requests; a filter that can do without the modification may ignore
+/// the error instead.
 #[derive(Debug)]
 pub struct Modifications {
     /// The actions the MTA granted: all a request is checked against.
     granted: Actions,
+    /// The negotiated packet payload limit.
+    max_payload: usize,
     requests: Vec<Response>,
 }
 
 impl Modifications {
-    pub(crate) fn new(granted: Actions) -> Self {
+    pub(crate) fn new(granted: Actions, max_payload: usize) -> Self {
         Modifications {
             granted,
+            max_payload,
             requests: Vec::new(),
         }
+    }
+
+    /// An empty set of requests checked against `granted` and a 64 KiB
+    /// packet, outside any connection: for unit tests of code that makes
+    /// requests. (The runtime makes the one a filter gets, with what the MTA
+    /// granted and the negotiated packet size.)
+    pub fn with_actions(granted: Actions) -> Self {
+        Modifications::new(granted, milter_proto::DataSize::K64.max_payload())
     }
 
     pub(crate) fn into_requests(self) -> Vec<Response> {
@@ -74,6 +109,17 @@ impl Modifications {
 
     fn push(&mut self, r: Response) -> Result<(), ModifyError> {
         check_modification(self.granted, &r)?;
+        check_values(&r)?;
+        let mut packet = bytes::BytesMut::new();
+        r.encode(&mut packet);
+        // Length word and command byte are not payload.
+        let len = packet.len() - 5;
+        if len > self.max_payload {
+            return Err(ModifyError::TooLarge {
+                len,
+                max: self.max_payload,
+            });
+        }
         self.requests.push(r);
         Ok(())
     }
@@ -84,7 +130,8 @@ impl Modifications {
     }
 
     /// Appends a header. Multi-line values are folded with `\n` followed by
-    /// a space or tab (the MTA adds the CR).
+    /// a space or tab (the MTA adds the CR; a line that starts with neither
+    /// gets a tab from Postfix, so it stays part of this header).
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), ModifyError> {
         self.push(Response::AddHeader {
             name: Bytes::copy_from_slice(name.as_bytes()),
@@ -106,8 +153,11 @@ impl Modifications {
         })
     }
 
-    /// Changes the `index`-th header called `name` (1-based); if there are
-    /// fewer, the MTA adds one.
+    /// Changes the `index`-th header called `name` (1-based, counted among
+    /// the headers of that name, ignoring case; 0 counts as 1); if there
+    /// are fewer, the MTA adds one. An empty `value` is sent as a single
+    /// space (an empty value on the wire would delete the header; use
+    /// [`delete_header`](Self::delete_header) for that).
     pub fn change_header(
         &mut self,
         name: &str,
@@ -130,7 +180,9 @@ impl Modifications {
         })
     }
 
-    /// Deletes the `index`-th header called `name` (1-based).
+    /// Deletes the `index`-th header called `name` (1-based). Postfix
+    /// renumbers after a delete, so to delete several of one name go from the
+    /// highest index down.
     pub fn delete_header(&mut self, name: &str, index: u32) -> Result<(), ModifyError> {
         self.push(Response::ChangeHeader {
             index,

@@ -8,11 +8,13 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use milter_proto::{ConnectAddress, Requirements, Verdict};
 
 use crate::context::{Context, Modifications};
+use crate::envelope_address::EnvelopeAddress;
 
 /// An error from a filter; the runtime answers with the fail-safe reply.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -36,6 +38,30 @@ impl ConnectInfo {
     /// The host name as text.
     pub fn hostname_str(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.hostname)
+    }
+
+    /// The client's IP address, if it connected over IPv4 or IPv6 and the
+    /// MTA's text parses (an `IPv6:` prefix, as Sendmail may write it, is
+    /// allowed). `None` for unix-socket and unknown clients.
+    pub fn ip(&self) -> Option<IpAddr> {
+        let text = match &self.address {
+            ConnectAddress::Inet { addr, .. } | ConnectAddress::Inet6 { addr, .. } => addr,
+            _ => return None,
+        };
+        let text = std::str::from_utf8(text).ok()?.trim();
+        let text = text
+            .strip_prefix("IPv6:")
+            .or_else(|| text.strip_prefix("ipv6:"))
+            .unwrap_or(text);
+        text.parse().ok()
+    }
+
+    /// The client's port, for IPv4 and IPv6 clients.
+    pub fn port(&self) -> Option<u16> {
+        match &self.address {
+            ConnectAddress::Inet { port, .. } | ConnectAddress::Inet6 { port, .. } => Some(*port),
+            _ => None,
+        }
     }
 }
 
@@ -67,6 +93,13 @@ impl Envelope {
             .and_then(|r| r.strip_suffix(b">"))
             .unwrap_or(trimmed);
         String::from_utf8_lossy(inner)
+    }
+
+    /// The address canonicalised for comparing (quoting undone, domain
+    /// lower-cased, source route dropped; `<>` is
+    /// [`EnvelopeAddress::Null`]). See [`crate::envelope_address`].
+    pub fn parsed(&self) -> EnvelopeAddress {
+        EnvelopeAddress::parse(&self.address())
     }
 
     /// The arguments as text.
@@ -112,6 +145,14 @@ impl Header {
 /// Methods run one at a time per connection, in protocol order. Returning an
 /// error, panicking, or taking longer than the configured step timeout makes
 /// the runtime answer that step with the fail-safe reply (tempfail by default).
+///
+/// Write the methods as `async fn`. Connections run on tokio's worker
+/// threads, so each method's future must be `Send`: do not hold a
+/// `std::sync::MutexGuard` (or an `Rc`) across an `.await` (take what you
+/// need and drop the guard first, or use `tokio::sync::Mutex`); the
+/// compiler's complaint about a future that "is not `Send`" means this.
+/// CPU-heavy work belongs in `tokio::task::spawn_blocking`, so other
+/// connections are not held up.
 pub trait Milter: Send + Sync + 'static {
     /// Per-connection state.
     type Connection: Default + Send + 'static;
@@ -238,5 +279,45 @@ pub trait Milter: Send + Sync + 'static {
     fn close(&self, cx: Ctx<'_, Self>) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = cx;
         async { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(address: ConnectAddress) -> ConnectInfo {
+        ConnectInfo {
+            hostname: Bytes::from_static(b"h"),
+            address,
+        }
+    }
+
+    #[test]
+    fn ip_and_port_of_each_family() {
+        let v4 = info(ConnectAddress::Inet {
+            port: 25,
+            addr: Bytes::from_static(b"192.0.2.1"),
+        });
+        assert_eq!(v4.ip(), Some(IpAddr::from([192, 0, 2, 1])));
+        assert_eq!(v4.port(), Some(25));
+        for text in [&b"2001:db8::1"[..], b"IPv6:2001:db8::1"] {
+            let v6 = info(ConnectAddress::Inet6 {
+                port: 587,
+                addr: Bytes::copy_from_slice(text),
+            });
+            assert_eq!(v6.ip(), "2001:db8::1".parse().ok(), "{text:?}");
+        }
+        let bad = info(ConnectAddress::Inet {
+            port: 25,
+            addr: Bytes::from_static(b"not an address"),
+        });
+        assert_eq!(bad.ip(), None);
+        let unix = info(ConnectAddress::Unix {
+            port: 0,
+            path: Bytes::new(),
+        });
+        assert_eq!((unix.ip(), unix.port()), (None, None));
+        assert_eq!(info(ConnectAddress::Unknown).ip(), None);
     }
 }

@@ -159,6 +159,29 @@ impl Listener {
 
     /// The address, for logs (and the port chosen for `inet:...:0` in tests).
     pub fn local_description(&self) -> String {
+        self.describe()
+    }
+
+    /// Where this listener is bound, as a spec an MTA can be pointed at: a
+    /// TCP listener bound to port 0 reports the port the system chose (so a
+    /// test can bind a `SocketSpec::Inet` with port 0 and hand the result to
+    /// Postfix; the spec parser refuses port 0). An unnamed unix socket is an
+    /// error.
+    pub fn local_spec(&self) -> std::io::Result<SocketSpec> {
+        match self {
+            Listener::Tcp(l) => Ok(SocketSpec::from(l.local_addr()?)),
+            Listener::Unix(_, Some(g)) => Ok(SocketSpec::Unix(g.path.clone())),
+            Listener::Unix(l, None) => match l.local_addr()?.as_pathname() {
+                Some(p) => Ok(SocketSpec::Unix(p.to_owned())),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrNotAvailable,
+                    "unnamed unix socket",
+                )),
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
         match self {
             Listener::Tcp(l) => l
                 .local_addr()

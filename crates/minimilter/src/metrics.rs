@@ -2,7 +2,7 @@
 //! reason class, filter time per step and for end of message, connections
 //! open and refused at the limit, negotiation failures, filter errors and
 //! panics, fail-safe replies. Opt-in: a [`Server`](crate::Server) measures
-//! only when given a [`RuntimeMetrics`]; without the `metrics` feature
+//! only when given a `RuntimeMetrics`; without the `metrics` feature
 //! every call here is empty.
 
 #[cfg(feature = "metrics")]

@@ -15,11 +15,16 @@
 //! - the packets come from the same step builders (macros, commands, header
 //!   and body form) and the same encoders as `run_message`'s, so the bytes on
 //!   the wire are the same;
-//! - every step goes through [`MtaSession::send_encoded_step`], which decides
-//!   as [`MtaSession::send_step`] does whether the step is sent (`NO_*`,
-//!   skip) and whether its answer is awaited (`NR_*`);
-//! - every response goes through [`MtaSession::receive`], the same protocol
-//!   checks as [`MilterClient::step`](crate::MilterClient::step), within the
+//! - every step goes through
+//!   [`MtaSession::send_encoded_step`](milter_proto::MtaSession::send_encoded_step),
+//!   which decides as
+//!   [`MtaSession::send_step`](milter_proto::MtaSession::send_step) does
+//!   whether the step is sent (`NO_*`, skip) and whether its answer is
+//!   awaited (`NR_*`);
+//! - every response goes through
+//!   [`MtaSession::receive`](milter_proto::MtaSession::receive), the same
+//!   protocol checks as [`MilterClient::step`](crate::MilterClient::step),
+//!   within the
 //!   same per-step deadlines, and a reply nobody asked for is reported the
 //!   same way;
 //! - the decisions are `run_message`'s: a decisive answer ends the message
@@ -42,7 +47,7 @@ use milter_proto::{CHUNK_SIZE, MilterOptions, Protocol, Step, encode_macros};
 use crate::client::{ClientError, unsendable};
 use crate::transaction::{
     MessageSpec, Outcome, PlannedStep, body_step, connect_step, data_step, end_of_headers_step,
-    end_of_message_step, header_step, helo_step, mail_step, mta_model, rcpt_step,
+    end_of_message_step, header_step, helo_step, mail_step, mta_model, rcpt_step, with_requested,
 };
 
 /// One step of a script: where its macro packet and its command lie in the
@@ -105,34 +110,41 @@ impl MessageScript {
         };
         let mut out = BytesMut::new();
         let qid = spec.queue_id.as_str();
-        script.add(&mut out, connect_step(spec), qid)?;
-        script.add(&mut out, helo_step(spec), qid)?;
+        script.add(&mut out, spec, connect_step(spec), qid)?;
+        script.add(&mut out, spec, helo_step(spec), qid)?;
         script.message_start = script.steps.len();
-        script.add(&mut out, mail_step(spec, qid), qid)?;
+        script.add(&mut out, spec, mail_step(spec, qid), qid)?;
         for rcpt in &spec.rcpts {
-            script.add(&mut out, rcpt_step(spec, rcpt, qid), qid)?;
+            script.add(&mut out, spec, rcpt_step(spec, rcpt, qid), qid)?;
         }
         script.rcpts_end = script.steps.len();
-        script.add(&mut out, data_step(spec, qid), qid)?;
+        script.add(&mut out, spec, data_step(spec, qid), qid)?;
         let (model, _) = mta_model(spec);
         let leading_space = options.protocol.contains(Protocol::HEADER_LEADING_SPACE);
         for h in &model.headers {
-            script.add(&mut out, header_step(h, leading_space), qid)?;
+            script.add(&mut out, spec, header_step(h, leading_space), qid)?;
         }
-        script.add(&mut out, end_of_headers_step(spec, qid), qid)?;
+        script.add(&mut out, spec, end_of_headers_step(spec, qid), qid)?;
         let body = Bytes::from(model.milter_body());
         let mut offset = 0;
         while offset < body.len() {
             let end = (offset + CHUNK_SIZE).min(body.len());
-            script.add(&mut out, body_step(body.slice(offset..end)), qid)?;
+            script.add(&mut out, spec, body_step(body.slice(offset..end)), qid)?;
             offset = end;
         }
-        script.add(&mut out, end_of_message_step(spec, qid), qid)?;
+        script.add(&mut out, spec, end_of_message_step(spec, qid), qid)?;
         script.wire = Arc::from(&out[..]);
         Ok(script)
     }
 
-    fn add(&mut self, out: &mut BytesMut, p: PlannedStep, qid: &str) -> Result<(), ClientError> {
+    fn add(
+        &mut self,
+        out: &mut BytesMut,
+        spec: &MessageSpec,
+        p: PlannedStep,
+        qid: &str,
+    ) -> Result<(), ClientError> {
+        let p = with_requested(&self.options, spec, qid, p);
         let step = Step::from_command_code(p.command.code()).expect("a step command");
         if let Some(problem) = unsendable(&p.command, &p.macros) {
             return Err(ClientError::Unsendable {

@@ -49,7 +49,9 @@ fn err(spec: &str, reason: impl Into<String>) -> SpecError {
 }
 
 fn port(spec: &str, p: &str) -> Result<u16, SpecError> {
-    match p.parse::<u16>() {
+    // Digits only: `u16::from_str` also takes a leading `+`.
+    let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match p.parse::<u16>().ok().filter(|_| digits).ok_or(()) {
         Ok(0) => Err(err(spec, "port 0")),
         Ok(n) => Ok(n),
         Err(_) => Err(err(
@@ -218,6 +220,9 @@ mod tests {
     #[test]
     fn socket_addresses_display_in_their_family_syntax() {
         let v4: std::net::SocketAddr = "127.0.0.1:8894".parse().unwrap();
+        for bad in ["inet:+25@h", "inet:h:+25", "inet: 25@h"] {
+            assert!(bad.parse::<SocketSpec>().is_err(), "{bad}");
+        }
         assert_eq!(SocketSpec::from(v4).to_string(), "inet:127.0.0.1:8894");
         let v6: std::net::SocketAddr = "[::1]:8894".parse().unwrap();
         let spec = SocketSpec::from(v6);

@@ -28,7 +28,10 @@ pub struct MessageSpec {
     pub helo: String,
     /// Envelope sender, without angle brackets (empty for `<>`).
     pub from: String,
-    /// Envelope recipients, without angle brackets.
+    /// Envelope recipients, without angle brackets. With none, the message
+    /// ends after MAIL as one whose every recipient was refused:
+    /// [`Outcome::Rejected`] at RCPT with no reply text (no MTA goes on to
+    /// DATA without a recipient), whatever the milter does.
     pub rcpts: Vec<String>,
     /// Extra macros, `(name, value)`; sent at the stage Postfix sends that
     /// macro at (unknown names at connect, which keeps them in scope for the
@@ -251,6 +254,53 @@ pub(crate) fn stage_macros(
     m
 }
 
+/// Postfix evaluates every macro a milter names in its lists (SETSYMLIST),
+/// not only its defaults: a milter that asks for `{client_addr}` at connect
+/// gets it. Adds to `planned` the values Postfix would know at its step for
+/// names the milter asked for there and `planned` lacks (encoding then drops
+/// whatever was not asked for).
+pub(crate) fn with_requested(
+    options: &MilterOptions,
+    spec: &MessageSpec,
+    qid: &str,
+    mut planned: PlannedStep,
+) -> PlannedStep {
+    let Some(step) = Step::from_command_code(planned.command.code()) else {
+        return planned;
+    };
+    let Some(wanted) = options.requested_macros(step) else {
+        return planned;
+    };
+    let order = |s: Step| Step::ALL.iter().position(|x| *x == s).unwrap_or(0);
+    for name in wanted {
+        let bare = milter_proto::macros::bare_name(name.as_bytes());
+        if planned
+            .macros
+            .iter()
+            .any(|(n, _)| milter_proto::macros::bare_name(n.as_bytes()) == bare)
+        {
+            continue;
+        }
+        let from_spec = spec.macros.iter().find(|(n, _)| {
+            milter_proto::macros::bare_name(n.as_bytes()) == bare
+                && order(macro_stage(n)) <= order(step)
+        });
+        let value = match (from_spec, bare) {
+            (Some((_, v)), _) => Some(v.clone()),
+            (None, b"client_addr") => spec.client_addr.map(|a| a.to_string()),
+            (None, b"client_name") => Some(spec.client_name.clone()),
+            (None, b"client_port") => spec.client_addr.map(|_| spec.client_port.to_string()),
+            (None, b"i") if order(step) >= order(Step::Mail) => Some(qid.to_owned()),
+            (None, b"mail_addr") if order(step) >= order(Step::Mail) => Some(spec.from.clone()),
+            _ => None,
+        };
+        if let Some(v) = value {
+            planned.macros.push((name.clone(), v));
+        }
+    }
+    planned
+}
+
 struct Player<'a> {
     client: &'a mut MilterClient,
     spec: &'a MessageSpec,
@@ -259,6 +309,12 @@ struct Player<'a> {
 
 impl Player<'_> {
     async fn play(&mut self, planned: PlannedStep) -> Result<StepOutcome, ClientError> {
+        let planned = with_requested(
+            self.client.options(),
+            self.spec,
+            &self.spec.queue_id,
+            planned,
+        );
         let outcome = self.client.step(&planned.macros, planned.command).await?;
         self.steps.push(StepRecord {
             detail: planned.detail,
@@ -684,4 +740,61 @@ pub fn queue_id(n: u64) -> String {
         .unwrap_or(Duration::ZERO)
         .as_micros() as u64;
     format!("{:X}", (t << 16) ^ n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use milter_proto::{Actions, MacroStage};
+
+    fn options(macros: Vec<(MacroStage, Vec<String>)>) -> MilterOptions {
+        MilterOptions {
+            version: 6,
+            actions: Actions::empty(),
+            protocol: Protocol::empty(),
+            macros,
+        }
+    }
+
+    fn names(p: &PlannedStep) -> Vec<&str> {
+        p.macros.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn requested_macros_get_the_values_postfix_knows() {
+        let mut spec = MessageSpec::default();
+        spec.macros.push(("{auth_authen}".into(), "alice".into()));
+        let asked = options(vec![
+            (
+                MacroStage::Connect,
+                vec!["{client_addr}".into(), "{auth_authen}".into()],
+            ),
+            (MacroStage::Mail, vec!["{auth_authen}".into(), "i".into()]),
+        ]);
+        let c = with_requested(&asked, &spec, "QID", connect_step(&spec));
+        let got: Vec<_> = c
+            .macros
+            .iter()
+            .filter(|(n, _)| n == "{client_addr}")
+            .collect();
+        assert_eq!(got, [&("{client_addr}".to_owned(), "127.0.0.1".to_owned())]);
+        // Not known at connect: AUTH comes later in the session.
+        assert!(!names(&c).contains(&"{auth_authen}"));
+        let m = with_requested(&asked, &spec, "QID", mail_step(&spec, "QID"));
+        assert_eq!(
+            m.macros
+                .iter()
+                .filter(|(n, _)| n == "{auth_authen}")
+                .count(),
+            1
+        );
+        assert!(names(&m).contains(&"i"));
+    }
+
+    #[test]
+    fn without_a_request_only_postfix_defaults_are_planned() {
+        let spec = MessageSpec::default();
+        let c = with_requested(&options(vec![]), &spec, "QID", connect_step(&spec));
+        assert_eq!(names(&c), ["j", "{daemon_name}", "{daemon_addr}", "v", "_"]);
+    }
 }
