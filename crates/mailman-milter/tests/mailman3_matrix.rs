@@ -175,6 +175,41 @@ fn configure(port: u16) {
             ("pre_approved", "true"),
         ],
     );
+    // A member subscribed with an address holding `*` (a wildcard for
+    // Mailman's member search), found by Mailman through another address
+    // of its user.
+    create_user(port, &["erin@example.org", "erin*x@example.net"]);
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", TEAM),
+            ("subscriber", "erin*x@example.net"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    // A user with 22 addresses, subscribed with the one Mailman lists
+    // last: Mailman looks at every address of the user.
+    let fay: Vec<String> = (0..21)
+        .map(|i| format!("fay{i:02}@example.net"))
+        .chain(["fay@example.org".to_owned()])
+        .collect();
+    create_user(port, &fay.iter().map(String::as_str).collect::<Vec<_>>());
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", TEAM),
+            ("subscriber", "fay@example.org"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
     // A member subscribed in capitals.
     rest(
         port,
@@ -354,6 +389,11 @@ fn posts() -> Vec<Post> {
         ("dave?z@example.net", team, ""),
         ("dave/w@example.net", team, ""),
         ("dave*v@example.net", team, ""),
+        // The member's address holds `*`; another address of its user
+        // posts. A user with 22 addresses, from the first.
+        ("erin@example.org", team, ""),
+        ("fay00@example.net", team, ""),
+        ("FAY20@example.net", team, ""),
         // Sender headers in other shapes: two From: fields, Reply-To:, a
         // group, a comment, the null envelope sender, a banned Sender:, the
         // list itself. (An encoded word that decodes to an address in the
