@@ -47,7 +47,6 @@ const TEAM: &str = "team.lists.example.org";
 const PW: &str = "pw.lists.example.org";
 const MODERATED: &str = "moderated.lists.example.org";
 const EMERGENCY: &str = "emergency.lists.example.org";
-const OPEN: &str = "open.lists.example.org";
 
 /// Mailman's outcome for a post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

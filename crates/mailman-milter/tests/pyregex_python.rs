@@ -177,7 +177,7 @@ fn patterns() -> Vec<String> {
     for _ in 0..6000 {
         let n = 1 + (rng.next() % 6) as usize;
         let mut p = String::new();
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             p.push('^');
         }
         for _ in 0..n {
