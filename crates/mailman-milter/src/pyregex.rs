@@ -31,6 +31,10 @@ pub enum Mode {
 pub struct PyRegex {
     source: String,
     engine: Engine,
+    /// Matches ignoring case (the flag, or `(?i)` in the pattern).
+    folds: bool,
+    /// Uses `\w`, `\W`, `\b`, `\B`, `\s` or `\S`.
+    classes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -68,12 +72,34 @@ impl PyRegex {
         Ok(PyRegex {
             source: pattern.to_owned(),
             engine,
+            folds: ignore_case || inline_ignore_case(pattern),
+            classes: uses_classes(pattern),
         })
     }
 
     /// Whether the pattern matches `text`; None if that could not be
-    /// decided within [`BACKTRACK_LIMIT`].
+    /// decided within [`BACKTRACK_LIMIT`], or if Python might answer
+    /// otherwise for this text:
+    /// - a line break: Python's `$` also matches before a final one, and
+    ///   `\Z` on the backtracking engine does;
+    /// - ignoring case, `İ` or `ı`: Python takes them for `i`/`I`, Rust
+    ///   does not;
+    /// - `\w`, `\b`, `\s` (and their negations) on text beyond ASCII or
+    ///   with the separators U+001C..U+001F: Python's `\w` leaves out
+    ///   combining marks and its `\s` takes those separators in, Rust's
+    ///   the other way round.
     pub fn matches(&self, text: &str) -> Option<bool> {
+        if text.contains('\n') {
+            return None;
+        }
+        if self.folds && text.contains(['\u{130}', '\u{131}']) {
+            return None;
+        }
+        if self.classes
+            && (!text.is_ascii() || text.contains(|c| ('\u{1c}'..='\u{1f}').contains(&c)))
+        {
+            return None;
+        }
         match &self.engine {
             Engine::Linear(re) => Some(re.is_match(text)),
             Engine::Backtracking(re) => re.is_match(text).ok(),
@@ -84,6 +110,29 @@ impl PyRegex {
     pub fn as_str(&self) -> &str {
         &self.source
     }
+}
+
+/// Whether `pattern` turns on ignoring case itself (`(?i)`, `(?i:…)`,
+/// `(?mi-s:…)`); read loosely, which only gives fewer answers.
+fn inline_ignore_case(pattern: &str) -> bool {
+    pattern.match_indices("(?").any(|(at, _)| {
+        pattern[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic() || *c == '-')
+            .any(|c| c == 'i')
+    })
+}
+
+/// Whether `pattern` uses one of the classes Python and Rust draw
+/// differently beyond ASCII: `\w`, `\W`, `\b`, `\B`, `\s`, `\S`.
+fn uses_classes(pattern: &str) -> bool {
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' && matches!(chars.next(), Some('w' | 'W' | 'b' | 'B' | 's' | 'S')) {
+            return true;
+        }
+    }
+    false
 }
 
 fn first_line(e: &regex::Error) -> String {
@@ -471,6 +520,26 @@ mod tests {
         ] {
             assert!(divergence(p).is_none(), "{p}");
         }
+    }
+
+    #[test]
+    fn texts_python_reads_otherwise_get_no_answer() {
+        // Python's IGNORECASE takes `ı` and `İ` for `i`.
+        let ban = PyRegex::new("^[^a-z]", Mode::Match, true).unwrap();
+        assert_eq!(ban.matches("\u{131}van@example.org"), None);
+        assert_eq!(ban.matches("ivan@example.org"), Some(false));
+        let inline = PyRegex::new("(?i)^i", Mode::Search, false).unwrap();
+        assert_eq!(inline.matches("\u{130}"), None);
+        // Case-sensitive: the same in both.
+        assert_eq!(m("^[^a-z]", "\u{131}van@x"), Some(true));
+        // Python's `\s` takes U+001C in, its `\w` leaves combining marks out.
+        let space = PyRegex::new("\\S", Mode::Search, true).unwrap();
+        assert_eq!(space.matches("\u{1c}"), None);
+        let word = PyRegex::new("e\\b", Mode::Search, true).unwrap();
+        assert_eq!(word.matches("cafe\u{301}"), None);
+        assert_eq!(word.matches("cafe au lait"), Some(true));
+        // `$` before a final line break.
+        assert_eq!(m("^a$", "a\n"), None);
     }
 
     #[test]
