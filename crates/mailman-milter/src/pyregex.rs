@@ -80,8 +80,8 @@ impl PyRegex {
     /// Whether the pattern matches `text`; None if that could not be
     /// decided within [`BACKTRACK_LIMIT`], or if Python might answer
     /// otherwise for this text:
-    /// - a line break: Python's `$` also matches before a final one, and
-    ///   `\Z` on the backtracking engine does;
+    /// - a final line break: Python's `$` also matches before it, and `\Z`
+    ///   on the backtracking engine does;
     /// - ignoring case, `İ` or `ı`: Python takes them for `i`/`I`, Rust
     ///   does not;
     /// - `\w`, `\b`, `\s` (and their negations) on text beyond ASCII or
@@ -89,7 +89,7 @@ impl PyRegex {
     ///   combining marks and its `\s` takes those separators in, Rust's
     ///   the other way round.
     pub fn matches(&self, text: &str) -> Option<bool> {
-        if text.contains('\n') {
+        if text.ends_with('\n') {
             return None;
         }
         if self.folds && text.contains(['\u{130}', '\u{131}']) {
