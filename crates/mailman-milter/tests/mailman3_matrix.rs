@@ -127,6 +127,7 @@ fn configure(port: u16) {
         "moderated@lists.example.org",
         "emergency@lists.example.org",
         "open@lists.example.org",
+        "lax@lists.example.org",
     ] {
         rest(port, "POST", "/lists", &[("fqdn_listname", list)]);
     }
@@ -267,6 +268,71 @@ fn configure(port: u16) {
         &format!("/lists/{EMERGENCY}/bans"),
         &[("email", "banned@example.com")],
     );
+    // Owners and moderators who are not members: Mailman 3 moderates
+    // their posts as non-members'.
+    for (email, role) in [
+        ("owner@example.org", "owner"),
+        ("mod@example.org", "moderator"),
+    ] {
+        rest(
+            port,
+            "POST",
+            "/members",
+            &[("list_id", TEAM), ("subscriber", email), ("role", role)],
+        );
+    }
+    // Members rejected by the list's default, one deferring by its own
+    // action; non-members held (the default).
+    patch("open.lists.example.org", "default_member_action", "reject");
+    set_moderation(
+        port,
+        "open.lists.example.org",
+        "bob@example.org",
+        "member",
+        "defer",
+    );
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", "open.lists.example.org"),
+            ("subscriber", "cy@example.org"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    // Non-members deferred (regular processing: accepted), members
+    // discarded by default, one accepted by its own action.
+    patch("lax.lists.example.org", "default_nonmember_action", "defer");
+    patch("lax.lists.example.org", "default_member_action", "discard");
+    rest(
+        port,
+        "POST",
+        "/members",
+        &[
+            ("list_id", "lax.lists.example.org"),
+            ("subscriber", "alice@example.org"),
+            ("pre_verified", "true"),
+            ("pre_confirmed", "true"),
+            ("pre_approved", "true"),
+        ],
+    );
+    set_moderation(
+        port,
+        "lax.lists.example.org",
+        "bob@example.org",
+        "member",
+        "accept",
+    );
+    set_moderation(
+        port,
+        "lax.lists.example.org",
+        "cy@example.org",
+        "member",
+        "defer",
+    );
     // A site-wide ban.
     rest(
         port,
@@ -354,6 +420,14 @@ fn posts() -> Vec<Post> {
         ("loud@example.com", "open@lists.example.org", ""),
         ("x@junk.example", "open@lists.example.org", ""),
         ("stranger@example.com", "open@lists.example.org", ""),
+        ("owner@example.org", team, ""),
+        ("mod@example.org", team, ""),
+        ("bob@example.org", "open@lists.example.org", ""),
+        ("cy@example.org", "open@lists.example.org", ""),
+        ("stranger@example.com", "lax@lists.example.org", ""),
+        ("alice@example.org", "lax@lists.example.org", ""),
+        ("bob@example.org", "lax@lists.example.org", ""),
+        ("cy@example.org", "lax@lists.example.org", ""),
         ("stranger@example.com", team, "X-Partner: trusted\r\n"),
         ("stranger@example.com", team, "X-Partner: untrusted\r\n"),
         ("stranger@example.com", team, "Approved: secret\r\n"),
