@@ -366,6 +366,10 @@ fn configure(port: u16) {
         ("subject", "(?<!un)subscribe me", "reject"),
         ("x-partner", "^trusted$", "accept"),
         ("subject", "sale", "hold"),
+        // Mailman's LMTP runner adds `X-MailFrom:` (the envelope sender)
+        // before its rules run.
+        ("x-mailfrom", "^bot@ci\\.example$", "accept"),
+        ("x-mailfrom", "@junkmail\\.example$", "discard"),
     ] {
         rest(
             port,
@@ -420,6 +424,12 @@ fn posts() -> Vec<Post> {
         ("loud@example.com", "open@lists.example.org", ""),
         ("x@junk.example", "open@lists.example.org", ""),
         ("stranger@example.com", "open@lists.example.org", ""),
+        ("bot@ci.example", team, "From: CI <noreply@ci.example>\r\n"),
+        (
+            "promo@junkmail.example",
+            team,
+            "From: alice@example.org\r\n",
+        ),
         ("owner@example.org", team, ""),
         ("mod@example.org", team, ""),
         ("bob@example.org", "open@lists.example.org", ""),
