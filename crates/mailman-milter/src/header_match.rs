@@ -13,7 +13,14 @@
 //!   the folding; `\r\n` or `\n` depends on how the message reached it);
 //! - a miss on a message with MIME parts (`multipart/*`, `message/*`),
 //!   whose inner headers the milter does not read;
-//! - headers past [`MAX_HEADER_BYTES`].
+//! - headers past [`MAX_HEADER_BYTES`];
+//! - headers Mailman's LMTP runner sets before its rules run, where the
+//!   milter cannot know the value: `Message-ID-Hash` and
+//!   `X-Message-ID-Hash` (replaced by a hash of the Message-ID),
+//!   `Message-ID` when the post has none (Mailman makes one up), and
+//!   `X-MailFrom` when the envelope sender is not a plain address.
+//!   Otherwise `X-MailFrom: <envelope sender>` is added as Mailman adds it
+//!   ([`SeenHeaders::add_mailman_headers`]).
 
 use crate::list::{ModerationAction, NonmemberAction, Pattern, PatternMatch};
 use crate::pyregex::{Mode, PyRegex};
@@ -72,6 +79,9 @@ impl HeaderRule {
         let Some(seen) = seen else {
             return PatternMatch::Unknown;
         };
+        if seen.unknown.contains(&self.header.as_str()) {
+            return PatternMatch::Unknown;
+        }
         let mut unsure = seen.overflow || seen.has_parts;
         for (name, value) in &seen.values {
             if *name != self.header {
@@ -116,6 +126,10 @@ pub struct SeenHeaders {
     overflow: bool,
     /// The message has MIME parts with headers of their own.
     has_parts: bool,
+    /// The message has a `Message-ID:`.
+    has_message_id: bool,
+    /// Headers whose values Mailman sets in a way the milter cannot follow.
+    unknown: Vec<&'static str>,
 }
 
 impl SeenHeaders {
@@ -126,6 +140,7 @@ impl SeenHeaders {
             self.has_parts |= t.starts_with("multipart/") || t.starts_with("message/");
         }
         let lower = name.trim().to_lowercase();
+        self.has_message_id |= lower == "message-id";
         if !rules.iter().any(|r| r.header == lower) {
             return;
         }
@@ -135,6 +150,26 @@ impl SeenHeaders {
         }
         self.bytes += value.len();
         self.values.push((lower, value.to_owned()));
+    }
+
+    /// What Mailman's LMTP runner adds to a post before any rule looks at
+    /// it, after the post's own headers: `X-MailFrom:` with the envelope
+    /// sender as the MTA hands it over (`envelope_sender`: the address
+    /// without angle brackets, `<>` for the null sender, or None if the
+    /// milter cannot tell what the MTA will send, e.g. for a quoted local
+    /// part), and a
+    /// `Message-ID-Hash:` in place of any such header (`X-Message-ID-Hash:`
+    /// deleted); a `Message-ID:` if there is none.
+    pub fn add_mailman_headers(&mut self, rules: &[HeaderRule], envelope_sender: Option<&str>) {
+        match envelope_sender {
+            Some(sender) => self.add(rules, "x-mailfrom", sender),
+            None => self.unknown.push("x-mailfrom"),
+        }
+        self.unknown
+            .extend(["message-id-hash", "x-message-id-hash"]);
+        if !self.has_message_id {
+            self.unknown.push("message-id");
+        }
     }
 }
 
@@ -187,6 +222,28 @@ mod tests {
         assert_eq!(r[0].check(Some(&s)), PatternMatch::Unknown);
         let r = [HeaderRule::new("subject", "a\\s+b", Some("reject"))];
         assert_eq!(r[0].check(Some(&s)), PatternMatch::Yes);
+    }
+
+    #[test]
+    fn mailmans_own_headers_are_seen_as_mailman_adds_them() {
+        let r = [
+            HeaderRule::new("x-mailfrom", "^bot@ci\\.example$", Some("accept")),
+            HeaderRule::new("message-id-hash", "^A", Some("discard")),
+            HeaderRule::new("message-id", "x", Some("discard")),
+        ];
+        let mut s = seen(&r, &[("Message-ID-Hash", "ABC")]);
+        s.add_mailman_headers(&r, Some("Bot@CI.example"));
+        assert_eq!(r[0].check(Some(&s)), PatternMatch::Yes);
+        // Mailman replaces it; and makes up a Message-ID.
+        assert_eq!(r[1].check(Some(&s)), PatternMatch::Unknown);
+        assert_eq!(r[2].check(Some(&s)), PatternMatch::Unknown);
+        let mut s = seen(&r, &[("message-id", "<1@y>")]);
+        s.add_mailman_headers(&r, Some("other@example.org"));
+        assert_eq!(r[0].check(Some(&s)), PatternMatch::No);
+        assert_eq!(r[2].check(Some(&s)), PatternMatch::No);
+        let mut s = seen(&r, &[]);
+        s.add_mailman_headers(&r, None);
+        assert_eq!(r[0].check(Some(&s)), PatternMatch::Unknown);
     }
 
     #[test]

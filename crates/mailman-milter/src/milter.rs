@@ -364,6 +364,31 @@ fn candidates(m: &Message, headers: bool) -> (Vec<String>, Option<String>) {
     (senders, unqualified)
 }
 
+/// The `X-MailFrom:` value Mailman's LMTP runner will add for the
+/// envelope sender `raw` (as the milter got it): the address without angle
+/// brackets, as Postfix passes a plain address on, and `<>` for the null
+/// sender. None where the milter cannot tell what the MTA will send
+/// (quoting, a source route, a trailing dot, an address it completes).
+fn x_mailfrom(raw: &str) -> Option<&str> {
+    let addr = raw.trim();
+    let addr = addr
+        .strip_prefix('<')
+        .and_then(|a| a.strip_suffix('>'))
+        .unwrap_or(addr);
+    if addr.is_empty() {
+        // Python's reader (aiosmtpd) gives the null sender as `<>`.
+        return Some("<>");
+    }
+    let (local, domain) = addr.rsplit_once('@')?;
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    let dot_atom = |s: &str, ok: &dyn Fn(char) -> bool| {
+        !s.is_empty() && s.split('.').all(|p| !p.is_empty() && p.chars().all(ok))
+    };
+    let domain_ok =
+        domain.contains('.') && dot_atom(domain, &|c: char| c.is_ascii_alphanumeric() || c == '-');
+    (dot_atom(local, &atext) && domain_ok).then_some(addr)
+}
+
 /// A decision with its log text.
 enum Judgement {
     Pass(String),
@@ -588,7 +613,10 @@ impl<B: ListBackend> Milter for MailmanMilter<B> {
             return Ok(Verdict::Accept);
         };
         let (senders, unqualified) = candidates(cx.msg, true);
-        let headers = std::mem::take(&mut cx.msg.headers);
+        let mut headers = std::mem::take(&mut cx.msg.headers);
+        if !list.header_matches.is_empty() {
+            headers.add_mailman_headers(&list.header_matches, x_mailfrom(&cx.msg.envelope_raw));
+        }
         let unknown = cx
             .msg
             .unreadable
@@ -684,5 +712,27 @@ impl<B: ListBackend> MailmanMilter<B> {
             "pass: pre-approved (Approved: line in the body)",
         );
         Verdict::Accept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::x_mailfrom;
+
+    #[test]
+    fn x_mailfrom_is_the_envelope_sender_as_mailman_reads_it() {
+        assert_eq!(x_mailfrom("<Bot@CI.example>"), Some("Bot@CI.example"));
+        assert_eq!(x_mailfrom("bot@ci.example"), Some("bot@ci.example"));
+        assert_eq!(x_mailfrom("<>"), Some("<>"));
+        for unknown in [
+            "<\"a b\"@example.org>",
+            "<@relay.example:a@example.org>",
+            "<a@example.org.>",
+            "<alice>",
+            "<alice@host>",
+            "<a..b@example.org>",
+        ] {
+            assert_eq!(x_mailfrom(unknown), None, "{unknown}");
+        }
     }
 }

@@ -277,6 +277,36 @@ const USERS: &[(&str, &[&str])] = &[
     ("1f2e3d", &["alice@example.org", "alice.alt@example.org"]),
     ("9a8b7c", &["troll@example.org", "troll.alt@example.org"]),
     ("5d5d5d", &["nobody.alt@example.org", "nobody@example.org"]),
+    // The member's own address holds a `*` (no lookup can name it).
+    ("7e7e7e", &["oddpal@example.org", "odd*name@example.org"]),
+    // 22 addresses, the member's last.
+    (
+        "6f6f6f",
+        &[
+            "many00@example.org",
+            "many01@example.org",
+            "many02@example.org",
+            "many03@example.org",
+            "many04@example.org",
+            "many05@example.org",
+            "many06@example.org",
+            "many07@example.org",
+            "many08@example.org",
+            "many09@example.org",
+            "many10@example.org",
+            "many11@example.org",
+            "many12@example.org",
+            "many13@example.org",
+            "many14@example.org",
+            "many15@example.org",
+            "many16@example.org",
+            "many17@example.org",
+            "many18@example.org",
+            "many19@example.org",
+            "many20@example.org",
+            "erin@example.org",
+        ],
+    ),
 ];
 
 fn member(list_id: &str, (email, role, action): (&str, &str, Option<&str>)) -> Value {
@@ -1345,6 +1375,31 @@ async fn a_member_through_another_address_of_the_same_user_is_a_member() {
         !reqs
             .iter()
             .any(|r| r == "/3.1/addresses/alice%40example.org"),
+        "{reqs:?}"
+    );
+}
+
+/// Mailman looks at every address of the sender's user: one holding `*`
+/// (checked against the roster) and one past the twentieth count too.
+#[tokio::test]
+async fn every_other_address_of_the_senders_user_is_looked_at() {
+    let (fake, backend) = Fake::with_backend(Mode::Serve, |c| c).await;
+    let team = "team@lists.example.org";
+    for sender in ["oddpal@example.org", "many00@example.org"] {
+        assert_eq!(
+            post(&backend, Settings::default(), sender, team)
+                .await
+                .outcome,
+            Outcome::Accepted,
+            "{sender}"
+        );
+    }
+    // No lookup named the wildcard; the roster answered for it.
+    let reqs = fake.requests();
+    assert!(!reqs.iter().any(|r| r.contains("odd%2Aname")), "{reqs:?}");
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("/3.1/lists/team.lists.example.org/roster/member")),
         "{reqs:?}"
     );
 }

@@ -9,7 +9,8 @@ use super::client::{Api, enc};
 use super::model::{moderation_action, record_of};
 use crate::list::ModerationAction;
 
-/// Other addresses of a sender's user looked up at most.
+/// Other addresses of a sender's user looked up one by one at most; a user
+/// with more is checked against the list's member roster.
 const MAX_LINKED: usize = 20;
 
 /// True if `address` can be sent to Mailman's member lookups as is: it
@@ -104,7 +105,9 @@ impl Api {
     /// The membership of another address of the user `sender` belongs to
     /// (`_find_sender_member` in Mailman 3's `rules/moderation.py`), if
     /// any: `GET /addresses/{sender}`, its `user`, that user's addresses,
-    /// then a lookup of each (at most [`MAX_LINKED`]). A sender that cannot
+    /// then a lookup of each (or, for more than [`MAX_LINKED`] or one with
+    /// `*`, a read of the list's member roster: Mailman looks at every
+    /// address of the user, and `*` cannot be sent as a lookup). A sender that cannot
     /// be a path segment (`/`: the server decodes `%2F` before it splits
     /// the path) or holds `*` is found with `GET /users/find?q=…` instead,
     /// keeping the user that has exactly that address.
@@ -138,12 +141,33 @@ impl Api {
                 None => return Ok(None),
             }
         };
-        let others = linked
+        let others: Vec<String> = linked
             .iter()
             .filter_map(|a| a.get("email").and_then(Value::as_str))
             .map(str::to_lowercase)
-            .filter(|e| e != sender && lookup_safe(e))
-            .take(MAX_LINKED);
+            .filter(|e| e != sender)
+            .collect();
+        // Mailman looks at every address of the user. One that cannot be
+        // looked up (`*`), or more than MAX_LINKED of them: one read of the
+        // list's member roster answers for all.
+        if others.len() > MAX_LINKED || !others.iter().all(|e| lookup_safe(e)) {
+            let roster = self
+                .collection(&format!("/lists/{}/roster/member", enc(list_id)))
+                .await?;
+            for other in &others {
+                if let Some(e) = roster
+                    .iter()
+                    .find(|e| record_of(e, other) == Some("member"))
+                {
+                    tracing::debug!(sender, member = %other, list_id, "member through a linked address (roster)");
+                    return Ok(Some(MemberInfo {
+                        member: true,
+                        moderation: self.own_action(e, list_id, other)?,
+                    }));
+                }
+            }
+            return Ok(None);
+        }
         for other in others {
             let path = format!(
                 "/members/find?list_id={}&subscriber={}&role=member",

@@ -232,13 +232,36 @@ impl Mailman {
     /// `runuser -u list -- mailman -C CONFIG CMD ARGS`, output to cli.log,
     /// bounded to 30 s.
     pub fn mailman(&self, cmd: &str, args: &[&str]) {
+        self.mailman_with(&[], cmd, args);
+    }
+
+    /// Runs `source`, a Python module defining `run(mlist)`, on the list
+    /// `list` inside Mailman (`mailman shell -l LIST -r`), then commits:
+    /// for what Mailman stores but its REST API refuses to set (patterns
+    /// Python's `re` refuses, as imported from Mailman 2 or written under
+    /// an older Python).
+    pub fn shell(&self, list: &str, source: &str) {
+        let module = self.dir.path().join("matrix_shell.py");
+        std::fs::write(
+            &module,
+            format!("{source}\n\ndef main(mlist):\n    run(mlist)\n    from mailman.config import config\n    config.db.commit()\n"),
+        )
+        .unwrap();
+        let path = format!("PYTHONPATH={}", self.dir.path().display());
+        self.mailman_with(&[&path], "shell", &["-l", list, "-r", "matrix_shell.main"]);
+    }
+
+    /// [`Mailman::mailman`] with `VAR=value` settings in its environment.
+    fn mailman_with(&self, env: &[&str], cmd: &str, args: &[&str]) {
         let log = File::options()
             .create(true)
             .append(true)
             .open(self.dir.path().join("cli.log"))
             .unwrap();
         let mut child = Command::new("runuser")
-            .args(["-u", "list", "--", MAILMAN, "-C"])
+            .args(["-u", "list", "--", "env"])
+            .args(env)
+            .args([MAILMAN, "-C"])
             .arg(&self.config)
             .arg(cmd)
             .args(args)
