@@ -406,16 +406,25 @@ pub(crate) fn print_refusals(out: &mut String, t: &Transcript) {
     }
 }
 
+/// An envelope address without the angle brackets a milter may have put
+/// around it: Postfix stores `<a@b>` and `a@b` alike as `a@b`.
+pub(crate) fn bare(address: &str) -> &str {
+    let t = address.trim();
+    t.strip_prefix('<')
+        .and_then(|x| x.strip_suffix('>'))
+        .unwrap_or(t)
+}
+
 fn print_message(out: &mut String, t: &Transcript) {
     match &t.delivered {
         Some(m) => {
             outln!(
                 out,
                 "--- envelope: from <{}> to {}",
-                m.sender,
+                bare(&m.sender),
                 m.recipients
                     .iter()
-                    .map(|r| format!("<{}>", r.address))
+                    .map(|r| format!("<{}>", bare(&r.address)))
                     .collect::<Vec<_>>()
                     .join(" ")
             );

@@ -185,8 +185,8 @@ pub fn check(
         };
         v["delivered"] = match &t.delivered {
             Some(m) => json!({
-                "sender": m.sender,
-                "recipients": m.recipients.iter().map(|r| json!({"address": r.address, "args": r.args})).collect::<Vec<_>>(),
+                "sender": crate::check::bare(&m.sender),
+                "recipients": m.recipients.iter().map(|r| json!({"address": crate::check::bare(&r.address), "args": r.args})).collect::<Vec<_>>(),
                 "message": String::from_utf8_lossy(&m.render()),
             }),
             None => Value::Null,

@@ -399,3 +399,61 @@ fn body_out_writes_the_replaced_body_exactly() {
     assert_eq!(std::fs::read(&file).unwrap(), body_of(100).to_vec());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A milter may give the new sender and added recipients with or without
+/// angle brackets; Postfix stores the address without them (the Postfix
+/// interop test sees `chgfrom <bounce@example.com>` delivered as
+/// `Return-Path: <bounce@example.com>`), so the envelope line shows one
+/// pair either way, never `<<...>>`.
+#[test]
+fn the_envelope_line_shows_one_pair_of_brackets_whatever_the_milter_gave() {
+    let m = serve(ActionMilter);
+    for (actions, want) in [
+        (
+            [
+                "chgfrom <bounce@example.com>",
+                "add-rcpt <carol@example.org>",
+            ],
+            "--- envelope: from <bounce@example.com> to <b@example.org> <carol@example.org>",
+        ),
+        (
+            ["chgfrom bounce@example.com", "add-rcpt carol@example.org"],
+            "--- envelope: from <bounce@example.com> to <b@example.org> <carol@example.org>",
+        ),
+    ] {
+        let o = check(
+            &m.spec,
+            &[
+                "--show-message",
+                "--from",
+                "a@example.com",
+                "--rcpt",
+                "b@example.org",
+            ],
+            &action_message(&actions, b"hi\r\n"),
+        );
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(has_line(&out, want), "{actions:?}:\n{out}");
+        let o = check(
+            &m.spec,
+            &[
+                "--json",
+                "--from",
+                "a@example.com",
+                "--rcpt",
+                "b@example.org",
+            ],
+            &action_message(&actions, b"hi\r\n"),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+        assert_eq!(
+            v["delivered"]["sender"], "bounce@example.com",
+            "{actions:?}"
+        );
+        assert_eq!(
+            v["delivered"]["recipients"][1]["address"], "carol@example.org",
+            "{actions:?}"
+        );
+    }
+}
