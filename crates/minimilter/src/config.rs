@@ -37,16 +37,30 @@ impl FailSafe {
     }
 }
 
+/// A fail-safe action that is none of `tempfail`, `accept` or `reject`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fail-safe action {0:?} (expected tempfail, accept or reject)")]
+pub struct UnknownFailSafe(pub String);
+
+/// Parses the names Postfix's `milter_default_action` uses for the same
+/// three choices.
+///
+/// ```
+/// use minimilter::{FailSafe, UnknownFailSafe};
+/// assert_eq!("accept".parse(), Ok(FailSafe::Accept));
+/// assert_eq!(
+///     "quarantine".parse::<FailSafe>(),
+///     Err(UnknownFailSafe("quarantine".into()))
+/// );
+/// ```
 impl std::str::FromStr for FailSafe {
-    type Err = String;
+    type Err = UnknownFailSafe;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "tempfail" => Ok(FailSafe::Tempfail),
             "accept" => Ok(FailSafe::Accept),
             "reject" => Ok(FailSafe::Reject),
-            other => Err(format!(
-                "unknown fail-safe action {other:?} (expected tempfail, accept or reject)"
-            )),
+            other => Err(UnknownFailSafe(other.to_owned())),
         }
     }
 }

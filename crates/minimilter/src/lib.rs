@@ -217,7 +217,7 @@ pub mod stats;
 pub mod transaction;
 
 pub use client::{ClientConfig, ClientError, MilterClient, StepOutcome};
-pub use config::{FailSafe, ServerConfig};
+pub use config::{FailSafe, ServerConfig, UnknownFailSafe};
 pub use connection::ConnectionEnd;
 pub use context::{Context, Modifications};
 pub use envelope_address::EnvelopeAddress;
