@@ -221,8 +221,13 @@ run_one() {
             >"$work/$t.log" 2>&1
     else
         # No -seed: libFuzzer picks one and prints it ("INFO: Seed: N").
+        # The binary built above, run directly: through `cargo fuzz run`, a
+        # source file edited meanwhile made cargo rebuild inside the time
+        # budget, and the run was killed and reported as a crash.
+        mkdir -p "$fuzz_dir/artifacts/$t"
         timeout --kill-after=10 "$(( seconds + 120 ))" \
-            cargo "+$toolchain" fuzz run -s "$sanitizer" --fuzz-dir "$fuzz_dir" "$t" "$work/$t" "fuzz/corpus/$t" -- \
+            "$fuzz_dir/target/$host/release/$t" -artifact_prefix="$fuzz_dir/artifacts/$t/" \
+            "$work/$t" "fuzz/corpus/$t" \
             -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
             >"$work/$t.log" 2>&1
     fi
