@@ -300,7 +300,7 @@ impl HeaderBlock {
     pub fn finish(mut self, depth: usize, in_digest: bool) -> Result<Part, MimeError> {
         self.close_field()?;
         let (media, defaulted) = match &self.content_type {
-            Some(v) => (parse_content_type(text(v, "Content-Type")?)?, false),
+            Some(v) => (parse_content_type(utf8(v, "Content-Type")?)?, false),
             None => (MediaType::default_for(in_digest), true),
         };
         let encoding = match &self.encoding {
@@ -309,7 +309,7 @@ impl HeaderBlock {
         };
         let (disposition, dparams) = match &self.disposition {
             Some(v) => {
-                let (d, p) = parse_disposition(text(v, "Content-Disposition")?)?;
+                let (d, p) = parse_disposition(utf8(v, "Content-Disposition")?)?;
                 (Some(d), p)
             }
             None => (None, Vec::new()),
@@ -340,6 +340,23 @@ fn text<'a>(v: &'a [u8], name: &str) -> Result<&'a str, MimeError> {
         Ok(t) if t.is_ascii() => Ok(t),
         _ => Err(MimeError::ambiguous(format!("8-bit bytes in {name}"))),
     }
+}
+
+/// A `Content-Type` or `Content-Disposition` value as text: valid UTF-8
+/// (RFC 6532), where the parameter reader lets 8-bit characters through
+/// only inside the quoted value of a parameter that is not structural
+/// (`name`, `filename`: Gmail, Outlook and Apple Mail write
+/// `filename="Präsentation.pdf.pgp"` unencoded). Python's `email` (both
+/// policies) and GMime read the same structure, types and transfer
+/// encodings around such a value (`tests/header_params.rs`), and the
+/// detector never decides by a file name. Everywhere else 8-bit bytes stay
+/// refused: the type, subtype, disposition type and parameter names must
+/// be tokens, a structural parameter ([`STRUCTURAL_PARAMS`]) must be ASCII,
+/// and bytes that are not UTF-8 (Latin-1) are refused outright, since
+/// readers decode such a value each their own way.
+fn utf8<'a>(v: &'a [u8], name: &str) -> Result<&'a str, MimeError> {
+    std::str::from_utf8(v)
+        .map_err(|_| MimeError::ambiguous(format!("8-bit bytes that are not UTF-8 in {name}")))
 }
 
 /// At most 40 characters of a value, for a reason.
@@ -560,6 +577,11 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         }
         let base = param_base(&name);
         if STRUCTURAL_PARAMS.contains(&base) {
+            if !value.is_ascii() {
+                return Err(MimeError::ambiguous(format!(
+                    "8-bit bytes in parameter {base} of {field}"
+                )));
+            }
             if name != base {
                 return Err(MimeError::ambiguous(format!(
                     "RFC 2231 encoding of parameter {base} in {field}"
@@ -803,6 +825,54 @@ mod tests {
                 .to_string()
                 .contains("mixed line ends")
         );
+    }
+
+    #[test]
+    fn utf8_in_a_name_or_filename_is_read() {
+        // RFC 6532 raw UTF-8, as Gmail, Outlook and Apple Mail write it.
+        let p = part(&[
+            "Content-Type: application/octet-stream; name=\"Präsentation.pdf.pgp\"",
+            "Content-Disposition: attachment; filename=\"Präsentation.pdf.pgp\"",
+        ])
+        .unwrap();
+        assert_eq!(p.essence(), "application/octet-stream");
+        assert_eq!(p.disposition.as_deref(), Some("attachment"));
+        assert_eq!(p.filename.as_deref(), Some("Präsentation.pdf.pgp"));
+        let p = part(&["Content-Type: text/plain; charset=utf-8; name=\"Grüße.asc\""]).unwrap();
+        assert_eq!(p.media.param("charset"), Some("utf-8"));
+    }
+
+    #[test]
+    fn eight_bit_bytes_where_they_could_change_structure_are_refused() {
+        let cases: &[&[u8]] = &[
+            // In the type or the subtype.
+            "Content-Type: täxt/plain".as_bytes(),
+            "Content-Type: text/pläin".as_bytes(),
+            // In a structural parameter, quoted or not.
+            "Content-Type: multipart/mixed; boundary=\"bö\"".as_bytes(),
+            "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\u{a0}\"; boundary=b"
+                .as_bytes(),
+            "Content-Type: text/plain; charset=\"utf-8\u{a0}\"".as_bytes(),
+            // Unquoted in a name: not a token.
+            "Content-Type: application/octet-stream; name=Präsentation.pgp".as_bytes(),
+            // In a parameter's name or the disposition type.
+            "Content-Type: application/octet-stream; nämе=\"x\"".as_bytes(),
+            "Content-Disposition: ättachment; filename=\"x\"".as_bytes(),
+            // Anywhere in the transfer encoding.
+            "Content-Transfer-Encoding: 7bit\u{a0}".as_bytes(),
+            // Not UTF-8 (Latin-1): readers decode the value differently.
+            b"Content-Disposition: attachment; filename=\"Pr\xe4sentation.pdf.pgp\"",
+            b"Content-Type: application/octet-stream; name=\"Pr\xe4sentation.pdf.pgp\"",
+        ];
+        for line in cases {
+            let mut h = HeaderBlock::default();
+            let why = h
+                .line(line, true)
+                .and_then(|()| h.finish(0, false))
+                .expect_err(&String::from_utf8_lossy(line))
+                .to_string();
+            assert!(why.starts_with("ambiguous MIME: "), "{why}");
+        }
     }
 
     #[test]
