@@ -1,5 +1,6 @@
 //! Real encrypted mail whose part headers carry what strict MIME reading
-//! used to refuse (raw UTF-8 in a file name, RFC 6532), judged against
+//! used to refuse (raw UTF-8 in a file name, RFC 6532; comments in
+//! `Content-Type` and `Content-Transfer-Encoding`), judged against
 //! three readers that are not our code: Python's `email` with
 //! policy=default and with policy=compat32, and GMime 3
 //! (`tests/oracle/structure_readers.py`).
@@ -109,6 +110,65 @@ fn cases() -> Vec<Case> {
             accept: false,
         },
     ];
+    let inline = |headers: &str, body: &str| {
+        crlf(&format!(
+            "From: a@example.org\nTo: bob@example.org\nSubject: s\nMIME-Version: 1.0\n\
+             {headers}\n\n{body}\n"
+        ))
+        .into_bytes()
+    };
+    let commented = "Content-Type: text/plain; charset=us-ascii (Plain Text)\n\
+                     Content-Transfer-Encoding: 7bit (comment)";
+    cases.extend([
+        Case {
+            name: "comments after charset and 7bit, inline PGP",
+            message: inline(commented, ARMOR.trim_end()),
+            accept: true,
+        },
+        Case {
+            name: "comment after 7bit on the control part",
+            message: pgp_mime(
+                "Content-Type: application/pgp-encrypted\nContent-Transfer-Encoding: 7bit (x)",
+                DATA,
+            ),
+            accept: true,
+        },
+        Case {
+            name: "comment after the data part's name",
+            message: pgp_mime(
+                CONTROL,
+                "Content-Type: application/octet-stream; name=\"encrypted.asc\" (OpenPGP)",
+            ),
+            accept: true,
+        },
+        Case {
+            name: "comments after charset and 7bit, plaintext",
+            message: inline(commented, "The marker: meet at noon."),
+            accept: false,
+        },
+        Case {
+            name: "comment after base64 (Python does not decode)",
+            message: inline(
+                "Content-Type: text/plain; charset=us-ascii\n\
+                 Content-Transfer-Encoding: base64 (comment)",
+                &support::base64_lines(ARMOR.as_bytes()),
+            ),
+            accept: false,
+        },
+        Case {
+            name: "comment after the boundary",
+            message: String::from_utf8(pgp_mime(CONTROL, DATA))
+                .unwrap()
+                .replacen("boundary=\"b\"", "boundary=\"b\" (c)", 1)
+                .into_bytes(),
+            accept: false,
+        },
+        Case {
+            name: "comment after the control part's type",
+            message: pgp_mime("Content-Type: application/pgp-encrypted (c)", DATA),
+            accept: false,
+        },
+    ]);
     // Latin-1, not UTF-8.
     let mut latin1 = pgp_mime(CONTROL, utf8_data);
     let at = latin1

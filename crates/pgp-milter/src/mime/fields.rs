@@ -6,10 +6,12 @@
 //! checked for its syntax and dropped. Refused, because readers read them
 //! differently: white space before a field's colon, a line that is not a
 //! field, lines over 998 octets, mixed line ends, a MIME field given twice,
-//! a parameter given twice, comments or encoded words in the structural
-//! fields, RFC 2231 encoding of a structural parameter, a media type that
-//! is not `type/subtype`, an unknown transfer encoding, a boundary RFC 2046
-//! does not allow.
+//! a parameter given twice, comments (but for the few every reader reads
+//! alike: [`parse_content_type`], `7bit (comment)`) or encoded words in
+//! the structural fields, RFC 2231 encoding of a structural parameter,
+//! 8-bit bytes but for UTF-8 in a quoted `name`/`filename` (see `utf8`),
+//! a media type that is not `type/subtype`, an unknown transfer encoding,
+//! a boundary RFC 2046 does not allow.
 
 use super::MimeError;
 
@@ -55,16 +57,25 @@ impl Encoding {
     }
 
     fn parse(value: &str) -> Result<Encoding, MimeError> {
-        let v = value.trim_matches([' ', '\t']);
-        if v.contains('(') {
-            return Err(MimeError::ambiguous("comment in Content-Transfer-Encoding"));
+        let mut v = value.trim_matches([' ', '\t']);
+        let mut commented = false;
+        if let Some(i) = v.find('(') {
+            // `7bit (comment)`: Python's `email` (either policy) then
+            // decodes nothing, GMime ignores the comment; they agree only
+            // for the encodings that decode nothing.
+            let comment = "comment in Content-Transfer-Encoding";
+            if !is_plain_comment(&v[i..]) {
+                return Err(MimeError::ambiguous(comment));
+            }
+            v = v[..i].trim_end_matches([' ', '\t']);
+            commented = true;
         }
         if v.contains("=?") {
             return Err(MimeError::ambiguous(
                 "encoded word in Content-Transfer-Encoding",
             ));
         }
-        Ok(match v.to_ascii_lowercase().as_str() {
+        let encoding = match v.to_ascii_lowercase().as_str() {
             "7bit" => Encoding::SevenBit,
             "8bit" => Encoding::EightBit,
             "binary" => Encoding::Binary,
@@ -76,7 +87,13 @@ impl Encoding {
                     shorten(v)
                 )));
             }
-        })
+        };
+        if commented && !encoding.is_identity() {
+            return Err(MimeError::ambiguous(format!(
+                "comment in Content-Transfer-Encoding {v}, which Python's email then does not decode"
+            )));
+        }
+        Ok(encoding)
     }
 }
 
@@ -409,9 +426,33 @@ fn skip_ws(s: &str) -> &str {
 }
 
 /// `type/subtype *(; parameter)`, strictly.
+///
+/// One comment (RFC 2045 §5.1, RFC 5322 CFWS) is read, where the three
+/// readers we compare with (`tests/header_params.rs`) agree on what the
+/// field means: at the very end, after the value of a `name` or of a
+/// `charset` of `us-ascii` or `utf-8` (`text/plain; charset=us-ascii
+/// (Plain Text)`). Python's `email` with policy=default drops it; with
+/// compat32, and GMime, it becomes part of the value, an unknown charset
+/// that they show as ASCII-compatible bytes, which is what `us-ascii` and
+/// `utf-8` are; the detector never decides by a `name`. A comment after a
+/// structural parameter (`boundary=b (c)`: GMime's boundary is `b (c)`),
+/// after the type (`text/plain (c)`: Python's type is `text/plain (c)`),
+/// before the end, nested or holding `;`, `=`, quotes or a backslash
+/// (`(a ; boundary=x)` sets a boundary for GMime) stays refused.
 pub fn parse_content_type(value: &str) -> Result<MediaType, MimeError> {
+    let mut value = value;
+    let mut commented = false;
     if has_comment(value) {
-        return Err(MimeError::ambiguous("comment in Content-Type"));
+        let at = comment_start(value);
+        let refused = || MimeError::ambiguous("comment in Content-Type");
+        if !is_plain_comment(&value[at..]) {
+            return Err(refused());
+        }
+        value = value[..at].trim_end_matches([' ', '\t']);
+        if value.ends_with(';') {
+            return Err(refused());
+        }
+        commented = true;
     }
     let (head, rest) = split_head(value);
     let head = head.trim_matches([' ', '\t']);
@@ -437,7 +478,53 @@ pub fn parse_content_type(value: &str) -> Result<MediaType, MimeError> {
     if let Some(b) = media.param("boundary") {
         check_boundary(b)?;
     }
+    if commented {
+        let ok = match media.params.last() {
+            Some((n, v)) if n == "charset" => {
+                v.eq_ignore_ascii_case("us-ascii") || v.eq_ignore_ascii_case("utf-8")
+            }
+            Some((n, _)) => n == "name",
+            None => false,
+        };
+        if !ok {
+            return Err(MimeError::ambiguous(
+                "comment in Content-Type where readers read it differently",
+            ));
+        }
+    }
     Ok(media)
+}
+
+/// Where the first `(` outside a quoted string is (the caller knows there
+/// is one).
+fn comment_start(value: &str) -> usize {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in value.char_indices() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => quoted = !quoted,
+            (false, _, '(') => return i,
+            _ => {}
+        }
+    }
+    value.len()
+}
+
+/// `(` text `)` and then only white space: printable ASCII without
+/// parentheses (no nesting), quotes, backslashes, `;` or `=`, which every
+/// reader skips whole or keeps whole.
+fn is_plain_comment(s: &str) -> bool {
+    let s = s.trim_end_matches([' ', '\t']);
+    s.strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .is_some_and(|inner| {
+            inner.bytes().all(|b| {
+                (b == b' ' || b == b'\t' || b.is_ascii_graphic())
+                    && !matches!(b, b'(' | b')' | b'"' | b'\\' | b';' | b'=')
+            })
+        })
 }
 
 fn parse_disposition(value: &str) -> Result<(String, Vec<(String, String)>), MimeError> {
@@ -750,6 +837,7 @@ mod tests {
                 "encoded word",
             ),
             (&["Content-Transfer-Encoding: base64 (comment)"], "comment"),
+            (&["Content-Transfer-Encoding: 7bit (a(b))"], "comment"),
             (
                 &["Content-Transfer-Encoding: x-uuencode"],
                 "unknown Content-Transfer-Encoding",
@@ -825,6 +913,65 @@ mod tests {
                 .to_string()
                 .contains("mixed line ends")
         );
+    }
+
+    #[test]
+    fn comments_readers_agree_on_are_read() {
+        let p = part(&[
+            "Content-Type: text/plain; charset=us-ascii (Plain Text)",
+            "Content-Transfer-Encoding: 7bit (comment)",
+        ])
+        .unwrap();
+        assert_eq!(p.essence(), "text/plain");
+        assert_eq!(p.media.param("charset"), Some("us-ascii"));
+        assert_eq!(p.encoding, Encoding::SevenBit);
+        let p = part(&[
+            "Content-Type: application/octet-stream; name=\"a.pgp\" (OpenPGP)",
+            "Content-Transfer-Encoding: 8BIT\t(x)",
+        ])
+        .unwrap();
+        assert_eq!(p.media.param("name"), Some("a.pgp"));
+        assert_eq!(p.encoding, Encoding::EightBit);
+        assert_eq!(
+            part(&["Content-Type: text/plain; charset=\"UTF-8\"(y)"])
+                .unwrap()
+                .media
+                .param("charset"),
+            Some("UTF-8")
+        );
+    }
+
+    #[test]
+    fn comments_readers_disagree_on_are_refused() {
+        for line in [
+            // Python's `email` (compat32) and GMime read the comment into
+            // the value, policy=default does not.
+            "Content-Type: multipart/mixed; boundary=b (c)",
+            "Content-Type: multipart/mixed; boundary=\"b\" (c)",
+            "Content-Type: multipart/encrypted; boundary=b; protocol=\"application/pgp-encrypted\" (c)",
+            "Content-Type: text/plain; charset=utf-7 (c)",
+            "Content-Type: text/plain; format=flowed (c)",
+            // Python takes the comment into the type.
+            "Content-Type: text/plain (c)",
+            "Content-Type: text/plain (c); charset=us-ascii",
+            // Not at the end, nested, or hiding a parameter.
+            "Content-Type: text/plain; charset=us-ascii (c); name=x",
+            "Content-Type: text/plain; (c) charset=us-ascii",
+            "Content-Type: text/plain; charset=(c)us-ascii",
+            "Content-Type: text/plain; charset=us-ascii (a (b) c)",
+            "Content-Type: text/plain; charset=us-ascii (a ; boundary=x)",
+            "Content-Type: text/plain; charset=us-ascii (a \"b\" c)",
+            "Content-Type: text/plain; charset=us-ascii (unterminated",
+            "Content-Type: text/plain; charset=us-ascii (é)",
+            // Readers decode differently (Python does not decode at all).
+            "Content-Transfer-Encoding: base64 (c)",
+            "Content-Transfer-Encoding: quoted-printable (c)",
+            "Content-Transfer-Encoding: (c) 7bit",
+            "Content-Transfer-Encoding: 7bit (a (b))",
+        ] {
+            let why = refused(&[line]);
+            assert!(why.starts_with("ambiguous MIME: "), "{line}: {why}");
+        }
     }
 
     #[test]
