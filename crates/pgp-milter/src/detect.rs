@@ -7,7 +7,7 @@
 //!   holding one armored (or binary) encrypted OpenPGP message.
 //! * PGP/MIME signed (§5): `multipart/signed;
 //!   protocol="application/pgp-signature"` whose second part holds OpenPGP
-//!   signature packets.
+//!   signature packets; encrypted if what it signs is PGP/MIME encrypted.
 //! * Inline: every leaf that carries anything is an armored block (after its
 //!   transfer encoding is undone) or a binary OpenPGP attachment; text next
 //!   to the armor makes the message plaintext.
@@ -518,9 +518,13 @@ impl State {
                     FrameKind::Multipart { rule, .. } => Some(*rule),
                     _ => None,
                 };
+                // The signed entity of PGP/MIME signed is not judged, but
+                // for a PGP/MIME encrypted one (encrypt-then-sign, RFC 1847
+                // §2.1 allows any entity there): judged, it makes the
+                // message encrypted (see `pgp_mime_signed`).
                 let opaque = parent.opaque
                     || rule == Some(Rule::Smime)
-                    || (rule == Some(Rule::Signed) && nth == 0);
+                    || (rule == Some(Rule::Signed) && nth == 0 && !is_pgp_mime_encrypted(part));
                 let keep = match rule {
                     Some(Rule::Encrypted) => nth == 0,
                     Some(Rule::Signed) => nth == 1,
@@ -1111,10 +1115,25 @@ fn is_version_1(body: &[u8]) -> bool {
         && lines.next().is_none()
 }
 
-/// RFC 3156 §5: the signed entity, then the signature.
+/// `multipart/encrypted; protocol="application/pgp-encrypted"`.
+fn is_pgp_mime_encrypted(part: &Part) -> bool {
+    part.essence() == "multipart/encrypted"
+        && part
+            .media
+            .param("protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-encrypted"))
+}
+
+/// RFC 3156 §5: the signed entity, then the signature. A signed entity
+/// that is itself well-formed PGP/MIME encrypted (encrypt-then-sign, which
+/// RFC 1847 allows and RFC 3156 §6.1 mentions as the alternative to
+/// signing inside the encryption) makes the message encrypted: it holds
+/// nothing but the ciphertext, judged by the encrypted rules. Any other
+/// signed entity, a malformed encrypted one included, is signed content
+/// as before (refused under `require = "encrypted"`).
 fn pgp_mime_signed(children: &[Child]) -> Class {
     let invalid = |why: &str| Class::Plain(NotPgp::Invalid(format!("PGP/MIME signed: {why}")));
-    let [_signed, signature] = children else {
+    let [signed, signature] = children else {
         return invalid(&format!("{} parts instead of 2", children.len()));
     };
     if signature.essence != "application/pgp-signature" {
@@ -1131,7 +1150,12 @@ fn pgp_mime_signed(children: &[Child]) -> Class {
     match (s.text_outside, s.blocks.as_slice()) {
         (false, [Ok(block)]) if block.kind == Kind::Signature => {
             match packets::shape(&block.data) {
-                Ok(Shape::Signatures) => Class::Signed(Form::PgpMime),
+                Ok(Shape::Signatures) => match signed.class {
+                    Class::Encrypted(_) if signed.essence == "multipart/encrypted" => {
+                        Class::Encrypted(Form::PgpMime)
+                    }
+                    _ => Class::Signed(Form::PgpMime),
+                },
                 Ok(other) => invalid(&format!("signature part holds {other}")),
                 Err(e) if e.is_internal() => Class::Plain(NotPgp::Internal(e.to_string())),
                 Err(e) => invalid(&e.to_string()),
