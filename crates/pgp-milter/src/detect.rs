@@ -249,6 +249,12 @@ pub const MAX_SIGNATURE_PART: usize = 64 * 1024;
 /// with its own reason, since it can no longer be compared.
 pub const MAX_TWIN_PART: usize = 1024 * 1024;
 
+/// Most of a `text/html` part outside `multipart/alternative` kept to see
+/// whether it shows anything: Exchange's "mixed up" PGP/MIME has an HTML
+/// body of a few hundred octets that shows nothing. A larger one is
+/// streamed and judged as any text part.
+const MAX_BLANK_HTML: usize = 8 * 1024;
+
 /// One leaf being read.
 #[derive(Debug)]
 enum Leaf {
@@ -570,8 +576,10 @@ impl State {
                     "{essence} part in charset {cs}, which does not read armor as ASCII"
                 )));
             }
-            let kept = keep || essence == "application/pgp-encrypted";
-            let cap = if !keep || essence == "application/pgp-encrypted" {
+            let kept = keep || essence == "application/pgp-encrypted" || essence == "text/html";
+            let cap = if !keep && essence == "text/html" {
+                MAX_BLANK_HTML
+            } else if !keep || essence == "application/pgp-encrypted" {
                 MAX_CONTROL
             } else if essence == "text/plain" || essence == "text/html" {
                 MAX_TWIN_PART
@@ -685,7 +693,10 @@ impl State {
                 }
                 body.extend_from_slice(bytes);
                 let t = body.trim_ascii_start();
-                if chain && !*decided && !t.is_empty() {
+                // Markup may show nothing (see `blank_html`): judged at
+                // the end, or as it streams once over MAX_BLANK_HTML.
+                let markup = essence == "text/html" && t.first() == Some(&b'<');
+                if chain && !*decided && !t.is_empty() && !markup {
                     match early_leaf(essence, body[0], t) {
                         Some(Early::Plain(why)) => return Err(why),
                         Some(Early::Open) => *decided = true,
@@ -718,6 +729,8 @@ impl State {
                         "{} part of more than {cap} bytes",
                         frame.essence
                     )))
+                } else if !frame.keep && frame.essence == "text/html" && blank_html(&body) {
+                    Class::Empty
                 } else {
                     leaf(
                         &frame.essence,
@@ -1012,6 +1025,17 @@ fn html_twin(html: &Child, siblings: &[Child]) -> bool {
                 .as_deref()
                 .is_some_and(|b| only_armor(b) && lines(b) == shown)
     })
+}
+
+/// A `text/html` part that shows nothing: presentation markup only (the
+/// same gate as an HTML twin, `crate::html::visible_text`: no comments,
+/// images, links, styles or free-form attribute values) around white
+/// space and `&nbsp;`. Exchange's "mixed up" rewrite of PGP/MIME puts such
+/// a body in front of the control part and the encrypted data, where it
+/// counts as empty, as an empty `text/plain` body does.
+fn blank_html(body: &[u8]) -> bool {
+    body.trim_ascii_start().first() == Some(&b'<')
+        && crate::html::visible_text(body).is_ok_and(|t| t.chars().all(char::is_whitespace))
 }
 
 /// S/MIME content types (RFC 8551 §3.2; the `x-` forms are what older
