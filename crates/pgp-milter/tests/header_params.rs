@@ -9,8 +9,10 @@
 //! The ignored one asks the readers: every case pgp-milter accepts must be
 //! read the same by all three (structure, types, transfer encodings, leaf
 //! bytes), with no planted "marker" in any leaf; every case written as
-//! legitimate must be accepted.
+//! legitimate must be accepted. NeoMutt is asked too: it shows no marker
+//! in any message pgp-milter accepts.
 
+mod neomutt;
 mod support;
 
 use std::process::Command;
@@ -256,4 +258,30 @@ fn accepted_cases_are_read_alike_by_python_and_gmime() {
             assert!(!ok, "{}: accepted ({d})", c.name);
         }
     }
+}
+
+#[test]
+#[ignore = "needs neomutt"]
+fn neomutt_shows_nothing_of_what_is_accepted() {
+    let cases = cases();
+    let messages: Vec<Vec<u8>> = cases.iter().map(|c| c.message.clone()).collect();
+    let shown = neomutt::displayed(&messages);
+    assert_eq!(shown.len(), cases.len());
+    let mut marked = 0;
+    for (c, view) in cases.iter().zip(&shown) {
+        let (ok, d) = accepted(&c.message);
+        let marker = neomutt::has_marker(view);
+        marked += usize::from(marker);
+        assert!(
+            !(ok && marker),
+            "{}: accepted ({d}) but NeoMutt shows\n{}",
+            c.name,
+            String::from_utf8_lossy(view)
+        );
+    }
+    // The plaintext cases are seen, or the check says nothing.
+    assert!(
+        marked >= 3,
+        "NeoMutt showed the marker in only {marked} cases"
+    );
 }
