@@ -7,7 +7,7 @@
 //!   holding one armored (or binary) encrypted OpenPGP message.
 //! * PGP/MIME signed (§5): `multipart/signed;
 //!   protocol="application/pgp-signature"` whose second part holds OpenPGP
-//!   signature packets.
+//!   signature packets; encrypted if what it signs is PGP/MIME encrypted.
 //! * Inline: every leaf that carries anything is an armored block (after its
 //!   transfer encoding is undone) or a binary OpenPGP attachment; text next
 //!   to the armor makes the message plaintext.
@@ -248,6 +248,12 @@ pub const MAX_SIGNATURE_PART: usize = 64 * 1024;
 /// judged (streamed, as any armor), a larger `text/html` one is refused
 /// with its own reason, since it can no longer be compared.
 pub const MAX_TWIN_PART: usize = 1024 * 1024;
+
+/// Most of a `text/html` part outside `multipart/alternative` kept to see
+/// whether it shows anything: Exchange's "mixed up" PGP/MIME has an HTML
+/// body of a few hundred octets that shows nothing. A larger one is
+/// streamed and judged as any text part.
+const MAX_BLANK_HTML: usize = 8 * 1024;
 
 /// One leaf being read.
 #[derive(Debug)]
@@ -518,9 +524,13 @@ impl State {
                     FrameKind::Multipart { rule, .. } => Some(*rule),
                     _ => None,
                 };
+                // The signed entity of PGP/MIME signed is not judged, but
+                // for a PGP/MIME encrypted one (encrypt-then-sign, RFC 1847
+                // §2.1 allows any entity there): judged, it makes the
+                // message encrypted (see `pgp_mime_signed`).
                 let opaque = parent.opaque
                     || rule == Some(Rule::Smime)
-                    || (rule == Some(Rule::Signed) && nth == 0);
+                    || (rule == Some(Rule::Signed) && nth == 0 && !is_pgp_mime_encrypted(part));
                 let keep = match rule {
                     Some(Rule::Encrypted) => nth == 0,
                     Some(Rule::Signed) => nth == 1,
@@ -566,8 +576,10 @@ impl State {
                     "{essence} part in charset {cs}, which does not read armor as ASCII"
                 )));
             }
-            let kept = keep || essence == "application/pgp-encrypted";
-            let cap = if !keep || essence == "application/pgp-encrypted" {
+            let kept = keep || essence == "application/pgp-encrypted" || essence == "text/html";
+            let cap = if !keep && essence == "text/html" {
+                MAX_BLANK_HTML
+            } else if !keep || essence == "application/pgp-encrypted" {
                 MAX_CONTROL
             } else if essence == "text/plain" || essence == "text/html" {
                 MAX_TWIN_PART
@@ -681,7 +693,10 @@ impl State {
                 }
                 body.extend_from_slice(bytes);
                 let t = body.trim_ascii_start();
-                if chain && !*decided && !t.is_empty() {
+                // Markup may show nothing (see `blank_html`): judged at
+                // the end, or as it streams once over MAX_BLANK_HTML.
+                let markup = essence == "text/html" && t.first() == Some(&b'<');
+                if chain && !*decided && !t.is_empty() && !markup {
                     match early_leaf(essence, body[0], t) {
                         Some(Early::Plain(why)) => return Err(why),
                         Some(Early::Open) => *decided = true,
@@ -714,6 +729,8 @@ impl State {
                         "{} part of more than {cap} bytes",
                         frame.essence
                     )))
+                } else if !frame.keep && frame.essence == "text/html" && blank_html(&body) {
+                    Class::Empty
                 } else {
                     leaf(
                         &frame.essence,
@@ -1010,6 +1027,17 @@ fn html_twin(html: &Child, siblings: &[Child]) -> bool {
     })
 }
 
+/// A `text/html` part that shows nothing: presentation markup only (the
+/// same gate as an HTML twin, `crate::html::visible_text`: no comments,
+/// images, links, styles or free-form attribute values) around white
+/// space and `&nbsp;`. Exchange's "mixed up" rewrite of PGP/MIME puts such
+/// a body in front of the control part and the encrypted data, where it
+/// counts as empty, as an empty `text/plain` body does.
+fn blank_html(body: &[u8]) -> bool {
+    body.trim_ascii_start().first() == Some(&b'<')
+        && crate::html::visible_text(body).is_ok_and(|t| t.chars().all(char::is_whitespace))
+}
+
 /// S/MIME content types (RFC 8551 §3.2; the `x-` forms are what older
 /// clients send): enveloped or signed data, and detached signatures.
 fn is_smime(mime: &str) -> bool {
@@ -1111,10 +1139,25 @@ fn is_version_1(body: &[u8]) -> bool {
         && lines.next().is_none()
 }
 
-/// RFC 3156 §5: the signed entity, then the signature.
+/// `multipart/encrypted; protocol="application/pgp-encrypted"`.
+fn is_pgp_mime_encrypted(part: &Part) -> bool {
+    part.essence() == "multipart/encrypted"
+        && part
+            .media
+            .param("protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-encrypted"))
+}
+
+/// RFC 3156 §5: the signed entity, then the signature. A signed entity
+/// that is itself well-formed PGP/MIME encrypted (encrypt-then-sign, which
+/// RFC 1847 allows and RFC 3156 §6.1 mentions as the alternative to
+/// signing inside the encryption) makes the message encrypted: it holds
+/// nothing but the ciphertext, judged by the encrypted rules. Any other
+/// signed entity, a malformed encrypted one included, is signed content
+/// as before (refused under `require = "encrypted"`).
 fn pgp_mime_signed(children: &[Child]) -> Class {
     let invalid = |why: &str| Class::Plain(NotPgp::Invalid(format!("PGP/MIME signed: {why}")));
-    let [_signed, signature] = children else {
+    let [signed, signature] = children else {
         return invalid(&format!("{} parts instead of 2", children.len()));
     };
     if signature.essence != "application/pgp-signature" {
@@ -1131,7 +1174,12 @@ fn pgp_mime_signed(children: &[Child]) -> Class {
     match (s.text_outside, s.blocks.as_slice()) {
         (false, [Ok(block)]) if block.kind == Kind::Signature => {
             match packets::shape(&block.data) {
-                Ok(Shape::Signatures) => Class::Signed(Form::PgpMime),
+                Ok(Shape::Signatures) => match signed.class {
+                    Class::Encrypted(_) if signed.essence == "multipart/encrypted" => {
+                        Class::Encrypted(Form::PgpMime)
+                    }
+                    _ => Class::Signed(Form::PgpMime),
+                },
                 Ok(other) => invalid(&format!("signature part holds {other}")),
                 Err(e) if e.is_internal() => Class::Plain(NotPgp::Internal(e.to_string())),
                 Err(e) => invalid(&e.to_string()),

@@ -8,7 +8,8 @@
 //! list of tags, attributes only from a short list with values from fixed
 //! lists (a value is stored in the clear, so a free-form one could hold a
 //! sentence: `class="my password is hunter2"`), at most
-//! `MAX_ATTRIBUTES` of them, entities decoded, and anything else —
+//! `MAX_ATTRIBUTES` of them (an element repeating one already counted is
+//! not counted again), entities decoded, and anything else —
 //! comments, scripts, styles, images, links, unknown entities — makes the
 //! part plaintext.
 //!
@@ -88,7 +89,7 @@ const CHARSETS: [&str; 32] = [
 /// part is more than presentation markup around text.
 pub fn visible_text(html: &[u8]) -> Result<String, String> {
     let html = std::str::from_utf8(html).map_err(|_| "HTML part is not UTF-8".to_owned())?;
-    let mut attributes = 0;
+    let mut attributes = Attributes::default();
     let mut out = String::new();
     let mut rest = html;
     while let Some(i) = rest.find(['<', '&']) {
@@ -132,8 +133,28 @@ fn tag_end(s: &str) -> Option<usize> {
     None
 }
 
+/// The attributes of one part counted against `MAX_ATTRIBUTES`.
+///
+/// The limit is per part, counted over distinct attribute lists: an
+/// element whose tag and attributes repeat, character for character, an
+/// element already counted costs nothing more. Outlook and Gmail put the
+/// same `style` (three or four declarations) on every line's `<div>`, so
+/// armor of 20 lines would otherwise be 60 attributes. A repeat carries
+/// no value of its own, only its presence, as the choice of the tags
+/// themselves does; what the limit bounds is the number of values chosen
+/// from the fixed lists, and each distinct list is still counted (and
+/// checked) once.
+#[derive(Debug, Default)]
+struct Attributes {
+    /// Attributes and CSS declarations counted so far.
+    seen: usize,
+    /// The distinct (tag, attribute text) pairs counted: at most
+    /// `MAX_ATTRIBUTES` of them, since each counts at least one.
+    lists: Vec<(String, String)>,
+}
+
 /// Checks one tag (between `<` and `>`); true if a line ends there.
-fn check_tag(tag: &str, attributes_seen: &mut usize) -> Result<bool, String> {
+fn check_tag(tag: &str, counted: &mut Attributes) -> Result<bool, String> {
     let tag = tag.strip_suffix('/').unwrap_or(tag);
     let (closing, tag) = match tag.strip_prefix('/') {
         Some(t) => (true, t),
@@ -150,7 +171,14 @@ fn check_tag(tag: &str, attributes_seen: &mut usize) -> Result<bool, String> {
     if closing && !attributes.is_empty() {
         return Err("attributes on a closing HTML tag".into());
     }
-    check_attributes(&name, attributes, attributes_seen)?;
+    let repeat = counted
+        .lists
+        .iter()
+        .any(|(t, a)| *t == name && a == attributes);
+    if !attributes.is_empty() && !repeat {
+        check_attributes(&name, attributes, &mut counted.seen)?;
+        counted.lists.push((name.clone(), attributes.to_owned()));
+    }
     Ok(LINE_TAGS.contains(&name.as_str()))
 }
 
@@ -546,14 +574,43 @@ mod tests {
 
     #[test]
     fn attributes_are_bounded_in_number() {
-        let span = "<span dir=\"ltr\">x</span>";
-        let at_limit = span.repeat(MAX_ATTRIBUTES);
+        // Distinct attribute lists count: 17 different `lang` values are
+        // too many.
+        let span = |i: usize| {
+            let l = [b'a' + (i / 26) as u8, b'a' + (i % 26) as u8];
+            format!(
+                "<span lang=\"{}\">x</span>",
+                std::str::from_utf8(&l).unwrap()
+            )
+        };
+        let at_limit: String = (0..MAX_ATTRIBUTES).map(span).collect();
         assert!(visible_text(at_limit.as_bytes()).is_ok());
-        let over = span.repeat(MAX_ATTRIBUTES + 1);
+        let over: String = (0..=MAX_ATTRIBUTES).map(span).collect();
         assert_eq!(
             visible_text(over.as_bytes()),
             Err(format!("more than {MAX_ATTRIBUTES} HTML attributes"))
         );
+        // Three declarations and a class, 16 + 4 distinct: too many.
+        let many = format!(
+            "{at_limit}<div class=\"gmail_default\" style=\"font-size:small;color:#000000;margin:0\">x</div>"
+        );
+        assert!(visible_text(many.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_repeated_attribute_list_counts_once() {
+        // Outlook and Gmail put the same `style` on every line's <div>.
+        let line = "<div style=\"font-family:Calibri,Arial,Helvetica,sans-serif;font-size:12pt;\
+                    color:rgb(0,0,0)\">hF4DeIlerHqjOqMSAQdAL7lKf6BVwxt3</div>\n";
+        let html = format!("<html><body dir=\"ltr\">{}</body></html>", line.repeat(40));
+        let text = visible_text(html.as_bytes()).unwrap();
+        assert_eq!(text.lines().filter(|l| l.starts_with("hF4D")).count(), 40);
+        // The same list on another element is another list.
+        let other = "<span dir=\"ltr\">x</span><div dir=\"ltr\">x</div>";
+        assert!(visible_text(other.repeat(9).as_bytes()).is_ok());
+        // A repeated list is still checked.
+        let bad = "<div class=\"hunter2\">x</div>".repeat(2);
+        assert!(visible_text(bad.as_bytes()).is_err());
     }
 
     #[test]

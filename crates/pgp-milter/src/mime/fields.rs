@@ -6,10 +6,12 @@
 //! checked for its syntax and dropped. Refused, because readers read them
 //! differently: white space before a field's colon, a line that is not a
 //! field, lines over 998 octets, mixed line ends, a MIME field given twice,
-//! a parameter given twice, comments or encoded words in the structural
-//! fields, RFC 2231 encoding of a structural parameter, a media type that
-//! is not `type/subtype`, an unknown transfer encoding, a boundary RFC 2046
-//! does not allow.
+//! a parameter given twice, comments (but for the few every reader reads
+//! alike: [`parse_content_type`], `7bit (comment)`) or encoded words in
+//! the structural fields, RFC 2231 encoding of a structural parameter,
+//! 8-bit bytes but for UTF-8 in a quoted `name`/`filename` (see `utf8`),
+//! a media type that is not `type/subtype`, an unknown transfer encoding,
+//! a boundary RFC 2046 does not allow.
 
 use super::MimeError;
 
@@ -55,16 +57,25 @@ impl Encoding {
     }
 
     fn parse(value: &str) -> Result<Encoding, MimeError> {
-        let v = value.trim_matches([' ', '\t']);
-        if v.contains('(') {
-            return Err(MimeError::ambiguous("comment in Content-Transfer-Encoding"));
+        let mut v = value.trim_matches([' ', '\t']);
+        let mut commented = false;
+        if let Some(i) = v.find('(') {
+            // `7bit (comment)`: Python's `email` (either policy) then
+            // decodes nothing, GMime ignores the comment; they agree only
+            // for the encodings that decode nothing.
+            let comment = "comment in Content-Transfer-Encoding";
+            if !is_plain_comment(&v[i..]) {
+                return Err(MimeError::ambiguous(comment));
+            }
+            v = v[..i].trim_end_matches([' ', '\t']);
+            commented = true;
         }
         if v.contains("=?") {
             return Err(MimeError::ambiguous(
                 "encoded word in Content-Transfer-Encoding",
             ));
         }
-        Ok(match v.to_ascii_lowercase().as_str() {
+        let encoding = match v.to_ascii_lowercase().as_str() {
             "7bit" => Encoding::SevenBit,
             "8bit" => Encoding::EightBit,
             "binary" => Encoding::Binary,
@@ -76,7 +87,13 @@ impl Encoding {
                     shorten(v)
                 )));
             }
-        })
+        };
+        if commented && !encoding.is_identity() {
+            return Err(MimeError::ambiguous(format!(
+                "comment in Content-Transfer-Encoding {v}, which Python's email then does not decode"
+            )));
+        }
+        Ok(encoding)
     }
 }
 
@@ -300,7 +317,7 @@ impl HeaderBlock {
     pub fn finish(mut self, depth: usize, in_digest: bool) -> Result<Part, MimeError> {
         self.close_field()?;
         let (media, defaulted) = match &self.content_type {
-            Some(v) => (parse_content_type(text(v, "Content-Type")?)?, false),
+            Some(v) => (parse_content_type(utf8(v, "Content-Type")?)?, false),
             None => (MediaType::default_for(in_digest), true),
         };
         let encoding = match &self.encoding {
@@ -309,7 +326,7 @@ impl HeaderBlock {
         };
         let (disposition, dparams) = match &self.disposition {
             Some(v) => {
-                let (d, p) = parse_disposition(text(v, "Content-Disposition")?)?;
+                let (d, p) = parse_disposition(utf8(v, "Content-Disposition")?)?;
                 (Some(d), p)
             }
             None => (None, Vec::new()),
@@ -340,6 +357,23 @@ fn text<'a>(v: &'a [u8], name: &str) -> Result<&'a str, MimeError> {
         Ok(t) if t.is_ascii() => Ok(t),
         _ => Err(MimeError::ambiguous(format!("8-bit bytes in {name}"))),
     }
+}
+
+/// A `Content-Type` or `Content-Disposition` value as text: valid UTF-8
+/// (RFC 6532), where the parameter reader lets 8-bit characters through
+/// only inside the quoted value of a parameter that is not structural
+/// (`name`, `filename`: Gmail, Outlook and Apple Mail write
+/// `filename="Präsentation.pdf.pgp"` unencoded). Python's `email` (both
+/// policies) and GMime read the same structure, types and transfer
+/// encodings around such a value (`tests/header_params.rs`), and the
+/// detector never decides by a file name. Everywhere else 8-bit bytes stay
+/// refused: the type, subtype, disposition type and parameter names must
+/// be tokens, a structural parameter ([`STRUCTURAL_PARAMS`]) must be ASCII,
+/// and bytes that are not UTF-8 (Latin-1) are refused outright, since
+/// readers decode such a value each their own way.
+fn utf8<'a>(v: &'a [u8], name: &str) -> Result<&'a str, MimeError> {
+    std::str::from_utf8(v)
+        .map_err(|_| MimeError::ambiguous(format!("8-bit bytes that are not UTF-8 in {name}")))
 }
 
 /// At most 40 characters of a value, for a reason.
@@ -392,9 +426,33 @@ fn skip_ws(s: &str) -> &str {
 }
 
 /// `type/subtype *(; parameter)`, strictly.
+///
+/// One comment (RFC 2045 §5.1, RFC 5322 CFWS) is read, where the three
+/// readers we compare with (`tests/header_params.rs`) agree on what the
+/// field means: at the very end, after the value of a `name` or of a
+/// `charset` of `us-ascii` or `utf-8` (`text/plain; charset=us-ascii
+/// (Plain Text)`). Python's `email` with policy=default drops it; with
+/// compat32, and GMime, it becomes part of the value, an unknown charset
+/// that they show as ASCII-compatible bytes, which is what `us-ascii` and
+/// `utf-8` are; the detector never decides by a `name`. A comment after a
+/// structural parameter (`boundary=b (c)`: GMime's boundary is `b (c)`),
+/// after the type (`text/plain (c)`: Python's type is `text/plain (c)`),
+/// before the end, nested or holding `;`, `=`, quotes or a backslash
+/// (`(a ; boundary=x)` sets a boundary for GMime) stays refused.
 pub fn parse_content_type(value: &str) -> Result<MediaType, MimeError> {
+    let mut value = value;
+    let mut commented = false;
     if has_comment(value) {
-        return Err(MimeError::ambiguous("comment in Content-Type"));
+        let at = comment_start(value);
+        let refused = || MimeError::ambiguous("comment in Content-Type");
+        if !is_plain_comment(&value[at..]) {
+            return Err(refused());
+        }
+        value = value[..at].trim_end_matches([' ', '\t']);
+        if value.ends_with(';') {
+            return Err(refused());
+        }
+        commented = true;
     }
     let (head, rest) = split_head(value);
     let head = head.trim_matches([' ', '\t']);
@@ -420,7 +478,53 @@ pub fn parse_content_type(value: &str) -> Result<MediaType, MimeError> {
     if let Some(b) = media.param("boundary") {
         check_boundary(b)?;
     }
+    if commented {
+        let ok = match media.params.last() {
+            Some((n, v)) if n == "charset" => {
+                v.eq_ignore_ascii_case("us-ascii") || v.eq_ignore_ascii_case("utf-8")
+            }
+            Some((n, _)) => n == "name",
+            None => false,
+        };
+        if !ok {
+            return Err(MimeError::ambiguous(
+                "comment in Content-Type where readers read it differently",
+            ));
+        }
+    }
     Ok(media)
+}
+
+/// Where the first `(` outside a quoted string is (the caller knows there
+/// is one).
+fn comment_start(value: &str) -> usize {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in value.char_indices() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => quoted = !quoted,
+            (false, _, '(') => return i,
+            _ => {}
+        }
+    }
+    value.len()
+}
+
+/// `(` text `)` and then only white space: printable ASCII without
+/// parentheses (no nesting), quotes, backslashes, `;` or `=`, which every
+/// reader skips whole or keeps whole.
+fn is_plain_comment(s: &str) -> bool {
+    let s = s.trim_end_matches([' ', '\t']);
+    s.strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .is_some_and(|inner| {
+            inner.bytes().all(|b| {
+                (b == b' ' || b == b'\t' || b.is_ascii_graphic())
+                    && !matches!(b, b'(' | b')' | b'"' | b'\\' | b';' | b'=')
+            })
+        })
 }
 
 fn parse_disposition(value: &str) -> Result<(String, Vec<(String, String)>), MimeError> {
@@ -560,6 +664,11 @@ fn parse_params(rest: &str, field: &str) -> Result<Vec<(String, String)>, MimeEr
         }
         let base = param_base(&name);
         if STRUCTURAL_PARAMS.contains(&base) {
+            if !value.is_ascii() {
+                return Err(MimeError::ambiguous(format!(
+                    "8-bit bytes in parameter {base} of {field}"
+                )));
+            }
             if name != base {
                 return Err(MimeError::ambiguous(format!(
                     "RFC 2231 encoding of parameter {base} in {field}"
@@ -728,6 +837,7 @@ mod tests {
                 "encoded word",
             ),
             (&["Content-Transfer-Encoding: base64 (comment)"], "comment"),
+            (&["Content-Transfer-Encoding: 7bit (a(b))"], "comment"),
             (
                 &["Content-Transfer-Encoding: x-uuencode"],
                 "unknown Content-Transfer-Encoding",
@@ -803,6 +913,113 @@ mod tests {
                 .to_string()
                 .contains("mixed line ends")
         );
+    }
+
+    #[test]
+    fn comments_readers_agree_on_are_read() {
+        let p = part(&[
+            "Content-Type: text/plain; charset=us-ascii (Plain Text)",
+            "Content-Transfer-Encoding: 7bit (comment)",
+        ])
+        .unwrap();
+        assert_eq!(p.essence(), "text/plain");
+        assert_eq!(p.media.param("charset"), Some("us-ascii"));
+        assert_eq!(p.encoding, Encoding::SevenBit);
+        let p = part(&[
+            "Content-Type: application/octet-stream; name=\"a.pgp\" (OpenPGP)",
+            "Content-Transfer-Encoding: 8BIT\t(x)",
+        ])
+        .unwrap();
+        assert_eq!(p.media.param("name"), Some("a.pgp"));
+        assert_eq!(p.encoding, Encoding::EightBit);
+        assert_eq!(
+            part(&["Content-Type: text/plain; charset=\"UTF-8\"(y)"])
+                .unwrap()
+                .media
+                .param("charset"),
+            Some("UTF-8")
+        );
+    }
+
+    #[test]
+    fn comments_readers_disagree_on_are_refused() {
+        for line in [
+            // Python's `email` (compat32) and GMime read the comment into
+            // the value, policy=default does not.
+            "Content-Type: multipart/mixed; boundary=b (c)",
+            "Content-Type: multipart/mixed; boundary=\"b\" (c)",
+            "Content-Type: multipart/encrypted; boundary=b; protocol=\"application/pgp-encrypted\" (c)",
+            "Content-Type: text/plain; charset=utf-7 (c)",
+            "Content-Type: text/plain; format=flowed (c)",
+            // Python takes the comment into the type.
+            "Content-Type: text/plain (c)",
+            "Content-Type: text/plain (c); charset=us-ascii",
+            // Not at the end, nested, or hiding a parameter.
+            "Content-Type: text/plain; charset=us-ascii (c); name=x",
+            "Content-Type: text/plain; (c) charset=us-ascii",
+            "Content-Type: text/plain; charset=(c)us-ascii",
+            "Content-Type: text/plain; charset=us-ascii (a (b) c)",
+            "Content-Type: text/plain; charset=us-ascii (a ; boundary=x)",
+            "Content-Type: text/plain; charset=us-ascii (a \"b\" c)",
+            "Content-Type: text/plain; charset=us-ascii (unterminated",
+            "Content-Type: text/plain; charset=us-ascii (é)",
+            // Readers decode differently (Python does not decode at all).
+            "Content-Transfer-Encoding: base64 (c)",
+            "Content-Transfer-Encoding: quoted-printable (c)",
+            "Content-Transfer-Encoding: (c) 7bit",
+            "Content-Transfer-Encoding: 7bit (a (b))",
+        ] {
+            let why = refused(&[line]);
+            assert!(why.starts_with("ambiguous MIME: "), "{line}: {why}");
+        }
+    }
+
+    #[test]
+    fn utf8_in_a_name_or_filename_is_read() {
+        // RFC 6532 raw UTF-8, as Gmail, Outlook and Apple Mail write it.
+        let p = part(&[
+            "Content-Type: application/octet-stream; name=\"Präsentation.pdf.pgp\"",
+            "Content-Disposition: attachment; filename=\"Präsentation.pdf.pgp\"",
+        ])
+        .unwrap();
+        assert_eq!(p.essence(), "application/octet-stream");
+        assert_eq!(p.disposition.as_deref(), Some("attachment"));
+        assert_eq!(p.filename.as_deref(), Some("Präsentation.pdf.pgp"));
+        let p = part(&["Content-Type: text/plain; charset=utf-8; name=\"Grüße.asc\""]).unwrap();
+        assert_eq!(p.media.param("charset"), Some("utf-8"));
+    }
+
+    #[test]
+    fn eight_bit_bytes_where_they_could_change_structure_are_refused() {
+        let cases: &[&[u8]] = &[
+            // In the type or the subtype.
+            "Content-Type: täxt/plain".as_bytes(),
+            "Content-Type: text/pläin".as_bytes(),
+            // In a structural parameter, quoted or not.
+            "Content-Type: multipart/mixed; boundary=\"bö\"".as_bytes(),
+            "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\u{a0}\"; boundary=b"
+                .as_bytes(),
+            "Content-Type: text/plain; charset=\"utf-8\u{a0}\"".as_bytes(),
+            // Unquoted in a name: not a token.
+            "Content-Type: application/octet-stream; name=Präsentation.pgp".as_bytes(),
+            // In a parameter's name or the disposition type.
+            "Content-Type: application/octet-stream; nämе=\"x\"".as_bytes(),
+            "Content-Disposition: ättachment; filename=\"x\"".as_bytes(),
+            // Anywhere in the transfer encoding.
+            "Content-Transfer-Encoding: 7bit\u{a0}".as_bytes(),
+            // Not UTF-8 (Latin-1): readers decode the value differently.
+            b"Content-Disposition: attachment; filename=\"Pr\xe4sentation.pdf.pgp\"",
+            b"Content-Type: application/octet-stream; name=\"Pr\xe4sentation.pdf.pgp\"",
+        ];
+        for line in cases {
+            let mut h = HeaderBlock::default();
+            let why = h
+                .line(line, true)
+                .and_then(|()| h.finish(0, false))
+                .expect_err(&String::from_utf8_lossy(line))
+                .to_string();
+            assert!(why.starts_with("ambiguous MIME: "), "{why}");
+        }
     }
 
     #[test]
