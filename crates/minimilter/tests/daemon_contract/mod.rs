@@ -406,18 +406,27 @@ pub fn json_logs(b: &Binary) {
 
 /// Reads datagrams until one holds `needle` (20 s at most).
 fn expect_notify(socket: &UnixDatagram, needle: &str, seen: &mut String) {
+    assert!(
+        wait_notify(socket, needle, seen),
+        "no {needle:?} in notifications: {seen:?}"
+    );
+}
+
+/// Reads notifications into `seen` until one holds `needle` (true) or 20 s
+/// pass (false).
+fn wait_notify(socket: &UnixDatagram, needle: &str, seen: &mut String) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut buf = [0u8; 4096];
     while !seen.contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in notifications: {seen:?}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         if let Ok(n) = socket.recv(&mut buf) {
             seen.push_str(&String::from_utf8_lossy(&buf[..n]));
             seen.push('\n');
         }
     }
+    true
 }
 
 /// With NOTIFY_SOCKET set (as systemd sets it for Type=notify), the daemon
@@ -429,14 +438,22 @@ pub fn notify_ready_and_stopping(b: &Binary) {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let inet = format!("inet:127.0.0.1:{}", free_port());
+    // A unix socket of its own: a free inet port can be taken by another
+    // test between free_port() and the daemon's bind, and a daemon that
+    // cannot bind never gets ready.
+    let listen = format!("unix:{}", s.path().join("m.sock").display());
     let mut d = b.spawn(
-        &["--listen", &inet],
+        &["--listen", &listen],
         &[("NOTIFY_SOCKET", path.to_str().unwrap())],
         &s.path().join("log"),
     );
     let mut seen = String::new();
-    expect_notify(&socket, "READY=1", &mut seen);
+    if !wait_notify(&socket, "READY=1", &mut seen) {
+        panic!(
+            "no READY=1 in notifications {seen:?}; log:\n{}",
+            d.log_text()
+        );
+    }
     assert!(
         seen.contains(&format!(
             "STATUS={} serving: 0 connections open, 0 messages",
