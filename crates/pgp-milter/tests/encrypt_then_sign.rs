@@ -12,9 +12,9 @@
 //! gpg and check the signature with `gpg --verify`, and ask Python's
 //! `email` and GMime what they read.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Command;
 
 use pgp_milter::{Decision, Detection, Form, Policy, Require, detect};
 
@@ -159,36 +159,6 @@ fn the_signature_must_be_an_openpgp_signature() {
     }
 }
 
-fn gpg(home: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gpg")
-        .args([
-            "--batch",
-            "--quiet",
-            "--no-tty",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--trust-model",
-            "always",
-        ])
-        .args(args)
-        .env("GNUPGHOME", home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gpg (Debian package gnupg)");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "gpg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// A fresh encrypt-then-sign message from gpg, with the signature checked
 /// by `gpg --verify` over the signed entity as RFC 3156 §5 defines it.
 fn fresh() -> Vec<u8> {
@@ -197,7 +167,7 @@ fn fresh() -> Vec<u8> {
         .tempdir_in("/tmp")
         .unwrap();
     let h = home.path();
-    gpg(
+    support::run(
         h,
         &[
             "--quick-generate-key",
@@ -208,9 +178,16 @@ fn fresh() -> Vec<u8> {
         ],
         b"",
     );
-    let armor = String::from_utf8(gpg(
+    let armor = String::from_utf8(support::run(
         h,
-        &["--armor", "--encrypt", "-r", "alice@example.org"],
+        &[
+            "--armor",
+            "--encrypt",
+            "--trust-model",
+            "always",
+            "-r",
+            "alice@example.org",
+        ],
         b"Meet at noon.\n",
     ))
     .unwrap();
@@ -220,16 +197,16 @@ fn fresh() -> Vec<u8> {
     let inner = format!(
         "{}{}{}",
         &p.inner[..old_start],
-        armor.trim_end().replace("\r\n", "\n").replace('\n', "\r\n"),
+        support::crlf(armor.trim_end()),
         &p.inner[old_end..]
     );
-    let sig = String::from_utf8(gpg(
+    let sig = String::from_utf8(support::run(
         h,
         &["--armor", "--detach-sign", "--digest-algo", "SHA256"],
         inner.as_bytes(),
     ))
     .unwrap();
-    let sig = sig.trim_end().replace("\r\n", "\n").replace('\n', "\r\n");
+    let sig = support::crlf(sig.trim_end());
     let message = signed(&inner, &sig);
     // The signed entity as a receiving client cuts it out.
     let text = String::from_utf8(message.clone()).unwrap();
@@ -238,7 +215,7 @@ fn fresh() -> Vec<u8> {
     let entity_file = h.join("entity");
     std::fs::write(&sig_file, &cut.signature).unwrap();
     std::fs::write(&entity_file, &cut.inner).unwrap();
-    gpg(
+    support::run(
         h,
         &[
             "--verify",
@@ -271,21 +248,7 @@ fn fresh_gpg_encrypt_then_sign_passes_as_encrypted() {
 fn python_and_gmime_read_the_fixture_as_signed_encrypted() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("m"), FIXTURE).unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/oracle/structure_readers.py"
-    );
-    let out = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(dir.path())
-        .output()
-        .expect("/usr/bin/python3 with python3-gi and gir1.2-gmime-3.0");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8(out.stdout).unwrap();
+    let line = support::structure_readers(dir.path());
     let views: Vec<&str> = line.trim_end().split('\t').skip(1).collect();
     assert_eq!(views.len(), 3);
     for v in &views {

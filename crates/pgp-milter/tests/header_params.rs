@@ -15,8 +15,6 @@
 mod neomutt;
 mod support;
 
-use std::process::Command;
-
 use pgp_milter::{Decision, Policy, detect};
 use support::crlf;
 
@@ -208,21 +206,7 @@ fn views(cases: &[Case]) -> Vec<[String; 3]> {
     for (i, c) in cases.iter().enumerate() {
         std::fs::write(dir.path().join(format!("{i:04}")), &c.message).unwrap();
     }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/oracle/structure_readers.py"
-    );
-    let out = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(dir.path())
-        .output()
-        .expect("/usr/bin/python3 with python3-gi and gir1.2-gmime-3.0");
-    assert!(
-        out.status.success(),
-        "oracle failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = support::structure_readers(dir.path());
     let v: Vec<[String; 3]> = text
         .lines()
         .map(|l| {

@@ -15,6 +15,8 @@
 mod support;
 mod through_milter;
 
+use through_milter::reply;
+
 use minimilter::transaction::Outcome;
 use pgp_milter::Policy;
 
@@ -46,19 +48,7 @@ fn pgp_mime(header: &str, content_type_tail: &str, part_header: &str) -> Vec<u8>
 }
 
 async fn outcomes(messages: &[Vec<u8>]) -> Vec<Outcome> {
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    through_milter::judged(Policy::default(), "alice@client.example", &refs)
-        .await
-        .into_iter()
-        .map(|(o, _)| o)
-        .collect()
-}
-
-fn reply(o: &Outcome) -> String {
-    match o {
-        Outcome::Rejected { reply, .. } => reply.clone().unwrap_or_default(),
-        other => format!("{other:?}"),
-    }
+    through_milter::outcomes(Policy::default(), "alice@client.example", messages).await
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@
 mod support;
 mod through_milter;
 
+use through_milter::reply;
+
 use minimilter::transaction::Outcome;
 use pgp_milter::Policy;
 
@@ -45,23 +47,8 @@ fn pgp_mime_entity(epilogue: &str) -> String {
 }
 
 async fn outcomes(messages: &[String]) -> Vec<Outcome> {
-    let bytes: Vec<Vec<u8>> = messages
-        .iter()
-        .map(|m| support::crlf(m).into_bytes())
-        .collect();
-    let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
-    through_milter::judged(Policy::default(), "list-bounces@lists.example.org", &refs)
-        .await
-        .into_iter()
-        .map(|(o, _)| o)
-        .collect()
-}
-
-fn reply(o: &Outcome) -> String {
-    match o {
-        Outcome::Rejected { reply, .. } => reply.clone().unwrap_or_default(),
-        other => format!("{other:?}"),
-    }
+    let bytes: Vec<String> = messages.iter().map(|m| support::crlf(m)).collect();
+    through_milter::outcomes(Policy::default(), "list-bounces@lists.example.org", &bytes).await
 }
 
 #[tokio::test]

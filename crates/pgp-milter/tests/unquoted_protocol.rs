@@ -14,6 +14,8 @@
 mod support;
 mod through_milter;
 
+use through_milter::reply;
+
 use minimilter::transaction::Outcome;
 use pgp_milter::Policy;
 
@@ -31,19 +33,7 @@ fn pgp_mime(params: &str, boundary: &str, first_part: &str) -> Vec<u8> {
 }
 
 async fn outcomes(messages: &[Vec<u8>]) -> Vec<Outcome> {
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    through_milter::judged(Policy::default(), "a@example.org", &refs)
-        .await
-        .into_iter()
-        .map(|(o, _)| o)
-        .collect()
-}
-
-fn reply(o: &Outcome) -> String {
-    match o {
-        Outcome::Rejected { reply, .. } => reply.clone().unwrap_or_default(),
-        other => format!("{other:?}"),
-    }
+    through_milter::outcomes(Policy::default(), "a@example.org", messages).await
 }
 
 /// The two RFC 3156 parts only (`pgp_mime` puts `first` before them).

@@ -149,7 +149,9 @@ fn make_corpus() -> Gpg {
     corpus
 }
 
-fn run(home: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+/// gpg in `home` with `input` on stdin, no passphrase; its stdout (a
+/// failure fails the test).
+pub fn run(home: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut child = Command::new("gpg")
         .args([
             "--batch",
@@ -1207,4 +1209,25 @@ pub fn smime_messages() -> Vec<(&'static str, Vec<u8>)> {
             )),
         ),
     ]
+}
+
+/// `tests/oracle/structure_readers.py` over every message file in `dir`:
+/// its stdout, a line per file (name, then Python's default policy's,
+/// Python's compat32's and GMime's view of the structure, tab-separated).
+pub fn structure_readers(dir: &Path) -> String {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/oracle/structure_readers.py"
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("/usr/bin/python3 with python3-gi and gir1.2-gmime-3.0");
+    assert!(
+        out.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

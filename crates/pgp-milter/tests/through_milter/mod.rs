@@ -48,3 +48,25 @@ pub async fn judged(
     c.quit().await.unwrap();
     out
 }
+
+/// Only the outcome of each message (see [`judged`]).
+pub async fn outcomes<M: AsRef<[u8]>>(
+    policy: Policy,
+    sender: &str,
+    messages: &[M],
+) -> Vec<Outcome> {
+    let refs: Vec<&[u8]> = messages.iter().map(AsRef::as_ref).collect();
+    judged(policy, sender, &refs)
+        .await
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect()
+}
+
+/// A refusal's reply text, or the outcome itself when it is not a refusal.
+pub fn reply(o: &Outcome) -> String {
+    match o {
+        Outcome::Rejected { reply, .. } => reply.clone().unwrap_or_default(),
+        other => format!("{other:?}"),
+    }
+}
