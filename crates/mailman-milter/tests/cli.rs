@@ -306,23 +306,12 @@ fn a_lists_file_syntax_error_is_one_line() {
 /// `listening on` line: with the packaged configuration ([server] listen =
 /// a unix socket) it used to say `listen = ["inet:127.0.0.1:8893"]`, the
 /// built-in default the daemon was not listening on.
-#[test]
-fn the_start_up_settings_line_does_not_name_a_socket_the_daemon_is_not_on() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("lists.toml"), "").unwrap();
-    let socket = dir.path().join("mm.sock");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "lists = \"lists.toml\"\n[server]\nlisten = \"unix:{}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let err_path = dir.path().join("err");
+/// What the daemon started with `args` logs (RUST_LOG=info) until it says
+/// it listens, exits, or 20 s pass; it is then killed.
+fn start_up_log(dir: &std::path::Path, args: &[&str]) -> String {
+    let err_path = dir.join("err");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
-        .args(["--config", config.to_str().unwrap()])
+        .args(args)
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -343,6 +332,24 @@ fn the_start_up_settings_line_does_not_name_a_socket_the_daemon_is_not_on() {
     };
     let _ = child.kill();
     let _ = child.wait();
+    log
+}
+
+#[test]
+fn the_start_up_settings_line_does_not_name_a_socket_the_daemon_is_not_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lists.toml"), "").unwrap();
+    let socket = dir.path().join("mm.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "lists = \"lists.toml\"\n[server]\nlisten = \"unix:{}\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = start_up_log(dir.path(), &["--config", config.to_str().unwrap()]);
     assert!(
         log.contains(&format!("listening on unix:{}", socket.display())),
         "{log}"
@@ -438,31 +445,17 @@ fn the_start_up_log_names_where_an_unreadable_lists_file_was_given() {
     let socket = dir.path().join("mm.sock");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "lists = \"gone.toml\"\n").unwrap();
-    let err_path = dir.path().join("err");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailman-milter"))
-        .args(["--config", config.to_str().unwrap()])
-        .args(["--listen", &format!("unix:{}", socket.display())])
-        .args(["--log-format", "json"])
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    // Bounded: 20 s for the daemon to say it listens.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let log = loop {
-        let log = std::fs::read_to_string(&err_path).unwrap_or_default();
-        if log.contains("listening on") || std::time::Instant::now() > deadline {
-            break log;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break std::fs::read_to_string(&err_path).unwrap_or_default();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    let log = start_up_log(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("unix:{}", socket.display()),
+            "--log-format",
+            "json",
+        ],
+    );
     let line = log
         .lines()
         .find(|l| l.contains("cannot read the lists file"))
