@@ -9,8 +9,26 @@ use std::time::Duration;
 
 use minimilter::{
     ClientConfig, Ctx, Envelope, MessageSpec, Milter, MilterClient, Outcome, Requirements, Server,
-    ServerConfig, Shutdown, SmtpReply, Step, StepResult, Steps, Verdict, run_message,
+    ServerConfig, Shutdown, SmtpReply, Step, StepResult, Steps, Transcript, Verdict, run_message,
 };
+
+/// One default message through `milter` served with `cfg` over an
+/// in-memory pipe, as our MTA-side client plays it (bounded: 20 s).
+async fn one_message<M: Milter>(milter: M, cfg: ServerConfig) -> Transcript {
+    let server = Server::new(milter, cfg);
+    let (mta, milter_end) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move { server.serve_stream(milter_end, Shutdown::new()).await });
+    let mut client = MilterClient::negotiate(Box::new(mta), ClientConfig::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        run_message(&mut client, &MessageSpec::default()),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
 
 struct Mismatch;
 
@@ -57,21 +75,7 @@ fn a_reject_with_a_4xx_text_sends_the_default_reject_and_warns() {
         .enable_all()
         .build()
         .unwrap();
-    let t = rt.block_on(async {
-        let server = Server::new(Mismatch, ServerConfig::default());
-        let (mta, milter_end) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move { server.serve_stream(milter_end, Shutdown::new()).await });
-        let mut client = MilterClient::negotiate(Box::new(mta), ClientConfig::default())
-            .await
-            .unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            run_message(&mut client, &MessageSpec::default()),
-        )
-        .await
-        .unwrap()
-        .unwrap()
-    });
+    let t = rt.block_on(one_message(Mismatch, ServerConfig::default()));
     assert_eq!(
         t.outcome,
         Outcome::Rejected {
@@ -112,25 +116,11 @@ fn a_zero_progress_interval_does_not_flood_the_mta() {
         .enable_all()
         .build()
         .unwrap();
-    let t = rt.block_on(async {
-        let cfg = ServerConfig {
-            progress_interval: Duration::ZERO,
-            ..ServerConfig::default()
-        };
-        let server = Server::new(SlowEnd, cfg);
-        let (mta, milter_end) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move { server.serve_stream(milter_end, Shutdown::new()).await });
-        let mut client = MilterClient::negotiate(Box::new(mta), ClientConfig::default())
-            .await
-            .unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            run_message(&mut client, &MessageSpec::default()),
-        )
-        .await
-        .unwrap()
-        .unwrap()
-    });
+    let cfg = ServerConfig {
+        progress_interval: Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let t = rt.block_on(one_message(SlowEnd, cfg));
     assert_eq!(t.outcome, Outcome::Accepted);
     let eom = &t.steps.last().unwrap().outcome;
     assert_eq!(eom.step, Step::EndOfMessage);
